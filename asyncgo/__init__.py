@@ -1,0 +1,51 @@
+"""asyncgo: Go's concurrency model for async Python, on asyncio, uvloop and trio.
+
+Channels and ``select``; see the documentation for the full tour.
+"""
+
+from __future__ import annotations
+
+from ._chan import Chan as Chan
+from ._chan import RecvChan as RecvChan
+from ._chan import SendChan as SendChan
+from ._exceptions import Canceled as Canceled
+from ._exceptions import ChanClosed as ChanClosed
+from ._exceptions import DeadlineExceeded as DeadlineExceeded
+from ._exceptions import Deadlock as Deadlock
+from ._exceptions import WouldBlock as WouldBlock
+from ._select import Case as Case
+from ._select import Selected as Selected
+from ._select import recv as recv
+from ._select import select as select
+from ._select import send as send
+from ._version import __version__ as __version__
+
+__all__ = [
+    "Canceled",
+    "Case",
+    "Chan",
+    "ChanClosed",
+    "DeadlineExceeded",
+    "Deadlock",
+    "RecvChan",
+    "Selected",
+    "SendChan",
+    "WouldBlock",
+    "recv",
+    "select",
+    "send",
+]
+
+
+def _fixup_module_metadata() -> None:
+    # Tracebacks, reprs and pickles say asyncgo.Chan, not asyncgo._chan.Chan (trio, httpx).
+    for name in __all__:
+        obj = globals()[name]
+        if getattr(obj, "__module__", "").startswith("asyncgo."):
+            try:
+                obj.__module__ = __name__
+            except (AttributeError, TypeError):  # pragma: no cover
+                pass
+
+
+_fixup_module_metadata()

@@ -1,0 +1,84 @@
+"""asyncio (and uvloop) implementation of the park/wake interface."""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio import CancelledError, Future, current_task
+from typing import Any
+
+from ._waiter import Waiter
+
+try:  # anyio's per-task cancel-scope state, read without a scheduler round trip
+    from anyio._backends._asyncio import _task_states
+
+    anyio_states_get: Any = _task_states.data.get
+except Exception:  # pragma: no cover - anyio changed its internals
+    anyio_states_get = None
+
+__all__ = ["AsyncioWaiter", "anyio_states_get", "checkpoint", "current_tasks_get"]
+
+
+class AsyncioWaiter(Waiter):
+    """A waiter parked on an asyncio future.
+
+    The future is the claim token: a waiter is alive while its future is not
+    done. A cancelled task's future is cancelled synchronously by
+    ``Task.cancel()``, so a claim can never race a cancellation.
+    """
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: Future[None]) -> None:
+        self.index = -1
+        self.value = None
+        self.ok = False
+        self.fut = fut
+
+    def alive(self) -> bool:
+        return not self.fut.done()
+
+    def wake(self, index: int, value: object, ok: bool) -> bool:
+        fut = self.fut
+        if fut.done():
+            return False
+        self.index = index
+        self.value = value
+        self.ok = ok
+        fut.set_result(None)
+        return True
+
+    async def park(self) -> None:
+        fut = self.fut
+        try:
+            await fut
+        except CancelledError as exc:
+            if fut.cancelled():
+                raise
+            # Claimed first, cancelled after (Task.cancel() between set_result and
+            # the task resuming): the operation has completed, so report it and
+            # deliver the cancellation at the next checkpoint instead, as trio
+            # does. uncancel() + cancel() keeps the task's cancel count unchanged
+            # for asyncio.timeout() and anyio's scopes.
+            task = current_task()
+            if task is not None:
+                task.uncancel()
+                task.cancel(*exc.args[:1])
+
+    def loop(self) -> object:
+        return self.fut.get_loop()
+
+
+try:  # asyncio's {loop: running task}; asyncio.current_task() costs a getpid() on 3.11
+    from asyncio.tasks import _current_tasks
+
+    current_tasks_get: Any = _current_tasks.get
+except ImportError:  # pragma: no cover - Python >= 3.14 keeps it elsewhere
+
+    def current_tasks_get(loop: object) -> Any:
+        if loop is None or loop is not asyncio._get_running_loop():
+            return None
+        return current_task()
+
+
+async def checkpoint() -> None:
+    await asyncio.sleep(0)

@@ -1,0 +1,90 @@
+"""trio implementation of the park/wake interface (imported only under trio)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import trio
+from trio.lowlevel import (
+    Abort,
+    Task,
+    current_task,
+    current_trio_token,
+    reschedule,
+    wait_task_rescheduled,
+)
+
+from ._waiter import Waiter
+
+__all__ = ["TrioWaiter", "cancel_pending", "checkpoint", "loop_token", "make_waiter"]
+
+
+class TrioWaiter(Waiter):
+    """A waiter parked with ``wait_task_rescheduled``.
+
+    trio makes claim and abort mutually exclusive: once rescheduled, the task
+    cannot be aborted, and once aborted it is never rescheduled.
+    """
+
+    __slots__ = ("dead", "task")
+
+    def __init__(self, task: Task) -> None:
+        self.index = -1
+        self.value = None
+        self.ok = False
+        self.task = task
+        self.dead = False
+
+    def alive(self) -> bool:
+        return not self.dead
+
+    def wake(self, index: int, value: object, ok: bool) -> bool:
+        if self.dead:
+            return False
+        self.dead = True
+        self.index = index
+        self.value = value
+        self.ok = ok
+        reschedule(self.task)
+        return True
+
+    def _abort(self, raise_cancel: Any) -> Abort:
+        self.dead = True
+        return Abort.SUCCEEDED
+
+    async def park(self) -> None:
+        await wait_task_rescheduled(self._abort)
+
+    def loop(self) -> object:
+        return current_trio_token()
+
+
+def make_waiter() -> TrioWaiter:
+    try:
+        task = current_task()
+    except RuntimeError:
+        raise RuntimeError(
+            "asyncgo: no running event loop (call this from asyncio, uvloop or trio code)"
+        ) from None
+    return TrioWaiter(task)
+
+
+def loop_token() -> object:
+    try:
+        return current_trio_token()
+    except RuntimeError:
+        raise RuntimeError(
+            "asyncgo: no running event loop (call this from asyncio, uvloop or trio code)"
+        ) from None
+
+
+def cancel_pending() -> bool:
+    """Whether the current task would be cancelled at its next checkpoint."""
+    try:
+        return current_task()._cancel_status.effectively_cancelled  # type: ignore[no-any-return]
+    except AttributeError:  # pragma: no cover - trio changed its internals
+        return trio.current_effective_deadline() == -math.inf
+
+
+checkpoint = trio.lowlevel.checkpoint

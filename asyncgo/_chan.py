@@ -1,0 +1,570 @@
+"""Go channels: `Chan`, its directional views `SendChan` / `RecvChan`.
+
+A channel is a FIFO buffer (absent when unbuffered) plus two FIFO queues of
+parked operations, ``_recvq`` and ``_sendq``. Each queue entry is a tuple
+``(waiter, case_index, value)``: a plain ``send``/``recv`` is a waiter with one
+entry, a parked `select` is one waiter with an entry on every channel it waits
+on (Go's ``sudog``). Whoever completes a parked operation claims its waiter,
+which succeeds once; entries of a waiter that was claimed elsewhere or
+cancelled are dead and skipped (and compacted away, so queues do not grow).
+
+Invariants (single-threaded, so they hold between awaits):
+
+* a live receiver is parked only while the buffer is empty;
+* a live sender is parked only while the buffer is full;
+* an operation that returns has committed; one that raises has not.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar, final
+
+from ._backend import Waiter, checkpoint, make_waiter, must_checkpoint
+from ._exceptions import ChanClosed, WouldBlock
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+__all__ = ["Chan", "RecvChan", "SendChan"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+Entry = tuple[Waiter, int, object]
+
+
+class _Sentinel:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: _poll_recv() result: nothing to receive without waiting.
+EMPTY: object = _Sentinel("EMPTY")
+#: _poll_recv() / _park_recv() result: the channel is closed and drained.
+CLOSED: object = _Sentinel("CLOSED")
+
+# Compact a waiter queue once this many of its entries are dead and they are
+# at least half of it: amortised O(1) per cancelled or lost-the-race waiter.
+_COMPACT_MIN = 32
+
+
+def _no_truth(self: object) -> bool:
+    raise TypeError(
+        f"a {type(self).__name__} has no truth value; use `ch.closed` or `len(ch)` "
+        "(an empty channel is not a closed one)"
+    )
+
+
+class SendChan(Generic[T_contra]):
+    """The sending side of a channel. Go: ``chan<- T``.
+
+    `Chan` is a `SendChan`; ``ch.send_only()`` returns a view that can only
+    send and close, so a function given it cannot receive (a type error, and
+    an `AttributeError` at run time).
+    """
+
+    __slots__ = ()
+
+    async def send(self, value: T_contra) -> None:
+        """Send *value*, waiting while the channel is full (or, unbuffered, for a receiver)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def send_nowait(self, value: T_contra) -> None:
+        """Send *value* if that needs no waiting, else raise `WouldBlock`."""
+        raise NotImplementedError  # pragma: no cover
+
+    def close(self) -> None:
+        """Close the channel. Go: ``close(ch)``."""
+        raise NotImplementedError  # pragma: no cover
+
+    @property
+    def cap(self) -> int:
+        """The buffer capacity (0 when unbuffered). Go: ``cap(ch)``."""
+        raise NotImplementedError  # pragma: no cover
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has been called."""
+        raise NotImplementedError  # pragma: no cover
+
+    def __len__(self) -> int:
+        raise NotImplementedError  # pragma: no cover
+
+    __bool__ = _no_truth
+
+
+class RecvChan(Generic[T_co]):
+    """The receiving side of a channel. Go: ``<-chan T``.
+
+    `Chan` is a `RecvChan`; ``ch.recv_only()`` returns a view that can only
+    receive: it cannot send or close.
+    """
+
+    __slots__ = ()
+
+    async def recv(self) -> T_co:
+        """Receive the next item, waiting until one is available."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def recv_ok(self) -> tuple[T_co, Literal[True]] | tuple[None, Literal[False]]:
+        """Receive ``(item, True)``, or ``(None, False)`` once closed and drained."""
+        raise NotImplementedError  # pragma: no cover
+
+    def recv_nowait(self) -> T_co:
+        """Receive an item if one is ready, else raise `WouldBlock`."""
+        raise NotImplementedError  # pragma: no cover
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> T_co:
+        raise NotImplementedError  # pragma: no cover
+
+    @property
+    def cap(self) -> int:
+        """The buffer capacity (0 when unbuffered). Go: ``cap(ch)``."""
+        raise NotImplementedError  # pragma: no cover
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has been called."""
+        raise NotImplementedError  # pragma: no cover
+
+    def __len__(self) -> int:
+        raise NotImplementedError  # pragma: no cover
+
+    __bool__ = _no_truth
+
+
+@final
+class Chan(SendChan[T], RecvChan[T]):
+    """A Go channel: ``Chan[int]()`` is unbuffered, ``Chan[int](100)`` buffered.
+
+    Go semantics: an unbuffered send completes only when a receiver has taken
+    the value (rendezvous); a buffered send waits only while the buffer is
+    full. After ``close()``, buffered items stay receivable, blocked senders get
+    `ChanClosed`, and blocked receivers wake (``recv()`` raises `ChanClosed`,
+    ``recv_ok()`` returns ``(None, False)``, ``async for`` ends). Waiting senders
+    and receivers are served first come, first served.
+
+    Every blocking method is a cancel point: if it is cancelled, it has not
+    delivered or taken anything. It yields to the scheduler only when it has to
+    wait (or, every few dozen back-to-back operations, so a tight loop cannot
+    starve other tasks).
+
+    A channel is bound to the event loop on which it first waits; waiting on it
+    from another loop raises `RuntimeError`. Go: ``make(chan T, n)``.
+
+    Example:
+        ```python
+        ch = Chan[int](10)
+        await ch.send(1)
+        ch.close()
+        assert [v async for v in ch] == [1]
+        ```
+    """
+
+    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_loop", "_rdead", "_recvq",
+                 "_rt", "_sdead", "_sendq")
+
+    def __init__(self, cap: int = 0) -> None:
+        """Make a channel with a buffer of *cap* items (0: unbuffered).
+
+        Raises:
+            TypeError: *cap* is not an int.
+            ValueError: *cap* is negative.
+        """
+        if type(cap) is not int:
+            if not isinstance(cap, int) or isinstance(cap, bool):
+                raise TypeError(f"makechan: capacity must be an int, not {type(cap).__name__}")
+            cap = int(cap)
+        if cap < 0:
+            raise ValueError(f"makechan: size out of range (capacity {cap} is negative)")
+        self._cap = cap
+        self._buf: deque[T] | None = deque() if cap else None
+        self._closed = False
+        self._recvq: deque[Entry] | None = None
+        self._sendq: deque[Entry] | None = None
+        self._rdead = 0
+        self._sdead = 0
+        self._loop: object = None  # the event loop this channel is bound to
+        self._rt: object = None  # hint: the runtime it was last used on (see must_checkpoint)
+
+    # -- introspection ---------------------------------------------------------
+
+    @property
+    def cap(self) -> int:
+        """The buffer capacity (0 when unbuffered). Go: ``cap(ch)``."""
+        return self._cap
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has been called (items may still be buffered)."""
+        return self._closed
+
+    def __len__(self) -> int:
+        """The number of buffered items. Go: ``len(ch)``."""
+        buf = self._buf
+        return len(buf) if buf is not None else 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Chan cap={self._cap} len={len(self)} {state} at {id(self):#x}>"
+
+    def send_only(self) -> SendChan[T]:
+        """A view of this channel that can only send and close. Go: ``chan<- T``."""
+        return _SendView(self)
+
+    def recv_only(self) -> RecvChan[T]:
+        """A view of this channel that can only receive. Go: ``<-chan T``."""
+        return _RecvView(self)
+
+    # -- the waiter queues -----------------------------------------------------
+
+    def _bind(self, w: Waiter) -> None:
+        loop = w.loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                f"{self!r} is bound to the event loop it first waited on ({self._loop!r}) "
+                f"and cannot be waited on from another one ({loop!r}); a channel belongs to "
+                "one event loop"
+            )
+
+    def _forget(self, entry: Entry, recv: bool) -> None:
+        """Note that *entry* (in the recv or send queue) is dead: cancelled or claimed elsewhere."""
+        q = self._recvq if recv else self._sendq
+        if not q:
+            return
+        if q[-1] is entry:
+            q.pop()
+            return
+        if recv:
+            self._rdead += 1
+            dead = self._rdead
+        else:
+            self._sdead += 1
+            dead = self._sdead
+        if dead >= _COMPACT_MIN and 2 * dead >= len(q):
+            live = deque(e for e in q if e[0].alive())
+            if recv:
+                self._recvq = live
+                self._rdead = 0
+            else:
+                self._sendq = live
+                self._sdead = 0
+
+    # -- polling: commit at once or report why not (no awaits) -------------------
+
+    def _recv_ready(self) -> bool:
+        if self._buf or self._closed:
+            return True
+        q = self._sendq
+        while q:
+            if q[0][0].alive():
+                return True
+            q.popleft()
+        return False
+
+    def _send_ready(self) -> bool:
+        """True if a send would complete at once, or raise because the channel is closed."""
+        if self._closed:
+            return True
+        q = self._recvq
+        while q:
+            if q[0][0].alive():
+                return True
+            q.popleft()
+        buf = self._buf
+        return buf is not None and len(buf) < self._cap
+
+    def _poll_recv(self) -> object:
+        """Receive without waiting: the item, `EMPTY`, or `CLOSED` (closed and drained)."""
+        buf = self._buf
+        if buf:
+            value = buf.popleft()
+            q = self._sendq
+            # A sender parks only on a full buffer: refill the slot just freed.
+            while q:
+                w, i, v = q.popleft()
+                if w.wake(i, None, True):
+                    buf.append(v)  # type: ignore[arg-type]
+                    break
+            return value
+        q = self._sendq
+        while q:
+            w, i, v = q.popleft()
+            if w.wake(i, None, True):
+                return v
+        return CLOSED if self._closed else EMPTY
+
+    def _poll_send(self, value: object) -> bool:
+        """Send without waiting: True if done, False if it would block."""
+        if self._closed:
+            raise ChanClosed("send on closed channel")
+        q = self._recvq
+        while q:
+            # A receiver parks only on an empty buffer: hand the value over.
+            w, i, _ = q.popleft()
+            if w.wake(i, value, True):
+                return True
+        buf = self._buf
+        if buf is not None and len(buf) < self._cap:
+            buf.append(value)  # type: ignore[arg-type]
+            return True
+        return False
+
+    async def _park_recv(self) -> object:
+        w = make_waiter(self._rt)
+        self._bind(w)
+        entry: Entry = (w, 0, None)
+        q = self._recvq
+        if q is None:
+            q = self._recvq = deque()
+        q.append(entry)
+        try:
+            await w.park()
+        except BaseException:
+            self._forget(entry, True)
+            raise
+        return w.value if w.ok else CLOSED
+
+    async def _park_send(self, value: object) -> None:
+        w = make_waiter(self._rt)
+        self._bind(w)
+        entry: Entry = (w, 0, value)
+        q = self._sendq
+        if q is None:
+            q = self._sendq = deque()
+        q.append(entry)
+        try:
+            await w.park()
+        except BaseException:
+            self._forget(entry, False)
+            raise
+        if not w.ok:
+            raise ChanClosed("send on closed channel")
+
+    # -- public operations -----------------------------------------------------
+
+    async def send(self, value: T) -> None:
+        """Send *value*, waiting while the channel is full (unbuffered: until received).
+
+        Cancellation: if cancelled, nothing was delivered. Checkpoint: always a
+        cancel point; yields to the scheduler only when it must wait.
+        Go: ``ch <- v``
+
+        Raises:
+            ChanClosed: The channel is closed, or is closed while waiting.
+        """
+        if must_checkpoint(self):
+            await checkpoint()
+        if not self._recvq and not self._closed:  # inlined common case: room in the buffer
+            buf = self._buf
+            if buf is not None and len(buf) < self._cap:
+                buf.append(value)
+                return
+        if not self._poll_send(value):
+            await self._park_send(value)
+
+    def send_nowait(self, value: T) -> None:
+        """Send *value* if it can be done without waiting.
+
+        An unbuffered channel accepts it only if a receiver is waiting.
+        Go: ``select { case ch <- v: default: }``
+
+        Raises:
+            WouldBlock: The buffer is full (unbuffered: no receiver is waiting).
+            ChanClosed: The channel is closed.
+        """
+        if not self._poll_send(value):
+            raise WouldBlock("send would block: the channel is full")
+
+    async def recv(self) -> T:
+        """Receive the next item, waiting until one is available.
+
+        Items sent before `close()` are still delivered; once the channel is
+        closed and drained, raises `ChanClosed`. Receivers are served in FIFO
+        order. Cancellation: if cancelled, no item was taken. Checkpoint: always
+        a cancel point; yields to the scheduler only when it must wait.
+        Go: ``v := <-ch``
+
+        Raises:
+            ChanClosed: The channel is closed and its buffer is empty.
+        """
+        if must_checkpoint(self):
+            await checkpoint()
+        buf = self._buf
+        if buf and not self._sendq:  # inlined common case: an item in the buffer
+            return buf.popleft()
+        v = self._poll_recv()
+        if v is EMPTY:
+            v = await self._park_recv()
+        if v is CLOSED:
+            raise ChanClosed("recv on closed channel")
+        return v  # type: ignore[return-value]
+
+    async def recv_ok(self) -> tuple[T, Literal[True]] | tuple[None, Literal[False]]:
+        """Receive ``(item, True)``; ``(None, False)`` once closed and drained.
+
+        Same waiting and cancellation rules as `recv`. Go: ``v, ok := <-ch``
+        """
+        if must_checkpoint(self):
+            await checkpoint()
+        buf = self._buf
+        if buf and not self._sendq:  # inlined common case: an item in the buffer
+            return buf.popleft(), True
+        v = self._poll_recv()
+        if v is EMPTY:
+            v = await self._park_recv()
+        if v is CLOSED:
+            return None, False
+        return v, True  # type: ignore[return-value]
+
+    def recv_nowait(self) -> T:
+        """Receive an item if one is ready without waiting.
+
+        Go: ``select { case v := <-ch: default: }``
+
+        Raises:
+            WouldBlock: Nothing to receive (unbuffered: no sender is waiting).
+            ChanClosed: The channel is closed and drained.
+        """
+        v = self._poll_recv()
+        if v is EMPTY:
+            raise WouldBlock("recv would block: the channel is empty")
+        if v is CLOSED:
+            raise ChanClosed("recv on closed channel")
+        return v  # type: ignore[return-value]
+
+    async def __anext__(self) -> T:
+        """``async for v in ch`` receives until the channel is closed and drained."""
+        if must_checkpoint(self):
+            await checkpoint()
+        buf = self._buf
+        if buf and not self._sendq:  # inlined common case: an item in the buffer
+            return buf.popleft()
+        v = self._poll_recv()
+        if v is EMPTY:
+            v = await self._park_recv()
+        if v is CLOSED:
+            raise StopAsyncIteration
+        return v  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Close the channel: no more sends; buffered items stay receivable.
+
+        Parked receivers wake seeing the channel closed (once the buffer is
+        empty, which it is when they are parked); parked senders raise
+        `ChanClosed`. Go: ``close(ch)``
+
+        Raises:
+            ChanClosed: The channel was already closed.
+        """
+        if self._closed:
+            raise ChanClosed("close of closed channel")
+        self._closed = True
+        rq, sq = self._recvq, self._sendq
+        self._recvq = self._sendq = None
+        self._rdead = self._sdead = 0
+        if rq:
+            for w, i, _ in rq:
+                w.wake(i, None, False)
+        if sq:
+            for w, i, _ in sq:
+                w.wake(i, None, False)
+
+
+_RECV_ONLY = frozenset({"recv", "recv_ok", "recv_nowait", "__anext__", "__aiter__"})
+_SEND_ONLY = frozenset({"send", "send_nowait", "close"})
+
+
+@final
+class _SendView(SendChan[T]):
+    """A send-only view of a `Chan`."""
+
+    __slots__ = ("_ch", "close", "send", "send_nowait")
+
+    def __init__(self, ch: Chan[T]) -> None:
+        self._ch = ch
+        # Bound methods stored on the view: no extra call layer on the hot path.
+        self.send = ch.send  # type: ignore[method-assign]
+        self.send_nowait = ch.send_nowait  # type: ignore[method-assign]
+        self.close = ch.close  # type: ignore[method-assign]
+
+    @property
+    def cap(self) -> int:
+        return self._ch._cap
+
+    @property
+    def closed(self) -> bool:
+        return self._ch._closed
+
+    def __len__(self) -> int:
+        return len(self._ch)
+
+    def __repr__(self) -> str:
+        return f"<SendChan view of {self._ch!r}>"
+
+    def __getattr__(self, name: str) -> object:
+        if name in _RECV_ONLY:
+            raise AttributeError(
+                f"cannot {name.strip('_')} on a send-only channel (SendChan): "
+                "receive from the Chan itself or its recv_only() view"
+            )
+        raise AttributeError(f"'SendChan' object has no attribute {name!r}")
+
+
+@final
+class _RecvView(RecvChan[T]):
+    """A receive-only view of a `Chan`."""
+
+    __slots__ = ("_ch", "recv", "recv_nowait", "recv_ok")
+
+    def __init__(self, ch: Chan[T]) -> None:
+        self._ch = ch
+        self.recv = ch.recv  # type: ignore[method-assign]
+        self.recv_ok = ch.recv_ok  # type: ignore[method-assign]
+        self.recv_nowait = ch.recv_nowait  # type: ignore[method-assign]
+
+    def __anext__(self) -> object:  # type: ignore[override]
+        return self._ch.__anext__()
+
+    @property
+    def cap(self) -> int:
+        return self._ch._cap
+
+    @property
+    def closed(self) -> bool:
+        return self._ch._closed
+
+    def __len__(self) -> int:
+        return len(self._ch)
+
+    def __repr__(self) -> str:
+        return f"<RecvChan view of {self._ch!r}>"
+
+    def __getattr__(self, name: str) -> object:
+        if name in _SEND_ONLY:
+            raise AttributeError(
+                f"cannot {name} on a receive-only channel (RecvChan): "
+                "only the sending side may send or close"
+            )
+        raise AttributeError(f"'RecvChan' object has no attribute {name!r}")
+
+
+def chan_of(c: object) -> Chan[object]:
+    """The `Chan` behind a channel or a view of one."""
+    if type(c) is Chan:
+        return c
+    if isinstance(c, (_SendView, _RecvView)):
+        return c._ch  # type: ignore[no-any-return]
+    raise TypeError(f"expected a Chan, SendChan or RecvChan (or None), not {type(c).__name__}")
