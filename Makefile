@@ -1,0 +1,40 @@
+# asyncgo developer commands. On a fresh machine with only Python 3.11+:
+#   make demo   -- virtualenv, install, run the showcase on asyncio, uvloop and trio
+#   make test   -- virtualenv, install, ruff + mypy --strict + pytest on all backends
+#                  (and the suite again on Python 3.13 when one is installed)
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest test313 bench docs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/showcase.py --backend all
+
+lint: $(STAMP)
+	$(PY) -m ruff check asyncgo tests benchmarks examples
+	$(PY) -m ruff format --check asyncgo
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test: lint typecheck pytest test313
+
+test313:
+	@bash .ci/py313.sh
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .venv313 .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Placeholder showcase; replaced below."""
