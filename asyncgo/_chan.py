@@ -24,7 +24,7 @@ from ._backend import Waiter, checkpoint, make_waiter, must_checkpoint
 from ._exceptions import ChanClosed, WouldBlock
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = ["Chan", "RecvChan", "SendChan"]
 
@@ -171,8 +171,18 @@ class Chan(SendChan[T], RecvChan[T]):
         ```
     """
 
-    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_loop", "_rdead", "_recvq",
-                 "_rt", "_sdead", "_sendq")
+    __slots__ = (
+        "__weakref__",
+        "_buf",
+        "_cap",
+        "_closed",
+        "_loop",
+        "_rdead",
+        "_recvq",
+        "_rt",
+        "_sdead",
+        "_sendq",
+    )
 
     def __init__(self, cap: int = 0) -> None:
         """Make a channel with a buffer of *cap* items (0: unbuffered).
@@ -323,8 +333,10 @@ class Chan(SendChan[T], RecvChan[T]):
         return False
 
     async def _park_recv(self) -> object:
-        w = make_waiter(self._rt)
-        self._bind(w)
+        rt = self._rt
+        w = make_waiter(rt)
+        if rt is not self._loop:
+            self._bind(w)
         entry: Entry = (w, 0, None)
         q = self._recvq
         if q is None:
@@ -332,14 +344,17 @@ class Chan(SendChan[T], RecvChan[T]):
         q.append(entry)
         try:
             await w.park()
-        except BaseException:
-            self._forget(entry, True)
-            raise
+        except BaseException as exc:
+            if not w.rescue(exc):
+                self._forget(entry, True)
+                raise
         return w.value if w.ok else CLOSED
 
     async def _park_send(self, value: object) -> None:
-        w = make_waiter(self._rt)
-        self._bind(w)
+        rt = self._rt
+        w = make_waiter(rt)
+        if rt is not self._loop:
+            self._bind(w)
         entry: Entry = (w, 0, value)
         q = self._sendq
         if q is None:
@@ -347,9 +362,10 @@ class Chan(SendChan[T], RecvChan[T]):
         q.append(entry)
         try:
             await w.park()
-        except BaseException:
-            self._forget(entry, False)
-            raise
+        except BaseException as exc:
+            if not w.rescue(exc):
+                self._forget(entry, False)
+                raise
         if not w.ok:
             raise ChanClosed("send on closed channel")
 
@@ -367,10 +383,20 @@ class Chan(SendChan[T], RecvChan[T]):
         """
         if must_checkpoint(self):
             await checkpoint()
-        if not self._recvq and not self._closed:  # inlined common case: room in the buffer
-            buf = self._buf
-            if buf is not None and len(buf) < self._cap:
-                buf.append(value)
+        # The common cases inlined (the hot path of every pipeline); the rest,
+        # including dead waiters and a closed channel, goes through _poll_send.
+        if not self._closed:
+            q = self._recvq
+            if q:
+                w, i, _ = q.popleft()
+                if w.wake(i, value, True):
+                    return
+            else:
+                buf = self._buf
+                if buf is not None and len(buf) < self._cap:
+                    buf.append(value)
+                else:
+                    await self._park_send(value)
                 return
         if not self._poll_send(value):
             await self._park_send(value)
@@ -402,11 +428,16 @@ class Chan(SendChan[T], RecvChan[T]):
         """
         if must_checkpoint(self):
             await checkpoint()
-        buf = self._buf
-        if buf and not self._sendq:  # inlined common case: an item in the buffer
-            return buf.popleft()
-        v = self._poll_recv()
-        if v is EMPTY:
+        # Inlined: an item in the buffer, or nothing at all (park at once).
+        if self._sendq:
+            v = self._poll_recv()
+            if v is EMPTY:
+                v = await self._park_recv()
+        elif self._buf:
+            return self._buf.popleft()
+        elif self._closed:
+            v = CLOSED
+        else:
             v = await self._park_recv()
         if v is CLOSED:
             raise ChanClosed("recv on closed channel")
@@ -419,11 +450,16 @@ class Chan(SendChan[T], RecvChan[T]):
         """
         if must_checkpoint(self):
             await checkpoint()
-        buf = self._buf
-        if buf and not self._sendq:  # inlined common case: an item in the buffer
-            return buf.popleft(), True
-        v = self._poll_recv()
-        if v is EMPTY:
+        # Inlined: an item in the buffer, or nothing at all (park at once).
+        if self._sendq:
+            v = self._poll_recv()
+            if v is EMPTY:
+                v = await self._park_recv()
+        elif self._buf:
+            return self._buf.popleft(), True
+        elif self._closed:
+            v = CLOSED
+        else:
             v = await self._park_recv()
         if v is CLOSED:
             return None, False
@@ -449,11 +485,16 @@ class Chan(SendChan[T], RecvChan[T]):
         """``async for v in ch`` receives until the channel is closed and drained."""
         if must_checkpoint(self):
             await checkpoint()
-        buf = self._buf
-        if buf and not self._sendq:  # inlined common case: an item in the buffer
-            return buf.popleft()
-        v = self._poll_recv()
-        if v is EMPTY:
+        # Inlined: an item in the buffer, or nothing at all (park at once).
+        if self._sendq:
+            v = self._poll_recv()
+            if v is EMPTY:
+                v = await self._park_recv()
+        elif self._buf:
+            return self._buf.popleft()
+        elif self._closed:
+            v = CLOSED
+        else:
             v = await self._park_recv()
         if v is CLOSED:
             raise StopAsyncIteration
@@ -566,5 +607,5 @@ def chan_of(c: object) -> Chan[object]:
     if type(c) is Chan:
         return c
     if isinstance(c, (_SendView, _RecvView)):
-        return c._ch  # type: ignore[no-any-return]
+        return c._ch
     raise TypeError(f"expected a Chan, SendChan or RecvChan (or None), not {type(c).__name__}")

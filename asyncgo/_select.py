@@ -73,7 +73,7 @@ class Selected(NamedTuple, Generic[T]):
             because its channel is closed and drained, or for the default.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, as the contract names it
     value: T | None
     ok: bool
 
@@ -84,9 +84,7 @@ _new_selected = tuple.__new__
 @overload
 async def select(c1: Case[T1], /, *, default: bool = ...) -> Selected[T1]: ...
 @overload
-async def select(
-    c1: Case[T1], c2: Case[T2], /, *, default: bool = ...
-) -> Selected[T1 | T2]: ...
+async def select(c1: Case[T1], c2: Case[T2], /, *, default: bool = ...) -> Selected[T1 | T2]: ...
 @overload
 async def select(
     c1: Case[T1], c2: Case[T2], c3: Case[T3], /, *, default: bool = ...
@@ -99,7 +97,7 @@ async def select(
 async def select(*cases: Case[T], default: bool = ...) -> Selected[T]: ...
 
 
-async def select(*cases: Case[object], default: bool = False) -> Selected[object]:
+async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
     """Wait until one of *cases* can proceed, and commit exactly that one.
 
     When several cases are ready, one is chosen uniformly at random. With
@@ -133,7 +131,8 @@ async def select(*cases: Case[object], default: bool = False) -> Selected[object
     for i, c in enumerate(cases):
         if type(c) is not Case:
             raise TypeError(
-                f"select() case {i} is {c!r}: build cases with asyncgo.recv(ch) or asyncgo.send(ch, v)"
+                f"select() case {i} is {c!r}: "
+                "build cases with asyncgo.recv(ch) or asyncgo.send(ch, v)"
             )
         ch = c.chan
         if ch is None:
@@ -153,13 +152,13 @@ async def select(*cases: Case[object], default: bool = False) -> Selected[object
         assert ch is not None
         if c.is_send:
             ch._poll_send(c.value)  # ready: commits, or raises ChanClosed
-            return _new_selected(Selected, (first, None, True))  # type: ignore[return-value]
+            return _new_selected(Selected, (first, None, True))
         v = ch._poll_recv()
         if v is CLOSED:
-            return _new_selected(Selected, (first, None, False))  # type: ignore[return-value]
-        return _new_selected(Selected, (first, v, True))  # type: ignore[return-value]
+            return _new_selected(Selected, (first, None, False))
+        return _new_selected(Selected, (first, v, True))
     if default:
-        return _new_selected(Selected, (-1, None, False))  # type: ignore[return-value]
+        return _new_selected(Selected, (-1, None, False))
     if not any(c.chan is not None for c in cases):
         await sleep_forever()  # Go: a select on nil channels only blocks forever
 
@@ -172,7 +171,8 @@ async def select(*cases: Case[object], default: bool = False) -> Selected[object
             if ch is None:
                 entries.append(None)
                 continue
-            ch._bind(w)
+            if ch._loop is not holder._rt:
+                ch._bind(w)
             entry: Entry = (w, i, c.value)
             if c.is_send:
                 q = ch._sendq
@@ -185,9 +185,10 @@ async def select(*cases: Case[object], default: bool = False) -> Selected[object
             q.append(entry)
             entries.append(entry)
         await w.park()
-    except BaseException:
-        _forget_all(cases, entries, -1)
-        raise
+    except BaseException as exc:
+        if not w.rescue(exc):
+            _forget_all(cases, entries, -1)
+            raise
     # Pass 3: the other entries lost; the claimed one was already dequeued.
     index = w.index
     _forget_all(cases, entries, index)
@@ -195,8 +196,8 @@ async def select(*cases: Case[object], default: bool = False) -> Selected[object
     if c.is_send:
         if not w.ok:
             raise ChanClosed("send on closed channel")
-        return _new_selected(Selected, (index, None, True))  # type: ignore[return-value]
-    return _new_selected(Selected, (index, w.value, w.ok))  # type: ignore[return-value]
+        return _new_selected(Selected, (index, None, True))
+    return _new_selected(Selected, (index, w.value, w.ok))
 
 
 class _NoChan:

@@ -66,7 +66,7 @@ __all__ = [
 #: How many operations may complete on the fast path, back to back, before one
 #: of them yields to the scheduler anyway. Bounds how long a tight producer or
 #: consumer loop can keep other tasks from running (test_chan.py::test_no_starvation).
-BUDGET = 64
+BUDGET = 256
 
 _budget = BUDGET
 

@@ -11,7 +11,7 @@ from ._waiter import Waiter
 try:  # anyio's per-task cancel-scope state, read without a scheduler round trip
     from anyio._backends._asyncio import _task_states
 
-    anyio_states_get: Any = _task_states.data.get
+    anyio_states_get: Any = _task_states.data.get  # type: ignore[attr-defined]
 except Exception:  # pragma: no cover - anyio changed its internals
     anyio_states_get = None
 
@@ -29,9 +29,6 @@ class AsyncioWaiter(Waiter):
     __slots__ = ("fut",)
 
     def __init__(self, fut: Future[None]) -> None:
-        self.index = -1
-        self.value = None
-        self.ok = False
         self.fut = fut
 
     def alive(self) -> bool:
@@ -47,29 +44,31 @@ class AsyncioWaiter(Waiter):
         fut.set_result(None)
         return True
 
-    async def park(self) -> None:
+    def park(self) -> Future[None]:
+        return self.fut  # awaited directly: no coroutine layer on the hot path
+
+    def rescue(self, exc: BaseException) -> bool:
         fut = self.fut
-        try:
-            await fut
-        except CancelledError as exc:
-            if fut.cancelled():
-                raise
-            # Claimed first, cancelled after (Task.cancel() between set_result and
-            # the task resuming): the operation has completed, so report it and
-            # deliver the cancellation at the next checkpoint instead, as trio
-            # does. uncancel() + cancel() keeps the task's cancel count unchanged
-            # for asyncio.timeout() and anyio's scopes.
-            task = current_task()
-            if task is not None:
-                task.uncancel()
-                task.cancel(*exc.args[:1])
+        if fut.cancelled() or not fut.done() or not isinstance(exc, CancelledError):
+            return False
+        # Claimed first, cancelled after (Task.cancel() between set_result and
+        # the task resuming): the operation has completed, so report it and
+        # deliver the cancellation at the next checkpoint instead, as trio
+        # does. uncancel() + cancel() keeps the task's cancel count unchanged
+        # for asyncio.timeout() and anyio's scopes.
+        task = current_task()
+        if task is None:  # pragma: no cover - parked outside a task is impossible
+            return False
+        task.uncancel()
+        task.cancel(*exc.args[:1])
+        return True
 
     def loop(self) -> object:
         return self.fut.get_loop()
 
 
 try:  # asyncio's {loop: running task}; asyncio.current_task() costs a getpid() on 3.11
-    from asyncio.tasks import _current_tasks
+    from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]
 
     current_tasks_get: Any = _current_tasks.get
 except ImportError:  # pragma: no cover - Python >= 3.14 keeps it elsewhere

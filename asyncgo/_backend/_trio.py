@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Coroutine
 from typing import Any
 
 import trio
@@ -30,9 +31,6 @@ class TrioWaiter(Waiter):
     __slots__ = ("dead", "task")
 
     def __init__(self, task: Task) -> None:
-        self.index = -1
-        self.value = None
-        self.ok = False
         self.task = task
         self.dead = False
 
@@ -53,8 +51,11 @@ class TrioWaiter(Waiter):
         self.dead = True
         return Abort.SUCCEEDED
 
-    async def park(self) -> None:
-        await wait_task_rescheduled(self._abort)
+    def park(self) -> Coroutine[Any, Any, object]:
+        return wait_task_rescheduled(self._abort)  # noqa: ASYNC105 - awaited by the caller
+
+    def rescue(self, exc: BaseException) -> bool:
+        return False  # trio never interrupts a task it has rescheduled
 
     def loop(self) -> object:
         return current_trio_token()
@@ -82,7 +83,7 @@ def loop_token() -> object:
 def cancel_pending() -> bool:
     """Whether the current task would be cancelled at its next checkpoint."""
     try:
-        return current_task()._cancel_status.effectively_cancelled  # type: ignore[no-any-return]
+        return current_task()._cancel_status.effectively_cancelled
     except AttributeError:  # pragma: no cover - trio changed its internals
         return trio.current_effective_deadline() == -math.inf
 
