@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar, final
 
-from ._backend import Waiter, checkpoint, make_waiter, must_checkpoint
+from ._backend import Waiter, _diag, checkpoint, make_waiter, must_checkpoint
 from ._exceptions import ChanClosed, WouldBlock
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class _Sentinel:
 
 #: _poll_recv() result: nothing to receive without waiting.
 EMPTY: object = _Sentinel("EMPTY")
-#: _poll_recv() / _park_recv() result: the channel is closed and drained.
+#: _poll_recv() result (and a receive's outcome): the channel is closed and drained.
 CLOSED: object = _Sentinel("CLOSED")
 
 # Compact a waiter queue once this many of its entries are dead and they are
@@ -206,6 +206,8 @@ class Chan(SendChan[T], RecvChan[T]):
         self._sdead = 0
         self._loop: object = None  # the event loop this channel is bound to
         self._rt: object = None  # hint: the runtime it was last used on (see must_checkpoint)
+        if _diag.tracer is not None:
+            _diag.tracer.created(self)
 
     # -- introspection ---------------------------------------------------------
 
@@ -332,40 +334,42 @@ class Chan(SendChan[T], RecvChan[T]):
             return True
         return False
 
-    async def _park_recv(self) -> object:
-        rt = self._rt
-        w = make_waiter(rt)
-        if rt is not self._loop:
-            self._bind(w)
-        entry: Entry = (w, 0, None)
-        q = self._recvq
-        if q is None:
-            q = self._recvq = deque()
-        q.append(entry)
-        try:
-            await w.park()
-        except BaseException as exc:
-            if not w.rescue(exc):
-                self._forget(entry, True)
-                raise
-        return w.value if w.ok else CLOSED
+    async def _park(self, recv: bool, value: object) -> Waiter:
+        """Park the current task in the recv or send queue until claimed.
 
-    async def _park_send(self, value: object) -> None:
+        Returns the claimed waiter; raises (having taken or sent nothing) if
+        cancelled first.
+        """
         rt = self._rt
         w = make_waiter(rt)
         if rt is not self._loop:
             self._bind(w)
         entry: Entry = (w, 0, value)
-        q = self._sendq
-        if q is None:
-            q = self._sendq = deque()
+        if recv:
+            q = self._recvq
+            if q is None:
+                q = self._recvq = deque()
+        else:
+            q = self._sendq
+            if q is None:
+                q = self._sendq = deque()
         q.append(entry)
+        tracer = _diag.tracer
+        if tracer is not None:
+            tracer.parked(w, self, "chan recv" if recv else "chan send")
         try:
             await w.park()
         except BaseException as exc:
             if not w.rescue(exc):
-                self._forget(entry, False)
+                self._forget(entry, recv)
                 raise
+        finally:
+            if tracer is not None:
+                tracer.unparked(w)
+        return w
+
+    async def _park_send(self, value: object) -> None:
+        w = await self._park(False, value)
         if not w.ok:
             raise ChanClosed("send on closed channel")
 
@@ -432,13 +436,15 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._sendq:
             v = self._poll_recv()
             if v is EMPTY:
-                v = await self._park_recv()
+                w = await self._park(True, None)
+            v = w.value if w.ok else CLOSED
         elif self._buf:
             return self._buf.popleft()
         elif self._closed:
             v = CLOSED
         else:
-            v = await self._park_recv()
+            w = await self._park(True, None)
+            v = w.value if w.ok else CLOSED
         if v is CLOSED:
             raise ChanClosed("recv on closed channel")
         return v  # type: ignore[return-value]
@@ -454,13 +460,15 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._sendq:
             v = self._poll_recv()
             if v is EMPTY:
-                v = await self._park_recv()
+                w = await self._park(True, None)
+            v = w.value if w.ok else CLOSED
         elif self._buf:
             return self._buf.popleft(), True
         elif self._closed:
             v = CLOSED
         else:
-            v = await self._park_recv()
+            w = await self._park(True, None)
+            v = w.value if w.ok else CLOSED
         if v is CLOSED:
             return None, False
         return v, True  # type: ignore[return-value]
@@ -489,13 +497,15 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._sendq:
             v = self._poll_recv()
             if v is EMPTY:
-                v = await self._park_recv()
+                w = await self._park(True, None)
+            v = w.value if w.ok else CLOSED
         elif self._buf:
             return self._buf.popleft()
         elif self._closed:
             v = CLOSED
         else:
-            v = await self._park_recv()
+            w = await self._park(True, None)
+            v = w.value if w.ok else CLOSED
         if v is CLOSED:
             raise StopAsyncIteration
         return v  # type: ignore[return-value]

@@ -14,7 +14,7 @@ from collections import deque
 from random import random
 from typing import Any, Generic, NamedTuple, TypeVar, final, overload
 
-from ._backend import checkpoint, make_waiter, must_checkpoint, sleep_forever
+from ._backend import _diag, checkpoint, make_waiter, must_checkpoint, sleep_forever
 from ._chan import CLOSED, Chan, Entry, RecvChan, SendChan, chan_of
 from ._exceptions import ChanClosed
 
@@ -184,7 +184,14 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
                     q = ch._recvq = deque()
             q.append(entry)
             entries.append(entry)
-        await w.park()
+        tracer = _diag.tracer
+        if tracer is not None:
+            tracer.parked(w, tuple(c.chan for c in cases), "select")
+        try:
+            await w.park()
+        finally:
+            if tracer is not None:
+                tracer.unparked(w)
     except BaseException as exc:
         if not w.rescue(exc):
             _forget_all(cases, entries, -1)

@@ -37,7 +37,7 @@ from anyio import (
 )
 from anyio.abc import TaskGroup
 
-from . import _asyncio
+from . import _asyncio, _diag
 from ._asyncio import AsyncioWaiter
 from ._asyncio import anyio_states_get as _anyio_states_get
 from ._asyncio import current_tasks_get as _current_tasks_get
@@ -45,6 +45,7 @@ from ._waiter import Waiter
 
 __all__ = [
     "BUDGET",
+    "_diag",
     "CancelScope",
     "TaskGroup",
     "Waiter",
