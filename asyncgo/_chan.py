@@ -437,7 +437,7 @@ class Chan(SendChan[T], RecvChan[T]):
             v = self._poll_recv()
             if v is EMPTY:
                 w = await self._park(True, None)
-            v = w.value if w.ok else CLOSED
+                v = w.value if w.ok else CLOSED
         elif self._buf:
             return self._buf.popleft()
         elif self._closed:
@@ -461,7 +461,7 @@ class Chan(SendChan[T], RecvChan[T]):
             v = self._poll_recv()
             if v is EMPTY:
                 w = await self._park(True, None)
-            v = w.value if w.ok else CLOSED
+                v = w.value if w.ok else CLOSED
         elif self._buf:
             return self._buf.popleft(), True
         elif self._closed:
@@ -498,7 +498,7 @@ class Chan(SendChan[T], RecvChan[T]):
             v = self._poll_recv()
             if v is EMPTY:
                 w = await self._park(True, None)
-            v = w.value if w.ok else CLOSED
+                v = w.value if w.ok else CLOSED
         elif self._buf:
             return self._buf.popleft()
         elif self._closed:

@@ -1,0 +1,223 @@
+"""`Mutex`, the `Locker` protocol, and the FIFO wait queue every sync primitive parks on.
+
+The wait queue is the channels' scheme (see ``asyncgo/_chan.py``): a parked
+task is a `Waiter` in a FIFO deque; whoever grants it the resource claims the
+waiter with ``w.wake(...)``, which succeeds at most once and fails for a waiter
+that was cancelled. A grant is therefore never given to a task that will not
+see it, and a cancelled waiter holds nothing. Dead entries (cancelled waiters)
+are skipped by the wakers and compacted away, so a queue does not grow.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Protocol, final
+
+from .._backend import Waiter, checkpoint, make_waiter, must_checkpoint
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Locker", "Mutex", "WaitQueue"]
+
+#: A queue entry: the parked waiter and what it asked for (a semaphore weight; else 0).
+Entry = tuple[Waiter, int]
+
+# Compact a queue once this many of its entries are dead and they are at least
+# half of it: amortised O(1) per cancelled waiter (the channels' threshold).
+_COMPACT_MIN = 32
+
+
+class Locker(Protocol):
+    """Anything that can be locked and unlocked: `Mutex`, `RWMutex`, ``rw.read()``.
+
+    Go: ``sync.Locker``
+    """
+
+    async def lock(self) -> None:
+        """Acquire the lock, waiting while it is held."""
+
+    def unlock(self) -> None:
+        """Release the lock."""
+
+
+@final
+class WaitQueue:
+    """A FIFO of parked waiters with lazy removal of dead (cancelled) entries.
+
+    Private to asyncgo.sync. A queue is bound to the event loop of the first
+    task that parks on it: parking from another loop raises `RuntimeError`
+    instead of waking a task across loops (or threads).
+    """
+
+    __slots__ = ("_dead", "_loop", "q")
+
+    def __init__(self) -> None:
+        self.q: deque[Entry] = deque()
+        self._dead = 0
+        self._loop: object = None
+
+    def __len__(self) -> int:
+        """Entries, live or not yet compacted away."""
+        return len(self.q)
+
+    def push(self, w: Waiter, n: int, owner: object) -> Entry:
+        """Queue *w* (asking for *n*) at the tail, after checking its event loop."""
+        loop = w.loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError(
+                f"{owner!r} is bound to the event loop it first waited on ({self._loop!r}) "
+                f"and cannot be waited on from another one ({loop!r}); a "
+                f"{type(owner).__name__} belongs to one event loop"
+            )
+        entry = (w, n)
+        self.q.append(entry)
+        return entry
+
+    def forget(self, entry: Entry) -> None:
+        """Note that *entry* is dead: its waiter was cancelled (and not claimed)."""
+        q = self.q
+        if not q:
+            return
+        if q[-1] is entry:
+            q.pop()
+            return
+        if q[0] is entry:
+            q.popleft()
+            return
+        self._dead += 1
+        if self._dead >= _COMPACT_MIN and 2 * self._dead >= len(q):
+            self.q = deque(e for e in q if e[0].alive())
+            self._dead = 0
+
+    def head(self) -> Entry | None:
+        """The first live entry (left queued), dropping dead ones before it."""
+        q = self.q
+        while q:
+            e = q[0]
+            if e[0].alive():
+                return e
+            q.popleft()
+        return None
+
+    def wake_first(self) -> bool:
+        """Claim and wake the first live waiter; False if there is none."""
+        q = self.q
+        while q:
+            if q.popleft()[0].wake(0, None, True):
+                return True
+        return False
+
+    def wake_all(self) -> int:
+        """Claim and wake every live waiter; return how many were woken."""
+        q = self.q
+        self.q = deque()
+        self._dead = 0
+        n = 0
+        for w, _ in q:
+            if w.wake(0, None, True):
+                n += 1
+        return n
+
+
+async def park(q: WaitQueue, w: Waiter, n: int, owner: object) -> None:
+    """Park *w* on *q* until a waker claims it; on cancellation leave no entry behind."""
+    entry = q.push(w, n, owner)
+    try:
+        await w.park()
+    except BaseException:
+        q.forget(entry)
+        raise
+
+
+@final
+class Mutex:
+    """A mutual exclusion lock. Go: ``sync.Mutex``.
+
+    ``async with mu:`` locks and unlocks. Waiters are served first come, first
+    served: `unlock` hands the lock straight to the longest-waiting task (so a
+    task that unlocks and locks again in a loop cannot starve the others).
+    As in Go, a locked Mutex is not tied to a task: any task may unlock it.
+
+    Cancellation: a `lock` cancelled while waiting holds nothing and does not
+    delay the tasks queued behind it. If the lock was handed over to a task
+    whose cancellation arrived at the same moment, `lock` returns holding it
+    and the cancellation fires at the task's next checkpoint, so the
+    ``async with`` block still unlocks. Checkpoint: `lock` is always a cancel
+    point; it yields to the scheduler only when it has to wait (or, every few
+    dozen back-to-back operations, so a tight loop cannot starve other tasks).
+
+    A Mutex is bound to the event loop on which a task first waits for it.
+
+    Example:
+        ```python
+        mu = Mutex()
+        async with mu:
+            balance += amount
+        ```
+    """
+
+    __slots__ = ("__weakref__", "_locked", "_q", "_rt")
+
+    def __init__(self) -> None:
+        """Make an unlocked mutex."""
+        self._locked = False
+        self._q = WaitQueue()
+        self._rt: object = None  # runtime hint (see must_checkpoint)
+
+    def __repr__(self) -> str:
+        state = "locked" if self._locked else "unlocked"
+        return f"<Mutex {state} waiters={len(self._q)} at {id(self):#x}>"
+
+    def locked(self) -> bool:
+        """Whether the mutex is locked (by any task)."""
+        return self._locked
+
+    async def lock(self) -> None:
+        """Lock the mutex, waiting while another task holds it.
+
+        Cancellation: if cancelled, the mutex was not acquired. Checkpoint:
+        always a cancel point; yields only when it must wait.
+        Go: ``mu.Lock()``
+        """
+        if must_checkpoint(self):
+            await checkpoint()
+        if not self._locked:
+            # Unlocked implies no live waiter: unlock() hands the lock to one if any.
+            self._locked = True
+            return
+        # Granted by unlock(), which leaves _locked set: the lock changes hands.
+        await park(self._q, make_waiter(self._rt), 0, self)
+
+    def try_lock(self) -> bool:
+        """Lock the mutex if it is unlocked, without waiting. Go: ``mu.TryLock()``."""
+        if self._locked:
+            return False
+        self._locked = True
+        return True
+
+    def unlock(self) -> None:
+        """Unlock the mutex, handing it to the longest-waiting task if any.
+
+        Go: ``mu.Unlock()``
+
+        Raises:
+            RuntimeError: The mutex is not locked ("sync: unlock of unlocked mutex").
+        """
+        if not self._locked:
+            raise RuntimeError("sync: unlock of unlocked mutex")
+        if not self._q.q or not self._q.wake_first():
+            self._locked = False
+
+    async def __aenter__(self) -> None:
+        await self.lock()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.unlock()
