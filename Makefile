@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) examples/showcase.py --backend all
 
 lint: $(STAMP)
-	$(PY) -m ruff check asyncgo tests benchmarks examples
+	$(PY) -m ruff check asyncgo tests $(wildcard benchmarks examples)
 	$(PY) -m ruff format --check asyncgo
 
 typecheck: $(STAMP)
