@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Protocol, final
 
-from .._backend import Waiter, checkpoint, make_waiter, must_checkpoint
+from asyncgo._backend import Waiter, _diag, checkpoint, make_waiter, must_checkpoint
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -122,14 +122,26 @@ class WaitQueue:
         return n
 
 
-async def park(q: WaitQueue, w: Waiter, n: int, owner: object) -> None:
-    """Park *w* on *q* until a waker claims it; on cancellation leave no entry behind."""
+async def park(q: WaitQueue, w: Waiter, n: int, owner: object, op: str) -> None:
+    """Park *w* on *q* until a waker claims it; if cancelled first, leave no entry behind.
+
+    The backends' protocol (``asyncgo/_backend/_waiter.py``): a waiter claimed
+    just before its task was cancelled is *rescued* -- the grant stands, `park`
+    returns, and the cancellation fires at the task's next checkpoint.
+    """
     entry = q.push(w, n, owner)
+    tracer = _diag.tracer
+    if tracer is not None:
+        tracer.parked(w, owner, op)
     try:
         await w.park()
-    except BaseException:
-        q.forget(entry)
-        raise
+    except BaseException as exc:
+        if not w.rescue(exc):
+            q.forget(entry)
+            raise
+    finally:
+        if tracer is not None:
+            tracer.unparked(w)
 
 
 @final
@@ -166,6 +178,8 @@ class Mutex:
         self._locked = False
         self._q = WaitQueue()
         self._rt: object = None  # runtime hint (see must_checkpoint)
+        if _diag.tracer is not None:
+            _diag.tracer.created(self)
 
     def __repr__(self) -> str:
         state = "locked" if self._locked else "unlocked"
@@ -189,7 +203,7 @@ class Mutex:
             self._locked = True
             return
         # Granted by unlock(), which leaves _locked set: the lock changes hands.
-        await park(self._q, make_waiter(self._rt), 0, self)
+        await park(self._q, make_waiter(self._rt), 0, self, "mutex lock")
 
     def try_lock(self) -> bool:
         """Lock the mutex if it is unlocked, without waiting. Go: ``mu.TryLock()``."""

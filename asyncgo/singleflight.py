@@ -1,0 +1,225 @@
+"""Duplicate call suppression: Go's golang.org/x/sync/singleflight.
+
+Design (docs/singleflight.md): the shared call cannot run in the first
+caller's task, because that caller may be cancelled while others still wait for
+the result, and a cancelled task must stop promptly. So each shared call runs
+in a task of its own, in a task group owned by the `Group`, which is therefore
+entered with ``async with`` (Principle 1: leaving the block waits for, or
+cancels, every call still running; no task of ours outlives it). Callers park
+on the call; a cancelled caller just leaves. When the last caller of a call
+leaves, the call is cancelled and forgotten, so the next ``do`` for that key
+starts afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Hashable
+from typing import TYPE_CHECKING, TypeVar, TypeVarTuple, final
+
+from ._backend import (
+    CancelScope,
+    TaskGroup,
+    Waiter,
+    _diag,
+    checkpoint,
+    create_task_group,
+    make_waiter,
+    must_checkpoint,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Self
+
+__all__ = ["Group"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+class _Call:
+    """One in-flight call of ``fn(*args)`` and the callers waiting for it."""
+
+    __slots__ = ("aborted", "done", "dups", "exc", "scope", "tb", "value", "waiters", "waiting")
+
+    def __init__(self) -> None:
+        self.waiters: list[Waiter] = []  # cancelled ones stay until the call ends
+        self.waiting = 0  # callers still waiting (live waiters)
+        self.dups = 0  # callers that joined after the first (Go's c.dups)
+        self.done = False
+        self.value: object = None
+        self.exc: BaseException | None = None
+        self.tb: TracebackType | None = None
+        self.aborted = False  # ended by the Group's own cancellation, not by fn
+        self.scope: CancelScope | None = None
+
+
+@final
+class Group:
+    """Suppress duplicate calls: concurrent ``do`` calls with one key share one call.
+
+    Go: ``singleflight.Group`` (golang.org/x/sync/singleflight). Unlike Go's,
+    it owns the tasks that run the calls, so it is used as ``async with``::
+
+        async with singleflight.Group() as sf:
+            user, shared = await sf.do(user_id, fetch_user, user_id)
+
+    Rules:
+
+    * concurrent callers with the same key share one call of ``fn(*args)``
+      (the ``fn`` and ``args`` of the first caller); each gets its result, or
+      its exception -- the same exception object in every caller;
+    * a cancelled caller leaves alone: the call goes on for the others. When
+      every caller of a call has left, the call is cancelled and the key
+      forgotten, so the next ``do`` for it starts a new call;
+    * the call runs in a task of the Group's own task group, not in any
+      caller's task; leaving the ``async with`` block waits for calls still
+      running (and cancels them if the block is left by an exception).
+      Nothing is cached: a call that has returned is forgotten at once.
+
+    Keys may be any hashable value.
+    """
+
+    __slots__ = ("__weakref__", "_calls", "_closed", "_rt", "_tg")
+
+    def __init__(self) -> None:
+        """Make a Group; enter it with ``async with`` before calling `do`."""
+        self._calls: dict[Hashable, _Call] = {}
+        self._tg: TaskGroup | None = None
+        self._closed = False
+        self._rt: object = None
+        if _diag.tracer is not None:
+            _diag.tracer.created(self)
+
+    def __repr__(self) -> str:
+        if self._tg is None:
+            state = "closed" if self._closed else "not entered"
+        else:
+            state = "closing" if self._closed else "open"
+        return f"<singleflight.Group {state} in_flight={len(self._calls)} at {id(self):#x}>"
+
+    async def __aenter__(self) -> Self:
+        if self._tg is not None or self._closed:
+            raise RuntimeError("singleflight: a Group can be entered only once")
+        tg = create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._closed = True
+        tg = self._tg
+        assert tg is not None
+        try:
+            return await tg.__aexit__(exc_type, exc, tb)
+        finally:
+            self._tg = None
+
+    async def do(
+        self, key: Hashable, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts
+    ) -> tuple[T, bool]:
+        """Call ``fn(*args)``, or wait for the call already in flight for *key*.
+
+        Returns ``(value, shared)``: *shared* is True when more than one caller
+        waited for this call. Go: ``v, err, shared := g.Do(key, fn)``
+
+        Cancellation: a cancelled caller leaves without disturbing the others;
+        if it was the last one waiting, the call is cancelled. Checkpoint:
+        always waits for the call (in a task of the Group).
+
+        Raises:
+            Exception: Whatever ``fn`` raised, in every caller of that call.
+            RuntimeError: The Group is not entered (``async with``) or is
+                closing, or the call was cancelled by the Group's shutdown.
+        """
+        if must_checkpoint(self):
+            await checkpoint()
+        tg = self._tg
+        if tg is None or self._closed:
+            state = "is closing" if self._closed else "was not entered"
+            raise RuntimeError(
+                f"singleflight: Group.do() on a Group that {state}: "
+                "call do() inside `async with singleflight.Group() as g:`"
+            )
+        call = self._calls.get(key)
+        if call is None:
+            call = self._calls[key] = _Call()
+            tg.start_soon(self._run, key, call, fn, args, name=f"singleflight.Group.do({key!r})")
+        else:
+            call.dups += 1
+        w = make_waiter(self._rt)
+        call.waiters.append(w)
+        call.waiting += 1
+        tracer = _diag.tracer
+        if tracer is not None:
+            tracer.parked(w, self, "singleflight do")
+        try:
+            await w.park()
+        except BaseException as exc:
+            if not w.rescue(exc):  # left before the call ended
+                call.waiting -= 1
+                if call.waiting == 0 and not call.done:
+                    # Every caller has gone: stop the call and forget it, so
+                    # the next do() for the key starts a fresh one.
+                    if self._calls.get(key) is call:
+                        del self._calls[key]
+                    if call.scope is not None:
+                        call.scope.cancel()
+                raise
+        finally:
+            if tracer is not None:
+                tracer.unparked(w)
+        # Woken by _run: the call has ended.
+        if call.exc is not None:
+            # The same exception in every caller, each time with the call's own
+            # traceback (re-raising it as is would pile up every caller's frames).
+            raise call.exc.with_traceback(call.tb)
+        if call.aborted:
+            await checkpoint()  # our own cancellation, if that is what ended it, goes first
+            raise RuntimeError(
+                f"singleflight: the call for key {key!r} was cancelled because its Group "
+                "was shut down"
+            )
+        return call.value, call.dups > 0  # type: ignore[return-value]
+
+    def forget(self, key: Hashable) -> None:
+        """Forget *key*: the next ``do`` for it calls ``fn`` rather than join the call in flight.
+
+        Callers already waiting still get that call's result. Go: ``g.Forget(key)``
+        """
+        self._calls.pop(key, None)
+
+    async def _run(
+        self,
+        key: Hashable,
+        call: _Call,
+        fn: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+    ) -> None:
+        if call.waiting == 0:  # every caller left before the call could start
+            call.done = True
+            return
+        try:
+            with CancelScope() as scope:
+                call.scope = scope
+                try:
+                    call.value = await fn(*args)
+                except Exception as exc:  # goes to the callers, never to the task group
+                    call.exc = exc
+                    call.tb = exc.__traceback__
+        except BaseException:
+            call.aborted = True  # the Group's scope was cancelled (or KeyboardInterrupt...)
+            raise
+        finally:
+            call.done = True
+            call.scope = None
+            if self._calls.get(key) is call:
+                del self._calls[key]
+            for w in call.waiters:
+                w.wake(0, None, True)
+            call.waiters.clear()

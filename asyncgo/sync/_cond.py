@@ -1,0 +1,165 @@
+"""`Cond`: a condition variable, Go's ``sync.Cond``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar, final
+
+from asyncgo._backend import (
+    CancelScope,
+    _diag,
+    checkpoint,
+    get_cancelled_exc_class,
+    make_waiter,
+    must_checkpoint,
+)
+
+from ._mutex import Locker, Mutex, WaitQueue
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Cond"]
+
+T = TypeVar("T")
+
+
+@final
+class Cond:
+    """A condition variable: tasks wait for a state change announced by others.
+
+    ``cond.L`` is the lock guarding the state (a new `Mutex` unless one is
+    given; any `Locker` works, e.g. ``rw.read()``). `wait` must be called with
+    ``cond.L`` held: it unlocks it, waits for `signal` or `broadcast`, and locks
+    it again before returning. As in Go, wake-ups carry no guarantee that the
+    condition holds, so wait in a loop (or use `wait_for`). `signal` and
+    `broadcast` may be called with or without the lock held.
+
+    Cancellation: a `wait` cancelled while waiting consumes no signal (a
+    `signal` wakes another waiter instead) and re-locks ``cond.L`` before the
+    cancellation propagates, so ``async with cond:`` still unlocks correctly.
+    A signal delivered at the moment of cancellation is kept: `wait` returns
+    and the cancellation fires at the next checkpoint.
+
+    Go: ``sync.NewCond(l)``
+
+    Example:
+        ```python
+        cond = Cond()
+        async with cond:               # cond.L.lock() ... cond.L.unlock()
+            while not queue:
+                await cond.wait()
+            item = queue.popleft()
+        ```
+    """
+
+    __slots__ = ("L", "__weakref__", "_q", "_rt")
+
+    def __init__(self, L: Locker | None = None) -> None:
+        """Make a condition variable guarded by *L* (default: a new `Mutex`)."""
+        self.L: Locker = L if L is not None else Mutex()
+        self._q = WaitQueue()
+        self._rt: object = None
+        if _diag.tracer is not None:
+            _diag.tracer.created(self)
+
+    def __repr__(self) -> str:
+        return f"<Cond L={self.L!r} waiters={len(self._q)} at {id(self):#x}>"
+
+    async def wait(self) -> None:
+        """Unlock ``cond.L``, wait for `signal`/`broadcast`, lock ``cond.L`` again.
+
+        Cancellation: if cancelled, no signal was consumed and ``cond.L`` is
+        held again when the cancellation propagates. Checkpoint: always waits.
+        Go: ``cond.Wait()``
+
+        Raises:
+            RuntimeError: ``cond.L`` is not locked (the error of its ``unlock()``,
+                e.g. "sync: unlock of unlocked mutex").
+        """
+        if must_checkpoint(self):
+            await checkpoint()  # a pending cancellation fires here, with L still held
+        w = make_waiter(self._rt)
+        entry = self._q.push(w, 0, self)
+        try:
+            self.L.unlock()
+        except BaseException:
+            self._q.forget(entry)
+            raise
+        tracer = _diag.tracer
+        if tracer is not None:
+            tracer.parked(w, self, "cond wait")
+        try:
+            await w.park()
+        except BaseException as exc:
+            if not w.rescue(exc):  # not signalled: consume nothing
+                self._q.forget(entry)
+                await self._relock()  # whatever cancellation it met, we raise ours
+                raise
+        finally:
+            if tracer is not None:
+                tracer.unparked(w)
+        cancelled = await self._relock()
+        if cancelled is not None:
+            raise cancelled
+
+    async def wait_for(self, predicate: Callable[[], T]) -> T:
+        """Wait until ``predicate()`` is true; return its value. ``cond.L`` must be held.
+
+        ``predicate`` is evaluated with ``cond.L`` held, first before waiting.
+        Checkpoint: always a cancel point.
+
+        Raises:
+            RuntimeError: ``cond.L`` is not locked.
+        """
+        if must_checkpoint(self):
+            await checkpoint()
+        result = predicate()
+        while not result:
+            await self.wait()
+            result = predicate()
+        return result
+
+    def signal(self) -> None:
+        """Wake the longest-waiting task, if any. Go: ``cond.Signal()``."""
+        if self._q.q:
+            self._q.wake_first()
+
+    def broadcast(self) -> None:
+        """Wake every waiting task. Go: ``cond.Broadcast()``."""
+        if self._q.q:
+            self._q.wake_all()
+
+    async def _relock(self) -> BaseException | None:
+        """Lock ``L`` again, whatever cancellation arrives; return a cancellation it met.
+
+        `wait` must return holding ``L`` even when cancelled, or the caller's
+        ``async with`` would unlock a lock it does not hold. Under a shield
+        anyio and trio cancellations wait; a native ``Task.cancel()`` still
+        interrupts, so it is caught, the lock retried, and the cancellation
+        re-raised afterwards.
+        """
+        try_lock = getattr(self.L, "try_lock", None)
+        if try_lock is not None and try_lock():
+            return None
+        cancelled: BaseException | None = None
+        cancel_exc = get_cancelled_exc_class()
+        with CancelScope(shield=True):
+            while True:
+                try:
+                    await self.L.lock()
+                    break
+                except cancel_exc as exc:
+                    cancelled = exc
+        return cancelled
+
+    async def __aenter__(self) -> None:
+        await self.L.lock()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.L.unlock()

@@ -1,0 +1,184 @@
+"""`Once`, `once_func`, `once_value`: run an async function once, Go's ``sync.Once`` family.
+
+What counts as "done" (docs/sync.md, "Once and errors"):
+
+* the function returned: done;
+* it raised an `Exception`: done, as Go counts a panicking call as done --
+  unless ``retry_on_error=True``, the variant Python code usually wants for lazy
+  initialisation, where the next caller (possibly one already waiting) runs it
+  again;
+* it was cancelled (or raised another `BaseException`): not done. Go has no
+  such case; the call did not finish, so the next caller in line runs it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Generic, TypeVar, final
+
+from asyncgo._backend import checkpoint, must_checkpoint
+
+from ._mutex import Mutex
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Once", "once_func", "once_value"]
+
+T = TypeVar("T")
+
+
+@final
+class Once:
+    """Run an async function exactly once, however many tasks ask.
+
+    ``await once.do(fn)`` calls ``fn()`` if no call has completed yet;
+    concurrent callers wait for the running call to finish, then return
+    without calling ``fn``. Go: ``sync.Once``
+
+    If ``fn`` raises an `Exception`, the exception reaches the caller that ran
+    it, and (Go's rule) the Once is done: callers waiting for it and later
+    callers return without calling ``fn``. With ``retry_on_error=True`` the
+    Once stays not done instead and the next caller -- the longest-waiting
+    one, if any -- calls ``fn`` again. If the caller running ``fn`` is
+    cancelled, the call did not complete: the Once stays not done and the next
+    caller runs ``fn`` (whatever ``retry_on_error`` says).
+
+    As in Go, calling ``once.do`` from inside ``fn`` on the same Once waits
+    forever.
+
+    Cancellation: a caller cancelled while waiting for the running call leaves
+    no trace. Checkpoint: `do` is always a cancel point.
+
+    Example:
+        ```python
+        once = Once()
+
+        async def get_client() -> Client:
+            await once.do(connect)     # every caller waits for one connect()
+            return client
+        ```
+    """
+
+    __slots__ = ("__weakref__", "_done", "_mu", "_retry", "_rt")
+
+    def __init__(self, *, retry_on_error: bool = False) -> None:
+        """Make a Once; *retry_on_error* makes a raising call not count as done."""
+        self._done = False
+        self._retry = retry_on_error
+        self._mu = Mutex()
+        self._rt: object = None
+
+    def __repr__(self) -> str:
+        return f"<Once done={self._done} at {id(self):#x}>"
+
+    async def do(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """Call ``fn()`` unless a call of this Once has completed; wait for a running one.
+
+        Go: ``once.Do(f)``
+
+        Raises:
+            Exception: Whatever ``fn`` raised, in the caller that ran it.
+        """
+        if must_checkpoint(self):
+            await checkpoint()
+        if self._done:
+            return
+        await self._do_slow(fn)
+
+    async def _do_slow(self, fn: Callable[[], Awaitable[object]]) -> None:
+        mu = self._mu
+        await mu.lock()
+        try:
+            if self._done:
+                return
+            try:
+                await fn()
+            except Exception:
+                if not self._retry:
+                    self._done = True
+                raise
+            self._done = True
+        finally:
+            mu.unlock()
+
+
+class _Result(Generic[T]):
+    __slots__ = ("exc", "tb", "value")
+
+    def __init__(self) -> None:
+        self.value: T | None = None
+        self.exc: BaseException | None = None
+        self.tb: TracebackType | None = None
+
+
+def once_value(
+    fn: Callable[[], Awaitable[T]], *, retry_on_error: bool = False
+) -> Callable[[], Awaitable[T]]:
+    """Return an async function that calls ``fn()`` once and returns its value ever after.
+
+    Concurrent callers wait for the first call. If ``fn`` raises an
+    `Exception`, every call -- now and later -- raises that same exception (Go's
+    rule: ``OnceValue`` panics with the same value on every call); with
+    ``retry_on_error=True`` the error goes to the caller whose call failed and
+    the next call runs ``fn`` again. A cancelled first call is not an outcome:
+    the next caller runs ``fn``. Go: ``sync.OnceValue(f)``
+
+    Example:
+        ```python
+        load_config = once_value(read_config_file)
+        cfg = await load_config()      # read once, shared by every caller
+        ```
+    """
+    once = Once(retry_on_error=retry_on_error)
+    res: _Result[T] = _Result()
+
+    async def run() -> None:
+        try:
+            res.value = await fn()
+        except Exception as exc:
+            if not retry_on_error:
+                res.exc = exc
+                res.tb = exc.__traceback__
+            raise
+
+    @functools.wraps(fn)
+    async def call() -> T:
+        if not once._done:
+            await once.do(run)
+        elif must_checkpoint(once):
+            await checkpoint()
+        if res.exc is not None:
+            # The same exception every time, with the traceback of the failed
+            # call (re-raising it as is would grow its traceback on every call).
+            raise res.exc.with_traceback(res.tb)
+        return res.value  # type: ignore[return-value]
+
+    return call
+
+
+def once_func(
+    fn: Callable[[], Awaitable[object]], *, retry_on_error: bool = False
+) -> Callable[[], Awaitable[None]]:
+    """Return an async function that calls ``fn()`` only the first time it is called.
+
+    Concurrent callers wait for the first call. If ``fn`` raises an
+    `Exception`, every call -- now and later -- raises that same exception (Go's
+    rule for ``OnceFunc``); with ``retry_on_error=True`` the next call runs
+    ``fn`` again instead. Go: ``sync.OnceFunc(f)``
+
+    Example:
+        ```python
+        init = once_func(create_tables)
+        await init()                   # creates the tables
+        await init()                   # does nothing
+        ```
+    """
+    value = once_value(fn, retry_on_error=retry_on_error)
+
+    @functools.wraps(fn)
+    async def call() -> None:
+        await value()
+
+    return call

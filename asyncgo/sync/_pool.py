@@ -1,0 +1,80 @@
+"""`Pool`: a free list of reusable objects, Go's ``sync.Pool`` made deterministic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar, final
+
+__all__ = ["Pool"]
+
+T = TypeVar("T")
+
+
+@final
+class Pool(Generic[T]):
+    """A set of interchangeable objects to reuse instead of allocating anew.
+
+    `get` returns the object most recently `put` back (last in, first out,
+    so the warmest one), or a new one made by the factory when the pool is
+    empty. `put` returns an object to the pool; beyond *max_idle* idle objects
+    it is dropped. Objects are reused as they are: reset them before `put`
+    (or after `get`).
+
+    Unlike Go's ``sync.Pool``, which may drop idle objects at any garbage
+    collection, this pool is deterministic: an object put back stays until a
+    `get` takes it or `clear` drops it. Neither method waits, so both are plain
+    functions; they are also safe to call from threads (``to_thread`` workers).
+
+    Go: ``sync.Pool{New: factory}``
+
+    Example:
+        ```python
+        buffers = Pool(bytearray)      # factory: called when the pool is empty
+        buf = buffers.get()
+        try:
+            ...
+        finally:
+            buf.clear()
+            buffers.put(buf)
+        ```
+    """
+
+    __slots__ = ("__weakref__", "_items", "_max_idle", "_new")
+
+    def __init__(self, new: Callable[[], T], *, max_idle: int | None = None) -> None:
+        """Make an empty pool whose `get` calls *new()* when it has nothing idle.
+
+        Raises:
+            TypeError: *new* is not callable.
+            ValueError: *max_idle* is negative.
+        """
+        if not callable(new):
+            raise TypeError(f"sync: Pool(new) needs a factory callable, not {type(new).__name__}")
+        if max_idle is not None and max_idle < 0:
+            raise ValueError(f"sync: Pool max_idle must not be negative, got {max_idle}")
+        self._new = new
+        self._max_idle = max_idle
+        self._items: list[T] = []
+
+    def __repr__(self) -> str:
+        return f"<Pool idle={len(self._items)} max_idle={self._max_idle} at {id(self):#x}>"
+
+    def __len__(self) -> int:
+        """The number of idle objects in the pool."""
+        return len(self._items)
+
+    def get(self) -> T:
+        """Take an idle object (the most recently put), or make one. Go: ``p.Get()``."""
+        try:
+            return self._items.pop()
+        except IndexError:
+            return self._new()
+
+    def put(self, x: T) -> None:
+        """Return *x* to the pool (dropped if *max_idle* objects are idle). Go: ``p.Put(x)``."""
+        if self._max_idle is None or len(self._items) < self._max_idle:
+            self._items.append(x)
+
+    def clear(self) -> None:
+        """Drop every idle object (what Go's garbage collector may do at any time)."""
+        self._items.clear()

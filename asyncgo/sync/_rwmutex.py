@@ -1,0 +1,256 @@
+"""`RWMutex`: a writer-preferring reader/writer lock, Go's ``sync.RWMutex``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, final
+
+from asyncgo._backend import _diag, checkpoint, make_waiter, must_checkpoint
+
+from ._mutex import WaitQueue, park
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["RWMutex"]
+
+
+@final
+class RWMutex:
+    """A reader/writer lock: many readers or one writer. Go: ``sync.RWMutex``.
+
+    ``async with rw.read():`` holds a read lock, ``async with rw.write():`` the
+    write lock. The rules are Go's, which starve neither side:
+
+    * **writer-preferring**: once a writer waits, new readers wait too (even
+      while other readers hold the lock), so a stream of readers cannot starve
+      a writer; the writer gets the lock when the current readers leave;
+    * when a writer unlocks, every reader that queued during its turn gets the
+      lock before the next writer, so a stream of writers cannot starve readers;
+    * writers are served first come, first served.
+
+    As in Go, the locks are not tied to a task, and a reader must not take the
+    read lock again while holding it (a writer queued in between makes that
+    deadlock).
+
+    Cancellation: a cancelled `lock`/`rlock` holds nothing; a cancelled
+    waiting writer lets the readers queued behind it in. A lock granted at the
+    moment the waiter was cancelled is kept (`lock`/`rlock` return) and the
+    cancellation fires at the next checkpoint, so ``async with`` still releases
+    it. Checkpoint: `lock`/`rlock` are always cancel points and yield only when
+    they have to wait.
+
+    Example:
+        ```python
+        rw = RWMutex()
+        async with rw.read():
+            value = table[key]
+        async with rw.write():
+            table[key] = value + 1
+        ```
+    """
+
+    __slots__ = ("__weakref__", "_read", "_readers", "_rq", "_rt", "_wq", "_write", "_writer")
+
+    def __init__(self) -> None:
+        """Make an unlocked RWMutex."""
+        self._readers = 0  # read locks held
+        self._writer = False  # write lock held
+        self._rq = WaitQueue()  # readers waiting (only while a writer holds or waits)
+        self._wq = WaitQueue()  # writers waiting
+        self._rt: object = None
+        self._read = _ReadLocker(self)
+        self._write = _WriteLocker(self)
+        if _diag.tracer is not None:
+            _diag.tracer.created(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<RWMutex readers={self._readers} writer={self._writer} "
+            f"waiting_readers={len(self._rq)} waiting_writers={len(self._wq)} at {id(self):#x}>"
+        )
+
+    # -- read side -------------------------------------------------------------
+
+    async def rlock(self) -> None:
+        """Take a read lock, waiting while a writer holds the lock or waits for it.
+
+        Cancellation: if cancelled, no read lock was taken. Checkpoint: always
+        a cancel point; yields only when it must wait. Go: ``rw.RLock()``
+        """
+        if must_checkpoint(self):
+            await checkpoint()
+        if not self._writer and self._wq.head() is None:
+            self._readers += 1
+            return
+        # Granted by unlock() (or by a waiting writer's cancellation), which counts us in.
+        await park(self._rq, make_waiter(self._rt), 0, self, "rwmutex rlock")
+
+    def try_rlock(self) -> bool:
+        """Take a read lock if no writer holds or waits for the lock. Go: ``rw.TryRLock()``."""
+        if self._writer or self._wq.head() is not None:
+            return False
+        self._readers += 1
+        return True
+
+    def runlock(self) -> None:
+        """Release a read lock; the last reader out lets a waiting writer in.
+
+        Go: ``rw.RUnlock()``
+
+        Raises:
+            RuntimeError: No read lock is held ("sync: RUnlock of unlocked RWMutex").
+        """
+        if self._readers <= 0:
+            raise RuntimeError("sync: RUnlock of unlocked RWMutex")
+        self._readers -= 1
+        if self._readers == 0 and self._wq.q:
+            self._grant_writer()
+
+    # -- write side ------------------------------------------------------------
+
+    async def lock(self) -> None:
+        """Take the write lock, waiting for the current readers and writer to leave.
+
+        While this waits, new readers wait too. Cancellation: if cancelled, the
+        lock was not taken, and readers that queued only because of this writer
+        are let in. Checkpoint: always a cancel point; yields only when it must
+        wait. Go: ``rw.Lock()``
+        """
+        if must_checkpoint(self):
+            await checkpoint()
+        if not self._writer and self._readers == 0 and self._wq.head() is None:
+            self._writer = True
+            return
+        try:
+            # Granted by the last runlock() or by unlock(), which set _writer for us.
+            await park(self._wq, make_waiter(self._rt), 0, self, "rwmutex lock")
+        except BaseException:
+            self._writer_gone()
+            raise
+
+    def try_lock(self) -> bool:
+        """Take the write lock if nobody holds it or waits for it. Go: ``rw.TryLock()``."""
+        if self._writer or self._readers or self._wq.head() is not None:
+            return False
+        self._writer = True
+        return True
+
+    def unlock(self) -> None:
+        """Release the write lock: readers queued meanwhile go first, then the next writer.
+
+        Go: ``rw.Unlock()``
+
+        Raises:
+            RuntimeError: The write lock is not held ("sync: Unlock of unlocked RWMutex").
+        """
+        if not self._writer:
+            raise RuntimeError("sync: Unlock of unlocked RWMutex")
+        self._writer = False
+        if self._rq.q:
+            self._readers += self._rq.wake_all()
+            if self._readers:
+                return
+        if self._wq.q:
+            self._grant_writer()
+
+    # -- context managers --------------------------------------------------------
+
+    def read(self) -> _ReadLocker:
+        """``async with rw.read():`` holds a read lock. Also a `Locker` (Go: ``rw.RLocker()``)."""
+        return self._read
+
+    def write(self) -> _WriteLocker:
+        """``async with rw.write():`` holds the write lock. Also a `Locker`."""
+        return self._write
+
+    # -- hand-over -----------------------------------------------------------------
+
+    def _grant_writer(self) -> None:
+        """Give the lock to the first waiting writer if nobody holds it."""
+        if self._writer or self._readers:
+            return
+        if self._wq.wake_first():
+            self._writer = True
+
+    def _writer_gone(self) -> None:
+        """A waiting writer was cancelled: admit what it was holding back."""
+        if self._writer:
+            return
+        if self._wq.head() is not None:  # the next writer holds the readers back
+            if self._readers == 0:
+                self._grant_writer()  # (defensive: unlock/runlock already did)
+            return
+        if self._rq.q:
+            self._readers += self._rq.wake_all()
+
+
+@final
+class _ReadLocker:
+    """The read side of an `RWMutex` as a `Locker` and an async context manager."""
+
+    __slots__ = ("_rw",)
+
+    def __init__(self, rw: RWMutex) -> None:
+        self._rw = rw
+
+    def __repr__(self) -> str:
+        return f"<read side of {self._rw!r}>"
+
+    async def lock(self) -> None:
+        """Take a read lock: ``rw.rlock()``."""
+        await self._rw.rlock()
+
+    def try_lock(self) -> bool:
+        """Take a read lock without waiting: ``rw.try_rlock()``."""
+        return self._rw.try_rlock()
+
+    def unlock(self) -> None:
+        """Release a read lock: ``rw.runlock()``."""
+        self._rw.runlock()
+
+    async def __aenter__(self) -> None:
+        await self._rw.rlock()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._rw.runlock()
+
+
+@final
+class _WriteLocker:
+    """The write side of an `RWMutex` as a `Locker` and an async context manager."""
+
+    __slots__ = ("_rw",)
+
+    def __init__(self, rw: RWMutex) -> None:
+        self._rw = rw
+
+    def __repr__(self) -> str:
+        return f"<write side of {self._rw!r}>"
+
+    async def lock(self) -> None:
+        """Take the write lock: ``rw.lock()``."""
+        await self._rw.lock()
+
+    def try_lock(self) -> bool:
+        """Take the write lock without waiting: ``rw.try_lock()``."""
+        return self._rw.try_lock()
+
+    def unlock(self) -> None:
+        """Release the write lock: ``rw.unlock()``."""
+        self._rw.unlock()
+
+    async def __aenter__(self) -> None:
+        await self._rw.lock()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._rw.unlock()

@@ -1,0 +1,249 @@
+"""`Semaphore`: a weighted semaphore with the semantics of Go's golang.org/x/sync/semaphore."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Protocol, final
+
+from asyncgo._backend import _diag, checkpoint, make_waiter, must_checkpoint
+from asyncgo._chan import Chan, Entry, RecvChan, chan_of
+from asyncgo._exceptions import Canceled
+
+from ._mutex import WaitQueue
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Semaphore"]
+
+
+class _Context(Protocol):
+    """What `Semaphore.acquire` needs of a context: asyncgo's `Context` fits."""
+
+    def done(self) -> RecvChan[object]: ...
+
+    def err(self) -> BaseException | None: ...
+
+
+def _check_n(n: int, what: str) -> None:
+    if type(n) is not int and (not isinstance(n, int) or isinstance(n, bool)):
+        raise TypeError(f"semaphore: {what}(n) takes an int, not {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"semaphore: {what}(n={n}): n must not be negative")
+
+
+def _ctx_error(ctx: _Context) -> BaseException:
+    err = ctx.err()
+    return err if err is not None else Canceled()
+
+
+@final
+class Semaphore:
+    """A weighted semaphore: *size* tokens, taken and given back *n* at a time.
+
+    Go: ``semaphore.NewWeighted(size)`` (golang.org/x/sync/semaphore), with its
+    semantics exactly:
+
+    * waiters are served strictly first come, first served: a request at the
+      head of the queue that does not fit yet blocks every later request, even
+      smaller ones that would fit, so a large request is never starved;
+    * a waiter that gives up (cancelled, or its ctx done) leaves the queue, and
+      the requests behind it proceed if they now fit;
+    * with a *ctx*, a ctx already done fails the call even if tokens are free,
+      and a grant that races the ctx ending is given back.
+
+    ``async with sem:`` takes and returns one token.
+
+    Cancellation: a cancelled `acquire` holds nothing and does not hold up the
+    queue. Tokens granted at the moment the waiter was cancelled are kept
+    (`acquire` returns) and the cancellation fires at the next checkpoint, so
+    ``async with`` still releases them. Checkpoint: `acquire` is always a cancel
+    point; it yields only when it has to wait.
+
+    Example:
+        ```python
+        sem = Semaphore(10)          # e.g. 10 MB of buffer
+        await sem.acquire(size_mb)   # waits until size_mb tokens are free
+        try:
+            await process(blob)
+        finally:
+            sem.release(size_mb)
+        ```
+    """
+
+    __slots__ = ("__weakref__", "_cur", "_q", "_rt", "_size")
+
+    def __init__(self, size: int) -> None:
+        """Make a semaphore with *size* tokens, all free.
+
+        Raises:
+            TypeError: *size* is not an int.
+            ValueError: *size* is negative.
+        """
+        if type(size) is not int and (not isinstance(size, int) or isinstance(size, bool)):
+            raise TypeError(f"semaphore: size must be an int, not {type(size).__name__}")
+        if size < 0:
+            raise ValueError(f"semaphore: size must not be negative, got {size}")
+        self._size = size
+        self._cur = 0  # tokens held
+        self._q = WaitQueue()  # entries (waiter, n)
+        self._rt: object = None
+        if _diag.tracer is not None:
+            _diag.tracer.created(self)
+
+    def __repr__(self) -> str:
+        return f"<Semaphore held={self._cur}/{self._size} waiters={len(self._q)} at {id(self):#x}>"
+
+    @property
+    def size(self) -> int:
+        """The number of tokens."""
+        return self._size
+
+    async def acquire(self, n: int = 1, ctx: _Context | None = None) -> None:
+        """Take *n* tokens, waiting until they are free and every earlier waiter is served.
+
+        With *ctx*, gives up when ``ctx.done()`` is closed and raises
+        ``ctx.err()``; a ctx already done fails at once, even if tokens are
+        free. Go: ``sem.Acquire(ctx, n)``
+
+        Cancellation: if cancelled, no tokens were taken, and the waiters
+        behind this one proceed if they now fit. Checkpoint: always a cancel
+        point; yields only when it must wait.
+
+        Raises:
+            ValueError: *n* is negative, or larger than the semaphore's size
+                (such a request could never be granted: Go's would block
+                forever).
+            TypeError: *n* is not an int.
+            Exception: ``ctx.err()`` (e.g. `Canceled`, `DeadlineExceeded`) when
+                the ctx ends first.
+        """
+        if type(n) is not int or n < 0:
+            _check_n(n, "acquire")
+        if n > self._size:
+            raise ValueError(
+                f"semaphore: acquire(n={n}) exceeds the semaphore size {self._size}: "
+                "it could never be granted"
+            )
+        if must_checkpoint(self):
+            await checkpoint()
+        done: Chan[object] | None = None
+        if ctx is not None:
+            done = chan_of(ctx.done())
+            # ctx becoming done "happened before" acquiring: prefer to fail even
+            # if the tokens are free (Go's semaphore does the same).
+            if done._closed:
+                raise _ctx_error(ctx)
+        if self._size - self._cur >= n and self._q.head() is None:
+            self._cur += n
+            return
+        w = make_waiter(self._rt)
+        centry: Entry | None = None
+        if done is not None:
+            # One waiter on two queues, as select does: whichever of the
+            # semaphore (index 0) and the ctx's done channel (index 1) claims
+            # it first wins, exactly once.
+            done._bind(w)
+            centry = (w, 1, None)
+        entry = self._q.push(w, n, self)
+        if done is not None:
+            rq = done._recvq
+            if rq is None:
+                rq = done._recvq = deque()
+            rq.append(centry)  # type: ignore[arg-type]
+        tracer = _diag.tracer
+        if tracer is not None:
+            tracer.parked(w, self if done is None else (self, done), "semaphore acquire")
+        try:
+            await w.park()
+        except BaseException as exc:
+            if not w.rescue(exc):  # not granted: we hold nothing
+                self._q.forget(entry)
+                if centry is not None and done is not None:
+                    done._forget(centry, True)
+                self._notify()  # we may have been the head holding the others back
+                raise
+        finally:
+            if tracer is not None:
+                tracer.unparked(w)
+        if done is None:
+            return  # granted: notify() counted our tokens as held
+        assert ctx is not None
+        if w.index == 1:  # the ctx ended first: we hold nothing
+            self._q.forget(entry)
+            self._notify()
+            raise _ctx_error(ctx)
+        done._forget(centry, True)  # type: ignore[arg-type]
+        if done._closed:
+            # Granted, but the ctx is done too: give the tokens back and fail,
+            # as Go's semaphore does (it checks ctx.Done() after the grant).
+            self.release(n)
+            raise _ctx_error(ctx)
+
+    def try_acquire(self, n: int = 1) -> bool:
+        """Take *n* tokens if they are free and nobody is waiting; never waits.
+
+        Returns False when it would have to wait (including, as in Go, when
+        *n* exceeds the size). Go: ``sem.TryAcquire(n)``
+
+        Raises:
+            ValueError: *n* is negative.
+            TypeError: *n* is not an int.
+        """
+        if type(n) is not int or n < 0:
+            _check_n(n, "try_acquire")
+        if self._size - self._cur >= n and self._q.head() is None:
+            self._cur += n
+            return True
+        return False
+
+    def release(self, n: int = 1) -> None:
+        """Give back *n* tokens, waking the waiters at the head of the queue that now fit.
+
+        Go: ``sem.Release(n)``
+
+        Raises:
+            ValueError: More tokens would be released than are held
+                ("semaphore: released more than held"), or *n* is negative;
+                nothing is released.
+            TypeError: *n* is not an int.
+        """
+        if type(n) is not int or n < 0:
+            _check_n(n, "release")
+        if n > self._cur:
+            raise ValueError(
+                f"semaphore: released more than held (release(n={n}) with {self._cur} held)"
+            )
+        self._cur -= n
+        if self._q.q:
+            self._notify()
+
+    def _notify(self) -> None:
+        """Grant tokens to waiters in queue order, stopping at the first that does not fit.
+
+        Go: "We could keep going (to try to find a waiter with a smaller
+        request), but under load that could cause starvation for large
+        requests; instead, we leave all remaining waiters blocked."
+        """
+        q = self._q.q
+        while q:
+            w, n = q[0]
+            if not w.alive():
+                q.popleft()
+                continue
+            if self._size - self._cur < n:
+                break
+            q.popleft()
+            if w.wake(0, None, True):
+                self._cur += n
+
+    async def __aenter__(self) -> None:
+        await self.acquire(1)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release(1)
