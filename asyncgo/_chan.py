@@ -18,9 +18,9 @@ Invariants (single-threaded, so they hold between awaits):
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
-from ._backend import Waiter, _diag, checkpoint, make_waiter, must_checkpoint
+from ._backend import NOT_CLAIMED, _diag, checkpoint, must_checkpoint, new_parker, rescue
 from ._exceptions import ChanClosed, WouldBlock
 
 if TYPE_CHECKING:
@@ -32,7 +32,10 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 
-Entry = tuple[Waiter, int, object]
+#: A parked operation: (parker, case index, value to send). The parker is
+#: future-like (`asyncio.Future` or `TrioWaiter`): ``done()`` once claimed or
+#: cancelled; the claimer calls ``set_result((index, value, ok))``.
+Entry = tuple[Any, int, object]
 
 
 class _Sentinel:
@@ -240,8 +243,8 @@ class Chan(SendChan[T], RecvChan[T]):
 
     # -- the waiter queues -----------------------------------------------------
 
-    def _bind(self, w: Waiter) -> None:
-        loop = w.loop()
+    def _bind(self, w: Any) -> None:
+        loop = w.get_loop()
         if self._loop is None:
             self._loop = loop
         elif self._loop is not loop:
@@ -266,7 +269,7 @@ class Chan(SendChan[T], RecvChan[T]):
             self._sdead += 1
             dead = self._sdead
         if dead >= _COMPACT_MIN and 2 * dead >= len(q):
-            live = deque(e for e in q if e[0].alive())
+            live = deque(e for e in q if not e[0].done())
             if recv:
                 self._recvq = live
                 self._rdead = 0
@@ -281,7 +284,7 @@ class Chan(SendChan[T], RecvChan[T]):
             return True
         q = self._sendq
         while q:
-            if q[0][0].alive():
+            if not q[0][0].done():
                 return True
             q.popleft()
         return False
@@ -292,7 +295,7 @@ class Chan(SendChan[T], RecvChan[T]):
             return True
         q = self._recvq
         while q:
-            if q[0][0].alive():
+            if not q[0][0].done():
                 return True
             q.popleft()
         buf = self._buf
@@ -307,14 +310,16 @@ class Chan(SendChan[T], RecvChan[T]):
             # A sender parks only on a full buffer: refill the slot just freed.
             while q:
                 w, i, v = q.popleft()
-                if w.wake(i, None, True):
+                if not w.done():
+                    w.set_result((i, None, True))
                     buf.append(v)  # type: ignore[arg-type]
                     break
             return value
         q = self._sendq
         while q:
             w, i, v = q.popleft()
-            if w.wake(i, None, True):
+            if not w.done():
+                w.set_result((i, None, True))
                 return v
         return CLOSED if self._closed else EMPTY
 
@@ -326,7 +331,8 @@ class Chan(SendChan[T], RecvChan[T]):
         while q:
             # A receiver parks only on an empty buffer: hand the value over.
             w, i, _ = q.popleft()
-            if w.wake(i, value, True):
+            if not w.done():
+                w.set_result((i, value, True))
                 return True
         buf = self._buf
         if buf is not None and len(buf) < self._cap:
@@ -334,14 +340,14 @@ class Chan(SendChan[T], RecvChan[T]):
             return True
         return False
 
-    async def _park(self, recv: bool, value: object) -> Waiter:
+    async def _park(self, recv: bool, value: object) -> tuple[int, Any, bool]:
         """Park the current task in the recv or send queue until claimed.
 
-        Returns the claimed waiter; raises (having taken or sent nothing) if
-        cancelled first.
+        Returns the claimer's ``(index, value, ok)``; raises (having taken or
+        sent nothing) if cancelled first.
         """
         rt = self._rt
-        w = make_waiter(rt)
+        w = new_parker(rt)
         if rt is not self._loop:
             self._bind(w)
         entry: Entry = (w, 0, value)
@@ -358,19 +364,19 @@ class Chan(SendChan[T], RecvChan[T]):
         if tracer is not None:
             tracer.parked(w, self, "chan recv" if recv else "chan send")
         try:
-            await w.park()
+            return await w  # type: ignore[no-any-return]
         except BaseException as exc:
-            if not w.rescue(exc):
+            r = rescue(w, exc)
+            if r is NOT_CLAIMED:
                 self._forget(entry, recv)
                 raise
+            return r  # type: ignore[no-any-return]
         finally:
             if tracer is not None:
                 tracer.unparked(w)
-        return w
 
     async def _park_send(self, value: object) -> None:
-        w = await self._park(False, value)
-        if not w.ok:
+        if not (await self._park(False, value))[2]:
             raise ChanClosed("send on closed channel")
 
     # -- public operations -----------------------------------------------------
@@ -393,7 +399,8 @@ class Chan(SendChan[T], RecvChan[T]):
             q = self._recvq
             if q:
                 w, i, _ = q.popleft()
-                if w.wake(i, value, True):
+                if not w.done():
+                    w.set_result((i, value, True))
                     return
             else:
                 buf = self._buf
@@ -436,15 +443,17 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._sendq:
             v = self._poll_recv()
             if v is EMPTY:
-                w = await self._park(True, None)
-                v = w.value if w.ok else CLOSED
+                _, v, ok = await self._park(True, None)
+                if not ok:
+                    v = CLOSED
         elif self._buf:
             return self._buf.popleft()
         elif self._closed:
             v = CLOSED
         else:
-            w = await self._park(True, None)
-            v = w.value if w.ok else CLOSED
+            _, v, ok = await self._park(True, None)
+            if not ok:
+                v = CLOSED
         if v is CLOSED:
             raise ChanClosed("recv on closed channel")
         return v  # type: ignore[return-value]
@@ -460,15 +469,17 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._sendq:
             v = self._poll_recv()
             if v is EMPTY:
-                w = await self._park(True, None)
-                v = w.value if w.ok else CLOSED
+                _, v, ok = await self._park(True, None)
+                if not ok:
+                    v = CLOSED
         elif self._buf:
             return self._buf.popleft(), True
         elif self._closed:
             v = CLOSED
         else:
-            w = await self._park(True, None)
-            v = w.value if w.ok else CLOSED
+            _, v, ok = await self._park(True, None)
+            if not ok:
+                v = CLOSED
         if v is CLOSED:
             return None, False
         return v, True  # type: ignore[return-value]
@@ -497,15 +508,17 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._sendq:
             v = self._poll_recv()
             if v is EMPTY:
-                w = await self._park(True, None)
-                v = w.value if w.ok else CLOSED
+                _, v, ok = await self._park(True, None)
+                if not ok:
+                    v = CLOSED
         elif self._buf:
             return self._buf.popleft()
         elif self._closed:
             v = CLOSED
         else:
-            w = await self._park(True, None)
-            v = w.value if w.ok else CLOSED
+            _, v, ok = await self._park(True, None)
+            if not ok:
+                v = CLOSED
         if v is CLOSED:
             raise StopAsyncIteration
         return v  # type: ignore[return-value]
@@ -528,10 +541,12 @@ class Chan(SendChan[T], RecvChan[T]):
         self._rdead = self._sdead = 0
         if rq:
             for w, i, _ in rq:
-                w.wake(i, None, False)
+                if not w.done():
+                    w.set_result((i, None, False))
         if sq:
             for w, i, _ in sq:
-                w.wake(i, None, False)
+                if not w.done():
+                    w.set_result((i, None, False))
 
 
 _RECV_ONLY = frozenset({"recv", "recv_ok", "recv_nowait", "__anext__", "__aiter__"})

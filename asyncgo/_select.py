@@ -14,7 +14,16 @@ from collections import deque
 from random import random
 from typing import Any, Generic, NamedTuple, TypeVar, final, overload
 
-from ._backend import _diag, checkpoint, make_waiter, must_checkpoint, sleep_forever
+from ._backend import (
+    NOT_CLAIMED,
+    _diag,
+    abandon,
+    checkpoint,
+    must_checkpoint,
+    new_parker,
+    rescue,
+    sleep_forever,
+)
 from ._chan import CLOSED, Chan, Entry, RecvChan, SendChan, chan_of
 from ._exceptions import ChanClosed
 
@@ -163,7 +172,7 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
         await sleep_forever()  # Go: a select on nil channels only blocks forever
 
     # Pass 2: park one waiter on every channel.
-    w = make_waiter(holder._rt)
+    w = new_parker(holder._rt)
     entries: list[Entry | None] = []
     try:
         for i, c in enumerate(cases):
@@ -188,23 +197,24 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
         if tracer is not None:
             tracer.parked(w, tuple(c.chan for c in cases), "select")
         try:
-            await w.park()
+            index, value, ok = await w
         finally:
             if tracer is not None:
                 tracer.unparked(w)
     except BaseException as exc:
-        if not w.rescue(exc):
+        r = rescue(w, exc)
+        if r is NOT_CLAIMED:
+            abandon(w)  # e.g. _bind raised before parking: no one may claim it now
             _forget_all(cases, entries, -1)
             raise
+        index, value, ok = r
     # Pass 3: the other entries lost; the claimed one was already dequeued.
-    index = w.index
     _forget_all(cases, entries, index)
-    c = cases[index]
-    if c.is_send:
-        if not w.ok:
+    if cases[index].is_send:
+        if not ok:
             raise ChanClosed("send on closed channel")
         return _new_selected(Selected, (index, None, True))
-    return _new_selected(Selected, (index, w.value, w.ok))
+    return _new_selected(Selected, (index, value, ok))
 
 
 class _NoChan:

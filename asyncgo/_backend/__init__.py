@@ -57,6 +57,10 @@ __all__ = [
     "loop_token",
     "make_waiter",
     "must_checkpoint",
+    "new_parker",
+    "NOT_CLAIMED",
+    "abandon",
+    "rescue",
     "runtime",
     "TRIO",
     "sleep",
@@ -108,6 +112,46 @@ def make_waiter(rt: object) -> Waiter:
     if rt is TRIO:
         return _trio_mod().make_waiter()  # type: ignore[no-any-return]
     return AsyncioWaiter(rt.create_future())  # type: ignore[attr-defined]
+
+
+def new_parker(rt: object) -> Any:
+    """A future-like parker for the current task (the channels' waiter).
+
+    On asyncio it *is* an asyncio Future (no wrapper object on the hot path); on
+    trio a `TrioWaiter`. Both offer ``done()`` (claimed or cancelled),
+    ``set_result(r)`` (claim and wake with *r*; check ``done()`` first),
+    ``get_loop()``, and ``r = await parker``. After an exception interrupts the
+    await, `rescue` tells whether it had been claimed first.
+    """
+    if rt is TRIO:
+        return _trio_mod().new_parker()
+    return rt.create_future()  # type: ignore[attr-defined]
+
+
+#: `rescue` result: the parker had not been claimed.
+NOT_CLAIMED: Any = object()
+
+
+def rescue(parker: Any, exc: BaseException) -> Any:
+    """After *exc* interrupted ``await parker``: its result if it had been claimed first.
+
+    Only asyncio can interrupt a claimed parker (``Task.cancel()`` between the
+    claim and the task resuming); the operation then counts as completed and the
+    cancellation is re-delivered at the task's next checkpoint, as trio does.
+    Returns `NOT_CLAIMED` otherwise: the operation did not happen.
+    """
+    if isinstance(parker, _asyncio.Future) and _asyncio.rescue_future(parker, exc):
+        return parker.result()
+    return NOT_CLAIMED
+
+
+def abandon(parker: Any) -> None:
+    """Make an unclaimed parker dead (``done()``) so that no one claims it later."""
+    if not parker.done():
+        if isinstance(parker, _asyncio.Future):
+            parker.cancel()
+        else:
+            parker.dead = True
 
 
 def loop_token() -> object:

@@ -15,7 +15,14 @@ try:  # anyio's per-task cancel-scope state, read without a scheduler round trip
 except Exception:  # pragma: no cover - anyio changed its internals
     anyio_states_get = None
 
-__all__ = ["AsyncioWaiter", "anyio_states_get", "checkpoint", "current_tasks_get"]
+__all__ = [
+    "AsyncioWaiter",
+    "Future",
+    "rescue_future",
+    "anyio_states_get",
+    "checkpoint",
+    "current_tasks_get",
+]
 
 
 class AsyncioWaiter(Waiter):
@@ -48,23 +55,27 @@ class AsyncioWaiter(Waiter):
         return self.fut  # awaited directly: no coroutine layer on the hot path
 
     def rescue(self, exc: BaseException) -> bool:
-        fut = self.fut
-        if fut.cancelled() or not fut.done() or not isinstance(exc, CancelledError):
-            return False
-        # Claimed first, cancelled after (Task.cancel() between set_result and
-        # the task resuming): the operation has completed, so report it and
-        # deliver the cancellation at the next checkpoint instead, as trio
-        # does. uncancel() + cancel() keeps the task's cancel count unchanged
-        # for asyncio.timeout() and anyio's scopes.
-        task = current_task()
-        if task is None:  # pragma: no cover - parked outside a task is impossible
-            return False
-        task.uncancel()
-        task.cancel(*exc.args[:1])
-        return True
+        return rescue_future(self.fut, exc)
 
     def loop(self) -> object:
         return self.fut.get_loop()
+
+
+def rescue_future(fut: Future[Any], exc: BaseException) -> bool:
+    """True if *fut* was claimed (result set) before *exc* interrupted its await."""
+    if fut.cancelled() or not fut.done() or not isinstance(exc, CancelledError):
+        return False
+    # Claimed first, cancelled after (Task.cancel() between set_result and
+    # the task resuming): the operation has completed, so report it and
+    # deliver the cancellation at the next checkpoint instead, as trio
+    # does. uncancel() + cancel() keeps the task's cancel count unchanged
+    # for asyncio.timeout() and anyio's scopes.
+    task = current_task()
+    if task is None:  # pragma: no cover - parked outside a task is impossible
+        return False
+    task.uncancel()
+    task.cancel(*exc.args[:1])
+    return True
 
 
 try:  # asyncio's {loop: running task}; asyncio.current_task() costs a getpid() on 3.11

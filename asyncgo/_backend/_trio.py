@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from typing import Any
 
 import trio
+from outcome import Value
 from trio.lowlevel import (
     Abort,
     Task,
@@ -18,7 +19,7 @@ from trio.lowlevel import (
 
 from ._waiter import Waiter
 
-__all__ = ["TrioWaiter", "cancel_pending", "checkpoint", "loop_token", "make_waiter"]
+__all__ = ["TrioWaiter", "cancel_pending", "checkpoint", "loop_token", "make_waiter", "new_parker"]
 
 
 class TrioWaiter(Waiter):
@@ -59,6 +60,26 @@ class TrioWaiter(Waiter):
 
     def loop(self) -> object:
         return current_trio_token()
+
+    # The future-like protocol the channels use (see asyncgo._backend.new_parker):
+    # an asyncio Future on asyncio, this object on trio.
+
+    def done(self) -> bool:
+        return self.dead
+
+    def set_result(self, result: object) -> None:
+        self.dead = True
+        reschedule(self.task, Value(result))
+
+    def get_loop(self) -> object:
+        return current_trio_token()
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return wait_task_rescheduled(self._abort).__await__()  # noqa: ASYNC105
+
+
+def new_parker() -> TrioWaiter:
+    return TrioWaiter(current_task())
 
 
 def make_waiter() -> TrioWaiter:
