@@ -20,7 +20,15 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
-from ._backend import NOT_CLAIMED, _diag, checkpoint, must_checkpoint, new_parker, rescue
+from ._backend import (
+    NOT_CLAIMED,
+    _diag,
+    checkpoint,
+    must_checkpoint,
+    new_parker,
+    park_runtime,
+    rescue,
+)
 from ._exceptions import ChanClosed, WouldBlock
 
 if TYPE_CHECKING:
@@ -346,7 +354,7 @@ class Chan(SendChan[T], RecvChan[T]):
         Returns the claimer's ``(index, value, ok)``; raises (having taken or
         sent nothing) if cancelled first.
         """
-        rt = self._rt
+        rt = park_runtime(self)
         w = new_parker(rt)
         if rt is not self._loop:
             self._bind(w)
@@ -627,10 +635,18 @@ class _RecvView(RecvChan[T]):
         raise AttributeError(f"'RecvChan' object has no attribute {name!r}")
 
 
-def chan_of(c: object) -> Chan[object]:
-    """The `Chan` behind a channel or a view of one."""
+def chan_of(c: object, op: str = "") -> Chan[object]:
+    """The `Chan` behind a channel or a view of one, checked for direction *op*."""
     if type(c) is Chan:
         return c
-    if isinstance(c, (_SendView, _RecvView)):
+    if type(c) is _SendView:
+        if op == "recv":
+            raise TypeError("recv case on a send-only channel (SendChan): cannot receive from it")
         return c._ch
-    raise TypeError(f"expected a Chan, SendChan or RecvChan (or None), not {type(c).__name__}")
+    if type(c) is _RecvView:
+        if op == "send":
+            raise TypeError("send case on a receive-only channel (RecvChan): cannot send on it")
+        return c._ch
+    raise TypeError(
+        f"{op}() expects a Chan, SendChan or RecvChan (or None), not {type(c).__name__}"
+    )

@@ -21,6 +21,7 @@ from ._backend import (
     checkpoint,
     must_checkpoint,
     new_parker,
+    park_runtime,
     rescue,
     sleep_forever,
 )
@@ -59,7 +60,7 @@ def recv(ch: RecvChan[T] | None) -> Case[T]:
 
     Go: ``case v, ok := <-ch:``
     """
-    return Case(None if ch is None else chan_of(ch), False, None)
+    return Case(None if ch is None else chan_of(ch, "recv"), False, None)
 
 
 def send(ch: SendChan[T] | None, value: T) -> Case[None]:
@@ -67,7 +68,7 @@ def send(ch: SendChan[T] | None, value: T) -> Case[None]:
 
     Go: ``case ch <- v:``
     """
-    return Case(None if ch is None else chan_of(ch), True, value)
+    return Case(None if ch is None else chan_of(ch, "send"), True, value)
 
 
 class Selected(NamedTuple, Generic[T]):
@@ -172,7 +173,8 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
         await sleep_forever()  # Go: a select on nil channels only blocks forever
 
     # Pass 2: park one waiter on every channel.
-    w = new_parker(holder._rt)
+    rt = park_runtime(holder)
+    w = new_parker(rt)
     entries: list[Entry | None] = []
     try:
         for i, c in enumerate(cases):
@@ -180,7 +182,7 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
             if ch is None:
                 entries.append(None)
                 continue
-            if ch._loop is not holder._rt:
+            if ch._loop is not rt:
                 ch._bind(w)
             entry: Entry = (w, i, c.value)
             if c.is_send:

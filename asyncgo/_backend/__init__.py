@@ -58,6 +58,7 @@ __all__ = [
     "make_waiter",
     "must_checkpoint",
     "new_parker",
+    "park_runtime",
     "NOT_CLAIMED",
     "abandon",
     "rescue",
@@ -112,6 +113,21 @@ def make_waiter(rt: object) -> Waiter:
     if rt is TRIO:
         return _trio_mod().make_waiter()  # type: ignore[no-any-return]
     return AsyncioWaiter(rt.create_future())  # type: ignore[attr-defined]
+
+
+def park_runtime(holder: Any) -> object:
+    """The validated runtime for parking: ``holder._rt`` checked against the running loop.
+
+    The fast path trusts the hint when its asyncio loop is running a task, which
+    is also true when that loop runs in *another* thread; parking must not
+    trust it (it would build a future on the other loop), so it pays for the
+    exact check here.
+    """
+    rt = holder._rt
+    if rt is TRIO or rt is _get_running_loop():
+        return rt
+    rt = holder._rt = runtime()
+    return rt
 
 
 def new_parker(rt: object) -> Any:
