@@ -14,17 +14,20 @@ starts afresh.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, TypeVar, TypeVarTuple, final
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, final
 
 from ._backend import (
+    NOT_CLAIMED,
     CancelScope,
     TaskGroup,
-    Waiter,
     _diag,
+    abandon,
     checkpoint,
     create_task_group,
-    make_waiter,
     must_checkpoint,
+    new_parker,
+    park_runtime,
+    rescue,
 )
 
 if TYPE_CHECKING:
@@ -43,7 +46,7 @@ class _Call:
     __slots__ = ("aborted", "done", "dups", "exc", "scope", "tb", "value", "waiters", "waiting")
 
     def __init__(self) -> None:
-        self.waiters: list[Waiter] = []  # cancelled ones stay until the call ends
+        self.waiters: list[Any] = []  # parkers; cancelled ones stay until the call ends
         self.waiting = 0  # callers still waiting (live waiters)
         self.dups = 0  # callers that joined after the first (Go's c.dups)
         self.done = False
@@ -152,16 +155,17 @@ class Group:
             tg.start_soon(self._run, key, call, fn, args, name=f"singleflight.Group.do({key!r})")
         else:
             call.dups += 1
-        w = make_waiter(self._rt)
+        w = new_parker(park_runtime(self))
         call.waiters.append(w)
         call.waiting += 1
         tracer = _diag.tracer
         if tracer is not None:
             tracer.parked(w, self, "singleflight do")
         try:
-            await w.park()
+            await w
         except BaseException as exc:
-            if not w.rescue(exc):  # left before the call ended
+            if rescue(w, exc) is NOT_CLAIMED:  # left before the call ended
+                abandon(w)
                 call.waiting -= 1
                 if call.waiting == 0 and not call.done:
                     # Every caller has gone: stop the call and forget it, so
@@ -221,5 +225,6 @@ class Group:
             if self._calls.get(key) is call:
                 del self._calls[key]
             for w in call.waiters:
-                w.wake(0, None, True)
+                if not w.done():
+                    w.set_result(None)
             call.waiters.clear()

@@ -6,12 +6,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar, final
 
 from asyncgo._backend import (
+    NOT_CLAIMED,
     CancelScope,
     _diag,
+    abandon,
     checkpoint,
     get_cancelled_exc_class,
-    make_waiter,
     must_checkpoint,
+    new_parker,
+    park_runtime,
+    rescue,
 )
 
 from ._mutex import Locker, Mutex, WaitQueue
@@ -79,21 +83,26 @@ class Cond:
         """
         if must_checkpoint(self):
             await checkpoint()  # a pending cancellation fires here, with L still held
-        w = make_waiter(self._rt)
-        entry = self._q.push(w, 0, self)
+        rt = park_runtime(self)
+        w = new_parker(rt)
+        q = self._q
+        q.bind(w, rt, self)
+        entry = q.push(w, 0)
         try:
             self.L.unlock()
         except BaseException:
-            self._q.forget(entry)
+            abandon(w)
+            q.forget(entry)
             raise
         tracer = _diag.tracer
         if tracer is not None:
             tracer.parked(w, self, "cond wait")
         try:
-            await w.park()
+            await w
         except BaseException as exc:
-            if not w.rescue(exc):  # not signalled: consume nothing
-                self._q.forget(entry)
+            if rescue(w, exc) is NOT_CLAIMED:  # not signalled: consume nothing
+                abandon(w)
+                q.forget(entry)
                 await self._relock()  # whatever cancellation it met, we raise ours
                 raise
         finally:

@@ -1,27 +1,39 @@
 """`Mutex`, the `Locker` protocol, and the FIFO wait queue every sync primitive parks on.
 
 The wait queue is the channels' scheme (see ``asyncgo/_chan.py``): a parked
-task is a `Waiter` in a FIFO deque; whoever grants it the resource claims the
-waiter with ``w.wake(...)``, which succeeds at most once and fails for a waiter
-that was cancelled. A grant is therefore never given to a task that will not
-see it, and a cancelled waiter holds nothing. Dead entries (cancelled waiters)
-are skipped by the wakers and compacted away, so a queue does not grow.
+task is a *parker* (``asyncgo._backend.new_parker``: an asyncio future, or
+trio's future-like waiter) in a FIFO deque; whoever grants it the resource
+claims it with ``set_result`` -- only while it is not ``done()``, so at most
+once, and never after it was cancelled. A grant therefore never goes to a
+task that will not see it, and a cancelled waiter holds nothing. Dead entries
+(cancelled waiters) are skipped by the wakers and compacted away, so a queue
+does not grow.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, final
 
-from asyncgo._backend import Waiter, _diag, checkpoint, make_waiter, must_checkpoint
+from asyncgo._backend import (
+    NOT_CLAIMED,
+    _diag,
+    abandon,
+    checkpoint,
+    must_checkpoint,
+    new_parker,
+    park_runtime,
+    rescue,
+)
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["Locker", "Mutex", "WaitQueue"]
+__all__ = ["Locker", "Mutex", "WaitQueue", "park"]
 
-#: A queue entry: the parked waiter and what it asked for (a semaphore weight; else 0).
-Entry = tuple[Waiter, int]
+#: A queue entry: the parked task's parker and what it asked for (a semaphore
+#: weight; else 0). Claimers call ``parker.set_result(None)`` when not ``done()``.
+Entry = tuple[Any, int]
 
 # Compact a queue once this many of its entries are dead and they are at least
 # half of it: amortised O(1) per cancelled waiter (the channels' threshold).
@@ -43,7 +55,7 @@ class Locker(Protocol):
 
 @final
 class WaitQueue:
-    """A FIFO of parked waiters with lazy removal of dead (cancelled) entries.
+    """A FIFO of parked tasks with lazy removal of dead (cancelled) entries.
 
     Private to asyncgo.sync. A queue is bound to the event loop of the first
     task that parks on it: parking from another loop raises `RuntimeError`
@@ -61,9 +73,11 @@ class WaitQueue:
         """Entries, live or not yet compacted away."""
         return len(self.q)
 
-    def push(self, w: Waiter, n: int, owner: object) -> Entry:
-        """Queue *w* (asking for *n*) at the tail, after checking its event loop."""
-        loop = w.loop()
+    def bind(self, w: Any, rt: object, owner: object) -> None:
+        """Check that parker *w* (made for runtime *rt*) belongs to this queue's loop."""
+        if rt is self._loop:  # asyncio: the runtime hint is the loop itself
+            return
+        loop = w.get_loop()
         if self._loop is None:
             self._loop = loop
         elif self._loop is not loop:
@@ -72,12 +86,15 @@ class WaitQueue:
                 f"and cannot be waited on from another one ({loop!r}); a "
                 f"{type(owner).__name__} belongs to one event loop"
             )
+
+    def push(self, w: Any, n: int) -> Entry:
+        """Queue parker *w* (asking for *n*) at the tail."""
         entry = (w, n)
         self.q.append(entry)
         return entry
 
     def forget(self, entry: Entry) -> None:
-        """Note that *entry* is dead: its waiter was cancelled (and not claimed)."""
+        """Note that *entry* is dead: its task was cancelled (and not claimed)."""
         q = self.q
         if not q:
             return
@@ -89,7 +106,7 @@ class WaitQueue:
             return
         self._dead += 1
         if self._dead >= _COMPACT_MIN and 2 * self._dead >= len(q):
-            self.q = deque(e for e in q if e[0].alive())
+            self.q = deque(e for e in q if not e[0].done())
             self._dead = 0
 
     def head(self) -> Entry | None:
@@ -97,7 +114,7 @@ class WaitQueue:
         q = self.q
         while q:
             e = q[0]
-            if e[0].alive():
+            if not e[0].done():
                 return e
             q.popleft()
         return None
@@ -106,7 +123,9 @@ class WaitQueue:
         """Claim and wake the first live waiter; False if there is none."""
         q = self.q
         while q:
-            if q.popleft()[0].wake(0, None, True):
+            w = q.popleft()[0]
+            if not w.done():
+                w.set_result(None)
                 return True
         return False
 
@@ -117,26 +136,32 @@ class WaitQueue:
         self._dead = 0
         n = 0
         for w, _ in q:
-            if w.wake(0, None, True):
+            if not w.done():
+                w.set_result(None)
                 n += 1
         return n
 
 
-async def park(q: WaitQueue, w: Waiter, n: int, owner: object, op: str) -> None:
-    """Park *w* on *q* until a waker claims it; if cancelled first, leave no entry behind.
+async def park(q: WaitQueue, n: int, owner: Any, op: str) -> None:
+    """Park the current task on *q* until a waker claims it; if cancelled first, leave no trace.
 
-    The backends' protocol (``asyncgo/_backend/_waiter.py``): a waiter claimed
-    just before its task was cancelled is *rescued* -- the grant stands, `park`
+    *owner* is the primitive (its ``_rt`` holds the runtime hint). The
+    backends' protocol (``asyncgo._backend.rescue``): a parker claimed just
+    before its task was cancelled is *rescued* -- the grant stands, `park`
     returns, and the cancellation fires at the task's next checkpoint.
     """
-    entry = q.push(w, n, owner)
+    rt = park_runtime(owner)
+    w = new_parker(rt)
+    q.bind(w, rt, owner)
+    entry = q.push(w, n)
     tracer = _diag.tracer
     if tracer is not None:
         tracer.parked(w, owner, op)
     try:
-        await w.park()
+        await w
     except BaseException as exc:
-        if not w.rescue(exc):
+        if rescue(w, exc) is NOT_CLAIMED:
+            abandon(w)  # (not needed for a cancellation, which already made it done)
             q.forget(entry)
             raise
     finally:
@@ -203,7 +228,7 @@ class Mutex:
             self._locked = True
             return
         # Granted by unlock(), which leaves _locked set: the lock changes hands.
-        await park(self._q, make_waiter(self._rt), 0, self, "mutex lock")
+        await park(self._q, 0, self, "mutex lock")
 
     def try_lock(self) -> bool:
         """Lock the mutex if it is unlocked, without waiting. Go: ``mu.TryLock()``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, final
 
-from asyncgo._backend import _diag, checkpoint, make_waiter, must_checkpoint
+from asyncgo._backend import _diag, checkpoint, must_checkpoint
 
 from ._mutex import WaitQueue, park
 
@@ -83,7 +83,7 @@ class RWMutex:
             self._readers += 1
             return
         # Granted by unlock() (or by a waiting writer's cancellation), which counts us in.
-        await park(self._rq, make_waiter(self._rt), 0, self, "rwmutex rlock")
+        await park(self._rq, 0, self, "rwmutex rlock")
 
     def try_rlock(self) -> bool:
         """Take a read lock if no writer holds or waits for the lock. Go: ``rw.TryRLock()``."""
@@ -123,7 +123,7 @@ class RWMutex:
             return
         try:
             # Granted by the last runlock() or by unlock(), which set _writer for us.
-            await park(self._wq, make_waiter(self._rt), 0, self, "rwmutex lock")
+            await park(self._wq, 0, self, "rwmutex lock")
         except BaseException:
             self._writer_gone()
             raise

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Protocol, final
 
-from asyncgo._backend import _diag, checkpoint, make_waiter, must_checkpoint
+from asyncgo._backend import (
+    NOT_CLAIMED,
+    _diag,
+    abandon,
+    checkpoint,
+    must_checkpoint,
+    new_parker,
+    park_runtime,
+    rescue,
+)
 from asyncgo._chan import Chan, Entry, RecvChan, chan_of
 from asyncgo._exceptions import Canceled
 
@@ -137,29 +146,37 @@ class Semaphore:
         if self._size - self._cur >= n and self._q.head() is None:
             self._cur += n
             return
-        w = make_waiter(self._rt)
+        rt = park_runtime(self)
+        w = new_parker(rt)
+        q = self._q
+        q.bind(w, rt, self)
         centry: Entry | None = None
         if done is not None:
-            # One waiter on two queues, as select does: whichever of the
-            # semaphore (index 0) and the ctx's done channel (index 1) claims
-            # it first wins, exactly once.
-            done._bind(w)
+            # One parker on two queues, as select does: whichever of the
+            # semaphore (result None) and the ctx's done channel (a result
+            # tuple) claims it first wins, exactly once.
+            if rt is not done._loop:
+                done._bind(w)
             centry = (w, 1, None)
-        entry = self._q.push(w, n, self)
-        if done is not None:
+        entry = q.push(w, n)
+        if centry is not None:
+            assert done is not None
             rq = done._recvq
             if rq is None:
                 rq = done._recvq = deque()
-            rq.append(centry)  # type: ignore[arg-type]
+            rq.append(centry)
         tracer = _diag.tracer
         if tracer is not None:
             tracer.parked(w, self if done is None else (self, done), "semaphore acquire")
         try:
-            await w.park()
+            r = await w
         except BaseException as exc:
-            if not w.rescue(exc):  # not granted: we hold nothing
-                self._q.forget(entry)
-                if centry is not None and done is not None:
+            r = rescue(w, exc)
+            if r is NOT_CLAIMED:  # not granted: we hold nothing
+                abandon(w)
+                q.forget(entry)
+                if centry is not None:
+                    assert done is not None
                     done._forget(centry, True)
                 self._notify()  # we may have been the head holding the others back
                 raise
@@ -167,13 +184,14 @@ class Semaphore:
             if tracer is not None:
                 tracer.unparked(w)
         if done is None:
-            return  # granted: notify() counted our tokens as held
+            return  # granted: _notify() counted our tokens as held
         assert ctx is not None
-        if w.index == 1:  # the ctx ended first: we hold nothing
-            self._q.forget(entry)
+        assert centry is not None
+        if r is not None:  # claimed by the done channel: the ctx ended first, we hold nothing
+            q.forget(entry)
             self._notify()
             raise _ctx_error(ctx)
-        done._forget(centry, True)  # type: ignore[arg-type]
+        done._forget(centry, True)
         if done._closed:
             # Granted, but the ctx is done too: give the tokens back and fail,
             # as Go's semaphore does (it checks ctx.Done() after the grant).
@@ -228,14 +246,14 @@ class Semaphore:
         q = self._q.q
         while q:
             w, n = q[0]
-            if not w.alive():
+            if w.done():  # cancelled, or claimed by its ctx
                 q.popleft()
                 continue
             if self._size - self._cur < n:
                 break
             q.popleft()
-            if w.wake(0, None, True):
-                self._cur += n
+            w.set_result(None)
+            self._cur += n
 
     async def __aenter__(self) -> None:
         await self.acquire(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import final
 
-from asyncgo._backend import _diag, checkpoint, make_waiter, must_checkpoint
+from asyncgo._backend import _diag, checkpoint, must_checkpoint
 
 from ._mutex import WaitQueue, park
 
@@ -90,4 +90,4 @@ class WaitGroup:
             await checkpoint()
         if self._count == 0:
             return
-        await park(self._q, make_waiter(self._rt), 0, self, "waitgroup wait")
+        await park(self._q, 0, self, "waitgroup wait")
