@@ -396,3 +396,34 @@ def test_waiting_from_a_second_event_loop_raises(
         err = anyio.run(second, backend=backend)
         assert "Mutex" in str(err)
     assert len(m._q) == 0
+
+
+async def test_native_cancel_after_handoff_keeps_the_lock_then_cancels(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """asyncio only: Task.cancel() between the hand-off and the waiter resuming. The
+    hand-off stands (lock() returns) and the cancellation fires at the next await."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("asyncio.Task.cancel() is asyncio-specific")
+    m = Mutex()
+    steps: list[str] = []
+
+    async def waiter() -> None:
+        await m.lock()
+        steps.append("locked")
+        try:
+            await asyncio.sleep(0)
+            steps.append("not reached")
+        finally:
+            m.unlock()
+
+    await m.lock()
+    task = asyncio.ensure_future(waiter())
+    await anyio.wait_all_tasks_blocked()
+    m.unlock()  # resolves the waiter's future
+    task.cancel()  # native cancel of a task whose future is already resolved
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert steps == ["locked"]
+    assert not m.locked()
+    assert task.cancelling() == 1  # the cancel request was re-delivered, not duplicated
