@@ -1,0 +1,724 @@
+"""Pipelines: ``pipeline(source) | stage | ...`` and the runner behind them.
+
+A pipeline is a description: a source and a list of stages. Running it (``stream()``,
+``collect()``, ``run()``) starts one task per node -- the source, then each stage --
+linked by bounded channels, so stages overlap and a slow stage pushes back on its
+producers (Go's pipeline pattern, with structured concurrency: every task lives in a
+task group that the ``stream()`` context manager owns).
+
+How items travel (the hot path). A link between two nodes is a `Chan` of *lists* of
+items plus the producer's ``pending`` list:
+
+* the producer appends each item to ``pending`` and hands the list over (one channel
+  send) once it holds ``batch`` items, or at once when the consumer is parked waiting
+  (``hungry``), so an idle consumer never waits for a batch to fill up;
+* a consumer that finds the channel empty takes the producer's ``pending`` items
+  directly ("steals" them; single-threaded, so no lock), so items never sit in a
+  half-full batch while their consumer is idle;
+* each stage still sees single items: its input is an async generator that unpacks
+  the lists.
+
+One channel operation per batch instead of per item is what makes a pipeline of
+cheap stages several times faster than stages wired with a queue per item
+(benchmarks/bench_pipeline.py). A link of ``size`` items never holds more than
+``size`` items: its channel holds ``size // batch - 2`` lists, plus the producer's
+pending (or in-flight) list and the rest of the list the consumer is working through.
+
+Errors and cancellation: every task we start catches its own `Exception`, records
+the first one in the `_Run`, and cancels every node's cancel scope; the consumer's
+iterator then raises that exception as itself. Nodes never raise into the task
+group, so nothing is wrapped in an `ExceptionGroup`. No async generator here ever
+yields inside a task group or cancel scope (STYLE.md §8): the task group is owned by
+the ``stream()`` context manager, entered and exited in the consumer's task.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from itertools import islice
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final, overload
+
+from ._backend import CancelScope, TaskGroup, create_task_group, get_cancelled_exc_class
+from ._chan import Chan, RecvChan
+
+if TYPE_CHECKING:
+    from ._exceptions import Canceled, DeadlineExceeded
+
+
+class Context(Protocol):
+    """Placeholder until asyncgo._context lands: what the runner uses of a Context."""
+
+    def err(self) -> Canceled | DeadlineExceeded | None: ...
+
+    async def wait(self) -> None: ...
+
+
+__all__ = ["DEFAULT_BUFFER", "Pipeline", "Stage", "TaskStage", "pipeline"]
+
+T = TypeVar("T")
+U = TypeVar("U")
+T_contra = TypeVar("T_contra", contravariant=True)
+U_co = TypeVar("U_co", covariant=True)
+
+#: Items a link between two stages holds by default (``pipeline(src, buffer=...)``).
+DEFAULT_BUFFER = 256
+#: The largest list of items handed from one stage task to the next in one send.
+MAX_BATCH = 64
+
+
+class Stage(Protocol[T_contra, U_co]):
+    """A pipeline stage: a callable from an async iterator of ``T`` to one of ``U``.
+
+    A plain async generator function is a stage::
+
+        async def square(items: AsyncIterator[int]) -> AsyncIterator[int]:
+            async for x in items:
+                yield x * x
+
+    Go: ``func stage(in <-chan T) <-chan U``
+    """
+
+    def __call__(self, items: AsyncIterator[T_contra], /) -> AsyncIterator[U_co]:
+        """Transform *items* into the stage's output."""
+        ...
+
+
+def _shape(size: int) -> tuple[int, int]:
+    """``(batch, capacity in batches)`` of a link holding at most *size* items."""
+    batch = min(MAX_BATCH, size // 4)
+    if batch <= 1:
+        return 1, size
+    return batch, size // batch - 2
+
+
+@final
+class _Link:
+    """The bounded connection from one node's output to the next node's input.
+
+    Producer side: `put` / `put_many` / `flush` / `close` (several producers may share
+    a link, e.g. the branches of `merge`, as long as they only use these methods).
+    Consumer side: `next_batch` / `items` (several consumers may share it too).
+    """
+
+    __slots__ = ("batch", "chan", "hungry", "pending", "size")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.batch, cap = _shape(size)
+        self.chan: Chan[list[Any]] = Chan(cap)
+        # Items produced but not yet sent. Consumers take them (copy + clear, so a
+        # producer holding a reference keeps a valid list) when the channel is empty.
+        self.pending: list[Any] = []
+        # A consumer is parked waiting: the next item is sent at once.
+        self.hungry = False
+
+    def __repr__(self) -> str:
+        return f"<link size={self.size} batch={self.batch} {self.chan!r}>"
+
+    # -- producer side -----------------------------------------------------------
+
+    async def put(self, item: object) -> None:
+        pending = self.pending
+        pending.append(item)
+        if self.hungry or len(pending) >= self.batch:
+            self.hungry = False
+            self.pending = []
+            await self.chan.send(pending)
+
+    async def put_many(self, items: list[Any]) -> None:
+        pending = self.pending
+        pending.extend(items)
+        size = self.batch
+        if not self.hungry and len(pending) < size:
+            return
+        self.hungry = False
+        self.pending = []
+        if len(pending) <= size:
+            await self.chan.send(pending)
+            return
+        send = self.chan.send
+        for i in range(0, len(pending), size):
+            await send(pending[i : i + size])
+
+    async def flush(self) -> None:
+        pending = self.pending
+        if pending:
+            self.pending = []
+            await self.chan.send(pending)
+
+    def close(self) -> None:
+        if not self.chan.closed:
+            self.chan.close()
+
+    # -- consumer side -----------------------------------------------------------
+
+    async def next_batch(self) -> list[Any] | None:
+        """The next list of items, or None once the link is closed and drained.
+
+        Cancellation-safe: a cancelled call has taken nothing.
+        """
+        batch: list[Any] | None
+        chan = self.chan
+        if not len(chan):
+            pending = self.pending
+            if pending:
+                batch = pending.copy()
+                pending.clear()
+                return batch
+            self.hungry = True
+        batch, ok = await chan.recv_ok()
+        return batch if ok else None
+
+    async def items(self) -> AsyncGenerator[Any, None]:
+        """The link's items one by one (a stage's input)."""
+        batch: list[Any] | None
+        chan = self.chan
+        recv_ok = chan.recv_ok
+        while True:
+            if not len(chan):
+                pending = self.pending
+                if pending:
+                    batch = pending.copy()
+                    pending.clear()
+                    for item in batch:
+                        yield item
+                    continue
+                self.hungry = True
+            batch, ok = await recv_ok()
+            if not ok:
+                return
+            for item in batch:  # type: ignore[union-attr]  # ok: a list
+                yield item
+
+
+@final
+class _NullLink:
+    """A sink that discards everything (the output of a `tee` branch)."""
+
+    __slots__ = ()
+    batch = MAX_BATCH
+
+    async def put(self, item: object) -> None:
+        pass
+
+    async def put_many(self, items: list[Any]) -> None:
+        pass
+
+    async def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+#: What a node writes to: a `_Link`, or `_NullLink` to discard.
+_Sink = _Link | _NullLink
+
+
+def _closed_link() -> _Link:
+    link = _Link(0)
+    link.close()
+    return link
+
+
+class _Run:
+    """The state shared by the tasks of one pipeline run: first error, stop flags, scopes."""
+
+    __slots__ = ("ctx", "ctx_stopped", "delivered", "error", "node_scopes", "scopes", "stopping")
+
+    def __init__(self, ctx: Context | None) -> None:
+        self.ctx = ctx
+        self.error: BaseException | None = None
+        self.delivered = False  # the error was raised to the consumer already
+        self.stopping = False
+        self.ctx_stopped = False
+        self.node_scopes: list[CancelScope] = []  # the linear chain, source first
+        self.scopes: list[CancelScope] = []  # every scope to cancel on stop()
+
+    def new_scope(self, node: bool) -> CancelScope:
+        scope = CancelScope()
+        self.scopes.append(scope)
+        if node:
+            self.node_scopes.append(scope)
+        return scope
+
+    def fail(self, exc: BaseException) -> None:
+        """Record *exc* as the pipeline's error if it is the first, and stop everything."""
+        if self.error is None and not self.stopping:
+            self.error = exc
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping = True
+        for scope in self.scopes:
+            scope.cancel()
+
+    def cancel_upstream(self, index: int) -> None:
+        """Node *index* is done: nodes before it have no reader any more."""
+        for scope in self.node_scopes[:index]:
+            scope.cancel()
+
+    def outcome(self) -> BaseException | None:
+        """The exception the consumer must see once the output ends, if any."""
+        if self.error is not None:
+            self.delivered = True
+            return self.error
+        if self.ctx_stopped and self.ctx is not None:
+            err = self.ctx.err()
+            if err is not None:
+                return err
+        return None
+
+    async def guard(self, body: Callable[[], Any], sink: _Sink | None = None) -> None:
+        """Run a helper task's *body*: its errors stop the run; *sink* is closed after."""
+        try:
+            await body()
+        except Exception as exc:
+            self.fail(exc)
+        finally:
+            if sink is not None:
+                sink.close()
+
+
+class TaskStage(Generic[T, U]):
+    """Base of the built-in stages that need tasks of their own (workers, timers, branches).
+
+    Inside a pipeline the runner calls `_run` with the stage's input and output links
+    instead of calling the stage: the stage starts its tasks in a task group of its own
+    inside its node's task, so it never yields inside a task group. Called directly on
+    an async iterator (outside a pipeline), a subclass runs without tasks where that
+    gives the same items, and raises `TypeError` where it cannot.
+    """
+
+    __slots__ = ()
+
+    def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[U]:
+        raise TypeError(f"{self!r} starts tasks, so it runs only inside a pipeline(...)")
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+
+def _is_buffer(stage: object) -> int | None:
+    size = getattr(stage, "_asyncgo_buffer", None)
+    return size if isinstance(size, int) else None
+
+
+def _check_size(size: int, what: str) -> int:
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"{what} must be an int, not {type(size).__name__}")
+    if size < 0:
+        raise ValueError(f"{what} must be >= 0, not {size}")
+    return size
+
+
+def _source_kind(source: object) -> str:
+    if isinstance(source, Pipeline):
+        return "pipeline"
+    if isinstance(source, TaskStage):
+        return "task"
+    if isinstance(source, RecvChan | AsyncIterable):
+        return "aiter"
+    if isinstance(source, Iterable):
+        return "iter"
+    if callable(source):
+        return "call"
+    raise TypeError(
+        "pipeline() source must be an iterable, an async iterable, a channel, an async "
+        f"generator function or a Pipeline, not {type(source).__name__}"
+    )
+
+
+async def _aclose(it: object) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _aiter_of(obj: object, what: object) -> AsyncIterator[Any]:
+    if isinstance(obj, AsyncIterator):
+        return obj
+    if isinstance(obj, AsyncIterable):
+        return obj.__aiter__()
+    raise TypeError(
+        f"{what!r} returned {type(obj).__name__}, not an async iterator: a stage takes an "
+        "AsyncIterator and returns one (an async generator function is a stage); wrap a "
+        "per-item function in stages.map(fn)"
+    )
+
+
+async def _drive(it: AsyncIterator[Any], tx: _Sink) -> None:
+    """Move everything *it* yields into *tx*, batching (*tx* has no other producer)."""
+    if isinstance(tx, _NullLink):
+        async for _ in it:
+            pass
+        return
+    pending = tx.pending
+    size = tx.batch
+    send = tx.chan.send
+    async for item in it:
+        pending.append(item)
+        if tx.hungry or len(pending) >= size:
+            tx.hungry = False
+            batch = pending
+            pending = tx.pending = []
+            await send(batch)
+    await tx.flush()
+
+
+async def feed(source: object, tx: _Sink, run: _Run, *, shared: bool = False) -> None:
+    """Send every item of a pipeline *source* into *tx*; close what we iterated.
+
+    *shared*: other producers write to *tx* too (use its safe methods only).
+    """
+    kind = _source_kind(source)
+    if kind == "pipeline":
+        assert isinstance(source, Pipeline)
+        sub = source.stream(run.ctx)
+        async with sub:
+            async for batch in sub._batches():
+                await tx.put_many(batch)
+        await tx.flush()
+        return
+    if kind == "task":
+        assert isinstance(source, TaskStage)
+        await source._run(_closed_link(), tx, run)
+        return
+    if kind == "iter":
+        it = iter(source)  # type: ignore[call-overload]
+        size = tx.batch
+        if shared or isinstance(tx, _NullLink):
+            while batch := list(islice(it, size)):
+                await tx.put_many(batch)
+            await tx.flush()
+        else:
+            send = tx.chan.send
+            while batch := list(islice(it, size)):
+                await send(batch)
+        return
+    if kind == "call":
+        assert callable(source)
+        ait = _aiter_of(source(), source)
+    else:
+        ait = _aiter_of(source, source)
+    try:
+        if shared:
+            async for item in ait:
+                await tx.put(item)
+            await tx.flush()
+        else:
+            await _drive(ait, tx)
+    finally:
+        if kind == "call" or inspect.isasyncgen(ait):
+            await _aclose(ait)
+
+
+async def run_stage(stage: Any, rx: _Link, tx: _Sink, run: _Run, *, shared: bool = False) -> None:
+    """Run one stage from *rx* to *tx* in the current task (a node, or a `fan_out` copy)."""
+    if isinstance(stage, TaskStage):
+        await stage._run(rx, tx, run)
+        await tx.flush()
+        return
+    src = rx.items()
+    try:
+        it = _aiter_of(stage(src), stage)
+        try:
+            if shared:
+                async for item in it:
+                    await tx.put(item)
+                await tx.flush()
+            else:
+                await _drive(it, tx)
+        finally:
+            # The user's generator is closed here, in the task that iterated it.
+            await _aclose(it)
+    finally:
+        await src.aclose()
+
+
+@final
+class Pipeline(Generic[T]):
+    """A source followed by stages; ``|`` appends a stage. Build it with `pipeline`.
+
+    A pipeline is a description: nothing runs until ``stream()``, ``collect()`` or
+    ``run()``; each run iterates the source afresh (a one-shot source such as a
+    generator object can be run once).
+    """
+
+    __slots__ = ("_buffer", "_nodes", "_source")
+
+    def __init__(
+        self, source: object, buffer: int, nodes: tuple[tuple[object, int], ...] = ()
+    ) -> None:
+        self._source = source
+        self._buffer = buffer
+        # (stage, size of the link *into* it)
+        self._nodes = nodes
+
+    def __or__(self, stage: Stage[T, U]) -> Pipeline[U]:
+        """A new pipeline with *stage* appended: ``pipeline(src) | stage``."""
+        if not callable(stage):
+            raise TypeError(
+                f"a pipeline stage must be callable (items -> items), not {type(stage).__name__}"
+            )
+        return Pipeline(self._source, self._buffer, (*self._nodes, (stage, self._buffer)))
+
+    def __repr__(self) -> str:
+        names = [_name(self._source)] + [_name(s) for s, _ in self._nodes]
+        return f"<Pipeline {' | '.join(names)}>"
+
+    def stream(self, ctx: Context | None = None) -> _Stream[T]:
+        """Run the pipeline; ``async with p.stream(ctx) as items: async for x in items``.
+
+        Each stage runs in its own task, linked to the next by a bounded buffer, so
+        stages overlap and a slow consumer pushes back on the stages before it.
+        The first exception in any stage stops every stage and is raised from the
+        ``async for`` (or, if the consumer stopped iterating first, on leaving the
+        block) as itself. When *ctx* is done first, the stages stop and ``async
+        for`` raises ``ctx.err()``. Leaving the block early (``break``, an
+        exception, cancellation) stops every stage; in every case no task is left
+        running when the block exits, and every async generator the pipeline
+        iterated has been closed in the task that iterated it.
+        Go: ``for x := range stage3(stage2(stage1(gen(ctx))))``
+
+        Raises:
+            Exception: The first exception raised by the source or a stage.
+            Canceled: *ctx* was cancelled before the output ended.
+            DeadlineExceeded: *ctx*'s deadline passed before the output ended.
+        """
+        return _Stream(self, ctx)
+
+    async def collect(self, ctx: Context | None = None) -> list[T]:
+        """Run the pipeline and return every item of its output, in order.
+
+        Raises:
+            Exception: The first exception raised by the source or a stage.
+            Canceled: *ctx* was cancelled first.
+            DeadlineExceeded: *ctx*'s deadline passed first.
+        """
+        out: list[T] = []
+        stream = _Stream(self, ctx)
+        async with stream:
+            async for batch in stream._batches():
+                out.extend(batch)
+        return out
+
+    async def run(self, ctx: Context | None = None) -> None:
+        """Run the pipeline for its effects, discarding its output.
+
+        Raises:
+            Exception: The first exception raised by the source or a stage.
+            Canceled: *ctx* was cancelled first.
+            DeadlineExceeded: *ctx*'s deadline passed first.
+        """
+        stream = _Stream(self, ctx)
+        async with stream:
+            async for _ in stream._batches():
+                pass
+
+
+def _name(obj: object) -> str:
+    return getattr(obj, "__qualname__", None) or repr(obj)
+
+
+@overload
+def pipeline(source: Pipeline[T], *, buffer: int = ...) -> Pipeline[T]: ...
+@overload
+def pipeline(source: TaskStage[Any, T], *, buffer: int = ...) -> Pipeline[T]: ...
+@overload
+def pipeline(source: RecvChan[T], *, buffer: int = ...) -> Pipeline[T]: ...
+@overload
+def pipeline(source: AsyncIterable[T], *, buffer: int = ...) -> Pipeline[T]: ...
+@overload
+def pipeline(source: Iterable[T], *, buffer: int = ...) -> Pipeline[T]: ...
+@overload
+def pipeline(source: Callable[[], AsyncIterator[T]], *, buffer: int = ...) -> Pipeline[T]: ...
+def pipeline(source: object, *, buffer: int = DEFAULT_BUFFER) -> Pipeline[Any]:
+    """Start a pipeline at *source*; append stages with ``|``.
+
+    *source* is a sync or async iterable, a channel (`RecvChan`: read until closed,
+    never closed by the pipeline), an async generator function (called with no
+    arguments in the source's own task), another `Pipeline`, or
+    ``stages.merge(a, b, ...)``. Each link between two stages holds up to *buffer*
+    items (``stages.buffer(n)`` changes one link). Sync iterables are read in slices
+    on the event loop, so they must not block.
+    Go: ``func gen(nums ...int) <-chan int`` feeding ``stage(in <-chan int) <-chan int``
+
+    Example:
+        ```python
+        p = pipeline(range(10)) | stages.map(square) | stages.filter(even)
+        assert await p.collect() == [0, 4, 16, 36, 64]
+        ```
+
+    Raises:
+        TypeError: *source* is none of the above, or *buffer* is not an int.
+        ValueError: *buffer* is negative.
+    """
+    _check_size(buffer, "pipeline buffer")
+    _source_kind(source)
+    return Pipeline(source, buffer)
+
+
+@final
+class _Stream(Generic[T]):
+    """The ``stream()`` context manager: owns the run's task group."""
+
+    __slots__ = ("_it", "_last", "_pipeline", "_run", "_tg")
+
+    def __init__(self, p: Pipeline[T], ctx: Context | None) -> None:
+        self._pipeline = p
+        self._run = _Run(ctx)
+        self._tg: TaskGroup | None = None
+        self._it: AsyncGenerator[T, None] | None = None
+        self._last: _Link | None = None
+
+    async def __aenter__(self) -> AsyncIterator[T]:
+        if self._tg is not None:
+            raise RuntimeError("a pipeline stream() can be entered only once")
+        run = self._run
+        ctx = run.ctx
+        if ctx is not None:
+            err = ctx.err()
+            if err is not None:
+                raise err
+        tg = self._tg = create_task_group()
+        await tg.__aenter__()
+        try:
+            self._last = self._start(tg)
+        except BaseException as exc:
+            run.stop()
+            await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._it = self._items()
+        return self._it
+
+    def _start(self, tg: TaskGroup) -> _Link:
+        p = self._pipeline
+        run = self._run
+        ctx = run.ctx
+        if ctx is not None:
+            tg.start_soon(self._watch, ctx, run.new_scope(False))
+        # Lay out the nodes: a buffer() stage only resizes the link it sits on.
+        nodes: list[object] = []
+        sizes: list[int] = []  # sizes[i]: the link out of node i
+        size = p._buffer
+        for stage, link_size in p._nodes:
+            n = _is_buffer(stage)
+            if n is not None:
+                size = n
+                continue
+            sizes.append(size)
+            nodes.append(stage)
+            size = link_size
+        sizes.append(size)
+        links = [_Link(n) for n in sizes]
+        tg.start_soon(self._node, 0, None, p._source, links[0], run.new_scope(True))
+        for i, stage in enumerate(nodes, 1):
+            tg.start_soon(self._node, i, links[i - 1], stage, links[i], run.new_scope(True))
+        return links[-1]
+
+    async def _node(
+        self, index: int, rx: _Link | None, what: object, tx: _Link, scope: CancelScope
+    ) -> None:
+        run = self._run
+        try:
+            with scope:
+                try:
+                    if rx is None:
+                        await feed(what, tx, run)
+                    else:
+                        await run_stage(what, rx, tx, run)
+                except Exception as exc:
+                    run.fail(exc)
+                else:
+                    # e.g. take(n): the nodes before this one have no reader any more.
+                    run.cancel_upstream(index)
+        finally:
+            if scope.cancel_called:
+                tx.pending.clear()
+            tx.close()
+
+    async def _watch(self, ctx: Context, scope: CancelScope) -> None:
+        run = self._run
+        with scope:
+            await ctx.wait()
+            run.ctx_stopped = True
+            run.stop()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        run = self._run
+        tg = self._tg
+        assert tg is not None
+        run.stop()
+        if self._it is not None:
+            await self._it.aclose()
+        if exc is not None and not isinstance(exc, get_cancelled_exc_class()):
+            # Wait for the tasks without handing the consumer's exception to the task
+            # group, which would wrap it in an ExceptionGroup: it propagates as itself.
+            await tg.__aexit__(None, None, None)
+            return False
+        if await tg.__aexit__(exc_type, exc, tb):
+            return True
+        if exc is None and run.error is not None and not run.delivered:
+            run.delivered = True
+            raise run.error
+        return False
+
+    # -- the consumer's side: one async generator, no task group or scope inside --
+
+    async def _items(self) -> AsyncGenerator[T, None]:
+        """The output, item by item: what ``async with p.stream() as items`` gives."""
+        link = self._last
+        assert link is not None
+        run = self._run
+        chan = link.chan
+        batch: list[T] | None
+        while True:
+            if run.stopping:
+                exc = run.outcome()
+                if exc is not None:
+                    raise exc
+                return
+            if not len(chan):
+                pending = link.pending
+                if pending:
+                    batch = pending.copy()
+                    pending.clear()
+                    for item in batch:
+                        yield item
+                    continue
+                link.hungry = True
+            batch, ok = await chan.recv_ok()
+            if not ok:
+                exc = run.outcome()
+                if exc is not None:
+                    raise exc
+                return
+            for item in batch:  # type: ignore[union-attr]  # ok: a list
+                yield item
+
+    async def _batches(self) -> AsyncGenerator[list[T], None]:
+        """The output, a list at a time (for `collect`, `run` and nested pipelines)."""
+        link = self._last
+        assert link is not None
+        run = self._run
+        while True:
+            if run.stopping:
+                exc = run.outcome()
+                if exc is not None:
+                    raise exc
+                return
+            batch = await link.next_batch()
+            if batch is None:
+                exc = run.outcome()
+                if exc is not None:
+                    raise exc
+                return
+            yield batch

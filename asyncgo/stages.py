@@ -1,0 +1,852 @@
+"""Built-in pipeline stages: ``pipeline(source) | stages.map(fn) | stages.filter(pred) ...``.
+
+A stage is any callable taking an `AsyncIterator` and returning one (`Stage`), so a
+plain async generator function is a stage and mixes freely with these. Every stage
+below is one too; inside a pipeline the runner gives each its own task and moves
+items to and from it a list at a time, which is where their speed comes from.
+
+Where a function is expected (``map``, ``filter``, ``flat_map``, ``tap``), a sync or
+an async callable works: an async one (or a sync one returning awaitables) is
+awaited. ``map(..., executor="thread" | "process")`` runs a sync function off the
+event loop for blocking or CPU-bound work.
+
+Stages that need tasks (``map`` with workers or an executor, ``batch`` with a
+timeout, ``merge``, ``fan_out``, ``tee``) start them inside their own node's task, in
+a task group that ends with the stage, so no task outlives the pipeline. Called
+directly on an async iterator, outside a pipeline, ``map`` runs one item at a time
+(same items, same order) and ``merge``, ``fan_out``, ``tee`` and ``batch(timeout=...)``
+raise `TypeError`: they cannot work without tasks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from functools import partial
+from typing import Any, Literal, Protocol, TypeVar, final, overload
+
+from ._backend import CancelScope, anyio, create_task_group, current_time, to_thread
+from ._chan import Chan, RecvChan, SendChan
+from ._pipeline import (
+    Pipeline,
+    Stage,
+    TaskStage,
+    _check_size,
+    _Link,
+    _NullLink,
+    _Run,
+    _Sink,
+    feed,
+    run_stage,
+)
+
+__all__ = [
+    "Limiter",
+    "Stage",
+    "TaskStage",
+    "batch",
+    "broadcast",
+    "buffer",
+    "fan_out",
+    "filter",
+    "flat_map",
+    "map",
+    "merge",
+    "rate_limit",
+    "take",
+    "tap",
+    "tee",
+]
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+Executor = Literal["thread", "process"]
+
+#: Anything `pipeline()` accepts as a source (and `merge` as a branch).
+Source = Iterable[T] | AsyncIterable[T] | RecvChan[T] | Callable[[], AsyncIterator[T]] | Pipeline[T]
+
+
+class Limiter(Protocol):
+    """What `rate_limit` needs: ``await limiter.wait(n, ctx)`` (e.g. `asyncgo.rate.Limiter`)."""
+
+    async def wait(self, n: int = 1, ctx: Any = None) -> None:
+        """Wait until *n* events may happen."""
+        ...
+
+
+# -- calling user functions, sync or async ------------------------------------------
+
+
+def _declared_async(fn: object) -> bool | None:
+    """True for a coroutine function; None (find out on the first call) otherwise."""
+    while isinstance(fn, partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - an async __call__ method
+    if call is not None and inspect.iscoroutinefunction(call):
+        return True
+    return None
+
+
+def _awaitable(obj: object) -> bool:
+    return inspect.isawaitable(obj)
+
+
+class _Fn:
+    """A user callable and whether it is async (decided on its first result if unsure)."""
+
+    __slots__ = ("fn", "is_async")
+
+    def __init__(self, fn: Callable[..., Any], what: str) -> None:
+        if not callable(fn):
+            raise TypeError(f"stages.{what}() needs a callable, not {type(fn).__name__}")
+        self.fn = fn
+        self.is_async = _declared_async(fn)
+
+    def known_async(self) -> bool:
+        """Whether *fn* is async (after `__call__` has seen a result, if it had to)."""
+        return bool(self.is_async)
+
+    async def __call__(self, item: object) -> Any:
+        result = self.fn(item)
+        if self.is_async is None:
+            self.is_async = _awaitable(result)
+        if self.is_async:
+            return await result
+        return result
+
+
+# -- the stages --------------------------------------------------------------------
+
+
+@final
+class _Map(TaskStage[T, U]):
+    __slots__ = ("_executor", "_fn", "_ordered", "_workers")
+
+    def __init__(
+        self, fn: Callable[[T], Any], workers: int, ordered: bool, executor: Executor | None
+    ) -> None:
+        self._fn = _Fn(fn, "map")
+        self._workers = workers
+        self._ordered = ordered
+        self._executor = executor
+        if executor is not None:
+            self._fn.is_async = False
+
+    def __repr__(self) -> str:
+        opts = "" if self._workers == 1 else f", workers={self._workers}"
+        if not self._ordered:
+            opts += ", ordered=False"
+        if self._executor:
+            opts += f", executor={self._executor!r}"
+        return f"stages.map({_qualname(self._fn.fn)}{opts})"
+
+    def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[U]:
+        return self._direct(items)
+
+    async def _direct(self, items: AsyncIterator[T]) -> AsyncIterator[U]:
+        call = self._caller(None)
+        async for item in items:
+            yield await call(item)
+
+    def _caller(self, limiter: Any) -> Callable[[Any], Awaitable[Any]]:
+        fn = self._fn.fn
+        if self._executor == "thread":
+            return lambda item: to_thread.run_sync(fn, item, limiter=limiter)
+        if self._executor == "process":
+            run_sync = anyio.to_process.run_sync
+            return lambda item: run_sync(fn, item, cancellable=True, limiter=limiter)
+        return self._fn
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        if self._workers == 1 and self._executor is None:
+            await self._serial(rx, tx)
+        else:
+            await self._pool(rx, tx, run)
+
+    async def _serial(self, rx: _Link, tx: _Sink) -> None:
+        w = self._fn
+        fn = w.fn
+        while (batch := await rx.next_batch()) is not None:
+            if w.is_async is None:
+                first = await w(batch[0])
+                if w.known_async():
+                    await tx.put(first)
+                    batch = batch[1:]
+                else:
+                    await tx.put_many([first, *(fn(x) for x in batch[1:])])
+                    continue
+            if w.is_async:
+                # One item at a time: each result goes on as soon as it is ready.
+                for item in batch:
+                    await tx.put(await fn(item))
+            else:
+                await tx.put_many([fn(x) for x in batch])
+
+    async def _pool(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        workers = self._workers
+        limiter = anyio.CapacityLimiter(workers) if self._executor else None
+        call = self._caller(limiter)
+        jobs: Chan[Any] = Chan(workers)
+        if self._ordered:
+            await self._pool_ordered(rx, tx, run, call, jobs)
+            return
+        results: Chan[Any] = Chan(workers)
+        live = [workers]
+
+        async def feeder() -> None:
+            try:
+                while (batch := await rx.next_batch()) is not None:
+                    for item in batch:
+                        await jobs.send(item)
+            finally:
+                jobs.close()
+
+        async def worker() -> None:
+            try:
+                async for item in jobs:
+                    await results.send(await call(item))
+            finally:
+                live[0] -= 1
+                if not live[0]:
+                    results.close()
+
+        async with create_task_group() as tg:
+            tg.start_soon(run.guard, feeder)
+            for _ in range(workers):
+                tg.start_soon(run.guard, worker)
+            async for result in results:
+                await tx.put(result)
+
+    async def _pool_ordered(
+        self,
+        rx: _Link,
+        tx: _Sink,
+        run: _Run,
+        call: Callable[[Any], Awaitable[Any]],
+        jobs: Chan[Any],
+    ) -> None:
+        # Results leave in input order. `order` holds the slots dispatched but not yet
+        # emitted, so at most 2 * workers results wait for a slow one ahead of them.
+        workers = self._workers
+        order: Chan[_Slot] = Chan(2 * workers)
+        wake: Chan[None] = Chan(1)
+        head: list[_Slot | None] = [None]  # the slot the emitter is waiting for
+
+        async def feeder() -> None:
+            try:
+                while (batch := await rx.next_batch()) is not None:
+                    for item in batch:
+                        slot = _Slot(item)
+                        await order.send(slot)
+                        await jobs.send(slot)
+            finally:
+                order.close()
+                jobs.close()
+
+        async def worker() -> None:
+            async for slot in jobs:
+                slot.value = await call(slot.value)
+                slot.done = True
+                if head[0] is slot:
+                    head[0] = None
+                    wake.send_nowait(None)
+
+        async with create_task_group() as tg:
+            tg.start_soon(run.guard, feeder)
+            for _ in range(workers):
+                tg.start_soon(run.guard, worker)
+            async for slot in order:
+                if not slot.done:
+                    head[0] = slot
+                    await wake.recv()
+                await tx.put(slot.value)
+
+
+@final
+class _Slot:
+    """One item of an ordered `map` pool: its input, then its result."""
+
+    __slots__ = ("done", "value")
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+        self.done = False
+
+
+@overload
+def map(  # noqa: A001 - the stage is called map, like Go's and aiostream's
+    fn: Callable[[T], Awaitable[U]],
+    *,
+    workers: int = ...,
+    ordered: bool = ...,
+    executor: None = ...,
+) -> TaskStage[T, U]: ...
+@overload
+def map(  # noqa: A001
+    fn: Callable[[T], U],
+    *,
+    workers: int | None = ...,
+    ordered: bool = ...,
+    executor: Executor | None = ...,
+) -> TaskStage[T, U]: ...
+def map(  # noqa: A001
+    fn: Callable[[T], Any],
+    *,
+    workers: int | None = None,
+    ordered: bool = True,
+    executor: Executor | None = None,
+) -> TaskStage[T, Any]:
+    """Apply *fn* to every item; with *workers*, to several items at once.
+
+    *fn* may be sync or async. ``workers=n`` runs up to *n* calls concurrently in
+    *n* worker tasks. ``ordered=True`` (the default) emits results in input order,
+    holding at most ``2 * workers`` finished results back behind a slow one (so
+    memory stays bounded); ``ordered=False`` emits each result as soon as it is
+    ready. ``executor="thread"`` runs a sync *fn* in worker threads (blocking
+    I/O), ``executor="process"`` in worker processes (CPU-bound work: real
+    multi-core speed-up; *fn*, its items and results must be picklable, so *fn*
+    must be a module-level function). *workers* defaults to 1, or to the number of
+    CPUs with ``executor="process"``, or to ``min(32, CPUs + 4)`` with
+    ``executor="thread"``. The first exception from *fn* stops the pipeline and
+    is raised as itself. Cancellation: running calls are cancelled (a process
+    call kills its worker process; a thread call runs to completion first).
+    Go: a stage with ``n`` goroutines reading ``in`` (fan-out) and a fan-in of
+    their results.
+
+    Raises:
+        TypeError: *fn* is not callable, *workers* is not an int, or an executor is
+            given an async *fn*.
+        ValueError: *workers* < 1, or an unknown *executor*.
+    """
+    if executor not in (None, "thread", "process"):
+        raise ValueError(f"stages.map(executor={executor!r}): expected 'thread', 'process' or None")
+    if executor is not None and _declared_async(fn):
+        raise TypeError(
+            f"stages.map(executor={executor!r}) runs sync functions; {_qualname(fn)} is "
+            "async: drop executor= to run it on the event loop"
+        )
+    if workers is None:
+        cpus = os.cpu_count() or 1
+        workers = {None: 1, "process": cpus, "thread": min(32, cpus + 4)}[executor]
+    _check_size(workers, "stages.map() workers")
+    if workers < 1:
+        raise ValueError(f"stages.map() workers must be >= 1, not {workers}")
+    return _Map(fn, workers, ordered, executor)
+
+
+@final
+class _Filter(TaskStage[T, T]):
+    __slots__ = ("_fn",)
+
+    def __init__(self, pred: Callable[[T], Any]) -> None:
+        self._fn = _Fn(pred, "filter")
+
+    def __repr__(self) -> str:
+        return f"stages.filter({_qualname(self._fn.fn)})"
+
+    async def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[T]:
+        w = self._fn
+        async for item in items:
+            if await w(item):
+                yield item
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        w = self._fn
+        pred = w.fn
+        while (batch := await rx.next_batch()) is not None:
+            if w.is_async is None:
+                if await w(batch[0]):
+                    await tx.put(batch[0])
+                batch = batch[1:]
+            if w.is_async:
+                for item in batch:
+                    if await pred(item):
+                        await tx.put(item)
+            else:
+                await tx.put_many([x for x in batch if pred(x)])
+
+
+def filter(pred: Callable[[T], Any]) -> TaskStage[T, T]:  # noqa: A001
+    """Pass on the items for which *pred* (sync or async) is true.
+
+    Go: ``for n := range in { if pred(n) { out <- n } }``
+
+    Raises:
+        TypeError: *pred* is not callable.
+    """
+    return _Filter(pred)
+
+
+@final
+class _FlatMap(TaskStage[T, U]):
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[T], Any]) -> None:
+        self._fn = _Fn(fn, "flat_map")
+
+    def __repr__(self) -> str:
+        return f"stages.flat_map({_qualname(self._fn.fn)})"
+
+    async def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[U]:
+        w = self._fn
+        async for item in items:
+            many = await w(item)
+            if isinstance(many, AsyncIterable):
+                try:
+                    async for x in many:
+                        yield x
+                finally:
+                    await _aclose(many)
+            else:
+                for x in many:
+                    yield x
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        w = self._fn
+        while (batch := await rx.next_batch()) is not None:
+            for item in batch:
+                many = await w(item)
+                if isinstance(many, AsyncIterable):
+                    try:
+                        async for x in many:
+                            await tx.put(x)
+                    finally:
+                        await _aclose(many)
+                else:
+                    for x in many:
+                        await tx.put(x)
+
+
+def flat_map(
+    fn: Callable[[T], Iterable[U] | AsyncIterable[U] | Awaitable[Iterable[U] | AsyncIterable[U]]],
+) -> TaskStage[T, U]:
+    """Pass on every item of ``fn(item)``, a sync or async iterable, in order.
+
+    *fn* may be async. An async generator *fn* returns is closed in the stage's task.
+    Go: ``for n := range in { for _, m := range fn(n) { out <- m } }``
+
+    Raises:
+        TypeError: *fn* is not callable.
+    """
+    return _FlatMap(fn)
+
+
+@final
+class _Batch(TaskStage[T, list[T]]):
+    __slots__ = ("_size", "_timeout")
+
+    def __init__(self, size: int, timeout: float | None) -> None:
+        self._size = size
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"stages.batch({self._size}, timeout={self._timeout})"
+
+    def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[list[T]]:
+        if self._timeout is not None:
+            raise TypeError(
+                "stages.batch(timeout=...) waits for input with a deadline, which needs the "
+                "pipeline runner: use it in pipeline(...) | stages.batch(...)"
+            )
+        return self._direct(items)
+
+    async def _direct(self, items: AsyncIterator[T]) -> AsyncIterator[list[T]]:
+        size = self._size
+        buf: list[T] = []
+        async for item in items:
+            buf.append(item)
+            if len(buf) >= size:
+                yield buf
+                buf = []
+        if buf:
+            yield buf
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        size = self._size
+        timeout = self._timeout
+        buf: list[Any] = []
+        deadline = 0.0
+        while True:
+            if buf and timeout is not None:
+                batch: list[Any] | object | None = _TIMED_OUT
+                with CancelScope(deadline=deadline):
+                    batch = await rx.next_batch()
+                if batch is _TIMED_OUT:
+                    # The oldest item has waited `timeout` seconds: send what we have.
+                    await tx.put(buf)
+                    buf = []
+                    continue
+            else:
+                batch = await rx.next_batch()
+            if batch is None:
+                break
+            assert isinstance(batch, list)
+            for item in batch:
+                if not buf and timeout is not None:
+                    deadline = current_time() + timeout
+                buf.append(item)
+                if len(buf) >= size:
+                    await tx.put(buf)
+                    buf = []
+        if buf:
+            await tx.put(buf)
+
+
+_TIMED_OUT = object()
+
+
+def batch(size: int, timeout: float | None = None) -> TaskStage[T, list[T]]:
+    """Group items into lists of *size*; the last list may be shorter.
+
+    With *timeout* (seconds), a list is also sent, short, once its first item has
+    waited *timeout* seconds for the rest (on the backend's clock, so trio's
+    ``MockClock`` drives it). Go: a loop ``select``-ing on ``in`` and a
+    ``time.After(timeout)`` started at a batch's first item.
+
+    Raises:
+        TypeError: *size* is not an int.
+        ValueError: *size* < 1, or *timeout* is negative.
+    """
+    _check_size(size, "stages.batch() size")
+    if size < 1:
+        raise ValueError(f"stages.batch() size must be >= 1, not {size}")
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"stages.batch() timeout must be >= 0, not {timeout}")
+    return _Batch(size, timeout)
+
+
+@final
+class _Take(TaskStage[T, T]):
+    __slots__ = ("_n",)
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+
+    def __repr__(self) -> str:
+        return f"stages.take({self._n})"
+
+    async def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[T]:
+        left = self._n
+        if left <= 0:
+            return
+        async for item in items:
+            yield item
+            left -= 1
+            if not left:
+                return
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        left = self._n
+        while left > 0 and (batch := await rx.next_batch()) is not None:
+            if len(batch) >= left:
+                batch = batch[:left]
+            left -= len(batch)
+            await tx.put_many(batch)
+        # Returning stops the stages before this one: they have no reader any more.
+
+
+def take(n: int) -> TaskStage[T, T]:
+    """Pass on the first *n* items, then end the stream and stop the stages before.
+
+    Go: ``for i := 0; i < n; i++ { out <- <-in }`` then ``cancel()`` upstream.
+
+    Raises:
+        TypeError: *n* is not an int.
+        ValueError: *n* is negative.
+    """
+    return _Take(_check_size(n, "stages.take() n"))
+
+
+@final
+class _Buffer:
+    """An identity stage that sets the size of the link it sits on."""
+
+    __slots__ = ("_asyncgo_buffer",)
+
+    def __init__(self, n: int) -> None:
+        self._asyncgo_buffer = n
+
+    def __repr__(self) -> str:
+        return f"stages.buffer({self._asyncgo_buffer})"
+
+    def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[T]:
+        return items
+
+
+def buffer(n: int) -> Stage[T, T]:
+    """Let up to *n* items wait between the stage before and the stage after.
+
+    It starts no task: it sets the size of that one link, instead of the
+    pipeline's default (``pipeline(src, buffer=...)``). ``buffer(0)`` makes the
+    two stages hand over each item directly (Go's unbuffered channel). Called
+    directly, it returns its input. Go: ``make(chan T, n)``
+
+    Raises:
+        TypeError: *n* is not an int.
+        ValueError: *n* is negative.
+    """
+    return _Buffer(_check_size(n, "stages.buffer() n"))
+
+
+@final
+class _Merge(TaskStage[T, T]):
+    __slots__ = ("_sources",)
+
+    def __init__(self, sources: tuple[object, ...]) -> None:
+        from ._pipeline import _source_kind
+
+        for s in sources:
+            _source_kind(s)
+        self._sources = sources
+
+    def __repr__(self) -> str:
+        return f"stages.merge({', '.join(_qualname(s) for s in self._sources)})"
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        async def forward() -> None:
+            while (batch := await rx.next_batch()) is not None:
+                await tx.put_many(batch)
+
+        async with create_task_group() as tg:
+            tg.start_soon(run.guard, forward)
+            for source in self._sources:
+                tg.start_soon(run.guard, partial(feed, source, tx, run, shared=True))
+        await tx.flush()
+
+
+def merge(*sources: Source[T]) -> TaskStage[T, T]:
+    """Fan in: pass on the stage's input and every item of each of *sources*.
+
+    Each source (anything `pipeline()` accepts) is read by a task of its own;
+    items from one source keep their order, items from different sources
+    interleave as they come. The output ends when the input and every source have
+    ended. As the first element of a pipeline, ``pipeline(stages.merge(a, b))``
+    merges just *a* and *b*. Go: ``fanIn(chans ...<-chan int) <-chan int``
+
+    Raises:
+        TypeError: A source is of an unsupported type (also when called directly
+            on an async iterator, outside a pipeline: merging needs tasks).
+    """
+    return _Merge(sources)
+
+
+@final
+class _FanOut(TaskStage[T, U]):
+    __slots__ = ("_n", "_stage")
+
+    def __init__(self, n: int, stage: Stage[T, U]) -> None:
+        self._n = n
+        self._stage = stage
+
+    def __repr__(self) -> str:
+        return f"stages.fan_out({self._n}, {_qualname(self._stage)})"
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        async with create_task_group() as tg:
+            for _ in range(self._n):
+                tg.start_soon(run.guard, partial(run_stage, self._stage, rx, tx, run, shared=True))
+        await tx.flush()
+
+
+def fan_out(n: int, stage: Stage[T, U]) -> TaskStage[T, U]:
+    """Run *n* copies of *stage*, each in its own task, sharing the input.
+
+    Each item goes to exactly one copy (whichever asks first: load balancing); the
+    copies' outputs are merged (fan-in), so the output order is not the input
+    order. Use it for a stage that keeps state per worker (a connection, a
+    session); for a plain function, ``map(fn, workers=n)`` is simpler.
+    Go: ``fanOut(ctx, in, n)`` then ``fanIn(ctx, workers...)``
+
+    Raises:
+        TypeError: *n* is not an int or *stage* is not callable.
+        ValueError: *n* < 1.
+    """
+    _check_size(n, "stages.fan_out() n")
+    if n < 1:
+        raise ValueError(f"stages.fan_out() n must be >= 1, not {n}")
+    if not callable(stage):
+        raise TypeError(f"stages.fan_out() needs a stage, not {type(stage).__name__}")
+    return _FanOut(n, stage)
+
+
+@final
+class _Tee(TaskStage[T, T]):
+    __slots__ = ("_sinks",)
+
+    def __init__(self, sinks: tuple[Stage[T, Any] | SendChan[T], ...]) -> None:
+        for sink in sinks:
+            if not (isinstance(sink, SendChan) or callable(sink)):
+                raise TypeError(
+                    f"stages.tee() sinks are stages or channels, not {type(sink).__name__}"
+                )
+        self._sinks = sinks
+
+    def __repr__(self) -> str:
+        return f"stages.tee({', '.join(_qualname(s) for s in self._sinks)})"
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        size = tx.size if isinstance(tx, _Link) else rx.size
+        links = [_Link(size) for _ in self._sinks]
+        async with create_task_group() as tg:
+            for sink, link in zip(self._sinks, links, strict=True):
+                if isinstance(sink, SendChan):
+                    tg.start_soon(run.guard, partial(_to_chan, link, sink))
+                else:
+                    tg.start_soon(run.guard, partial(_to_sink, sink, link, run))
+            try:
+                while (batch := await rx.next_batch()) is not None:
+                    for link in links:
+                        await link.put_many(batch)
+                    await tx.put_many(batch)
+                for link in links:
+                    await link.flush()
+            finally:
+                for link in links:
+                    link.close()
+        await tx.flush()
+
+
+async def _to_sink(sink: Stage[Any, Any], link: _Link, run: _Run) -> None:
+    await run_stage(sink, link, _NullLink(), run)
+    # The sink ended before its input (e.g. take(n)): keep the tee from blocking on it.
+    while await link.next_batch() is not None:
+        pass
+
+
+async def _to_chan(link: _Link, ch: SendChan[Any]) -> None:
+    try:
+        while (batch := await link.next_batch()) is not None:
+            for item in batch:
+                await ch.send(item)
+    finally:
+        if not ch.closed:
+            ch.close()
+
+
+def tee(*sinks: Stage[T, Any] | SendChan[T]) -> TaskStage[T, T]:
+    """Broadcast: give every item to each of *sinks* and pass it on downstream.
+
+    A sink is a stage (run in its own task; its output is discarded) or a
+    `SendChan` (every item is sent on it; the tee closes it when the stream ends
+    or stops). Every sink sees every item, in order; the slowest sink sets the
+    pace (no item is dropped). Go: a ``tee``/broadcast goroutine sending each
+    value to every output channel.
+
+    Raises:
+        TypeError: A sink is neither a stage nor a channel (also when called
+            directly on an async iterator, outside a pipeline).
+    """
+    return _Tee(sinks)
+
+
+broadcast = tee
+
+
+@final
+class _RateLimit(TaskStage[T, T]):
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: Limiter) -> None:
+        if not callable(getattr(limiter, "wait", None)):
+            raise TypeError(
+                f"stages.rate_limit() needs a limiter with `async wait(n, ctx)`, "
+                f"not {type(limiter).__name__}"
+            )
+        self._limiter = limiter
+
+    def __repr__(self) -> str:
+        return f"stages.rate_limit({self._limiter!r})"
+
+    async def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[T]:
+        wait = self._limiter.wait
+        async for item in items:
+            await wait(1)
+            yield item
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        wait = self._limiter.wait
+        ctx = run.ctx
+        while (batch := await rx.next_batch()) is not None:
+            for item in batch:
+                if ctx is None:
+                    await wait(1)
+                else:
+                    await wait(1, ctx)
+                await tx.put(item)
+
+
+def rate_limit(limiter: Limiter) -> TaskStage[T, T]:
+    """Pass items on no faster than *limiter* allows: ``await limiter.wait(1, ctx)`` each.
+
+    *limiter* is an `asyncgo.rate.Limiter` or anything with the same ``wait``;
+    inside a pipeline run with a ctx, that ctx is passed on (so a limiter can fail
+    at once when the deadline would pass first).
+    Go: ``limiter.Wait(ctx)`` before each ``out <- v``
+
+    Raises:
+        TypeError: *limiter* has no ``wait`` method.
+    """
+    return _RateLimit(limiter)
+
+
+@final
+class _Tap(TaskStage[T, T]):
+    __slots__ = ("_fn",)
+
+    def __init__(self, fn: Callable[[T], Any]) -> None:
+        self._fn = _Fn(fn, "tap")
+
+    def __repr__(self) -> str:
+        return f"stages.tap({_qualname(self._fn.fn)})"
+
+    async def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[T]:
+        w = self._fn
+        async for item in items:
+            await w(item)
+            yield item
+
+    async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        w = self._fn
+        fn = w.fn
+        while (batch := await rx.next_batch()) is not None:
+            if w.is_async is None:
+                await w(batch[0])
+                await tx.put(batch[0])
+                batch = batch[1:]
+            if w.is_async:
+                for item in batch:
+                    await fn(item)
+                    await tx.put(item)
+            else:
+                for item in batch:
+                    fn(item)
+                await tx.put_many(batch)
+
+
+def tap(fn: Callable[[T], Any]) -> TaskStage[T, T]:
+    """Call *fn* (sync or async) on every item for its side effect; pass the item on.
+
+    Go: ``for n := range in { log(n); out <- n }``
+
+    Raises:
+        TypeError: *fn* is not callable.
+    """
+    return _Tap(fn)
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+async def _aclose(it: object) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _qualname(obj: object) -> str:
+    name = getattr(obj, "__qualname__", None)
+    return name if isinstance(name, str) else repr(obj)
