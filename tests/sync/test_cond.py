@@ -1,0 +1,285 @@
+"""sync.Cond (issue #4): signal/broadcast, the lock across wait, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from asyncgo.sync import Cond, Mutex, RWMutex
+
+pytestmark = pytest.mark.anyio
+
+
+async def wait_and_note(cond: Cond, name: str, order: list[str]) -> None:
+    async with cond:
+        await cond.wait()
+        assert cond.L.locked()  # type: ignore[attr-defined]
+        order.append(name)
+
+
+async def wait_in_scope(
+    cond: Cond, out: list[str], *, task_status: anyio.abc.TaskStatus[anyio.CancelScope]
+) -> None:
+    with anyio.CancelScope() as scope:
+        task_status.started(scope)
+        async with cond:
+            try:
+                await cond.wait()
+                out.append("woke")
+            finally:
+                out.append("held" if cond.L.locked() else "NOT HELD")  # type: ignore[attr-defined]
+
+
+async def test_default_lock_is_a_mutex() -> None:
+    cond = Cond()
+    assert isinstance(cond.L, Mutex)
+    m = Mutex()
+    assert Cond(m).L is m
+
+
+async def test_signal_wakes_one_waiter_in_fifo_order() -> None:
+    cond = Cond()
+    order: list[str] = []
+    async with anyio.create_task_group() as tg:
+        for name in "abc":
+            tg.start_soon(wait_and_note, cond, name, order)
+            await anyio.wait_all_tasks_blocked()
+        cond.signal()
+        await anyio.wait_all_tasks_blocked()
+        assert order == ["a"]
+        cond.signal()
+        await anyio.wait_all_tasks_blocked()
+        assert order == ["a", "b"]
+        cond.signal()
+    assert order == ["a", "b", "c"]
+
+
+async def test_signal_without_waiters_is_not_remembered() -> None:
+    cond = Cond()
+    order: list[str] = []
+    cond.signal()
+    cond.broadcast()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_and_note, cond, "a", order)
+        await anyio.wait_all_tasks_blocked()
+        assert order == []
+        cond.signal()
+
+
+async def test_broadcast_wakes_everyone() -> None:
+    cond = Cond()
+    order: list[str] = []
+    async with anyio.create_task_group() as tg:
+        for name in "abcd":
+            tg.start_soon(wait_and_note, cond, name, order)
+        await anyio.wait_all_tasks_blocked()
+        async with cond:
+            cond.broadcast()
+    assert sorted(order) == list("abcd")
+
+
+async def test_wait_releases_the_lock_while_waiting() -> None:
+    cond = Cond()
+    order: list[str] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_and_note, cond, "a", order)
+        await anyio.wait_all_tasks_blocked()
+        assert not cond.L.locked()  # type: ignore[attr-defined]
+        async with cond:
+            cond.signal()
+            await anyio.wait_all_tasks_blocked()
+            assert order == [], "the waiter returned without re-locking"
+    assert order == ["a"]
+
+
+async def test_wait_without_holding_the_lock_raises() -> None:
+    cond = Cond()
+    with pytest.raises(RuntimeError, match=r"^sync: unlock of unlocked mutex$"):
+        await cond.wait()
+    assert len(cond._q) == 0
+
+
+async def test_wait_for_predicate() -> None:
+    cond = Cond()
+    items: deque[int] = deque()
+    got: list[int] = []
+
+    async def consumer() -> None:
+        for _ in range(3):
+            async with cond:
+                assert await cond.wait_for(lambda: len(items)) > 0
+                got.append(items.popleft())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer)
+        for i in range(3):
+            await anyio.wait_all_tasks_blocked()
+            async with cond:
+                items.append(i)
+                cond.signal()
+    assert got == [0, 1, 2]
+
+
+async def test_cancelled_wait_relocks_and_consumes_no_signal() -> None:
+    cond = Cond()
+    out: list[str] = []
+    order: list[str] = []
+    async with anyio.create_task_group() as tg:
+        scope = await tg.start(wait_in_scope, cond, out)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(wait_and_note, cond, "second", order)
+        await anyio.wait_all_tasks_blocked()
+        scope.cancel()
+        await anyio.wait_all_tasks_blocked()
+        cond.signal()  # must reach the second waiter, not the cancelled one
+    assert out == ["held"]
+    assert order == ["second"]
+    assert not cond.L.locked()  # type: ignore[attr-defined]
+
+
+async def test_cancelled_wait_waits_for_the_lock_before_raising() -> None:
+    """Cancelled while another task holds L: wait() re-locks (shielded) before raising."""
+    cond = Cond()
+    out: list[str] = []
+    async with anyio.create_task_group() as tg:
+        scope = await tg.start(wait_in_scope, cond, out)
+        await anyio.wait_all_tasks_blocked()
+        await cond.L.lock()
+        scope.cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert out == [], "wait() raised without holding the lock"
+        cond.L.unlock()
+    assert out == ["held"]
+    assert not cond.L.locked()  # type: ignore[attr-defined]
+
+
+async def test_signal_then_cancel_keeps_the_wakeup() -> None:
+    cond = Cond()
+    steps: list[str] = []
+
+    async def waiter(*, task_status: anyio.abc.TaskStatus[anyio.CancelScope]) -> None:
+        with anyio.CancelScope() as scope:
+            task_status.started(scope)
+            async with cond:
+                await cond.wait()
+                steps.append("woke holding" if cond.L.locked() else "woke NOT holding")  # type: ignore[attr-defined]
+                await anyio.lowlevel.checkpoint()
+        steps.append("cancelled" if scope.cancelled_caught else "?")
+
+    async with anyio.create_task_group() as tg:
+        scope = await tg.start(waiter)
+        await anyio.wait_all_tasks_blocked()
+        cond.signal()
+        scope.cancel()
+    assert steps == ["woke holding", "cancelled"]
+    assert not cond.L.locked()  # type: ignore[attr-defined]
+
+
+async def test_native_asyncio_cancel_during_relock(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """asyncio only: a native Task.cancel() while wait() re-locks is held back until
+    the lock is re-acquired, then raised."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("asyncio.Task.cancel() is asyncio-specific")
+    cond = Cond()
+    out: list[str] = []
+
+    async def waiter() -> None:
+        async with cond:
+            try:
+                await cond.wait()
+            finally:
+                out.append("held" if cond.L.locked() else "NOT HELD")  # type: ignore[attr-defined]
+
+    task = asyncio.ensure_future(waiter())
+    await anyio.wait_all_tasks_blocked()
+    await cond.L.lock()
+    cond.signal()  # the waiter wakes and queues for the lock we hold
+    await anyio.wait_all_tasks_blocked()
+    task.cancel()  # native cancellation while it waits for the lock
+    await anyio.wait_all_tasks_blocked()
+    assert out == []
+    cond.L.unlock()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert out == ["held"]
+    assert not cond.L.locked()  # type: ignore[attr-defined]
+
+
+async def test_cond_on_a_read_lock() -> None:
+    rw = RWMutex()
+    cond = Cond(rw.read())
+    ready = False
+    woke: list[int] = []
+
+    async def reader(i: int) -> None:
+        async with cond:
+            while not ready:
+                await cond.wait()
+            woke.append(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(3):
+            tg.start_soon(reader, i)
+        await anyio.wait_all_tasks_blocked()
+        async with rw.write():
+            ready = True
+        cond.broadcast()
+    assert sorted(woke) == [0, 1, 2]
+    assert rw.try_lock()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_producer_consumer_stress_with_random_cancellation(seed: int) -> None:
+    """Consumers wait on the Cond and get cancelled at random: every item is taken
+    exactly once and the lock is never lost."""
+    rng = random.Random(seed)
+    cond = Cond()
+    items: deque[int] = deque()
+    taken: list[int] = []
+    scopes: list[anyio.CancelScope] = []
+    n_items = 300
+    finished = False
+
+    async def consumer() -> None:
+        while not finished:
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                async with cond:
+                    while not items and not finished:
+                        await cond.wait()
+                    if items:
+                        taken.append(items.popleft())
+            scopes.remove(scope)
+
+    async def producer() -> None:
+        for i in range(n_items):
+            async with cond:
+                items.append(i)
+                if rng.random() < 0.5:
+                    cond.signal()
+                else:
+                    cond.broadcast()
+            if rng.random() < 0.3 and scopes:
+                rng.choice(scopes).cancel()
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(6):
+            tg.start_soon(consumer)
+        await producer()
+        while items:
+            async with cond:
+                cond.broadcast()
+            await anyio.lowlevel.checkpoint()
+        async with cond:
+            finished = True
+            cond.broadcast()
+    assert sorted(taken) == list(range(n_items))
+    assert not cond.L.locked()  # type: ignore[attr-defined]

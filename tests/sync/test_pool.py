@@ -1,0 +1,105 @@
+"""sync.Pool (issue #4): a deterministic sync.Pool."""
+
+from __future__ import annotations
+
+import threading
+
+import anyio
+import pytest
+
+from asyncgo.sync import Pool
+
+pytestmark = pytest.mark.anyio
+
+
+def test_get_calls_the_factory_when_empty() -> None:
+    made = 0
+
+    def new() -> bytearray:
+        nonlocal made
+        made += 1
+        return bytearray()
+
+    pool = Pool(new)
+    a, b = pool.get(), pool.get()
+    assert a is not b
+    assert made == 2
+    assert len(pool) == 0
+
+
+def test_get_returns_the_most_recently_put_object() -> None:
+    pool: Pool[list[int]] = Pool(list)
+    a, b = [1], [2]
+    pool.put(a)
+    pool.put(b)
+    assert len(pool) == 2
+    assert pool.get() is b
+    assert pool.get() is a
+    assert pool.get() == []  # fresh from the factory
+
+
+def test_max_idle_drops_extra_objects() -> None:
+    pool: Pool[object] = Pool(object, max_idle=2)
+    objs = [object() for _ in range(3)]
+    for o in objs:
+        pool.put(o)
+    assert len(pool) == 2
+    assert pool.get() is objs[1]
+    assert pool.get() is objs[0]
+
+
+def test_max_idle_zero_keeps_nothing() -> None:
+    pool: Pool[object] = Pool(object, max_idle=0)
+    pool.put(object())
+    assert len(pool) == 0
+
+
+def test_clear_drops_idle_objects() -> None:
+    pool: Pool[object] = Pool(object)
+    pool.put(object())
+    pool.clear()
+    assert len(pool) == 0
+    assert "idle=0" in repr(pool)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="factory"):
+        Pool(None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="negative"):
+        Pool(object, max_idle=-1)
+
+
+def test_usable_from_threads() -> None:
+    pool: Pool[bytearray] = Pool(bytearray)
+
+    def work() -> None:
+        for _ in range(1000):
+            buf = pool.get()
+            buf.clear()
+            pool.put(buf)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 1 <= len(pool) <= 4
+
+
+async def test_shared_by_tasks_never_hands_out_one_object_twice() -> None:
+    pool: Pool[list[int]] = Pool(list)
+    in_use: set[int] = set()
+
+    async def worker() -> None:
+        for _ in range(50):
+            obj = pool.get()
+            assert id(obj) not in in_use
+            in_use.add(id(obj))
+            await anyio.lowlevel.checkpoint()
+            in_use.discard(id(obj))
+            pool.put(obj)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(8):
+            tg.start_soon(worker)
+    assert 1 <= len(pool) <= 8
