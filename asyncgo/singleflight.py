@@ -40,6 +40,16 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
+def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in eg.exceptions:
+        if isinstance(e, BaseExceptionGroup):
+            out.extend(_leaves(e))
+        else:
+            out.append(e)
+    return out
+
+
 class _Call:
     """One in-flight call of ``fn(*args)`` and the callers waiting for it."""
 
@@ -120,6 +130,14 @@ class Group:
         assert tg is not None
         try:
             return await tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as eg:
+            # The calls never raise into the task group (their errors go to
+            # the callers), so a group holding just the body's own exception
+            # is anyio's wrapping of it: let it propagate as itself, so that
+            # ``async with singleflight.Group()`` is transparent to errors.
+            if exc is None or _leaves(eg) != [exc]:
+                raise
+            return False
         finally:
             self._tg = None
 

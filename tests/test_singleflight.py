@@ -1,0 +1,453 @@
+"""singleflight.Group (issue #4) on asyncio, uvloop and trio.
+
+Racy states are reached with ``anyio.wait_all_tasks_blocked()``; nothing here
+asserts wall-clock time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import traceback
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from asyncgo import singleflight
+
+pytestmark = pytest.mark.anyio
+
+
+class Boom(Exception):
+    pass
+
+
+class Backend:
+    """A fake slow backend: counts calls, each waits for `release` (or a few checkpoints)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.running = 0
+        self.cancelled = 0
+        self.release = anyio.Event()
+
+    async def fetch(self, key: str, suffix: str = "") -> str:
+        self.calls += 1
+        self.running += 1
+        try:
+            await self.release.wait()
+            return f"{key}{suffix}#{self.calls}"
+        except BaseException:
+            self.cancelled += 1
+            raise
+        finally:
+            self.running -= 1
+
+
+async def do_into(sf: singleflight.Group, key: str, fn: Any, out: list[Any], *args: Any) -> None:
+    out.append(await sf.do(key, fn, *args))
+
+
+async def do_in_scope(
+    sf: singleflight.Group,
+    key: str,
+    fn: Any,
+    out: list[Any],
+    *,
+    task_status: anyio.abc.TaskStatus[anyio.CancelScope],
+) -> None:
+    with anyio.CancelScope() as scope:
+        task_status.started(scope)
+        out.append(await sf.do(key, fn, key))
+
+
+def task_count() -> int:
+    return len(anyio.get_running_tasks())
+
+
+# -- sharing ------------------------------------------------------------------------------
+
+
+async def test_concurrent_callers_share_one_call() -> None:
+    be = Backend()
+    out: list[Any] = []
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        for _ in range(100):
+            tg.start_soon(do_into, sf, "k", be.fetch, out, "k")
+        await anyio.wait_all_tasks_blocked()
+        assert be.calls == 1
+        be.release.set()
+    assert be.calls == 1
+    assert out == [("k#1", True)] * 100
+
+
+async def test_a_lone_caller_is_not_shared_and_nothing_is_cached() -> None:
+    be = Backend()
+    be.release.set()
+    async with singleflight.Group() as sf:
+        assert await sf.do("k", be.fetch, "k") == ("k#1", False)
+        assert await sf.do("k", be.fetch, "k") == ("k#2", False)
+        assert not sf._calls
+
+
+async def test_the_first_callers_fn_and_args_are_used() -> None:
+    be = Backend()
+    out: list[Any] = []
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        tg.start_soon(do_into, sf, "k", be.fetch, out, "k", "-first")
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(do_into, sf, "k", be.fetch, out, "k", "-second")
+        await anyio.wait_all_tasks_blocked()
+        be.release.set()
+    assert out == [("k-first#1", True)] * 2
+
+
+async def test_different_keys_run_concurrently() -> None:
+    be = Backend()
+    out: list[Any] = []
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        for key in ("a", "b", "a", "c", "b"):
+            tg.start_soon(do_into, sf, key, be.fetch, out, key)
+        await anyio.wait_all_tasks_blocked()
+        assert be.running == 3
+        be.release.set()
+    assert sorted(v[0][0] for v in out) == ["a", "a", "b", "b", "c"]
+    assert {v[1] for v in out if v[0][0] == "c"} == {False}
+    assert {v[1] for v in out if v[0][0] != "c"} == {True}
+
+
+async def test_any_hashable_key() -> None:
+    async def f(x: int) -> int:
+        return x + 1
+
+    async with singleflight.Group() as sf:
+        assert await sf.do(("user", 7), f, 1) == (2, False)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+
+async def test_the_error_reaches_every_caller_as_the_same_exception() -> None:
+    release = anyio.Event()
+    calls = 0
+
+    async def broken() -> str:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        raise Boom("backend down")
+
+    errors: list[BaseException] = []
+
+    async def caller() -> None:
+        try:
+            await sf.do("k", broken)
+        except Boom as exc:
+            errors.append(exc)
+
+    async with singleflight.Group() as sf:
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(caller)
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+        assert calls == 1
+        assert len(errors) == 5
+        assert all(e is errors[0] for e in errors)
+        frames = traceback.extract_tb(errors[0].__traceback__)
+        assert len(frames) < 12, "every caller's frames piled up on the shared traceback"
+
+        # the group is still usable; the failure was not cached
+        async def ok() -> str:
+            return "ok"
+
+        assert await sf.do("k", ok) == ("ok", False)
+
+
+async def test_an_error_does_not_disturb_other_calls() -> None:
+    be = Backend()
+    out: list[Any] = []
+
+    async def broken() -> str:
+        raise Boom
+
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        tg.start_soon(do_into, sf, "good", be.fetch, out, "good")
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(Boom):
+            await sf.do("bad", broken)
+        be.release.set()
+    assert out == [("good#1", False)]
+    assert be.cancelled == 0
+
+
+# -- cancellation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["first", "later"])
+async def test_a_cancelled_caller_does_not_fail_the_others(which: str) -> None:
+    be = Backend()
+    out: list[Any] = []
+    cancelled_out: list[Any] = []
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        if which == "first":
+            scope = await tg.start(do_in_scope, sf, "k", be.fetch, cancelled_out)
+            await anyio.wait_all_tasks_blocked()
+        tg.start_soon(do_into, sf, "k", be.fetch, out, "k")
+        tg.start_soon(do_into, sf, "k", be.fetch, out, "k")
+        await anyio.wait_all_tasks_blocked()
+        if which == "later":
+            scope = await tg.start(do_in_scope, sf, "k", be.fetch, cancelled_out)
+            await anyio.wait_all_tasks_blocked()
+        scope.cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert be.running == 1, "the shared call was cancelled with one caller"
+        be.release.set()
+    assert cancelled_out == []
+    assert out == [("k#1", True)] * 2
+    assert be.calls == 1 and be.cancelled == 0
+
+
+async def test_the_call_is_cancelled_when_every_caller_has_gone() -> None:
+    be = Backend()
+    out: list[Any] = []
+    async with singleflight.Group() as sf:
+        baseline = task_count()
+        async with anyio.create_task_group() as tg:
+            scopes = [await tg.start(do_in_scope, sf, "k", be.fetch, out) for _ in range(3)]
+            await anyio.wait_all_tasks_blocked()
+            for s in scopes[:-1]:
+                s.cancel()
+            await anyio.wait_all_tasks_blocked()
+            assert be.running == 1
+            scopes[-1].cancel()  # the last caller leaves
+        await anyio.wait_all_tasks_blocked()
+        assert be.cancelled == 1 and be.running == 0
+        assert task_count() == baseline, "the cancelled call's task is still alive"
+        assert not sf._calls
+        # the key was forgotten: the next do() starts a fresh call
+        be.release.set()
+        assert await sf.do("k", be.fetch, "k") == ("k#2", False)
+    assert out == []
+
+
+async def test_every_caller_gone_before_the_call_started_never_calls_fn() -> None:
+    be = Backend()
+    async with singleflight.Group() as sf:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            # the do() is cancelled at its first checkpoint: no call is registered
+            await sf.do("k", be.fetch, "k")
+        assert be.calls == 0
+        assert not sf._calls
+
+
+async def test_new_caller_after_everyone_left_gets_a_new_call() -> None:
+    be = Backend()
+    out: list[Any] = []
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        scope = await tg.start(do_in_scope, sf, "k", be.fetch, out)
+        await anyio.wait_all_tasks_blocked()
+        scope.cancel()
+        while "k" in sf._calls:  # until the cancelled caller has left (and dropped the key)
+            await anyio.lowlevel.checkpoint()
+        # at once, whether or not the old call has finished unwinding
+        tg.start_soon(do_into, sf, "k", be.fetch, out, "k")
+        await anyio.wait_all_tasks_blocked()
+        be.release.set()
+    assert out == [("k#2", False)]
+    assert be.calls == 2 and be.cancelled == 1
+
+
+async def test_woken_then_natively_cancelled_caller_gets_the_result(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("asyncio.Task.cancel() is asyncio-specific")
+    be = Backend()
+    got: list[Any] = []
+    async with singleflight.Group() as sf:
+
+        async def caller() -> None:
+            got.append(await sf.do("k", be.fetch, "k"))
+            await asyncio.sleep(0)
+            got.append("not reached")
+
+        task = asyncio.ensure_future(caller())
+        await anyio.wait_all_tasks_blocked()
+        be.release.set()
+        while not be.calls or be.running:
+            await anyio.lowlevel.checkpoint()  # the call ends and wakes the caller...
+        task.cancel()  # ...which is cancelled natively before it runs
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert got == [("k#1", False)]
+
+
+# -- forget ---------------------------------------------------------------------------------
+
+
+async def test_forget_starts_a_new_call_for_later_callers() -> None:
+    first = Backend()
+    second = Backend()
+    out_old: list[Any] = []
+    out_new: list[Any] = []
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        tg.start_soon(do_into, sf, "k", first.fetch, out_old, "k")
+        await anyio.wait_all_tasks_blocked()
+        sf.forget("k")
+        sf.forget("never-seen")  # no-op
+        tg.start_soon(do_into, sf, "k", second.fetch, out_new, "k")
+        tg.start_soon(do_into, sf, "k", second.fetch, out_new, "k")
+        await anyio.wait_all_tasks_blocked()
+        first.release.set()  # the old call ends: it must not drop the new call's entry
+        await anyio.wait_all_tasks_blocked()
+        assert "k" in sf._calls
+        tg.start_soon(do_into, sf, "k", second.fetch, out_new, "k")  # joins the new call
+        await anyio.wait_all_tasks_blocked()
+        second.release.set()
+    assert out_old == [("k#1", False)]
+    assert out_new == [("k#1", True)] * 3
+    assert first.calls == 1 and second.calls == 1
+
+
+# -- structure ---------------------------------------------------------------------------------
+
+
+async def test_do_outside_async_with_raises() -> None:
+    sf = singleflight.Group()
+
+    async def f() -> int:
+        return 1
+
+    with pytest.raises(
+        RuntimeError, match=r"^singleflight: Group.do\(\) on a Group that was not entered"
+    ):
+        await sf.do("k", f)
+    async with sf:
+        pass
+    with pytest.raises(
+        RuntimeError, match=r"^singleflight: Group.do\(\) on a Group that is closing"
+    ):
+        await sf.do("k", f)
+    with pytest.raises(RuntimeError, match="entered only once"):
+        async with sf:
+            pass
+    assert "closed" in repr(sf)
+
+
+async def test_leaving_the_block_waits_for_calls_still_in_flight() -> None:
+    """A caller outside the block still gets its result: exit waits for the call."""
+    steps = 0
+
+    async def slow() -> str:
+        nonlocal steps
+        for _ in range(5):
+            steps += 1
+            await anyio.lowlevel.checkpoint()
+        return "done"
+
+    out: list[Any] = []
+    async with anyio.create_task_group() as outer:
+        async with singleflight.Group() as sf:
+            outer.start_soon(do_into, sf, "k", slow, out)
+            await anyio.wait_all_tasks_blocked()  # (slow() checkpoints: it runs on)
+        assert steps == 5
+    assert out == [("done", False)]
+
+
+async def test_leaving_the_block_by_an_exception_cancels_calls_and_fails_outside_callers() -> None:
+    be = Backend()
+    errors: list[BaseException] = []
+
+    async def outside_caller(sf: singleflight.Group) -> None:
+        try:
+            await sf.do("k", be.fetch, "k")
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as outer:
+        with pytest.raises(Boom):
+            async with singleflight.Group() as sf:
+                outer.start_soon(outside_caller, sf)
+                await anyio.wait_all_tasks_blocked()
+                raise Boom
+    assert be.cancelled == 1
+    assert len(errors) == 1
+    assert "was shut down" in str(errors[0])
+
+
+async def test_no_task_left_after_exit() -> None:
+    baseline = task_count()
+    be = Backend()
+    be.release.set()
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        for key in "abcabc":
+            tg.start_soon(sf.do, key, be.fetch, key)
+    assert task_count() == baseline
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_cancellation_stress(seed: int) -> None:
+    """Many callers on a few keys, cancelled at random points. Every caller that
+    returns got the value of a call for its key, shared by everyone on that call;
+    a call runs only while some caller waits for it; nothing is left behind."""
+    rng = random.Random(seed)
+    calls = 0
+    running: dict[int, int] = {}  # call id -> callers' view checked below
+    results: dict[int, str] = {}
+    scopes: list[anyio.CancelScope] = []
+    got: list[tuple[str, str, bool]] = []
+    stop = False
+
+    async def fetch(key: str) -> str:
+        nonlocal calls
+        calls += 1
+        me = calls
+        running[me] = 1
+        try:
+            for _ in range(rng.randrange(1, 6)):
+                await anyio.lowlevel.checkpoint()
+            if rng.random() < 0.1:
+                raise Boom(key)
+            results[me] = f"{key}:{me}"
+            return results[me]
+        finally:
+            del running[me]
+
+    async def caller(sf: singleflight.Group) -> None:
+        for _ in range(30):
+            key = rng.choice("abc")
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
+                try:
+                    value, shared = await sf.do(key, fetch, key)
+                except Boom as exc:
+                    assert exc.args == (key,)
+                else:
+                    got.append((key, value, shared))
+            scopes.remove(scope)
+
+    async def chaos() -> None:
+        while not stop:
+            await anyio.lowlevel.checkpoint()
+            if scopes and rng.random() < 0.2:
+                rng.choice(scopes).cancel()
+
+    baseline = task_count()
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        tg.start_soon(chaos)
+        async with anyio.create_task_group() as callers:
+            for _ in range(10):
+                callers.start_soon(caller, sf)
+        stop = True
+    assert task_count() == baseline
+    assert not running
+    assert got
+    for key, value, _shared in got:
+        k, me = value.split(":")
+        assert k == key
+        assert results[int(me)] == value
+    assert calls < 10 * 30, "no call was ever shared"
