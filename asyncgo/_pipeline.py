@@ -45,6 +45,7 @@ from ._chan import Chan, RecvChan
 
 if TYPE_CHECKING:
     from ._exceptions import Canceled, DeadlineExceeded
+    from .stages import Merge
 
 
 class Context(Protocol):
@@ -282,7 +283,7 @@ class _Run:
                 sink.close()
 
 
-class TaskStage(Generic[T, U]):
+class TaskStage(Generic[T_contra, U_co]):
     """Base of the built-in stages that need tasks of their own (workers, timers, branches).
 
     Inside a pipeline the runner calls `_run` with the stage's input and output links
@@ -294,7 +295,7 @@ class TaskStage(Generic[T, U]):
 
     __slots__ = ()
 
-    def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[U]:
+    def __call__(self, items: AsyncIterator[T_contra], /) -> AsyncIterator[U_co]:
         raise TypeError(f"{self!r} starts tasks, so it runs only inside a pipeline(...)")
 
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
@@ -526,7 +527,7 @@ def _name(obj: object) -> str:
 @overload
 def pipeline(source: Pipeline[T], *, buffer: int = ...) -> Pipeline[T]: ...
 @overload
-def pipeline(source: TaskStage[Any, T], *, buffer: int = ...) -> Pipeline[T]: ...
+def pipeline(source: Merge[T], *, buffer: int = ...) -> Pipeline[T]: ...
 @overload
 def pipeline(source: RecvChan[T], *, buffer: int = ...) -> Pipeline[T]: ...
 @overload
@@ -664,8 +665,8 @@ class _Stream(Generic[T]):
             # group, which would wrap it in an ExceptionGroup: it propagates as itself.
             await tg.__aexit__(None, None, None)
             return False
-        if await tg.__aexit__(exc_type, exc, tb):
-            return True
+        if await tg.__aexit__(exc_type, exc, tb) and exc is not None:
+            return True  # the task group absorbed a cancellation of its own scope
         if exc is None and run.error is not None and not run.delivered:
             run.delivered = True
             raise run.error

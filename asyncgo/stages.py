@@ -43,6 +43,7 @@ from ._pipeline import (
 
 __all__ = [
     "Limiter",
+    "Merge",
     "Stage",
     "TaskStage",
     "batch",
@@ -593,7 +594,9 @@ def buffer(n: int) -> Stage[T, T]:
 
 
 @final
-class _Merge(TaskStage[T, T]):
+class Merge(TaskStage[T, T]):
+    """The stage `merge` returns; also a pipeline source: ``pipeline(merge(a, b))``."""
+
     __slots__ = ("_sources",)
 
     def __init__(self, sources: tuple[object, ...]) -> None:
@@ -618,7 +621,7 @@ class _Merge(TaskStage[T, T]):
         await tx.flush()
 
 
-def merge(*sources: Source[T]) -> TaskStage[T, T]:
+def merge(*sources: Source[T]) -> Merge[T]:
     """Fan in: pass on the stage's input and every item of each of *sources*.
 
     Each source (anything `pipeline()` accepts) is read by a task of its own;
@@ -631,7 +634,7 @@ def merge(*sources: Source[T]) -> TaskStage[T, T]:
         TypeError: A source is of an unsupported type (also when called directly
             on an async iterator, outside a pipeline: merging needs tasks).
     """
-    return _Merge(sources)
+    return Merge(sources)
 
 
 @final

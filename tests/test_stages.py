@@ -1,0 +1,522 @@
+"""Built-in stages (asyncgo.stages) on asyncio, uvloop and trio, plus a virtual clock.
+
+``map`` ordering is shown with events, not timing: job k finishes only after job
+k + 1, so an unordered map emits in reverse and an ordered one in input order.
+Batch timeouts run on trio's ``MockClock`` (exact virtual times) and, with the
+same structure, on every backend with a short real timeout and no time assertion.
+The autouse ``no_leaks`` fixture checks that no task outlives a test.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+from trio.testing import MockClock
+
+from asyncgo import Chan, stages
+from asyncgo._pipeline import pipeline
+from asyncgo.stages import Stage
+
+pytestmark = pytest.mark.anyio
+
+
+def live_tasks() -> set[object]:
+    """Every task alive in this event loop (anyio's process-pool janitor aside)."""
+    try:
+        import asyncio
+
+        asyncio.get_running_loop()
+    except RuntimeError:
+        import trio
+
+        found: set[object] = set()
+        stack = [trio.lowlevel.current_root_task()]
+        while stack:
+            task = stack.pop()
+            if task is None:
+                continue
+            if "process_pool" not in task.name:
+                found.add(task)
+            for nursery in task.child_nurseries:
+                stack.extend(nursery.child_tasks)
+        return found
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if "process pool" not in t.get_name()
+        and not getattr(t.get_coro(), "__qualname__", "").startswith("TestRunner.")
+    }
+
+
+@pytest.fixture(autouse=True)
+async def no_leaks() -> AsyncIterator[None]:
+    before = live_tasks()
+    yield
+    leaked = live_tasks() - before
+    assert not leaked, f"tasks left running: {leaked}"
+
+
+def task_id() -> int:
+    return anyio.get_current_task().id
+
+
+async def agen(n: int) -> AsyncGenerator[int, None]:
+    for i in range(n):
+        yield i
+
+
+class Boom(Exception):
+    pass
+
+
+# -- map -----------------------------------------------------------------------------
+
+
+async def test_map_sync_and_async() -> None:
+    async def double(x: int) -> int:
+        await anyio.sleep(0)
+        return 2 * x
+
+    assert await (pipeline(range(300)) | stages.map(lambda x: x + 1)).collect() == list(
+        range(1, 301)
+    )
+    assert await (pipeline(range(300)) | stages.map(double)).collect() == list(range(0, 600, 2))
+    # a sync callable returning awaitables is awaited
+    assert await (pipeline(range(5)) | stages.map(lambda x: double(x))).collect() == [0, 2, 4, 6, 8]
+
+
+def chained_jobs(n: int) -> tuple[Any, list[anyio.Event]]:
+    """Job k finishes only after job k + 1 has: completion order is the reverse."""
+    done = [anyio.Event() for _ in range(n)]
+
+    async def job(k: int) -> int:
+        if k + 1 < n:
+            await done[k + 1].wait()
+        done[k].set()
+        return k
+
+    return job, done
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_map_workers_ordering(ordered: bool) -> None:
+    n = 8
+    job, _ = chained_jobs(n)
+    with anyio.fail_after(10):
+        out = await (pipeline(range(n)) | stages.map(job, workers=n, ordered=ordered)).collect()
+    assert out == (list(range(n)) if ordered else list(reversed(range(n))))
+
+
+async def test_map_ordered_keeps_order_under_random_delays() -> None:
+    import random
+
+    rng = random.Random(6)
+    delays = [rng.random() * 0.002 for _ in range(200)]
+
+    async def job(k: int) -> int:
+        await anyio.sleep(delays[k])
+        return k
+
+    out = await (pipeline(range(200)) | stages.map(job, workers=16)).collect()
+    assert out == list(range(200))
+
+
+async def test_map_ordered_memory_is_bounded_behind_a_slow_item() -> None:
+    workers = 3
+    release = anyio.Event()
+    started: list[int] = []
+
+    async def job(k: int) -> int:
+        started.append(k)
+        if k == 0:
+            await release.wait()
+        return k
+
+    out: list[int] = []
+    with anyio.fail_after(10):
+        async with (pipeline(range(1000)) | stages.map(job, workers=workers)).stream() as items:
+            async with anyio.create_task_group() as tg:
+
+                async def consume() -> None:
+                    async for x in items:
+                        out.append(x)
+
+                tg.start_soon(consume)
+                await anyio.wait_all_tasks_blocked()
+                # item 0 holds everything back: at most 2 * workers results wait
+                # behind it, plus one slot the feeder holds.
+                assert len(started) <= 1 + 2 * workers + 1, started
+                assert out == []
+                release.set()
+    assert out == list(range(1000))
+
+
+async def test_map_runs_exactly_workers_calls_at_once() -> None:
+    workers = 4
+    inflight = 0
+    peak = 0
+    all_in = anyio.Event()
+
+    async def job(x: int) -> int:
+        nonlocal inflight, peak
+        inflight += 1
+        peak = max(peak, inflight)
+        if inflight == workers:
+            all_in.set()
+        await all_in.wait()  # deadlocks (and fails) unless `workers` calls overlap
+        await anyio.sleep(0)
+        inflight -= 1
+        return x
+
+    with anyio.fail_after(10):
+        out = await (pipeline(range(40)) | stages.map(job, workers=workers)).collect()
+    assert out == list(range(40)) and peak == workers
+
+
+async def test_map_error_in_worker_is_raised_as_itself() -> None:
+    err = Boom("job 17")
+
+    async def job(x: int) -> int:
+        await anyio.sleep(0)
+        if x == 17:
+            raise err
+        return x
+
+    for ordered in (True, False):
+        with pytest.raises(Boom) as info:
+            await (pipeline(range(100)) | stages.map(job, workers=5, ordered=ordered)).collect()
+        assert info.value is err
+
+
+def blocking(x: int) -> tuple[int, int]:
+    time.sleep(0.001)
+    return x * x, threading.get_ident()
+
+
+async def test_map_thread_executor() -> None:
+    out = await (pipeline(range(20)) | stages.map(blocking, executor="thread", workers=4)).collect()
+    assert [v for v, _ in out] == [x * x for x in range(20)]
+    assert threading.get_ident() not in {t for _, t in out}
+
+
+def cpu_bound(n: int) -> tuple[int, int]:
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return os.getpid(), total
+
+
+async def test_map_process_executor_on_cpu_bound_function() -> None:
+    jobs = [20_000 + i for i in range(6)]
+    p = pipeline(jobs) | stages.map(cpu_bound, executor="process", workers=2)
+    with anyio.fail_after(60):
+        out = await p.collect()
+    assert [t for _, t in out] == [cpu_bound(n)[1] for n in jobs]
+    pids = {pid for pid, _ in out}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+async def test_map_arguments() -> None:
+    async def f(x: int) -> int:
+        return x
+
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        stages.map(f, workers=0)
+    with pytest.raises(ValueError, match="executor="):
+        stages.map(f, executor="fiber")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="is async"):
+        stages.map(f, executor="thread")
+    with pytest.raises(TypeError, match="needs a callable"):
+        stages.map(3)  # type: ignore[call-overload]
+
+
+# -- filter, flat_map, tap, take, buffer -----------------------------------------------
+
+
+async def test_filter_sync_and_async() -> None:
+    async def odd(x: int) -> bool:
+        return x % 2 == 1
+
+    assert await (pipeline(range(10)) | stages.filter(lambda x: x > 6)).collect() == [7, 8, 9]
+    assert await (pipeline(range(10)) | stages.filter(odd)).collect() == [1, 3, 5, 7, 9]
+
+
+async def test_flat_map() -> None:
+    closed = []
+
+    async def repeat(x: int) -> AsyncIterator[int]:
+        try:
+            for _ in range(x):
+                yield x
+        finally:
+            closed.append(x)
+
+    async def as_list(x: int) -> list[int]:
+        return [x, -x]
+
+    assert await (pipeline(range(4)) | stages.flat_map(lambda x: [x] * x)).collect() == [
+        1,
+        2,
+        2,
+        3,
+        3,
+        3,
+    ]
+    assert await (pipeline(range(4)) | stages.flat_map(repeat)).collect() == [1, 2, 2, 3, 3, 3]
+    assert closed == [0, 1, 2, 3]
+    assert await (pipeline(range(1, 3)) | stages.flat_map(as_list)).collect() == [1, -1, 2, -2]
+
+
+async def test_tap_sync_and_async() -> None:
+    seen: list[int] = []
+
+    async def record(x: int) -> None:
+        seen.append(-x)
+
+    p = pipeline(range(5)) | stages.tap(seen.append) | stages.tap(record)
+    assert await p.collect() == [0, 1, 2, 3, 4]
+    assert sorted(seen) == [-4, -3, -2, -1, 0, 0, 1, 2, 3, 4]
+
+
+async def test_take() -> None:
+    assert await (pipeline(range(10)) | stages.take(3)).collect() == [0, 1, 2]
+    assert await (pipeline(range(10)) | stages.take(0)).collect() == []
+    assert await (pipeline(range(3)) | stages.take(10)).collect() == [0, 1, 2]
+
+    async def endless() -> AsyncIterator[int]:
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    with anyio.fail_after(10):
+        assert await (pipeline(endless) | stages.take(1000)).collect() == list(range(1000))
+
+
+# -- batch ---------------------------------------------------------------------------
+
+
+async def test_batch_by_size() -> None:
+    out = await (pipeline(range(10)) | stages.batch(4)).collect()
+    assert out == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+async def test_batch_timeout_sends_a_short_batch() -> None:
+    """Same structure as the virtual-clock test; a real 20 ms timeout, no time assertion."""
+    first_seen = anyio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        for i in range(3):
+            yield i
+        await first_seen.wait()  # only the timeout can release [0, 1, 2]
+        for i in range(3, 5):
+            yield i
+
+    out = []
+    with anyio.fail_after(10):
+        async with (pipeline(source) | stages.batch(5, timeout=0.02)).stream() as items:
+            async for b in items:
+                out.append(b)
+                first_seen.set()
+    assert out == [[0, 1, 2], [3, 4]]
+
+
+class TestBatchOnVirtualClock:
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        return "trio", {"clock": MockClock(autojump_threshold=0)}
+
+    async def test_short_batch_exactly_at_timeout(self) -> None:
+        async def source() -> AsyncIterator[int]:
+            for i in range(3):
+                yield i
+            await anyio.sleep(10)
+            for i in range(3, 10):
+                yield i
+            await anyio.sleep(0.5)
+            yield 10
+
+        t0 = anyio.current_time()
+        got: list[tuple[Any, list[int]]] = []
+        async with (pipeline(source) | stages.batch(5, timeout=1.0)).stream() as items:
+            async for b in items:
+                got.append((anyio.current_time() - t0, b))
+        assert got == [
+            (pytest.approx(1.0), [0, 1, 2]),  # the oldest item waited 1 s
+            (pytest.approx(10.0), [3, 4, 5, 6, 7]),  # full: sent at once
+            (pytest.approx(10.5), [8, 9, 10]),  # input ended before the timeout
+        ]
+
+    async def test_timeout_counts_from_the_first_item(self) -> None:
+        async def source() -> AsyncIterator[int]:
+            for i in range(4):
+                yield i
+                await anyio.sleep(0.4)
+
+        t0 = anyio.current_time()
+        got: list[tuple[Any, list[int]]] = []
+        async with (pipeline(source) | stages.batch(10, timeout=1.0)).stream() as items:
+            async for b in items:
+                got.append((anyio.current_time() - t0, b))
+        assert got == [(pytest.approx(1.0), [0, 1, 2]), (pytest.approx(1.6), [3])]
+
+
+async def test_batch_arguments() -> None:
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        stages.batch(0)
+    with pytest.raises(ValueError, match="timeout must be >= 0"):
+        stages.batch(3, timeout=-1)
+
+
+# -- merge, fan_out, tee -------------------------------------------------------------
+
+
+async def test_merge_totals_and_per_source_order() -> None:
+    ch = Chan[int](8)
+
+    async def fill() -> None:
+        for i in range(3000, 3500):
+            await ch.send(i)
+        ch.close()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(fill)
+        p = pipeline(range(1000)) | stages.merge(
+            range(1000, 2000), lambda: agen_from(2000, 3000), ch, pipeline(range(3500, 4000))
+        )
+        out = await p.collect()
+    assert sorted(out) == list(range(4000))
+    for lo in (0, 1000, 2000, 3000, 3500):
+        part = [x for x in out if lo <= x < lo + 500]
+        assert part == sorted(part)
+
+
+async def agen_from(lo: int, hi: int) -> AsyncIterator[int]:
+    for i in range(lo, hi):
+        yield i
+
+
+async def test_merge_error_in_a_branch() -> None:
+    async def bad() -> AsyncIterator[int]:
+        yield 1
+        raise Boom
+
+    with pytest.raises(Boom):
+        await (pipeline(range(10**6)) | stages.merge(bad)).collect()
+
+
+async def test_fan_out_totals_and_one_task_per_copy() -> None:
+    ran: dict[int, int] = {}
+    closed: list[int] = []
+
+    async def worker(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        me = task_id()
+        try:
+            async for x in items:
+                ran[me] = ran.get(me, 0) + 1
+                await anyio.sleep(0)
+                yield x * x
+        finally:
+            closed.append(me)
+
+    out = await (pipeline(range(2000)) | stages.fan_out(3, worker)).collect()
+    assert sorted(out) == [x * x for x in range(2000)]
+    assert len(ran) == 3 and sum(ran.values()) == 2000
+    assert sorted(closed) == sorted(ran)
+
+
+async def test_fan_out_then_merge_like_the_seed() -> None:
+    """Go's fanOut(ctx, in, 3) + fanIn(ctx, workers...): every item processed once."""
+
+    async def square(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for n in items:
+            await anyio.sleep(0)
+            yield n * n
+
+    out = await (pipeline(range(1, 11)) | stages.fan_out(3, square)).collect()
+    assert sorted(out) == [n * n for n in range(1, 11)] and sum(out) == 385
+
+
+async def test_tee_every_sink_sees_every_item() -> None:
+    seen_a: list[int] = []
+    seen_b: list[int] = []
+    ch = Chan[int](1000)
+
+    async def sink_a(items: AsyncIterator[int]) -> AsyncIterator[None]:
+        async for x in items:
+            seen_a.append(x)
+            if x < 0:
+                yield None
+
+    async def sink_b(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            seen_b.append(x)
+            yield x
+
+    out = await (pipeline(range(500)) | stages.tee(sink_a, sink_b, ch, stages.take(2))).collect()
+    assert out == seen_a == seen_b == list(range(500))
+    assert ch.closed and [x async for x in ch] == list(range(500))
+    assert stages.broadcast is stages.tee
+
+
+# -- rate_limit ------------------------------------------------------------------------
+
+
+class FakeLimiter:
+    """Stands in for asyncgo.rate.Limiter: records each wait()."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, object]] = []
+
+    async def wait(self, n: int = 1, ctx: Any = None) -> None:
+        self.calls.append((n, ctx))
+        await anyio.sleep(0)
+
+
+async def test_rate_limit_waits_once_per_item() -> None:
+    lim = FakeLimiter()
+    assert await (pipeline(range(50)) | stages.rate_limit(lim)).collect() == list(range(50))
+    assert lim.calls == [(1, None)] * 50
+    with pytest.raises(TypeError, match="limiter"):
+        stages.rate_limit(object())  # type: ignore[arg-type]
+
+
+# -- called directly, outside a pipeline ---------------------------------------------
+
+
+async def test_stages_called_directly() -> None:
+    async def inc(x: int) -> int:
+        return x + 1
+
+    assert [x async for x in stages.map(inc, workers=4)(agen(5))] == [1, 2, 3, 4, 5]
+    odd: Stage[int, int] = stages.filter(lambda x: x % 2)
+    assert [x async for x in odd(agen(5))] == [1, 3]
+    twice: Stage[int, int] = stages.flat_map(lambda x: [x, x])
+    assert [x async for x in twice(agen(2))] == [0, 0, 1, 1]
+    src = agen(5)
+    take2: Stage[int, int] = stages.take(2)
+    assert [x async for x in take2(src)] == [0, 1]
+    await src.aclose()  # the caller owns the input it hands to a stage
+    pairs: Stage[int, list[int]] = stages.batch(2)
+    assert [x async for x in pairs(agen(5))] == [[0, 1], [2, 3], [4]]
+    show: Stage[int, int] = stages.tap(print)
+    assert [x async for x in show(agen(0))] == []
+    same: Stage[int, int] = stages.buffer(3)
+    assert [x async for x in same(agen(3))] == [0, 1, 2]
+    limited: Stage[int, int] = stages.rate_limit(FakeLimiter())
+    assert [x async for x in limited(agen(2))] == [0, 1]
+    needs_tasks: list[Stage[int, int]] = [
+        stages.merge(range(3)),
+        stages.fan_out(2, stages.map(inc)),
+        stages.tee(take2),
+        stages.batch(2, timeout=1.0),  # type: ignore[list-item]
+    ]
+    for stage in needs_tasks:
+        with pytest.raises(TypeError, match="pipeline"):
+            stage(agen(3))
