@@ -543,3 +543,42 @@ async def test_many_selecting_senders_and_receivers_pair_up(cap: int) -> None:
         a.close()
         b.close()
     assert sorted(got) == sorted(k * 1000 + j for k in range(n_senders) for j in range(per_sender))
+
+
+# -- event loop binding ----------------------------------------------------------------------------
+
+
+def test_select_over_a_channel_bound_to_another_loop_raises(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """A select that would park on a channel bound to another loop raises and leaves no entry."""
+    import threading
+
+    name, options = anyio_backend
+    old, fresh = Chan[int](), Chan[int]()
+
+    async def bind() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(old.recv)
+            await anyio.wait_all_tasks_blocked()
+            old.send_nowait(1)
+
+    anyio.run(bind, backend=name, backend_options=options)
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        async def blocked() -> None:
+            with anyio.fail_after(10):  # a hang guard, not a timing assertion
+                await select(recv(fresh), recv(old))
+
+        try:
+            anyio.run(blocked, backend=name, backend_options=options)
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and isinstance(errors[0], RuntimeError), errors
+    assert "event loop" in str(errors[0])
+    assert not fresh._recvq and not old._recvq
