@@ -227,8 +227,30 @@ class Mutex:
             # Unlocked implies no live waiter: unlock() hands the lock to one if any.
             self._locked = True
             return
-        # Granted by unlock(), which leaves _locked set: the lock changes hands.
-        await park(self._q, 0, self, "mutex lock")
+        # park(), inlined: granted by unlock(), which leaves _locked set (the lock
+        # changes hands without ever being free, so no one can barge in).
+        rt = park_runtime(self)
+        w = new_parker(rt)
+        q = self._q
+        if rt is not q._loop:
+            q.bind(w, rt, self)
+        entry = (w, 0)
+        q.q.append(entry)
+        tracer = _diag.tracer
+        if tracer is not None:
+            tracer.parked(w, self, "mutex lock")
+        try:
+            await w
+        except BaseException as exc:
+            if rescue(w, exc) is NOT_CLAIMED:
+                abandon(w)
+                q.forget(entry)
+                raise
+        finally:
+            if tracer is not None:
+                tracer.unparked(w)
+
+    __aenter__ = lock  # ``async with mu:`` -- one coroutine, not two
 
     def try_lock(self) -> bool:
         """Lock the mutex if it is unlocked, without waiting. Go: ``mu.TryLock()``."""
@@ -250,13 +272,15 @@ class Mutex:
         if not self._q.q or not self._q.wake_first():
             self._locked = False
 
-    async def __aenter__(self) -> None:
-        await self.lock()
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.unlock()
+        # unlock(), inlined
+        if not self._locked:
+            raise RuntimeError("sync: unlock of unlocked mutex")
+        q = self._q
+        if not q.q or not q.wake_first():
+            self._locked = False

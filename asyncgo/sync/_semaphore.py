@@ -146,6 +146,10 @@ class Semaphore:
         if self._size - self._cur >= n and self._q.head() is None:
             self._cur += n
             return
+        await self._park(n, ctx, done)
+
+    async def _park(self, n: int, ctx: _Context | None, done: Chan[object] | None) -> None:
+        """Wait in the queue for *n* tokens (and, with *ctx*, on its done channel too)."""
         rt = park_runtime(self)
         w = new_parker(rt)
         q = self._q
@@ -256,7 +260,13 @@ class Semaphore:
             self._cur += n
 
     async def __aenter__(self) -> None:
-        await self.acquire(1)
+        # acquire(1)'s fast path, inlined
+        if must_checkpoint(self):
+            await checkpoint()
+        if self._cur < self._size and (not self._q.q or self._q.head() is None):
+            self._cur += 1
+            return
+        await self._park(1, None, None)
 
     async def __aexit__(
         self,
@@ -264,4 +274,9 @@ class Semaphore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release(1)
+        # release(1), inlined
+        if self._cur < 1:
+            raise ValueError("semaphore: released more than held (release(n=1) with 0 held)")
+        self._cur -= 1
+        if self._q.q:
+            self._notify()

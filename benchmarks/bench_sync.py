@@ -1,0 +1,249 @@
+"""Sync primitives and singleflight: asyncgo against what a user would otherwise pick.
+
+Peers, each on the backends where a user would pick it:
+
+* locks: ``asyncio.Lock`` (asyncio, uvloop), ``anyio.Lock`` (every backend; also
+  with ``fast_acquire=True``, anyio's opt-in fast path), ``trio.Lock`` (trio);
+* semaphores: ``asyncio.Semaphore``, ``anyio.Semaphore`` (+ ``fast_acquire``),
+  ``trio.Semaphore``, on the same backends. asyncgo's is the weighted one,
+  used with weight 1;
+* singleflight: a lock-per-key cache (``dict`` of ``anyio.Lock``; the first task
+  through computes and stores the value, the others find it cached) -- the
+  usual hand-rolled way to avoid duplicate calls -- and, for the "calls saved"
+  figure, no deduplication at all.
+
+Benchmarks (issue #4):
+
+* ``mutex_uncontended`` / ``semaphore_uncontended``: one task, ``async with``
+  in a loop, ops/s.
+* ``mutex_contended``: 8 tasks, each ``async with lock:`` around a checkpoint
+  (so the lock is always held when the others arrive), ops/s; checks that the
+  non-atomic increment inside is never lost.
+* ``semaphore_contended``: size 4, 16 tasks, a checkpoint inside, ops/s; checks
+  that at most 4 holders are ever inside.
+* ``singleflight_1000``: rounds of 1000 concurrent identical requests for a new
+  key, each backed by a 1 ms "backend call", requests/s; ``extra.calls`` counts
+  backend calls (the deduplicated implementations make one per round).
+
+Every implementation runs the same task structure; only the lock object
+differs. Only the work is timed (not spawning the tasks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from _harness import check, emit, parse_args, run, timed_tasks
+
+from asyncgo import singleflight
+from asyncgo.sync import Mutex, Semaphore
+
+Factory = Callable[[], Any]
+
+
+def lock_peers(backend: str) -> list[tuple[str, Factory]]:
+    impls: list[tuple[str, Factory]] = [("asyncgo", Mutex)]
+    if backend in ("asyncio", "uvloop"):
+        impls.append(("asyncio.Lock", asyncio.Lock))
+    impls.append(("anyio.Lock", anyio.Lock))
+    impls.append(("anyio.Lock(fast_acquire)", lambda: anyio.Lock(fast_acquire=True)))
+    if backend == "trio":
+        import trio
+
+        impls.append(("trio.Lock", trio.Lock))
+    return impls
+
+
+def semaphore_peers(backend: str, size: int) -> list[tuple[str, Factory]]:
+    impls: list[tuple[str, Factory]] = [("asyncgo", lambda: Semaphore(size))]
+    if backend in ("asyncio", "uvloop"):
+        impls.append(("asyncio.Semaphore", lambda: asyncio.Semaphore(size)))
+    impls.append(("anyio.Semaphore", lambda: anyio.Semaphore(size)))
+    impls.append(
+        ("anyio.Semaphore(fast_acquire)", lambda: anyio.Semaphore(size, fast_acquire=True))
+    )
+    if backend == "trio":
+        import trio
+
+        impls.append(("trio.Semaphore", lambda: trio.Semaphore(size)))
+    return impls
+
+
+# -- locks and semaphores ---------------------------------------------------------------
+
+
+async def uncontended(make: Factory, n: int) -> float:
+    lock = make()
+    t0 = perf_counter()
+    for _ in range(n):
+        async with lock:
+            pass
+    return n / (perf_counter() - t0)
+
+
+async def mutex_contended(make: Factory, n: int, tasks: int, bench: str, impl: str) -> float:
+    lock = make()
+    counter = 0
+    per = n // tasks
+
+    async def worker() -> None:
+        nonlocal counter
+        for _ in range(per):
+            async with lock:
+                v = counter
+                await anyio.lowlevel.checkpoint()
+                counter = v + 1
+
+    elapsed = await timed_tasks([worker] * tasks)
+    check(counter == per * tasks, f"{bench}/{impl}: {counter} increments, expected {per * tasks}")
+    return per * tasks / elapsed
+
+
+async def semaphore_contended(
+    make: Factory, n: int, tasks: int, size: int, bench: str, impl: str
+) -> float:
+    sem = make()
+    inside = peak = done = 0
+    per = n // tasks
+
+    async def worker() -> None:
+        nonlocal inside, peak, done
+        for _ in range(per):
+            async with sem:
+                inside += 1
+                peak = max(peak, inside)
+                await anyio.lowlevel.checkpoint()
+                inside -= 1
+                done += 1
+
+    elapsed = await timed_tasks([worker] * tasks)
+    check(peak <= size, f"{bench}/{impl}: {peak} holders of a semaphore of size {size}")
+    check(done == per * tasks, f"{bench}/{impl}: {done} acquisitions, expected {per * tasks}")
+    return per * tasks / elapsed
+
+
+# -- singleflight ---------------------------------------------------------------------------
+
+
+class Backend:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def fetch(self, key: str) -> str:
+        self.calls += 1
+        await anyio.sleep(0.001)
+        return f"value of {key}"
+
+
+async def sf_rounds(impl: str, rounds: int, requests: int) -> tuple[float, int]:
+    """(requests/s, backend calls) for *rounds* bursts of *requests* identical requests."""
+    be = Backend()
+    results: list[str] = []
+    total = 0.0
+
+    if impl == "asyncgo":
+        async with singleflight.Group() as sf:
+            for r in range(rounds):
+                key = f"k{r}"
+
+                async def req(key: str = key) -> None:
+                    value, _ = await sf.do(key, be.fetch, key)
+                    results.append(value)
+
+                total += await timed_tasks([req] * requests)
+    elif impl == "lock-per-key cache":
+        locks: dict[str, anyio.Lock] = {}
+        cache: dict[str, str] = {}
+        for r in range(rounds):
+            key = f"k{r}"
+
+            async def req(key: str = key) -> None:
+                lock = locks.setdefault(key, anyio.Lock())
+                async with lock:
+                    if key not in cache:
+                        cache[key] = await be.fetch(key)
+                results.append(cache[key])
+
+            total += await timed_tasks([req] * requests)
+    else:  # "no dedup": every request calls the backend
+        for r in range(rounds):
+            key = f"k{r}"
+
+            async def req(key: str = key) -> None:
+                results.append(await be.fetch(key))
+
+            total += await timed_tasks([req] * requests)
+
+    check(len(results) == rounds * requests, f"singleflight_1000/{impl}: requests lost")
+    check(
+        sorted(set(results)) == sorted(f"value of k{r}" for r in range(rounds)),
+        f"singleflight_1000/{impl}: wrong values",
+    )
+    return rounds * requests / total, be.calls
+
+
+# -- driver -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    backend, quick = args.backend, args.quick
+    n_unc = 20_000 if quick else 400_000
+    n_con = 4_000 if quick else 100_000
+    rounds = 2 if quick else 20
+    tasks, sem_tasks, sem_size = 8, 16, 4
+
+    async def bench_main() -> None:
+        for name, make in lock_peers(backend):
+            await uncontended(make, 1_000)
+            v = await uncontended(make, n_unc)
+            emit("mutex_uncontended", name, backend, v, "ops/s", n=n_unc)
+        for name, make in lock_peers(backend):
+            await mutex_contended(make, 400, tasks, "warmup", name)
+            v = await mutex_contended(make, n_con, tasks, "mutex_contended", name)
+            emit("mutex_contended", name, backend, v, "ops/s", n=n_con, tasks=tasks)
+        for name, make in semaphore_peers(backend, 10):
+            await uncontended(make, 1_000)
+            v = await uncontended(make, n_unc)
+            emit("semaphore_uncontended", name, backend, v, "ops/s", n=n_unc, size=10)
+        for name, make in semaphore_peers(backend, sem_size):
+            await semaphore_contended(make, 400, sem_tasks, sem_size, "warmup", name)
+            v = await semaphore_contended(
+                make, n_con, sem_tasks, sem_size, "semaphore_contended", name
+            )
+            emit(
+                "semaphore_contended",
+                name,
+                backend,
+                v,
+                "ops/s",
+                n=n_con,
+                tasks=sem_tasks,
+                size=sem_size,
+            )
+        for name in ("asyncgo", "lock-per-key cache", "no dedup"):
+            v, calls = await sf_rounds(name, rounds, 1000)
+            extra: dict[str, Any] = {"rounds": rounds, "requests_per_round": 1000, "calls": calls}
+            if name == "lock-per-key cache":
+                extra["note"] = (
+                    "a dict of anyio.Lock per key; the first request computes and caches "
+                    "the value, the rest find it cached (a cache: values never expire)"
+                )
+            elif name == "no dedup":
+                extra["note"] = "every request calls the backend: the calls singleflight saves"
+            check(
+                calls == (rounds * 1000 if name == "no dedup" else rounds),
+                f"singleflight_1000/{name}: {calls} backend calls",
+            )
+            emit("singleflight_1000", name, backend, v, "requests/s", **extra)
+
+    run(bench_main, backend)
+
+
+if __name__ == "__main__":
+    main()
