@@ -1,0 +1,486 @@
+"""Task enumeration and inspection for `asyncgo.debug` and `asyncgo.testing`.
+
+Everything the diagnostics need to know about the running event loop and its
+tasks, behind one small set of functions, for asyncio (and uvloop) and trio:
+
+* `all_tasks()`, `current_task()`, `task_name()`, `task_context()`,
+  `task_frames()`, `task_state()`, `task_parent()`: what a goroutine dump shows;
+* `waits_for_children()`, `pending_deadline()`, `loop_activity()`: what the
+  deadlock detector needs to prove that nothing can wake a task -- no child
+  task, no cancel-scope deadline, no timer, ready callback, I/O source or
+  thread callback of the event loop;
+* `wait_all_blocked()`, `BodyScope`: what its watcher task needs.
+
+Much of this reads private attributes of asyncio, uvloop, anyio and trio (the
+same ones anyio's own ``wait_all_tasks_blocked`` reads). Every such read is
+guarded: when an implementation changes, a dump loses a detail and the
+deadlock detector becomes *more* conservative (it reports nothing), never wrong.
+Nothing here runs unless diagnostics are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import gc
+import math
+import sys
+from asyncio import _get_running_loop
+from collections import deque
+from collections.abc import Iterator
+from types import FrameType, TracebackType
+from typing import Any, Self
+
+__all__ = [
+    "BodyScope",
+    "all_tasks",
+    "backend_name",
+    "current_task",
+    "loop_activity",
+    "loop_token",
+    "num_tasks_hint",
+    "pending_deadline",
+    "sleep",
+    "task_context",
+    "task_done",
+    "task_frames",
+    "task_name",
+    "task_parent",
+    "task_state",
+    "virtual_clock",
+    "wait_all_blocked",
+    "waits_for_children",
+]
+
+_anyio_task_states: Any = None
+_AnyioTaskGroup: Any = None
+try:  # anyio's per-task cancel-scope state on asyncio (parent task id, innermost scope)
+    from anyio._backends import _asyncio as _anyio_asyncio
+
+    _anyio_task_states = _anyio_asyncio._task_states
+    _AnyioTaskGroup = _anyio_asyncio.TaskGroup
+except Exception:  # pragma: no cover - anyio changed its internals
+    pass
+
+
+def _code(fn: Any) -> Any:
+    return getattr(fn, "__code__", None)
+
+
+#: Frames in which an asyncio task waits for its child tasks (a task group's exit,
+#: or ``start()`` waiting for ``task_status.started()``).
+_CHILD_WAIT_CODES: frozenset[Any] = frozenset(
+    c
+    for c in (
+        _code(getattr(_AnyioTaskGroup, "__aexit__", None)),
+        _code(getattr(_AnyioTaskGroup, "start", None)),
+        _code(getattr(getattr(asyncio, "TaskGroup", None), "__aexit__", None)),
+    )
+    if c is not None
+)
+
+_trio: Any = None
+
+
+def _trio_mod() -> Any:
+    global _trio
+    if _trio is None:
+        import trio
+        import trio.testing  # wait_all_tasks_blocked
+
+        _trio = trio
+    return _trio
+
+
+def backend_name() -> str:
+    """``"asyncio"`` (also under uvloop) or ``"trio"``.
+
+    Raises:
+        RuntimeError: No event loop runs in this thread.
+    """
+    if _get_running_loop() is not None:
+        return "asyncio"
+    if "trio" in sys.modules:
+        try:
+            _trio_mod().lowlevel.current_task()
+            return "trio"
+        except RuntimeError:
+            pass
+    raise RuntimeError("asyncgo.debug: no running event loop (call this from async code)")
+
+
+def loop_token() -> object:
+    """The running asyncio loop, or the running trio run's token."""
+    loop = _get_running_loop()
+    if loop is not None:
+        return loop
+    return _trio_mod().lowlevel.current_trio_token()
+
+
+def current_task() -> Any:
+    """The running task (asyncio ``Task`` or ``trio.lowlevel.Task``)."""
+    loop = _get_running_loop()
+    if loop is not None:
+        return asyncio.current_task(loop)
+    return _trio_mod().lowlevel.current_task()
+
+
+# -- enumeration -------------------------------------------------------------------
+
+#: trio's own system tasks: never a user's, never able to touch asyncgo objects
+#: except through ``run_sync_soon`` callbacks (checked by `loop_activity`).
+_TRIO_INTERNAL_NAMES = frozenset({"<init>", "<TrioToken.run_sync_soon task>"})
+
+
+def _trio_walk(task: Any) -> Iterator[Any]:
+    stack = [task]
+    while stack:
+        t = stack.pop()
+        yield t
+        for nursery in t.child_nurseries:
+            stack.extend(nursery.child_tasks)
+
+
+def all_tasks() -> list[Any]:
+    """Every live task of the running event loop (trio: without trio's own system tasks)."""
+    loop = _get_running_loop()
+    if loop is not None:
+        return [t for t in asyncio.all_tasks(loop) if not t.done()]
+    trio = _trio_mod()
+    root = trio.lowlevel.current_root_task()
+    if root is None:  # pragma: no cover - only during trio's start-up
+        return []
+    return [t for t in _trio_walk(root) if t.name not in _TRIO_INTERNAL_NAMES]
+
+
+def task_done(task: Any) -> bool:
+    """Whether *task* has finished."""
+    done = getattr(task, "done", None)
+    if done is not None:  # asyncio
+        return bool(done())
+    return task.coro.cr_frame is None  # trio: a finished coroutine has no frame
+
+
+def task_name(task: Any) -> str:
+    """The task's name (asyncio: ``get_name()``; trio: ``.name``)."""
+    get_name = getattr(task, "get_name", None)
+    if get_name is not None:
+        return str(get_name())
+    return str(task.name)
+
+
+def task_context(task: Any) -> contextvars.Context | None:
+    """The `contextvars.Context` the task runs in (how labels and scopes reach it)."""
+    ctx = getattr(task, "context", None)  # trio
+    if isinstance(ctx, contextvars.Context):
+        return ctx
+    get_context = getattr(task, "get_context", None)  # asyncio, Python >= 3.12
+    if get_context is not None:
+        try:
+            return get_context()  # type: ignore[no-any-return]
+        except Exception:  # pragma: no cover
+            return None
+    ctx = getattr(task, "_context", None)  # the pure-Python Task
+    if isinstance(ctx, contextvars.Context):
+        return ctx
+    # Python 3.11's C Task keeps its context in a C field that only the GC sees.
+    for r in gc.get_referents(task):
+        if isinstance(r, contextvars.Context):
+            return r
+    return None
+
+
+def task_parent(task: Any, tasks: list[Any]) -> Any:
+    """The task that started *task* (None if unknown or gone)."""
+    nursery = getattr(task, "parent_nursery", None)  # trio
+    if nursery is not None:
+        parent = nursery.parent_task
+        return None if parent.name in _TRIO_INTERNAL_NAMES else parent
+    if _anyio_task_states is not None:
+        try:
+            state = _anyio_task_states.get(task)
+        except TypeError:  # pragma: no cover
+            state = None
+        parent_id = getattr(state, "parent_id", None)
+        if parent_id is not None:
+            for t in tasks:
+                if id(t) == parent_id:
+                    return t
+    return None
+
+
+def task_frames(task: Any) -> tuple[list[tuple[FrameType, int]], object]:
+    """The task's await stack, outermost first, and the awaitable it waits on last.
+
+    Follows ``cr_await`` / ``ag_await`` / ``gi_yieldfrom`` from the task's
+    coroutine down to the first object that is not a coroutine or generator
+    (a future, trio's low-level trap, ...), which is returned as the leaf.
+    """
+    coro = task.get_coro() if hasattr(task, "get_coro") else task.coro
+    frames: list[tuple[FrameType, int]] = []
+    root = getattr(coro, "cr_frame", None)
+    if root is not None and root.f_back is not None:
+        # The running task: its awaits are live calls, linked by f_back, not cr_await.
+        f: FrameType | None = sys._getframe(1)
+        live: list[tuple[FrameType, int]] = []
+        while f is not None:
+            live.append((f, f.f_lineno))
+            if f is root:
+                live.reverse()
+                return live, None
+            f = f.f_back
+    obj: Any = coro
+    leaf: object = None
+    for _ in range(1000):  # a cycle is impossible, but never loop forever in a dump
+        if obj is None:
+            break
+        if hasattr(obj, "cr_frame"):
+            frame, nxt = obj.cr_frame, obj.cr_await
+        elif hasattr(obj, "ag_frame"):
+            frame, nxt = obj.ag_frame, obj.ag_await
+        elif hasattr(obj, "gi_frame"):
+            frame, nxt = obj.gi_frame, obj.gi_yieldfrom
+        else:
+            leaf = obj
+            break
+        if frame is None:  # finished (or not started)
+            break
+        frames.append((frame, frame.f_lineno))
+        obj = nxt
+    return frames, leaf
+
+
+def task_state(task: Any, current: Any) -> str:
+    """``"running"`` (the caller), ``"runnable"`` (scheduled) or ``"waiting"`` (blocked)."""
+    if task is current:
+        return "running"
+    if hasattr(task, "_fut_waiter"):  # asyncio
+        try:
+            w = task._fut_waiter
+        except AttributeError:  # pragma: no cover
+            return "runnable"
+        return "waiting" if w is not None and not w.done() else "runnable"
+    # trio: a scheduled task has its next send set; a blocked one does not.
+    return "runnable" if getattr(task, "_next_send_fn", None) is not None else "waiting"
+
+
+# -- what could still wake a blocked task -------------------------------------------
+
+
+def waits_for_children(task: Any) -> bool:
+    """Whether *task* is blocked until child tasks of its own finish (or start).
+
+    That is a task group's ``__aexit__`` (anyio, trio nursery, asyncio.TaskGroup)
+    or ``start()`` waiting for ``task_status.started()``: such a task can only be
+    woken by its children, which are tasks of the same loop.
+    """
+    nurseries = getattr(task, "child_nurseries", None)
+    if nurseries is not None:  # trio
+        return any(getattr(n, "_parent_waiting_in_aexit", False) for n in nurseries)
+    frames, _ = task_frames(task)
+    return bool(frames) and frames[-1][0].f_code in _CHILD_WAIT_CODES
+
+
+def pending_deadline(task: Any, stop: object, handles: set[int]) -> bool:
+    """Whether a cancel scope below *stop* can still wake *task* (a deadline or a pending cancel).
+
+    Walks the task's cancel scopes from the innermost outwards (through its
+    parents' scopes: a child task's scopes continue in the task that started
+    it). Scopes from *stop* outwards are not counted -- they enclose the
+    deadlock-detection scope, whose report should come first -- but the ids of
+    their timer handles are still added to *handles*, as are every scope's, so
+    that `loop_activity` does not count those timers as unknown wake-ups.
+    """
+    found = False
+    counting = True
+    if hasattr(task, "_cancel_status"):  # trio
+        status = task._cancel_status
+        while status is not None:
+            scope = status._scope
+            if scope is stop:
+                counting = False
+            if counting and (scope.cancel_called or scope.deadline != math.inf):
+                found = True
+            status = status._parent
+        return found
+    if _anyio_task_states is None:  # pragma: no cover
+        return False
+    state = _anyio_task_states.get(task)
+    scope = getattr(state, "cancel_scope", None)
+    while scope is not None:
+        if scope is stop:
+            counting = False
+        h = getattr(scope, "_timeout_handle", None)
+        if h is not None:
+            handles.add(id(h))
+        if counting and (scope._cancel_called or scope._deadline != math.inf):
+            found = True
+        scope = scope._parent_scope
+    return found
+
+
+def loop_activity(handles: set[int]) -> tuple[str, bool] | None:
+    """Something other than a task that could wake one: ``(what, transient)``, or None.
+
+    Ready callbacks (transient: look again soon), timers (other than the cancel
+    scopes' in *handles*), I/O sources without a task (protocols, readers),
+    signal handlers, and trio's ``run_sync_soon`` queue. An event loop this
+    does not know how to inspect always answers ``("unknown event loop", False)``.
+    """
+    loop = _get_running_loop()
+    if loop is None:
+        stats = _trio_mod().lowlevel.current_statistics()
+        if getattr(stats, "run_sync_soon_queue_size", 0):
+            return "callbacks from other threads pending", True
+        return None
+    if isinstance(loop, asyncio.BaseEventLoop):
+        return _asyncio_activity(loop, handles)
+    if type(loop).__module__.startswith("uvloop"):
+        return _uvloop_activity(loop, handles)
+    return "unknown event loop", False  # pragma: no cover
+
+
+def _asyncio_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
+    try:
+        if any(not h._cancelled for h in loop._ready):
+            return "ready callbacks", True
+        for h in loop._scheduled:
+            if not h._cancelled and id(h) not in handles:
+                return f"a pending timer ({h!r})", False
+        if getattr(loop, "_signal_handlers", None):
+            return "signal handlers", False
+        selector = getattr(loop, "_selector", None)
+        if selector is not None:
+            own = loop._ssock.fileno() if getattr(loop, "_ssock", None) is not None else -1
+            if any(fd != own for fd in selector.get_map()):
+                return "I/O sources (sockets, pipes or readers)", False
+        elif not hasattr(loop, "_proactor"):  # pragma: no cover
+            return "unknown event loop", False
+        else:  # pragma: no cover - Windows: pending overlapped I/O
+            if getattr(loop._proactor, "_cache", None):
+                return "I/O pending", False
+    except AttributeError:  # pragma: no cover - asyncio changed its internals
+        return "unknown event loop", False
+    return None
+
+
+def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
+    # uvloop keeps its state in C fields; the GC sees them as the loop's referents:
+    # the ready deque, the set of pending TimerHandles, the set of servers, the
+    # transports by fd (a WeakValueDictionary) and the UVPoll handles by fd (its
+    # own self-pipe is one of them).
+    import weakref
+
+    polls = 0
+    for r in gc.get_referents(loop):
+        if type(r) is deque:
+            if any(not h.cancelled() for h in r if hasattr(h, "cancelled")):
+                return "ready callbacks", True
+        elif type(r) is set:
+            for h in r:
+                name = type(h).__name__
+                if name == "TimerHandle":
+                    if not h.cancelled() and id(h) not in handles:
+                        return f"a pending timer ({h!r})", False
+                elif name == "Server":
+                    return "a listening server", False
+                elif name in ("UVProcessTransport", "UVProcess"):
+                    return "a subprocess", False
+        elif isinstance(r, weakref.WeakValueDictionary):
+            if len(r):
+                return "open transports", False
+        elif type(r) is dict:
+            for v in r.values():
+                if type(v).__name__ == "UVPoll":
+                    polls += 1
+                elif type(v).__name__ == "Handle" and callable(getattr(v, "cancelled", None)):
+                    return "signal handlers", False
+    if polls > 1:
+        return "I/O sources (readers or writers)", False
+    return None
+
+
+# -- the watcher's tools ---------------------------------------------------------------
+
+
+async def wait_all_blocked() -> None:
+    """Return once every other task of the loop is blocked (trio: and no I/O is ready)."""
+    loop = _get_running_loop()
+    if loop is None:
+        await _trio_mod().testing.wait_all_tasks_blocked()
+        return
+    me = asyncio.current_task(loop)
+    delay = 0.0
+    while True:
+        await asyncio.sleep(delay)
+        for t in asyncio.all_tasks(loop):
+            if t is me:
+                continue
+            w = getattr(t, "_fut_waiter", None)
+            if w is None or w.done():
+                break
+        else:
+            return
+        # Busy: look again after a short, growing pause (anyio polls every 0.1 s).
+        delay = min(delay * 2 or 0.001, 0.1)
+
+
+async def sleep(seconds: float) -> None:
+    """The running backend's sleep."""
+    if _get_running_loop() is not None:
+        await asyncio.sleep(seconds)
+    else:
+        await _trio_mod().sleep(seconds)
+
+
+class BodyScope:
+    """The cancel scope a deadlock-detection scope runs its body in.
+
+    trio: a native ``trio.CancelScope`` (what a trio task's cancel status points
+    at); asyncio: anyio's scope (what anyio's task states point at).
+    """
+
+    __slots__ = ("native",)
+
+    def __init__(self) -> None:
+        if _get_running_loop() is None:
+            self.native: Any = _trio_mod().CancelScope()
+        else:
+            import anyio
+
+            self.native = anyio.CancelScope()
+
+    def __enter__(self) -> Self:
+        self.native.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        return bool(self.native.__exit__(exc_type, exc, tb))
+
+    def cancel(self) -> None:
+        self.native.cancel()
+
+    @property
+    def cancelled_caught(self) -> bool:
+        return bool(self.native.cancelled_caught)
+
+
+def num_tasks_hint() -> int:
+    """How many tasks the loop has (cheaper than `all_tasks` on asyncio)."""
+    loop = _get_running_loop()
+    if loop is not None:
+        return len(asyncio.all_tasks(loop))
+    return len(all_tasks())
+
+
+def virtual_clock() -> bool:
+    """Whether the run's clock is not the system's (trio's ``MockClock``): waits are free."""
+    if _get_running_loop() is not None:
+        return False
+    clock = _trio_mod().lowlevel.current_clock()
+    return type(clock).__name__ != "SystemClock"

@@ -1,0 +1,178 @@
+"""`no_leaks`: fail when tasks started inside a block outlive it (Go's goleak)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Iterable
+from time import monotonic
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, final
+
+from asyncgo import debug
+from asyncgo._backend import _tasks
+
+__all__ = ["TaskLeakError", "no_leaks"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: asyncgo's own infrastructure tasks (trio's timer service: it exists while a
+#: timer is pending and ends on its own), ignored like goleak ignores the runtime's.
+_INFRASTRUCTURE = frozenset({"asyncgo timers"})
+
+
+class TaskLeakError(AssertionError):
+    """Tasks started inside a `no_leaks` block were still alive at its end.
+
+    The message is the dump of those tasks (state, what they are parked on,
+    stack, labels); `tasks` holds their `asyncgo.debug.TaskInfo` snapshots.
+    Go: goleak's ``found unexpected goroutines``.
+    """
+
+    def __init__(self, message: str, tasks: list[debug.TaskInfo]) -> None:
+        super().__init__(message)
+        self.tasks = tasks
+
+
+@final
+class no_leaks:
+    """Fail with `TaskLeakError` when tasks started inside the block are still alive at its end.
+
+    ``async with no_leaks():`` takes a snapshot of the event loop's tasks on
+    entry; on exit, every task that is alive and was not there on entry is a
+    leak -- unless it ends within *grace* seconds (the check is retried, with a
+    growing pause, until then) or the allow-list matches it:
+
+    * *ignore_names*: task names (e.g. a known long-lived background task);
+    * *ignore_top_function*: ``module.qualname`` of the innermost function of its
+      stack, where it waits (goleak's ``IgnoreTopFunction``);
+    * *ignore_any_function*: ``module.qualname`` of any function on its stack,
+      such as the task's own function (goleak's ``IgnoreAnyFunction``);
+    * *ignore*: a predicate on its `asyncgo.debug.TaskInfo` (labels, state, ...).
+
+    The allow-list is read at exit: it may be extended inside the block.
+    Diagnostics are on inside the block (`asyncgo.debug.enabled`), so the
+    report shows what each leaked task is parked on and where that was made.
+    When the block raises, nothing is checked (the error is the news).
+
+    Also a decorator for async functions (a fresh check per call), e.g. tests::
+
+        @no_leaks(grace=0.5)
+        async def test_pipeline_cleans_up(): ...
+
+    With structured concurrency a leak means a task was started into a task
+    group that outlives the block (one passed in, a fixture's, a server's) or
+    with ``asyncio.create_task``. Go: ``defer goleak.VerifyNone(t)``.
+    """
+
+    __slots__ = (
+        "_before",
+        "_enabled",
+        "_me",
+        "grace",
+        "ignore",
+        "ignore_any_function",
+        "ignore_names",
+        "ignore_top_function",
+    )
+
+    def __init__(
+        self,
+        *,
+        grace: float = 1.0,
+        ignore_names: Iterable[str] = (),
+        ignore_top_function: Iterable[str] = (),
+        ignore_any_function: Iterable[str] = (),
+        ignore: Callable[[debug.TaskInfo], bool] | None = None,
+    ) -> None:
+        """Configure the check; see the class docstring for the options."""
+        if not grace >= 0:
+            raise ValueError(f"no_leaks: grace must be >= 0 seconds, not {grace!r}")
+        self.grace = float(grace)
+        self.ignore_names = list(ignore_names)
+        self.ignore_top_function = list(ignore_top_function)
+        self.ignore_any_function = list(ignore_any_function)
+        self.ignore = ignore
+        self._before: set[Any] | None = None
+
+    def _copy(self) -> no_leaks:
+        return no_leaks(
+            grace=self.grace,
+            ignore_names=self.ignore_names,
+            ignore_top_function=self.ignore_top_function,
+            ignore_any_function=self.ignore_any_function,
+            ignore=self.ignore,
+        )
+
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        """Decorate an async function: each call runs inside its own `no_leaks` block."""
+
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            async with self._copy():
+                return await fn(*args, **kwargs)
+
+        return wrapper
+
+    async def __aenter__(self) -> no_leaks:
+        if self._before is not None:
+            raise RuntimeError("no_leaks: this block is already entered (make one per block)")
+        self._enabled = debug.enabled()
+        self._enabled.__enter__()
+        self._me = _tasks.current_task()
+        self._before = set(_tasks.all_tasks())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is not None:
+                return
+            leaked = self._leaked()
+            if leaked:
+                deadline = monotonic() + self.grace
+                delay = 0.001
+                while leaked and (left := deadline - monotonic()) > 0:
+                    await _tasks.sleep(min(delay, left))
+                    delay = min(delay * 2, 0.1)
+                    leaked = self._leaked()
+            if leaked:
+                n = len(leaked)
+                raise TaskLeakError(
+                    f"found {n} unexpected task{'s' if n != 1 else ''} still alive "
+                    f"{self.grace:g}s after the no_leaks() block ended:\n\n"
+                    + debug.dump(leaked, group=False),
+                    leaked,
+                )
+        finally:
+            self._before = None
+            self._enabled.__exit__(None, None, None)
+
+    def _leaked(self) -> list[debug.TaskInfo]:
+        before = self._before or set()
+        fresh = [
+            t
+            for t in _tasks.all_tasks()
+            if t not in before
+            and t is not self._me
+            and not debug._is_internal(t)
+            and _tasks.task_name(t) not in _INFRASTRUCTURE
+        ]
+        if not fresh:
+            return []
+        names = frozenset(self.ignore_names)
+        top = frozenset(self.ignore_top_function)
+        any_ = frozenset(self.ignore_any_function)
+        pred = self.ignore
+        return [
+            i
+            for i in debug._snapshots(fresh)
+            if i.name not in names
+            and (i.top is None or i.top not in top)
+            and not any(f.function in any_ for f in i.stack)
+            and not (pred is not None and pred(i))
+        ]
