@@ -385,7 +385,7 @@ async def test_no_task_left_after_exit() -> None:
     be.release.set()
     async with singleflight.Group() as sf, anyio.create_task_group() as tg:
         for key in "abcabc":
-            tg.start_soon(sf.do, key, be.fetch, key)
+            tg.start_soon(do_into, sf, key, be.fetch, [], key)
     assert task_count() == baseline
 
 

@@ -14,7 +14,7 @@ What counts as "done" (docs/sync.md, "Once and errors"):
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 from asyncgo._backend import checkpoint, must_checkpoint
@@ -115,7 +115,7 @@ class _Result(Generic[T]):
 
 def once_value(
     fn: Callable[[], Awaitable[T]], *, retry_on_error: bool = False
-) -> Callable[[], Awaitable[T]]:
+) -> Callable[[], Coroutine[object, object, T]]:
     """Return an async function that calls ``fn()`` once and returns its value ever after.
 
     Concurrent callers wait for the first call. If ``fn`` raises an
@@ -160,7 +160,7 @@ def once_value(
 
 def once_func(
     fn: Callable[[], Awaitable[object]], *, retry_on_error: bool = False
-) -> Callable[[], Awaitable[None]]:
+) -> Callable[[], Coroutine[object, object, None]]:
     """Return an async function that calls ``fn()`` only the first time it is called.
 
     Concurrent callers wait for the first call. If ``fn`` raises an

@@ -8,7 +8,6 @@ asyncgo's own `Context` too once it exists.
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+import asyncgo
 from asyncgo import Canceled, Chan, DeadlineExceeded, RecvChan
 from asyncgo.sync import Semaphore
 
@@ -43,7 +43,7 @@ class FakeCtx:
 
 
 def _real_ctx() -> tuple[Any, Callable[[], None]]:
-    from asyncgo._context import background, with_cancel  # type: ignore[import-not-found]
+    from asyncgo import background, with_cancel
 
     ctx, cancel = with_cancel(background())
     return ctx, cancel
@@ -54,13 +54,13 @@ def _fake_ctx() -> tuple[Any, Callable[[], None]]:
     return ctx, ctx.cancel
 
 
-HAVE_CONTEXT = importlib.util.find_spec("asyncgo._context") is not None
+HAVE_CONTEXT = hasattr(asyncgo, "with_cancel")
 CTX_KINDS = [
     pytest.param(_fake_ctx, id="fake-ctx"),
     pytest.param(
         _real_ctx,
         id="context",
-        marks=pytest.mark.skipif(not HAVE_CONTEXT, reason="asyncgo._context not written yet"),
+        marks=pytest.mark.skipif(not HAVE_CONTEXT, reason="no asyncgo.with_cancel yet"),
     ),
 ]
 
