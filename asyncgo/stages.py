@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar, final, overload
@@ -160,6 +161,8 @@ class _Map(TaskStage[T, U]):
         if self._executor == "process":
             run_sync = anyio.to_process.run_sync
             return lambda item: run_sync(fn, item, cancellable=True, limiter=limiter)
+        if self._fn.is_async:
+            return fn  # no wrapper layer per call
         return self._fn
 
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
@@ -188,94 +191,153 @@ class _Map(TaskStage[T, U]):
                 await tx.put_many([fn(x) for x in batch])
 
     async def _pool(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        # No feeder or emitter task: each worker takes the next item itself (one of
+        # them refills a shared queue from the input, a list at a time) and sends its
+        # result on itself, so a job costs no task switch beyond the job's own awaits.
         workers = self._workers
         limiter = anyio.CapacityLimiter(workers) if self._executor else None
-        call = self._caller(limiter)
-        jobs: Chan[Any] = Chan(workers)
-        if self._ordered:
-            await self._pool_ordered(rx, tx, run, call, jobs)
-            return
-        results: Chan[Any] = Chan(workers)
-        live = [workers]
-
-        async def feeder() -> None:
-            try:
-                while (batch := await rx.next_batch()) is not None:
-                    for item in batch:
-                        await jobs.send(item)
-            finally:
-                jobs.close()
-
-        async def worker() -> None:
-            try:
-                async for item in jobs:
-                    await results.send(await call(item))
-            finally:
-                live[0] -= 1
-                if not live[0]:
-                    results.close()
-
+        pool = _Pool(rx, tx, self._caller(limiter), self._ordered, 2 * workers)
         async with create_task_group() as tg:
-            tg.start_soon(run.guard, feeder)
             for _ in range(workers):
-                tg.start_soon(run.guard, worker)
-            async for result in results:
-                await tx.put(result)
+                tg.start_soon(run.guard, pool.worker)
 
-    async def _pool_ordered(
-        self,
-        rx: _Link,
-        tx: _Sink,
-        run: _Run,
-        call: Callable[[Any], Awaitable[Any]],
-        jobs: Chan[Any],
-    ) -> None:
-        # Results leave in input order. `order` holds the slots dispatched but not yet
-        # emitted, so at most 2 * workers results wait for a slow one ahead of them.
-        workers = self._workers
-        order: Chan[_Slot] = Chan(2 * workers)
-        wake: Chan[None] = Chan(1)
-        head: list[_Slot | None] = [None]  # the slot the emitter is waiting for
 
-        async def feeder() -> None:
-            try:
-                while (batch := await rx.next_batch()) is not None:
-                    for item in batch:
-                        slot = _Slot(item)
-                        await order.send(slot)
-                        await jobs.send(slot)
-            finally:
-                order.close()
-                jobs.close()
+class _Lot:
+    """Workers waiting for a condition another worker makes true: park, then re-check.
 
-        async def worker() -> None:
-            async for slot in jobs:
-                slot.value = await call(slot.value)
-                slot.done = True
-                if head[0] is slot:
-                    head[0] = None
-                    wake.send_nowait(None)
+    `unpark` leaves tokens in a buffered channel rather than handing them only to
+    tasks already parked: ``recv()`` may checkpoint before it queues its task, and a
+    wake-up sent in that gap must not be lost. A stale token costs one spurious
+    wake-up (the caller re-checks its condition), and there are never more tokens
+    than workers.
+    """
 
-        async with create_task_group() as tg:
-            tg.start_soon(run.guard, feeder)
-            for _ in range(workers):
-                tg.start_soon(run.guard, worker)
-            async for slot in order:
-                if not slot.done:
-                    head[0] = slot
-                    await wake.recv()
-                await tx.put(slot.value)
+    __slots__ = ("_ch",)
+
+    def __init__(self, workers: int) -> None:
+        self._ch: Chan[None] = Chan(workers)
+
+    async def park(self) -> None:
+        await self._ch.recv()
+
+    def unpark(self, n: int) -> None:
+        """Let up to *n* waiting workers (present or about to park) re-check."""
+        ch = self._ch
+        for _ in range(min(n, ch.cap - len(ch))):
+            ch.send_nowait(None)
 
 
 @final
-class _Slot:
-    """One item of an ordered `map` pool: its input, then its result."""
+class _Pool:
+    """The shared state of a `map` stage's workers."""
 
-    __slots__ = ("done", "value")
+    __slots__ = (
+        "call",
+        "done",
+        "emitting",
+        "eof",
+        "fetching",
+        "more",
+        "next_out",
+        "ordered",
+        "queue",
+        "room",
+        "rx",
+        "taken",
+        "tx",
+        "window",
+    )
 
-    def __init__(self, value: object) -> None:
-        self.value = value
-        self.done = False
+    def __init__(
+        self,
+        rx: _Link,
+        tx: _Sink,
+        call: Callable[[Any], Awaitable[Any]],
+        ordered: bool,
+        window: int,
+    ) -> None:
+        self.rx = rx
+        self.tx = tx
+        self.call = call
+        self.ordered = ordered
+        # Ordered: results finished ahead of the oldest unfinished one wait in
+        # `done`; a worker takes a new item only while fewer than `window` items
+        # are taken but not yet sent on, so `done` stays small.
+        self.window = window
+        self.queue: deque[Any] = deque()  # taken from the input, not yet by a worker
+        self.taken = 0  # items handed to workers (the next one's sequence number)
+        self.next_out = 0  # sequence number of the next result to send on (ordered)
+        self.done: dict[int, Any] = {}
+        self.emitting = False
+        self.fetching = False
+        self.eof = False
+        self.more = _Lot(window)  # workers waiting for the input
+        self.room = _Lot(window)  # workers waiting for the window to move (ordered)
+
+    async def take(self) -> tuple[int, Any] | None:
+        """The next item and its sequence number; None once the input is exhausted."""
+        while True:
+            if self.ordered and self.taken - self.next_out >= self.window:
+                await self.room.park()
+                continue
+            queue = self.queue
+            if queue:
+                seq = self.taken
+                self.taken = seq + 1
+                return seq, queue.popleft()
+            if self.eof:
+                return None
+            if self.fetching:
+                await self.more.park()
+                continue
+            self.fetching = True
+            try:
+                batch = await self.rx.next_batch()
+            finally:
+                self.fetching = False
+            if batch is None:
+                self.eof = True
+                self.more.unpark(self.window)  # every waiting worker: the input is over
+                return None
+            queue.extend(batch)
+            self.more.unpark(len(batch) - 1)
+
+    async def worker(self) -> None:
+        call = self.call
+        tx = self.tx
+        ordered = self.ordered
+        done = self.done
+        queue = self.queue
+        window = self.window
+        while True:
+            if queue and (not ordered or self.taken - self.next_out < window):
+                # the fast path of take(), inlined
+                seq = self.taken
+                self.taken = seq + 1
+                item = queue.popleft()
+            else:
+                job = await self.take()
+                if job is None:
+                    return
+                seq, item = job
+            result = await call(item)
+            if not ordered:
+                await tx.put(result)
+                continue
+            done[seq] = result
+            if seq != self.next_out or self.emitting:
+                continue  # an earlier result is still running, or being sent on
+            # Send on every consecutive finished result, this one first. Others may
+            # finish while tx.put() waits: the loop picks them up.
+            self.emitting = True
+            try:
+                while self.next_out in done:
+                    result = done.pop(self.next_out)
+                    self.next_out += 1
+                    self.room.unpark(1)
+                    await tx.put(result)
+            finally:
+                self.emitting = False
 
 
 @overload

@@ -127,6 +127,30 @@ async def test_map_ordered_keeps_order_under_random_delays() -> None:
     assert out == list(range(200))
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3, 7])
+async def test_map_pool_stress_no_lost_wakeups(workers: int) -> None:
+    """Many items, small windows, random yields: every item, in order, no hang.
+
+    (Each channel operation may checkpoint before it parks, every few hundred
+    operations: a wake-up sent in that gap used to be lost.)
+    """
+    import random
+
+    rng = random.Random(workers)
+    yields = [rng.randrange(4) for _ in range(5000)]
+
+    async def job(k: int) -> int:
+        for _ in range(yields[k]):
+            await anyio.sleep(0)
+        return k
+
+    with anyio.fail_after(20):
+        for ordered in (True, False):
+            p = pipeline(range(5000), buffer=8) | stages.map(job, workers=workers, ordered=ordered)
+            out = await p.collect()
+            assert (out if ordered else sorted(out)) == list(range(5000))
+
+
 async def test_map_ordered_memory_is_bounded_behind_a_slow_item() -> None:
     workers = 3
     release = anyio.Event()
