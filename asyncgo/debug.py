@@ -67,6 +67,7 @@ _SELF_FILES = frozenset(
     os.path.join(_PKG_DIR, *p)
     for p in (("debug.py",), ("_debug_http.py",), ("_backend", "_tasks.py"))
 )
+_MACHINERY = ("anyio.", "asyncio.", "trio.", "asyncgo.", "outcome.", "uvloop.")
 _TYPING_FILE = getattr(sys.modules.get("typing"), "__file__", None) or "<typing>"
 
 
@@ -150,7 +151,14 @@ class TaskInfo:
 
     @property
     def entry(self) -> str | None:
-        """The task's own function (the outermost frame), ``module.qualname``."""
+        """The task's own function, ``module.qualname``.
+
+        The outermost frame of its stack that is not the machinery starting it
+        (anyio's, asyncio's, trio's or asyncgo's own wrappers).
+        """
+        for f in reversed(self.stack):
+            if not f.function.startswith(_MACHINERY):
+                return f.function
         return self.stack[-1].function if self.stack else None
 
     @property
@@ -473,7 +481,7 @@ def _snapshot(
 
 
 def _live_tasks() -> list[Any]:
-    ts = _tasks.all_tasks()
+    ts = [t for t in _tasks.all_tasks() if not _is_internal(t)]
     if _tasks.backend_name() == "asyncio":
         ts.sort(key=_number)  # creation order as far as we saw it; trio's is already a tree walk
     return ts
@@ -485,7 +493,8 @@ def tasks() -> list[TaskInfo]:
     Tasks parked on asyncgo primitives show the operation, the primitives (and,
     when diagnostics were on as they were made, where), and for how long; other
     tasks show their state and await stack. Call it from async code (any
-    backend); it does not yield. trio's own two internal system tasks are left out.
+    backend); it does not yield. trio's own two internal system tasks and the
+    deadlock detector's watcher tasks are left out.
     """
     ts = _live_tasks()
     current = _tasks.current_task()
@@ -505,7 +514,7 @@ def _snapshots(raw: Iterable[Any]) -> list[TaskInfo]:
 
 def num_tasks() -> int:
     """How many tasks the running event loop has (Go: ``runtime.NumGoroutine()``)."""
-    return len(_tasks.all_tasks())
+    return sum(1 for t in _tasks.all_tasks() if not _is_internal(t))
 
 
 def _labels_str(lab: Mapping[str, str]) -> str:

@@ -54,6 +54,7 @@ __all__ = [
 
 _anyio_task_states: Any = None
 _AnyioTaskGroup: Any = None
+_anyio_asyncio: Any = None
 try:  # anyio's per-task cancel-scope state on asyncio (parent task id, innermost scope)
     from anyio._backends import _asyncio as _anyio_asyncio
 
@@ -75,6 +76,16 @@ _CHILD_WAIT_CODES: frozenset[Any] = frozenset(
         _code(getattr(_AnyioTaskGroup, "__aexit__", None)),
         _code(getattr(_AnyioTaskGroup, "start", None)),
         _code(getattr(getattr(asyncio, "TaskGroup", None), "__aexit__", None)),
+    )
+    if c is not None
+)
+
+#: Frames in which an asyncio task waits for another task's outcome through a plain
+#: future: anyio's pytest runner, which hands each test to its runner task and waits.
+_RESULT_WAIT_CODES: frozenset[Any] = frozenset(
+    c
+    for c in (
+        _code(getattr(getattr(_anyio_asyncio, "TestRunner", None), "_call_in_runner_task", None)),
     )
     if c is not None
 )
@@ -268,17 +279,46 @@ def task_state(task: Any, current: Any) -> str:
 
 
 def waits_for_children(task: Any) -> bool:
-    """Whether *task* is blocked until child tasks of its own finish (or start).
+    """Whether *task* is blocked until other tasks of the same loop finish (or start).
 
-    That is a task group's ``__aexit__`` (anyio, trio nursery, asyncio.TaskGroup)
-    or ``start()`` waiting for ``task_status.started()``: such a task can only be
-    woken by its children, which are tasks of the same loop.
+    That is a task group's ``__aexit__`` (anyio, trio nursery, asyncio.TaskGroup),
+    ``start()`` waiting for ``task_status.started()``, ``await task``,
+    ``asyncio.gather()`` of tasks, or anyio's pytest runner waiting for the task
+    running the test: such a task can only be woken by those tasks.
     """
     nurseries = getattr(task, "child_nurseries", None)
     if nurseries is not None:  # trio
         return any(getattr(n, "_parent_waiting_in_aexit", False) for n in nurseries)
+    waiter = getattr(task, "_fut_waiter", None)
+    if isinstance(waiter, asyncio.Task):  # `await other_task`
+        return True
+    children = getattr(waiter, "_children", None)  # asyncio.gather()'s future
+    if children is not None and type(waiter).__name__ == "_GatheringFuture":
+        return all(isinstance(c, asyncio.Task) for c in children)
     frames, _ = task_frames(task)
-    return bool(frames) and frames[-1][0].f_code in _CHILD_WAIT_CODES
+    if not frames:
+        return False
+    code = frames[-1][0].f_code
+    return code in _CHILD_WAIT_CODES or code in _RESULT_WAIT_CODES or code in _group_wait_codes()
+
+
+_GROUP_WAIT_CODES: frozenset[Any] | None = None
+
+
+def _group_wait_codes() -> frozenset[Any]:
+    """`asyncgo.Group`'s own wait for its children on asyncio (its native task group)."""
+    global _GROUP_WAIT_CODES
+    if _GROUP_WAIT_CODES is None:
+        codes: set[Any] = set()
+        mod = sys.modules.get(__package__ + "._taskgroup")
+        if mod is not None:
+            c = _code(getattr(getattr(mod, "AsyncioCore", None), "exit", None))
+            if c is not None:
+                codes.add(c)
+            _GROUP_WAIT_CODES = frozenset(codes)
+        else:
+            return frozenset()  # not imported (yet): nobody can be waiting in it
+    return _GROUP_WAIT_CODES
 
 
 def pending_deadline(task: Any, stop: object, handles: set[int]) -> bool:
@@ -345,7 +385,8 @@ def _asyncio_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
         if any(not h._cancelled for h in loop._ready):
             return "ready callbacks", True
         for h in loop._scheduled:
-            if not h._cancelled and id(h) not in handles:
+            # (anyio's sleep_forever() is a timer at +inf: it never fires)
+            if not h._cancelled and id(h) not in handles and h._when != math.inf:
                 return f"a pending timer ({h!r})", False
         if getattr(loop, "_signal_handlers", None):
             return "signal handlers", False
@@ -380,7 +421,7 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
             for h in r:
                 name = type(h).__name__
                 if name == "TimerHandle":
-                    if not h.cancelled() and id(h) not in handles:
+                    if not h.cancelled() and id(h) not in handles and h.when() != math.inf:
                         return f"a pending timer ({h!r})", False
                 elif name == "Server":
                     return "a listening server", False
@@ -412,7 +453,7 @@ async def wait_all_blocked() -> None:
     me = asyncio.current_task(loop)
     delay = 0.0
     while True:
-        await asyncio.sleep(delay)
+        await sleep(delay)
         for t in asyncio.all_tasks(loop):
             if t is me:
                 continue
@@ -426,11 +467,21 @@ async def wait_all_blocked() -> None:
 
 
 async def sleep(seconds: float) -> None:
-    """The running backend's sleep."""
-    if _get_running_loop() is not None:
-        await asyncio.sleep(seconds)
-    else:
+    """The running backend's sleep, on a cancel-scope deadline.
+
+    On asyncio a plain ``asyncio.sleep`` is an anonymous timer that would make
+    another scope's deadlock watcher see "a pending timer"; the scope's timer is
+    one `pending_deadline` accounts for.
+    """
+    if _get_running_loop() is None:
         await _trio_mod().sleep(seconds)
+    elif seconds <= 0:
+        await asyncio.sleep(0)
+    else:
+        import anyio
+
+        with anyio.move_on_after(seconds):
+            await anyio.Event().wait()
 
 
 class BodyScope:

@@ -133,6 +133,13 @@ class no_leaks:
             if exc_type is not None:
                 return
             leaked = self._leaked()
+            rounds = 0
+            while rounds < 20 and any(t.state == "runnable" for t in leaked):
+                # let tasks started just now run up to their first wait (trio runs a
+                # batch of ready tasks in random order: one checkpoint may not do)
+                await _tasks.sleep(0)
+                leaked = self._leaked()
+                rounds += 1
             if leaked:
                 deadline = monotonic() + self.grace
                 delay = 0.001

@@ -1,0 +1,281 @@
+"""asyncgo.debug.detect_deadlocks: Go's "all goroutines are asleep", without false positives.
+
+Every deadlock must be reported within a generous bound (``fail_after(10)`` around
+the scope: a deadline *around* the scope does not hide the deadlock), naming the
+primitives; every look-alike (a timer, a socket, a thread, a non-asyncgo
+primitive, a deadline inside the scope) must run to completion untouched.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import anyio
+import pytest
+
+from asyncgo import Chan, Deadlock, WouldBlock, debug, recv, select
+from asyncgo.sync import Mutex, RWMutex, WaitGroup
+
+pytestmark = pytest.mark.anyio
+
+BOUND = 10  # seconds: generous, never reached unless detection is broken
+
+
+async def send_one(ch: Chan[int], v: int) -> None:
+    await ch.send(v)
+
+
+async def test_two_senders_nobody_reads() -> None:
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                ch = Chan[int]()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(send_one, ch, 1, name="sender-1")
+                    tg.start_soon(send_one, ch, 2, name="sender-2")
+    msg = str(ei.value)
+    assert msg.startswith("all tasks are asleep - deadlock!")
+    assert '"sender-1" [chan send, ' in msg and '"sender-2" [chan send, ' in msg
+    assert "(owner of the detect_deadlocks() block) waits for its child tasks" in msg
+    assert "Chan made at " in msg and "ch = Chan[int]()" in msg
+    assert "test_deadlock.send_one(...)" in msg  # the stacks follow
+    # the jammed sends were cancelled and left nothing behind
+    with pytest.raises(WouldBlock):
+        ch.recv_nowait()
+
+
+async def test_owner_itself_parked() -> None:
+    with anyio.fail_after(BOUND):
+        with pytest.raises(
+            Deadlock, match=r"\(owner of the detect_deadlocks\(\) block\) \[chan recv"
+        ):
+            async with debug.detect_deadlocks():
+                await Chan[int]().recv()
+
+
+async def test_lock_order_inversion() -> None:
+    async def transfer(first: Mutex, second: Mutex, wg: WaitGroup) -> None:
+        async with first:
+            wg.done()
+            await wg.wait()  # both hold their first lock now
+            async with second:
+                pass
+
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                mu_a, mu_b = Mutex(), Mutex()
+                wg = WaitGroup()
+                wg.add(2)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(transfer, mu_a, mu_b, wg, name="a-then-b")
+                    tg.start_soon(transfer, mu_b, mu_a, wg, name="b-then-a")
+    msg = str(ei.value)
+    assert '"a-then-b" [mutex lock, ' in msg and '"b-then-a" [mutex lock, ' in msg
+    assert msg.count("mu_a, mu_b = Mutex(), Mutex()") >= 2  # both mutexes named by their line
+    assert not mu_a.locked() and not mu_b.locked()  # cancelled holders released them
+
+
+async def test_waitgroup_never_done() -> None:
+    async def worker(wg: WaitGroup, forget: bool) -> None:
+        await anyio.sleep(0)
+        if not forget:
+            wg.done()
+
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                wg = WaitGroup()
+                wg.add(2)
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(worker, wg, False)
+                    tg.start_soon(worker, wg, True)  # returns without done()
+                    await wg.wait()
+    msg = str(ei.value)
+    assert "[waitgroup wait, " in msg
+    assert "WaitGroup made at " in msg and "wg = WaitGroup()" in msg
+
+
+async def test_select_and_rwmutex() -> None:
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                a, b = Chan[int](), Chan[str]()
+                rw = RWMutex()
+                await rw.lock()
+
+                async def reader() -> None:
+                    await rw.rlock()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(reader, name="reader")
+                    await select(recv(a), recv(b))
+    msg = str(ei.value)
+    assert "[select, " in msg and "a, b = Chan[int](), Chan[str]()" in msg
+    assert '"reader" [rwmutex rlock, ' in msg and "rw = RWMutex()" in msg
+
+
+async def test_nested_scopes_innermost_reports() -> None:
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks() as outer:
+            with pytest.raises(Deadlock):
+                async with debug.detect_deadlocks() as inner:
+                    await Chan[int]().recv()
+            assert inner.report is not None
+            ch = Chan[int](1)
+            await ch.send(1)
+            assert await ch.recv() == 1
+        assert outer.report is None
+
+
+async def test_detection_is_repeatable_and_scoped() -> None:
+    """After a report, the same task can open another scope; outside a scope nothing watches."""
+    for _ in range(2):
+        with anyio.fail_after(BOUND):
+            with pytest.raises(Deadlock):
+                async with debug.detect_deadlocks():
+                    await Chan[int]().send(1)
+    assert not debug.is_enabled()
+    with anyio.move_on_after(0.2) as scope:  # no scope: a real hang, ended by our deadline
+        await Chan[int]().recv()
+    assert scope.cancelled_caught
+
+
+# -- look-alikes: not deadlocks ------------------------------------------------------
+
+
+async def test_not_a_deadlock_timer() -> None:
+    async def late(ch: Chan[int]) -> None:
+        await anyio.sleep(0.2)
+        await ch.send(7)
+
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            ch = Chan[int]()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(late, ch)
+                assert await ch.recv() == 7
+
+
+async def test_not_a_deadlock_deadline_inside_the_scope() -> None:
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            ch = Chan[int]()
+            with anyio.move_on_after(0.2) as scope:  # Go: select with time.After
+                await ch.recv()
+            assert scope.cancelled_caught
+
+
+async def test_not_a_deadlock_socket() -> None:
+    raw_a, raw_b = socket.socketpair()
+    timer = threading.Timer(0.2, raw_b.send, (b"x",))  # a bare thread writes, nobody awaits it
+
+    async def reader(ch: Chan[bytes]) -> None:
+        await anyio.wait_readable(raw_a)
+        await ch.send(raw_a.recv(1))
+
+    try:
+        with anyio.fail_after(BOUND):
+            async with debug.detect_deadlocks():
+                ch = Chan[bytes]()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(reader, ch)
+                    await anyio.wait_all_tasks_blocked()
+                    timer.start()
+                    assert await ch.recv() == b"x"
+    finally:
+        timer.join()
+        raw_a.close()
+        raw_b.close()
+
+
+async def test_not_a_deadlock_thread() -> None:
+    async def offload(ch: Chan[int]) -> None:
+        def slow() -> int:
+            time.sleep(0.2)
+            return 9
+
+        v = await anyio.to_thread.run_sync(slow)
+        await ch.send(v)
+
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            ch = Chan[int]()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(offload, ch)
+                assert await ch.recv() == 9
+
+
+async def test_not_a_deadlock_other_library_primitive() -> None:
+    """A task on an anyio Event is invisible to asyncgo: never call that a deadlock.
+
+    The anyio Event is never set here, so this *is* stuck -- but the detector cannot
+    prove it, and must stay silent; the deadline around the scope ends it instead.
+    """
+    ev = anyio.Event()
+
+    async def gated(ch: Chan[int]) -> None:
+        await ev.wait()
+        await ch.send(1)
+
+    with anyio.move_on_after(0.3) as scope:
+        async with debug.detect_deadlocks() as detector:
+            ch = Chan[int]()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(gated, ch)
+                await ch.recv()
+    assert scope.cancelled_caught
+    assert detector.report is None
+
+
+async def test_not_a_deadlock_busy_pingpong() -> None:
+    async def echo(ping: Chan[int], pong: Chan[int]) -> None:
+        async for v in ping:
+            await pong.send(v)
+        pong.close()
+
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            ping, pong = Chan[int](), Chan[int]()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(echo, ping, pong)
+                for i in range(2000):
+                    await ping.send(i)
+                    assert await pong.recv() == i
+                ping.close()
+
+
+async def test_not_a_deadlock_callbacks_without_tasks(anyio_backend_name: str) -> None:
+    """asyncio only: a timer callback or an I/O callback (a protocol, ``add_reader``) can
+    complete a channel operation with no task involved; the detector looks at the loop."""
+    if anyio_backend_name != "asyncio":
+        pytest.skip("trio has no task-less callbacks")
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            ch = Chan[int]()
+            loop.call_later(0.2, ch.close)
+            with pytest.raises(Exception, match="recv on closed channel"):
+                await ch.recv()
+
+    raw_a, raw_b = socket.socketpair()
+    raw_a.setblocking(False)
+    timer = threading.Timer(0.2, raw_b.send, (b"y",))
+    try:
+        with anyio.fail_after(BOUND):
+            async with debug.detect_deadlocks():
+                got = Chan[bytes](1)
+                loop.add_reader(raw_a.fileno(), lambda: got.send_nowait(raw_a.recv(1)))
+                try:
+                    timer.start()
+                    assert await got.recv() == b"y"
+                finally:
+                    loop.remove_reader(raw_a.fileno())
+    finally:
+        timer.join()
+        raw_a.close()
+        raw_b.close()

@@ -1,0 +1,151 @@
+"""asyncgo.testing.no_leaks: goleak for async tasks, on asyncio, uvloop and trio."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import anyio
+import pytest
+
+from asyncgo import Chan, debug
+from asyncgo.testing import TaskLeakError, no_leaks
+
+pytestmark = pytest.mark.anyio
+
+
+async def leaky_worker(ch: Chan[int]) -> None:
+    async for _ in ch:  # nobody ever closes ch: the seed articles' leakyWorker
+        pass
+
+
+async def test_leaked_task_is_reported_with_its_stack() -> None:
+    async with anyio.create_task_group() as outer:  # outlives the block: the leak's home
+        ch = Chan[int]()
+        with pytest.raises(TaskLeakError) as ei:
+            async with no_leaks(grace=0.05):  # diagnostics are on inside: sites are recorded
+                line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+                ch2 = Chan[int]()
+                with debug.labels(job="ingest"):
+                    outer.start_soon(leaky_worker, ch2, name="leaky")
+                async with anyio.create_task_group() as inner:  # this one is fine
+                    inner.start_soon(ch.send, 1)
+                    assert await ch.recv() == 1
+        err = ei.value
+        msg = str(err)
+        assert msg.startswith("found 1 unexpected task still alive 0.05s after the no_leaks()")
+        assert '"leaky" [chan recv, ' in msg
+        assert "{job=ingest}" in msg
+        assert "test_leaks.leaky_worker(...)" in msg
+        assert f"test_leaks.py:{line}" in msg  # where the channel it is stuck on was made
+        assert "ch2 = Chan[int]()" in msg
+        (info,) = err.tasks
+        assert info.name == "leaky" and info.op == "chan recv"
+        assert info.entry is not None and info.entry.endswith("leaky_worker")
+        ch2.close()
+
+
+async def test_clean_block_passes() -> None:
+    ch = Chan[int](10)
+    async with no_leaks():
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(ch.send, i)
+        assert sorted([ch.recv_nowait() for _ in range(10)]) == list(range(10))
+
+
+async def test_grace_lets_finishing_tasks_end() -> None:
+    async with anyio.create_task_group() as outer:
+        async with no_leaks(grace=5):
+            outer.start_soon(anyio.sleep, 0.05, name="almost-done")
+        # and without grace it is a leak
+        with pytest.raises(TaskLeakError, match='"almost-done-2" \\[waiting\\]'):
+            async with no_leaks(grace=0):
+                outer.start_soon(anyio.sleep, 0.05, name="almost-done-2")
+
+
+async def test_allow_list() -> None:
+    ev = anyio.Event()
+
+    async def long_lived() -> None:
+        await ev.wait()
+
+    async with anyio.create_task_group() as outer:
+        async with no_leaks(grace=0, ignore_names=["metrics"]):
+            outer.start_soon(long_lived, name="metrics")
+        async with no_leaks(
+            grace=0, ignore_any_function=[f"{__name__}.test_allow_list.<locals>.long_lived"]
+        ):
+            outer.start_soon(long_lived, name="by-function")
+        async with no_leaks(grace=0, ignore=lambda t: t.labels.get("role") == "daemon"):
+            with debug.labels(role="daemon"):
+                outer.start_soon(long_lived, name="by-label")
+        check = no_leaks(grace=0)
+        async with check:
+            outer.start_soon(long_lived, name="added-later")
+            check.ignore_names.append("added-later")  # read at exit
+        with pytest.raises(TaskLeakError) as ei:
+            async with no_leaks(grace=0, ignore_names=["metrics"]):
+                outer.start_soon(long_lived, name="unexpected")
+        assert [t.name for t in ei.value.tasks] == ["unexpected"]
+        ev.set()
+
+
+async def test_ignore_top_function() -> None:
+    ch = Chan[int]()
+    async with anyio.create_task_group() as outer:
+        with pytest.raises(TaskLeakError) as ei:
+            async with no_leaks(grace=0):
+                outer.start_soon(leaky_worker, ch, name="parked")
+        top = ei.value.tasks[0].top
+        assert top is not None
+        async with no_leaks(grace=0, ignore_top_function=[top]):
+            outer.start_soon(leaky_worker, ch, name="parked-2")
+        ch.close()
+
+
+async def test_decorator() -> None:
+    async with anyio.create_task_group() as outer:
+
+        @no_leaks(grace=0)
+        async def clean(x: int) -> int:
+            return x + 1
+
+        @no_leaks(grace=0)
+        async def leaky() -> None:
+            outer.start_soon(anyio.sleep_forever, name="forever")
+
+        assert await clean(1) == 2
+        assert await clean(2) == 3  # a fresh check per call
+        with pytest.raises(TaskLeakError, match='"forever"'):
+            await leaky()
+        outer.cancel_scope.cancel()
+
+
+async def test_errors_in_the_block_pass_through_unchecked() -> None:
+    async with anyio.create_task_group() as outer:
+        with pytest.raises(ZeroDivisionError):
+            async with no_leaks(grace=0):
+                outer.start_soon(anyio.sleep_forever)
+                1 / 0  # noqa: B018
+        outer.cancel_scope.cancel()
+
+
+async def test_misuse() -> None:
+    with pytest.raises(ValueError, match="grace must be >= 0"):
+        no_leaks(grace=-1)
+    check = no_leaks()
+    async with check:
+        with pytest.raises(RuntimeError, match="already entered"):
+            await check.__aenter__()
+
+
+async def test_fire_and_forget_asyncio_task(anyio_backend_name: str) -> None:
+    if anyio_backend_name != "asyncio":
+        pytest.skip("asyncio.create_task is asyncio's own fire-and-forget")
+    with pytest.raises(TaskLeakError, match='"fire-and-forget"'):
+        async with no_leaks(grace=0.01):
+            task = asyncio.get_running_loop().create_task(asyncio.sleep(10), name="fire-and-forget")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
