@@ -1,0 +1,115 @@
+"""Rules every parking primitive of asyncgo.sync shares (issue #4, DESIGN.md principles 2 and 4).
+
+* waiting on a primitive bound to another event loop raises `RuntimeError` and
+  leaves no queue entry behind;
+* a call that could complete at once is still a cancel point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from asyncgo.sync import Cond, Mutex, RWMutex, Semaphore, WaitGroup
+
+pytestmark = pytest.mark.anyio
+
+# name -> (make a primitive in its "must wait" state, a call that then waits, its queues)
+Blocked = tuple[Any, Callable[[], Awaitable[object]], list[Any]]
+
+
+def _mutex() -> Blocked:
+    m = Mutex()
+    assert m.try_lock()
+    return m, m.lock, [m._q]
+
+
+def _rwmutex_write() -> Blocked:
+    rw = RWMutex()
+    assert rw.try_rlock()
+    return rw, rw.lock, [rw._wq, rw._rq]
+
+
+def _rwmutex_read() -> Blocked:
+    rw = RWMutex()
+    assert rw.try_lock()
+    return rw, rw.rlock, [rw._wq, rw._rq]
+
+
+def _semaphore() -> Blocked:
+    s = Semaphore(1)
+    assert s.try_acquire()
+    return s, s.acquire, [s._q]
+
+
+def _waitgroup() -> Blocked:
+    wg = WaitGroup()
+    wg.add(1)
+    return wg, wg.wait, [wg._q]
+
+
+def _cond() -> Blocked:
+    c = Cond()
+
+    async def wait() -> None:
+        async with c:
+            await c.wait()
+
+    return c, wait, [c._q]
+
+
+BLOCKED = {
+    "Mutex.lock": _mutex,
+    "RWMutex.lock": _rwmutex_write,
+    "RWMutex.rlock": _rwmutex_read,
+    "Semaphore.acquire": _semaphore,
+    "WaitGroup.wait": _waitgroup,
+    "Cond.wait": _cond,
+}
+
+
+@pytest.mark.parametrize("what", list(BLOCKED))
+def test_waiting_from_a_second_event_loop_raises(
+    anyio_backend: tuple[str, dict[str, object]], what: str
+) -> None:
+    name, options = anyio_backend
+    obj, wait, queues = BLOCKED[what]()
+
+    async def bind() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()  # parked: the queue is bound to this loop
+            tg.cancel_scope.cancel()
+
+    async def second() -> BaseException:
+        with pytest.raises(RuntimeError, match="event loop") as info:
+            await wait()
+        return info.value
+
+    anyio.run(bind, backend=name, backend_options=options)
+    for backend in ("asyncio", "trio"):
+        err = anyio.run(second, backend=backend)
+        assert type(obj).__name__ in str(err)
+    assert all(q.head() is None for q in queues), "the rejected waiter was left queued"
+
+
+FREE: dict[str, Callable[[], Callable[[], Awaitable[object]]]] = {
+    "Mutex.lock": lambda: Mutex().lock,
+    "RWMutex.lock": lambda: RWMutex().lock,
+    "RWMutex.rlock": lambda: RWMutex().rlock,
+    "Semaphore.acquire": lambda: Semaphore(1).acquire,
+    "WaitGroup.wait": lambda: WaitGroup().wait,
+}
+
+
+@pytest.mark.parametrize("what", list(FREE))
+async def test_fast_path_is_a_cancel_point(what: str) -> None:
+    call = FREE[what]()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await call()
+        pytest.fail(f"{what}() completed in a cancelled scope")
+    assert scope.cancelled_caught
