@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
@@ -18,7 +18,7 @@ from asyncgo.sync import Cond, Mutex, RWMutex, Semaphore, WaitGroup
 pytestmark = pytest.mark.anyio
 
 # name -> (make a primitive in its "must wait" state, a call that then waits, its queues)
-Blocked = tuple[Any, Callable[[], Awaitable[object]], list[Any]]
+Blocked = tuple[Any, Callable[[], Coroutine[Any, Any, object]], list[Any]]
 
 
 def _mutex() -> Blocked:
