@@ -1,0 +1,292 @@
+"""The asyncgo pytest plugin, run with pytester under pytest-asyncio and under anyio's plugin."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def plugin_args() -> list[str]:
+    """Load the plugin by module unless its pytest11 entry point is installed already."""
+    eps = importlib.metadata.entry_points(group="pytest11")
+    if any(ep.value == "asyncgo.testing.pytest_plugin" for ep in eps):
+        return []
+    return ["-p", "asyncgo.testing.pytest_plugin"]
+
+
+#: Plugins the inner runs do not need (hypothesis' costs seconds per session).
+QUIET = ("-p", "no:hypothesispytest", "-p", "no:xdist")
+
+ASYNCIO_INI = """
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+{extra}
+"""
+
+ANYIO_INI = """
+[pytest]
+{extra}
+"""
+
+ANYIO_HEADER = """
+import anyio
+import pytest
+from asyncgo import Chan, debug
+
+pytestmark = pytest.mark.anyio
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+"""
+
+
+def run_asyncio(pytester: pytest.Pytester, *args: str, extra: str = "") -> pytest.RunResult:
+    pytester.makeini(ASYNCIO_INI.format(extra=extra))
+    return pytester.runpytest(
+        *plugin_args(), "-p", "no:anyio", "-p", "no:cacheprovider", *QUIET, *args
+    )
+
+
+def run_anyio(pytester: pytest.Pytester, *args: str, extra: str = "") -> pytest.RunResult:
+    pytester.makeini(ANYIO_INI.format(extra=extra))
+    return pytester.runpytest(
+        *plugin_args(), "-p", "no:asyncio", "-p", "no:cacheprovider", *QUIET, *args
+    )
+
+
+def test_pytest_asyncio_deadlock_fails_with_the_report(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        from asyncgo import Chan
+
+        async def test_jam():
+            ch = Chan[int]()
+            async def sender():
+                await ch.send(1)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(sender(), name="sender-a")
+                tg.create_task(sender(), name="sender-b")
+
+        async def test_owner_alone():
+            await Chan[str]().recv()
+
+        async def test_fine():
+            ch = Chan[int](1)
+            await ch.send(1)
+            assert await ch.recv() == 1
+        """
+    )
+    result = run_asyncio(pytester)
+    result.assert_outcomes(passed=1, failed=2)
+    out = result.stdout.str()
+    assert "Deadlock: all tasks are asleep - deadlock!" in out
+    assert '"sender-a" [chan send, ' in out and '"sender-b" [chan send, ' in out
+    assert "ch = Chan[int]()" in out
+    assert "[chan recv, " in out
+
+
+def test_anyio_plugin_deadlock_on_asyncio_and_trio(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        ANYIO_HEADER
+        + """
+from asyncgo.sync import Mutex, WaitGroup
+
+async def test_inversion():
+    a, b = Mutex(), Mutex()
+    wg = WaitGroup()
+    wg.add(2)
+    async def take(x, y):
+        async with x:
+            wg.done()
+            await wg.wait()
+            async with y:
+                pass
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take, a, b)
+        tg.start_soon(take, b, a)
+
+async def test_idioms_still_pass():
+    ch = Chan[int]()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ch.recv)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    with anyio.move_on_after(0.05):
+        await ch.recv()
+"""
+    )
+    result = run_anyio(pytester)
+    result.assert_outcomes(passed=2, failed=2)
+    out = result.stdout.str()
+    assert out.count("all tasks are asleep - deadlock!") >= 2
+    assert "[mutex lock, " in out and "a, b = Mutex(), Mutex()" in out
+    assert "test_inversion[asyncio]" in out and "test_inversion[trio]" in out
+
+
+def test_deadlock_detection_can_be_turned_off(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        ANYIO_HEADER
+        + """
+async def test_default():
+    assert debug.is_enabled()  # the detector turns diagnostics on
+
+@pytest.mark.asyncgo_detect_deadlocks(False)
+async def test_marker_off():
+    assert not debug.is_enabled()
+
+async def test_fixture_on(asyncgo_detect_deadlocks):
+    assert debug.is_enabled()
+"""
+    )
+    run_anyio(pytester).assert_outcomes(passed=6)
+    # the session switch turns the default off; the fixture still turns it on
+    pytester.makepyfile(
+        ANYIO_HEADER
+        + """
+async def test_default():
+    assert not debug.is_enabled()
+
+async def test_fixture_on(asyncgo_detect_deadlocks):
+    assert debug.is_enabled()
+"""
+    )
+    run_anyio(pytester, "--asyncgo-no-deadlocks").assert_outcomes(passed=4)
+    run_anyio(pytester, extra="asyncgo_detect_deadlocks = false").assert_outcomes(passed=4)
+
+
+LEAKY = """
+async def leak(outer):
+    ch = Chan[int]()
+    outer.start_soon(ch.recv, name="leaked-recv")
+
+@pytest.fixture
+async def outer():
+    async with anyio.create_task_group() as tg:
+        yield tg
+        tg.cancel_scope.cancel()
+"""
+
+
+def test_leak_marker_fixture_and_session_mode(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        ANYIO_HEADER
+        + LEAKY
+        + """
+@pytest.mark.asyncgo_no_leaks(grace=0)
+async def test_marker(outer):
+    await leak(outer)
+
+async def test_fixture(outer, asyncgo_no_leaks):
+    assert asyncgo_no_leaks.grace == 0.25
+    await leak(outer)
+
+async def test_fixture_allow_list(outer, asyncgo_no_leaks):
+    asyncgo_no_leaks.ignore_names.append("leaked-recv")
+    await leak(outer)
+
+async def test_unchecked(outer):
+    await leak(outer)
+
+async def test_clean(asyncgo_no_leaks):
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.sleep, 0)
+"""
+    )
+    result = run_anyio(pytester, extra="asyncgo_leak_grace = 0.25")
+    result.assert_outcomes(passed=6, failed=4)
+    out = result.stdout.str()
+    assert "TaskLeakError: found 1 unexpected task still alive" in out
+    assert '"leaked-recv" [chan recv, ' in out
+    assert "ch = Chan[int]()" in out
+    for name in ("test_marker", "test_fixture"):
+        for backend in ("asyncio", "trio"):
+            assert f"FAILED test_leak_marker_fixture_and_session_mode.py::{name}[{backend}]" in out
+
+    # session mode: every async test is checked unless exempted
+    pytester.makepyfile(
+        ANYIO_HEADER
+        + LEAKY
+        + """
+async def test_checked(outer):
+    await leak(outer)
+
+@pytest.mark.asyncgo_no_leaks(False)
+async def test_exempt(outer):
+    await leak(outer)
+"""
+    )
+    run_anyio(pytester, "--asyncgo-leaks", extra="asyncgo_leak_grace = 0").assert_outcomes(
+        passed=2, failed=2
+    )
+    run_anyio(pytester, extra="asyncgo_check_leaks = true\nasyncgo_leak_grace = 0").assert_outcomes(
+        passed=2, failed=2
+    )
+    run_anyio(pytester).assert_outcomes(passed=4)
+
+
+def test_leak_check_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+
+        TASKS = []
+
+        @pytest.mark.asyncgo_no_leaks(grace=0)
+        async def test_fire_and_forget():
+            TASKS.append(asyncio.create_task(asyncio.sleep(5), name="forgotten"))
+
+        def test_cleanup():
+            TASKS[0].cancel()
+        """
+    )
+    result = run_asyncio(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    assert '"forgotten" [waiting]' in result.stdout.str()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("asyncgo._context") is None, reason="asyncgo.Context has not landed"
+)
+def test_asyncgo_ctx_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        ANYIO_HEADER
+        + """
+from asyncgo import Canceled, DeadlineExceeded, Context
+
+SEEN = []
+
+async def test_ctx(asyncgo_ctx):
+    assert isinstance(asyncgo_ctx, Context)
+    assert asyncgo_ctx.err() is None and asyncgo_ctx.deadline() is None
+    SEEN.append(asyncgo_ctx)
+
+def test_cancelled_at_the_end():
+    assert len(SEEN) == 2
+    assert all(isinstance(c.err(), Canceled) for c in SEEN)
+
+@pytest.mark.asyncgo_context(timeout=0.05)
+async def test_deadline(asyncgo_ctx):
+    assert asyncgo_ctx.deadline() is not None
+    await asyncgo_ctx.wait()
+    assert isinstance(asyncgo_ctx.err(), DeadlineExceeded)
+"""
+    )
+    run_anyio(pytester).assert_outcomes(passed=5)
+    pytester.makepyfile(
+        """
+        from asyncgo import Context
+
+        async def test_ini_timeout(asyncgo_ctx):
+            assert isinstance(asyncgo_ctx, Context)
+            assert asyncgo_ctx.deadline() is not None
+        """
+    )
+    run_asyncio(pytester, extra="asyncgo_context_timeout = 30").assert_outcomes(passed=1)
