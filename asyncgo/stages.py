@@ -23,7 +23,14 @@ from __future__ import annotations
 import inspect
 import os
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from functools import partial
 from typing import Any, Literal, Protocol, TypeVar, final, overload
 
@@ -711,10 +718,79 @@ class _FanOut(TaskStage[T, U]):
         return f"stages.fan_out({self._n}, {_qualname(self._stage)})"
 
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
+        # The copies share one queue of single items (the link hands over lists), so
+        # an idle copy takes the next item instead of a busy one holding a list.
+        shared = _SharedInput(rx, self._n)
         async with create_task_group() as tg:
             for _ in range(self._n):
-                tg.start_soon(run.guard, partial(run_stage, self._stage, rx, tx, run, shared=True))
+                tg.start_soon(run.guard, partial(_run_copy, self._stage, shared, tx, run))
         await tx.flush()
+
+
+async def _run_copy(stage: Stage[Any, Any], shared: _SharedInput, tx: _Sink, run: _Run) -> None:
+    src = shared.items()
+    try:
+        if isinstance(stage, TaskStage):
+            # A built-in stage reads lists: give it a link of its own, fed item by item.
+            link = _Link(0)
+            async with create_task_group() as tg:
+                tg.start_soon(run.guard, partial(_feed_link, src, link))
+                await stage._run(link, tx, run)
+                tg.cancel_scope.cancel()  # it may have ended before its input (take)
+            return
+        it = stage(src)
+        try:
+            async for item in it:
+                await tx.put(item)
+        finally:
+            await _aclose(it)
+    finally:
+        await src.aclose()
+
+
+async def _feed_link(src: AsyncIterator[Any], link: _Link) -> None:
+    try:
+        async for item in src:
+            await link.put(item)
+    finally:
+        link.close()
+
+
+@final
+class _SharedInput:
+    """Several consumers of one link, each taking one item at a time."""
+
+    __slots__ = ("eof", "fetching", "more", "queue", "rx")
+
+    def __init__(self, rx: _Link, consumers: int) -> None:
+        self.rx = rx
+        self.queue: deque[Any] = deque()
+        self.fetching = False
+        self.eof = False
+        self.more = _Lot(consumers)
+
+    async def items(self) -> AsyncGenerator[Any, None]:
+        queue = self.queue
+        while True:
+            if queue:
+                yield queue.popleft()
+                continue
+            if self.eof:
+                return
+            if self.fetching:
+                await self.more.park()
+                continue
+            self.fetching = True
+            try:
+                batch = await self.rx.next_batch()
+            finally:
+                self.fetching = False
+            if batch is None:
+                self.eof = True
+                self.more.unpark(1 << 30)
+                return
+            queue.extend(batch)
+            self.more.unpark(len(batch))
 
 
 def fan_out(n: int, stage: Stage[T, U]) -> TaskStage[T, U]:

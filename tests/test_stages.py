@@ -544,3 +544,40 @@ async def test_stages_called_directly() -> None:
     for stage in needs_tasks:
         with pytest.raises(TypeError, match="pipeline"):
             stage(agen(3))
+
+
+async def test_fan_out_balances_single_items() -> None:
+    """An idle copy takes the next item: a busy copy never holds a list of them."""
+    release = anyio.Event()
+    by_copy: dict[int, list[int]] = {}
+
+    async def worker(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        me = task_id()
+        async for x in items:
+            by_copy.setdefault(me, []).append(x)
+            if x == 0:
+                await release.wait()  # copy holding item 0 is stuck until the end
+            yield x
+
+    out: list[int] = []
+    with anyio.fail_after(10):
+        async with (pipeline(range(10)) | stages.fan_out(3, worker)).stream() as items:
+            async for x in items:
+                out.append(x)
+                if len(out) == 9:
+                    release.set()
+    assert sorted(out) == list(range(10))
+    assert sorted(len(v) for v in by_copy.values())[0] == 1  # the stuck copy took one item
+
+
+async def test_fan_out_of_builtin_stages() -> None:
+    async def inc(x: int) -> int:
+        await anyio.sleep(0)
+        return x + 1
+
+    out = await (pipeline(range(300)) | stages.fan_out(3, stages.map(inc))).collect()
+    assert sorted(out) == list(range(1, 301))
+    # each copy of take(2) takes two, then the fan-out ends when all copies did
+    with anyio.fail_after(10):
+        out = await (pipeline(range(100)) | stages.fan_out(3, stages.take(2))).collect()
+    assert len(out) == 6 and len(set(out)) == 6
