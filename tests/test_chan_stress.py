@@ -12,7 +12,6 @@ against a deque model, and asyncio's native ``Task.cancel()`` racing a wake-up.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from random import Random
@@ -439,15 +438,6 @@ async def test_native_cancel_after_select_wake_keeps_the_case(
     assert not a._recvq and not b._sendq
 
 
-@pytest.mark.xfail(
-    sys.version_info < (3, 13),
-    reason="BUG (Python < 3.13): a parked op claimed and then cancelled by asyncio.timeout() "
-    "returns its value and re-cancels the task (uncancel() + cancel()); the timeout block "
-    "then exits normally, but the task's _must_cancel stays set, so a stray CancelledError "
-    "hits the next await *outside* the timeout (cancelling() == 0). 3.13's uncancel() "
-    "clears _must_cancel at zero, so it passes there.",
-    strict=True,
-)
 async def test_asyncio_timeout_expiring_at_wake_does_not_leak_a_cancellation(
     anyio_backend: tuple[str, dict[str, object]],
 ) -> None:
@@ -477,13 +467,6 @@ async def test_asyncio_timeout_expiring_at_wake_does_not_leak_a_cancellation(
         assert ch.recv_nowait() == 1
 
 
-@pytest.mark.xfail(
-    reason="BUG: when a BaseException other than the backend's cancellation (KeyboardInterrupt, "
-    "SystemExit, GeneratorExit) interrupts a parked op, Chan._park() forgets the queue entry "
-    "without abandon()ing its future; an entry that is not the queue's tail stays live, and "
-    "the next send hands its value to that orphan: send_nowait() succeeds, nobody receives",
-    strict=True,
-)
 async def test_non_cancel_exception_in_parked_recv_leaves_no_live_orphan(
     anyio_backend: tuple[str, dict[str, object]],
 ) -> None:

@@ -154,10 +154,16 @@ def rescue(parker: Any, exc: BaseException) -> Any:
     Only asyncio can interrupt a claimed parker (``Task.cancel()`` between the
     claim and the task resuming); the operation then counts as completed and the
     cancellation is re-delivered at the task's next checkpoint, as trio does.
-    Returns `NOT_CLAIMED` otherwise: the operation did not happen.
+    Returns `NOT_CLAIMED` otherwise: the operation did not happen, and the
+    parker is made dead so that no one can claim it any more.
     """
     if isinstance(parker, _asyncio.Future) and _asyncio.rescue_future(parker, exc):
         return parker.result()
+    # Not claimed: make sure no one can claim it later. A cancellation has done
+    # so already, but another exception (KeyboardInterrupt, GeneratorExit)
+    # leaves the parker live in the queues, and an item handed to it would be
+    # lost (test_chan_stress.py::test_non_cancel_exception_in_parked_recv_...).
+    abandon(parker)
     return NOT_CLAIMED
 
 

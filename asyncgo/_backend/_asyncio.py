@@ -67,15 +67,23 @@ def rescue_future(fut: Future[Any], exc: BaseException) -> bool:
         return False
     # Claimed first, cancelled after (Task.cancel() between set_result and
     # the task resuming): the operation has completed, so report it and
-    # deliver the cancellation at the next checkpoint instead, as trio
-    # does. uncancel() + cancel() keeps the task's cancel count unchanged
-    # for asyncio.timeout() and anyio's scopes.
+    # deliver the cancellation once the task next waits, as trio does.
+    # Not with cancel() now: that sets Task._must_cancel, which
+    # Task.uncancel() does not clear before Python 3.13, so an
+    # asyncio.timeout() block ending right after this operation would leak
+    # the cancellation past its exit (tests/test_chan_stress.py pins it).
     task = current_task()
     if task is None:  # pragma: no cover - parked outside a task is impossible
         return False
-    task.uncancel()
-    task.cancel(*exc.args[:1])
+    fut.get_loop().call_soon(_redeliver_cancel, task, exc.args[:1])
     return True
+
+
+def _redeliver_cancel(task: asyncio.Task[Any], args: tuple[object, ...]) -> None:
+    # Still wanted? An asyncio.timeout() that ended meanwhile has uncancelled it.
+    if not task.done() and task.cancelling():
+        task.uncancel()  # cancel() counts again: keep the count unchanged
+        task.cancel(*args)
 
 
 try:  # asyncio's {loop: running task}; asyncio.current_task() costs a getpid() on 3.11
