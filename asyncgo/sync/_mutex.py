@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 
 from asyncgo._backend import (
     NOT_CLAIMED,
+    TRIO,
     _diag,
     abandon,
     checkpoint,
@@ -29,7 +30,7 @@ from asyncgo._backend import (
 if TYPE_CHECKING:
     from types import TracebackType
 
-__all__ = ["Locker", "Mutex", "WaitQueue", "park"]
+__all__ = ["Locker", "Mutex", "WaitQueue", "park", "parking_runtime"]
 
 #: A queue entry: the parked task's parker and what it asked for (a semaphore
 #: weight; else 0). Claimers call ``parker.set_result(None)`` when not ``done()``.
@@ -142,6 +143,22 @@ class WaitQueue:
         return n
 
 
+def parking_runtime(owner: Any) -> object:
+    """The runtime to park on: `park_runtime`, after making sure the hint is a real one.
+
+    The primitives call `must_checkpoint` only when they complete without
+    waiting (a park is itself a cancel point, and `must_checkpoint` is the
+    costly part of a contended operation). So the ``_rt`` hint may never have
+    been set (None), or may be left by an earlier ``trio.run``; `park_runtime`
+    trusts TRIO, and under trio it takes None for the running asyncio loop.
+    `must_checkpoint` sets or refreshes the hint in both cases.
+    """
+    rt = owner._rt
+    if rt is TRIO or rt is None:
+        must_checkpoint(owner)
+    return park_runtime(owner)
+
+
 async def park(q: WaitQueue, n: int, owner: Any, op: str) -> None:
     """Park the current task on *q* until a waker claims it; if cancelled first, leave no trace.
 
@@ -150,7 +167,7 @@ async def park(q: WaitQueue, n: int, owner: Any, op: str) -> None:
     before its task was cancelled is *rescued* -- the grant stands, `park`
     returns, and the cancellation fires at the task's next checkpoint.
     """
-    rt = park_runtime(owner)
+    rt = parking_runtime(owner)
     w = new_parker(rt)
     q.bind(w, rt, owner)
     entry = q.push(w, n)
@@ -221,15 +238,20 @@ class Mutex:
         always a cancel point; yields only when it must wait.
         Go: ``mu.Lock()``
         """
-        if must_checkpoint(self):
-            await checkpoint()
         if not self._locked:
-            # Unlocked implies no live waiter: unlock() hands the lock to one if any.
-            self._locked = True
-            return
-        # park(), inlined: granted by unlock(), which leaves _locked set (the lock
-        # changes hands without ever being free, so no one can barge in).
-        rt = park_runtime(self)
+            # Unlocked implies no live waiter: unlock() hands the lock to one if
+            # any. Taking it at once is still a cancel point.
+            if not must_checkpoint(self):
+                self._locked = True
+                return
+            await checkpoint()
+            if not self._locked:
+                self._locked = True
+                return
+        # Wait (parking is the cancel point); park(), inlined. Granted by unlock(),
+        # which leaves _locked set: the lock changes hands without ever being free,
+        # so no one can barge in.
+        rt = parking_runtime(self)
         w = new_parker(rt)
         q = self._q
         if rt is not q._loop:

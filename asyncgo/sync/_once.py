@@ -81,11 +81,11 @@ class Once:
         Raises:
             Exception: Whatever ``fn`` raised, in the caller that ran it.
         """
-        if must_checkpoint(self):
-            await checkpoint()
         if self._done:
+            if must_checkpoint(self):
+                await checkpoint()
             return
-        await self._do_slow(fn)
+        await self._do_slow(fn)  # locking is the cancel point
 
     async def _do_slow(self, fn: Callable[[], Awaitable[object]]) -> None:
         mu = self._mu

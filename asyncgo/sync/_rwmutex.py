@@ -77,11 +77,14 @@ class RWMutex:
         Cancellation: if cancelled, no read lock was taken. Checkpoint: always
         a cancel point; yields only when it must wait. Go: ``rw.RLock()``
         """
-        if must_checkpoint(self):
-            await checkpoint()
         if not self._writer and self._wq.head() is None:
-            self._readers += 1
-            return
+            if not must_checkpoint(self):
+                self._readers += 1
+                return
+            await checkpoint()
+            if not self._writer and self._wq.head() is None:
+                self._readers += 1
+                return
         # Granted by unlock() (or by a waiting writer's cancellation), which counts us in.
         await park(self._rq, 0, self, "rwmutex rlock")
 
@@ -116,11 +119,14 @@ class RWMutex:
         are let in. Checkpoint: always a cancel point; yields only when it must
         wait. Go: ``rw.Lock()``
         """
-        if must_checkpoint(self):
-            await checkpoint()
         if not self._writer and self._readers == 0 and self._wq.head() is None:
-            self._writer = True
-            return
+            if not must_checkpoint(self):
+                self._writer = True
+                return
+            await checkpoint()
+            if not self._writer and self._readers == 0 and self._wq.head() is None:
+                self._writer = True
+                return
         try:
             # Granted by the last runlock() or by unlock(), which set _writer for us.
             await park(self._wq, 0, self, "rwmutex lock")

@@ -12,13 +12,12 @@ from asyncgo._backend import (
     checkpoint,
     must_checkpoint,
     new_parker,
-    park_runtime,
     rescue,
 )
 from asyncgo._chan import Chan, Entry, RecvChan, chan_of
 from asyncgo._exceptions import Canceled
 
-from ._mutex import WaitQueue
+from ._mutex import WaitQueue, parking_runtime
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -134,8 +133,6 @@ class Semaphore:
                 f"semaphore: acquire(n={n}) exceeds the semaphore size {self._size}: "
                 "it could never be granted"
             )
-        if must_checkpoint(self):
-            await checkpoint()
         done: Chan[object] | None = None
         if ctx is not None:
             done = chan_of(ctx.done())
@@ -144,13 +141,21 @@ class Semaphore:
             if done._closed:
                 raise _ctx_error(ctx)
         if self._size - self._cur >= n and self._q.head() is None:
-            self._cur += n
-            return
+            # Granting at once is still a cancel point (parking is one anyway).
+            if not must_checkpoint(self):
+                self._cur += n
+                return
+            await checkpoint()
+            if done is not None and done._closed:
+                raise _ctx_error(ctx)  # type: ignore[arg-type]
+            if self._size - self._cur >= n and self._q.head() is None:
+                self._cur += n
+                return
         await self._park(n, ctx, done)
 
     async def _park(self, n: int, ctx: _Context | None, done: Chan[object] | None) -> None:
         """Wait in the queue for *n* tokens (and, with *ctx*, on its done channel too)."""
-        rt = park_runtime(self)
+        rt = parking_runtime(self)
         w = new_parker(rt)
         q = self._q
         q.bind(w, rt, self)
@@ -260,13 +265,37 @@ class Semaphore:
             self._cur += n
 
     async def __aenter__(self) -> None:
-        # acquire(1)'s fast path, inlined
-        if must_checkpoint(self):
+        # acquire(1), inlined
+        q = self._q
+        if self._cur < self._size and (not q.q or q.head() is None):
+            if not must_checkpoint(self):
+                self._cur += 1
+                return
             await checkpoint()
-        if self._cur < self._size and (not self._q.q or self._q.head() is None):
-            self._cur += 1
-            return
-        await self._park(1, None, None)
+            if self._cur < self._size and (not q.q or q.head() is None):
+                self._cur += 1
+                return
+        # _park(1, None, None), inlined: the contended path of ``async with sem``
+        rt = parking_runtime(self)
+        w = new_parker(rt)
+        if rt is not q._loop:
+            q.bind(w, rt, self)
+        entry = (w, 1)
+        q.q.append(entry)
+        tracer = _diag.tracer
+        if tracer is not None:
+            tracer.parked(w, self, "semaphore acquire")
+        try:
+            await w  # granted: _notify() counted our token as held
+        except BaseException as exc:
+            if rescue(w, exc) is NOT_CLAIMED:
+                abandon(w)
+                q.forget(entry)
+                self._notify()
+                raise
+        finally:
+            if tracer is not None:
+                tracer.unparked(w)
 
     async def __aexit__(
         self,

@@ -86,8 +86,10 @@ class WaitGroup:
         Cancellation: a cancelled wait leaves no trace. Checkpoint: always a
         cancel point; yields only when it must wait. Go: ``wg.Wait()``
         """
-        if must_checkpoint(self):
-            await checkpoint()
         if self._count == 0:
-            return
+            if not must_checkpoint(self):
+                return
+            await checkpoint()
+            if self._count == 0:
+                return
         await park(self._q, 0, self, "waitgroup wait")

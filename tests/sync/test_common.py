@@ -113,3 +113,37 @@ async def test_fast_path_is_a_cancel_point(what: str) -> None:
         await call()
         pytest.fail(f"{what}() completed in a cancelled scope")
     assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize("what", list(BLOCKED))
+async def test_waiting_in_an_already_cancelled_scope_raises_and_holds_nothing(what: str) -> None:
+    """The wait path skips the fast path's checkpoint: parking itself must be the cancel point."""
+    obj, wait, queues = BLOCKED[what]()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await wait()
+        pytest.fail(f"{what}() waited in a cancelled scope and returned")
+    assert scope.cancelled_caught
+    assert all(q.head() is None for q in queues)
+
+
+@pytest.mark.parametrize("what", list(BLOCKED))
+def test_used_under_trio_then_waited_on_under_asyncio(what: str) -> None:
+    """A runtime hint cached under trio (by a fast path) must not break a later asyncio wait."""
+    from asyncgo._backend import TRIO, must_checkpoint
+
+    obj, wait, queues = BLOCKED[what]()
+
+    async def fast_path_under_trio() -> None:
+        must_checkpoint(obj)  # what every fast path does first
+        assert obj._rt is TRIO
+
+    async def wait_under_asyncio() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            assert any(q.head() is not None for q in queues), "not parked"
+            tg.cancel_scope.cancel()
+
+    anyio.run(fast_path_under_trio, backend="trio")
+    anyio.run(wait_under_asyncio, backend="asyncio")
