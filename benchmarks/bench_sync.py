@@ -193,9 +193,9 @@ async def sf_rounds(impl: str, rounds: int, requests: int) -> tuple[float, int]:
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     backend, quick = args.backend, args.quick
-    n_unc = 20_000 if quick else 400_000
-    n_con = 4_000 if quick else 100_000
-    rounds = 2 if quick else 20
+    n_unc = 20_000 if quick else 200_000
+    n_con = 4_000 if quick else 50_000
+    rounds = 2 if quick else 10
     tasks, sem_tasks, sem_size = 8, 16, 4
 
     async def bench_main() -> None:
