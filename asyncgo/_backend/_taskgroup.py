@@ -1,0 +1,382 @@
+"""Native task groups for `asyncgo.Group`: spawning at the event loop's own speed.
+
+anyio's task group costs a cancel scope, an event and a done callback per task
+(about four times asyncio.TaskGroup's spawn cost, issue #4), so `Group` spawns
+with the running loop's own primitives instead:
+
+* asyncio / uvloop (`AsyncioCore`): ``loop.create_task`` on a small wrapper
+  coroutine, asyncio.TaskGroup's shape. The owner's body runs inside an anyio
+  cancel scope of our own, so that cancelling it (first error, parent context)
+  respects anyio shields and anyio counts its ``Task.cancel()`` /
+  ``Task.uncancel()`` calls, and so that an enclosing anyio scope or a native
+  ``Task.cancel()`` of the owner is told apart from our own cancellation.
+  Children are plain tasks: nothing of anyio's is made for them while the group
+  is healthy. Only when the group is aborted are the live children *adopted*
+  into a cancelled anyio scope (their outermost anyio scope, if they entered
+  one, is re-parented under it), so that anyio delivers the cancellation: level
+  triggered like trio, only once a task has started, and never into a shielded
+  scope -- as anyio's own task group would.
+* trio (`TrioCore`): a trio nursery, used directly.
+
+In both, every child runs inside a wrapper that catches its outcome -- a value,
+an exception, or the backend's cancellation -- and stores it on the task's
+handle, so errors never reach the native group: it only ever sees cancellation
+(and, on trio, what the owner itself raises while waiting). What to raise on
+exit is `asyncgo.Group`'s decision (``_group.py``); the cores report the
+owner's cancellation exception to it, unwrapped.
+
+The handle and the group are duck-typed here (see `_GroupLike` / `_HandleLike`)
+to keep this module free of imports from above ``_backend``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from asyncio import CancelledError
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from anyio._backends._asyncio import CancelScope as _AsyncioScope
+from anyio._backends._asyncio import TaskState as _TaskState
+from anyio._backends._asyncio import _task_states
+
+from . import TRIO
+
+if TYPE_CHECKING:
+    import trio
+
+__all__ = ["AsyncioCore", "Core", "TrioCore", "make_core", "PENDING", "OK", "FAILED", "CANCELLED"]
+
+#: Handle states (``handle._state``).
+PENDING, OK, FAILED, CANCELLED = 0, 1, 2, 3
+
+
+class _HandleLike(Protocol):
+    """What the cores write on a `TaskHandle` when its task ends."""
+
+    _state: int
+    _value: object
+    _waiters: list[Any] | None
+    _task: Any
+
+    def _wake(self) -> None: ...
+
+
+class _GroupLike(Protocol):
+    """What the cores call back on their `Group`."""
+
+    _limit: int | None
+
+    def _fail(self, exc: BaseException) -> None: ...
+
+    def _release(self) -> None: ...
+
+
+class Core(Protocol):
+    """The interface `Group` drives: one core per entered group."""
+
+    async def enter(self) -> None:
+        """Open the native group in the owner task (``async with`` entry)."""
+
+    def spawn(
+        self, h: _HandleLike, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
+    ) -> bool:
+        """Start ``fn(*args)`` as a child whose outcome goes to *h*.
+
+        False (nothing started) when the native group takes no more tasks: its
+        last child ended while the owner is leaving the block.
+        """
+
+    def abort(self) -> None:
+        """Cancel every child, and the owner's body if it is still running."""
+
+    async def exit(self, exc: BaseException | None) -> BaseException | None:
+        """Wait for every child; return the owner's cancellation, if it must propagate.
+
+        *exc* is what the body raised. Its errors have been handed to
+        ``group._fail`` (so were the owner's own non-cancellation exceptions
+        while waiting). Returns the backend cancellation exception to
+        propagate (the owner was cancelled from outside), else None -- the
+        group's own cancellation is swallowed here.
+        """
+
+
+def make_core(group: _GroupLike, rt: object) -> Core:
+    """The core for runtime *rt*: an asyncio loop, or `asyncgo._backend.TRIO`."""
+    if rt is TRIO:
+        return TrioCore(group)
+    return AsyncioCore(group, rt)  # type: ignore[arg-type]
+
+
+# -- asyncio / uvloop ---------------------------------------------------------------------
+
+
+def _is_anyio_cancel(exc: BaseException) -> bool:
+    # anyio >= 4.? says "Cancelled via cancel scope", older ones "Cancelled by cancel scope".
+    args = exc.args
+    return bool(args) and isinstance(args[0], str) and args[0].startswith("Cancelled ")
+
+
+def _adopt(task: asyncio.Task[Any], scope: _AsyncioScope) -> None:
+    """Put a running child under *scope* (cancelled), as if it had been spawned in it.
+
+    A task that never entered an anyio scope gets *scope* as its root; one that
+    did has its outermost scope re-parented under *scope*, so anyio's delivery
+    walks down to it and stops at shields, and its scopes stop swallowing
+    cancellations that are ours (trio's ``parent_cancellation_is_visible``).
+    """
+    state = _task_states.get(task)
+    if state is None:
+        _task_states[task] = _TaskState(None, scope)
+        scope._tasks.add(task)
+        return
+    s = state.cancel_scope
+    if s is None:
+        state.cancel_scope = scope
+        scope._tasks.add(task)
+        return
+    while s._parent_scope is not None:
+        s = s._parent_scope
+    if s is not scope:
+        s._parent_scope = scope
+        scope._child_scopes.add(s)
+
+
+class AsyncioCore:
+    """asyncio.TaskGroup's design, with anyio-compatible cancellation (module docstring)."""
+
+    __slots__ = ("_aborted", "_cscope", "_group", "_in_body", "_live", "_loop", "_scope", "_waiter")
+
+    def __init__(self, group: _GroupLike, loop: asyncio.AbstractEventLoop) -> None:
+        self._group = group
+        self._loop = loop
+        self._live: set[_HandleLike] = set()
+        self._waiter: asyncio.Future[None] | None = None
+        self._aborted = False
+        self._in_body = False
+        self._cscope: _AsyncioScope | None = None  # the children's scope, made on abort
+        self._scope = _AsyncioScope()  # the owner's body
+
+    async def enter(self) -> None:
+        self._scope.__enter__()
+        self._in_body = True
+
+    def spawn(
+        self, h: _HandleLike, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
+    ) -> bool:
+        self._live.add(h)  # before create_task: an eager task factory may finish it inside
+        task = self._loop.create_task(self._run(h, fn, args))
+        h._task = task
+        if self._aborted and not task.done():
+            self._adopt_late(task)
+        return True
+
+    async def _run(
+        self, h: _HandleLike, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
+    ) -> None:
+        try:
+            value = await fn(*args)
+        except CancelledError:
+            h._state = CANCELLED
+            raise
+        except GeneratorExit:  # the coroutine is being closed (loop shutdown): not an error
+            h._state = CANCELLED
+            raise
+        except BaseException as exc:
+            h._value = exc
+            h._state = FAILED
+            self._group._fail(exc)
+        else:
+            h._value = value
+            h._state = OK
+        finally:
+            live = self._live
+            live.discard(h)
+            if h._waiters is not None:
+                h._wake()
+            if self._group._limit is not None:
+                self._group._release()
+            cs = self._cscope
+            if cs is not None:
+                # A done task left in an anyio scope would make anyio < 4.5 retry forever.
+                cs._tasks.discard(h._task)
+            if not live:
+                w = self._waiter
+                if w is not None and not w.done():
+                    w.set_result(None)
+
+    def abort(self) -> None:
+        if self._aborted:
+            return
+        self._aborted = True
+        if self._in_body:
+            self._scope.cancel()  # anyio defers it if the owner is the running task
+        if self._live:
+            cs = self._children_scope()
+            for h in self._live:
+                t = h._task
+                if t is not None and not t.done():
+                    _adopt(t, cs)
+            cs._deliver_cancellation(cs)
+
+    def _children_scope(self) -> _AsyncioScope:
+        cs = self._cscope
+        if cs is None:
+            cs = self._cscope = _AsyncioScope()
+            cs.cancel()  # never entered: this only marks it (no host task to deliver to)
+        return cs
+
+    def _adopt_late(self, task: asyncio.Task[Any]) -> None:
+        """A child started after the abort: cancelled once it starts, like in a trio nursery."""
+        cs = self._children_scope()
+        _adopt(task, cs)
+        if cs._cancel_handle is None:  # anyio's delivery loop has stopped: restart it
+            cs._deliver_cancellation(cs)
+
+    async def exit(self, exc: BaseException | None) -> BaseException | None:
+        self._in_body = False
+        group = self._group
+        cancel_exc: BaseException | None = None
+        if exc is not None:
+            if isinstance(exc, CancelledError):
+                cancel_exc = exc
+                self.abort()
+            else:
+                group._fail(exc)
+        if self._live:
+            # Like anyio's task group: once cancelled, shield the wait, or a cancelled
+            # enclosing scope would wake us on every loop iteration until the children end.
+            with _AsyncioScope() as wait_scope:
+                while self._live:
+                    fut = self._waiter = self._loop.create_future()
+                    try:
+                        await fut
+                    except CancelledError as e:
+                        wait_scope.shield = True
+                        self.abort()
+                        # A native Task.cancel() wins over a cancel scope's (anyio's rule).
+                        if cancel_exc is None or (
+                            _is_anyio_cancel(cancel_exc) and not _is_anyio_cancel(e)
+                        ):
+                            cancel_exc = e
+                    finally:
+                        self._waiter = None
+        scope = self._scope
+        if cancel_exc is not None:
+            # Our scope takes back its own cancellation (and its Task.cancel() counts);
+            # anything else -- an enclosing scope, a native cancel -- propagates.
+            if scope.__exit__(type(cancel_exc), cancel_exc, cancel_exc.__traceback__):
+                return None
+            return cancel_exc
+        scope.__exit__(None, None, None)
+        return None
+
+
+# -- trio -----------------------------------------------------------------------------------
+
+
+def _task_name(fn: object) -> str:
+    """trio's default task name for *fn* (``module.qualname``), computed once per function."""
+    while hasattr(fn, "func") and hasattr(fn, "args"):  # functools.partial
+        fn = fn.func
+    try:
+        return f"{fn.__module__}.{fn.__qualname__}"  # type: ignore[attr-defined]
+    except AttributeError:
+        return repr(fn)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        out: list[BaseException] = []
+        for e in exc.exceptions:
+            out.extend(_leaves(e))
+        return out
+    return [exc]
+
+
+class TrioCore:
+    """A trio nursery, with the children's outcomes caught before it sees them."""
+
+    __slots__ = ("_cm", "_group", "_last_fn", "_last_name", "_nursery", "_trio")
+
+    def __init__(self, group: _GroupLike) -> None:
+        import trio
+
+        self._trio = trio
+        self._group = group
+        self._last_fn: object = None
+        self._last_name = ""
+
+    async def enter(self) -> None:
+        cm = self._cm = self._trio.open_nursery()
+        self._nursery: trio.Nursery = await cm.__aenter__()
+
+    def spawn(
+        self, h: _HandleLike, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
+    ) -> bool:
+        # Name the task after fn, not after our wrapper (trio would format it every time).
+        if fn is self._last_fn:
+            name = self._last_name
+        else:
+            name = self._last_name = _task_name(fn)
+            self._last_fn = fn
+        try:
+            self._nursery.start_soon(self._run, h, fn, args, name=name)
+        except RuntimeError:  # "Nursery is closed to new arrivals"
+            return False
+        return True
+
+    async def _run(
+        self, h: _HandleLike, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
+    ) -> None:
+        try:
+            value = await fn(*args)
+        except self._trio.Cancelled:
+            h._state = CANCELLED
+            raise
+        except GeneratorExit:
+            h._state = CANCELLED
+            raise
+        except BaseException as exc:
+            h._value = exc
+            h._state = FAILED
+            self._group._fail(exc)
+        else:
+            h._value = value
+            h._state = OK
+        finally:
+            if h._waiters is not None:
+                h._wake()
+            if self._group._limit is not None:
+                self._group._release()
+
+    def abort(self) -> None:
+        self._nursery.cancel_scope.cancel()
+
+    async def exit(self, exc: BaseException | None) -> BaseException | None:
+        group = self._group
+        trio = self._trio
+        cancelled: BaseException | None = None
+        if exc is not None:
+            if isinstance(exc, trio.Cancelled):
+                cancelled = exc  # trio must route it: it may be ours or an enclosing scope's
+            else:
+                group._fail(exc)  # kept away from the nursery, which would wrap it
+        try:
+            swallowed = await self._cm.__aexit__(
+                None if cancelled is None else type(cancelled),
+                cancelled,
+                None if cancelled is None else cancelled.__traceback__,
+            )
+        except BaseException as raised:
+            # Only cancellations reach the nursery from the children; the owner may add
+            # what trio raised into it while waiting (KeyboardInterrupt). Unwrap.
+            cancel_exc: BaseException | None = None
+            for leaf in _leaves(raised):
+                if isinstance(leaf, trio.Cancelled):
+                    if cancel_exc is None:
+                        cancel_exc = leaf
+                else:
+                    group._fail(leaf)
+            return cancel_exc
+        return None if swallowed else cancelled
