@@ -1,0 +1,342 @@
+"""Channel and select throughput: asyncgo `Chan` against what a user would otherwise pick.
+
+Peers, each on the backends where a user would pick it:
+
+* ``asyncio.Queue`` (asyncio, uvloop),
+* ``anyio stream``: anyio memory object streams (every backend),
+* ``trio channel``: trio memory channels (trio).
+
+Benchmarks (issue #2):
+
+* ``pingpong_unbuffered``: two tasks, two unbuffered channels, round trips/s.
+  ``asyncio.Queue`` has no capacity 0: it runs with ``Queue(1)``.
+* ``buffered_1to1``: one producer, one consumer, capacity 1024, msg/s.
+* ``mpmc_4x4``: four producers, four consumers, capacity 64, msg/s; the metric
+  ``min_share`` is the smallest consumer's share of the messages divided by the
+  fair share (1.0 = perfectly even).
+* ``select2_buffered`` / ``select2_unbuffered``: one producer on each of two
+  channels (capacity 1024 / 0), one consumer taking from both, msg/s. asyncgo
+  uses ``select(recv(a), recv(b))``; the peers have no select, so the loss-free
+  equivalent is a forwarder task per source moving items into one merged
+  queue/stream of the same capacity, read by the consumer. ``asyncgo recv`` is
+  the same two producers sending into *one* channel read with plain ``recv()``:
+  the baseline of the "select >= 0.5x recv" target.
+
+Every implementation runs the same task structure (one anyio task group, the same
+producer/consumer coroutines, only the bound send/receive methods differ), and
+only the transfer is timed. Each consumer stops at end-of-stream sentinels
+(``None``) and the benchmark checks that the received count and sum equal what
+was sent and that every queue is empty afterwards: a lost or duplicated item is a
+`BenchError`, never a number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from _harness import check, emit, parse_args, run, timed_tasks
+
+from asyncgo import Chan, recv, select
+
+Send = Callable[[Any], Awaitable[None]]
+Recv = Callable[[], Awaitable[Any]]
+Endpoints = tuple[Send, Recv, Callable[[], int]]  # send, recv, items left in the buffer
+
+QUEUE0_NOTE = "asyncio.Queue has no capacity 0: Queue(1) stands in for an unbuffered channel"
+FORWARD_NOTE = (
+    "peers have no select: one forwarder task per source moves items into one merged "
+    "queue/stream of the same capacity, which the consumer reads (loss-free as long as "
+    "the forwarders are not cancelled while holding an item); asyncio.Queue runs with "
+    "Queue(1) where the channels are unbuffered"
+)
+RECV_NOTE = (
+    "asyncgo recv: the same two producers send into one Chan read with plain recv() "
+    "(the baseline of the select >= 0.5x recv target)"
+)
+
+
+# -- implementations: the same interface, only the bound methods differ --------------
+
+
+def make_asyncgo(cap: int) -> Endpoints:
+    ch = Chan[Any](cap)
+    return ch.send, ch.recv, ch.__len__
+
+
+def make_queue(cap: int) -> Endpoints:
+    q: asyncio.Queue[Any] = asyncio.Queue(max(cap, 1))
+    return q.put, q.get, q.qsize
+
+
+def make_anyio(cap: int) -> Endpoints:
+    tx, rx = anyio.create_memory_object_stream[Any](cap)
+    return tx.send, rx.receive, lambda: tx.statistics().current_buffer_used
+
+
+def make_trio(cap: int) -> Endpoints:
+    import trio
+
+    tx, rx = trio.open_memory_channel[Any](cap)
+    return tx.send, rx.receive, lambda: tx.statistics().current_buffer_used
+
+
+def peers(backend: str) -> list[tuple[str, Callable[[int], Endpoints]]]:
+    """(name, factory) of every implementation measured on *backend*, asyncgo first."""
+    impls: list[tuple[str, Callable[[int], Endpoints]]] = [("asyncgo", make_asyncgo)]
+    if backend in ("asyncio", "uvloop"):
+        impls.append(("asyncio.Queue", make_queue))
+    impls.append(("anyio stream", make_anyio))
+    if backend == "trio":
+        impls.append(("trio channel", make_trio))
+    return impls
+
+
+def throughput_targets(backend: str) -> list[dict[str, Any]]:
+    """Issue #2: >= 1.0x asyncio.Queue (asyncio, uvloop), >= 5x anyio / trio channels."""
+    t: list[dict[str, Any]] = []
+    if backend in ("asyncio", "uvloop"):
+        t.append({"peer": "asyncio.Queue", "min_ratio": 1.0})
+    t.append({"peer": "anyio stream", "min_ratio": 5.0})
+    if backend == "trio":
+        t.append({"peer": "trio channel", "min_ratio": 5.0})
+    return t
+
+
+# -- the task bodies, shared by every implementation -------------------------------
+
+
+async def produce(send: Send, lo: int, hi: int) -> None:
+    for i in range(lo, hi):
+        await send(i)
+
+
+async def consume(recv_: Recv, stop_after: int, out: list[tuple[int, int]]) -> None:
+    """Receive until *stop_after* sentinels arrived; record (count, sum) of the items."""
+    count = total = seen = 0
+    while True:
+        v = await recv_()
+        if v is None:
+            seen += 1
+            if seen == stop_after:
+                break
+            continue
+        count += 1
+        total += v
+    out.append((count, total))
+
+
+async def forward(recv_: Recv, send: Send) -> None:
+    """Move items from one queue to another, sentinel included, then stop."""
+    while True:
+        v = await recv_()
+        await send(v)
+        if v is None:
+            return
+
+
+def expect(out: list[tuple[int, int]], n: int, bench: str, impl: str) -> None:
+    count = sum(c for c, _ in out)
+    total = sum(s for _, s in out)
+    check(count == n, f"{bench}/{impl}: received {count} items, sent {n}: items lost or duplicated")
+    check(total == n * (n - 1) // 2, f"{bench}/{impl}: the received values differ from those sent")
+
+
+# -- the benchmarks ------------------------------------------------------------------
+
+
+async def pingpong(make: Callable[[int], Endpoints], n: int, bench: str, impl: str) -> float:
+    """Round trips/s between two tasks over two unbuffered channels."""
+    ping_send, ping_recv, ping_len = make(0)
+    pong_send, pong_recv, pong_len = make(0)
+    replies = [0]
+
+    async def pinger() -> None:
+        for i in range(n):
+            await ping_send(i)
+            if await pong_recv() != i:
+                check(False, f"{bench}/{impl}: reply {i} out of order")
+            replies[0] += 1
+
+    async def ponger() -> None:
+        for _ in range(n):
+            await pong_send(await ping_recv())
+
+    elapsed = await timed_tasks([pinger, ponger])
+    check(replies[0] == n, f"{bench}/{impl}: {replies[0]} replies for {n} pings")
+    check(ping_len() == 0 and pong_len() == 0, f"{bench}/{impl}: items left behind")
+    return n / elapsed
+
+
+async def one_to_one(make: Callable[[int], Endpoints], n: int, bench: str, impl: str) -> float:
+    """msg/s from one producer to one consumer through a channel of capacity 1024."""
+    send, recv_, left = make(1024)
+    out: list[tuple[int, int]] = []
+
+    async def producer() -> None:
+        await produce(send, 0, n)
+        await send(None)
+
+    elapsed = await timed_tasks([producer, lambda: consume(recv_, 1, out)])
+    expect(out, n, bench, impl)
+    check(left() == 0, f"{bench}/{impl}: items left behind")
+    return n / elapsed
+
+
+async def mpmc(
+    make: Callable[[int], Endpoints], n: int, bench: str, impl: str, p: int = 4, c: int = 4
+) -> tuple[float, float]:
+    """msg/s with *p* producers and *c* consumers on one channel of capacity 64, and the
+    smallest consumer's share of the messages as a fraction of the fair share."""
+    send, recv_, left = make(64)
+    out: list[tuple[int, int]] = []
+    finished = [0]
+    per = n // p
+
+    async def producer(k: int) -> None:
+        await produce(send, k * per, (k + 1) * per)
+        finished[0] += 1
+        if finished[0] == p:  # the last producer ends every consumer
+            for _ in range(c):
+                await send(None)
+
+    tasks: list[Callable[[], Awaitable[None]]] = [(lambda k=k: producer(k)) for k in range(p)]
+    tasks += [lambda: consume(recv_, 1, out)] * c
+    elapsed = await timed_tasks(tasks)
+    expect(out, per * p, bench, impl)
+    check(left() == 0, f"{bench}/{impl}: items left behind")
+    min_share = min(cnt for cnt, _ in out) / (per * p / c)
+    return per * p / elapsed, min_share
+
+
+async def select2(
+    impl: str, make: Callable[[int], Endpoints], cap: int, n: int, bench: str
+) -> float:
+    """msg/s into one consumer from two producers on two channels (see the module doc)."""
+    half = n // 2
+    out: list[tuple[int, int]] = []
+
+    async def producer(send: Send, k: int) -> None:
+        await produce(send, k * half, (k + 1) * half)
+        await send(None)
+
+    if impl == "asyncgo":  # select over the two channels
+        a, b = Chan[Any](cap), Chan[Any](cap)
+
+        async def consumer() -> None:
+            count = total = seen = 0
+            while True:
+                r = await select(recv(a), recv(b))
+                check(r.ok, f"{bench}: select reported a closed channel")
+                v = r.value
+                if v is None:
+                    seen += 1
+                    if seen == 2:
+                        break
+                    continue
+                count += 1
+                total += v
+            out.append((count, total))
+
+        tasks = [lambda: producer(a.send, 0), lambda: producer(b.send, 1), consumer]
+        lefts = [a.__len__, b.__len__]
+    elif impl == "asyncgo recv":  # the same producers, one channel, plain recv
+        send, recv_, left = make(cap)
+        tasks = [
+            lambda: producer(send, 0),
+            lambda: producer(send, 1),
+            lambda: consume(recv_, 2, out),
+        ]
+        lefts = [left]
+    else:  # forwarder tasks merge both sources into one queue
+        a_send, a_recv, a_left = make(cap)
+        b_send, b_recv, b_left = make(cap)
+        m_send, m_recv, m_left = make(cap)
+        tasks = [
+            lambda: producer(a_send, 0),
+            lambda: producer(b_send, 1),
+            lambda: forward(a_recv, m_send),
+            lambda: forward(b_recv, m_send),
+            lambda: consume(m_recv, 2, out),
+        ]
+        lefts = [a_left, b_left, m_left]
+    elapsed = await timed_tasks(tasks)
+    expect(out, 2 * half, bench, impl)
+    check(all(f() == 0 for f in lefts), f"{bench}/{impl}: items left behind")
+    return 2 * half / elapsed
+
+
+# -- driver ----------------------------------------------------------------------------
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    backend, quick = args.backend, args.quick
+    n_pp = 2_000 if quick else 100_000
+    n_buf = 20_000 if quick else 1_000_000
+    n_mpmc = 20_000 if quick else 1_000_000
+    n_sel = 20_000 if quick else 400_000
+    warm = 2_000
+
+    async def bench_main() -> None:
+        impls = peers(backend)
+
+        # Unbuffered ping-pong.
+        for name, make in impls:
+            await pingpong(make, warm // 10, "warmup", name)
+            v = await pingpong(make, n_pp, "pingpong_unbuffered", name)
+            extra: dict[str, Any] = {"n": n_pp}
+            if name == "asyncio.Queue":
+                extra["note"] = QUEUE0_NOTE
+            if name == "asyncgo":
+                t: list[dict[str, Any]] = []
+                if backend in ("asyncio", "uvloop"):
+                    t.append({"peer": "asyncio.Queue", "min_ratio": 1.0})
+                if backend == "trio":
+                    t.append({"peer": "trio channel", "min_ratio": 1.0})
+                extra["targets"] = t
+            emit("pingpong_unbuffered", name, backend, v, "round trips/s", **extra)
+
+        # Buffered 1 -> 1.
+        for name, make in impls:
+            await one_to_one(make, warm, "warmup", name)
+            v = await one_to_one(make, n_buf, "buffered_1to1", name)
+            extra = {"n": n_buf, "cap": 1024}
+            if name == "asyncgo":
+                extra["targets"] = throughput_targets(backend)
+            emit("buffered_1to1", name, backend, v, "msg/s", **extra)
+
+        # 4 -> 4 MPMC.
+        for name, make in impls:
+            await mpmc(make, warm, "warmup", name)
+            v, share = await mpmc(make, n_mpmc, "mpmc_4x4", name)
+            extra = {"n": n_mpmc, "cap": 64, "metrics": {"min_share": share}}
+            if name == "asyncgo":
+                extra["targets"] = [
+                    *throughput_targets(backend),
+                    {"metric": "min_share", "min": 0.5},
+                ]
+            emit("mpmc_4x4", name, backend, v, "msg/s", **extra)
+
+        # select over two channels, buffered and unbuffered.
+        sel_impls = [impls[0], ("asyncgo recv", make_asyncgo), *impls[1:]]
+        for cap, bench in ((1024, "select2_buffered"), (0, "select2_unbuffered")):
+            for name, make in sel_impls:
+                await select2(name, make, cap, warm, "warmup")
+                v = await select2(name, make, cap, n_sel, bench)
+                extra = {"n": n_sel, "cap": cap}
+                if name == "asyncgo":
+                    extra["targets"] = [{"peer": "asyncgo recv", "min_ratio": 0.5}]
+                elif name == "asyncgo recv":
+                    extra["note"] = RECV_NOTE
+                else:
+                    extra["note"] = FORWARD_NOTE
+                emit(bench, name, backend, v, "msg/s", **extra)
+
+    run(bench_main, backend)
+
+
+if __name__ == "__main__":
+    main()
