@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
 from ._backend import (
     NOT_CLAIMED,
+    TRIO,
     _diag,
     checkpoint,
     must_checkpoint,
@@ -190,6 +191,7 @@ class Chan(SendChan[T], RecvChan[T]):
         "_loop",
         "_rdead",
         "_recvq",
+        "_rpend",
         "_rt",
         "_sdead",
         "_sendq",
@@ -215,6 +217,14 @@ class Chan(SendChan[T], RecvChan[T]):
         self._sendq: deque[Entry] | None = None
         self._rdead = 0
         self._sdead = 0
+        # Receivers claimed but not yet resumed. While there are any, a receive
+        # that could take from the buffer at once yields first, so that one
+        # consumer cannot drain every item while the consumers it was racing
+        # are still on their way (MPMC fairness: tests/test_chan.py, bench_chan).
+        # asyncio only: its FIFO run queue turns that race into a fixed order in
+        # which one consumer always wins; trio shuffles each batch of runnable
+        # tasks, which is fair already and only made worse by the extra yield.
+        self._rpend = 0
         self._loop: object = None  # the event loop this channel is bound to
         self._rt: object = None  # hint: the runtime it was last used on (see must_checkpoint)
         if _diag.tracer is not None:
@@ -341,6 +351,7 @@ class Chan(SendChan[T], RecvChan[T]):
             w, i, _ = q.popleft()
             if not w.done():
                 w.set_result((i, value, True))
+                self._rpend += 1
                 return True
         buf = self._buf
         if buf is not None and len(buf) < self._cap:
@@ -372,16 +383,18 @@ class Chan(SendChan[T], RecvChan[T]):
         if tracer is not None:
             tracer.parked(w, self, "chan recv" if recv else "chan send")
         try:
-            return await w  # type: ignore[no-any-return]
+            r = await w
         except BaseException as exc:
             r = rescue(w, exc)
             if r is NOT_CLAIMED:
                 self._forget(entry, recv)
                 raise
-            return r  # type: ignore[no-any-return]
         finally:
             if tracer is not None:
                 tracer.unparked(w)
+        if recv:
+            self._rpend -= 1
+        return r  # type: ignore[no-any-return]
 
     async def _park_send(self, value: object) -> None:
         if not (await self._park(False, value))[2]:
@@ -409,6 +422,7 @@ class Chan(SendChan[T], RecvChan[T]):
                 w, i, _ = q.popleft()
                 if not w.done():
                     w.set_result((i, value, True))
+                    self._rpend += 1
                     return
             else:
                 buf = self._buf
@@ -445,7 +459,7 @@ class Chan(SendChan[T], RecvChan[T]):
         Raises:
             ChanClosed: The channel is closed and its buffer is empty.
         """
-        if must_checkpoint(self):
+        if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
             await checkpoint()
         # Inlined: an item in the buffer, or nothing at all (park at once).
         if self._sendq:
@@ -471,7 +485,7 @@ class Chan(SendChan[T], RecvChan[T]):
 
         Same waiting and cancellation rules as `recv`. Go: ``v, ok := <-ch``
         """
-        if must_checkpoint(self):
+        if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
             await checkpoint()
         # Inlined: an item in the buffer, or nothing at all (park at once).
         if self._sendq:
@@ -510,7 +524,7 @@ class Chan(SendChan[T], RecvChan[T]):
 
     async def __anext__(self) -> T:
         """``async for v in ch`` receives until the channel is closed and drained."""
-        if must_checkpoint(self):
+        if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
             await checkpoint()
         # Inlined: an item in the buffer, or nothing at all (park at once).
         if self._sendq:
@@ -551,6 +565,7 @@ class Chan(SendChan[T], RecvChan[T]):
             for w, i, _ in rq:
                 if not w.done():
                     w.set_result((i, None, False))
+                    self._rpend += 1
         if sq:
             for w, i, _ in sq:
                 if not w.done():

@@ -212,7 +212,10 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
         index, value, ok = r
     # Pass 3: the other entries lost; the claimed one was already dequeued.
     _forget_all(cases, entries, index)
-    if cases[index].is_send:
+    won = cases[index]
+    if not won.is_send:
+        won.chan._rpend -= 1  # claimed receivers, see Chan
+    if won.is_send:
         if not ok:
             raise ChanClosed("send on closed channel")
         return _new_selected(Selected, (index, None, True))

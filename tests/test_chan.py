@@ -962,3 +962,40 @@ async def test_no_task_left_after_task_group_exits() -> None:
     assert other_tasks() <= before
     with pytest.raises(WouldBlock):
         ch.send_nowait(1)
+
+
+async def test_mpmc_consumers_share_fairly() -> None:
+    """4 producers -> 4 consumers over Chan(64): each consumer gets >= half its fair share.
+
+    Producers start first, so they fill the buffer and park before any consumer
+    runs: the start that made one consumer take nearly everything on asyncio.
+    """
+    ch = Chan[int | None](64)
+    n, per = 40_000, 10_000
+    counts = [0, 0, 0, 0]
+    finished = [0]
+    go = anyio.Event()
+
+    async def producer() -> None:
+        await go.wait()
+        for i in range(per):
+            await ch.send(i)
+        finished[0] += 1
+        if finished[0] == 4:
+            for _ in range(4):
+                await ch.send(None)
+
+    async def consumer(k: int) -> None:
+        await go.wait()
+        while await ch.recv() is not None:
+            counts[k] += 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(producer)
+        for k in range(4):
+            tg.start_soon(consumer, k)
+        await anyio.wait_all_tasks_blocked()
+        go.set()
+    assert sum(counts) == n
+    assert min(counts) >= 0.5 * n / 4, counts
