@@ -11,8 +11,9 @@ no one, so no case committed.
 from __future__ import annotations
 
 from collections import deque
-from random import random
-from typing import Any, Generic, NamedTuple, TypeVar, final, overload
+from collections.abc import Sequence
+from random import random, sample
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from ._backend import (
     NOT_CLAIMED,
@@ -38,16 +39,16 @@ T3 = TypeVar("T3")
 T4 = TypeVar("T4")
 
 
-@final
-class Case(Generic[T_co]):
-    """One operation of a `select`: made by `recv` or `send`, never directly."""
+class Case(NamedTuple, Generic[T_co]):
+    """One operation of a `select`: made by `recv` or `send`, never directly.
 
-    __slots__ = ("chan", "is_send", "value")
+    A tuple, so that building one costs one allocation (selects in loops build
+    their cases every time round).
+    """
 
-    def __init__(self, chan: Chan[object] | None, is_send: bool, value: object) -> None:
-        self.chan = chan
-        self.is_send = is_send
-        self.value = value
+    chan: Chan[Any] | None
+    is_send: bool
+    value: object
 
     def __repr__(self) -> str:
         if self.is_send:
@@ -55,12 +56,16 @@ class Case(Generic[T_co]):
         return f"recv({self.chan!r})"
 
 
+_new_case = tuple.__new__
+
+
 def recv(ch: RecvChan[T] | None) -> Case[T]:
     """A receive case for `select`. ``None`` is Go's nil channel: never ready.
 
     Go: ``case v, ok := <-ch:``
     """
-    return Case(None if ch is None else chan_of(ch, "recv"), False, None)
+    c = ch if type(ch) is Chan or ch is None else chan_of(ch, "recv")
+    return _new_case(Case, (c, False, None))
 
 
 def send(ch: SendChan[T] | None, value: T) -> Case[None]:
@@ -68,7 +73,8 @@ def send(ch: SendChan[T] | None, value: T) -> Case[None]:
 
     Go: ``case ch <- v:``
     """
-    return Case(None if ch is None else chan_of(ch, "send"), True, value)
+    c = ch if type(ch) is Chan or ch is None else chan_of(ch, "send")
+    return _new_case(Case, (c, True, value))
 
 
 class Selected(NamedTuple, Generic[T]):
@@ -89,6 +95,7 @@ class Selected(NamedTuple, Generic[T]):
 
 
 _new_selected = tuple.__new__
+_TWO = ((0, 1), (1, 0))
 
 
 @overload
@@ -132,41 +139,47 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
             case _: return
         ```
     """
-    holder = _holder_for(cases)
-    if must_checkpoint(holder):
-        await checkpoint()
-    # Pass 1: which cases are ready? Commit one of them at random.
-    first = -1
-    ready: list[int] | None = None
-    for i, c in enumerate(cases):
+    holder: Any = None
+    for c in cases:
         if type(c) is not Case:
             raise TypeError(
-                f"select() case {i} is {c!r}: "
+                f"select() case {cases.index(c)} is {c!r}: "
                 "build cases with asyncgo.recv(ch) or asyncgo.send(ch, v)"
             )
-        ch = c.chan
+        if holder is None:
+            holder = c[0]
+    if holder is None:
+        holder = _NoChan()
+    if must_checkpoint(holder):
+        await checkpoint()
+    # Pass 1: commit a ready case, chosen uniformly at random. Like Go, poll the
+    # cases in a random order and take the first ready one: the first ready
+    # element of a uniformly random permutation is uniform among the ready ones.
+    # Two cases (the common select) need one coin; more get a shuffle.
+    n = len(cases)
+    if n == 2:
+        order: Sequence[int] = _TWO[random() < 0.5]
+    elif n < 2:
+        order = range(n)
+    else:
+        order = sample(range(n), n)
+    for i in order:
+        ch, is_send, value = cases[i]
         if ch is None:
             continue
-        if ch._send_ready() if c.is_send else ch._recv_ready():
-            if first < 0:
-                first = i
-            elif ready is None:
-                ready = [first, i]
-            else:
-                ready.append(i)
-    if first >= 0:
-        if ready is not None:
-            first = ready[int(random() * len(ready))]
-        c = cases[first]
-        ch = c.chan
-        assert ch is not None
-        if c.is_send:
-            ch._poll_send(c.value)  # ready: commits, or raises ChanClosed
-            return _new_selected(Selected, (first, None, True))
-        v = ch._poll_recv()
-        if v is CLOSED:
-            return _new_selected(Selected, (first, None, False))
-        return _new_selected(Selected, (first, v, True))
+        if is_send:
+            if ch._send_ready():
+                ch._poll_send(value)  # ready: commits, or raises ChanClosed
+                return _new_selected(Selected, (i, None, True))
+        elif ch._buf:
+            if not ch._sendq:
+                return _new_selected(Selected, (i, ch._buf.popleft(), True))
+            return _new_selected(Selected, (i, ch._poll_recv(), True))
+        elif ch._closed or (ch._sendq and ch._recv_ready()):
+            v = ch._poll_recv()
+            if v is CLOSED:
+                return _new_selected(Selected, (i, None, False))
+            return _new_selected(Selected, (i, v, True))
     if default:
         return _new_selected(Selected, (-1, None, False))
     if not any(c.chan is not None for c in cases):
@@ -227,14 +240,6 @@ class _NoChan:
 
     def __init__(self) -> None:
         self._rt: object = None
-
-
-def _holder_for(cases: tuple[Case[object], ...]) -> Any:
-    """The object whose runtime hint a select uses: its first channel's."""
-    for c in cases:
-        if type(c) is Case and c.chan is not None:
-            return c.chan
-    return _NoChan()
 
 
 def _forget_all(cases: tuple[Case[object], ...], entries: list[Entry | None], won: int) -> None:
