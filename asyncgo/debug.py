@@ -110,9 +110,14 @@ class Primitive:
     when it was not constructed directly."""
 
     def __str__(self) -> str:
+        return self.describe()
+
+    def describe(self, state: bool = True) -> str:
+        """One line: kind, (with *state*) its ``repr``, and where it was made, with the source."""
+        s = f"{self.kind} {self.description}" if state else self.kind
         if self.created_at is None:
-            return f"{self.kind} (made while diagnostics were off) {self.description}"
-        s = f"{self.kind} made at {self.created_at.where} in {self.created_at.function}"
+            return s + " (made while diagnostics were off)"
+        s += f" made at {self.created_at.where} in {self.created_at.function}"
         if self.via:
             s += f" (via {self.via})"
         src = linecache.getline(self.created_at.filename, self.created_at.lineno).strip()
@@ -558,7 +563,7 @@ def _format_group(members: list[TaskInfo]) -> list[str]:
     if label_sets:
         more = " ..." if len(label_sets) > 4 else ""
         out.append(f"    labels: {'; '.join(label_sets[:4])}{more}")
-    out.extend(f"    on {p}" for p in first.blocked_on)
+    out.extend(f"    on {p.describe(state=n == 1)}" for p in first.blocked_on)
     for fr in first.stack:
         out.append(f"{fr.function}(...)")
         out.append(f"\t{fr.where}")
@@ -700,7 +705,8 @@ class detect_deadlocks:
         self._tg = create_task_group()
         await self._tg.__aenter__()
         try:
-            self._tg.start_soon(self._watch, name="asyncgo deadlock watcher")
+            # start(): the watcher is marked internal before anyone can count tasks
+            await self._tg.start(self._watch, name="asyncgo deadlock watcher")
             self._prev = _SCOPES.get()
             self._chain = (*self._prev, self)
             self._token = _SCOPES.set(self._chain)
@@ -759,9 +765,10 @@ class detect_deadlocks:
 
     # -- the watcher ----------------------------------------------------------------
 
-    async def _watch(self) -> None:
+    async def _watch(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         me = _tasks.current_task()
         _internal.add(me)
+        task_status.started()
         with anyio.CancelScope() as self._wscope:
             if self._closing:
                 return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -15,6 +16,14 @@ from asyncgo._backend import _diag
 from asyncgo.sync import Mutex
 
 pytestmark = pytest.mark.anyio
+
+#: Tests of the default (diagnostics off) opt out of the asyncgo pytest plugin's
+#: deadlock detection, which turns them on for every test when the plugin is loaded.
+DEFAULT_STATE = (
+    pytest.mark.asyncgo_detect_deadlocks(False)
+    if "asyncgo.testing.pytest_plugin" in sys.modules
+    else pytest.mark.anyio
+)
 
 
 def here() -> int:
@@ -200,6 +209,7 @@ async def test_select_and_mutex_show_every_primitive(diagnostics: None) -> None:
         await a.send(1)
 
 
+@DEFAULT_STATE
 async def test_off_by_default_and_sites_only_while_on() -> None:
     assert not debug.is_enabled()
     assert _diag.tracer is None
