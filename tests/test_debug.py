@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import subprocess
 import sys
 from collections.abc import Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -371,3 +373,42 @@ async def test_aiohttp_handler() -> None:
     handler = debug.aiohttp_handler(enabled=True)
     resp = await handler(make_mocked_request("GET", "/debug/tasks?debug=2"))
     assert resp.status in (200, 403)  # mocked requests have no peer address: refused
+
+
+# -- the examples ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "backend", "expect"),
+    [
+        (
+            "diagnose_deadlock.py",
+            "asyncio",
+            ["== lock_inversion: asyncgo.Deadlock", "[mutex lock, "],
+        ),
+        (
+            "diagnose_deadlock.py",
+            "trio",
+            ["== forgotten_receiver: asyncgo.Deadlock", "[chan send, "],
+        ),
+        (
+            "diagnose_leak.py",
+            "uvloop",
+            ['"worker-1" [chan recv, ', "{request=2}", "(fixed): no leak"],
+        ),
+    ],
+)
+def test_examples_run(script: str, backend: str, expect: list[str]) -> None:
+    if backend == "uvloop":
+        pytest.importorskip("uvloop")
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / script), "--backend", backend],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=root,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for text in expect:
+        assert text in proc.stdout
