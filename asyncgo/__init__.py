@@ -1,13 +1,25 @@
 """asyncgo: Go's concurrency model for async Python, on asyncio, uvloop and trio.
 
-Channels and ``select``; see the documentation for the full tour.
+Channels and ``select``, Go's ``context`` on cancel scopes, and ``asyncgo.time``;
+see the documentation for the full tour.
 """
 
 from __future__ import annotations
 
+from . import time as time
 from ._chan import Chan as Chan
 from ._chan import RecvChan as RecvChan
 from ._chan import SendChan as SendChan
+from ._context import Context as Context
+from ._context import after_func as after_func
+from ._context import background as background
+from ._context import current as current
+from ._context import with_cancel as with_cancel
+from ._context import with_cancel_cause as with_cancel_cause
+from ._context import with_deadline as with_deadline
+from ._context import with_timeout as with_timeout
+from ._context import with_value as with_value
+from ._context import without_cancel as without_cancel
 from ._exceptions import Canceled as Canceled
 from ._exceptions import ChanClosed as ChanClosed
 from ._exceptions import DeadlineExceeded as DeadlineExceeded
@@ -25,15 +37,25 @@ __all__ = [
     "Case",
     "Chan",
     "ChanClosed",
+    "Context",
     "DeadlineExceeded",
     "Deadlock",
     "RecvChan",
     "Selected",
     "SendChan",
     "WouldBlock",
+    "after_func",
+    "background",
+    "current",
     "recv",
     "select",
     "send",
+    "with_cancel",
+    "with_cancel_cause",
+    "with_deadline",
+    "with_timeout",
+    "with_value",
+    "without_cancel",
 ]
 
 

@@ -1,0 +1,331 @@
+"""The event loop's clock and timers, for contexts and ``asyncgo.time``.
+
+A *runtime* is what a context or a timer is bound to: the running asyncio (or
+uvloop) event loop itself, or one `TrioRuntime` per trio run. Both offer the
+same three methods, with asyncio's names and meaning:
+
+* ``time()``: the loop's clock, the one ``anyio.current_time()`` reads (so trio's
+  ``MockClock`` drives every deadline and timer);
+* ``call_at(when, fn, *args)``: call ``fn(*args)`` on the loop once its clock
+  reaches *when*; returns a handle whose ``cancel()`` (loop thread only) drops it;
+* ``call_soon_threadsafe(fn, *args)``: call ``fn(*args)`` on the loop, from any
+  thread; raises `RuntimeError` once the loop is closed or the run is over.
+
+asyncio has all three. trio has no call-at API, so `TrioRuntime` keeps a heap of
+deadlines served by *one* system task per run, which exists only while some
+timer is pending: it exits when the last one fires or is cancelled, so no timer
+leaves a task behind (and ``trio``'s ``MockClock(autojump_threshold=0)`` jumps
+straight to the next deadline).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+from asyncio import _get_running_loop
+from collections.abc import Callable
+from heapq import heapify, heappop, heappush
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+if TYPE_CHECKING:
+    from anyio import CancelScope
+
+__all__ = [
+    "Runtime",
+    "TimerHandle",
+    "TrioRuntime",
+    "cancel_timer",
+    "current_runtime",
+    "new_cancel_scope",
+    "on_loop_thread",
+    "report_exception",
+    "run_on_loop",
+    "runtime_or_none",
+]
+
+
+class TimerHandle(Protocol):
+    """What ``call_at`` returns: asyncio's ``TimerHandle`` or a `TrioTimer`."""
+
+    def cancel(self) -> None: ...
+
+
+class Runtime(Protocol):
+    """An event loop, as far as clocks and timers go (asyncio's method names)."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[..., object], *args: Any) -> TimerHandle: ...
+
+    def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> object: ...
+
+
+_NO_LOOP = (
+    "asyncgo: no running event loop (call this from asyncio, uvloop or trio code: "
+    "deadlines and timers run on the event loop's clock)"
+)
+
+_trio_runvar: Any = None  # trio.lowlevel.RunVar holding each run's TrioRuntime
+
+
+def runtime_or_none() -> Runtime | None:
+    """The running loop's runtime, or None outside any event loop."""
+    loop = _get_running_loop()
+    if loop is not None:
+        return cast("Runtime", loop)
+    if "trio" not in sys.modules:  # never imported: certainly not inside trio.run()
+        return None
+    global _trio_runvar
+    if _trio_runvar is None:
+        import trio
+
+        _trio_runvar = trio.lowlevel.RunVar("asyncgo_timers")
+    try:
+        return cast("Runtime", _trio_runvar.get())
+    except LookupError:
+        rt = TrioRuntime()
+        _trio_runvar.set(rt)
+        return rt
+    except RuntimeError:  # not inside trio.run()
+        return None
+
+
+def current_runtime() -> Runtime:
+    """The running loop's runtime.
+
+    Raises:
+        RuntimeError: No event loop is running in this thread.
+    """
+    rt = runtime_or_none()
+    if rt is None:
+        raise RuntimeError(_NO_LOOP)
+    return rt
+
+
+def on_loop_thread(rt: Runtime) -> bool:
+    """Whether the caller runs on *rt*'s loop, so it may touch what belongs to it."""
+    if type(rt) is TrioRuntime:
+        return threading.get_ident() == rt.thread
+    return _get_running_loop() is rt
+
+
+def run_on_loop(rt: Runtime, fn: Callable[..., object], *args: Any) -> None:
+    """Call ``fn(*args)`` now if on *rt*'s loop thread, else hand it to that loop.
+
+    When the loop is not running (stopped, closed, or its trio run over) nothing
+    else can be touching its objects, so ``fn`` runs here and now.
+    """
+    if not on_loop_thread(rt):
+        is_running = getattr(rt, "is_running", None)  # asyncio; a trio run raises when over
+        if is_running is None or is_running():
+            try:
+                rt.call_soon_threadsafe(fn, *args)
+                return
+            except RuntimeError:
+                pass
+    fn(*args)
+
+
+def cancel_timer(rt: Runtime, handle: TimerHandle) -> None:
+    """Cancel *handle* from any thread (finalizers and weakref callbacks run anywhere)."""
+    try:
+        run_on_loop(rt, handle.cancel)
+    except Exception:  # pragma: no cover - interpreter shutdown
+        pass
+
+
+_scope_classes: list[Any] = [None, None]  # anyio's CancelScope class: [asyncio, trio]
+
+
+def new_cancel_scope(rt: Runtime | None, deadline: float) -> CancelScope:
+    """``anyio.CancelScope(deadline=deadline)``, minus a lookup of the running backend.
+
+    ``anyio.CancelScope(...)`` asks sniffio which library runs and then builds the
+    backend's scope -- whose ``__init__`` Python runs a second time, as the object
+    is an instance of the class called. The caller already knows its loop.
+    """
+    i = type(rt) is TrioRuntime
+    cls = _scope_classes[i]
+    if cls is None:
+        if rt is None:
+            import anyio
+
+            return anyio.CancelScope(deadline=deadline)
+        cls = _scope_classes[i] = _load_scope_class(i)
+    return cls(deadline=deadline)  # type: ignore[no-any-return]
+
+
+def _load_scope_class(trio: bool) -> Any:
+    try:
+        if trio:
+            from anyio._backends import _trio as mod
+        else:
+            from anyio._backends import _asyncio as mod  # type: ignore[no-redef]
+        return mod.CancelScope
+    except (ImportError, AttributeError):  # pragma: no cover - anyio moved its internals
+        import anyio
+
+        return anyio.CancelScope
+
+
+def report_exception(exc: BaseException, obj: object, err_msg: str) -> None:
+    """Report an exception that has no caller to go to (a callback run by a timer or a cancel).
+
+    Like an exception in ``__del__``: through ``sys.unraisablehook`` when one is
+    installed (pytest's turns it into a warning), else printed to stderr.
+    """
+    hook = sys.unraisablehook
+    if hook is not sys.__unraisablehook__:
+        try:
+            hook(
+                SimpleNamespace(
+                    exc_type=type(exc),
+                    exc_value=exc,
+                    exc_traceback=exc.__traceback__,
+                    err_msg=err_msg,
+                    object=obj,
+                )
+            )
+            return
+        except Exception:  # pragma: no cover - a hook that wants the real type
+            pass
+    print(f"{err_msg}: {obj!r}", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
+
+
+# -- trio ----------------------------------------------------------------------------
+
+
+class TrioTimer:
+    """A pending ``TrioRuntime.call_at`` call; ``cancel()`` drops it."""
+
+    __slots__ = ("args", "fn", "rt")
+
+    def __init__(self, rt: TrioRuntime, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+        self.rt = rt
+        self.fn: Callable[..., object] | None = fn
+        self.args = args
+
+    def cancel(self) -> None:
+        if self.fn is not None:
+            self.fn = None
+            self.args = ()
+            self.rt._cancelled()
+
+    def cancelled(self) -> bool:
+        """True once cancelled or run (asyncio's handles say so only when cancelled)."""
+        return self.fn is None
+
+
+# Rebuild the heap once this many of its entries are cancelled and they are at
+# least half of it: amortised O(log n) per cancel, and the heap does not grow.
+_COMPACT_MIN = 64
+
+
+class TrioRuntime:
+    """Timers for one trio run: a heap of deadlines and the system task serving it."""
+
+    __slots__ = (
+        "_clock",
+        "_dead",
+        "_heap",
+        "_live",
+        "_seq",
+        "_sleeper",
+        "_token",
+        "_trio",
+        "serving",
+        "thread",
+    )
+
+    def __init__(self) -> None:
+        import trio
+
+        self._trio = trio
+        self._token = trio.lowlevel.current_trio_token()
+        self._clock = trio.lowlevel.current_clock()
+        self.thread = threading.get_ident()
+        self._heap: list[tuple[float, int, TrioTimer]] = []
+        self._live = 0  # entries not cancelled yet
+        self._dead = 0  # cancelled entries still in the heap
+        self._seq = 0  # tie-breaker: equal deadlines fire in call order
+        self._sleeper: Any = None  # the server's CancelScope while it waits
+        self.serving = False  # whether the system task exists
+
+    def __repr__(self) -> str:
+        return f"<TrioRuntime timers={self._live} serving={self.serving}>"
+
+    def time(self) -> float:
+        # The run's clock object, not trio.current_time(): usable from any thread.
+        return self._clock.current_time()
+
+    def call_soon_threadsafe(self, fn: Callable[..., object], *args: Any) -> None:
+        try:
+            self._token.run_sync_soon(fn, *args)
+        except self._trio.RunFinishedError:
+            raise RuntimeError("the trio run this object belongs to is over") from None
+
+    def call_at(self, when: float, fn: Callable[..., object], *args: Any) -> TrioTimer:
+        t = TrioTimer(self, fn, args)
+        self._seq += 1
+        heappush(self._heap, (when, self._seq, t))
+        self._live += 1
+        if not self.serving:
+            self.serving = True
+            self._trio.lowlevel.spawn_system_task(self._serve, name="asyncgo timers")
+        elif self._sleeper is not None and when < self._sleeper.deadline:
+            self._sleeper.deadline = when
+        return t
+
+    def pending(self) -> int:
+        """How many timers are scheduled and not cancelled."""
+        return self._live
+
+    def _cancelled(self) -> None:
+        self._live -= 1
+        self._dead += 1
+        if self._live == 0:
+            # Nothing left to wait for: let the server exit now, not at a stale deadline.
+            self._heap.clear()
+            self._dead = 0
+            if self._sleeper is not None:
+                self._sleeper.cancel()
+        elif self._dead >= _COMPACT_MIN and 2 * self._dead >= len(self._heap):
+            self._heap = [e for e in self._heap if e[2].fn is not None]
+            heapify(self._heap)
+            self._dead = 0
+
+    async def _serve(self) -> None:
+        trio = self._trio
+        clock = self._clock
+        try:
+            while True:
+                now = clock.current_time()
+                heap = self._heap
+                while heap and (heap[0][2].fn is None or heap[0][0] <= now):
+                    t = heappop(heap)[2]
+                    fn = t.fn
+                    if fn is None:
+                        self._dead -= 1
+                        continue
+                    args = t.args
+                    t.fn = None
+                    t.args = ()
+                    self._live -= 1
+                    try:
+                        fn(*args)
+                    except Exception as exc:  # our callbacks report their own; belt and braces
+                        report_exception(exc, fn, "Exception in asyncgo timer callback")
+                    # Drop the references before sleeping: a fired timer keeps nothing alive.
+                    t = fn = args = None  # type: ignore[assignment]
+                    heap = self._heap  # a callback may have cancelled enough to compact it
+                if not heap:
+                    return
+                with trio.CancelScope(deadline=heap[0][0]) as self._sleeper:
+                    await trio.sleep_forever()
+                self._sleeper = None
+        finally:
+            self._sleeper = None
+            self.serving = False

@@ -1,0 +1,953 @@
+"""Go's ``context``: cancellation, deadlines and values, mapped onto cancel scopes.
+
+The tree. Every `Context` but `background()` has a parent (``_parent``, used to
+look values up). The contexts that can be cancelled -- made by `with_cancel`,
+`with_cancel_cause`, `with_timeout` and `with_deadline` -- are *nodes* and hold
+the cancellation state; a `with_value` context shares its parent's node
+(``_cn``), and `background()` / `without_cancel()` have none: they are never done.
+A node holds its cancellable parent node strongly (``_up``) and its children
+weakly (``_kids``, a set of weak references), so a context whose cancel function
+was dropped uncalled is garbage as soon as nobody references it, instead of
+living in its parent until the parent is cancelled (Go's leak).
+
+Cancelling marks the whole subtree done in one iterative walk (no recursion, so
+1000-deep chains are fine), then notifies each node's observers: its done
+channel is closed, its `scope()` blocks are cancelled, its `after_func`
+callbacks run. Everything that touches a node happens on the thread of the
+event loop it belongs to; `cancel()` from another thread hands the work to that
+loop (``run_on_loop``).
+
+Deadlines are lazy: no timer and no task exists for a context until something
+waits for it to end. `err()` compares the deadline with the loop's clock;
+`scope()` gives its cancel scope the deadline, so the backend enforces it; a
+timer (``loop.call_at``, or trio's shared heap in ``_backend/_timers.py``) is
+armed only when a done channel is handed out or an `after_func` registered. It
+holds the context weakly and is cancelled when the context ends or is
+collected.
+
+A context collected before it was done may still owe something: a done channel
+someone else still waits on, or an `after_func` whose stop function was dropped
+too. Its finalizer hands these to its parent (an `_Orphan`), and to a timer at its
+own deadline, so they fire when Go would have fired them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Hashable
+from contextvars import ContextVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Protocol, final
+from weakref import ref
+
+from ._backend._timers import (
+    Runtime,
+    TimerHandle,
+    cancel_timer,
+    current_runtime,
+    new_cancel_scope,
+    on_loop_thread,
+    report_exception,
+    run_on_loop,
+    runtime_or_none,
+)
+from ._chan import Chan, RecvChan, chan_of
+from ._exceptions import Canceled, DeadlineExceeded
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from ._backend import CancelScope
+
+__all__ = [
+    "CancelCauseFunc",
+    "CancelFunc",
+    "Context",
+    "after_func",
+    "background",
+    "current",
+    "with_cancel",
+    "with_cancel_cause",
+    "with_deadline",
+    "with_timeout",
+    "with_value",
+    "without_cancel",
+]
+
+#: Go's ``context.CancelFunc``: ``cancel()``.
+CancelFunc: TypeAlias = Callable[[], None]
+
+
+class CancelCauseFunc(Protocol):
+    """Go's ``context.CancelCauseFunc``: ``cancel(cause)``, the cause optional."""
+
+    def __call__(self, cause: BaseException | None = None, /) -> None: ...
+
+
+class CancelScopeLike(Protocol):
+    """What ``with ctx.scope() as scope`` binds: the anyio cancel scope underneath."""
+
+    deadline: float
+    shield: bool
+
+    def cancel(self) -> None: ...
+
+    @property
+    def cancel_called(self) -> bool: ...
+
+    @property
+    def cancelled_caught(self) -> bool: ...
+
+
+class _NoKey:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<no key>"
+
+
+_NO_KEY = _NoKey()
+_new = object.__new__
+
+# after_func registration states
+_PENDING, _RAN, _STOPPED = 0, 1, 2
+
+
+@final
+class Context:
+    """A Go context: a cancellation signal, an optional deadline, and values.
+
+    Contexts form a tree: derive one from a parent with `with_cancel`,
+    `with_timeout`, `with_deadline`, `with_cancel_cause`, `with_value` or
+    `without_cancel`, starting from `background()`. A context is *done* once it
+    was cancelled, its deadline passed, or its parent became done; then `err()`
+    says why, `done()` is closed, and every ``with ctx.scope():`` block is
+    cancelled and raises `err()`.
+
+    Contexts are immutable except for becoming done, which happens once. A
+    context belongs to the event loop it was created on (its deadline is on that
+    loop's clock); its cancel function may be called from any thread.
+    Go: ``context.Context``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_cause",  # node: the cause once done
+        "_cbs",  # node: {key: callback} run when done (scope cancels, after_funcs) | None
+        "_cn",  # the node holding this context's cancellation state (self for nodes) | None
+        "_deadline",  # node: the effective deadline (never later than the parent's) | None
+        "_done",  # node: the done channel's receive-only view, once asked for | None
+        "_err",  # node: Canceled or DeadlineExceeded once done, else None
+        "_key",  # with_value: the key (_NO_KEY on every other context)
+        "_kids",  # node: weak references to the child nodes registered with it | None
+        "_kind",  # the constructor's name, for repr()
+        "_orphans",  # node: what collected descendants still owe (see _Orphan) | None
+        "_owner",  # node: the node whose own deadline `_deadline` is | None
+        "_parent",  # the context this one derives from | None (background)
+        "_rt",  # node: the runtime (event loop) it belongs to | None
+        "_timer",  # node: the armed deadline timer | None
+        "_up",  # node: the parent node it is registered with, until done | None
+        "_val",  # with_value: the value
+        "_wr",  # node: a weak reference to itself (kids entry, timer target) | None
+    )
+
+    if TYPE_CHECKING:
+        _cbs: dict[object, Callable[[], object]] | None
+        _cause: BaseException | None
+        _cn: Context | None
+        _deadline: float | None
+        _done: RecvChan[None] | None
+        _err: Canceled | DeadlineExceeded | None
+        _key: object
+        _kids: set[ref[Context]] | None
+        _kind: str
+        _orphans: list[_Orphan] | None
+        _owner: Context | None
+        _parent: Context | None
+        _rt: Runtime | None
+        _timer: TimerHandle | None
+        _up: Context | None
+        _val: object
+        _wr: ref[Context] | None
+
+    def __new__(cls, *args: object, **kwargs: object) -> Context:
+        raise TypeError(
+            "Context cannot be built directly: start from background() and derive "
+            "contexts with with_cancel(), with_timeout(), with_value(), ..."
+        )
+
+    # -- the Go API ------------------------------------------------------------------
+
+    def done(self) -> RecvChan[None]:
+        """A channel that is closed when this context is done: usable in `select`.
+
+        The same channel is returned every time. A context that can never be
+        done (`background()`, `without_cancel()`) returns a channel that is never
+        closed (Go returns a nil channel). Asking for it arms the deadline timer,
+        if the context has a deadline. Go: ``ctx.Done()``
+        """
+        n = self._cn
+        if n is None:
+            return Chan[None]().recv_only()
+        view = n._done
+        if view is None:
+            ch = Chan[None]()
+            view = n._done = ch.recv_only()
+            n._bind()
+            if n.err() is not None:
+                if not ch.closed:
+                    ch.close()
+            else:
+                n._arm()
+        return view
+
+    async def wait(self) -> None:
+        """Wait until this context is done (forever for one that cannot be).
+
+        A cancel point. Go: ``<-ctx.Done()``
+        """
+        await self.done().recv_ok()
+
+    def err(self) -> Canceled | DeadlineExceeded | None:
+        """None until done; then `Canceled` or `DeadlineExceeded` (a `TimeoutError`).
+
+        The same exception object every time, shared with the descendants the
+        cancellation reached. A passed deadline is noticed here even when no
+        timer was armed. Go: ``ctx.Err()``
+        """
+        n = self._cn
+        if n is None:
+            return None
+        e = n._err
+        if e is None and n._deadline is not None:
+            e = n._check_deadline()
+        return e
+
+    def cause(self) -> BaseException | None:
+        """Why this context is done: the cause given to its cancel, else `err()`.
+
+        None until done. A context cancelled through its parent has the parent's
+        cause. Go: ``context.Cause(ctx)``
+        """
+        e = self.err()
+        if e is None:
+            return None
+        c = self._cn._cause  # type: ignore[union-attr]
+        return e if c is None else c
+
+    def deadline(self) -> float | None:
+        """When this context will be done by itself, on ``anyio.current_time()``'s clock.
+
+        None if it has no deadline. Never later than its parent's.
+        Go: ``ctx.Deadline()``
+        """
+        n = self._cn
+        return None if n is None else n._deadline
+
+    def value(self, key: object, default: object = None) -> object:
+        """The value bound to *key* by the nearest `with_value` up the chain, else *default*.
+
+        Keys match when they have the same type and compare equal (Go compares
+        interface values: type and value). Go: ``ctx.Value(key)``
+        """
+        c: Context | None = self
+        kt = type(key)
+        while c is not None:
+            k = c._key
+            if k is key or (type(k) is kt and k == key):
+                return c._val
+            c = c._parent
+        return default
+
+    def scope(self) -> ContextScope:
+        """A cancel scope bound to this context, for a ``with`` block.
+
+        The body is cancelled when the context is done (at once, if it already
+        is), and its deadline is the context's, enforced by the backend. When
+        the body was cancelled because of the context, the block raises `err()`
+        -- chained to `cause()` when that differs -- rather than ending
+        silently. Cancellation from an enclosing scope passes through untouched.
+        Inside the block, `current()` returns this context.
+
+        Example:
+            ```python
+            with ctx.scope():
+                await fetch(url)      # raises DeadlineExceeded if ctx times out
+            ```
+        """
+        return ContextScope(self, True)
+
+    def __repr__(self) -> str:
+        parts = [self._kind]
+        if self._key is not _NO_KEY:
+            parts.append(f"key={self._key!r}")
+        n = self._cn
+        if n is not None:
+            if n._deadline is not None:
+                parts.append(f"deadline={n._deadline:.6f}")
+            e = n._err
+            parts.append("active" if e is None else f"done: {type(e).__name__}")
+        return f"<Context {' '.join(parts)} at {id(self):#x}>"
+
+    # -- node internals ------------------------------------------------------------
+
+    def _cancel(self, cause: BaseException | None = None) -> None:
+        """The cancel function handed out by the ``with_*`` constructors."""
+        if self._err is not None:
+            return
+        if cause is not None and not isinstance(cause, BaseException):
+            raise TypeError(
+                f"cancel(cause): the cause must be an exception instance or None, "
+                f"not {type(cause).__name__}"
+            )
+        rt = self._rt
+        if rt is not None and not on_loop_thread(rt):
+            run_on_loop(rt, self._cancel_here, cause)
+        else:
+            self._cancel_here(cause)
+
+    def _cancel_here(self, cause: BaseException | None) -> None:
+        if self._err is not None:
+            return
+        d = self._deadline
+        if d is not None and self._rt is not None and self._rt.time() >= d:
+            # The deadline passed before anyone looked: Go's timer would have fired first.
+            self._owner._expire()  # type: ignore[union-attr]
+            return
+        err = Canceled()
+        self._finish(err, err if cause is None else cause)
+
+    def _expire(self) -> None:
+        if self._err is None:
+            err = DeadlineExceeded()
+            self._finish(err, err)
+
+    def _check_deadline(self) -> Canceled | DeadlineExceeded | None:
+        """err() of a node with a deadline that is not done yet (lazy expiry)."""
+        rt = self._rt
+        if rt is None or rt.time() < self._deadline:  # type: ignore[operator]
+            return None
+        owner = self._owner
+        assert owner is not None
+        if on_loop_thread(rt):
+            owner._expire()
+            return self._err
+        run_on_loop(rt, owner._expire)
+        return self._err if self._err is not None else DeadlineExceeded()
+
+    def _finish(self, err: Canceled | DeadlineExceeded, cause: BaseException) -> None:
+        """Mark this node and every descendant done in one walk, then notify them."""
+        up = self._up
+        if up is not None and up._kids is not None:
+            up._kids.discard(self._wr)
+        if self._kids is None:  # a leaf: no walk (callers checked its own deadline)
+            self._err = err
+            self._cause = cause
+            self._up = None
+            self._notify()
+            return
+        now: float | None = None
+        finished: list[Context] = []
+        stack: list[tuple[Context, Canceled | DeadlineExceeded, BaseException]] = [
+            (self, err, cause)
+        ]
+        while stack:
+            n, e, c = stack.pop()
+            if n._err is not None:
+                continue
+            if n._owner is n and type(e) is Canceled and n is not self:
+                # Its own deadline may have passed unnoticed (no timer armed): then
+                # Go's timer would have made it DeadlineExceeded already.
+                if now is None:
+                    now = n._rt.time() if n._rt is not None else -math.inf
+                if now >= n._deadline:  # type: ignore[operator]
+                    e = DeadlineExceeded()
+                    c = e
+            n._err = e
+            n._cause = c
+            n._up = None
+            kids = n._kids
+            if kids is not None:
+                n._kids = None
+                for wr in kids:
+                    k = wr()
+                    if k is not None:
+                        stack.append((k, e, c))
+            finished.append(n)
+        for n in finished:
+            n._notify()
+
+    def _notify(self) -> None:
+        t = self._timer
+        if t is not None:
+            self._timer = None
+            t.cancel()
+        view = self._done
+        if view is not None:
+            ch = chan_of(view)
+            if not ch.closed:
+                ch.close()
+        cbs = self._cbs
+        if cbs is not None:
+            self._cbs = None
+            for fn in cbs.values():
+                fn()
+        orphans = self._orphans
+        if orphans is not None:
+            self._orphans = None
+            for o in orphans:
+                o.fire()
+
+    def _bind(self) -> None:
+        """Bind a node made outside any event loop to the running one, when it gets observers."""
+        if self._rt is None:
+            self._rt = runtime_or_none()
+
+    def _arm(self) -> None:
+        """Make sure the deadline timer of the node that owns our deadline is armed."""
+        o = self._owner
+        if o is None or o._timer is not None or o._err is not None:
+            return
+        o._bind()
+        rt = o._rt
+        if rt is None:  # no event loop anywhere near: nothing can wait for it either
+            return
+        if on_loop_thread(rt):
+            o._arm_here()
+        else:
+            run_on_loop(rt, o._arm_here)
+
+    def _arm_here(self) -> None:
+        if self._timer is None and self._err is None:
+            wr = self._wr
+            if wr is None:
+                wr = self._wr = ref(self)
+            self._timer = self._rt.call_at(self._deadline, _deadline_fired, wr)  # type: ignore[union-attr, arg-type]
+
+    def _adopt(self, orphan: _Orphan) -> None:
+        lst = self._orphans
+        if lst is None:
+            self._orphans = [orphan]
+            return
+        lst.append(orphan)
+        size = len(lst)
+        if size >= 32 and size & (size - 1) == 0:  # at powers of two: amortised O(1)
+            lst[:] = [o for o in lst if o.alive()]
+
+    def __del__(self) -> None:
+        # Garbage before it was done: its cancel function was dropped uncalled. Leave
+        # nothing behind -- unregister from the parent, cancel the timer -- but hand on
+        # what it still owes to observers that outlive it (see _Orphan).
+        try:
+            if self._cn is not self or self._err is not None:
+                return
+            up = self._up
+            timer = self._timer
+            orphan = None
+            if up is not None or self._owner is not None:  # it could still become done
+                orphan = _Orphan.of(self)
+            if up is None and timer is None and orphan is None:
+                return
+            own = self._deadline if self._owner is self else None
+            rt = self._rt
+            if rt is None:
+                _bury(None, up, self._wr, timer, orphan, own)
+            else:
+                run_on_loop(rt, _bury, rt, up, self._wr, timer, orphan, own)
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+def _deadline_fired(wr: ref[Context]) -> None:
+    o = wr()
+    if o is not None:
+        o._timer = None
+        o._expire()
+
+
+def _bury(
+    rt: Runtime | None,
+    up: Context | None,
+    wr: ref[Context] | None,
+    timer: TimerHandle | None,
+    orphan: _Orphan | None,
+    own_deadline: float | None,
+) -> None:
+    """The loop-thread half of ``Context.__del__``."""
+    if up is not None and up._kids is not None:
+        up._kids.discard(wr)
+    if timer is not None:
+        timer.cancel()
+    if orphan is None:
+        return
+    if up is not None:
+        if up._err is None:
+            up._adopt(orphan)
+        else:  # the parent finished while this one was being collected
+            orphan.fire()
+            return
+    if own_deadline is not None and rt is not None:
+        orphan.rt = rt
+        orphan.timer = rt.call_at(own_deadline, orphan.fire)
+
+
+@final
+class _Orphan:
+    """What a context collected before it was done still owes its observers.
+
+    A done channel that someone else still holds (a task waiting on it) must be
+    closed when the context would have been done; ``after_func`` callbacks whose
+    stop function is gone too must run then. The dying context's finalizer gives
+    these to its parent node (which fires them when it is done, or passes them on
+    when it is collected in turn) and, if the context had its own deadline, to a
+    timer at that deadline. Firing is idempotent. Channels are held weakly: once
+    none is left and no callback is pending, the orphan is dead and its timer
+    cancelled, so it keeps nothing scheduled.
+    """
+
+    __slots__ = ("__weakref__", "chans", "funcs", "rt", "timer")
+
+    def __init__(self, chans: list[Chan[object]], funcs: list[_AfterFunc]) -> None:
+        self.chans = [ref(ch, self._chan_gone) for ch in chans]
+        self.funcs = funcs
+        self.rt: Runtime | None = None
+        self.timer: TimerHandle | None = None
+
+    @classmethod
+    def of(cls, n: Context) -> _Orphan | None:
+        chans: list[Chan[object]] = []
+        funcs: list[_AfterFunc] = []
+        if n._done is not None:
+            ch = chan_of(n._done)
+            if not ch.closed:
+                chans.append(ch)
+        if n._cbs:
+            funcs.extend(f for f in n._cbs.values() if type(f) is _AfterFunc and f.pending())
+        for o in n._orphans or ():
+            for r in o.chans:
+                och = r()
+                if och is not None and not och.closed:
+                    chans.append(och)
+            funcs.extend(f for f in o.funcs if f.pending())
+        if not chans and not funcs:
+            return None
+        return cls(chans, funcs)
+
+    def alive(self) -> bool:
+        if any(f.pending() for f in self.funcs):
+            return True
+        for r in self.chans:
+            ch = r()
+            if ch is not None and not ch.closed:
+                return True
+        return False
+
+    def fire(self) -> None:
+        t = self.timer
+        if t is not None:
+            self.timer = None
+            t.cancel()
+        chans, self.chans = self.chans, []
+        funcs, self.funcs = self.funcs, []
+        for r in chans:
+            ch = r()
+            if ch is not None and not ch.closed:
+                ch.close()
+        for f in funcs:
+            f()
+
+    def _chan_gone(self, _: object) -> None:
+        t = self.timer
+        if t is not None and not self.alive():
+            self.timer = None
+            cancel_timer(self.rt, t)  # type: ignore[arg-type]
+
+
+@final
+class _AfterFunc:
+    """One `after_func` registration; ``stop`` is what the caller gets back."""
+
+    __slots__ = ("fn", "node", "state")
+
+    def __init__(self, fn: Callable[[], object], node: Context | None) -> None:
+        self.fn: Callable[[], object] | None = fn
+        self.node = node
+        self.state = _PENDING
+
+    def pending(self) -> bool:
+        return self.state == _PENDING
+
+    def __call__(self) -> None:
+        if self.state != _PENDING:
+            return
+        self.state = _RAN
+        fn = self.fn
+        self.fn = self.node = None
+        assert fn is not None
+        run_callback(fn, "after_func")
+
+    def stop(self) -> bool:
+        """Stop *fn* from being run; False if it already ran (or started) or was stopped.
+
+        Go: the ``stop`` function returned by ``context.AfterFunc``.
+        """
+        if self.state != _PENDING:
+            return False
+        self.state = _STOPPED
+        n = self.node
+        self.fn = self.node = None
+        if n is not None and n._cbs is not None:
+            n._cbs.pop(self, None)
+        return True
+
+
+def check_callback(fn: object, what: str) -> None:
+    """Reject what cannot be an `after_func` callback: a non-callable, an async function."""
+    if not callable(fn):
+        raise TypeError(f"{what}: fn must be callable, not {type(fn).__name__}")
+    if inspect.iscoroutinefunction(fn):
+        raise TypeError(
+            f"{what}: fn must be a plain (sync) function, not an async one: nothing "
+            "would await it. To run async code when a context ends, start a task in a "
+            "task group that waits on ctx.done()"
+        )
+
+
+def run_callback(fn: Callable[[], object], what: str) -> None:
+    """Run a user callback that has no caller to raise to: report its exception instead."""
+    try:
+        r = fn()
+    except Exception as exc:
+        report_exception(exc, fn, f"Exception in asyncgo {what} callback")
+        return
+    if inspect.isawaitable(r):
+        if inspect.iscoroutine(r):
+            r.close()
+        report_exception(
+            TypeError(f"{what}: fn returned an awaitable, which nothing will await"),
+            fn,
+            f"Exception in asyncgo {what} callback",
+        )
+
+
+# -- scope() and current() ---------------------------------------------------------------
+
+_current: ContextVar[Context | None] = ContextVar("asyncgo_current_context", default=None)
+
+
+@final
+class ContextScope:
+    """The context manager returned by `Context.scope`."""
+
+    __slots__ = ("_bind", "_cs", "_ctx", "_token")
+
+    def __init__(self, ctx: Context, bind: bool) -> None:
+        self._ctx = ctx
+        self._bind = bind
+        self._cs: CancelScope | None = None
+
+    def __enter__(self) -> CancelScopeLike:
+        if self._cs is not None:
+            raise RuntimeError("a ctx.scope() is entered once: call ctx.scope() for each block")
+        n = self._ctx._cn
+        if n is None:
+            cs = self._cs = new_cancel_scope(runtime_or_none(), math.inf)
+        else:
+            if n._rt is None:
+                n._rt = runtime_or_none()
+            d = n._deadline
+            cs = self._cs = new_cancel_scope(n._rt, math.inf if d is None else d)
+        cs.__enter__()
+        self._token = _current.set(self._ctx) if self._bind else None
+        if n is not None:
+            if n._err is None:
+                cbs = n._cbs
+                if cbs is None:
+                    cbs = n._cbs = {}
+                cbs[self] = cs.cancel
+            else:
+                cs.cancel()
+        return cs
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        n = self._ctx._cn
+        cs = self._cs
+        assert cs is not None, "ctx.scope() exited without being entered"
+        if n is not None and n._cbs is not None:
+            n._cbs.pop(self, None)
+        try:
+            swallowed = cs.__exit__(exc_type, exc, tb)
+        finally:
+            if self._token is not None:
+                _current.reset(self._token)
+        if not (swallowed and cs.cancelled_caught) or n is None:
+            return swallowed
+        err = n._err
+        if err is None:
+            # Cancelled by its deadline, which the backend enforced before any timer
+            # of ours looked -- or by a user who called cancel() on the scope itself.
+            err = n._check_deadline()
+            if err is None:
+                return True
+        cause = n._cause
+        raise err.with_traceback(None) from (None if cause is err else cause)
+
+
+def current() -> Context:
+    """The context bound by the innermost enclosing ``with ctx.scope():``, else `background()`.
+
+    Tasks started inside such a block inherit it (it is a context variable).
+    """
+    c = _current.get()
+    return _BACKGROUND if c is None else c
+
+
+# -- constructors --------------------------------------------------------------------------
+
+
+def _leaf(parent: Context, kind: str, cn: Context | None, key: object, val: object) -> Context:
+    c: Context = _new(Context)
+    c._cn = cn
+    c._parent = parent
+    c._kind = kind
+    c._key = key
+    c._val = val
+    return c
+
+
+_BACKGROUND = _leaf(None, "background", None, _NO_KEY, None)  # type: ignore[arg-type]
+
+
+def _check_parent(parent: object, what: str) -> Context:
+    if type(parent) is not Context:
+        raise TypeError(
+            f"{what}: parent must be a Context (start from asyncgo.background()), "
+            f"not {type(parent).__name__}"
+        )
+    return parent
+
+
+def _node(parent: Context, kind: str, rt: Runtime | None) -> Context:
+    c: Context = _new(Context)
+    c._cn = c
+    c._parent = parent
+    c._kind = kind
+    c._key = _NO_KEY
+    c._val = None
+    c._kids = None
+    c._done = None
+    c._cbs = None
+    c._orphans = None
+    c._timer = None
+    p = parent._cn
+    if p is None:
+        c._up = None
+        c._wr = None
+        c._err = None
+        c._cause = None
+        c._deadline = None
+        c._owner = None
+        c._rt = rt if rt is not None else runtime_or_none()
+        return c
+    c._deadline = p._deadline
+    c._owner = p._owner
+    c._rt = p._rt or rt or runtime_or_none()
+    if p._err is None:
+        c._up = p
+        c._err = None
+        c._cause = None
+        wr = c._wr = ref(c)
+        kids = p._kids
+        if kids is None:
+            p._kids = {wr}
+        else:
+            kids.add(wr)
+    else:  # Go: a child of a done parent is done at once, with the parent's err and cause
+        c._up = None
+        c._wr = None
+        c._err = p._err
+        c._cause = p._cause
+    return c
+
+
+class _CancelPair(tuple[Context, CancelFunc]):
+    """``(ctx, cancel)``, which is also a context manager: ``with with_cancel(p) as ctx:``.
+
+    Leaving the block calls ``cancel()``. It does not cancel the block's body:
+    for that, enter ``ctx.scope()``.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> Context:
+        return self[0]
+
+    def __exit__(self, *exc_info: object) -> None:
+        self[1]()
+
+
+class _CauseCancelPair(tuple[Context, CancelCauseFunc]):
+    """``(ctx, cancel)`` of `with_cancel_cause`; a context manager like `_CancelPair`."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Context:
+        return self[0]
+
+    def __exit__(self, *exc_info: object) -> None:
+        self[1]()
+
+
+_tuple_new = tuple.__new__
+
+
+def background() -> Context:
+    """The root context: never cancelled, no deadline, no values. Go: ``context.Background()``"""
+    return _BACKGROUND
+
+
+def with_cancel(parent: Context) -> _CancelPair:
+    """A child of *parent* with a cancel function: ``ctx, cancel = with_cancel(parent)``.
+
+    The child is done when ``cancel()`` is called or *parent* is done, whichever
+    comes first; ``cancel()`` is idempotent and safe from any thread. The pair is
+    also a context manager that cancels on exit. Go: ``context.WithCancel``
+    """
+    c = _node(_check_parent(parent, "with_cancel"), "with_cancel", None)
+    return _tuple_new(_CancelPair, (c, c._cancel))
+
+
+def with_cancel_cause(parent: Context) -> _CauseCancelPair:
+    """Like `with_cancel`, but ``cancel(cause)`` records why: see `Context.cause`.
+
+    ``err()`` is still `Canceled`; ``cancel()`` or ``cancel(None)`` makes the
+    cause `Canceled` too. Go: ``context.WithCancelCause``
+
+    Raises:
+        TypeError: (from ``cancel``) the cause is not an exception instance.
+    """
+    c = _node(_check_parent(parent, "with_cancel_cause"), "with_cancel_cause", None)
+    return _tuple_new(_CauseCancelPair, (c, c._cancel))
+
+
+def _check_number(x: object, what: str) -> float:
+    if type(x) is not float:
+        if not isinstance(x, (int, float)) or isinstance(x, bool):
+            raise TypeError(f"{what} must be a number of seconds, not {type(x).__name__}")
+        x = float(x)
+    if math.isnan(x):
+        raise ValueError(f"{what} must not be NaN")
+    return x
+
+
+def _with_deadline(parent: Context, when: float, kind: str, rt: Runtime | None) -> _CancelPair:
+    c = _node(parent, kind, rt)
+    if when != math.inf and (c._deadline is None or when < c._deadline):
+        c._deadline = when
+        c._owner = c
+    return _tuple_new(_CancelPair, (c, c._cancel))
+
+
+def with_deadline(parent: Context, when: float) -> _CancelPair:
+    """A child of *parent* that is done at *when* (``anyio.current_time()``'s clock).
+
+    Its deadline is the earlier of *when* and the parent's. A deadline already
+    passed makes a context that is done (`DeadlineExceeded`) at once.
+    ``math.inf`` means no deadline. Go: ``context.WithDeadline``
+
+    Raises:
+        TypeError: *when* is not a number.
+        ValueError: *when* is NaN.
+    """
+    parent = _check_parent(parent, "with_deadline")
+    return _with_deadline(parent, _check_number(when, "with_deadline: when"), "with_deadline", None)
+
+
+def with_timeout(parent: Context, seconds: float) -> _CancelPair:
+    """A child of *parent* that is done *seconds* from now (or with its parent, if earlier).
+
+    ``with_deadline(parent, anyio.current_time() + seconds)``; ``math.inf``
+    means no deadline. Go: ``context.WithTimeout``
+
+    Raises:
+        TypeError: *seconds* is not a number.
+        ValueError: *seconds* is negative or NaN.
+        RuntimeError: No event loop is running (the deadline is on its clock).
+    """
+    parent = _check_parent(parent, "with_timeout")
+    seconds = _check_number(seconds, "with_timeout: seconds")
+    if seconds < 0:
+        raise ValueError(
+            f"with_timeout: negative timeout ({seconds!r} s); for a context that is "
+            "already done use with_deadline(parent, anyio.current_time())"
+        )
+    p = parent._cn
+    rt = p._rt if p is not None and p._rt is not None else current_runtime()
+    return _with_deadline(parent, rt.time() + seconds, "with_timeout", rt)
+
+
+def with_value(parent: Context, key: Hashable, value: object) -> Context:
+    """A child of *parent* that carries *value* under *key*; everything else is the parent's.
+
+    Use a key of your own type (a module-level ``object()`` or a small class) so
+    packages cannot collide. Go: ``context.WithValue``
+
+    Raises:
+        TypeError: *key* is None or not hashable (Go: "nil key", "key is not comparable").
+    """
+    parent = _check_parent(parent, "with_value")
+    if key is None:
+        raise TypeError("with_value: nil key (the key must not be None)")
+    try:
+        hash(key)
+    except TypeError:
+        raise TypeError(
+            f"with_value: key is not comparable: {type(key).__name__} is not hashable"
+        ) from None
+    return _leaf(parent, "with_value", parent._cn, key, value)
+
+
+def without_cancel(parent: Context) -> Context:
+    """A child of *parent* that keeps its values but is never cancelled and has no deadline.
+
+    Go: ``context.WithoutCancel``
+    """
+    parent = _check_parent(parent, "without_cancel")
+    return _leaf(parent, "without_cancel", None, _NO_KEY, None)
+
+
+def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
+    """Call ``fn()`` once *ctx* is done; returns ``stop``.
+
+    *fn* is a plain function run on the event loop's thread right after the
+    context (and its whole subtree) is marked done -- at once if it already
+    is. It should be quick; an exception it raises is reported through
+    ``sys.unraisablehook`` (it has no caller to go to) and does not stop the
+    cancellation. ``stop()`` unregisters *fn* and returns True if that stopped it
+    from running, False if it already ran or was stopped before.
+    Go: ``context.AfterFunc`` (which runs ``f`` in a goroutine of its own).
+
+    Raises:
+        TypeError: *fn* is not callable, or is an async function.
+    """
+    ctx = _check_parent(ctx, "after_func")
+    check_callback(fn, "after_func")
+    n = ctx._cn
+    reg = _AfterFunc(fn, n)
+    if n is None:  # never done: fn never runs
+        return reg.stop
+    if n.err() is not None:
+        reg()
+        return reg.stop
+    cbs = n._cbs
+    if cbs is None:
+        cbs = n._cbs = {}
+    cbs[reg] = reg
+    n._arm()
+    return reg.stop

@@ -1,0 +1,308 @@
+"""Go's ``time`` timers: `after`, `Timer`, `Ticker`, `after_func` and `sleep`.
+
+Times are floats on ``anyio.current_time()``'s clock (the event loop's), and
+durations float seconds, so trio's ``MockClock`` drives all of them in tests.
+Every timer is one ``call_at`` on the running loop (on trio, an entry in one heap
+served by one system task per run, which exists only while a timer is pending):
+no task per timer, and nothing stays scheduled once a timer has fired, been
+stopped, or its channel is garbage.
+
+The channels deliver the time a timer was *due* (Go sends that too). Like Go
+1.23, `Timer.stop` and `Timer.reset` (and `Ticker.stop` / `Ticker.reset`) discard
+a value that was delivered but not yet received, so no stale time is ever
+received after they return.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, final
+from weakref import ref
+
+from ._backend import sleep as _sleep
+from ._backend._timers import Runtime, TimerHandle, cancel_timer, current_runtime
+from ._chan import Chan, RecvChan
+from ._context import Context, ContextScope, check_callback, run_callback
+from ._exceptions import WouldBlock
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = ["Ticker", "Timer", "after", "after_func", "sleep"]
+
+
+def _seconds(x: object, what: str) -> float:
+    if type(x) is not float:
+        if not isinstance(x, (int, float)) or isinstance(x, bool):
+            raise TypeError(f"{what}: duration must be a number of seconds, not {type(x).__name__}")
+        x = float(x)
+    if math.isnan(x):
+        raise ValueError(f"{what}: duration must not be NaN")
+    return x
+
+
+@final
+class _Alarm:
+    """One scheduled timer: sends its due time on a channel, or calls a function.
+
+    The loop holds the alarm (through the ``call_at`` handle); the alarm holds
+    its channel weakly, and a channel that becomes garbage cancels the alarm, so
+    an ``after()`` nobody waits for any more leaves nothing scheduled.
+    """
+
+    __slots__ = ("__weakref__", "ch", "fn", "handle", "period", "rt", "when")
+
+    def __init__(
+        self, rt: Runtime, ch: Chan[float] | None, fn: Callable[[], object] | None, period: float
+    ) -> None:
+        self.rt = rt
+        self.ch = None if ch is None else ref(ch, self._chan_gone)
+        self.fn = fn
+        self.period = period
+        self.handle: TimerHandle | None = None
+        self.when = 0.0
+
+    def start(self, when: float) -> None:
+        self.when = when
+        self.handle = self.rt.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self.handle = None
+        fn = self.fn
+        if fn is not None:
+            run_callback(fn, "time.after_func")
+            return
+        ch = self.ch() if self.ch is not None else None
+        if ch is None:
+            return
+        try:
+            ch.send_nowait(self.when)
+        except WouldBlock:  # a Ticker's reader is behind: keep the pending tick, drop this one
+            pass
+        period = self.period
+        if period:
+            # The next tick after now, skipping the ones a late wake-up missed (Go).
+            nxt = self.when + period
+            now = self.rt.time()
+            if nxt <= now:
+                nxt += period * (1 + math.floor((now - nxt) / period))
+            self.start(nxt)
+
+    def stop(self) -> bool:
+        """Unschedule, and discard a delivered but unreceived value; True if either was there."""
+        active = False
+        h = self.handle
+        if h is not None:
+            self.handle = None
+            h.cancel()
+            active = True
+        ch = self.ch() if self.ch is not None else None
+        if ch is not None:
+            try:
+                ch.recv_nowait()
+                active = True
+            except WouldBlock:
+                pass
+        return active
+
+    def _chan_gone(self, _: object) -> None:
+        h = self.handle
+        if h is not None:
+            self.handle = None
+            cancel_timer(self.rt, h)
+
+
+def after(seconds: float) -> RecvChan[float]:
+    """A channel that receives the (due) time once, *seconds* from now.
+
+    Use it in `select` for a timeout; a channel nobody holds any more cancels
+    its timer. Non-positive *seconds* fire at once. Go: ``time.After(d)``
+
+    Raises:
+        RuntimeError: No event loop is running.
+    """
+    seconds = _seconds(seconds, "after")
+    rt = current_runtime()
+    ch = Chan[float](1)
+    _Alarm(rt, ch, None, 0.0).start(rt.time() + max(seconds, 0.0))
+    return ch.recv_only()
+
+
+@final
+class Timer:
+    """A single event: its channel `c` receives the due time once, *seconds* from now.
+
+    `stop` and `reset` follow Go 1.23: after they return, no stale value is
+    received. Usable as a context manager that stops it on exit. Go:
+    ``time.NewTimer(d)``
+
+    Raises:
+        RuntimeError: No event loop is running.
+    """
+
+    __slots__ = ("_alarm", "_c", "_ch")
+
+    def __init__(self, seconds: float) -> None:
+        seconds = _seconds(seconds, "Timer")
+        rt = current_runtime()
+        self._ch: Chan[float] | None = Chan(1)
+        self._c: RecvChan[float] | None = self._ch.recv_only()
+        self._alarm = _Alarm(rt, self._ch, None, 0.0)
+        self._alarm.start(rt.time() + max(seconds, 0.0))
+
+    @classmethod
+    def _func(cls, seconds: float, fn: Callable[[], object]) -> Timer:
+        t: Timer = object.__new__(cls)
+        rt = current_runtime()
+        t._ch = t._c = None
+        t._alarm = _Alarm(rt, None, fn, 0.0)
+        t._alarm.start(rt.time() + max(seconds, 0.0))
+        return t
+
+    @property
+    def c(self) -> RecvChan[float]:
+        """The channel the time is delivered on (buffer of one). Go: ``t.C``
+
+        For a timer made by `after_func` it is a channel that never receives
+        anything (Go's ``C`` is nil there, and a nil channel blocks forever).
+        """
+        c = self._c
+        if c is None:
+            c = self._c = Chan[float]().recv_only()
+        return c
+
+    def stop(self) -> bool:
+        """Stop the timer. True if that stopped it from firing, False if it had already
+        fired (and its value was received) or been stopped. Go: ``t.Stop()``"""
+        return self._alarm.stop()
+
+    def reset(self, seconds: float) -> bool:
+        """Restart the timer to fire *seconds* from now; True if it was still pending.
+
+        Go: ``t.Reset(d)``
+        """
+        seconds = _seconds(seconds, "Timer.reset")
+        a = self._alarm
+        active = a.stop()
+        a.start(a.rt.time() + max(seconds, 0.0))
+        return active
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "pending" if self._alarm.handle is not None else "idle"
+        return f"<Timer {state} due={self._alarm.when:.6f}>"
+
+
+@final
+class Ticker:
+    """A channel `c` that receives the (due) time every *seconds*.
+
+    Like Go, it keeps at most one pending tick: a tick that finds the previous
+    one still unreceived is dropped, and a late wake-up skips the ticks it
+    missed. Usable as a context manager that stops it on exit. Go:
+    ``time.NewTicker(d)``
+
+    Raises:
+        ValueError: *seconds* is not positive.
+        RuntimeError: No event loop is running.
+    """
+
+    __slots__ = ("_alarm", "_c", "_ch")
+
+    def __init__(self, seconds: float) -> None:
+        seconds = self._period(seconds, "Ticker")
+        rt = current_runtime()
+        self._ch = Chan[float](1)
+        self._c = self._ch.recv_only()
+        self._alarm = _Alarm(rt, self._ch, None, seconds)
+        self._alarm.start(rt.time() + seconds)
+
+    @staticmethod
+    def _period(seconds: object, what: str) -> float:
+        s = _seconds(seconds, what)
+        if s <= 0:
+            raise ValueError(f"non-positive interval for {what} ({s!r} s)")
+        return s
+
+    @property
+    def c(self) -> RecvChan[float]:
+        """The channel the ticks are delivered on (buffer of one). Go: ``t.C``"""
+        return self._c
+
+    def stop(self) -> None:
+        """Stop the ticks; a pending unreceived tick is discarded. Go: ``t.Stop()``"""
+        self._alarm.stop()
+
+    def reset(self, seconds: float) -> None:
+        """Tick every *seconds* from now on. Go: ``t.Reset(d)``
+
+        Raises:
+            ValueError: *seconds* is not positive.
+        """
+        seconds = self._period(seconds, "Ticker.reset")
+        a = self._alarm
+        a.stop()
+        a.period = seconds
+        a.start(a.rt.time() + seconds)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self._alarm.handle is not None else "stopped"
+        return f"<Ticker every {self._alarm.period:g} s {state}>"
+
+
+def after_func(seconds: float, fn: Callable[[], object]) -> Timer:
+    """Call ``fn()`` on the event loop's thread *seconds* from now; returns its `Timer`.
+
+    ``stop()`` on the timer cancels the call (True if it had not run yet). *fn*
+    is a plain function and should be quick; an exception it raises is reported
+    through ``sys.unraisablehook``. The timer's `Timer.c` never receives.
+    Go: ``time.AfterFunc(d, f)`` (which runs ``f`` in a goroutine of its own).
+
+    Raises:
+        TypeError: *fn* is not callable, or is an async function.
+        RuntimeError: No event loop is running.
+    """
+    seconds = _seconds(seconds, "after_func")
+    check_callback(fn, "time.after_func")
+    return Timer._func(seconds, fn)
+
+
+async def sleep(seconds: float, ctx: Context | None = None) -> None:
+    """Wait *seconds*; with *ctx*, raise ``ctx.err()`` as soon as *ctx* is done instead.
+
+    Non-positive *seconds* only checkpoint. A cancel point.
+    Go: ``time.Sleep(d)``, and ``select { case <-time.After(d): case <-ctx.Done(): }``
+
+    Raises:
+        Canceled: *ctx* was cancelled first (or already was).
+        DeadlineExceeded: *ctx*'s deadline came first.
+    """
+    seconds = max(_seconds(seconds, "sleep"), 0.0)
+    if ctx is None:
+        await _sleep(seconds)
+        return
+    with ContextScope(ctx, False):
+        await _sleep(seconds)

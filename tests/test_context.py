@@ -1,0 +1,940 @@
+"""Contexts: DESIGN.md "Context" and issue #3, rule by rule, on asyncio, uvloop and trio.
+
+Time-driven checks here use short real deadlines with generous bounds; the exact
+arithmetic runs on trio's MockClock in test_time_mock.py. Racy states are reached
+with ``anyio.wait_all_tasks_blocked()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import math
+import threading
+import weakref
+from typing import Any
+
+import anyio
+import pytest
+
+from asyncgo import (
+    Canceled,
+    Chan,
+    ChanClosed,
+    Context,
+    DeadlineExceeded,
+    Selected,
+    WouldBlock,
+    after_func,
+    background,
+    current,
+    recv,
+    select,
+    with_cancel,
+    with_cancel_cause,
+    with_deadline,
+    with_timeout,
+    with_value,
+    without_cancel,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def is_done(ctx: Context) -> bool:
+    """Whether ctx.done() is closed, without waiting."""
+    try:
+        ctx.done().recv_nowait()
+    except WouldBlock:
+        return False
+    except ChanClosed:
+        return True
+    raise AssertionError("a done channel never delivers a value")
+
+
+async def waiter(ctx: Context, out: list[Any]) -> None:
+    await ctx.wait()
+    out.append(ctx.err())
+
+
+def asyncgo_timers() -> int | None:
+    """Timers of ours still scheduled on the running loop; None where that cannot be seen.
+
+    uvloop keeps its timers in C: there, the tests check the handles themselves.
+    """
+    from asyncgo._backend._timers import TrioRuntime, runtime_or_none
+
+    rt = runtime_or_none()
+    if type(rt) is TrioRuntime:
+        return rt.pending()
+    scheduled = getattr(rt, "_scheduled", None)
+    if scheduled is None:
+        return None
+    count = 0
+    for h in scheduled:
+        cb = h._callback
+        owner = getattr(cb, "__self__", cb)
+        if h.cancelled():
+            continue
+        if type(owner).__module__.startswith("asyncgo") or getattr(
+            cb, "__module__", ""
+        ).startswith("asyncgo"):
+            count += 1
+    return count
+
+
+def check_timers(n: int) -> None:
+    got = asyncgo_timers()
+    assert got is None or got == n, f"{got} asyncgo timers scheduled, expected {n}"
+
+
+# -- background, construction ------------------------------------------------------
+
+
+async def test_background() -> None:
+    bg = background()
+    assert bg is background()
+    assert (bg.err(), bg.cause(), bg.deadline(), bg.value("k")) == (None, None, None, None)
+    assert not is_done(bg)
+    assert current() is bg
+    r = await select(recv(bg.done()), default=True)
+    assert r.index == -1
+    assert "background" in repr(bg)
+
+
+def test_context_cannot_be_built_directly() -> None:
+    with pytest.raises(TypeError, match=r"^Context cannot be built directly"):
+        Context()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [with_cancel, with_cancel_cause, without_cancel, lambda p: with_value(p, "k", 1)],
+)
+def test_parent_must_be_a_context(make: Any) -> None:
+    with pytest.raises(TypeError, match=r"parent must be a Context .* not NoneType$"):
+        make(None)
+
+
+# -- err() and cause() ----------------------------------------------------------------
+
+
+async def test_with_cancel_err_and_cause() -> None:
+    ctx, cancel = with_cancel(background())
+    assert (ctx.err(), ctx.cause()) == (None, None)
+    assert not is_done(ctx)
+    cancel()
+    err = ctx.err()
+    assert type(err) is Canceled
+    assert str(err) == "context canceled"
+    assert ctx.cause() is err
+    assert is_done(ctx)
+    cancel()  # idempotent: nothing changes
+    assert ctx.err() is err
+    await ctx.wait()  # returns at once
+
+
+async def test_with_cancel_cause_values() -> None:
+    ctx, cancel = with_cancel_cause(background())
+    boom = ValueError("boom")
+    cancel(boom)
+    assert type(ctx.err()) is Canceled
+    assert ctx.cause() is boom
+    cancel(KeyError("later"))  # the first cause wins
+    assert ctx.cause() is boom
+
+    ctx2, cancel2 = with_cancel_cause(background())
+    cancel2(None)  # Go: cancel(nil) makes the cause Canceled
+    assert ctx2.cause() is ctx2.err()
+    ctx3, cancel3 = with_cancel_cause(background())
+    cancel3()
+    assert ctx3.cause() is ctx3.err()
+
+
+async def test_cancel_rejects_a_cause_that_is_not_an_exception() -> None:
+    ctx, cancel = with_cancel_cause(background())
+    with pytest.raises(
+        TypeError,
+        match=r"^cancel\(cause\): the cause must be an exception instance or None, not str$",
+    ):
+        cancel("why")  # type: ignore[arg-type]
+    assert ctx.err() is None
+
+
+async def test_children_share_the_parent_err_and_cause() -> None:
+    parent, cancel = with_cancel_cause(background())
+    child, _ = with_cancel(parent)
+    grandchild = with_value(child, "k", "v")
+    timed, _ = with_timeout(grandchild, 60)
+    boom = RuntimeError("boom")
+    cancel(boom)
+    for c in (child, grandchild, timed):
+        assert c.err() is parent.err()
+        assert c.cause() is boom
+
+
+async def test_cancelling_a_child_leaves_parent_and_siblings_alone() -> None:
+    parent, _ = with_cancel(background())
+    a, cancel_a = with_cancel(parent)
+    b, _ = with_cancel(parent)
+    cancel_a()
+    assert a.err() is not None
+    assert (parent.err(), b.err()) == (None, None)
+
+
+async def test_child_of_a_done_parent_is_done_at_once() -> None:
+    parent, cancel = with_cancel_cause(background())
+    boom = OSError("gone")
+    cancel(boom)
+    child, _ = with_cancel(parent)
+    assert child.err() is parent.err()
+    assert child.cause() is boom
+    assert is_done(child)
+    await child.wait()
+
+
+async def test_deadline_err_and_cause() -> None:
+    ctx, _ = with_timeout(background(), 0.01)
+    await ctx.wait()
+    err = ctx.err()
+    assert type(err) is DeadlineExceeded
+    assert isinstance(err, TimeoutError)
+    assert str(err) == "context deadline exceeded"
+    assert ctx.cause() is err
+    child, _ = with_cancel(ctx)
+    assert child.err() is err
+
+
+async def test_cancel_before_the_deadline_is_canceled() -> None:
+    ctx, cancel = with_timeout(background(), 60)
+    cancel()
+    assert type(ctx.err()) is Canceled
+    await anyio.sleep(0)
+    assert type(ctx.err()) is Canceled
+
+
+async def test_a_passed_deadline_is_noticed_without_a_timer() -> None:
+    """err() reads the clock: no one asked for done(), so no timer was armed."""
+    ctx, _ = with_timeout(background(), 0)
+    assert type(ctx.err()) is DeadlineExceeded
+    past, _ = with_deadline(background(), anyio.current_time() - 1)
+    assert type(past.err()) is DeadlineExceeded
+    assert is_done(past)
+
+
+async def test_cancel_after_an_unnoticed_deadline_keeps_deadline_exceeded() -> None:
+    """Go's timer would have fired first: the late cancel() changes nothing."""
+    ctx, cancel = with_timeout(background(), 0.01)
+    child, _ = with_cancel(ctx)
+    await anyio.sleep(0.05)
+    cancel()
+    assert type(ctx.err()) is DeadlineExceeded
+    assert type(child.err()) is DeadlineExceeded
+
+
+async def test_parent_cancel_after_a_childs_unnoticed_deadline() -> None:
+    parent, cancel = with_cancel(background())
+    child, _ = with_timeout(parent, 0.01)
+    grandchild, _ = with_cancel(child)
+    sibling, _ = with_cancel(parent)
+    await anyio.sleep(0.05)
+    cancel()
+    assert type(parent.err()) is Canceled
+    assert type(sibling.err()) is Canceled
+    assert type(child.err()) is DeadlineExceeded
+    assert grandchild.err() is child.err()
+
+
+# -- propagation ------------------------------------------------------------------------
+
+
+async def test_cancelling_a_parent_cancels_hundreds_of_descendants_at_once() -> None:
+    """One cancel() marks the whole tree done before it returns: no await in between."""
+    root, cancel = with_cancel_cause(background())
+    nodes: list[Context] = []
+    frontier = [root]
+    makers: list[Any] = [
+        lambda p: with_cancel(p)[0],
+        lambda p: with_value(p, "depth", len(nodes)),
+        lambda p: with_timeout(p, 3600)[0],
+        lambda p: with_cancel_cause(p)[0],
+        lambda p: with_deadline(p, anyio.current_time() + 3600)[0],
+    ]
+    while len(nodes) < 1000:
+        nxt = []
+        for p in frontier:
+            for i in range(10):
+                c = makers[(len(nodes) + i) % len(makers)](p)
+                nodes.append(c)
+                nxt.append(c)
+        frontier = nxt
+    outside, _ = with_cancel(background())
+    woken: list[Any] = []
+    async with anyio.create_task_group() as tg:
+        for c in nodes[::97]:  # some of them have a task waiting on done()
+            tg.start_soon(waiter, c, woken)
+        await anyio.wait_all_tasks_blocked()
+        boom = ValueError("stop everything")
+        cancel(boom)
+        assert all(c.err() is root.err() for c in nodes)
+        assert all(c.cause() is boom for c in nodes)
+        assert all(is_done(c) for c in nodes)
+    assert len(woken) == len(nodes[::97])
+    assert outside.err() is None
+    assert len(nodes) >= 1000
+
+
+async def test_a_long_chain_cancels_and_looks_values_up_without_recursion() -> None:
+    ctx = background()
+    depth = 3000
+    cancel_root = None
+    for i in range(depth):
+        if i % 3 == 0:
+            ctx = with_value(ctx, i, f"v{i}")
+        elif i % 3 == 1:
+            ctx, c = with_cancel(ctx)
+            if cancel_root is None:
+                cancel_root = c
+        else:
+            ctx, _ = with_timeout(ctx, 3600)
+    for i in range(0, depth, 3):
+        assert ctx.value(i) == f"v{i}"
+    assert ctx.value(-1) is None
+    assert cancel_root is not None
+    cancel_root()
+    assert type(ctx.err()) is Canceled
+    assert is_done(ctx)
+    del ctx  # a 3000-deep chain is freed without recursion trouble
+    gc.collect()
+
+
+async def test_cancel_wakes_a_select_on_done() -> None:
+    ctx, cancel = with_cancel(background())
+    jobs: Chan[int] = Chan()
+    results: list[Any] = []
+
+    async def worker() -> None:
+        results.append(await select(recv(jobs), recv(ctx.done())))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker)
+        await anyio.wait_all_tasks_blocked()
+        cancel()
+    assert results == [Selected(1, None, False)]
+
+
+async def test_done_is_the_same_channel_and_closed_once_done() -> None:
+    ctx, cancel = with_cancel(background())
+    d = ctx.done()
+    assert ctx.done() is d
+    assert with_value(ctx, "k", 1).done() is d  # a value context reports its parent's
+    cancel()
+    with pytest.raises(ChanClosed):
+        d.recv_nowait()
+    assert await d.recv_ok() == (None, False)
+    late, cancel_late = with_cancel(background())
+    cancel_late()
+    with pytest.raises(ChanClosed):  # asked for only after it was done: already closed
+        late.done().recv_nowait()
+
+
+# -- deadlines -------------------------------------------------------------------------
+
+
+async def test_deadline_is_never_later_than_the_parents() -> None:
+    now = anyio.current_time()
+    parent, _ = with_deadline(background(), now + 10)
+    assert parent.deadline() == now + 10
+    later, _ = with_deadline(parent, now + 20)
+    assert later.deadline() == now + 10
+    earlier, _ = with_deadline(parent, now + 5)
+    assert earlier.deadline() == now + 5
+    t, _ = with_timeout(parent, 100)
+    assert t.deadline() == now + 10
+    assert with_cancel(parent)[0].deadline() == now + 10
+    assert with_value(earlier, "k", 1).deadline() == now + 5
+    assert without_cancel(parent).deadline() is None
+    assert with_deadline(background(), math.inf)[0].deadline() is None
+    assert with_timeout(background(), math.inf)[0].deadline() is None
+
+
+async def test_with_timeout_deadline_is_on_the_backend_clock() -> None:
+    before = anyio.current_time()
+    ctx, _ = with_timeout(background(), 5)
+    after = anyio.current_time()
+    d = ctx.deadline()
+    assert d is not None
+    assert before + 5 <= d <= after + 5
+
+
+async def test_a_child_with_a_later_deadline_ends_with_its_parent() -> None:
+    parent, _ = with_timeout(background(), 0.02)
+    child, _ = with_timeout(parent, 60)
+    t0 = anyio.current_time()
+    await child.wait()
+    assert anyio.current_time() - t0 < 5
+    assert type(child.err()) is DeadlineExceeded
+    assert child.err() is parent.err()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "exc", "msg"),
+    [
+        (-1, ValueError, r"^with_timeout: negative timeout \(-1\.0 s\)"),
+        (-0.001, ValueError, r"^with_timeout: negative timeout"),
+        (math.nan, ValueError, r"^with_timeout: seconds must not be NaN$"),
+        ("1", TypeError, r"^with_timeout: seconds must be a number of seconds, not str$"),
+        (True, TypeError, r"^with_timeout: seconds must be a number of seconds, not bool$"),
+        (None, TypeError, r"^with_timeout: seconds must be a number of seconds, not NoneType$"),
+    ],
+)
+async def test_with_timeout_bad_input(seconds: Any, exc: type[Exception], msg: str) -> None:
+    with pytest.raises(exc, match=msg):
+        with_timeout(background(), seconds)
+
+
+async def test_with_deadline_bad_input() -> None:
+    with pytest.raises(ValueError, match=r"^with_deadline: when must not be NaN$"):
+        with_deadline(background(), math.nan)
+    with pytest.raises(TypeError, match=r"^with_deadline: when must be a number"):
+        with_deadline(background(), "soon")  # type: ignore[arg-type]
+
+
+def test_with_timeout_outside_an_event_loop() -> None:
+    with pytest.raises(RuntimeError, match=r"^asyncgo: no running event loop"):
+        with_timeout(background(), 1)
+
+
+# -- values ------------------------------------------------------------------------------
+
+
+async def test_values_nearest_wins_and_inherit_through_every_kind() -> None:
+    a = with_value(background(), "user", "alice")
+    b, _ = with_cancel(a)
+    c = with_value(b, "user", "bob")
+    d = without_cancel(c)
+    e, _ = with_timeout(d, 60)
+    assert a.value("user") == "alice"
+    assert b.value("user") == "alice"
+    assert (c.value("user"), d.value("user"), e.value("user")) == ("bob", "bob", "bob")
+    assert e.value("missing") is None
+    assert e.value("missing", 42) == 42
+
+
+async def test_value_keys_match_by_type_and_equality() -> None:
+    """Go compares interface values: a key of another type never matches."""
+
+    class Key:
+        pass
+
+    k1, k2 = Key(), Key()
+    ctx = with_value(with_value(with_value(background(), 1, "int"), k1, "k1"), (1, 2), "tuple")
+    assert ctx.value(1) == "int"
+    assert ctx.value(1.0) is None
+    assert ctx.value(True) is None
+    assert ctx.value(k1) == "k1"
+    assert ctx.value(k2) is None
+    assert ctx.value((1, 2)) == "tuple"
+
+
+async def test_with_value_bad_keys() -> None:
+    with pytest.raises(TypeError, match=r"^with_value: key is not comparable: list is not hash"):
+        with_value(background(), [1], "v")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^with_value: nil key"):
+        with_value(background(), None, "v")
+
+
+async def test_with_value_is_cancelled_with_its_parent() -> None:
+    parent, cancel = with_cancel(background())
+    ctx = with_value(parent, "k", "v")
+    cancel()
+    assert ctx.err() is parent.err()
+    assert is_done(ctx)
+
+
+# -- without_cancel ----------------------------------------------------------------------
+
+
+async def test_without_cancel() -> None:
+    parent, cancel = with_timeout(with_value(background(), "k", "v"), 0.01)
+    detached = without_cancel(parent)
+    child, cancel_child = with_cancel(detached)
+    await parent.wait()
+    assert type(parent.err()) is DeadlineExceeded
+    assert (detached.err(), detached.cause(), detached.deadline()) == (None, None, None)
+    assert detached.value("k") == "v"
+    assert not is_done(detached)
+    assert child.err() is None
+    cancel_child()  # its own children can still be cancelled
+    assert type(child.err()) is Canceled
+    assert detached.err() is None
+    own, _ = with_timeout(detached, 60)  # and get deadlines of their own
+    d = own.deadline()
+    assert d is not None and d > anyio.current_time() + 50
+
+
+# -- with_* as context managers ------------------------------------------------------------
+
+
+async def test_with_results_unpack_and_cancel_on_exit() -> None:
+    pair = with_timeout(background(), 60)
+    assert len(pair) == 2
+    ctx, cancel = pair
+    assert callable(cancel)
+    with with_cancel(background()) as c1:
+        assert isinstance(c1, Context)
+        assert c1.err() is None
+    assert type(c1.err()) is Canceled
+    with pytest.raises(KeyError):
+        with with_timeout(background(), 60) as c2:
+            raise KeyError("x")
+    assert type(c2.err()) is Canceled
+    with with_cancel_cause(background()) as c3:
+        pass
+    assert type(c3.err()) is Canceled
+    with with_deadline(background(), anyio.current_time() + 60) as c4:
+        pass
+    assert type(c4.err()) is Canceled
+    cancel()
+
+
+# -- after_func ------------------------------------------------------------------------------
+
+
+async def test_after_func_runs_once_after_the_tree_is_done() -> None:
+    parent, cancel = with_cancel(background())
+    child, _ = with_cancel(parent)
+    seen: list[Any] = []
+    stop = after_func(child, lambda: seen.append((parent.err(), child.err())))
+    assert seen == []
+    cancel()
+    assert seen == [(parent.err(), parent.err())]
+    cancel()
+    assert len(seen) == 1
+    assert stop() is False
+
+
+async def test_after_func_stop() -> None:
+    ctx, cancel = with_cancel(background())
+    seen: list[int] = []
+    stop = after_func(ctx, lambda: seen.append(1))
+    assert stop() is True
+    assert stop() is False
+    cancel()
+    assert seen == []
+
+
+async def test_after_func_on_a_done_context_runs_at_once() -> None:
+    ctx, cancel = with_cancel(background())
+    cancel()
+    seen: list[int] = []
+    stop = after_func(ctx, lambda: seen.append(1))
+    assert seen == [1]
+    assert stop() is False
+
+
+async def test_after_func_on_a_context_that_is_never_done() -> None:
+    seen: list[int] = []
+    stop = after_func(without_cancel(background()), lambda: seen.append(1))
+    assert stop() is True  # Go: stopping it stopped f from ever running
+    assert stop() is False
+    assert seen == []
+
+
+async def test_after_func_at_the_deadline() -> None:
+    ctx, _ = with_timeout(background(), 0.01)
+    fired = anyio.Event()
+    after_func(ctx, fired.set)
+    with anyio.fail_after(10):
+        await fired.wait()
+    assert type(ctx.err()) is DeadlineExceeded
+
+
+async def test_after_func_callbacks_run_in_registration_order() -> None:
+    ctx, cancel = with_cancel(background())
+    seen: list[int] = []
+    for i in range(5):
+        after_func(ctx, lambda i=i: seen.append(i))
+    cancel()
+    assert seen == [0, 1, 2, 3, 4]
+
+
+async def test_after_func_bad_input() -> None:
+    ctx, _ = with_cancel(background())
+    with pytest.raises(TypeError, match=r"^after_func: fn must be callable, not int$"):
+        after_func(ctx, 42)  # type: ignore[arg-type]
+
+    async def coro_fn() -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"^after_func: fn must be a plain \(sync\) function"):
+        after_func(ctx, coro_fn)
+
+
+async def test_after_func_exception_is_reported_and_stops_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reported: list[Any] = []
+    monkeypatch.setattr("sys.unraisablehook", reported.append)
+    ctx, cancel = with_cancel(background())
+    child, _ = with_cancel(ctx)
+    seen: list[int] = []
+
+    def bad() -> None:
+        raise ZeroDivisionError("oops")
+
+    after_func(ctx, bad)
+    after_func(child, lambda: seen.append(1))
+    cancel()  # does not raise
+    assert seen == [1]
+    assert is_done(child)
+    assert len(reported) == 1
+    assert type(reported[0].exc_value) is ZeroDivisionError
+    assert reported[0].object is bad
+    assert "after_func" in reported[0].err_msg
+
+
+# -- scope() -----------------------------------------------------------------------------
+
+
+async def test_scope_raises_canceled_when_the_context_is_cancelled() -> None:
+    ctx, cancel = with_cancel(background())
+    reached = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_soon, cancel)
+        with pytest.raises(Canceled) as info:
+            with ctx.scope():
+                await anyio.sleep_forever()
+            reached.append("after")  # pragma: no cover
+    assert info.value is ctx.err()
+    assert info.value.__cause__ is None  # the cause is the error itself
+    assert info.value.__suppress_context__
+    assert reached == []
+
+
+async def _cancel_soon(cancel: Any, cause: BaseException | None = None) -> None:
+    await anyio.wait_all_tasks_blocked()
+    if cause is None:
+        cancel()
+    else:
+        cancel(cause)
+
+
+async def test_scope_chains_the_cause() -> None:
+    ctx, cancel = with_cancel_cause(background())
+    boom = ConnectionResetError("peer went away")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_soon, cancel, boom)
+        with pytest.raises(Canceled) as info:
+            with ctx.scope():
+                await anyio.sleep_forever()
+    assert info.value.__cause__ is boom
+    assert ctx.cause() is boom
+
+
+async def test_scope_raises_deadline_exceeded_at_the_deadline() -> None:
+    ctx, _ = with_timeout(background(), 0.05)
+    t0 = anyio.current_time()
+    with pytest.raises(DeadlineExceeded) as info:
+        with ctx.scope() as scope:
+            assert scope.deadline == ctx.deadline()
+            await anyio.sleep(10)
+    elapsed = anyio.current_time() - t0
+    assert 0.04 <= elapsed < 5
+    assert info.value is ctx.err()
+    assert isinstance(info.value, TimeoutError)
+
+
+async def test_scope_of_a_done_context_cancels_at_the_first_checkpoint() -> None:
+    ctx, cancel = with_cancel(background())
+    cancel()
+    steps = []
+    with pytest.raises(Canceled):
+        with ctx.scope() as scope:
+            assert scope.cancel_called
+            steps.append("entered")
+            await anyio.lowlevel.checkpoint()
+            steps.append("not reached")  # pragma: no cover
+    assert steps == ["entered"]
+
+
+async def test_scope_that_finishes_its_body_ends_normally() -> None:
+    ctx, cancel = with_timeout(background(), 60)
+    with ctx.scope() as scope:
+        await anyio.sleep(0)
+    assert not scope.cancelled_caught
+    cancel()
+
+
+async def test_scope_nested_contexts_the_earlier_deadline_wins() -> None:
+    soon, _ = with_timeout(background(), 0.05)
+    late, _ = with_timeout(background(), 30)
+    for outer, inner in ((late, soon), (soon, late)):
+        t0 = anyio.current_time()
+        with pytest.raises(DeadlineExceeded) as info:
+            with outer.scope():
+                with inner.scope():
+                    await anyio.sleep(10)
+        assert anyio.current_time() - t0 < 5
+        assert info.value is soon.err()
+        assert late.err() is None
+
+
+async def test_scope_nested_cancel_of_the_outer_context() -> None:
+    outer, cancel_outer = with_cancel(background())
+    inner, _ = with_timeout(background(), 30)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_cancel_soon, cancel_outer)
+        with pytest.raises(Canceled) as info:
+            with outer.scope():
+                with inner.scope():
+                    await anyio.sleep_forever()
+    assert info.value is outer.err()
+    assert inner.err() is None
+
+
+async def test_scope_lets_an_enclosing_cancellation_through() -> None:
+    ctx, cancel = with_cancel(background())
+    with anyio.CancelScope() as outer:
+        with ctx.scope():
+            outer.cancel()
+            await anyio.sleep_forever()
+    assert outer.cancelled_caught
+    assert ctx.err() is None
+    cancel()
+
+
+async def test_scope_lets_other_exceptions_through() -> None:
+    ctx, cancel = with_cancel(background())
+    with pytest.raises(KeyError):
+        with ctx.scope():
+            cancel()
+            raise KeyError("mine")
+
+
+async def test_scope_cancelled_by_hand_behaves_like_a_cancel_scope() -> None:
+    ctx, cancel = with_timeout(background(), 60)
+    with ctx.scope() as scope:
+        scope.cancel()
+        await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    assert ctx.err() is None
+    cancel()
+
+
+async def test_scope_binds_current_and_restores_it() -> None:
+    a, _ = with_cancel(background())
+    b = with_value(a, "k", 1)
+    assert current() is background()
+    with a.scope():
+        assert current() is a
+        with b.scope():
+            assert current() is b
+            assert current().value("k") == 1
+        assert current() is a
+        with pytest.raises(KeyError):
+            with b.scope():
+                raise KeyError
+        assert current() is a
+    assert current() is background()
+
+
+async def test_current_is_inherited_by_tasks_started_inside() -> None:
+    ctx, _ = with_cancel(background())
+    seen: list[Context] = []
+
+    async def look() -> None:
+        seen.append(current())
+
+    with ctx.scope():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(look)
+    assert seen == [ctx]
+
+
+async def test_a_scope_is_entered_once() -> None:
+    ctx, cancel = with_cancel(background())
+    s = ctx.scope()
+    with s:
+        pass
+    with pytest.raises(RuntimeError, match=r"^a ctx.scope\(\) is entered once"):
+        with s:
+            pass
+    cancel()
+
+
+async def test_scope_of_background_is_a_plain_cancel_scope() -> None:
+    with background().scope() as scope:
+        assert scope.deadline == math.inf
+        scope.cancel()
+        await anyio.sleep_forever()
+    assert scope.cancelled_caught
+
+
+async def test_scope_cancelled_from_inside_its_body() -> None:
+    ctx, cancel = with_cancel(background())
+    with pytest.raises(Canceled):
+        with ctx.scope():
+            cancel()
+            await anyio.sleep(10)
+
+
+# -- threads -----------------------------------------------------------------------------
+
+
+async def test_cancel_from_another_thread() -> None:
+    parent, cancel = with_cancel_cause(background())
+    child, _ = with_cancel(parent)
+    boom = InterruptedError("from a thread")
+    woken: list[Any] = []
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter, child, woken)
+            await anyio.wait_all_tasks_blocked()
+            threading.Thread(target=cancel, args=(boom,)).start()
+    assert woken == [parent.err()]
+    assert child.cause() is boom
+
+
+async def test_cancel_from_a_worker_thread_is_seen_when_it_returns() -> None:
+    ctx, cancel = with_cancel(background())
+    await anyio.to_thread.run_sync(cancel)
+    assert type(ctx.err()) is Canceled
+
+
+async def test_cancel_from_another_thread_cancels_a_scope() -> None:
+    ctx, cancel = with_cancel(background())
+    with anyio.fail_after(10):
+        with pytest.raises(Canceled):
+            with ctx.scope():
+                threading.Timer(0.01, cancel).start()
+                await anyio.sleep_forever()
+
+
+# -- garbage and leftovers ------------------------------------------------------------------
+
+
+async def test_a_dropped_context_is_garbage_and_leaves_nothing_behind() -> None:
+    parent, cancel = with_cancel(background())
+    child = with_timeout(parent, 3600)[0]
+    child.done()  # arms its deadline timer
+    check_timers(1)
+    timer = child._timer
+    ref = weakref.ref(child)
+    del child
+    gc.collect()
+    assert ref() is None
+    assert not parent._kids  # unregistered from the parent
+    check_timers(0)
+    assert timer is not None and timer.cancelled()  # type: ignore[attr-defined]
+    cancel()
+
+
+async def test_a_finished_timeout_leaves_nothing_scheduled() -> None:
+    ctx, cancel = with_timeout(background(), 0.01)
+    ctx.done()
+    await ctx.wait()
+    assert ctx._timer is None
+    check_timers(0)
+    other, cancel_other = with_timeout(background(), 3600)
+    other.done()
+    timer = other._timer
+    cancel_other()
+    assert other._timer is None and timer is not None and timer.cancelled()  # type: ignore[attr-defined]
+    check_timers(0)
+    cancel()
+
+
+async def test_no_task_per_context() -> None:
+    from test_chan import other_tasks
+
+    before = other_tasks()
+    ctxs = [with_timeout(background(), 3600 + i) for i in range(500)]
+    for ctx, _ in ctxs:
+        ctx.done()
+    new = other_tasks() - before
+    assert len(new) <= 1  # asyncio: none (loop.call_at); trio: one shared timer task
+    check_timers(500)
+    for _, cancel in ctxs:
+        cancel()
+    check_timers(0)
+    await anyio.sleep(0.01)
+    assert other_tasks() - before == set()  # trio's timer task left with the last timer
+
+
+async def test_a_waiter_outlives_its_dropped_context() -> None:
+    """The done channel still closes when the parent is cancelled (Go semantics)."""
+    parent, cancel = with_cancel(background())
+    done = with_cancel(parent)[0].done()  # the context itself is garbage at once
+    gc.collect()
+    woken: list[Any] = []
+
+    async def wait_on(d: Any) -> None:
+        woken.append(await d.recv_ok())
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait_on, done)
+            await anyio.wait_all_tasks_blocked()
+            cancel()
+    assert woken == [(None, False)]
+
+
+async def test_a_waiter_outlives_its_dropped_context_until_its_deadline() -> None:
+    done = with_timeout(background(), 0.02)[0].done()
+    gc.collect()
+    with anyio.fail_after(10):
+        assert await done.recv_ok() == (None, False)
+    check_timers(0)
+
+
+async def test_after_func_of_a_dropped_context_still_runs() -> None:
+    parent, cancel = with_cancel(background())
+    seen: list[int] = []
+    after_func(with_cancel(parent)[0], lambda: seen.append(1))  # ctx and stop dropped
+    gc.collect()
+    cancel()
+    assert seen == [1]
+
+
+async def test_repr() -> None:
+    ctx, cancel = with_timeout(background(), 60)
+    assert repr(ctx).startswith("<Context with_timeout deadline=")
+    assert "active" in repr(ctx)
+    cancel()
+    assert "done: Canceled" in repr(ctx)
+    assert "key='k'" in repr(with_value(ctx, "k", 1))
+
+
+def test_asyncio_loop_time_is_anyio_time() -> None:
+    """The contract's clock: on asyncio, anyio.current_time() is loop.time()."""
+
+    async def main() -> None:
+        ctx, _ = with_timeout(background(), 1)
+        loop = asyncio.get_running_loop()
+        d = ctx.deadline()
+        assert d is not None and loop.time() <= d <= loop.time() + 1
+
+    anyio.run(main, backend="asyncio")
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_cancel_and_err_after_the_event_loop_is_gone(backend: str) -> None:
+    """With its loop closed, nothing else can touch the context: cancel() acts at once."""
+
+    async def make() -> Any:
+        ctx, cancel = with_cancel(background())
+        ctx.done()
+        timed, _ = with_timeout(background(), 0.001)
+        timed.done()
+        return ctx, cancel, timed
+
+    ctx, cancel, timed = anyio.run(make, backend=backend)
+    assert ctx.err() is None
+    cancel()
+    assert type(ctx.err()) is Canceled
+    assert is_done(ctx)
+    import time
+
+    time.sleep(0.01)
+    assert type(timed.err()) is DeadlineExceeded  # noticed from the clock, loop or not

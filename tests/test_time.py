@@ -1,0 +1,368 @@
+"""asyncgo.time on asyncio, uvloop and trio, in real time with generous bounds.
+
+The exact arithmetic (tick times, dropped ticks, reset) runs on trio's MockClock in
+test_time_mock.py; here the point is that every backend really fires, stops and
+cleans up.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import weakref
+from typing import Any
+
+import anyio
+import pytest
+from test_context import check_timers
+
+from asyncgo import (
+    Canceled,
+    Chan,
+    ChanClosed,
+    DeadlineExceeded,
+    Selected,
+    WouldBlock,
+    background,
+    recv,
+    select,
+    with_cancel,
+    with_cancel_cause,
+    with_timeout,
+)
+from asyncgo.time import Ticker, Timer, after, after_func, sleep
+
+pytestmark = pytest.mark.anyio
+
+SLACK = 5.0  # seconds: an upper bound no healthy run gets near
+
+
+def nothing_ready(c: Any) -> bool:
+    try:
+        c.recv_nowait()
+    except WouldBlock:
+        return True
+    return False
+
+
+# -- after -----------------------------------------------------------------------------
+
+
+async def test_after_delivers_the_due_time_once() -> None:
+    t0 = anyio.current_time()
+    c = after(0.02)
+    v = await c.recv()
+    t1 = anyio.current_time()
+    assert t0 + 0.02 <= v + 1e-3
+    assert v <= t1 + 1e-3
+    assert 0.015 <= t1 - t0 < SLACK
+    assert nothing_ready(c)
+    await anyio.sleep(0.03)
+    assert nothing_ready(c)  # once only
+    check_timers(0)
+
+
+@pytest.mark.parametrize("seconds", [0, -5])
+async def test_after_non_positive_fires_at_once(seconds: float) -> None:
+    with anyio.fail_after(SLACK):
+        await after(seconds).recv()
+
+
+async def test_after_in_select_as_a_timeout() -> None:
+    ch: Chan[int] = Chan()
+    with anyio.fail_after(SLACK):
+        r = await select(recv(ch), recv(after(0.01)))
+    assert r.index == 1 and r.ok
+    ch2: Chan[int] = Chan(1)
+    ch2.send_nowait(7)
+    r = await select(recv(ch2), recv(after(60)))
+    assert r == Selected(0, 7, True)
+    gc.collect()  # the losing after(60) is garbage: its timer is cancelled
+    check_timers(0)
+
+
+async def test_after_nobody_holds_leaves_nothing_scheduled() -> None:
+    c = after(3600)
+    check_timers(1)
+    ch = weakref.ref(c._ch)  # type: ignore[attr-defined]
+    del c
+    gc.collect()
+    assert ch() is None
+    check_timers(0)
+
+
+def test_timers_need_an_event_loop() -> None:
+    with pytest.raises(RuntimeError, match=r"^asyncgo: no running event loop"):
+        after(1)
+    with pytest.raises(RuntimeError, match=r"^asyncgo: no running event loop"):
+        Timer(1)
+    with pytest.raises(RuntimeError, match=r"^asyncgo: no running event loop"):
+        Ticker(1)
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "msg"),
+    [
+        (lambda: after(math.nan), ValueError, r"^after: duration must not be NaN$"),
+        (lambda: after("1"), TypeError, r"^after: duration must be a number of seconds, not str$"),
+        (lambda: Timer(None), TypeError, r"^Timer: duration must be a number"),
+        (lambda: Ticker(0), ValueError, r"^non-positive interval for Ticker \(0\.0 s\)$"),
+        (lambda: Ticker(-1), ValueError, r"^non-positive interval for Ticker"),
+        (lambda: Ticker(math.nan), ValueError, r"^Ticker: duration must not be NaN$"),
+        (lambda: after_func(1, 42), TypeError, r"^time\.after_func: fn must be callable, not int$"),
+        (lambda: after_func(True, print), TypeError, r"^after_func: duration must be a number"),
+    ],
+)
+async def test_bad_input(call: Any, exc: type[Exception], msg: str) -> None:
+    with pytest.raises(exc, match=msg):
+        call()
+
+
+async def test_after_func_rejects_async_functions() -> None:
+    async def later() -> None:
+        pass
+
+    with pytest.raises(TypeError, match=r"^time\.after_func: fn must be a plain \(sync\) function"):
+        after_func(1, later)
+
+
+# -- Timer -----------------------------------------------------------------------------
+
+
+async def test_timer_fires() -> None:
+    t0 = anyio.current_time()
+    t = Timer(0.02)
+    v = await t.c.recv()
+    assert v >= t0 + 0.02 - 1e-3
+    assert t.stop() is False  # already fired and received
+    check_timers(0)
+
+
+async def test_timer_stop_before_it_fires() -> None:
+    t = Timer(0.02)
+    assert t.stop() is True
+    assert t.stop() is False
+    await anyio.sleep(0.05)
+    assert nothing_ready(t.c)
+    check_timers(0)
+
+
+async def test_timer_stop_discards_an_unreceived_value() -> None:
+    """Go 1.23: no stale value after stop(), which reports the timer as stopped."""
+    t = Timer(0)
+    await anyio.sleep(0.02)
+    assert len(t.c) == 1
+    assert t.stop() is True
+    assert nothing_ready(t.c)
+
+
+async def test_timer_reset() -> None:
+    t = Timer(60)
+    assert t.reset(0.01) is True  # it was pending
+    with anyio.fail_after(SLACK):
+        await t.c.recv()
+    assert t.reset(0.01) is False  # fired and received: not active
+    with anyio.fail_after(SLACK):
+        await t.c.recv()
+    t2 = Timer(0)
+    await anyio.sleep(0.02)
+    assert t2.reset(60) is True  # the unreceived value is discarded (Go 1.23)
+    assert nothing_ready(t2.c)
+    t2.stop()
+    check_timers(0)
+
+
+async def test_timer_as_context_manager_stops_on_exit() -> None:
+    with Timer(60) as t:
+        check_timers(1)
+    assert t.stop() is False
+    check_timers(0)
+    assert "idle" in repr(t)
+
+
+async def test_dropped_timer_cancels_its_alarm() -> None:
+    t = Timer(3600)
+    a = weakref.ref(t._alarm)
+    del t
+    await anyio.wait_all_tasks_blocked()
+    gc.collect()
+    assert a() is None  # nothing in the loop references it any more
+    check_timers(0)
+
+
+# -- Ticker ------------------------------------------------------------------------------
+
+
+async def test_ticker_ticks_and_stops() -> None:
+    with anyio.fail_after(SLACK):
+        with Ticker(0.01) as t:
+            ticks = [await t.c.recv() for _ in range(3)]
+    assert ticks == sorted(ticks)
+    assert all(b - a >= 0.01 - 1e-6 for a, b in zip(ticks, ticks[1:]))
+    await anyio.sleep(0.03)
+    assert nothing_ready(t.c)
+    check_timers(0)
+    assert "stopped" in repr(t)
+
+
+async def test_ticker_keeps_one_pending_tick_for_a_slow_reader() -> None:
+    t = Ticker(0.01)
+    await anyio.sleep(0.1)
+    assert len(t.c) == 1
+    first = t.c.recv_nowait()
+    assert nothing_ready(t.c)
+    with anyio.fail_after(SLACK):
+        nxt = await t.c.recv()
+    assert nxt - first >= 0.05  # the ones in between were dropped
+    t.stop()
+
+
+async def test_ticker_reset_changes_the_period() -> None:
+    t = Ticker(60)
+    t.reset(0.01)
+    with anyio.fail_after(SLACK):
+        a = await t.c.recv()
+        b = await t.c.recv()
+    steps = (b - a) / 0.01  # on the new grid (a tick may be dropped on a loaded machine)
+    assert steps >= 1 - 1e-6 and steps == pytest.approx(round(steps))
+    with pytest.raises(ValueError, match=r"^non-positive interval for Ticker\.reset"):
+        t.reset(0)
+    t.stop()
+
+
+async def test_dropped_ticker_stops() -> None:
+    t = Ticker(0.001)
+    a = weakref.ref(t._alarm)
+    await anyio.sleep(0.01)
+    del t
+    # trio: cancelling the timer task's sleep keeps the canceller's frames in a
+    # traceback until that task runs once more.
+    await anyio.wait_all_tasks_blocked()
+    gc.collect()
+    assert a() is None
+    check_timers(0)
+
+
+async def test_ticker_channel_alone_keeps_ticking() -> None:
+    """Go's time.Tick: holding only the channel keeps the ticker alive."""
+    c = Ticker(0.005).c
+    gc.collect()
+    with anyio.fail_after(SLACK):
+        await c.recv()
+        await c.recv()
+    del c
+    gc.collect()
+    check_timers(0)
+
+
+# -- after_func ------------------------------------------------------------------------------
+
+
+async def test_after_func_runs_once() -> None:
+    fired: list[float] = []
+    t = after_func(0.01, lambda: fired.append(anyio.current_time()))
+    await anyio.sleep(0.05)
+    assert len(fired) == 1
+    assert t.stop() is False
+    assert nothing_ready(t.c)  # its channel never receives (Go: C is nil)
+    check_timers(0)
+
+
+async def test_after_func_stop_and_reset() -> None:
+    fired: list[int] = []
+    t = after_func(0.01, lambda: fired.append(1))
+    assert t.stop() is True
+    await anyio.sleep(0.03)
+    assert fired == []
+    assert t.reset(0.01) is False
+    await anyio.sleep(0.05)
+    assert fired == [1]
+    assert t.reset(0) is False  # runs again after a reset
+    await anyio.sleep(0.02)
+    assert fired == [1, 1]
+
+
+async def test_after_func_survives_its_dropped_timer() -> None:
+    fired = anyio.Event()
+    after_func(0.01, fired.set)  # Go's time.AfterFunc(d, f) without keeping the timer
+    gc.collect()
+    with anyio.fail_after(SLACK):
+        await fired.wait()
+
+
+async def test_after_func_exception_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    reported: list[Any] = []
+    monkeypatch.setattr("sys.unraisablehook", reported.append)
+
+    def bad() -> None:
+        raise ArithmeticError("late")
+
+    after_func(0, bad)
+    await anyio.sleep(0.02)
+    assert [type(r.exc_value) for r in reported] == [ArithmeticError]
+    assert reported[0].object is bad
+
+
+# -- sleep ---------------------------------------------------------------------------------
+
+
+async def test_sleep_without_context() -> None:
+    t0 = anyio.current_time()
+    await sleep(0.02)
+    assert 0.015 <= anyio.current_time() - t0 < SLACK
+    await sleep(-1)  # returns at once
+
+
+async def test_sleep_returns_when_the_context_lasts() -> None:
+    ctx, cancel = with_timeout(background(), 60)
+    await sleep(0.01, ctx)
+    cancel()
+
+
+async def test_sleep_raises_err_when_the_context_ends_first() -> None:
+    ctx, _ = with_timeout(background(), 0.02)
+    t0 = anyio.current_time()
+    with pytest.raises(DeadlineExceeded) as info:
+        await sleep(60, ctx)
+    assert anyio.current_time() - t0 < SLACK
+    assert info.value is ctx.err()
+
+    ctx2, cancel2 = with_cancel_cause(background())
+    boom = RuntimeError("shutdown")
+    async with anyio.create_task_group() as tg:
+
+        async def stop_it() -> None:
+            await anyio.wait_all_tasks_blocked()
+            cancel2(boom)
+
+        tg.start_soon(stop_it)
+        with pytest.raises(Canceled) as info2:
+            await sleep(60, ctx2)
+    assert info2.value.__cause__ is boom
+
+
+async def test_sleep_on_a_done_context_raises_at_once() -> None:
+    ctx, cancel = with_cancel(background())
+    cancel()
+    with pytest.raises(Canceled):
+        await sleep(0, ctx)
+    with pytest.raises(Canceled):
+        await sleep(60, ctx)
+
+
+async def test_timer_and_context_in_one_select() -> None:
+    ctx, cancel = with_cancel(background())
+    t = Timer(60)
+    async with anyio.create_task_group() as tg:
+
+        async def stop_it() -> None:
+            await anyio.wait_all_tasks_blocked()
+            cancel()
+
+        tg.start_soon(stop_it)
+        r = await select(recv(t.c), recv(ctx.done()))
+    assert r.index == 1
+    assert t.stop() is True
+    with pytest.raises(ChanClosed):
+        ctx.done().recv_nowait()
+    check_timers(0)

@@ -1,0 +1,222 @@
+"""Exact time arithmetic of contexts and asyncgo.time on trio's virtual clock.
+
+``MockClock(autojump_threshold=0)`` jumps straight to the next deadline whenever
+every task is blocked, so an hour-long timeout takes microseconds and every
+time below is exact: it is the clock value itself, not a measurement.
+"""
+
+from __future__ import annotations
+
+import random
+
+import anyio
+import pytest
+import trio
+from trio.testing import MockClock
+
+from asyncgo import (
+    Canceled,
+    Chan,
+    DeadlineExceeded,
+    after_func,
+    background,
+    recv,
+    select,
+    with_cancel,
+    with_deadline,
+    with_timeout,
+)
+from asyncgo import time as gotime
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, object]]:
+    return "trio", {"clock": MockClock(autojump_threshold=0)}
+
+
+def now() -> float:
+    return anyio.current_time()
+
+
+# -- contexts -------------------------------------------------------------------------------
+
+
+async def test_timeout_ends_exactly_at_its_deadline() -> None:
+    t0 = now()
+    ctx, _ = with_timeout(background(), 3600)
+    assert ctx.deadline() == t0 + 3600
+    await ctx.wait()
+    assert now() == t0 + 3600
+    assert type(ctx.err()) is DeadlineExceeded
+
+
+async def test_err_flips_exactly_at_the_deadline() -> None:
+    t0 = now()
+    ctx, _ = with_deadline(background(), t0 + 10)
+    await trio.sleep_until(t0 + 10 - 1e-6)
+    assert ctx.err() is None
+    await trio.sleep_until(t0 + 10)
+    assert type(ctx.err()) is DeadlineExceeded
+
+
+async def test_scope_deadline_exact_and_nesting() -> None:
+    for first, second in ((5, 50), (50, 5)):
+        t0 = now()
+        a, _ = with_timeout(background(), first)
+        b, _ = with_timeout(background(), second)
+        with pytest.raises(DeadlineExceeded) as info:
+            with a.scope():
+                with b.scope():
+                    await trio.sleep(1000)
+        assert now() == t0 + 5  # the earlier deadline wins, whichever is outside
+        winner = a if first == 5 else b
+        loser = b if first == 5 else a
+        assert info.value is winner.err()
+        assert loser.err() is None
+
+
+async def test_child_deadline_is_the_minimum_along_the_chain() -> None:
+    rng = random.Random(3)
+    t0 = now()
+    ctx = background()
+    expected: float | None = None
+    chain = []
+    for _ in range(200):
+        when = t0 + rng.uniform(1, 1000)
+        ctx, _ = with_deadline(ctx, when)
+        expected = when if expected is None else min(expected, when)
+        assert ctx.deadline() == expected
+        chain.append(ctx)
+    assert expected is not None
+    await chain[-1].wait()
+    assert now() == expected
+    # Every context whose own deadline is the minimum so far expired together.
+    assert all(type(c.err()) is DeadlineExceeded for c in chain if c.deadline() == expected)
+
+
+async def test_parent_deadline_reaches_a_child_waiting_on_done() -> None:
+    t0 = now()
+    parent, _ = with_timeout(background(), 30)
+    child, _ = with_cancel(parent)
+    r = await select(recv(child.done()), recv(gotime.after(100)))
+    assert r.index == 0
+    assert now() == t0 + 30
+    assert child.err() is parent.err()
+
+
+async def test_after_func_at_the_deadline_exactly() -> None:
+    t0 = now()
+    ctx, _ = with_timeout(background(), 7)
+    fired: list[float] = []
+    after_func(ctx, lambda: fired.append(now()))
+    await trio.sleep(100)
+    assert fired == [t0 + 7]
+
+
+async def test_sleep_with_a_context_raises_exactly_at_its_deadline() -> None:
+    t0 = now()
+    ctx, _ = with_timeout(background(), 10)
+    with pytest.raises(DeadlineExceeded):
+        await gotime.sleep(3600, ctx)
+    assert now() == t0 + 10
+    t1 = now()
+    ctx2, cancel2 = with_timeout(background(), 3600)
+    await gotime.sleep(10, ctx2)
+    assert now() == t1 + 10
+    cancel2()
+
+
+async def test_sleep_with_a_context_cancelled_midway() -> None:
+    t0 = now()
+    ctx, cancel = with_cancel(background())
+    gotime.after_func(4, cancel)
+    with pytest.raises(Canceled):
+        await gotime.sleep(3600, ctx)
+    assert now() == t0 + 4
+
+
+# -- time --------------------------------------------------------------------------------
+
+
+async def test_after_delivers_the_due_time() -> None:
+    t0 = now()
+    assert await gotime.after(2.5).recv() == t0 + 2.5
+    assert now() == t0 + 2.5
+
+
+async def test_ticker_ticks_on_the_grid() -> None:
+    t0 = now()
+    with gotime.Ticker(2) as t:
+        ticks = [await t.c.recv() for _ in range(5)]
+    assert ticks == [t0 + 2 * k for k in range(1, 6)]
+
+
+async def test_ticker_drops_ticks_for_a_slow_reader() -> None:
+    t0 = now()
+    t = gotime.Ticker(1)
+    await trio.sleep(5.5)
+    assert len(t.c) == 1  # at most one pending tick
+    assert t.c.recv_nowait() == t0 + 1  # the first one; 2, 3, 4, 5 were dropped
+    assert await t.c.recv() == t0 + 6  # the grid is kept
+    assert now() == t0 + 6
+    t.stop()
+
+
+async def test_ticker_reset_restarts_the_grid() -> None:
+    t0 = now()
+    t = gotime.Ticker(10)
+    await trio.sleep(3)
+    t.reset(4)
+    assert await t.c.recv() == t0 + 7
+    assert await t.c.recv() == t0 + 11
+    t.stop()
+    await trio.sleep(100)
+    assert len(t.c) == 0
+
+
+async def test_timer_reset_and_stop_exact() -> None:
+    t0 = now()
+    t = gotime.Timer(10)
+    await trio.sleep(4)
+    assert t.reset(10) is True
+    assert await t.c.recv() == t0 + 14
+    assert t.reset(1) is False
+    assert await t.c.recv() == t0 + 15
+    t.reset(5)
+    await trio.sleep(1)
+    assert t.stop() is True
+    await trio.sleep(100)
+    assert len(t.c) == 0
+
+
+async def test_after_func_timer_exact() -> None:
+    t0 = now()
+    fired: list[float] = []
+    t = gotime.after_func(3, lambda: fired.append(now()))
+    await trio.sleep(1)
+    t.reset(5)  # from now: t0 + 6
+    await trio.sleep(100)
+    assert fired == [t0 + 6]
+
+
+async def test_many_timers_fire_in_deadline_order() -> None:
+    rng = random.Random(7)
+    t0 = now()
+    delays = [rng.uniform(0, 100) for _ in range(300)]
+    out: Chan[float] = Chan(len(delays))
+    timers = [gotime.after_func(d, lambda d=d: out.send_nowait(d)) for d in delays]
+    stopped = {i for i in range(0, len(timers), 3) if timers[i].stop()}
+    await trio.sleep(101)
+    got = [out.recv_nowait() for _ in range(len(out))]
+    assert got == sorted(d for i, d in enumerate(delays) if i not in stopped)
+    assert now() == t0 + 101
+
+
+async def test_an_hour_of_timeouts_takes_no_time() -> None:
+    t0 = now()
+    for _ in range(60):
+        ctx, _ = with_timeout(background(), 60)
+        await ctx.wait()
+    assert now() == t0 + 3600
