@@ -412,27 +412,26 @@ class Chan(SendChan[T], RecvChan[T]):
         Raises:
             ChanClosed: The channel is closed, or is closed while waiting.
         """
-        if must_checkpoint(self):
-            await checkpoint()
-        # The common cases inlined (the hot path of every pipeline); the rest,
-        # including dead waiters and a closed channel, goes through _poll_send.
-        if not self._closed:
+        buf = self._buf
+        if self._recvq or self._closed or (buf is not None and len(buf) < self._cap):
+            # It can complete at once (or must raise): still a cancel point.
+            if must_checkpoint(self):
+                await checkpoint()
+            # The common cases inlined (the hot path of every pipeline); the rest,
+            # including dead waiters and a closed channel, goes through _poll_send.
             q = self._recvq
-            if q:
+            if q and not self._closed:
                 w, i, _ = q.popleft()
                 if not w.done():
                     w.set_result((i, value, True))
                     self._rpend += 1
                     return
-            else:
-                buf = self._buf
-                if buf is not None and len(buf) < self._cap:
-                    buf.append(value)
-                else:
-                    await self._park_send(value)
+            elif not q and buf is not None and len(buf) < self._cap and not self._closed:
+                buf.append(value)
                 return
-        if not self._poll_send(value):
-            await self._park_send(value)
+            if self._poll_send(value):
+                return
+        await self._park_send(value)
 
     def send_nowait(self, value: T) -> None:
         """Send *value* if it can be done without waiting.
@@ -459,19 +458,18 @@ class Chan(SendChan[T], RecvChan[T]):
         Raises:
             ChanClosed: The channel is closed and its buffer is empty.
         """
-        if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
-            await checkpoint()
-        # Inlined: an item in the buffer, or nothing at all (park at once).
-        if self._sendq:
+        if self._buf or self._sendq or self._closed:
+            # It can complete at once: still a cancel point (and the budget).
+            # Otherwise parking is the cancel point, and it yields anyway.
+            if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
+                await checkpoint()
+            if self._buf and not self._sendq:  # inlined: the common case
+                return self._buf.popleft()
             v = self._poll_recv()
-            if v is EMPTY:
+            if v is EMPTY:  # taken while we yielded
                 _, v, ok = await self._park(True, None)
                 if not ok:
                     v = CLOSED
-        elif self._buf:
-            return self._buf.popleft()
-        elif self._closed:
-            v = CLOSED
         else:
             _, v, ok = await self._park(True, None)
             if not ok:
@@ -485,19 +483,18 @@ class Chan(SendChan[T], RecvChan[T]):
 
         Same waiting and cancellation rules as `recv`. Go: ``v, ok := <-ch``
         """
-        if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
-            await checkpoint()
-        # Inlined: an item in the buffer, or nothing at all (park at once).
-        if self._sendq:
+        if self._buf or self._sendq or self._closed:
+            # It can complete at once: still a cancel point (and the budget).
+            # Otherwise parking is the cancel point, and it yields anyway.
+            if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
+                await checkpoint()
+            if self._buf and not self._sendq:  # inlined: the common case
+                return self._buf.popleft(), True
             v = self._poll_recv()
-            if v is EMPTY:
+            if v is EMPTY:  # taken while we yielded
                 _, v, ok = await self._park(True, None)
                 if not ok:
                     v = CLOSED
-        elif self._buf:
-            return self._buf.popleft(), True
-        elif self._closed:
-            v = CLOSED
         else:
             _, v, ok = await self._park(True, None)
             if not ok:
@@ -524,19 +521,18 @@ class Chan(SendChan[T], RecvChan[T]):
 
     async def __anext__(self) -> T:
         """``async for v in ch`` receives until the channel is closed and drained."""
-        if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
-            await checkpoint()
-        # Inlined: an item in the buffer, or nothing at all (park at once).
-        if self._sendq:
+        if self._buf or self._sendq or self._closed:
+            # It can complete at once: still a cancel point (and the budget).
+            # Otherwise parking is the cancel point, and it yields anyway.
+            if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
+                await checkpoint()
+            if self._buf and not self._sendq:  # inlined: the common case
+                return self._buf.popleft()
             v = self._poll_recv()
-            if v is EMPTY:
+            if v is EMPTY:  # taken while we yielded
                 _, v, ok = await self._park(True, None)
                 if not ok:
                     v = CLOSED
-        elif self._buf:
-            return self._buf.popleft()
-        elif self._closed:
-            v = CLOSED
         else:
             _, v, ok = await self._park(True, None)
             if not ok:

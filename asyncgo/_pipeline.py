@@ -27,7 +27,10 @@ pending (or in-flight) list and the rest of the list the consumer is working thr
 Errors and cancellation: every task we start catches its own `Exception`, records
 the first one in the `_Run`, and cancels every node's cancel scope; the consumer's
 iterator then raises that exception as itself. Nodes never raise into the task
-group, so nothing is wrapped in an `ExceptionGroup`. No async generator here ever
+group, so nothing is wrapped in an `ExceptionGroup`. With a ctx, each node runs
+inside ``ctx.scope()`` (so ``current()`` is the ctx in every stage and its tasks); a
+node ended by the ctx marks the run as stopped by it, and the consumer's iterator
+raises ``ctx.err()``. No async generator here ever
 yields inside a task group or cancel scope (STYLE.md §8): the task group is owned by
 the ``stream()`` context manager, entered and exited in the consumer's task.
 """
@@ -36,25 +39,18 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from itertools import islice
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final, overload
 
 from ._backend import CancelScope, TaskGroup, create_task_group, get_cancelled_exc_class
 from ._chan import Chan, RecvChan
+from ._exceptions import Canceled, DeadlineExceeded
 
 if TYPE_CHECKING:
-    from ._exceptions import Canceled, DeadlineExceeded
+    from ._context import Context
     from .stages import Merge
-
-
-class Context(Protocol):
-    """Placeholder until asyncgo._context lands: what the runner uses of a Context."""
-
-    def err(self) -> Canceled | DeadlineExceeded | None: ...
-
-    async def wait(self) -> None: ...
-
 
 __all__ = ["DEFAULT_BUFFER", "Pipeline", "Stage", "TaskStage", "pipeline"]
 
@@ -251,6 +247,12 @@ class _Run:
             self.error = exc
         self.stop()
 
+    def ctx_done(self) -> None:
+        """The run's ctx is done: stop everything; the consumer sees ``ctx.err()``."""
+        if not self.stopping:
+            self.ctx_stopped = True
+        self.stop()
+
     def stop(self) -> None:
         self.stopping = True
         for scope in self.scopes:
@@ -266,10 +268,9 @@ class _Run:
         if self.error is not None:
             self.delivered = True
             return self.error
-        if self.ctx_stopped and self.ctx is not None:
-            err = self.ctx.err()
-            if err is not None:
-                return err
+        ctx = self.ctx
+        if ctx is not None and (self.ctx_stopped or not self.stopping):
+            return ctx.err()
         return None
 
     async def guard(self, body: Callable[[], Any], sink: _Sink | None = None) -> None:
@@ -377,7 +378,7 @@ async def feed(source: object, tx: _Sink, run: _Run, *, shared: bool = False) ->
     kind = _source_kind(source)
     if kind == "pipeline":
         assert isinstance(source, Pipeline)
-        sub = source.stream(run.ctx)
+        sub = _Stream(source, run.ctx)
         async with sub:
             async for batch in sub._batches():
                 await tx.put_many(batch)
@@ -459,7 +460,14 @@ class Pipeline(Generic[T]):
         self._nodes = nodes
 
     def __or__(self, stage: Stage[T, U]) -> Pipeline[U]:
-        """A new pipeline with *stage* appended: ``pipeline(src) | stage``."""
+        """A new pipeline with *stage* appended: ``pipeline(src) | stage``.
+
+        The pipeline itself is unchanged (pipelines are immutable descriptions).
+        Go: ``stage(in)``, returning the stage's output channel
+
+        Raises:
+            TypeError: *stage* is not callable.
+        """
         if not callable(stage):
             raise TypeError(
                 f"a pipeline stage must be callable (items -> items), not {type(stage).__name__}"
@@ -470,7 +478,7 @@ class Pipeline(Generic[T]):
         names = [_name(self._source)] + [_name(s) for s, _ in self._nodes]
         return f"<Pipeline {' | '.join(names)}>"
 
-    def stream(self, ctx: Context | None = None) -> _Stream[T]:
+    def stream(self, ctx: Context | None = None) -> AbstractAsyncContextManager[AsyncIterator[T]]:
         """Run the pipeline; ``async with p.stream(ctx) as items: async for x in items``.
 
         Each stage runs in its own task, linked to the next by a bounded buffer, so
@@ -598,9 +606,6 @@ class _Stream(Generic[T]):
     def _start(self, tg: TaskGroup) -> _Link:
         p = self._pipeline
         run = self._run
-        ctx = run.ctx
-        if ctx is not None:
-            tg.start_soon(self._watch, ctx, run.new_scope(False))
         # Lay out the nodes: a buffer() stage only resizes the link it sits on.
         nodes: list[object] = []
         sizes: list[int] = []  # sizes[i]: the link out of node i
@@ -624,13 +629,22 @@ class _Stream(Generic[T]):
         self, index: int, rx: _Link | None, what: object, tx: _Link, scope: CancelScope
     ) -> None:
         run = self._run
+        ctx = run.ctx
         try:
             with scope:
                 try:
-                    if rx is None:
-                        await feed(what, tx, run)
+                    if ctx is None:
+                        await self._body(rx, what, tx)
                     else:
-                        await run_stage(what, rx, tx, run)
+                        # The stage runs bound to ctx: current() is ctx inside it (and
+                        # in tasks it starts), and ctx's end cancels it right away.
+                        with ctx.scope():
+                            await self._body(rx, what, tx)
+                except (Canceled, DeadlineExceeded) as exc:
+                    if ctx is not None and exc is ctx.err():
+                        run.ctx_done()
+                    else:
+                        run.fail(exc)
                 except Exception as exc:
                     run.fail(exc)
                 else:
@@ -641,12 +655,11 @@ class _Stream(Generic[T]):
                 tx.pending.clear()
             tx.close()
 
-    async def _watch(self, ctx: Context, scope: CancelScope) -> None:
-        run = self._run
-        with scope:
-            await ctx.wait()
-            run.ctx_stopped = True
-            run.stop()
+    async def _body(self, rx: _Link | None, what: object, tx: _Link) -> None:
+        if rx is None:
+            await feed(what, tx, self._run)
+        else:
+            await run_stage(what, rx, tx, self._run)
 
     async def __aexit__(
         self,
@@ -679,10 +692,11 @@ class _Stream(Generic[T]):
         link = self._last
         assert link is not None
         run = self._run
+        ctx = run.ctx
         chan = link.chan
         batch: list[T] | None
         while True:
-            if run.stopping:
+            if run.stopping or (ctx is not None and ctx.err() is not None):
                 exc = run.outcome()
                 if exc is not None:
                     raise exc
@@ -710,8 +724,9 @@ class _Stream(Generic[T]):
         link = self._last
         assert link is not None
         run = self._run
+        ctx = run.ctx
         while True:
-            if run.stopping:
+            if run.stopping or (ctx is not None and ctx.err() is not None):
                 exc = run.outcome()
                 if exc is not None:
                     raise exc

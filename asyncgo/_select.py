@@ -150,8 +150,6 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
             holder = c[0]
     if holder is None:
         holder = _NoChan()
-    if must_checkpoint(holder):
-        await checkpoint()
     # Pass 1: commit a ready case, chosen uniformly at random. Like Go, poll the
     # cases in a random order and take the first ready one: the first ready
     # element of a uniformly random permutation is uniform among the ready ones.
@@ -163,24 +161,37 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
         order = range(n)
     else:
         order = sample(range(n), n)
-    for i in order:
-        ch, is_send, value = cases[i]
-        if ch is None:
+    checked = False
+    while True:
+        for i in order:
+            ch, is_send, value = cases[i]
+            if ch is None:
+                continue
+            if (
+                ch._send_ready()
+                if is_send
+                else (ch._buf or ch._closed or (ch._sendq and ch._recv_ready()))
+            ):
+                break
+        else:
+            break  # nothing ready
+        # A case can commit at once: still a cancel point (and the budget) first;
+        # if that yielded, poll again.
+        if not checked and must_checkpoint(holder):
+            await checkpoint()
+            checked = True
             continue
         if is_send:
-            if ch._send_ready():
-                ch._poll_send(value)  # ready: commits, or raises ChanClosed
-                return _new_selected(Selected, (i, None, True))
-        elif ch._buf:
-            if not ch._sendq:
-                return _new_selected(Selected, (i, ch._buf.popleft(), True))
-            return _new_selected(Selected, (i, ch._poll_recv(), True))
-        elif ch._closed or (ch._sendq and ch._recv_ready()):
-            v = ch._poll_recv()
-            if v is CLOSED:
-                return _new_selected(Selected, (i, None, False))
-            return _new_selected(Selected, (i, v, True))
+            ch._poll_send(value)  # ready: commits, or raises ChanClosed
+            return _new_selected(Selected, (i, None, True))
+        buf = ch._buf
+        v = buf.popleft() if buf and not ch._sendq else ch._poll_recv()
+        if v is CLOSED:
+            return _new_selected(Selected, (i, None, False))
+        return _new_selected(Selected, (i, v, True))
     if default:
+        if must_checkpoint(holder):  # a polling loop is a cancel point too
+            await checkpoint()
         return _new_selected(Selected, (-1, None, False))
     if not any(c.chan is not None for c in cases):
         await sleep_forever()  # Go: a select on nil channels only blocks forever

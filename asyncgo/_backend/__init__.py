@@ -123,8 +123,11 @@ def park_runtime(holder: Any) -> object:
     trust it (it would build a future on the other loop), so it pays for the
     exact check here.
     """
+    loop = _get_running_loop()
     rt = holder._rt
-    if rt is TRIO or rt is _get_running_loop():
+    if rt is loop and rt is not None:
+        return rt
+    if rt is TRIO and loop is None:
         return rt
     rt = holder._rt = runtime()
     return rt

@@ -39,13 +39,24 @@ from typing import TYPE_CHECKING, Any, Protocol
 from anyio._backends._asyncio import CancelScope as _AsyncioScope
 from anyio._backends._asyncio import TaskState as _TaskState
 from anyio._backends._asyncio import _task_states
+from anyio.lowlevel import checkpoint_if_cancelled
 
 from . import TRIO
 
 if TYPE_CHECKING:
     import trio
 
-__all__ = ["AsyncioCore", "Core", "TrioCore", "make_core", "PENDING", "OK", "FAILED", "CANCELLED"]
+__all__ = [
+    "AsyncioCore",
+    "Core",
+    "TrioCore",
+    "checkpoint_if_cancelled",
+    "make_core",
+    "PENDING",
+    "OK",
+    "FAILED",
+    "CANCELLED",
+]
 
 #: Handle states (``handle._state``).
 PENDING, OK, FAILED, CANCELLED = 0, 1, 2, 3
@@ -166,9 +177,10 @@ class AsyncioCore:
     ) -> bool:
         self._live.add(h)  # before create_task: an eager task factory may finish it inside
         task = self._loop.create_task(self._run(h, fn, args))
-        h._task = task
-        if self._aborted and not task.done():
-            self._adopt_late(task)
+        if not task.done():  # (an eager task factory may have run it to the end)
+            h._task = task
+            if self._aborted:
+                self._adopt_late(task)
         return True
 
     async def _run(
@@ -198,8 +210,9 @@ class AsyncioCore:
                 self._group._release()
             cs = self._cscope
             if cs is not None:
-                # A done task left in an anyio scope would make anyio < 4.5 retry forever.
+                # A done task left in an anyio scope would make older anyio retry forever.
                 cs._tasks.discard(h._task)
+            h._task = None  # a finished task holds its frames (and its cancellation's)
             if not live:
                 w = self._waiter
                 if w is not None and not w.done():

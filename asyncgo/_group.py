@@ -1,0 +1,556 @@
+"""`Group`: Go's errgroup (golang.org/x/sync/errgroup) as a structured task group.
+
+The first error cancels ``g.ctx`` and every task of the group, and leaving the
+``async with`` block re-raises it *as itself* -- never inside an
+ExceptionGroup. Tasks are spawned with the event loop's own primitives
+(``_backend/_taskgroup.py``), not through anyio's task group.
+
+Exit precedence, when several things went wrong at once (``Group.__aexit__``):
+
+1. a BaseException that is not cancellation (KeyboardInterrupt, SystemExit)
+   raised by a task or the body -- the first one;
+2. the first error (an `Exception`) of a task or of the body;
+3. the owner's cancellation from outside the group (an enclosing cancel scope,
+   ``Task.cancel()``), re-raised unwrapped so its scope can catch it;
+4. ``g.ctx.err()`` when the parent context ended and cut the group short.
+
+Errors win over cancellation as in asyncio.TaskGroup, trio and anyio: an
+error that happened is never dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, final
+
+from ._backend import (
+    NOT_CLAIMED,
+    _diag,
+    abandon,
+    checkpoint,
+    must_checkpoint,
+    new_parker,
+    park_runtime,
+    rescue,
+    runtime,
+)
+from ._backend._taskgroup import (
+    CANCELLED,
+    FAILED,
+    OK,
+    PENDING,
+    Core,
+    checkpoint_if_cancelled,
+    make_core,
+)
+from ._context import Context, _current, after_func, current, with_cancel_cause
+from ._exceptions import Canceled, WouldBlock
+
+if TYPE_CHECKING:
+    from contextvars import Token
+    from types import TracebackType
+
+__all__ = ["Group", "TaskHandle"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+_new = object.__new__
+
+# Group states
+_NEW, _OPEN, _CLOSED = 0, 1, 2
+
+
+@final
+class TaskHandle(Generic[T]):
+    """The handle of a task started by `Group.go`: its outcome, once it has ended.
+
+    ``await h`` waits for the task and returns its result, or raises what it
+    raised (the same exception object). A task the group cancelled before it
+    finished -- because of another task's error, the owner's cancellation or
+    the parent context -- has no result: ``await h`` and `result` raise
+    `Canceled`. After the ``async with`` block every handle is done, so
+    `result` can be called directly.
+
+    Awaiting a handle does not *handle* its error: the group still fails with
+    its first error on exit (Go: every error goes to ``Wait``). Waiting on a
+    handle is a cancel point; cancelling the waiter does not affect the task.
+    Go: errgroup has no handles; this is the ``result`` channel a Go program
+    would pass to the goroutine.
+    """
+
+    __slots__ = ("_canceled", "_fn", "_group", "_state", "_task", "_value", "_waiters")
+
+    _canceled: Canceled | None
+    _fn: object
+    _group: Group
+    _state: int
+    _value: object
+    _waiters: list[Any] | None
+    _task: Any
+
+    def __init__(self) -> None:
+        raise TypeError("TaskHandle cannot be built directly: it is returned by Group.go()")
+
+    def done(self) -> bool:
+        """Whether the task has ended (returned, raised, or was cancelled)."""
+        return self._state != PENDING
+
+    def cancelled(self) -> bool:
+        """Whether the task ended by being cancelled before it finished."""
+        return self._state == CANCELLED
+
+    def result(self) -> T:
+        """The task's return value; raises what the task raised.
+
+        Raises:
+            Canceled: The task was cancelled before it finished.
+            RuntimeError: The task has not ended yet (await the handle instead,
+                or read the result after the group's ``async with`` block).
+            BaseException: Whatever the task raised, as itself.
+        """
+        st = self._state
+        if st == OK:
+            return self._value  # type: ignore[return-value]
+        if st == PENDING:
+            raise RuntimeError(
+                "TaskHandle.result(): the task has not finished yet; await the handle, "
+                "or read the result after the Group's async with block"
+            )
+        raise self._error()
+
+    def exception(self) -> BaseException | None:
+        """What the task raised (`Canceled` if it was cancelled), or None if it returned.
+
+        Raises:
+            RuntimeError: The task has not ended yet.
+        """
+        st = self._state
+        if st == PENDING:
+            raise RuntimeError(
+                "TaskHandle.exception(): the task has not finished yet; await the handle, "
+                "or read it after the Group's async with block"
+            )
+        return None if st == OK else self._error()
+
+    def _error(self) -> BaseException:
+        if self._state == FAILED:
+            return self._value  # type: ignore[return-value]
+        c = self._canceled
+        if c is None:
+            c = self._canceled = Canceled(f"task {self._name()} was cancelled before it finished")
+        return c
+
+    async def wait(self) -> T:
+        """Wait until the task has ended; return its result or raise its error.
+
+        Same as ``await h``. A cancel point even when the task has already
+        ended; if the waiter is cancelled, the task is not affected.
+
+        Raises:
+            Canceled: The task was cancelled before it finished.
+            BaseException: Whatever the task raised, as itself.
+        """
+        g = self._group
+        if self._state == PENDING:
+            rt = park_runtime(g)
+            p = new_parker(rt)
+            ws = self._waiters
+            if ws is None:
+                ws = self._waiters = []
+            ws.append(p)
+            tracer = _diag.tracer
+            if tracer is not None:
+                tracer.parked(p, self, "task handle wait")
+            try:
+                await p
+            except BaseException as exc:
+                if rescue(p, exc) is NOT_CLAIMED:
+                    abandon(p)
+                    if p in ws:
+                        ws.remove(p)
+                    raise
+            finally:
+                if tracer is not None:
+                    tracer.unparked(p)
+        elif must_checkpoint(g):
+            await checkpoint()
+        return self.result()
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.wait().__await__()
+
+    def _wake(self) -> None:
+        ws = self._waiters
+        self._waiters = None
+        for p in ws or ():
+            if not p.done():
+                p.set_result(None)
+
+    def _name(self) -> str:
+        fn = self._fn
+        return getattr(fn, "__qualname__", None) or repr(fn)
+
+    def __repr__(self) -> str:
+        st = {PENDING: "pending", OK: "done", FAILED: "failed", CANCELLED: "cancelled"}
+        return f"<TaskHandle {self._name()} {st[self._state]}>"
+
+
+@final
+class Group:
+    """Go's errgroup: run tasks, cancel them all on the first error, re-raise it.
+
+    ``async with Group(ctx, limit=10) as g:`` opens the group; ``await
+    g.go(fn, *args)`` starts ``fn(*args)`` in a task of the group and returns
+    its `TaskHandle`; leaving the block waits for every task. The first error
+    -- of a task or of the block's body -- cancels ``g.ctx``, every other task
+    and the body itself, and is re-raised on exit as itself (same object, its
+    traceback kept), not wrapped in an ExceptionGroup; every error, in the
+    order they happened, is in `errors`. KeyboardInterrupt, SystemExit and
+    the backends' cancellation pass through unwrapped. When the task owning
+    the block is cancelled, every task of the group is cancelled and waited
+    for, then the cancellation propagates; when the parent context ends, the
+    group is cancelled the same way and exit raises ``g.ctx.err()``.
+
+    ``g.ctx`` is a child of *ctx* (default: `current()`), cancelled on the
+    first error (with the error as its cause) or on exit; it is also
+    `current()` inside the block and inside the group's tasks. With *limit*,
+    at most that many tasks run at once: `go` waits for a free slot and
+    `try_go` returns False. Tasks may start further tasks; after the block
+    has exited, the group accepts none.
+
+    Cost: a task spawn is the event loop's own ``create_task`` (trio:
+    ``start_soon``) plus one wrapper frame -- about 0.9x asyncio.TaskGroup
+    and trio nurseries, 3-4x anyio's task group (``benchmarks/bench_group.py``).
+
+    Example:
+        ```python
+        async with Group(limit=8) as g:
+            pages = [await g.go(fetch, url) for url in urls]
+        print([p.result() for p in pages])
+        ```
+
+    Go: ``g, ctx := errgroup.WithContext(ctx); g.SetLimit(n); g.Go(f); err := g.Wait()``
+
+    Raises:
+        ValueError: *limit* is less than 1.
+        TypeError: *limit* is not an int, or *ctx* is not a `Context`.
+    """
+
+    __slots__ = (
+        "_aborted",
+        "_cancel",
+        "_core",
+        "_ctx",
+        "_ctx_aborted",
+        "_errors",
+        "_fatal",
+        "_limit",
+        "_parent",
+        "_rt",
+        "_running",
+        "_slotq",
+        "_state",
+        "_stop",
+        "_token",
+    )
+
+    def __init__(self, ctx: Context | None = None, *, limit: int | None = None) -> None:
+        if ctx is not None and type(ctx) is not Context:
+            raise TypeError(
+                f"Group(ctx): ctx must be an asyncgo Context or None, not {type(ctx).__name__}"
+            )
+        if limit is not None:
+            if type(limit) is not int and (not isinstance(limit, int) or isinstance(limit, bool)):
+                raise TypeError(f"Group: limit must be an int or None, not {type(limit).__name__}")
+            if limit < 1:
+                raise ValueError(
+                    f"Group: limit must be at least 1 (got {limit}); use limit=None for no limit"
+                )
+        self._parent = ctx
+        self._limit = limit
+        self._state = _NEW
+        self._core: Core | None = None
+        self._errors: list[Exception] = []
+        self._fatal: BaseException | None = None
+        self._aborted = False
+        self._ctx_aborted = False
+        self._running = 0
+        self._slotq: deque[Any] | None = None
+        self._ctx: Context | None = None
+        self._rt: object = None
+
+    # -- public API -------------------------------------------------------------------
+
+    @property
+    def ctx(self) -> Context:
+        """The group's context: cancelled on the first error (cause: that error) or on exit.
+
+        Raises:
+            RuntimeError: The group has not been entered yet.
+        """
+        c = self._ctx
+        if c is None:
+            raise RuntimeError(
+                "Group.ctx exists once the group is entered: async with Group() as g: g.ctx"
+            )
+        return c
+
+    @property
+    def errors(self) -> list[Exception]:
+        """Every error raised by the group's tasks and body, in the order they happened.
+
+        ``errors[0]`` is the error the group re-raises on exit; the others
+        came after it (often consequences of the cancellation it caused).
+        KeyboardInterrupt, SystemExit and cancellations are not errors and are
+        not listed. A copy: changing it does not affect the group.
+        """
+        return list(self._errors)
+
+    @property
+    def limit(self) -> int | None:
+        """How many tasks may run at once (None: no limit). Go: ``g.SetLimit(n)``"""
+        return self._limit
+
+    async def go(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> TaskHandle[T]:
+        """Start ``fn(*args)`` in a new task of the group; return its handle.
+
+        With a limit, waits (FIFO) until fewer than *limit* tasks run. A task
+        started after the group was cancelled (from a task outside the group)
+        runs until its first checkpoint and is cancelled there, as in a trio
+        nursery. Cancellation: if cancelled while waiting for a slot, no task
+        was started. Checkpoint: always a cancel point; yields to the
+        scheduler only when it must wait.
+        Go: ``g.Go(f)``
+
+        Raises:
+            RuntimeError: The group is not open: not entered yet, or its
+                ``async with`` block has exited.
+        """
+        if self._state != _OPEN:
+            self._misuse("go")
+        if must_checkpoint(self):
+            await checkpoint()
+            if self._state != _OPEN:
+                self._misuse("go")
+        if self._limit is not None:
+            if self._running < self._limit:
+                self._running += 1
+            else:
+                await self._wait_slot()
+                if self._state != _OPEN:
+                    self._release()
+                    self._misuse("go")
+        return self._start(fn, args)
+
+    def try_go(self, fn: Callable[[*Ts], Awaitable[object]], *args: *Ts) -> bool:
+        """Start ``fn(*args)`` in a new task if a slot is free; return whether it was started.
+
+        Never waits. Without a limit it always starts the task. Go: ``g.TryGo(f)``
+
+        Raises:
+            RuntimeError: The group is not open: not entered yet, or its
+                ``async with`` block has exited.
+        """
+        if self._state != _OPEN:
+            self._misuse("try_go")
+        if self._limit is not None:
+            if self._running >= self._limit:
+                return False
+            self._running += 1
+        self._start(fn, args, "try_go")
+        return True
+
+    def go_nowait(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> TaskHandle[T]:
+        """Like `try_go`, but return the new task's handle, or raise `WouldBlock`.
+
+        Raises:
+            WouldBlock: No slot is free (the group has a limit and it is reached).
+            RuntimeError: The group is not open: not entered yet, or its
+                ``async with`` block has exited.
+        """
+        if self._state != _OPEN:
+            self._misuse("go_nowait")
+        if self._limit is not None:
+            if self._running >= self._limit:
+                raise WouldBlock(f"Group.go_nowait(): all {self._limit} slots are taken")
+            self._running += 1
+        return self._start(fn, args, "go_nowait")
+
+    # -- async with -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Group:
+        if self._state != _NEW:
+            raise RuntimeError(
+                "a Group can be entered only once; make a new Group for each async with block"
+            )
+        rt = self._rt = runtime()
+        parent = self._parent if self._parent is not None else current()
+        self._ctx, self._cancel = with_cancel_cause(parent)
+        core = self._core = make_core(self, rt)
+        await core.enter()
+        self._state = _OPEN
+        self._token: Token[Context | None] = _current.set(self._ctx)
+        # After the core exists: the callback runs at once if the parent is already done.
+        self._stop = after_func(self._ctx, self._on_ctx_done)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        core = self._core
+        assert core is not None
+        try:
+            cancel_exc = await core.exit(exc)
+        finally:
+            self._state = _CLOSED
+            self._core = None  # no cycle group <-> core; nothing may start any more
+            self._stop()
+            try:
+                _current.reset(self._token)
+            except ValueError:  # exited in another context than entered (a misused fixture)
+                pass
+        first: BaseException | None = self._fatal
+        if first is None and self._errors:
+            first = self._errors[0]
+        self._cancel(first)  # Go: Wait cancels the context, with the first error as cause
+        if first is None:
+            first = cancel_exc
+            if first is None:
+                if not self._ctx_aborted:
+                    return True  # whatever the body raised was our own cancellation
+                # Cut short by the parent context -- unless the owner is being cancelled
+                # from outside too, which must win (older anyio scopes swallow it here).
+                await checkpoint_if_cancelled()
+                err = self.ctx.err()
+                assert err is not None
+                cause = self.ctx.cause()
+                raise err.with_traceback(None) from (None if cause is err else cause)
+        if first is exc:
+            return False  # the body's own exception: let it propagate untouched
+        context = first.__context__
+        try:
+            raise first
+        finally:
+            first.__context__ = context  # raising here must not chain it to the body's exc
+            del first, context
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _start(self, fn: Any, args: tuple[object, ...], what: str = "go") -> TaskHandle[Any]:
+        if not callable(fn):
+            self._not_callable(fn, what)
+        h: TaskHandle[Any] = _new(TaskHandle)  # TaskHandle._create, inlined: the hot path
+        h._group = self
+        h._fn = fn
+        h._state = PENDING
+        h._waiters = None
+        h._task = None
+        h._canceled = None
+        ctx = self._ctx
+        if _current.get() is ctx:
+            started = self._core.spawn(h, fn, args)  # type: ignore[union-attr]
+        else:  # spawned from outside the block: the task must still see current() == g.ctx
+            token = _current.set(ctx)
+            try:
+                started = self._core.spawn(h, fn, args)  # type: ignore[union-attr]
+            finally:
+                _current.reset(token)
+        if not started:  # from outside the group, while its owner is leaving the block
+            if self._limit is not None:
+                self._release()
+            self._state = _CLOSED
+            self._misuse(what)
+        return h
+
+    def _not_callable(self, fn: object, what: str) -> None:
+        hint = ""
+        if hasattr(fn, "__await__"):
+            hint = (
+                f": pass the async function and its arguments, g.{what}(fetch, url), "
+                f"not g.{what}(fetch(url))"
+            )
+            close = getattr(fn, "close", None)
+            if close is not None:
+                close()  # no "never awaited" warning on top of this error
+        if self._limit is not None:
+            self._release()
+        raise TypeError(f"Group.{what}() takes an async function, not {type(fn).__name__}{hint}")
+
+    def _misuse(self, what: str) -> None:
+        if self._state == _NEW:
+            raise RuntimeError(
+                f"Group.{what}() before the group was entered: use it inside "
+                "`async with Group() as g:`"
+            )
+        raise RuntimeError(
+            f"Group.{what}() after the group's async with block has exited: every task "
+            "of a group must start before the block ends (start it from inside the "
+            "block, or from one of the group's tasks)"
+        )
+
+    async def _wait_slot(self) -> None:
+        """Park until a finishing task hands us its slot (FIFO)."""
+        q = self._slotq
+        if q is None:
+            q = self._slotq = deque()
+        p = new_parker(park_runtime(self))
+        q.append(p)
+        tracer = _diag.tracer
+        if tracer is not None:
+            tracer.parked(p, self, "group slot")
+        try:
+            await p
+        except BaseException as exc:
+            if rescue(p, exc) is NOT_CLAIMED:
+                abandon(p)
+                try:
+                    q.remove(p)
+                except ValueError:
+                    pass
+                raise
+            # Handed a slot just before the cancellation: the go() completes (starts
+            # its task) and the cancellation comes at the next checkpoint, as channels do.
+        finally:
+            if tracer is not None:
+                tracer.unparked(p)
+
+    def _release(self) -> None:
+        """A task's slot is free: hand it to the first live waiter, else count it free."""
+        q = self._slotq
+        while q:
+            p = q.popleft()
+            if not p.done():
+                p.set_result(None)
+                return
+        self._running -= 1
+
+    def _fail(self, exc: BaseException) -> None:
+        """A task or the body raised *exc* (not a cancellation)."""
+        if isinstance(exc, Exception):
+            self._errors.append(exc)
+        elif self._fatal is None:
+            self._fatal = exc
+        else:
+            return
+        if not self._aborted:
+            self._aborted = True
+            self._cancel(exc)  # first: the tasks see ctx.err() when the cancellation lands
+            self._core.abort()  # type: ignore[union-attr]
+
+    def _on_ctx_done(self) -> None:
+        """g.ctx ended (parent cancelled or past its deadline, or our own cancel)."""
+        if self._aborted or self._state == _CLOSED:
+            return
+        self._aborted = True
+        self._ctx_aborted = True
+        self._core.abort()  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        state = {_NEW: "new", _OPEN: "open", _CLOSED: "exited"}[self._state]
+        lim = "" if self._limit is None else f" limit={self._limit}"
+        return f"<Group {state}{lim} errors={len(self._errors)}>"
