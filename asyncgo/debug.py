@@ -847,6 +847,7 @@ class detect_deadlocks:
 
     def _report(self, all_: list[Any], stuck: list[tuple[Any, _Wait | None]], me: object) -> str:
         now = monotonic()
+        stuck = sorted(stuck, key=lambda e: (e[0] is not self.owner, _number(e[0])))
         waits = {t: w for t, w in stuck if w is not None}
         infos = [_snapshot(t, all_, me, waits, now) for t, _ in stuck]
         lines = ["all tasks are asleep - deadlock!", ""]
