@@ -1,0 +1,1181 @@
+"""Group (errgroup): DESIGN.md "Group (errgroup)" and issue #4, on asyncio, uvloop and trio.
+
+Racy states are reached with ``anyio.wait_all_tasks_blocked()``, never with
+``sleep()``; nothing here asserts wall-clock time. Every test that cancels
+checks that no task of the group is left running afterwards (`Live`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from asyncgo import (
+    Canceled,
+    DeadlineExceeded,
+    WouldBlock,
+    background,
+    current,
+    with_cancel,
+    with_cancel_cause,
+    with_deadline,
+)
+from asyncgo._backend import _taskgroup
+from asyncgo._group import Group, TaskHandle
+
+pytestmark = pytest.mark.anyio
+
+Cancelled = anyio.get_cancelled_exc_class
+
+
+class Boom(Exception):
+    """A task's error."""
+
+
+class Live:
+    """Counts the tasks running `run` right now (and the most at once)."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.most = 0
+        self.started = 0
+        self.cancelled = 0
+
+    async def run(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        self.now += 1
+        self.started += 1
+        self.most = max(self.most, self.now)
+        try:
+            return await fn(*args)
+        except Cancelled():
+            self.cancelled += 1
+            raise
+        finally:
+            self.now -= 1
+
+    async def forever(self) -> None:
+        await self.run(anyio.sleep_forever)
+
+
+async def fail(exc: BaseException, ev: anyio.Event | None = None) -> None:
+    if ev is not None:
+        await ev.wait()
+    else:
+        await anyio.lowlevel.checkpoint()
+    raise exc
+
+
+async def value(x: Any) -> Any:
+    await anyio.lowlevel.checkpoint()
+    return x
+
+
+# -- results and handles -----------------------------------------------------------
+
+
+async def test_results_through_handles() -> None:
+    async with Group() as g:
+        hs = [await g.go(value, i) for i in range(20)]
+        assert await hs[3] == 3
+        assert await hs[3].wait() == 3
+    assert [h.result() for h in hs] == list(range(20))
+    assert all(h.done() and not h.cancelled() and h.exception() is None for h in hs)
+    assert g.errors == []
+
+
+async def test_sync_result_before_first_checkpoint() -> None:
+    async def instant() -> str:
+        return "now"
+
+    async with Group() as g:
+        h = await g.go(instant)
+        assert not h.done()
+        assert "pending" in repr(h) and "instant" in repr(h)
+        with pytest.raises(RuntimeError, match=r"has not finished yet"):
+            h.result()
+        with pytest.raises(RuntimeError, match=r"has not finished yet"):
+            h.exception()
+    assert h.result() == "now"
+    assert "done" in repr(h)
+
+
+async def test_handle_cannot_be_built() -> None:
+    with pytest.raises(TypeError, match=r"returned by Group.go"):
+        TaskHandle()
+
+
+async def test_await_handle_of_failed_task_raises_same_object() -> None:
+    err = Boom("x")
+    with pytest.raises(Boom) as info:
+        async with Group() as g:
+            h = await g.go(fail, err)
+            with pytest.raises(Boom) as inner:
+                await h
+            assert inner.value is err
+    assert info.value is err
+    assert h.exception() is err
+    assert "failed" in repr(h)
+    with pytest.raises(Boom):
+        h.result()
+
+
+async def test_cancelled_handle_raises_canceled() -> None:
+    live = Live()
+    with pytest.raises(Boom):
+        async with Group() as g:
+            h = await g.go(live.forever)
+            await anyio.wait_all_tasks_blocked()
+            await g.go(fail, Boom())
+    assert h.cancelled() and h.done()
+    exc = h.exception()
+    assert isinstance(exc, Canceled) and "forever" in str(exc)
+    assert h.exception() is exc
+    with pytest.raises(Canceled):
+        h.result()
+    assert "cancelled" in repr(h)
+    assert live.now == 0 and live.cancelled == 1
+
+
+async def test_waiter_cancelled_does_not_cancel_task() -> None:
+    ev = anyio.Event()
+    async with Group() as g:
+        h = await g.go(fail_or_value, ev)
+        with anyio.move_on_after(0) as scope:
+            await h
+        assert scope.cancelled_caught
+        assert not h.done()
+        ev.set()
+        assert await h == "ok"
+
+
+async def fail_or_value(ev: anyio.Event) -> str:
+    await ev.wait()
+    return "ok"
+
+
+async def test_await_done_handle_is_cancel_point() -> None:
+    async with Group() as g:
+        h = await g.go(value, 1)
+        await h
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await h
+            pytest.fail("not a cancel point")  # pragma: no cover
+        assert scope.cancelled_caught
+
+
+async def test_several_waiters_on_one_handle() -> None:
+    ev = anyio.Event()
+    got: list[str] = []
+
+    async def waiter(h: TaskHandle[str]) -> None:
+        got.append(await h)
+
+    async with Group() as g:
+        h = await g.go(fail_or_value, ev)
+        for _ in range(3):
+            await g.go(waiter, h)
+        await anyio.wait_all_tasks_blocked()
+        ev.set()
+    assert got == ["ok"] * 3
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+async def test_first_error_reraised_as_itself_with_traceback() -> None:
+    err = Boom("first")
+    live = Live()
+    with pytest.raises(Boom) as info:
+        async with Group() as g:
+            for _ in range(3):
+                await g.go(live.forever)
+            await anyio.wait_all_tasks_blocked()
+            await g.go(fail, err)
+    assert info.value is err
+    assert not isinstance(info.value, BaseExceptionGroup)
+    names = [f.name for f in traceback.extract_tb(err.__traceback__)]
+    assert "fail" in names
+    assert g.errors == [err]
+    assert live.now == 0 and live.cancelled == 3
+
+
+async def test_first_error_cancels_ctx_with_cause() -> None:
+    err = Boom()
+    seen: list[BaseException | None] = []
+
+    async def watcher() -> None:
+        ctx = current()
+        await ctx.wait()
+        seen.append(ctx.cause())
+
+    with pytest.raises(Boom):
+        async with Group() as g:
+            with anyio.CancelScope(shield=True):
+                await g.go(watcher)  # shielded so that the body keeps going
+                await anyio.wait_all_tasks_blocked()
+                assert g.ctx.err() is None
+                await g.go(fail, err)
+                await anyio.wait_all_tasks_blocked()
+                assert isinstance(g.ctx.err(), Canceled)
+                assert g.ctx.cause() is err
+    assert seen == [err]
+
+
+async def test_other_errors_listed_in_order() -> None:
+    errs = [Boom(i) for i in range(5)]
+    ev = anyio.Event()
+
+    async def fail_even_cancelled(e: Boom) -> None:
+        try:
+            await ev.wait()
+        finally:
+            raise e  # noqa: B012 - fails whatever happens, cancellation included
+
+    with pytest.raises(Boom) as info:
+        async with Group() as g:
+            for e in errs:
+                await g.go(fail_even_cancelled, e)
+            await anyio.wait_all_tasks_blocked()
+            ev.set()
+    assert g.errors[0] is info.value
+    assert sorted(g.errors, key=lambda e: e.args[0]) == errs
+    assert g.errors is not g.errors  # a copy
+
+
+async def test_errors_racing_one_wins() -> None:
+    ev = anyio.Event()
+    errs = [Boom(i) for i in range(10)]
+    with pytest.raises(Boom) as info:
+        async with Group() as g:
+            for e in errs:
+                await g.go(fail, e, ev)
+            await anyio.wait_all_tasks_blocked()
+            ev.set()
+    assert info.value in errs
+    assert g.errors[0] is info.value
+    assert len(set(map(id, g.errors))) == len(g.errors) >= 1
+
+
+async def test_error_cancels_body() -> None:
+    reached = False
+    with pytest.raises(Boom):
+        async with Group() as g:
+            await g.go(fail, Boom())
+            await anyio.sleep_forever()
+            reached = True  # pragma: no cover
+    assert not reached
+
+
+async def test_error_while_owner_waits_on_exit() -> None:
+    ev = anyio.Event()
+    live = Live()
+    with pytest.raises(Boom):
+        async with Group() as g:
+            await g.go(live.forever)
+            await g.go(fail, Boom(), ev)
+            await g.go(set_later, ev)
+    assert live.now == 0
+
+
+async def set_later(ev: anyio.Event) -> None:
+    await anyio.wait_all_tasks_blocked()
+    ev.set()
+
+
+async def test_body_error_cancels_tasks_and_is_reraised_as_itself() -> None:
+    err = Boom("body")
+    live = Live()
+    with pytest.raises(Boom) as info:
+        async with Group() as g:
+            await g.go(live.forever)
+            await anyio.wait_all_tasks_blocked()
+            raise err
+    assert info.value is err
+    assert g.errors == [err]
+    assert g.ctx.cause() is err
+    assert live.now == 0 and live.cancelled == 1
+
+
+async def test_body_error_keeps_context_chain() -> None:
+    try:
+        async with Group() as g:
+            await g.go(value, 1)
+            try:
+                raise KeyError("inner")
+            except KeyError:
+                raise Boom("outer")  # noqa: B904
+    except Boom as e:
+        assert isinstance(e.__context__, KeyError)
+
+
+async def test_task_error_keeps_its_context() -> None:
+    async def chained() -> None:
+        await anyio.lowlevel.checkpoint()
+        try:
+            raise KeyError("k")
+        except KeyError:
+            raise Boom("b")  # noqa: B904
+
+    with pytest.raises(Boom) as info:
+        async with Group() as g:
+            await g.go(chained)
+            await anyio.sleep_forever()
+    assert isinstance(info.value.__context__, KeyError)
+
+
+async def test_error_after_body_swallowed_exception_raises_first() -> None:
+    first = Boom(1)
+    with pytest.raises(Boom) as info:
+        async with Group() as g:
+            await g.go(fail, first)
+            try:
+                await anyio.sleep_forever()
+            except Cancelled():
+                raise Boom(2) from None
+    assert info.value is first
+    assert g.errors[0] is first and g.errors[1].args == (2,)
+
+
+# -- BaseException and cancellation pass through -----------------------------------
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+async def test_base_exception_from_task_passes_unwrapped(exc_type: type[BaseException]) -> None:
+    live = Live()
+    exc = exc_type()
+    with pytest.raises(exc_type) as info:
+        async with Group() as g:
+            await g.go(live.forever)
+            await anyio.wait_all_tasks_blocked()
+            await g.go(fail, exc)
+            await anyio.sleep_forever()
+    assert info.value is exc
+    assert g.errors == []
+    assert live.now == 0
+
+
+async def test_base_exception_wins_over_error() -> None:
+    ev = anyio.Event()
+    ki = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt) as info:
+        async with Group() as g:
+            await g.go(fail, Boom(), ev)
+            await g.go(fail, ki, ev)
+            await anyio.wait_all_tasks_blocked()
+            ev.set()
+    assert info.value is ki
+
+
+async def test_base_exception_from_body_passes_unwrapped() -> None:
+    live = Live()
+    exc = SystemExit(3)
+    with pytest.raises(SystemExit) as info:
+        async with Group() as g:
+            await g.go(live.forever)
+            await anyio.wait_all_tasks_blocked()
+            raise exc
+    assert info.value is exc
+    assert live.now == 0
+
+
+@pytest.mark.parametrize("where", ["body", "exit", "slot", "handle", "child-group"])
+async def test_owner_cancelled_cancels_everything(where: str) -> None:
+    live = Live()
+    caught: list[BaseException] = []
+    with anyio.CancelScope() as outer:
+        try:
+            async with Group(limit=2 if where == "slot" else None) as g:
+                await g.go(live.forever)
+                h = await g.go(live.forever)
+                if where == "child-group":
+                    await g.go(nested_forever, live)
+                await anyio.wait_all_tasks_blocked()
+                outer.cancel()
+                if where == "body":
+                    await anyio.sleep_forever()
+                elif where == "slot":
+                    await g.go(live.forever)  # parks: no slot free
+                    pytest.fail("got a slot")  # pragma: no cover
+                elif where == "handle":
+                    await h
+                    pytest.fail("the handle of a task that runs forever")  # pragma: no cover
+        except BaseException as e:
+            caught.append(e)
+            raise
+    assert outer.cancelled_caught
+    assert len(caught) == 1 and isinstance(caught[0], Cancelled())  # unwrapped
+    assert live.now == 0
+    assert live.started == (4 if where == "child-group" else 2)
+    assert g.errors == []
+
+
+async def nested_forever(live: Live) -> None:
+    async with Group() as inner:
+        await inner.go(live.forever)
+        await inner.go(live.forever)
+
+
+async def test_move_on_after_around_group() -> None:
+    live = Live()
+    with anyio.move_on_after(0.01) as scope:
+        async with Group() as g:
+            for _ in range(5):
+                await g.go(live.forever)
+    assert scope.cancelled_caught
+    assert live.now == 0 and live.cancelled == 5
+
+
+async def test_cancelled_before_entering() -> None:
+    live = Live()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        async with Group() as g:
+            assert g.try_go(live.forever)  # sync: starts, cancelled at its first checkpoint
+            await g.go(live.forever)  # a cancel point
+            pytest.fail("go() is a cancel point")  # pragma: no cover
+    assert scope.cancelled_caught
+    assert live.now == 0 and live.started == 1
+
+
+async def test_error_wins_over_owner_cancellation() -> None:
+    err = Boom()
+
+    async def fail_on_cancel() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            raise err
+
+    with anyio.CancelScope() as outer:
+        with pytest.raises(Boom) as info:
+            async with Group() as g:
+                await g.go(fail_on_cancel)
+                await anyio.wait_all_tasks_blocked()
+                outer.cancel()
+                await anyio.sleep_forever()
+    assert info.value is err
+
+
+async def test_native_task_cancel_of_owner(anyio_backend_name: str) -> None:
+    if anyio_backend_name != "asyncio":
+        pytest.skip("asyncio's Task.cancel()")
+    live = Live()
+    started = anyio.Event()
+    result: list[object] = []
+
+    async def owner() -> None:
+        try:
+            async with Group() as g:
+                await g.go(live.forever)
+                started.set()
+                await anyio.sleep_forever()
+        except BaseException as e:
+            result.append(e)
+            raise
+
+    task = asyncio.ensure_future(owner())
+    await started.wait()
+    await anyio.wait_all_tasks_blocked()
+    task.cancel("by test")
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert isinstance(result[0], asyncio.CancelledError)
+    assert result[0].args == ("by test",)
+    assert live.now == 0 and live.cancelled == 1
+
+
+async def test_uncancel_counts_restored(anyio_backend_name: str) -> None:
+    """The group's own cancellation of the owner leaves Task.cancelling() as it found it."""
+    if anyio_backend_name != "asyncio":
+        pytest.skip("asyncio's Task.cancelling()")
+    task = asyncio.current_task()
+    assert task is not None
+    before = task.cancelling()
+    for _ in range(3):
+        with pytest.raises(Boom):
+            async with Group() as g:
+                await g.go(fail, Boom())
+                await anyio.sleep_forever()
+    assert task.cancelling() == before
+    # and asyncio.timeout() still works after it
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):
+            async with Group() as g:
+                await g.go(anyio.sleep_forever)
+    assert task.cancelling() == before
+
+
+async def test_asyncio_timeout_around_group(anyio_backend_name: str) -> None:
+    if anyio_backend_name != "asyncio":
+        pytest.skip("asyncio.timeout")
+    live = Live()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            async with Group() as g:
+                await g.go(live.forever)
+                await anyio.sleep_forever()
+    assert live.now == 0
+
+
+async def test_inside_asyncio_taskgroup(anyio_backend_name: str) -> None:
+    if anyio_backend_name != "asyncio":
+        pytest.skip("asyncio.TaskGroup")
+    live = Live()
+
+    async def sibling_fails() -> None:
+        await anyio.wait_all_tasks_blocked()
+        raise Boom()
+
+    async def with_group() -> None:
+        async with Group() as g:
+            await g.go(live.forever)
+            await anyio.sleep_forever()
+
+    with pytest.raises(BaseExceptionGroup) as info:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(with_group())
+            tg.create_task(sibling_fails())
+    assert info.group_contains(Boom)
+    assert live.now == 0
+
+
+# -- shields and scopes inside ----------------------------------------------------------
+
+
+async def test_shielded_cleanup_in_task_not_interrupted() -> None:
+    finished = []
+
+    async def cleans_up() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for _ in range(10):
+                    await anyio.lowlevel.checkpoint()
+                finished.append("cleanup")
+
+    with pytest.raises(Boom):
+        async with Group() as g:
+            await g.go(cleans_up)
+            await anyio.wait_all_tasks_blocked()
+            await g.go(fail, Boom())
+    assert finished == ["cleanup"]
+
+
+async def test_shielded_task_keeps_running_until_shield_ends() -> None:
+    ev = anyio.Event()
+    order: list[str] = []
+
+    async def shielded() -> None:
+        with anyio.CancelScope(shield=True):
+            await ev.wait()
+            order.append("shield done")
+        try:
+            await anyio.sleep_forever()
+        except Cancelled():
+            order.append("cancelled after shield")
+            raise
+
+    failed = anyio.Event()
+
+    async def failer() -> None:
+        await anyio.wait_all_tasks_blocked()
+        order.append("fail")
+        failed.set()
+        raise Boom()
+
+    async def releaser() -> None:
+        with anyio.CancelScope(shield=True):
+            await failed.wait()
+            await anyio.wait_all_tasks_blocked()
+            order.append("release")
+            ev.set()
+
+    with pytest.raises(Boom):
+        async with Group() as g:
+            await g.go(shielded)
+            await g.go(failer)
+            await g.go(releaser)
+    assert order == ["fail", "release", "shield done", "cancelled after shield"]
+
+
+async def test_shielded_body_not_interrupted_by_group_error() -> None:
+    order: list[str] = []
+    with pytest.raises(Boom):
+        async with Group() as g:
+            await g.go(fail, Boom())
+            with anyio.CancelScope(shield=True):
+                await anyio.wait_all_tasks_blocked()
+                order.append("shielded body")
+            await anyio.sleep_forever()
+    assert order == ["shielded body"]
+
+
+async def test_task_own_timeouts_work() -> None:
+    async def with_timeout() -> str:
+        with anyio.move_on_after(0):
+            await anyio.sleep_forever()
+        with anyio.CancelScope() as s:
+            s.cancel()
+            await anyio.lowlevel.checkpoint()
+        return "ok"
+
+    async with Group() as g:
+        hs = [await g.go(with_timeout) for _ in range(3)]
+    assert [h.result() for h in hs] == ["ok"] * 3
+
+
+async def test_task_inner_scope_cancelled_same_time_as_group() -> None:
+    """A task's own cancelled scope must not swallow the group's cancellation."""
+    live = Live()
+    ev = anyio.Event()
+
+    async def inner_scope() -> None:
+        with anyio.CancelScope() as s:
+            await ev.wait()
+            s.cancel()
+            await live.forever()
+        await live.forever()  # reached only if the scope swallowed the group's cancel
+
+    with pytest.raises(Boom):
+        async with Group() as g:
+            await g.go(inner_scope)
+            await g.go(fail, Boom(), ev)
+            await anyio.wait_all_tasks_blocked()
+            ev.set()
+    assert live.now == 0
+
+
+async def test_task_uses_anyio_task_group() -> None:
+    live = Live()
+
+    async def runs_anyio_group() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(live.forever)
+            tg.start_soon(live.forever)
+
+    with pytest.raises(Boom):
+        async with Group() as g:
+            await g.go(runs_anyio_group)
+            await anyio.wait_all_tasks_blocked()
+            await g.go(fail, Boom())
+    assert live.started == 2 and live.now == 0
+
+
+async def test_task_started_after_abort_runs_to_first_checkpoint() -> None:
+    ran: list[str] = []
+    late: list[TaskHandle[None]] = []
+
+    async def late_task() -> None:
+        ran.append("before checkpoint")
+        await anyio.lowlevel.checkpoint()
+        ran.append("after checkpoint")  # pragma: no cover
+
+    async def spawns_in_cleanup(g: Group) -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            late.append(g.go_nowait(late_task))
+
+    with pytest.raises(Boom):
+        async with Group() as g:
+            await g.go(spawns_in_cleanup, g)
+            await anyio.wait_all_tasks_blocked()
+            await g.go(fail, Boom())
+    assert ran == ["before checkpoint"]
+    assert late[0].cancelled()
+
+
+async def test_go_is_cancel_point_and_starts_nothing() -> None:
+    live = Live()
+    async with Group() as g:
+        with anyio.CancelScope() as s:
+            s.cancel()
+            await g.go(live.forever)
+            pytest.fail("go() is a cancel point")  # pragma: no cover
+    assert live.started == 0
+
+
+# -- nesting -----------------------------------------------------------------------------
+
+
+async def test_nested_inner_error_propagates_as_itself() -> None:
+    err = Boom("inner")
+    live = Live()
+
+    async def inner_group() -> None:
+        async with Group() as inner:
+            await inner.go(live.forever)
+            await inner.go(fail, err)
+
+    with pytest.raises(Boom) as info:
+        async with Group() as outer:
+            await outer.go(live.forever)
+            await outer.go(inner_group)
+    assert info.value is err
+    assert outer.errors == [err]
+    assert live.now == 0 and live.cancelled == 2
+
+
+async def test_nested_outer_error_cancels_inner_group() -> None:
+    err = Boom("outer")
+    live = Live()
+    inner_errors: list[list[Exception]] = []
+
+    async def inner_group() -> None:
+        async with Group() as inner:
+            try:
+                for _ in range(3):
+                    await inner.go(live.forever)
+                await anyio.sleep_forever()
+            finally:
+                inner_errors.append(inner.errors)
+
+    with pytest.raises(Boom) as info:
+        async with Group() as outer:
+            await outer.go(inner_group)
+            await anyio.wait_all_tasks_blocked()
+            await outer.go(fail, err)
+    assert info.value is err
+    assert outer.errors == [err]  # the inner group propagated cancellation, not an error
+    assert inner_errors == [[]]
+    assert live.now == 0 and live.cancelled == 3
+
+
+async def test_nested_inner_ctx_is_child_of_outer() -> None:
+    parent, cancel = with_cancel(background())
+    live = Live()
+    inner_ctx: list[Any] = []
+
+    async def inner_group(outer: Group) -> None:
+        async with Group() as inner:
+            inner_ctx.append(inner.ctx)
+            assert inner.ctx is not outer.ctx
+            await inner.go(live.forever)
+            await anyio.sleep_forever()
+
+    with pytest.raises(Canceled):
+        async with Group(parent) as outer:
+            await outer.go(inner_group, outer)
+            await anyio.wait_all_tasks_blocked()
+            cancel()
+    assert isinstance(inner_ctx[0].err(), Canceled)
+    assert live.now == 0 and live.cancelled == 1
+
+
+async def test_deep_nesting_no_leak() -> None:
+    live = Live()
+
+    async def level(n: int) -> None:
+        async with Group() as g:
+            await g.go(live.forever)
+            if n:
+                await g.go(level, n - 1)
+            else:
+                await g.go(fail, Boom("deep"))
+
+    with pytest.raises(Boom, match="deep"):
+        await level(10)
+    assert live.started == 11 and live.now == 0
+
+
+# -- limit -------------------------------------------------------------------------------
+
+
+async def test_limit_never_exceeded_and_go_waits() -> None:
+    live = Live()
+    async with Group(limit=3) as g:
+        assert g.limit == 3
+        hs = [await g.go(live.run, value, i) for i in range(50)]
+    assert live.most == 3
+    assert [h.result() for h in hs] == list(range(50))
+
+
+async def test_limit_with_tasks_spawning_tasks() -> None:
+    live = Live()
+
+    async def spawner(g: Group, n: int) -> None:
+        if n:
+            await g.go(live.run, spawner, g, n - 1)
+
+    async with Group(limit=2) as g:
+        for _ in range(4):
+            await g.go(live.run, value, 0)
+        g.try_go(live.run, spawner, g, 5)
+    assert live.most <= 2
+
+
+async def test_try_go_and_go_nowait_when_full() -> None:
+    ev = anyio.Event()
+    async with Group(limit=1) as g:
+        assert g.try_go(ev.wait) is True
+        assert g.try_go(ev.wait) is False
+        with pytest.raises(WouldBlock, match=r"all 1 slots are taken"):
+            g.go_nowait(ev.wait)
+        ev.set()
+        await anyio.wait_all_tasks_blocked()
+        h = g.go_nowait(value, 5)
+        assert await h == 5
+        assert g.try_go(value, 1) is True
+
+
+async def test_slot_waiters_served_fifo() -> None:
+    order: list[int] = []
+    ev = anyio.Event()
+
+    async def waiter(g: Group, i: int) -> None:
+        await g.go(record, order, i)
+
+    async with Group(limit=1) as g:
+        await g.go(ev.wait)
+        async with anyio.create_task_group() as tg:
+            for i in range(5):
+                tg.start_soon(waiter, g, i)
+                await anyio.wait_all_tasks_blocked()
+            ev.set()
+    assert order == [0, 1, 2, 3, 4]
+
+
+async def record(out: list[int], i: int) -> None:
+    out.append(i)
+
+
+async def test_go_cancelled_waiting_for_slot_starts_nothing() -> None:
+    ev = anyio.Event()
+    live = Live()
+    async with Group(limit=1) as g:
+        await g.go(ev.wait)
+        with anyio.move_on_after(0) as s:
+            await g.go(live.forever)
+        assert s.cancelled_caught
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(g.go, value, 1)  # parks behind the cancelled waiter's old place
+            await anyio.wait_all_tasks_blocked()
+            ev.set()
+    assert live.started == 0
+
+
+async def test_slot_handed_over_then_cancelled_completes_go(anyio_backend_name: str) -> None:
+    """Handed a slot, then cancelled before resuming: go() started its task (not lost)."""
+    if anyio_backend_name != "asyncio":
+        pytest.skip("only asyncio can interrupt a task that was already woken")
+    ev = anyio.Event()
+    ran: list[str] = []
+    owner = asyncio.current_task()
+    assert owner is not None
+
+    async def holder() -> None:
+        await ev.wait()  # woken first: frees the slot, handing it to the parked go()
+
+    async def canceller() -> None:
+        await ev.wait()  # woken second, same iteration: cancels the owner natively
+        owner.cancel()
+
+    async def b() -> None:
+        ran.append("b")
+
+    async with anyio.create_task_group() as tg:
+        async with Group(limit=1) as g:
+            await g.go(holder)
+            tg.start_soon(canceller)
+            tg.start_soon(set_later, ev)
+            try:
+                h = await g.go(b)  # parks for the slot
+            except asyncio.CancelledError:  # pragma: no cover
+                pytest.fail("the slot was lost")
+            with pytest.raises(asyncio.CancelledError):
+                await anyio.lowlevel.checkpoint()  # the cancellation comes here instead
+            owner.uncancel()
+    assert h.result() is None and ran == ["b"]
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+async def test_limit_below_one_rejected(limit: int) -> None:
+    with pytest.raises(ValueError, match=rf"^Group: limit must be at least 1 \(got {limit}\)"):
+        Group(limit=limit)
+
+
+@pytest.mark.parametrize("limit", ["2", 1.5, True])
+async def test_limit_type_checked(limit: Any) -> None:
+    with pytest.raises(TypeError, match=r"limit must be an int"):
+        Group(limit=limit)
+
+
+async def test_ctx_type_checked() -> None:
+    with pytest.raises(TypeError, match=r"ctx must be an asyncgo Context"):
+        Group("ctx")  # type: ignore[arg-type]
+
+
+# -- misuse -----------------------------------------------------------------------------
+
+
+async def test_go_after_exit_raises() -> None:
+    async with Group() as g:
+        pass
+    with pytest.raises(RuntimeError, match=r"^Group.go\(\) after the group's async with block"):
+        await g.go(value, 1)
+    with pytest.raises(RuntimeError, match=r"^Group.try_go\(\) after"):
+        g.try_go(value, 1)
+    with pytest.raises(RuntimeError, match=r"^Group.go_nowait\(\) after"):
+        g.go_nowait(value, 1)
+    assert "exited" in repr(g)
+
+
+async def test_go_with_coroutine_object_is_a_clear_error() -> None:
+    async with Group(limit=1) as g:
+        coro = value(1)
+        with pytest.raises(TypeError, match=r"not g.go\(fetch\(url\)\)"):
+            await g.go(coro)  # type: ignore[arg-type]
+        assert coro.cr_frame is None  # type: ignore[attr-defined]  # closed: no "never awaited" warning
+        with pytest.raises(TypeError, match=r"^Group.try_go\(\) takes an async function, not int"):
+            g.try_go(3)  # type: ignore[arg-type]
+        assert g.try_go(value, 1)  # the slot was given back
+
+
+async def test_go_with_sync_function_fails_the_group() -> None:
+    def sync() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"await"):
+        async with Group() as g:
+            await g.go(sync)  # type: ignore[arg-type]
+
+
+async def test_go_before_enter_raises() -> None:
+    g = Group()
+    with pytest.raises(RuntimeError, match=r"^Group.go\(\) before the group was entered"):
+        await g.go(value, 1)
+    with pytest.raises(RuntimeError, match=r"exists once the group is entered"):
+        g.ctx  # noqa: B018
+    assert "new" in repr(g)
+
+
+async def test_enter_twice_raises() -> None:
+    g = Group()
+    async with g:
+        with pytest.raises(RuntimeError, match=r"entered only once"):
+            async with g:
+                pass  # pragma: no cover
+    with pytest.raises(RuntimeError, match=r"entered only once"):
+        async with g:
+            pass  # pragma: no cover
+
+
+async def test_go_from_foreign_task_after_exit() -> None:
+    """A task outside the group waiting for a slot gets RuntimeError if the group exits."""
+    ev = anyio.Event()
+    errors: list[BaseException] = []
+
+    async def foreign(g: Group) -> None:
+        try:
+            await g.go(value, 1)
+        except RuntimeError as e:
+            errors.append(e)
+
+    async with anyio.create_task_group() as tg:
+        async with Group(limit=1) as g:
+            await g.go(ev.wait)
+            tg.start_soon(foreign, g)
+            await anyio.wait_all_tasks_blocked()
+            ev.set()
+            # the slot goes to the foreign waiter, who runs after the group has exited
+    assert len(errors) <= 1
+    if errors:
+        assert "after the group's async with block has exited" in str(errors[0])
+
+
+# -- context -----------------------------------------------------------------------------
+
+
+async def test_ctx_is_child_of_current_and_cancelled_on_exit() -> None:
+    parent, cancel = with_cancel(background())
+    with parent.scope():
+        async with Group() as g:
+            assert g.ctx.err() is None
+            assert current() is g.ctx
+        assert current() is parent
+    assert isinstance(g.ctx.err(), Canceled)
+    assert parent.err() is None
+    cancel()
+
+
+async def test_current_inside_tasks_is_group_ctx() -> None:
+    seen: list[object] = []
+
+    async def look() -> None:
+        seen.append(current())
+
+    async with Group() as g:
+        await g.go(look)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(spawn_from_outside, g, look)
+    assert seen == [g.ctx, g.ctx]
+    assert current() is background()
+
+
+async def spawn_from_outside(g: Group, fn: Callable[[], Awaitable[None]]) -> None:
+    await g.go(fn)
+
+
+async def test_parent_ctx_cancel_cuts_group_short() -> None:
+    parent, cancel = with_cancel_cause(background())
+    live = Live()
+    cause = Boom("why")
+    with pytest.raises(Canceled) as info:
+        async with Group(parent) as g:
+            for _ in range(3):
+                await g.go(live.forever)
+            await anyio.wait_all_tasks_blocked()
+            cancel(cause)
+            await anyio.sleep_forever()
+    assert info.value is g.ctx.err()
+    assert info.value.__cause__ is cause
+    assert g.ctx.cause() is cause
+    assert g.errors == []
+    assert live.now == 0 and live.cancelled == 3
+
+
+async def test_parent_ctx_cancel_while_exiting() -> None:
+    parent, cancel = with_cancel(background())
+    live = Live()
+
+    async def canceller() -> None:
+        await anyio.wait_all_tasks_blocked()
+        cancel()
+
+    with pytest.raises(Canceled):
+        async with Group(parent) as g:
+            await g.go(live.forever)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(canceller)
+                await g.go(live.forever)
+    assert live.now == 0
+
+
+async def test_parent_ctx_deadline(anyio_backend_name: str) -> None:
+    parent, cancel = with_deadline(background(), anyio.current_time() + 0.01)
+    live = Live()
+    with pytest.raises(DeadlineExceeded):
+        async with Group(parent) as g:
+            await g.go(live.forever)
+            await anyio.sleep_forever()
+    assert live.now == 0
+    cancel()
+
+
+async def test_parent_already_done() -> None:
+    parent, cancel = with_cancel(background())
+    cancel()
+    live = Live()
+    with pytest.raises(Canceled):
+        async with Group(parent) as g:
+            assert isinstance(g.ctx.err(), Canceled)
+            g.try_go(live.forever)
+            await anyio.sleep_forever()
+    assert live.now == 0
+
+
+async def test_well_behaved_tasks_return_ctx_err() -> None:
+    """Go's pattern: tasks watch ctx; Wait returns ctx.Err()."""
+    parent, cancel = with_cancel(background())
+
+    async def watches_ctx() -> None:
+        with current().scope():
+            await anyio.sleep_forever()
+
+    with pytest.raises(Canceled) as info:
+        async with Group(parent) as g:
+            await g.go(watches_ctx)
+            await anyio.wait_all_tasks_blocked()
+            cancel()
+    assert info.value is parent.err()
+
+
+async def test_ctx_error_from_task_scope_after_first_error() -> None:
+    err = Boom()
+
+    async def watches_ctx() -> None:
+        with current().scope():
+            await anyio.sleep_forever()
+
+    with pytest.raises(Boom) as info:
+        async with Group() as g:
+            await g.go(watches_ctx)
+            await anyio.wait_all_tasks_blocked()
+            await g.go(fail, err)
+    assert info.value is err
+    # The group cancels the task itself too, so its scope lets that cancellation
+    # through instead of turning it into Canceled: no noise in errors.
+    assert g.errors == [err]
+
+
+async def test_group_under_cancelled_scope_of_ctx() -> None:
+    """An enclosing ctx.scope() cancels the owner: cancellation wins over ctx err."""
+    ctx, cancel = with_cancel(background())
+    live = Live()
+    with pytest.raises(Canceled):
+        with ctx.scope():
+            async with Group() as g:
+                await g.go(live.forever)
+                await anyio.wait_all_tasks_blocked()
+                cancel()
+                await anyio.sleep_forever()
+    assert live.now == 0
+
+
+# -- structure: nothing left behind ----------------------------------------------------------
+
+
+async def test_many_tasks_nothing_left_running() -> None:
+    live = Live()
+    with pytest.raises(Boom):
+        async with Group() as g:
+            for i in range(500):
+                await g.go(live.forever)
+                if i == 250:
+                    await g.go(fail, Boom())
+    assert live.now == 0
+
+
+async def test_handles_and_group_do_not_keep_cycles_alive() -> None:
+    async with Group() as g:
+        h = await g.go(value, 1)
+    del g
+    gc.collect()
+    assert h.result() == 1
+
+
+async def test_exception_traceback_frames_not_duplicated_across_runs() -> None:
+    err = Boom()
+    with pytest.raises(Boom):
+        async with Group() as g:
+            await g.go(fail, err)
+    n = len(traceback.extract_tb(err.__traceback__))
+    assert n < 10
+
+
+async def test_generic_handle_typing() -> None:
+    async with Group() as g:
+        h: TaskHandle[int] = await g.go(value, 1)
+    assert h.result() == 1
+
+
+async def test_core_internals_exist() -> None:
+    """The anyio internals the asyncio core relies on (pinned anyio range)."""
+    if sys.version_info >= (3, 99):  # pragma: no cover
+        return
+    from anyio._backends import _asyncio as a
+
+    s = a.CancelScope()
+    for attr in ("_tasks", "_child_scopes", "_parent_scope", "_cancel_handle"):
+        assert hasattr(s, attr)
+    assert hasattr(s, "_deliver_cancellation")
+    assert _taskgroup.PENDING == 0
