@@ -247,6 +247,13 @@ async def test_off_by_default_and_sites_only_while_on() -> None:
     assert not debug.is_enabled()
 
 
+def test_outside_an_event_loop() -> None:
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        debug.tasks()
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        debug.num_tasks()
+
+
 # -- the HTTP endpoint ---------------------------------------------------------------
 
 

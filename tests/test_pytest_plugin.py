@@ -90,6 +90,21 @@ def test_pytest_asyncio_deadlock_fails_with_the_report(pytester: pytest.Pytester
     assert '"sender-a" [chan send, ' in out and '"sender-b" [chan send, ' in out
     assert "ch = Chan[int]()" in out
     assert "[chan recv, " in out
+    # strict mode: only marked tests are pytest-asyncio's; the wrapper keeps the marker
+    pytester.makepyfile(
+        """
+        import pytest
+        from asyncgo import Chan
+
+        @pytest.mark.asyncio
+        async def test_jam():
+            await Chan[int]().send(1)
+        """
+    )
+    pytester.makeini(ASYNCIO_INI.format(extra="").replace("asyncio_mode = auto", ""))
+    result = pytester.runpytest(*plugin_args(), "-p", "no:anyio", "-p", "no:cacheprovider", *QUIET)
+    result.assert_outcomes(failed=1)
+    assert "all tasks are asleep - deadlock!" in result.stdout.str()
 
 
 def test_anyio_plugin_deadlock_on_asyncio_and_trio(pytester: pytest.Pytester) -> None:

@@ -141,6 +141,8 @@ def current_task() -> Any:
     loop = _get_running_loop()
     if loop is not None:
         return _current_tasks_get(loop)
+    if "trio" not in sys.modules:
+        backend_name()  # raises the clear RuntimeError
     return _trio_mod().lowlevel.current_task()
 
 
@@ -165,6 +167,7 @@ def all_tasks() -> list[Any]:
     loop = _get_running_loop()
     if loop is not None:
         return [t for t in asyncio.all_tasks(loop) if not t.done()]
+    backend_name()  # a clear RuntimeError outside any event loop
     trio = _trio_mod()
     root = trio.lowlevel.current_root_task()
     if root is None:  # pragma: no cover - only during trio's start-up
