@@ -6,6 +6,8 @@ see the documentation for the full tour.
 
 from __future__ import annotations
 
+from . import singleflight as singleflight
+from . import sync as sync
 from . import time as time
 from ._chan import Chan as Chan
 from ._chan import RecvChan as RecvChan
@@ -31,22 +33,40 @@ from ._select import recv as recv
 from ._select import select as select
 from ._select import send as send
 from ._version import __version__ as __version__
+from .sync import Cond as Cond
+from .sync import Mutex as Mutex
+from .sync import Once as Once
+from .sync import Pool as Pool
+from .sync import RWMutex as RWMutex
+from .sync import Semaphore as Semaphore
+from .sync import WaitGroup as WaitGroup
+from .sync import once_func as once_func
+from .sync import once_value as once_value
 
 __all__ = [
     "Canceled",
     "Case",
     "Chan",
     "ChanClosed",
+    "Cond",
     "Context",
     "DeadlineExceeded",
     "Deadlock",
+    "Mutex",
+    "Once",
+    "Pool",
+    "RWMutex",
     "RecvChan",
     "Selected",
+    "Semaphore",
     "SendChan",
+    "WaitGroup",
     "WouldBlock",
     "after_func",
     "background",
     "current",
+    "once_func",
+    "once_value",
     "recv",
     "select",
     "send",
