@@ -20,4 +20,4 @@ if [ ! -f .venv313/.installed ] || [ pyproject.toml -nt .venv313/.installed ]; t
   .venv313/bin/python -m pip install --quiet -e '.[dev]'
   touch .venv313/.installed
 fi
-.venv313/bin/python -m pytest -q -p no:cacheprovider
+.venv313/bin/python -m pytest -q -p no:cacheprovider -n 2
