@@ -373,13 +373,30 @@ async def test_asgi_lifespan_and_websocket() -> None:
     assert sent == [{"type": "websocket.close", "code": 1008}]
 
 
-async def test_aiohttp_handler() -> None:
+async def test_aiohttp_handler(anyio_backend_name: str) -> None:
     pytest.importorskip("aiohttp")
-    from aiohttp.test_utils import make_mocked_request  # type: ignore[import-not-found, unused-ignore]
+    if anyio_backend_name != "asyncio":
+        pytest.skip("aiohttp runs on asyncio")
+    from aiohttp import web  # type: ignore[import-not-found, unused-ignore]
+    from aiohttp.test_utils import (  # type: ignore[import-not-found, unused-ignore]
+        TestClient,
+        TestServer,
+    )
 
-    handler = debug.aiohttp_handler(enabled=True)
-    resp = await handler(make_mocked_request("GET", "/debug/tasks?debug=2"))
-    assert resp.status in (200, 403)  # mocked requests have no peer address: refused
+    app = web.Application()
+    app.router.add_get("/debug/tasks", debug.aiohttp_handler(enabled=True))
+    app.router.add_get("/off", debug.aiohttp_handler(enabled=False))
+    async with TestClient(TestServer(app)) as client:  # connects from 127.0.0.1
+        resp = await client.get("/debug/tasks?debug=2")
+        assert resp.status == 200
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert "[running]" in await resp.text()
+        resp = await client.get("/debug/tasks?format=json")
+        assert resp.status == 200 and isinstance(await resp.json(), list)
+        resp = await client.get("/debug/tasks", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert resp.status == 403
+        resp = await client.get("/off")
+        assert resp.status == 404
 
 
 # -- the examples ---------------------------------------------------------------------
