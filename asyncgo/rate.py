@@ -1,0 +1,534 @@
+"""Rate limiting: Go's golang.org/x/time/rate token bucket, and a sliding-window limiter.
+
+`Limiter` is a token bucket of size *burst* refilled at *limit* tokens per
+second. There is no refill task: the number of tokens is computed from the
+clock when asked (`Limiter.tokens_at`), so an idle limiter costs nothing and
+a virtual clock (trio's ``MockClock``) drives it exactly. Every method that
+reads the clock has an ``*_at(t, ...)`` twin taking the time explicitly, as
+Go's ``AllowN(t, n)`` and ``TokensAt(t)``: the arithmetic is pure and runs
+without an event loop.
+
+`SlidingWindow` admits at most *limit* events in any window of *window*
+seconds, for APIs whose quota is stated that way ("100 requests per minute").
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Final, final
+
+from ._backend import checkpoint, current_time
+from ._exceptions import DeadlineExceeded
+from .time import sleep
+
+if TYPE_CHECKING:
+    from ._context import Context
+
+__all__ = ["INF", "INF_DURATION", "Limiter", "Reservation", "SlidingWindow", "every"]
+
+#: The infinite rate limit: every request is allowed, whatever the burst. Go: ``rate.Inf``
+INF: Final[float] = math.inf
+
+#: The delay of a reservation that is not ok. Go: ``rate.InfDuration``
+INF_DURATION: Final[float] = math.inf
+
+
+def every(seconds: float) -> float:
+    """Convert the minimum time between events into a limit (events per second).
+
+    ``every(0)`` (or less) is `INF`. Go: ``rate.Every(interval)``
+    """
+    if seconds <= 0:
+        return INF
+    return 1.0 / seconds
+
+
+def _check_limit(limit: float, what: str) -> float:
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+        raise TypeError(f"rate: {what} takes a number, not {type(limit).__name__}")
+    if math.isnan(limit) or limit < 0:
+        raise ValueError(f"rate: {what}={limit}: the limit must be >= 0 (or rate.INF)")
+    return float(limit)
+
+
+def _check_int(n: int, what: str) -> int:
+    if type(n) is not int and (not isinstance(n, int) or isinstance(n, bool)):
+        raise TypeError(f"rate: {what} takes an int, not {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"rate: {what}={n} must not be negative")
+    return n
+
+
+def _duration_from_tokens(limit: float, tokens: float) -> float:
+    if limit <= 0:
+        return INF_DURATION
+    return tokens / limit
+
+
+def _tokens_from_duration(limit: float, seconds: float) -> float:
+    if limit <= 0:
+        return 0.0
+    return seconds * limit
+
+
+@final
+class Reservation:
+    """Tokens held for an event that may happen now or later: made by `Limiter.reserve`.
+
+    Go: ``rate.Reservation``
+    """
+
+    __slots__ = ("_lim", "_limit", "_ok", "_time_to_act", "_tokens")
+
+    def __init__(
+        self, lim: Limiter, ok: bool, tokens: int, time_to_act: float, limit: float
+    ) -> None:
+        self._lim = lim
+        self._ok = ok
+        self._tokens = tokens
+        self._time_to_act = time_to_act
+        self._limit = limit
+
+    def __repr__(self) -> str:
+        return (
+            f"<Reservation ok={self._ok} tokens={self._tokens} time_to_act={self._time_to_act:.6f}>"
+        )
+
+    @property
+    def ok(self) -> bool:
+        """Whether the limiter can grant the tokens within the maximum wait. Go: ``r.OK()``"""
+        return self._ok
+
+    @property
+    def time_to_act(self) -> float:
+        """The clock time (`current_time` scale) at which the event may happen."""
+        return self._time_to_act
+
+    def delay(self) -> float:
+        """Seconds to wait before acting on the reservation; 0 means act now.
+
+        `INF_DURATION` if the reservation is not ok: the limiter cannot grant
+        the tokens. Needs a running event loop (for the clock). Go: ``r.Delay()``
+        """
+        return self.delay_from(current_time())
+
+    def delay_from(self, t: float) -> float:
+        """`delay` as seen at clock time *t* (pure). Go: ``r.DelayFrom(t)``"""
+        if not self._ok:
+            return INF_DURATION
+        return max(self._time_to_act - t, 0.0)
+
+    def cancel(self) -> None:
+        """Give back the tokens, as far as possible, as if the reservation was never made.
+
+        Tokens reserved by later reservations, which counted on this one's, are
+        not given back; a reservation whose time has come, or one that is not
+        ok, gives back nothing. Go: ``r.Cancel()``
+        """
+        self.cancel_at(current_time())
+
+    def cancel_at(self, t: float) -> None:
+        """`cancel` as if at clock time *t* (pure). Go: ``r.CancelAt(t)``"""
+        if not self._ok:
+            return
+        lim = self._lim
+        if lim._limit == INF or self._tokens == 0 or self._time_to_act < t:
+            return
+        # The time between the limiter's last event and this reservation's says
+        # how many tokens were reserved after this one: those are not restored.
+        restore = self._tokens - _tokens_from_duration(
+            self._limit, lim._last_event - self._time_to_act
+        )
+        if restore <= 0:
+            return
+        t, tokens = lim._advance(t)
+        tokens = min(tokens + restore, float(lim._burst))
+        lim._last = t
+        lim._tokens = tokens
+        if self._time_to_act == lim._last_event:
+            prev = self._time_to_act + _duration_from_tokens(self._limit, -self._tokens)
+            if prev >= t:
+                lim._last_event = prev
+
+
+@final
+class Limiter:
+    """A token bucket: *burst* tokens at most, refilled at *limit* tokens per second.
+
+    It starts full. `allow` takes tokens if they are there, `reserve` books
+    them for the future and says how long to wait, `wait` books and waits.
+    With ``limit=INF`` everything is allowed (the burst is ignored); with
+    ``limit=0`` only the first *burst* tokens are ever granted. In any interval
+    of *T* seconds it grants at most ``burst + limit * T`` tokens.
+
+    Refill is computed from the clock, no task runs; the limiter is shared
+    between tasks of one event loop. ``wait`` waiters are served in the order
+    they called it (each books its tokens at once).
+    Go: ``rate.NewLimiter(limit, burst)``
+
+    Example:
+        ```python
+        lim = rate.Limiter(10, burst=5)     # 10 requests/s, bursts of 5
+        await lim.wait(ctx=ctx)             # or: if lim.allow(): ...
+        ```
+    """
+
+    __slots__ = ("_burst", "_last", "_last_event", "_limit", "_tokens")
+
+    def __init__(self, limit: float, burst: int) -> None:
+        """Make a full limiter.
+
+        Raises:
+            ValueError: *limit* is negative or NaN, or *burst* negative.
+            TypeError: *limit* is not a number or *burst* not an int.
+        """
+        self._limit = _check_limit(limit, "Limiter(limit)")
+        self._burst = _check_int(burst, "Limiter(burst)")
+        self._tokens = float(burst)
+        self._last = -math.inf  # the time tokens was last updated; -inf: full at any t
+        self._last_event = -math.inf  # the latest time of a rate-limited event (past or future)
+
+    def __repr__(self) -> str:
+        return f"<Limiter limit={self._limit} burst={self._burst} at {id(self):#x}>"
+
+    @property
+    def limit(self) -> float:
+        """The maximum overall event rate, per second. Go: ``lim.Limit()``"""
+        return self._limit
+
+    @property
+    def burst(self) -> int:
+        """The maximum number of tokens granted at once. Go: ``lim.Burst()``"""
+        return self._burst
+
+    # -- pure arithmetic -----------------------------------------------------------
+
+    def _advance(self, t: float) -> tuple[float, float]:
+        """The state at clock time *t*: ``(t, tokens)``, without changing the limiter.
+
+        A *t* before the last update counts as no time elapsed (Go: clocks
+        may jump backwards).
+        """
+        last = self._last
+        if t < last:
+            last = t
+        if self._limit == INF:
+            return t, float(self._burst)
+        if last == -math.inf:
+            tokens = float(self._burst) if self._limit > 0 else self._tokens
+            return t, tokens
+        tokens = self._tokens + _tokens_from_duration(self._limit, t - last)
+        burst = float(self._burst)
+        if tokens > burst:
+            tokens = burst
+        return t, tokens
+
+    def _reserve(self, t: float, n: int, max_future: float) -> Reservation:
+        if self._limit == INF:
+            return Reservation(self, True, n, t, self._limit)
+        if self._limit == 0:
+            # Go: with a zero limit only the initial burst is ever granted.
+            ok = self._burst >= n
+            if ok:
+                self._burst -= n
+            return Reservation(self, ok, self._burst, t, self._limit)
+        t, tokens = self._advance(t)
+        tokens -= n
+        wait = _duration_from_tokens(self._limit, -tokens) if tokens < 0 else 0.0
+        ok = n <= self._burst and wait <= max_future
+        if not ok:
+            return Reservation(self, False, 0, 0.0, self._limit)
+        r = Reservation(self, True, n, t + wait, self._limit)
+        self._last = t
+        self._tokens = tokens
+        self._last_event = r._time_to_act
+        return r
+
+    def tokens_at(self, t: float) -> float:
+        """The number of tokens available at clock time *t* (pure). Go: ``lim.TokensAt(t)``"""
+        return self._advance(t)[1]
+
+    def allow_at(self, t: float, n: int = 1) -> bool:
+        """`allow` at clock time *t* (pure). Go: ``lim.AllowN(t, n)``
+
+        Raises:
+            ValueError: *n* is negative.
+        """
+        if type(n) is not int or n < 0:
+            _check_int(n, "allow(n)")
+        return self._reserve(t, n, 0.0)._ok
+
+    def reserve_at(self, t: float, n: int = 1) -> Reservation:
+        """`reserve` at clock time *t* (pure). Go: ``lim.ReserveN(t, n)``
+
+        Raises:
+            ValueError: *n* is negative.
+        """
+        _check_int(n, "reserve(n)")
+        return self._reserve(t, n, INF_DURATION)
+
+    def set_limit_at(self, t: float, limit: float) -> None:
+        """`set_limit` at clock time *t* (pure). Go: ``lim.SetLimitAt(t, newLimit)``
+
+        Raises:
+            ValueError: *limit* is negative or NaN.
+        """
+        limit = _check_limit(limit, "set_limit(limit)")
+        self._last, self._tokens = self._advance(t)
+        self._limit = limit
+
+    def set_burst_at(self, t: float, burst: int) -> None:
+        """`set_burst` at clock time *t* (pure). Go: ``lim.SetBurstAt(t, newBurst)``
+
+        Raises:
+            ValueError: *burst* is negative.
+        """
+        burst = _check_int(burst, "set_burst(burst)")
+        self._last, self._tokens = self._advance(t)
+        self._burst = burst
+
+    # -- on the event loop's clock -------------------------------------------------
+
+    def tokens(self) -> float:
+        """The number of tokens available now (negative while reservations wait).
+
+        Go: ``lim.Tokens()``
+        """
+        return self._advance(current_time())[1]
+
+    def allow(self, n: int = 1) -> bool:
+        """Take *n* tokens if they are available now; never waits. Go: ``lim.AllowN(time.Now(), n)``
+
+        Raises:
+            ValueError: *n* is negative.
+        """
+        if type(n) is not int or n < 0:
+            _check_int(n, "allow(n)")
+        return self._reserve(current_time(), n, 0.0)._ok
+
+    def reserve(self, n: int = 1) -> Reservation:
+        """Book *n* tokens now or in the future; the reservation says how long to wait.
+
+        The tokens are taken at once; act after ``r.delay()`` seconds, or call
+        ``r.cancel()`` to give them back. ``r.ok`` is False (and nothing is
+        taken) when *n* exceeds the burst, unless the limit is `INF`.
+        Go: ``lim.ReserveN(time.Now(), n)``
+
+        Raises:
+            ValueError: *n* is negative.
+        """
+        _check_int(n, "reserve(n)")
+        return self._reserve(current_time(), n, INF_DURATION)
+
+    def set_limit(self, limit: float) -> None:
+        """Change the limit; tokens accrued so far at the old limit are kept.
+
+        Reservations already made keep their time. Go: ``lim.SetLimit(newLimit)``
+
+        Raises:
+            ValueError: *limit* is negative or NaN.
+        """
+        self.set_limit_at(current_time(), limit)
+
+    def set_burst(self, burst: int) -> None:
+        """Change the burst. Go: ``lim.SetBurst(newBurst)``
+
+        Raises:
+            ValueError: *burst* is negative.
+        """
+        self.set_burst_at(current_time(), burst)
+
+    async def wait(self, n: int = 1, ctx: Context | None = None) -> None:
+        """Wait until *n* tokens are granted.
+
+        Books the tokens at once (so waiters are served in call order), then
+        sleeps until their time. Fails at once, taking nothing, when *n*
+        exceeds the burst (unless the limit is `INF`), when *ctx* is already
+        done, or when *ctx*'s deadline would pass before the tokens are
+        granted. If *ctx* ends (or the call is cancelled) while waiting, the
+        tokens are given back as far as `Reservation.cancel` can.
+        Go: ``lim.WaitN(ctx, n)``
+
+        Checkpoint: always a cancel point and a schedule point.
+
+        Raises:
+            ValueError: *n* exceeds the burst ("rate: wait(n=5) exceeds
+                limiter's burst 3"), or is negative.
+            DeadlineExceeded: *ctx*'s deadline would pass before the tokens
+                are granted ("rate: wait(n=1) would exceed context deadline"),
+                or passed while waiting.
+            Canceled: *ctx* was cancelled.
+        """
+        _check_int(n, "wait(n)")
+        if n > self._burst and self._limit != INF:
+            raise ValueError(f"rate: wait(n={n}) exceeds limiter's burst {self._burst}")
+        max_future = INF_DURATION
+        now = current_time()
+        if ctx is not None:
+            err = ctx.err()
+            if err is not None:
+                raise err
+            deadline = ctx.deadline()
+            if deadline is not None:
+                max_future = deadline - now
+        r = self._reserve(now, n, max_future)
+        if not r._ok:
+            raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
+        delay = r._time_to_act - now
+        try:
+            if delay <= 0:
+                await checkpoint()
+            else:
+                await sleep(delay, ctx)
+        except BaseException:
+            r.cancel()
+            raise
+
+
+@final
+class SlidingWindow:
+    """At most *limit* events in any *window* seconds: a sliding log of event times.
+
+    Unlike a fixed-window counter (reset at each window's start, so up to
+    ``2 * limit`` events can pass around a boundary), no interval of *window*
+    seconds ever holds more than *limit* events, and the first *limit*
+    events may come at once. Keeps at most *limit* timestamps.
+    ``wait`` waiters are served in call order.
+
+    Example:
+        ```python
+        quota = rate.SlidingWindow(100, 60.0)   # the API allows 100 calls a minute
+        await quota.wait(ctx=ctx)
+        ```
+    """
+
+    __slots__ = ("_limit", "_log", "_window")
+
+    def __init__(self, limit: int, window: float) -> None:
+        """Make an empty window.
+
+        Raises:
+            ValueError: *limit* is negative or *window* not positive.
+            TypeError: *limit* is not an int.
+        """
+        self._limit = _check_int(limit, "SlidingWindow(limit)")
+        if isinstance(window, bool) or not isinstance(window, (int, float)):
+            raise TypeError(f"rate: SlidingWindow(window) takes seconds, not {window!r}")
+        if not window > 0 or math.isinf(window):
+            raise ValueError(f"rate: SlidingWindow(window={window}) must be positive and finite")
+        self._window = float(window)
+        # Event times, non-decreasing, possibly in the future (booked by wait);
+        # only the last `limit` ever matter.
+        self._log: deque[float] = deque(maxlen=limit if limit > 0 else None)
+
+    def __repr__(self) -> str:
+        return f"<SlidingWindow limit={self._limit} window={self._window} at {id(self):#x}>"
+
+    @property
+    def limit(self) -> int:
+        """Events allowed per window."""
+        return self._limit
+
+    @property
+    def window(self) -> float:
+        """The window, in seconds."""
+        return self._window
+
+    def _when(self, t: float, n: int) -> float:
+        """The earliest time >= *t* (and >= every booked event) at which *n* events fit."""
+        log = self._log
+        when = t
+        if log and log[-1] > when:
+            when = log[-1]
+        # The events at or after log[k - m] must be the only ones in the window
+        # ending at `when`: log[k - m - 1] must have left it.
+        k = len(log)
+        i = k - (self._limit - n) - 1
+        if i >= 0:
+            when = max(when, log[i] + self._window)
+        return when
+
+    def _check(self, n: int, what: str) -> None:
+        _check_int(n, f"{what}(n)")
+        if n > self._limit:
+            raise ValueError(
+                f"rate: {what}(n={n}) exceeds the sliding window's limit {self._limit}"
+            )
+
+    def count_at(self, t: float) -> int:
+        """Events counted in the window ending at clock time *t* (pure)."""
+        lo = t - self._window
+        return sum(1 for x in self._log if lo < x <= t)
+
+    def allow_at(self, t: float, n: int = 1) -> bool:
+        """`allow` at clock time *t* (pure).
+
+        Raises:
+            ValueError: *n* is negative or exceeds the limit.
+        """
+        self._check(n, "allow")
+        if n == 0:
+            return True
+        if self._when(t, n) > t:
+            return False
+        self._log.extend([t] * n)
+        return True
+
+    def allow(self, n: int = 1) -> bool:
+        """Record *n* events now if they fit in the window; never waits.
+
+        Raises:
+            ValueError: *n* is negative or exceeds the limit.
+        """
+        return self.allow_at(current_time(), n)
+
+    def delay_at(self, t: float, n: int = 1) -> float:
+        """Seconds from clock time *t* until *n* events would fit (pure; takes nothing).
+
+        Raises:
+            ValueError: *n* is negative or exceeds the limit.
+        """
+        self._check(n, "delay")
+        return self._when(t, n) - t if n else 0.0
+
+    async def wait(self, n: int = 1, ctx: Context | None = None) -> None:
+        """Wait until *n* events fit in the window, and record them.
+
+        Books the events at once (FIFO), then sleeps until their time. Fails at
+        once, booking nothing, when *ctx* is done or its deadline would pass
+        first. If *ctx* ends or the call is cancelled while waiting, the
+        booking is withdrawn (later bookings keep their times).
+
+        Checkpoint: always a cancel point and a schedule point.
+
+        Raises:
+            ValueError: *n* exceeds the limit or is negative.
+            DeadlineExceeded: *ctx*'s deadline would pass first, or passed.
+            Canceled: *ctx* was cancelled.
+        """
+        self._check(n, "wait")
+        now = current_time()
+        if ctx is not None:
+            err = ctx.err()
+            if err is not None:
+                raise err
+        when = self._when(now, n) if n else now
+        if ctx is not None:
+            deadline = ctx.deadline()
+            if deadline is not None and when > deadline:
+                raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
+        self._log.extend([when] * n)
+        try:
+            if when <= now:
+                await checkpoint()
+            else:
+                await sleep(when - now, ctx)
+        except BaseException:
+            if when > current_time():
+                for _ in range(n):
+                    try:
+                        self._log.remove(when)
+                    except ValueError:  # pushed out by later bookings (maxlen)
+                        break
+            raise

@@ -1,0 +1,364 @@
+"""asyncgo.rate: the token bucket's arithmetic (no event loop) and real-time behaviour.
+
+The pure cases follow Go's golang.org/x/time/rate tests (rate_test.go): times
+are offsets in seconds, as Go's t0..t9 are multiples of 100 ms.
+"""
+
+from __future__ import annotations
+
+import math
+import time as _time
+
+import anyio
+import pytest
+
+from asyncgo import background, rate, with_cancel, with_timeout
+from asyncgo._exceptions import Canceled, DeadlineExceeded
+from asyncgo.rate import INF, INF_DURATION, Limiter, SlidingWindow, every
+
+D = 0.1  # Go's d = 100 ms
+T = [i * D for i in range(10)]
+
+
+def approx(x: float) -> object:
+    return pytest.approx(x, abs=1e-9)
+
+
+# -- pure arithmetic (Go's AllowN(t, n), ReserveN(t, n), TokensAt(t)) ---------------
+
+
+def test_every() -> None:
+    assert every(0.1) == pytest.approx(10)
+    assert every(0) == INF
+    assert every(-1) == INF
+
+
+def test_burst1() -> None:
+    """Go: TestLimiterBurst1."""
+    lim = Limiter(10, 1)
+    assert lim.allow_at(T[0]) is True
+    assert lim.allow_at(T[0]) is False
+    assert lim.allow_at(T[0] + D / 2) is False
+    assert lim.allow_at(T[1]) is True
+    assert lim.allow_at(T[1]) is False
+    assert lim.allow_at(T[2]) is True
+    assert lim.allow_at(T[5]) is True  # idle time does not grow the bucket past 1
+    assert lim.allow_at(T[5]) is False
+
+
+def test_burst3_then_steady() -> None:
+    """Go: TestLimiterBurst3: a full bucket of 3, then one token per 100 ms."""
+    lim = Limiter(10, 3)
+    assert [lim.allow_at(T[0], 2), lim.allow_at(T[0], 1), lim.allow_at(T[0], 1)] == [
+        True,
+        True,
+        False,
+    ]
+    assert lim.allow_at(T[1], 2) is False
+    assert lim.allow_at(T[1], 1) is True
+    assert lim.allow_at(T[3], 2) is True
+    assert lim.allow_at(T[9], 4) is False  # more than the burst: never
+    assert lim.allow_at(T[9], 3) is True
+
+
+def test_jump_backwards() -> None:
+    """Go: TestLimiterJumpBackwards: a clock going back counts as no time elapsed."""
+    lim = Limiter(10, 3)
+    steps = [(1, True), (0, True), (0, True), (0, False), (0, False)]
+    steps += [(1, True), (1, False), (1, False), (2, True), (2, False), (2, False)]
+    assert [lim.allow_at(T[i]) for i, _ in steps] == [ok for _, ok in steps]
+
+
+def test_tokens_at() -> None:
+    lim = Limiter(10, 5)
+    assert lim.tokens_at(T[0]) == 5
+    assert lim.allow_at(T[0], 5)
+    assert lim.tokens_at(T[0]) == approx(0)
+    assert lim.tokens_at(T[3]) == approx(3)
+    assert lim.tokens_at(100.0) == 5  # capped at the burst
+    r = lim.reserve_at(T[0], 2)
+    assert r.ok and r.delay_from(T[0]) == approx(0.2)
+    assert lim.tokens_at(T[0]) == approx(-2)  # booked tokens show as a debt
+
+
+def test_reservation_arithmetic() -> None:
+    """Go: TestSimpleReserve / TestMix."""
+    lim = Limiter(10, 2)
+    rs = [lim.reserve_at(T[0], 2), lim.reserve_at(T[0], 2), lim.reserve_at(T[3], 2)]
+    assert [r.ok for r in rs] == [True, True, True]
+    assert rs[0].time_to_act == approx(T[0])
+    assert rs[1].time_to_act == approx(T[2])
+    assert rs[2].time_to_act == approx(T[4])
+    assert rs[1].delay_from(T[1]) == approx(D)
+    assert rs[1].delay_from(T[5]) == 0
+    big = lim.reserve_at(T[3], 3)  # more than the burst
+    assert not big.ok
+    assert big.delay_from(T[3]) == INF_DURATION
+    big.cancel_at(T[3])  # a no-op
+    assert lim.reserve_at(T[3], 1).time_to_act == approx(T[4] + D)
+
+
+def test_cancel_last_restores_all() -> None:
+    """Go: TestCancelLast."""
+    lim = Limiter(10, 2)
+    assert lim.reserve_at(T[0], 2).time_to_act == approx(T[0])
+    r = lim.reserve_at(T[0], 2)
+    assert r.time_to_act == approx(T[2])
+    r.cancel_at(T[1])  # restores 2 tokens
+    assert lim.reserve_at(T[1], 2).time_to_act == approx(T[2])
+
+
+def test_cancel_too_late() -> None:
+    """Go: TestCancelTooLate: a reservation whose time has passed gives nothing back."""
+    lim = Limiter(10, 2)
+    lim.reserve_at(T[0], 2)
+    r = lim.reserve_at(T[0], 2)
+    r.cancel_at(T[3])
+    assert lim.reserve_at(T[3], 2).time_to_act == approx(T[4])
+
+
+def test_cancel_middle_keeps_later_bookings() -> None:
+    """Go: TestCancel0Tokens / TestCancelMulti: tokens booked after r are not restored."""
+    lim = Limiter(10, 4)
+    lim.reserve_at(T[0], 4)
+    r1 = lim.reserve_at(T[0], 3)
+    assert r1.time_to_act == approx(T[3])
+    r2 = lim.reserve_at(T[0], 2)
+    assert r2.time_to_act == approx(T[5])
+    r1.cancel_at(T[1])  # restores 3 - (t5 - t3) * 10 = 1 token
+    # at t1: tokens were -5 + 1 (refill) + 1 (restored) = -3; 2 more -> -5 -> t1 + 0.5
+    assert lim.reserve_at(T[1], 2).time_to_act == approx(T[6])
+
+
+def test_cancel_middle_nothing_back() -> None:
+    """Go: TestCancelMiddle."""
+    lim = Limiter(10, 5)
+    lim.reserve_at(T[0], 5)
+    r1 = lim.reserve_at(T[0], 1)
+    lim.reserve_at(T[0], 1)
+    r1.cancel_at(T[0])  # 1 - (t2 - t1) * 10 = 0: nothing to restore
+    assert lim.reserve_at(T[0], 1).time_to_act == approx(T[3])
+
+
+def test_cancel_first() -> None:
+    """Go: TestCancelFirst."""
+    lim = Limiter(10, 2)
+    lim.reserve_at(T[0], 2)
+    r = lim.reserve_at(T[0], 2)
+    r.cancel_at(T[1])
+    assert lim.reserve_at(T[1], 2).time_to_act == approx(T[2])
+
+
+def test_inf_allows_everything() -> None:
+    lim = Limiter(INF, 0)
+    assert lim.allow_at(T[0], 1000)
+    r = lim.reserve_at(T[0], 10**6)
+    assert r.ok and r.delay_from(T[0]) == 0
+    assert lim.tokens_at(T[0]) == 0  # the burst
+
+
+def test_zero_limit_allows_only_the_burst() -> None:
+    """Go: TestZeroLimit / TestLimiter_noTruncationErrors-style zero limit."""
+    lim = Limiter(0, 3)
+    assert lim.allow_at(T[0], 2)
+    assert lim.allow_at(T[5], 1)
+    assert not lim.allow_at(T[9], 1)
+    assert not lim.allow_at(1e9, 1)
+    assert not Limiter(10, 0).allow_at(T[0])  # zero burst: nothing, ever
+    assert not Limiter(10, 0).reserve_at(T[0]).ok
+
+
+def test_set_limit_mid_stream() -> None:
+    lim = Limiter(10, 1)
+    assert lim.allow_at(T[0])
+    lim.set_limit_at(T[0] + 0.05, 1)  # half a token accrued at the old limit is kept
+    assert lim.tokens_at(T[0] + 0.05) == approx(0.5)
+    assert not lim.allow_at(T[1])
+    assert lim.allow_at(T[0] + 0.55)  # 0.5 + 0.5 s at 1/s
+    lim.set_limit_at(T[9], INF)
+    assert lim.allow_at(T[9], 50)
+    lim.set_limit_at(T[9], 10)  # back from INF: a full bucket
+    assert lim.tokens_at(T[9]) == 1
+
+
+def test_set_burst() -> None:
+    lim = Limiter(10, 1)
+    lim.set_burst_at(T[0], 5)
+    assert lim.tokens_at(T[0]) == 1
+    assert lim.tokens_at(T[4]) == approx(5)
+    assert lim.allow_at(T[4], 5)
+    assert lim.burst == 5 and lim.limit == 10
+
+
+def test_long_running_rate() -> None:
+    """Go: TestLongRunningQPS: at most burst + limit * elapsed in any run."""
+    lim = Limiter(100, 10)
+    ok = sum(lim.allow_at(i * 0.0005) for i in range(10000))  # 5 s of calls
+    assert ok == pytest.approx(10 + 100 * 4.9995, abs=1)
+
+
+def test_misuse_messages() -> None:
+    with pytest.raises(ValueError, match=r"^rate: Limiter\(limit\)=-1: "):
+        Limiter(-1, 1)
+    with pytest.raises(ValueError, match=r"^rate: Limiter\(burst\)=-1 must not be negative$"):
+        Limiter(1, -1)
+    with pytest.raises(TypeError, match=r"^rate: Limiter\(burst\) takes an int, not float$"):
+        Limiter(1, 1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^rate: reserve\(n\)=-2 must not be negative$"):
+        Limiter(1, 1).reserve_at(0.0, -2)
+    with pytest.raises(ValueError, match=r"exceeds the sliding window's limit 2$"):
+        SlidingWindow(2, 1.0).allow_at(0.0, 3)
+    with pytest.raises(ValueError, match=r"must be positive"):
+        SlidingWindow(2, 0)
+
+
+# -- sliding window, pure --------------------------------------------------------
+
+
+def test_sliding_window_edges() -> None:
+    w = SlidingWindow(3, 1.0)
+    assert [w.allow_at(0.0), w.allow_at(0.2), w.allow_at(0.9)] == [True, True, True]
+    assert not w.allow_at(0.95)
+    assert not w.allow_at(0.999999)
+    assert w.delay_at(0.5) == approx(0.5)
+    assert w.allow_at(1.0)  # the event at 0.0 has left (window is (t-1, t])
+    assert not w.allow_at(1.1)
+    assert w.allow_at(1.2)
+    assert w.count_at(1.2) == 3
+    assert w.delay_at(1.2, 3) == approx(1.0)  # all of 0.9, 1.0, 1.2 must leave: at 2.2
+    # no interval of one second ever saw more than 3
+    times = [0.0, 0.2, 0.9, 1.0, 1.2]
+    assert max(sum(1 for x in times if s <= x < s + 1.0) for s in times) == 3
+
+
+def test_fixed_window_edge_burst_does_not_happen() -> None:
+    """The seed article's problem: 3 at 0.9 s and 3 at 1.0 s pass a fixed 1 s counter."""
+    w = SlidingWindow(3, 1.0)
+    assert all(w.allow_at(0.9) for _ in range(3))
+    assert not w.allow_at(1.0)
+    assert not w.allow_at(1.89)
+    assert w.allow_at(1.9, 3)
+
+
+# -- real time, on every backend -------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_wait_burst_then_steady() -> None:
+    lim = rate.Limiter(100, 5)
+    t0 = _time.perf_counter()
+    for _ in range(5):
+        await lim.wait()
+    assert _time.perf_counter() - t0 < 0.05  # the burst is free
+    for _ in range(10):
+        await lim.wait()
+    elapsed = _time.perf_counter() - t0
+    assert 0.08 < elapsed < 1.0  # 10 tokens at 100/s: ~0.1 s
+
+
+@pytest.mark.anyio
+async def test_wait_fails_fast_over_burst() -> None:
+    lim = rate.Limiter(1, 3)
+    with pytest.raises(ValueError, match=r"^rate: wait\(n=5\) exceeds limiter's burst 3$"):
+        await lim.wait(5)
+    assert lim.tokens() == 3
+    await rate.Limiter(INF, 0).wait(5)  # INF ignores the burst
+
+
+@pytest.mark.anyio
+async def test_wait_fails_fast_before_deadline() -> None:
+    lim = rate.Limiter(1, 1)
+    assert lim.allow()
+    ctx, cancel = with_timeout(background(), 0.2)
+    t0 = _time.perf_counter()
+    with pytest.raises(
+        DeadlineExceeded, match=r"^rate: wait\(n=1\) would exceed context deadline$"
+    ):
+        await lim.wait(1, ctx)
+    assert _time.perf_counter() - t0 < 0.15
+    assert lim.tokens() < 0.5  # nothing booked
+    cancel()
+
+
+@pytest.mark.anyio
+async def test_wait_ctx_cancelled_returns_tokens() -> None:
+    lim = rate.Limiter(10, 1)
+    assert lim.allow()
+    ctx, cancel = with_cancel(background())
+    failed: list[BaseException] = []
+
+    async def waiter() -> None:
+        try:
+            await lim.wait(1, ctx)
+        except Canceled as e:
+            failed.append(e)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.wait_all_tasks_blocked()
+        assert lim.tokens() < -0.5  # booked
+        cancel()
+    assert len(failed) == 1
+    assert lim.tokens() > -0.5  # given back
+
+
+@pytest.mark.anyio
+async def test_wait_already_done_ctx() -> None:
+    ctx, cancel = with_cancel(background())
+    cancel()
+    with pytest.raises(Canceled):
+        await rate.Limiter(10, 1).wait(1, ctx)
+
+
+@pytest.mark.anyio
+async def test_wait_scope_cancelled_returns_tokens() -> None:
+    lim = rate.Limiter(10, 1)
+    assert lim.allow()
+    with anyio.move_on_after(0.02):
+        await lim.wait()
+    assert lim.tokens() > -0.5
+
+
+@pytest.mark.anyio
+async def test_wait_is_cancel_point() -> None:
+    lim = rate.Limiter(INF, 1)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await lim.wait()
+        pytest.fail("not cancelled")  # pragma: no cover
+
+
+@pytest.mark.anyio
+async def test_waiters_share_the_rate() -> None:
+    lim = rate.Limiter(200, 1)
+    order: list[int] = []
+
+    async def w(i: int) -> None:
+        await lim.wait()
+        order.append(i)
+
+    t0 = _time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(w, i)
+    assert sorted(order) == list(range(10))
+    assert 0.03 < _time.perf_counter() - t0 < 1.0
+
+
+@pytest.mark.anyio
+async def test_sliding_window_wait() -> None:
+    w = SlidingWindow(3, 0.1)
+    t0 = _time.perf_counter()
+    for _ in range(7):
+        await w.wait()
+    assert 0.18 < _time.perf_counter() - t0 < 1.5  # 3, 3 after 0.1 s, 1 after 0.2 s
+    ctx, cancel = with_timeout(background(), 0.01)
+    with pytest.raises(DeadlineExceeded, match="would exceed context deadline"):
+        await w.wait(3, ctx)
+    cancel()
+
+
+def test_pure_needs_no_loop() -> None:
+    lim = Limiter(1, 1)
+    assert lim.allow_at(0.0) and not lim.allow_at(0.5)
+    assert math.isinf(lim.reserve_at(0.5, 2).delay_from(0.5))

@@ -1,0 +1,134 @@
+"""asyncgo.rate on trio's virtual clock: exact times, no real waiting."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from asyncgo import background, rate, with_cancel, with_timeout
+from asyncgo._exceptions import Canceled, DeadlineExceeded
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, object]]:
+    return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
+
+
+def approx(x: float) -> object:
+    return pytest.approx(x, abs=1e-6)
+
+
+async def test_burst_then_steady_rate() -> None:
+    lim = rate.Limiter(10, 3)
+    t0 = trio.current_time()
+    times = []
+    for _ in range(8):
+        await lim.wait()
+        times.append(trio.current_time() - t0)
+    assert times == [approx(x) for x in (0, 0, 0, 0.1, 0.2, 0.3, 0.4, 0.5)]
+
+
+async def test_ten_waiters_share_the_rate() -> None:
+    lim = rate.Limiter(100, 1)
+    t0 = trio.current_time()
+    times: list[float] = []
+
+    async def w() -> None:
+        await lim.wait()
+        times.append(trio.current_time() - t0)
+
+    async with trio.open_nursery() as n:
+        for _ in range(10):
+            n.start_soon(w)
+    assert sorted(times) == [approx(i * 0.01) for i in range(10)]
+
+
+async def test_wait_fails_at_once_before_deadline() -> None:
+    lim = rate.Limiter(1, 1)
+    assert lim.allow()
+    ctx, cancel = with_timeout(background(), 0.999)
+    t0 = trio.current_time()
+    with pytest.raises(DeadlineExceeded, match="would exceed context deadline"):
+        await lim.wait(1, ctx)
+    assert trio.current_time() == t0  # no time passed
+    ctx2, cancel2 = with_timeout(background(), 1.5)
+    await lim.wait(1, ctx2)
+    assert trio.current_time() - t0 == approx(1.0)
+    cancel()
+    cancel2()
+
+
+async def test_cancel_while_waiting_gives_tokens_back() -> None:
+    lim = rate.Limiter(1, 1)
+    assert lim.allow()
+    ctx, cancel = with_cancel(background())
+    async with trio.open_nursery() as n:
+
+        async def waiter() -> None:
+            with pytest.raises(Canceled):
+                await lim.wait(1, ctx)
+
+        n.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(0.25)
+        assert lim.tokens() == approx(-0.75)
+        cancel()
+    assert lim.tokens() == approx(0.25)  # the booked token is back
+    t0 = trio.current_time()
+    await lim.wait()
+    assert trio.current_time() - t0 == approx(0.75)
+
+
+async def test_set_limit_mid_stream() -> None:
+    lim = rate.Limiter(10, 1)
+    t0 = trio.current_time()
+    await lim.wait()
+    await lim.wait()
+    assert trio.current_time() - t0 == approx(0.1)
+    lim.set_limit(2)
+    await lim.wait()
+    assert trio.current_time() - t0 == approx(0.6)
+    lim.set_limit(rate.INF)
+    for _ in range(100):
+        await lim.wait()
+    assert trio.current_time() - t0 == approx(0.6)
+
+
+async def test_reservation_delay_on_the_clock() -> None:
+    lim = rate.Limiter(4, 2)
+    assert lim.reserve(2).delay() == 0
+    r = lim.reserve(1)
+    assert r.delay() == approx(0.25)
+    await trio.sleep(0.1)
+    assert r.delay() == approx(0.15)
+    r.cancel()
+    assert lim.tokens() == approx(0.4)
+
+
+async def test_idle_limiter_refills_without_a_task() -> None:
+    lim = rate.Limiter(1, 5)
+    assert lim.allow(5)
+    await trio.sleep(3600)  # an hour, instantly
+    assert lim.tokens() == 5
+
+
+async def test_sliding_window_wait_exact() -> None:
+    w = rate.SlidingWindow(2, 1.0)
+    t0 = trio.current_time()
+    times = []
+    for _ in range(5):
+        await w.wait()
+        times.append(trio.current_time() - t0)
+    assert times == [approx(x) for x in (0, 0, 1, 1, 2)]
+
+
+async def test_sliding_window_cancel_withdraws_booking() -> None:
+    w = rate.SlidingWindow(1, 1.0)
+    assert w.allow()
+    with trio.move_on_after(0.5):
+        await w.wait()
+    await trio.sleep(0.5)
+    assert w.allow()  # the withdrawn booking at t=1 does not count
