@@ -185,14 +185,16 @@ class TaskInfo:
 
 @final
 class _Wait:
+    """What a parked task waits on (built from the tracer's tuple when asked)."""
+
     __slots__ = ("obj", "op", "since", "task", "waiter")
 
-    def __init__(self, waiter: object, task: object, obj: object, op: str) -> None:
+    def __init__(self, waiter: object, task: object, obj: object, op: str, since: float) -> None:
         self.waiter = waiter
         self.task = task
         self.obj = obj
         self.op = op
-        self.since = monotonic()
+        self.since = since
 
     def claimed(self) -> bool:
         """Whether the parked operation was completed or cancelled (the task is about to run)."""
@@ -232,7 +234,8 @@ class _Tracer:
     __slots__ = ("generation", "sites", "waits", "watchers")
 
     def __init__(self) -> None:
-        self.waits: dict[object, _Wait] = {}  # parker -> what its task waits on
+        # parker -> (task, primitive(s), op, since): a tuple, the cheapest record per park
+        self.waits: dict[object, tuple[object, object, str, float]] = {}
         self.sites: dict[int, tuple[weakref.ref[Any], _Site]] = {}  # id(obj) -> site
         self.generation = 0  # bumped by every park and unpark: "has anything moved?"
         self.watchers: list[_Watcher] = []
@@ -258,12 +261,12 @@ class _Tracer:
         task = getattr(waiter, "task", None)  # trio's waiter knows its task
         if task is None:
             task = _tasks.current_task()
-        self.waits[waiter] = _Wait(waiter, task, obj, op)
+        self.waits[waiter] = (task, obj, op, monotonic())
         self.generation += 1
         if self.watchers:
             me = threading.get_ident()
             for w in self.watchers:
-                if w.thread == me:
+                if w.thread == me and not w.kicked:
                     w.kick()
 
     def unparked(self, waiter: object) -> None:
@@ -277,7 +280,7 @@ class _Tracer:
         return e[1]
 
     def by_task(self) -> dict[object, _Wait]:
-        return {w.task: w for w in list(self.waits.values())}
+        return {r[0]: _Wait(w, *r) for w, r in list(self.waits.items())}
 
 
 _TRACER = _Tracer()
@@ -622,15 +625,22 @@ def _is_internal(task: object) -> bool:
 class _Watcher:
     """The kick a parked task gives a scope's watcher (same thread: same loop)."""
 
-    __slots__ = ("event", "thread")
+    __slots__ = ("event", "kicked", "thread")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
         self.event: Any = None
+        self.kicked = False  # set by the first kick since the watcher last armed its event
+
+    def arm(self) -> Any:
+        self.kicked = False
+        self.event = ev = anyio.Event()
+        return ev
 
     def kick(self) -> None:
+        self.kicked = True
         ev = self.event
-        if ev is not None and not ev.is_set():
+        if ev is not None:
             ev.set()
 
 
@@ -776,7 +786,7 @@ class detect_deadlocks:
             delay = 0.01
             virtual = _tasks.virtual_clock()
             while True:
-                self._watcher.event = anyio.Event()
+                self._watcher.arm()
                 await _tasks.wait_all_blocked()
                 sig = (_TRACER.generation, _tasks.num_tasks_hint())
                 if sig != seen:

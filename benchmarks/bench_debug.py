@@ -16,7 +16,8 @@ Implementations (the same benchmark bodies as benchmarks/bench_chan.py):
 Benchmarks: ``pingpong_unbuffered`` (round trips/s between two tasks over two
 unbuffered channels) and ``select2_unbuffered`` (msg/s into one consumer
 selecting over two unbuffered channels fed by one producer each). The modes run
-interleaved, ``reps`` times each, and the median is reported.
+interleaved, ``reps`` times each, and the median is reported. ``park_hook_off``
+times the diagnostics-off hook alone (ns per park, and its share of a round trip).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def main() -> None:
     n_pp = 2_000 if quick else 50_000
     n_sel = 4_000 if quick else 100_000
     reps = 1 if quick else 5
+    pingpong_off: list[float] = []
 
     async def bench_main() -> None:
         for bench, unit, n, body in (
@@ -82,6 +84,8 @@ def main() -> None:
                             await select2("asyncgo", make_asyncgo, 0, 500, "warmup")
                             v = await select2("asyncgo", make_asyncgo, 0, n, bench)
                     results[name].append(v)
+            if body == "pingpong":
+                pingpong_off.extend(results["asyncgo"])
             base = statistics.median(results["asyncgo"])
             for name, _ in MODES:
                 v = statistics.median(results[name])
@@ -94,6 +98,37 @@ def main() -> None:
                 emit(bench, name, backend, v, unit, **extra)
 
     run(bench_main, backend)
+    hook_cost(backend, quick, pingpong_off)
+
+
+def hook_cost(backend: str, quick: bool, pingpong_off: list[float]) -> None:
+    """The whole cost of diagnostics-off on the park path: the hook check, timed alone.
+
+    ``_park`` runs ``tracer = _diag.tracer; if tracer is not None: ...`` before and
+    after waiting. Timed here in a loop (minus the empty loop), then expressed as a
+    share of one ping-pong round trip (two parks) measured above.
+    """
+    import timeit
+
+    from asyncgo._backend import _diag
+
+    n = 200_000 if quick else 2_000_000
+    env = {"_diag": _diag}
+    hook = "tracer = _diag.tracer\nif tracer is not None: pass\nif tracer is not None: pass"
+    t_hook = min(timeit.repeat(hook, globals=env, number=n, repeat=5))
+    t_empty = min(timeit.repeat("pass", globals=env, number=n, repeat=5))
+    ns = max(t_hook - t_empty, 0.0) / n * 1e9
+    round_trip_ns = 1e9 / statistics.median(pingpong_off) if pingpong_off else float("nan")
+    emit(
+        "park_hook_off",
+        "asyncgo",
+        backend,
+        ns,
+        "ns/park",
+        lower_is_better=True,
+        share_of_round_trip=2 * ns / round_trip_ns,
+        note="the hook check alone, diagnostics off: what 'zero overhead' costs per park",
+    )
 
 
 if __name__ == "__main__":
