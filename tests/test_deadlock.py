@@ -16,7 +16,18 @@ import time
 import anyio
 import pytest
 
-from asyncgo import Chan, Deadlock, WouldBlock, debug, recv, select
+from asyncgo import (
+    Chan,
+    Context,
+    Deadlock,
+    WouldBlock,
+    background,
+    debug,
+    recv,
+    select,
+    with_cancel,
+    with_timeout,
+)
 from asyncgo.sync import Mutex, RWMutex, WaitGroup
 
 pytestmark = pytest.mark.anyio
@@ -289,3 +300,39 @@ async def test_not_a_deadlock_callbacks_without_tasks(anyio_backend_name: str) -
         timer.join()
         raw_a.close()
         raw_b.close()
+
+
+# -- contexts ------------------------------------------------------------------------
+
+
+async def wait_done_or_job(ctx: Context, jobs: Chan[int]) -> None:
+    while True:
+        r = await select(recv(ctx.done()), recv(jobs))
+        if r.index == 0:
+            return
+
+
+async def test_forgotten_cancel_is_reported() -> None:
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                jobs = Chan[int]()
+                ctx, cancel = with_cancel(background())
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(wait_done_or_job, ctx, jobs, name="worker")
+                # forgot: cancel()
+    msg = str(ei.value)
+    assert '"worker" [select, ' in msg
+    assert "(via asyncgo._context.Context.done)" in msg
+    assert "jobs = Chan[int]()" in msg
+    cancel()
+
+
+async def test_not_a_deadlock_context_deadline() -> None:
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            jobs = Chan[int]()
+            with with_timeout(background(), 0.2) as ctx:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(wait_done_or_job, ctx, jobs)
+            assert ctx.err() is not None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 
 import pytest
 
@@ -267,9 +266,6 @@ def test_leak_check_under_pytest_asyncio(pytester: pytest.Pytester) -> None:
     assert '"forgotten" [waiting]' in result.stdout.str()
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("asyncgo._context") is None, reason="asyncgo.Context has not landed"
-)
 def test_asyncgo_ctx_fixture(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         ANYIO_HEADER
