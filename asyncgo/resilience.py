@@ -1,0 +1,490 @@
+"""Resilience: a circuit breaker and retries with exponential backoff and full jitter.
+
+`CircuitBreaker` stops calling a dependency that keeps failing: after
+*failure_threshold* counted failures within *window* seconds it *opens* and
+every call fails fast with `CircuitOpen`; after *recovery_time* it is
+*half-open* and lets at most *half_open_max_calls* probe calls through at a
+time; *success_threshold* successful probes close it again, one failed probe
+opens it again.
+
+`retry` calls an async function until it succeeds, sleeping an exponentially
+growing, fully jittered backoff between attempts, and never sleeps past the
+ctx deadline: when the next backoff would pass it, it gives up at once and
+re-raises the last error, with a note saying how many attempts were made.
+
+Both read the event loop's clock only when called: no background task.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar, TypeVarTuple, final, overload
+
+from ._backend import current_time
+from .time import sleep
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._context import Context
+
+__all__ = [
+    "Backoff",
+    "BreakerStats",
+    "CircuitBreaker",
+    "CircuitOpen",
+    "State",
+    "retry",
+]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+
+class CircuitOpen(Exception):
+    """A call was refused because the circuit breaker is open (or its probes are busy).
+
+    Attributes:
+        name: The breaker's name.
+        retry_after: Seconds until the breaker lets a probe through (0 when it
+            is half-open and every probe slot is taken).
+    """
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        """Build the error for breaker *name*, which lets a probe through in *retry_after* s."""
+        if retry_after > 0:
+            msg = f"circuit breaker {name!r} is open; a probe is allowed in {retry_after:.3g} s"
+        else:
+            msg = f"circuit breaker {name!r} is half-open and all its probe calls are in flight"
+        super().__init__(msg)
+        self.name = name
+        self.retry_after = retry_after
+
+
+class State(enum.Enum):
+    """The state of a `CircuitBreaker`."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerStats:
+    """Counters of a `CircuitBreaker`, from `CircuitBreaker.stats`."""
+
+    state: State
+    calls: int  #: calls let through (including probes)
+    successes: int  #: calls that returned (or raised an exception that does not count)
+    failures: int  #: calls that raised a counted exception
+    rejected: int  #: calls refused with `CircuitOpen`
+    opened: int  #: times the breaker opened
+    recent_failures: int  #: counted failures within the window (closed state)
+
+
+_Ticket = tuple[int, bool]  # (generation, is a probe)
+
+
+@final
+class CircuitBreaker:
+    """Fail fast while a dependency keeps failing; probe it after a pause.
+
+    Use it as a decorator, as ``async with breaker:``, or with
+    ``await breaker.call(fn, *args)``. Exceptions that are instances of
+    *failure_on* and not of *ignore* count as failures; any other exception
+    (and cancellation) passes through and counts as neither.
+
+    A call's outcome counts only in the state it started in: a slow call
+    that started before the breaker opened does not touch the new state
+    (gobreaker's generations).
+
+    Example:
+        ```python
+        breaker = CircuitBreaker(failure_threshold=5, window=10, recovery_time=30)
+
+        @breaker
+        async def fetch(url: str) -> bytes: ...
+
+        try:
+            body = await fetch(url)
+        except CircuitOpen:
+            body = cached(url)
+        ```
+    """
+
+    __slots__ = (
+        "_calls",
+        "_entered",
+        "_failure_on",
+        "_failures",
+        "_gen",
+        "_half_open_max",
+        "_ignore",
+        "_name",
+        "_on_state_change",
+        "_opened",
+        "_opened_at",
+        "_probe_successes",
+        "_probes",
+        "_recent",
+        "_recovery_time",
+        "_rejected",
+        "_state",
+        "_success_threshold",
+        "_successes",
+        "_threshold",
+        "_window",
+    )
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 5,
+        window: float = 60.0,
+        recovery_time: float = 30.0,
+        half_open_max_calls: int = 1,
+        success_threshold: int = 1,
+        failure_on: type[BaseException] | tuple[type[BaseException], ...] = Exception,
+        ignore: type[BaseException] | tuple[type[BaseException], ...] = (),
+        on_state_change: Callable[[State, State], object] | None = None,
+        name: str = "breaker",
+    ) -> None:
+        """Make a closed breaker.
+
+        Args:
+            failure_threshold: Counted failures within *window* that open it.
+            window: Seconds over which failures are counted while closed.
+            recovery_time: Seconds it stays open before letting probes through.
+            half_open_max_calls: Probe calls let through at once while half-open.
+            success_threshold: Successful probes that close it again.
+            failure_on: Exception types that count as failures.
+            ignore: Exception types that never count (checked first).
+            on_state_change: Called as ``fn(old, new)`` on every transition.
+            name: Shown in `CircuitOpen` messages and ``repr``.
+
+        Raises:
+            ValueError: A threshold or count is below 1, or a time is negative.
+        """
+        for what, v in (
+            ("failure_threshold", failure_threshold),
+            ("half_open_max_calls", half_open_max_calls),
+            ("success_threshold", success_threshold),
+        ):
+            if v < 1:
+                raise ValueError(f"CircuitBreaker({what}={v}): must be at least 1")
+        for what, f in (("window", window), ("recovery_time", recovery_time)):
+            if not f >= 0:
+                raise ValueError(f"CircuitBreaker({what}={f}): must not be negative")
+        self._threshold = failure_threshold
+        self._window = float(window)
+        self._recovery_time = float(recovery_time)
+        self._half_open_max = half_open_max_calls
+        self._success_threshold = success_threshold
+        self._failure_on = failure_on
+        self._ignore = ignore
+        self._on_state_change = on_state_change
+        self._name = name
+        self._state = State.CLOSED
+        self._gen = 0
+        self._recent: deque[float] = deque()  # failure times while closed
+        self._opened_at = 0.0
+        self._probes = 0  # probe calls in flight (half-open)
+        self._probe_successes = 0
+        self._calls = self._successes = self._failures = self._rejected = self._opened = 0
+        self._entered: ContextVar[tuple[_Ticket, ...]] = ContextVar(f"breaker-{id(self)}")
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self._name!r} {self._state.value} at {id(self):#x}>"
+
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+        return self._name
+
+    @property
+    def state(self) -> State:
+        """The state now (an open breaker whose recovery time passed reads half-open).
+
+        Needs a running event loop (for the clock).
+        """
+        return self._state_at(current_time())
+
+    def stats(self) -> BreakerStats:
+        """A snapshot of the counters. Needs a running event loop."""
+        now = current_time()
+        state = self._state_at(now)
+        self._prune(now)
+        return BreakerStats(
+            state=state,
+            calls=self._calls,
+            successes=self._successes,
+            failures=self._failures,
+            rejected=self._rejected,
+            opened=self._opened,
+            recent_failures=len(self._recent),
+        )
+
+    def reset(self) -> None:
+        """Close the breaker and forget recent failures (counters are kept)."""
+        self._recent.clear()
+        self._set(State.CLOSED, current_time())
+
+    # -- state machine (pure: takes the time) ------------------------------------
+
+    def _set(self, new: State, now: float) -> None:
+        old = self._state
+        self._gen += 1
+        self._state = new
+        self._probes = 0
+        self._probe_successes = 0
+        if new is State.OPEN:
+            self._opened_at = now
+            self._opened += 1
+        elif new is State.CLOSED:
+            self._recent.clear()
+        if old is not new and self._on_state_change is not None:
+            self._on_state_change(old, new)
+
+    def _state_at(self, now: float) -> State:
+        if self._state is State.OPEN and now >= self._opened_at + self._recovery_time:
+            self._set(State.HALF_OPEN, now)
+        return self._state
+
+    def _prune(self, now: float) -> None:
+        recent = self._recent
+        lo = now - self._window
+        while recent and recent[0] <= lo:
+            recent.popleft()
+
+    def _enter(self, now: float) -> _Ticket:
+        state = self._state_at(now)
+        if state is State.OPEN:
+            self._rejected += 1
+            raise CircuitOpen(self._name, self._opened_at + self._recovery_time - now)
+        if state is State.HALF_OPEN:
+            if self._probes >= self._half_open_max:
+                self._rejected += 1
+                raise CircuitOpen(self._name, 0.0)
+            self._probes += 1
+            self._calls += 1
+            return (self._gen, True)
+        self._calls += 1
+        return (self._gen, False)
+
+    def _exit(self, ticket: _Ticket, exc: BaseException | None, now: float) -> None:
+        gen, probe = ticket
+        failed = (
+            exc is not None
+            and isinstance(exc, self._failure_on)
+            and not isinstance(exc, self._ignore)
+        )
+        if failed:
+            self._failures += 1
+        elif exc is None or isinstance(exc, Exception):
+            self._successes += 1
+        if gen != self._gen:
+            return  # started in an earlier state: its outcome does not count now
+        neutral = not failed and exc is not None
+        if probe:
+            self._probes -= 1
+            if failed:
+                self._set(State.OPEN, now)
+            elif not neutral:
+                self._probe_successes += 1
+                if self._probe_successes >= self._success_threshold:
+                    self._set(State.CLOSED, now)
+            return
+        if failed:
+            self._prune(now)
+            self._recent.append(now)
+            if len(self._recent) >= self._threshold:
+                self._set(State.OPEN, now)
+
+    # -- the three ways to use it -----------------------------------------------
+
+    async def call(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
+        """Call ``await fn(*args)`` through the breaker.
+
+        Raises:
+            CircuitOpen: The breaker is open, or half-open with every probe slot taken.
+            BaseException: Whatever *fn* raises, unchanged.
+        """
+        ticket = self._enter(current_time())
+        try:
+            result = await fn(*args)
+        except BaseException as exc:
+            self._exit(ticket, exc, current_time())
+            raise
+        self._exit(ticket, None, current_time())
+        return result
+
+    def __call__(self, fn: Callable[[*Ts], Awaitable[T]]) -> Callable[[*Ts], Awaitable[T]]:
+        """Decorate an async function so that every call goes through the breaker."""
+
+        @functools.wraps(fn)
+        async def guarded(*args: *Ts) -> T:
+            return await self.call(fn, *args)
+
+        return guarded
+
+    async def __aenter__(self) -> None:
+        """Enter a guarded block.
+
+        Raises:
+            CircuitOpen: The breaker refuses the call.
+        """
+        ticket = self._enter(current_time())
+        self._entered.set((*self._entered.get(()), ticket))
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        entered = self._entered.get(())
+        if not entered:
+            raise RuntimeError(
+                f"circuit breaker {self._name!r}: __aexit__ without __aenter__ in this task"
+            )
+        self._entered.set(entered[:-1])
+        self._exit(entered[-1], exc, current_time())
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter (AWS's "Exponential Backoff And Jitter").
+
+    Before retry *i* (1 for the first retry) the cap is
+    ``min(maximum, initial * multiplier ** (i - 1))``; with *jitter* the sleep
+    is uniform in ``[0, cap]``, otherwise exactly *cap*.
+    """
+
+    initial: float = 0.1
+    maximum: float = 10.0
+    multiplier: float = 2.0
+    jitter: bool = True
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def delay(self, retry: int) -> float:
+        """Seconds to sleep before retry number *retry* (1-based)."""
+        cap = min(self.maximum, self.initial * self.multiplier ** (retry - 1))
+        return self.rng.uniform(0.0, cap) if self.jitter else cap
+
+
+_DEFAULT_BACKOFF: Final = Backoff()
+
+_RetryOn = type[BaseException] | tuple[type[BaseException], ...]
+
+
+async def _retry(
+    fn: Callable[[*Ts], Awaitable[T]],
+    args: tuple[*Ts],
+    attempts: int,
+    backoff: Backoff | Callable[[int], float],
+    retry_on: _RetryOn,
+    ctx: Context | None,
+) -> T:
+    delay = backoff.delay if isinstance(backoff, Backoff) else backoff
+    i = 0
+    while True:
+        i += 1
+        if ctx is not None:
+            err = ctx.err()
+            if err is not None:
+                raise err
+        try:
+            return await fn(*args)
+        except retry_on as exc:
+            if i >= attempts:
+                exc.add_note(f"retry: gave up after {i} attempts")
+                raise
+            pause = max(float(delay(i)), 0.0)
+            if ctx is not None:
+                deadline = ctx.deadline()
+                if deadline is not None and current_time() + pause >= deadline:
+                    exc.add_note(
+                        f"retry: gave up after {i} of {attempts} attempts: the next "
+                        f"backoff ({pause:.3g} s) would pass the context deadline"
+                    )
+                    raise
+            await sleep(pause, ctx)
+
+
+class RetryDecorator(Protocol):
+    """What ``retry(attempts=...)`` returns: wraps an async function in `retry`."""
+
+    def __call__(self, fn: Callable[[*Ts], Awaitable[T]], /) -> Callable[[*Ts], Awaitable[T]]:
+        """Wrap *fn*."""
+        ...
+
+
+@overload
+def retry(
+    fn: Callable[[*Ts], Awaitable[T]],
+    /,
+    *args: *Ts,
+    attempts: int = ...,
+    backoff: Backoff | Callable[[int], float] = ...,
+    retry_on: _RetryOn = ...,
+    ctx: Context | None = ...,
+) -> Awaitable[T]: ...
+
+
+@overload
+def retry(
+    *,
+    attempts: int = ...,
+    backoff: Backoff | Callable[[int], float] = ...,
+    retry_on: _RetryOn = ...,
+    ctx: Context | None = ...,
+) -> RetryDecorator: ...
+
+
+def retry(  # type: ignore[misc]  # mypy: TypeVarTuple *args vs the keyword-only overload
+    fn: Callable[[*Ts], Awaitable[T]] | None = None,
+    /,
+    *args: *Ts,
+    attempts: int = 3,
+    backoff: Backoff | Callable[[int], float] = _DEFAULT_BACKOFF,
+    retry_on: _RetryOn = Exception,
+    ctx: Context | None = None,
+) -> Awaitable[T] | RetryDecorator:
+    """Call ``await fn(*args)`` up to *attempts* times, backing off between failures.
+
+    Only exceptions matching *retry_on* are retried; any other propagates at
+    once. *backoff* is a `Backoff` (default: 0.1 s doubling up to 10 s, full
+    jitter) or a function from the retry number (1-based) to seconds. With
+    *ctx*, a ctx already done raises ``ctx.err()`` before an attempt, a
+    backoff sleep ends early with ``ctx.err()`` when the ctx ends, and a
+    backoff that would reach the deadline is not slept: the last error is
+    re-raised at once. When it gives up, the last error is re-raised as
+    itself, with a note (``add_note``) giving the number of attempts.
+
+    Without *fn*, returns a decorator: ``@retry(attempts=5)``.
+
+    Raises:
+        ValueError: *attempts* is below 1.
+        BaseException: The last error from *fn* when it gives up, or one not
+            matching *retry_on*, unchanged apart from the note.
+        Canceled: *ctx* was cancelled (``DeadlineExceeded`` for its deadline).
+    """
+    if attempts < 1:
+        raise ValueError(f"retry(attempts={attempts}): must be at least 1")
+    if fn is None:
+
+        def decorate(f: Callable[[*Ts], Awaitable[T]]) -> Callable[[*Ts], Awaitable[T]]:
+            @functools.wraps(f)
+            async def retried(*a: *Ts) -> T:
+                return await _retry(f, a, attempts, backoff, retry_on, ctx)
+
+            return retried
+
+        return decorate  # type: ignore[return-value]
+    return _retry(fn, args, attempts, backoff, retry_on, ctx)
