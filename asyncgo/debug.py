@@ -709,6 +709,10 @@ class detect_deadlocks:
         self._watcher = _Watcher()
 
     async def __aenter__(self) -> detect_deadlocks:
+        if self.owner is not None:
+            raise RuntimeError(
+                "detect_deadlocks: this block was entered already (make one per block)"
+            )
         self._enabled = enabled()
         self._enabled.__enter__()
         self.owner = _tasks.current_task()

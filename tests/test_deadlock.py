@@ -150,6 +150,15 @@ async def test_nested_scopes_innermost_reports() -> None:
         assert outer.report is None
 
 
+async def test_one_block_per_scope_object() -> None:
+    scope = debug.detect_deadlocks()
+    async with scope:
+        pass
+    with pytest.raises(RuntimeError, match="entered already"):
+        async with scope:
+            pass
+
+
 @NO_AMBIENT_SCOPE
 async def test_detection_is_repeatable_and_scoped() -> None:
     """After a report, the same task can open another scope; outside a scope nothing watches."""
