@@ -1112,9 +1112,11 @@ async def test_ctx_error_from_task_scope_after_first_error() -> None:
             await anyio.wait_all_tasks_blocked()
             await g.go(fail, err)
     assert info.value is err
-    # The group cancels the task itself too, so its scope lets that cancellation
-    # through instead of turning it into Canceled: no noise in errors.
-    assert g.errors == [err]
+    # The group cancels the task itself too, so (on current anyio) its scope lets that
+    # cancellation through instead of turning it into Canceled; older anyio versions
+    # (4.4) swallow it there and the scope raises Canceled, listed after the error.
+    assert g.errors[0] is err
+    assert all(isinstance(e, Canceled) for e in g.errors[1:])
 
 
 async def test_group_under_cancelled_scope_of_ctx() -> None:
@@ -1179,3 +1181,84 @@ async def test_core_internals_exist() -> None:
         assert hasattr(s, attr)
     assert hasattr(s, "_deliver_cancellation")
     assert _taskgroup.PENDING == 0
+
+
+async def test_values_of_parent_ctx_visible() -> None:
+    from asyncgo import with_value
+
+    parent = with_value(background(), "k", "v")
+    async with Group(parent) as g:
+        assert g.ctx.value("k") == "v"
+        assert current().value("k") == "v"
+
+
+@pytest.mark.parametrize("seed", range(40))
+async def test_random_outcomes_and_cancellation(seed: int) -> None:
+    """Random task outcomes, nested groups and an outer cancel at a random point.
+
+    Whatever happens: nothing is left running, every handle is done, and exit
+    follows the precedence (first error, else the outer cancellation, else success).
+    """
+    import random
+
+    rnd = random.Random(seed)
+    live = Live()
+    handles: list[TaskHandle[Any]] = []
+    errors: list[Boom] = []
+
+    async def task(g: Group, depth: int) -> int:
+        for _ in range(rnd.randrange(3)):
+            await anyio.lowlevel.checkpoint()
+        r = rnd.random()
+        if r < 0.15:
+            e = Boom(seed)
+            errors.append(e)
+            raise e
+        if r < 0.3:
+            await anyio.sleep_forever()
+        if r < 0.45 and depth < 3:
+            async with Group(limit=rnd.choice([None, 1, 2])) as inner:
+                for _ in range(rnd.randrange(4)):
+                    handles.append(await inner.go(live.run, task, inner, depth + 1))
+        if r < 0.6:
+            handles.append(await g.go(live.run, task, g, depth + 1))
+        return depth
+
+    cancel_at = rnd.randrange(12)
+    outcome: list[BaseException] = []
+
+    async def watchdog(scope: anyio.CancelScope) -> None:
+        # Tasks that wait forever, or for slots their own group never frees, are
+        # part of the game: once everything is stuck, the owner is cancelled.
+        await anyio.wait_all_tasks_blocked()
+        scope.cancel()
+
+    async def body(scope: anyio.CancelScope) -> None:
+        try:
+            async with Group(limit=rnd.choice([None, 2, 5])) as g:
+                groups.append(g)
+                for i in range(8):
+                    if i == cancel_at:
+                        scope.cancel()
+                    handles.append(await g.go(live.run, task, g, 0))
+                for _ in range(rnd.randrange(4)):
+                    await anyio.lowlevel.checkpoint()
+        except BaseException as e:
+            outcome.append(e)
+            if not isinstance(e, Boom):
+                raise
+
+    groups: list[Group] = []
+    with anyio.CancelScope() as outer:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watchdog, outer)
+            await body(outer)
+            tg.cancel_scope.cancel()
+    g = groups[0]
+    assert live.now == 0
+    assert all(h.done() for h in handles)
+    if g.errors:
+        assert outcome == [g.errors[0]] and outcome[0] in errors
+    elif outcome:
+        assert outer.cancelled_caught
+        assert isinstance(outcome[0], Cancelled())
