@@ -1,0 +1,53 @@
+"""The FastAPI side of `asyncgo.contrib.starlette`: the request context as a dependency.
+
+Example:
+    ```python
+    from fastapi import FastAPI
+    from asyncgo.contrib.fastapi import ContextMiddleware, RequestContext
+
+    app = FastAPI()
+    app.add_middleware(ContextMiddleware, timeout=10.0)
+
+    @app.get("/slow")
+    async def slow(ctx: RequestContext) -> dict[str, str]:
+        await asyncgo.time.sleep(60, ctx)   # ends at the deadline or on disconnect
+        return {"status": "done"}
+    ```
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .._context import Context
+from .starlette import (
+    ClientDisconnected,
+    ContextMiddleware,
+    EventStreamResponse,
+    debug_app,
+    get_context,
+)
+
+__all__ = [
+    "ClientDisconnected",
+    "ContextMiddleware",
+    "EventStreamResponse",
+    "RequestContext",
+    "debug_app",
+    "request_context",
+]
+
+
+async def request_context(request: Request) -> Context:
+    """FastAPI dependency: the request's `Context` (``Depends(request_context)``).
+
+    Raises:
+        RuntimeError: `ContextMiddleware` is not installed.
+    """
+    return get_context(request)
+
+
+#: ``ctx: RequestContext`` in an endpoint's parameters gives the request's context.
+RequestContext = Annotated[Context, Depends(request_context)]

@@ -1,0 +1,276 @@
+"""A `Context` per request for Starlette, FastAPI and any ASGI app.
+
+``ContextMiddleware`` is a pure ASGI middleware (no ``BaseHTTPMiddleware``, so no
+extra task and no buffering of streamed bodies). For each HTTP request it makes a
+context that is
+
+* cancelled, with `ClientDisconnected` as its cause, when the client disconnects
+  before the response is complete;
+* done with `DeadlineExceeded` when the request's deadline passes: *timeout*
+  seconds after the request arrived, lowered -- never raised -- by a
+  ``Request-Timeout: <seconds>`` header.
+
+The downstream app runs inside ``ctx.scope()``: `asyncgo.current()` is the
+request's context in handlers, tasks started in a ``Group`` (whose default
+context is `current()`) are cancelled with it, and the middleware returns only
+when everything the request started has finished. A deadline that passes before
+the response has started gives a ``504`` with a JSON body; after it started (a
+stream), the response is cut short. A client that has gone gets nothing.
+
+Example:
+    ```python
+    app = FastAPI()
+    app.add_middleware(ContextMiddleware, timeout=10.0)
+
+    @app.get("/items/{id}")
+    async def item(id: int, ctx: RequestContext) -> dict[str, object]:
+        async with Group(ctx) as g:
+            a = await g.go(backend_a, id)
+            b = await g.go(backend_b, id)
+        return {"a": a.result(), "b": b.result()}
+    ```
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import Any
+
+import anyio
+from starlette.responses import Response
+
+from .._context import Context, current, with_cancel_cause, with_timeout
+from .._debug_http import asgi_app as _debug_asgi_app
+from .._exceptions import Canceled, DeadlineExceeded
+from . import ClientDisconnected, StreamSource, effective_timeout, encode_sse, pump
+
+__all__ = [
+    "CONTEXT_KEY",
+    "ClientDisconnected",
+    "ContextMiddleware",
+    "EventStreamResponse",
+    "debug_app",
+    "get_context",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The ASGI scope key under which the middleware stores the request's context.
+CONTEXT_KEY = "asyncgo.context"
+
+_DEFAULT_BODY: Mapping[str, object] = {"detail": "deadline exceeded"}
+
+
+class ContextMiddleware:
+    """Pure ASGI middleware: a `Context` per HTTP request, cancelled on disconnect or deadline.
+
+    Args:
+        app: The ASGI app to wrap.
+        timeout: The default deadline of a request, in seconds; None for none.
+        header: The request header that may lower the deadline (seconds, a
+            decimal number); None to ignore headers.
+        timeout_status: The status sent when the deadline passes before the
+            response has started.
+        timeout_body: Its body, serialised as JSON.
+        parent: The context each request's context derives from (default:
+            `current()` when the request arrives, normally `background()`).
+
+    Lifespan and websocket connections pass through untouched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        timeout: float | None = 30.0,
+        header: str | None = "request-timeout",
+        timeout_status: int = 504,
+        timeout_body: object = _DEFAULT_BODY,
+        parent: Context | None = None,
+    ) -> None:
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"ContextMiddleware: timeout must be >= 0 or None, not {timeout}")
+        self.app = app
+        self.timeout = timeout
+        self._header = None if header is None else header.lower().encode("latin-1")
+        self._status = timeout_status
+        self._body = json.dumps(timeout_body).encode()
+        self._parent = parent
+
+    def _timeout_of(self, scope: Scope) -> float | None:
+        h = self._header
+        if h is not None:
+            for k, v in scope.get("headers", ()):
+                if k.lower() == h:
+                    return effective_timeout(self.timeout, v.decode("latin-1"))
+        return self.timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        parent = current() if self._parent is None else self._parent
+        base, disconnect = with_cancel_cause(parent)
+        t = self._timeout_of(scope)
+        ctx: Context
+        stop: Callable[[], None]
+        if t is None:
+            ctx, stop = base, disconnect
+        else:
+            ctx, stop = with_timeout(base, t)
+        scope[CONTEXT_KEY] = ctx
+        state = scope.setdefault("state", {})
+        state[CONTEXT_KEY] = ctx
+        started = complete = False
+        # The watcher reads ahead of the app by at most one message: enough to see a
+        # disconnect once the body has been read (always, for bodiless requests).
+        tx, rx = anyio.create_memory_object_stream[Message](1)
+
+        async def watch() -> None:
+            async with tx:
+                while True:
+                    msg = await receive()
+                    if msg["type"] == "http.disconnect":
+                        if not complete:
+                            disconnect(ClientDisconnected())
+                        await tx.send(msg)
+                        return
+                    await tx.send(msg)
+
+        async def app_receive() -> Message:
+            try:
+                return await rx.receive()
+            except anyio.EndOfStream:
+                return {"type": "http.disconnect"}
+
+        async def app_send(msg: Message) -> None:
+            nonlocal started, complete
+            if msg["type"] == "http.response.start":
+                started = True
+            elif msg["type"] == "http.response.body" and not msg.get("more_body", False):
+                complete = True
+            await send(msg)
+
+        failure: Exception | None = None
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch)
+                try:
+                    with ctx.scope():
+                        await self.app(scope, app_receive, app_send)
+                except Exception as exc:
+                    # Re-raised below, as itself: the task group would wrap it.
+                    err = ctx.err()
+                    if err is None or not isinstance(exc, (Canceled, DeadlineExceeded)):
+                        failure = exc
+                finally:
+                    tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
+            if not started and isinstance(ctx.err(), DeadlineExceeded):
+                await self._send_timeout(send)
+        finally:
+            stop()
+            disconnect()
+            rx.close()
+
+    async def _send_timeout(self, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self._status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(self._body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": self._body})
+
+
+def get_context(request: Any) -> Context:
+    """The request's context set by `ContextMiddleware` (a Starlette ``Request`` or ASGI scope).
+
+    Raises:
+        RuntimeError: The middleware is not installed.
+    """
+    scope = request if isinstance(request, MutableMapping) else request.scope
+    ctx = scope.get(CONTEXT_KEY)
+    if ctx is None:
+        raise RuntimeError(
+            "no asyncgo request context: add asyncgo.contrib.starlette.ContextMiddleware "
+            "to the app (app.add_middleware(ContextMiddleware, timeout=...))"
+        )
+    return ctx  # type: ignore[no-any-return]
+
+
+class EventStreamResponse(Response):
+    """A ``text/event-stream`` (SSE) response fed by a pipeline, a channel or a producer.
+
+    Each item becomes one event (see `encode_sse`). The stream runs bound to the
+    request's context: when the client disconnects or the deadline passes, the
+    pipeline's stages or the producer are cancelled and awaited. Use it as an
+    ASGI app or return it from a Starlette / FastAPI endpoint.
+
+    Args:
+        source: A `Pipeline`, an async iterable (e.g. a ``RecvChan``), or an
+            ``async def produce(tx: SendChan) -> None``.
+        event: The ``event:`` field of every message, if any.
+        headers: Extra response headers.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        source: StreamSource,
+        *,
+        event: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        # Response.__init__ renders a body: this response has none, it streams.
+        self.source = source
+        self.event = event
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            (b"x-accel-buffering", b"no"),
+            *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = scope.get(CONTEXT_KEY) or current()
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        event = self.event
+
+        async def write(item: object) -> None:
+            body = encode_sse(item, event=event)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+
+        await pump(ctx, self.source, write)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def debug_app(
+    *,
+    enabled: bool | None = None,
+    allow: Iterable[str] = ("127.0.0.0/8", "::1/128"),
+    token: str | None = None,
+) -> ASGIApp:
+    """The task-dump endpoint (`asyncgo.debug.asgi_app`), to mount in Starlette / FastAPI.
+
+    Off unless *enabled* (or ``ASYNCGO_DEBUG_HTTP=1``), loopback-only by default.
+
+    Example:
+        ```python
+        app.mount("/debug/tasks", debug_app(enabled=True))
+        ```
+    """
+    return _debug_asgi_app(enabled=enabled, allow=allow, token=token)

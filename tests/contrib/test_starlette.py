@@ -1,0 +1,416 @@
+"""ContextMiddleware, the FastAPI dependency and SSE against a real uvicorn server on loopback.
+
+uvicorn and httpx's server side are asyncio-only: these tests run on asyncio and uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+import uvicorn  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from starlette.responses import StreamingResponse  # noqa: E402
+
+import asyncgo  # noqa: E402
+from asyncgo import Canceled, Chan, Context, DeadlineExceeded, SendChan, current  # noqa: E402
+from asyncgo._group import Group  # noqa: E402
+from asyncgo._pipeline import pipeline  # noqa: E402
+from asyncgo.contrib import ClientDisconnected, effective_timeout  # noqa: E402
+from asyncgo.contrib.fastapi import (  # noqa: E402
+    ContextMiddleware,
+    EventStreamResponse,
+    RequestContext,
+    debug_app,
+)
+
+pytestmark = pytest.mark.anyio
+
+_uvloop = pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="no uvloop")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop", marks=_uvloop),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    return request.param  # type: ignore[no-any-return]
+
+
+WAIT = 10.0  # generous bound for "within a bounded time"
+
+
+@asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Run *app* under uvicorn on 127.0.0.1, a free port, in this event loop."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app, lifespan="off", log_level="warning", http="h11", ws="none", access_log=False
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    try:
+        with anyio.fail_after(WAIT):
+            while not server.started:
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        with anyio.fail_after(WAIT):
+            await task
+        sock.close()
+
+
+class Probe:
+    """What the handlers saw, for the test to check."""
+
+    def __init__(self) -> None:
+        self.ctx: Context | None = None
+        self.entered = anyio.Event()
+        self.started = 0
+        self.finished = 0
+        self.all_done = anyio.Event()
+        self.items_sent = 0
+
+    def task_done(self) -> None:
+        self.finished += 1
+        if self.finished == self.started:
+            self.all_done.set()
+
+
+def make_app(probe: Probe, **mw: Any) -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(ContextMiddleware, **mw)
+
+    @app.get("/ctx")
+    async def ctx_info(ctx: RequestContext) -> dict[str, Any]:
+        d = ctx.deadline()
+        return {
+            "is_current": current() is ctx,
+            "remaining": None if d is None else d - anyio.current_time(),
+        }
+
+    async def forever() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            probe.task_done()
+
+    @app.get("/hang")
+    async def hang(ctx: RequestContext) -> dict[str, str]:
+        probe.ctx = ctx
+        async with Group(ctx) as g:
+            for _ in range(3):
+                probe.started += 1
+                await g.go(forever)
+            probe.entered.set()
+        return {"never": "reached"}
+
+    @app.get("/sleep")
+    async def sleep(ctx: RequestContext) -> dict[str, str]:
+        probe.ctx = ctx
+        probe.entered.set()
+        # Raises ctx.err() when ctx ends. (A handler that returned normally after
+        # ctx.wait() would send its own response: that is its choice.)
+        await asyncgo.time.sleep(3600, ctx)
+        return {"never": "reached"}
+
+    async def ticks(tx: SendChan[int]) -> None:
+        probe.started += 1
+        try:
+            i = 0
+            while True:
+                await tx.send(i)
+                probe.items_sent += 1
+                i += 1
+        finally:
+            probe.task_done()
+
+    @app.get("/sse/chan")
+    async def sse_chan(ctx: RequestContext) -> EventStreamResponse:
+        probe.ctx = ctx
+        return EventStreamResponse(ticks)
+
+    async def counter() -> AsyncIterator[int]:
+        probe.started += 1
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                await anyio.sleep(0)
+        finally:
+            probe.task_done()
+
+    async def double(items: AsyncIterator[int]) -> AsyncIterator[dict[str, int]]:
+        async for x in items:
+            yield {"n": x, "double": 2 * x}
+
+    @app.get("/sse/pipeline")
+    async def sse_pipeline(ctx: RequestContext) -> EventStreamResponse:
+        probe.ctx = ctx
+        return EventStreamResponse(pipeline(counter) | double, event="tick")
+
+    @app.get("/stream/plain")
+    async def plain_stream(ctx: RequestContext) -> StreamingResponse:
+        probe.ctx = ctx
+
+        async def gen() -> AsyncIterator[bytes]:
+            probe.started += 1
+            try:
+                while True:
+                    yield b"x" * 100 + b"\n"
+                    await anyio.sleep(0.01)
+            finally:
+                probe.task_done()
+
+        return StreamingResponse(gen())
+
+    @app.get("/echo/{n}")
+    async def echo(n: int, ctx: RequestContext) -> dict[str, int]:
+        async with Group(ctx) as g:
+            h = await g.go(asyncgo_sleep_then, n)
+        return {"n": h.result()}
+
+    app.mount("/debug/tasks", debug_app(enabled=True))
+    return app
+
+
+async def asyncgo_sleep_then(n: int) -> int:
+    await asyncgo.time.sleep(0.001, current())
+    return n
+
+
+def test_effective_timeout_lowers_never_raises() -> None:
+    assert effective_timeout(10.0, None) == 10.0
+    assert effective_timeout(10.0, "2.5") == 2.5
+    assert effective_timeout(10.0, "100") == 10.0
+    assert effective_timeout(None, "3") == 3.0
+    assert effective_timeout(10.0, "0") == 0.0
+    for bad in ("abc", "-1", "nan", "inf", ""):
+        assert effective_timeout(10.0, bad) == 10.0
+
+
+async def test_context_is_current_and_has_default_deadline() -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=30.0)) as url, httpx.AsyncClient() as client:
+        r = await client.get(url + "/ctx")
+        assert r.status_code == 200
+        body = r.json()
+        assert body["is_current"] is True
+        assert 0 < body["remaining"] <= 30.0
+
+
+async def test_header_lowers_but_never_raises_deadline() -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=30.0)) as url, httpx.AsyncClient() as client:
+        r = await client.get(url + "/ctx", headers={"Request-Timeout": "5"})
+        assert 0 < r.json()["remaining"] <= 5.0
+        r = await client.get(url + "/ctx", headers={"Request-Timeout": "3600"})
+        assert 5.0 < r.json()["remaining"] <= 30.0
+        # A lowered deadline actually fires: 504 long before the 30 s default.
+        with anyio.fail_after(WAIT):
+            r = await client.get(url + "/sleep", headers={"Request-Timeout": "0.2"})
+        assert r.status_code == 504
+
+
+async def test_deadline_gives_504_json_and_cancels_tasks() -> None:
+    probe = Probe()
+    app = make_app(probe, timeout=0.3)
+    async with serve(app) as url, httpx.AsyncClient() as client:
+        with anyio.fail_after(WAIT):
+            r = await client.get(url + "/hang")
+        assert r.status_code == 504
+        assert r.headers["content-type"] == "application/json"
+        assert r.json() == {"detail": "deadline exceeded"}
+        assert probe.finished == probe.started == 3
+        assert probe.ctx is not None
+        assert isinstance(probe.ctx.err(), DeadlineExceeded)
+
+
+async def test_timeout_response_is_configurable() -> None:
+    probe = Probe()
+    app = make_app(probe, timeout=0.1, timeout_status=503, timeout_body={"error": "slow"})
+    async with serve(app) as url, httpx.AsyncClient() as client:
+        with anyio.fail_after(WAIT):
+            r = await client.get(url + "/sleep")
+        assert r.status_code == 503
+        assert r.json() == {"error": "slow"}
+
+
+async def _disconnect_after_entered(url: str, path: str, probe: Probe) -> None:
+    """Start a request, wait until the handler is running, then drop the connection."""
+    async with httpx.AsyncClient() as client, anyio.create_task_group() as tg:
+
+        async def request() -> None:
+            await client.get(url + path, timeout=WAIT)
+
+        tg.start_soon(request)
+        with anyio.fail_after(WAIT):
+            await probe.entered.wait()
+        tg.cancel_scope.cancel()  # the client goes away mid-request
+
+
+async def test_client_disconnect_cancels_handler_context_and_its_tasks() -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=60.0)) as url:
+        await _disconnect_after_entered(url, "/hang", probe)
+        with anyio.fail_after(WAIT):
+            await probe.all_done.wait()
+        assert probe.finished == probe.started == 3
+        assert probe.ctx is not None
+        assert isinstance(probe.ctx.err(), Canceled)
+        assert isinstance(probe.ctx.cause(), ClientDisconnected)
+
+
+@pytest.mark.parametrize("path", ["/sse/chan", "/sse/pipeline", "/stream/plain"])
+async def test_stream_producer_stops_when_client_disconnects(path: str) -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=60.0)) as url:
+        async with httpx.AsyncClient() as client:
+            async with client.stream("GET", url + path, timeout=WAIT) as r:
+                assert r.status_code == 200
+                seen = 0
+                async for line in r.aiter_lines():
+                    if line:
+                        seen += 1
+                    if seen >= 5:
+                        break
+            if path.startswith("/sse"):
+                assert r.headers["content-type"].startswith("text/event-stream")
+        # The connection is closed: the producer must be cancelled and awaited.
+        with anyio.fail_after(WAIT):
+            await probe.all_done.wait()
+        assert probe.ctx is not None
+        assert isinstance(probe.ctx.cause(), ClientDisconnected)
+
+
+async def test_sse_pipeline_format() -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=60.0)) as url, httpx.AsyncClient() as client:
+        async with client.stream("GET", url + "/sse/pipeline", timeout=WAIT) as r:
+            lines: list[str] = []
+            async for line in r.aiter_lines():
+                lines.append(line)
+                if len(lines) >= 6:
+                    break
+    assert lines[:3] == ["event: tick", 'data: {"n":0,"double":0}', ""]
+    assert lines[3:6] == ["event: tick", 'data: {"n":1,"double":2}', ""]
+
+
+async def test_sse_of_a_channel_ends_when_the_channel_closes() -> None:
+    ch = Chan[str](3)
+    for s in ("a", "b", "c"):
+        ch.send_nowait(s)
+    ch.close()
+    app = FastAPI()
+    app.add_middleware(ContextMiddleware)
+
+    @app.get("/done")
+    async def done() -> EventStreamResponse:
+        return EventStreamResponse(ch)
+
+    async with serve(app) as url, httpx.AsyncClient() as client:
+        r = await client.get(url + "/done", timeout=WAIT)
+    assert r.text == "data: a\n\ndata: b\n\ndata: c\n\n"
+
+
+async def test_load_1000_requests_no_loss_no_leak() -> None:
+    """1000 requests, 50 at a time: every response arrives, no task is left behind.
+
+    The load comes from aiohttp's client: httpx's pool is too slow in one process
+    with the server (about 100 requests/s) to keep the test short.
+    """
+    aiohttp = pytest.importorskip("aiohttp")
+    probe = Probe()
+    n = 1000
+    async with serve(make_app(probe, timeout=30.0)) as url:
+        await asyncio.sleep(0.05)
+        before = {t for t in asyncio.all_tasks() if not t.done()}
+        results: list[int] = []
+        connector = aiohttp.TCPConnector(limit=50)
+        async with aiohttp.ClientSession(connector=connector) as client:
+
+            async def one(i: int) -> None:
+                async with client.get(f"{url}/echo/{i}") as r:
+                    assert r.status == 200
+                    results.append((await r.json())["n"])
+
+            with anyio.fail_after(WAIT * 3):
+                async with anyio.create_task_group() as tg:
+                    for i in range(n):
+                        tg.start_soon(one, i)
+        assert sorted(results) == list(range(n))
+        # Every request task and every task a handler started has ended.
+        leaked: set[asyncio.Task[Any]] = set()
+        with anyio.move_on_after(WAIT):
+            while True:
+                leaked = {t for t in asyncio.all_tasks() if not t.done()} - before
+                leaked.discard(asyncio.current_task())  # type: ignore[arg-type]
+                if not leaked:
+                    break
+                await asyncio.sleep(0.05)
+        assert not leaked, leaked
+
+
+async def test_debug_endpoint_mounted() -> None:
+    probe = Probe()
+    async with serve(make_app(probe)) as url, httpx.AsyncClient() as client:
+        r = await client.get(url + "/debug/tasks/?format=json")
+        assert r.status_code == 200
+        assert isinstance(r.json(), (list, dict))
+
+
+async def test_missing_middleware_is_a_clear_error() -> None:
+    app = FastAPI()
+
+    @app.get("/x")
+    async def x(ctx: RequestContext) -> dict[str, str]:
+        return {}
+
+    async with serve(app) as url, httpx.AsyncClient() as client:
+        r = await client.get(url + "/x")
+        assert r.status_code == 500
+
+
+async def test_app_error_propagates_as_itself() -> None:
+    app = FastAPI()
+    app.add_middleware(ContextMiddleware)
+
+    class Boom(Exception):
+        pass
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise Boom
+
+    seen: list[BaseException] = []
+
+    async def outer(scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await app(scope, receive, send)
+        except BaseException as e:
+            seen.append(e)
+            raise
+
+    async with serve(outer) as url, httpx.AsyncClient() as client:
+        r = await client.get(url + "/boom")
+    assert r.status_code == 500
+    assert [type(e) for e in seen] == [Boom]
