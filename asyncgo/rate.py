@@ -81,14 +81,27 @@ class Reservation:
 
     __slots__ = ("_lim", "_limit", "_ok", "_time_to_act", "_tokens")
 
-    def __init__(
-        self, lim: Limiter, ok: bool, tokens: int, time_to_act: float, limit: float
-    ) -> None:
+    if TYPE_CHECKING:
+        _lim: Limiter
+        _limit: float
+        _ok: bool
+        _time_to_act: float
+        _tokens: int
+
+    def __init__(self) -> None:
+        raise TypeError("Reservation cannot be built directly: use Limiter.reserve()")
+
+    @classmethod
+    def _create(
+        cls, lim: Limiter, ok: bool, tokens: int, time_to_act: float, limit: float
+    ) -> Reservation:
+        self = object.__new__(cls)
         self._lim = lim
         self._ok = ok
         self._tokens = tokens
         self._time_to_act = time_to_act
         self._limit = limit
+        return self
 
     def __repr__(self) -> str:
         return (
@@ -226,20 +239,20 @@ class Limiter:
 
     def _reserve(self, t: float, n: int, max_future: float) -> Reservation:
         if self._limit == INF:
-            return Reservation(self, True, n, t, self._limit)
+            return Reservation._create(self, True, n, t, self._limit)
         if self._limit == 0:
             # Go: with a zero limit only the initial burst is ever granted.
             ok = self._burst >= n
             if ok:
                 self._burst -= n
-            return Reservation(self, ok, self._burst, t, self._limit)
+            return Reservation._create(self, ok, self._burst, t, self._limit)
         t, tokens = self._advance(t)
         tokens -= n
         wait = _duration_from_tokens(self._limit, -tokens) if tokens < 0 else 0.0
         ok = n <= self._burst and wait <= max_future
         if not ok:
-            return Reservation(self, False, 0, 0.0, self._limit)
-        r = Reservation(self, True, n, t + wait, self._limit)
+            return Reservation._create(self, False, 0, 0.0, self._limit)
+        r = Reservation._create(self, True, n, t + wait, self._limit)
         self._last = t
         self._tokens = tokens
         self._last_event = r._time_to_act

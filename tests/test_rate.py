@@ -362,3 +362,24 @@ def test_pure_needs_no_loop() -> None:
     lim = Limiter(1, 1)
     assert lim.allow_at(0.0) and not lim.allow_at(0.5)
     assert math.isinf(lim.reserve_at(0.5, 2).delay_from(0.5))
+
+
+def test_reservation_has_no_public_constructor() -> None:
+    with pytest.raises(TypeError, match="use Limiter.reserve"):
+        rate.Reservation()
+
+
+@pytest.mark.anyio
+async def test_set_limit_mid_stream_real_time() -> None:
+    lim = rate.Limiter(5, 1)  # one per 200 ms
+    await lim.wait()
+    lim.set_limit(1000)
+    t0 = _time.perf_counter()
+    for _ in range(20):
+        await lim.wait()
+    assert _time.perf_counter() - t0 < 0.15  # the new, faster rate applies at once
+    lim.set_limit(INF)
+    t0 = _time.perf_counter()
+    for _ in range(1000):
+        await lim.wait()
+    assert _time.perf_counter() - t0 < 0.5
