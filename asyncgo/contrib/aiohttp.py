@@ -1,0 +1,250 @@
+"""A `Context` per request for aiohttp servers.
+
+``setup(app, timeout=...)`` installs a middleware that gives each request a
+context which is
+
+* cancelled, with `ClientDisconnected` as its cause, when the client's
+  connection closes before the handler has finished (aiohttp does not cancel
+  handlers on disconnect unless ``handler_cancellation=True``; the middleware
+  checks the connection every *poll_interval* seconds, 0.1 by default);
+* done with `DeadlineExceeded` when the request's deadline passes: *timeout*
+  seconds after the request arrived, lowered -- never raised -- by a
+  ``Request-Timeout: <seconds>`` header.
+
+The handler runs inside ``ctx.scope()``: `asyncgo.current()` is the request's
+context, a ``Group`` started in the handler is cancelled with it, and the
+middleware returns only when everything the request started has finished. A
+deadline that passes before the response was prepared gives a ``504`` with a
+JSON body; after a stream was prepared, the stream is ended where it stands.
+
+Example:
+    ```python
+    app = web.Application()
+    asyncgo.contrib.aiohttp.setup(app, timeout=10.0)
+
+    async def item(request: web.Request) -> web.Response:
+        ctx = get_context(request)
+        async with Group(ctx) as g:
+            a = await g.go(backend_a)
+        return web.json_response(a.result())
+    ```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from .._context import Context, current, with_cancel_cause, with_timeout
+from .._debug_http import aiohttp_handler as _debug_handler
+from .._exceptions import Canceled, DeadlineExceeded
+from . import ClientDisconnected, StreamSource, effective_timeout, encode_sse, pump
+
+__all__ = [
+    "CONTEXT_KEY",
+    "ClientDisconnected",
+    "context_middleware",
+    "debug_handler",
+    "get_context",
+    "setup",
+    "stream_events",
+]
+
+#: The request key (``request[CONTEXT_KEY]``) holding the request's context.
+CONTEXT_KEY = "asyncgo.context"
+_RESPONSE_KEY = "asyncgo.prepared_response"
+
+_DEFAULT_BODY: Mapping[str, object] = {"detail": "deadline exceeded"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def context_middleware(
+    *,
+    timeout: float | None = 30.0,
+    header: str | None = "Request-Timeout",
+    timeout_status: int = 504,
+    timeout_body: object = _DEFAULT_BODY,
+    poll_interval: float = 0.1,
+    parent: Context | None = None,
+) -> Middleware:
+    """The middleware `setup` installs; see the module docstring.
+
+    Use `setup`, which also registers the ``on_response_prepare`` hook that
+    tells the middleware whether a response has already started.
+
+    Args:
+        timeout: The default deadline of a request, in seconds; None for none.
+        header: The request header that may lower the deadline; None to ignore it.
+        timeout_status: The status sent when the deadline passes first.
+        timeout_body: Its body, serialised as JSON.
+        poll_interval: How often, in seconds, the connection is checked.
+        parent: The context each request's context derives from (default:
+            `current()` when the request arrives).
+    """
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"context_middleware: timeout must be >= 0 or None, not {timeout}")
+    if not poll_interval > 0:
+        raise ValueError(f"context_middleware: poll_interval must be > 0, not {poll_interval}")
+    body = json.dumps(timeout_body).encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        base, disconnect = with_cancel_cause(current() if parent is None else parent)
+        t = effective_timeout(timeout, None if header is None else request.headers.get(header))
+        ctx: Context
+        stop: Callable[[], None]
+        if t is None:
+            ctx, stop = base, disconnect
+        else:
+            ctx, stop = with_timeout(base, t)
+        request[CONTEXT_KEY] = ctx
+        loop = asyncio.get_running_loop()
+        poller: asyncio.TimerHandle | None = None
+
+        def poll() -> None:
+            nonlocal poller
+            tr = request.transport
+            if tr is None or tr.is_closing():
+                poller = None
+                disconnect(ClientDisconnected())
+            else:
+                poller = loop.call_later(poll_interval, poll)
+
+        poller = loop.call_later(poll_interval, poll)
+        try:
+            with ctx.scope():
+                return await handler(request)
+            # Only a cancel() of the scope object itself ends the block silently, and
+            # nobody else holds it.
+            raise RuntimeError("asyncgo: the request's scope ended without a response")
+        except (Canceled, DeadlineExceeded) as exc:
+            err = ctx.err()
+            if err is None or not isinstance(exc, type(err)):
+                raise
+            prepared = request.get(_RESPONSE_KEY)
+            if prepared is not None:
+                return prepared  # type: ignore[no-any-return]  # aiohttp ends it
+            if isinstance(err, DeadlineExceeded):
+                return web.Response(
+                    status=timeout_status, body=body, content_type="application/json"
+                )
+            # The client has gone: aiohttp's write fails and it drops the connection.
+            return web.Response(status=499, text="client disconnected")
+        finally:
+            if poller is not None:
+                poller.cancel()
+            stop()
+            disconnect()
+
+    return middleware
+
+
+async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    request[_RESPONSE_KEY] = response
+
+
+def setup(
+    app: web.Application,
+    *,
+    timeout: float | None = 30.0,
+    header: str | None = "Request-Timeout",
+    timeout_status: int = 504,
+    timeout_body: object = _DEFAULT_BODY,
+    poll_interval: float = 0.1,
+    parent: Context | None = None,
+) -> None:
+    """Give every request of *app* a `Context`; see `context_middleware` for the options.
+
+    Call it before the app starts (aiohttp freezes middlewares and signals then).
+    The middleware is appended: middlewares added earlier run outside it.
+    """
+    app.middlewares.append(
+        context_middleware(
+            timeout=timeout,
+            header=header,
+            timeout_status=timeout_status,
+            timeout_body=timeout_body,
+            poll_interval=poll_interval,
+            parent=parent,
+        )
+    )
+    app.on_response_prepare.append(_on_prepare)
+
+
+def get_context(request: web.BaseRequest) -> Context:
+    """The request's context set by the middleware.
+
+    Raises:
+        RuntimeError: The middleware is not installed.
+    """
+    ctx = request.get(CONTEXT_KEY)
+    if ctx is None:
+        raise RuntimeError(
+            "no asyncgo request context: call asyncgo.contrib.aiohttp.setup(app) "
+            "before starting the app"
+        )
+    return ctx  # type: ignore[no-any-return]
+
+
+async def stream_events(
+    request: web.Request,
+    source: StreamSource,
+    *,
+    event: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    """Answer with a ``text/event-stream`` (SSE) fed by a pipeline, a channel or a producer.
+
+    Each item becomes one event (see `asyncgo.contrib.encode_sse`). The stream
+    runs bound to the request's context: when the client disconnects or the
+    deadline passes, the pipeline's stages or the producer are cancelled and
+    awaited. Return its result from the handler.
+
+    Args:
+        request: The request.
+        source: A `Pipeline`, an async iterable (e.g. a ``RecvChan``), or an
+            ``async def produce(tx: SendChan) -> None``.
+        event: The ``event:`` field of every message, if any.
+        headers: Extra response headers.
+    """
+    ctx = request.get(CONTEXT_KEY) or current()
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            **(headers or {}),
+        }
+    )
+    await resp.prepare(request)
+
+    async def write(item: object) -> None:
+        await resp.write(encode_sse(item, event=event))
+
+    await pump(ctx, source, write)
+    await resp.write_eof()
+    return resp
+
+
+def debug_handler(
+    *,
+    enabled: bool | None = None,
+    allow: Iterable[str] = ("127.0.0.0/8", "::1/128"),
+    token: str | None = None,
+) -> Callable[[web.Request], Awaitable[Any]]:
+    """The task-dump endpoint (`asyncgo.debug.aiohttp_handler`), for an aiohttp route.
+
+    Off unless *enabled* (or ``ASYNCGO_DEBUG_HTTP=1``), loopback-only by default.
+
+    Example:
+        ```python
+        app.router.add_get("/debug/tasks", debug_handler(enabled=True))
+        ```
+    """
+    return _debug_handler(enabled=enabled, allow=allow, token=token)

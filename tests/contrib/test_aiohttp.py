@@ -1,0 +1,326 @@
+"""The aiohttp middleware, accessor and SSE against a real aiohttp server on loopback.
+
+aiohttp is asyncio-only: these tests run on asyncio and uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+aiohttp = pytest.importorskip("aiohttp")
+
+from aiohttp import web  # noqa: E402
+
+import asyncgo  # noqa: E402
+from asyncgo import Canceled, Context, DeadlineExceeded, SendChan, current  # noqa: E402
+from asyncgo._group import Group  # noqa: E402
+from asyncgo._pipeline import pipeline  # noqa: E402
+from asyncgo.contrib import ClientDisconnected  # noqa: E402
+from asyncgo.contrib.aiohttp import (  # noqa: E402
+    debug_handler,
+    get_context,
+    setup,
+    stream_events,
+)
+
+pytestmark = pytest.mark.anyio
+
+_uvloop = pytest.mark.skipif(importlib.util.find_spec("uvloop") is None, reason="no uvloop")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop", marks=_uvloop),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+    return request.param  # type: ignore[no-any-return]
+
+
+WAIT = 10.0
+
+
+@asynccontextmanager
+async def serve(app: web.Application) -> AsyncIterator[str]:
+    """Run *app* on 127.0.0.1, a free port, in this event loop."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        with anyio.fail_after(WAIT):
+            await runner.cleanup()
+
+
+class Probe:
+    def __init__(self) -> None:
+        self.ctx: Context | None = None
+        self.entered = anyio.Event()
+        self.started = 0
+        self.finished = 0
+        self.all_done = anyio.Event()
+
+    def task_done(self) -> None:
+        self.finished += 1
+        if self.finished == self.started:
+            self.all_done.set()
+
+
+def make_app(probe: Probe, **kw: Any) -> web.Application:
+    app = web.Application()
+    setup(app, **kw)
+    routes = web.RouteTableDef()
+
+    @routes.get("/ctx")
+    async def ctx_info(request: web.Request) -> web.Response:
+        ctx = get_context(request)
+        d = ctx.deadline()
+        return web.json_response(
+            {
+                "is_current": current() is ctx,
+                "remaining": None if d is None else d - anyio.current_time(),
+            }
+        )
+
+    async def forever() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            probe.task_done()
+
+    @routes.get("/hang")
+    async def hang(request: web.Request) -> web.Response:
+        ctx = probe.ctx = get_context(request)
+        async with Group(ctx) as g:
+            for _ in range(3):
+                probe.started += 1
+                await g.go(forever)
+            probe.entered.set()
+        return web.json_response({"never": "reached"})
+
+    @routes.get("/sleep")
+    async def sleep(request: web.Request) -> web.Response:
+        ctx = probe.ctx = get_context(request)
+        probe.entered.set()
+        await asyncgo.time.sleep(3600, ctx)
+        return web.json_response({"never": "reached"})
+
+    async def ticks(tx: SendChan[int]) -> None:
+        probe.started += 1
+        try:
+            i = 0
+            while True:
+                await tx.send(i)
+                i += 1
+        finally:
+            probe.task_done()
+
+    @routes.get("/sse/chan")
+    async def sse_chan(request: web.Request) -> web.StreamResponse:
+        probe.ctx = get_context(request)
+        return await stream_events(request, ticks)
+
+    async def counter() -> AsyncIterator[int]:
+        probe.started += 1
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                await anyio.sleep(0)
+        finally:
+            probe.task_done()
+
+    @routes.get("/sse/pipeline")
+    async def sse_pipeline(request: web.Request) -> web.StreamResponse:
+        probe.ctx = get_context(request)
+        return await stream_events(request, pipeline(counter), event="n")
+
+    @routes.get("/sse/slow")
+    async def sse_slow(request: web.Request) -> web.StreamResponse:
+        probe.ctx = get_context(request)
+
+        async def slow(tx: SendChan[int]) -> None:
+            probe.started += 1
+            try:
+                await tx.send(1)
+                await anyio.sleep_forever()
+            finally:
+                probe.task_done()
+
+        return await stream_events(request, slow)
+
+    @routes.get("/echo/{n}")
+    async def echo(request: web.Request) -> web.Response:
+        n = int(request.match_info["n"])
+        async with Group(get_context(request)) as g:
+            h = await g.go(sleep_then, n)
+        return web.json_response({"n": h.result()})
+
+    routes.get("/debug/tasks")(debug_handler(enabled=True))
+    app.add_routes(routes)
+    return app
+
+
+async def sleep_then(n: int) -> int:
+    await asyncgo.time.sleep(0.001, current())
+    return n
+
+
+async def test_context_is_current_and_has_default_deadline() -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=30.0)) as url, aiohttp.ClientSession() as s:
+        async with s.get(url + "/ctx") as r:
+            assert r.status == 200
+            body = await r.json()
+    assert body["is_current"] is True
+    assert 0 < body["remaining"] <= 30.0
+
+
+async def test_header_lowers_but_never_raises_deadline() -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=30.0)) as url, aiohttp.ClientSession() as s:
+        async with s.get(url + "/ctx", headers={"Request-Timeout": "5"}) as r:
+            assert 0 < (await r.json())["remaining"] <= 5.0
+        async with s.get(url + "/ctx", headers={"Request-Timeout": "3600"}) as r:
+            assert 5.0 < (await r.json())["remaining"] <= 30.0
+        with anyio.fail_after(WAIT):
+            async with s.get(url + "/sleep", headers={"Request-Timeout": "0.2"}) as r:
+                assert r.status == 504
+
+
+async def test_deadline_gives_504_json_and_cancels_tasks() -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=0.3)) as url, aiohttp.ClientSession() as s:
+        with anyio.fail_after(WAIT):
+            async with s.get(url + "/hang") as r:
+                assert r.status == 504
+                assert r.content_type == "application/json"
+                assert await r.json() == {"detail": "deadline exceeded"}
+    assert probe.finished == probe.started == 3
+    assert probe.ctx is not None
+    assert isinstance(probe.ctx.err(), DeadlineExceeded)
+
+
+async def test_timeout_response_is_configurable() -> None:
+    probe = Probe()
+    app = make_app(probe, timeout=0.1, timeout_status=503, timeout_body={"error": "slow"})
+    async with serve(app) as url, aiohttp.ClientSession() as s:
+        with anyio.fail_after(WAIT):
+            async with s.get(url + "/sleep") as r:
+                assert r.status == 503
+                assert await r.json() == {"error": "slow"}
+
+
+async def test_deadline_mid_stream_ends_the_stream_and_its_producer() -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=0.3)) as url, aiohttp.ClientSession() as s:
+        with anyio.fail_after(WAIT):
+            async with s.get(url + "/sse/slow") as r:
+                assert r.status == 200
+                body = await r.read()
+    assert body == b"data: 1\n\n"
+    with anyio.fail_after(WAIT):
+        await probe.all_done.wait()
+    assert probe.ctx is not None
+    assert isinstance(probe.ctx.err(), DeadlineExceeded)
+
+
+async def test_client_disconnect_cancels_handler_context_and_its_tasks() -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=60.0)) as url:
+        async with aiohttp.ClientSession() as s, anyio.create_task_group() as tg:
+
+            async def request() -> None:
+                async with s.get(url + "/hang") as r:
+                    await r.read()
+
+            tg.start_soon(request)
+            with anyio.fail_after(WAIT):
+                await probe.entered.wait()
+            tg.cancel_scope.cancel()  # the client goes away mid-request
+        with anyio.fail_after(WAIT):
+            await probe.all_done.wait()
+    assert probe.finished == probe.started == 3
+    assert probe.ctx is not None
+    assert isinstance(probe.ctx.err(), Canceled)
+    assert isinstance(probe.ctx.cause(), ClientDisconnected)
+
+
+@pytest.mark.parametrize("path", ["/sse/chan", "/sse/pipeline"])
+async def test_sse_producer_stops_when_client_disconnects(path: str) -> None:
+    probe = Probe()
+    async with serve(make_app(probe, timeout=60.0)) as url:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(url + path) as r:
+                assert r.status == 200
+                assert r.content_type == "text/event-stream"
+                lines: list[bytes] = []
+                async for line in r.content:
+                    lines.append(line)
+                    if len(lines) >= 10:
+                        break
+                r.close()  # drop the connection mid-stream
+        with anyio.fail_after(WAIT):
+            await probe.all_done.wait()
+    if path == "/sse/pipeline":
+        assert lines[:3] == [b"event: n\n", b"data: 0\n", b"\n"]
+    assert probe.ctx is not None
+    assert probe.ctx.err() is not None
+
+
+async def test_load_1000_requests_no_loss_no_leak() -> None:
+    probe = Probe()
+    n = 1000
+    async with serve(make_app(probe, timeout=30.0)) as url:
+        await asyncio.sleep(0.05)
+        before = {t for t in asyncio.all_tasks() if not t.done()}
+        results: list[int] = []
+        connector = aiohttp.TCPConnector(limit=50)
+        async with aiohttp.ClientSession(connector=connector) as s:
+
+            async def one(i: int) -> None:
+                async with s.get(f"{url}/echo/{i}") as r:
+                    assert r.status == 200
+                    results.append((await r.json())["n"])
+
+            with anyio.fail_after(WAIT * 3):
+                async with anyio.create_task_group() as tg:
+                    for i in range(n):
+                        tg.start_soon(one, i)
+        assert sorted(results) == list(range(n))
+        leaked: set[asyncio.Task[Any]] = set()
+        with anyio.move_on_after(WAIT):
+            while True:
+                leaked = {t for t in asyncio.all_tasks() if not t.done()} - before
+                leaked.discard(asyncio.current_task())  # type: ignore[arg-type]
+                if not leaked:
+                    break
+                await asyncio.sleep(0.05)
+        assert not leaked, leaked
+
+
+async def test_debug_endpoint_route() -> None:
+    probe = Probe()
+    async with serve(make_app(probe)) as url, aiohttp.ClientSession() as s:
+        async with s.get(url + "/debug/tasks?format=json") as r:
+            assert r.status == 200
+            assert isinstance(await r.json(), (list, dict))
+
+
+async def test_missing_setup_is_a_clear_error() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    with pytest.raises(RuntimeError, match="setup"):
+        get_context(make_mocked_request("GET", "/"))
