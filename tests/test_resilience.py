@@ -41,7 +41,7 @@ async def test_breaker_state_machine() -> None:
     b = CircuitBreaker(
         failure_threshold=2,
         window=10,
-        recovery_time=0.05,
+        recovery_time=0.1,
         success_threshold=2,
         half_open_max_calls=2,
         on_state_change=lambda old, new: changes.append((old, new)),
@@ -56,7 +56,7 @@ async def test_breaker_state_machine() -> None:
     assert st(b) is State.OPEN
     with pytest.raises(CircuitOpen, match=r"^circuit breaker 'db' is open; a probe is allowed in"):
         await b.call(ok)
-    await anyio.sleep(0.06)
+    await anyio.sleep(0.11)
     assert st(b) is State.HALF_OPEN
     assert await b.call(ok) == "ok"
     assert st(b) is State.HALF_OPEN  # one success of two
@@ -79,10 +79,10 @@ async def test_breaker_state_machine() -> None:
 
 
 async def test_failed_probe_reopens() -> None:
-    b = CircuitBreaker(failure_threshold=1, recovery_time=0.02)
+    b = CircuitBreaker(failure_threshold=1, recovery_time=0.1)
     with pytest.raises(Boom):
         await b.call(boom)
-    await anyio.sleep(0.03)
+    await anyio.sleep(0.11)
     with pytest.raises(Boom):
         await b.call(boom)  # the probe fails
     assert st(b) is State.OPEN
