@@ -1,0 +1,701 @@
+"""WorkerPool: a bounded job queue served by long-lived worker tasks (issue #7).
+
+Workers are started once and pull jobs from a `Chan`, so starting a job costs a
+channel receive, never a task spawn (Go's worker pool: ``for j := range jobs``).
+The pool scales between ``min_workers`` and ``max_workers``: `submit` starts a
+worker when the queue has a backlog and no worker is idle; a worker that finds
+no job for ``idle_timeout`` seconds exits while more than ``min_workers`` run.
+
+Every worker runs in the pool's task group inside its own cancel scope, so a
+shutdown timeout cancels the jobs, never the code that called `shutdown`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, final, overload
+
+from ._backend import CancelScope, TaskGroup, anyio, create_task_group, get_cancelled_exc_class
+from ._backend import to_thread as _to_thread
+from ._chan import Chan
+from ._context import Context
+from ._exceptions import Canceled, ChanClosed, WouldBlock
+
+__all__ = ["JobHandle", "PoolClosed", "PoolStats", "WorkerPool"]
+
+R = TypeVar("R")
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+Executor = Literal["thread", "process"]
+
+_PENDING, _DONE, _FAILED, _CANCELLED = 0, 1, 2, 3
+
+
+class PoolClosed(Exception):
+    """Raised by `WorkerPool.submit` (and `map`) once the pool stops taking jobs."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A snapshot of a `WorkerPool`'s counters (`WorkerPool.stats`).
+
+    Attributes:
+        submitted: Jobs accepted by `submit` / `try_submit` / `map`.
+        running: Jobs running now.
+        queued: Jobs waiting in the queue.
+        done: Jobs that returned a result.
+        failed: Jobs that raised an exception.
+        cancelled: Jobs cancelled by a shutdown timeout, ``ctx`` or ``fail_fast``.
+        workers: Worker tasks alive now.
+    """
+
+    submitted: int
+    running: int
+    queued: int
+    done: int
+    failed: int
+    cancelled: int
+    workers: int
+
+
+@final
+class JobHandle(Generic[R]):
+    """The result of one submitted job: ``await handle`` returns it or raises its error.
+
+    A job that raised fails its own handle only (the error is raised by ``await
+    handle``, as itself). A job cancelled by the pool (shutdown timeout, ``ctx``,
+    ``fail_fast``) raises `Canceled`. Awaiting is a cancel point; cancelling the
+    awaiting task does not cancel the job.
+    Go: the ``results`` channel of a worker pool, one slot per job.
+    """
+
+    __slots__ = ("_args", "_event", "_exc", "_fn", "_on_done", "_result", "_state")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._fn = fn
+        self._args = args
+        self._state = _PENDING
+        self._result: Any = None
+        self._exc: BaseException | None = None
+        self._event: Any = None
+        self._on_done: Callable[[JobHandle[R]], None] | None = None
+
+    def __repr__(self) -> str:
+        state = ("pending", "done", "failed", "cancelled")[self._state]
+        return f"<JobHandle {getattr(self._fn, '__name__', self._fn)!s} {state}>"
+
+    def done(self) -> bool:
+        """Return True once the job has finished: result, error or cancelled."""
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        """Return True if the pool cancelled the job (it never finished)."""
+        return self._state == _CANCELLED
+
+    def result(self) -> R:
+        """Return the job's result without waiting.
+
+        Raises:
+            WouldBlock: The job has not finished yet.
+            Canceled: The pool cancelled the job.
+            Exception: The job's own exception, as itself.
+        """
+        state = self._state
+        if state == _DONE:
+            return self._result  # type: ignore[no-any-return]
+        if state == _PENDING:
+            raise WouldBlock("job has not finished")
+        assert self._exc is not None
+        raise self._exc
+
+    def exception(self) -> BaseException | None:
+        """Return the job's exception (`Canceled` if cancelled), None if it succeeded.
+
+        Raises:
+            WouldBlock: The job has not finished yet.
+        """
+        if self._state == _PENDING:
+            raise WouldBlock("job has not finished")
+        return self._exc
+
+    async def wait(self) -> R:
+        """Wait for the job to finish and return its result.
+
+        Go: ``r := <-results``
+
+        Raises:
+            Canceled: The pool cancelled the job.
+            Exception: The job's own exception, as itself.
+        """
+        if self._state == _PENDING:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        return self.result()
+
+    def __await__(self) -> Generator[Any, None, R]:
+        return self.wait().__await__()
+
+    def _finish(self, state: int, value: Any, exc: BaseException | None) -> None:
+        self._state = state
+        self._result = value
+        self._exc = exc
+        self._fn = self._args = None  # type: ignore[assignment]
+        if self._event is not None:
+            self._event.set()
+        if self._on_done is not None:
+            self._on_done(self)
+
+
+def _is_async(fn: object) -> bool:
+    while isinstance(fn, partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    return inspect.iscoroutinefunction(getattr(type(fn), "__call__", None))  # noqa: B004
+
+
+@final
+class WorkerPool:
+    """A pool of worker tasks serving a bounded job queue, entered with ``async with``.
+
+    ``async with WorkerPool(workers=10) as pool: h = await pool.submit(fn, x)``;
+    ``await h`` gives the result. `submit` waits while the queue is full
+    (backpressure). Leaving the block is a graceful `shutdown`: intake stops,
+    queued and running jobs finish, workers exit. If the block raises (or is
+    cancelled), the pool is aborted instead: queued and running jobs are cancelled.
+    A job's exception fails that job's handle only (counted in ``stats().failed``)
+    unless ``fail_fast=True``: then the first failure aborts the pool and is
+    raised, as itself, when the block is left. With ``executor="thread"`` or
+    ``"process"``, *fn* is a sync callable run in a worker thread or process.
+
+    Scaling: ``workers`` fixes the count; ``min_workers`` / ``max_workers`` make it
+    dynamic (``workers`` is then the initial count, default ``min_workers``). A
+    submit that finds a backlog and no idle worker starts one (up to
+    ``max_workers``); a worker idle for ``idle_timeout`` seconds exits while more
+    than ``min_workers`` run. ``queue_size`` defaults to the maximum worker count.
+    When *ctx* is done, the pool is aborted. *on_progress* is called with
+    `stats()` after every job.
+
+    Cost: a job costs one channel send and one receive (workers are long-lived).
+    Go: a ``jobs`` channel ranged over by N goroutines, plus a ``sync.WaitGroup``.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        queue_size: int | None = None,
+        min_workers: int | None = None,
+        max_workers: int | None = None,
+        idle_timeout: float = 1.0,
+        ctx: Context | None = None,
+        executor: Executor | None = None,
+        fail_fast: bool = False,
+        on_progress: Callable[[PoolStats], object] | None = None,
+    ) -> None:
+        """Configure the pool; workers start when the ``async with`` block is entered.
+
+        Raises:
+            ValueError: A negative or inconsistent worker count, ``max_workers < 1``,
+                a negative ``queue_size`` or ``idle_timeout``, or an unknown executor.
+        """
+        if executor not in (None, "thread", "process"):
+            raise ValueError(f"WorkerPool(executor={executor!r}): expected 'thread' or 'process'")
+        dynamic = min_workers is not None or max_workers is not None
+        if not dynamic:
+            n = 10 if workers is None else workers
+            lo = hi = n
+        else:
+            hi = max_workers if max_workers is not None else max(workers or 1, min_workers or 1)
+            lo = min_workers if min_workers is not None else 0
+            n = workers if workers is not None else lo
+        if hi < 1:
+            raise ValueError(f"WorkerPool: need at least one worker (max {hi})")
+        if not 0 <= lo <= n <= hi:
+            raise ValueError(
+                f"WorkerPool: need 0 <= min_workers ({lo}) <= workers ({n}) <= max_workers ({hi})"
+            )
+        if queue_size is None:
+            queue_size = hi
+        if queue_size < 0:
+            raise ValueError(f"WorkerPool: negative queue_size ({queue_size})")
+        if idle_timeout < 0:
+            raise ValueError(f"WorkerPool: negative idle_timeout ({idle_timeout})")
+        self._initial = n
+        self._min = lo
+        self._max = hi
+        self._dynamic = dynamic and lo < hi
+        self._idle_timeout = idle_timeout
+        self._queue_size = queue_size
+        self._ctx = ctx
+        self._executor = executor
+        self._fail_fast = fail_fast
+        self._on_progress = on_progress
+        self._jobs: Chan[JobHandle[Any]] = Chan(queue_size)
+        self._tg: TaskGroup | None = None
+        self._scopes: set[CancelScope] = set()
+        self._running_jobs: set[JobHandle[Any]] = set()
+        self._outputs: set[Chan[Any]] = set()
+        self._closed = False
+        self._aborted = False
+        self._error: BaseException | None = None
+        self._all_exited: Any = None
+        self._ctx_scope: CancelScope | None = None
+        self._limiter: Any = None
+        self._cancelled_list: list[JobHandle[Any]] = []
+        self._nworkers = 0
+        self._idle = 0
+        self._submitted = self._done = self._failed = self._cancelled = 0
+
+    def __repr__(self) -> str:
+        s = self.stats()
+        state = "closed" if self._closed else "open"
+        return f"<WorkerPool {state} workers={s.workers} queued={s.queued} running={s.running}>"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def __aenter__(self) -> WorkerPool:
+        if self._tg is not None:
+            raise RuntimeError("WorkerPool: the async with block was already entered")
+        self._all_exited = anyio.Event()
+        if self._executor is not None:
+            self._limiter = anyio.CapacityLimiter(self._max)
+        tg = create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        for _ in range(self._initial):
+            self._spawn()
+        if self._ctx is not None:
+            self._ctx_scope = CancelScope()
+            tg.start_soon(self._watch_ctx, self._ctx, self._ctx_scope)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        tg = self._tg
+        assert tg is not None
+        try:
+            if exc is None:
+                await self.shutdown()
+            else:
+                self._abort()
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            if self._ctx_scope is not None:
+                self._ctx_scope.cancel()
+            # The body's own exception propagates as itself (not in a group): the
+            # workers were told to stop, so the group exits without it.
+            await tg.__aexit__(None, None, None)
+        if exc is None and self._error is not None:
+            raise self._error
+        return None
+
+    async def _watch_ctx(self, ctx: Context, scope: CancelScope) -> None:
+        with scope:
+            await ctx.wait()
+            self._abort()
+
+    def _spawn(self) -> None:
+        assert self._tg is not None
+        self._nworkers += 1
+        self._tg.start_soon(self._worker)
+
+    async def shutdown(self, timeout: float | None = None) -> list[JobHandle[Any]]:
+        """Stop intake, let queued and running jobs finish, then stop the workers.
+
+        Step 1: `submit` raises `PoolClosed` from now on (also submits waiting for
+        room). Step 2: wait for every queued and running job. Step 3: the workers
+        exit. If *timeout* seconds pass first, the jobs left (running or queued)
+        are cancelled; their handles raise `Canceled` and are returned, so every
+        submitted job is accounted for: done, failed, or in the returned list.
+        Idempotent. Go: ``close(jobs); wg.Wait()`` with a ``select`` on a timer.
+
+        Returns:
+            The jobs the timeout cancelled (empty when everything finished).
+
+        Raises:
+            RuntimeError: The pool's ``async with`` block was never entered.
+        """
+        if self._tg is None:
+            raise RuntimeError("WorkerPool.shutdown() outside its async with block")
+        self._close_intake()
+        if timeout is None:
+            await self._all_exited.wait()
+        else:
+            with anyio.move_on_after(timeout):
+                await self._all_exited.wait()
+            if not self._all_exited.is_set():
+                self._abort()
+                with CancelScope(shield=True):
+                    await self._all_exited.wait()
+        return [job for job in self._cancelled_list if job.cancelled()]
+
+    def _close_intake(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._jobs.close()
+            if self._nworkers == 0:
+                self._all_exited.set()
+
+    def _abort(self) -> None:
+        """Cancel every queued and running job and stop the workers (no waiting)."""
+        if self._aborted:
+            return
+        self._aborted = True
+        self._close_intake()
+        cancelled = self._cancelled_list
+        for job in list(self._running_jobs):
+            cancelled.append(job)
+        while True:
+            try:
+                job = self._jobs.recv_nowait()
+            except (ChanClosed, WouldBlock):
+                break
+            self._cancel_job(job)
+            cancelled.append(job)
+        for scope in self._scopes:
+            scope.cancel()
+        for out in self._outputs:
+            if not out.closed:
+                out.close()
+
+    def _cancel_job(self, job: JobHandle[Any]) -> None:
+        if job._state == _PENDING:
+            self._cancelled += 1
+            job._finish(_CANCELLED, None, Canceled("job cancelled by WorkerPool shutdown"))
+
+    def stats(self) -> PoolStats:
+        """Return a snapshot of the pool's counters (never blocks)."""
+        return PoolStats(
+            submitted=self._submitted,
+            running=len(self._running_jobs),
+            queued=len(self._jobs),
+            done=self._done,
+            failed=self._failed,
+            cancelled=self._cancelled,
+            workers=self._nworkers,
+        )
+
+    # -- workers ---------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        jobs = self._jobs
+        job: JobHandle[Any] | None
+        scope = CancelScope()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                if self._aborted:
+                    return
+                while True:
+                    try:
+                        job = jobs.recv_nowait()
+                    except WouldBlock:
+                        self._idle += 1
+                        try:
+                            if self._dynamic:
+                                got = False
+                                with anyio.move_on_after(self._idle_timeout):
+                                    job, ok = await jobs.recv_ok()
+                                    got = True
+                                if not got:
+                                    # Idle for idle_timeout: retire while above min_workers.
+                                    if self._nworkers > self._min and len(jobs) == 0:
+                                        return
+                                    continue
+                            else:
+                                job, ok = await jobs.recv_ok()
+                            if not ok:
+                                return
+                        finally:
+                            self._idle -= 1
+                    except ChanClosed:
+                        return
+                    assert job is not None
+                    if (
+                        self._dynamic
+                        and self._idle == 0
+                        and len(jobs)
+                        and self._nworkers < self._max
+                    ):
+                        # Still a backlog now that this worker is busy: the submitter may
+                        # have counted it idle while it was woken but not yet running.
+                        self._spawn()
+                    await self._run(job)
+        finally:
+            self._scopes.discard(scope)
+            self._nworkers -= 1
+            if self._nworkers == 0 and self._closed:
+                self._all_exited.set()
+
+    async def _run(self, job: JobHandle[Any]) -> None:
+        self._running_jobs.add(job)
+        try:
+            executor = self._executor
+            if executor is None:
+                value = await job._fn(*job._args)
+            elif executor == "thread":
+                value = await _to_thread.run_sync(job._fn, *job._args, limiter=self._limiter)
+            else:
+                value = await anyio.to_process.run_sync(job._fn, *job._args, limiter=self._limiter)
+        except get_cancelled_exc_class():
+            self._running_jobs.discard(job)
+            self._cancel_job(job)
+            raise
+        except Exception as e:
+            self._running_jobs.discard(job)
+            self._failed += 1
+            job._finish(_FAILED, None, e)
+            if self._fail_fast and self._error is None:
+                self._error = e
+                self._abort()
+        else:
+            self._running_jobs.discard(job)
+            self._done += 1
+            job._finish(_DONE, value, None)
+        if self._on_progress is not None:
+            self._on_progress(self.stats())
+
+    # -- intake ----------------------------------------------------------------
+
+    def _make_job(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> JobHandle[Any]:
+        if not callable(fn):
+            raise TypeError(f"WorkerPool.submit: {fn!r} is not callable")
+        if self._executor is not None and _is_async(fn):
+            raise TypeError(
+                f"WorkerPool(executor={self._executor!r}) runs sync functions; "
+                f"{fn!r} is async: drop the executor"
+            )
+        return JobHandle(fn, args)
+
+    def _check_open(self) -> None:
+        if self._tg is None:
+            raise RuntimeError("WorkerPool: submit outside its async with block")
+        if self._closed:
+            raise PoolClosed("submit to a closed WorkerPool")
+
+    def _after_send(self) -> None:
+        self._submitted += 1
+        # Backlog and nobody idle: start a worker (Go's dynamic pools do the same).
+        if self._idle == 0 and self._nworkers < self._max and len(self._jobs) > 0:
+            self._spawn()
+
+    @overload
+    async def submit(self, fn: Callable[[*Ts], Awaitable[R]], *args: *Ts) -> JobHandle[R]: ...
+    @overload
+    async def submit(self, fn: Callable[[*Ts], R], *args: *Ts) -> JobHandle[R]: ...
+    async def submit(self, fn: Callable[[*Ts], Any], *args: *Ts) -> JobHandle[Any]:
+        """Queue ``fn(*args)``, waiting while the queue is full; return its handle.
+
+        ``await handle`` gives the result. Cancellation: a submit cancelled while
+        waiting for room queued nothing. Checkpoint: a cancel point; yields to the
+        scheduler only when it must wait.
+        Go: ``jobs <- j``
+
+        Raises:
+            PoolClosed: The pool is shutting down or closed (also while waiting).
+            TypeError: *fn* is not callable, or async with a thread/process executor.
+            RuntimeError: Called outside the pool's ``async with`` block.
+        """
+        self._check_open()
+        job = self._make_job(fn, args)
+        jobs = self._jobs
+        try:
+            jobs.send_nowait(job)
+        except WouldBlock:
+            if self._nworkers < self._max and self._idle == 0:
+                self._spawn()
+            try:
+                await jobs.send(job)
+            except ChanClosed:
+                raise PoolClosed("submit to a closed WorkerPool") from None
+        except ChanClosed:  # pragma: no cover - _check_open saw it open
+            raise PoolClosed("submit to a closed WorkerPool") from None
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+        self._after_send()
+        return job
+
+    @overload
+    def try_submit(self, fn: Callable[[*Ts], Awaitable[R]], *args: *Ts) -> JobHandle[R] | None: ...
+    @overload
+    def try_submit(self, fn: Callable[[*Ts], R], *args: *Ts) -> JobHandle[R] | None: ...
+    def try_submit(self, fn: Callable[[*Ts], Any], *args: *Ts) -> JobHandle[Any] | None:
+        """Queue ``fn(*args)`` if there is room now; return its handle, else None.
+
+        Go: ``select { case jobs <- j: default: }``
+
+        Raises:
+            PoolClosed: The pool is shutting down or closed.
+            TypeError: *fn* is not callable, or async with a thread/process executor.
+            RuntimeError: Called outside the pool's ``async with`` block.
+        """
+        self._check_open()
+        job = self._make_job(fn, args)
+        try:
+            self._jobs.send_nowait(job)
+        except WouldBlock:
+            if self._nworkers < self._max and self._idle == 0:
+                self._spawn()
+                try:
+                    self._jobs.send_nowait(job)
+                except WouldBlock:
+                    return None
+            else:
+                return None
+        self._after_send()
+        return job
+
+    @overload
+    def map(
+        self,
+        fn: Callable[[T], Awaitable[R]],
+        items: Iterable[T],
+        *,
+        ordered: bool = ...,
+        window: int | None = ...,
+    ) -> PoolMap[R]: ...
+    @overload
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        *,
+        ordered: bool = ...,
+        window: int | None = ...,
+    ) -> PoolMap[R]: ...
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        *,
+        ordered: bool = True,
+        window: int | None = None,
+    ) -> PoolMap[Any]:
+        """Run ``fn(item)`` for every item on the pool; iterate over the results.
+
+        ``async for r in pool.map(fn, items, ordered=True)`` yields results in
+        input order (``ordered=False``: as they finish). At most *window* jobs
+        (default: max workers + queue size) are in flight. The first failed job's
+        exception is raised, as itself, by the iterator, which then stops. Leaving
+        the loop early (``break``) is safe: call ``aclose()`` or use ``async with``
+        to stop submitting at once; the pool's exit stops it in any case.
+        Go: a worker pool's ``results`` channel ranged over after ``close(jobs)``.
+
+        Raises:
+            PoolClosed: (from the iterator) the pool closed before every item was queued.
+            ValueError: *window* < 1.
+        """
+        self._check_open()
+        if window is None:
+            window = self._max + self._queue_size
+        if window < 1:
+            raise ValueError(f"WorkerPool.map: window must be >= 1 ({window})")
+        return PoolMap(self, fn, items, ordered, window)
+
+
+@final
+class PoolMap(AsyncIterator[R]):
+    """The async iterator returned by `WorkerPool.map` (also an async context manager)."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        fn: Callable[..., Any],
+        items: Iterable[Any],
+        ordered: bool,
+        window: int,
+    ) -> None:
+        self._pool = pool
+        self._out: Chan[JobHandle[Any] | BaseException] = Chan(window + 1)
+        self._ordered = ordered
+        self._slots: Chan[None] = Chan(window)
+        pool._outputs.add(self._out)
+        assert pool._tg is not None
+        pool._tg.start_soon(self._feed, fn, items)
+
+    async def _feed(self, fn: Callable[..., Any], items: Iterable[Any]) -> None:
+        out, pool, slots = self._out, self._pool, self._slots
+        on_done = None if self._ordered else self._deliver
+        try:
+            for item in items:
+                await slots.send(None)  # wait for a free slot in the window
+                job = await pool.submit(fn, item)
+                if on_done is None:
+                    out.send_nowait(job)
+                elif job.done():
+                    on_done(job)
+                else:
+                    job._on_done = on_done
+        except (ChanClosed, WouldBlock):
+            return
+        except PoolClosed as e:
+            if not out.closed:
+                out.send_nowait(e)
+        finally:
+            self._fed = True
+            if not out.closed and (self._ordered or self._inflight() == 0):
+                out.close()
+        return
+
+    _fed = False
+
+    def _inflight(self) -> int:
+        return len(self._slots)
+
+    def _deliver(self, job: JobHandle[Any]) -> None:
+        out = self._out
+        if not out.closed:
+            out.send_nowait(job)
+
+    def __aiter__(self) -> PoolMap[R]:
+        return self
+
+    async def __anext__(self) -> R:
+        out = self._out
+        item, ok = await out.recv_ok()
+        if not ok:
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            await self.aclose()
+            raise item
+        try:
+            self._slots.recv_nowait()
+        except (WouldBlock, ChanClosed):  # pragma: no cover
+            pass
+        if not self._ordered and self._fed and len(self._slots) == 0 and not out.closed:
+            out.close()
+        try:
+            return await item  # type: ignore[misc, no-any-return]
+        except Exception:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Stop submitting items; results not yet read are discarded."""
+        if not self._out.closed:
+            self._out.close()
+        if not self._slots.closed:
+            self._slots.close()
+        self._pool._outputs.discard(self._out)
+
+    async def __aenter__(self) -> PoolMap[R]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

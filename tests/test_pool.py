@@ -1,0 +1,413 @@
+"""WorkerPool (issue #7) on asyncio, uvloop and trio; scaling also under trio's MockClock.
+
+The autouse ``no_leaks`` fixture fails a test that leaves a task running.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+import trio.testing
+
+from asyncgo import Canceled, WouldBlock, background, with_cancel
+from asyncgo._pool import JobHandle, PoolClosed, PoolStats, WorkerPool
+
+pytestmark = pytest.mark.anyio
+
+
+def live_tasks() -> set[object]:
+    """Every task alive in this event loop (anyio's process-pool janitor aside)."""
+    try:
+        import asyncio
+
+        asyncio.get_running_loop()
+    except RuntimeError:
+        found: set[object] = set()
+        stack = [trio.lowlevel.current_root_task()]
+        while stack:
+            task = stack.pop()
+            if task is None:
+                continue
+            if "process_pool" not in task.name:
+                found.add(task)
+            for nursery in task.child_nurseries:
+                stack.extend(nursery.child_tasks)
+        return found
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if "process pool" not in t.get_name()
+        and not getattr(t.get_coro(), "__qualname__", "").startswith("TestRunner.")
+    }
+
+
+@pytest.fixture(autouse=True)
+async def no_leaks() -> AsyncIterator[None]:
+    before = live_tasks()
+    yield
+    leaked = live_tasks() - before
+    assert not leaked, f"tasks left running: {leaked}"
+
+
+async def double(x: int) -> int:
+    await anyio.sleep(0)
+    return 2 * x
+
+
+async def boom(x: int) -> int:
+    raise ValueError(f"bad {x}")
+
+
+def sync_square(x: int) -> int:
+    return x * x
+
+
+def pid_of(_: int) -> int:
+    return os.getpid()
+
+
+# -- results and failures ------------------------------------------------------------
+
+
+async def test_results_and_failures_per_job() -> None:
+    async with WorkerPool(workers=4) as pool:
+        ok = [await pool.submit(double, i) for i in range(20)]
+        bad = await pool.submit(boom, 7)
+        assert [await h for h in ok] == [2 * i for i in range(20)]
+        with pytest.raises(ValueError, match=r"^bad 7$"):
+            await bad
+        assert isinstance(bad.exception(), ValueError)
+        with pytest.raises(ValueError):
+            bad.result()
+    s = pool.stats()
+    assert s == PoolStats(
+        submitted=21, running=0, queued=0, done=20, failed=1, cancelled=0, workers=0
+    )
+
+
+async def test_submit_after_shutdown_raises_pool_closed() -> None:
+    async with WorkerPool(workers=2) as pool:
+        await pool.shutdown()
+        with pytest.raises(PoolClosed, match=r"^submit to a closed WorkerPool$"):
+            await pool.submit(double, 1)
+        with pytest.raises(PoolClosed):
+            pool.try_submit(double, 1)
+
+
+async def test_fail_fast_raises_first_error_and_cancels_rest() -> None:
+    gate = anyio.Event()
+
+    async def wait_gate(_: int) -> None:
+        await gate.wait()
+
+    with pytest.raises(ValueError, match="bad 1"):
+        async with WorkerPool(workers=2, fail_fast=True) as pool:
+            slow = await pool.submit(wait_gate, 0)
+            await pool.submit(boom, 1)
+            await anyio.wait_all_tasks_blocked()
+    assert slow.cancelled()
+    with pytest.raises(Canceled):
+        await slow
+
+
+async def test_progress_callback() -> None:
+    seen: list[PoolStats] = []
+    async with WorkerPool(workers=2, on_progress=seen.append) as pool:
+        for i in range(5):
+            await pool.submit(double, i)
+    assert len(seen) == 5
+    assert seen[-1].done == 5
+
+
+# -- backpressure --------------------------------------------------------------------
+
+
+async def test_backpressure_submit_waits_when_queue_full() -> None:
+    gate = anyio.Event()
+
+    async def wait_gate(x: int) -> int:
+        await gate.wait()
+        return x
+
+    async with WorkerPool(workers=1, queue_size=2) as pool:
+        handles = [await pool.submit(wait_gate, 0)]
+        await anyio.wait_all_tasks_blocked()  # the worker holds job 0
+        handles += [await pool.submit(wait_gate, i) for i in (1, 2)]
+        assert pool.try_submit(wait_gate, 3) is None
+        submitted = anyio.Event()
+
+        async def submit_more() -> None:
+            handles.append(await pool.submit(wait_gate, 3))
+            submitted.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit_more)
+            await anyio.wait_all_tasks_blocked()
+            assert not submitted.is_set()
+            assert pool.stats().queued == 2
+            gate.set()
+        assert [await h for h in handles] == [0, 1, 2, 3]
+
+
+async def test_cancelled_waiting_submit_queues_nothing() -> None:
+    gate = anyio.Event()
+
+    async def wait_gate(x: int) -> int:
+        await gate.wait()
+        return x
+
+    async with WorkerPool(workers=1, queue_size=1) as pool:
+        await pool.submit(wait_gate, 0)
+        await anyio.wait_all_tasks_blocked()
+        await pool.submit(wait_gate, 1)
+        with anyio.move_on_after(0.01) as scope:
+            await pool.submit(wait_gate, 2)
+        assert scope.cancelled_caught
+        assert pool.stats().submitted == 2
+        gate.set()
+    assert pool.stats().done == 2
+
+
+async def test_submit_waiting_for_room_gets_pool_closed() -> None:
+    gate = anyio.Event()
+
+    async def wait_gate(x: int) -> int:
+        await gate.wait()
+        return x
+
+    async with WorkerPool(workers=1, queue_size=1) as pool:
+        await pool.submit(wait_gate, 0)
+        await anyio.wait_all_tasks_blocked()
+        await pool.submit(wait_gate, 1)
+        errors: list[BaseException] = []
+
+        async def blocked_submit() -> None:
+            try:
+                await pool.submit(wait_gate, 2)
+            except PoolClosed as e:
+                errors.append(e)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(blocked_submit)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(pool.shutdown)
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+        assert len(errors) == 1
+
+
+# -- shutdown ------------------------------------------------------------------------
+
+
+async def test_graceful_shutdown_finishes_queued_jobs() -> None:
+    async with WorkerPool(workers=2, queue_size=100) as pool:
+        handles = [await pool.submit(double, i) for i in range(50)]
+        assert await pool.shutdown() == []
+        assert all(h.done() for h in handles)
+    assert pool.stats().done == 50
+
+
+async def test_shutdown_timeout_cancels_and_reports_the_rest() -> None:
+    async def sleepy(x: int) -> int:
+        await anyio.sleep(3600)
+        return x
+
+    async with WorkerPool(workers=2, queue_size=10) as pool:
+        quick = [await pool.submit(double, i) for i in range(3)]
+        await anyio.wait_all_tasks_blocked()
+        slow = [await pool.submit(sleepy, i) for i in range(5)]
+        await anyio.wait_all_tasks_blocked()
+        cancelled = await pool.shutdown(timeout=0.05)
+    assert set(cancelled) == set(slow)
+    assert all(h.done() and not h.cancelled() for h in quick)
+    s = pool.stats()
+    # Nothing lost: every submitted job completed, failed or is reported cancelled.
+    assert s.submitted == s.done + s.failed + s.cancelled == 8
+    assert s.cancelled == len(cancelled) == 5
+    with pytest.raises(Canceled):
+        await slow[0]
+
+
+async def test_body_error_aborts_pool() -> None:
+    async def sleepy(x: int) -> int:
+        await anyio.sleep(3600)
+        return x
+
+    with pytest.raises(KeyError):
+        async with WorkerPool(workers=1) as pool:
+            h = await pool.submit(sleepy, 1)
+            await anyio.wait_all_tasks_blocked()
+            raise KeyError("body")
+    assert h.cancelled()
+
+
+async def test_ctx_cancel_aborts_pool() -> None:
+    async def sleepy(x: int) -> int:
+        await anyio.sleep(3600)
+        return x
+
+    ctx, cancel = with_cancel(background())
+    async with WorkerPool(workers=1, ctx=ctx) as pool:
+        h = await pool.submit(sleepy, 1)
+        await anyio.wait_all_tasks_blocked()
+        cancel()
+        with pytest.raises(Canceled):
+            await h
+        with pytest.raises(PoolClosed):
+            await pool.submit(sleepy, 2)
+
+
+# -- map -----------------------------------------------------------------------------
+
+
+async def test_map_ordered_and_unordered() -> None:
+    async with WorkerPool(workers=4, queue_size=2) as pool:
+        got = [r async for r in pool.map(double, range(30))]
+        assert got == [2 * i for i in range(30)]
+        got = [r async for r in pool.map(double, range(30), ordered=False)]
+        assert sorted(got) == [2 * i for i in range(30)]
+
+
+async def test_map_raises_failure_and_break_is_safe() -> None:
+    async def maybe(x: int) -> int:
+        if x == 5:
+            raise ValueError("five")
+        return x
+
+    async with WorkerPool(workers=2) as pool:
+        with pytest.raises(ValueError, match="five"):
+            async for _ in pool.map(maybe, range(100)):
+                pass
+        async with pool.map(double, range(1000)) as it:
+            async for r in it:
+                if r == 4:
+                    break
+
+
+# -- executors -----------------------------------------------------------------------
+
+
+async def test_thread_executor() -> None:
+    main = threading.get_ident()
+
+    def where(x: int) -> tuple[int, int]:
+        return x, threading.get_ident()
+
+    async with WorkerPool(workers=3, executor="thread") as pool:
+        hs = [await pool.submit(where, i) for i in range(6)]
+        res = [await h for h in hs]
+    assert [r[0] for r in res] == list(range(6))
+    assert all(r[1] != main for r in res)
+
+
+async def test_process_executor() -> None:
+    async with WorkerPool(workers=2, executor="process") as pool:
+        hs = [await pool.submit(sync_square, i) for i in range(4)]
+        pids = [await pool.submit(pid_of, 0)]
+        assert [await h for h in hs] == [0, 1, 4, 9]
+        assert await pids[0] != os.getpid()
+
+
+async def test_executor_rejects_async_fn() -> None:
+    async with WorkerPool(workers=1, executor="thread") as pool:
+        with pytest.raises(TypeError, match="runs sync functions"):
+            await pool.submit(double, 1)
+
+
+async def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="min_workers"):
+        WorkerPool(min_workers=5, max_workers=2)
+    with pytest.raises(ValueError, match="executor"):
+        WorkerPool(executor="fiber")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="queue_size"):
+        WorkerPool(queue_size=-1)
+
+
+async def test_handle_result_before_done() -> None:
+    gate = anyio.Event()
+
+    async def wait_gate() -> None:
+        await gate.wait()
+
+    async with WorkerPool(workers=1) as pool:
+        h: JobHandle[None] = await pool.submit(wait_gate)
+        with pytest.raises(WouldBlock):
+            h.result()
+        gate.set()
+
+
+# -- scaling (real time, generous bounds) ----------------------------------------------
+
+
+async def test_scales_up_under_backlog_and_down_when_idle() -> None:
+    gate = anyio.Event()
+
+    async def wait_gate(x: int) -> int:
+        await gate.wait()
+        return x
+
+    async with WorkerPool(min_workers=1, max_workers=8, queue_size=4, idle_timeout=0.05) as pool:
+        assert pool.stats().workers == 1
+        hs = [await pool.submit(wait_gate, i) for i in range(12)]
+        await anyio.wait_all_tasks_blocked()
+        assert pool.stats().workers == 8
+        assert pool.stats().running == 8
+        gate.set()
+        assert [await h for h in hs] == list(range(12))
+        with anyio.fail_after(10):
+            while pool.stats().workers > 1:
+                await anyio.sleep(0.02)
+        assert pool.stats().workers == 1
+
+
+class TestScalingMockClock:
+    """Scaling where time matters, on trio's virtual clock (an hour takes no time)."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
+
+    async def test_idle_workers_retire_after_idle_timeout(self) -> None:
+        async def job(x: int) -> int:
+            await anyio.sleep(1)
+            return x
+
+        async with WorkerPool(
+            min_workers=2, max_workers=10, queue_size=10, idle_timeout=60
+        ) as pool:
+            t0 = anyio.current_time()
+            hs = [await pool.submit(job, i) for i in range(10)]
+            assert pool.stats().workers == 10
+            assert [await h for h in hs] == list(range(10))
+            await anyio.sleep(59)
+            assert pool.stats().workers == 10  # not idle long enough yet
+            await anyio.sleep(2)
+            assert pool.stats().workers == 2  # back to min_workers
+            await anyio.sleep(3600)
+            assert pool.stats().workers == 2
+            assert anyio.current_time() - t0 >= 3600
+
+    async def test_scale_to_zero_and_back(self) -> None:
+        async with WorkerPool(min_workers=0, max_workers=3, idle_timeout=5) as pool:
+            assert pool.stats().workers == 0
+            assert await (await pool.submit(double, 4)) == 8
+            await anyio.sleep(10)
+            assert pool.stats().workers == 0
+            assert await (await pool.submit(double, 5)) == 10
+
+    async def test_shutdown_timeout_on_virtual_clock(self) -> None:
+        async def job(x: int) -> int:
+            await anyio.sleep(x)
+            return x
+
+        async with WorkerPool(workers=2, queue_size=10) as pool:
+            hs = [await pool.submit(job, s) for s in (1, 2, 100, 200, 3)]
+            cancelled = await pool.shutdown(timeout=10)
+        # Two workers: 1 s and 2 s finish, 100 s and 200 s run into the timeout, and
+        # the 3 s job is still queued behind them: both kinds are cancelled and reported.
+        assert [h.cancelled() for h in hs] == [False, False, True, True, True]
+        assert set(cancelled) == {hs[2], hs[3], hs[4]}
