@@ -229,8 +229,9 @@ class Limiter:
         if self._limit == INF:
             return t, float(self._burst)
         if last == -math.inf:
-            tokens = float(self._burst) if self._limit > 0 else self._tokens
-            return t, tokens
+            # Never updated: full (a zero limit's burst shrinks as it is granted).
+            burst = float(self._burst)
+            return t, (min(self._tokens, burst) if self._limit == 0 else burst)
         tokens = self._tokens + _tokens_from_duration(self._limit, t - last)
         burst = float(self._burst)
         if tokens > burst:

@@ -164,6 +164,7 @@ def test_zero_limit_allows_only_the_burst() -> None:
     assert lim.allow_at(T[5], 1)
     assert not lim.allow_at(T[9], 1)
     assert not lim.allow_at(1e9, 1)
+    assert lim.tokens_at(1e9) == 0
     assert not Limiter(10, 0).allow_at(T[0])  # zero burst: nothing, ever
     assert not Limiter(10, 0).reserve_at(T[0]).ok
 
