@@ -1,0 +1,230 @@
+"""OpenTelemetry spans for the tasks asyncgo starts: Group tasks, pipeline stages, pool jobs.
+
+Call `instrument()` once at start-up (after configuring the tracer provider);
+`uninstrument()` undoes it. Then
+
+* every task started by ``Group.go`` / ``try_go`` / ``go_nowait`` runs in a span
+  ``asyncgo.group.task`` (attribute ``asyncgo.fn``);
+* every stage of a running pipeline runs in a span ``asyncgo.pipeline.stage``
+  (attributes ``asyncgo.stage`` and ``asyncgo.stage.index``; index 0 is the source);
+* every ``WorkerPool`` job (when the pool module is present) runs in a span
+  ``asyncgo.pool.job``, whose parent is the span current where the job was
+  *submitted* -- pool workers are long-lived tasks, so that context is carried
+  with the job (async jobs and ``executor="thread"``; process jobs are not traced).
+
+A task's span is a child of the span that was current where the task was
+started: OpenTelemetry keeps the current span in a context variable, and tasks
+inherit the context variables of the task that starts them (asyncio copies
+them in ``create_task``, trio in ``start_soon``) -- no instrumentation needed
+for that part, only for the spans themselves.
+
+An exception other than cancellation marks the span as an error and is recorded
+on it; cancellation (the backend's, or `Canceled` / `DeadlineExceeded`) sets
+``asyncgo.cancelled = true`` and leaves the status unset.
+
+Instrumentation wraps private functions of the core (``Group._start``,
+``_Stream._node`` and ``_body``, ``WorkerPool._make_job``); see the module's tests for what
+is relied on.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from .._backend import get_cancelled_exc_class
+from .._exceptions import Canceled, DeadlineExceeded
+from .._group import Group
+from .._pipeline import _name as _stage_name
+from .._pipeline import _Stream
+
+__all__ = ["instrument", "is_instrumented", "uninstrument"]
+
+_TRACER_NAME = "asyncgo"
+_originals: dict[str, Any] = {}
+_tracer: trace.Tracer | None = None
+
+
+def _fn_name(fn: object) -> str:
+    f = fn
+    while isinstance(f, functools.partial):
+        f = f.func
+    mod = getattr(f, "__module__", None)
+    qual = getattr(f, "__qualname__", None) or type(f).__name__
+    return f"{mod}.{qual}" if mod else qual
+
+
+class _SpanGuard:
+    """Record how a span's body ended: error, cancelled, or fine."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: trace.Span) -> None:
+        self.span = span
+
+    def ended(self, exc: BaseException | None) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, (Canceled, DeadlineExceeded, get_cancelled_exc_class())):
+            self.span.set_attribute("asyncgo.cancelled", True)
+        elif isinstance(exc, Exception):
+            self.span.record_exception(exc)
+            self.span.set_status(trace.Status(trace.StatusCode.ERROR, repr(exc)))
+
+
+def _start_span(name: str, attrs: dict[str, Any]) -> Any:
+    assert _tracer is not None
+    return _tracer.start_as_current_span(
+        name, attributes=attrs, record_exception=False, set_status_on_exception=False
+    )
+
+
+def _traced_task(fn: Callable[..., Any]) -> Callable[..., Any]:
+    name = _fn_name(fn)
+
+    @functools.wraps(fn)
+    async def task(*args: Any) -> Any:
+        with _start_span("asyncgo.group.task", {"asyncgo.fn": name}) as span:
+            g = _SpanGuard(span)
+            try:
+                return await fn(*args)
+            except BaseException as exc:
+                g.ended(exc)
+                raise
+
+    return task
+
+
+def _group_start(self: Group, fn: Any, args: tuple[object, ...], what: str = "go") -> Any:
+    if callable(fn) and _tracer is not None:
+        fn = _traced_task(fn)
+    return _originals["group_start"](self, fn, args, what)
+
+
+async def _stream_node(
+    self: _Stream[Any], index: int, rx: Any, what: object, tx: Any, scope: Any
+) -> None:
+    attrs = {"asyncgo.stage": _stage_name(what), "asyncgo.stage.index": index}
+    with _start_span("asyncgo.pipeline.stage", attrs) as span:
+        g = _SpanGuard(span)
+        try:
+            await _originals["stream_node"](self, index, rx, what, tx, scope)
+        except BaseException as exc:
+            g.ended(exc)
+            raise
+
+
+async def _stream_body(self: _Stream[Any], rx: Any, what: object, tx: Any) -> None:
+    # _node hands a stage's own error to the run instead of raising it: record it
+    # here, on the stage's span (current in this task).
+    try:
+        await _originals["stream_body"](self, rx, what, tx)
+    except BaseException as exc:
+        _SpanGuard(trace.get_current_span()).ended(exc)
+        raise
+
+
+def _traced_job(fn: Callable[..., Any], parent: otel_context.Context) -> Callable[..., Any]:
+    name = _fn_name(fn)
+
+    if inspect.iscoroutinefunction(fn) or not callable(fn) or _is_async_callable(fn):
+
+        @functools.wraps(fn)
+        async def ajob(*args: Any) -> Any:
+            token = otel_context.attach(parent)
+            try:
+                with _start_span("asyncgo.pool.job", {"asyncgo.fn": name}) as span:
+                    g = _SpanGuard(span)
+                    try:
+                        return await fn(*args)
+                    except BaseException as exc:
+                        g.ended(exc)
+                        raise
+            finally:
+                otel_context.detach(token)
+
+        return ajob
+
+    @functools.wraps(fn)
+    def job(*args: Any) -> Any:
+        token = otel_context.attach(parent)
+        try:
+            with _start_span("asyncgo.pool.job", {"asyncgo.fn": name}) as span:
+                g = _SpanGuard(span)
+                try:
+                    return fn(*args)
+                except BaseException as exc:
+                    g.ended(exc)
+                    raise
+        finally:
+            otel_context.detach(token)
+
+    return job
+
+
+def _is_async_callable(fn: object) -> bool:
+    f = fn
+    while isinstance(f, functools.partial):
+        f = f.func
+    return inspect.iscoroutinefunction(f) or inspect.iscoroutinefunction(
+        getattr(f, "__call__", None)  # noqa: B004
+    )
+
+
+def _pool_make_job(self: Any, fn: Any, args: tuple[Any, ...]) -> Any:
+    job = _originals["pool_make_job"](self, fn, args)
+    if _tracer is not None and getattr(self, "_executor", None) in (None, "thread"):
+        job._fn = _traced_job(job._fn, otel_context.get_current())
+    return job
+
+
+def instrument(*, tracer_provider: trace.TracerProvider | None = None) -> None:
+    """Trace Group tasks, pipeline stages and WorkerPool jobs (idempotent).
+
+    Args:
+        tracer_provider: Where spans go; default: the global provider.
+    """
+    global _tracer
+    _tracer = trace.get_tracer(_TRACER_NAME, tracer_provider=tracer_provider)
+    if _originals:
+        return
+    _originals["group_start"] = Group._start
+    Group._start = _group_start  # type: ignore[method-assign]
+    _originals["stream_node"] = _Stream._node
+    _Stream._node = _stream_node  # type: ignore[method-assign]
+    _originals["stream_body"] = _Stream._body
+    _Stream._body = _stream_body  # type: ignore[method-assign]
+    try:
+        from .. import _pool
+    except ImportError:  # the worker pool is not part of this version
+        return
+    make_job = getattr(getattr(_pool, "WorkerPool", None), "_make_job", None)
+    if make_job is not None:
+        _originals["pool_make_job"] = make_job
+        setattr(_pool.WorkerPool, "_make_job", _pool_make_job)  # noqa: B010
+
+
+def uninstrument() -> None:
+    """Undo `instrument`: tasks started from now on get no spans."""
+    global _tracer
+    if not _originals:
+        return
+    Group._start = _originals.pop("group_start")  # type: ignore[method-assign]
+    _Stream._node = _originals.pop("stream_node")  # type: ignore[method-assign]
+    _Stream._body = _originals.pop("stream_body")  # type: ignore[method-assign]
+    make_job = _originals.pop("pool_make_job", None)
+    if make_job is not None:
+        from .. import _pool
+
+        setattr(_pool.WorkerPool, "_make_job", make_job)  # noqa: B010
+    _tracer = None
+
+
+def is_instrumented() -> bool:
+    """Whether `instrument` is in effect."""
+    return bool(_originals)

@@ -1,0 +1,180 @@
+"""OpenTelemetry: spans for Group tasks, pipeline stages and pool jobs; the current span
+propagates into tasks asyncgo starts. Runs on asyncio, uvloop and trio (no server involved)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry import trace  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+    InMemorySpanExporter,
+)
+
+from asyncgo import with_cancel  # noqa: E402
+from asyncgo._group import Group  # noqa: E402
+from asyncgo._pipeline import pipeline  # noqa: E402
+from asyncgo.contrib import otel  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def exporter() -> Iterator[tuple[InMemorySpanExporter, trace.Tracer]]:
+    exp = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exp))
+    otel.instrument(tracer_provider=provider)
+    try:
+        yield exp, provider.get_tracer("test")
+    finally:
+        otel.uninstrument()
+        provider.shutdown()
+
+
+def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
+    return [s for s in spans if s.name == name]
+
+
+async def test_current_span_is_inherited_without_instrumentation() -> None:
+    """Context variables -- hence OTel's current span -- flow into Group tasks as they are."""
+    exp = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exp))
+    tracer = provider.get_tracer("test")
+    assert not otel.is_instrumented()
+
+    async def child() -> None:
+        with tracer.start_as_current_span("child"):
+            await anyio.sleep(0)
+
+    with tracer.start_as_current_span("request") as parent:
+        async with Group() as g:
+            for _ in range(3):
+                await g.go(child)
+    spans = exp.get_finished_spans()
+    kids = by_name(spans, "child")
+    assert len(kids) == 3
+    for k in kids:
+        assert k.parent is not None
+        assert k.parent.span_id == parent.get_span_context().span_id
+    provider.shutdown()
+
+
+async def test_group_task_spans(exporter: tuple[InMemorySpanExporter, trace.Tracer]) -> None:
+    exp, tracer = exporter
+
+    async def ok() -> int:
+        with tracer.start_as_current_span("inner"):
+            await anyio.sleep(0)
+        return 1
+
+    async def boom() -> None:
+        await anyio.sleep(0)
+        raise ValueError("boom")
+
+    with tracer.start_as_current_span("request") as req:
+        with pytest.raises(ValueError, match="boom"):
+            async with Group() as g:
+                await g.go(ok)
+                await g.go(boom)
+    spans = exp.get_finished_spans()
+    tasks = by_name(spans, "asyncgo.group.task")
+    assert len(tasks) == 2
+    rid = req.get_span_context().span_id
+    assert all(t.parent is not None and t.parent.span_id == rid for t in tasks)
+    fns = {t.attributes["asyncgo.fn"]: t for t in tasks}  # type: ignore[index]
+    failed = next(t for name, t in fns.items() if name.endswith("boom"))
+    assert failed.status.status_code == trace.StatusCode.ERROR
+    assert any(e.name == "exception" for e in failed.events)
+    # A span started inside the task is a child of the task's span.
+    inner = by_name(spans, "inner")
+    okspan = next(t for name, t in fns.items() if name.endswith("ok"))
+    if inner:  # ok may have been cancelled by boom before it started its span
+        assert inner[0].parent is not None
+        assert inner[0].parent.span_id == okspan.context.span_id
+
+
+async def test_cancelled_task_span_is_not_an_error(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    exp, _ = exporter
+    ctx, cancel = with_cancel(__import__("asyncgo").background())
+
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the ctx's Canceled
+        async with Group(ctx) as g:
+            await g.go(forever)
+            await anyio.sleep(0.01)
+            cancel()
+    (span,) = by_name(exp.get_finished_spans(), "asyncgo.group.task")
+    assert span.attributes is not None
+    assert span.attributes.get("asyncgo.cancelled") is True
+    assert span.status.status_code != trace.StatusCode.ERROR
+
+
+async def test_pipeline_stage_spans(exporter: tuple[InMemorySpanExporter, trace.Tracer]) -> None:
+    exp, tracer = exporter
+
+    async def square(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            yield x * x
+
+    async def fail_on_3(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            if x == 9:
+                raise RuntimeError("nine")
+            yield x
+
+    with tracer.start_as_current_span("job") as job:
+        assert await (pipeline(range(5)) | square).collect() == [0, 1, 4, 9, 16]
+        with pytest.raises(RuntimeError, match="nine"):
+            await (pipeline(range(5)) | square | fail_on_3).collect()
+    spans = by_name(exp.get_finished_spans(), "asyncgo.pipeline.stage")
+    assert len(spans) == 2 + 3
+    jid = job.get_span_context().span_id
+    assert all(s.parent is not None and s.parent.span_id == jid for s in spans)
+    names = [str(s.attributes["asyncgo.stage"]) for s in spans]  # type: ignore[index]
+    assert any("square" in n for n in names)
+    failed = [s for s in spans if s.status.status_code == trace.StatusCode.ERROR]
+    assert len(failed) == 1
+    assert "fail_on_3" in str(failed[0].attributes["asyncgo.stage"])  # type: ignore[index]
+
+
+async def test_worker_pool_job_spans_follow_the_submitter(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    pool_mod = pytest.importorskip("asyncgo._pool")
+    exp, tracer = exporter
+
+    async def job(x: int) -> int:
+        await anyio.sleep(0)
+        return x + 1
+
+    async with pool_mod.WorkerPool(workers=2) as pool:
+        with tracer.start_as_current_span("submitter") as sub:
+            h = await pool.submit(job, 1)
+            assert await h == 2
+    (span,) = by_name(exp.get_finished_spans(), "asyncgo.pool.job")
+    assert span.parent is not None
+    assert span.parent.span_id == sub.get_span_context().span_id
+
+
+def test_instrument_is_idempotent_and_reversible() -> None:
+    from asyncgo._group import Group as G
+
+    original = G._start
+    otel.instrument()
+    otel.instrument()
+    assert otel.is_instrumented()
+    otel.uninstrument()
+    assert not otel.is_instrumented()
+    assert G._start is original
