@@ -1,0 +1,385 @@
+"""Broadcast and topic-keyed PubSub (issue #7): one channel per subscriber.
+
+Every subscriber owns a bounded `Chan`; `Broadcast.publish` puts the value in each
+one, and the subscriber's *policy* says what happens when its buffer is full:
+
+* ``"block"``: publish waits for room (the slowest subscriber sets the pace);
+* ``"drop_oldest"``: the oldest buffered value is dropped to make room;
+* ``"drop_newest"``: the new value is dropped for that subscriber;
+* ``"disconnect"``: the subscriber is closed; once it has read what it had, its
+  iteration raises `Disconnected` with the reason.
+
+Drops are counted per subscriber (`Subscription.dropped`): nothing is dropped
+silently. Leaving ``async with bus.subscribe() as sub`` unsubscribes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from functools import partial
+from types import TracebackType
+from typing import Generic, Literal, TypeVar, final
+
+from ._chan import Chan
+from ._exceptions import ChanClosed, WouldBlock
+
+__all__ = ["Broadcast", "Disconnected", "Policy", "PubSub", "Subscription"]
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+Policy = Literal["block", "drop_oldest", "drop_newest", "disconnect"]
+_POLICIES = ("block", "drop_oldest", "drop_newest", "disconnect")
+
+
+class Disconnected(Exception):
+    """Raised by a subscription's iteration when a ``"disconnect"`` policy closed it.
+
+    Raised after every value received before the disconnection has been read.
+    The message says why (``subscriber fell behind: buffer of N full``).
+    """
+
+
+@final
+class Subscription(Generic[T]):
+    """One subscriber's view of a `Broadcast`: an async iterator of published values.
+
+    Use as ``async with bus.subscribe(buffer=16) as sub: async for v in sub``. The
+    subscription is registered when `Broadcast.subscribe` returns, so nothing
+    published after that call is missed. Iteration ends when the bus is closed
+    (after the buffered values) or the subscription is unsubscribed; it raises
+    `Disconnected` if the ``"disconnect"`` policy closed it.
+    Go: ``for v := range sub`` over a channel the broker sends to.
+    """
+
+    __slots__ = ("_bus", "_ch", "_dropped", "_policy", "_reason")
+
+    def __init__(self, bus: Broadcast[T], buffer: int, policy: Policy) -> None:
+        self._bus: Broadcast[T] | None = bus
+        self._ch: Chan[T] = Chan(buffer)
+        self._policy = policy
+        self._dropped = 0
+        self._reason: str | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._ch.closed else "open"
+        return (
+            f"<Subscription {state} policy={self._policy!r} buffered={len(self._ch)}/"
+            f"{self._ch.cap} dropped={self._dropped}>"
+        )
+
+    @property
+    def policy(self) -> Policy:
+        """What happens to a publish when this subscriber's buffer is full."""
+        return self._policy
+
+    @property
+    def dropped(self) -> int:
+        """How many published values this subscriber lost to its policy."""
+        return self._dropped
+
+    @property
+    def reason(self) -> str | None:
+        """Why the subscription was closed by its policy, or None."""
+        return self._reason
+
+    @property
+    def closed(self) -> bool:
+        """True once unsubscribed, disconnected, or the bus closed (values may remain)."""
+        return self._ch.closed
+
+    def __len__(self) -> int:
+        return len(self._ch)
+
+    async def recv(self) -> T:
+        """Receive the next published value, waiting for one.
+
+        Cancellation: a cancelled recv took nothing.
+        Go: ``v := <-sub``
+
+        Raises:
+            Disconnected: The ``"disconnect"`` policy closed this subscriber and
+                every value it had has been read.
+            ChanClosed: The bus closed (or the subscriber unsubscribed) and every
+                value has been read.
+        """
+        try:
+            return await self._ch.recv()
+        except ChanClosed:
+            if self._reason is not None:
+                raise Disconnected(self._reason) from None
+            raise
+
+    def __aiter__(self) -> Subscription[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self._ch.recv()
+        except ChanClosed:
+            if self._reason is not None:
+                raise Disconnected(self._reason) from None
+            raise StopAsyncIteration from None
+
+    def unsubscribe(self) -> None:
+        """Stop receiving: values not yet read are discarded; idempotent.
+
+        A publish waiting for room in this subscriber's buffer moves on.
+        Go: the broker's ``unsubscribe`` case, then ``close(sub)``.
+        """
+        bus = self._bus
+        if bus is not None:
+            self._bus = None
+            bus._remove(self)
+        ch = self._ch
+        if not ch.closed:
+            ch.close()
+        while len(ch):  # discard: the queue is freed now, not when the object dies
+            ch.recv_nowait()
+
+    async def __aenter__(self) -> Subscription[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.unsubscribe()
+
+    def _deliver_nowait(self, value: T) -> bool:
+        """Apply the policy to *value*; False if a ``"block"`` subscriber is full."""
+        ch = self._ch
+        try:
+            ch.send_nowait(value)
+            return True
+        except ChanClosed:
+            return True
+        except WouldBlock:
+            pass
+        policy = self._policy
+        if policy == "block":
+            return False
+        self._dropped += 1
+        if policy == "drop_oldest":
+            try:
+                ch.recv_nowait()
+                ch.send_nowait(value)
+            except WouldBlock:  # buffer=0 and no reader waiting: the new value goes
+                pass
+        elif policy == "disconnect":
+            self._reason = f"subscriber fell behind: buffer of {ch.cap} full"
+            bus = self._bus
+            if bus is not None:
+                self._bus = None
+                bus._remove(self)
+            ch.close()
+        return True
+
+
+@final
+class Broadcast(Generic[T]):
+    """Deliver every published value to every subscriber (Go's fan-out broker).
+
+    ``async with bus.subscribe(buffer=16, policy="drop_oldest") as sub: async for
+    v in sub``. `publish` puts the value in every subscriber's buffer; a full buffer
+    is handled by that subscriber's policy (see the module docstring). `close`
+    ends every subscription once it has read what was published before.
+
+    Cost: one channel send per subscriber per publish (no task per subscriber).
+    Go: a broker goroutine ranging over subscriber channels; here the publisher
+    does the sends itself.
+    """
+
+    __slots__ = ("_closed", "_on_empty", "_subs")
+
+    def __init__(self) -> None:
+        self._subs: tuple[Subscription[T], ...] = ()
+        self._closed = False
+        self._on_empty: Callable[[], None] | None = None  # PubSub forgets the topic
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Broadcast {state} subscribers={len(self._subs)}>"
+
+    def __len__(self) -> int:
+        """The number of current subscribers."""
+        return len(self._subs)
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` was called."""
+        return self._closed
+
+    def subscribe(self, buffer: int = 16, policy: Policy = "block") -> Subscription[T]:
+        """Register a subscriber with a *buffer* of values and a full-buffer *policy*.
+
+        Use the result as an async context manager: leaving the block unsubscribes.
+        Go: ``ch := make(chan T, buffer); broker.subscribe <- ch``
+
+        Raises:
+            ChanClosed: The broadcast is closed.
+            ValueError: A negative *buffer* or an unknown *policy*.
+        """
+        if self._closed:
+            raise ChanClosed("subscribe to closed Broadcast")
+        if policy not in _POLICIES:
+            raise ValueError(f"Broadcast.subscribe(policy={policy!r}): expected one of {_POLICIES}")
+        if buffer < 0:
+            raise ValueError(f"Broadcast.subscribe: negative buffer ({buffer})")
+        sub = Subscription(self, buffer, policy)
+        self._subs = (*self._subs, sub)
+        return sub
+
+    def _remove(self, sub: Subscription[T]) -> None:
+        self._subs = tuple(s for s in self._subs if s is not sub)
+        if not self._subs and self._on_empty is not None:
+            self._on_empty()
+
+    async def publish(self, value: T) -> None:
+        """Deliver *value* to every subscriber, waiting for ``"block"`` subscribers.
+
+        Subscribers with room get it at once; then publish waits, one after the
+        other, for each full ``"block"`` subscriber (one that unsubscribes
+        meanwhile is skipped). Cancellation: subscribers served before the
+        cancellation keep the value, the others never get it. Checkpoint: a cancel
+        point; yields only when it must wait.
+        Go: ``for _, s := range subs { s <- v }``
+
+        Raises:
+            ChanClosed: The broadcast is closed.
+        """
+        if self._closed:
+            raise ChanClosed("publish on closed Broadcast")
+        waiting: list[Subscription[T]] | None = None
+        for sub in self._subs:
+            if not sub._deliver_nowait(value):
+                if waiting is None:
+                    waiting = [sub]
+                else:
+                    waiting.append(sub)
+        if waiting is None:
+            return
+        for sub in waiting:
+            try:
+                await sub._ch.send(value)
+            except ChanClosed:  # unsubscribed or closed while we waited: skip it
+                pass
+
+    def publish_nowait(self, value: T) -> None:
+        """Deliver *value* to every subscriber now, or to none.
+
+        Drop and disconnect policies apply as in `publish`. If a ``"block"``
+        subscriber's buffer is full, nobody gets the value and `WouldBlock` is raised.
+        Go: ``select { case s <- v: default: }`` per subscriber, checked first.
+
+        Raises:
+            WouldBlock: A ``"block"`` subscriber has no room.
+            ChanClosed: The broadcast is closed.
+        """
+        if self._closed:
+            raise ChanClosed("publish on closed Broadcast")
+        subs = self._subs
+        for sub in subs:
+            if sub._policy == "block" and not sub._ch._send_ready() and not sub._ch.closed:
+                raise WouldBlock("a 'block' subscriber's buffer is full")
+        for sub in subs:
+            sub._deliver_nowait(value)
+
+    def close(self) -> None:
+        """End every subscription after it has read what was already published.
+
+        Later `publish` and `subscribe` calls raise `ChanClosed`; publishes
+        waiting on a ``"block"`` subscriber give up on it. Idempotent.
+        Go: ``close(ch)`` on every subscriber channel.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        subs, self._subs = self._subs, ()
+        for sub in subs:
+            sub._bus = None
+            if not sub._ch.closed:
+                sub._ch.close()
+
+
+@final
+class PubSub(Generic[K, T]):
+    """Topic-keyed publish/subscribe: one `Broadcast` per topic, made on demand.
+
+    ``async with ps.subscribe("orders", buffer=8) as sub: async for v in sub``;
+    ``await ps.publish("orders", v)`` reaches the subscribers of that topic only
+    (none: the value is dropped, as a Go broker with no subscribers would). A topic
+    without subscribers is forgotten, so topics leave no queue behind.
+    Go: a broker with ``map[string][]chan T``.
+    """
+
+    __slots__ = ("_closed", "_topics")
+
+    def __init__(self) -> None:
+        self._topics: dict[K, Broadcast[T]] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<PubSub topics={len(self._topics)}>"
+
+    def topics(self) -> list[K]:
+        """The topics that have subscribers now."""
+        return [k for k, b in self._topics.items() if len(b)]
+
+    def subscribers(self, topic: K) -> int:
+        """How many subscribers *topic* has."""
+        b = self._topics.get(topic)
+        return 0 if b is None else len(b)
+
+    def subscribe(self, topic: K, buffer: int = 16, policy: Policy = "block") -> Subscription[T]:
+        """Subscribe to *topic*; see `Broadcast.subscribe`.
+
+        Raises:
+            ChanClosed: The PubSub is closed.
+            ValueError: A negative *buffer* or an unknown *policy*.
+        """
+        if self._closed:
+            raise ChanClosed("subscribe to closed PubSub")
+        b = self._topics.get(topic)
+        if b is None:
+            b = self._topics[topic] = Broadcast()
+            b._on_empty = partial(self._forget, topic, b)
+        return b.subscribe(buffer, policy)
+
+    def _forget(self, topic: K, b: Broadcast[T]) -> None:
+        if self._topics.get(topic) is b:
+            del self._topics[topic]
+
+    async def publish(self, topic: K, value: T) -> None:
+        """Deliver *value* to *topic*'s subscribers; see `Broadcast.publish`.
+
+        Raises:
+            ChanClosed: The PubSub is closed.
+        """
+        if self._closed:
+            raise ChanClosed("publish on closed PubSub")
+        b = self._topics.get(topic)
+        if b is not None:
+            await b.publish(value)
+
+    def publish_nowait(self, topic: K, value: T) -> None:
+        """Deliver *value* to *topic*'s subscribers now or to none; see `Broadcast.publish_nowait`.
+
+        Raises:
+            WouldBlock: A ``"block"`` subscriber of *topic* has no room.
+            ChanClosed: The PubSub is closed.
+        """
+        if self._closed:
+            raise ChanClosed("publish on closed PubSub")
+        b = self._topics.get(topic)
+        if b is not None:
+            b.publish_nowait(value)
+
+    def close(self) -> None:
+        """Close every topic: subscriptions end after reading what they have. Idempotent."""
+        self._closed = True
+        topics, self._topics = self._topics, {}
+        for b in topics.values():
+            b.close()

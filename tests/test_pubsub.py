@@ -1,0 +1,205 @@
+"""Broadcast and PubSub (issue #7) on asyncio, uvloop and trio, with a leak check per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+import trio
+
+from asyncgo import ChanClosed, WouldBlock
+from asyncgo._pubsub import Broadcast, Disconnected, PubSub, Subscription
+
+pytestmark = pytest.mark.anyio
+
+
+def live_tasks() -> set[object]:
+    """Every task alive in this event loop (anyio's process-pool janitor aside)."""
+    try:
+        import asyncio
+
+        asyncio.get_running_loop()
+    except RuntimeError:
+        found: set[object] = set()
+        stack = [trio.lowlevel.current_root_task()]
+        while stack:
+            task = stack.pop()
+            if task is None:
+                continue
+            if "process_pool" not in task.name:
+                found.add(task)
+            for nursery in task.child_nurseries:
+                stack.extend(nursery.child_tasks)
+        return found
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if "process pool" not in t.get_name()
+        and not getattr(t.get_coro(), "__qualname__", "").startswith("TestRunner.")
+    }
+
+
+@pytest.fixture(autouse=True)
+async def no_leaks() -> AsyncIterator[None]:
+    before = live_tasks()
+    yield
+    leaked = live_tasks() - before
+    assert not leaked, f"tasks left running: {leaked}"
+
+
+async def collect(sub: Subscription[int], out: list[int]) -> None:
+    async for v in sub:
+        out.append(v)
+
+
+async def test_every_subscriber_gets_every_value_and_close_drains() -> None:
+    bus = Broadcast[int]()
+    got: list[list[int]] = [[], [], []]
+    async with anyio.create_task_group() as tg:
+        subs = [bus.subscribe(buffer=4) for _ in got]
+        for sub, out in zip(subs, got, strict=True):
+            tg.start_soon(collect, sub, out)
+        for i in range(20):
+            await bus.publish(i)
+        bus.close()  # subscribers read what they have, then their loops end
+    assert got == [list(range(20))] * 3
+    with pytest.raises(ChanClosed, match=r"^publish on closed Broadcast$"):
+        await bus.publish(1)
+    with pytest.raises(ChanClosed, match=r"^subscribe to closed Broadcast$"):
+        bus.subscribe()
+
+
+async def test_block_policy_waits_for_slowest_subscriber() -> None:
+    bus = Broadcast[int]()
+    fast = bus.subscribe(buffer=10)
+    slow = bus.subscribe(buffer=1, policy="block")
+    await bus.publish(1)
+    published = anyio.Event()
+
+    async def publish_two() -> None:
+        await bus.publish(2)
+        published.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(publish_two)
+        await anyio.wait_all_tasks_blocked()
+        assert not published.is_set()  # slow's buffer is full
+        assert len(fast) == 2  # fast already has it
+        assert await slow.recv() == 1
+    assert published.is_set()
+    assert await slow.recv() == 2
+    bus.publish_nowait(3)  # slow has room again
+    with pytest.raises(WouldBlock, match="buffer is full"):
+        bus.publish_nowait(4)
+    assert len(fast) == 3  # all or nothing: fast did not get 4 either
+    fast.unsubscribe()
+    slow.unsubscribe()
+    assert len(bus) == 0
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [("drop_oldest", [7, 8, 9]), ("drop_newest", [0, 1, 2])],
+)
+async def test_drop_policies_with_slow_subscriber(policy: str, expected: list[int]) -> None:
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=3, policy=policy) as slow, bus.subscribe(buffer=10) as fast:  # type: ignore[arg-type]
+        for i in range(10):
+            bus.publish_nowait(i)  # never blocks: slow drops, fast has room
+        assert slow.dropped == 7
+        assert fast.dropped == 0
+        bus.close()
+        assert [v async for v in slow] == expected
+        assert [v async for v in fast] == list(range(10))
+
+
+async def test_disconnect_policy_closes_slow_subscriber_with_reason() -> None:
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=2, policy="disconnect") as slow:
+        await bus.publish(1)
+        await bus.publish(2)
+        await bus.publish(3)  # full: slow is disconnected, publish does not wait
+        assert slow.closed
+        assert slow.dropped == 1
+        assert len(bus) == 0
+        got = []
+        with pytest.raises(Disconnected, match=r"^subscriber fell behind: buffer of 2 full$"):
+            async for v in slow:
+                got.append(v)
+        assert got == [1, 2]
+        assert slow.reason == "subscriber fell behind: buffer of 2 full"
+
+
+async def test_unsubscribe_during_blocked_publish() -> None:
+    bus = Broadcast[int]()
+    stuck = bus.subscribe(buffer=0)
+    other = bus.subscribe(buffer=4)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bus.publish, 1)
+        await anyio.wait_all_tasks_blocked()  # publish waits on `stuck`
+        stuck.unsubscribe()  # the publish moves on
+    assert await other.recv() == 1
+    assert len(bus) == 1
+    other.unsubscribe()
+
+
+async def test_leaving_block_unsubscribes() -> None:
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=1) as sub:
+        assert len(bus) == 1
+        await bus.publish(1)
+    assert len(bus) == 0
+    assert sub.closed
+    assert len(sub) == 0  # its queue was freed
+    await bus.publish(2)  # nobody listens: nothing waits
+
+
+async def test_close_while_subscribers_read() -> None:
+    bus = Broadcast[int]()
+    got: list[int] = []
+    async with anyio.create_task_group() as tg:
+        sub = bus.subscribe(buffer=0)
+        tg.start_soon(collect, sub, got)
+        await anyio.wait_all_tasks_blocked()  # reader parked in recv
+        await bus.publish(1)
+        await anyio.wait_all_tasks_blocked()
+        bus.close()
+    assert got == [1]
+
+
+async def test_cancelled_recv_takes_nothing() -> None:
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=1) as sub:
+        with anyio.move_on_after(0.01):
+            await sub.recv()
+        await bus.publish(5)
+        assert await sub.recv() == 5
+
+
+async def test_bad_arguments() -> None:
+    bus = Broadcast[int]()
+    with pytest.raises(ValueError, match="policy"):
+        bus.subscribe(policy="lossy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="negative buffer"):
+        bus.subscribe(buffer=-1)
+
+
+async def test_pubsub_topics() -> None:
+    ps = PubSub[str, int]()
+    async with ps.subscribe("a", buffer=4) as a, ps.subscribe("b", buffer=4) as b:
+        assert sorted(ps.topics()) == ["a", "b"]
+        await ps.publish("a", 1)
+        ps.publish_nowait("b", 2)
+        await ps.publish("nobody", 3)
+        assert await a.recv() == 1
+        assert await b.recv() == 2
+        assert len(a) == len(b) == 0
+    assert ps.topics() == []
+    assert ps.subscribers("a") == 0
+    sub = ps.subscribe("a")
+    await ps.publish("a", 9)
+    ps.close()
+    assert [v async for v in sub] == [9]
+    with pytest.raises(ChanClosed):
+        await ps.publish("a", 1)
