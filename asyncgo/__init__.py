@@ -6,6 +6,8 @@ see the documentation for the full tour.
 
 from __future__ import annotations
 
+from . import rate as rate
+from . import resilience as resilience
 from . import singleflight as singleflight
 from . import sync as sync
 from . import time as time
@@ -33,6 +35,9 @@ from ._select import recv as recv
 from ._select import select as select
 from ._select import send as send
 from ._version import __version__ as __version__
+from .resilience import CircuitBreaker as CircuitBreaker
+from .resilience import CircuitOpen as CircuitOpen
+from .resilience import retry as retry
 from .sync import Cond as Cond
 from .sync import Mutex as Mutex
 from .sync import Once as Once
@@ -48,6 +53,8 @@ __all__ = [
     "Case",
     "Chan",
     "ChanClosed",
+    "CircuitBreaker",
+    "CircuitOpen",
     "Cond",
     "Context",
     "DeadlineExceeded",
@@ -68,6 +75,7 @@ __all__ = [
     "once_func",
     "once_value",
     "recv",
+    "retry",
     "select",
     "send",
     "with_cancel",
