@@ -55,9 +55,16 @@ __all__ = [
     "stream_events",
 ]
 
-#: The request key (``request[CONTEXT_KEY]``) holding the request's context.
-CONTEXT_KEY = "asyncgo.context"
-_RESPONSE_KEY = "asyncgo.prepared_response"
+#: The request key (``request[CONTEXT_KEY]``) holding the request's context: a
+#: ``web.RequestKey`` where aiohttp has them (3.14+, which warns about str keys).
+CONTEXT_KEY: Any
+_RESPONSE_KEY: Any
+if hasattr(web, "RequestKey"):
+    CONTEXT_KEY = web.RequestKey("asyncgo_context", Context)
+    _RESPONSE_KEY = web.RequestKey("asyncgo_prepared_response", web.StreamResponse)
+else:  # pragma: no cover - aiohttp < 3.14
+    CONTEXT_KEY = "asyncgo.context"
+    _RESPONSE_KEY = "asyncgo.prepared_response"
 
 _DEFAULT_BODY: Mapping[str, object] = {"detail": "deadline exceeded"}
 
