@@ -19,7 +19,20 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, final, overload
 
-from ._backend import CancelScope, TaskGroup, anyio, create_task_group, get_cancelled_exc_class
+from ._backend import (
+    NOT_CLAIMED,
+    CancelScope,
+    TaskGroup,
+    abandon,
+    anyio,
+    checkpoint,
+    create_task_group,
+    get_cancelled_exc_class,
+    must_checkpoint,
+    new_parker,
+    park_runtime,
+    rescue,
+)
 from ._backend import to_thread as _to_thread
 from ._chan import Chan
 from ._context import Context
@@ -75,15 +88,16 @@ class JobHandle(Generic[R]):
     Go: the ``results`` channel of a worker pool, one slot per job.
     """
 
-    __slots__ = ("_args", "_event", "_exc", "_fn", "_on_done", "_result", "_state")
+    __slots__ = ("_args", "_exc", "_fn", "_holder", "_on_done", "_result", "_state", "_waiters")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], holder: object) -> None:
         self._fn = fn
         self._args = args
+        self._holder = holder  # the pool's job channel: caches the runtime for parking
         self._state = _PENDING
         self._result: Any = None
         self._exc: BaseException | None = None
-        self._event: Any = None
+        self._waiters: list[Any] | None = None
         self._on_done: Callable[[JobHandle[R]], None] | None = None
 
     def __repr__(self) -> str:
@@ -134,11 +148,21 @@ class JobHandle(Generic[R]):
             Exception: The job's own exception, as itself.
         """
         if self._state == _PENDING:
-            if self._event is None:
-                self._event = anyio.Event()
-            await self._event.wait()
-        else:
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            p = new_parker(park_runtime(self._holder))
+            ws = self._waiters
+            if ws is None:
+                ws = self._waiters = []
+            ws.append(p)
+            try:
+                await p
+            except BaseException as exc:
+                if rescue(p, exc) is NOT_CLAIMED:
+                    abandon(p)
+                    if p in ws:
+                        ws.remove(p)
+                    raise
+        elif must_checkpoint(self._holder):
+            await checkpoint()
         return self.result()
 
     def __await__(self) -> Generator[Any, None, R]:
@@ -148,9 +172,13 @@ class JobHandle(Generic[R]):
         self._state = state
         self._result = value
         self._exc = exc
-        self._fn = self._args = None  # type: ignore[assignment]
-        if self._event is not None:
-            self._event.set()
+        self._args = None  # type: ignore[assignment]
+        ws = self._waiters
+        if ws is not None:
+            self._waiters = None
+            for p in ws:
+                if not p.done():
+                    p.set_result(None)
         if self._on_done is not None:
             self._on_done(self)
 
@@ -481,7 +509,7 @@ class WorkerPool:
                 f"WorkerPool(executor={self._executor!r}) runs sync functions; "
                 f"{fn!r} is async: drop the executor"
             )
-        return JobHandle(fn, args)
+        return JobHandle(fn, args, self._jobs)
 
     def _check_open(self) -> None:
         if self._tg is None:
@@ -515,19 +543,12 @@ class WorkerPool:
         self._check_open()
         job = self._make_job(fn, args)
         jobs = self._jobs
+        if not jobs._send_ready() and self._nworkers < self._max and self._idle == 0:
+            self._spawn()  # about to wait for room: add a worker first
         try:
-            jobs.send_nowait(job)
-        except WouldBlock:
-            if self._nworkers < self._max and self._idle == 0:
-                self._spawn()
-            try:
-                await jobs.send(job)
-            except ChanClosed:
-                raise PoolClosed("submit to a closed WorkerPool") from None
-        except ChanClosed:  # pragma: no cover - _check_open saw it open
+            await jobs.send(job)
+        except ChanClosed:
             raise PoolClosed("submit to a closed WorkerPool") from None
-        else:
-            await anyio.lowlevel.checkpoint_if_cancelled()
         self._after_send()
         return job
 
