@@ -280,6 +280,7 @@ class WorkerPool:
         self._ctx_scope: CancelScope | None = None
         self._limiter: Any = None
         self._cancelled_list: list[JobHandle[Any]] = []
+        self._cancelled_exc: type[BaseException] = BaseException  # set on entry
         self._nworkers = 0
         self._idle = 0
         self._submitted = self._done = self._failed = self._cancelled = 0
@@ -295,6 +296,7 @@ class WorkerPool:
         if self._tg is not None:
             raise RuntimeError("WorkerPool: the async with block was already entered")
         self._all_exited = anyio.Event()
+        self._cancelled_exc = get_cancelled_exc_class()
         if self._executor is not None:
             self._limiter = anyio.CapacityLimiter(self._max)
         tg = create_task_group()
@@ -481,7 +483,7 @@ class WorkerPool:
                 value = await _to_thread.run_sync(job._fn, *job._args, limiter=self._limiter)
             else:
                 value = await anyio.to_process.run_sync(job._fn, *job._args, limiter=self._limiter)
-        except get_cancelled_exc_class():
+        except self._cancelled_exc:
             self._running_jobs.discard(job)
             self._cancel_job(job)
             raise
