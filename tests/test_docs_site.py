@@ -42,8 +42,9 @@ def _public_modules() -> dict[str, list[str]]:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in tree.body:
-            targets = node.targets if isinstance(node, ast.Assign) else []
-            if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+            ):
                 found[".".join(parts)] = list(ast.literal_eval(node.value))
     return found
 
@@ -97,7 +98,9 @@ def test_internal_links_resolve(site: tuple[Path, str]) -> None:
         parser = _Page()
         parser.feed(html.read_text(encoding="utf-8"))
         pages[html.resolve()] = parser
+    assert len(pages) > 10
     broken = []
+    checked = 0
     for html, page in pages.items():
         if html.name == "404.html":
             continue
@@ -105,6 +108,7 @@ def test_internal_links_resolve(site: tuple[Path, str]) -> None:
             parts = urlsplit(link)
             if parts.scheme or parts.netloc or link.startswith(("mailto:", "javascript:")):
                 continue
+            checked += 1
             target = html if not parts.path else (html.parent / unquote(parts.path)).resolve()
             if target.is_dir():
                 target = target / "index.html"
@@ -116,6 +120,7 @@ def test_internal_links_resolve(site: tuple[Path, str]) -> None:
                 broken.append(f"{html.relative_to(out.resolve())}: {link}")
             elif parts.fragment and unquote(parts.fragment) not in pages[target].ids:
                 broken.append(f"{html.relative_to(out.resolve())}: {link} (no such anchor)")
+    assert checked > 100
     assert not broken, "broken internal links:\n" + "\n".join(sorted(broken))
 
 
