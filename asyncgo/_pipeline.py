@@ -44,7 +44,13 @@ from itertools import islice
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final, overload
 
-from ._backend import CancelScope, TaskGroup, create_task_group, get_cancelled_exc_class
+from ._backend import (
+    CancelScope,
+    TaskGroup,
+    checkpoint,
+    create_task_group,
+    get_cancelled_exc_class,
+)
 from ._chan import Chan, RecvChan
 from ._exceptions import Canceled, DeadlineExceeded
 
@@ -223,7 +229,16 @@ def _closed_link() -> _Link:
 class _Run:
     """The state shared by the tasks of one pipeline run: first error, stop flags, scopes."""
 
-    __slots__ = ("ctx", "ctx_stopped", "delivered", "error", "node_scopes", "scopes", "stopping")
+    __slots__ = (
+        "ctx",
+        "ctx_stopped",
+        "delivered",
+        "error",
+        "killed",
+        "node_scopes",
+        "scopes",
+        "stopping",
+    )
 
     def __init__(self, ctx: Context | None) -> None:
         self.ctx = ctx
@@ -231,6 +246,7 @@ class _Run:
         self.delivered = False  # the error was raised to the consumer already
         self.stopping = False
         self.ctx_stopped = False
+        self.killed = False  # a node was cancelled from outside the pipeline
         self.node_scopes: list[CancelScope] = []  # the linear chain, source first
         self.scopes: list[CancelScope] = []  # every scope to cancel on stop()
 
@@ -650,6 +666,11 @@ class _Stream(Generic[T]):
                 else:
                     # e.g. take(n): the nodes before this one have no reader any more.
                     run.cancel_upstream(index)
+        except BaseException:
+            # Cancelled from outside the pipeline (an enclosing scope, which holds the
+            # consumer too): the output must not look complete (_end_of_output).
+            run.killed = True
+            raise
         finally:
             if scope.cancel_called:
                 tx.pending.clear()
@@ -678,9 +699,14 @@ class _Stream(Generic[T]):
             # group, which would wrap it in an ExceptionGroup: it propagates as itself.
             await tg.__aexit__(None, None, None)
             return False
-        if await tg.__aexit__(exc_type, exc, tb) and exc is not None:
-            return True  # the task group absorbed a cancellation of its own scope
-        if exc is None and run.error is not None and not run.delivered:
+        if exc is not None:
+            # A cancellation: the task group must see it (its cancel-scope accounting),
+            # but it is not ours to swallow -- our tasks never cancel the group's own
+            # scope -- so it goes on to the scope that cancelled the consumer.
+            await tg.__aexit__(exc_type, exc, tb)
+            return False
+        await tg.__aexit__(None, None, None)
+        if run.error is not None and not run.delivered:
             run.delivered = True
             raise run.error
         return False
@@ -697,9 +723,7 @@ class _Stream(Generic[T]):
         batch: list[T] | None
         while True:
             if run.stopping or (ctx is not None and ctx.err() is not None):
-                exc = run.outcome()
-                if exc is not None:
-                    raise exc
+                await self._end_of_output()
                 return
             if not len(chan):
                 pending = link.pending
@@ -712,9 +736,7 @@ class _Stream(Generic[T]):
                 link.hungry = True
             batch, ok = await chan.recv_ok()
             if not ok:
-                exc = run.outcome()
-                if exc is not None:
-                    raise exc
+                await self._end_of_output()
                 return
             for item in batch:  # type: ignore[union-attr]  # ok: a list
                 yield item
@@ -727,14 +749,22 @@ class _Stream(Generic[T]):
         ctx = run.ctx
         while True:
             if run.stopping or (ctx is not None and ctx.err() is not None):
-                exc = run.outcome()
-                if exc is not None:
-                    raise exc
+                await self._end_of_output()
                 return
             batch = await link.next_batch()
             if batch is None:
-                exc = run.outcome()
-                if exc is not None:
-                    raise exc
+                await self._end_of_output()
                 return
             yield batch
+
+    async def _end_of_output(self) -> None:
+        """The output ends here: raise why, if it did not simply run out."""
+        run = self._run
+        exc = run.outcome()
+        if exc is not None:
+            raise exc
+        if run.killed:
+            # A scope enclosing the whole stream was cancelled: the stages were cut
+            # short, and the consumer is cancelled too. Take that cancellation now
+            # rather than end as if the output were complete.
+            await checkpoint()

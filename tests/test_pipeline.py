@@ -8,14 +8,27 @@ asserts wall-clock time.
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from trio.testing import MockClock
 
-from asyncgo import Chan, stages
+from asyncgo import (
+    Canceled,
+    Chan,
+    DeadlineExceeded,
+    background,
+    current,
+    stages,
+    with_cancel,
+    with_timeout,
+)
 from asyncgo._pipeline import DEFAULT_BUFFER, Pipeline, _shape, pipeline
 
 pytestmark = pytest.mark.anyio
@@ -446,6 +459,31 @@ async def test_consumer_cancelled_leaves_nothing_behind() -> None:
     assert all(pr.closed_in == pr.ran_in for pr in probes)
 
 
+@pytest.mark.parametrize("where", ["source", "consumer"])
+async def test_enclosing_cancel_never_looks_like_a_complete_output(where: str) -> None:
+    """Cancelled from a scope around the whole stream, collect() must not return
+    the items it had so far as if they were everything."""
+    got: list[int] | None = None
+    with anyio.CancelScope() as scope:
+
+        async def source() -> AsyncIterator[int]:
+            for i in itertools.count():
+                yield i
+                if i == 50:
+                    if where == "source":
+                        scope.cancel()
+                    await anyio.sleep_forever()
+
+        async def consumer_cancels(items: AsyncIterator[int]) -> AsyncIterator[int]:
+            async for x in items:
+                if x == 100 and where == "consumer":
+                    scope.cancel()
+                yield x
+
+        got = await (pipeline(source) | square | consumer_cancels).collect()
+    assert scope.cancelled_caught and got is None
+
+
 async def test_a_stage_ending_early_stops_the_stages_before_it() -> None:
     """take(3) over a source blocked forever: the pipeline still ends."""
     closed = anyio.Event()
@@ -491,3 +529,234 @@ async def test_pipeline_is_a_reusable_description() -> None:
     assert await base.collect() == [0, 1, 2, 3, 4]
     assert await p.collect() == [0, 1, 4, 9, 16]
     assert await p.collect() == [0, 1, 4, 9, 16]
+
+
+# -- ctx -----------------------------------------------------------------------------
+
+
+async def test_ctx_cancel_ends_the_stream_with_canceled() -> None:
+    ctx, cancel = with_cancel(background())
+    probes = [Probe(), Probe()]
+    got = 0
+    with pytest.raises(Canceled) as info:
+        async with (pipeline(itertools.count()) | probes[0] | probes[1]).stream(ctx) as items:
+            async for _ in items:
+                got += 1
+                if got == 10:
+                    cancel()
+    assert info.value is ctx.err()
+    assert all(pr.closed_in == pr.ran_in for pr in probes)
+
+
+async def test_ctx_cancelled_while_the_consumer_waits() -> None:
+    ctx, cancel = with_cancel(background())
+
+    async def stuck() -> AsyncIterator[int]:
+        yield 1
+        await anyio.sleep_forever()
+        yield 2
+
+    async def cancel_when_blocked() -> None:
+        await anyio.wait_all_tasks_blocked()
+        cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cancel_when_blocked)
+        got = []
+        with pytest.raises(Canceled):
+            async with (pipeline(stuck) | square).stream(ctx) as items:
+                async for x in items:
+                    got.append(x)
+        assert got == [1]
+
+
+async def test_ctx_deadline_ends_it_with_deadline_exceeded() -> None:
+    async def slow() -> AsyncIterator[int]:
+        for i in itertools.count():
+            yield i
+            await anyio.sleep(0.01)
+
+    with with_timeout(background(), 0.05) as ctx:
+        with pytest.raises(DeadlineExceeded):
+            await (pipeline(slow) | square).collect(ctx)
+        with pytest.raises(DeadlineExceeded):
+            await (pipeline(slow) | square).run(ctx)
+
+
+async def test_ctx_already_done_fails_at_once() -> None:
+    ctx, cancel = with_cancel(background())
+    cancel()
+    ran: list[int] = []
+    with pytest.raises(Canceled):
+        await (pipeline(range(3)) | stages.tap(ran.append)).collect(ctx)
+    assert ran == []
+
+
+async def test_ctx_cancel_from_inside_a_stage_is_not_a_stage_error() -> None:
+    ctx, cancel = with_cancel(background())
+
+    async def cancelling(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            if x == 5:
+                cancel()
+                await anyio.sleep(0)  # the ctx's scope cancels us here
+            yield x
+
+    with pytest.raises(Canceled) as info:
+        await (pipeline(itertools.count()) | cancelling).collect(ctx)
+    assert info.value is ctx.err()
+
+
+async def test_stages_and_their_tasks_see_the_ctx_as_current() -> None:
+    ctx, cancel = with_cancel(background())
+    seen: set[object] = set()
+
+    async def look(x: int) -> int:
+        seen.add(current())
+        return x
+
+    async def stage(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            seen.add(current())
+            yield x
+
+    p = pipeline(range(20)) | stage | stages.map(look, workers=4) | stages.fan_out(2, stage)
+    assert sorted(await p.collect(ctx)) == list(range(20))
+    assert seen == {ctx}
+    cancel()
+
+
+async def test_ctx_finished_pipeline_is_not_an_error() -> None:
+    with with_cancel(background()) as ctx:
+        assert await (pipeline(range(5)) | square).collect(ctx) == [0, 1, 4, 9, 16]
+
+
+async def test_rate_limit_gets_the_ctx() -> None:
+    class Limiter:
+        def __init__(self) -> None:
+            self.ctxs: list[object] = []
+
+        async def wait(self, n: int = 1, ctx: object = None) -> None:
+            self.ctxs.append(ctx)
+
+    lim = Limiter()
+    with with_cancel(background()) as ctx:
+        await (pipeline(range(3)) | stages.rate_limit(lim)).run(ctx)
+    assert lim.ctxs == [ctx, ctx, ctx]
+
+
+class TestCtxOnVirtualClock:
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        return "trio", {"clock": MockClock(autojump_threshold=0)}
+
+    async def test_deadline_stops_the_pipeline_exactly_on_time(self) -> None:
+        async def ticks() -> AsyncIterator[int]:
+            for i in itertools.count():
+                yield i
+                await anyio.sleep(1.0)
+
+        t0 = anyio.current_time()
+        got = []
+        with with_timeout(background(), 5.5) as ctx:
+            with pytest.raises(DeadlineExceeded):
+                async with (pipeline(ticks) | square).stream(ctx) as items:
+                    async for x in items:
+                        got.append(x)
+        assert got == [0, 1, 4, 9, 16, 25]
+        assert anyio.current_time() - t0 == pytest.approx(5.5)
+
+
+# -- the seed examples (examples/pipeline_*.py) ----------------------------------------
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("pipeline_*.py"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+async def test_seed_example_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncgo
+
+    if not hasattr(asyncgo, "pipeline"):  # until asyncgo/__init__.py exports it
+        monkeypatch.setattr(asyncgo, "pipeline", pipeline, raising=False)
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look it up
+    spec.loader.exec_module(module)
+    with anyio.fail_after(30):
+        await module.main(quick=True)
+
+
+# -- randomized: shapes x early exits x failures ----------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_random_pipelines_deliver_fail_and_stop_cleanly(seed: int) -> None:
+    """Random chains of stages and buffers; each run either completes with the right
+    items, fails with the injected error, or is left early -- and every generator
+    the pipeline iterated is closed in the task that ran it."""
+    import random
+
+    rng = random.Random(seed)
+    n = rng.choice([0, 1, 7, 100, 1000])
+    probes: list[Probe] = []
+
+    async def inc(x: int) -> int:
+        if rng.random() < 0.3:
+            await anyio.sleep(0)
+        return x + 1
+
+    def add_stage(p: Pipeline[int]) -> tuple[Pipeline[int], Any]:
+        kind = rng.randrange(6)
+        if kind == 0:
+            probe = Probe()
+            probes.append(probe)
+            return p | probe, lambda xs: xs
+        if kind == 1:
+            w = rng.choice([1, 2, 5])
+            return p | stages.map(inc, workers=w), lambda xs: [x + 1 for x in xs]
+        if kind == 2:
+            return p | stages.filter(lambda x: x % 3 != 0), lambda xs: [x for x in xs if x % 3]
+        if kind == 3:
+            return p | stages.buffer(rng.choice([0, 1, 9, 300])), lambda xs: xs
+        if kind == 4:
+            return p | stages.tap(lambda x: None), lambda xs: xs
+        return p | stages.flat_map(lambda x: [x, x]), lambda xs: [y for x in xs for y in (x, x)]
+
+    p: Pipeline[int] = pipeline(range(n), buffer=rng.choice([0, 2, 16, 256]))
+    model: list[int] = list(range(n))
+    for _ in range(rng.randrange(1, 5)):
+        p, f = add_stage(p)
+        model = f(model)
+
+    mode = rng.choice(["complete", "break", "fail"])
+    if mode == "fail":
+        bad_at = rng.randrange(max(n, 1))
+
+        async def failing(items: AsyncIterator[int]) -> AsyncIterator[int]:
+            i = 0
+            async for x in items:
+                if i == bad_at:
+                    raise Boom(seed)
+                i += 1
+                yield x
+
+        p = p | failing
+    got: list[int] = []
+    stop_at = rng.randrange(len(model) + 1)
+    with anyio.fail_after(20):
+        try:
+            async with p.stream() as items:
+                async for x in items:
+                    if mode == "break" and len(got) == stop_at:
+                        break
+                    got.append(x)
+        except Boom:
+            assert mode == "fail" and len(got) <= len(model)
+        else:
+            assert mode != "fail" or n == 0 or len(model) <= bad_at
+    if mode == "complete" or (mode == "fail" and len(got) == len(model)):
+        assert got == model
+    else:
+        assert got == model[: len(got)]
+    assert all(pr.closed_in == pr.ran_in for pr in probes if pr.ran_in is not None)
