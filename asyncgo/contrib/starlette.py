@@ -80,6 +80,11 @@ class ContextMiddleware:
         timeout_body: Its body, serialised as JSON.
         parent: The context each request's context derives from (default:
             `current()` when the request arrives, normally `background()`).
+        watch_after: On asyncio, how long a request runs before a task starts
+            watching for a disconnect (seconds). Shorter requests cost one timer;
+            a disconnect is noticed at most this late. Until then a disconnect
+            is seen whenever the app itself waits in ``receive()`` (as
+            Starlette's streaming responses do).
 
     Lifespan and websocket connections pass through untouched.
     """
@@ -93,6 +98,7 @@ class ContextMiddleware:
         timeout_status: int = 504,
         timeout_body: object = _DEFAULT_BODY,
         parent: Context | None = None,
+        watch_after: float = 0.02,
     ) -> None:
         if timeout is not None and timeout < 0:
             raise ValueError(f"ContextMiddleware: timeout must be >= 0 or None, not {timeout}")
@@ -102,6 +108,7 @@ class ContextMiddleware:
         self._status = timeout_status
         self._body = json.dumps(timeout_body).encode()
         self._parent = parent
+        self.watch_after = watch_after
 
     def _timeout_of(self, scope: Scope) -> float | None:
         h = self._header
@@ -169,10 +176,17 @@ class ContextMiddleware:
         send: Send,
         on_disconnect: Callable[[], None],
     ) -> None:
-        q: asyncio.Queue[Message] = asyncio.Queue(1)
+        # The watcher starts only if the app is still running after `watch_after`
+        # seconds: most requests end sooner and pay one timer, not a task and the
+        # loop iterations it costs (benchmarks/bench_http.py). Until then, and while
+        # the app is itself in receive(), the app's own receive() sees a disconnect.
+        q: asyncio.Queue[Message] | None = None
+        watcher: asyncio.Task[None] | None = None
         ended = False
+        in_receive = False
+        due = False
 
-        async def watch() -> None:
+        async def watch(q: asyncio.Queue[Message]) -> None:
             nonlocal ended
             try:
                 while True:
@@ -186,12 +200,33 @@ class ContextMiddleware:
                 if q.empty():  # wake an app_receive() waiting on the queue
                     q.put_nowait({"type": "http.disconnect"})
 
-        async def app_receive() -> Message:
-            if ended and q.empty():
-                return {"type": "http.disconnect"}
-            return await q.get()
+        def start_watch() -> None:
+            nonlocal due, q, watcher
+            due = True
+            if in_receive or watcher is not None or ended:
+                return  # the app's receive() returns first, then starts it
+            q = asyncio.Queue(1)
+            watcher = loop.create_task(watch(q))
 
-        watcher = loop.create_task(watch())
+        async def app_receive() -> Message:
+            nonlocal in_receive, ended
+            if q is not None:
+                if ended and q.empty():
+                    return {"type": "http.disconnect"}
+                return await q.get()
+            in_receive = True
+            try:
+                msg = await receive()
+            finally:
+                in_receive = False
+            if msg["type"] == "http.disconnect":
+                ended = True
+                on_disconnect()
+            elif due:
+                start_watch()
+            return msg
+
+        timer = loop.call_later(self.watch_after, start_watch)
         try:
             with ctx.scope():
                 await self.app(scope, app_receive, send)
@@ -200,11 +235,14 @@ class ContextMiddleware:
             if err is None or not isinstance(exc, type(err)):
                 raise
         finally:
-            if not watcher.done():
-                watcher.cancel()
-            await asyncio.wait((watcher,))
-            if not watcher.cancelled():
-                watcher.exception()  # a receive() failure is the server's to report
+            timer.cancel()
+            w = watcher
+            if w is not None:
+                if not w.done():
+                    w.cancel()
+                await asyncio.wait((w,))
+                if not w.cancelled():
+                    w.exception()  # a receive() failure is the server's to report
 
     async def _run_anyio(
         self,
