@@ -272,7 +272,7 @@ class WorkerPool:
         self._tg: TaskGroup | None = None
         self._scopes: set[CancelScope] = set()
         self._running_jobs: set[JobHandle[Any]] = set()
-        self._outputs: set[Chan[Any]] = set()
+        self._maps: set[PoolMap[Any]] = set()  # live map() iterators
         self._closed = False
         self._aborted = False
         self._error: BaseException | None = None
@@ -379,6 +379,8 @@ class WorkerPool:
         if not self._closed:
             self._closed = True
             self._jobs.close()
+            for m in list(self._maps):
+                m._stop(results=False)  # a feeder waiting for a window slot stops too
             if self._nworkers == 0:
                 self._all_exited.set()
 
@@ -400,9 +402,8 @@ class WorkerPool:
             cancelled.append(job)
         for scope in self._scopes:
             scope.cancel()
-        for out in self._outputs:
-            if not out.closed:
-                out.close()
+        for m in list(self._maps):
+            m._stop(results=True)
 
     def _cancel_job(self, job: JobHandle[Any]) -> None:
         if job._state == _PENDING:
@@ -648,7 +649,7 @@ class PoolMap(AsyncIterator[R]):
         self._out: Chan[JobHandle[Any] | BaseException] = Chan(window + 1)
         self._ordered = ordered
         self._slots: Chan[None] = Chan(window)
-        pool._outputs.add(self._out)
+        pool._maps.add(self)
         assert pool._tg is not None
         pool._tg.start_soon(self._feed, fn, items)
 
@@ -665,11 +666,11 @@ class PoolMap(AsyncIterator[R]):
                     on_done(job)
                 else:
                     job._on_done = on_done
-        except (ChanClosed, WouldBlock):
-            return
-        except PoolClosed as e:
+        except (ChanClosed, PoolClosed):
+            # The pool closed (or the consumer called aclose, closing out): tell a
+            # consumer still reading that some items were never submitted.
             if not out.closed:
-                out.send_nowait(e)
+                out.send_nowait(PoolClosed("WorkerPool closed before map() submitted every item"))
         finally:
             self._fed = True
             if not out.closed and (self._ordered or self._inflight() == 0):
@@ -709,13 +710,17 @@ class PoolMap(AsyncIterator[R]):
             await self.aclose()
             raise
 
-    async def aclose(self) -> None:
-        """Stop submitting items; results not yet read are discarded."""
-        if not self._out.closed:
-            self._out.close()
+    def _stop(self, results: bool) -> None:
         if not self._slots.closed:
             self._slots.close()
-        self._pool._outputs.discard(self._out)
+        if results and not self._out.closed:
+            self._out.close()
+        if results:
+            self._pool._maps.discard(self)
+
+    async def aclose(self) -> None:
+        """Stop submitting items; results not yet read are discarded."""
+        self._stop(results=True)
 
     async def __aenter__(self) -> PoolMap[R]:
         return self

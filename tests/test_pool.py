@@ -411,3 +411,23 @@ class TestScalingMockClock:
         # the 3 s job is still queued behind them: both kinds are cancelled and reported.
         assert [h.cancelled() for h in hs] == [False, False, True, True, True]
         assert set(cancelled) == {hs[2], hs[3], hs[4]}
+
+
+async def test_abandoned_map_does_not_hang_exit() -> None:
+    """A map left unread (no aclose) must not keep the pool's exit waiting on its feeder."""
+    async with WorkerPool(workers=2, queue_size=2) as pool:
+        it = pool.map(double, range(1000), window=4)
+        assert await it.__anext__() == 0
+        await anyio.wait_all_tasks_blocked()  # the feeder waits for a window slot
+    assert pool.stats().submitted < 1000
+
+
+async def test_map_reports_items_never_submitted() -> None:
+    async with WorkerPool(workers=2, queue_size=2) as pool:
+        got: list[int] = []
+        with pytest.raises(PoolClosed, match="before map"):
+            async for r in pool.map(double, range(1000), window=4):
+                got.append(r)
+                if r == 4:
+                    await pool.shutdown()
+        assert got[:3] == [0, 2, 4]
