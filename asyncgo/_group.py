@@ -58,6 +58,12 @@ Ts = TypeVarTuple("Ts")
 
 _new = object.__new__
 
+
+def _refuse(h: object, fn: object, args: object) -> bool:
+    """The spawn function of an exited group (its core is gone)."""
+    return False
+
+
 # Group states
 _NEW, _OPEN, _CLOSED = 0, 1, 2
 
@@ -80,9 +86,8 @@ class TaskHandle(Generic[T]):
     would pass to the goroutine.
     """
 
-    __slots__ = ("_canceled", "_fn", "_group", "_state", "_task", "_value", "_waiters")
+    __slots__ = ("_fn", "_group", "_state", "_task", "_value", "_waiters")
 
-    _canceled: Canceled | None
     _fn: object
     _group: Group
     _state: int
@@ -137,9 +142,9 @@ class TaskHandle(Generic[T]):
     def _error(self) -> BaseException:
         if self._state == FAILED:
             return self._value  # type: ignore[return-value]
-        c = self._canceled
-        if c is None:
-            c = self._canceled = Canceled(f"task {self._name()} was cancelled before it finished")
+        c = self._value  # CANCELLED: the Canceled made on first use, or unset / None
+        if not isinstance(c, Canceled):
+            c = self._value = Canceled(f"task {self._name()} was cancelled before it finished")
         return c
 
     async def wait(self) -> T:
@@ -239,6 +244,7 @@ class Group:
     """
 
     __slots__ = (
+        "__weakref__",
         "_aborted",
         "_cancel",
         "_core",
@@ -251,6 +257,7 @@ class Group:
         "_rt",
         "_running",
         "_slotq",
+        "_spawn",
         "_state",
         "_stop",
         "_token",
@@ -280,6 +287,8 @@ class Group:
         self._slotq: deque[Any] | None = None
         self._ctx: Context | None = None
         self._rt: object = None
+        if _diag.tracer is not None:
+            _diag.tracer.created(self)
 
     # -- public API -------------------------------------------------------------------
 
@@ -389,6 +398,7 @@ class Group:
         parent = self._parent if self._parent is not None else current()
         self._ctx, self._cancel = with_cancel_cause(parent)
         core = self._core = make_core(self, rt)
+        self._spawn = core.spawn
         await core.enter()
         self._state = _OPEN
         self._token: Token[Context | None] = _current.set(self._ctx)
@@ -409,6 +419,7 @@ class Group:
         finally:
             self._state = _CLOSED
             self._core = None  # no cycle group <-> core; nothing may start any more
+            self._spawn = _refuse
             self._stop()
             try:
                 _current.reset(self._token)
@@ -450,14 +461,14 @@ class Group:
         h._state = PENDING
         h._waiters = None
         h._task = None
-        h._canceled = None
+        h._value = None
         ctx = self._ctx
         if _current.get() is ctx:
-            started = self._core.spawn(h, fn, args)  # type: ignore[union-attr]
+            started = self._spawn(h, fn, args)
         else:  # spawned from outside the block: the task must still see current() == g.ctx
             token = _current.set(ctx)
             try:
-                started = self._core.spawn(h, fn, args)  # type: ignore[union-attr]
+                started = self._spawn(h, fn, args)
             finally:
                 _current.reset(token)
         if not started:  # from outside the group, while its owner is leaving the block
