@@ -34,6 +34,14 @@ from ._select import Selected as Selected
 from ._select import recv as recv
 from ._select import select as select
 from ._select import send as send
+from ._pool import JobHandle as JobHandle
+from ._pool import PoolClosed as PoolClosed
+from ._pool import PoolStats as PoolStats
+from ._pool import WorkerPool as WorkerPool
+from ._pubsub import Broadcast as Broadcast
+from ._pubsub import Disconnected as Disconnected
+from ._pubsub import PubSub as PubSub
+from ._pubsub import Subscription as Subscription
 from ._version import __version__ as __version__
 from .resilience import CircuitBreaker as CircuitBreaker
 from .resilience import CircuitOpen as CircuitOpen
@@ -49,6 +57,7 @@ from .sync import once_func as once_func
 from .sync import once_value as once_value
 
 __all__ = [
+    "Broadcast",
     "Canceled",
     "Case",
     "Chan",
@@ -59,15 +68,22 @@ __all__ = [
     "Context",
     "DeadlineExceeded",
     "Deadlock",
+    "Disconnected",
+    "JobHandle",
     "Mutex",
     "Once",
     "Pool",
+    "PoolClosed",
+    "PoolStats",
+    "PubSub",
     "RWMutex",
     "RecvChan",
     "Selected",
     "Semaphore",
     "SendChan",
+    "Subscription",
     "WaitGroup",
+    "WorkerPool",
     "WouldBlock",
     "after_func",
     "background",
