@@ -257,15 +257,20 @@ class AsyncioCore:
             else:
                 group._fail(exc)
         if self._live:
-            # Like anyio's task group: once cancelled, shield the wait, or a cancelled
-            # enclosing scope would wake us on every loop iteration until the children end.
-            with _AsyncioScope() as wait_scope:
+            shield: _AsyncioScope | None = None
+            try:
                 while self._live:
                     fut = self._waiter = self._loop.create_future()
                     try:
                         await fut
                     except CancelledError as e:
-                        wait_scope.shield = True
+                        if shield is None:
+                            # Like anyio's task group: once cancelled, shield the wait, or a
+                            # cancelled enclosing scope would wake us on every loop
+                            # iteration until the children end. Entered only now: a scope
+                            # costs as much as spawning a task.
+                            shield = _AsyncioScope(shield=True)
+                            shield.__enter__()
                         self.abort()
                         # A native Task.cancel() wins over a cancel scope's (anyio's rule).
                         if cancel_exc is None or (
@@ -274,6 +279,9 @@ class AsyncioCore:
                             cancel_exc = e
                     finally:
                         self._waiter = None
+            finally:
+                if shield is not None:
+                    shield.__exit__(None, None, None)
         scope = self._scope
         if cancel_exc is not None:
             # Our scope takes back its own cancellation (and its Task.cancel() counts);
