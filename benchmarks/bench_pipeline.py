@@ -401,7 +401,7 @@ async def bench_cpu(backend: str, quick: bool) -> None:
             return sum(await anyio.to_thread.run_sync(lambda: list(pool.map(cpu_work, items))))
 
         results = await interleaved(
-            1 if quick else 3,
+            1 if quick else 5,
             [
                 ("in-loop map", lambda: _cpu(items, None, 1)),
                 ("asyncgo", lambda: _cpu(items, "process", workers)),
