@@ -29,11 +29,8 @@ from ._exceptions import ChanClosed as ChanClosed
 from ._exceptions import DeadlineExceeded as DeadlineExceeded
 from ._exceptions import Deadlock as Deadlock
 from ._exceptions import WouldBlock as WouldBlock
-from ._select import Case as Case
-from ._select import Selected as Selected
-from ._select import recv as recv
-from ._select import select as select
-from ._select import send as send
+from ._group import Group as Group
+from ._group import TaskHandle as TaskHandle
 from ._pool import JobHandle as JobHandle
 from ._pool import PoolClosed as PoolClosed
 from ._pool import PoolStats as PoolStats
@@ -42,6 +39,11 @@ from ._pubsub import Broadcast as Broadcast
 from ._pubsub import Disconnected as Disconnected
 from ._pubsub import PubSub as PubSub
 from ._pubsub import Subscription as Subscription
+from ._select import Case as Case
+from ._select import Selected as Selected
+from ._select import recv as recv
+from ._select import select as select
+from ._select import send as send
 from ._version import __version__ as __version__
 from .resilience import CircuitBreaker as CircuitBreaker
 from .resilience import CircuitOpen as CircuitOpen
@@ -69,6 +71,7 @@ __all__ = [
     "DeadlineExceeded",
     "Deadlock",
     "Disconnected",
+    "Group",
     "JobHandle",
     "Mutex",
     "Once",
@@ -82,6 +85,7 @@ __all__ = [
     "Semaphore",
     "SendChan",
     "Subscription",
+    "TaskHandle",
     "WaitGroup",
     "WorkerPool",
     "WouldBlock",
