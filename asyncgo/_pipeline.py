@@ -470,6 +470,7 @@ class Pipeline(Generic[T]):
     def __init__(
         self, source: object, buffer: int, nodes: tuple[tuple[object, int], ...] = ()
     ) -> None:
+        """Internal: build pipelines with `pipeline` and ``|``."""
         self._source = source
         self._buffer = buffer
         # (stage, size of the link *into* it)
