@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import rate as rate
 from . import resilience as resilience
 from . import singleflight as singleflight
+from . import stages as stages
 from . import sync as sync
 from . import time as time
 from ._chan import Chan as Chan
@@ -31,6 +32,8 @@ from ._exceptions import Deadlock as Deadlock
 from ._exceptions import WouldBlock as WouldBlock
 from ._group import Group as Group
 from ._group import TaskHandle as TaskHandle
+from ._pipeline import Pipeline as Pipeline
+from ._pipeline import pipeline as pipeline
 from ._pool import JobHandle as JobHandle
 from ._pool import PoolClosed as PoolClosed
 from ._pool import PoolStats as PoolStats
@@ -75,6 +78,7 @@ __all__ = [
     "JobHandle",
     "Mutex",
     "Once",
+    "Pipeline",
     "Pool",
     "PoolClosed",
     "PoolStats",
@@ -94,6 +98,7 @@ __all__ = [
     "current",
     "once_func",
     "once_value",
+    "pipeline",
     "recv",
     "retry",
     "select",
