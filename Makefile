@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench,docs]'
+	$(PY) -m pip install --quiet -e '.[dev,bench,docs,fastapi,aiohttp,otel]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -17,7 +17,7 @@ echo "test313: running the suite on $("$py" --version) ($py)"
 if [ ! -f .venv313/.installed ] || [ pyproject.toml -nt .venv313/.installed ]; then
   "$py" -m venv .venv313
   .venv313/bin/python -m pip install --quiet --upgrade pip
-  .venv313/bin/python -m pip install --quiet -e '.[dev]'
+  .venv313/bin/python -m pip install --quiet -e '.[dev,fastapi,aiohttp,otel]'
   touch .venv313/.installed
 fi
 .venv313/bin/python -m pytest -q -p no:cacheprovider -n 2
