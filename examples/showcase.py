@@ -10,11 +10,12 @@ import argparse
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import anyio
 
 import asyncgo
-from asyncgo import Chan, Selected, recv, select, send
+from asyncgo import Chan, Selected, rate, recv, select, send, stages
 
 
 async def generator_and_pipeline() -> None:
@@ -74,17 +75,9 @@ async def fan_in_with_select() -> None:
 async def timeout_with_select() -> None:
     """select with a timer channel: the Go idiom `case <-time.After(d)`."""
     never: Chan[int] = Chan()
-    timer: Chan[float] = Chan(1)
-
-    async def fire() -> None:
-        await anyio.sleep(0.05)
-        timer.send_nowait(anyio.current_time())
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(fire)
-        r = await select(recv(never), recv(timer))
+    r = await select(recv(never), recv(asyncgo.time.after(0.05)))
     assert r.index == 1
-    print("  timeout: select chose the timer case after 50 ms; the silent channel lost nothing")
+    print("  timeout: select chose time.after(0.05); the silent channel lost nothing")
 
 
 async def unbuffered_rendezvous() -> None:
@@ -134,12 +127,92 @@ async def throughput() -> None:
     print(f"  throughput: {n / elapsed:,.0f} messages/s through a Chan(1024)")
 
 
+async def context_deadline() -> None:
+    """A Context with a deadline, selected on like Go's `case <-ctx.Done()`."""
+    ctx, cancel = asyncgo.with_timeout(asyncgo.background(), 0.05)
+    with cancel_on_exit(cancel):
+        never: Chan[int] = Chan()
+        r = await select(recv(never), recv(ctx.done()))
+    assert r.index == 1 and isinstance(ctx.err(), asyncgo.DeadlineExceeded)
+    print(f"  context: the deadline fired: ctx.err() = {ctx.err()!r}")
+
+
+class cancel_on_exit:  # noqa: N801 - reads like `with closing(...)`
+    def __init__(self, cancel: Callable[[], None]) -> None:
+        self.cancel = cancel
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+async def errgroup_first_error() -> None:
+    """errgroup: the first error cancels the others and is raised as itself."""
+    started: list[int] = []
+
+    async def work(i: int) -> int:
+        started.append(i)
+        if i == 3:
+            raise ValueError("job 3 failed")
+        await anyio.sleep(10)  # cancelled by the first error
+        return i
+
+    try:
+        async with asyncgo.Group(limit=4) as g:
+            for i in range(4):
+                await g.go(work, i)
+    except ValueError as e:
+        print(f"  errgroup: {len(started)} tasks, first error raised as itself: {e!r}")
+    else:
+        raise AssertionError("the group should have raised")
+
+
+async def pipeline_of_stages() -> None:
+    """A pipeline: source -> map with 8 workers -> filter -> collect."""
+
+    async def slow_square(x: int) -> int:
+        await anyio.sleep(0.001)
+        return x * x
+
+    p = (
+        asyncgo.pipeline(range(100))
+        | stages.map(slow_square, workers=8)
+        | stages.filter(lambda v: v % 2 == 0)
+    )
+    out = await p.collect()
+    assert out == [x * x for x in range(100) if x % 2 == 0]
+    print(f"  pipeline: {len(out)} even squares, in order, through 8 workers")
+
+
+async def rate_limited_pool() -> None:
+    """A worker pool whose jobs pass through a token bucket (100/s, burst 5)."""
+    lim = rate.Limiter(100, 5)
+
+    async def call(i: int) -> int:
+        await lim.wait()
+        return i
+
+    start = anyio.current_time()
+    async with asyncgo.WorkerPool(workers=4) as pool:
+        handles = [await pool.submit(call, i) for i in range(25)]
+    elapsed = anyio.current_time() - start
+    assert [await h for h in handles] == list(range(25))
+    # 5 at once, then 20 more at 100/s: about 0.2 s.
+    print(f"  rate + pool: 25 calls at 100/s (burst 5) took {elapsed:.2f} s (expect ~0.20)")
+
+
 SECTIONS = [
     generator_and_pipeline,
     fan_in_with_select,
     timeout_with_select,
     unbuffered_rendezvous,
     cancellation_loses_nothing,
+    context_deadline,
+    errgroup_first_error,
+    pipeline_of_stages,
+    rate_limited_pool,
     throughput,
 ]
 
