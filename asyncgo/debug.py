@@ -267,7 +267,11 @@ class _Tracer:
             me = threading.get_ident()
             for w in self.watchers:
                 if w.thread == me and not w.kicked:
-                    w.kick()
+                    try:
+                        w.kick()
+                    except Exception:  # a scope whose loop died without exiting it
+                        self.watchers.remove(w)
+                        break
 
     def unparked(self, waiter: object) -> None:
         self.waits.pop(waiter, None)
