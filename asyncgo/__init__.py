@@ -6,11 +6,13 @@ see the documentation for the full tour.
 
 from __future__ import annotations
 
+from . import debug as debug
 from . import rate as rate
 from . import resilience as resilience
 from . import singleflight as singleflight
 from . import stages as stages
 from . import sync as sync
+from . import testing as testing
 from . import time as time
 from ._chan import Chan as Chan
 from ._chan import RecvChan as RecvChan
