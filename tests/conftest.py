@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,3 +21,41 @@ BACKENDS = [
 @pytest.fixture(params=BACKENDS)
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     return request.param  # type: ignore[no-any-return]
+
+
+def live_tasks() -> set[object]:
+    """Every task alive in this event loop (anyio's process-pool janitor aside)."""
+    try:
+        import asyncio
+
+        asyncio.get_running_loop()
+    except RuntimeError:
+        import trio
+
+        found: set[object] = set()
+        stack = [trio.lowlevel.current_root_task()]
+        while stack:
+            task = stack.pop()
+            if task is None:
+                continue
+            if "process_pool" not in task.name:
+                found.add(task)
+            for nursery in task.child_nurseries:
+                stack.extend(nursery.child_tasks)
+        return found
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if "process pool" not in t.get_name()
+        # anyio's pytest runner wraps each fixture and test call in a task of its own
+        and not getattr(t.get_coro(), "__qualname__", "").startswith("TestRunner.")
+    }
+
+
+@pytest.fixture
+async def no_leaks() -> AsyncIterator[None]:
+    """Fail the test if it leaves a task running (use with ``pytest.mark.usefixtures``)."""
+    before = live_tasks()
+    yield
+    leaked = live_tasks() - before
+    assert not leaked, f"tasks left running: {leaked}"

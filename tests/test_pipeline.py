@@ -31,47 +31,10 @@ from asyncgo import (
 )
 from asyncgo._pipeline import DEFAULT_BUFFER, Pipeline, _shape, pipeline
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_leaks")]
 
 
 # -- leak check ----------------------------------------------------------------------
-
-
-def live_tasks() -> set[object]:
-    """Every task alive in this event loop (anyio's process-pool janitor aside)."""
-    try:
-        import asyncio
-
-        asyncio.get_running_loop()
-    except RuntimeError:
-        import trio
-
-        found: set[object] = set()
-        stack = [trio.lowlevel.current_root_task()]
-        while stack:
-            task = stack.pop()
-            if task is None:
-                continue
-            if "process_pool" not in task.name:
-                found.add(task)
-            for nursery in task.child_nurseries:
-                stack.extend(nursery.child_tasks)
-        return found
-    return {
-        t
-        for t in asyncio.all_tasks()
-        if "process pool" not in t.get_name()
-        # anyio's pytest runner wraps each fixture and test call in a task of its own
-        and not getattr(t.get_coro(), "__qualname__", "").startswith("TestRunner.")
-    }
-
-
-@pytest.fixture(autouse=True)
-async def no_leaks() -> AsyncIterator[None]:
-    before = live_tasks()
-    yield
-    leaked = live_tasks() - before
-    assert not leaked, f"tasks left running: {leaked}"
 
 
 def task_id() -> int:

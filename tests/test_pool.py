@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator
 
 import anyio
 import pytest
@@ -16,41 +15,7 @@ import trio.testing
 from asyncgo import Canceled, WouldBlock, background, with_cancel
 from asyncgo._pool import JobHandle, PoolClosed, PoolStats, WorkerPool
 
-pytestmark = pytest.mark.anyio
-
-
-def live_tasks() -> set[object]:
-    """Every task alive in this event loop (anyio's process-pool janitor aside)."""
-    try:
-        import asyncio
-
-        asyncio.get_running_loop()
-    except RuntimeError:
-        found: set[object] = set()
-        stack = [trio.lowlevel.current_root_task()]
-        while stack:
-            task = stack.pop()
-            if task is None:
-                continue
-            if "process_pool" not in task.name:
-                found.add(task)
-            for nursery in task.child_nurseries:
-                stack.extend(nursery.child_tasks)
-        return found
-    return {
-        t
-        for t in asyncio.all_tasks()
-        if "process pool" not in t.get_name()
-        and not getattr(t.get_coro(), "__qualname__", "").startswith("TestRunner.")
-    }
-
-
-@pytest.fixture(autouse=True)
-async def no_leaks() -> AsyncIterator[None]:
-    before = live_tasks()
-    yield
-    leaked = live_tasks() - before
-    assert not leaked, f"tasks left running: {leaked}"
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_leaks")]
 
 
 async def double(x: int) -> int:
