@@ -168,7 +168,7 @@ class Chan(SendChan[T], RecvChan[T]):
 
     Every blocking method is a cancel point: if it is cancelled, it has not
     delivered or taken anything. It yields to the scheduler only when it has to
-    wait (or, every few dozen back-to-back operations, so a tight loop cannot
+    wait (or, every few hundred back-to-back operations, so a tight loop cannot
     starve other tasks).
 
     A channel is bound to the event loop on which it first waits; waiting on it
