@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest test313 bench docs clean
+.PHONY: demo test lint typecheck pytest bench-smoke test313 bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,17 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -n 2
 
-test: lint typecheck pytest test313
+test: lint typecheck pytest bench-smoke test313
 
 test313:
 	@bash .ci/py313.sh
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
+bench-smoke: $(STAMP)
+	$(PY) benchmarks/run.py --quick > .bench-smoke.log || (tail -40 .bench-smoke.log; exit 1)
+	@echo "bench-smoke: every benchmarks/bench_*.py ran on asyncio, uvloop and trio (--quick)"
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

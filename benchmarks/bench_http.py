@@ -23,6 +23,7 @@ the per-round ratios asyncgo/starlette (robust to load drift between rounds).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -141,9 +142,7 @@ def main() -> None:
     args = parse_args(__doc__.split("\n")[0])
     backend = args.backend
     if backend == "trio":
-        print(
-            "bench_http: uvicorn runs on asyncio/uvloop only; nothing to measure", file=sys.stderr
-        )
+        print(json.dumps({"skip": "uvicorn runs on asyncio/uvloop only; nothing to measure"}))
         return
     n, reps, concurrency = (1000, 1, 16) if args.quick else (10000, 3, 32)
     rps: dict[str, list[float]] = {"starlette": [], "asyncgo": []}

@@ -151,6 +151,8 @@ def run_one(
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         return recs, f"exit status {proc.returncode}\n{tail}"
+    if not recs and proc.stdout.strip().startswith('{"skip"'):
+        return recs, None  # the script does not run on this backend (and says why)
     if bad:
         return recs, "malformed output line(s):\n" + "\n".join(bad[:5])
     if not recs:
