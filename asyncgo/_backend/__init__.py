@@ -3,9 +3,10 @@
 Everything above this package writes ``from ._backend import ...``; the names
 here are the whole interface between asyncgo and anyio / asyncio / trio:
 
-* `Waiter` / `make_waiter()`: a parked task that can be claimed exactly once
-  (Go's ``sudog`` + ``selectDone``). ``await w.park()`` parks; ``w.wake(i, v, ok)``
-  claims and wakes it, or returns False when it is already claimed or cancelled.
+* `new_parker(rt)` / `park_runtime(holder)` / `rescue` / `abandon`: a parked task
+  that can be claimed exactly once (Go's ``sudog`` + ``selectDone``): an asyncio
+  Future, or a future-like `TrioWaiter`; ``r = await parker`` parks, ``set_result``
+  claims and wakes it (check ``done()`` first: a claimed or cancelled parker is done).
 * `must_checkpoint()`: the fast-path question "may this operation complete
   without a scheduler round trip?" -- False unless a cancellation is pending or
   the anti-starvation budget is spent.
@@ -38,24 +39,20 @@ from anyio import (
 from anyio.abc import TaskGroup
 
 from . import _asyncio, _diag
-from ._asyncio import AsyncioWaiter
 from ._asyncio import anyio_states_get as _anyio_states_get
 from ._asyncio import current_tasks_get as _current_tasks_get
-from ._waiter import Waiter
 
 __all__ = [
     "BUDGET",
     "_diag",
     "CancelScope",
     "TaskGroup",
-    "Waiter",
     "anyio",
     "checkpoint",
     "create_task_group",
     "current_time",
     "get_cancelled_exc_class",
     "loop_token",
-    "make_waiter",
     "must_checkpoint",
     "new_parker",
     "park_runtime",
@@ -106,13 +103,6 @@ def runtime() -> object:
     mod.loop_token()  # raises a clear RuntimeError outside any event loop
     _trio_cancel_pending = mod.cancel_pending
     return TRIO
-
-
-def make_waiter(rt: object) -> Waiter:
-    """A new, unclaimed waiter for the current task; *rt* as validated by `must_checkpoint`."""
-    if rt is TRIO:
-        return _trio_mod().make_waiter()  # type: ignore[no-any-return]
-    return AsyncioWaiter(rt.create_future())  # type: ignore[attr-defined]
 
 
 def park_runtime(holder: Any) -> object:
@@ -201,7 +191,7 @@ def must_checkpoint(holder: Any) -> bool:
     *holder* (a channel) caches which runtime it was last used on in ``_rt``:
     finding the running loop costs a system call on Python 3.11, so the hint is
     checked instead -- an asyncio loop is right if it is running a task now --
-    and refreshed when wrong. `make_waiter` relies on the refreshed hint.
+    and refreshed when wrong. `park_runtime` re-validates it before parking.
     This is the hottest function of the library, hence inlined by hand.
     """
     global _budget, _last_task, _last_state

@@ -6,8 +6,6 @@ import asyncio
 from asyncio import CancelledError, Future, current_task
 from typing import Any
 
-from ._waiter import Waiter
-
 try:  # anyio's per-task cancel-scope state, read without a scheduler round trip
     from anyio._backends._asyncio import _task_states
 
@@ -16,49 +14,12 @@ except Exception:  # pragma: no cover - anyio changed its internals
     anyio_states_get = None
 
 __all__ = [
-    "AsyncioWaiter",
     "Future",
     "rescue_future",
     "anyio_states_get",
     "checkpoint",
     "current_tasks_get",
 ]
-
-
-class AsyncioWaiter(Waiter):
-    """A waiter parked on an asyncio future.
-
-    The future is the claim token: a waiter is alive while its future is not
-    done. A cancelled task's future is cancelled synchronously by
-    ``Task.cancel()``, so a claim can never race a cancellation.
-    """
-
-    __slots__ = ("fut",)
-
-    def __init__(self, fut: Future[None]) -> None:
-        self.fut = fut
-
-    def alive(self) -> bool:
-        return not self.fut.done()
-
-    def wake(self, index: int, value: object, ok: bool) -> bool:
-        fut = self.fut
-        if fut.done():
-            return False
-        self.index = index
-        self.value = value
-        self.ok = ok
-        fut.set_result(None)
-        return True
-
-    def park(self) -> Future[None]:
-        return self.fut  # awaited directly: no coroutine layer on the hot path
-
-    def rescue(self, exc: BaseException) -> bool:
-        return rescue_future(self.fut, exc)
-
-    def loop(self) -> object:
-        return self.fut.get_loop()
 
 
 def rescue_future(fut: Future[Any], exc: BaseException) -> bool:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ._waiter import Waiter
-
 __all__ = ["Tracer", "tracer"]
 
 
@@ -21,11 +19,11 @@ class Tracer(Protocol):
     def created(self, obj: object) -> None:
         """A primitive was made (record where)."""
 
-    def parked(self, waiter: Waiter, obj: object, op: str) -> None:
+    def parked(self, parker: Any, obj: object, op: str) -> None:
         """The current task parks on *obj* (a primitive, or a tuple of them) doing *op*."""
 
-    def unparked(self, waiter: Waiter) -> None:
-        """The task parked with *waiter* resumed (claimed, cancelled or failed)."""
+    def unparked(self, parker: Any) -> None:
+        """The task parked with *parker* resumed (claimed, cancelled or failed)."""
 
 
 tracer: Any = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Coroutine, Generator
+from collections.abc import Generator
 from typing import Any
 
 import trio
@@ -17,12 +17,10 @@ from trio.lowlevel import (
     wait_task_rescheduled,
 )
 
-from ._waiter import Waiter
-
-__all__ = ["TrioWaiter", "cancel_pending", "checkpoint", "loop_token", "make_waiter", "new_parker"]
+__all__ = ["TrioWaiter", "cancel_pending", "checkpoint", "loop_token", "new_parker"]
 
 
-class TrioWaiter(Waiter):
+class TrioWaiter:
     """A waiter parked with ``wait_task_rescheduled``.
 
     trio makes claim and abort mutually exclusive: once rescheduled, the task
@@ -35,34 +33,9 @@ class TrioWaiter(Waiter):
         self.task = task
         self.dead = False
 
-    def alive(self) -> bool:
-        return not self.dead
-
-    def wake(self, index: int, value: object, ok: bool) -> bool:
-        if self.dead:
-            return False
-        self.dead = True
-        self.index = index
-        self.value = value
-        self.ok = ok
-        reschedule(self.task)
-        return True
-
     def _abort(self, raise_cancel: Any) -> Abort:
         self.dead = True
         return Abort.SUCCEEDED
-
-    def park(self) -> Coroutine[Any, Any, object]:
-        return wait_task_rescheduled(self._abort)  # noqa: ASYNC105 - awaited by the caller
-
-    def rescue(self, exc: BaseException) -> bool:
-        return False  # trio never interrupts a task it has rescheduled
-
-    def loop(self) -> object:
-        return current_trio_token()
-
-    # The future-like protocol the channels use (see asyncgo._backend.new_parker):
-    # an asyncio Future on asyncio, this object on trio.
 
     def done(self) -> bool:
         return self.dead
@@ -80,16 +53,6 @@ class TrioWaiter(Waiter):
 
 def new_parker() -> TrioWaiter:
     return TrioWaiter(current_task())
-
-
-def make_waiter() -> TrioWaiter:
-    try:
-        task = current_task()
-    except RuntimeError:
-        raise RuntimeError(
-            "asyncgo: no running event loop (call this from asyncio, uvloop or trio code)"
-        ) from None
-    return TrioWaiter(task)
 
 
 def loop_token() -> object:
