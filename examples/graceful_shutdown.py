@@ -19,7 +19,7 @@ import argparse
 
 import anyio
 
-from asyncgo._pool import PoolClosed, WorkerPool
+from asyncgo import PoolClosed, WorkerPool
 
 
 async def job(seconds: float) -> float:

@@ -20,7 +20,7 @@ import argparse
 
 import anyio
 
-from asyncgo._pool import WorkerPool
+from asyncgo import WorkerPool
 
 
 async def process(job: int) -> int:

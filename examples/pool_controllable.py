@@ -20,8 +20,7 @@ import argparse
 
 import anyio
 
-from asyncgo import Canceled, background, with_cancel
-from asyncgo._pool import PoolClosed, WorkerPool
+from asyncgo import Canceled, PoolClosed, WorkerPool, background, with_cancel
 
 
 async def process_job(job_id: int, data: str) -> str:

@@ -18,7 +18,7 @@ import argparse
 
 import anyio
 
-from asyncgo._pool import WorkerPool
+from asyncgo import WorkerPool
 
 
 async def task(x: int) -> int:

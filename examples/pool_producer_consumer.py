@@ -18,7 +18,7 @@ import argparse
 
 import anyio
 
-from asyncgo._pool import JobHandle, WorkerPool
+from asyncgo import JobHandle, WorkerPool
 
 attempts: dict[int, int] = {}
 

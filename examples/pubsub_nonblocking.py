@@ -26,7 +26,7 @@ import argparse
 
 import anyio
 
-from asyncgo._pubsub import Broadcast, Disconnected, Subscription
+from asyncgo import Broadcast, Disconnected, Subscription
 
 
 async def reader(

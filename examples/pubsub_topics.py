@@ -14,7 +14,7 @@ import argparse
 
 import anyio
 
-from asyncgo._pubsub import PubSub, Subscription
+from asyncgo import PubSub, Subscription
 
 
 async def consumer(name: str, sub: Subscription[str], out: list[str]) -> None:
