@@ -90,6 +90,9 @@ async def main(quick: bool = False) -> None:
     except Canceled as err:
         print("stopped by cancel():", err)
         assert err is ctx.err()
+    else:
+        raise AssertionError("cancel() did not stop the pipeline")
+    print("ok")
 
 
 def cli() -> None:

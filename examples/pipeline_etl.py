@@ -77,6 +77,7 @@ async def main(quick: bool = False) -> None:
     print(f"stored {written} of {n} records in {db.round_trips} round trips")
     assert written == want == len(db.rows)
     assert len({r.id for r in db.rows}) == want
+    print("ok")
 
 
 def cli() -> None:

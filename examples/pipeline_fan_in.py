@@ -57,6 +57,7 @@ async def main(quick: bool = False) -> None:
     out = await (pipeline(range(5)) | stages.merge(evens(3), [-1, -2])).collect()
     print("merged:", sorted(out))
     assert sorted(out) == [-2, -1, 0, 1, 2, 3, 4, 1000, 1002, 1004]
+    print("ok")
 
 
 def cli() -> None:

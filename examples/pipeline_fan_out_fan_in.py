@@ -63,6 +63,7 @@ async def main(quick: bool = False) -> None:
         ordered = await (pipeline(range(1, 11)) | stages.map(square_slowly, workers=3)).collect(ctx)
         print("map(workers=3), input order kept:", ordered)
         assert ordered == [n * n for n in range(1, 11)]
+    print("ok")
 
 
 def cli() -> None:

@@ -69,6 +69,7 @@ async def main(quick: bool = False) -> None:
     first = await (pipeline(naturals, buffer=0) | stages.take(3)).collect()
     print(f"take(3) of an endless generator: {first}; it made {made} values, closed={closed}")
     assert first == [1, 2, 3] and made <= 6 and closed
+    print("ok")
 
 
 def cli() -> None:

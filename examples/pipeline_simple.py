@@ -54,6 +54,7 @@ async def main(quick: bool = False) -> None:
             print(n)
             got.append(n)
     assert got == [4, 16]
+    print("ok")
 
 
 def cli() -> None:

@@ -50,11 +50,15 @@ async def main(quick: bool = False) -> None:
             await ch.send(n)
         ch.close()
 
+    got = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(produce)
         async with (pipeline(ch) | stage).stream() as doubled:
             async for n in doubled:  # for n := range stage(in)
                 print("doubled", n)
+                got.append(n)
+    assert got == [2, 4, 6, 8, 10]
+    print("ok")
 
 
 def cli() -> None:

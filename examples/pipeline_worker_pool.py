@@ -53,6 +53,7 @@ async def main(quick: bool = False, jobs: int = 1000) -> None:
             f"{workers:3} workers: {took * 1000:8.1f} ms  {speedup:5.1f}x "
             f"({speedup / workers:.0%} of the ideal {workers}x)"
         )
+    print("ok")
 
 
 def cli() -> None:
