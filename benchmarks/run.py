@@ -5,6 +5,7 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/run.py                       # everything, 5 repetitions
     .venv/bin/python benchmarks/run.py --only chan --repeat 3
     .venv/bin/python benchmarks/run.py --quick               # CI smoke: 1 rep, small sizes
+    .venv/bin/python benchmarks/run.py --report-only         # re-render docs + charts only
 
 Each script is run once per backend (asyncio, uvloop, trio) and repetition, each
 in its own subprocess, one at a time (never in parallel: the numbers are noisy
@@ -17,8 +18,15 @@ bench and backend and the issue targets the scripts declare (see
 (rows of scripts and backends not run this time are kept) and regenerates the
 part of ``docs/benchmarks.md`` between the ``BEGIN GENERATED`` / ``END
 GENERATED`` markers; everything outside the markers is hand-written and kept.
-``--quick`` runs write neither (smoke numbers must not replace real ones) and
-only print the tables; ``--json PATH`` saves them anywhere.
+The generated part states the machine, the Python and library versions and the
+asyncgo commit of every run, and embeds matplotlib charts (PNG) drawn into
+``docs/img/benchmarks/``: per area, the medians, asyncgo ÷ each peer with the
+targets, and the metrics the targets name (see ``make_plots``).
+``--report-only`` measures nothing: it redraws the charts and rewrites that part
+from ``benchmarks/results/latest.json`` (or ``--results PATH``).
+``--quick`` runs write neither results nor docs nor charts (smoke numbers must
+not replace real ones) and only print the tables; ``--json PATH`` saves them
+anywhere.
 
 Exit status: 1 if any script failed (crash, timeout, a detected lost item, a
 malformed line), else 0. Unmet targets are reported, not failures.
@@ -30,6 +38,7 @@ import argparse
 import datetime as _dt
 import importlib.metadata
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -39,6 +48,8 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +59,21 @@ RESULTS = HERE / "results" / "latest.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN = "<!-- BEGIN GENERATED: benchmarks/run.py rewrites everything up to END GENERATED -->"
 END = "<!-- END GENERATED -->"
+IMG_DIR = ROOT / "docs" / "img" / "benchmarks"
 BACKENDS = ("asyncio", "uvloop", "trio")
 ASYNCGO = "asyncgo"
+# Distributions whose version a run records: the backends and the peers the scripts import.
+PEER_DISTS = (
+    "anyio",
+    "trio",
+    "uvloop",
+    "aiostream",
+    "aiometer",
+    "aiolimiter",
+    "starlette",
+    "uvicorn",
+    "aiohttp",
+)
 
 Row = dict[str, Any]
 
@@ -94,7 +118,7 @@ def environment(argv: list[str], repeat: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
-        "versions": {d: version(d) for d in ("anyio", "trio", "uvloop")},
+        "versions": {d: version(d) for d in PEER_DISTS},
         "git_commit": git("rev-parse", "--short", "HEAD"),
         # Uncommitted changes to the measured package, if any: the numbers are for the tree.
         "asyncgo_uncommitted": sorted(
@@ -370,7 +394,14 @@ def value_table(
     return lines
 
 
-def render_group(group: str, rows: list[Row], runs: dict[str, Row]) -> list[str]:
+def render_group(
+    group: str, rows: list[Row], runs: dict[str, Row], images: dict[str, str] | None = None
+) -> list[str]:
+    """The group's section: run line, chart, value table(s), metric tables, footnotes.
+
+    *images* maps a plot kind (``PLOT_KINDS``) to the path the page links to.
+    """
+    images = images or {}
     rows = [r for r in rows if r["group"] == group]
     _, peers = _columns(rows)
     benches = _order([r["bench"] for r in rows])
@@ -378,17 +409,22 @@ def render_group(group: str, rows: list[Row], runs: dict[str, Row]) -> list[str]
     lines = [f"### {group}", ""]
     for run_id in _order([r["run"] for r in rows]):
         env = runs.get(run_id, {})
-        v = env.get("versions", {})
         dirty = env.get("asyncgo_uncommitted") or []
+        backends = [
+            b for b in BACKENDS if any(r["run"] == run_id and r["backend"] == b for r in rows)
+        ]
         lines += [
-            f"Measured {env.get('date', '?')} on {env.get('cpu', '?')} "
-            f"({env.get('cores', '?')} logical cores), {env.get('platform', '?')}; "
-            f"{env.get('implementation', 'CPython')} {env.get('python', '?')}, "
-            f"anyio {v.get('anyio')}, trio {v.get('trio')}, uvloop {v.get('uvloop')}; "
-            f"asyncgo at {env.get('git_commit', '?')}"
+            f"Median of {env.get('repeat', '?')} run(s) on {', '.join(backends)}, measured "
+            f"{env.get('date', '?')} at asyncgo {env.get('git_commit', '?')}"
             + (f" plus uncommitted changes to {', '.join(dirty)}" if dirty else "")
-            + f". Median of {env.get('repeat', '?')} runs. Reproduce with "
+            + f" ([machine and versions](#{MACHINE_ANCHOR})). Reproduce with "
             f"`{env.get('command', '?')}`.",
+            "",
+        ]
+    if "values" in images:
+        lines += [
+            f"![{group}: median of each implementation on each backend, one panel per "
+            f"benchmark]({images['values']})",
             "",
         ]
     # One table for the group, or one per bench when the group has too many peers
@@ -421,6 +457,12 @@ def render_group(group: str, rows: list[Row], runs: dict[str, Row]) -> list[str]
                 vals = [f"{c['metrics'][m]:.2f}" if c and m in c["metrics"] else "—" for c in cells]
                 lines.append(f"| {bench} | {backend} | " + " | ".join(vals) + " |")
         lines.append("")
+    if "metrics" in images:
+        lines += [
+            f"![{group}: the targeted metrics of each implementation on each backend, "
+            f"dashes mark the targets]({images['metrics']})",
+            "",
+        ]
     # Footnotes.
     notes: dict[str, tuple[list[str], list[str]]] = {}
     for r in rows:
@@ -467,7 +509,90 @@ def render_targets(rows: list[Row], group: str | None = None) -> list[str]:
     return lines
 
 
-def render(data: Row) -> str:
+MACHINE_ANCHOR = "machine-and-versions"
+
+
+def _field_values(runs: dict[str, Row], run_groups: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """(field, value) for the machine table; values that differ between runs name their areas."""
+    fields: dict[str, dict[str, list[str]]] = defaultdict(dict)
+
+    def put(name: str, value: str, run_id: str) -> None:
+        fields[name].setdefault(value, []).extend(run_groups[run_id])
+
+    for run_id in run_groups:
+        env = runs.get(run_id, {})
+        put("CPU", f"{env.get('cpu', '?')}, {env.get('cores', '?')} logical cores", run_id)
+        put("OS", str(env.get("platform", "?")), run_id)
+        put("Python", f"{env.get('implementation', 'CPython')} {env.get('python', '?')}", run_id)
+        versions = env.get("versions", {})
+        for dist in PEER_DISTS:
+            if dist not in versions:
+                put(dist, "not recorded by this run", run_id)
+            else:
+                put(dist, versions[dist] or "not installed", run_id)
+        dirty = env.get("asyncgo_uncommitted") or []
+        put(
+            "asyncgo",
+            f"git {env.get('git_commit') or '?'}"
+            + (f" + uncommitted {', '.join(dirty)}" if dirty else ""),
+            run_id,
+        )
+    out = []
+    for name, by_value in fields.items():
+        if len(by_value) == 1:
+            out.append((name, next(iter(by_value))))
+        else:
+            out.append(
+                (
+                    name,
+                    "; ".join(f"{v} ({', '.join(_order(gs))})" for v, gs in by_value.items()),
+                )
+            )
+    return out
+
+
+def render_environment(rows: list[Row], runs: dict[str, Row]) -> list[str]:
+    """The machine and versions the tables were measured on, and how to reproduce them."""
+    run_groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups = run_groups.setdefault(r["run"], [])
+        if r["group"] not in groups:
+            groups.append(r["group"])
+    lines = [
+        "### Machine and versions",
+        "",
+        "| | |",
+        "|---|---|",
+        *(f"| {name} | {value} |" for name, value in _field_values(runs, run_groups)),
+        "",
+        "| area | measured | asyncgo | repetitions | command |",
+        "|---|---|---|---:|---|",
+    ]
+    for group in _order([r["group"] for r in rows]):
+        for run_id in _order([r["run"] for r in rows if r["group"] == group]):
+            env = runs.get(run_id, {})
+            lines.append(
+                f"| {group} | {env.get('date', '?')} | {env.get('git_commit') or '?'} | "
+                f"{env.get('repeat', '?')} | `{env.get('command', '?')}` |"
+            )
+    lines += [
+        "",
+        "Reproduce every table and chart (every script, every backend, 5 repetitions), "
+        "or re-render this section and the charts from "
+        "`benchmarks/results/latest.json` without measuring anything:",
+        "",
+        "```console",
+        "make bench      # = .venv/bin/python benchmarks/run.py",
+        ".venv/bin/python benchmarks/run.py --report-only",
+        "```",
+        "",
+    ]
+    return lines
+
+
+def render(data: Row, images: dict[str, dict[str, str]] | None = None) -> str:
+    """The generated block; *images*: group -> plot kind -> path to link (none: no charts)."""
+    images = images or {}
     rows, runs = data["rows"], data["runs"]
     lines = [
         BEGIN,
@@ -476,12 +601,23 @@ def render(data: Row) -> str:
         "edit the text outside these markers instead._",
         "",
     ]
+    if rows:
+        lines += render_environment(rows, runs)
     groups = _order([r["group"] for r in rows])
     for g in groups:
-        lines += render_group(g, rows, runs)
+        lines += render_group(g, rows, runs, images.get(g))
         t = render_targets(rows, g)
         if t:
-            lines += [f"Targets ({g}), checked against the medians above:", "", *t]
+            lines += [f"Targets ({g}), checked against the medians above:", ""]
+            if "ratios" in images.get(g, {}):
+                lines += [
+                    f"![{g}: asyncgo ÷ each peer on each backend, dashes mark the "
+                    f"targets]({images[g]['ratios']})",
+                    "",
+                ]
+            lines += t
+        elif "ratios" in images.get(g, {}):
+            lines += [f"![{g}: asyncgo ÷ each peer on each backend]({images[g]['ratios']})", ""]
     lines.append(END)
     return "\n".join(lines)
 
@@ -495,10 +631,13 @@ only what lies between its markers.
 """
 
 
-def write_docs(data: Row) -> None:
-    block = render(data)
-    if DOCS.exists():
-        text = DOCS.read_text()
+def write_docs(
+    data: Row, images: dict[str, dict[str, str]] | None = None, docs: Path | None = None
+) -> None:
+    docs = docs or DOCS
+    block = render(data, images)
+    if docs.exists():
+        text = docs.read_text()
         if BEGIN in text and END in text:
             pre, rest = text.split(BEGIN, 1)
             _, post = rest.split(END, 1)
@@ -506,24 +645,336 @@ def write_docs(data: Row) -> None:
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
     else:
-        DOCS.parent.mkdir(parents=True, exist_ok=True)
+        docs.parent.mkdir(parents=True, exist_ok=True)
         text = DOC_SKELETON.format(block=block)
-    DOCS.write_text(text)
+    docs.write_text(text)
+
+
+def report(data: Row, docs: Path | None = None, img_dir: Path | None = None) -> list[Path]:
+    """Draw the charts into *img_dir* and rewrite the generated part of *docs*, linking them."""
+    docs = docs or DOCS
+    img_dir = img_dir or IMG_DIR
+    written = make_plots(data, img_dir)
+    images: dict[str, dict[str, str]] = {}
+    for group in _order([r["group"] for r in data["rows"]]):
+        for kind in PLOT_KINDS:
+            path = plot_path(img_dir, group, kind)
+            if path in written:
+                rel = Path(os.path.relpath(path, docs.parent)).as_posix()
+                images.setdefault(group, {})[kind] = rel
+    write_docs(data, images, docs)
+    return written
+
+
+# -- plots ------------------------------------------------------------------------------
+
+# Plot kind -> file name suffix: <group>.png, <group>-ratio.png, <group>-metrics.png.
+PLOT_KINDS = {"values": "", "ratios": "-ratio", "metrics": "-metrics"}
+ASYNCGO_COLOR = "#1f77b4"
+PEER_COLORS = (
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+)
+LOG_SPAN = 30.0  # a panel switches to a log scale when its values span more than this factor
+DPI = 100
+
+
+def plot_path(out_dir: Path, group: str, kind: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in group)
+    return out_dir / f"{safe}{PLOT_KINDS[kind]}.png"
+
+
+@dataclass
+class Panel:
+    """One subplot: grouped bars, x = backend, one bar per implementation."""
+
+    title: str
+    ylabel: str
+    bars: dict[str, list[tuple[str, float]]]  # backend -> [(impl, value)], in legend order
+    fmt: Callable[[float], str]
+    targets: list[tuple[str, str, float]] = field(default_factory=list)  # (backend, impl, y)
+    baseline: float | None = None  # a reference line (1.0 on ratio charts)
+    tick: Callable[[float], str] | None = None  # y tick labels (default: fmt)
+
+
+def _better(row: Row) -> str:
+    return "lower is better" if row["lower_is_better"] else "higher is better"
+
+
+def _value_panels(rows: list[Row], cols: list[str]) -> list[Panel]:
+    idx = _index(rows)
+    panels = []
+    for bench in _order([r["bench"] for r in rows]):
+        first = next(r for r in rows if r["bench"] == bench)
+        unit = first["unit"]
+        bars = {
+            b: [
+                (i, idx[(first["group"], bench, b, i)]["median"])
+                for i in cols
+                if (first["group"], bench, b, i) in idx
+            ]
+            for b in BACKENDS
+        }
+        panels.append(
+            Panel(
+                title=f"{bench} ({unit}, {_better(first)})",
+                ylabel=unit,
+                bars={b: v for b, v in bars.items() if v},
+                fmt=lambda v, unit=unit: fmt_value(v, unit).replace(" ", ""),
+            )
+        )
+    return panels
+
+
+def _ratio_panels(rows: list[Row], peers: list[str]) -> list[Panel]:
+    idx = _index(rows)
+    targets = evaluate_targets(rows)
+    panels = []
+    for bench in _order([r["bench"] for r in rows]):
+        first = next(r for r in rows if r["bench"] == bench)
+        group = first["group"]
+        bars: dict[str, list[tuple[str, float]]] = {}
+        for b in BACKENDS:
+            ours = idx.get((group, bench, b, ASYNCGO))
+            if ours is None:
+                continue
+            for p in peers:
+                peer = idx.get((group, bench, b, p))
+                if peer and peer["median"] > 0 and ours["median"] > 0:
+                    bars.setdefault(b, []).append((p, ours["median"] / peer["median"]))
+        if not bars:
+            continue
+        marks = [
+            (
+                t["backend"],
+                t["target"]["peer"],
+                t["target"].get("min_ratio", t["target"].get("max_ratio")),
+            )
+            for t in targets
+            if t["bench"] == bench and "peer" in t["target"]
+        ]
+        above = "below" if first["lower_is_better"] else "above"
+        panels.append(
+            Panel(
+                title=f"{bench}: asyncgo ÷ peer ({above} 1 = asyncgo better)",
+                ylabel=f"asyncgo ÷ peer ({first['unit']})",
+                bars=bars,
+                fmt=lambda v: f"{v:.2f}×" if v < 10 else f"{v:.0f}×",
+                targets=marks,
+                baseline=1.0,
+                tick=lambda v: f"{v:g}×",
+            )
+        )
+    return panels
+
+
+def _metric_panels(rows: list[Row], cols: list[str]) -> list[Panel]:
+    """One panel per (bench, metric) that a target names: every implementation's median."""
+    idx = _index(rows)
+    targets = [t for t in evaluate_targets(rows) if "metric" in t["target"]]
+    panels = []
+    for bench, metric in _order([(t["bench"], t["target"]["metric"]) for t in targets]):  # type: ignore[misc]
+        group = rows[0]["group"]
+        bars: dict[str, list[tuple[str, float]]] = {}
+        for b in BACKENDS:
+            for i in cols:
+                r = idx.get((group, bench, b, i))
+                if r and metric in r["metrics"]:
+                    bars.setdefault(b, []).append((i, r["metrics"][metric]))
+        if not bars:
+            continue
+        marks = [
+            (t["backend"], ASYNCGO, t["target"]["min"])
+            for t in targets
+            if t["bench"] == bench and t["target"]["metric"] == metric
+        ]
+        panels.append(
+            Panel(
+                title=f"{bench}: {metric} (higher is better)",
+                ylabel=metric,
+                bars=bars,
+                fmt=lambda v: f"{v:.3g}",
+                tick=lambda v: f"{v:g}",
+                targets=marks,
+            )
+        )
+    return panels
+
+
+def _draw_panel(ax: Any, panel: Panel, colors: dict[str, str]) -> None:
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    backends = list(panel.bars)
+    most = max(len(v) for v in panel.bars.values())
+    width = 0.8 / most
+    marks = {(b, impl): y for b, impl, y in panel.targets}
+    values = [v for items in panel.bars.values() for _, v in items]
+    drawn_marks = [
+        y for (b, impl), y in marks.items() if any(i == impl for i, _ in panel.bars.get(b, []))
+    ]
+    values += drawn_marks + ([] if panel.baseline is None else [panel.baseline])
+    positive = [v for v in values if v > 0]
+    log = len(positive) == len(values) and max(positive) / min(positive) > LOG_SPAN
+    top = max(values)
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(min(positive) / 2, top * (12 if most > 3 else 4))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.set_ylim(0, (top or 1.0) * (1.45 if most > 3 else 1.2))
+
+    def near_below(v: float, target: float) -> bool:
+        """Would a label on top of the bar collide with the target dash above it?"""
+        if log:
+            return v < target < v * 1.6
+        return v < target < v + 0.1 * (top or 1.0)
+
+    for i, b in enumerate(backends):
+        items = panel.bars[b]
+        for j, (impl, v) in enumerate(items):
+            x = i + (j - (len(items) - 1) / 2) * width
+            ax.bar(x, v, width * 0.92, color=colors[impl], zorder=2)
+            target = marks.get((b, impl))
+            label_at = v
+            if target is not None:
+                ax.hlines(
+                    target,
+                    x - width * 0.6,
+                    x + width * 0.6,
+                    colors="black",
+                    linestyles="--",
+                    lw=1.6,
+                    zorder=3,
+                )
+                if near_below(v, target):
+                    label_at = target  # lift the label over the dash instead of through it
+            ax.annotate(
+                panel.fmt(v),
+                (x, label_at),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                rotation=90 if most > 3 else 0,
+                zorder=4,
+            )
+    if panel.baseline is not None:
+        ax.axhline(panel.baseline, color="#555555", lw=0.8, zorder=1)
+    tick = panel.tick or panel.fmt
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: tick(v) if v > 0 else "0"))
+    ax.set_xticks(range(len(backends)), backends)
+    ax.set_xlim(-0.5, len(backends) - 0.5)
+    ax.set_title(panel.title, fontsize=10)
+    ax.set_ylabel(panel.ylabel, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="y", alpha=0.3, zorder=0)
+
+
+def _draw(panels: list[Panel], colors: dict[str, str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    ncols = 1 if len(panels) == 1 else 2
+    nrows = -(-len(panels) // ncols)
+    impls = _order([i for p in panels for items in p.bars.values() for i, _ in items])
+    impls.sort(key=list(colors).index)
+    handles: list[Any] = [Patch(color=colors[i], label=i) for i in impls]
+    if any(p.targets for p in panels):
+        handles.append(Line2D([], [], color="black", ls="--", lw=1.6, label="target"))
+    ncol = len(handles) if len(handles) <= 5 else -(-len(handles) // 2)
+    legend_rows = -(-len(handles) // ncol)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(11 if ncols == 2 else 7, 0.6 + 0.25 * legend_rows + 3.1 * nrows),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, panel in zip(axes.flat, panels):
+        _draw_panel(ax, panel, colors)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    # The title heads the legend, so the two never overlap.
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncol=ncol,
+        fontsize=9,
+        frameon=False,
+        title=title,
+        title_fontproperties={"size": 12, "weight": "bold"},
+    )
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    plt.close(fig)
+    # A 256-colour palette keeps even the tallest chart well under 150 KB; without
+    # matplotlib's "Software" stamp the same data give byte-identical files.
+    from PIL import Image
+
+    buf.seek(0)
+    with Image.open(buf) as img:
+        small = img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        small.save(path, format="PNG", optimize=True)
 
 
 def make_plots(data: Row, out_dir: Path) -> list[Path]:
-    """Hook for the plots issue: render PNGs (matplotlib) from *data* into *out_dir*.
+    """Draw each group's charts (matplotlib, PNG) into *out_dir*; return the files written.
 
-    Deliberately a no-op for now: matplotlib is not a dependency yet. When it is,
-    draw one bar chart per group here and link the files from docs/benchmarks.md.
+    Per group: ``<group>.png``, the medians (one panel per benchmark, x = backend,
+    one bar per implementation); ``<group>-ratio.png``, asyncgo ÷ each peer with the
+    targets as dashes; ``<group>-metrics.png``, the metrics that targets name. Other
+    PNGs in *out_dir* are stale charts of groups no longer measured and are removed:
+    the directory belongs to this function.
     """
-    return []
+    written: list[Path] = []
+    for group in _order([r["group"] for r in data["rows"]]):
+        rows = [r for r in data["rows"] if r["group"] == group]
+        cols, peers = _columns(rows)
+        colors = {ASYNCGO: ASYNCGO_COLOR}
+        for n, impl in enumerate(i for i in cols if i != ASYNCGO):
+            colors[impl] = PEER_COLORS[n % len(PEER_COLORS)]
+        kinds = {
+            "values": (_value_panels(rows, cols), f"{group}: median per backend"),
+            "ratios": (_ratio_panels(rows, peers), f"{group}: asyncgo ÷ peer per backend"),
+            "metrics": (_metric_panels(rows, cols), f"{group}: targeted metrics per backend"),
+        }
+        for kind, (panels, title) in kinds.items():
+            if panels:
+                path = plot_path(out_dir, group, kind)
+                _draw(panels, colors, title, path)
+                written.append(path)
+    if out_dir.is_dir():
+        for stale in sorted(set(out_dir.glob("*.png")) - set(written)):
+            stale.unlink()
+    return written
 
 
 def merge(old: Row | None, rows: list[Row], env: Row, run_id: str) -> Row:
     """Replace the old rows of every (group, backend) this run measured; keep the rest."""
     ran = {(r["group"], r["backend"]) for r in rows}
     kept = [r for r in (old or {}).get("rows", []) if (r["group"], r["backend"]) not in ran]
+    taken = {r["run"] for r in kept}
+    if run_id in taken:
+        n = 2
+        while f"{run_id}-{n}" in taken:
+            n += 1
+        run_id = f"{run_id}-{n}"
+        rows = [{**r, "run": run_id} for r in rows]
     all_rows = kept + rows
     runs = {
         k: v for k, v in (old or {}).get("runs", {}).items() if any(r["run"] == k for r in all_rows)
@@ -540,6 +991,21 @@ def merge(old: Row | None, rows: list[Row], env: Row, run_id: str) -> Row:
 
 
 # -- main ----------------------------------------------------------------------------------
+
+
+def report_only(results: Path) -> int:
+    """``--report-only``: re-render the docs section and the charts from saved results."""
+    try:
+        data = json.loads(results.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"run.py: cannot read {results}: {exc}", file=sys.stderr)
+        return 1
+    if not data.get("rows"):
+        print(f"run.py: {results} holds no results", file=sys.stderr)
+        return 1
+    plots = report(data)
+    print(f"run.py: rewrote {DOCS} and {len(plots)} chart(s) in {IMG_DIR}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -574,7 +1040,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not update benchmarks/results/latest.json or docs/benchmarks.md",
     )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: redraw the charts and rewrite docs/benchmarks.md from --results",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        metavar="PATH",
+        help="the results --report-only renders (default benchmarks/results/latest.json)",
+    )
     args = p.parse_args(argv)
+    if args.report_only:
+        return report_only(args.results or RESULTS)
     repeat = 1 if args.quick else max(1, args.repeat)
     timeout = args.timeout or (120.0 if args.quick else 1200.0)
     scripts = discover(args.only)
@@ -583,8 +1062,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     backends = available_backends(args.backend)
     env = environment(argv, repeat)
-    run_id = (
-        env["date"].removesuffix(" UTC").replace(" ", "T") + "Z" + ("-quick" if args.quick else "")
+    # To the second (two short runs often start within the same minute; merge()
+    # also renames a clashing id, so one run's environment never replaces another's).
+    run_id = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") + (
+        "-quick" if args.quick else ""
     )
 
     records: list[Row] = []
@@ -621,12 +1102,8 @@ def main(argv: list[str] | None = None) -> int:
         data = merge(old, rows, env, run_id)
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(data, indent=1) + "\n")
-        write_docs(data)
-        make_plots(data, RESULTS.parent)
-        print(
-            f"run.py: wrote {RESULTS.relative_to(ROOT)} and {DOCS.relative_to(ROOT)}",
-            file=sys.stderr,
-        )
+        plots = report(data)
+        print(f"run.py: wrote {RESULTS}, {DOCS} and {len(plots)} chart(s)", file=sys.stderr)
     if failures:
         print(f"run.py: {len(failures)} failure(s):", file=sys.stderr)
         for f in failures:
