@@ -47,7 +47,7 @@ Run: ``python examples/lazy_generator.py --backend asyncio|uvloop|trio``
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 
 import anyio
@@ -81,7 +81,7 @@ async def gen(ctx: Context, out: SendChan[int], made: list[int]) -> None:
         out.close()  # defer close(out)
 
 
-async def naturals(log: list[str]) -> AsyncIterator[int]:
+async def naturals(log: list[str]) -> AsyncGenerator[int, None]:
     n = 0
     try:
         while True:

@@ -93,7 +93,7 @@ async def do_work_with_timeout(timeout: float, finished: list[str]) -> str:
         tg.cancel_scope.cancel()  # the loser does not run on: it is cancelled here
     if r.index == 1:
         raise TimeoutError("timeout")
-    assert r.value is not None
+    assert isinstance(r.value, str)
     return r.value
 
 
@@ -119,7 +119,7 @@ async def do_work_with_context(ctx: Context) -> str:
 async def query_db(ctx: Context) -> str:
     with ctx.scope():  # Go: db.QueryContext(ctx, ...): stops when ctx ends
         await anyio.sleep(WORK)
-        return "rows"
+    return "rows"
 
 
 async def long_running_operation(ctx: Context) -> str:
