@@ -65,9 +65,9 @@ async def main() -> None:
 
     # Unsubscribe: leaving the block removes the subscriber (no leaked queue).
     bus2 = Broadcast[str]()
-    async with bus2.subscribe(buffer=1) as sub:
+    async with bus2.subscribe(buffer=1) as sub2:
         await bus2.publish("hello")
-        assert await sub.recv() == "hello"
+        assert await sub2.recv() == "hello"
         assert len(bus2) == 1
     assert len(bus2) == 0
     await bus2.publish("nobody listens")  # does not wait for the gone subscriber
