@@ -1,12 +1,14 @@
 """Diagnose a deadlock: Go's "all goroutines are asleep", caught and explained.
 
-    .venv/bin/python examples/diagnose_deadlock.py --backend asyncio|uvloop|trio
+Seeds 000 §4 (通道死锁), 001 §4.2 and 004 §2.2. Two transfers take two locks in
+opposite orders (the classic lock-order inversion), and a pipeline stage sends
+on an unbuffered channel nobody reads. Without `debug.detect_deadlocks()` both
+programs hang forever; with it, each fails at once with `asyncgo.Deadlock`,
+naming the tasks, what they wait on and the line that made each primitive. The
+fix for each is printed after the report (``examples/deadlock_avoidance.py``
+applies the lock-order one).
 
-Two transfers take two locks in opposite orders (the classic lock-order
-inversion), and a pipeline stage sends on an unbuffered channel nobody reads.
-Without `debug.detect_deadlocks()` both programs hang forever; with it, each
-fails at once with `asyncgo.Deadlock`, naming the tasks, what they wait on and
-the line that made each primitive. The fix for each is printed after the report.
+Run: ``python examples/diagnose_deadlock.py --backend asyncio|uvloop|trio``
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ async def forgotten_receiver() -> None:
 
 
 async def main() -> None:
+    reports: dict[str, str] = {}
     for program, fix in (
         (lock_inversion, "fix: take the locks in one global order (accounts, then ledger)"),
         (forgotten_receiver, "fix: read the results inside the task group, or buffer them"),
@@ -63,6 +66,12 @@ async def main() -> None:
             print(e)
             print(fix)
             print()
+            reports[program.__name__] = str(e)
+        else:
+            raise AssertionError(f"{program.__name__} should have deadlocked")
+    assert "[mutex lock, " in reports["lock_inversion"]
+    assert "[chan send, " in reports["forgotten_receiver"]
+    print("ok")
 
 
 if __name__ == "__main__":
