@@ -7,7 +7,17 @@ worker when the queue has a backlog and no worker is idle; a worker that finds
 no job for ``idle_timeout`` seconds exits while more than ``min_workers`` run.
 
 Every worker runs in the pool's task group inside its own cancel scope, so a
-shutdown timeout cancels the jobs, never the code that called `shutdown`.
+shutdown timeout cancels the jobs, never the code that called `shutdown`, and
+`JobHandle.cancel` cancels the one job its worker is running (the worker then
+goes on with a fresh scope).
+
+The hot path, per job: the submitter appends the handle to the channel's buffer
+(or hands it to a parked worker); a worker that finishes a job takes the next
+one from the buffer without yielding, runs it in its own frame (no task, no
+cancel scope, no coroutine of ours per job) and sets the handle's result, which
+wakes an awaiting consumer only if it parked. The counters behind `stats` are
+plain integers updated at each transition, so ``submitted == done + failed +
+cancelled + queued + running`` holds at every moment.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ from ._chan import Chan
 from ._context import Context
 from ._exceptions import Canceled, ChanClosed, WouldBlock
 
-__all__ = ["JobHandle", "PoolClosed", "PoolStats", "WorkerPool"]
+__all__ = ["JobCancelled", "JobHandle", "PoolClosed", "PoolStats", "WorkerPool"]
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -46,11 +56,50 @@ Ts = TypeVarTuple("Ts")
 
 Executor = Literal["thread", "process"]
 
-_PENDING, _DONE, _FAILED, _CANCELLED = 0, 1, 2, 3
+# Job states, in order: a handle is done() from _DONE on.
+# _NEW: made by submit, not yet accepted by the queue (the submit may still wait for room).
+# _CANCELLING: JobHandle.cancel() was called while it ran; it ends _CANCELLED once unwound.
+_NEW, _QUEUED, _RUNNING, _CANCELLING, _DONE, _FAILED, _CANCELLED = range(7)
+_STATE_NAMES = ("new", "queued", "running", "cancelling", "done", "failed", "cancelled")
+
+_BY_CANCEL = "job cancelled by JobHandle.cancel()"
 
 
 class PoolClosed(Exception):
-    """Raised by `WorkerPool.submit` (and `map`) once the pool stops taking jobs."""
+    """Raised by `WorkerPool.submit` (and `map`) once the pool stops taking jobs.
+
+    Example:
+        ```python
+        async with WorkerPool(workers=2) as pool:
+            await pool.shutdown()
+            try:
+                await pool.submit(anyio.sleep, 0)
+            except PoolClosed as e:
+                print(e)  # submit to a closed WorkerPool
+        ```
+    """
+
+
+class JobCancelled(Canceled):
+    """A `WorkerPool` job was cancelled; raised by ``await handle`` and ``handle.result()``.
+
+    The message says who cancelled it: `JobHandle.cancel`, a shutdown timeout,
+    the pool's ``ctx``, ``fail_fast`` or the pool's block ending with an error.
+    A `Canceled` (so ``except Canceled`` still catches it), never the backend's
+    own cancellation exception: awaiting a cancelled job does not cancel the
+    task that awaits it. Python: ``concurrent.futures.CancelledError``.
+
+    Example:
+        ```python
+        async with WorkerPool(workers=1) as pool:
+            h = await pool.submit(anyio.sleep, 3600)
+            h.cancel()
+            try:
+                await h
+            except JobCancelled as e:
+                print(e)  # job cancelled by JobHandle.cancel()
+        ```
+    """
 
 
 @final
@@ -58,14 +107,27 @@ class PoolClosed(Exception):
 class PoolStats:
     """A snapshot of a `WorkerPool`'s counters (`WorkerPool.stats`).
 
+    At every moment ``submitted == done + failed + cancelled + queued + running``.
+
     Attributes:
         submitted: Jobs accepted by `submit` / `try_submit` / `map`.
-        running: Jobs running now.
-        queued: Jobs waiting in the queue.
+        running: Jobs running now (a job being cancelled counts here until it has unwound).
+        queued: Jobs waiting to start (a job cancelled while queued leaves this count at once).
         done: Jobs that returned a result.
         failed: Jobs that raised an exception.
-        cancelled: Jobs cancelled by a shutdown timeout, ``ctx`` or ``fail_fast``.
+        cancelled: Jobs cancelled by `JobHandle.cancel`, a shutdown timeout, ``ctx``
+            or ``fail_fast``.
         workers: Worker tasks alive now.
+
+    Example:
+        ```python
+        async with WorkerPool(workers=2) as pool:
+            for _ in range(5):
+                await pool.submit(anyio.sleep, 0)
+            s = pool.stats()
+            assert s.submitted == s.done + s.failed + s.cancelled + s.queued + s.running
+        print(pool.stats())  # PoolStats(submitted=5, running=0, queued=0, done=5, ...)
+        ```
     """
 
     submitted: int
@@ -82,97 +144,174 @@ class JobHandle(Generic[R]):
     """The result of one submitted job: ``await handle`` returns it or raises its error.
 
     A job that raised fails its own handle only (the error is raised by ``await
-    handle``, as itself). A job cancelled by the pool (shutdown timeout, ``ctx``,
-    ``fail_fast``) raises `Canceled`. Awaiting is a cancel point; cancelling the
-    awaiting task does not cancel the job.
+    handle``, as itself). A cancelled job -- by `cancel`, a shutdown timeout,
+    ``ctx`` or ``fail_fast`` -- raises `JobCancelled`. Awaiting is a cancel point;
+    cancelling the awaiting task does not cancel the job (call `cancel` for that).
     Go: the ``results`` channel of a worker pool, one slot per job.
+
+    Example:
+        ```python
+        async def double(x: int) -> int:
+            await anyio.sleep(0)
+            return 2 * x
+
+        async with WorkerPool(workers=4) as pool:
+            h = await pool.submit(double, 21)
+            assert await h == 42
+            slow = await pool.submit(anyio.sleep, 3600)
+            assert slow.cancel()
+            try:
+                await slow
+            except JobCancelled:
+                pass
+        ```
     """
 
-    __slots__ = ("_args", "_exc", "_fn", "_holder", "_on_done", "_result", "_state", "_waiters")
+    __slots__ = (
+        "_args",
+        "_exc",
+        "_fn",
+        "_meta",
+        "_on_done",
+        "_pool",
+        "_result",
+        "_scope",
+        "_state",
+        "_waiters",
+    )
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], holder: object) -> None:
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], pool: WorkerPool) -> None:
         self._fn = fn
         self._args = args
-        self._holder = holder  # the pool's job channel: caches the runtime for parking
-        self._state = _PENDING
+        self._pool = pool
+        self._state = _NEW
         self._result: Any = None
         self._exc: BaseException | None = None
         self._waiters: list[Any] | None = None
         self._on_done: Callable[[JobHandle[R]], None] | None = None
+        self._scope: CancelScope | None = None  # the worker's scope while it runs the job
+        self._meta: Any = None  # free for instrumentation (contrib.otel: the trace context)
 
     def __repr__(self) -> str:
-        state = ("pending", "done", "failed", "cancelled")[self._state]
-        return f"<JobHandle {getattr(self._fn, '__name__', self._fn)!s} {state}>"
+        return (
+            f"<JobHandle {getattr(self._fn, '__name__', self._fn)!s} {_STATE_NAMES[self._state]}>"
+        )
 
     def done(self) -> bool:
         """Return True once the job has finished: result, error or cancelled."""
-        return self._state != _PENDING
+        return self._state >= _DONE
+
+    def running(self) -> bool:
+        """Return True while a worker runs the job (also while a cancelled job unwinds)."""
+        return self._state == _RUNNING or self._state == _CANCELLING
 
     def cancelled(self) -> bool:
-        """Return True if the pool cancelled the job (it never finished)."""
+        """Return True if the job was cancelled (and, if it was running, has unwound)."""
         return self._state == _CANCELLED
+
+    def cancel(self) -> bool:
+        """Cancel the job; return False if it had already finished with a result or an error.
+
+        A queued job is cancelled at once: it never runs, and the handle is done.
+        A running job is cancelled at its next checkpoint (its worker's cancel
+        scope); the handle is done once the job has unwound, whatever it then
+        returns or raises -- ``await handle`` waits for that. Either way,
+        ``await handle`` then raises `JobCancelled`, and ``stats().cancelled``
+        counts the job. Idempotent: True again for a job already cancelled.
+        A job in a worker thread (``executor="thread"``) cannot be interrupted: it
+        runs to its end, and its result is dropped; a process job's worker
+        process is killed (anyio's ``to_process`` rule). Never waits.
+        Python: ``concurrent.futures.Future.cancel()``, which also returns a bool
+        (but cannot cancel a running job); Go: cancelling the job's context.
+
+        Example:
+            ```python title="fragment"
+            h = await pool.submit(crawl, url)
+            h.cancel()  # True: queued -> never runs; running -> cancelled at its next await
+            await h  # raises JobCancelled (once a running job has unwound)
+            ```
+        """
+        state = self._state
+        if state >= _DONE:
+            return state == _CANCELLED
+        if state == _CANCELLING:
+            return True
+        if state == _RUNNING:
+            self._state = _CANCELLING
+            scope = self._scope
+            if scope is not None:
+                scope.cancel()
+            return True
+        self._pool._cancel_queued(self, JobCancelled(_BY_CANCEL))
+        return True
 
     def result(self) -> R:
         """Return the job's result without waiting.
 
         Raises:
             WouldBlock: The job has not finished yet.
-            Canceled: The pool cancelled the job.
+            JobCancelled: The job was cancelled.
             Exception: The job's own exception, as itself.
         """
         state = self._state
         if state == _DONE:
             return self._result  # type: ignore[no-any-return]
-        if state == _PENDING:
+        if state < _DONE:
             raise WouldBlock("job has not finished")
         assert self._exc is not None
         raise self._exc
 
     def exception(self) -> BaseException | None:
-        """Return the job's exception (`Canceled` if cancelled), None if it succeeded.
+        """Return the job's exception (`JobCancelled` if cancelled), None if it succeeded.
 
         Raises:
             WouldBlock: The job has not finished yet.
         """
-        if self._state == _PENDING:
+        if self._state < _DONE:
             raise WouldBlock("job has not finished")
         return self._exc
 
     async def wait(self) -> R:
-        """Wait for the job to finish and return its result.
+        """Wait for the job to finish and return its result (same as ``await handle``).
 
         Go: ``r := <-results``
 
         Raises:
-            Canceled: The pool cancelled the job.
+            JobCancelled: The job was cancelled.
             Exception: The job's own exception, as itself.
         """
-        if self._state == _PENDING:
-            p = new_parker(park_runtime(self._holder))
-            ws = self._waiters
-            if ws is None:
-                ws = self._waiters = []
-            ws.append(p)
-            try:
-                await p
-            except BaseException as exc:
-                if rescue(p, exc) is NOT_CLAIMED:
-                    abandon(p)
-                    if p in ws:
-                        ws.remove(p)
-                    raise
-        elif must_checkpoint(self._holder):
-            await checkpoint()
-        return self.result()
+        return await self
 
     def __await__(self) -> Generator[Any, None, R]:
-        return self.wait().__await__()
+        # A generator, not a coroutine: awaiting a finished handle (the common case
+        # when results are collected after submitting) costs no coroutine object.
+        if self._state < _DONE:
+            yield from self._park().__await__()
+        elif must_checkpoint(self._pool):
+            yield from checkpoint().__await__()
+        return self.result()
+
+    async def _park(self) -> None:
+        p = new_parker(park_runtime(self._pool))
+        ws = self._waiters
+        if ws is None:
+            ws = self._waiters = []
+        ws.append(p)
+        try:
+            await p
+        except BaseException as exc:
+            if rescue(p, exc) is NOT_CLAIMED:
+                abandon(p)
+                if p in ws:
+                    ws.remove(p)
+                raise
 
     def _finish(self, state: int, value: Any, exc: BaseException | None) -> None:
         self._state = state
         self._result = value
         self._exc = exc
         self._args = None  # type: ignore[assignment]
+        self._scope = None
         ws = self._waiters
         if ws is not None:
             self._waiters = None
@@ -196,14 +335,15 @@ class WorkerPool:
     """A pool of worker tasks serving a bounded job queue, entered with ``async with``.
 
     ``async with WorkerPool(workers=10) as pool: h = await pool.submit(fn, x)``;
-    ``await h`` gives the result. `submit` waits while the queue is full
-    (backpressure). Leaving the block is a graceful `shutdown`: intake stops,
-    queued and running jobs finish, workers exit. If the block raises (or is
-    cancelled), the pool is aborted instead: queued and running jobs are cancelled.
-    A job's exception fails that job's handle only (counted in ``stats().failed``)
-    unless ``fail_fast=True``: then the first failure aborts the pool and is
-    raised, as itself, when the block is left. With ``executor="thread"`` or
-    ``"process"``, *fn* is a sync callable run in a worker thread or process.
+    ``await h`` gives the result; ``h.cancel()`` cancels that one job. `submit`
+    waits while the queue is full (backpressure). Leaving the block is a
+    graceful `shutdown`: intake stops, queued and running jobs finish, workers
+    exit. If the block raises (or is cancelled), the pool is aborted instead:
+    queued and running jobs are cancelled. A job's exception fails that job's
+    handle only (counted in ``stats().failed``) unless ``fail_fast=True``: then
+    the first failure aborts the pool and is raised, as itself, when the block
+    is left. With ``executor="thread"`` or ``"process"``, *fn* is a sync
+    callable run in a worker thread or process.
 
     Scaling: ``workers`` fixes the count; ``min_workers`` / ``max_workers`` make it
     dynamic (``workers`` is then the initial count, default ``min_workers``). A
@@ -211,10 +351,25 @@ class WorkerPool:
     ``max_workers``); a worker idle for ``idle_timeout`` seconds exits while more
     than ``min_workers`` run. ``queue_size`` defaults to the maximum worker count.
     When *ctx* is done, the pool is aborted. *on_progress* is called with
-    `stats()` after every job.
+    `stats()` after every job that returns or raises.
 
-    Cost: a job costs one channel send and one receive (workers are long-lived).
+    Cost: a job costs one channel send and one receive (workers are long-lived);
+    a worker that finishes a job takes the next queued one without yielding.
+    Starting a worker costs an anyio task and cancel scope (about 19 µs on
+    asyncio, 26 µs on trio: ``docs/worker-pools.md``).
     Go: a ``jobs`` channel ranged over by N goroutines, plus a ``sync.WaitGroup``.
+
+    Example:
+        ```python
+        async def square(x: int) -> int:
+            await anyio.sleep(0.001)  # stands for an I/O call
+            return x * x
+
+        async with WorkerPool(workers=10) as pool:
+            handles = [await pool.submit(square, x) for x in range(100)]
+            assert [await h for h in handles] == [x * x for x in range(100)]
+            assert [r async for r in pool.map(square, range(5))] == [0, 1, 4, 9, 16]
+        ```
     """
 
     def __init__(
@@ -269,12 +424,13 @@ class WorkerPool:
         self._fail_fast = fail_fast
         self._on_progress = on_progress
         self._jobs: Chan[JobHandle[Any]] = Chan(queue_size)
+        self._rt: object = None  # runtime hint for parking handles (see _backend.must_checkpoint)
         self._tg: TaskGroup | None = None
         self._scopes: set[CancelScope] = set()
-        self._running_jobs: set[JobHandle[Any]] = set()
         self._maps: set[PoolMap[Any]] = set()  # live map() iterators
         self._closed = False
         self._aborted = False
+        self._abort_msg = "job cancelled by WorkerPool shutdown"
         self._error: BaseException | None = None
         self._all_exited: Any = None
         self._ctx_scope: CancelScope | None = None
@@ -283,7 +439,10 @@ class WorkerPool:
         self._cancelled_exc: type[BaseException] = BaseException  # set on entry
         self._nworkers = 0
         self._idle = 0
-        self._submitted = self._done = self._failed = self._cancelled = 0
+        # Counters (stats): queued and running are derived from them, so the sum holds.
+        self._submitted = self._started = self._done = self._failed = 0
+        self._cancelled = 0
+        self._qcancelled = 0  # of _cancelled: jobs cancelled before they started
 
     def __repr__(self) -> str:
         s = self.stats()
@@ -321,9 +480,9 @@ class WorkerPool:
             if exc is None:
                 await self.shutdown()
             else:
-                self._abort()
+                self._abort("job cancelled: the WorkerPool block ended with an exception")
         except BaseException:
-            self._abort()
+            self._abort("job cancelled: WorkerPool shutdown was interrupted")
             raise
         finally:
             if self._ctx_scope is not None:
@@ -338,7 +497,7 @@ class WorkerPool:
     async def _watch_ctx(self, ctx: Context, scope: CancelScope) -> None:
         with scope:
             await ctx.wait()
-            self._abort()
+            self._abort(f"job cancelled: the WorkerPool's context is done ({ctx.err()!r})")
 
     def _spawn(self) -> None:
         assert self._tg is not None
@@ -351,8 +510,9 @@ class WorkerPool:
         Step 1: `submit` raises `PoolClosed` from now on (also submits waiting for
         room). Step 2: wait for every queued and running job. Step 3: the workers
         exit. If *timeout* seconds pass first, the jobs left (running or queued)
-        are cancelled; their handles raise `Canceled` and are returned, so every
-        submitted job is accounted for: done, failed, or in the returned list.
+        are cancelled; their handles raise `JobCancelled` and are returned, so every
+        submitted job is accounted for: done, failed, or cancelled (by this
+        timeout: in the returned list; by `JobHandle.cancel`: on its handle).
         Idempotent. Go: ``close(jobs); wg.Wait()`` with a ``select`` on a timer.
 
         Returns:
@@ -370,7 +530,7 @@ class WorkerPool:
             with anyio.move_on_after(timeout):
                 await self._all_exited.wait()
             if not self._all_exited.is_set():
-                self._abort()
+                self._abort(f"job cancelled by WorkerPool.shutdown(timeout={timeout!r})")
                 with CancelScope(shield=True):
                     await self._all_exited.wait()
         return [job for job in self._cancelled_list if job.cancelled()]
@@ -384,123 +544,172 @@ class WorkerPool:
             if self._nworkers == 0:
                 self._all_exited.set()
 
-    def _abort(self) -> None:
+    def _abort(self, msg: str) -> None:
         """Cancel every queued and running job and stop the workers (no waiting)."""
         if self._aborted:
             return
         self._aborted = True
+        self._abort_msg = msg
         self._close_intake()
         cancelled = self._cancelled_list
-        for job in list(self._running_jobs):
-            cancelled.append(job)
         while True:
             try:
                 job = self._jobs.recv_nowait()
             except (ChanClosed, WouldBlock):
                 break
-            self._cancel_job(job)
-            cancelled.append(job)
+            if job._state <= _QUEUED:  # not one cancelled by JobHandle.cancel() already
+                self._cancel_queued(job, JobCancelled(msg))
+                cancelled.append(job)
+        # Running jobs are cancelled through their workers' scopes, and each worker
+        # finishes (and lists) its own job as it unwinds: see _worker.
         for scope in self._scopes:
             scope.cancel()
         for m in list(self._maps):
             m._stop(results=True)
 
-    def _cancel_job(self, job: JobHandle[Any]) -> None:
-        if job._state == _PENDING:
-            self._cancelled += 1
-            job._finish(_CANCELLED, None, Canceled("job cancelled by WorkerPool shutdown"))
+    def _cancel_queued(self, job: JobHandle[Any], exc: JobCancelled) -> None:
+        if job._state == _NEW:  # taken off a submit still parked for room: accepted now
+            job._state = _QUEUED
+            self._submitted += 1
+        self._cancelled += 1
+        self._qcancelled += 1
+        job._finish(_CANCELLED, None, exc)
 
     def stats(self) -> PoolStats:
-        """Return a snapshot of the pool's counters (never blocks)."""
+        """Return a snapshot of the pool's counters (never blocks).
+
+        Example:
+            ```python title="fragment"
+            print(pool.stats())  # PoolStats(submitted=..., running=..., ...)
+            ```
+        """
+        started = self._started
+        submitted = self._submitted
+        cancelled = self._cancelled
+        qcancelled = self._qcancelled
         return PoolStats(
-            submitted=self._submitted,
-            running=len(self._running_jobs),
-            queued=len(self._jobs),
+            submitted=submitted,
+            running=started - (self._done + self._failed + cancelled - qcancelled),
+            queued=submitted - started - qcancelled,
             done=self._done,
             failed=self._failed,
-            cancelled=self._cancelled,
+            cancelled=cancelled,
             workers=self._nworkers,
         )
 
     # -- workers ---------------------------------------------------------------
 
     async def _worker(self) -> None:
-        jobs = self._jobs
-        job: JobHandle[Any] | None
-        scope = CancelScope()
-        self._scopes.add(scope)
         try:
-            with scope:
-                if self._aborted:
-                    return
-                while True:
-                    try:
-                        job = jobs.recv_nowait()
-                    except WouldBlock:
-                        self._idle += 1
-                        try:
-                            if self._dynamic:
-                                got = False
-                                with anyio.move_on_after(self._idle_timeout):
-                                    job, ok = await jobs.recv_ok()
-                                    got = True
-                                if not got:
-                                    # Idle for idle_timeout: retire while above min_workers.
-                                    if self._nworkers > self._min and len(jobs) == 0:
-                                        return
-                                    continue
-                            else:
-                                job, ok = await jobs.recv_ok()
-                            if not ok:
-                                return
-                        finally:
-                            self._idle -= 1
-                    except ChanClosed:
-                        return
-                    assert job is not None
-                    if (
-                        self._dynamic
-                        and self._idle == 0
-                        and len(jobs)
-                        and self._nworkers < self._max
-                    ):
-                        # Still a backlog now that this worker is busy: the submitter may
-                        # have counted it idle while it was woken but not yet running.
-                        self._spawn()
-                    await self._run(job)
+            while not self._aborted:
+                scope = CancelScope()
+                self._scopes.add(scope)
+                try:
+                    with scope:
+                        if self._aborted or await self._serve(scope):
+                            return
+                finally:
+                    self._scopes.discard(scope)
+                # The scope was cancelled: JobHandle.cancel() of the job this worker
+                # ran (go on with a fresh scope) or an abort (the loop ends).
         finally:
-            self._scopes.discard(scope)
             self._nworkers -= 1
             if self._nworkers == 0 and self._closed:
                 self._all_exited.set()
 
-    async def _run(self, job: JobHandle[Any]) -> None:
-        self._running_jobs.add(job)
-        try:
-            executor = self._executor
-            if executor is None:
-                value = await job._fn(*job._args)
-            elif executor == "thread":
-                value = await _to_thread.run_sync(job._fn, *job._args, limiter=self._limiter)
-            else:
-                value = await anyio.to_process.run_sync(job._fn, *job._args, limiter=self._limiter)
-        except self._cancelled_exc:
-            self._running_jobs.discard(job)
-            self._cancel_job(job)
-            raise
-        except Exception as e:
-            self._running_jobs.discard(job)
-            self._failed += 1
-            job._finish(_FAILED, None, e)
-            if self._fail_fast and self._error is None:
-                self._error = e
-                self._abort()
+    async def _serve(self, scope: CancelScope) -> bool:
+        """Run jobs until the queue is closed and drained (True) or a job is cancelled (False)."""
+        jobs = self._jobs
+        recv_nowait = jobs.recv_nowait
+        dynamic = self._dynamic
+        executor = self._executor
+        if executor is None:
+            run_sync: Any = None
+        elif executor == "thread":
+            run_sync = partial(_to_thread.run_sync, limiter=self._limiter)
         else:
-            self._running_jobs.discard(job)
-            self._done += 1
-            job._finish(_DONE, value, None)
-        if self._on_progress is not None:
-            self._on_progress(self.stats())
+            run_sync = partial(anyio.to_process.run_sync, limiter=self._limiter)
+        cancelled_exc = self._cancelled_exc
+        job: JobHandle[Any] | None
+        while True:
+            try:
+                job = recv_nowait()  # the next job without a scheduler round trip
+            except WouldBlock:
+                self._idle += 1
+                try:
+                    if dynamic:
+                        got = False
+                        with anyio.move_on_after(self._idle_timeout):
+                            job, ok = await jobs.recv_ok()
+                            got = True
+                        if not got:
+                            # Idle for idle_timeout: retire while above min_workers.
+                            if self._nworkers > self._min and len(jobs) == 0:
+                                return True
+                            continue
+                    else:
+                        job, ok = await jobs.recv_ok()
+                    if not ok:
+                        return True
+                finally:
+                    self._idle -= 1
+            except ChanClosed:
+                return True
+            assert job is not None
+            state = job._state
+            if state != _QUEUED:
+                if state != _NEW:
+                    continue  # cancelled while queued: skip it
+                self._submitted += 1  # taken off a submit still parked for room
+            job._state = _RUNNING
+            job._scope = scope
+            self._started += 1
+            if dynamic and self._idle == 0 and len(jobs) and self._nworkers < self._max:
+                # Still a backlog now that this worker is busy: the submitter may
+                # have counted it idle while it was woken but not yet running.
+                self._spawn()
+            try:
+                if run_sync is None:
+                    value = await job._fn(*job._args)
+                else:
+                    value = await self._in_executor(run_sync, job)
+            except cancelled_exc:
+                self._cancel_running(job, None)
+                raise
+            except Exception as e:
+                if job._state == _CANCELLING:
+                    self._cancel_running(job, e)
+                    return False
+                self._failed += 1
+                job._finish(_FAILED, None, e)
+                if self._fail_fast and self._error is None:
+                    self._error = e
+                    self._abort("job cancelled: another job failed (fail_fast=True)")
+            else:
+                if job._state == _CANCELLING:  # it returned although cancelled
+                    self._cancel_running(job, None)
+                    return False
+                self._done += 1
+                job._finish(_DONE, value, None)
+            if self._on_progress is not None:
+                self._on_progress(self.stats())
+
+    async def _in_executor(
+        self, run_sync: Callable[..., Awaitable[Any]], job: JobHandle[Any]
+    ) -> Any:
+        """Run a sync job in a worker thread or process (contrib.otel wraps this)."""
+        return await run_sync(job._fn, *job._args)
+
+    def _cancel_running(self, job: JobHandle[Any], error: BaseException | None) -> None:
+        if job._state == _CANCELLING:
+            exc = JobCancelled(_BY_CANCEL)
+        else:
+            exc = JobCancelled(self._abort_msg)
+            self._cancelled_list.append(job)
+        if error is not None:
+            exc.__context__ = error  # what the job raised while it was being cancelled
+        self._cancelled += 1
+        job._finish(_CANCELLED, None, exc)
 
     # -- intake ----------------------------------------------------------------
 
@@ -512,7 +721,7 @@ class WorkerPool:
                 f"WorkerPool(executor={self._executor!r}) runs sync functions; "
                 f"{fn!r} is async: drop the executor"
             )
-        return JobHandle(fn, args, self._jobs)
+        return JobHandle(fn, args, self)
 
     def _check_open(self) -> None:
         if self._tg is None:
@@ -520,8 +729,10 @@ class WorkerPool:
         if self._closed:
             raise PoolClosed("submit to a closed WorkerPool")
 
-    def _after_send(self) -> None:
-        self._submitted += 1
+    def _accepted(self, job: JobHandle[Any]) -> None:
+        if job._state == _NEW:  # (a worker may have taken it off the parked send already)
+            job._state = _QUEUED
+            self._submitted += 1
         # Backlog and nobody idle: start a worker (Go's dynamic pools do the same).
         if self._idle == 0 and self._nworkers < self._max and len(self._jobs) > 0:
             self._spawn()
@@ -533,9 +744,10 @@ class WorkerPool:
     async def submit(self, fn: Callable[[*Ts], Any], *args: *Ts) -> JobHandle[Any]:
         """Queue ``fn(*args)``, waiting while the queue is full; return its handle.
 
-        ``await handle`` gives the result. Cancellation: a submit cancelled while
-        waiting for room queued nothing. Checkpoint: a cancel point; yields to the
-        scheduler only when it must wait.
+        ``await handle`` gives the result; ``handle.cancel()`` cancels the job.
+        Cancellation: a submit cancelled while waiting for room queued nothing.
+        Checkpoint: a cancel point; yields to the scheduler only when it must
+        wait (or every few hundred submits, so a tight loop cannot starve others).
         Go: ``jobs <- j``
 
         Raises:
@@ -543,16 +755,30 @@ class WorkerPool:
             TypeError: *fn* is not callable, or async with a thread/process executor.
             RuntimeError: Called outside the pool's ``async with`` block.
         """
-        self._check_open()
+        if self._closed or self._tg is None:
+            self._check_open()
         job = self._make_job(fn, args)
+        if must_checkpoint(self):
+            await checkpoint()
         jobs = self._jobs
-        if not jobs._send_ready() and self._nworkers < self._max and self._idle == 0:
-            self._spawn()  # about to wait for room: add a worker first
         try:
-            await jobs.send(job)
+            jobs.send_nowait(job)
+        except WouldBlock:
+            if self._nworkers < self._max and self._idle == 0:
+                self._spawn()  # about to wait for room: add a worker first
+            try:
+                await jobs.send(job)
+            except ChanClosed:
+                raise PoolClosed("submit to a closed WorkerPool") from None
         except ChanClosed:
             raise PoolClosed("submit to a closed WorkerPool") from None
-        self._after_send()
+        else:
+            job._state = _QUEUED
+            self._submitted += 1
+            if self._idle == 0 and self._nworkers < self._max and len(jobs) > 0:
+                self._spawn()
+            return job
+        self._accepted(job)
         return job
 
     @overload
@@ -582,7 +808,7 @@ class WorkerPool:
                     return None
             else:
                 return None
-        self._after_send()
+        self._accepted(job)
         return job
 
     @overload

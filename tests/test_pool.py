@@ -13,7 +13,7 @@ import pytest
 import trio.testing
 
 from asyncgo import Canceled, WouldBlock, background, with_cancel
-from asyncgo._pool import JobHandle, PoolClosed, PoolStats, WorkerPool
+from asyncgo._pool import JobCancelled, JobHandle, PoolClosed, PoolStats, WorkerPool
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_leaks")]
 
@@ -396,3 +396,229 @@ async def test_map_reports_items_never_submitted() -> None:
                 if r == 4:
                     await pool.shutdown()
         assert got[:3] == [0, 2, 4]
+
+
+# -- JobHandle.cancel ----------------------------------------------------------------
+
+
+def assert_accounted(pool: WorkerPool) -> None:
+    s = pool.stats()
+    assert s.submitted == s.done + s.failed + s.cancelled + s.queued + s.running, s
+
+
+async def test_cancel_queued_job_never_runs() -> None:
+    gate = anyio.Event()
+    ran: list[int] = []
+
+    async def job(x: int) -> int:
+        ran.append(x)
+        await gate.wait()
+        return x
+
+    async with WorkerPool(workers=1, queue_size=5) as pool:
+        first = await pool.submit(job, 0)
+        await anyio.wait_all_tasks_blocked()  # the worker runs job 0
+        queued = await pool.submit(job, 1)
+        last = await pool.submit(job, 2)
+        assert pool.stats().queued == 2
+        assert queued.cancel() is True
+        assert queued.done() and queued.cancelled() and not queued.running()
+        assert pool.stats() == PoolStats(
+            submitted=3, running=1, queued=1, done=0, failed=0, cancelled=1, workers=1
+        )
+        with pytest.raises(JobCancelled, match=r"^job cancelled by JobHandle\.cancel\(\)$"):
+            await queued
+        with pytest.raises(JobCancelled):
+            queued.result()
+        assert isinstance(queued.exception(), JobCancelled)
+        assert queued.cancel() is True  # idempotent
+        gate.set()
+        assert await first == 0
+        assert await last == 2
+    assert ran == [0, 2]
+    assert pool.stats() == PoolStats(
+        submitted=3, running=0, queued=0, done=2, failed=0, cancelled=1, workers=0
+    )
+
+
+async def test_cancel_running_job_cancels_its_task_and_worker_goes_on() -> None:
+    started = anyio.Event()
+    unwound: list[str] = []
+
+    async def sleepy(x: int) -> int:
+        started.set()
+        try:
+            await anyio.sleep(3600)
+        finally:
+            unwound.append("sleepy")
+        return x
+
+    async with WorkerPool(workers=1) as pool:
+        h = await pool.submit(sleepy, 1)
+        await started.wait()
+        assert h.running()
+        assert h.cancel() is True
+        assert not h.done()  # still unwinding: counted as running until it has
+        assert h.running()
+        assert_accounted(pool)
+        with pytest.raises(JobCancelled, match="JobHandle.cancel"):
+            await h
+        assert unwound == ["sleepy"]
+        assert h.cancelled() and h.cancel() is True
+        # The same (only) worker takes further jobs: its fresh scope is not cancelled.
+        assert await (await pool.submit(double, 5)) == 10
+        assert pool.stats().workers == 1
+    assert pool.stats() == PoolStats(
+        submitted=2, running=0, queued=0, done=1, failed=0, cancelled=1, workers=0
+    )
+
+
+async def test_cancel_running_job_that_swallows_cancellation_still_ends_cancelled() -> None:
+    started = anyio.Event()
+
+    async def stubborn() -> str:
+        started.set()
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.01)  # cannot be interrupted: runs to its end
+        return "finished anyway"
+
+    async with WorkerPool(workers=1) as pool:
+        h = await pool.submit(stubborn)
+        await started.wait()
+        assert h.cancel()
+        with pytest.raises(JobCancelled):
+            await h
+        assert h.cancelled()
+        assert await (await pool.submit(double, 2)) == 4  # the worker is fine
+    s = pool.stats()
+    assert (s.done, s.cancelled) == (1, 1)
+
+
+async def test_cancel_after_completion_is_a_noop() -> None:
+    async with WorkerPool(workers=2) as pool:
+        ok = await pool.submit(double, 3)
+        bad = await pool.submit(boom, 4)
+        assert await ok == 6
+        with pytest.raises(ValueError):
+            await bad
+        assert ok.cancel() is False
+        assert bad.cancel() is False
+        assert not ok.cancelled() and not bad.cancelled()
+        assert ok.result() == 6
+        assert isinstance(bad.exception(), ValueError)
+    assert pool.stats().cancelled == 0
+
+
+async def test_cancel_wakes_a_task_awaiting_the_handle() -> None:
+    async with WorkerPool(workers=1) as pool:
+        h = await pool.submit(anyio.sleep, 3600)
+        got: list[BaseException] = []
+
+        async def waiter() -> None:
+            try:
+                await h
+            except JobCancelled as e:
+                got.append(e)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            assert h.cancel()
+        assert len(got) == 1
+
+
+async def test_cancel_concurrent_with_shutdown_loses_nothing() -> None:
+    async def sleepy(x: int) -> int:
+        await anyio.sleep(3600)
+        return x
+
+    async with WorkerPool(workers=2, queue_size=10) as pool:
+        quick = [await pool.submit(double, i) for i in range(3)]
+        await anyio.wait_all_tasks_blocked()
+        slow = [await pool.submit(sleepy, i) for i in range(6)]
+        await anyio.wait_all_tasks_blocked()  # slow[0], slow[1] run; the rest is queued
+        by_user = [slow[0], slow[3]]  # one running, one queued
+        results: list[list[JobHandle[int]]] = []
+
+        async def do_shutdown() -> None:
+            results.append(await pool.shutdown(timeout=0.05))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(do_shutdown)
+            await anyio.wait_all_tasks_blocked()  # intake closed, waiting for the timeout
+            assert all(h.cancel() for h in by_user)
+            assert_accounted(pool)
+        (by_timeout,) = results
+        assert_accounted(pool)
+    assert set(by_timeout) == set(slow) - set(by_user)
+    for h in by_user:
+        with pytest.raises(JobCancelled, match="JobHandle.cancel"):
+            await h
+    for h in by_timeout:
+        with pytest.raises(JobCancelled, match=r"shutdown\(timeout=0\.05\)"):
+            await h
+    assert all(h.cancel() is True for h in slow)  # idempotent after shutdown too
+    assert all(not h.cancel() for h in quick)
+    s = pool.stats()
+    # Nothing lost: every job completed or is cancelled, by the user or the timeout.
+    assert s == PoolStats(
+        submitted=9, running=0, queued=0, done=3, failed=0, cancelled=6, workers=0
+    )
+
+
+async def test_cancel_many_concurrently_stats_always_add_up() -> None:
+    seen: list[PoolStats] = []
+
+    async def job(x: int) -> int:
+        await anyio.sleep(0.001 * (x % 3))
+        return x
+
+    async with WorkerPool(workers=4, queue_size=8, on_progress=seen.append) as pool:
+        handles = []
+        for i in range(60):
+            handles.append(await pool.submit(job, i))
+            if i % 4 == 1:
+                handles[i - 1].cancel()  # queued or running, whichever it is now
+            assert_accounted(pool)
+    cancelled = [h for h in handles if h.cancelled()]
+    done = [h for h in handles if h.done() and not h.cancelled()]
+    assert len(cancelled) + len(done) == 60
+    assert all(h.result() == i for i, h in enumerate(handles) if h in done)
+    assert pool.stats().cancelled == len(cancelled) >= 1
+    for s in seen:
+        assert s.submitted == s.done + s.failed + s.cancelled + s.queued + s.running
+
+
+async def test_cancel_thread_job_drops_its_result() -> None:
+    release = threading.Event()
+
+    def blocking() -> str:
+        release.wait(10)
+        return "late"
+
+    async with WorkerPool(workers=1, executor="thread") as pool:
+        h = await pool.submit(blocking)
+        with anyio.fail_after(10):
+            while not h.running():
+                await anyio.sleep(0.001)
+        assert h.cancel()
+        release.set()  # a thread cannot be interrupted: it finishes, its result is dropped
+        with pytest.raises(JobCancelled):
+            await h
+        assert await (await pool.submit(sync_square, 3)) == 9
+
+
+async def test_cancel_job_in_dynamic_pool_and_fail_fast_not_triggered() -> None:
+    started = anyio.Event()
+
+    async def sleepy() -> None:
+        started.set()
+        await anyio.sleep(3600)
+
+    async with WorkerPool(min_workers=1, max_workers=3, fail_fast=True) as pool:
+        h = await pool.submit(sleepy)
+        await started.wait()
+        h.cancel()
+        with pytest.raises(JobCancelled):
+            await h
+        assert await (await pool.submit(double, 1)) == 2  # the pool was not aborted
