@@ -10,7 +10,10 @@ Call `instrument()` once at start-up (after configuring the tracer provider);
 * every ``WorkerPool`` job (when the pool module is present) runs in a span
   ``asyncgo.pool.job``, whose parent is the span current where the job was
   *submitted* -- pool workers are long-lived tasks, so that context is carried
-  with the job (async jobs and ``executor="thread"``; process jobs are not traced).
+  with the job. Async jobs and ``executor="thread"`` jobs run inside their span
+  (spans they start are its children); an ``executor="process"`` job's span is
+  made in the parent process, around the wait for the child (the tracer lives in
+  the parent; the child gets no context), with ``asyncgo.executor = "process"``.
 
 A task's span is a child of the span that was current where the task was
 started: OpenTelemetry keeps the current span in a context variable, and tasks
@@ -23,8 +26,8 @@ on it; cancellation (the backend's, or `Canceled` / `DeadlineExceeded`) sets
 ``asyncgo.cancelled = true`` and leaves the status unset.
 
 Instrumentation wraps private functions of the core (``Group._start``,
-``_Stream._node`` and ``_body``, ``WorkerPool._make_job``); see the module's tests for what
-is relied on.
+``_Stream._node`` and ``_body``, ``WorkerPool._make_job`` and ``_in_executor``); see the
+module's tests for what is relied on.
 """
 
 from __future__ import annotations
@@ -178,9 +181,32 @@ def _is_async_callable(fn: object) -> bool:
 
 def _pool_make_job(self: Any, fn: Any, args: tuple[Any, ...]) -> Any:
     job = _originals["pool_make_job"](self, fn, args)
-    if _tracer is not None and getattr(self, "_executor", None) in (None, "thread"):
-        job._fn = _traced_job(job._fn, otel_context.get_current())
+    if _tracer is not None:
+        if getattr(self, "_executor", None) == "process":
+            # The function is pickled to another process: it cannot carry a span.
+            # Keep the submitter's context; _pool_in_executor spans the wait for it.
+            job._meta = otel_context.get_current()
+        else:
+            job._fn = _traced_job(job._fn, otel_context.get_current())
     return job
+
+
+async def _pool_in_executor(self: Any, run_sync: Any, job: Any) -> Any:
+    parent = getattr(job, "_meta", None)
+    if _tracer is None or not isinstance(parent, otel_context.Context):
+        return await _originals["pool_in_executor"](self, run_sync, job)
+    attrs = {"asyncgo.fn": _fn_name(job._fn), "asyncgo.executor": "process"}
+    token = otel_context.attach(parent)
+    try:
+        with _start_span("asyncgo.pool.job", attrs) as span:
+            g = _SpanGuard(span)
+            try:
+                return await _originals["pool_in_executor"](self, run_sync, job)
+            except BaseException as exc:
+                g.ended(exc)
+                raise
+    finally:
+        otel_context.detach(token)
 
 
 def instrument(*, tracer_provider: trace.TracerProvider | None = None) -> None:
@@ -207,6 +233,10 @@ def instrument(*, tracer_provider: trace.TracerProvider | None = None) -> None:
     if make_job is not None:
         _originals["pool_make_job"] = make_job
         setattr(_pool.WorkerPool, "_make_job", _pool_make_job)  # noqa: B010
+    in_executor = getattr(getattr(_pool, "WorkerPool", None), "_in_executor", None)
+    if in_executor is not None:
+        _originals["pool_in_executor"] = in_executor
+        setattr(_pool.WorkerPool, "_in_executor", _pool_in_executor)  # noqa: B010
 
 
 def uninstrument() -> None:
@@ -218,10 +248,14 @@ def uninstrument() -> None:
     _Stream._node = _originals.pop("stream_node")  # type: ignore[method-assign]
     _Stream._body = _originals.pop("stream_body")  # type: ignore[method-assign]
     make_job = _originals.pop("pool_make_job", None)
-    if make_job is not None:
+    in_executor = _originals.pop("pool_in_executor", None)
+    if make_job is not None or in_executor is not None:
         from .. import _pool
 
-        setattr(_pool.WorkerPool, "_make_job", make_job)  # noqa: B010
+        if make_job is not None:
+            setattr(_pool.WorkerPool, "_make_job", make_job)  # noqa: B010
+        if in_executor is not None:
+            setattr(_pool.WorkerPool, "_in_executor", in_executor)  # noqa: B010
     _tracer = None
 
 

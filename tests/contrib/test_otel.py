@@ -168,6 +168,87 @@ async def test_worker_pool_job_spans_follow_the_submitter(
     assert span.parent.span_id == sub.get_span_context().span_id
 
 
+def _square(x: int) -> int:  # module level: pickled to a worker process
+    return x * x
+
+
+def _fail_in_process(x: int) -> int:
+    raise ValueError(f"bad {x}")
+
+
+async def test_worker_pool_process_job_spans_are_made_in_the_parent(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    pool_mod = pytest.importorskip("asyncgo._pool")
+    exp, tracer = exporter
+    async with pool_mod.WorkerPool(workers=2, executor="process") as pool:
+        with tracer.start_as_current_span("submitter") as sub:
+            ok = await pool.submit(_square, 7)
+            bad = await pool.submit(_fail_in_process, 3)
+        assert await ok == 49
+        with pytest.raises(ValueError, match="bad 3"):
+            await bad
+    spans = by_name(exp.get_finished_spans(), "asyncgo.pool.job")
+    assert len(spans) == 2
+    sid = sub.get_span_context().span_id
+    for s in spans:
+        assert s.parent is not None and s.parent.span_id == sid
+        assert s.attributes is not None
+        assert s.attributes["asyncgo.executor"] == "process"
+    by_fn = {str(s.attributes["asyncgo.fn"]): s for s in spans}  # type: ignore[index]
+    (failed,) = [s for n, s in by_fn.items() if n.endswith("_fail_in_process")]
+    (fine,) = [s for n, s in by_fn.items() if n.endswith("_square")]
+    assert failed.status.status_code == trace.StatusCode.ERROR
+    assert fine.status.status_code != trace.StatusCode.ERROR
+    # The span covers the wait for the child process: it ends after it started.
+    assert fine.end_time is not None and fine.start_time is not None
+    assert fine.end_time > fine.start_time
+
+
+async def test_worker_pool_thread_job_span_is_current_in_the_thread(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    pool_mod = pytest.importorskip("asyncgo._pool")
+    exp, tracer = exporter
+
+    def work(x: int) -> int:
+        with tracer.start_as_current_span("in-thread"):
+            return x + 1
+
+    async with pool_mod.WorkerPool(workers=1, executor="thread") as pool:
+        with tracer.start_as_current_span("submitter") as sub:
+            h = await pool.submit(work, 1)
+        assert await h == 2
+    spans = exp.get_finished_spans()
+    (job,) = by_name(spans, "asyncgo.pool.job")
+    (inner,) = by_name(spans, "in-thread")
+    assert job.parent is not None and job.parent.span_id == sub.get_span_context().span_id
+    assert inner.parent is not None and inner.parent.span_id == job.context.span_id
+
+
+async def test_cancelled_pool_job_span_is_marked_cancelled(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    pool_mod = pytest.importorskip("asyncgo._pool")
+    exp, _ = exporter
+    started = anyio.Event()
+
+    async def sleepy() -> None:
+        started.set()
+        await anyio.sleep(3600)
+
+    async with pool_mod.WorkerPool(workers=1) as pool:
+        h = await pool.submit(sleepy)
+        await started.wait()
+        assert h.cancel()
+        with pytest.raises(pool_mod.JobCancelled):
+            await h
+    (span,) = by_name(exp.get_finished_spans(), "asyncgo.pool.job")
+    assert span.attributes is not None
+    assert span.attributes.get("asyncgo.cancelled") is True
+    assert span.status.status_code != trace.StatusCode.ERROR
+
+
 def test_instrument_is_idempotent_and_reversible() -> None:
     from asyncgo._group import Group as G
 
@@ -178,3 +259,7 @@ def test_instrument_is_idempotent_and_reversible() -> None:
     otel.uninstrument()
     assert not otel.is_instrumented()
     assert G._start is original
+    from asyncgo._pool import WorkerPool
+
+    assert WorkerPool._in_executor.__module__ == "asyncgo._pool"
+    assert WorkerPool._make_job.__module__ == "asyncgo._pool"
