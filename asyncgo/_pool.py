@@ -96,7 +96,7 @@ class JobCancelled(Canceled):
             h.cancel()
             try:
                 await h
-            except JobCancelled as e:
+            except Canceled as e:  # a JobCancelled
                 print(e)  # job cancelled by JobHandle.cancel()
         ```
     """
@@ -162,7 +162,7 @@ class JobHandle(Generic[R]):
             assert slow.cancel()
             try:
                 await slow
-            except JobCancelled:
+            except Canceled:  # JobCancelled, a Canceled
                 pass
         ```
     """
