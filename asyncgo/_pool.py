@@ -96,7 +96,7 @@ class JobCancelled(Canceled):
             h.cancel()
             try:
                 await h
-            except Canceled as e:  # a JobCancelled
+            except JobCancelled as e:
                 print(e)  # job cancelled by JobHandle.cancel()
         ```
     """
