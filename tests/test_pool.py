@@ -63,6 +63,7 @@ async def test_submit_after_shutdown_raises_pool_closed() -> None:
             pool.try_submit(double, 1)
 
 
+@pytest.mark.usefixtures("worker_cancel")
 async def test_fail_fast_raises_first_error_and_cancels_rest() -> None:
     gate = anyio.Event()
 
@@ -176,6 +177,7 @@ async def test_graceful_shutdown_finishes_queued_jobs() -> None:
     assert pool.stats().done == 50
 
 
+@pytest.mark.usefixtures("worker_cancel")
 async def test_shutdown_timeout_cancels_and_reports_the_rest() -> None:
     async def sleepy(x: int) -> int:
         await anyio.sleep(3600)
@@ -210,6 +212,7 @@ async def test_body_error_aborts_pool() -> None:
     assert h.cancelled()
 
 
+@pytest.mark.usefixtures("worker_cancel")
 async def test_ctx_cancel_aborts_pool() -> None:
     async def sleepy(x: int) -> int:
         await anyio.sleep(3600)
@@ -401,6 +404,15 @@ async def test_map_reports_items_never_submitted() -> None:
 # -- JobHandle.cancel ----------------------------------------------------------------
 
 
+@pytest.fixture(params=["task handle", "own scope"])
+def worker_cancel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with workers cancelled through anyio's task handles, then own scopes."""
+    import asyncgo._pool
+
+    monkeypatch.setattr(asyncgo._pool, "_TASK_HANDLES", request.param == "task handle")
+    return str(request.param)
+
+
 def assert_accounted(pool: WorkerPool) -> None:
     s = pool.stats()
     assert s.submitted == s.done + s.failed + s.cancelled + s.queued + s.running, s
@@ -441,6 +453,7 @@ async def test_cancel_queued_job_never_runs() -> None:
     )
 
 
+@pytest.mark.usefixtures("worker_cancel")
 async def test_cancel_running_job_cancels_its_task_and_worker_goes_on() -> None:
     started = anyio.Event()
     unwound: list[str] = []
@@ -473,6 +486,7 @@ async def test_cancel_running_job_cancels_its_task_and_worker_goes_on() -> None:
     )
 
 
+@pytest.mark.usefixtures("worker_cancel")
 async def test_cancel_running_job_that_swallows_cancellation_still_ends_cancelled() -> None:
     started = anyio.Event()
 
@@ -527,6 +541,7 @@ async def test_cancel_wakes_a_task_awaiting_the_handle() -> None:
         assert len(got) == 1
 
 
+@pytest.mark.usefixtures("worker_cancel")
 async def test_cancel_concurrent_with_shutdown_loses_nothing() -> None:
     async def sleepy(x: int) -> int:
         await anyio.sleep(3600)
@@ -589,6 +604,7 @@ async def test_cancel_many_concurrently_stats_always_add_up() -> None:
         assert s.submitted == s.done + s.failed + s.cancelled + s.queued + s.running
 
 
+@pytest.mark.usefixtures("worker_cancel")
 async def test_cancel_thread_job_drops_its_result() -> None:
     release = threading.Event()
 
@@ -608,6 +624,7 @@ async def test_cancel_thread_job_drops_its_result() -> None:
         assert await (await pool.submit(sync_square, 3)) == 9
 
 
+@pytest.mark.usefixtures("worker_cancel")
 async def test_cancel_job_in_dynamic_pool_and_fail_fast_not_triggered() -> None:
     started = anyio.Event()
 
