@@ -219,7 +219,9 @@ class JobHandle(Generic[R]):
     def cancel(self) -> bool:
         """Cancel the job; return False if it had already finished with a result or an error.
 
-        A queued job is cancelled at once: it never runs, and the handle is done.
+        A queued job is cancelled at once: it never runs, and the handle is done
+        (it keeps its slot in the bounded queue until a worker reaches and skips
+        it, as in ``concurrent.futures``).
         A running job is cancelled at its next checkpoint (its worker's cancel
         scope); the handle is done once the job has unwound, whatever it then
         returns or raises -- ``await handle`` waits for that. Either way,
