@@ -51,8 +51,10 @@ from ._backend import (
     create_task_group,
     get_cancelled_exc_class,
 )
-from ._chan import Chan, RecvChan
+from ._chan import Chan, RecvChan, SendChan
+from ._context import _current, background
 from ._exceptions import Canceled, DeadlineExceeded
+from ._group import Group
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -301,13 +303,57 @@ class _Run:
 
 
 class TaskStage(Generic[T_contra, U_co]):
-    """Base of the built-in stages that need tasks of their own (workers, timers, branches).
+    """A stage that starts tasks of its own: subclass it and implement `run`.
 
-    Inside a pipeline the runner calls `_run` with the stage's input and output links
-    instead of calling the stage: the stage starts its tasks in a task group of its own
-    inside its node's task, so it never yields inside a task group. Called directly on
-    an async iterator (outside a pipeline), a subclass runs without tasks where that
-    gives the same items, and raises `TypeError` where it cannot.
+    A stage written as an async generator cannot start tasks: it would have to yield
+    from inside a task group. A `TaskStage` is not a generator. Inside a pipeline the
+    runner calls ``await stage.run(inp, out)`` in the stage's own task, with a
+    `RecvChan` of its input items and a `SendChan` for its output -- Go's
+    ``func stage(in <-chan T, out chan<- U)`` -- so ``run`` may open a `Group` or
+    a task group, `select` on *inp* and a timer, and send from several tasks.
+
+    The rules: read *inp* until it is closed (the input has ended) or stop early by
+    returning (the stages before this one are then stopped, as after `take`);
+    send results on *out*; the runner closes *out* when ``run`` returns (closing it
+    yourself is allowed). An exception from ``run`` fails the pipeline and is
+    raised from the consumer as itself; when the pipeline stops, ``run`` is
+    cancelled. ``asyncgo.current()`` is the pipeline's ctx inside ``run``. The two
+    channels each hold up to a batch of items (a quarter of the link's buffer, at
+    most 64; unbuffered on a ``buffer(0)`` link), on top of the links' buffers. As
+    the first element of a pipeline, ``pipeline(stage)``, *inp* is closed at once
+    (a source that starts tasks).
+
+    Called directly on an async iterator, outside a pipeline, a `TaskStage` raises
+    `TypeError`: it needs the runner's tasks. The built-in stages that start tasks
+    (``map`` with workers, ``merge``, ``fan_out``, ``tee``, ``batch`` with a
+    timeout) subclass `TaskStage` too, with a private faster path instead of ``run``.
+
+    Example:
+        ```python
+        class Debounce(stages.TaskStage[str, str]):
+            # Pass on an item only when no newer one follows within `quiet` seconds.
+            def __init__(self, quiet: float) -> None:
+                self.quiet = quiet
+
+            async def run(self, inp: RecvChan[str], out: SendChan[str]) -> None:
+                last, timer = None, None  # a None case never fires (Go's nil channel)
+                while True:
+                    match await select(recv(inp), recv(timer)):
+                        case Selected(0, item, True):  # a newer item: restart the clock
+                            last, timer = item, gotime.after(self.quiet)
+                        case Selected(0, _, False):  # the input ended: flush, done
+                            if timer is not None:
+                                await out.send(last)
+                            return
+                        case _:  # quiet for long enough
+                            await out.send(last)
+                            timer = None
+
+        typed = ["h", "he", "hel", "hello"]
+        assert await (pipeline(typed) | Debounce(5.0)).collect() == ["hello"]
+        ```
+
+    Go: ``func stage(ctx context.Context, in <-chan T, out chan<- U)``
     """
 
     __slots__ = ()
@@ -315,8 +361,72 @@ class TaskStage(Generic[T_contra, U_co]):
     def __call__(self, items: AsyncIterator[T_contra], /) -> AsyncIterator[U_co]:
         raise TypeError(f"{self!r} starts tasks, so it runs only inside a pipeline(...)")
 
+    async def run(self, inp: RecvChan[T_contra], out: SendChan[U_co]) -> None:
+        """Read items from *inp*, send results on *out*; start any tasks you need.
+
+        Called by the runner in the stage's own task (see the class docstring).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} is a TaskStage: implement `async def run(self, inp, out)`"
+        )
+
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
-        raise NotImplementedError  # pragma: no cover
+        """The runner's hook; the built-in stages override it with list-level loops."""
+        await _run_channels(self, rx, tx)
+
+
+def _check_stage(stage: object) -> None:
+    """Reject a `TaskStage` subclass that implements neither `run` nor the private hook."""
+    if isinstance(stage, TaskStage):
+        cls = type(stage)
+        if cls.run is TaskStage.run and cls._run is TaskStage._run:
+            raise TypeError(
+                f"{cls.__name__} subclasses stages.TaskStage but does not implement "
+                "`async def run(self, inp, out)`"
+            )
+
+
+async def _run_channels(stage: TaskStage[Any, Any], rx: _Link, tx: _Sink) -> None:
+    """Run ``stage.run(inp, out)`` with channels of items, pumped from *rx* and into *tx*."""
+    inp: Chan[Any] = Chan(rx.batch if rx.size else 0)
+    out: Chan[Any] = Chan(tx.batch if not isinstance(tx, _Link) or tx.size else 0)
+    feeding = CancelScope()
+
+    async def pump_in() -> None:
+        try:
+            with feeding:
+                send = inp.send
+                while (batch := await rx.next_batch()) is not None:
+                    for item in batch:
+                        await send(item)
+        finally:
+            inp.close()
+
+    async def pump_out() -> None:
+        recv_ok = out.recv_ok
+        while True:
+            item, ok = await recv_ok()
+            if not ok:
+                return
+            items = [item]
+            while len(out):  # what else is buffered goes on in the same list
+                items.append(out.recv_nowait())
+            await tx.put_many(items)
+
+    # The pumps stop with this node (its cancel scope), like tasks of an inner task
+    # group; a `Group` re-raises the first error as itself, never in a group.
+    cur = _current.get()
+    async with Group(background()) as g:
+        g.go_nowait(pump_in)
+        g.go_nowait(pump_out)
+        token = _current.set(cur)  # current() in run() is the pipeline's ctx, not g.ctx
+        try:
+            await stage.run(inp.recv_only(), out.send_only())
+        finally:
+            _current.reset(token)
+            feeding.cancel()  # the stage reads no more
+            if not out.closed:
+                out.close()
 
 
 def _is_buffer(stage: object) -> int | None:
@@ -336,6 +446,7 @@ def _source_kind(source: object) -> str:
     if isinstance(source, Pipeline):
         return "pipeline"
     if isinstance(source, TaskStage):
+        _check_stage(source)
         return "task"
     if isinstance(source, RecvChan | AsyncIterable):
         return "aiter"
@@ -489,6 +600,7 @@ class Pipeline(Generic[T]):
             raise TypeError(
                 f"a pipeline stage must be callable (items -> items), not {type(stage).__name__}"
             )
+        _check_stage(stage)
         return Pipeline(self._source, self._buffer, (*self._nodes, (stage, self._buffer)))
 
     def __repr__(self) -> str:

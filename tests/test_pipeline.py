@@ -23,12 +23,19 @@ from asyncgo import (
     Canceled,
     Chan,
     DeadlineExceeded,
+    Group,
+    RecvChan,
+    Selected,
+    SendChan,
     background,
     current,
+    recv,
+    select,
     stages,
     with_cancel,
     with_timeout,
 )
+from asyncgo import time as gotime
 from asyncgo._pipeline import DEFAULT_BUFFER, Pipeline, _shape, pipeline
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_leaks")]
@@ -670,7 +677,9 @@ async def test_random_pipelines_deliver_fail_and_stop_cleanly(seed: int) -> None
         return x + 1
 
     def add_stage(p: Pipeline[int]) -> tuple[Pipeline[int], Any]:
-        kind = rng.randrange(6)
+        kind = rng.randrange(7)
+        if kind == 6:
+            return p | Relay(), lambda xs: xs
         if kind == 0:
             probe = Probe()
             probes.append(probe)
@@ -723,3 +732,292 @@ async def test_random_pipelines_deliver_fail_and_stop_cleanly(seed: int) -> None
     else:
         assert got == model[: len(got)]
     assert all(pr.closed_in == pr.ran_in for pr in probes if pr.ran_in is not None)
+
+
+# -- TaskStage: the public protocol of stages that start tasks -----------------------
+
+
+class Relay(stages.TaskStage[Any, Any]):
+    """Passes every item on from a task of its own (order kept)."""
+
+    def __init__(self) -> None:
+        self.ran_in: int | None = None
+        self.current: object = None
+
+    async def run(self, inp: RecvChan[Any], out: SendChan[Any]) -> None:
+        self.ran_in = task_id()
+        self.current = current()
+
+        async def forward() -> None:
+            async for x in inp:
+                await out.send(x)
+
+        async with Group() as g:
+            g.go_nowait(forward)
+
+
+class PerKey(stages.TaskStage[int, tuple[int, int]]):
+    """Items of one key one at a time, in order; different keys at once (a task per key)."""
+
+    def __init__(self, key: Any, buffer: int = 4) -> None:
+        self.key = key
+        self.buffer = buffer
+        self.running: dict[object, int] = {}
+        self.peak_keys = 0
+
+    async def run(self, inp: RecvChan[int], out: SendChan[tuple[int, int]]) -> None:
+        queues: dict[object, Chan[int]] = {}
+
+        async def worker(k: object, q: Chan[int]) -> None:
+            async for x in q:
+                self.running[k] = self.running.get(k, 0) + 1
+                assert self.running[k] == 1  # never two items of one key at once
+                self.peak_keys = max(self.peak_keys, len([v for v in self.running.values() if v]))
+                await anyio.sleep(0)
+                self.running[k] -= 1
+                await out.send((k, x))  # type: ignore[arg-type]
+
+        async with Group() as g:
+            async for x in inp:
+                k = self.key(x)
+                q = queues.get(k)
+                if q is None:
+                    q = queues[k] = Chan[int](self.buffer)
+                    g.go_nowait(worker, k, q)
+                await q.send(x)
+            for q in queues.values():
+                q.close()
+
+
+async def test_task_stage_runs_tasks_of_its_own() -> None:
+    stage = PerKey(lambda x: x % 5)
+    got = await (pipeline(range(1000)) | stage).collect()
+    assert sorted(x for _, x in got) == list(range(1000))
+    for k in range(5):
+        assert [x for key, x in got if key == k] == list(range(k, 1000, 5))  # per-key order
+    assert stage.peak_keys > 1  # keys did run at once
+
+
+@pytest.mark.parametrize("buffer", [0, 1, 7, DEFAULT_BUFFER])
+async def test_task_stage_in_a_chain_keeps_order_and_sees_the_ctx(buffer: int) -> None:
+    first, second = Relay(), Relay()
+    ctx, cancel = with_cancel(background())
+    p = pipeline(range(500), buffer=buffer) | first | square | second
+    assert await p.collect(ctx) == [x * x for x in range(500)]
+    assert first.ran_in is not None and first.ran_in != second.ran_in
+    assert first.current is ctx and second.current is ctx
+    cancel()
+
+
+async def test_task_stage_with_select_on_its_input_and_a_timer() -> None:
+    class Debounce(stages.TaskStage[str, str]):
+        async def run(self, inp: RecvChan[str], out: SendChan[str]) -> None:
+            last: str | None = None
+            timer: RecvChan[float] | None = None
+            while True:
+                match await select(recv(inp), recv(timer)):
+                    case Selected(0, item, True):
+                        last, timer = item, gotime.after(60)
+                    case Selected(0, _, False):
+                        if last is not None:
+                            await out.send(last)
+                        return
+                    case _:  # pragma: no cover - 60 s never pass here
+                        raise AssertionError("the timer fired")
+
+    typed = ["h", "he", "hel", "hello"]
+    assert await (pipeline(typed) | Debounce()).collect() == ["hello"]
+
+
+async def test_task_stage_returning_early_stops_the_stages_before() -> None:
+    class FirstThree(stages.TaskStage[int, int]):
+        async def run(self, inp: RecvChan[int], out: SendChan[int]) -> None:
+            for _ in range(3):
+                await out.send(await inp.recv())
+
+    probe = Probe()
+    with anyio.fail_after(10):
+        got = await (pipeline(itertools.count()) | probe | FirstThree() | square).collect()
+    assert got == [0, 1, 4]
+    assert probe.closed_in == probe.ran_in  # the endless stage before was stopped and closed
+
+
+async def test_task_stage_may_close_its_output_itself() -> None:
+    class CloseEarly(stages.TaskStage[int, int]):
+        async def run(self, inp: RecvChan[int], out: SendChan[int]) -> None:
+            async for x in inp:
+                await out.send(x)
+            out.close()
+
+    assert await (pipeline(range(10)) | CloseEarly()).collect() == list(range(10))
+
+
+@pytest.mark.parametrize("where", ["run", "task"])
+async def test_task_stage_error_is_raised_as_itself(where: str) -> None:
+    err = Boom(where)
+
+    class Failing(stages.TaskStage[int, int]):
+        async def run(self, inp: RecvChan[int], out: SendChan[int]) -> None:
+            async def fail_at_5() -> None:
+                async for x in inp:
+                    if x == 5:
+                        raise err
+                    await out.send(x)
+
+            if where == "run":
+                await fail_at_5()
+            else:
+                async with Group() as g:
+                    g.go_nowait(fail_at_5)
+
+    with pytest.raises(Boom) as info:
+        await (pipeline(itertools.count()) | Failing() | square).collect()
+    assert info.value is err
+
+
+async def test_task_stage_stops_on_break_and_on_ctx_cancel() -> None:
+    stopped: list[str] = []
+
+    class Forever(stages.TaskStage[int, int]):
+        async def run(self, inp: RecvChan[int], out: SendChan[int]) -> None:
+            async def pulse() -> None:
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    stopped.append("task")
+
+            try:
+                async with Group() as g:
+                    g.go_nowait(pulse)
+                    async for x in inp:
+                        await out.send(x)
+            finally:
+                stopped.append("run")
+
+    with anyio.fail_after(10):
+        async with (pipeline(itertools.count()) | Forever()).stream() as items:
+            async for x in items:
+                if x == 100:
+                    break
+    assert sorted(stopped) == ["run", "task"]
+
+    stopped.clear()
+    ctx, cancel = with_cancel(background())
+    with anyio.fail_after(10), pytest.raises(Canceled) as info:
+        async with (pipeline(itertools.count()) | Forever()).stream(ctx) as items:
+            async for x in items:
+                if x == 100:
+                    cancel()
+    assert info.value is ctx.err()
+    assert sorted(stopped) == ["run", "task"]
+
+
+async def test_task_stage_backpressure_is_bounded() -> None:
+    produced = 0
+
+    async def source() -> AsyncIterator[int]:
+        nonlocal produced
+        for i in itertools.count():
+            produced += 1
+            yield i
+
+    buffer = 16
+    async with (pipeline(source, buffer=buffer) | Relay()).stream() as items:
+        async for _ in items:
+            await anyio.wait_all_tasks_blocked()
+            # two links of 16, the stage's two channels (a batch of 4 each), one item
+            # in each task's hands (the source, two pumps, the relay task)
+            assert produced <= 2 * buffer + 2 * _shape(buffer)[0] + 4, produced
+            break
+
+
+async def test_task_stage_as_a_source() -> None:
+    class Countdown(stages.TaskStage[None, int]):
+        async def run(self, inp: RecvChan[None], out: SendChan[int]) -> None:
+            assert (await inp.recv_ok())[1] is False  # nothing comes in
+            async with Group() as g:
+                for k in range(3):
+                    g.go_nowait(out.send, k)
+
+    assert sorted(await pipeline(Countdown()).collect()) == [0, 1, 2]
+    assert sorted(await (pipeline(stages.merge(Countdown(), [7]))).collect()) == [0, 1, 2, 7]
+
+
+async def test_task_stage_in_fan_out_and_tee() -> None:
+    seen = Chan[int](1000)
+    got = await (pipeline(range(300)) | stages.fan_out(3, Relay()) | stages.tee(seen)).collect()
+    assert sorted(got) == list(range(300))
+    assert sorted([x async for x in seen]) == list(range(300))
+    got = await (pipeline(range(300)) | stages.tee(Relay())).collect()
+    assert got == list(range(300))
+
+
+async def test_task_stage_misuse_is_named() -> None:
+    class NoRun(stages.TaskStage[int, int]):
+        pass
+
+    with pytest.raises(TypeError, match="NoRun subclasses stages.TaskStage but does not"):
+        _ = pipeline(range(3)) | NoRun()
+    with pytest.raises(TypeError, match="NoRun subclasses stages.TaskStage"):
+        pipeline(NoRun())
+    with pytest.raises(TypeError, match="runs only inside a pipeline"):
+        Relay()(async_gen(3))
+
+
+# -- map: workers start as the input needs them --------------------------------------
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_map_starts_no_more_workers_than_items(ordered: bool) -> None:
+    tasks: set[int] = set()
+
+    async def job(x: int) -> int:
+        tasks.add(task_id())
+        await anyio.sleep(0)
+        return x
+
+    p = pipeline(range(3)) | stages.map(job, workers=100, ordered=ordered)
+    assert sorted(await p.collect()) == [0, 1, 2]
+    assert 1 <= len(tasks) <= 3  # (and at most one more, waiting for the input's end)
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_map_reaches_every_worker_and_no_more(ordered: bool) -> None:
+    workers = 50
+    inflight = peak = 0
+    gate = anyio.Event()
+
+    async def job(x: int) -> int:
+        nonlocal inflight, peak
+        inflight += 1
+        peak = max(peak, inflight)
+        if inflight == workers:
+            gate.set()
+        await gate.wait()  # hangs (and fails) unless `workers` calls run at once
+        inflight -= 1
+        return x
+
+    with anyio.fail_after(10):
+        p = pipeline(range(1000), buffer=8) | stages.map(job, workers=workers, ordered=ordered)
+        got = await p.collect()
+    assert (got if ordered else sorted(got)) == list(range(1000))
+    assert peak == workers
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_map_workers_see_the_ctx_and_stop_with_it(ordered: bool) -> None:
+    ctx, cancel = with_cancel(background())
+    started = 0
+
+    async def job(x: int) -> int:
+        nonlocal started
+        assert current() is ctx
+        started += 1
+        if started == 20:
+            cancel()
+        await anyio.sleep_forever()
+        raise AssertionError("not reached")  # pragma: no cover
+
+    with anyio.fail_after(10), pytest.raises(Canceled) as info:
+        await (pipeline(range(1000)) | stages.map(job, workers=20, ordered=ordered)).collect(ctx)
+    assert info.value is ctx.err()
