@@ -83,6 +83,15 @@ class Stage(Protocol[T_contra, U_co]):
                 yield x * x
 
     Go: ``func stage(in <-chan T) <-chan U``
+
+    Example:
+        ```python
+        async def square(items):
+            async for x in items:
+                yield x * x
+
+        assert await (pipeline([1, 2, 3]) | square).collect() == [1, 4, 9]
+        ```
     """
 
     def __call__(self, items: AsyncIterator[T_contra], /) -> AsyncIterator[U_co]:
@@ -574,6 +583,14 @@ class Pipeline(Generic[T]):
     A pipeline is a description: nothing runs until ``stream()``, ``collect()`` or
     ``run()``; each run iterates the source afresh (a one-shot source such as a
     generator object can be run once).
+
+    Example:
+        ```python
+        p = pipeline(range(5)) | stages.map(lambda x: x + 1)
+        async with p.stream() as items:
+            assert [x async for x in items] == [1, 2, 3, 4, 5]
+        assert await p.collect() == [1, 2, 3, 4, 5]  # a description: each run starts afresh
+        ```
     """
 
     __slots__ = ("_buffer", "_nodes", "_source")
@@ -686,7 +703,10 @@ def pipeline(source: object, *, buffer: int = DEFAULT_BUFFER) -> Pipeline[Any]:
 
     Example:
         ```python
-        p = pipeline(range(10)) | stages.map(square) | stages.filter(even)
+        def square(x: int) -> int:
+            return x * x
+
+        p = pipeline(range(10)) | stages.map(square) | stages.filter(lambda x: x % 2 == 0)
         assert await p.collect() == [0, 4, 16, 36, 64]
         ```
 

@@ -81,7 +81,14 @@ Source = Iterable[T] | AsyncIterable[T] | RecvChan[T] | Callable[[], AsyncIterat
 
 
 class Limiter(Protocol):
-    """What `rate_limit` needs: ``await limiter.wait(n, ctx)`` (e.g. `asyncgo.rate.Limiter`)."""
+    """What `rate_limit` needs: ``await limiter.wait(n, ctx)`` (e.g. `asyncgo.rate.Limiter`).
+
+    Example:
+        ```python
+        limiter = rate.Limiter(1000, 5)  # asyncgo.rate.Limiter is one
+        assert await (pipeline(range(10)) | stages.rate_limit(limiter)).collect() == list(range(10))
+        ```
+    """
 
     async def wait(self, n: int = 1, ctx: Any = None) -> None:
         """Wait until *n* events may happen."""
@@ -515,6 +522,16 @@ def map(  # noqa: A001
     Go: a stage with ``n`` goroutines reading ``in`` (fan-out) and a fan-in of
     their results.
 
+    Example:
+        ```python
+        async def fetch(n: int) -> int:
+            await anyio.sleep(0.01)  # I/O
+            return n * 10
+
+        out = await (pipeline(range(20)) | stages.map(fetch, workers=10)).collect()
+        assert out == [n * 10 for n in range(20)]  # 10 at a time, in input order
+        ```
+
     Raises:
         TypeError: *fn* is not callable, *workers* is not an int, or an executor is
             given an async *fn*.
@@ -573,6 +590,12 @@ def filter(pred: Callable[[T], Any]) -> TaskStage[T, T]:  # noqa: A001
 
     Go: ``for n := range in { if pred(n) { out <- n } }``
 
+    Example:
+        ```python
+        p = pipeline(range(10)) | stages.filter(lambda n: n % 3 == 0)
+        assert await p.collect() == [0, 3, 6, 9]
+        ```
+
     Raises:
         TypeError: *pred* is not callable.
     """
@@ -626,6 +649,12 @@ def flat_map(
 
     *fn* may be async. An async generator *fn* returns is closed in the stage's task.
     Go: ``for n := range in { for _, m := range fn(n) { out <- m } }``
+
+    Example:
+        ```python
+        p = pipeline(["a b", "c"]) | stages.flat_map(str.split)
+        assert await p.collect() == ["a", "b", "c"]
+        ```
 
     Raises:
         TypeError: *fn* is not callable.
@@ -705,6 +734,11 @@ def batch(size: int, timeout: float | None = None) -> TaskStage[T, list[T]]:
     ``MockClock`` drives it). Go: a loop ``select``-ing on ``in`` and a
     ``time.After(timeout)`` started at a batch's first item.
 
+    Example:
+        ```python
+        assert await (pipeline(range(5)) | stages.batch(2)).collect() == [[0, 1], [2, 3], [4]]
+        ```
+
     Raises:
         TypeError: *size* is not an int.
         ValueError: *size* < 1, or *timeout* is negative.
@@ -752,6 +786,17 @@ def take(n: int) -> TaskStage[T, T]:
 
     Go: ``for i := 0; i < n; i++ { out <- <-in }`` then ``cancel()`` upstream.
 
+    Example:
+        ```python
+        async def naturals():
+            n = 0
+            while True:  # endless: take(3) stops it
+                yield n
+                n += 1
+
+        assert await (pipeline(naturals) | stages.take(3)).collect() == [0, 1, 2]
+        ```
+
     Raises:
         TypeError: *n* is not an int.
         ValueError: *n* is negative.
@@ -783,6 +828,12 @@ def buffer(n: int) -> Stage[T, T]:
     two stages hand over each item directly (Go's unbuffered channel). Called
     directly, it returns its input. Go: ``make(chan T, n)``
 
+    Example:
+        ```python
+        p = pipeline(range(3)) | stages.buffer(0) | stages.map(str)  # hand over one by one
+        assert await p.collect() == ["0", "1", "2"]
+        ```
+
     Raises:
         TypeError: *n* is not an int.
         ValueError: *n* is negative.
@@ -792,7 +843,13 @@ def buffer(n: int) -> Stage[T, T]:
 
 @final
 class Merge(TaskStage[T, T]):
-    """The stage `merge` returns; also a pipeline source: ``pipeline(merge(a, b))``."""
+    """The stage `merge` returns; also a pipeline source: ``pipeline(merge(a, b))``.
+
+    Example:
+        ```python
+        assert sorted(await pipeline(stages.merge([1, 2], [3])).collect()) == [1, 2, 3]
+        ```
+    """
 
     __slots__ = ("_sources",)
 
@@ -826,6 +883,12 @@ def merge(*sources: Source[T]) -> Merge[T]:
     interleave as they come. The output ends when the input and every source have
     ended. As the first element of a pipeline, ``pipeline(stages.merge(a, b))``
     merges just *a* and *b*. Go: ``fanIn(chans ...<-chan int) <-chan int``
+
+    Example:
+        ```python
+        got = await (pipeline(range(3)) | stages.merge([10, 11])).collect()
+        assert sorted(got) == [0, 1, 2, 10, 11]
+        ```
 
     Raises:
         TypeError: A source is of an unsupported type (also when called directly
@@ -930,6 +993,17 @@ def fan_out(n: int, stage: Stage[T, U]) -> TaskStage[T, U]:
     session); for a plain function, ``map(fn, workers=n)`` is simpler.
     Go: ``fanOut(ctx, in, n)`` then ``fanIn(ctx, workers...)``
 
+    Example:
+        ```python
+        async def worker(items):  # one copy per task: state here is per worker
+            async for n in items:
+                await anyio.sleep(0.01)
+                yield n * n
+
+        got = await (pipeline(range(6)) | stages.fan_out(3, worker)).collect()
+        assert sorted(got) == [0, 1, 4, 9, 16, 25]
+        ```
+
     Raises:
         TypeError: *n* is not an int or *stage* is not callable.
         ValueError: *n* < 1.
@@ -1005,6 +1079,13 @@ def tee(*sinks: Stage[T, Any] | SendChan[T]) -> TaskStage[T, T]:
     pace (no item is dropped). Go: a ``tee``/broadcast goroutine sending each
     value to every output channel.
 
+    Example:
+        ```python
+        audit = Chan[int](10)
+        assert await (pipeline(range(3)) | stages.tee(audit)).collect() == [0, 1, 2]
+        assert [x async for x in audit] == [0, 1, 2]  # the tee closed it at the end
+        ```
+
     Raises:
         TypeError: A sink is neither a stage nor a channel (also when called
             directly on an async iterator, outside a pipeline).
@@ -1056,6 +1137,12 @@ def rate_limit(limiter: Limiter) -> TaskStage[T, T]:
     at once when the deadline would pass first).
     Go: ``limiter.Wait(ctx)`` before each ``out <- v``
 
+    Example:
+        ```python
+        limiter = rate.Limiter(1000, 5)  # 1000 items/s after a burst of 5
+        assert await (pipeline(range(10)) | stages.rate_limit(limiter)).collect() == list(range(10))
+        ```
+
     Raises:
         TypeError: *limiter* has no ``wait`` method.
     """
@@ -1100,6 +1187,13 @@ def tap(fn: Callable[[T], Any]) -> TaskStage[T, T]:
     """Call *fn* (sync or async) on every item for its side effect; pass the item on.
 
     Go: ``for n := range in { log(n); out <- n }``
+
+    Example:
+        ```python
+        seen: list[int] = []
+        assert await (pipeline(range(3)) | stages.tap(seen.append)).collect() == [0, 1, 2]
+        assert seen == [0, 1, 2]
+        ```
 
     Raises:
         TypeError: *fn* is not callable.
