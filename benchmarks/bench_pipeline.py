@@ -21,14 +21,27 @@ Benchmarks:
   (trio), every link with the same capacity as asyncgo's default link (256 items),
   ending with a sentinel.
 * ``map_io_1ms``: 1000 jobs that each sleep 1 ms, ``stages.map(job, workers=100)``
-  against the same jobs run one after the other (``serial``), ``aiometer``
-  (``amap(max_at_once=100)``) and a hand-wired pool of 100 worker tasks on an
-  ``asyncio.Queue`` (asyncio, uvloop); ``task group (floor)`` is 100 plain tasks each
-  running its tenth of the jobs back to back (no queue at all: the best any pool can
-  do on this event loop). Value: jobs/s. The asyncgo row's
-  ``extra.speedup`` is serial time / asyncgo time and ``extra.efficiency`` that
-  speed-up divided by the ideal (100 workers: 100x; the seed article's Go worker pool
-  reaches ~95%).
+  (``asyncgo``: ordered, the default; ``asyncgo ordered=False``) against the same jobs
+  run one after the other (``serial``), ``aiometer`` (``amap(max_at_once=100)``), a
+  hand-wired pool of 100 worker tasks on an ``asyncio.Queue`` (asyncio, uvloop), and
+  100 plain tasks each running its tenth of the jobs back to back, with no queue at
+  all: ``task group (floor)`` spawns them with the event loop's own group
+  (``asyncio.TaskGroup``, a trio nursery) -- the cheapest way there is, so the best
+  any pool can do on that event loop -- and ``anyio task group`` with anyio's, which
+  costs ~20 us per task more to start and join (~2 ms for 100, a tenth of the run).
+  Every implementation runs the same ``job`` coroutine and is timed from the call to
+  its result, start-up and teardown included; ``serial`` is the best of 3 runs, the
+  others of 7 interleaved ones. Value: jobs/s. ``extra.metrics.speedup`` is serial
+  time / the row's time and ``extra.metrics.efficiency`` that speed-up divided by the
+  ideal (100 workers: 100x; the seed article's Go worker pool reaches ~95%).
+  What bounds everyone here, the floor included: the sleeps of 100 workers fall into
+  lock-step waves. On asyncio and trio the loop waits in ``epoll`` with its timeout
+  rounded *up* to whole milliseconds, so once a wave's wake-ups are processed
+  (100 x the per-job cost, ~7 us on asyncio, ~20 us on trio with anyio's sleep) the
+  loop sleeps a full millisecond more, and a wave takes about 1 ms + wake-up latency
+  + 100 x the per-job cost instead of 1 ms. uvloop's timers have a millisecond clock
+  of their own and lose less. A pool can only stay close to the floor: its own
+  cost per job (the queue, the result hand-off) is what it adds.
 * ``cpu_process``: a CPU-bound pure-Python function (~20 ms a call) on 16 items,
   ``stages.map(fn, executor="process", workers=2)`` against the same map on the event
   loop. The process pool is started before timing (its start-up is reported in
@@ -317,8 +330,35 @@ async def io_queue_pool(n: int, workers: int) -> int:
     return sum(results)
 
 
-async def io_tasks(n: int, workers: int) -> int:
-    """The floor: `workers` tasks, each running its share of the jobs back to back."""
+async def io_unordered(n: int, workers: int) -> int:
+    p = pipeline(range(n)) | stages.map(job, workers=workers, ordered=False)
+    return sum(await p.collect())
+
+
+async def io_tasks(n: int, workers: int, backend: str) -> int:
+    """The floor: `workers` tasks, each running its share of the jobs back to back,
+    spawned and joined by the event loop's own task group."""
+    results: list[int] = []
+
+    async def worker(k: int) -> None:
+        for x in range(k, n, workers):
+            results.append(await job(x))
+
+    if backend == "trio":
+        import trio
+
+        async with trio.open_nursery() as nursery:
+            for k in range(workers):
+                nursery.start_soon(worker, k)
+    else:
+        async with asyncio.TaskGroup() as tg:
+            for k in range(workers):
+                tg.create_task(worker(k))
+    return sum(results)
+
+
+async def io_anyio_tasks(n: int, workers: int) -> int:
+    """The same tasks in an anyio task group."""
     results: list[int] = []
 
     async def worker(k: int) -> None:
@@ -334,15 +374,17 @@ async def io_tasks(n: int, workers: int) -> int:
 async def bench_io(backend: str, quick: bool) -> None:
     n, workers = (200, 20) if quick else (1000, 100)
     want = n * (n - 1) // 2
-    serial_s, total = await best_of(1, lambda: io_serial(n))
+    serial_s, total = await best_of(1 if quick else 3, lambda: io_serial(n))
     check(total == want, "map_io_1ms/serial: wrong sum")
     note = f"{n} jobs sleeping 1 ms; {workers} workers; ideal speed-up {workers}x"
     emit("map_io_1ms", "serial", backend, n / serial_s, "jobs/s", note=note)
     reps = 1 if quick else 7
     impls: list[tuple[str, Callable[[], Awaitable[int]]]] = [
         ("asyncgo", lambda: io_asyncgo(n, workers)),
+        ("asyncgo ordered=False", lambda: io_unordered(n, workers)),
         ("aiometer", lambda: io_aiometer(n, workers)),
-        ("task group (floor)", lambda: io_tasks(n, workers)),
+        ("task group (floor)", lambda: io_tasks(n, workers, backend)),
+        ("anyio task group", lambda: io_anyio_tasks(n, workers)),
     ]
     if backend != "trio":
         impls.append(("asyncio.Queue pool", lambda: io_queue_pool(n, workers)))
