@@ -1,33 +1,47 @@
 """Go channels: `Chan`, its directional views `SendChan` / `RecvChan`.
 
 A channel is a FIFO buffer (absent when unbuffered) plus two FIFO queues of
-parked operations, ``_recvq`` and ``_sendq``. Each queue entry is a tuple
-``(waiter, case_index, value)``: a plain ``send``/``recv`` is a waiter with one
-entry, a parked `select` is one waiter with an entry on every channel it waits
-on (Go's ``sudog``). Whoever completes a parked operation claims its waiter,
-which succeeds once; entries of a waiter that was claimed elsewhere or
+parked operations, ``_recvq`` and ``_sendq``. A queue entry is a tuple
+``(waiter, case_index, value)`` -- a parked `select` is one waiter with an
+entry on every channel it waits on (Go's ``sudog``) -- except that a plain
+``recv`` parks its bare waiter, claimed with the item itself (or `CLOSED`),
+and the first of them waits in ``_rw`` rather than in a queue (so a receiver
+parked alone costs no queue). Whoever completes a parked operation claims its
+waiter, which succeeds once; entries of a waiter that was claimed elsewhere or
 cancelled are dead and skipped (and compacted away, so queues do not grow).
+
+The fast paths of send, recv, recv_ok, ``__anext__`` (and select) inline the
+cancellation check of `asyncgo._backend.must_checkpoint` (its first branch,
+reading `asyncgo._backend.FAST`), falling back to it when the cached task is not
+the current one: that check is most of the cost of an operation that completes
+at once.
 
 Invariants (single-threaded, so they hold between awaits):
 
 * a live receiver is parked only while the buffer is empty;
 * a live sender is parked only while the buffer is full;
+* ``_rw``, when set, is older than every entry of ``_recvq``;
 * an operation that returns has committed; one that raises has not.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
 from ._backend import (
+    BUDGET,
+    FAST,
     NOT_CLAIMED,
     TRIO,
     _diag,
+    asyncio_yield,
+    check_slow,
     checkpoint,
+    current_tasks_get,
     must_checkpoint,
-    new_parker,
-    park_runtime,
+    parker_for,
     rescue,
 )
 from ._exceptions import ChanClosed, WouldBlock
@@ -43,8 +57,13 @@ T_contra = TypeVar("T_contra", contravariant=True)
 
 #: A parked operation: (parker, case index, value to send). The parker is
 #: future-like (`asyncio.Future` or `TrioWaiter`): ``done()`` once claimed or
-#: cancelled; the claimer calls ``set_result((index, value, ok))``.
+#: cancelled; the claimer calls ``set_result((index, value, ok))``. (A plain
+#: receive parks the bare parker instead, claimed with ``set_result(item)`` or
+#: ``set_result(CLOSED)``.)
 Entry = tuple[Any, int, object]
+
+_FAST = FAST
+_ctg = current_tasks_get
 
 
 class _Sentinel:
@@ -189,10 +208,12 @@ class Chan(SendChan[T], RecvChan[T]):
         "_cap",
         "_closed",
         "_loop",
+        "_rcase",
         "_rdead",
         "_recvq",
         "_rpend",
         "_rt",
+        "_rw",
         "_sdead",
         "_sendq",
     )
@@ -213,7 +234,8 @@ class Chan(SendChan[T], RecvChan[T]):
         self._cap = cap
         self._buf: deque[T] | None = deque() if cap else None
         self._closed = False
-        self._recvq: deque[Entry] | None = None
+        self._rw: Any = None  # the first parked plain receiver (see the module doc)
+        self._recvq: deque[Any] | None = None
         self._sendq: deque[Entry] | None = None
         self._rdead = 0
         self._sdead = 0
@@ -227,6 +249,10 @@ class Chan(SendChan[T], RecvChan[T]):
         self._rpend = 0
         self._loop: object = None  # the event loop this channel is bound to
         self._rt: object = None  # hint: the runtime it was last used on (see must_checkpoint)
+        # asyncgo.recv(self), made on first use and reused (select loops build
+        # their cases every time round): a reference cycle, which the garbage
+        # collector breaks; views cache their own, with no cycle.
+        self._rcase: object = None
         if _diag.tracer is not None:
             _diag.tracer.created(self)
 
@@ -272,13 +298,19 @@ class Chan(SendChan[T], RecvChan[T]):
                 "one event loop"
             )
 
-    def _forget(self, entry: Entry, recv: bool) -> None:
+    def _forget(self, entry: Any, recv: bool) -> None:
         """Note that *entry* (in the recv or send queue) is dead: cancelled or claimed elsewhere."""
+        if recv and self._rw is entry:
+            self._rw = None
+            return
         q = self._recvq if recv else self._sendq
         if not q:
             return
         if q[-1] is entry:
             q.pop()
+            return
+        if q[0] is entry:
+            q.popleft()
             return
         if recv:
             self._rdead += 1
@@ -287,13 +319,82 @@ class Chan(SendChan[T], RecvChan[T]):
             self._sdead += 1
             dead = self._sdead
         if dead >= _COMPACT_MIN and 2 * dead >= len(q):
-            live = deque(e for e in q if not e[0].done())
             if recv:
-                self._recvq = live
+                self._recvq = deque(e for e in q if not _parker(e).done())
                 self._rdead = 0
             else:
-                self._sendq = live
+                self._sendq = deque(e for e in q if not e[0].done())
                 self._sdead = 0
+
+    def _give(self, value: object) -> bool:
+        """Hand *value* to the first live parked receiver, if there is one."""
+        w = self._rw
+        if w is not None:
+            self._rw = None
+            if not w.done():
+                w.set_result(value)
+                self._rpend += 1
+                return True
+        q = self._recvq
+        while q:
+            e = q.popleft()
+            if type(e) is tuple:
+                w = e[0]
+                if not w.done():
+                    w.set_result((e[1], value, True))
+                    self._rpend += 1
+                    return True
+            elif not e.done():
+                e.set_result(value)
+                self._rpend += 1
+                return True
+        return False
+
+    def _park_recv(self) -> Any:
+        """Queue a new parker for a plain receive and return it (the caller awaits it)."""
+        w = parker_for(self)
+        if self._rt is not self._loop:
+            self._bind(w)
+        if self._rw is None and not self._recvq:
+            self._rw = w
+        else:
+            q = self._recvq
+            if q is None:
+                q = self._recvq = deque()
+            q.append(w)
+        return w
+
+    def _unpark(self, w: Any) -> object:
+        """After an exception interrupted ``await w`` in a plain receive (see `_park_recv`).
+
+        Returns what the receive got if *w* had been claimed first, else
+        `NOT_CLAIMED`: the receive did not happen and *w* has left the queue.
+        """
+        r = rescue(w, sys.exception())  # type: ignore[arg-type]
+        if r is NOT_CLAIMED:
+            self._forget(w, True)
+        else:
+            self._rpend -= 1
+        return r
+
+    def _park_sender(self, value: object) -> Entry:
+        """Queue a new parker for a plain send of *value*; return its entry (await ``[0]``)."""
+        w = parker_for(self)
+        if self._rt is not self._loop:
+            self._bind(w)
+        e: Entry = (w, 0, value)
+        q = self._sendq
+        if q is None:
+            q = self._sendq = deque()
+        q.append(e)
+        return e
+
+    def _unpark_sender(self, e: Entry) -> Any:
+        """After an exception interrupted a parked plain send: as `_unpark`, for entry *e*."""
+        r = rescue(e[0], sys.exception())  # type: ignore[arg-type]
+        if r is NOT_CLAIMED:
+            self._forget(e, False)
+        return r
 
     # -- polling: commit at once or report why not (no awaits) -------------------
 
@@ -311,9 +412,14 @@ class Chan(SendChan[T], RecvChan[T]):
         """True if a send would complete at once, or raise because the channel is closed."""
         if self._closed:
             return True
+        w = self._rw
+        if w is not None:
+            if not w.done():
+                return True
+            self._rw = None
         q = self._recvq
         while q:
-            if not q[0][0].done():
+            if not _parker(q[0]).done():
                 return True
             q.popleft()
         buf = self._buf
@@ -345,40 +451,41 @@ class Chan(SendChan[T], RecvChan[T]):
         """Send without waiting: True if done, False if it would block."""
         if self._closed:
             raise ChanClosed("send on closed channel")
-        q = self._recvq
-        while q:
-            # A receiver parks only on an empty buffer: hand the value over.
-            w, i, _ = q.popleft()
-            if not w.done():
-                w.set_result((i, value, True))
-                self._rpend += 1
-                return True
+        # A receiver parks only on an empty buffer: hand the value over.
+        if (self._rw is not None or self._recvq) and self._give(value):
+            return True
         buf = self._buf
         if buf is not None and len(buf) < self._cap:
             buf.append(value)  # type: ignore[arg-type]
             return True
         return False
 
-    async def _park(self, recv: bool, value: object) -> tuple[int, Any, bool]:
-        """Park the current task in the recv or send queue until claimed.
+    async def _park(self, recv: bool, value: object) -> Any:
+        """Park the current task until claimed: the general (and traced) park.
 
-        Returns the claimer's ``(index, value, ok)``; raises (having taken or
-        sent nothing) if cancelled first.
+        Returns, for a receive, the item or `CLOSED`; for a send, whether the
+        value was delivered (False: the channel was closed). Raises (having
+        taken or sent nothing) if cancelled first.
         """
-        rt = park_runtime(self)
-        w = new_parker(rt)
-        if rt is not self._loop:
+        w = parker_for(self)
+        if self._rt is not self._loop:
             self._bind(w)
-        entry: Entry = (w, 0, value)
+        entry: Any
         if recv:
-            q = self._recvq
-            if q is None:
-                q = self._recvq = deque()
+            entry = w
+            if self._rw is None and not self._recvq:
+                self._rw = w
+            else:
+                q = self._recvq
+                if q is None:
+                    q = self._recvq = deque()
+                q.append(w)
         else:
+            entry = (w, 0, value)
             q = self._sendq
             if q is None:
                 q = self._sendq = deque()
-        q.append(entry)
+            q.append(entry)
         tracer = _diag.tracer
         if tracer is not None:
             tracer.parked(w, self, "chan recv" if recv else "chan send")
@@ -394,13 +501,50 @@ class Chan(SendChan[T], RecvChan[T]):
                 tracer.unparked(w)
         if recv:
             self._rpend -= 1
-        return r  # type: ignore[no-any-return]
+            return r
+        return r[2]
 
-    async def _park_send(self, value: object) -> None:
-        if not (await self._park(False, value))[2]:
+    async def _send_slow(self, value: object) -> None:
+        """`send` when its inlined fast path does not apply."""
+        if self._send_ready():
+            # It can complete at once (or must raise): still a cancel point.
+            if must_checkpoint(self):
+                await checkpoint()
+            if self._poll_send(value):
+                return
+        if not await self._park(False, value):
             raise ChanClosed("send on closed channel")
 
+    async def _recv_slow(self) -> object:
+        """A receive that the inlined fast path did not complete: the item, or `CLOSED`.
+
+        Called when something can be received at once (buffered items, a parked
+        sender, or a closed channel) -- still a cancel point, and the budget --
+        or to park with diagnostics on.
+        """
+        if self._buf or self._sendq or self._closed:
+            if must_checkpoint(self):
+                await checkpoint()
+            elif self._rpend and self._rt is not TRIO:
+                # The asyncio fairness rule (see __init__): a bare yield, as
+                # checkpoint() would do without its checks.
+                _FAST.budget = BUDGET
+                await asyncio_yield()
+            v = self._poll_recv()
+            if v is not EMPTY:
+                return v
+            # taken while we yielded
+        return await self._park(True, None)
+
     # -- public operations -----------------------------------------------------
+    #
+    # The fast paths below inline `must_checkpoint`'s first branch (see the
+    # module doc): *w* is the current asyncio task, then the scope walked; it
+    # ends None when no cancellation is pending. Any other case (trio aside:
+    # FAST.trio() is False when its task has nothing pending) goes to the slow
+    # path, which asks `must_checkpoint` itself. The park of a plain receive is
+    # inlined too, with as few locals as possible: a parked receiver's memory
+    # is this coroutine's frame plus its parker.
 
     async def send(self, value: T) -> None:
         """Send *value*, waiting while the channel is full (unbuffered: until received).
@@ -413,25 +557,54 @@ class Chan(SendChan[T], RecvChan[T]):
             ChanClosed: The channel is closed, or is closed while waiting.
         """
         buf = self._buf
-        if self._recvq or self._closed or (buf is not None and len(buf) < self._cap):
-            # It can complete at once (or must raise): still a cancel point.
-            if must_checkpoint(self):
+        if self._closed:
+            pass
+        elif (
+            len(buf) < self._cap
+            if buf
+            else (self._rw is not None or self._recvq or buf is not None)
+        ):
+            # It can complete at once: still a cancel point (and the budget).
+            w = _ctg(self._rt)
+            if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+                _FAST.budget -= 1
+                w = _FAST.state.cancel_scope
+                while w is not None and not w._cancel_called:
+                    w = None if w._shield else w._parent_scope
+            elif check_slow(self, w):
                 await checkpoint()
-            # The common cases inlined (the hot path of every pipeline); the rest,
-            # including dead waiters and a closed channel, goes through _poll_send.
-            q = self._recvq
-            if q and not self._closed:
-                w, i, _ = q.popleft()
-                if not w.done():
-                    w.set_result((i, value, True))
+                w = self
+            else:
+                w = None
+            if w is None:
+                if buf:
+                    buf.append(value)
+                    return
+                w = self._rw
+                if w is not None and not w.done():  # hand it to the parked receiver
+                    self._rw = None
+                    w.set_result(value)
                     self._rpend += 1
                     return
-            elif not q and buf is not None and len(buf) < self._cap and not self._closed:
-                buf.append(value)
-                return
-            if self._poll_send(value):
-                return
-        await self._park_send(value)
+                if self._give(value):
+                    return
+                if buf is not None:  # an empty buffer
+                    buf.append(value)
+                    return
+        elif _diag.tracer is None:
+            # It must wait (unbuffered with no receiver, or a full buffer): park,
+            # the cancel point. Inlined: no coroutine between the task and its parker.
+            w = self._park_sender(value)
+            try:
+                w = await w[0]
+            except BaseException:
+                w = self._unpark_sender(w)
+                if w is NOT_CLAIMED:
+                    raise
+            if not w[2]:
+                raise ChanClosed("send on closed channel")
+            return
+        await self._send_slow(value)
 
     def send_nowait(self, value: T) -> None:
         """Send *value* if it can be done without waiting.
@@ -460,23 +633,41 @@ class Chan(SendChan[T], RecvChan[T]):
         """
         if self._buf or self._sendq or self._closed:
             # It can complete at once: still a cancel point (and the budget).
-            # Otherwise parking is the cancel point, and it yields anyway.
-            if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
+            w = _ctg(self._rt)
+            if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+                _FAST.budget -= 1
+                w = _FAST.state.cancel_scope
+                while w is not None and not w._cancel_called:
+                    w = None if w._shield else w._parent_scope
+            elif check_slow(self, w):
                 await checkpoint()
-            if self._buf and not self._sendq:  # inlined: the common case
-                return self._buf.popleft()
-            v = self._poll_recv()
-            if v is EMPTY:  # taken while we yielded
-                _, v, ok = await self._park(True, None)
-                if not ok:
-                    v = CLOSED
+                w = self
+            else:
+                w = None
+            if w is None and (not self._rpend or self._rt is TRIO):
+                if self._buf and not self._sendq:
+                    return self._buf.popleft()
+                w = self._poll_recv()  # from a parked sender, or closed
+                if w is EMPTY:  # the parked senders had all been cancelled
+                    w = await self._recv_slow()
+            else:
+                w = await self._recv_slow()
+        elif _diag.tracer is None:
+            # Nothing to receive: park (the cancel point).
+            w = self._park_recv()
+            try:
+                w = await w  # still the parker if this raises
+            except BaseException:
+                w = self._unpark(w)
+                if w is NOT_CLAIMED:
+                    raise
+            else:
+                self._rpend -= 1
         else:
-            _, v, ok = await self._park(True, None)
-            if not ok:
-                v = CLOSED
-        if v is CLOSED:
+            w = await self._recv_slow()
+        if w is CLOSED:
             raise ChanClosed("recv on closed channel")
-        return v  # type: ignore[return-value]
+        return w  # type: ignore[no-any-return]
 
     async def recv_ok(self) -> tuple[T, Literal[True]] | tuple[None, Literal[False]]:
         """Receive ``(item, True)``; ``(None, False)`` once closed and drained.
@@ -484,24 +675,40 @@ class Chan(SendChan[T], RecvChan[T]):
         Same waiting and cancellation rules as `recv`. Go: ``v, ok := <-ch``
         """
         if self._buf or self._sendq or self._closed:
-            # It can complete at once: still a cancel point (and the budget).
-            # Otherwise parking is the cancel point, and it yields anyway.
-            if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
+            w = _ctg(self._rt)
+            if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+                _FAST.budget -= 1
+                w = _FAST.state.cancel_scope
+                while w is not None and not w._cancel_called:
+                    w = None if w._shield else w._parent_scope
+            elif check_slow(self, w):
                 await checkpoint()
-            if self._buf and not self._sendq:  # inlined: the common case
-                return self._buf.popleft(), True
-            v = self._poll_recv()
-            if v is EMPTY:  # taken while we yielded
-                _, v, ok = await self._park(True, None)
-                if not ok:
-                    v = CLOSED
+                w = self
+            else:
+                w = None
+            if w is None and (not self._rpend or self._rt is TRIO):
+                if self._buf and not self._sendq:
+                    return self._buf.popleft(), True
+                w = self._poll_recv()
+                if w is EMPTY:
+                    w = await self._recv_slow()
+            else:
+                w = await self._recv_slow()
+        elif _diag.tracer is None:
+            w = self._park_recv()
+            try:
+                w = await w  # still the parker if this raises
+            except BaseException:
+                w = self._unpark(w)
+                if w is NOT_CLAIMED:
+                    raise
+            else:
+                self._rpend -= 1
         else:
-            _, v, ok = await self._park(True, None)
-            if not ok:
-                v = CLOSED
-        if v is CLOSED:
+            w = await self._recv_slow()
+        if w is CLOSED:
             return None, False
-        return v, True  # type: ignore[return-value]
+        return w, True
 
     def recv_nowait(self) -> T:
         """Receive an item if one is ready without waiting.
@@ -522,24 +729,40 @@ class Chan(SendChan[T], RecvChan[T]):
     async def __anext__(self) -> T:
         """``async for v in ch`` receives until the channel is closed and drained."""
         if self._buf or self._sendq or self._closed:
-            # It can complete at once: still a cancel point (and the budget).
-            # Otherwise parking is the cancel point, and it yields anyway.
-            if must_checkpoint(self) or (self._rpend and self._rt is not TRIO):
+            w = _ctg(self._rt)
+            if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+                _FAST.budget -= 1
+                w = _FAST.state.cancel_scope
+                while w is not None and not w._cancel_called:
+                    w = None if w._shield else w._parent_scope
+            elif check_slow(self, w):
                 await checkpoint()
-            if self._buf and not self._sendq:  # inlined: the common case
-                return self._buf.popleft()
-            v = self._poll_recv()
-            if v is EMPTY:  # taken while we yielded
-                _, v, ok = await self._park(True, None)
-                if not ok:
-                    v = CLOSED
+                w = self
+            else:
+                w = None
+            if w is None and (not self._rpend or self._rt is TRIO):
+                if self._buf and not self._sendq:
+                    return self._buf.popleft()
+                w = self._poll_recv()
+                if w is EMPTY:
+                    w = await self._recv_slow()
+            else:
+                w = await self._recv_slow()
+        elif _diag.tracer is None:
+            w = self._park_recv()
+            try:
+                w = await w  # still the parker if this raises
+            except BaseException:
+                w = self._unpark(w)
+                if w is NOT_CLAIMED:
+                    raise
+            else:
+                self._rpend -= 1
         else:
-            _, v, ok = await self._park(True, None)
-            if not ok:
-                v = CLOSED
-        if v is CLOSED:
+            w = await self._recv_slow()
+        if w is CLOSED:
             raise StopAsyncIteration
-        return v  # type: ignore[return-value]
+        return w  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Close the channel: no more sends; buffered items stay receivable.
@@ -554,18 +777,31 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._closed:
             raise ChanClosed("close of closed channel")
         self._closed = True
-        rq, sq = self._recvq, self._sendq
-        self._recvq = self._sendq = None
+        rw, rq, sq = self._rw, self._recvq, self._sendq
+        self._rw = self._recvq = self._sendq = None
         self._rdead = self._sdead = 0
+        if rw is not None and not rw.done():
+            rw.set_result(CLOSED)
+            self._rpend += 1
         if rq:
-            for w, i, _ in rq:
-                if not w.done():
-                    w.set_result((i, None, False))
+            for e in rq:
+                if type(e) is tuple:
+                    w = e[0]
+                    if not w.done():
+                        w.set_result((e[1], None, False))
+                        self._rpend += 1
+                elif not e.done():
+                    e.set_result(CLOSED)
                     self._rpend += 1
         if sq:
             for w, i, _ in sq:
                 if not w.done():
                     w.set_result((i, None, False))
+
+
+def _parker(e: Any) -> Any:
+    """The parker of a receive-queue element: an `Entry` or a plain receive's bare parker."""
+    return e[0] if type(e) is tuple else e
 
 
 _RECV_ONLY = frozenset({"recv", "recv_ok", "recv_nowait", "__anext__", "__aiter__"})
@@ -612,10 +848,11 @@ class _SendView(SendChan[T]):
 class _RecvView(RecvChan[T]):
     """A receive-only view of a `Chan`."""
 
-    __slots__ = ("_ch", "recv", "recv_nowait", "recv_ok")
+    __slots__ = ("_ch", "_rcase", "recv", "recv_nowait", "recv_ok")
 
     def __init__(self, ch: Chan[T]) -> None:
         self._ch = ch
+        self._rcase: object = None  # asyncgo.recv(self), see Chan
         self.recv = ch.recv  # type: ignore[method-assign]
         self.recv_ok = ch.recv_ok  # type: ignore[method-assign]
         self.recv_nowait = ch.recv_nowait  # type: ignore[method-assign]

@@ -16,17 +16,20 @@ from random import random, sample
 from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from ._backend import (
+    FAST,
     NOT_CLAIMED,
     _diag,
     abandon,
+    check_slow,
     checkpoint,
+    current_tasks_get,
     must_checkpoint,
     new_parker,
     park_runtime,
     rescue,
     sleep_forever,
 )
-from ._chan import CLOSED, Chan, Entry, RecvChan, SendChan, chan_of
+from ._chan import CLOSED, Chan, Entry, RecvChan, SendChan, _RecvView, chan_of
 from ._exceptions import ChanClosed
 
 __all__ = ["Case", "Selected", "recv", "select", "send"]
@@ -57,6 +60,7 @@ class Case(NamedTuple, Generic[T_co]):
 
 
 _new_case = tuple.__new__
+_NIL_RECV: Case[Any] = _new_case(Case, (None, False, None))
 
 
 def recv(ch: RecvChan[T] | None) -> Case[T]:
@@ -64,8 +68,15 @@ def recv(ch: RecvChan[T] | None) -> Case[T]:
 
     Go: ``case v, ok := <-ch:``
     """
-    c = ch if type(ch) is Chan or ch is None else chan_of(ch, "recv")
-    return _new_case(Case, (c, False, None))
+    t = type(ch)
+    if t is Chan or t is _RecvView:  # made once per channel or view, then reused
+        c = ch._rcase  # type: ignore[union-attr]
+        if c is None:
+            c = ch._rcase = _new_case(Case, (ch if t is Chan else ch._ch, False, None))  # type: ignore[union-attr]
+        return c  # type: ignore[no-any-return]
+    if ch is None:
+        return _NIL_RECV
+    return _new_case(Case, (chan_of(ch, "recv"), False, None))
 
 
 def send(ch: SendChan[T] | None, value: T) -> Case[None]:
@@ -96,6 +107,8 @@ class Selected(NamedTuple, Generic[T]):
 
 _new_selected = tuple.__new__
 _TWO = ((0, 1), (1, 0))
+_FAST = FAST
+_ctg = current_tasks_get
 
 
 @overload
@@ -139,21 +152,17 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
             case _: return
         ```
     """
-    holder: Any = None
     for c in cases:
         if type(c) is not Case:
             raise TypeError(
                 f"select() case {cases.index(c)} is {c!r}: "
                 "build cases with asyncgo.recv(ch) or asyncgo.send(ch, v)"
             )
-        if holder is None:
-            holder = c[0]
-    if holder is None:
-        holder = _NoChan()
     # Pass 1: commit a ready case, chosen uniformly at random. Like Go, poll the
     # cases in a random order and take the first ready one: the first ready
     # element of a uniformly random permutation is uniform among the ready ones.
-    # Two cases (the common select) need one coin; more get a shuffle.
+    # Two cases (the common select) need one coin; more get a shuffle. Nothing
+    # is allocated on this path but the result.
     n = len(cases)
     if n == 2:
         order: Sequence[int] = _TWO[random() < 0.5]
@@ -167,28 +176,47 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
             ch, is_send, value = cases[i]
             if ch is None:
                 continue
-            if (
-                ch._send_ready()
-                if is_send
-                else (ch._buf or ch._closed or (ch._sendq and ch._recv_ready()))
-            ):
+            if is_send:
+                if ch._send_ready():
+                    break
+            elif ch._buf or ch._closed or (ch._sendq and ch._recv_ready()):
                 break
         else:
             break  # nothing ready
-        # A case can commit at once: still a cancel point (and the budget) first;
-        # if that yielded, poll again.
-        if not checked and must_checkpoint(holder):
-            await checkpoint()
-            checked = True
-            continue
+        if not checked:
+            # A case can commit at once: still a cancel point (and the budget).
+            # must_checkpoint's first branch inlined, as in Chan.recv.
+            w = _ctg(ch._rt)
+            if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+                _FAST.budget -= 1
+                w = _FAST.state.cancel_scope
+                while w is not None and not w._cancel_called:
+                    w = None if w._shield else w._parent_scope
+            elif check_slow(ch, w):
+                w = ch
+            else:
+                w = None
+            if w is not None:
+                await checkpoint()  # if that yielded, poll again
+                checked = True
+                continue
         if is_send:
             ch._poll_send(value)  # ready: commits, or raises ChanClosed
             return _new_selected(Selected, (i, None, True))
         buf = ch._buf
-        v = buf.popleft() if buf and not ch._sendq else ch._poll_recv()
+        if buf and not ch._sendq:
+            return _new_selected(Selected, (i, buf.popleft(), True))
+        v = ch._poll_recv()
         if v is CLOSED:
             return _new_selected(Selected, (i, None, False))
         return _new_selected(Selected, (i, v, True))
+    holder: Any = None
+    for c in cases:
+        if c[0] is not None:
+            holder = c[0]
+            break
+    else:
+        holder = _NoChan()
     if default:
         if must_checkpoint(holder):  # a polling loop is a cancel point too
             await checkpoint()

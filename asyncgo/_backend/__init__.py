@@ -40,21 +40,35 @@ from anyio.abc import TaskGroup
 
 from . import _asyncio, _diag
 from ._asyncio import anyio_states_get as _anyio_states_get
+from ._asyncio import checkpoint as _asyncio_yield
 from ._asyncio import current_tasks_get as _current_tasks_get
+
+#: One bare yield to the asyncio loop (``asyncio.sleep(0)``), for code that knows
+#: it runs under asyncio: the channels' fairness yield.
+asyncio_yield = _asyncio_yield
+
+#: ``{loop: running task}.get``: the current asyncio task of a loop (None under trio).
+current_tasks_get = _current_tasks_get
 
 __all__ = [
     "BUDGET",
+    "FAST",
+    "FastCheck",
     "_diag",
     "CancelScope",
     "TaskGroup",
     "anyio",
+    "asyncio_yield",
     "checkpoint",
     "create_task_group",
     "current_time",
     "get_cancelled_exc_class",
     "loop_token",
+    "check_slow",
+    "current_tasks_get",
     "must_checkpoint",
     "new_parker",
+    "parker_for",
     "park_runtime",
     "NOT_CLAIMED",
     "abandon",
@@ -71,8 +85,6 @@ __all__ = [
 #: consumer loop can keep other tasks from running (test_chan.py::test_no_starvation).
 BUDGET = 256
 
-_budget = BUDGET
-
 _trio_impl: Any = None  # the asyncgo._backend._trio module, imported on first use
 
 
@@ -85,7 +97,9 @@ def _trio_mod() -> Any:
     return _trio_impl
 
 
-def _trio_cancel_pending() -> bool:
+def _trio_cancel_pending() -> bool | None:
+    if _trio_impl is None:
+        return None  # trio never ran here
     return _trio_mod().cancel_pending()  # type: ignore[no-any-return]
 
 
@@ -101,7 +115,7 @@ def runtime() -> object:
     global _trio_cancel_pending
     mod = _trio_mod()
     mod.loop_token()  # raises a clear RuntimeError outside any event loop
-    _trio_cancel_pending = mod.cancel_pending
+    _trio_cancel_pending = FAST.trio = mod.cancel_pending
     return TRIO
 
 
@@ -135,6 +149,18 @@ def new_parker(rt: object) -> Any:
     if rt is TRIO:
         return _trio_mod().new_parker()
     return rt.create_future()  # type: ignore[attr-defined]
+
+
+def parker_for(holder: Any) -> Any:
+    """``new_parker(park_runtime(holder))`` in one call: the channels' park path."""
+    loop = _get_running_loop()
+    rt = holder._rt
+    if rt is not loop or rt is None:
+        if rt is not TRIO or loop is not None:
+            rt = holder._rt = runtime()
+        if rt is TRIO:
+            return _trio_mod().new_parker()
+    return rt.create_future()
 
 
 #: `rescue` result: the parker had not been claimed.
@@ -177,8 +203,52 @@ def loop_token() -> object:
     return _trio_mod().loop_token()
 
 
-_last_task: Any = None  # single-entry cache of anyio's TaskState lookup
-_last_state: Any = None
+class FastCheck:
+    """What the fast path's cancellation check remembers between operations.
+
+    ``task`` is the asyncio task of the last full check and ``state`` its anyio
+    task state (whose ``cancel_scope`` chain says whether an anyio cancellation
+    is pending); ``budget`` counts the fast operations left before one must
+    yield (`BUDGET`); ``trio()`` tells whether the current trio task has a
+    cancellation pending (None when no trio run is current).
+    `must_checkpoint` is the readable version of the check; the channels
+    inline it (``asyncgo/_chan.py``: the hottest code of the
+    library), reading these fields directly and falling back to
+    `must_checkpoint` whenever the cached task is not the current one.
+
+    The cache is exact, not a heuristic: a hit still reads
+    ``task._must_cancel`` (asyncio's own pending cancel) and every scope of the
+    chain up to the first shield, as anyio's ``checkpoint_if_cancelled`` does;
+    it only saves finding the anyio state of the task, which costs a weak
+    reference and a dictionary lookup. (Event loops in several threads share
+    it; a thread switch between its two fields can make one check ask the
+    wrong task, as the single-entry cache before it could.)
+    """
+
+    __slots__ = ("budget", "state", "task", "trio")
+
+    def __init__(self) -> None:
+        self.task: Any = _NO_TASK
+        self.state: Any = None
+        self.budget = BUDGET
+        # trio's pending-cancel test: True / False, or None outside a trio run
+        # (then the fast path asks `must_checkpoint`, which finds the runtime).
+        self.trio: Any = _trio_cancel_pending
+
+
+_NO_TASK: Any = object()  # never a task: FAST.task before the first check
+
+# The tasks checked lately and their anyio states: tasks that take turns (a
+# producer and its consumer, a pool's workers) find theirs here instead of
+# through anyio's weak dictionary. anyio gives a task its state once, before
+# it first runs (or when an asyncio task enters its first anyio scope: tasks
+# without one are not cached), so an entry never goes stale. Bounded: emptied
+# when full; it keeps at most that many finished tasks alive meanwhile.
+_states: dict[Any, Any] = {}
+_STATES_MAX = 64
+
+#: The one `FastCheck` of the process.
+FAST = FastCheck()
 
 
 def must_checkpoint(holder: Any) -> bool:
@@ -188,60 +258,81 @@ def must_checkpoint(holder: Any) -> bool:
     operation is still a cancel point) or when the budget of back-to-back fast
     operations is spent (so a tight loop cannot starve other tasks).
 
-    *holder* (a channel) caches which runtime it was last used on in ``_rt``:
-    finding the running loop costs a system call on Python 3.11, so the hint is
-    checked instead -- an asyncio loop is right if it is running a task now --
-    and refreshed when wrong. `park_runtime` re-validates it before parking.
-    This is the hottest function of the library, hence inlined by hand.
+    *holder* (a channel, lock, ...) caches which runtime it was last used on in
+    ``_rt``: finding the running loop costs a system call on Python 3.11, so the
+    hint is checked instead -- an asyncio loop is right if it is running a task
+    now -- and refreshed when wrong. `park_runtime` re-validates it before
+    parking. The common case (same task as the last check) is the first
+    branch; the channels inline exactly that branch.
     """
-    global _budget, _last_task, _last_state
-    _budget -= 1
-    rt = holder._rt
-    if rt is TRIO:
-        try:
-            if _trio_cancel_pending():
+    fc = FAST
+    task = _current_tasks_get(holder._rt)
+    if task is fc.task and fc.budget > 0 and not task._must_cancel:
+        fc.budget -= 1
+        scope = fc.state.cancel_scope
+        while scope is not None and not scope._cancel_called:
+            scope = None if scope._shield else scope._parent_scope
+        return scope is not None
+    return check_slow(holder, task)
+
+
+def check_slow(holder: Any, task: Any) -> bool:
+    """`must_checkpoint` when the fast branch does not apply.
+
+    *task* is ``_current_tasks.get(holder._rt)``: None under trio, with a stale
+    or unset hint, or outside any task; otherwise a task other than the cached
+    one, or one whose budget is spent or with an asyncio cancel pending.
+    """
+    fc = FAST
+    fc.budget -= 1
+    if task is None:
+        rt = holder._rt
+        pending = _trio_cancel_pending() if rt is TRIO else None
+        if pending is None:  # not under trio (any more), or the hint is unset or stale
+            rt = holder._rt = runtime()
+            if rt is TRIO:
+                pending = bool(_trio_cancel_pending())
+            else:
+                task = _current_tasks_get(rt)
+                if task is None:
+                    return False  # a loop but no task: nothing to cancel
+        if task is None:  # trio
+            if pending:
                 return True
-        except RuntimeError:  # not under trio any more
-            holder._rt = runtime()
-            return must_checkpoint(holder)
-    else:
-        task = _current_tasks_get(rt)
-        if task is None:
-            holder._rt = runtime()
-            if holder._rt is TRIO:
-                return must_checkpoint(holder)
-            task = _current_tasks_get(holder._rt)
-            if task is None:
-                return False  # a loop but no task: nothing to cancel
-        if task._must_cancel:
-            return True
-        # anyio's cancel scopes (what anyio.lowlevel.checkpoint_if_cancelled reads)
-        if task is _last_task:
-            state = _last_state
-        else:
-            state = _anyio_states_get(_ref(task)) if _anyio_states_get is not None else None
-            if state is not None:
-                _last_task = task
-                _last_state = state
-        if state is not None:
-            scope = state.cancel_scope
-            while scope is not None:
-                if scope._cancel_called:
-                    return True
-                if scope._shield:
-                    break
-                scope = scope._parent_scope
-    if _budget <= 0:
-        _budget = BUDGET
+            if fc.budget <= 0:
+                fc.budget = BUDGET
+                return True
+            return False
+    if task._must_cancel:
         return True
-    return False
+    if fc.budget <= 0:
+        fc.budget = BUDGET
+        return True
+    if task is fc.task:
+        state = fc.state
+    else:
+        state = _states.get(task)
+        if state is None:
+            state = _anyio_states_get(_ref(task)) if _anyio_states_get is not None else None
+            if state is None:
+                # Not (yet) an anyio task: nothing to cache, as entering its
+                # first anyio cancel scope will give it a state.
+                return False
+            if len(_states) >= _STATES_MAX:
+                _states.clear()
+            _states[task] = state
+        fc.task = task
+        fc.state = state
+    scope = state.cancel_scope
+    while scope is not None and not scope._cancel_called:
+        scope = None if scope._shield else scope._parent_scope
+    return scope is not None
 
 
 async def checkpoint() -> None:
     """Yield to the scheduler once; raise the backend's cancellation if pending."""
-    global _budget
-    _budget = BUDGET
+    FAST.budget = BUDGET
     if _get_running_loop() is not None:
-        await _asyncio.checkpoint()
+        await _asyncio_yield()
     else:
         await _trio_mod().checkpoint()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import types
 from asyncio import CancelledError, Future, current_task
+from collections.abc import Generator
 from typing import Any
 
 try:  # anyio's per-task cancel-scope state, read without a scheduler round trip
@@ -59,5 +61,7 @@ except ImportError:  # pragma: no cover - Python >= 3.14 keeps it elsewhere
         return current_task()
 
 
-async def checkpoint() -> None:
-    await asyncio.sleep(0)
+@types.coroutine
+def checkpoint() -> Generator[None, None, None]:
+    """``asyncio.sleep(0)`` without its coroutine layer: one bare yield to the loop."""
+    yield

@@ -64,10 +64,31 @@ def loop_token() -> object:
         ) from None
 
 
-def cancel_pending() -> bool:
-    """Whether the current task would be cancelled at its next checkpoint."""
+# The run's thread-local context: ``.task`` is the current task (what current_task() reads).
+_RUN: Any
+try:
+    from trio._core._run_context import GLOBAL_RUN_CONTEXT as _RUN
+except ImportError:  # pragma: no cover - trio moved its internals
+    _RUN = None
+
+
+def cancel_pending() -> bool | None:
+    """Whether the current task would be cancelled at its next checkpoint; None outside trio.
+
+    Read on every fast channel operation under trio, so it reads trio's state
+    directly: the task's cancel status, which trio keeps up to date eagerly.
+    """
     try:
-        return current_task()._cancel_status.effectively_cancelled
+        task = _RUN.task
+    except AttributeError:
+        if _RUN is not None:
+            return None  # no trio run in this thread
+        try:  # pragma: no cover - trio moved its internals
+            task = current_task()
+        except RuntimeError:  # pragma: no cover
+            return None
+    try:
+        return task._cancel_status.effectively_cancelled  # type: ignore[no-any-return]
     except AttributeError:  # pragma: no cover - trio changed its internals
         return trio.current_effective_deadline() == -math.inf
 

@@ -1,0 +1,321 @@
+"""The fast path's cancellation check and the parked-waiter layout (issue #2 performance work).
+
+`asyncgo._backend.must_checkpoint` caches the current task's anyio state, and the
+channels inline that check. These tests pin what the cache must never change:
+a pending cancellation raises on the fast path whatever task ran the previous
+operation, and whatever scope of the chain was cancelled, by whom. They also pin
+the waiter layout that keeps a parked receiver as small as an ``asyncio.Queue``
+getter: the first plain receiver waits in ``_rw`` (no queue), later ones and
+select entries in ``_recvq``, all served FIFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anyio
+import pytest
+
+from asyncgo import Chan, ChanClosed, Selected, recv, select
+from asyncgo._backend import BUDGET, FAST
+
+pytestmark = pytest.mark.anyio
+
+
+async def recv_into(ch: Chan[Any], out: list[Any]) -> None:
+    out.append(await ch.recv())
+
+
+async def select_into(out: list[Any], *cases: Any) -> None:
+    out.append(await select(*cases))
+
+
+# -- the cancellation check -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("op", ["send", "recv", "recv_ok", "anext", "select"])
+async def test_own_outer_scope_cancelled_after_fast_ops_raises(op: str) -> None:
+    """The check reads every scope of the chain each time: an outer scope cancelled
+    by the task itself, after fast operations cached its state, still cancels."""
+    ch = Chan[int](100)
+    for i in range(50):
+        ch.send_nowait(i)
+    with anyio.CancelScope() as outer:
+        with anyio.CancelScope():
+            for _ in range(5):  # fast operations: the task's state is cached now
+                await ch.send(1)
+                await ch.recv()
+            before = len(ch)
+            outer.cancel()
+            if op == "send":
+                await ch.send(1)
+            elif op == "recv":
+                await ch.recv()
+            elif op == "recv_ok":
+                await ch.recv_ok()
+            elif op == "anext":
+                await ch.__anext__()
+            else:
+                await select(recv(ch))
+            pytest.fail(f"{op} completed in a cancelled scope")
+    assert outer.cancelled_caught
+    assert len(ch) == before  # nothing sent or taken
+
+
+async def test_scope_cancelled_by_another_task_between_alternating_ops() -> None:
+    """Another task runs fast operations (the cache holds it now) and cancels our
+    scope while we wait shielded: our next fast operation raises and takes nothing."""
+    ch = Chan[int](1000)
+    for i in range(500):
+        ch.send_nowait(i)
+    turn, cancelled = anyio.Event(), anyio.Event()
+    victim_scope = anyio.CancelScope()
+    left: list[int] = []
+
+    async def victim() -> None:
+        with victim_scope:
+            for _ in range(10):
+                await ch.recv()  # fast: the buffer is full
+            turn.set()
+            with anyio.CancelScope(shield=True):
+                await cancelled.wait()
+            left.append(len(ch))
+            await ch.recv()
+            pytest.fail("recv completed in a cancelled scope")
+        assert victim_scope.cancelled_caught
+        assert len(ch) == left[0]
+
+    async def canceller() -> None:
+        await turn.wait()
+        for _ in range(3):
+            await ch.send(1)  # fast operations of this task
+        victim_scope.cancel()
+        cancelled.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(canceller)
+        tg.start_soon(victim)
+
+
+async def test_many_tasks_taking_turns_each_honour_their_own_cancel() -> None:
+    """More tasks than the cache holds: each task's own cancelled scope is seen."""
+    ch = Chan[int](10_000)
+    for i in range(5_000):
+        ch.send_nowait(i)
+    caught: list[bool] = []
+
+    async def worker(k: int) -> None:
+        with anyio.CancelScope() as scope:
+            for _ in range(20):
+                await ch.recv()
+                await anyio.sleep(0)  # take turns with the other workers
+            scope.cancel()
+            await ch.recv()
+            pytest.fail("recv completed in a cancelled scope")
+        caught.append(scope.cancelled_caught)
+
+    async with anyio.create_task_group() as tg:
+        for k in range(100):
+            tg.start_soon(worker, k)
+    assert caught == [True] * 100
+
+
+async def test_native_task_without_anyio_state_then_scope(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """A plain asyncio task has no anyio state until it enters its first anyio
+    scope: the check must find the state then (it is never cached as absent)."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("native asyncio tasks")
+    ch = Chan[int](10)
+    ch.send_nowait(1)
+    ch.send_nowait(2)
+
+    async def op() -> bool:
+        assert await ch.recv() == 1  # fast path, no anyio state yet
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await ch.recv()
+        return scope.cancelled_caught
+
+    assert await asyncio.ensure_future(op())
+    assert ch.recv_nowait() == 2
+
+
+async def test_budget_yields_with_tasks_taking_turns() -> None:
+    """The budget counts fast operations of every task: the slow branch of the
+    check (a different task each time) still ends in a yield every BUDGET ops."""
+    a, b = Chan[int](10 * BUDGET), Chan[int](10 * BUDGET)
+    ticks = 0
+    stop = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await anyio.sleep(0)
+
+    async def pump(src: Chan[int], dst: Chan[int], n: int) -> None:
+        for i in range(n):
+            await dst.send(i)
+            await src.recv()
+
+    for i in range(5 * BUDGET):
+        a.send_nowait(i)
+        b.send_nowait(i)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.sleep(0)
+        start = ticks
+        await pump(a, b, 2 * BUDGET)  # 4*BUDGET fast operations in one task
+        stop = True
+    assert ticks - start >= 2, "a tight loop of fast operations never yielded"
+
+
+def test_fast_check_state_is_exposed_for_the_inlined_copies() -> None:
+    assert FAST.budget <= BUDGET
+    assert hasattr(FAST, "task") and hasattr(FAST, "state")
+
+
+# -- the parked-waiter layout -----------------------------------------------------------
+
+
+async def test_single_parked_receiver_needs_no_queue() -> None:
+    ch = Chan[int]()
+    got: list[int] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recv_into, ch, got)
+        await anyio.wait_all_tasks_blocked()
+        assert ch._rw is not None and ch._recvq is None  # what keeps it small
+        ch.send_nowait(7)
+    assert got == [7]
+    assert ch._rw is None and ch._recvq is None
+
+
+async def test_fifo_across_the_first_slot_selects_and_later_receivers() -> None:
+    """Plain receiver, select, plain receiver, select on another channel too:
+    served in arrival order, whichever holds which slot."""
+    ch = Chan[int]()
+    other = Chan[int]()
+    order: list[tuple[str, Any]] = []
+
+    async def plain(tag: str) -> None:
+        order.append((tag, await ch.recv()))
+
+    async def sel(tag: str) -> None:
+        r = await select(recv(other), recv(ch))
+        order.append((tag, r.value))
+
+    async with anyio.create_task_group() as tg:
+        for tag, fn in (("r1", plain), ("s1", sel), ("r2", plain), ("s2", sel)):
+            tg.start_soon(fn, tag)
+            await anyio.wait_all_tasks_blocked()
+        for i in range(4):
+            await ch.send(i)
+    assert sorted(order) == [("r1", 0), ("r2", 2), ("s1", 1), ("s2", 3)]
+    assert not other._recvq and ch._rw is None and not ch._recvq
+
+
+async def test_cancelled_first_receiver_hands_its_place_on_in_order() -> None:
+    ch = Chan[int]()
+    got: list[tuple[str, int]] = []
+
+    async def r(tag: str, *, task_status: anyio.abc.TaskStatus[anyio.CancelScope]) -> None:
+        with anyio.CancelScope() as scope:
+            task_status.started(scope)
+            got.append((tag, await ch.recv()))
+
+    async with anyio.create_task_group() as tg:
+        first = await tg.start(r, "first")
+        await tg.start(r, "second")
+        await anyio.wait_all_tasks_blocked()
+        await tg.start(r, "third")
+        await anyio.wait_all_tasks_blocked()
+        first.cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert ch._rw is None  # the first slot emptied; the others wait in the queue
+        # A newcomer queues behind them, not in the free first slot.
+        await tg.start(r, "fourth")
+        await anyio.wait_all_tasks_blocked()
+        assert ch._rw is None
+        for i in range(3):
+            ch.send_nowait(i)
+    assert sorted(got) == [("fourth", 2), ("second", 0), ("third", 1)]
+
+
+async def test_close_wakes_the_first_slot_and_the_queue() -> None:
+    ch = Chan[int]()
+    got: list[Any] = []
+
+    async def r() -> None:
+        got.append(await ch.recv_ok())
+
+    async def s() -> None:
+        got.append(await select(recv(ch)))
+
+    async with anyio.create_task_group() as tg:
+        for fn in (r, s, r):
+            tg.start_soon(fn)
+            await anyio.wait_all_tasks_blocked()
+        ch.close()
+    assert sorted(map(repr, got)) == sorted(
+        map(repr, [(None, False), Selected(0, None, False), (None, False)])
+    )
+    assert ch._rw is None and ch._recvq is None
+
+
+async def test_parked_receiver_of_closed_then_recv_raises() -> None:
+    ch = Chan[int]()
+    errors: list[BaseException] = []
+
+    async def r() -> None:
+        try:
+            await ch.recv()
+        except ChanClosed as e:
+            errors.append(e)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(r)
+        await anyio.wait_all_tasks_blocked()
+        ch.close()
+    assert len(errors) == 1 and "recv on closed channel" in str(errors[0])
+
+
+async def test_handoff_skips_a_dead_first_receiver_then_buffers() -> None:
+    """A receiver cancelled before it could leave the first slot is skipped; with
+    no live receiver left, a buffered send buffers."""
+    ch = Chan[int](1)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ch.recv)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    assert ch._rw is None
+    await ch.send(5)
+    assert len(ch) == 1 and ch.recv_nowait() == 5
+
+
+async def test_sender_parks_without_helper_and_is_cancel_safe() -> None:
+    ch = Chan[int]()
+    with anyio.move_on_after(0.01) as scope:
+        await ch.send(1)  # nobody receives: parks, then cancelled
+    assert scope.cancelled_caught
+    assert not ch._sendq
+    with pytest.raises(Exception):  # noqa: B017 - WouldBlock: nothing was left behind
+        ch.recv_nowait()
+
+
+# -- select case reuse -----------------------------------------------------------------------
+
+
+async def test_recv_case_is_made_once_per_channel_and_view() -> None:
+    ch = Chan[int](1)
+    assert recv(ch) is recv(ch)
+    view = ch.recv_only()
+    assert recv(view) is recv(view)
+    assert recv(view).chan is ch and recv(ch).chan is ch
+    assert recv(None) is recv(None) and recv(None).chan is None
+    with pytest.raises(TypeError, match="send-only"):
+        recv(ch.send_only())  # type: ignore[arg-type]
+    ch.send_nowait(3)
+    assert await select(recv(view)) == Selected(0, 3, True)
