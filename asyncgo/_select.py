@@ -152,6 +152,40 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
             case _: return
         ```
     """
+    n = len(cases)
+    if n == 2:
+        # Pass 1 below, unrolled for the common select -- two cases -- and its
+        # common outcome: a receive from a buffer. Poll in a random order (one
+        # coin); if the first case polled is ready in any other way, or neither
+        # is ready, or a cancellation is pending, the general code takes over
+        # with the same order, so the choice stays uniform.
+        order: Sequence[int] = _TWO[random() < 0.5]
+        i = order[0]
+        c = cases[i]
+        d = cases[1 - i]
+        if type(c) is Case and type(d) is Case:
+            ch = c[0]  # polled first
+            if ch is None or c[1] or not ch._buf or ch._sendq:
+                if ch is not None and (
+                    ch._send_ready()
+                    if c[1]
+                    else (ch._buf or ch._closed or (ch._sendq and ch._recv_ready()))
+                ):
+                    ch = None  # ready in another way: the general code commits it
+                else:  # not ready: d is the choice, if it is ready
+                    i = 1 - i
+                    ch = d[0]
+                    if ch is None or d[1] or not ch._buf or ch._sendq:
+                        ch = None
+            if ch is not None:
+                w = _ctg(ch._rt)  # must_checkpoint's first branch, as in Chan.recv
+                if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+                    _FAST.budget -= 1
+                    w = _FAST.state.cancel_scope
+                    while w is not None and not w._cancel_called:
+                        w = None if w._shield else w._parent_scope
+                    if w is None:
+                        return _new_selected(Selected, (i, ch._buf.popleft(), True))  # type: ignore[union-attr]
     for c in cases:
         if type(c) is not Case:
             raise TypeError(
@@ -163,9 +197,8 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
     # element of a uniformly random permutation is uniform among the ready ones.
     # Two cases (the common select) need one coin; more get a shuffle. Nothing
     # is allocated on this path but the result.
-    n = len(cases)
     if n == 2:
-        order: Sequence[int] = _TWO[random() < 0.5]
+        pass  # the order drawn above
     elif n < 2:
         order = range(n)
     else:

@@ -171,6 +171,39 @@ async def test_fairness_mixed_send_and_recv_cases_and_nil_never_chosen() -> None
     assert 1200 <= wins[0] <= 1800, wins
 
 
+@pytest.mark.parametrize("other", ["send", "closed", "parked_sender", "nil", "empty"])
+async def test_two_cases_one_buffered_recv_fair_against_any_other_ready_case(other: str) -> None:
+    """Two cases, one a buffered receive (select's unrolled fast path): when the
+    other case is ready in another way, each still wins half the time; when it
+    is not ready (a nil or empty channel), the buffered one always wins."""
+    a = Chan[int](1)
+    a.send_nowait(0)
+    b = Chan[int](0 if other in ("parked_sender", "empty") else 5)
+    if other == "closed":
+        b.close()
+    wins = Counter[int]()
+    async with anyio.create_task_group() as tg:
+        for _ in range(2000):
+            if other == "parked_sender" and not b._sendq:
+                tg.start_soon(b.send, 9)
+                await anyio.wait_all_tasks_blocked()
+            if other == "send":
+                case = send(b, 1)
+            else:
+                case = recv(None if other == "nil" else b)
+            r = await select(recv(a), case)
+            wins[r.index] += 1
+            if r.index == 0:
+                a.send_nowait(0)
+            elif other == "send":
+                b.recv_nowait()
+        tg.cancel_scope.cancel()
+    if other in ("nil", "empty"):
+        assert wins == {0: 2000}, wins
+    else:
+        assert 800 <= wins[0] <= 1200, wins
+
+
 async def test_fairness_three_ready_cases() -> None:
     chans = [Chan[int](1) for _ in range(3)]
     for ch in chans:
