@@ -36,6 +36,7 @@ from ._group import Group as Group
 from ._group import TaskHandle as TaskHandle
 from ._pipeline import Pipeline as Pipeline
 from ._pipeline import pipeline as pipeline
+from ._pool import JobCancelled as JobCancelled
 from ._pool import JobHandle as JobHandle
 from ._pool import PoolClosed as PoolClosed
 from ._pool import PoolStats as PoolStats
@@ -77,6 +78,7 @@ __all__ = [
     "Deadlock",
     "Disconnected",
     "Group",
+    "JobCancelled",
     "JobHandle",
     "Mutex",
     "Once",

@@ -25,8 +25,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp import ClientSession, web
 
-from asyncgo import Canceled, Context, Group, background, current, rate, stages, with_cancel
-from asyncgo._pipeline import pipeline
+from asyncgo import (
+    Canceled,
+    Context,
+    Group,
+    background,
+    current,
+    pipeline,
+    rate,
+    stages,
+    with_cancel,
+)
 from asyncgo.contrib.aiohttp import debug_handler, get_context, setup, stream_events
 from asyncgo.singleflight import Group as SingleFlight
 from asyncgo.time import sleep

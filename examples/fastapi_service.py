@@ -38,8 +38,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvicorn
 from fastapi import FastAPI, HTTPException
 
-from asyncgo import Canceled, Context, Group, background, current, rate, stages, with_cancel
-from asyncgo._pipeline import pipeline
+from asyncgo import (
+    Canceled,
+    Context,
+    Group,
+    background,
+    current,
+    pipeline,
+    rate,
+    stages,
+    with_cancel,
+)
 from asyncgo.contrib.fastapi import (
     ContextMiddleware,
     EventStreamResponse,
