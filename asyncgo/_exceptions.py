@@ -27,15 +27,56 @@ class ChanClosed(Exception):
     second ``close()`` (``"close of closed channel"``), and by ``recv()`` once the
     channel is closed *and* drained (``"recv on closed channel"``).
     Go: the ``panic`` of a send on a closed channel; ``v, ok := <-ch`` with ``ok == false``.
+
+    Example:
+        ```python
+        ch = Chan[int](1)
+        await ch.send(1)
+        ch.close()
+        assert await ch.recv() == 1          # a closed channel drains first
+        try:
+            await ch.recv()
+        except ChanClosed as e:
+            assert str(e) == "recv on closed channel"
+        assert await ch.recv_ok() == (None, False)   # Go: v, ok := <-ch
+        ```
     """
 
 
 class WouldBlock(Exception):
-    """A ``*_nowait()`` operation could not complete without waiting."""
+    """A ``*_nowait()`` operation could not complete without waiting.
+
+    Example:
+        ```python
+        ch = Chan[str](1)
+        ch.send_nowait("a")
+        try:
+            ch.send_nowait("b")              # the buffer is full
+        except WouldBlock:
+            pass
+        assert ch.recv_nowait() == "a"
+        ```
+    """
 
 
 class Canceled(Exception):
-    """The context was cancelled. Go: ``context.Canceled``."""
+    """The context was cancelled. Go: ``context.Canceled``.
+
+    A value that `Context.err` reports, not the exception that cancels a task:
+    asyncgo raises it where Go code would return ``ctx.Err()`` (``rate.Limiter.wait``,
+    ``Semaphore.acquire``, ``time.sleep(s, ctx)``, a pipeline run under a ctx, ...).
+
+    Example:
+        ```python
+        c, cancel = with_cancel(background())
+        cancel()
+        assert isinstance(c.err(), Canceled)
+        try:
+            await gotime.sleep(10, ctx=c)
+        except Canceled as e:
+            assert str(e) == "context canceled"
+        ```
+    """
 
     def __init__(self, *args: object) -> None:
         super().__init__(*(args or ("context canceled",)))
@@ -45,6 +86,17 @@ class DeadlineExceeded(TimeoutError):
     """The context's deadline passed. Go: ``context.DeadlineExceeded``.
 
     A `TimeoutError`, like the exception of ``anyio.fail_after``.
+
+    Example:
+        ```python
+        c, cancel = with_timeout(background(), 0.01)
+        try:
+            await c.wait()                   # returns once the context is done
+            assert isinstance(c.err(), DeadlineExceeded)
+            assert isinstance(c.err(), TimeoutError)
+        finally:
+            cancel()
+        ```
     """
 
     def __init__(self, *args: object) -> None:
@@ -56,4 +108,14 @@ class Deadlock(Exception):
 
     Go: ``fatal error: all goroutines are asleep - deadlock!``. The message
     lists who waits on what.
+
+    Example:
+        ```python
+        ch = Chan[int]()
+        try:
+            async with debug.detect_deadlocks():
+                await ch.recv()              # nobody will ever send
+        except Deadlock as e:
+            assert "chan recv" in str(e)
+        ```
     """
