@@ -129,6 +129,24 @@ class Context:
     context belongs to the event loop it was created on (its deadline is on that
     loop's clock); its cancel function may be called from any thread.
     Go: ``context.Context``.
+
+    Example:
+        ```python
+        async def worker(ctx: Context, out: list[str]) -> None:
+            while True:
+                s = await select(recv(ctx.done()), default=True)
+                if s.index == 0:             # Go: case <-ctx.Done(): return ctx.Err()
+                    out.append(type(ctx.err()).__name__)
+                    return
+                await anyio.sleep(0.001)     # ... one unit of work
+
+        out: list[str] = []
+        c, cancel = with_timeout(background(), 0.01)
+        async with Group() as g:
+            g.go_nowait(worker, c, out)
+        cancel()
+        assert out == ["DeadlineExceeded"]
+        ```
     """
 
     __slots__ = (
@@ -703,6 +721,15 @@ def current() -> Context:
     """The context bound by the innermost enclosing ``with ctx.scope():``, else `background()`.
 
     Tasks started inside such a block inherit it (it is a context variable).
+
+    Example:
+        ```python
+        assert current() is background()
+        c, cancel = with_cancel(background())
+        with c.scope():                      # binds c for this block and its tasks
+            assert current() is c
+        cancel()
+        ```
     """
     c = _current.get()
     return _BACKGROUND if c is None else c
@@ -808,7 +835,16 @@ _tuple_new = tuple.__new__
 
 
 def background() -> Context:
-    """The root context: never cancelled, no deadline, no values. Go: ``context.Background()``"""
+    """The root context: never cancelled, no deadline, no values. Go: ``context.Background()``
+
+    Example:
+        ```python
+        root = background()
+        assert root.err() is None and root.deadline() is None
+        c, cancel = with_cancel(root)        # every context tree starts here
+        cancel()
+        ```
+    """
     return _BACKGROUND
 
 
@@ -818,6 +854,19 @@ def with_cancel(parent: Context) -> _CancelPair:
     The child is done when ``cancel()`` is called or *parent* is done, whichever
     comes first; ``cancel()`` is idempotent and safe from any thread. The pair is
     also a context manager that cancels on exit. Go: ``context.WithCancel``
+
+    Example:
+        ```python
+        parent, cancel_parent = with_cancel(background())
+        child, cancel_child = with_cancel(parent)
+        cancel_parent()                      # cancelling a parent cancels its subtree
+        assert isinstance(child.err(), Canceled)
+        cancel_child()                       # idempotent; Go: defer cancel()
+
+        with with_cancel(background()) as c: # or: cancel on leaving the block
+            assert c.err() is None
+        assert c.err() is not None
+        ```
     """
     c = _node(_check_parent(parent, "with_cancel"), "with_cancel", None)
     return _tuple_new(_CancelPair, (c, c._cancel))
@@ -831,6 +880,14 @@ def with_cancel_cause(parent: Context) -> _CauseCancelPair:
 
     Raises:
         TypeError: (from ``cancel``) the cause is not an exception instance.
+
+    Example:
+        ```python
+        c, cancel = with_cancel_cause(background())
+        cancel(ConnectionResetError("upstream hung up"))
+        assert isinstance(c.err(), Canceled)               # err() stays Canceled
+        assert isinstance(c.cause(), ConnectionResetError) # cause() says why
+        ```
     """
     c = _node(_check_parent(parent, "with_cancel_cause"), "with_cancel_cause", None)
     return _tuple_new(_CauseCancelPair, (c, c._cancel))
@@ -864,6 +921,17 @@ def with_deadline(parent: Context, when: float) -> _CancelPair:
     Raises:
         TypeError: *when* is not a number.
         ValueError: *when* is NaN.
+
+    Example:
+        ```python
+        when = anyio.current_time() + 5.0
+        c, cancel = with_deadline(background(), when)
+        assert c.deadline() == when
+        late, cancel_late = with_deadline(c, when + 60)  # never later than the parent's
+        assert late.deadline() == when
+        cancel_late()
+        cancel()
+        ```
     """
     parent = _check_parent(parent, "with_deadline")
     return _with_deadline(parent, _check_number(when, "with_deadline: when"), "with_deadline", None)
@@ -879,6 +947,18 @@ def with_timeout(parent: Context, seconds: float) -> _CancelPair:
         TypeError: *seconds* is not a number.
         ValueError: *seconds* is negative or NaN.
         RuntimeError: No event loop is running (the deadline is on its clock).
+
+    Example:
+        ```python
+        c, cancel = with_timeout(background(), 0.01)
+        try:
+            await gotime.sleep(10, ctx=c)    # gives up when the context is done
+        except DeadlineExceeded:
+            pass
+        finally:
+            cancel()                         # Go: defer cancel()
+        assert isinstance(c.err(), DeadlineExceeded)
+        ```
     """
     parent = _check_parent(parent, "with_timeout")
     seconds = _check_number(seconds, "with_timeout: seconds")
@@ -900,6 +980,16 @@ def with_value(parent: Context, key: Hashable, value: object) -> Context:
 
     Raises:
         TypeError: *key* is None or not hashable (Go: "nil key", "key is not comparable").
+
+    Example:
+        ```python
+        REQUEST_ID = object()                # a key nobody else can collide with
+        c = with_value(background(), REQUEST_ID, "req-42")
+        child, cancel = with_cancel(c)
+        assert child.value(REQUEST_ID) == "req-42"     # values are inherited
+        assert child.value("missing", "n/a") == "n/a"
+        cancel()
+        ```
     """
     parent = _check_parent(parent, "with_value")
     if key is None:
@@ -917,6 +1007,16 @@ def without_cancel(parent: Context) -> Context:
     """A child of *parent* that keeps its values but is never cancelled and has no deadline.
 
     Go: ``context.WithoutCancel``
+
+    Example:
+        ```python
+        KEY = object()
+        req, cancel = with_cancel(with_value(background(), KEY, "trace-7"))
+        audit = without_cancel(req)          # e.g. for work that must outlive the request
+        cancel()
+        assert req.err() is not None and audit.err() is None
+        assert audit.value(KEY) == "trace-7"
+        ```
     """
     parent = _check_parent(parent, "without_cancel")
     return _leaf(parent, "without_cancel", None, _NO_KEY, None)
@@ -935,6 +1035,16 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
 
     Raises:
         TypeError: *fn* is not callable, or is an async function.
+
+    Example:
+        ```python
+        calls: list[str] = []
+        c, cancel = with_cancel(background())
+        stop = after_func(c, lambda: calls.append("cleanup"))
+        cancel()
+        assert calls == ["cleanup"]
+        assert stop() is False               # it already ran
+        ```
     """
     ctx = _check_parent(ctx, "after_func")
     check_callback(fn, "after_func")
