@@ -84,6 +84,17 @@ class TaskHandle(Generic[T]):
     handle is a cancel point; cancelling the waiter does not affect the task.
     Go: errgroup has no handles; this is the ``result`` channel a Go program
     would pass to the goroutine.
+
+    Example:
+        ```python
+        async def square(x: int) -> int:
+            return x * x
+
+        async with Group() as g:
+            h = await g.go(square, 7)
+            assert await h == 49             # wait for this one task
+        assert h.done() and h.result() == 49 and h.exception() is None
+        ```
     """
 
     __slots__ = ("_fn", "_group", "_state", "_task", "_value", "_waiters")
@@ -233,9 +244,24 @@ class Group:
 
     Example:
         ```python
-        async with Group(limit=8) as g:
+        async def fetch(url: str) -> str:
+            await anyio.sleep(0.001)         # stands for an HTTP request
+            return f"<html of {url}>"
+
+        urls = [f"https://example.com/{i}" for i in range(20)]
+        async with Group(limit=8) as g:      # at most 8 fetches at once
             pages = [await g.go(fetch, url) for url in urls]
-        print([p.result() for p in pages])
+        assert [p.result() for p in pages] == [f"<html of {u}>" for u in urls]
+
+        async def fails() -> None:
+            raise ValueError("boom")
+
+        try:
+            async with Group() as g:
+                g.go_nowait(anyio.sleep, 10)  # cancelled by the other task's error
+                g.go_nowait(fails)
+        except ValueError as e:               # re-raised as itself, not in a group
+            assert str(e) == "boom"
         ```
 
     Go: ``g, ctx := errgroup.WithContext(ctx); g.SetLimit(n); g.Go(f); err := g.Wait()``

@@ -37,6 +37,21 @@ class Disconnected(Exception):
 
     Raised after every value received before the disconnection has been read.
     The message says why (``subscriber fell behind: buffer of N full``).
+
+    Example:
+        ```python
+        bus = Broadcast[int]()
+        async with bus.subscribe(buffer=2, policy="disconnect") as sub:
+            for i in range(3):
+                bus.publish_nowait(i)        # the third value finds the buffer full
+            got = []
+            try:
+                async for v in sub:
+                    got.append(v)
+            except Disconnected as e:
+                assert "fell behind" in str(e)
+            assert got == [0, 1]             # what arrived before is still delivered
+        ```
     """
 
 
@@ -50,6 +65,17 @@ class Subscription(Generic[T]):
     (after the buffered values) or the subscription is unsubscribed; it raises
     `Disconnected` if the ``"disconnect"`` policy closed it.
     Go: ``for v := range sub`` over a channel the broker sends to.
+
+    Example:
+        ```python
+        bus = Broadcast[str]()
+        async with bus.subscribe(buffer=4, policy="drop_oldest") as sub:
+            for ev in ["a", "b", "c", "d", "e", "f"]:
+                bus.publish_nowait(ev)
+            bus.close()
+            assert [ev async for ev in sub] == ["c", "d", "e", "f"]
+            assert sub.dropped == 2          # per-subscriber drop count
+        ```
     """
 
     __slots__ = ("_bus", "_ch", "_dropped", "_policy", "_reason")
@@ -190,6 +216,24 @@ class Broadcast(Generic[T]):
     Cost: one channel send per subscriber per publish (no task per subscriber).
     Go: a broker goroutine ranging over subscriber channels; here the publisher
     does the sends itself.
+
+    Example:
+        ```python
+        bus = Broadcast[int]()
+        totals: list[int] = []
+
+        async def consumer(sub: Subscription[int]) -> None:
+            async with sub:                  # leaving the block unsubscribes
+                totals.append(sum([v async for v in sub]))
+
+        async with Group() as g:
+            for _ in range(3):
+                g.go_nowait(consumer, bus.subscribe(buffer=8))  # subscribed at once
+            for i in range(1, 11):
+                await bus.publish(i)         # "block": waits for the slowest subscriber
+            bus.close()                      # subscribers drain, then their loops end
+        assert totals == [55, 55, 55]
+        ```
     """
 
     __slots__ = ("_closed", "_on_empty", "_subs")
@@ -313,6 +357,18 @@ class PubSub(Generic[K, T]):
     (none: the value is dropped, as a Go broker with no subscribers would). A topic
     without subscribers is forgotten, so topics leave no queue behind.
     Go: a broker with ``map[string][]chan T``.
+
+    Example:
+        ```python
+        ps = PubSub[str, str]()
+        async with ps.subscribe("orders") as orders, ps.subscribe("refunds") as refunds:
+            await ps.publish("orders", "order #1")
+            await ps.publish("refunds", "refund #7")
+            await ps.publish("audit", "nobody listens")  # no subscriber: dropped
+            assert await orders.recv() == "order #1"
+            assert await refunds.recv() == "refund #7"
+        assert ps.topics() == []             # topics without subscribers are forgotten
+        ```
     """
 
     __slots__ = ("_closed", "_topics")
