@@ -50,10 +50,21 @@ class Cond:
     Example:
         ```python
         cond = Cond()
-        async with cond:               # cond.L.lock() ... cond.L.unlock()
-            while not queue:
-                await cond.wait()
-            item = queue.popleft()
+        queue: list[str] = []
+
+        async def consume() -> str:
+            async with cond:                 # Go: cond.L.Lock(); defer cond.L.Unlock()
+                while not queue:             # a wake-up promises nothing: check again
+                    await cond.wait()
+                return queue.pop(0)
+
+        async with Group() as g:
+            consumers = [await g.go(consume) for _ in range(2)]
+            for item in ("a", "b"):
+                async with cond:
+                    queue.append(item)
+                    cond.signal()            # wake one waiting consumer
+        assert sorted(c.result() for c in consumers) == ["a", "b"]
         ```
     """
 

@@ -45,6 +45,22 @@ class Locker(Protocol):
     """Anything that can be locked and unlocked: `Mutex`, `RWMutex`, ``rw.read()``.
 
     Go: ``sync.Locker``
+
+    Example:
+        ```python
+        async def append_locked(lk: sync.Locker, log: list[str], line: str) -> None:
+            await lk.lock()                  # Go: l.Lock(); defer l.Unlock()
+            try:
+                log.append(line)
+            finally:
+                lk.unlock()
+
+        log: list[str] = []
+        rw = RWMutex()
+        for lk in (Mutex(), rw, rw.read(), rw.write()):
+            await append_locked(lk, log, "x")
+        assert log == ["x"] * 4
+        ```
     """
 
     async def lock(self) -> None:
@@ -208,8 +224,20 @@ class Mutex:
     Example:
         ```python
         mu = Mutex()
-        async with mu:
-            balance += amount
+        account = {"balance": 0}
+
+        async def deposit(amount: int) -> None:
+            async with mu:                   # Go: mu.Lock(); defer mu.Unlock()
+                balance = account["balance"]
+                await anyio.sleep(0)         # without the lock, updates would be lost here
+                account["balance"] = balance + amount
+
+        async with Group() as g:
+            for _ in range(100):
+                g.go_nowait(deposit, 1)
+        assert account["balance"] == 100
+        assert mu.try_lock() and not mu.try_lock()  # Go: mu.TryLock()
+        mu.unlock()
         ```
     """
 

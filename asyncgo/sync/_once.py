@@ -54,10 +54,20 @@ class Once:
     Example:
         ```python
         once = Once()
+        connections: list[str] = []
 
-        async def get_client() -> Client:
-            await once.do(connect)     # every caller waits for one connect()
-            return client
+        async def connect() -> None:
+            await anyio.sleep(0.001)         # stands for opening a connection
+            connections.append("db")
+
+        async def get_client() -> str:
+            await once.do(connect)           # Go: once.Do(connect)
+            return connections[0]            # every caller waits for the one connect()
+
+        async with Group() as g:
+            clients = [await g.go(get_client) for _ in range(10)]
+        assert connections == ["db"]
+        assert {c.result() for c in clients} == {"db"}
         ```
     """
 
@@ -127,8 +137,17 @@ def once_value(
 
     Example:
         ```python
-        load_config = once_value(read_config_file)
-        cfg = await load_config()      # read once, shared by every caller
+        reads: list[str] = []
+
+        async def read_config_file() -> dict[str, int]:
+            reads.append("config.toml")
+            return {"workers": 4}
+
+        load_config = once_value(read_config_file)  # Go: sync.OnceValue(f)
+        cfg = await load_config()
+        assert cfg == {"workers": 4}
+        assert await load_config() is cfg    # the same value, read once
+        assert reads == ["config.toml"]
         ```
     """
     once = Once(retry_on_error=retry_on_error)
@@ -170,9 +189,15 @@ def once_func(
 
     Example:
         ```python
-        init = once_func(create_tables)
-        await init()                   # creates the tables
-        await init()                   # does nothing
+        tables: list[str] = []
+
+        async def create_tables() -> None:
+            tables.append("users")
+
+        init = once_func(create_tables)      # Go: sync.OnceFunc(f)
+        await init()                         # creates the tables
+        await init()                         # does nothing
+        assert tables == ["users"]
         ```
     """
     value = once_value(fn, retry_on_error=retry_on_error)

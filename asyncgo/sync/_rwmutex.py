@@ -42,10 +42,20 @@ class RWMutex:
     Example:
         ```python
         rw = RWMutex()
-        async with rw.read():
-            value = table[key]
-        async with rw.write():
-            table[key] = value + 1
+        table = {"hits": 0}
+
+        async def hit() -> None:
+            async with rw.write():           # Go: rw.Lock(); defer rw.Unlock()
+                table["hits"] += 1
+
+        async with Group() as g:
+            for _ in range(3):
+                g.go_nowait(hit)
+        async with rw.read():                # Go: rw.RLock(); defer rw.RUnlock()
+            assert table["hits"] == 3
+            assert rw.try_rlock()            # readers share the lock...
+            assert not rw.try_lock()         # ...a writer waits for them all
+            rw.runlock()
         ```
     """
 

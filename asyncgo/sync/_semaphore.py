@@ -70,12 +70,23 @@ class Semaphore:
 
     Example:
         ```python
-        sem = Semaphore(10)          # e.g. 10 MB of buffer
-        await sem.acquire(size_mb)   # waits until size_mb tokens are free
-        try:
-            await process(blob)
-        finally:
-            sem.release(size_mb)
+        sem = Semaphore(10)                  # 10 MB of buffer; Go: semaphore.NewWeighted(10)
+        in_use: list[int] = []
+
+        async def process(size_mb: int) -> None:
+            await sem.acquire(size_mb)       # waits until size_mb tokens are free
+            try:
+                in_use.append(size_mb)
+                assert sum(in_use) <= 10     # never more than 10 MB at once
+                await anyio.sleep(0.001)     # stands for the work
+                in_use.remove(size_mb)
+            finally:
+                sem.release(size_mb)
+
+        async with Group() as g:
+            for size in (6, 3, 5, 2):
+                g.go_nowait(process, size)
+        assert sem.try_acquire(10)           # every token was given back
         ```
     """
 

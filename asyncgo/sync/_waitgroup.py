@@ -28,10 +28,19 @@ class WaitGroup:
     Example:
         ```python
         wg = WaitGroup()
-        for url in urls:
-            wg.add(1)
-            tg.start_soon(fetch, url, wg)  # calls wg.done() when finished
-        await wg.wait()
+        fetched: list[int] = []
+
+        async def fetch(i: int) -> None:
+            await anyio.sleep(0.001)         # stands for an HTTP request
+            fetched.append(i)
+            wg.done()                        # Go: defer wg.Done()
+
+        async with Group() as g:
+            for i in range(3):
+                wg.add(1)                    # before starting the work, as in Go
+                g.go_nowait(fetch, i)
+            await wg.wait()                  # all three called done(); the group is still open
+            assert sorted(fetched) == [0, 1, 2]
         ```
     """
 
