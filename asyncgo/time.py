@@ -122,6 +122,14 @@ def after(seconds: float) -> RecvChan[float]:
 
     Raises:
         RuntimeError: No event loop is running.
+
+    Example:
+        ```python
+        results = Chan[str]()                # nobody sends: the timeout wins
+        s = await select(recv(results), recv(gotime.after(0.001)))
+        assert s.index == 1                  # Go: case <-time.After(d): timed out
+        assert isinstance(s.value, float)    # the time it was due
+        ```
     """
     seconds = _seconds(seconds, "after")
     rt = current_runtime()
@@ -140,6 +148,16 @@ class Timer:
 
     Raises:
         RuntimeError: No event loop is running.
+
+    Example:
+        ```python
+        with gotime.Timer(0.001) as t:       # Go: t := time.NewTimer(d); defer t.Stop()
+            due = await t.c.recv()           # fires once, with the time it was due
+            assert not t.stop()              # it fired already: nothing to stop
+            assert not t.reset(60)           # rearm it (Go: t.Reset(d))...
+            assert t.stop()                  # ...and stop it before it fires
+        assert due <= anyio.current_time()
+        ```
     """
 
     __slots__ = ("_alarm", "_c", "_ch")
@@ -217,6 +235,13 @@ class Ticker:
     Raises:
         ValueError: *seconds* is not positive.
         RuntimeError: No event loop is running.
+
+    Example:
+        ```python
+        with gotime.Ticker(0.001) as ticker:  # Go: t := time.NewTicker(d); defer t.Stop()
+            ticks = [await ticker.c.recv() for _ in range(3)]  # for t := range t.C
+        assert ticks[0] < ticks[1] < ticks[2]  # the due times, a period or more apart
+        ```
     """
 
     __slots__ = ("_alarm", "_c", "_ch")
@@ -284,6 +309,17 @@ def after_func(seconds: float, fn: Callable[[], object]) -> Timer:
     Raises:
         TypeError: *fn* is not callable, or is an async function.
         RuntimeError: No event loop is running.
+
+    Example:
+        ```python
+        fired = Chan[str](1)
+        t = gotime.after_func(0.001, lambda: fired.send_nowait("ding"))
+        assert await fired.recv() == "ding"  # called on the loop, in 1 ms
+        assert not t.stop()                  # it ran already
+
+        later = gotime.after_func(60, lambda: fired.send_nowait("never"))
+        assert later.stop()                  # stopped in time: it will not run
+        ```
     """
     seconds = _seconds(seconds, "after_func")
     check_callback(fn, "time.after_func")
@@ -299,6 +335,21 @@ async def sleep(seconds: float, ctx: Context | None = None) -> None:
     Raises:
         Canceled: *ctx* was cancelled first (or already was).
         DeadlineExceeded: *ctx*'s deadline came first.
+
+    Example:
+        ```python
+        await gotime.sleep(0.001)            # Go: time.Sleep(time.Millisecond)
+
+        short, cancel = with_timeout(ctx, 0.001)
+        try:
+            await gotime.sleep(60, short)    # ends as soon as short is done
+            outcome = "slept"
+        except DeadlineExceeded:
+            outcome = "deadline"
+        finally:
+            cancel()
+        assert outcome == "deadline"
+        ```
     """
     seconds = max(_seconds(seconds, "sleep"), 0.0)
     if ctx is None:
