@@ -38,6 +38,16 @@ def every(seconds: float) -> float:
     """Convert the minimum time between events into a limit (events per second).
 
     ``every(0)`` (or less) is `INF`. Go: ``rate.Every(interval)``
+
+    Example:
+        ```python
+        assert rate.every(0.1) == 10.0       # an event every 100 ms is 10 per second
+        assert rate.every(0) == rate.INF
+
+        lim = rate.Limiter(rate.every(0.001), burst=1)  # one event per millisecond
+        for _ in range(3):
+            await lim.wait()
+        ```
     """
     if seconds <= 0:
         return INF
@@ -77,6 +87,22 @@ class Reservation:
     """Tokens held for an event that may happen now or later: made by `Limiter.reserve`.
 
     Go: ``rate.Reservation``
+
+    Example:
+        ```python
+        lim = rate.Limiter(10, burst=1)      # a token every 0.1 s, one at a time
+        now = 0.0                            # the *_at twins take the clock time
+        first = lim.reserve_at(now)
+        assert first.ok and first.delay_from(now) == 0  # the bucket starts full
+        second = lim.reserve_at(now)
+        assert second.delay_from(now) == 0.1  # booked: act in 0.1 s (Go: r.Delay())
+        second.cancel_at(now)                # changed our mind: the token goes back
+        assert lim.tokens_at(now) == 0
+        assert not lim.reserve_at(now, 2).ok  # more than the burst: never granted
+
+        r = rate.Limiter(1000, burst=1).reserve()  # on the event loop's clock
+        await gotime.sleep(r.delay())        # 0: act now
+        ```
     """
 
     __slots__ = ("_lim", "_limit", "_ok", "_time_to_act", "_tokens")
