@@ -54,6 +54,23 @@ class CircuitOpen(Exception):
         name: The breaker's name.
         retry_after: Seconds until the breaker lets a probe through (0 when it
             is half-open and every probe slot is taken).
+
+    Example:
+        ```python
+        breaker = CircuitBreaker(failure_threshold=1, recovery_time=60, name="payments")
+        try:
+            async with breaker:
+                raise TimeoutError("the payments API timed out")  # one failure opens it
+        except TimeoutError:
+            pass
+        try:
+            async with breaker:              # refused at once: the body does not run
+                outcome = "called"
+        except CircuitOpen as e:
+            outcome = f"open for {e.name}"
+            assert 0 < e.retry_after <= 60   # when a probe will be let through
+        assert outcome == "open for payments"
+        ```
     """
 
     def __init__(self, name: str, retry_after: float) -> None:
@@ -68,7 +85,29 @@ class CircuitOpen(Exception):
 
 
 class State(enum.Enum):
-    """The state of a `CircuitBreaker`."""
+    """The state of a `CircuitBreaker`.
+
+    Example:
+        ```python
+        State = resilience.State
+        changes: list[str] = []
+        breaker = CircuitBreaker(
+            failure_threshold=1,
+            recovery_time=0,                 # let a probe through at once (for the example)
+            on_state_change=lambda old, new: changes.append(new.value),
+        )
+        assert breaker.state is State.CLOSED
+        try:
+            async with breaker:
+                raise ConnectionError("down")  # a counted failure opens it
+        except ConnectionError:
+            pass
+        assert breaker.state is State.HALF_OPEN  # open, and its recovery time is over
+        async with breaker:                  # a successful probe closes it
+            pass
+        assert changes == ["open", "half_open", "closed"]
+        ```
+    """
 
     CLOSED = "closed"
     OPEN = "open"
@@ -77,7 +116,26 @@ class State(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class BreakerStats:
-    """Counters of a `CircuitBreaker`, from `CircuitBreaker.stats`."""
+    """Counters of a `CircuitBreaker`, from `CircuitBreaker.stats`.
+
+    Example:
+        ```python
+        breaker = CircuitBreaker(failure_threshold=3)
+
+        async def flaky(ok: bool) -> None:
+            if not ok:
+                raise ConnectionError("reset by peer")
+
+        await breaker.call(flaky, True)
+        try:
+            await breaker.call(flaky, False)
+        except ConnectionError:
+            pass
+        s = breaker.stats()
+        assert s.state is resilience.State.CLOSED  # 1 failure of the 3 that open it
+        assert (s.calls, s.successes, s.failures, s.recent_failures) == (2, 1, 1, 1)
+        ```
+    """
 
     state: State
     calls: int  #: calls let through (including probes)
@@ -106,15 +164,22 @@ class CircuitBreaker:
 
     Example:
         ```python
-        breaker = CircuitBreaker(failure_threshold=5, window=10, recovery_time=30)
+        breaker = CircuitBreaker(failure_threshold=2, window=10, recovery_time=30)
 
         @breaker
-        async def fetch(url: str) -> bytes: ...
+        async def fetch(url: str) -> bytes:
+            raise ConnectionError(url)       # the dependency is down
 
+        for _ in range(2):                   # two failures within 10 s open it...
+            try:
+                await fetch("https://example.com")
+            except ConnectionError:
+                pass
         try:
-            body = await fetch(url)
-        except CircuitOpen:
-            body = cached(url)
+            body = await fetch("https://example.com")
+        except CircuitOpen:                  # ...then calls fail fast for 30 s
+            body = b"<cached page>"
+        assert body == b"<cached page>"
         ```
     """
 
@@ -364,6 +429,20 @@ class Backoff:
     Before retry *i* (1 for the first retry) the cap is
     ``min(maximum, initial * multiplier ** (i - 1))``; with *jitter* the sleep
     is uniform in ``[0, cap]``, otherwise exactly *cap*.
+
+    Example:
+        ```python
+        steady = resilience.Backoff(initial=0.1, maximum=1.0, jitter=False)
+        assert [steady.delay(i) for i in range(1, 6)] == [0.1, 0.2, 0.4, 0.8, 1.0]
+
+        jittered = resilience.Backoff(initial=0.1, maximum=1.0)  # full jitter
+        assert all(0 <= jittered.delay(3) <= 0.4 for _ in range(100))
+
+        async def ping() -> str:
+            return "pong"
+
+        assert await retry(ping, backoff=resilience.Backoff(initial=0.001)) == "pong"
+        ```
     """
 
     initial: float = 0.1
@@ -474,6 +553,30 @@ def retry(  # type: ignore[misc]  # mypy: TypeVarTuple *args vs the keyword-only
         BaseException: The last error from *fn* when it gives up, or one not
             matching *retry_on*, unchanged apart from the note.
         Canceled: *ctx* was cancelled (``DeadlineExceeded`` for its deadline).
+
+    Example:
+        ```python
+        calls: list[str] = []
+
+        async def flaky(name: str) -> str:
+            calls.append(name)
+            if len(calls) < 3:
+                raise ConnectionError("try again")
+            return f"hello {name}"
+
+        fast = resilience.Backoff(initial=0.001)  # (default: 0.1 s doubling, jittered)
+        assert await retry(flaky, "ann", attempts=5, backoff=fast) == "hello ann"
+        assert len(calls) == 3               # two failures, then a success
+
+        @retry(attempts=2, backoff=fast, retry_on=ConnectionError)
+        async def down() -> None:
+            raise ConnectionError("still down")
+
+        try:
+            await down()
+        except ConnectionError as e:         # the last error, with a note
+            assert e.__notes__ == ["retry: gave up after 2 attempts"]
+        ```
     """
     if attempts < 1:
         raise ValueError(f"retry(attempts={attempts}): must be at least 1")
