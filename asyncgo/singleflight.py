@@ -72,10 +72,7 @@ class Group:
     """Suppress duplicate calls: concurrent ``do`` calls with one key share one call.
 
     Go: ``singleflight.Group`` (golang.org/x/sync/singleflight). Unlike Go's,
-    it owns the tasks that run the calls, so it is used as ``async with``::
-
-        async with singleflight.Group() as sf:
-            user, shared = await sf.do(user_id, fetch_user, user_id)
+    it owns the tasks that run the calls, so it is used as ``async with``.
 
     Rules:
 
@@ -91,6 +88,21 @@ class Group:
       Nothing is cached: a call that has returned is forgotten at once.
 
     Keys may be any hashable value.
+
+    Example:
+        ```python
+        queries: list[int] = []
+
+        async def fetch_user(user_id: int) -> str:
+            queries.append(user_id)
+            await anyio.sleep(0.01)          # stands for a slow database query
+            return f"user {user_id}"
+
+        async with singleflight.Group() as sf, Group() as g:
+            callers = [await g.go(sf.do, 42, fetch_user, 42) for _ in range(5)]
+        assert queries == [42]               # one query for five concurrent callers
+        assert {c.result() for c in callers} == {("user 42", True)}  # (value, shared)
+        ```
     """
 
     __slots__ = ("__weakref__", "_calls", "_closed", "_rt", "_tg")
