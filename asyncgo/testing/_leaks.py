@@ -27,6 +27,20 @@ class TaskLeakError(AssertionError):
     The message is the dump of those tasks (state, what they are parked on,
     stack, labels); `tasks` holds their `asyncgo.debug.TaskInfo` snapshots.
     Go: goleak's ``found unexpected goroutines``.
+
+    Example:
+        ```python
+        async with anyio.create_task_group() as tg:  # a task group that outlives...
+            try:
+                async with testing.no_leaks(grace=0.01):  # ...this block
+                    tg.start_soon(anyio.sleep, 60, name="forgotten")
+                leaked = []
+            except testing.TaskLeakError as e:
+                leaked = [t.name for t in e.tasks]
+                assert "found 1 unexpected task" in str(e)  # and a dump of it
+            tg.cancel_scope.cancel()
+        assert leaked == ["forgotten"]
+        ```
     """
 
     def __init__(self, message: str, tasks: list[debug.TaskInfo]) -> None:
@@ -55,14 +69,29 @@ class no_leaks:
     report shows what each leaked task is parked on and where that was made.
     When the block raises, nothing is checked (the error is the news).
 
-    Also a decorator for async functions (a fresh check per call), e.g. tests::
-
-        @no_leaks(grace=0.5)
-        async def test_pipeline_cleans_up(): ...
+    Also a decorator for async functions such as tests (a fresh check per call).
 
     With structured concurrency a leak means a task was started into a task
     group that outlives the block (one passed in, a fixture's, a server's) or
     with ``asyncio.create_task``. Go: ``defer goleak.VerifyNone(t)``.
+
+    Example:
+        ```python
+        async with testing.no_leaks():       # Go: defer goleak.VerifyNone(t)
+            async with Group() as g:
+                g.go_nowait(anyio.sleep, 0.001)  # joined before the block ends: no leak
+
+        @testing.no_leaks(grace=0.5)         # e.g. on a test: a fresh check per call
+        async def test_pipeline_cleans_up() -> None:
+            ch = Chan[int]()
+            async with Group() as g:
+                g.go_nowait(ch.send, 1)
+                assert await ch.recv() == 1
+
+        await test_pipeline_cleans_up()
+        ```
+
+    A leak raises `TaskLeakError` (see its example).
     """
 
     __slots__ = (
