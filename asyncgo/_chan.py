@@ -99,6 +99,18 @@ class SendChan(Generic[T_contra]):
     `Chan` is a `SendChan`; ``ch.send_only()`` returns a view that can only
     send and close, so a function given it cannot receive (a type error, and
     an `AttributeError` at run time).
+
+    Example:
+        ```python
+        async def produce(out: SendChan[int]) -> None:
+            for i in range(3):
+                await out.send(i)
+            out.close()                      # Go: func produce(out chan<- int)
+
+        ch = Chan[int](3)
+        await produce(ch.send_only())
+        assert [v async for v in ch] == [0, 1, 2]
+        ```
     """
 
     __slots__ = ()
@@ -136,6 +148,20 @@ class RecvChan(Generic[T_co]):
 
     `Chan` is a `RecvChan`; ``ch.recv_only()`` returns a view that can only
     receive: it cannot send or close.
+
+    Example:
+        ```python
+        async def total(inp: RecvChan[int]) -> int:
+            return sum([v async for v in inp])  # Go: func total(in <-chan int)
+
+        ch = Chan[int](3)
+        for i in (1, 2, 3):
+            await ch.send(i)
+        ch.close()
+        view = ch.recv_only()
+        assert not hasattr(view, "send")
+        assert await total(view) == 6
+        ```
     """
 
     __slots__ = ()

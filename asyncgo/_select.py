@@ -47,6 +47,14 @@ class Case(NamedTuple, Generic[T_co]):
 
     A tuple, so that building one costs one allocation (selects in loops build
     their cases every time round).
+
+    Example:
+        ```python
+        ch = Chan[int](1)
+        case = recv(ch)                      # a Case; select() commits one of them
+        assert isinstance(case, Case) and case.chan is ch and not case.is_send
+        assert send(ch, 5).value == 5
+        ```
     """
 
     chan: Chan[Any] | None
@@ -67,6 +75,16 @@ def recv(ch: RecvChan[T] | None) -> Case[T]:
     """A receive case for `select`. ``None`` is Go's nil channel: never ready.
 
     Go: ``case v, ok := <-ch:``
+
+    Example:
+        ```python
+        a, b = Chan[str](1), Chan[str](1)
+        await b.send("from b")
+        s = await select(recv(a), recv(b), recv(None))  # None: never ready
+        assert (s.index, s.value, s.ok) == (1, "from b", True)
+        b.close()
+        assert await select(recv(a), recv(b)) == Selected(1, None, False)  # closed, drained
+        ```
     """
     t = type(ch)
     if t is Chan or t is _RecvView:  # made once per channel or view, then reused
@@ -83,6 +101,15 @@ def send(ch: SendChan[T] | None, value: T) -> Case[None]:
     """A send case for `select`. ``None`` is Go's nil channel: never ready.
 
     Go: ``case ch <- v:``
+
+    Example:
+        ```python
+        out = Chan[int](1)
+        s = await select(send(out, 1), default=True)
+        assert s.index == 0 and out.recv_nowait() == 1
+        await out.send(2)                    # now full: the send case is not ready
+        assert (await select(send(out, 3), default=True)).index == -1
+        ```
     """
     c = ch if type(ch) is Chan or ch is None else chan_of(ch, "send")
     return _new_case(Case, (c, True, value))
@@ -98,6 +125,17 @@ class Selected(NamedTuple, Generic[T]):
             the default).
         ok: True when a value was received or sent; False when a recv case fired
             because its channel is closed and drained, or for the default.
+
+    Example:
+        ```python
+        ch = Chan[int](1)
+        await ch.send(7)
+        match await select(recv(ch), default=True):
+            case Selected(0, v, True):       # a NamedTuple: match it, or use .index/.value/.ok
+                assert v == 7
+            case _:
+                raise AssertionError("ch had a value")
+        ```
     """
 
     index: int  # type: ignore[assignment]  # shadows tuple.index, as the contract names it
@@ -147,9 +185,25 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
 
     Example:
         ```python
-        match await select(recv(jobs), recv(ctx.done())):
-            case Selected(0, job, True): await handle(job)
-            case _: return
+        jobs = Chan[int](10)
+        c, cancel = with_cancel(background())
+        done: list[int] = []
+
+        async def worker() -> None:
+            while True:
+                match await select(recv(jobs), recv(c.done())):
+                    case Selected(0, job, True):   # Go: case job, ok := <-jobs
+                        done.append(job)
+                    case _:                        # jobs closed, or ctx cancelled
+                        return
+
+        async with Group() as g:
+            g.go_nowait(worker)
+            for i in range(5):
+                await jobs.send(i)
+            jobs.close()
+        cancel()
+        assert done == [0, 1, 2, 3, 4]
         ```
     """
     n = len(cases)
