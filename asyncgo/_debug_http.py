@@ -164,7 +164,22 @@ def asgi_app(
 
     Example:
         ```python
-        app.mount("/debug/tasks", debug.asgi_app(enabled=settings.debug))
+        app = debug.asgi_app(enabled=True)   # FastAPI: app.mount("/debug/tasks", app)
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request"}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "client": ("127.0.0.1", 50000),
+                 "headers": [], "query_string": b"debug=2"}
+        await app(scope, receive, send)      # what an ASGI server does for a request
+        assert sent[0]["status"] == 200
+        assert b"[running]" in sent[1]["body"]  # the dump: here, the task serving it
+        await app({**scope, "client": ("203.0.113.7", 50000)}, receive, send)
+        assert sent[2]["status"] == 403      # loopback-only by default
         ```
     """
     endpoint = _Endpoint(enabled, allow, token)
@@ -223,7 +238,15 @@ def aiohttp_handler(
 
     Example:
         ```python
-        app.router.add_get("/debug/tasks", debug.aiohttp_handler(enabled=True))
+        from aiohttp.test_utils import make_mocked_request
+
+        handler = debug.aiohttp_handler(enabled=True)
+        # app.router.add_get("/debug/tasks", handler); here, called as aiohttp would:
+        request = make_mocked_request("GET", "/debug/tasks?debug=2")
+        response = await handler(request.clone(remote="127.0.0.1"))
+        assert response.status == 200 and "[running]" in response.text
+        response = await handler(request.clone(remote="203.0.113.7"))
+        assert response.status == 403        # loopback-only by default
         ```
     """
     endpoint = _Endpoint(enabled, allow, token)

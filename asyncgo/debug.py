@@ -77,7 +77,21 @@ _TYPING_FILE = getattr(sys.modules.get("typing"), "__file__", None) or "<typing>
 @final
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One entry of an await stack, or the place where a primitive was made."""
+    """One entry of an await stack, or the place where a primitive was made.
+
+    Example:
+        ```python
+        async def handler() -> tuple[debug.Frame, ...]:
+            [me] = [t for t in debug.tasks() if t.state == "running"]
+            return me.stack                  # innermost call first, as Go prints it
+
+        async with Group() as g:
+            h = await g.go(handler)
+        top = h.result()[0]
+        assert top.function.endswith("handler") and top.lineno > 0
+        print(top)                           # the function, then file:line on a new line
+        ```
+    """
 
     function: str
     """``module.qualname`` of the function."""
@@ -96,7 +110,22 @@ class Frame:
 @final
 @dataclass(frozen=True, slots=True)
 class Primitive:
-    """An asyncgo primitive a task is parked on."""
+    """An asyncgo primitive a task is parked on.
+
+    Example:
+        ```python
+        with debug.enabled():                # record where primitives are made
+            jobs = Chan[int]()
+            async with Group() as g:
+                await g.go(jobs.recv)
+                await anyio.wait_all_tasks_blocked()  # until it parks
+                [t] = [t for t in debug.tasks() if t.state == "parked"]
+                [p] = t.blocked_on
+                await jobs.send(1)
+        assert p.kind == "Chan" and p.created_at is not None
+        print(p.describe())                  # Chan <Chan ...> made at file:line in ...
+        ```
+    """
 
     kind: str
     """Its type name: ``"Chan"``, ``"Mutex"``, ``"WaitGroup"``, ..."""
@@ -129,7 +158,23 @@ class Primitive:
 @final
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
-    """A snapshot of one task: what `tasks()` returns and `dump()` prints."""
+    """A snapshot of one task: what `tasks()` returns and `dump()` prints.
+
+    Example:
+        ```python
+        with debug.enabled():
+            jobs = Chan[str]()
+            async with Group() as g:
+                with debug.labels(job="resize"):
+                    await g.go(jobs.recv)
+                await anyio.wait_all_tasks_blocked()
+                [t] = [t for t in debug.tasks() if t.labels.get("job") == "resize"]
+                await jobs.send("cat.png")
+        assert (t.state, t.op) == ("parked", "chan recv")
+        assert t.blocked_on[0].kind == "Chan" and t.parked_for is not None
+        print(f'task {t.id} "{t.name}" [{t.status()}]')  # task 6 "...Chan.recv" [chan recv, 0.00s]
+        ```
+    """
 
     id: int
     """A small number, stable for the task's life (Go's goroutine id)."""
@@ -302,6 +347,21 @@ def enable() -> None:
     From now on asyncgo records where each channel and sync primitive is made
     (a frame walk per construction) and which task is parked on what (a dict
     entry per park). Turn it on at start-up in development, or around a test.
+
+    Example:
+        ```python
+        debug.enable()                       # e.g. at start-up, in development
+        try:
+            assert debug.is_enabled()
+            mu = Mutex()                     # where it is made is recorded now
+            async with Group() as g:
+                async with mu:
+                    await g.go(mu.lock)
+                    await anyio.wait_all_tasks_blocked()
+                    assert "mutex lock" in debug.dump()  # who waits, on what, since when
+        finally:
+            debug.disable()
+        ```
     """
     global _on
     _on = True
@@ -309,14 +369,32 @@ def enable() -> None:
 
 
 def disable() -> None:
-    """Turn off what `enable()` turned on (`enabled()` blocks stay on until they end)."""
+    """Turn off what `enable()` turned on (`enabled()` blocks stay on until they end).
+
+    Example:
+        ```python
+        with debug.enabled():
+            debug.enable()
+            debug.disable()
+            assert debug.is_enabled()        # the block keeps diagnostics on...
+        assert not debug.is_enabled()        # ...until it ends
+        ```
+    """
     global _on
     _on = False
     _install()
 
 
 def is_enabled() -> bool:
-    """Whether diagnostics are on (by `enable()` or an open `enabled()` block)."""
+    """Whether diagnostics are on (by `enable()` or an open `enabled()` block).
+
+    Example:
+        ```python
+        assert not debug.is_enabled()        # off by default: they cost nothing
+        with debug.enabled():
+            assert debug.is_enabled()
+        ```
+    """
     return _diag.tracer is not None
 
 
@@ -369,9 +447,13 @@ def labels(**kv: object) -> Iterator[Mapping[str, str]]:
 
     Example:
         ```python
-        with debug.labels(request=req_id, stage="fetch"):
+        async def fetch(url: str) -> dict[str, str]:
+            return dict(debug.current_labels())  # what tasks() and dump() show
+
+        with debug.labels(request="r-42", stage="fetch"):
             async with Group() as g:
-                await g.go(fetch, url)   # its task carries request= and stage=
+                h = await g.go(fetch, "https://example.com")
+        assert h.result() == {"request": "r-42", "stage": "fetch"}
         ```
     """
     previous = _LABELS.get()
@@ -384,7 +466,17 @@ def labels(**kv: object) -> Iterator[Mapping[str, str]]:
 
 
 def current_labels() -> Mapping[str, str]:
-    """The current task's labels (see `labels`)."""
+    """The current task's labels (see `labels`).
+
+    Example:
+        ```python
+        assert debug.current_labels() == {}
+        with debug.labels(request="r-1"):
+            with debug.labels(stage="fetch", request="r-2"):  # inner blocks add and override
+                assert debug.current_labels() == {"request": "r-2", "stage": "fetch"}
+            assert debug.current_labels() == {"request": "r-1"}
+        ```
+    """
     return _LABELS.get()
 
 
@@ -507,6 +599,17 @@ def tasks() -> list[TaskInfo]:
     tasks show their state and await stack. Call it from async code (any
     backend); it does not yield. trio's own two internal system tasks and the
     deadlock detector's watcher tasks are left out.
+
+    Example:
+        ```python
+        async with Group() as g:
+            with debug.labels(job="poll"):
+                g.go_nowait(anyio.sleep, 0.01)
+            snapshot = debug.tasks()         # Go: runtime.Stack(buf, true)
+            [me] = [t for t in snapshot if t.state == "running"]  # the caller
+            [poll] = [t for t in snapshot if t.labels == {"job": "poll"}]
+        assert poll.id != me.id and poll.state in ("runnable", "waiting")
+        ```
     """
     ts = _live_tasks()
     current = _tasks.current_task()
@@ -525,7 +628,18 @@ def _snapshots(raw: Iterable[Any]) -> list[TaskInfo]:
 
 
 def num_tasks() -> int:
-    """How many tasks the running event loop has (Go: ``runtime.NumGoroutine()``)."""
+    """How many tasks the running event loop has (Go: ``runtime.NumGoroutine()``).
+
+    Example:
+        ```python
+        before = debug.num_tasks()
+        async with Group() as g:
+            for _ in range(3):
+                g.go_nowait(anyio.sleep, 0.001)
+            assert debug.num_tasks() == before + 3
+        assert debug.num_tasks() == before
+        ```
+    """
     return sum(1 for t in _tasks.all_tasks() if not _is_internal(t))
 
 
@@ -588,6 +702,22 @@ def dump(snapshot: Iterable[TaskInfo] | None = None, *, group: bool = True) -> s
     printed once with their count, names and labels; else (``?debug=2``) each
     task is printed on its own. The stack is innermost call first. *snapshot*
     prints those tasks instead of the live ones (e.g. a filtered `tasks()`).
+
+    Example:
+        ```python
+        with debug.enabled():
+            jobs = Chan[int]()
+            async with Group() as g:
+                for _ in range(3):
+                    g.go_nowait(jobs.recv)
+                await anyio.wait_all_tasks_blocked()
+                text = debug.dump()          # Go: /debug/pprof/goroutine?debug=1
+                each = debug.dump(group=False)  # ?debug=2
+                for i in range(3):
+                    await jobs.send(i)
+        assert "3 tasks [chan recv" in text  # identical stacks are printed once
+        assert each.count("[chan recv") == 3
+        ```
     """
     ts = tasks() if snapshot is None else list(snapshot)
     if not ts:
@@ -683,9 +813,15 @@ class detect_deadlocks:
 
     Example:
         ```python
-        async with debug.detect_deadlocks():
-            async with Group() as g:
-                await g.go(worker, ch)   # raises Deadlock if it all jams
+        results = Chan[int]()
+        try:
+            async with debug.detect_deadlocks():
+                async with Group() as g:
+                    await g.go(results.recv)  # waits for a send...
+                    await results.recv()     # ...and so does the body: nobody sends
+        except Deadlock as e:
+            report = str(e)
+        assert report.startswith("all tasks are asleep - deadlock!")
         ```
     """
 
