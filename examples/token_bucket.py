@@ -172,8 +172,11 @@ async def main() -> None:
         assert max_in_window(times, window) <= 5 + RATE * window + 1, window
     assert took >= (REQUESTS - 5) / RATE * 0.95
 
-    # Allow: shed load instead of waiting.
-    assert not lim.allow()  # the bucket is empty right after the run
+    # Allow: shed load instead of waiting (a slow bucket, so no token can refill
+    # between the two calls however loaded the machine is).
+    shed = rate.Limiter(1, burst=1)
+    assert shed.allow()  # the one token
+    assert not shed.allow()  # empty: reject instead of queueing
     # Wait with a deadline it cannot meet: fails at once, taking nothing.
     with with_timeout(background(), 0.001) as ctx:
         try:
