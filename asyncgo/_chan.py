@@ -541,27 +541,6 @@ class Chan(SendChan[T], RecvChan[T]):
         if not await self._park(False, value):
             raise ChanClosed("send on closed channel")
 
-    async def _recv_slow(self) -> object:
-        """A receive that the inlined fast path did not complete: the item, or `CLOSED`.
-
-        Called when something can be received at once (buffered items, a parked
-        sender, or a closed channel) -- still a cancel point, and the budget --
-        or to park with diagnostics on.
-        """
-        if self._buf or self._sendq or self._closed:
-            if must_checkpoint(self):
-                await checkpoint()
-            elif self._rpend and self._rt is not TRIO:
-                # The asyncio fairness rule (see __init__): a bare yield, as
-                # checkpoint() would do without its checks.
-                _FAST.budget = BUDGET
-                await asyncio_yield()
-            v = self._poll_recv()
-            if v is not EMPTY:
-                return v
-            # taken while we yielded
-        return await self._park(True, None)
-
     # -- public operations -----------------------------------------------------
     #
     # The fast paths below inline `must_checkpoint`'s first branch (see the
@@ -597,6 +576,8 @@ class Chan(SendChan[T], RecvChan[T]):
                 w = _FAST.state.cancel_scope
                 while w is not None and not w._cancel_called:
                     w = None if w._shield else w._parent_scope
+            elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
+                _FAST.budget -= 1  # trio, nothing pending
             elif check_slow(self, w):
                 await checkpoint()
                 w = self
@@ -657,6 +638,7 @@ class Chan(SendChan[T], RecvChan[T]):
         Raises:
             ChanClosed: The channel is closed and its buffer is empty.
         """
+        w: Any = EMPTY
         if self._buf or self._sendq or self._closed:
             # It can complete at once: still a cancel point (and the budget).
             w = _ctg(self._rt)
@@ -665,32 +647,33 @@ class Chan(SendChan[T], RecvChan[T]):
                 w = _FAST.state.cancel_scope
                 while w is not None and not w._cancel_called:
                     w = None if w._shield else w._parent_scope
-            elif check_slow(self, w):
-                await checkpoint()
-                w = self
+            elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
+                _FAST.budget -= 1  # trio, nothing pending
             else:
-                w = None
-            if w is None and (not self._rpend or self._rt is TRIO):
-                if self._buf and not self._sendq:
-                    return self._buf.popleft()
-                w = self._poll_recv()  # from a parked sender, or closed
-                if w is EMPTY:  # the parked senders had all been cancelled
-                    w = await self._recv_slow()
-            else:
-                w = await self._recv_slow()
-        elif _diag.tracer is None:
+                w = self if check_slow(self, w) else None
+            if w is not None:
+                await checkpoint()  # a cancellation pending, or the budget spent
+            elif self._rpend and self._rt is not TRIO:
+                # The asyncio fairness rule (see __init__): a bare yield.
+                _FAST.budget = BUDGET
+                await asyncio_yield()
+            elif self._buf and not self._sendq:
+                return self._buf.popleft()
+            w = self._poll_recv()  # the item, EMPTY (taken meanwhile), or CLOSED
+        if w is EMPTY:
             # Nothing to receive: park (the cancel point).
-            w = self._park_recv()
-            try:
-                w = await w  # still the parker if this raises
-            except BaseException:
-                w = self._unpark(w)
-                if w is NOT_CLAIMED:
-                    raise
+            if _diag.tracer is None:
+                w = self._park_recv()
+                try:
+                    w = await w  # still the parker if this raises
+                except BaseException:
+                    w = self._unpark(w)
+                    if w is NOT_CLAIMED:
+                        raise
+                else:
+                    self._rpend -= 1
             else:
-                self._rpend -= 1
-        else:
-            w = await self._recv_slow()
+                w = await self._park(True, None)
         if w is CLOSED:
             raise ChanClosed("recv on closed channel")
         return w  # type: ignore[no-any-return]
@@ -700,38 +683,42 @@ class Chan(SendChan[T], RecvChan[T]):
 
         Same waiting and cancellation rules as `recv`. Go: ``v, ok := <-ch``
         """
+        w: Any = EMPTY
         if self._buf or self._sendq or self._closed:
+            # It can complete at once: still a cancel point (and the budget).
             w = _ctg(self._rt)
             if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
                 _FAST.budget -= 1
                 w = _FAST.state.cancel_scope
                 while w is not None and not w._cancel_called:
                     w = None if w._shield else w._parent_scope
-            elif check_slow(self, w):
-                await checkpoint()
-                w = self
+            elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
+                _FAST.budget -= 1  # trio, nothing pending
             else:
-                w = None
-            if w is None and (not self._rpend or self._rt is TRIO):
-                if self._buf and not self._sendq:
-                    return self._buf.popleft(), True
-                w = self._poll_recv()
-                if w is EMPTY:
-                    w = await self._recv_slow()
+                w = self if check_slow(self, w) else None
+            if w is not None:
+                await checkpoint()  # a cancellation pending, or the budget spent
+            elif self._rpend and self._rt is not TRIO:
+                # The asyncio fairness rule (see __init__): a bare yield.
+                _FAST.budget = BUDGET
+                await asyncio_yield()
+            elif self._buf and not self._sendq:
+                return self._buf.popleft(), True
+            w = self._poll_recv()  # the item, EMPTY (taken meanwhile), or CLOSED
+        if w is EMPTY:
+            # Nothing to receive: park (the cancel point).
+            if _diag.tracer is None:
+                w = self._park_recv()
+                try:
+                    w = await w  # still the parker if this raises
+                except BaseException:
+                    w = self._unpark(w)
+                    if w is NOT_CLAIMED:
+                        raise
+                else:
+                    self._rpend -= 1
             else:
-                w = await self._recv_slow()
-        elif _diag.tracer is None:
-            w = self._park_recv()
-            try:
-                w = await w  # still the parker if this raises
-            except BaseException:
-                w = self._unpark(w)
-                if w is NOT_CLAIMED:
-                    raise
-            else:
-                self._rpend -= 1
-        else:
-            w = await self._recv_slow()
+                w = await self._park(True, None)
         if w is CLOSED:
             return None, False
         return w, True
@@ -754,38 +741,42 @@ class Chan(SendChan[T], RecvChan[T]):
 
     async def __anext__(self) -> T:
         """``async for v in ch`` receives until the channel is closed and drained."""
+        w: Any = EMPTY
         if self._buf or self._sendq or self._closed:
+            # It can complete at once: still a cancel point (and the budget).
             w = _ctg(self._rt)
             if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
                 _FAST.budget -= 1
                 w = _FAST.state.cancel_scope
                 while w is not None and not w._cancel_called:
                     w = None if w._shield else w._parent_scope
-            elif check_slow(self, w):
-                await checkpoint()
-                w = self
+            elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
+                _FAST.budget -= 1  # trio, nothing pending
             else:
-                w = None
-            if w is None and (not self._rpend or self._rt is TRIO):
-                if self._buf and not self._sendq:
-                    return self._buf.popleft()
-                w = self._poll_recv()
-                if w is EMPTY:
-                    w = await self._recv_slow()
+                w = self if check_slow(self, w) else None
+            if w is not None:
+                await checkpoint()  # a cancellation pending, or the budget spent
+            elif self._rpend and self._rt is not TRIO:
+                # The asyncio fairness rule (see __init__): a bare yield.
+                _FAST.budget = BUDGET
+                await asyncio_yield()
+            elif self._buf and not self._sendq:
+                return self._buf.popleft()
+            w = self._poll_recv()  # the item, EMPTY (taken meanwhile), or CLOSED
+        if w is EMPTY:
+            # Nothing to receive: park (the cancel point).
+            if _diag.tracer is None:
+                w = self._park_recv()
+                try:
+                    w = await w  # still the parker if this raises
+                except BaseException:
+                    w = self._unpark(w)
+                    if w is NOT_CLAIMED:
+                        raise
+                else:
+                    self._rpend -= 1
             else:
-                w = await self._recv_slow()
-        elif _diag.tracer is None:
-            w = self._park_recv()
-            try:
-                w = await w  # still the parker if this raises
-            except BaseException:
-                w = self._unpark(w)
-                if w is NOT_CLAIMED:
-                    raise
-            else:
-                self._rpend -= 1
-        else:
-            w = await self._recv_slow()
+                w = await self._park(True, None)
         if w is CLOSED:
             raise StopAsyncIteration
         return w  # type: ignore[no-any-return]

@@ -18,6 +18,7 @@ from typing import Any, Generic, NamedTuple, TypeVar, overload
 from ._backend import (
     FAST,
     NOT_CLAIMED,
+    TRIO,
     _diag,
     abandon,
     check_slow,
@@ -240,6 +241,13 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
                         w = None if w._shield else w._parent_scope
                     if w is None:
                         return _new_selected(Selected, (i, ch._buf.popleft(), True))  # type: ignore[union-attr]
+                elif w is None and ch._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
+                    _FAST.budget -= 1  # trio, nothing pending
+                    return _new_selected(Selected, (i, ch._buf.popleft(), True))  # type: ignore[union-attr]
+                elif not check_slow(ch, w):  # trio, or another task than last time
+                    return _new_selected(Selected, (i, ch._buf.popleft(), True))  # type: ignore[union-attr]
+                else:
+                    await checkpoint()  # then poll again, below
     for c in cases:
         if type(c) is not Case:
             raise TypeError(
@@ -279,6 +287,8 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
                 w = _FAST.state.cancel_scope
                 while w is not None and not w._cancel_called:
                     w = None if w._shield else w._parent_scope
+            elif w is None and ch._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
+                _FAST.budget -= 1  # trio, nothing pending
             elif check_slow(ch, w):
                 w = ch
             else:
