@@ -214,10 +214,13 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
         # coin); if the first case polled is ready in any other way, or neither
         # is ready, or a cancellation is pending, the general code takes over
         # with the same order, so the choice stays uniform.
-        order: Sequence[int] = _TWO[random() < 0.5]
-        i = order[0]
-        c = cases[i]
-        d = cases[1 - i]
+        if random() < 0.5:
+            i = 1
+            d, c = cases
+        else:
+            i = 0
+            c, d = cases
+        order: Sequence[int] = _TWO[i]
         if type(c) is Case and type(d) is Case:
             ch = c[0]  # polled first
             if ch is None or c[1] or not ch._buf or ch._sendq:

@@ -22,6 +22,7 @@ allocations and a scheduler round trip more than a channel operation should.
 from __future__ import annotations
 
 from asyncio import _get_running_loop
+from threading import get_ident as _get_ident
 from typing import Any
 from weakref import ref as _ref
 
@@ -152,9 +153,17 @@ def new_parker(rt: object) -> Any:
 
 
 def parker_for(holder: Any) -> Any:
-    """``new_parker(park_runtime(holder))`` in one call: the channels' park path."""
-    loop = _get_running_loop()
+    """``new_parker(park_runtime(holder))`` in one call: the channels' park path.
+
+    An asyncio loop records the thread running it (``_thread_id``): when that
+    is this thread, the hint is the running loop, without asking
+    ``_get_running_loop()``, which costs a system call on Python 3.11 (uvloop
+    does not expose the attribute and takes the exact check).
+    """
     rt = holder._rt
+    if rt is not None and getattr(rt, "_thread_id", None) == _get_ident():
+        return rt.create_future()
+    loop = _get_running_loop()
     if rt is not loop or rt is None:
         if rt is not TRIO or loop is not None:
             rt = holder._rt = runtime()
