@@ -19,6 +19,11 @@ channel *pair*, trio).
   Readings are taken after ``anyio.wait_all_tasks_blocked()`` and
   ``gc.collect()``; every parked receiver is then woken with an item and the
   benchmark checks that each got exactly one.
+  What a channel allocates lazily for its first waiter is charged to the
+  waiter, what a peer allocated up front is not (``asyncio.Queue()`` makes its
+  getter deque in its constructor): so the own-channel rows also report the
+  metric ``with_channel``, the idle channel (``idle_chan_unbuffered``) plus its
+  parked receiver -- what a task blocked on a channel of its own costs in all.
 * ``idle_chan_after_park``: the own-channel case's channels once their one
   receiver has been served and has finished: the memory a channel keeps after
   it has had a waiter (lazily made waiter queues stay). Informational.
@@ -167,10 +172,13 @@ def main() -> None:
 
     async def bench_main() -> None:
         # Idle channels.
+        idle0: dict[str, float] = {}
         for cap, bench in ((0, "idle_chan_unbuffered"), (16, "idle_chan_buffered16")):
             for name, make in impls(backend):
                 idle_bytes(make, cap, 1000)  # warm up (type caches, free lists)
                 v = idle_bytes(make, cap, n_idle)
+                if cap == 0:
+                    idle0[name] = v
                 extra: dict[str, Any] = {"lower_is_better": True, "n": n_idle, "cap": cap}
                 if name == "asyncio.Queue" and cap == 0:
                     extra["note"] = "Queue() is unbounded (asyncio.Queue has no capacity 0)"
@@ -236,6 +244,11 @@ def main() -> None:
                     bare_tasks={k_: round(v_, 1) for k_, v_ in bare.items()},
                     parked_task_bytes=round(per_task, 1),
                     **({"targets": targets_} if targets_ else {}),
+                    **(
+                        {}
+                        if shared
+                        else {"metrics": {"with_channel": idle0[name] + per_task - base}}
+                    ),
                 )
                 if not shared:
                     emit(
