@@ -44,6 +44,9 @@ from ._asyncio import anyio_states_get as _anyio_states_get
 from ._asyncio import checkpoint as _asyncio_yield
 from ._asyncio import current_tasks_get as _current_tasks_get
 
+#: The running asyncio loop, or None (a system call on Python 3.11: use sparingly).
+running_loop = _get_running_loop
+
 #: One bare yield to the asyncio loop (``asyncio.sleep(0)``), for code that knows
 #: it runs under asyncio: the channels' fairness yield.
 asyncio_yield = _asyncio_yield
@@ -74,6 +77,7 @@ __all__ = [
     "NOT_CLAIMED",
     "abandon",
     "rescue",
+    "running_loop",
     "runtime",
     "TRIO",
     "sleep",
