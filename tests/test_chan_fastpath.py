@@ -319,3 +319,50 @@ async def test_recv_case_is_made_once_per_channel_and_view() -> None:
         recv(ch.send_only())  # type: ignore[arg-type]
     ch.send_nowait(3)
     assert await select(recv(view)) == Selected(0, 3, True)
+
+
+# -- asyncio: a receive on an empty buffered channel yields once before parking --------------
+
+
+async def test_receive_yields_once_before_parking_on_asyncio(anyio_backend_name: str) -> None:
+    """asyncio: an item sent while the receiver yields lands in the buffer and is
+    taken without a park; trio parks at once (the sender hands the item over)."""
+    ch = Chan[int](4)
+    got: list[int] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(recv_into, ch, got)
+        await anyio.sleep(0)  # the receiver runs once: finds the buffer empty
+        ch.send_nowait(5)
+        if anyio_backend_name == "asyncio":
+            assert len(ch) == 1 and ch._rw is None  # not parked: still yielding
+        else:
+            assert len(ch) == 0  # handed to the parked receiver
+    assert got == [5]
+    assert ch._rw is None and not ch._recvq
+
+
+async def test_receive_cancelled_while_yielding_before_park_takes_nothing() -> None:
+    ch = Chan[int](4)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ch.recv)
+        await anyio.sleep(0)  # asyncio: it yields before parking; trio: it may park
+        tg.cancel_scope.cancel()
+    assert ch._rw is None and not ch._recvq
+    ch.send_nowait(1)
+    assert ch.recv_nowait() == 1
+
+
+async def test_receivers_already_parked_keep_their_order_on_a_buffered_channel() -> None:
+    ch = Chan[int](4)
+    got: dict[str, int] = {}
+
+    async def r(tag: str) -> None:
+        got[tag] = await ch.recv()
+
+    async with anyio.create_task_group() as tg:
+        for tag in ("a", "b", "c"):
+            tg.start_soon(r, tag)
+            await anyio.wait_all_tasks_blocked()
+        for i in range(3):
+            await ch.send(i)
+    assert got == {"a": 0, "b": 1, "c": 2}
