@@ -331,7 +331,10 @@ async def test_receive_yields_once_before_parking_on_asyncio(anyio_backend_name:
     got: list[int] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(recv_into, ch, got)
-        await anyio.sleep(0)  # the receiver runs once: finds the buffer empty
+        if anyio_backend_name == "asyncio":
+            await anyio.sleep(0)  # FIFO run queue: the receiver runs once, finds it empty
+        else:
+            await anyio.wait_all_tasks_blocked()  # trio runs a batch in random order
         ch.send_nowait(5)
         if anyio_backend_name == "asyncio":
             assert len(ch) == 1 and ch._rw is None  # not parked: still yielding
