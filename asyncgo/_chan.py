@@ -12,9 +12,9 @@ cancelled are dead and skipped (and compacted away, so queues do not grow).
 
 The fast paths of send, recv, recv_ok, ``__anext__`` (and select) inline the
 cancellation check of `asyncgo._backend.must_checkpoint` (its first branch,
-reading `asyncgo._backend.FAST`), falling back to it when the cached task is not
-the current one: that check is most of the cost of an operation that completes
-at once.
+reading `asyncgo._backend.FAST` and `TASK_STATES`), falling back to `check_slow`
+when the current task's anyio state is not cached: that check is most of the
+cost of an operation that completes at once.
 
 Invariants (single-threaded, so they hold between awaits):
 
@@ -34,6 +34,7 @@ from ._backend import (
     BUDGET,
     FAST,
     NOT_CLAIMED,
+    TASK_STATES,
     TRIO,
     _diag,
     asyncio_yield,
@@ -65,6 +66,7 @@ Entry = tuple[Any, int, object]
 
 _FAST = FAST
 _ctg = current_tasks_get
+_task_state = TASK_STATES.get
 
 
 class _Sentinel:
@@ -550,10 +552,11 @@ class Chan(SendChan[T], RecvChan[T]):
     # -- public operations -----------------------------------------------------
     #
     # The fast paths below inline `must_checkpoint`'s first branch (see the
-    # module doc): *w* is the current asyncio task, then the scope walked; it
-    # ends None when no cancellation is pending. Any other case (trio aside:
-    # FAST.trio() is False when its task has nothing pending) goes to the slow
-    # path, which asks `must_checkpoint` itself. The park of a plain receive is
+    # module doc): *w* is the current asyncio task, then its cached anyio state,
+    # then the scope walked; it ends None when no cancellation is pending. Any
+    # other case (trio aside: FAST.trio() is False when its task has nothing
+    # pending) goes to `check_slow`, which also caches a task's state on a miss
+    # (then *w* is None: check_slow finds the task again). The park of a plain receive is
     # inlined too, with as few locals as possible: a parked receiver's memory
     # is this coroutine's frame plus its parker.
 
@@ -577,9 +580,14 @@ class Chan(SendChan[T], RecvChan[T]):
         ):
             # It can complete at once: still a cancel point (and the budget).
             w = _ctg(self._rt)
-            if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+            if (
+                w is not None
+                and _FAST.budget > 0
+                and not w._must_cancel
+                and (w := _task_state(w)) is not None
+            ):
                 _FAST.budget -= 1
-                w = _FAST.state.cancel_scope
+                w = w.cancel_scope
                 while w is not None and not w._cancel_called:
                     w = None if w._shield else w._parent_scope
             elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
@@ -648,9 +656,14 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._buf or self._sendq or self._closed:
             # It can complete at once: still a cancel point (and the budget).
             w = _ctg(self._rt)
-            if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+            if (
+                w is not None
+                and _FAST.budget > 0
+                and not w._must_cancel
+                and (w := _task_state(w)) is not None
+            ):
                 _FAST.budget -= 1
-                w = _FAST.state.cancel_scope
+                w = w.cancel_scope
                 while w is not None and not w._cancel_called:
                     w = None if w._shield else w._parent_scope
             elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
@@ -707,9 +720,14 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._buf or self._sendq or self._closed:
             # It can complete at once: still a cancel point (and the budget).
             w = _ctg(self._rt)
-            if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+            if (
+                w is not None
+                and _FAST.budget > 0
+                and not w._must_cancel
+                and (w := _task_state(w)) is not None
+            ):
                 _FAST.budget -= 1
-                w = _FAST.state.cancel_scope
+                w = w.cancel_scope
                 while w is not None and not w._cancel_called:
                     w = None if w._shield else w._parent_scope
             elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
@@ -779,9 +797,14 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._buf or self._sendq or self._closed:
             # It can complete at once: still a cancel point (and the budget).
             w = _ctg(self._rt)
-            if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+            if (
+                w is not None
+                and _FAST.budget > 0
+                and not w._must_cancel
+                and (w := _task_state(w)) is not None
+            ):
                 _FAST.budget -= 1
-                w = _FAST.state.cancel_scope
+                w = w.cancel_scope
                 while w is not None and not w._cancel_called:
                     w = None if w._shield else w._parent_scope
             elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:

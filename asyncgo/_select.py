@@ -18,6 +18,7 @@ from typing import Any, Generic, NamedTuple, TypeVar, overload
 from ._backend import (
     FAST,
     NOT_CLAIMED,
+    TASK_STATES,
     TRIO,
     _diag,
     abandon,
@@ -148,6 +149,7 @@ _new_selected = tuple.__new__
 _TWO = ((0, 1), (1, 0))
 _FAST = FAST
 _ctg = current_tasks_get
+_task_state = TASK_STATES.get
 
 
 @overload
@@ -237,9 +239,14 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
                         ch = None
             if ch is not None:
                 w = _ctg(ch._rt)  # must_checkpoint's first branch, as in Chan.recv
-                if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+                if (
+                    w is not None
+                    and _FAST.budget > 0
+                    and not w._must_cancel
+                    and (w := _task_state(w)) is not None
+                ):
                     _FAST.budget -= 1
-                    w = _FAST.state.cancel_scope
+                    w = w.cancel_scope
                     while w is not None and not w._cancel_called:
                         w = None if w._shield else w._parent_scope
                     if w is None:
@@ -247,7 +254,7 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
                 elif w is None and ch._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
                     _FAST.budget -= 1  # trio, nothing pending
                     return _new_selected(Selected, (i, ch._buf.popleft(), True))  # type: ignore[union-attr]
-                elif not check_slow(ch, w):  # trio, or another task than last time
+                elif not check_slow(ch, w):  # trio, or a task not cached yet
                     return _new_selected(Selected, (i, ch._buf.popleft(), True))  # type: ignore[union-attr]
                 else:
                     await checkpoint()  # then poll again, below
@@ -285,9 +292,14 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
             # A case can commit at once: still a cancel point (and the budget).
             # must_checkpoint's first branch inlined, as in Chan.recv.
             w = _ctg(ch._rt)
-            if w is _FAST.task and _FAST.budget > 0 and not w._must_cancel:
+            if (
+                w is not None
+                and _FAST.budget > 0
+                and not w._must_cancel
+                and (w := _task_state(w)) is not None
+            ):
                 _FAST.budget -= 1
-                w = _FAST.state.cancel_scope
+                w = w.cancel_scope
                 while w is not None and not w._cancel_called:
                     w = None if w._shield else w._parent_scope
             elif w is None and ch._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:

@@ -75,6 +75,7 @@ __all__ = [
     "parker_for",
     "park_runtime",
     "NOT_CLAIMED",
+    "TASK_STATES",
     "abandon",
     "rescue",
     "running_loop",
@@ -112,10 +113,18 @@ def _trio_cancel_pending() -> bool | None:
 TRIO: object = type("TrioRuntime", (), {"__repr__": lambda self: "<trio>"})()
 
 
+#: Loop classes that record the thread running them in ``_thread_id`` (asyncio's
+#: own; not uvloop's), learnt by `runtime`: `parker_for` trusts such a hint
+#: without a ``getattr`` that would raise and catch AttributeError on the others.
+_THREAD_ID_LOOPS: set[type] = set()
+
+
 def runtime() -> object:
     """The running asyncio loop, or `TRIO` (slow: use a cached hint where possible)."""
     loop = _get_running_loop()
     if loop is not None:
+        if isinstance(getattr(loop, "_thread_id", None), int):
+            _THREAD_ID_LOOPS.add(type(loop))
         return loop
     global _trio_cancel_pending
     mod = _trio_mod()
@@ -165,7 +174,7 @@ def parker_for(holder: Any) -> Any:
     does not expose the attribute and takes the exact check).
     """
     rt = holder._rt
-    if rt is not None and getattr(rt, "_thread_id", None) == _get_ident():
+    if type(rt) in _THREAD_ID_LOOPS and rt._thread_id == _get_ident():
         return rt.create_future()
     loop = _get_running_loop()
     if rt is not loop or rt is None:
@@ -219,46 +228,45 @@ def loop_token() -> object:
 class FastCheck:
     """What the fast path's cancellation check remembers between operations.
 
-    ``task`` is the asyncio task of the last full check and ``state`` its anyio
-    task state (whose ``cancel_scope`` chain says whether an anyio cancellation
-    is pending); ``budget`` counts the fast operations left before one must
-    yield (`BUDGET`); ``trio()`` tells whether the current trio task has a
-    cancellation pending (None when no trio run is current).
+    ``budget`` counts the fast operations left before one must yield
+    (`BUDGET`); ``trio()`` tells whether the current trio task has a
+    cancellation pending (None when no trio run is current). The anyio state
+    of each asyncio task (whose ``cancel_scope`` chain says whether an anyio
+    cancellation is pending) is cached in `TASK_STATES`.
     `must_checkpoint` is the readable version of the check; the channels
-    inline it (``asyncgo/_chan.py``: the hottest code of the
-    library), reading these fields directly and falling back to
-    `must_checkpoint` whenever the cached task is not the current one.
+    inline it (``asyncgo/_chan.py``: the hottest code of the library),
+    reading `TASK_STATES` and these fields directly and falling back to
+    `check_slow` when the current task is not cached.
 
     The cache is exact, not a heuristic: a hit still reads
     ``task._must_cancel`` (asyncio's own pending cancel) and every scope of the
     chain up to the first shield, as anyio's ``checkpoint_if_cancelled`` does;
     it only saves finding the anyio state of the task, which costs a weak
-    reference and a dictionary lookup. (Event loops in several threads share
-    it; a thread switch between its two fields can make one check ask the
-    wrong task, as the single-entry cache before it could.)
+    reference and a dictionary lookup.
     """
 
-    __slots__ = ("budget", "state", "task", "trio")
+    __slots__ = ("budget", "trio")
 
     def __init__(self) -> None:
-        self.task: Any = _NO_TASK
-        self.state: Any = None
         self.budget = BUDGET
         # trio's pending-cancel test: True / False, or None outside a trio run
         # (then the fast path asks `must_checkpoint`, which finds the runtime).
         self.trio: Any = _trio_cancel_pending
 
 
-_NO_TASK: Any = object()  # never a task: FAST.task before the first check
-
-# The tasks checked lately and their anyio states: tasks that take turns (a
-# producer and its consumer, a pool's workers) find theirs here instead of
-# through anyio's weak dictionary. anyio gives a task its state once, before
-# it first runs (or when an asyncio task enters its first anyio scope: tasks
-# without one are not cached), so an entry never goes stale. Bounded: emptied
-# when full; it keeps at most that many finished tasks alive meanwhile.
+# The tasks checked lately and their anyio states: a task finds its state here
+# instead of through anyio's weak dictionary, including tasks that take turns (a
+# producer and its consumer, a pool's workers). anyio gives a task its state
+# once, before it first runs (or when an asyncio task enters its first anyio
+# scope: tasks without one are not cached), so an entry never goes stale.
+# Bounded: emptied when full; it keeps at most that many finished tasks alive
+# meanwhile.
 _states: dict[Any, Any] = {}
 _STATES_MAX = 64
+
+#: ``_states`` for the channels' inlined check: a hit is a task seen lately
+#: whose anyio state is known; a miss (None) goes to `check_slow`, which adds it.
+TASK_STATES = _states
 
 #: The one `FastCheck` of the process.
 FAST = FastCheck()
@@ -275,17 +283,19 @@ def must_checkpoint(holder: Any) -> bool:
     ``_rt``: finding the running loop costs a system call on Python 3.11, so the
     hint is checked instead -- an asyncio loop is right if it is running a task
     now -- and refreshed when wrong. `park_runtime` re-validates it before
-    parking. The common case (same task as the last check) is the first
-    branch; the channels inline exactly that branch.
+    parking. The common case (an asyncio task whose state is cached) is the
+    first branch; the channels inline exactly that branch.
     """
     fc = FAST
     task = _current_tasks_get(holder._rt)
-    if task is fc.task and fc.budget > 0 and not task._must_cancel:
-        fc.budget -= 1
-        scope = fc.state.cancel_scope
-        while scope is not None and not scope._cancel_called:
-            scope = None if scope._shield else scope._parent_scope
-        return scope is not None
+    if task is not None and fc.budget > 0 and not task._must_cancel:
+        state = _states.get(task)
+        if state is not None:
+            fc.budget -= 1
+            scope = state.cancel_scope
+            while scope is not None and not scope._cancel_called:
+                scope = None if scope._shield else scope._parent_scope
+            return scope is not None
     return check_slow(holder, task)
 
 
@@ -321,21 +331,16 @@ def check_slow(holder: Any, task: Any) -> bool:
     if fc.budget <= 0:
         fc.budget = BUDGET
         return True
-    if task is fc.task:
-        state = fc.state
-    else:
-        state = _states.get(task)
+    state = _states.get(task)
+    if state is None:
+        state = _anyio_states_get(_ref(task)) if _anyio_states_get is not None else None
         if state is None:
-            state = _anyio_states_get(_ref(task)) if _anyio_states_get is not None else None
-            if state is None:
-                # Not (yet) an anyio task: nothing to cache, as entering its
-                # first anyio cancel scope will give it a state.
-                return False
-            if len(_states) >= _STATES_MAX:
-                _states.clear()
-            _states[task] = state
-        fc.task = task
-        fc.state = state
+            # Not (yet) an anyio task: nothing to cache, as entering its
+            # first anyio cancel scope will give it a state.
+            return False
+        if len(_states) >= _STATES_MAX:
+            _states.clear()
+        _states[task] = state
     scope = state.cancel_scope
     while scope is not None and not scope._cancel_called:
         scope = None if scope._shield else scope._parent_scope
