@@ -369,3 +369,67 @@ async def test_receivers_already_parked_keep_their_order_on_a_buffered_channel()
         for i in range(3):
             await ch.send(i)
     assert got == {"a": 0, "b": 1, "c": 2}
+
+
+# -- plain asyncio tasks (no anyio state until they enter an anyio scope) ----------------
+
+
+async def test_native_task_fast_ops_then_late_scope_cancels_next_op(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """A plain asyncio task's cache entry looks its anyio state up until anyio makes
+    it: a scope entered after many fast operations still cancels the very next one."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("native asyncio tasks")
+    from asyncgo._backend import TASK_STATES
+
+    ch = Chan[int](1000)
+
+    async def op() -> tuple[bool, int]:
+        for i in range(300):  # fast operations: the task is cached, with no anyio state
+            await ch.send(i)
+            assert await ch.recv() == i
+        task = asyncio.current_task()
+        assert task in TASK_STATES  # cached while it has no anyio state
+        with anyio.move_on_after(-1) as scope:  # deadline passed: cancelled on entry
+            await ch.send(-1)
+            pytest.fail("send completed in a cancelled scope")
+        assert scope.cancelled_caught
+        with anyio.CancelScope() as outer:
+            await ch.send(1)  # fast, not cancelled
+            outer.cancel()
+            await ch.recv()
+            pytest.fail("recv completed in a cancelled scope")
+        return outer.cancelled_caught, len(ch)
+
+    caught, left = await asyncio.ensure_future(op())
+    assert caught and left == 1  # the send in the cancelled scope sent nothing
+    assert ch.recv_nowait() == 1
+
+
+async def test_native_tasks_taking_turns_each_see_their_own_scope(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """Several plain asyncio tasks alternate fast operations; each one's own
+    late anyio scope cancels only its own next operation."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("native asyncio tasks")
+    ch = Chan[int](10_000)
+    for i in range(5_000):
+        ch.send_nowait(i)
+
+    async def worker(k: int) -> bool:
+        for _ in range(20):
+            await ch.recv()
+            await asyncio.sleep(0)  # take turns with the other tasks
+        if k % 2:
+            return False  # odd workers never enter a scope
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await ch.recv()
+            pytest.fail("recv completed in a cancelled scope")
+        return scope.cancelled_caught
+
+    results = await asyncio.gather(*(worker(k) for k in range(80)))
+    assert results == [k % 2 == 0 for k in range(80)]
+    assert len(ch) == 5_000 - 80 * 20

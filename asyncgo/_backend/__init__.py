@@ -269,6 +269,34 @@ _STATES_MAX = 64
 #: whose anyio state is known; a miss (None) goes to `check_slow`, which adds it.
 TASK_STATES = _states
 
+
+class _LateState:
+    """The `_states` entry of an asyncio task that anyio has not given a state yet.
+
+    A plain asyncio task (``asyncio.create_task``, ``gather``, a web framework's
+    request task) gets anyio state only when it first enters an anyio cancel
+    scope, and may do so at any time. Until it has one, no anyio scope can cancel
+    it, so ``cancel_scope`` is None; each read looks the state up again (one
+    weak-reference lookup, far cheaper than the slow check) and, once anyio has
+    made it, puts the real state in this entry's place.
+    """
+
+    __slots__ = ("key",)
+
+    def __init__(self, task: Any) -> None:
+        self.key = _ref(task)
+
+    @property
+    def cancel_scope(self) -> Any:
+        state = _anyio_states_get(self.key)
+        if state is None:
+            return None
+        task = self.key()
+        if task is not None and _states.get(task) is self:
+            _states[task] = state
+        return state.cancel_scope
+
+
 #: The one `FastCheck` of the process.
 FAST = FastCheck()
 
@@ -334,11 +362,13 @@ def check_slow(holder: Any, task: Any) -> bool:
         return True
     state = _states.get(task)
     if state is None:
-        state = _anyio_states_get(_ref(task)) if _anyio_states_get is not None else None
-        if state is None:
-            # Not (yet) an anyio task: nothing to cache, as entering its
-            # first anyio cancel scope will give it a state.
+        if _anyio_states_get is None:  # pragma: no cover - anyio changed its internals
             return False
+        state = _anyio_states_get(_ref(task))
+        if state is None:
+            # Not (yet) an anyio task: entering its first anyio cancel scope
+            # will give it a state, which the entry looks up until then.
+            state = _LateState(task)
         if len(_states) >= _STATES_MAX:
             _states.clear()
         _states[task] = state
