@@ -22,6 +22,12 @@ Benchmarks (issue #2):
   the same two producers sending into *one* channel read with plain ``recv()``:
   the baseline of the "select >= 0.5x recv" target.
 
+* ``*_plain_tasks`` (asyncio, uvloop; informational): ping-pong, buffered 1→1
+  and 4→4 MPMC again, asyncgo against ``asyncio.Queue``, with the tasks started by
+  ``asyncio.create_task`` and awaited with ``asyncio.gather`` -- what a plain
+  asyncio program (or a web framework's request task) runs, where anyio has
+  given the tasks no state.
+
 Every implementation runs the same task structure (one anyio task group, the same
 producer/consumer coroutines, only the bound send/receive methods differ), and
 only the transfer is timed. Each consumer stops at end-of-stream sentinels
@@ -33,11 +39,14 @@ was sent and that every queue is empty afterwards: a lost or duplicated item is 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import gc
+from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
 from typing import Any
 
 import anyio
-from _harness import check, emit, parse_args, run, timed_tasks
+from _harness import check, emit, parse_args, run
+from _harness import timed_tasks as timed_anyio_tasks
 
 from asyncgo import Chan, recv, select
 
@@ -81,6 +90,39 @@ def make_trio(cap: int) -> Endpoints:
 
     tx, rx = trio.open_memory_channel[Any](cap)
     return tx.send, rx.receive, lambda: tx.statistics().current_buffer_used
+
+
+PLAIN_NOTE = (
+    "tasks made by asyncio.create_task and awaited with asyncio.gather (no anyio task group)"
+)
+PLAIN = [False]  # run the tasks as plain asyncio tasks (the *_plain_tasks rows)
+
+
+async def timed_plain_tasks(tasks: Sequence[Callable[[], Awaitable[object]]]) -> float:
+    """As `timed_anyio_tasks`, with plain asyncio tasks: spawned, parked on a start
+    event, timed from the event to the last end."""
+    go = asyncio.Event()
+    ends: list[float] = []
+
+    async def wrap(fn: Callable[[], Awaitable[object]]) -> None:
+        await go.wait()
+        await fn()
+        ends.append(perf_counter())
+
+    gc.collect()
+    running = [asyncio.create_task(wrap(fn)) for fn in tasks]
+    await asyncio.sleep(0)  # every task runs up to the start event
+    t0 = perf_counter()
+    go.set()
+    await asyncio.gather(*running)
+    check(len(ends) == len(tasks), "a benchmark task did not finish")
+    return max(ends) - t0
+
+
+async def timed_tasks(tasks: Sequence[Callable[[], Awaitable[object]]]) -> float:
+    if PLAIN[0]:
+        return await timed_plain_tasks(tasks)
+    return await timed_anyio_tasks(tasks)
 
 
 def peers(backend: str) -> list[tuple[str, Callable[[int], Endpoints]]]:
@@ -335,6 +377,53 @@ def main() -> None:
                 else:
                     extra["note"] = FORWARD_NOTE
                 emit(bench, name, backend, v, "msg/s", **extra)
+
+        # The same three again with plain asyncio tasks (informational).
+        if backend in ("asyncio", "uvloop"):
+            PLAIN[0] = True
+            try:
+                for name, make in impls[:2]:  # asyncgo, asyncio.Queue
+                    await pingpong(make, warm // 10, "warmup", name)
+                    v = await pingpong(make, n_pp, "pingpong_unbuffered_plain_tasks", name)
+                    note = f"{PLAIN_NOTE}; {QUEUE0_NOTE}" if name == "asyncio.Queue" else PLAIN_NOTE
+                    emit(
+                        "pingpong_unbuffered_plain_tasks",
+                        name,
+                        backend,
+                        v,
+                        "round trips/s",
+                        n=n_pp,
+                        note=note,
+                    )
+                for name, make in impls[:2]:
+                    await one_to_one(make, warm, "warmup", name)
+                    v = await one_to_one(make, n_buf, "buffered_1to1_plain_tasks", name)
+                    emit(
+                        "buffered_1to1_plain_tasks",
+                        name,
+                        backend,
+                        v,
+                        "msg/s",
+                        n=n_buf,
+                        cap=1024,
+                        note=PLAIN_NOTE,
+                    )
+                for name, make in impls[:2]:
+                    await mpmc(make, warm, "warmup", name)
+                    v, share = await mpmc(make, n_mpmc, "mpmc_4x4_plain_tasks", name)
+                    emit(
+                        "mpmc_4x4_plain_tasks",
+                        name,
+                        backend,
+                        v,
+                        "msg/s",
+                        n=n_mpmc,
+                        cap=64,
+                        metrics={"min_share": share},
+                        note=PLAIN_NOTE,
+                    )
+            finally:
+                PLAIN[0] = False
 
     run(bench_main, backend)
 
