@@ -433,3 +433,63 @@ async def test_native_tasks_taking_turns_each_see_their_own_scope(
     results = await asyncio.gather(*(worker(k) for k in range(80)))
     assert results == [k % 2 == 0 for k in range(80)]
     assert len(ch) == 5_000 - 80 * 20
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_plain_tasks_random_cancellation_lose_and_duplicate_nothing(
+    anyio_backend: tuple[str, dict[str, object]], seed: int
+) -> None:
+    """More plain asyncio tasks than the state cache holds (it is emptied as it
+    fills), each entering anyio scopes at random times and cancelling them at
+    random points: what was received is exactly what was reported sent."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("native asyncio tasks")
+    import random
+
+    rng = random.Random(seed)
+    ch = Chan[int](rng.choice([0, 1, 8]))
+    sent: list[int] = []
+    got: list[int] = []
+    cancelled = 0
+
+    async def sender(k: int) -> None:
+        nonlocal cancelled
+        for j in range(30):
+            v = k * 1000 + j
+            if rng.random() < 0.3:
+                with anyio.CancelScope() as scope:
+                    if rng.random() < 0.5:
+                        scope.cancel()  # pending before the operation
+                    else:
+                        asyncio.get_running_loop().call_soon(scope.cancel)
+                    await ch.send(v)
+                    sent.append(v)
+                cancelled += scope.cancelled_caught
+            else:
+                await ch.send(v)
+                sent.append(v)
+
+    async def receiver() -> None:
+        nonlocal cancelled
+        while True:
+            if rng.random() < 0.3:
+                with anyio.CancelScope() as scope:
+                    asyncio.get_running_loop().call_soon(scope.cancel)
+                    v = await ch.recv()
+                    got.append(v)
+                    if v < 0:
+                        return
+                cancelled += scope.cancelled_caught
+            else:
+                v = await ch.recv()
+                got.append(v)
+                if v < 0:
+                    return
+
+    receivers = [asyncio.ensure_future(receiver()) for _ in range(20)]
+    await asyncio.gather(*(asyncio.ensure_future(sender(k)) for k in range(80)))
+    for _ in receivers:
+        await ch.send(-1)
+    await asyncio.gather(*receivers)
+    assert sorted(v for v in got if v >= 0) == sorted(sent)
+    assert cancelled > 0  # the cancellations did happen
