@@ -258,10 +258,10 @@ class FastCheck:
 # The tasks checked lately and their anyio states: a task finds its state here
 # instead of through anyio's weak dictionary, including tasks that take turns (a
 # producer and its consumer, a pool's workers). anyio gives a task its state
-# once, before it first runs (or when an asyncio task enters its first anyio
-# scope: tasks without one are not cached), so an entry never goes stale.
-# Bounded: emptied when full; it keeps at most that many finished tasks alive
-# meanwhile.
+# once and never replaces it: before the task first runs, or (a plain asyncio
+# task) when it enters its first anyio scope -- until then its entry is a
+# `_LateState` that keeps looking -- so an entry never goes stale. Bounded:
+# emptied when full; it keeps at most that many finished tasks alive meanwhile.
 _states: dict[Any, Any] = {}
 _STATES_MAX = 64
 
