@@ -29,6 +29,7 @@ Optional ``extra`` keys that ``run.py`` understands (all others are kept in the 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
@@ -97,13 +98,17 @@ def run(main: Callable[[], Awaitable[None]], backend: str) -> None:
         anyio.run(main, backend=backend)
 
 
-async def timed_tasks(tasks: Sequence[Callable[[], Awaitable[object]]]) -> float:
+async def timed_tasks(
+    tasks: Sequence[Callable[[], Awaitable[object]]], *, plain: bool = False
+) -> float:
     """Run *tasks* concurrently in one anyio task group; seconds from start to the last end.
 
     Every task is spawned first and parks on a start event; the clock starts just
     before the event is set and stops when the last task returns, so spawning and
     the task group's exit are not timed -- only the work. One task structure for
-    every implementation measured, on every backend.
+    every implementation measured, on every backend. ``plain=True`` (asyncio
+    only): the same with plain ``asyncio.create_task`` tasks awaited by
+    ``asyncio.gather``, which anyio has given no state.
     """
     go = anyio.Event()
     ends: list[float] = []
@@ -114,12 +119,19 @@ async def timed_tasks(tasks: Sequence[Callable[[], Awaitable[object]]]) -> float
         ends.append(perf_counter())
 
     gc.collect()
-    async with anyio.create_task_group() as tg:
-        for fn in tasks:
-            tg.start_soon(wrap, fn)
+    if plain:
+        running = [asyncio.create_task(wrap(fn)) for fn in tasks]
         await anyio.wait_all_tasks_blocked()
         t0 = perf_counter()
         go.set()
+        await asyncio.gather(*running)
+    else:
+        async with anyio.create_task_group() as tg:
+            for fn in tasks:
+                tg.start_soon(wrap, fn)
+            await anyio.wait_all_tasks_blocked()
+            t0 = perf_counter()
+            go.set()
     if len(ends) != len(tasks):  # pragma: no cover - a task raised: the group re-raised it
         raise BenchError("a benchmark task did not finish")
     return max(ends) - t0

@@ -39,9 +39,7 @@ was sent and that every queue is empty afterwards: a lost or duplicated item is 
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Awaitable, Callable, Sequence
-from time import perf_counter
 from typing import Any
 
 import anyio
@@ -98,31 +96,8 @@ PLAIN_NOTE = (
 PLAIN = [False]  # run the tasks as plain asyncio tasks (the *_plain_tasks rows)
 
 
-async def timed_plain_tasks(tasks: Sequence[Callable[[], Awaitable[object]]]) -> float:
-    """As `timed_anyio_tasks`, with plain asyncio tasks: spawned, parked on a start
-    event, timed from the event to the last end."""
-    go = asyncio.Event()
-    ends: list[float] = []
-
-    async def wrap(fn: Callable[[], Awaitable[object]]) -> None:
-        await go.wait()
-        await fn()
-        ends.append(perf_counter())
-
-    gc.collect()
-    running = [asyncio.create_task(wrap(fn)) for fn in tasks]
-    await asyncio.sleep(0)  # every task runs up to the start event
-    t0 = perf_counter()
-    go.set()
-    await asyncio.gather(*running)
-    check(len(ends) == len(tasks), "a benchmark task did not finish")
-    return max(ends) - t0
-
-
 async def timed_tasks(tasks: Sequence[Callable[[], Awaitable[object]]]) -> float:
-    if PLAIN[0]:
-        return await timed_plain_tasks(tasks)
-    return await timed_anyio_tasks(tasks)
+    return await timed_anyio_tasks(tasks, plain=PLAIN[0])
 
 
 def peers(backend: str) -> list[tuple[str, Callable[[int], Endpoints]]]:
