@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
 from ._backend import (
@@ -36,7 +35,6 @@ from ._backend import (
     FAST,
     NOT_CLAIMED,
     TASK_STATES,
-    THREAD_ID_LOOPS,
     TRIO,
     _diag,
     asyncio_yield,
@@ -388,13 +386,7 @@ class Chan(SendChan[T], RecvChan[T]):
 
     def _park_recv(self) -> Any:
         """Queue a new parker for a plain receive and return it (the caller awaits it)."""
-        w: Any = self._rt  # parker_for(self) inlined (one call less per park)
-        if (type(w) in THREAD_ID_LOOPS and w._thread_id == _get_ident()) or (
-            w is running_loop() and w is not None
-        ):
-            w = w.create_future()
-        else:
-            w = parker_for(self)
+        w = parker_for(self)
         if self._rt is not self._loop:
             self._bind(w)
         if self._rw is None and not self._recvq:
@@ -421,13 +413,7 @@ class Chan(SendChan[T], RecvChan[T]):
 
     def _park_sender(self, value: object) -> Entry:
         """Queue a new parker for a plain send of *value*; return its entry (await ``[0]``)."""
-        w: Any = self._rt  # parker_for(self) inlined, as in _park_recv
-        if (type(w) in THREAD_ID_LOOPS and w._thread_id == _get_ident()) or (
-            w is running_loop() and w is not None
-        ):
-            w = w.create_future()
-        else:
-            w = parker_for(self)
+        w = parker_for(self)
         if self._rt is not self._loop:
             self._bind(w)
         e: Entry = (w, 0, value)

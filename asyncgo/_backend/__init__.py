@@ -76,7 +76,6 @@ __all__ = [
     "park_runtime",
     "NOT_CLAIMED",
     "TASK_STATES",
-    "THREAD_ID_LOOPS",
     "abandon",
     "rescue",
     "running_loop",
@@ -117,7 +116,7 @@ TRIO: object = type("TrioRuntime", (), {"__repr__": lambda self: "<trio>"})()
 #: Loop classes that record the thread running them in ``_thread_id`` (asyncio's
 #: own; not uvloop's), learnt by `runtime`: `parker_for` trusts such a hint
 #: without a ``getattr`` that would raise and catch AttributeError on the others.
-THREAD_ID_LOOPS: set[type] = set()
+_THREAD_ID_LOOPS: set[type] = set()
 
 
 def runtime() -> object:
@@ -125,7 +124,7 @@ def runtime() -> object:
     loop = _get_running_loop()
     if loop is not None:
         if isinstance(getattr(loop, "_thread_id", None), int):
-            THREAD_ID_LOOPS.add(type(loop))
+            _THREAD_ID_LOOPS.add(type(loop))
         return loop
     global _trio_cancel_pending
     mod = _trio_mod()
@@ -175,7 +174,7 @@ def parker_for(holder: Any) -> Any:
     does not expose the attribute and takes the exact check).
     """
     rt = holder._rt
-    if type(rt) in THREAD_ID_LOOPS and rt._thread_id == _get_ident():
+    if type(rt) in _THREAD_ID_LOOPS and rt._thread_id == _get_ident():
         return rt.create_future()
     loop = _get_running_loop()
     if rt is not loop or rt is None:
