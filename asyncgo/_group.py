@@ -491,14 +491,19 @@ class Group:
         h._task = None
         h._value = None
         ctx = self._ctx
-        if _current.get() is ctx:
-            started = self._spawn(h, fn, args)
-        else:  # spawned from outside the block: the task must still see current() == g.ctx
-            token = _current.set(ctx)
-            try:
+        try:
+            if _current.get() is ctx:
                 started = self._spawn(h, fn, args)
-            finally:
-                _current.reset(token)
+            else:  # spawned from outside the block: the task must still see current() == g.ctx
+                token = _current.set(ctx)
+                try:
+                    started = self._spawn(h, fn, args)
+                finally:
+                    _current.reset(token)
+        except BaseException:  # the event loop refused the task (a task factory raised)
+            if self._limit is not None and h._state is PENDING:  # (else the task released it)
+                self._release()
+            raise
         if not started:  # from outside the group, while its owner is leaving the block
             if self._limit is not None:
                 self._release()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -545,6 +546,48 @@ async def test_inside_asyncio_taskgroup(anyio_backend_name: str) -> None:
             tg.create_task(sibling_fails())
     assert info.group_contains(Boom)
     assert live.now == 0
+
+
+@pytest.mark.parametrize("limit", [None, 1])
+async def test_task_factory_that_raises(anyio_backend_name: str, limit: int | None) -> None:
+    """The loop refusing a task (a task factory raising; uvloop with Python 3.13's
+    eager_task_factory does) fails that go() with the loop's error. The group must
+    not wait for the task that never started, nor keep its limit slot."""
+    if anyio_backend_name != "asyncio":
+        pytest.skip("task factories are asyncio's (and uvloop's)")
+    loop = asyncio.get_running_loop()
+    old = loop.get_task_factory()
+    refuse = [True]
+    made: list[Awaitable[object]] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        made.append(coro)
+        if refuse[0]:
+            raise TypeError("factory refuses")
+        return asyncio.Task(coro, loop=loop, **kw)
+
+    ran: list[str] = []
+
+    async def child(tag: str) -> str:
+        ran.append(tag)
+        return tag
+
+    loop.set_task_factory(factory)
+    try:
+        with anyio.fail_after(30):  # the bug was a hang: fail instead
+            async with Group(limit=limit) as g:
+                with pytest.raises(TypeError, match="factory refuses"):
+                    g.go_nowait(child, "refused")
+                with pytest.raises(TypeError, match="factory refuses"):
+                    await g.go(child, "refused too")
+                refuse[0] = False
+                h = await g.go(child, "accepted")  # limit=1: the slot is free again
+            assert await h == "accepted"
+    finally:
+        loop.set_task_factory(old)
+    assert ran == ["accepted"]
+    assert len(made) == 3
+    assert all(inspect.getcoroutinestate(c) == "CORO_CLOSED" for c in made)  # type: ignore[arg-type]
 
 
 # -- shields and scopes inside ----------------------------------------------------------

@@ -176,7 +176,13 @@ class AsyncioCore:
         self, h: _HandleLike, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
     ) -> bool:
         self._live.add(h)  # before create_task: an eager task factory may finish it inside
-        task = self._loop.create_task(self._run(h, fn, args))
+        coro = self._run(h, fn, args)
+        try:
+            task = self._loop.create_task(coro)
+        except BaseException:  # e.g. a task factory that raises: no child was started
+            coro.close()  # (finishes it if an eager factory had started it)
+            self._live.discard(h)  # or exit() would wait for it forever
+            raise
         if not task.done():  # (an eager task factory may have run it to the end)
             h._task = task
             if self._aborted:
