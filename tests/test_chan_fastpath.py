@@ -143,6 +143,76 @@ async def test_native_task_without_anyio_state_then_scope(
     assert ch.recv_nowait() == 2
 
 
+@pytest.mark.parametrize("op", ["send", "recv", "recv_ok", "anext", "select"])
+@pytest.mark.parametrize("how", ["Task.cancel", "Task.cancel in scope", "scope.cancel"])
+async def test_cancel_after_claim_is_met_by_the_next_fast_op(
+    anyio_backend_name: str, op: str, how: str
+) -> None:
+    """A parked recv claimed by a sender and cancelled before it resumes completes
+    (the claim wins, as on trio); the cancellation is then pending, and the very next
+    operation must raise it even when it could complete at once -- taking and
+    delivering nothing. On asyncio, Task.cancel() is re-delivered a little later:
+    meanwhile the task's fast operations must yield rather than complete."""
+    if how != "scope.cancel" and anyio_backend_name != "asyncio":
+        pytest.skip("Task.cancel() is asyncio's")
+    ch = Chan[int]()
+    data = Chan[int](100)
+    for i in range(50):
+        data.send_nowait(i)
+    got: list[int] = []
+    outcome: list[str] = []
+    scopes: list[anyio.CancelScope] = []
+
+    async def next_op() -> None:
+        if op == "send":
+            await data.send(99)
+        elif op == "recv":
+            await data.recv()
+        elif op == "recv_ok":
+            await data.recv_ok()
+        elif op == "anext":
+            await data.__anext__()
+        else:
+            await select(recv(data), recv(None))
+
+    async def victim() -> None:
+        with anyio.CancelScope() if how != "Task.cancel" else _no_scope() as scope:
+            scopes.append(scope)
+            got.append(await ch.recv())  # parked: claimed, then cancelled
+            try:
+                for _ in range(10):
+                    await next_op()
+            except BaseException:
+                outcome.append("cancelled")
+                raise
+            outcome.append("completed")
+
+    if how == "scope.cancel":
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(victim)
+            await anyio.wait_all_tasks_blocked()
+            ch.send_nowait(1)  # claims the parked receiver
+            scopes[0].cancel()  # before it resumes
+    else:
+        task = asyncio.ensure_future(victim())
+        await anyio.wait_all_tasks_blocked()
+        ch.send_nowait(1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert got == [1]  # the claim won
+    assert outcome == ["cancelled"]
+    assert len(data) == 50  # the next operation took and delivered nothing
+
+
+class _no_scope:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 async def test_budget_yields_with_tasks_taking_turns() -> None:
     """The budget counts fast operations of every task: the slow branch of the
     check (a different task each time) still ends in a yield every BUDGET ops."""

@@ -198,8 +198,14 @@ def rescue(parker: Any, exc: BaseException) -> Any:
     Returns `NOT_CLAIMED` otherwise: the operation did not happen, and the
     parker is made dead so that no one can claim it any more.
     """
-    if isinstance(parker, _asyncio.Future) and _asyncio.rescue_future(parker, exc):
-        return parker.result()
+    if isinstance(parker, _asyncio.Future):
+        task = _asyncio.rescue_future(parker, exc, _redelivered)
+        if task is not None:
+            # Until the cancellation is re-delivered, the task's fast operations
+            # must yield (and so meet it) instead of completing.
+            _redelivering.add(task)
+            _states[task] = _REDELIVERING
+            return parker.result()
     # Not claimed: make sure no one can claim it later. A cancellation has done
     # so already, but another exception (KeyboardInterrupt, GeneratorExit)
     # leaves the parker live in the queues, and an item handed to it would be
@@ -296,6 +302,35 @@ class _LateState:
         return state.cancel_scope
 
 
+class _CancelPending:
+    """A stand-in cancel scope that is cancelled: the fast path's check sees a pending
+    cancellation, so the operation takes the slow road, which yields."""
+
+    __slots__ = ()
+    _cancel_called = True
+    _shield = False
+    _parent_scope = None
+
+
+class _Redelivering:
+    """The `_states` entry of an asyncio task whose cancellation `rescue` deferred."""
+
+    __slots__ = ()
+    cancel_scope = _CancelPending()
+
+
+_REDELIVERING = _Redelivering()
+# Tasks with a deferred cancellation not yet re-delivered (a few at most): check_slow
+# consults it when it makes an entry, in case the cache was emptied meanwhile.
+_redelivering: set[Any] = set()
+
+
+def _redelivered(task: Any) -> None:
+    _redelivering.discard(task)
+    if _states.get(task) is _REDELIVERING:
+        del _states[task]  # found again by check_slow
+
+
 #: The one `FastCheck` of the process.
 FAST = FastCheck()
 
@@ -363,7 +398,7 @@ def check_slow(holder: Any, task: Any) -> bool:
     if state is None:
         if _anyio_states_get is None:  # pragma: no cover - anyio changed its internals
             return False
-        state = _anyio_states_get(_ref(task))
+        state = _REDELIVERING if task in _redelivering else _anyio_states_get(_ref(task))
         if state is None:
             # Not (yet) an anyio task: entering its first anyio cancel scope
             # will give it a state, which the entry looks up until then.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import types
 from asyncio import CancelledError, Future, current_task
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 try:  # anyio's per-task cancel-scope state, read without a scheduler round trip
@@ -24,25 +24,35 @@ __all__ = [
 ]
 
 
-def rescue_future(fut: Future[Any], exc: BaseException) -> bool:
-    """True if *fut* was claimed (result set) before *exc* interrupted its await."""
+def rescue_future(
+    fut: Future[Any], exc: BaseException, done: Callable[[asyncio.Task[Any]], None]
+) -> asyncio.Task[Any] | None:
+    """The current task if *fut* was claimed (result set) before *exc* interrupted its await.
+
+    Claimed first, cancelled after (``Task.cancel()`` between ``set_result`` and
+    the task resuming): the operation has completed, so it is reported, and the
+    cancellation is delivered again once the task next yields, as trio does.
+    Until then the caller must make the task's operations take the slow road
+    (which yields): a fast operation would complete under a pending cancel.
+    ``done(task)`` is called when the re-delivery has run.
+    Not with cancel() now: that sets Task._must_cancel, which
+    Task.uncancel() does not clear before Python 3.13, so an
+    asyncio.timeout() block ending right after this operation would leak
+    the cancellation past its exit (tests/test_chan_stress.py pins it).
+    """
     if fut.cancelled() or not fut.done() or not isinstance(exc, CancelledError):
-        return False
-    # Claimed first, cancelled after (Task.cancel() between set_result and
-    # the task resuming): the operation has completed, so report it and
-    # deliver the cancellation once the task next waits, as trio does.
-    # Not with cancel() now: that sets Task._must_cancel, which
-    # Task.uncancel() does not clear before Python 3.13, so an
-    # asyncio.timeout() block ending right after this operation would leak
-    # the cancellation past its exit (tests/test_chan_stress.py pins it).
+        return None
     task = current_task()
     if task is None:  # pragma: no cover - parked outside a task is impossible
-        return False
-    fut.get_loop().call_soon(_redeliver_cancel, task, exc.args[:1])
-    return True
+        return None
+    fut.get_loop().call_soon(_redeliver_cancel, task, exc.args[:1], done)
+    return task
 
 
-def _redeliver_cancel(task: asyncio.Task[Any], args: tuple[object, ...]) -> None:
+def _redeliver_cancel(
+    task: asyncio.Task[Any], args: tuple[object, ...], done: Callable[[asyncio.Task[Any]], None]
+) -> None:
+    done(task)
     # Still wanted? An asyncio.timeout() that ended meanwhile has uncancelled it.
     if not task.done() and task.cancelling():
         task.uncancel()  # cancel() counts again: keep the count unchanged
