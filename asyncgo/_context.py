@@ -460,6 +460,9 @@ class Context:
         try:
             if self._cn is not self or self._err is not None:
                 return
+            # Collected: _bury passes on past this node what its children still owe
+            # (the collector may finalize a parent before its child, or with it).
+            self._cn = None
             up = self._up
             timer = self._timer
             orphan = None
@@ -470,9 +473,9 @@ class Context:
             own = self._deadline if self._owner is self else None
             rt = self._rt
             if rt is None:
-                _bury(None, up, self._wr, timer, orphan, own)
+                _bury(None, up, self._wr, timer, orphan, own, self._deadline)
             else:
-                run_on_loop(rt, _bury, rt, up, self._wr, timer, orphan, own)
+                run_on_loop(rt, _bury, rt, up, self._wr, timer, orphan, own, self._deadline)
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
 
@@ -491,14 +494,27 @@ def _bury(
     timer: TimerHandle | None,
     orphan: _Orphan | None,
     own_deadline: float | None,
+    deadline: float | None = None,
 ) -> None:
-    """The loop-thread half of ``Context.__del__``."""
+    """The loop-thread half of ``Context.__del__``.
+
+    *deadline* is the collected node's effective deadline, *own_deadline* the same
+    when the node itself set it (else an ancestor's timer fires it).
+    """
     if up is not None and up._kids is not None:
         up._kids.discard(wr)
     if timer is not None:
         timer.cancel()
     if orphan is None:
         return
+    while up is not None and up._cn is None:
+        # The parent was collected too, and finalized first: it will fire nothing.
+        # Hand on to the nearest live ancestor, and keep the deadline the collected
+        # one would have enforced.
+        if rt is None:
+            rt = up._rt
+        own_deadline = deadline
+        up = up._up
     if up is not None:
         if up._err is None:
             up._adopt(orphan)

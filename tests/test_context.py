@@ -897,6 +897,34 @@ async def test_after_func_of_a_dropped_context_still_runs() -> None:
     assert seen == [1]
 
 
+@pytest.mark.parametrize("how", ["cancel", "deadline"])
+@pytest.mark.parametrize("depth", [2, 3, 5])
+async def test_a_dropped_chain_still_fires_what_its_last_node_owes(how: str, depth: int) -> None:
+    """Several dropped levels are collected together, in whatever order the collector
+    finalizes them: what the last one owes (a done channel someone waits on, an
+    after_func) must still fire when the live root is cancelled -- or, when the
+    first dropped level set a deadline, at that deadline."""
+    root, cancel_root = with_cancel(background())
+    seen: list[str] = []
+
+    def build() -> Any:
+        ctx: Any = with_timeout(root, 0.02)[0] if how == "deadline" else with_cancel(root)[0]
+        for _ in range(depth - 1):
+            ctx = with_cancel(ctx)[0]
+        after_func(ctx, lambda: seen.append("fired"))
+        return ctx.done()
+
+    done = build()  # every context of the chain is garbage now
+    gc.collect()
+    if how == "cancel":
+        cancel_root()
+    with anyio.fail_after(10):
+        assert await done.recv_ok() == (None, False)
+    assert seen == ["fired"]
+    cancel_root()
+    check_timers(0)
+
+
 async def test_repr() -> None:
     ctx, cancel = with_timeout(background(), 60)
     assert repr(ctx).startswith("<Context with_timeout deadline=")
