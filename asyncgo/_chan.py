@@ -971,6 +971,13 @@ class _RecvView(RecvChan[T]):
         raise AttributeError(f"'RecvChan' object has no attribute {name!r}")
 
 
+# Python reports some misuse by the class name (``async for`` over a send-only view:
+# "'async for' requires an object with __aiter__ method, got SendChan"): name the
+# views after the public types they are.
+_SendView.__name__ = _SendView.__qualname__ = "SendChan"
+_RecvView.__name__ = _RecvView.__qualname__ = "RecvChan"
+
+
 def chan_of(c: object, op: str = "") -> Chan[object]:
     """The `Chan` behind a channel or a view of one, checked for direction *op*."""
     if type(c) is Chan:

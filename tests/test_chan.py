@@ -742,8 +742,12 @@ async def test_send_only_view() -> None:
     for name in ("recv", "recv_ok", "recv_nowait"):
         with pytest.raises(AttributeError, match=r"send-only"):
             getattr(tx, name)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"SendChan. object is not an async iterable"):
         aiter(tx)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"'async for' requires .* got SendChan$"):
+        async for _ in tx:  # type: ignore[attr-defined]
+            pass
+    assert repr(type(tx)).endswith(".SendChan'>") and type(ch.recv_only()).__name__ == "RecvChan"
     tx.close()
     assert ch.closed and tx.closed
     assert [v async for v in ch] == [1, 2]
