@@ -29,6 +29,8 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from functools import partial
+from inspect import isawaitable as _isawaitable
+from types import CoroutineType as _Coroutine
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, final, overload
 
@@ -375,7 +377,8 @@ class WorkerPool:
     handle only (counted in ``stats().failed``) unless ``fail_fast=True``: then
     the first failure aborts the pool and is raised, as itself, when the block
     is left. With ``executor="thread"`` or ``"process"``, *fn* is a sync
-    callable run in a worker thread or process.
+    callable run in a worker thread or process; without one, a sync callable
+    runs on the event loop (like a pipeline stage).
 
     Scaling: ``workers`` fixes the count; ``min_workers`` / ``max_workers`` make it
     dynamic (``workers`` is then the initial count, default ``min_workers``). A
@@ -422,9 +425,18 @@ class WorkerPool:
         Raises:
             ValueError: A negative or inconsistent worker count, ``max_workers < 1``,
                 a negative ``queue_size`` or ``idle_timeout``, or an unknown executor.
+            TypeError: A worker count or ``queue_size`` that is not an int.
         """
         if executor not in (None, "thread", "process"):
             raise ValueError(f"WorkerPool(executor={executor!r}): expected 'thread' or 'process'")
+        for name, v in (
+            ("workers", workers),
+            ("min_workers", min_workers),
+            ("max_workers", max_workers),
+            ("queue_size", queue_size),
+        ):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise TypeError(f"WorkerPool: {name} must be an int, not {type(v).__name__}")
         dynamic = min_workers is not None or max_workers is not None
         if not dynamic:
             n = 10 if workers is None else workers
@@ -708,7 +720,10 @@ class WorkerPool:
                 self._spawn()
             try:
                 if run_sync is None:
-                    value = await job._fn(*job._args)
+                    value = job._fn(*job._args)
+                    # (a sync callable with no executor ran on the loop: that is its result)
+                    if type(value) is _Coroutine or _isawaitable(value):
+                        value = await value
                 else:
                     value = await self._in_executor(run_sync, job)
             except cancelled_exc:

@@ -265,11 +265,16 @@ class Broadcast(Generic[T]):
         Raises:
             ChanClosed: The broadcast is closed.
             ValueError: A negative *buffer* or an unknown *policy*.
+            TypeError: A *buffer* that is not an int.
         """
         if self._closed:
             raise ChanClosed("subscribe to closed Broadcast")
         if policy not in _POLICIES:
             raise ValueError(f"Broadcast.subscribe(policy={policy!r}): expected one of {_POLICIES}")
+        if not isinstance(buffer, int) or isinstance(buffer, bool):
+            raise TypeError(
+                f"Broadcast.subscribe: buffer must be an int, not {type(buffer).__name__}"
+            )
         if buffer < 0:
             raise ValueError(f"Broadcast.subscribe: negative buffer ({buffer})")
         sub = Subscription(self, buffer, policy)
@@ -395,6 +400,7 @@ class PubSub(Generic[K, T]):
         Raises:
             ChanClosed: The PubSub is closed.
             ValueError: A negative *buffer* or an unknown *policy*.
+            TypeError: A *buffer* that is not an int.
         """
         if self._closed:
             raise ChanClosed("subscribe to closed PubSub")

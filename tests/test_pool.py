@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import anyio
 import pytest
@@ -293,6 +294,34 @@ async def test_bad_arguments() -> None:
         WorkerPool(executor="fiber")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="queue_size"):
         WorkerPool(queue_size=-1)
+    for kw in ("workers", "min_workers", "max_workers", "queue_size"):
+        with pytest.raises(TypeError, match=rf"WorkerPool: {kw} must be an int, not float"):
+            WorkerPool(**{kw: 2.5})  # type: ignore[arg-type]
+
+
+async def test_sync_callable_without_executor_runs_on_the_loop() -> None:
+    """Like a pipeline stage: its return value is the result; an awaitable it
+    returns is awaited (whatever earlier jobs returned)."""
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
+    def triple(x: int) -> int:
+        threads.append(threading.get_ident())
+        return 3 * x
+
+    async def plus(x: int) -> int:
+        return x + 100
+
+    def mixed(x: int) -> Any:
+        return x if x % 2 else plus(x)
+
+    async with WorkerPool(workers=2) as pool:
+        assert await (await pool.submit(triple, 2)) == 6
+        handles = [await pool.submit(mixed, x) for x in range(6)]
+        assert [await h for h in handles] == [100, 1, 102, 3, 104, 5]
+        assert [r async for r in pool.map(triple, range(4))] == [0, 3, 6, 9]
+        assert pool.stats().failed == 0
+    assert set(threads) == {loop_thread}
 
 
 async def test_handle_result_before_done() -> None:

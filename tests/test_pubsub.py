@@ -146,6 +146,10 @@ async def test_bad_arguments() -> None:
         bus.subscribe(policy="lossy")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="negative buffer"):
         bus.subscribe(buffer=-1)
+    with pytest.raises(TypeError, match="buffer must be an int, not float"):
+        bus.subscribe(buffer=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="buffer must be an int, not float"):
+        PubSub[str, int]().subscribe("t", buffer=1.5)  # type: ignore[arg-type]
 
 
 async def test_pubsub_topics() -> None:
