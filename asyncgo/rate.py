@@ -198,8 +198,9 @@ class Limiter:
     It starts full. `allow` takes tokens if they are there, `reserve` books
     them for the future and says how long to wait, `wait` books and waits.
     With ``limit=INF`` everything is allowed (the burst is ignored); with
-    ``limit=0`` only the first *burst* tokens are ever granted. In any interval
-    of *T* seconds it grants at most ``burst + limit * T`` tokens.
+    ``limit=0`` the bucket is not refilled: the tokens in it are granted, then
+    none until `set_limit` raises the limit (`burst` keeps its value). In any
+    interval of *T* seconds it grants at most ``burst + limit * T`` tokens.
 
     Refill is computed from the clock, no task runs; the limiter is shared
     between tasks of one event loop. ``wait`` waiters are served in the order
@@ -254,10 +255,8 @@ class Limiter:
             last = t
         if self._limit == INF:
             return t, float(self._burst)
-        if last == -math.inf:
-            # Never updated: full (a zero limit's burst shrinks as it is granted).
-            burst = float(self._burst)
-            return t, (min(self._tokens, burst) if self._limit == 0 else burst)
+        # Never updated (last = -inf): a finite limit has had all the time in the
+        # world to fill the bucket; a zero limit adds nothing to the initial burst.
         tokens = self._tokens + _tokens_from_duration(self._limit, t - last)
         burst = float(self._burst)
         if tokens > burst:
@@ -267,12 +266,10 @@ class Limiter:
     def _reserve(self, t: float, n: int, max_future: float) -> Reservation:
         if self._limit == INF:
             return Reservation._create(self, True, n, t, self._limit)
-        if self._limit == 0:
-            # Go: with a zero limit only the initial burst is ever granted.
-            ok = self._burst >= n
-            if ok:
-                self._burst -= n
-            return Reservation._create(self, ok, self._burst, t, self._limit)
+        # A zero limit takes the same path, as in current Go: the tokens in the
+        # bucket are granted, none are added, and what is missing would take
+        # INF_DURATION. The burst is never spent (older Go took zero-limit grants
+        # out of it), so a later set_limit refills the bucket as usual.
         t, tokens = self._advance(t)
         tokens -= n
         wait = _duration_from_tokens(self._limit, -tokens) if tokens < 0 else 0.0

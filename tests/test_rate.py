@@ -158,7 +158,7 @@ def test_inf_allows_everything() -> None:
 
 
 def test_zero_limit_allows_only_the_burst() -> None:
-    """Go: TestZeroLimit / TestLimiter_noTruncationErrors-style zero limit."""
+    """A zero limit grants the tokens in the bucket and never refills it."""
     lim = Limiter(0, 3)
     assert lim.allow_at(T[0], 2)
     assert lim.allow_at(T[5], 1)
@@ -167,6 +167,72 @@ def test_zero_limit_allows_only_the_burst() -> None:
     assert lim.tokens_at(1e9) == 0
     assert not Limiter(10, 0).allow_at(T[0])  # zero burst: nothing, ever
     assert not Limiter(10, 0).reserve_at(T[0]).ok
+
+
+def test_zero_limit() -> None:
+    """Go: TestZeroLimit."""
+    lim = Limiter(0, 1)
+    assert lim.allow_at(T[0]) is True  # the bucket starts full
+    assert lim.allow_at(T[0]) is False
+    assert lim.allow_at(1e9) is False
+
+
+def test_set_after_zero_limit() -> None:
+    """Go: TestSetAfterZeroLimit: a zero limit spends tokens, not the burst."""
+    lim = Limiter(0, 1)
+    assert lim.allow_at(T[0]) is True
+    assert lim.allow_at(T[0]) is False
+    lim.set_limit_at(T[0], 10)
+    r = lim.reserve_at(T[0])
+    assert r.ok and r.time_to_act == approx(T[1])  # another token in 100 ms
+
+
+def test_zero_limit_burst_and_tokens() -> None:
+    """Go's Burst() and Tokens() for a zero limit: the burst stays, the tokens go."""
+    lim = Limiter(0, 3)
+    assert lim.allow_at(T[0], 2)
+    assert lim.burst == 3
+    assert lim.tokens_at(T[9]) == 1
+    assert not lim.allow_at(T[9], 2)  # refused: nothing taken
+    assert lim.burst == 3 and lim.tokens_at(T[9]) == 1
+    assert lim.allow_at(T[9], 3) is False
+    lim.set_burst_at(T[9], 5)  # a larger bucket is not filled by a zero limit
+    assert lim.tokens_at(1e9) == 1
+    lim.set_limit_at(1.0, 10)
+    assert lim.tokens_at(1.4) == approx(5)  # refilled at the new limit, up to the new burst
+
+
+def test_zero_limit_set_before_first_use() -> None:
+    """A zero limit raised before any grant starts from the full bucket."""
+    lim = Limiter(0, 2)
+    lim.set_limit_at(T[5], 10)
+    assert lim.tokens_at(T[5]) == 2
+    assert lim.allow_at(T[5], 2) and not lim.allow_at(T[5])
+    assert lim.allow_at(T[6])
+
+
+def test_zero_limit_reserve_past_the_bucket() -> None:
+    """As Go's ReserveN: ok, with INF_DURATION to wait; cancelling gives the token back."""
+    lim = Limiter(0, 1)
+    assert lim.reserve_at(T[0]).delay_from(T[0]) == 0
+    r = lim.reserve_at(T[0])
+    assert r.ok
+    assert r.delay_from(T[0]) == INF_DURATION
+    assert lim.tokens_at(T[1]) == -1
+    assert not lim.reserve_at(T[0], 2).ok  # more than the burst: never
+    r.cancel_at(T[1])
+    assert lim.tokens_at(T[1]) == 0
+    lim.set_limit_at(T[1], 10)
+    assert lim.reserve_at(T[1]).time_to_act == approx(T[2])
+
+
+def test_tiny_limit() -> None:
+    """Go: TestTinyLimit: a tiny rate grants the burst and nothing more (no overflow)."""
+    lim = Limiter(1e-10, 1)
+    assert lim.allow_at(T[0]) is True
+    assert lim.allow_at(T[1]) is False
+    r = lim.reserve_at(T[1])
+    assert r.ok and r.delay_from(T[1]) == pytest.approx(1e10)
 
 
 def test_set_limit_mid_stream() -> None:
@@ -368,6 +434,32 @@ def test_pure_needs_no_loop() -> None:
 def test_reservation_has_no_public_constructor() -> None:
     with pytest.raises(TypeError, match="use Limiter.reserve"):
         rate.Reservation()
+
+
+@pytest.mark.anyio
+async def test_wait_after_set_nonzero_after_zero() -> None:
+    """Go: TestSetAfterZeroLimit, on the event loop's clock."""
+    lim = rate.Limiter(0, 1)
+    assert lim.allow()
+    assert not lim.allow()
+    lim.set_limit(10)
+    t0 = _time.perf_counter()
+    await lim.wait(1)  # was: ValueError "exceeds limiter's burst 0"
+    assert 0.08 < _time.perf_counter() - t0 < 1.0  # a token in ~100 ms
+    assert lim.burst == 1
+
+
+@pytest.mark.anyio
+async def test_wait_zero_limit_fails_fast_before_deadline() -> None:
+    lim = rate.Limiter(0, 1)
+    await lim.wait()
+    ctx, cancel = with_timeout(background(), 60)
+    with pytest.raises(DeadlineExceeded, match=r"would exceed context deadline$"):
+        await lim.wait(1, ctx)  # no token will ever come
+    cancel()
+    with pytest.raises(ValueError, match=r"^rate: wait\(n=2\) exceeds limiter's burst 1$"):
+        await lim.wait(2)
+    assert lim.tokens() == 0 and lim.burst == 1
 
 
 @pytest.mark.anyio

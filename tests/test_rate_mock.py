@@ -132,3 +132,40 @@ async def test_sliding_window_cancel_withdraws_booking() -> None:
         await w.wait()
     await trio.sleep(0.5)
     assert w.allow()  # the withdrawn booking at t=1 does not count
+
+
+async def test_wait_after_set_nonzero_after_zero() -> None:
+    """Go: TestSetAfterZeroLimit, exact on the virtual clock."""
+    lim = rate.Limiter(0, 1)
+    assert lim.allow()
+    assert not lim.allow()
+    lim.set_limit(10)
+    t0 = trio.current_time()
+    await lim.wait()
+    assert trio.current_time() - t0 == approx(0.1)
+
+
+async def test_zero_limit_wait_blocks_until_cancelled() -> None:
+    """As Go's WaitN: past the bucket, a zero limit books a token at INF_DURATION."""
+    lim = rate.Limiter(0, 1)
+    await lim.wait()
+    ctx, cancel = with_cancel(background())
+    failed: list[BaseException] = []
+
+    async def waiter() -> None:
+        try:
+            await lim.wait(1, ctx)
+        except Canceled as e:
+            failed.append(e)
+
+    async with trio.open_nursery() as n:
+        n.start_soon(waiter)
+        await trio.sleep(3600)
+        assert lim.tokens() == -1  # booked
+        cancel()
+    assert len(failed) == 1
+    assert lim.tokens() == 0  # given back
+    lim.set_limit(10)
+    t0 = trio.current_time()
+    await lim.wait()
+    assert trio.current_time() - t0 == approx(0.1)
