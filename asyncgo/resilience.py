@@ -47,6 +47,13 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
+def _number(where: str, v: object) -> float:
+    """*v* as a float; TypeError naming *where* (``"Backoff(initial=...)"``) if not a number."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"{where}: takes a number of seconds, not {type(v).__name__}")
+    return float(v)
+
+
 class CircuitOpen(Exception):
     """A call was refused because the circuit breaker is open (or its probes are busy).
 
@@ -224,7 +231,8 @@ class CircuitBreaker:
 
         Args:
             failure_threshold: Counted failures within *window* that open it.
-            window: Seconds over which failures are counted while closed.
+            window: Seconds over which failures are counted while closed
+                (positive; ``math.inf``: until the breaker closes or resets).
             recovery_time: Seconds it stays open before letting probes through.
             half_open_max_calls: Probe calls let through at once while half-open.
             success_threshold: Successful probes that close it again.
@@ -234,7 +242,10 @@ class CircuitBreaker:
             name: Shown in `CircuitOpen` messages and ``repr``.
 
         Raises:
-            ValueError: A threshold or count is below 1, or a time is negative.
+            ValueError: A threshold or count is below 1, *window* is not
+                positive (``math.inf``: failures never leave it), or
+                *recovery_time* is negative or NaN.
+            TypeError: *window* or *recovery_time* is not a number.
         """
         for what, v in (
             ("failure_threshold", failure_threshold),
@@ -243,12 +254,20 @@ class CircuitBreaker:
         ):
             if v < 1:
                 raise ValueError(f"CircuitBreaker({what}={v}): must be at least 1")
-        for what, f in (("window", window), ("recovery_time", recovery_time)):
-            if not f >= 0:
-                raise ValueError(f"CircuitBreaker({what}={f}): must not be negative")
+        # A window of 0 would forget each failure as it is counted: a breaker
+        # that never opens (unless failure_threshold=1) is a misconfiguration.
+        win = _number(f"CircuitBreaker(window={window!r})", window)
+        if not win > 0:
+            raise ValueError(
+                f"CircuitBreaker(window={window}): must be positive "
+                "(the seconds over which failures are counted; math.inf for no limit)"
+            )
+        rec = _number(f"CircuitBreaker(recovery_time={recovery_time!r})", recovery_time)
+        if not rec >= 0:
+            raise ValueError(f"CircuitBreaker(recovery_time={recovery_time}): must be >= 0 seconds")
         self._threshold = failure_threshold
-        self._window = float(window)
-        self._recovery_time = float(recovery_time)
+        self._window = win
+        self._recovery_time = rec
         self._half_open_max = half_open_max_calls
         self._success_threshold = success_threshold
         self._failure_on = failure_on

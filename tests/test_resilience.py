@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time as _time
 
@@ -184,6 +185,21 @@ async def test_cancellation_counts_as_nothing() -> None:
 async def test_breaker_misuse() -> None:
     with pytest.raises(ValueError, match=r"^CircuitBreaker\(failure_threshold=0\): must be at"):
         CircuitBreaker(failure_threshold=0)
+    for window in (0, 0.0, -1, -0.5, math.nan):
+        with pytest.raises(ValueError, match=r"^CircuitBreaker\(window=.*\): must be positive"):
+            CircuitBreaker(window=window)
+    with pytest.raises(TypeError, match=r"^CircuitBreaker\(window='10'\): takes a number"):
+        CircuitBreaker(window="10")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^CircuitBreaker\(window=True\): takes a number"):
+        CircuitBreaker(window=True)
+    for recovery_time in (-1, math.nan):
+        with pytest.raises(
+            ValueError, match=r"^CircuitBreaker\(recovery_time=.*\): must be >= 0 seconds$"
+        ):
+            CircuitBreaker(recovery_time=recovery_time)
+    with pytest.raises(TypeError, match=r"^CircuitBreaker\(recovery_time=None\): takes a"):
+        CircuitBreaker(recovery_time=None)  # type: ignore[arg-type]
+    CircuitBreaker(recovery_time=0)  # half-open at once: allowed
     with pytest.raises(RuntimeError, match="__aexit__ without __aenter__"):
         await CircuitBreaker().__aexit__(None, None, None)
 
@@ -326,6 +342,28 @@ class TestMockClock:
             with ctx.scope():
                 await retry(slow, ctx=ctx)
         cancel()
+
+    async def test_breaker_tiny_window_still_opens(self) -> None:
+        """Failures at the same instant all count, however small the window."""
+        b = CircuitBreaker(failure_threshold=3, window=1e-9)
+        for _ in range(3):
+            with pytest.raises(Boom):
+                await b.call(boom)
+        assert st(b) is State.OPEN
+
+    async def test_breaker_infinite_window_never_forgets(self) -> None:
+        b = CircuitBreaker(failure_threshold=3, window=math.inf, recovery_time=1.0)
+        for _ in range(2):
+            with pytest.raises(Boom):
+                await b.call(boom)
+            await trio.sleep(10**6)  # far apart: still counted
+        assert st(b) is State.CLOSED and b.stats().recent_failures == 2
+        with pytest.raises(Boom):
+            await b.call(boom)
+        assert st(b) is State.OPEN
+        await trio.sleep(1.0)
+        assert await b.call(ok) == "ok"  # the probe closes it: the count starts over
+        assert b.stats().recent_failures == 0
 
     async def test_breaker_recovery_time_exact(self) -> None:
         b = CircuitBreaker(failure_threshold=3, window=1.0, recovery_time=30.0)
