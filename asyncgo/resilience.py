@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -449,6 +450,16 @@ class Backoff:
     ``min(maximum, initial * multiplier ** (i - 1))``; with *jitter* the sleep
     is uniform in ``[0, cap]``, otherwise exactly *cap*.
 
+    Rules, checked when it is made: ``0 <= initial <= maximum``, *maximum*
+    finite, ``multiplier >= 1`` (1: a constant backoff) and finite, *jitter* a
+    bool. ``initial=0`` never sleeps.
+
+    Raises:
+        ValueError: A rule above is broken, e.g. ``Backoff(initial=-5):
+            must be >= 0 seconds``.
+        TypeError: *initial*, *maximum* or *multiplier* is not a number, or
+            *jitter* not a bool.
+
     Example:
         ```python
         steady = resilience.Backoff(initial=0.1, maximum=1.0, jitter=False)
@@ -469,6 +480,30 @@ class Backoff:
     multiplier: float = 2.0
     jitter: bool = True
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        initial = _number(f"Backoff(initial={self.initial!r})", self.initial)
+        maximum = _number(f"Backoff(maximum={self.maximum!r})", self.maximum)
+        if isinstance(self.multiplier, bool) or not isinstance(self.multiplier, (int, float)):
+            raise TypeError(
+                f"Backoff(multiplier={self.multiplier!r}): takes a number, "
+                f"not {type(self.multiplier).__name__}"
+            )
+        if not isinstance(self.jitter, bool):
+            raise TypeError(
+                f"Backoff(jitter={self.jitter!r}): takes a bool, not {type(self.jitter).__name__}"
+            )
+        if not 0 <= initial < math.inf:
+            raise ValueError(f"Backoff(initial={self.initial}): must be >= 0 seconds and finite")
+        if not initial <= maximum < math.inf:
+            raise ValueError(
+                f"Backoff(maximum={self.maximum}): must be >= initial ({self.initial}) and finite"
+            )
+        if not 1 <= self.multiplier < math.inf:
+            raise ValueError(
+                f"Backoff(multiplier={self.multiplier}): must be >= 1 and finite "
+                "(1: the same backoff every time)"
+            )
 
     def delay(self, retry: int) -> float:
         """Seconds to sleep before retry number *retry* (1-based)."""

@@ -204,6 +204,47 @@ async def test_breaker_misuse() -> None:
         await CircuitBreaker().__aexit__(None, None, None)
 
 
+def test_backoff_validation() -> None:
+    """Bad Backoff options fail when it is made, naming the option and the rule."""
+    bad: list[tuple[dict[str, object], str]] = [
+        ({"initial": -5}, r"^Backoff\(initial=-5\): must be >= 0 seconds and finite$"),
+        ({"initial": math.inf}, r"^Backoff\(initial=inf\): must be >= 0 seconds and finite$"),
+        ({"initial": math.nan}, r"^Backoff\(initial=nan\): must be >= 0"),
+        ({"multiplier": 0.5}, r"^Backoff\(multiplier=0.5\): must be >= 1 and finite"),
+        ({"multiplier": 0}, r"^Backoff\(multiplier=0\): must be >= 1"),
+        ({"multiplier": -2}, r"^Backoff\(multiplier=-2\): must be >= 1"),
+        ({"multiplier": math.inf}, r"^Backoff\(multiplier=inf\): must be >= 1 and finite"),
+        (
+            {"initial": 2.0, "maximum": 1.0},
+            r"^Backoff\(maximum=1.0\): must be >= initial \(2.0\) and finite$",
+        ),
+        ({"maximum": -1}, r"^Backoff\(maximum=-1\): must be >= initial"),
+        ({"maximum": math.inf}, r"^Backoff\(maximum=inf\): must be >= initial \(0.1\) and"),
+        ({"maximum": math.nan}, r"^Backoff\(maximum=nan\): must be >= initial"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            Backoff(**kwargs)  # type: ignore[arg-type]
+    wrong_type: list[tuple[dict[str, object], str]] = [
+        ({"initial": "1"}, r"^Backoff\(initial='1'\): takes a number of seconds, not str$"),
+        ({"maximum": None}, r"^Backoff\(maximum=None\): takes a number of seconds"),
+        ({"initial": True}, r"^Backoff\(initial=True\): takes a number of seconds, not bool"),
+        ({"multiplier": "2"}, r"^Backoff\(multiplier='2'\): takes a number, not str$"),
+        ({"jitter": 1}, r"^Backoff\(jitter=1\): takes a bool, not int$"),
+    ]
+    for kwargs, message in wrong_type:
+        with pytest.raises(TypeError, match=message):
+            Backoff(**kwargs)  # type: ignore[arg-type]
+
+
+def test_backoff_edges_allowed() -> None:
+    assert [Backoff(initial=0, jitter=False).delay(i) for i in (1, 5)] == [0, 0]
+    constant = Backoff(initial=0.5, maximum=0.5, multiplier=1, jitter=False)
+    assert [constant.delay(i) for i in (1, 2, 10)] == [0.5, 0.5, 0.5]
+    assert Backoff(initial=1, maximum=3, multiplier=3, jitter=False).delay(2) == 3
+    assert Backoff(initial=0.1, maximum=1.0, jitter=False).delay(1) == 0.1
+
+
 # -- retry, real time on every backend -------------------------------------------
 
 
