@@ -507,7 +507,13 @@ class Backoff:
 
     def delay(self, retry: int) -> float:
         """Seconds to sleep before retry number *retry* (1-based)."""
-        cap = min(self.maximum, self.initial * self.multiplier ** (retry - 1))
+        if not self.initial:
+            return 0.0
+        try:
+            grown = self.initial * float(self.multiplier) ** (retry - 1)
+        except OverflowError:  # 2.0 ** 1024: far past any maximum
+            grown = math.inf
+        cap = min(self.maximum, grown)
         return self.rng.uniform(0.0, cap) if self.jitter else cap
 
 

@@ -245,7 +245,31 @@ def test_backoff_edges_allowed() -> None:
     assert Backoff(initial=0.1, maximum=1.0, jitter=False).delay(1) == 0.1
 
 
+def test_backoff_many_retries_stay_at_the_maximum() -> None:
+    """multiplier ** (retry - 1) overflows a float past retry 1024: the cap is the maximum."""
+    steady = Backoff(initial=0.1, maximum=10.0, jitter=False)
+    assert [steady.delay(i) for i in (1024, 1025, 1100, 10**6)] == [10.0] * 4
+    assert 0 <= Backoff(maximum=2.0).delay(10**9) <= 2.0
+    assert Backoff(initial=0, jitter=False).delay(10**6) == 0
+
+
 # -- retry, real time on every backend -------------------------------------------
+
+
+async def test_retry_past_a_thousand_attempts() -> None:
+    """The backoff of retry 1025+ used to raise OverflowError instead of retrying."""
+    calls = 0
+
+    async def fail() -> None:
+        nonlocal calls
+        calls += 1
+        raise Boom("down")
+
+    tiny = Backoff(initial=1e-7, maximum=1e-7, jitter=False)
+    with pytest.raises(Boom) as info:
+        await retry(fail, attempts=1100, backoff=tiny, retry_on=Boom)
+    assert calls == 1100
+    assert info.value.__notes__ == ["retry: gave up after 1100 attempts"]
 
 
 async def test_retry_until_success() -> None:
