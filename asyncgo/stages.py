@@ -6,9 +6,10 @@ below is one too; inside a pipeline the runner gives each its own task and moves
 items to and from it a list at a time, which is where their speed comes from.
 
 Where a function is expected (``map``, ``filter``, ``flat_map``, ``tap``), a sync or
-an async callable works: an async one (or a sync one returning awaitables) is
-awaited. ``map(..., executor="thread" | "process")`` runs a sync function off the
-event loop for blocking or CPU-bound work.
+an async callable works: an async one is awaited, and so is every result of a sync
+one that is awaitable (checked result by result, not decided on the first).
+``map(..., executor="thread" | "process")`` runs a sync function off the event loop
+for blocking or CPU-bound work.
 
 Stages that need tasks (``map`` with workers or an executor, ``batch`` with a
 timeout, ``merge``, ``fan_out``, ``tee``) start them inside their own node's task, in
@@ -20,6 +21,7 @@ raise `TypeError`: they cannot work without tasks.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import os
 from collections import deque
@@ -32,6 +34,8 @@ from collections.abc import (
     Iterable,
 )
 from functools import partial
+from itertools import compress
+from types import GeneratorType
 from typing import Any, Literal, Protocol, TypeVar, final, overload
 
 from ._backend import CancelScope, anyio, create_task_group, current_time, to_thread
@@ -98,44 +102,95 @@ class Limiter(Protocol):
 # -- calling user functions, sync or async ------------------------------------------
 
 
-def _declared_async(fn: object) -> bool | None:
-    """True for a coroutine function; None (find out on the first call) otherwise."""
+def _declared_async(fn: object) -> bool:
+    """True for a coroutine function (or a partial of one, or an async ``__call__``)."""
     while isinstance(fn, partial):
         fn = fn.func
     if inspect.iscoroutinefunction(fn):
         return True
     call = getattr(type(fn), "__call__", None)  # noqa: B004 - an async __call__ method
-    if call is not None and inspect.iscoroutinefunction(call):
-        return True
-    return None
+    return call is not None and inspect.iscoroutinefunction(call)
 
 
-def _awaitable(obj: object) -> bool:
-    return inspect.isawaitable(obj)
+#: Result types never awaitable: a result of one of these is passed on as is.
+_PLAIN_TYPES = frozenset(
+    {int, float, complex, bool, str, bytes, type(None), list, tuple, dict, set, frozenset}
+)
+_MAX_PLAIN = 64  # types learnt per callable, at most (classes made on the fly stay bounded)
 
 
 class _Fn:
-    """A user callable and whether it is async (decided on its first result if unsure)."""
+    """A user callable, sync or async, and how to get its results.
 
-    __slots__ = ("fn", "is_async")
+    A coroutine function (``is_async``) is called and awaited. Any other callable
+    may return an awaitable for some items and a plain value for others
+    (``lambda x: x if x < 0 else fetch(x)``), so each of its results is checked:
+    one whose type is in `plain` (types seen not to be awaitable) goes on as is,
+    for the price of a set lookup; any other is awaited if `inspect.isawaitable`.
+    The stages' batch loops check a whole list of results at once
+    (`all_plain`, C speed) and fall back to one result at a time only when it fails.
+    """
+
+    __slots__ = ("fn", "is_async", "plain")
 
     def __init__(self, fn: Callable[..., Any], what: str) -> None:
         if not callable(fn):
             raise TypeError(f"stages.{what}() needs a callable, not {type(fn).__name__}")
         self.fn = fn
         self.is_async = _declared_async(fn)
+        self.plain = set(_PLAIN_TYPES)
 
-    def known_async(self) -> bool:
-        """Whether *fn* is async (after `__call__` has seen a result, if it had to)."""
-        return bool(self.is_async)
+    def awaitable(self, result: object) -> bool:
+        """Whether *result* must be awaited (learns the type of a plain one)."""
+        cls = type(result)
+        if cls in self.plain:
+            return False
+        if inspect.isawaitable(result):
+            return True
+        # A generator is awaitable or not by its code's flags (@types.coroutine),
+        # not its type: never cache that type.
+        if cls is not GeneratorType and len(self.plain) < _MAX_PLAIN:
+            self.plain.add(cls)
+        return False
+
+    def all_plain(self, results: list[Any]) -> bool:
+        """True when no result in *results* is awaitable (most often: one C-level pass)."""
+        if self.plain.issuperset(builtins.map(type, results)):
+            return True
+        return not any(builtins.map(self.awaitable, results))
+
+    async def settle(self, result: Any) -> Any:
+        """*result*, awaited if it is awaitable."""
+        if type(result) in self.plain or not self.awaitable(result):
+            return result
+        return await result
 
     async def __call__(self, item: object) -> Any:
-        result = self.fn(item)
-        if self.is_async is None:
-            self.is_async = _awaitable(result)
         if self.is_async:
-            return await result
-        return result
+            return await self.fn(item)
+        result = self.fn(item)
+        if type(result) in self.plain or not self.awaitable(result):
+            return result
+        return await result
+
+
+async def _settle_all(w: _Fn, results: list[Any]) -> list[Any]:
+    """*results* with each awaitable one awaited, in order.
+
+    If one fails, the awaitables not awaited yet are closed (no "never awaited"
+    warning for coroutines) and the error propagates.
+    """
+    out: list[Any] = []
+    try:
+        for r in results:
+            out.append(await w.settle(r))  # noqa: PERF401 - len(out) is used below
+    except BaseException:
+        for r in results[len(out) + 1 :]:
+            close = getattr(r, "close", None)
+            if close is not None and inspect.iscoroutine(r):
+                close()
+        raise
+    return out
 
 
 # -- the stages --------------------------------------------------------------------
@@ -180,7 +235,7 @@ class _Map(TaskStage[T, U]):
             return lambda item: run_sync(fn, item, cancellable=True, limiter=limiter)
         if self._fn.is_async:
             return fn  # no wrapper layer per call
-        return self._fn
+        return self._fn  # checks each result: awaited if awaitable
 
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
         if self._workers == 1 and self._executor is None:
@@ -191,21 +246,24 @@ class _Map(TaskStage[T, U]):
     async def _serial(self, rx: _Link, tx: _Sink) -> None:
         w = self._fn
         fn = w.fn
-        while (batch := await rx.next_batch()) is not None:
-            if w.is_async is None:
-                first = await w(batch[0])
-                if w.known_async():
-                    await tx.put(first)
-                    batch = batch[1:]
-                else:
-                    await tx.put_many([first, *(fn(x) for x in batch[1:])])
-                    continue
-            if w.is_async:
+        if w.is_async:
+            while (batch := await rx.next_batch()) is not None:
                 # One item at a time: each result goes on as soon as it is ready.
                 for item in batch:
                     await tx.put(await fn(item))
-            else:
-                await tx.put_many([fn(x) for x in batch])
+            return
+        while (batch := await rx.next_batch()) is not None:
+            out = [fn(x) for x in batch]
+            if w.all_plain(out):
+                await tx.put_many(out)
+                continue
+            # Some results are awaitables: await each in order, then go on with
+            # every later result checked one by one (the calls of this batch are
+            # made already: their awaitables wait their turn).
+            await tx.put_many(await _settle_all(w, out))
+            while (batch := await rx.next_batch()) is not None:
+                for item in batch:
+                    await tx.put(await w(item))
 
     async def _pool(self, rx: _Link, tx: _Sink, run: _Run) -> None:
         # No feeder or emitter task: each worker takes the next item itself (one of
@@ -572,17 +630,23 @@ class _Filter(TaskStage[T, T]):
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
         w = self._fn
         pred = w.fn
-        while (batch := await rx.next_batch()) is not None:
-            if w.is_async is None:
-                if await w(batch[0]):
-                    await tx.put(batch[0])
-                batch = batch[1:]
-            if w.is_async:
+        if w.is_async:
+            while (batch := await rx.next_batch()) is not None:
                 for item in batch:
                     if await pred(item):
                         await tx.put(item)
-            else:
-                await tx.put_many([x for x in batch if pred(x)])
+            return
+        while (batch := await rx.next_batch()) is not None:
+            keep = [pred(x) for x in batch]
+            if w.all_plain(keep):
+                await tx.put_many(list(compress(batch, keep)))
+                continue
+            # Some verdicts are awaitables (see _Map._serial).
+            await tx.put_many(list(compress(batch, await _settle_all(w, keep))))
+            while (batch := await rx.next_batch()) is not None:
+                for item in batch:
+                    if await w(item):
+                        await tx.put(item)
 
 
 def filter(pred: Callable[[T], Any]) -> TaskStage[T, T]:  # noqa: A001
@@ -1168,19 +1232,24 @@ class _Tap(TaskStage[T, T]):
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
         w = self._fn
         fn = w.fn
-        while (batch := await rx.next_batch()) is not None:
-            if w.is_async is None:
-                await w(batch[0])
-                await tx.put(batch[0])
-                batch = batch[1:]
-            if w.is_async:
+        if w.is_async:
+            while (batch := await rx.next_batch()) is not None:
                 for item in batch:
                     await fn(item)
                     await tx.put(item)
-            else:
-                for item in batch:
-                    fn(item)
+            return
+        while (batch := await rx.next_batch()) is not None:
+            results = [fn(x) for x in batch]
+            if not w.all_plain(results):
+                # Some results are awaitables (see _Map._serial).
+                await _settle_all(w, results)
                 await tx.put_many(batch)
+                while (batch := await rx.next_batch()) is not None:
+                    for item in batch:
+                        await w(item)
+                        await tx.put(item)
+                return
+            await tx.put_many(batch)
 
 
 def tap(fn: Callable[[T], Any]) -> TaskStage[T, T]:

@@ -9,6 +9,7 @@ The autouse ``no_leaks`` fixture checks that no task outlives a test.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -53,6 +54,105 @@ async def test_map_sync_and_async() -> None:
     assert await (pipeline(range(300)) | stages.map(double)).collect() == list(range(0, 600, 2))
     # a sync callable returning awaitables is awaited
     assert await (pipeline(range(5)) | stages.map(lambda x: double(x))).collect() == [0, 2, 4, 6, 8]
+
+
+async def plus100(x: int) -> int:
+    await anyio.sleep(0)
+    return x + 100
+
+
+class Later:
+    """An awaitable that is not a coroutine (its type is learnt as it is met)."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __await__(self) -> Any:
+        yield from anyio.sleep(0).__await__()
+        return self.value
+
+
+def sometimes_async(x: int) -> Any:
+    """A sync callable returning a plain value for some items, an awaitable for others."""
+    if x % 3 == 0:
+        return x + 100
+    if x % 3 == 1:
+        return plus100(x)
+    return Later(x + 100)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+async def test_map_awaits_every_awaitable_result_whatever_came_before(workers: int) -> None:
+    # The first result is plain, later ones awaitables (and the reverse below): each
+    # result is looked at, not just the first one.
+    p = pipeline(range(4)) | stages.map(lambda x: x if x == 0 else plus100(x), workers=workers)
+    assert await p.collect() == [0, 101, 102, 103]
+    p = pipeline(range(4)) | stages.map(lambda x: plus100(x) if x == 0 else x, workers=workers)
+    assert await p.collect() == [100, 1, 2, 3]
+    p = pipeline(range(600)) | stages.map(sometimes_async, workers=workers)
+    assert await p.collect() == [x + 100 for x in range(600)]
+    # the first awaitable only in a later batch, after many plain results
+    p = pipeline(range(2000)) | stages.map(lambda x: plus100(x) if x == 1500 else x)
+    assert await p.collect() == [*range(1500), 1600, *range(1501, 2000)]
+    direct: Stage[int, int] = stages.map(sometimes_async)
+    assert [x async for x in direct(agen(6))] == [100, 101, 102, 103, 104, 105]
+
+
+async def test_map_failing_awaitable_result_closes_the_rest_of_its_batch() -> None:
+    async def fail_on(x: int) -> int:
+        await anyio.sleep(0)
+        if x == 2:
+            raise Boom
+        return x
+
+    # filterwarnings = error: a coroutine left unawaited would fail the test on gc
+    with pytest.raises(Boom):
+        await (pipeline(range(50)) | stages.map(lambda x: x if x == 0 else fail_on(x))).collect()
+    gc.collect()
+
+
+async def test_filter_awaits_every_awaitable_verdict() -> None:
+    async def odd(x: int) -> bool:
+        await anyio.sleep(0)
+        return x % 2 == 1
+
+    # A coroutine is truthy: without awaiting it, every item would pass.
+    p = pipeline(range(8)) | stages.filter(lambda x: x > 100 if x == 0 else odd(x))
+    assert await p.collect() == [1, 3, 5, 7]
+    p = pipeline(range(8)) | stages.filter(lambda x: odd(x) if x == 0 else x % 2 == 1)
+    assert await p.collect() == [1, 3, 5, 7]
+    p = pipeline(range(600)) | stages.filter(lambda x: Later(x % 5 == 0) if x > 300 else True)
+    assert await p.collect() == [*range(301), *range(305, 600, 5)]
+    direct: Stage[int, int] = stages.filter(lambda x: x > 100 if x == 0 else odd(x))
+    assert [x async for x in direct(agen(6))] == [1, 3, 5]
+
+
+async def test_tap_awaits_every_awaitable_result() -> None:
+    seen: list[int] = []
+
+    async def record(x: int) -> None:
+        await anyio.sleep(0)
+        seen.append(x)
+
+    p = pipeline(range(300)) | stages.tap(lambda x: None if x == 0 else record(x))
+    assert await p.collect() == list(range(300))
+    assert seen == list(range(1, 300))
+    seen.clear()
+    direct: Stage[int, int] = stages.tap(lambda x: None if x == 0 else record(x))
+    assert [x async for x in direct(agen(3))] == [0, 1, 2]
+    assert seen == [1, 2]
+
+
+async def test_flat_map_awaits_every_awaitable_result() -> None:
+    async def pair(x: int) -> list[int]:
+        await anyio.sleep(0)
+        return [x, -x]
+
+    p = pipeline(range(4)) | stages.flat_map(lambda x: [x] if x == 0 else pair(x))
+    assert await p.collect() == [0, 1, -1, 2, -2, 3, -3]
+    # a generator is not awaitable: its items are passed on
+    p = pipeline(range(4)) | stages.flat_map(lambda x: (x for _ in range(x)) if x else pair(9))
+    assert await p.collect() == [9, -9, 1, 2, 2, 3, 3, 3]
 
 
 def chained_jobs(n: int) -> tuple[Any, list[anyio.Event]]:
