@@ -40,8 +40,8 @@ from typing import Any, Literal, Protocol, TypeVar, final, overload
 
 from ._backend import CancelScope, anyio, create_task_group, current_time, to_thread
 from ._chan import Chan, RecvChan, SendChan
-from ._context import _current, background, current
-from ._exceptions import WouldBlock
+from ._context import Context, _current, background, current
+from ._exceptions import DeadlineExceeded, WouldBlock
 from ._group import Group
 from ._pipeline import (
     Pipeline,
@@ -1189,17 +1189,38 @@ class _RateLimit(TaskStage[T, T]):
                 if ctx is None:
                     await wait(1)
                 else:
-                    await wait(1, ctx)
+                    if not await _wait_or_refused(wait, ctx):
+                        # The limiter failed fast: its next token comes after the
+                        # deadline (Go's Limiter.Wait). The pipeline still runs until
+                        # then, and ends with ctx.err() like any other stage.
+                        await ctx.wait()
+                        err = ctx.err()
+                        assert err is not None
+                        raise err
                 await tx.put(item)
+
+
+async def _wait_or_refused(wait: Callable[..., Awaitable[None]], ctx: Context) -> bool:
+    """``await wait(1, ctx)``; False if it refused at once for *ctx*'s deadline."""
+    try:
+        await wait(1, ctx)
+    except DeadlineExceeded:
+        if ctx.err() is not None or ctx.deadline() is None:
+            raise  # the deadline passed (that is ctx.err()), or not ours to judge
+        return False
+    return True
 
 
 def rate_limit(limiter: Limiter) -> TaskStage[T, T]:
     """Pass items on no faster than *limiter* allows: ``await limiter.wait(1, ctx)`` each.
 
     *limiter* is an `asyncgo.rate.Limiter` or anything with the same ``wait``;
-    inside a pipeline run with a ctx, that ctx is passed on (so a limiter can fail
-    at once when the deadline would pass first).
-    Go: ``limiter.Wait(ctx)`` before each ``out <- v``
+    inside a pipeline run with a ctx, that ctx is passed on. When the limiter
+    refuses at once because its next token would come after the ctx's deadline
+    (`DeadlineExceeded` while ``ctx.err()`` is still None, as ``rate.Limiter``
+    does), the stage waits for the deadline instead: items already through keep
+    flowing until then, and the pipeline ends with ``ctx.err()``, as on any
+    deadline. Go: ``limiter.Wait(ctx)`` before each ``out <- v``
 
     Example:
         ```python

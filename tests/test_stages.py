@@ -20,7 +20,16 @@ import anyio
 import pytest
 from trio.testing import MockClock
 
-from asyncgo import Chan, stages
+from asyncgo import (
+    Canceled,
+    Chan,
+    DeadlineExceeded,
+    background,
+    rate,
+    stages,
+    with_cancel,
+    with_timeout,
+)
 from asyncgo._pipeline import pipeline
 from asyncgo.stages import Stage
 
@@ -573,6 +582,60 @@ async def test_rate_limit_waits_once_per_item() -> None:
     assert lim.calls == [(1, None)] * 50
     with pytest.raises(TypeError, match="limiter"):
         stages.rate_limit(object())  # type: ignore[arg-type]
+
+
+async def test_rate_limit_runs_until_the_deadline_and_ends_with_ctx_err() -> None:
+    """A limiter that refuses at once for the deadline does not end the run early."""
+    ctx, cancel = with_timeout(background(), 0.05)
+    got: list[int] = []
+    with anyio.fail_after(10), pytest.raises(DeadlineExceeded) as info:
+        async with (pipeline(range(10_000)) | stages.rate_limit(rate.Limiter(200, 1))).stream(
+            ctx
+        ) as items:
+            async for x in items:
+                got.append(x)
+    cancel()
+    assert info.value is ctx.err()  # the ctx's own error, not the limiter's refusal
+    assert got == list(range(len(got))) and 1 <= len(got) < 10_000
+
+
+async def test_rate_limit_cancelled_ctx_ends_with_ctx_err() -> None:
+    ctx, cancel = with_cancel(background())
+    got: list[int] = []
+    with anyio.fail_after(10), pytest.raises(Canceled) as info:
+        async with (pipeline(range(100)) | stages.rate_limit(rate.Limiter(100, 1))).stream(
+            ctx
+        ) as items:
+            async for x in items:
+                got.append(x)
+                if x == 2:
+                    cancel()
+    assert info.value is ctx.err()
+    assert got == [0, 1, 2]
+
+
+class TestRateLimitOnVirtualClock:
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        return "trio", {"clock": MockClock(autojump_threshold=0)}
+
+    async def test_items_flow_until_the_deadline(self) -> None:
+        # 10 tokens/s, burst 1: items at 0, 0.1 and 0.2 s; the next token (0.3 s)
+        # comes after the deadline (0.25 s), which the limiter knows at 0.2 s.
+        t0 = anyio.current_time()
+        ctx, cancel = with_timeout(background(), 0.25)
+        got: list[tuple[Any, int]] = []
+        with pytest.raises(DeadlineExceeded) as info:
+            async with (pipeline(range(100)) | stages.rate_limit(rate.Limiter(10, 1))).stream(
+                ctx
+            ) as items:
+                async for x in items:
+                    got.append((anyio.current_time() - t0, x))
+        ended = anyio.current_time() - t0
+        cancel()
+        assert got == [(pytest.approx(0.0), 0), (pytest.approx(0.1), 1), (pytest.approx(0.2), 2)]
+        assert ended == pytest.approx(0.25)  # at the deadline, not when the limiter knew
+        assert info.value is ctx.err()
 
 
 # -- called directly, outside a pipeline ---------------------------------------------
