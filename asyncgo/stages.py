@@ -605,9 +605,7 @@ def map(  # noqa: A001
     if workers is None:
         cpus = os.cpu_count() or 1
         workers = {None: 1, "process": cpus, "thread": min(32, cpus + 4)}[executor]
-    _check_size(workers, "stages.map() workers")
-    if workers < 1:
-        raise ValueError(f"stages.map() workers must be >= 1, not {workers}")
+    _check_count(workers, "stages.map() workers")
     return _Map(fn, workers, ordered, executor)
 
 
@@ -804,14 +802,18 @@ def batch(size: int, timeout: float | None = None) -> TaskStage[T, list[T]]:
         ```
 
     Raises:
-        TypeError: *size* is not an int.
-        ValueError: *size* < 1, or *timeout* is negative.
+        TypeError: *size* is not an int, or *timeout* is not a number or None.
+        ValueError: *size* < 1, or *timeout* is negative or NaN.
     """
-    _check_size(size, "stages.batch() size")
-    if size < 1:
-        raise ValueError(f"stages.batch() size must be >= 1, not {size}")
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"stages.batch() timeout must be >= 0, not {timeout}")
+    _check_count(size, "stages.batch() size")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(
+                f"stages.batch() timeout must be a number of seconds or None, "
+                f"not {type(timeout).__name__}"
+            )
+        if not timeout >= 0:  # NaN too
+            raise ValueError(f"stages.batch() timeout must be >= 0 seconds, not {timeout}")
     return _Batch(size, timeout)
 
 
@@ -1072,9 +1074,7 @@ def fan_out(n: int, stage: Stage[T, U]) -> TaskStage[T, U]:
         TypeError: *n* is not an int or *stage* is not callable.
         ValueError: *n* < 1.
     """
-    _check_size(n, "stages.fan_out() n")
-    if n < 1:
-        raise ValueError(f"stages.fan_out() n must be >= 1, not {n}")
+    _check_count(n, "stages.fan_out() n")
     if not callable(stage):
         raise TypeError(f"stages.fan_out() needs a stage, not {type(stage).__name__}")
     return _FanOut(n, stage)
@@ -1292,6 +1292,15 @@ def tap(fn: Callable[[T], Any]) -> TaskStage[T, T]:
 
 
 # -- helpers -----------------------------------------------------------------------
+
+
+def _check_count(n: int, what: str) -> int:
+    """*n* as a count of at least 1: an int >= 1 (`_check_size` allows 0)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{what} must be an int >= 1, not {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"{what} must be >= 1, not {n}")
+    return n
 
 
 async def _aclose(it: object) -> None:

@@ -323,8 +323,17 @@ async def test_map_arguments() -> None:
     async def f(x: int) -> int:
         return x
 
-    with pytest.raises(ValueError, match="workers must be >= 1"):
-        stages.map(f, workers=0)
+    for workers in (0, -1):  # the message states the real rule for both
+        with pytest.raises(
+            ValueError, match=rf"^stages\.map\(\) workers must be >= 1, not {workers}$"
+        ):
+            stages.map(f, workers=workers)
+        with pytest.raises(ValueError, match=r"workers must be >= 1, not"):
+            stages.map(str, workers=workers, executor="thread")
+    with pytest.raises(
+        TypeError, match=r"^stages\.map\(\) workers must be an int >= 1, not float$"
+    ):
+        stages.map(f, workers=2.0)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="executor="):
         stages.map(f, executor="fiber")  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="is async"):
@@ -465,10 +474,19 @@ class TestBatchOnVirtualClock:
 
 
 async def test_batch_arguments() -> None:
-    with pytest.raises(ValueError, match="size must be >= 1"):
-        stages.batch(0)
-    with pytest.raises(ValueError, match="timeout must be >= 0"):
+    # Every message states the real rule (>= 1), for 0 and for negatives alike.
+    for size in (0, -1):
+        with pytest.raises(ValueError, match=rf"^stages\.batch\(\) size must be >= 1, not {size}$"):
+            stages.batch(size)
+    with pytest.raises(TypeError, match=r"^stages\.batch\(\) size must be an int >= 1, not str$"):
+        stages.batch("3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout must be >= 0 seconds, not -1"):
         stages.batch(3, timeout=-1)
+    with pytest.raises(ValueError, match="timeout must be >= 0 seconds, not nan"):
+        stages.batch(3, timeout=float("nan"))
+    with pytest.raises(TypeError, match="timeout must be a number of seconds or None, not str"):
+        stages.batch(3, timeout="1")  # type: ignore[arg-type]
+    stages.batch(1, timeout=0)  # the limits themselves are fine
 
 
 # -- merge, fan_out, tee -------------------------------------------------------------
@@ -526,6 +544,21 @@ async def test_fan_out_totals_and_one_task_per_copy() -> None:
     assert sorted(out) == [x * x for x in range(2000)]
     assert len(ran) == 3 and sum(ran.values()) == 2000
     assert sorted(closed) == sorted(ran)
+
+
+async def test_fan_out_arguments() -> None:
+    for n in (0, -1):  # the message states the real rule (>= 1) for both
+        with pytest.raises(ValueError, match=rf"^stages\.fan_out\(\) n must be >= 1, not {n}$"):
+            stages.fan_out(n, stages.map(str))
+    with pytest.raises(TypeError, match=r"^stages\.fan_out\(\) n must be an int >= 1, not bool$"):
+        stages.fan_out(True, stages.map(str))
+    with pytest.raises(TypeError, match="needs a stage"):
+        stages.fan_out(2, 3)  # type: ignore[arg-type]
+    # take and buffer do allow 0: their messages say >= 0
+    with pytest.raises(ValueError, match=r"^stages\.take\(\) n must be >= 0, not -1$"):
+        stages.take(-1)
+    with pytest.raises(ValueError, match=r"^stages\.buffer\(\) n must be >= 0, not -1$"):
+        stages.buffer(-1)
 
 
 async def test_fan_out_then_merge_like_the_seed() -> None:
