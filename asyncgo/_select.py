@@ -29,7 +29,6 @@ from ._backend import (
     new_parker,
     park_runtime,
     rescue,
-    sleep_forever,
 )
 from ._chan import CLOSED, Chan, Entry, RecvChan, SendChan, _RecvView, chan_of
 from ._exceptions import ChanClosed
@@ -334,7 +333,7 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
             await checkpoint()
         return _new_selected(Selected, (-1, None, False))
     if not any(c.chan is not None for c in cases):
-        await sleep_forever()  # Go: a select on nil channels only blocks forever
+        await _park_forever(holder)  # Go: a select on nil channels only blocks forever
 
     # Pass 2: park one waiter on every channel.
     rt = park_runtime(holder)
@@ -384,6 +383,25 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
             raise ChanClosed("send on closed channel")
         return _new_selected(Selected, (index, None, True))
     return _new_selected(Selected, (index, value, ok))
+
+
+async def _park_forever(holder: Any) -> None:
+    """Wait until cancelled, parked on a waiter no one can claim (not a sleep), so
+    that diagnostics see a select on nothing: the dump shows it, and deadlock
+    detection counts it as blocked for good -- Go's "all goroutines are asleep"."""
+    w = new_parker(park_runtime(holder))
+    tracer = _diag.tracer
+    if tracer is not None:
+        tracer.parked(w, (), "select")
+    try:
+        await w
+    except BaseException as exc:
+        rescue(w, exc)  # never claimed: it only makes the waiter dead
+        raise
+    finally:
+        if tracer is not None:
+            tracer.unparked(w)
+    raise AssertionError("a select on no channel was woken")  # pragma: no cover
 
 
 class _NoChan:

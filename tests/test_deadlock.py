@@ -137,6 +137,39 @@ async def test_select_and_rwmutex() -> None:
     assert '"reader" [rwmutex rlock, ' in msg and "rw = RWMutex()" in msg
 
 
+@pytest.mark.parametrize("how", ["select()", "nil channels", "nil in a child"])
+async def test_select_on_nothing(how: str) -> None:
+    """Go: ``select {}`` and a select on nil channels only block forever, so a
+    program whose every goroutine does that is deadlocked. Ours must be reported
+    too (and shown as a parked select), not sleep until an outer timeout."""
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                if how == "select()":
+                    await select()
+                elif how == "nil channels":
+                    await select(recv(None), recv(None))
+                else:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(select, recv(None), name="nil-select")
+                        await Chan[int]().recv()
+    msg = str(ei.value)
+    if how == "nil in a child":
+        assert '"nil-select" [select, ' in msg and "[chan recv, " in msg
+    else:
+        assert "[select, " in msg
+
+
+async def test_select_on_nothing_is_cancellable_and_leaves_nothing() -> None:
+    with anyio.move_on_after(0.01) as scope:
+        await select(recv(None))
+    assert scope.cancelled_caught
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await select()
+    assert scope.cancelled_caught
+
+
 async def test_nested_scopes_innermost_reports() -> None:
     with anyio.fail_after(BOUND):
         async with debug.detect_deadlocks() as outer:
