@@ -45,6 +45,31 @@ async def test_leaked_task_is_reported_with_its_stack() -> None:
         ch2.close()
 
 
+async def test_tasks_started_outside_meanwhile_are_not_the_blocks_leaks() -> None:
+    """Only tasks started inside count (by the block or by its tasks, however deep):
+    a sibling outside the block that starts a task meanwhile is not a leak of it."""
+    async with anyio.create_task_group() as outer:
+
+        async def sibling() -> None:
+            await anyio.sleep(0.01)
+            outer.start_soon(anyio.sleep_forever, name="not-mine")
+
+        async def starts_one_more() -> None:
+            outer.start_soon(anyio.sleep_forever, name="mine-too")
+
+        outer.start_soon(sibling)
+        with pytest.raises(TaskLeakError) as ei:
+            async with no_leaks(grace=0.01):
+                outer.start_soon(starts_one_more, name="mine")  # its child is ours too
+                with anyio.fail_after(10):
+                    while not any(t.name == "not-mine" for t in debug.tasks()):
+                        await anyio.sleep(0.005)
+        assert sorted(t.name for t in ei.value.tasks) == ["mine-too"]
+        async with no_leaks(grace=0.01):  # a later block: none of those are its tasks
+            await anyio.sleep(0)
+        outer.cancel_scope.cancel()
+
+
 async def test_clean_block_passes() -> None:
     ch = Chan[int](10)
     async with no_leaks():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from time import monotonic
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, final
@@ -19,6 +20,11 @@ R = TypeVar("R")
 #: asyncgo's own infrastructure tasks (trio's timer service: it exists while a
 #: timer is pending and ends on its own), ignored like goleak ignores the runtime's.
 _INFRASTRUCTURE = frozenset({"asyncgo timers"})
+
+#: The `no_leaks` blocks open in this context. A task inherits its starter's context,
+#: so a task started inside a block carries the block here; one that a task outside
+#: the block started meanwhile does not, and is not this block's leak.
+_INSIDE: ContextVar[tuple[object, ...]] = ContextVar("asyncgo_no_leaks", default=())
 
 
 class TaskLeakError(AssertionError):
@@ -53,9 +59,13 @@ class no_leaks:
     """Fail with `TaskLeakError` when tasks started inside the block are still alive at its end.
 
     ``async with no_leaks():`` takes a snapshot of the event loop's tasks on
-    entry; on exit, every task that is alive and was not there on entry is a
+    entry; on exit, every task that is alive, was not there on entry and was
+    started inside the block (by the block's code or by tasks started inside it:
+    a task inherits its starter's `contextvars` context, which marks it) is a
     leak -- unless it ends within *grace* seconds (the check is retried, with a
-    growing pause, until then) or the allow-list matches it:
+    growing pause, until then) or the allow-list matches it. Tasks that other
+    tasks start meanwhile, outside the block, are not its business.
+    The allow-list:
 
     * *ignore_names*: task names (e.g. a known long-lived background task);
     * *ignore_top_function*: ``module.qualname`` of the innermost function of its
@@ -98,6 +108,7 @@ class no_leaks:
         "_before",
         "_enabled",
         "_me",
+        "_token",
         "grace",
         "ignore",
         "ignore_any_function",
@@ -150,6 +161,7 @@ class no_leaks:
         self._enabled.__enter__()
         self._me = _tasks.current_task()
         self._before = set(_tasks.all_tasks())
+        self._token = _INSIDE.set((*_INSIDE.get(), self))
         return self
 
     async def __aexit__(
@@ -186,7 +198,15 @@ class no_leaks:
                 )
         finally:
             self._before = None
+            try:
+                _INSIDE.reset(self._token)
+            except ValueError:  # exited in another context than entered (a misused fixture)
+                pass
             self._enabled.__exit__(None, None, None)
+
+    def _started_inside(self, task: Any) -> bool:
+        ctx = _tasks.task_context(task)
+        return ctx is None or self in ctx.get(_INSIDE, ())  # (unknown context: count it)
 
     def _leaked(self) -> list[debug.TaskInfo]:
         before = self._before or set()
@@ -197,6 +217,7 @@ class no_leaks:
             and t is not self._me
             and not debug._is_internal(t)
             and _tasks.task_name(t) not in _INFRASTRUCTURE
+            and self._started_inside(t)
         ]
         if not fresh:
             return []
