@@ -9,11 +9,13 @@ source lines, so the endpoint is protected against being exposed by accident:
   ``ASYNCGO_DEBUG_HTTP=1`` when *enabled* is left at None; while off, every
   request gets a plain 404, as if the route did not exist;
 * loopback-only by default: the client address, and every address named by
-  ``Forwarded`` / ``X-Forwarded-For`` / ``X-Real-IP`` headers (a local reverse
-  proxy must not turn a remote request into a local one), must be in *allow*
+  ``Forwarded`` / ``X-Forwarded-For`` / ``X-Real-IP`` headers, on every line
+  of a repeated header (a local reverse proxy, or a second header line, must
+  not turn a remote request into a local one), must be in *allow*
   (networks, default ``127.0.0.0/8`` and ``::1``); a request whose address is
   unknown (a Unix socket, no ``client`` in the ASGI scope) is refused;
-* optionally a *token*: then ``Authorization: Bearer <token>`` is required too.
+* optionally a *token*: then ``Authorization: Bearer <token>`` is required too
+  (on every ``Authorization`` line, if there are several).
 
 Query parameters: ``debug=1`` (default: tasks grouped by identical stacks),
 ``debug=2`` (every task on its own), ``format=json`` (`asyncgo.debug.tasks()`
@@ -26,7 +28,7 @@ import hmac
 import ipaddress
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -65,20 +67,37 @@ def _addr_allowed(addr: str | None, nets: tuple[Network, ...]) -> bool:
     return any(ip in n for n in nets)
 
 
-def _forwarded_addrs(headers: Mapping[str, str]) -> list[str]:
+def _forwarded_addrs(headers: Sequence[tuple[str, str]]) -> list[str]:
+    """Every address of every ``X-Forwarded-For`` / ``X-Real-IP`` / ``Forwarded`` line.
+
+    A header may come on several lines: each one counts, or a client could hide
+    a remote address behind a second, local line.
+    """
     out: list[str] = []
-    for name in ("x-forwarded-for", "x-real-ip"):
-        v = headers.get(name)
-        if v:
+    for name, v in headers:
+        if name in ("x-forwarded-for", "x-real-ip"):
             out.extend(p for p in v.split(",") if p.strip())
-    fwd = headers.get("forwarded")
-    if fwd:
-        for element in fwd.split(","):
-            for pair in element.split(";"):
-                k, _, v = pair.strip().partition("=")
-                if k.strip().lower() == "for":
-                    out.append(v)
+        elif name == "forwarded":
+            for element in v.split(","):
+                for pair in element.split(";"):
+                    k, _, val = pair.strip().partition("=")
+                    if k.strip().lower() == "for":
+                        out.append(val)
     return out
+
+
+def _authorized(headers: Sequence[tuple[str, str]], token: str) -> bool:
+    """At least one ``Authorization`` line, and every one of them ``Bearer <token>``."""
+    lines = [v for name, v in headers if name == "authorization"]
+    if not lines:
+        return False
+    for auth in lines:
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            return False
+    return True
 
 
 class _Endpoint:
@@ -94,9 +113,12 @@ class _Endpoint:
         self.token = token
 
     def handle(
-        self, method: str, client: str | None, headers: Mapping[str, str], query: str
+        self, method: str, client: str | None, headers: Sequence[tuple[str, str]], query: str
     ) -> tuple[int, str, bytes]:
-        """(status, content type, body) for one request; *headers* with lower-case names."""
+        """(status, content type, body) for one request.
+
+        *headers* is every header line as (lower-case name, value), repeats included.
+        """
         text = "text/plain; charset=utf-8"
         on = self.enabled if self.enabled is not None else _env_enabled()
         if not on:
@@ -105,13 +127,8 @@ class _Endpoint:
             _addr_allowed(a, self.nets) for a in _forwarded_addrs(headers)
         ):
             return 403, text, b"403 forbidden: the asyncgo debug endpoint is loopback-only\n"
-        if self.token is not None:
-            auth = headers.get("authorization", "")
-            scheme, _, given = auth.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), self.token.encode()
-            ):
-                return 401, text, b"401 unauthorized\n"
+        if self.token is not None and not _authorized(headers, self.token):
+            return 401, text, b"401 unauthorized\n"
         if method not in ("GET", "HEAD"):
             return 405, text, b"405 method not allowed\n"
         from . import debug
@@ -199,9 +216,9 @@ def asgi_app(
                 await send({"type": "websocket.close", "code": 1008})
             return
         client = scope.get("client")
-        headers = {
-            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())
-        }
+        headers = [
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers", ())
+        ]
         query = scope.get("query_string", b"").decode("latin-1")
         status, ctype, body = endpoint.handle(
             scope.get("method", "GET"), client[0] if client else None, headers, query
@@ -254,7 +271,7 @@ def aiohttp_handler(
     async def handler(request: Any) -> Any:
         from aiohttp import web  # type: ignore[import-not-found, unused-ignore]
 
-        headers = {k.lower(): v for k, v in request.headers.items()}
+        headers = [(k.lower(), v) for k, v in request.headers.items()]  # repeats included
         status, ctype, body = endpoint.handle(
             request.method, request.remote, headers, request.query_string
         )
