@@ -15,7 +15,9 @@ The handler runs inside ``ctx.scope()``: `asyncgo.current()` is the request's
 context, a ``Group`` started in the handler is cancelled with it, and the
 middleware returns only when everything the request started has finished. A
 deadline that passes before the response was prepared gives a ``504`` with a
-JSON body; after a stream was prepared, the stream is ended where it stands.
+JSON body -- also when the handler, never reaching a cancellation point,
+returned its own response too late: that response is dropped. After a stream
+was prepared, the stream is ended where it stands.
 
 Example:
     ```python
@@ -125,11 +127,19 @@ def context_middleware(
 
         poller = loop.call_later(poll_interval, poll)
         try:
+            resp: web.StreamResponse | None = None
             with ctx.scope():
-                return await handler(request)
-            # Only a cancel() of the scope object itself ends the block silently, and
-            # nobody else holds it.
-            raise RuntimeError("asyncgo: the request's scope ended without a response")
+                resp = await handler(request)
+            if resp is None:
+                # Only a cancel() of the scope object itself ends the block silently,
+                # and nobody else holds it.
+                raise RuntimeError("asyncgo: the request's scope ended without a response")
+            if resp.prepared or not isinstance(ctx.err(), DeadlineExceeded):
+                return resp
+            # A handler that never reached a checkpoint (no await that yields, a
+            # blocking call) was not cancelled: its response, not yet sent, comes
+            # after the deadline. err() notices a passed deadline itself.
+            return web.Response(status=timeout_status, body=body, content_type="application/json")
         except (Canceled, DeadlineExceeded) as exc:
             err = ctx.err()
             if err is None or not isinstance(exc, type(err)):

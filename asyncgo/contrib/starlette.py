@@ -14,8 +14,10 @@ The downstream app runs inside ``ctx.scope()``: `asyncgo.current()` is the
 request's context in handlers, tasks started in a ``Group`` (whose default
 context is `current()`) are cancelled with it, and the middleware returns only
 when everything the request started has finished. A deadline that passes before
-the response has started gives a ``504`` with a JSON body; after it started (a
-stream), the response is cut short. A client that has gone gets nothing.
+the response has started gives a ``504`` with a JSON body -- also when the
+handler, never reaching a cancellation point, produced its own response too late:
+that response is dropped. After the response has started (a stream), it is cut
+short. A client that has gone gets nothing.
 
 Example:
     ```python
@@ -134,11 +136,20 @@ class ContextMiddleware:
         scope[CONTEXT_KEY] = ctx
         state = scope.setdefault("state", {})
         state[CONTEXT_KEY] = ctx
-        started = complete = False
+        started = complete = dropped = False
 
         async def app_send(msg: Message) -> None:
-            nonlocal started, complete
+            nonlocal started, complete, dropped
+            if dropped:
+                return  # the rest of a response replaced by the 504
             if msg["type"] == "http.response.start":
+                # A handler that never reached a checkpoint (no await that yields, a
+                # blocking call, a sync endpoint in a thread) was not cancelled: its
+                # response comes after the deadline and is replaced by the 504 (sent
+                # below, outside the scope). err() notices a passed deadline itself.
+                if isinstance(ctx.err(), DeadlineExceeded):
+                    dropped = True
+                    return
                 started = True
             elif msg["type"] == "http.response.body" and not msg.get("more_body", False):
                 complete = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -168,6 +169,17 @@ def make_app(probe: Probe, **kw: Any) -> web.Application:
             h = await g.go(sleep_then, n)
         return web.json_response({"n": h.result()})
 
+    @routes.get("/quick")
+    async def quick(request: web.Request) -> web.Response:
+        probe.ctx = get_context(request)
+        return web.json_response({"status": "ok"})  # no cancellation checkpoint at all
+
+    @routes.get("/cpu")
+    async def cpu(request: web.Request) -> web.Response:
+        probe.ctx = get_context(request)
+        time.sleep(0.3)  # blocks the loop: no checkpoint until the handler returns
+        return web.json_response({"status": "late"})
+
     routes.get("/debug/tasks")(debug_handler(enabled=True))
     app.add_routes(routes)
     return app
@@ -211,6 +223,24 @@ async def test_deadline_gives_504_json_and_cancels_tasks() -> None:
     assert probe.finished == probe.started == 3
     assert probe.ctx is not None
     assert isinstance(probe.ctx.err(), DeadlineExceeded)
+
+
+async def test_passed_deadline_without_checkpoint_gives_504() -> None:
+    """A handler that never reaches a checkpoint cannot be cancelled; its response is dropped."""
+    probe = Probe()
+    async with serve(make_app(probe, timeout=30.0)) as url, aiohttp.ClientSession() as s:
+        async with s.get(url + "/quick") as r:
+            assert r.status == 200  # in time: its own response
+        for path, limit in (("/quick", "0"), ("/cpu", "0.05")):
+            with anyio.fail_after(WAIT):
+                async with s.get(url + path, headers={"Request-Timeout": limit}) as r:
+                    assert (path, r.status) == (path, 504)
+                    assert r.content_type == "application/json"
+                    assert await r.json() == {"detail": "deadline exceeded"}
+            assert probe.ctx is not None
+            assert isinstance(probe.ctx.err(), DeadlineExceeded)
+        async with s.get(url + "/quick") as r:
+            assert r.status == 200
 
 
 async def test_timeout_response_is_configurable() -> None:

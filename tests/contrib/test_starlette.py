@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -189,8 +190,29 @@ def make_app(probe: Probe, **mw: Any) -> FastAPI:
             h = await g.go(asyncgo_sleep_then, n)
         return {"n": h.result()}
 
+    @app.get("/quick")
+    async def quick(ctx: RequestContext) -> dict[str, str]:
+        probe.ctx = ctx
+        return {"status": "ok"}  # no cancellation checkpoint at all
+
+    @app.get("/cpu")
+    async def cpu(ctx: RequestContext) -> dict[str, str]:
+        probe.ctx = ctx
+        time.sleep(BUSY)  # blocks the loop: no checkpoint until the response starts
+        return {"status": "late"}
+
+    @app.get("/sync")
+    def sync(ctx: RequestContext) -> dict[str, str]:
+        probe.ctx = ctx
+        time.sleep(BUSY)  # in Starlette's thread pool: not cancellable
+        return {"status": "late"}
+
     app.mount("/debug/tasks", debug_app(enabled=True))
     return app
+
+
+#: How long /cpu and /sync take: far longer than the 0.05 s deadline the tests give them.
+BUSY = 0.3
 
 
 async def asyncgo_sleep_then(n: int) -> int:
@@ -243,6 +265,25 @@ async def test_deadline_gives_504_json_and_cancels_tasks() -> None:
         assert probe.finished == probe.started == 3
         assert probe.ctx is not None
         assert isinstance(probe.ctx.err(), DeadlineExceeded)
+
+
+async def test_passed_deadline_without_checkpoint_gives_504() -> None:
+    """A handler that never reaches a checkpoint cannot be cancelled; its response is dropped."""
+    probe = Probe()
+    async with serve(make_app(probe, timeout=30.0)) as url, httpx.AsyncClient() as client:
+        r = await client.get(url + "/quick")
+        assert r.status_code == 200  # in time: its own response
+        for path, limit in (("/quick", "0"), ("/cpu", "0.05"), ("/sync", "0.05")):
+            with anyio.fail_after(WAIT):
+                r = await client.get(url + path, headers={"Request-Timeout": limit})
+            assert (path, r.status_code) == (path, 504)
+            assert r.headers["content-type"] == "application/json"
+            assert r.json() == {"detail": "deadline exceeded"}
+            assert probe.ctx is not None
+            assert isinstance(probe.ctx.err(), DeadlineExceeded)
+        # The connection is still usable: the dropped response left nothing behind.
+        r = await client.get(url + "/quick")
+        assert r.status_code == 200
 
 
 async def test_timeout_response_is_configurable() -> None:

@@ -7,8 +7,11 @@ test_starlette.py.
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
+from starlette.responses import StreamingResponse
 
 pytest.importorskip("starlette")
 httpx = pytest.importorskip("httpx")
@@ -57,6 +60,20 @@ def make_app(**mw: object) -> Starlette:
     async def echo(request: Request) -> JSONResponse:
         return JSONResponse({"body": (await request.body()).decode()})
 
+    async def cpu(request: Request) -> JSONResponse:
+        seen["ctx"] = get_context(request)
+        time.sleep(0.3)  # blocks the loop: no checkpoint until the response starts
+        return JSONResponse({"status": "late"})
+
+    async def late_stream(request: Request) -> StreamingResponse:
+        seen["ctx"] = get_context(request)
+        time.sleep(0.3)
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            yield b"never sent"
+
+        return StreamingResponse(chunks())
+
     async def sse(request: Request) -> EventStreamResponse:
         return EventStreamResponse(_three())
 
@@ -67,6 +84,8 @@ def make_app(**mw: object) -> Starlette:
             Route("/hang", hang),
             Route("/echo", echo, methods=["POST"]),
             Route("/sse", sse),
+            Route("/cpu", cpu),
+            Route("/late-stream", late_stream),
         ]
     )
     app.add_middleware(ContextMiddleware, **mw)  # type: ignore[arg-type]
@@ -110,6 +129,21 @@ async def test_deadline_gives_504(path: str) -> None:
     assert r.status_code == 504
     assert r.json() == {"detail": "deadline exceeded"}
     assert isinstance(app.state.seen["ctx"].err(), DeadlineExceeded)
+
+
+@pytest.mark.parametrize(
+    ("path", "limit"), [("/info", "0"), ("/cpu", "0.05"), ("/late-stream", "0.05")]
+)
+async def test_deadline_passed_before_response_start_gives_504(path: str, limit: str) -> None:
+    """No checkpoint between the deadline and the response: the response is replaced."""
+    app = make_app(timeout=30.0)
+    async with client(app) as c:
+        with anyio.fail_after(10):
+            r = await c.get(path, headers={"Request-Timeout": limit})
+    assert r.status_code == 504
+    assert r.json() == {"detail": "deadline exceeded"}
+    if path != "/info":
+        assert isinstance(app.state.seen["ctx"].err(), DeadlineExceeded)
 
 
 async def test_request_body_reaches_the_app() -> None:
