@@ -61,12 +61,15 @@ __all__ = [
 #: ``web.RequestKey`` where aiohttp has them (3.14+, which warns about str keys).
 CONTEXT_KEY: Any
 _RESPONSE_KEY: Any
+_DISCONNECT_KEY: Any  # the request context's cancel(cause): stream_events calls it
 if hasattr(web, "RequestKey"):
     CONTEXT_KEY = web.RequestKey("asyncgo_context", Context)
     _RESPONSE_KEY = web.RequestKey("asyncgo_prepared_response", web.StreamResponse)
+    _DISCONNECT_KEY = web.RequestKey("asyncgo_disconnect", object)
 else:  # pragma: no cover - aiohttp < 3.14
     CONTEXT_KEY = "asyncgo.context"
     _RESPONSE_KEY = "asyncgo.prepared_response"
+    _DISCONNECT_KEY = "asyncgo.disconnect"
 
 _DEFAULT_BODY: Mapping[str, object] = {"detail": "deadline exceeded"}
 
@@ -113,6 +116,7 @@ def context_middleware(
         else:
             ctx, stop = with_timeout(base, t)
         request[CONTEXT_KEY] = ctx
+        request[_DISCONNECT_KEY] = disconnect
         loop = asyncio.get_running_loop()
         poller: asyncio.TimerHandle | None = None
 
@@ -221,7 +225,9 @@ async def stream_events(
     Each item becomes one event (see `asyncgo.contrib.encode_sse`). The stream
     runs bound to the request's context: when the client disconnects or the
     deadline passes, the pipeline's stages or the producer are cancelled and
-    awaited. Return its result from the handler.
+    awaited. A write failing because the client has gone counts as the
+    disconnect: the request's context is cancelled with `ClientDisconnected`
+    and the stream ends quietly. Return its result from the handler.
 
     Args:
         request: The request.
@@ -230,7 +236,7 @@ async def stream_events(
         event: The ``event:`` field of every message, if any.
         headers: Extra response headers.
     """
-    ctx = request.get(CONTEXT_KEY) or current()
+    ctx: Context = request.get(CONTEXT_KEY) or current()
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",
@@ -241,11 +247,35 @@ async def stream_events(
     )
     await resp.prepare(request)
 
-    async def write(item: object) -> None:
-        await resp.write(encode_sse(item, event=event))
+    gone: ConnectionError | None = None
 
-    await pump(ctx, source, write)
-    await resp.write_eof()
+    def client_gone(exc: ConnectionError) -> None:
+        # A write failed on a closing or reset transport (ClientConnectionResetError):
+        # the client has gone before the connection poll saw it. A disconnect, not an
+        # error: cancel the request's context as the poll would.
+        nonlocal gone
+        gone = exc
+        disconnect = request.get(_DISCONNECT_KEY)
+        if disconnect is not None:
+            disconnect(ClientDisconnected())
+
+    async def write(item: object) -> None:
+        try:
+            await resp.write(encode_sse(item, event=event))
+        except ConnectionError as exc:
+            client_gone(exc)
+            raise  # pump() cancels and awaits the producers on the way out
+
+    try:
+        await pump(ctx, source, write)
+    except ConnectionError as exc:
+        if exc is not gone:
+            raise  # a producer's own connection error, not the client's
+        return resp  # aiohttp's own write_eof() fails too: it drops the connection quietly
+    try:
+        await resp.write_eof()
+    except ConnectionError as exc:
+        client_gone(exc)
     return resp
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -289,7 +290,11 @@ async def test_client_disconnect_cancels_handler_context_and_its_tasks() -> None
 
 
 @pytest.mark.parametrize("path", ["/sse/chan", "/sse/pipeline"])
-async def test_sse_producer_stops_when_client_disconnects(path: str) -> None:
+async def test_sse_producer_stops_when_client_disconnects(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client leaving a stream is normal: the work stops, and nothing is logged as an error."""
+    caplog.set_level(logging.ERROR)
     probe = Probe()
     async with serve(make_app(probe, timeout=60.0)) as url:
         async with aiohttp.ClientSession() as s:
@@ -307,7 +312,41 @@ async def test_sse_producer_stops_when_client_disconnects(path: str) -> None:
     if path == "/sse/pipeline":
         assert lines[:3] == [b"event: n\n", b"data: 0\n", b"\n"]
     assert probe.ctx is not None
-    assert probe.ctx.err() is not None
+    assert isinstance(probe.ctx.err(), Canceled)
+    assert isinstance(probe.ctx.cause(), ClientDisconnected)
+    # The server has shut down: every handler has ended and had its say in the log.
+    errors = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("aiohttp", "asyncio")
+    ]
+    assert not errors, [(r.name, r.getMessage(), r.exc_info) for r in errors]
+
+
+async def test_sse_producer_connection_error_is_not_taken_for_a_disconnect() -> None:
+    """Only a failed write means the client has gone; the source's own errors propagate."""
+    seen: list[BaseException] = []
+    app = web.Application()
+    setup(app, timeout=60.0)
+
+    async def backend_down(tx: SendChan[int]) -> None:
+        await tx.send(1)
+        raise ConnectionRefusedError("backend down")
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        try:
+            return await stream_events(request, backend_down)
+        except BaseException as exc:
+            seen.append(exc)
+            raise
+
+    app.router.add_get("/sse", sse)
+    async with serve(app) as url, aiohttp.ClientSession() as s:
+        with anyio.fail_after(WAIT):
+            async with s.get(url + "/sse") as r:
+                with pytest.raises(aiohttp.ClientPayloadError):
+                    await r.read()  # the stream is cut short, not ended cleanly
+    assert [type(e) for e in seen] == [ConnectionRefusedError]
 
 
 async def test_load_1000_requests_no_loss_no_leak() -> None:
