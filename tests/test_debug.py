@@ -436,3 +436,22 @@ def test_examples_run(script: str, backend: str, expect: list[str]) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for text in expect:
         assert text in proc.stdout
+
+
+async def test_group_tasks_are_named_after_their_function_on_every_backend() -> None:
+    """asyncio names an unnamed task ``Task-N``; trio after its function. A Group task
+    shows as trio names it on every backend (plain asyncio tasks keep their name)."""
+    from asyncgo import Group
+
+    ch = Chan[int]()
+
+    async def resize(c: Chan[int]) -> None:
+        await c.recv_ok()
+
+    with debug.enabled():
+        async with Group() as g:
+            g.go_nowait(resize, ch)
+            await anyio.wait_all_tasks_blocked()
+            ops = {t.name: t.op for t in debug.tasks()}
+            ch.close()
+    assert ops.get(f"{resize.__module__}.{resize.__qualname__}") == "chan recv"

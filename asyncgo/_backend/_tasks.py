@@ -184,11 +184,35 @@ def task_done(task: Any) -> bool:
 
 
 def task_name(task: Any) -> str:
-    """The task's name (asyncio: ``get_name()``; trio: ``.name``)."""
+    """The task's name (asyncio: ``get_name()``; trio: ``.name``).
+
+    An asyncgo `Group` task on asyncio is started unnamed (naming costs at every
+    spawn), so asyncio calls it ``Task-N``; it is shown as trio names it instead,
+    after the function it runs (``module.qualname``).
+    """
     get_name = getattr(task, "get_name", None)
     if get_name is not None:
-        return str(get_name())
+        name = str(get_name())
+        if name.startswith("Task-"):
+            fn = _group_task_fn(task)
+            if fn is not None:
+                from ._taskgroup import _task_name
+
+                return _task_name(fn)
+        return name
     return str(task.name)
+
+
+def _group_task_fn(task: Any) -> Any:
+    """The function an asyncgo Group task on asyncio runs, if *task* is one."""
+    from ._taskgroup import AsyncioCore
+
+    get_coro = getattr(task, "get_coro", None)
+    coro = get_coro() if get_coro is not None else None
+    if getattr(coro, "cr_code", None) is not AsyncioCore._run.__code__:
+        return None
+    frame = coro.cr_frame  # type: ignore[union-attr]
+    return None if frame is None else frame.f_locals.get("fn")
 
 
 def task_context(task: Any) -> contextvars.Context | None:
