@@ -30,7 +30,7 @@ from ._backend import (
     park_runtime,
     rescue,
 )
-from ._chan import CLOSED, Chan, Entry, RecvChan, SendChan, _RecvView, chan_of
+from ._chan import CLOSED, Chan, Entry, RecvChan, SendChan, chan_of
 from ._exceptions import ChanClosed
 
 __all__ = ["Case", "Selected", "recv", "select", "send"]
@@ -87,15 +87,15 @@ def recv(ch: RecvChan[T] | None) -> Case[T]:
         assert await select(recv(a), recv(b)) == Selected(1, None, False)  # closed, drained
         ```
     """
-    t = type(ch)
-    if t is Chan or t is _RecvView:  # made once per channel or view, then reused
-        c = ch._rcase  # type: ignore[union-attr]
-        if c is None:
-            c = ch._rcase = _new_case(Case, (ch if t is Chan else ch._ch, False, None))  # type: ignore[union-attr]
-        return c  # type: ignore[no-any-return]
     if ch is None:
         return _NIL_RECV
-    return _new_case(Case, (chan_of(ch, "recv"), False, None))
+    try:  # a Chan or a receive view: made once per channel or view, then reused
+        c = ch._rcase  # type: ignore[attr-defined]
+    except AttributeError:  # anything else: a clear TypeError (a send-only view...)
+        return _new_case(Case, (chan_of(ch, "recv"), False, None))
+    if c is None:
+        c = ch._rcase = _new_case(Case, (ch if type(ch) is Chan else ch._ch, False, None))  # type: ignore[attr-defined]
+    return c  # type: ignore[no-any-return]
 
 
 def send(ch: SendChan[T] | None, value: T) -> Case[None]:

@@ -72,7 +72,7 @@ async def test_non_case_arguments_are_rejected() -> None:
         await select(a)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="case 1"):
         await select(recv(a), 3)  # type: ignore[call-overload]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"recv\(\) expects a Chan, .* not int"):
         recv(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         send("not a channel", 1)  # type: ignore[arg-type]
