@@ -24,6 +24,7 @@ from __future__ import annotations
 from asyncio import _get_running_loop
 from threading import get_ident as _get_ident
 from typing import Any
+from weakref import WeakSet
 from weakref import ref as _ref
 
 import anyio
@@ -321,8 +322,9 @@ class _Redelivering:
 
 _REDELIVERING = _Redelivering()
 # Tasks with a deferred cancellation not yet re-delivered (a few at most): check_slow
-# consults it when it makes an entry, in case the cache was emptied meanwhile.
-_redelivering: set[Any] = set()
+# consults it when it makes an entry, in case the cache was emptied meanwhile. Weak:
+# a loop closed before the re-delivery ran must not keep its task alive here.
+_redelivering: WeakSet[Any] = WeakSet()
 
 
 def _redelivered(task: Any) -> None:
@@ -398,7 +400,10 @@ def check_slow(holder: Any, task: Any) -> bool:
     if state is None:
         if _anyio_states_get is None:  # pragma: no cover - anyio changed its internals
             return False
-        state = _REDELIVERING if task in _redelivering else _anyio_states_get(_ref(task))
+        if _redelivering and task in _redelivering:
+            state = _REDELIVERING
+        else:
+            state = _anyio_states_get(_ref(task))
         if state is None:
             # Not (yet) an anyio task: entering its first anyio cancel scope
             # will give it a state, which the entry looks up until then.
