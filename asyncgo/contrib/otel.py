@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
+from asyncio import CancelledError as _AsyncioCancelled
 from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from .._backend import get_cancelled_exc_class
 from .._exceptions import Canceled, DeadlineExceeded
 from .._group import Group
 from .._pipeline import _name as _stage_name
@@ -62,6 +63,18 @@ def _fn_name(fn: object) -> str:
     return f"{mod}.{qual}" if mod else qual
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    """Whether *exc* is a cancellation: ours, asyncio's (uvloop's) or trio's.
+
+    Decided from the exception alone, with no event loop: a job in a worker
+    thread ends here too, and there ``get_cancelled_exc_class()`` would raise.
+    """
+    if isinstance(exc, (Canceled, DeadlineExceeded, _AsyncioCancelled)):
+        return True
+    trio = sys.modules.get("trio")  # (not imported: no trio exception can exist)
+    return trio is not None and isinstance(exc, trio.Cancelled)
+
+
 class _SpanGuard:
     """Record how a span's body ended: error, cancelled, or fine."""
 
@@ -73,7 +86,7 @@ class _SpanGuard:
     def ended(self, exc: BaseException | None) -> None:
         if exc is None:
             return
-        if isinstance(exc, (Canceled, DeadlineExceeded, get_cancelled_exc_class())):
+        if _is_cancellation(exc):
             self.span.set_attribute("asyncgo.cancelled", True)
         elif isinstance(exc, Exception):
             self.span.record_exception(exc)

@@ -263,3 +263,26 @@ def test_instrument_is_idempotent_and_reversible() -> None:
 
     assert WorkerPool._in_executor.__module__ == "asyncgo._pool"
     assert WorkerPool._make_job.__module__ == "asyncgo._pool"
+
+
+def _thread_job_fails() -> None:
+    raise KeyError("thread job")
+
+
+async def test_failing_thread_job_raises_its_own_error_and_marks_the_span(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    """The error path of a job in a worker thread needs no event loop (#9)."""
+    pool_mod = pytest.importorskip("asyncgo._pool")
+    exp, _ = exporter
+    async with pool_mod.WorkerPool(workers=1, executor="thread") as pool:
+        h = await pool.submit(_thread_job_fails)
+        with pytest.raises(KeyError, match="thread job"):
+            await h
+    (span,) = by_name(exp.get_finished_spans(), "asyncgo.pool.job")
+    assert span.status.status_code == trace.StatusCode.ERROR
+    (event,) = [e for e in span.events if e.name == "exception"]
+    assert event.attributes is not None
+    assert event.attributes["exception.type"] == "KeyError"
+    assert span.attributes is not None
+    assert "asyncgo.cancelled" not in span.attributes
