@@ -21,6 +21,9 @@ inherit the context variables of the task that starts them (asyncio copies
 them in ``create_task``, trio in ``start_soon``) -- no instrumentation needed
 for that part, only for the spans themselves.
 
+Whether a task, job or stage gets a span is decided when it starts running:
+after `uninstrument()`, work started or queued earlier runs without one.
+
 An exception other than cancellation marks the span as an error and is recorded
 on it; cancellation (the backend's, or `Canceled` / `DeadlineExceeded`) sets
 ``asyncgo.cancelled = true`` and leaves the status unset.
@@ -37,6 +40,7 @@ import inspect
 import sys
 from asyncio import CancelledError as _AsyncioCancelled
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -52,6 +56,13 @@ __all__ = ["instrument", "is_instrumented", "uninstrument"]
 _TRACER_NAME = "asyncgo"
 _originals: dict[str, Any] = {}
 _tracer: trace.Tracer | None = None
+# In a pipeline node's task: the node's output link while the node's span is current,
+# so that _stream_body records a stage's error on that span and on no other.
+_stage_link: ContextVar[object] = ContextVar("asyncgo_otel_stage_link", default=None)
+# The core's pipeline hooks, for wrappers that run after uninstrument() (a node task
+# scheduled while instrumented holds the wrapper; _originals is emptied by then).
+_ORIGINAL_NODE = _Stream._node
+_ORIGINAL_BODY = _Stream._body
 
 
 def _fn_name(fn: object) -> str:
@@ -93,9 +104,8 @@ class _SpanGuard:
             self.span.set_status(trace.Status(trace.StatusCode.ERROR, repr(exc)))
 
 
-def _start_span(name: str, attrs: dict[str, Any]) -> Any:
-    assert _tracer is not None
-    return _tracer.start_as_current_span(
+def _start_span(tracer: trace.Tracer, name: str, attrs: dict[str, Any]) -> Any:
+    return tracer.start_as_current_span(
         name, attributes=attrs, record_exception=False, set_status_on_exception=False
     )
 
@@ -105,7 +115,10 @@ def _traced_task(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     async def task(*args: Any) -> Any:
-        with _start_span("asyncgo.group.task", {"asyncgo.fn": name}) as span:
+        tracer = _tracer  # (read once: uninstrument() may come from another thread)
+        if tracer is None:  # uninstrument() came before the task ran: no span
+            return await fn(*args)
+        with _start_span(tracer, "asyncgo.group.task", {"asyncgo.fn": name}) as span:
             g = _SpanGuard(span)
             try:
                 return await fn(*args)
@@ -125,23 +138,34 @@ def _group_start(self: Group, fn: Any, args: tuple[object, ...], what: str = "go
 async def _stream_node(
     self: _Stream[Any], index: int, rx: Any, what: object, tx: Any, scope: Any
 ) -> None:
+    original = _ORIGINAL_NODE
+    tracer = _tracer
+    if tracer is None:  # scheduled before uninstrument(), running after it: no span
+        await original(self, index, rx, what, tx, scope)
+        return
     attrs = {"asyncgo.stage": _stage_name(what), "asyncgo.stage.index": index}
-    with _start_span("asyncgo.pipeline.stage", attrs) as span:
+    with _start_span(tracer, "asyncgo.pipeline.stage", attrs) as span:
         g = _SpanGuard(span)
+        token = _stage_link.set(tx)
         try:
-            await _originals["stream_node"](self, index, rx, what, tx, scope)
+            await original(self, index, rx, what, tx, scope)
         except BaseException as exc:
             g.ended(exc)
             raise
+        finally:
+            _stage_link.reset(token)
 
 
 async def _stream_body(self: _Stream[Any], rx: Any, what: object, tx: Any) -> None:
     # _node hands a stage's own error to the run instead of raising it: record it
-    # here, on the stage's span (current in this task).
+    # here, on the stage's span (current in this task) -- if _stream_node made one
+    # for this node: not if the node was scheduled before instrument() (the current
+    # span is then the caller's).
     try:
-        await _originals["stream_body"](self, rx, what, tx)
+        await _ORIGINAL_BODY(self, rx, what, tx)
     except BaseException as exc:
-        _SpanGuard(trace.get_current_span()).ended(exc)
+        if _stage_link.get() is tx:
+            _SpanGuard(trace.get_current_span()).ended(exc)
         raise
 
 
@@ -152,9 +176,12 @@ def _traced_job(fn: Callable[..., Any], parent: otel_context.Context) -> Callabl
 
         @functools.wraps(fn)
         async def ajob(*args: Any) -> Any:
+            tracer = _tracer
+            if tracer is None:  # queued before uninstrument(), run after it: no span
+                return await fn(*args)
             token = otel_context.attach(parent)
             try:
-                with _start_span("asyncgo.pool.job", {"asyncgo.fn": name}) as span:
+                with _start_span(tracer, "asyncgo.pool.job", {"asyncgo.fn": name}) as span:
                     g = _SpanGuard(span)
                     try:
                         return await fn(*args)
@@ -168,9 +195,12 @@ def _traced_job(fn: Callable[..., Any], parent: otel_context.Context) -> Callabl
 
     @functools.wraps(fn)
     def job(*args: Any) -> Any:
+        tracer = _tracer
+        if tracer is None:  # queued before uninstrument(), run after it: no span
+            return fn(*args)
         token = otel_context.attach(parent)
         try:
-            with _start_span("asyncgo.pool.job", {"asyncgo.fn": name}) as span:
+            with _start_span(tracer, "asyncgo.pool.job", {"asyncgo.fn": name}) as span:
                 g = _SpanGuard(span)
                 try:
                     return fn(*args)
@@ -205,16 +235,18 @@ def _pool_make_job(self: Any, fn: Any, args: tuple[Any, ...]) -> Any:
 
 
 async def _pool_in_executor(self: Any, run_sync: Any, job: Any) -> Any:
+    original = _originals.get("pool_in_executor") or type(self)._in_executor
     parent = getattr(job, "_meta", None)
-    if _tracer is None or not isinstance(parent, otel_context.Context):
-        return await _originals["pool_in_executor"](self, run_sync, job)
+    tracer = _tracer
+    if tracer is None or not isinstance(parent, otel_context.Context):
+        return await original(self, run_sync, job)
     attrs = {"asyncgo.fn": _fn_name(job._fn), "asyncgo.executor": "process"}
     token = otel_context.attach(parent)
     try:
-        with _start_span("asyncgo.pool.job", attrs) as span:
+        with _start_span(tracer, "asyncgo.pool.job", attrs) as span:
             g = _SpanGuard(span)
             try:
-                return await _originals["pool_in_executor"](self, run_sync, job)
+                return await original(self, run_sync, job)
             except BaseException as exc:
                 g.ended(exc)
                 raise
@@ -253,7 +285,13 @@ def instrument(*, tracer_provider: trace.TracerProvider | None = None) -> None:
 
 
 def uninstrument() -> None:
-    """Undo `instrument`: tasks started from now on get no spans."""
+    """Undo `instrument`: work that starts running from now on gets no span.
+
+    That includes work already handed over but not yet running -- Group tasks
+    started but not yet scheduled, queued pool jobs, pipeline stages not yet
+    running: it runs as usual, without a span. Work already running keeps its
+    span until it ends.
+    """
     global _tracer
     if not _originals:
         return

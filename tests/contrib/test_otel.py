@@ -286,3 +286,116 @@ async def test_failing_thread_job_raises_its_own_error_and_marks_the_span(
     assert event.attributes["exception.type"] == "KeyError"
     assert span.attributes is not None
     assert "asyncgo.cancelled" not in span.attributes
+
+
+# -- uninstrument() / instrument() while work is in flight (#9) ---------------------
+
+
+async def test_group_task_started_before_uninstrument_runs_without_a_span(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    exp, _ = exporter
+    ran: list[int] = []
+
+    async def job(x: int) -> int:
+        await anyio.sleep(0)
+        ran.append(x)
+        return x
+
+    async with Group() as g:
+        h = g.go_nowait(job, 1)  # started, not yet run
+        otel.uninstrument()
+    assert ran == [1]
+    assert await h == 1
+    assert by_name(exp.get_finished_spans(), "asyncgo.group.task") == []
+
+
+@pytest.mark.parametrize("executor", [None, "thread"])
+async def test_pool_job_queued_before_uninstrument_runs_without_a_span(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer], executor: str | None
+) -> None:
+    pool_mod = pytest.importorskip("asyncgo._pool")
+    exp, _ = exporter
+    import threading
+
+    release = threading.Event()
+    running = anyio.Event()
+
+    def blocker_sync() -> str:
+        release.wait(30)
+        return "first"
+
+    async def blocker_async() -> str:
+        running.set()
+        while not release.is_set():
+            await anyio.sleep(0.001)
+        return "first"
+
+    def second_sync() -> str:
+        return "second"
+
+    async def second_async() -> str:
+        await anyio.sleep(0)
+        return "second"
+
+    async with pool_mod.WorkerPool(workers=1, executor=executor) as pool:
+        if executor is None:
+            h1 = await pool.submit(blocker_async)
+            await running.wait()  # the only worker is busy: the next job stays queued
+            h2 = await pool.submit(second_async)
+        else:
+            h1 = await pool.submit(blocker_sync)
+            h2 = await pool.submit(second_sync)
+        otel.uninstrument()
+        release.set()
+        assert await h1 == "first"
+        assert await h2 == "second"
+    spans = by_name(exp.get_finished_spans(), "asyncgo.pool.job")
+    names = [str(s.attributes["asyncgo.fn"]) for s in spans]  # type: ignore[index]
+    assert not any("second" in n for n in names)
+    if executor is None:  # already running when uninstrument() came: it keeps its span
+        assert len(spans) == 1 and "blocker" in names[0]
+
+
+async def test_pipeline_stages_scheduled_before_uninstrument_run_without_spans(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    exp, _ = exporter
+
+    async def double(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            yield 2 * x
+
+    async with (pipeline(range(4)) | double).stream() as items:
+        otel.uninstrument()  # the stages are scheduled, not yet running
+        got = [x async for x in items]
+    assert got == [0, 2, 4, 6]
+    assert by_name(exp.get_finished_spans(), "asyncgo.pipeline.stage") == []
+
+
+async def test_instrument_while_stages_are_scheduled_records_nothing_on_the_callers_span() -> None:
+    """A stage scheduled before instrument() has no span of its own: its error must not
+    land on whatever span is current (the caller's)."""
+    exp = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exp))
+    tracer = provider.get_tracer("test")
+
+    async def fail(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for _ in items:
+            raise RuntimeError("stage failed")
+        yield 0  # pragma: no cover
+
+    try:
+        with tracer.start_as_current_span("request"):
+            with pytest.raises(RuntimeError, match="stage failed"):
+                async with (pipeline(range(3)) | fail).stream() as items:
+                    otel.instrument(tracer_provider=provider)
+                    async for _ in items:
+                        pass  # pragma: no cover
+    finally:
+        otel.uninstrument()
+        provider.shutdown()
+    (req,) = by_name(exp.get_finished_spans(), "request")
+    assert req.status.status_code != trace.StatusCode.ERROR
+    assert [e for e in req.events if e.name == "exception"] == []
