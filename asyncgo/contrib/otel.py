@@ -12,8 +12,10 @@ Call `instrument()` once at start-up (after configuring the tracer provider);
 * every ``WorkerPool`` job (when the pool module is present) runs in a span
   ``asyncgo.pool.job``, whose parent is the span current where the job was
   *submitted* -- pool workers are long-lived tasks, so that context is carried
-  with the job. Async jobs and ``executor="thread"`` jobs run inside their span
-  (spans they start are its children); an ``executor="process"`` job's span is
+  with the job. Jobs on the loop (``async def`` jobs, sync callables -- the span
+  also covers the awaitable such a callable returns, which the pool awaits) and
+  ``executor="thread"`` jobs run inside their span (spans they start are its
+  children); an ``executor="process"`` job's span is
   made in the parent process, around the wait for the child (the tracer lives in
   the parent; the child gets no context), with ``asyncgo.executor = "process"``.
 
@@ -207,22 +209,34 @@ async def _stream_body(self: _Stream[Any], rx: Any, what: object, tx: Any) -> No
         raise
 
 
-def _traced_job(fn: Callable[..., Any], parent: otel_context.Context) -> Callable[..., Any]:
+def _traced_job(
+    fn: Callable[..., Any], parent: otel_context.Context, on_loop: bool
+) -> Callable[..., Any]:
+    """*fn* as a pool job in a span ``asyncgo.pool.job``, child of *parent*.
+
+    *on_loop* (a pool with no executor): an async wrapper doing what the pool does
+    with a job -- call it, and await the result if it is awaitable -- so the span
+    covers an ``async def`` job, a sync callable returning an awaitable
+    (``lambda: fetch(url)``) and a plain sync one alike. Otherwise (a worker
+    thread) a sync wrapper, run in the thread.
+    """
     name = _fn_name(fn)
 
-    if inspect.iscoroutinefunction(fn) or not callable(fn) or _is_async_callable(fn):
+    if on_loop:
 
         @functools.wraps(fn)
         async def ajob(*args: Any) -> Any:
             tracer = _tracer
             if tracer is None:  # queued before uninstrument(), run after it: no span
-                return await fn(*args)
+                value = fn(*args)
+                return (await value) if inspect.isawaitable(value) else value
             token = otel_context.attach(parent)
             try:
                 with _start_span(tracer, "asyncgo.pool.job", {"asyncgo.fn": name}) as span:
                     g = _SpanGuard(span)
                     try:
-                        return await fn(*args)
+                        value = fn(*args)
+                        return (await value) if inspect.isawaitable(value) else value
                     except BaseException as exc:
                         g.ended(exc)
                         raise
@@ -251,15 +265,6 @@ def _traced_job(fn: Callable[..., Any], parent: otel_context.Context) -> Callabl
     return job
 
 
-def _is_async_callable(fn: object) -> bool:
-    f = fn
-    while isinstance(f, functools.partial):
-        f = f.func
-    return inspect.iscoroutinefunction(f) or inspect.iscoroutinefunction(
-        getattr(f, "__call__", None)  # noqa: B004
-    )
-
-
 def _pool_make_job(self: Any, fn: Any, args: tuple[Any, ...]) -> Any:
     job = _originals["pool_make_job"](self, fn, args)
     if _tracer is not None:
@@ -268,7 +273,8 @@ def _pool_make_job(self: Any, fn: Any, args: tuple[Any, ...]) -> Any:
             # Keep the submitter's context; _pool_in_executor spans the wait for it.
             job._meta = otel_context.get_current()
         else:
-            job._fn = _traced_job(job._fn, otel_context.get_current())
+            on_loop = getattr(self, "_executor", None) is None
+            job._fn = _traced_job(job._fn, otel_context.get_current(), on_loop)
     return job
 
 

@@ -447,3 +447,67 @@ async def test_stage_attribute_is_bounded_for_big_sources(
     assert any("_LoudIterable" in n for n in sources)  # anything else: its type
     # Stages keep their full, short names.
     assert (1, "stages.map(test_stage_attribute_is_bounded_for_big_sources.<locals>.inc)") in names
+
+
+# -- a sync callable as a pool job (no executor): the span covers what it returns (#9)
+
+
+async def test_pool_job_returning_an_awaitable_is_covered_by_its_span(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    pool_mod = pytest.importorskip("asyncgo._pool")
+    exp, tracer = exporter
+
+    async def boom() -> None:
+        with tracer.start_as_current_span("inner"):
+            await anyio.sleep(0)
+        raise ValueError("awaited boom")
+
+    async with pool_mod.WorkerPool(workers=1) as pool:
+        with tracer.start_as_current_span("submitter") as sub:
+            h = await pool.submit(lambda: boom())
+        with pytest.raises(ValueError, match="awaited boom"):
+            await h
+    spans = exp.get_finished_spans()
+    (job,) = by_name(spans, "asyncgo.pool.job")
+    (inner,) = by_name(spans, "inner")
+    assert job.parent is not None and job.parent.span_id == sub.get_span_context().span_id
+    assert inner.parent is not None and inner.parent.span_id == job.context.span_id
+    assert job.status.status_code == trace.StatusCode.ERROR
+    assert [e.name for e in job.events] == ["exception"]
+    assert job.end_time is not None and inner.end_time is not None
+    assert job.end_time >= inner.end_time
+
+
+async def test_plain_sync_pool_job_on_the_loop_has_a_span(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    pool_mod = pytest.importorskip("asyncgo._pool")
+    exp, tracer = exporter
+
+    def add(x: int) -> int:
+        with tracer.start_as_current_span("inner"):
+            return x + 1
+
+    def fails(x: int) -> int:
+        raise LookupError(f"no {x}")
+
+    async with pool_mod.WorkerPool(workers=1) as pool:
+        with tracer.start_as_current_span("submitter") as sub:
+            ok = await pool.submit(add, 41)
+            bad = await pool.submit(fails, 7)
+        assert await ok == 42
+        with pytest.raises(LookupError, match="no 7"):
+            await bad
+    spans = exp.get_finished_spans()
+    jobs = {
+        str(s.attributes["asyncgo.fn"]).rsplit(".", 1)[-1]: s
+        for s in by_name(spans, "asyncgo.pool.job")
+    }  # type: ignore[index]
+    assert set(jobs) == {"add", "fails"}
+    sid = sub.get_span_context().span_id
+    assert all(j.parent is not None and j.parent.span_id == sid for j in jobs.values())
+    assert jobs["add"].status.status_code == trace.StatusCode.UNSET
+    assert jobs["fails"].status.status_code == trace.StatusCode.ERROR
+    (inner,) = by_name(spans, "inner")
+    assert inner.parent is not None and inner.parent.span_id == jobs["add"].context.span_id
