@@ -4,7 +4,8 @@
   `Context` (Starlette, FastAPI, any ASGI app), SSE responses, the debug endpoint.
 * `asyncgo.contrib.fastapi`: the FastAPI dependency (``RequestContext``).
 * `asyncgo.contrib.aiohttp`: the same for aiohttp.
-* `asyncgo.contrib.otel`: OpenTelemetry spans for Group tasks and pipeline stages.
+* `asyncgo.contrib.otel`: OpenTelemetry spans for Group tasks, pipeline stages and
+  `WorkerPool` jobs (on the loop, in threads and in processes).
 
 This module holds what the framework adapters share: the request-timeout header
 rule, the `ClientDisconnected` cause and Server-Sent Events encoding.

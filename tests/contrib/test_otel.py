@@ -511,3 +511,36 @@ async def test_plain_sync_pool_job_on_the_loop_has_a_span(
     assert jobs["fails"].status.status_code == trace.StatusCode.ERROR
     (inner,) = by_name(spans, "inner")
     assert inner.parent is not None and inner.parent.span_id == jobs["add"].context.span_id
+
+
+async def test_docs_page_names_every_span_and_attribute(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    """docs/otel.md lists what the instrumentation records, process-pool jobs included."""
+    from pathlib import Path
+
+    pool_mod = pytest.importorskip("asyncgo._pool")
+    exp, _ = exporter
+    page = Path(__file__).resolve().parents[2] / "docs" / "otel.md"
+    if not page.exists():  # pragma: no cover - an installed package without docs
+        pytest.skip("no docs/otel.md")
+
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    with anyio.move_on_after(0.05):  # a Group task, cancelled
+        async with Group() as g:
+            await g.go(forever)
+    await pipeline(range(2)).collect()
+    async with pool_mod.WorkerPool(workers=1, executor="process") as pool:
+        assert await (await pool.submit(_square, 3)) == 9
+    spans = exp.get_finished_spans()
+    names = {s.name for s in spans}
+    keys = {k for s in spans for k in (s.attributes or {})}
+    assert names == {"asyncgo.group.task", "asyncgo.pipeline.stage", "asyncgo.pool.job"}
+    assert "asyncgo.executor" in keys and "asyncgo.cancelled" in keys
+    text = page.read_text()
+    missing = sorted(f"`{n}`" for n in names | keys if f"`{n}`" not in text)
+    assert missing == [], f"docs/otel.md does not name {missing}"
+    assert "not traced" not in text  # every kind of pool job is
+    assert otel.__doc__ is not None and "asyncgo.executor" in otel.__doc__
