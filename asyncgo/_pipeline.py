@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, aclosing
 from itertools import islice
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final, overload
@@ -516,8 +516,12 @@ async def feed(source: object, tx: _Sink, run: _Run, *, shared: bool = False) ->
         assert isinstance(source, Pipeline)
         sub = _Stream(source, run.ctx)
         async with sub:
-            async for batch in sub._batches():
-                await tx.put_many(batch)
+            # Closed here if put_many() is interrupted (downstream done, cancelled)
+            # while the generator waits at its yield: not left to the garbage
+            # collector (trio warns about it).
+            async with aclosing(sub._batches()) as batches:
+                async for batch in batches:
+                    await tx.put_many(batch)
         await tx.flush()
         return
     if kind == "task":

@@ -1021,3 +1021,25 @@ async def test_map_workers_see_the_ctx_and_stop_with_it(ordered: bool) -> None:
     with anyio.fail_after(10), pytest.raises(Canceled) as info:
         await (pipeline(range(1000)) | stages.map(job, workers=20, ordered=ordered)).collect(ctx)
     assert info.value is ctx.err()
+
+
+def _inc(x: int) -> int:
+    return x + 1
+
+
+async def test_nested_pipeline_cut_short_closes_its_output_generator() -> None:
+    """A pipeline used as the source of another, cut short downstream (take): the
+    inner pipeline's output generator is closed by the runner, not left to the
+    garbage collector (which trio reports with a ResourceWarning)."""
+    import gc
+    import warnings
+
+    big = list(range(10_000))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = await (pipeline(pipeline(big) | stages.map(_inc)) | stages.take(2)).collect()
+        gc.collect()
+        await anyio.sleep(0)
+        gc.collect()
+    assert out == [1, 2]
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
