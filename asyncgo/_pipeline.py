@@ -515,13 +515,12 @@ async def feed(source: object, tx: _Sink, run: _Run, *, shared: bool = False) ->
     if kind == "pipeline":
         assert isinstance(source, Pipeline)
         sub = _Stream(source, run.ctx)
-        async with sub:
-            # Closed here if put_many() is interrupted (downstream done, cancelled)
-            # while the generator waits at its yield: not left to the garbage
-            # collector (trio warns about it).
-            async with aclosing(sub._batches()) as batches:
-                async for batch in batches:
-                    await tx.put_many(batch)
+        # The output generator is closed here if put_many() is interrupted (downstream
+        # done, cancelled) while it waits at its yield: not left to the garbage
+        # collector (trio warns about it).
+        async with sub, aclosing(sub._batches()) as batches:
+            async for batch in batches:
+                await tx.put_many(batch)
         await tx.flush()
         return
     if kind == "task":
