@@ -10,7 +10,6 @@ import importlib.util
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -18,6 +17,7 @@ import pytest
 
 aiohttp = pytest.importorskip("aiohttp")
 
+from _servers import serve_aiohttp as serve  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 import asyncgo  # noqa: E402
@@ -48,21 +48,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
 
 
 WAIT = 10.0
-
-
-@asynccontextmanager
-async def serve(app: web.Application) -> AsyncIterator[str]:
-    """Run *app* on 127.0.0.1, a free port, in this event loop."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with anyio.fail_after(WAIT):
-            await runner.cleanup()
 
 
 class Probe:

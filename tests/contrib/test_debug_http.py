@@ -8,15 +8,11 @@ Checked in-process (the ASGI app on every backend) and through real servers
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
 import pytest
+from _servers import serve_aiohttp, serve_uvicorn
 
 from asyncgo._debug_http import asgi_app
 
@@ -31,7 +27,6 @@ _asyncio_only = pytest.mark.parametrize(
     ],
 )
 
-WAIT = 10.0
 REMOTE = "203.0.113.7"
 
 #: (header lines, expected status): one remote address anywhere refuses the request.
@@ -100,50 +95,9 @@ async def test_aiohttp_server_checks_every_header_line(
 
     app = web.Application()
     app.router.add_get("/debug/tasks", debug_handler(enabled=True))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as s:
-            url = f"http://127.0.0.1:{port}/debug/tasks"
-            async with s.get(url, headers=CIMultiDict(headers)) as r:
-                assert r.status == status
-    finally:
-        with anyio.fail_after(WAIT):
-            await runner.cleanup()
-
-
-@asynccontextmanager
-async def _uvicorn(app: Any) -> AsyncIterator[str]:
-    uvicorn = pytest.importorskip("uvicorn")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        lifespan="off",
-        log_level="warning",
-        http="h11",
-        ws="none",
-        access_log=False,
-        proxy_headers=False,  # the endpoint must see the headers as the client sent them
-    )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.ensure_future(server.serve(sockets=[sock]))
-    try:
-        with anyio.fail_after(WAIT):
-            while not server.started:
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with anyio.fail_after(WAIT):
-            await task
-        sock.close()
+    async with serve_aiohttp(app) as base, aiohttp.ClientSession() as s:
+        async with s.get(base + "/debug/tasks", headers=CIMultiDict(headers)) as r:
+            assert r.status == status
 
 
 @_asyncio_only
@@ -159,6 +113,6 @@ async def test_starlette_mount_under_uvicorn_checks_every_header_line(
     from asyncgo.contrib.starlette import debug_app
 
     app = Starlette(routes=[Mount("/debug/tasks", debug_app(enabled=True))])
-    async with _uvicorn(app) as url, httpx.AsyncClient() as client:
+    async with serve_uvicorn(app, proxy_headers=False) as url, httpx.AsyncClient() as client:
         r = await client.get(url + "/debug/tasks/", headers=headers)
     assert r.status_code == status

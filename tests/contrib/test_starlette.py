@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import socket
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -20,7 +18,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-import uvicorn  # noqa: E402
+from _servers import serve_uvicorn as serve  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from starlette.responses import StreamingResponse  # noqa: E402
 
@@ -52,31 +50,6 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
 
 
 WAIT = 10.0  # generous bound for "within a bounded time"
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Run *app* under uvicorn on 127.0.0.1, a free port, in this event loop."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, lifespan="off", log_level="warning", http="h11", ws="none", access_log=False
-    )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.ensure_future(server.serve(sockets=[sock]))
-    try:
-        with anyio.fail_after(WAIT):
-            while not server.started:
-                await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with anyio.fail_after(WAIT):
-            await task
-        sock.close()
 
 
 class Probe:
