@@ -655,11 +655,13 @@ def run_callback(fn: Callable[[], object], what: str) -> None:
     except Exception as exc:
         report_exception(exc, fn, f"Exception in asyncgo {what} callback")
         return
-    if inspect.isawaitable(r):
-        if inspect.iscoroutine(r):
-            r.close()
+    if inspect.iscoroutine(r):
+        # ``lambda: fetch()``: a coroutine that nothing will ever run. Any other
+        # awaitable -- a task, a future, anyio's TaskHandle from ``tg.start_soon`` --
+        # is work already scheduled, the documented way to do async work here.
+        r.close()
         report_exception(
-            TypeError(f"{what}: fn returned an awaitable, which nothing will await"),
+            TypeError(f"{what}: fn returned a coroutine, which nothing will await"),
             fn,
             f"Exception in asyncgo {what} callback",
         )
