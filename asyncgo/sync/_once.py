@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["Once", "once_func", "once_value"]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., object])
 
 
 @final
@@ -115,12 +116,26 @@ class Once:
 
 
 class _Result(Generic[T]):
-    __slots__ = ("exc", "tb", "value")
+    __slots__ = ("exc", "fn", "tb", "value")
 
-    def __init__(self) -> None:
+    def __init__(self, fn: Callable[[], Awaitable[T]]) -> None:
+        # The function, until a call of it is done: then dropped, so that it (and
+        # what its closure holds) can be freed -- Go's OnceFunc/OnceValue do the same.
+        self.fn: Callable[[], Awaitable[T]] | None = fn
         self.value: T | None = None
         self.exc: BaseException | None = None
         self.tb: TracebackType | None = None
+
+
+def _wraps(fn: Callable[..., object]) -> Callable[[F], F]:
+    """`functools.wraps` without ``__wrapped__``, which would keep *fn* alive for good."""
+
+    def decorate(wrapper: F) -> F:
+        functools.update_wrapper(wrapper, fn)
+        del wrapper.__wrapped__  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
 
 
 def once_value(
@@ -133,7 +148,9 @@ def once_value(
     rule: ``OnceValue`` panics with the same value on every call); with
     ``retry_on_error=True`` the error goes to the caller whose call failed and
     the next call runs ``fn`` again. A cancelled first call is not an outcome:
-    the next caller runs ``fn``. Go: ``sync.OnceValue(f)``
+    the next caller runs ``fn``. Once a call is done, ``fn`` is no longer
+    referenced, so it and what its closure holds can be freed (as in Go).
+    Go: ``sync.OnceValue(f)``
 
     Example:
         ```python
@@ -151,18 +168,22 @@ def once_value(
         ```
     """
     once = Once(retry_on_error=retry_on_error)
-    res: _Result[T] = _Result()
+    res: _Result[T] = _Result(fn)
 
     async def run() -> None:
+        f = res.fn
+        assert f is not None  # dropped only once done, and then run() is not called
         try:
-            res.value = await fn()
+            res.value = await f()
         except Exception as exc:
             if not retry_on_error:
                 res.exc = exc
                 res.tb = exc.__traceback__
+                res.fn = None
             raise
+        res.fn = None
 
-    @functools.wraps(fn)
+    @_wraps(fn)
     async def call() -> T:
         if not once._done:
             await once.do(run)
@@ -202,7 +223,7 @@ def once_func(
     """
     value = once_value(fn, retry_on_error=retry_on_error)
 
-    @functools.wraps(fn)
+    @_wraps(fn)
     async def call() -> None:
         await value()
 
