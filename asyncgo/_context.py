@@ -202,12 +202,13 @@ class Context:
 
         The same channel is returned every time. A context that can never be
         done (`background()`, `without_cancel()`) returns a channel that is never
-        closed (Go returns a nil channel). Asking for it arms the deadline timer,
+        closed, the same one for all of them on one event loop (Go returns a nil
+        channel). Asking for it arms the deadline timer,
         if the context has a deadline. Go: ``ctx.Done()``
         """
         n = self._cn
         if n is None:
-            return Chan[None]().recv_only()
+            return _never_done()
         view = n._done
         if view is None:
             ch = Chan[None]()
@@ -478,6 +479,30 @@ class Context:
                 run_on_loop(rt, _bury, rt, up, self._wr, timer, orphan, own, self._deadline)
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
+
+
+# done() of every context that can never be done: one never-closed channel per event
+# loop (a channel belongs to the loop it first waits on), like Go's nil channel, which
+# is the same value every time. The loop is held weakly where it can be (asyncio's).
+_never: tuple[object, RecvChan[None]] | None = None
+
+
+def _never_done() -> RecvChan[None]:
+    global _never
+    rt = runtime_or_none()
+    cached = _never
+    if cached is not None and rt is not None:
+        key, view = cached
+        if key is rt or (type(key) is ref and key() is rt):
+            return view
+    view = Chan[None]().recv_only()
+    if rt is not None:
+        try:
+            key = ref(rt)
+        except TypeError:  # trio's runtime: one per trio.run(), small
+            key = rt
+        _never = (key, view)
+    return view
 
 
 def _deadline_fired(wr: ref[Context]) -> None:

@@ -904,3 +904,36 @@ class TestMockClock:
         assert calls == []
         assert stop() is False
         cancel()
+
+
+# -- Go's Done() contract: "Successive calls to Done return the same value" -------------------
+
+
+async def test_done_returns_the_same_value_every_time() -> None:
+    c, cancel = with_cancel(background())
+    assert c.done() is c.done()
+    assert with_value(c, "k", 1).done() is c.done()
+    cancel()
+    assert c.done() is c.done()
+    # Contexts that can never be done: Go returns nil every time (and nil == nil).
+    bg = background()
+    assert bg.done() is bg.done()
+    never = without_cancel(c)
+    assert never.done() is never.done()
+    assert with_value(bg, "k", 1).done() is bg.done()
+    assert await blocks(bg)
+    with anyio.move_on_after(SHORT):  # a waiter parks on it and leaves no trace
+        await bg.wait()
+    assert await blocks(bg)
+
+
+def test_never_done_channel_is_per_event_loop() -> None:
+    # The shared never-closed channel must not bind background() to the first loop
+    # that waited on it: each anyio.run() gets one that it can wait on.
+    async def wait_briefly() -> int:
+        with anyio.move_on_after(SHORT):
+            await background().wait()
+        return id(background().done())
+
+    for backend in ("asyncio", "trio", "asyncio"):
+        anyio.run(wait_briefly, backend=backend)
