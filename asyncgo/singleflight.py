@@ -24,6 +24,7 @@ from ._backend import (
     abandon,
     checkpoint,
     create_task_group,
+    get_cancelled_exc_class,
     must_checkpoint,
     new_parker,
     park_runtime,
@@ -143,11 +144,23 @@ class Group:
         try:
             return await tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as eg:
-            # The calls never raise into the task group (their errors go to
-            # the callers), so a group holding just the body's own exception
-            # is anyio's wrapping of it: let it propagate as itself, so that
-            # ``async with singleflight.Group()`` is transparent to errors.
-            if exc is None or _leaves(eg) != [exc]:
+            leaves = _leaves(eg)
+            # A call's KeyboardInterrupt, SystemExit... (the only thing a call
+            # raises into the task group: its errors go to the callers) comes
+            # out as itself, and first, as out of an errgroup Group.
+            cancelled = get_cancelled_exc_class()
+            for leaf in leaves:
+                if not isinstance(leaf, (Exception, cancelled)) and leaf is not exc:
+                    context = leaf.__context__
+                    try:
+                        raise leaf
+                    finally:
+                        leaf.__context__ = context  # not chained to the group
+                        del leaf, context
+            # A group holding just the body's own exception is anyio's wrapping
+            # of it: let it propagate as itself, so that ``async with
+            # singleflight.Group()`` is transparent to errors.
+            if exc is None or leaves != [exc]:
                 raise
             return False
         finally:
@@ -209,16 +222,22 @@ class Group:
             if tracer is not None:
                 tracer.unparked(w)
         # Woken by _run: the call has ended.
-        if call.exc is not None:
-            # The same exception in every caller, each time with the call's own
-            # traceback (re-raising it as is would pile up every caller's frames).
-            raise call.exc.with_traceback(call.tb)
         if call.aborted:
             await checkpoint()  # our own cancellation, if that is what ended it, goes first
+            if call.exc is not None:  # fn raised a BaseException that is not an Exception
+                raise RuntimeError(
+                    f"singleflight: the call for key {key!r} ended by "
+                    f"{type(call.exc).__name__} (a BaseException, not an Exception), "
+                    "which shuts its Group down"
+                ) from call.exc
             raise RuntimeError(
                 f"singleflight: the call for key {key!r} was cancelled because its Group "
                 "was shut down"
             )
+        if call.exc is not None:
+            # The same exception in every caller, each time with the call's own
+            # traceback (re-raising it as is would pile up every caller's frames).
+            raise call.exc.with_traceback(call.tb)
         return call.value, call.dups > 0  # type: ignore[return-value]
 
     def forget(self, key: Hashable) -> None:
@@ -246,8 +265,12 @@ class Group:
                 except Exception as exc:  # goes to the callers, never to the task group
                     call.exc = exc
                     call.tb = exc.__traceback__
-        except BaseException:
-            call.aborted = True  # the Group's scope was cancelled (or KeyboardInterrupt...)
+        except BaseException as exc:
+            # The Group's scope was cancelled, or fn raised KeyboardInterrupt,
+            # SystemExit... (which then shuts the Group down).
+            call.aborted = True
+            if not isinstance(exc, get_cancelled_exc_class()):
+                call.exc = exc  # for the callers' RuntimeError to name it, not to raise
             raise
         finally:
             call.done = True

@@ -1,0 +1,302 @@
+"""Go's own singleflight test suite (golang/sync singleflight/singleflight_test.go), ported.
+
+``var g Group`` becomes ``async with singleflight.Group() as g``, ``v, err,
+shared := g.Do(key, fn)`` becomes ``v, shared = await g.do(key, fn)`` (the error
+is raised), and ``g.DoChan(key, fn)`` -- which asyncgo does not provide -- becomes
+a task running ``g.do`` that delivers its outcome on a channel, as
+docs/singleflight.md suggests. A panic is an exception; Go's ``runtime.Goexit``
+in ``fn`` (the call ends with neither a value nor an error) is a
+``BaseException`` that is not an ``Exception``.
+
+Not ported: TestPanicDoChan and TestPanicDoSharedByDoChan check that a panic in
+a DoChan call crashes the process (it cannot be recovered in another
+goroutine); in asyncgo the exception simply reaches every caller, which
+test_panic_do covers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from asyncgo import Chan, singleflight
+from asyncgo.sync import WaitGroup
+
+pytestmark = pytest.mark.anyio
+
+HANG = 30  # seconds before a hang fails the test (Go: "Do hangs" after 1 s)
+
+Outcome = tuple[str, Any]  # ("ok", (value, shared)) or ("err", exception)
+
+
+async def do_chan(
+    tg: anyio.abc.TaskGroup, g: singleflight.Group, key: str, fn: Callable[[], Awaitable[Any]]
+) -> Chan[Outcome]:
+    """``g.DoChan(key, fn)``: a buffered channel that receives the call's outcome.
+
+    Returns once the task has joined (or started) the call, as DoChan does.
+    """
+    ch: Chan[Outcome] = Chan(1)
+
+    async def run(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            res = await g.do(key, fn)
+        except Exception as exc:
+            ch.send_nowait(("err", exc))
+        else:
+            ch.send_nowait(("ok", res))
+
+    await tg.start(run)
+    await anyio.wait_all_tasks_blocked()  # it is parked in do() now
+    return ch
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_do() -> None:
+    """TestDo."""
+
+    async def fn() -> str:
+        return "bar"
+
+    async with singleflight.Group() as g:
+        v, shared = await g.do("key", fn)
+    assert (v, type(v)) == ("bar", str)
+    assert shared is False
+
+
+async def test_do_err() -> None:
+    """TestDoErr: the error comes back as itself (err == someErr), with no value."""
+    some_err = ValueError("Some error")
+
+    async def fn() -> str:
+        raise some_err
+
+    async with singleflight.Group() as g:
+        with pytest.raises(ValueError) as info:
+            await g.do("key", fn)
+    assert info.value is some_err
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_do_dup_suppress() -> None:
+    """TestDoDupSuppress: concurrent callers share one call of fn."""
+    wg1, wg2 = WaitGroup(), WaitGroup()
+    c: Chan[str] = Chan(1)
+    calls = [0]
+    results: list[tuple[Any, bool]] = []
+
+    async def fn() -> str:
+        calls[0] += 1
+        if calls[0] == 1:
+            wg1.done()  # first invocation
+        v = await c.recv()
+        await c.send(v)  # pump; make available for any future calls
+        await anyio.wait_all_tasks_blocked()  # Go: sleep 10 ms, let more tasks enter Do
+        return v
+
+    n = 10
+
+    async def caller() -> None:
+        try:
+            wg1.done()
+            results.append(await g.do("key", fn))
+        finally:
+            wg2.done()
+
+    with anyio.fail_after(HANG):
+        async with singleflight.Group() as g, anyio.create_task_group() as tg:
+            wg1.add(1)
+            for _ in range(n):
+                wg1.add(1)
+                wg2.add(1)
+                tg.start_soon(caller)
+            await wg1.wait()
+            # At least one task is in fn now and all of them have at least
+            # reached the line before the do.
+            await c.send("bar")
+            await wg2.wait()
+    assert 0 < calls[0] < n, f"number of calls = {calls[0]}; want over 0 and less than {n}"
+    assert calls[0] == 1  # asyncgo: every caller was parked in do() before fn returned
+    assert results == [("bar", True)] * n
+
+
+@pytest.mark.parametrize("third_joins", ["before the first call is cleaned up", "after"])
+@pytest.mark.usefixtures("no_leaks")
+async def test_forget(third_joins: str) -> None:
+    """TestForget (go.dev/issue/31420): a forgotten call's end does not forget its successor."""
+    first_started, unblock_first, first_finished = anyio.Event(), anyio.Event(), anyio.Event()
+    unblock_second = anyio.Event()
+    first_result: list[Any] = []
+
+    async def fn1() -> int:
+        first_started.set()
+        await unblock_first.wait()
+        first_finished.set()
+        return 1
+
+    async def fn2() -> int:
+        await unblock_second.wait()
+        return 2
+
+    async def fn3() -> int:
+        return 3
+
+    async def first() -> None:
+        first_result.append(await g.do("key", fn1))
+
+    with anyio.fail_after(HANG):
+        async with singleflight.Group() as g, anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            await first_started.wait()
+            g.forget("key")
+            second = await do_chan(tg, g, "key", fn2)
+            unblock_first.set()
+            await first_finished.wait()
+            if third_joins == "after":
+                await anyio.wait_all_tasks_blocked()  # the first call has ended
+                assert first_result == [(1, False)]
+            third = await do_chan(tg, g, "key", fn3)
+            unblock_second.set()
+            assert await second.recv() == ("ok", (2, True))
+            r = await third.recv()
+    assert r == ("ok", (2, True)), "the third caller must get the second call's result"
+    assert first_result == [(1, False)]
+
+
+async def test_do_chan() -> None:
+    """TestDoChan, with a task and a channel standing in for DoChan."""
+
+    async def fn() -> str:
+        return "bar"
+
+    async with singleflight.Group() as g, anyio.create_task_group() as tg:
+        ch = await do_chan(tg, g, "key", fn)
+        kind, (v, _shared) = await ch.recv()
+    assert kind == "ok"
+    assert (v, type(v)) == ("bar", str)
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_panic_do() -> None:
+    """TestPanicDo (go.dev/issue/41133): a raising fn reaches all n callers; nothing hangs.
+
+    And the key is usable afterwards: the next do calls fn again.
+    """
+    calls = [0]
+
+    async def fn() -> Any:
+        calls[0] += 1
+        await anyio.sleep(0)
+        raise RuntimeError("invalid memory address or nil pointer dereference")
+
+    n = 5
+    raised: list[BaseException] = []
+
+    async def caller() -> None:
+        try:
+            await g.do("key", fn)
+        except RuntimeError as exc:
+            raised.append(exc)
+
+    with anyio.fail_after(HANG):
+        async with singleflight.Group() as g:
+            async with anyio.create_task_group() as tg:
+                for _ in range(n):
+                    tg.start_soon(caller)
+            assert len(raised) == n, f"expect {n} errors, but got {len(raised)}"
+            assert all(e is raised[0] for e in raised)
+            assert calls == [1]
+            with pytest.raises(RuntimeError, match="nil pointer"):
+                await g.do("key", fn)  # not cached, no hang
+            assert calls == [2]
+
+
+class Goexit(BaseException):
+    """runtime.Goexit(): the call ends with neither a value nor an Exception."""
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_goexit_do() -> None:
+    """TestGoexitDo: fn ends abnormally; no caller hangs, none gets a value or fn's error.
+
+    Go ends every caller with Goexit too. In asyncgo the BaseException is not
+    raised again in each caller (one KeyboardInterrupt must not become five):
+    it propagates out of the Group's block as itself, as it would out of an
+    errgroup ``Group``, and the callers outside get a RuntimeError that names it.
+    """
+
+    gate = anyio.Event()
+
+    async def fn() -> Any:
+        await gate.wait()
+        raise Goexit("fn called runtime.Goexit()")
+
+    n = 5
+    outcomes: list[BaseException | None] = []
+
+    async def caller(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            await g.do("key", fn)
+        except RuntimeError as exc:
+            outcomes.append(exc)
+        else:  # pragma: no cover - the failure being tested for
+            outcomes.append(None)
+
+    with anyio.fail_after(HANG):
+        async with anyio.create_task_group() as tg:  # the callers live outside the Group
+            with pytest.raises(Goexit, match="Goexit"):
+                async with singleflight.Group() as g:
+                    for _ in range(n):
+                        await tg.start(caller)
+                    await anyio.wait_all_tasks_blocked()  # all n callers share the call
+                    gate.set()
+                    await anyio.sleep_forever()  # cancelled when the call's BaseException arrives
+    assert len(outcomes) == n
+    for exc in outcomes:
+        assert isinstance(exc, RuntimeError)
+        assert "Goexit" in str(exc) and "'key'" in str(exc)
+        assert isinstance(exc.__cause__, Goexit)
+
+
+async def test_goexit_do_caller_inside_the_block() -> None:
+    """A caller in the Group's block is cancelled with it; the BaseException comes out as itself."""
+
+    async def fn() -> Any:
+        await anyio.sleep(0)
+        raise Goexit
+
+    with anyio.fail_after(HANG), pytest.raises(Goexit):
+        async with singleflight.Group() as g:
+            await g.do("key", fn)
+
+
+async def test_goexit_do_with_an_error_in_the_block() -> None:
+    """As in errgroup, a call's BaseException wins over an error of the block itself."""
+    gate = anyio.Event()
+    outcomes: list[BaseException] = []
+
+    async def fn() -> Any:
+        with anyio.CancelScope(shield=True):  # ends by Goexit even though the block failed
+            await gate.wait()
+        raise Goexit
+
+    async def caller(g: singleflight.Group) -> None:
+        try:
+            await g.do("key", fn)
+        except RuntimeError as exc:
+            outcomes.append(exc)
+
+    with anyio.fail_after(HANG):
+        async with anyio.create_task_group() as tg:
+            with pytest.raises(Goexit):
+                async with singleflight.Group() as g:
+                    tg.start_soon(caller, g)
+                    await anyio.wait_all_tasks_blocked()
+                    gate.set()
+                    raise ValueError("the block fails too")
+    assert len(outcomes) == 1 and isinstance(outcomes[0].__cause__, Goexit)
