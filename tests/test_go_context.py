@@ -1,4 +1,5 @@
-"""Go's own context tests (src/context/x_test.go, context_test.go), ported to asyncgo.
+"""Go's own context tests (src/context/x_test.go, context_test.go) and examples
+(example_test.go), ported to asyncgo.
 
 Each test names the Go test it ports. The Go API maps as DESIGN.md "Context" and
 docs/context.md say: ``WithCancel`` -> `with_cancel`, ``Cause(ctx)`` ->
@@ -45,6 +46,7 @@ from asyncgo import (
     Canceled,
     Chan,
     ChanClosed,
+    Cond,
     Context,
     DeadlineExceeded,
     WouldBlock,
@@ -52,6 +54,7 @@ from asyncgo import (
     background,
     recv,
     select,
+    send,
     with_cancel,
     with_cancel_cause,
     with_deadline,
@@ -59,6 +62,7 @@ from asyncgo import (
     with_value,
     without_cancel,
 )
+from asyncgo import time as gotime
 
 pytestmark = pytest.mark.anyio
 
@@ -937,3 +941,158 @@ def test_never_done_channel_is_per_event_loop() -> None:
 
     for backend in ("asyncio", "trio", "asyncio"):
         anyio.run(wait_briefly, backend=backend)
+
+
+# -- example_test.go --------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_example_with_cancel() -> None:
+    # gen's task returns when ctx is cancelled: nothing is left running.
+    out: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        def gen(ctx: Context) -> Chan[int]:
+            dst: Chan[int] = Chan()
+
+            async def run() -> None:
+                n = 1
+                while True:
+                    r = await select(recv(ctx.done()), send(dst, n))
+                    if r.index == 0:
+                        return  # returning not to leak the task
+                    n += 1
+
+            tg.start_soon(run)
+            return dst
+
+        with with_cancel(background()) as ctx:  # Go: defer cancel()
+            async for n in gen(ctx):
+                out.append(n)
+                if n == 5:
+                    break
+    assert out == [1, 2, 3, 4, 5]
+
+
+async def test_example_with_deadline() -> None:
+    ctx, cancel = with_deadline(background(), anyio.current_time() + 0.05)
+    try:
+        r = await select(recv(gotime.after(QUIESCENT)), recv(ctx.done()))
+        assert r.index == 1, "overslept"
+        assert str(ctx.err()) == "context deadline exceeded"
+    finally:
+        cancel()
+
+
+async def test_example_with_timeout() -> None:
+    ctx, cancel = with_timeout(background(), 0.05)
+    try:
+        r = await select(recv(gotime.after(QUIESCENT)), recv(ctx.done()))
+        assert r.index == 1, "overslept"
+        assert str(ctx.err()) == "context deadline exceeded"
+    finally:
+        cancel()
+
+
+async def test_example_with_value() -> None:
+    class FavContextKey(str):
+        """Go: ``type favContextKey string``."""
+
+    def f(ctx: Context, k: FavContextKey) -> str:
+        v = ctx.value(k)
+        if v is not None:
+            return f"found value: {v}"
+        return f"key not found: {k}"
+
+    k = FavContextKey("language")
+    ctx = with_value(background(), k, "Go")
+    assert f(ctx, k) == "found value: Go"
+    assert f(ctx, FavContextKey("color")) == "key not found: color"
+    assert ctx.value("language") is None  # a plain str is another type of key
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_example_after_func_cond() -> None:
+    # Go locks cond.L in the AfterFunc so that the Broadcast cannot slip in before
+    # Wait. asyncgo's fn runs on the event loop between two steps of the waiting task
+    # -- never between "unlock" and "park" inside cond.wait() -- so no lock is needed
+    # (and fn, being sync, could not take an async lock anyway).
+    async def wait_on_cond(ctx: Context, cond: Cond, condition_met: Any) -> Exception | None:
+        stop = after_func(ctx, cond.broadcast)
+        try:
+            while not condition_met():
+                await cond.wait()
+                if ctx.err() is not None:
+                    return ctx.err()
+            return None
+        finally:
+            stop()
+
+    cond = Cond()
+    results: list[Exception | None] = []
+
+    async def waiter() -> None:
+        with with_timeout(background(), SHORT) as ctx:
+            async with cond:
+                results.append(await wait_on_cond(ctx, cond, lambda: False))
+
+    with anyio.fail_after(QUIESCENT):
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(waiter)
+    assert [str(e) for e in results] == ["context deadline exceeded"] * 4
+
+
+async def test_example_after_func_connection() -> None:
+    # Go stops a blocking conn.Read from an AfterFunc by setting a read deadline;
+    # here the blocking read is in a cancel scope the after_func cancels.
+    send_stream, receive_stream = anyio.create_memory_object_stream[bytes](1)
+
+    async def read_from_conn(ctx: Context) -> bytes:
+        with anyio.CancelScope() as scope:
+            stop = after_func(ctx, scope.cancel)
+            try:
+                return await receive_stream.receive()
+            finally:
+                if not stop():  # the after_func ran: report ctx.err()
+                    err = ctx.err()
+                    assert err is not None
+                    raise err
+        raise AssertionError("unreachable: the read returned or the scope raised")
+
+    with anyio.fail_after(QUIESCENT):
+        with with_timeout(background(), SHORT) as ctx:
+            with pytest.raises(DeadlineExceeded, match="context deadline exceeded"):
+                await read_from_conn(ctx)
+        with with_timeout(background(), VERY_LONG) as ctx:
+            await send_stream.send(b"data")
+            assert await read_from_conn(ctx) == b"data"
+    send_stream.close()
+    receive_stream.close()
+
+
+async def test_example_after_func_merge() -> None:
+    def merge_cancel(ctx: Context, cancel_ctx: Context) -> tuple[Context, Any]:
+        """A context with ctx's values, cancelled when ctx or cancel_ctx is."""
+        merged, cancel = with_cancel_cause(ctx)
+        stop = after_func(cancel_ctx, lambda: cancel(cancel_ctx.cause()))
+
+        def cancel_merged() -> None:
+            stop()
+            cancel(Canceled())
+
+        return merged, cancel_merged
+
+    ctx1, cancel1 = with_cancel_cause(with_value(background(), "k", "v"))
+    ctx2, cancel2 = with_cancel_cause(background())
+    merged, merged_cancel = merge_cancel(ctx1, ctx2)
+    cause = RuntimeError("ctx2 canceled")
+    cancel2(cause)
+    with anyio.fail_after(QUIESCENT):
+        await merged.wait()
+    assert merged.cause() is cause
+    assert str(merged.cause()) == "ctx2 canceled"
+    assert merged.value("k") == "v"
+    merged_cancel()
+    cancel1(RuntimeError("ctx1 canceled"))
+    assert merged.cause() is cause  # the first cancellation wins
