@@ -6,7 +6,7 @@ Sources, from the Go repository (golang/go):
   TestNonblockSelectRace(2), TestSelfSelect, TestSelectStress,
   TestSelectFairness, TestChanSendInterface, TestPseudoRandomSend,
   TestMultiConsumer, TestSelectDuplicateChannel;
-* ``test/chan/``: doubleselect, fifo, goroutines, nonblock, select,
+* ``test/chan/``: doubleselect, fifo, goroutines, nonblock, powser1, select,
   select2 .. select8, sendstmt, sieve1, sieve2, zerosize;
 * ``test/closedchan.go`` and ``test/chancap.go``.
 
@@ -38,8 +38,8 @@ Skipped, and why:
   ``sendprec``: Go evaluation order of ``select`` left-hand sides and operator
   precedence; Python evaluates call arguments left to right and a case has no
   left-hand side. select5's case combinations are ported.
-* test/chan/powser1.go, powser2.go: power-series arithmetic over a channel
-  network; sieve1/sieve2/doubleselect cover the same channel patterns.
+* test/chan/powser2.go: powser1.go (ported) with interface values instead of a
+  struct for the coefficients: the same channel network.
 * closedchan.go's ``close(nil)``: asyncgo has no nil channel object.
 """
 
@@ -51,6 +51,7 @@ import math
 import tracemalloc
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator
+from fractions import Fraction
 from random import Random
 from typing import Any
 
@@ -1404,3 +1405,250 @@ async def test_close_wakes_blocked_senders_receivers_and_selects(cap: int) -> No
         "select send": "send on closed channel",
     }
     assert [v async for v in full] == list(range(cap))
+
+
+# -- test/chan/powser1.go: McIlroy's power series over demand channels ------------------------
+
+
+class _Dch:
+    """A demand channel: a request channel and a data channel (``None`` ends a series)."""
+
+    def __init__(self) -> None:
+        self.req: Chan[int] = Chan()
+        self.dat: Chan[Fraction | None] = Chan()
+
+
+class _Powser:
+    """The power-series package of powser1.go; every ``go`` starts a task in *tg*."""
+
+    def __init__(self, tg: anyio.abc.TaskGroup) -> None:
+        self.tg = tg
+        self.seqno = 0
+
+    def go(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self.tg.start_soon(fn, *args)
+
+    # split reads one demand channel and replicates its output onto two, which may be
+    # read at different rates (see powser1.go for the generations of dosplit).
+    async def dosplit(self, inp: _Dch, out: list[_Dch], wait: Chan[int]) -> None:
+        both = False  # do not service both channels
+        if (await select(recv(out[0].req), recv(wait))).index == 1:
+            both = True
+            if (await select(recv(out[0].req), recv(out[1].req))).index == 1:
+                out[0], out[1] = out[1], out[0]  # the array is shared, as in Go
+        self.seqno += 1
+        await inp.req.send(self.seqno)
+        release: Chan[int] = Chan()
+        self.go(self.dosplit, inp, out, release)
+        dat = await inp.dat.recv()
+        await out[0].dat.send(dat)
+        if not both:
+            await wait.recv()
+        await out[1].req.recv()
+        await out[1].dat.send(dat)
+        await release.send(0)
+
+    async def split(self, inp: _Dch, out: list[_Dch]) -> None:
+        release: Chan[int] = Chan()
+        self.go(self.dosplit, inp, out, release)
+        await release.send(0)
+
+    async def put(self, dat: Fraction | None, out: _Dch) -> None:
+        await out.req.recv()
+        await out.dat.send(dat)
+
+    async def get(self, inp: _Dch) -> Fraction | None:
+        self.seqno += 1
+        await inp.req.send(self.seqno)
+        return await inp.dat.recv()
+
+    async def get2(self, in0: _Dch, in1: _Dch) -> list[Fraction | None]:
+        """Get one item from each of two demand channels (Go's getn: nil-case toggling)."""
+        req: list[Chan[int] | None] = [in0.req, in1.req]
+        dat: list[Chan[Fraction | None] | None] = [None, None]
+        out: list[Fraction | None] = [None, None]
+        ins = (in0, in1)
+        for _ in range(4):
+            self.seqno += 1
+            r = await select(
+                send(req[0], self.seqno), send(req[1], self.seqno), recv(dat[0]), recv(dat[1])
+            )
+            if r.index < 2:
+                dat[r.index] = ins[r.index].dat
+                req[r.index] = None
+            else:
+                out[r.index - 2] = r.value
+                dat[r.index - 2] = None
+        return out
+
+    async def copy(self, inp: _Dch, out: _Dch) -> None:
+        while True:
+            await out.req.recv()
+            await out.dat.send(await self.get(inp))
+
+    async def repeat(self, dat: Fraction, out: _Dch) -> None:
+        while True:
+            await self.put(dat, out)
+
+    def split_ps(self, u: _Dch) -> list[_Dch]:
+        uu = [_Dch(), _Dch()]
+        self.go(self.split, u, uu)
+        return uu
+
+    def rep(self, c: Fraction) -> _Dch:
+        z = _Dch()
+        self.go(self.repeat, c, z)
+        return z
+
+    def add(self, u: _Dch, v: _Dch) -> _Dch:
+        z = _Dch()
+
+        async def run() -> None:
+            while True:
+                await z.req.recv()
+                a, b = await self.get2(u, v)
+                if a is not None and b is not None:
+                    await z.dat.send(a + b)
+                elif b is not None:
+                    await z.dat.send(b)
+                    await self.copy(v, z)
+                elif a is not None:
+                    await z.dat.send(a)
+                    await self.copy(u, z)
+                else:
+                    await z.dat.send(None)
+
+        self.go(run)
+        return z
+
+    def cmul(self, c: Fraction, u: _Dch) -> _Dch:
+        z = _Dch()
+
+        async def run() -> None:
+            while True:
+                await z.req.recv()
+                x = await self.get(u)
+                if x is None:
+                    break
+                await z.dat.send(c * x)
+            await z.dat.send(None)
+
+        self.go(run)
+        return z
+
+    def sub(self, u: _Dch, v: _Dch) -> _Dch:
+        return self.add(u, self.cmul(Fraction(-1), v))
+
+    def mul(self, u: _Dch, v: _Dch) -> _Dch:
+        """UV = u*v + x*(u*VV+v*UU) + x*x*UU*VV."""
+        z = _Dch()
+
+        async def run() -> None:
+            await z.req.recv()
+            a, b = await self.get2(u, v)
+            if a is None or b is None:
+                await z.dat.send(None)
+                return
+            await z.dat.send(a * b)
+            uu = self.split_ps(u)
+            vv = self.split_ps(v)
+            w = self.add(self.cmul(a, vv[0]), self.cmul(b, uu[0]))
+            await z.req.recv()
+            await z.dat.send(await self.get(w))
+            await self.copy(self.add(w, self.mul(uu[1], vv[1])), z)
+
+        self.go(run)
+        return z
+
+    def diff(self, u: _Dch) -> _Dch:
+        z = _Dch()
+
+        async def run() -> None:
+            await z.req.recv()
+            if await self.get(u) is not None:
+                i = 1
+                while (x := await self.get(u)) is not None:
+                    await z.dat.send(i * x)
+                    await z.req.recv()
+                    i += 1
+            await z.dat.send(None)
+
+        self.go(run)
+        return z
+
+    def integ(self, c: Fraction, u: _Dch) -> _Dch:
+        z = _Dch()
+
+        async def run() -> None:
+            await self.put(c, z)
+            i = 1
+            while True:
+                await z.req.recv()
+                x = await self.get(u)
+                if x is None:
+                    break
+                await z.dat.send(x / i)
+                i += 1
+            await z.dat.send(None)
+
+        self.go(run)
+        return z
+
+    async def exp(self, u: _Dch) -> _Dch:
+        """Z = exp(U): DZ = Z*DU, integrated; a feedback loop through split."""
+        zz = [_Dch(), _Dch()]
+        await self.split(self.integ(Fraction(1), self.mul(zz[0], self.diff(u))), zz)
+        return zz[1]
+
+    def mon_subst(self, u: _Dch, c0: Fraction, n: int) -> _Dch:
+        """U(c0 x^n)."""
+        z = _Dch()
+
+        async def run() -> None:
+            c = Fraction(1)
+            while True:
+                await z.req.recv()
+                x = await self.get(u)
+                if x is None:
+                    await z.dat.send(None)
+                    return
+                await z.dat.send(x * c)
+                c *= c0
+                for _ in range(1, n):
+                    await z.req.recv()
+                    await z.dat.send(Fraction(0))
+
+        self.go(run)
+        return z
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_powser1() -> None:
+    """Power series as networks of tasks and demand channels (selects with nil cases,
+    splits that hand requests between generations, a feedback loop for exp)."""
+    n = 10
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            ps = _Powser(tg)
+
+            async def check(u: _Dch, want: list[Fraction], name: str) -> None:
+                got = [await ps.get(u) for _ in want]
+                assert got == want, name
+
+            ones = ps.rep(Fraction(1))
+            twos = ps.rep(Fraction(2))
+            await check(ones, [Fraction(1)] * 5, "Ones")
+            await check(ps.add(ones, twos), [Fraction(3)] * 5, "Add Ones Twos")
+            await check(ps.diff(ones), [Fraction(i + 1) for i in range(n)], "Diff")
+            integ = [Fraction(0)] + [Fraction(1, i) for i in range(1, n)]
+            await check(ps.integ(Fraction(0), ones), integ, "Integ")
+            await check(ps.cmul(Fraction(-1), twos), [Fraction(-2)] * n, "CMul")
+            await check(ps.sub(ones, twos), [Fraction(-1)] * 5, "Sub Ones Twos")
+            await check(ps.mul(ones, ones), [Fraction(i + 1) for i in range(n)], "Mul")
+            e = [(1, 1), (1, 1), (3, 2), (13, 6), (73, 24), (167, 40), (4051, 720)]
+            e += [(37633, 5040), (43817, 4480), (4596553, 362880)]
+            await check(await ps.exp(ones), [Fraction(*t) for t in e], "Exp")
+            atan = [Fraction(0) if i % 2 == 0 else Fraction((-1) ** (i // 2), i) for i in range(n)]
+            at = ps.integ(Fraction(0), ps.mon_subst(ones, Fraction(-1), 2))
+            await check(at, atan, "ATan")
+            tg.cancel_scope.cancel()  # Go: os.Exit with the generators still running
