@@ -983,12 +983,14 @@ def with_deadline(parent: Context, when: float) -> _CancelPair:
 def with_timeout(parent: Context, seconds: float) -> _CancelPair:
     """A child of *parent* that is done *seconds* from now (or with its parent, if earlier).
 
-    ``with_deadline(parent, anyio.current_time() + seconds)``; ``math.inf``
-    means no deadline. Go: ``context.WithTimeout``
+    ``with_deadline(parent, anyio.current_time() + seconds)``: zero or a
+    negative timeout (a remaining time computed as already spent, say) makes a
+    context that is done (`DeadlineExceeded`) at once, as in Go and
+    ``asyncio.timeout``; ``math.inf`` means no deadline. Go: ``context.WithTimeout``
 
     Raises:
         TypeError: *seconds* is not a number.
-        ValueError: *seconds* is negative or NaN.
+        ValueError: *seconds* is NaN.
         RuntimeError: No event loop is running (the deadline is on its clock).
 
     Example:
@@ -1005,11 +1007,6 @@ def with_timeout(parent: Context, seconds: float) -> _CancelPair:
     """
     parent = _check_parent(parent, "with_timeout")
     seconds = _check_number(seconds, "with_timeout: seconds")
-    if seconds < 0:
-        raise ValueError(
-            f"with_timeout: negative timeout ({seconds!r} s); for a context that is "
-            "already done use with_deadline(parent, anyio.current_time())"
-        )
     p = parent._cn
     rt = p._rt if p is not None and p._rt is not None else current_runtime()
     return _with_deadline(parent, rt.time() + seconds, "with_timeout", rt)

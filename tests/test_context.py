@@ -377,11 +377,24 @@ async def test_a_child_with_a_later_deadline_ends_with_its_parent() -> None:
     assert child.err() is parent.err()
 
 
+@pytest.mark.parametrize("seconds", [0, -0.001, -1, -math.inf])
+async def test_a_zero_or_negative_timeout_is_done_at_once(seconds: float) -> None:
+    # Go: WithTimeout(parent, d) with d <= 0 returns a context whose deadline has
+    # passed (asyncio.timeout and anyio.fail_after agree).
+    c, cancel = with_timeout(background(), seconds)
+    assert type(c.err()) is DeadlineExceeded
+    assert c.done().closed
+    assert c.deadline() is not None and c.deadline() <= anyio.current_time()  # type: ignore[operator]
+    with pytest.raises(DeadlineExceeded):
+        with c.scope():
+            await anyio.sleep(10)
+    cancel()
+    assert type(c.err()) is DeadlineExceeded  # cancel() after the deadline changes nothing
+
+
 @pytest.mark.parametrize(
     ("seconds", "exc", "msg"),
     [
-        (-1, ValueError, r"^with_timeout: negative timeout \(-1\.0 s\)"),
-        (-0.001, ValueError, r"^with_timeout: negative timeout"),
         (math.nan, ValueError, r"^with_timeout: seconds must not be NaN$"),
         ("1", TypeError, r"^with_timeout: seconds must be a number of seconds, not str$"),
         (True, TypeError, r"^with_timeout: seconds must be a number of seconds, not bool$"),
