@@ -345,6 +345,45 @@ async def test_mutex_fairness() -> None:
     assert hog_loops[0] <= 40, f"the hog locked {hog_loops[0]} times while we locked 10"
 
 
+async def test_mutex_unlocked_by_another_task() -> None:
+    """Go's doc: "a locked Mutex is not associated with a particular goroutine"."""
+    m = Mutex()
+    rw = RWMutex()
+    got: list[str] = []
+
+    async def take() -> None:
+        await m.lock()
+        await rw.lock()
+        got.append("locked")
+
+    async def waiter() -> None:
+        async with m:
+            got.append("mutex")
+        async with rw.read():
+            got.append("read")
+
+    with anyio.fail_after(HANG):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(take)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            assert got == ["locked"]
+            m.unlock()  # locked by the other task, unlocked here
+            await anyio.wait_all_tasks_blocked()
+            assert got == ["locked", "mutex"]
+            rw.unlock()
+    assert got == ["locked", "mutex", "read"]
+    await rw.rlock()
+
+    async def runlock() -> None:
+        rw.runlock()  # read-locked by the test's task, released by another
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runlock)
+    assert rw.try_lock()
+
+
 # == RWMutex (src/sync/rwmutex_test.go) ==============================================
 
 
