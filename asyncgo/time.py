@@ -87,7 +87,11 @@ class _Alarm:
             nxt = self.when + period
             now = self.rt.time()
             if nxt <= now:
-                nxt += period * (1 + math.floor((now - nxt) / period))
+                nxt += period * ((now - nxt) // period + 1.0)
+                if not now < nxt < math.inf:  # the quotient overflowed (a subnormal period)
+                    nxt = math.nextafter(now, math.inf)
+            elif nxt <= self.when:  # a period below the clock's float step at this time
+                nxt = math.nextafter(self.when, math.inf)
             self.start(nxt)
 
     def stop(self) -> bool:

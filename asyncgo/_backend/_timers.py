@@ -304,7 +304,11 @@ class TrioRuntime:
             while True:
                 now = clock.current_time()
                 heap = self._heap
-                while heap and (heap[0][2].fn is None or heap[0][0] <= now):
+                # Timers the callbacks below set for now wait for the next pass, as
+                # asyncio runs them on its next iteration: one that re-arms itself at
+                # zero delay cannot keep this loop (and, on a MockClock, the run) busy.
+                seq = self._seq
+                while heap and (heap[0][2].fn is None or (heap[0][0] <= now and heap[0][1] <= seq)):
                     t = heappop(heap)[2]
                     fn = t.fn
                     if fn is None:
