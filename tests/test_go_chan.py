@@ -5,10 +5,12 @@ Sources, from the Go repository (golang/go):
 * ``src/runtime/chan_test.go``: TestChan, TestNonblockRecvRace,
   TestNonblockSelectRace(2), TestSelfSelect, TestSelectStress,
   TestSelectFairness, TestChanSendInterface, TestPseudoRandomSend,
-  TestMultiConsumer, TestSelectDuplicateChannel;
+  TestMultiConsumer, TestSelectDuplicateChannel, TestSelectStackAdjust (its
+  channel part);
 * ``test/chan/``: doubleselect, fifo, goroutines, nonblock, powser1, select,
   select2 .. select8, sendstmt, sieve1, sieve2, zerosize;
-* ``test/closedchan.go`` and ``test/chancap.go``.
+* ``test/closedchan.go``, ``test/chancap.go``, ``test/chanlinear.go`` (queue
+  length instead of timing).
 
 How Go maps onto asyncgo here:
 
@@ -28,8 +30,8 @@ How Go maps onto asyncgo here:
 
 Skipped, and why:
 
-* TestShrinkStackDuringBlockedSend, TestNoShrinkStackWhileParking,
-  TestSelectStackAdjust: Go stack shrinking / GC, no Python equivalent.
+* TestShrinkStackDuringBlockedSend, TestNoShrinkStackWhileParking, the stack
+  part of TestSelectStackAdjust: Go stack shrinking / GC, no Python equivalent.
 * TestChanSendBarrier / TestChanSendSelectBarrier (newer Go): GC write barriers.
 * The benchmarks in chan_test.go: benchmarks/ covers channels and select.
 * test/chan/perm.go: compile-time direction errors (tests/test_chan.py checks
@@ -40,6 +42,7 @@ Skipped, and why:
   left-hand side. select5's case combinations are ported.
 * test/chan/powser2.go: powser1.go (ported) with interface values instead of a
   struct for the coefficients: the same channel network.
+* test/chan/sieve.go: a pre-Go-1 copy of sieve1.go.
 * closedchan.go's ``close(nil)``: asyncgo has no nil channel object.
 """
 
@@ -1652,3 +1655,58 @@ async def test_powser1() -> None:
             at = ps.integ(Fraction(0), ps.mon_subst(ones, Fraction(-1), 2))
             await check(at, atan, "ATan")
             tg.cancel_scope.cancel()  # Go: os.Exit with the generators still running
+
+
+# -- TestSelectStackAdjust (its channel part), test/chanlinear.go ---------------------------
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_select_stack_adjust_channel_part() -> None:
+    """TestSelectStackAdjust without the stack shrinking: two selects parked on c and d, one
+    with each channel twice, the other with two nil cases; ``close(d)`` wakes both on a d
+    case, and nothing is received from c."""
+    c: Chan[int] = Chan()
+    d: Chan[int] = Chan()
+    fired: list[Selected[int]] = []
+
+    async def f(dup: bool) -> None:
+        c2 = c if dup else None
+        d2 = d if dup else None
+        fired.append(await select(recv(c), recv(c2), recv(d), recv(d2)))
+
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(f, False)
+            tg.start_soon(f, True)
+            await settle()
+            d.close()
+    assert len(fired) == 2
+    for r in fired:
+        assert r.index in (2, 3) and r.value is None and r.ok is False
+    assert (await select(send(c, 1), default=True)).index == -1  # c has no stale waiter
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_chanlinear_dequeue_is_not_linear() -> None:
+    """chanlinear.go: n tasks re-queue on a shared channel c each time they are woken through
+    their own channel. Go times n vs 2n; here, without a clock, the shared channel's waiter
+    queue must stay O(n) (a woken select leaves c's queue), not grow to n x messages."""
+    n, messages = 300, 10
+    c: Chan[bool] = Chan()
+    a: list[Chan[bool]] = [Chan() for _ in range(n)]
+    biggest = 0
+
+    async def waiter(d: Chan[bool]) -> None:
+        for _ in range(messages):
+            await select(recv(c), recv(d))
+
+    with anyio.fail_after(HANG_GUARD):
+        async with anyio.create_task_group() as tg:
+            for d in a:
+                tg.start_soon(waiter, d)
+            for _ in range(messages):
+                for d in a:
+                    await d.send(True)
+                    biggest = max(biggest, len(c._recvq or ()))
+    assert biggest <= 2 * n + 64, f"{biggest} entries queued on c for {n} waiters"
+    assert not c._recvq
