@@ -335,15 +335,18 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
     if not any(c.chan is not None for c in cases):
         await _park_forever(holder)  # Go: a select on nil channels only blocks forever
 
-    # Pass 2: park one waiter on every channel.
+    # Pass 2: park one waiter on every channel, queueing the entries in the
+    # random poll order: a partner takes the first live entry of a queue, so
+    # cases on one channel must be queued in random order for it to pick among
+    # them at random (Go: selectgo's lock order starts from the poll order).
     rt = park_runtime(holder)
     w = new_parker(rt)
-    entries: list[Entry | None] = []
+    entries: list[Entry | None] = [None] * n
     try:
-        for i, c in enumerate(cases):
+        for i in order:
+            c = cases[i]
             ch = c.chan
             if ch is None:
-                entries.append(None)
                 continue
             if ch._loop is not rt:
                 ch._bind(w)
@@ -357,7 +360,7 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
                 if q is None:
                     q = ch._recvq = deque()
             q.append(entry)
-            entries.append(entry)
+            entries[i] = entry
         tracer = _diag.tracer
         if tracer is not None:
             tracer.parked(w, tuple(c.chan for c in cases), "select")

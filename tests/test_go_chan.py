@@ -471,15 +471,6 @@ async def test_pseudo_random_send_buffered() -> None:
     assert n0 > n // 10 and n1 > n // 10, f"want pseudorandom, got {n0} zeros and {n1} ones"
 
 
-PARKED_SAME_CHANNEL_REASON = (
-    "a parked select queues its cases in argument order, so a partner always completes the "
-    "first case on a shared channel; Go enqueues them in a random order (selectgo's lockorder "
-    "starts from pollorder 'to permute cases on the same channel'): TestPseudoRandomSend "
-    "with chanCap=0 gets 0 zeros out of 100 on asyncio"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=PARKED_SAME_CHANNEL_REASON)
 @pytest.mark.usefixtures("no_leaks")
 async def test_pseudo_random_send_unbuffered() -> None:
     """TestPseudoRandomSend, chanCap = 0. Go's receiver runs ``Gosched`` before each receive,
@@ -503,7 +494,6 @@ async def test_pseudo_random_send_unbuffered() -> None:
     assert n0 > n // 10 and n1 > n // 10, f"want pseudorandom, got {n0} zeros and {n1} ones"
 
 
-@pytest.mark.xfail(strict=True, reason=PARKED_SAME_CHANNEL_REASON)
 @pytest.mark.usefixtures("no_leaks")
 async def test_parked_select_duplicate_recv_case_is_random() -> None:
     """``select { case <-c: case <-c: }`` parked, then one send: either case may fire (Go
