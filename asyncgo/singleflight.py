@@ -14,6 +14,7 @@ starts afresh.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
+from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, final
 
 from ._backend import (
@@ -66,6 +67,30 @@ class _Call:
         self.tb: TracebackType | None = None
         self.aborted = False  # ended by the Group's own cancellation, not by fn
         self.scope: CancelScope | None = None
+
+
+def _not_a_function(fn: object) -> TypeError:
+    """The error for a *fn* that cannot be called, e.g. a coroutine object (``f()`` for ``f``)."""
+    hint = ""
+    if hasattr(fn, "__await__"):
+        hint = (
+            ": pass the async function and its arguments, g.do(key, f, *args), not g.do(key, f())"
+        )
+        close = getattr(fn, "close", None)
+        if close is not None:
+            close()  # no "coroutine was never awaited" warning on top of this error
+    return TypeError(
+        f"singleflight: Group.do() takes an async function, not {type(fn).__name__}{hint}"
+    )
+
+
+def _not_awaitable(fn: object, result: object) -> TypeError:
+    """The error for a *fn* that returned something not awaitable: a sync function."""
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return TypeError(
+        f"singleflight: Group.do() takes an async function; {name} returned "
+        f"{type(result).__name__}, not an awaitable (is it a sync function?)"
+    )
 
 
 @final
@@ -182,7 +207,11 @@ class Group:
             Exception: Whatever ``fn`` raised, in every caller of that call.
             RuntimeError: The Group is not entered (``async with``) or is
                 closing, or the call was cancelled by the Group's shutdown.
+            TypeError: ``fn`` is not an async function (e.g. ``g.do(key, f())``
+                for ``g.do(key, f)``, at once; a sync function, in every caller).
         """
+        if not callable(fn):
+            raise _not_a_function(fn)
         if must_checkpoint(self):
             await checkpoint()
         tg = self._tg
@@ -261,7 +290,10 @@ class Group:
             with CancelScope() as scope:
                 call.scope = scope
                 try:
-                    call.value = await fn(*args)
+                    r = fn(*args)
+                    if not isawaitable(r):
+                        raise _not_awaitable(fn, r)
+                    call.value = await r
                 except Exception as exc:  # goes to the callers, never to the task group
                     call.exc = exc
                     call.tb = exc.__traceback__

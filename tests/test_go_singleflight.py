@@ -300,3 +300,30 @@ async def test_goexit_do_with_an_error_in_the_block() -> None:
                     gate.set()
                     raise ValueError("the block fails too")
     assert len(outcomes) == 1 and isinstance(outcomes[0].__cause__, Goexit)
+
+
+async def _fetch() -> int:
+    return 1
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no "coroutine was never awaited"
+async def test_do_with_a_coroutine_object_names_the_misuse() -> None:
+    """``g.do(key, fetch())`` (Go: ``g.Do(key, fetch)``) raises a TypeError naming it, at once."""
+    async with singleflight.Group() as g:
+        with pytest.raises(TypeError, match=r"takes an async function.*not g.do\(key, f\(\)\)"):
+            await g.do("key", _fetch())  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"takes an async function, not int"):
+            await g.do("key", 42)  # type: ignore[arg-type]
+        assert await g.do("key", _fetch) == (1, False)  # nothing was left in flight
+
+
+async def test_do_with_a_sync_function_names_the_misuse() -> None:
+    """A sync fn: every caller gets a TypeError saying fn is not async; nothing is cached."""
+
+    def fetch() -> int:
+        return 1
+
+    async with singleflight.Group() as g:
+        for _ in range(2):
+            with pytest.raises(TypeError, match=r"takes an async function.*fetch.*returned int"):
+                await g.do("key", fetch)  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
+from inspect import isawaitable
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 from asyncgo._backend import checkpoint, must_checkpoint
@@ -28,6 +29,26 @@ __all__ = ["Once", "once_func", "once_value"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., object])
+
+
+def _not_a_function(fn: object, what: str, right: str, wrong: str) -> TypeError:
+    """The error for a *fn* that cannot be called, e.g. a coroutine object (``f()`` for ``f``)."""
+    hint = ""
+    if hasattr(fn, "__await__"):
+        hint = f": pass the async function itself, {right}, not {wrong}"
+        close = getattr(fn, "close", None)
+        if close is not None:
+            close()  # no "coroutine was never awaited" warning on top of this error
+    return TypeError(f"sync: {what}() takes an async function, not {type(fn).__name__}{hint}")
+
+
+def _not_awaitable(fn: object, result: object, what: str) -> TypeError:
+    """The error for a *fn* that returned something not awaitable: a sync function."""
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return TypeError(
+        f"sync: {what}() takes an async function; {name} returned "
+        f"{type(result).__name__}, not an awaitable (is it a sync function?)"
+    )
 
 
 @final
@@ -91,6 +112,10 @@ class Once:
 
         Raises:
             Exception: Whatever ``fn`` raised, in the caller that ran it.
+            TypeError: ``fn`` is not an async function (e.g. ``once.do(f())``
+                for ``once.do(f)``: then the Once stays not done; or a sync
+                function, which has run: then, like any raising ``fn``, it
+                counts as done).
         """
         if self._done:
             if must_checkpoint(self):
@@ -99,13 +124,18 @@ class Once:
         await self._do_slow(fn)  # locking is the cancel point
 
     async def _do_slow(self, fn: Callable[[], Awaitable[object]]) -> None:
+        if not callable(fn):
+            raise _not_a_function(fn, "Once.do", "once.do(f)", "once.do(f())")
         mu = self._mu
         await mu.lock()
         try:
             if self._done:
                 return
             try:
-                await fn()
+                r = fn()
+                if not isawaitable(r):
+                    raise _not_awaitable(fn, r, "Once.do")
+                await r
             except Exception:
                 if not self._retry:
                     self._done = True
@@ -166,7 +196,19 @@ def once_value(
         assert await load_config() is cfg    # the same value, read once
         assert reads == ["config.toml"]
         ```
+
+    Raises:
+        TypeError: *fn* cannot be called (e.g. ``once_value(f())`` for
+            ``once_value(f)``); calls raise it when ``fn`` is a sync function.
     """
+    return _once_value(fn, retry_on_error, "once_value")
+
+
+def _once_value(
+    fn: Callable[[], Awaitable[T]], retry_on_error: bool, what: str
+) -> Callable[[], Coroutine[object, object, T]]:
+    if not callable(fn):
+        raise _not_a_function(fn, what, f"{what}(f)", f"{what}(f())")
     once = Once(retry_on_error=retry_on_error)
     res: _Result[T] = _Result(fn)
 
@@ -174,7 +216,10 @@ def once_value(
         f = res.fn
         assert f is not None  # dropped only once done, and then run() is not called
         try:
-            res.value = await f()
+            r = f()
+            if not isawaitable(r):
+                raise _not_awaitable(f, r, what)
+            res.value = await r
         except Exception as exc:
             if not retry_on_error:
                 res.exc = exc
@@ -220,8 +265,12 @@ def once_func(
         await init()                         # does nothing
         assert tables == ["users"]
         ```
+
+    Raises:
+        TypeError: *fn* cannot be called (e.g. ``once_func(f())`` for
+            ``once_func(f)``); calls raise it when ``fn`` is a sync function.
     """
-    value = once_value(fn, retry_on_error=retry_on_error)
+    value = _once_value(fn, retry_on_error, "once_func")
 
     @_wraps(fn)
     async def call() -> None:

@@ -1307,3 +1307,58 @@ async def test_weighted_acquire_canceled_same_turn() -> None:
                     cancel()  # ...whose ctx ends before it runs: Go gives the tokens back
         assert outcome == ["canceled"], first
         assert sem.try_acquire(2), first
+
+
+# == Misuse a Go programmer makes in Python: passing f() or a sync f ================
+
+
+async def _init() -> int:
+    return 1
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no "coroutine was never awaited"
+async def test_once_do_with_a_coroutine_object_names_the_misuse() -> None:
+    """``once.do(init())`` raises a TypeError naming it, and leaves the Once not done."""
+    once = Once()
+    with pytest.raises(
+        TypeError, match=r"Once.do\(\) takes an async function.*not once.do\(f\(\)\)"
+    ):
+        await once.do(_init())  # type: ignore[arg-type]
+    ran: list[int] = []
+
+    async def init() -> None:
+        ran.append(1)
+
+    await once.do(init)  # the misuse did not count as the one call
+    assert ran == [1]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("make", [once_func, once_value])
+def test_once_func_with_a_coroutine_object_names_the_misuse(make: Any) -> None:
+    """``once_value(init())`` fails at once, not at the first call."""
+    with pytest.raises(TypeError, match=r"takes an async function, not coroutine"):
+        make(_init())
+    with pytest.raises(TypeError, match=r"takes an async function, not int"):
+        make(42)
+
+
+async def test_once_do_with_a_sync_function_names_the_misuse() -> None:
+    """A sync f runs (as Go's would) and the caller gets a TypeError saying f is not async."""
+    once = Once()
+    ran: list[int] = []
+
+    def init() -> None:
+        ran.append(1)
+
+    with pytest.raises(
+        TypeError, match=r"Once.do\(\) takes an async function.*init.*returned None"
+    ):
+        await once.do(init)  # type: ignore[arg-type]
+    assert ran == [1]
+    await once.do(init)  # type: ignore[arg-type]  # it ran: done, as for any raising f
+    assert ran == [1]
+
+    v = once_value(init)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"once_value\(\) takes an async function.*returned None"):
+        await v()
