@@ -1305,3 +1305,27 @@ async def test_random_outcomes_and_cancellation(seed: int) -> None:
     elif outcome:
         assert outer.cancelled_caught
         assert isinstance(outcome[0], Cancelled())
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_go_with_a_sync_function_names_the_mistake() -> None:
+    def compute(x: int) -> int:  # not async: its result cannot be awaited
+        return x * 2
+
+    async def raises_type_error() -> None:
+        raise TypeError("its own")
+
+    with pytest.raises(TypeError, match=r"^Group\.go\(\): .*compute\(\) returned int, not an"):
+        async with Group() as g:
+            await g.go(compute, 21)  # type: ignore[arg-type]
+    # A TypeError raised by the function itself, sync or async, stays as it is.
+    with pytest.raises(TypeError, match="^its own$"):
+        async with Group() as g:
+            await g.go(raises_type_error)
+
+    def bad_sync() -> Awaitable[None]:
+        raise TypeError("sync, before returning")
+
+    with pytest.raises(TypeError, match="^sync, before returning$"):
+        async with Group() as g:
+            await g.go(bad_sync)

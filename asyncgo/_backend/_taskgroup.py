@@ -43,6 +43,8 @@ from anyio.lowlevel import checkpoint_if_cancelled
 
 from . import TRIO
 
+_NOTHING: Any = object()  # fn(*args) has not returned
+
 if TYPE_CHECKING:
     import trio
 
@@ -119,6 +121,15 @@ def make_core(group: _GroupLike, rt: object) -> Core:
     return AsyncioCore(group, rt)  # type: ignore[arg-type]
 
 
+def _not_awaitable(fn: object, r: object) -> TypeError:
+    """The error for ``g.go(fn)`` where ``fn(*args)`` returned *r*, not an awaitable."""
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return TypeError(
+        f"Group.go(): {name}() returned {type(r).__name__}, not an awaitable: pass an "
+        "async function (run blocking sync code with anyio.to_thread.run_sync)"
+    )
+
+
 # -- asyncio / uvloop ---------------------------------------------------------------------
 
 
@@ -192,8 +203,10 @@ class AsyncioCore:
     async def _run(
         self, h: _HandleLike, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
     ) -> None:
+        value: Any = _NOTHING
         try:
-            value = await fn(*args)
+            value = fn(*args)
+            value = await value
         except CancelledError:
             h._state = CANCELLED
             raise
@@ -201,6 +214,8 @@ class AsyncioCore:
             h._state = CANCELLED
             raise
         except BaseException as exc:
+            if type(exc) is TypeError and value is not _NOTHING and not hasattr(value, "__await__"):
+                exc = _not_awaitable(fn, value)
             h._value = exc
             h._state = FAILED
             self._group._fail(exc)
@@ -356,8 +371,10 @@ class TrioCore:
     async def _run(
         self, h: _HandleLike, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
     ) -> None:
+        value: Any = _NOTHING
         try:
-            value = await fn(*args)
+            value = fn(*args)
+            value = await value
         except self._trio.Cancelled:
             h._state = CANCELLED
             raise
@@ -365,6 +382,8 @@ class TrioCore:
             h._state = CANCELLED
             raise
         except BaseException as exc:
+            if type(exc) is TypeError and value is not _NOTHING and not hasattr(value, "__await__"):
+                exc = _not_awaitable(fn, value)
             h._value = exc
             h._state = FAILED
             self._group._fail(exc)
