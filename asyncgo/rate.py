@@ -33,6 +33,8 @@ INF: Final[float] = math.inf
 #: The delay of a reservation that is not ok. Go: ``rate.InfDuration``
 INF_DURATION: Final[float] = math.inf
 
+_NS: Final[float] = 1e-9  # Go's time.Nanosecond: the resolution of its durations
+
 
 def every(seconds: float) -> float:
     """Convert the minimum time between events into a limit (events per second).
@@ -265,14 +267,25 @@ class Limiter:
 
     def _reserve(self, t: float, n: int, max_future: float) -> Reservation:
         if self._limit == INF:
-            return Reservation._create(self, True, n, t, self._limit)
+            # Carries a zero limit, as Go's does: cancelled after the limit became
+            # finite, it gives back its own n tokens, not a full bucket.
+            return Reservation._create(self, True, n, t, 0.0)
         # A zero limit takes the same path, as in current Go: the tokens in the
         # bucket are granted, none are added, and what is missing would take
         # INF_DURATION. The burst is never spent (older Go took zero-limit grants
         # out of it), so a later set_limit refills the bucket as usual.
         t, tokens = self._advance(t)
         tokens -= n
-        wait = _duration_from_tokens(self._limit, -tokens) if tokens < 0 else 0.0
+        wait = 0.0
+        if tokens < 0:
+            wait = _duration_from_tokens(self._limit, -tokens)
+            # Go's durations are whole nanoseconds (durationFromTokens truncates), so a
+            # wait under one is none. On a float clock that also absorbs the rounding of
+            # t - last: 0.8 - 0.7 is 0.0999...9 s, which must not refuse a 10/s allow().
+            # The crumb of a token is written off, so that rounding cannot pile up.
+            if wait < _NS or (wait < 1e-6 and wait <= 4.0 * math.ulp(t)):
+                wait = 0.0
+                tokens = 0.0
         ok = n <= self._burst and wait <= max_future
         if not ok:
             return Reservation._create(self, False, 0, 0.0, self._limit)
@@ -418,6 +431,13 @@ class Limiter:
                 await checkpoint()
             else:
                 await sleep(delay, ctx)
+        except DeadlineExceeded:
+            if current_time() >= r._time_to_act:
+                # Tokens due exactly at the deadline were booked (Go's waitDuration <=
+                # deadline - now): the wait is over, whichever of the two fired first.
+                return
+            r.cancel()
+            raise
         except BaseException:
             r.cancel()
             raise
