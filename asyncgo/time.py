@@ -37,7 +37,10 @@ def _seconds(x: object, what: str) -> float:
     if type(x) is not float:
         if not isinstance(x, (int, float)) or isinstance(x, bool):
             raise TypeError(f"{what}: duration must be a number of seconds, not {type(x).__name__}")
-        x = float(x)
+        try:
+            x = float(x)
+        except OverflowError:  # an int beyond float's range: as good as infinite
+            x = math.inf if x > 0 else -math.inf
     if math.isnan(x):
         raise ValueError(f"{what}: duration must not be NaN")
     return x

@@ -406,9 +406,26 @@ async def test_overflow_sleep() -> None:
     with anyio.fail_after(SLACK):
         await sleep(neg)  # returns at once
         await sleep(-math.inf)
-    for n in (neg, -math.inf):
+    for n in (neg, -math.inf, -(10**400)):
         r = await select(recv(after(n)), recv(after(1)))
         assert r.index == 0, "negative timeout didn't fire"
+
+
+async def test_durations_beyond_float_range() -> None:
+    """An int too large for a float is an infinite duration, not an OverflowError."""
+    huge = 10**400
+    t = Timer(huge)
+    assert t.reset(huge) is True
+    assert t.stop() is True
+    tk = Ticker(huge)
+    tk.reset(huge)
+    tk.stop()
+    r = await select(recv(after(huge)), recv(after(-huge)))
+    assert r.index == 1
+    with anyio.move_on_after(0.01):
+        await sleep(huge)
+    await sleep(-huge)
+    after_func(huge, lambda: None).stop()
 
 
 @pytest.mark.parametrize("impl", ["chan", "func", "cache"])
