@@ -136,7 +136,9 @@ class Primitive:
     while diagnostics were off."""
     via: str | None = None
     """The asyncgo function that made it for the user (``asyncgo._context.Context.done``),
-    when it was not constructed directly."""
+    when it was not constructed directly. For the one channel shared by every context
+    that can never be done (`asyncgo.background()`, ...; Go's nil ``Done()``), which
+    has no creation site of its own, it says so and `created_at` is None."""
 
     def __str__(self) -> str:
         return self.describe()
@@ -145,6 +147,8 @@ class Primitive:
         """One line: kind, (with *state*) its ``repr``, and where it was made, with the source."""
         s = f"{self.kind} {self.description}" if state else self.kind
         if self.created_at is None:
+            if self.via:  # made by asyncgo for everyone: the never-done channel
+                return f"{s}: {self.via}"
             return s + " (made while diagnostics were off)"
         s += f" made at {self.created_at.where} in {self.created_at.function}"
         if self.via:
@@ -254,9 +258,10 @@ class _Wait:
 _Site = tuple[str, int, str, str | None]  # filename, line, function, via
 
 
-def _creation_site() -> _Site | None:
+def _creation_site(obj: object) -> _Site | None:
     # Skip asyncgo's own frames: the site is the user's call. The last asyncgo frame
-    # seen is the API the user called, unless it is a constructor (a direct `Chan()`).
+    # seen is the API the user called, unless it is the object's own constructor (a
+    # direct `Chan()`); another object's constructor counts (`Once()` makes a Mutex).
     f: FrameType | None = sys._getframe(2)
     via: FrameType | None = None
     while f is not None:
@@ -268,7 +273,11 @@ def _creation_site() -> _Site | None:
         f = f.f_back
     if f is None:
         return None
-    via_name = None if via is None or via.f_code.co_name == "__init__" else _func_name(via)
+    via_name = None
+    if via is not None and (
+        via.f_code.co_name != "__init__" or via.f_locals.get("self") is not obj
+    ):
+        via_name = _func_name(via)
     return (f.f_code.co_filename, f.f_lineno, _func_name(f), via_name)
 
 
@@ -286,7 +295,7 @@ class _Tracer:
         self.watchers: list[_Watcher] = []
 
     def created(self, obj: object) -> None:
-        site = _creation_site()
+        site = _creation_site(obj)
         if site is None:  # pragma: no cover - made from asyncgo's own top level
             return
         key = id(obj)
@@ -525,12 +534,28 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} hours"
 
 
+_NEVER_DONE = (
+    "the done() channel of every context that can never be done (background(), "
+    "without_cancel(), ...): nothing ever closes it (Go: a nil Done() channel)"
+)
+
+
+def _is_never_done(obj: object) -> bool:
+    # The channel asyncgo._context shares between all never-done contexts of a loop:
+    # whoever first asked for it is not where it "was made" for anyone else.
+    ctxmod = sys.modules.get("asyncgo._context")
+    never = getattr(ctxmod, "_never", None)
+    return never is not None and getattr(never[1], "_ch", None) is obj
+
+
 def _primitive(obj: object) -> Primitive:
     site = _TRACER.site(obj)
     try:
         desc = repr(obj)
     except Exception:  # pragma: no cover - a broken repr must not break a dump
         desc = f"<{type(obj).__name__} at {id(obj):#x}>"
+    if _is_never_done(obj):
+        return Primitive(type(obj).__name__, desc, None, _NEVER_DONE)
     if site is None:
         return Primitive(type(obj).__name__, desc, None)
     filename, lineno, func, via = site
@@ -585,7 +610,7 @@ def _snapshot(
 
 
 def _live_tasks() -> list[Any]:
-    ts = [t for t in _tasks.all_tasks() if not _is_internal(t)]
+    ts = [t for t in _tasks.all_tasks() if not _is_helper(t)]
     if _tasks.backend_name() == "asyncio":
         ts.sort(key=_number)  # creation order as far as we saw it; trio's is already a tree walk
     return ts
@@ -597,8 +622,8 @@ def tasks() -> list[TaskInfo]:
     Tasks parked on asyncgo primitives show the operation, the primitives (and,
     when diagnostics were on as they were made, where), and for how long; other
     tasks show their state and await stack. Call it from async code (any
-    backend); it does not yield. trio's own two internal system tasks and the
-    deadlock detector's watcher tasks are left out.
+    backend); it does not yield. trio's own two internal system tasks, asyncgo's
+    timer service on trio and the deadlock detector's watcher tasks are left out.
 
     Example:
         ```python
@@ -640,7 +665,7 @@ def num_tasks() -> int:
         assert debug.num_tasks() == before
         ```
     """
-    return sum(1 for t in _tasks.all_tasks() if not _is_internal(t))
+    return sum(1 for t in _tasks.all_tasks() if not _is_helper(t))
 
 
 def _labels_str(lab: Mapping[str, str]) -> str:
@@ -754,6 +779,17 @@ def _is_internal(task: object) -> bool:
         return task in _internal
     except TypeError:  # pragma: no cover
         return False
+
+
+#: asyncgo's own helper tasks, left out of `tasks()`, `dump()` and `num_tasks()` like
+#: Go's dump leaves out the runtime's: trio's timer service (a system task that exists
+#: while an asyncgo timer or context deadline is pending). The deadlock detector still
+#: sees it: a pending timer means "not a deadlock".
+_HELPERS = frozenset({"asyncgo timers"})
+
+
+def _is_helper(task: object) -> bool:
+    return _is_internal(task) or _tasks.task_name(task) in _HELPERS
 
 
 class _Watcher:

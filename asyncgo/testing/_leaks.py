@@ -27,6 +27,21 @@ _INFRASTRUCTURE = frozenset({"asyncgo timers"})
 _INSIDE: ContextVar[tuple[object, ...]] = ContextVar("asyncgo_no_leaks", default=())
 
 
+def _top_functions(info: debug.TaskInfo) -> set[str]:
+    """What ``ignore_top_function`` matches: the innermost frame, and the innermost one
+    that is not asyncgo's, anyio's or the event loop's own machinery (Go's traceback
+    hides the runtime's frames, so goleak's top function of a goroutine blocked in a
+    channel receive is the user's function that receives)."""
+    found = set()
+    if info.top is not None:
+        found.add(info.top)
+    for f in info.stack:
+        if not f.function.startswith(debug._MACHINERY):
+            found.add(f.function)
+            break
+    return found
+
+
 class TaskLeakError(AssertionError):
     """Tasks started inside a `no_leaks` block were still alive at its end.
 
@@ -69,7 +84,10 @@ class no_leaks:
 
     * *ignore_names*: task names (e.g. a known long-lived background task);
     * *ignore_top_function*: ``module.qualname`` of the innermost function of its
-      stack, where it waits (goleak's ``IgnoreTopFunction``);
+      stack, where it waits (goleak's ``IgnoreTopFunction``): the innermost frame,
+      or the innermost one outside asyncgo's, anyio's and the event loop's own
+      code (a worker blocked in ``await jobs.recv()`` has ``mod.worker`` on top,
+      as a goroutine blocked in ``<-jobs`` has in Go);
     * *ignore_any_function*: ``module.qualname`` of any function on its stack,
       such as the task's own function (goleak's ``IgnoreAnyFunction``);
     * *ignore*: a predicate on its `asyncgo.debug.TaskInfo` (labels, state, ...).
@@ -229,7 +247,7 @@ class no_leaks:
             i
             for i in debug._snapshots(fresh)
             if i.name not in names
-            and (i.top is None or i.top not in top)
+            and not (top and _top_functions(i) & top)
             and not any(f.function in any_ for f in i.stack)
             and not (pred is not None and pred(i))
         ]
