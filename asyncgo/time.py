@@ -71,6 +71,23 @@ class _Alarm:
         self.when = when
         self.handle = self.rt.call_at(when, self._fire)
 
+    def start_in(self, seconds: float) -> None:
+        """Start a one-shot channel timer *seconds* from now; its channel is empty.
+
+        Due at once (``seconds <= 0``), it delivers now: Go 1.23 runs a due timer on
+        any receive from its channel, so ``select { case <-t.C: default: }`` right
+        after ``NewTimer(0)`` or ``Reset(0)`` receives. A ``call_at`` would leave that
+        to the order of the loop's ready queue (on asyncio the task ran first).
+        """
+        now = self.rt.time()
+        if seconds > 0:
+            self.start(now + seconds)
+            return
+        self.when = now
+        ch = self.ch() if self.ch is not None else None
+        if ch is not None:
+            ch.send_nowait(now)  # never blocks: the buffer is empty, or a receiver waits
+
     def _fire(self) -> None:
         self.handle = None
         fn = self.fn
@@ -141,7 +158,7 @@ def after(seconds: float) -> RecvChan[float]:
     seconds = _seconds(seconds, "after")
     rt = current_runtime()
     ch = Chan[float](1)
-    _Alarm(rt, ch, None, 0.0).start(rt.time() + max(seconds, 0.0))
+    _Alarm(rt, ch, None, 0.0).start_in(seconds)
     return ch.recv_only()
 
 
@@ -175,7 +192,7 @@ class Timer:
         self._ch: Chan[float] | None = Chan(1)
         self._c: RecvChan[float] | None = self._ch.recv_only()
         self._alarm = _Alarm(rt, self._ch, None, 0.0)
-        self._alarm.start(rt.time() + max(seconds, 0.0))
+        self._alarm.start_in(seconds)
 
     @classmethod
     def _func(cls, seconds: float, fn: Callable[[], object]) -> Timer:
@@ -211,7 +228,10 @@ class Timer:
         seconds = _seconds(seconds, "Timer.reset")
         a = self._alarm
         active = a.stop()
-        a.start(a.rt.time() + max(seconds, 0.0))
+        if a.fn is None:
+            a.start_in(seconds)
+        else:
+            a.start(a.rt.time() + max(seconds, 0.0))
         return active
 
     def __enter__(self) -> Self:

@@ -274,7 +274,9 @@ class TrioRuntime:
         self._live += 1
         if not self.serving:
             self.serving = True
-            self._trio.lowlevel.spawn_system_task(self._serve, name="asyncgo timers")
+            lowlevel = self._trio.lowlevel
+            lowlevel.add_instrument(self)  # from the next tick on, see after_io_wait
+            lowlevel.spawn_system_task(self._serve, name="asyncgo timers")
         elif self._sleeper is not None and when < self._sleeper.deadline:
             self._sleeper.deadline = when
         return t
@@ -297,34 +299,51 @@ class TrioRuntime:
             heapify(self._heap)
             self._dead = 0
 
+    def _fire_due(self) -> None:
+        """Run every timer due by now, in deadline order.
+
+        Timers the callbacks set for now wait for the next pass, as asyncio runs
+        them on its next iteration: one that re-arms itself at zero delay cannot
+        keep this loop (and, on a MockClock, the run) busy.
+        """
+        now = self._clock.current_time()
+        heap = self._heap
+        seq = self._seq
+        while heap and (heap[0][2].fn is None or (heap[0][0] <= now and heap[0][1] <= seq)):
+            t = heappop(heap)[2]
+            fn = t.fn
+            if fn is None:
+                self._dead -= 1
+                continue
+            args = t.args
+            t.fn = None
+            t.args = ()
+            self._live -= 1
+            try:
+                fn(*args)
+            except Exception as exc:  # our callbacks report their own; belt and braces
+                report_exception(exc, fn, "Exception in asyncgo timer callback")
+            # Drop the references before sleeping: a fired timer keeps nothing alive.
+            t = fn = args = None  # type: ignore[assignment]
+            heap = self._heap  # a callback may have cancelled enough to compact it
+
+    def after_io_wait(self, timeout: float) -> None:
+        """trio instrument hook: fire due timers before trio runs the tasks of this tick.
+
+        trio wakes the tasks whose deadlines passed and runs them in a random
+        order; the server task is one of them. Firing here, first, means a task
+        that wakes at or after a timer's due time always finds its value in the
+        channel (as on asyncio, where due ``call_at`` callbacks run before the
+        tasks they wake; Go 1.23 runs a due timer on any receive from its channel).
+        """
+        self._fire_due()
+
     async def _serve(self) -> None:
         trio = self._trio
-        clock = self._clock
         try:
             while True:
-                now = clock.current_time()
+                self._fire_due()
                 heap = self._heap
-                # Timers the callbacks below set for now wait for the next pass, as
-                # asyncio runs them on its next iteration: one that re-arms itself at
-                # zero delay cannot keep this loop (and, on a MockClock, the run) busy.
-                seq = self._seq
-                while heap and (heap[0][2].fn is None or (heap[0][0] <= now and heap[0][1] <= seq)):
-                    t = heappop(heap)[2]
-                    fn = t.fn
-                    if fn is None:
-                        self._dead -= 1
-                        continue
-                    args = t.args
-                    t.fn = None
-                    t.args = ()
-                    self._live -= 1
-                    try:
-                        fn(*args)
-                    except Exception as exc:  # our callbacks report their own; belt and braces
-                        report_exception(exc, fn, "Exception in asyncgo timer callback")
-                    # Drop the references before sleeping: a fired timer keeps nothing alive.
-                    t = fn = args = None  # type: ignore[assignment]
-                    heap = self._heap  # a callback may have cancelled enough to compact it
                 if not heap:
                     return
                 with trio.CancelScope(deadline=heap[0][0]) as self._sleeper:
@@ -333,3 +352,7 @@ class TrioRuntime:
         finally:
             self._sleeper = None
             self.serving = False
+            try:
+                trio.lowlevel.remove_instrument(self)
+            except (KeyError, RuntimeError):  # trio disabled it (a hook raised), or the run is over
+                pass
