@@ -15,7 +15,10 @@ asyncio has all three. trio has no call-at API, so `TrioRuntime` keeps a heap of
 deadlines served by *one* system task per run, which exists only while some
 timer is pending: it exits when the last one fires or is cancelled, so no timer
 leaves a task behind (and ``trio``'s ``MockClock(autojump_threshold=0)`` jumps
-straight to the next deadline).
+straight to the next deadline). While it exists, the runtime is also a trio
+instrument whose ``after_io_wait`` hook fires due timers before trio runs the
+tasks woken at that tick, so a task that wakes at a timer's due time finds the
+timer fired, as on asyncio.
 """
 
 from __future__ import annotations
