@@ -68,6 +68,9 @@ _SELF_FILES = frozenset(
     for p in (("debug.py",), ("_debug_http.py",), ("_backend", "_tasks.py"))
 )
 _MACHINERY = ("anyio.", "asyncio.", "trio.", "asyncgo.", "outcome.", "uvloop.")
+#: What tasks can park on without it being a primitive with a creation site of its own:
+#: the handles of a task (`Group.go`) or a pool job; their ``repr`` names the task.
+_NO_SITE_KINDS = frozenset({"TaskHandle", "JobHandle"})
 _TYPING_FILE = getattr(sys.modules.get("typing"), "__file__", None) or "<typing>"
 
 
@@ -149,6 +152,8 @@ class Primitive:
         if self.created_at is None:
             if self.via:  # made by asyncgo for everyone: the never-done channel
                 return f"{s}: {self.via}"
+            if self.kind in _NO_SITE_KINDS:  # a handle: its repr names the task
+                return s
             return s + " (made while diagnostics were off)"
         s += f" made at {self.created_at.where} in {self.created_at.function}"
         if self.via:

@@ -29,6 +29,7 @@ from asyncgo import (
     Chan,
     Deadlock,
     Group,
+    WorkerPool,
     background,
     debug,
     recv,
@@ -327,8 +328,31 @@ async def test_group_waiting_on_handle_of_parked_task() -> None:
             h = g.go_nowait(ch.recv)
             await h
 
-    msg = await expect_deadlock(main)
+    msg = summary(await expect_deadlock(main))
     assert "[chan recv, " in msg
+    assert "(owner of the detect_deadlocks() block) [task handle wait, " in msg
+    assert "TaskHandle <TaskHandle Chan.recv pending>" in msg
+    assert "made while diagnostics were off" not in msg, msg  # they were on
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="asyncgo/_pool.py: JobHandle._park does not tell the tracer (proposed diff in "
+    "the helper's report); drop this marker when it does",
+)
+async def test_pool_job_waiting_on_stuck_worker() -> None:
+    """``r := <-results`` from a worker pool whose only job is stuck."""
+
+    async def main() -> None:
+        ch = Chan[int]()
+        async with WorkerPool(2) as pool:
+            h = await pool.submit(ch.recv)
+            await h
+
+    with anyio.fail_after(2):  # it hangs until the pool's park is visible
+        msg = summary(await expect_deadlock(main))
+    assert "(owner of the detect_deadlocks() block) [job wait, " in msg
+    assert "JobHandle <JobHandle " in msg and "made while diagnostics" not in msg
 
 
 async def test_pipeline_of_stuck_stages() -> None:
