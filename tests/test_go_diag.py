@@ -24,6 +24,7 @@ import time as systime
 
 import anyio
 import pytest
+from trio.testing import MockClock
 
 from asyncgo import (
     Chan,
@@ -53,9 +54,9 @@ NO_AMBIENT_SCOPE = (
 )
 
 
-async def expect_deadlock(body: object, *args: object) -> str:
+async def expect_deadlock(body: object, *args: object, bound: float = BOUND) -> str:
     """Run ``body(*args)`` in a detection scope; it must deadlock. Returns the report."""
-    with anyio.fail_after(BOUND):
+    with anyio.fail_after(bound):
         with pytest.raises(Deadlock) as ei:
             async with debug.detect_deadlocks():
                 await body(*args)  # type: ignore[operator]
@@ -767,3 +768,88 @@ def test_unported_go_cases_are_documented() -> None:
         "Breakpoint": "breakpoint() is Python's own",
     }
     assert len(unported) == 12
+
+
+# -- more Go deadlocks: the classic ones of sync ---------------------------------------------
+
+
+async def test_recursive_read_lock_with_a_waiting_writer() -> None:
+    """sync.RWMutex: "a blocked Lock call excludes new readers", so a goroutine that
+    read-locks twice deadlocks once a writer waits in between (Go's documented trap)."""
+
+    async def main() -> None:
+        rw = RWMutex()
+        await rw.rlock()
+        async with Group() as g:
+            g.go_nowait(rw.lock)
+            await anyio.wait_all_tasks_blocked()
+            await rw.rlock()  # behind the writer, which waits for us
+
+    msg = summary(await expect_deadlock(main))
+    assert "(owner of the detect_deadlocks() block) [rwmutex rlock, " in msg, msg
+    assert "[rwmutex lock, " in msg, msg
+
+
+async def test_cond_lost_wakeup() -> None:
+    """A Signal before anyone Waits is lost (Go's Cond has no memory): the waiter sleeps on."""
+
+    async def main() -> None:
+        mu = Mutex()
+        cond = Cond(mu)
+        cond.signal()  # nobody waits yet: lost
+        async with mu:
+            await cond.wait()
+
+    msg = summary(await expect_deadlock(main))
+    assert "[cond wait, " in msg and "cond = Cond(mu)" in msg
+
+
+async def test_waitgroup_add_after_wait_started_is_still_seen() -> None:
+    """The classic Add/Done mismatch with several workers: one Done short."""
+
+    async def worker(wg: WaitGroup, n: int) -> None:
+        await anyio.sleep(0.01 * n)
+        if n != 2:
+            wg.done()
+
+    async def main() -> None:
+        wg = WaitGroup()
+        async with Group() as g:
+            for n in range(3):
+                wg.add(1)
+                g.go_nowait(worker, wg, n)
+            await wg.wait()
+
+    msg = summary(await expect_deadlock(main))
+    assert "[waitgroup wait, " in msg and "WaitGroup <WaitGroup count=1 " in msg, msg
+
+
+# -- on trio's virtual clock (Go's faketime) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [pytest.param(("trio", {"clock": MockClock(autojump_threshold=0)}), id="trio-mockclock")],
+)
+async def test_virtual_clock_hour_long_timer_is_not_a_deadlock_but_a_jam_is() -> None:
+    """Go's checkdead: a pending timer means "not dead" (with faketime, time jumps to it).
+    Under ``MockClock(autojump_threshold=0)`` an hour-long sleep passes in no real time
+    and is no deadlock; a real jam after it is still reported."""
+
+    async def main() -> None:
+        ch = Chan[int]()
+        async with Group() as g:
+
+            async def late() -> None:
+                await anyio.sleep(3600)
+                await ch.send(1)
+
+            g.go_nowait(late)
+            assert await ch.recv() == 1
+            await gotime.after(7200).recv()
+            await ch.recv()  # now nobody sends
+
+    t0 = anyio.current_time()
+    msg = summary(await expect_deadlock(main, bound=10**6))  # virtual seconds
+    assert "[chan recv, " in msg
+    assert anyio.current_time() - t0 >= 3600 + 7200
