@@ -853,3 +853,39 @@ async def test_virtual_clock_hour_long_timer_is_not_a_deadlock_but_a_jam_is() ->
     msg = summary(await expect_deadlock(main, bound=10**6))  # virtual seconds
     assert "[chan recv, " in msg
     assert anyio.current_time() - t0 >= 3600 + 7200
+
+
+# -- goleak options: misuse is named -------------------------------------------------------
+
+
+async def test_no_leaks_bad_input_is_named() -> None:
+    """goleak's options are typed; ours check what they are given and say what is wrong."""
+
+    async def job() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"write @no_leaks\(\) \(with parentheses\)"):
+        no_leaks(job)  # type: ignore[misc]  # @no_leaks without parentheses
+    with pytest.raises(TypeError, match="ignore_names takes a list of names, not a str"):
+        no_leaks(ignore_names="metrics")  # would have ignored "m", "e", "t", ...
+    with pytest.raises(TypeError, match="ignore_top_function takes a list"):
+        no_leaks(ignore_top_function="mod.worker")
+    with pytest.raises(TypeError, match="ignore_any_function takes a list"):
+        no_leaks(ignore_any_function="mod.worker")
+    with pytest.raises(TypeError, match="grace must be a number of seconds, not str"):
+        no_leaks(grace="1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="grace must be a number of seconds, not bool"):
+        no_leaks(grace=True)
+    with pytest.raises(TypeError, match="ignore must be a predicate"):
+        no_leaks(ignore="daemon")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="decorates an async function, not int"):
+        no_leaks()(3)  # type: ignore[arg-type]
+
+    @no_leaks(grace=0)
+    def not_async() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"not_async\(\) returned int, not an awaitable"):
+        await not_async()  # type: ignore[misc]
+    assert await no_leaks(grace=0)(job)() == 1
+    assert no_leaks(ignore_names=("a", "b")).ignore_names == ["a", "b"]

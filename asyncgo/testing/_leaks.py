@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from time import monotonic
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, final
+from typing import Any, ParamSpec, TypeVar, cast, final
 
 from asyncgo import debug
 from asyncgo._backend import _tasks
@@ -25,6 +26,12 @@ _INFRASTRUCTURE = frozenset({"asyncgo timers"})
 #: so a task started inside a block carries the block here; one that a task outside
 #: the block started meanwhile does not, and is not this block's leak.
 _INSIDE: ContextVar[tuple[object, ...]] = ContextVar("asyncgo_no_leaks", default=())
+
+
+def _names(names: Iterable[str], what: str) -> list[str]:
+    if isinstance(names, str):  # would silently become a list of its characters
+        raise TypeError(f"no_leaks: {what} takes a list of names, not a str: [{names!r}]")
+    return list(names)
 
 
 def _top_functions(info: debug.TaskInfo) -> set[str]:
@@ -136,20 +143,43 @@ class no_leaks:
 
     def __init__(
         self,
-        *,
+        *args: object,
         grace: float = 1.0,
         ignore_names: Iterable[str] = (),
         ignore_top_function: Iterable[str] = (),
         ignore_any_function: Iterable[str] = (),
         ignore: Callable[[debug.TaskInfo], bool] | None = None,
     ) -> None:
-        """Configure the check; see the class docstring for the options."""
+        """Configure the check; see the class docstring for the options.
+
+        Raises:
+            TypeError: a positional argument (``@no_leaks`` without parentheses), a
+                *grace* that is not a number, a single string for a list of names, or
+                an *ignore* that is not callable.
+            ValueError: a negative *grace*.
+        """
+        if args:
+            hint = (
+                ": write @no_leaks() (with parentheses) to decorate an async function"
+                if len(args) == 1 and callable(args[0])
+                else ""
+            )
+            raise TypeError(f"no_leaks() takes keyword arguments only{hint}")
+        if isinstance(grace, bool) or not isinstance(grace, int | float):
+            raise TypeError(
+                f"no_leaks: grace must be a number of seconds, not {type(grace).__name__}"
+            )
         if not grace >= 0:
             raise ValueError(f"no_leaks: grace must be >= 0 seconds, not {grace!r}")
+        if ignore is not None and not callable(ignore):
+            raise TypeError(
+                "no_leaks: ignore must be a predicate on a debug.TaskInfo, "
+                f"not {type(ignore).__name__}"
+            )
         self.grace = float(grace)
-        self.ignore_names = list(ignore_names)
-        self.ignore_top_function = list(ignore_top_function)
-        self.ignore_any_function = list(ignore_any_function)
+        self.ignore_names = _names(ignore_names, "ignore_names")
+        self.ignore_top_function = _names(ignore_top_function, "ignore_top_function")
+        self.ignore_any_function = _names(ignore_any_function, "ignore_any_function")
         self.ignore = ignore
         self._before: set[Any] | None = None
 
@@ -165,10 +195,21 @@ class no_leaks:
     def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         """Decorate an async function: each call runs inside its own `no_leaks` block."""
 
+        target = cast("object", fn)  # checked at run time too: an untyped caller may pass anything
+        if not callable(target):
+            raise TypeError(f"no_leaks() decorates an async function, not {type(target).__name__}")
+
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             async with self._copy():
-                return await fn(*args, **kwargs)
+                aw: object = fn(*args, **kwargs)  # an untyped caller may decorate a sync def
+                if not inspect.isawaitable(aw):
+                    name = getattr(fn, "__qualname__", repr(fn))
+                    raise TypeError(
+                        f"no_leaks() decorates async functions: {name}() returned "
+                        f"{type(aw).__name__}, not an awaitable (make it an async def)"
+                    )
+                return cast("R", await aw)
 
         return wrapper
 
