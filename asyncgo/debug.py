@@ -222,7 +222,12 @@ class TaskInfo:
 
     @property
     def top(self) -> str | None:
-        """The innermost function of its stack, where it waits (goleak's "top function")."""
+        """The innermost function of its stack, where it waits (asyncgo's own frames included).
+
+        `asyncgo.testing.no_leaks` matches ``ignore_top_function`` against it and
+        against the innermost function outside asyncgo's, anyio's and the event
+        loop's code (goleak's "top function": Go's traceback hides the runtime).
+        """
         return self.stack[0].function if self.stack else None
 
     def status(self) -> str:
