@@ -38,6 +38,7 @@ from ._backend import (
     NOT_CLAIMED,
     CancelScope,
     TaskGroup,
+    _diag,
     abandon,
     anyio,
     checkpoint,
@@ -308,6 +309,9 @@ class JobHandle(Generic[R]):
         if ws is None:
             ws = self._waiters = []
         ws.append(p)
+        tracer = _diag.tracer
+        if tracer is not None:
+            tracer.parked(p, self, "job wait")
         try:
             await p
         except BaseException as exc:
@@ -316,6 +320,9 @@ class JobHandle(Generic[R]):
                 if p in ws:
                     ws.remove(p)
                 raise
+        finally:
+            if tracer is not None:
+                tracer.unparked(p)
 
     def _finish(self, state: int, value: Any, exc: BaseException | None) -> None:
         self._state = state

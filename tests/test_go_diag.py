@@ -336,11 +336,6 @@ async def test_group_waiting_on_handle_of_parked_task() -> None:
     assert "made while diagnostics were off" not in msg, msg  # they were on
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asyncgo/_pool.py: JobHandle._park does not tell the tracer (proposed diff in "
-    "the helper's report); drop this marker when it does",
-)
 async def test_pool_job_waiting_on_stuck_worker() -> None:
     """``r := <-results`` from a worker pool whose only job is stuck."""
 
