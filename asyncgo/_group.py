@@ -29,6 +29,7 @@ from ._backend import (
     _diag,
     abandon,
     checkpoint,
+    get_cancelled_exc_class,
     must_checkpoint,
     new_parker,
     park_runtime,
@@ -278,6 +279,7 @@ class Group:
         "_core",
         "_ctx",
         "_ctx_aborted",
+        "_cut",
         "_errors",
         "_fatal",
         "_limit",
@@ -311,6 +313,7 @@ class Group:
         self._fatal: BaseException | None = None
         self._aborted = False
         self._ctx_aborted = False
+        self._cut = False
         self._running = 0
         self._slotq: deque[Any] | None = None
         self._ctx: Context | None = None
@@ -462,6 +465,10 @@ class Group:
             if first is None:
                 if not self._ctx_aborted:
                     return True  # whatever the body raised was our own cancellation
+                if not self._cut and not isinstance(exc, get_cancelled_exc_class()):
+                    # The parent ended, but nothing was cut short: every task had
+                    # finished and the body was not interrupted. Go's Wait returns nil.
+                    return True
                 # Cut short by the parent context -- unless the owner is being cancelled
                 # from outside too, which must win (older anyio scopes swallow it here).
                 await checkpoint_if_cancelled()

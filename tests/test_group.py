@@ -1329,3 +1329,38 @@ async def test_go_with_a_sync_function_names_the_mistake() -> None:
     with pytest.raises(TypeError, match="^sync, before returning$"):
         async with Group() as g:
             await g.go(bad_sync)
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_parent_ending_after_everything_finished_is_not_an_error() -> None:
+    # Go: Wait returns nil when every task returned nil, whatever the parent did.
+    async def ok() -> int:
+        await anyio.sleep(0)
+        return 1
+
+    parent, cancel = with_cancel(background())
+    async with Group(parent) as g:
+        h = await g.go(ok)
+        assert await h == 1
+        cancel()  # nothing is running, and the body does not reach a checkpoint again
+    assert g.errors == [] and type(g.ctx.err()) is Canceled
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_parent_ending_cuts_short_a_task_or_the_body() -> None:
+    parent, cancel = with_cancel(background())
+    with pytest.raises(Canceled):  # a task was cut short
+        async with Group(parent) as g:
+            h = await g.go(anyio.sleep_forever)
+            await anyio.wait_all_tasks_blocked()
+            cancel()
+    assert h.cancelled()
+
+    parent, cancel = with_cancel(background())
+    reached = False
+    with pytest.raises(Canceled):  # the body was cut short
+        async with Group(parent) as g:
+            cancel()
+            await anyio.sleep(0)
+            reached = True
+    assert not reached

@@ -79,6 +79,7 @@ class _GroupLike(Protocol):
     """What the cores call back on their `Group`."""
 
     _limit: int | None
+    _cut: bool  # a child was cancelled (cut short)
 
     def _fail(self, exc: BaseException) -> None: ...
 
@@ -209,6 +210,7 @@ class AsyncioCore:
             value = await value
         except CancelledError:
             h._state = CANCELLED
+            self._group._cut = True
             raise
         except GeneratorExit:  # the coroutine is being closed (loop shutdown): not an error
             h._state = CANCELLED
@@ -377,6 +379,7 @@ class TrioCore:
             value = await value
         except self._trio.Cancelled:
             h._state = CANCELLED
+            self._group._cut = True
             raise
         except GeneratorExit:
             h._state = CANCELLED
