@@ -165,7 +165,7 @@ class Reservation:
 
         Tokens reserved by later reservations, which counted on this one's, are
         not given back; a reservation whose time has come, or one that is not
-        ok, gives back nothing. Go: ``r.Cancel()``
+        ok, gives back nothing, and so does a second cancel. Go: ``r.Cancel()``
         """
         self.cancel_at(current_time())
 
@@ -191,6 +191,9 @@ class Reservation:
             prev = self._time_to_act + _duration_from_tokens(self._limit, -self._tokens)
             if prev >= t:
                 lim._last_event = prev
+        # Given back once: a second cancel gives nothing (Go's CancelAt would
+        # restore the tokens again, minting some; cancel is idempotent here).
+        self._tokens = 0
 
 
 @final

@@ -81,6 +81,19 @@ def test_tokens_at() -> None:
     assert lim.tokens_at(T[0]) == approx(-2)  # booked tokens show as a debt
 
 
+def test_cancel_gives_back_once() -> None:
+    # Go's CancelAt does not mark the reservation, so a second call restores the
+    # tokens again (-1 -> 0 -> 2 here): asyncgo gives them back once.
+    lim = Limiter(1, 2)
+    assert lim.allow_at(T[0], 1)
+    r = lim.reserve_at(T[0], 2)
+    assert r.ok and lim.tokens_at(T[0]) == approx(-1)
+    r.cancel_at(T[0])
+    assert lim.tokens_at(T[0]) == approx(1)
+    r.cancel_at(T[0])
+    assert lim.tokens_at(T[0]) == approx(1)
+
+
 def test_reservation_arithmetic() -> None:
     """Go: TestSimpleReserve / TestMix."""
     lim = Limiter(10, 2)
