@@ -104,6 +104,12 @@ def pid_of(_: object) -> int:
     return os.getpid()
 
 
+def sleepy(x: int) -> int:
+    if x > 0:
+        walltime.sleep(60)  # a stuck CPU-bound call: cancelling must kill its process
+    return x
+
+
 # ---------------------------------------------------------------------------------------
 # Pipelines (issue #6): sources
 # ---------------------------------------------------------------------------------------
@@ -2491,3 +2497,219 @@ def test_pytest_plugin_with_pytest_asyncio(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, failed=1)
     out = result.stdout.str()
     assert "Deadlock" in out and "chan send" in out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stream()'s iterator is an async generator: a cancelled __anext__ finishes it, "
+    "and the rest of the stream is silently lost (StopAsyncIteration, block exits normally)",
+)
+@pytest.mark.usefixtures("no_leaks")
+async def test_cancelled_next_on_a_stream_loses_no_item() -> None:
+    """Principle 2 on the stream's iterator: a cancelled wait for the next item takes none."""
+
+    async def slow() -> AsyncIterator[int]:
+        for i in range(5):
+            await anyio.sleep(0.02)
+            yield i
+
+    got: list[int] = []
+    async with (pipeline(slow) | identity).stream() as items:
+        with anyio.move_on_after(0.005):
+            got.append(await items.__anext__())
+        got.extend([x async for x in items])
+    assert got == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_job_handle_awaited_by_several_tasks() -> None:
+    gate = anyio.Event()
+
+    async def job() -> str:
+        await gate.wait()
+        return "shared"
+
+    results: list[str] = []
+    async with WorkerPool(workers=1) as pool:
+        h = await pool.submit(job)
+
+        async def waiter() -> None:
+            results.append(await h)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+    assert results == ["shared"] * 3
+
+
+@on_mock_clock()
+@pytest.mark.usefixtures("no_leaks")
+async def test_pool_ctx_deadline_cancels_jobs_at_the_deadline_mock_clock() -> None:
+    ctx, cancel = with_timeout(background(), 5)
+    t0 = anyio.current_time()
+    try:
+        async with WorkerPool(workers=1, ctx=ctx) as pool:
+            h = await pool.submit(anyio.sleep, 100)
+            with pytest.raises(JobCancelled):
+                await h
+            assert anyio.current_time() - t0 == pytest.approx(5, abs=1e-6)
+    except DeadlineExceeded:
+        pass  # the contract does not say whether the block re-raises ctx.err()
+    cancel()
+    assert h.cancelled()
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_early_break_kills_a_stuck_process_call() -> None:
+    p = pipeline(range(4)) | stages.map(sleepy, executor="process", workers=2)
+    with anyio.fail_after(30):  # not 60 s: the stuck worker process is killed
+        async with p.stream() as items:
+            async for x in items:
+                assert x == 0
+                break
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="debug: the await stack of a pipeline stage task stops at the runner "
+    "(asyncgo._pipeline._drive); the user's async-generator stage where it waits is missing",
+)
+@pytest.mark.usefixtures("no_leaks")
+async def test_dump_of_a_parked_pipeline_stage_shows_the_stage() -> None:
+    with debug.enabled():
+        never = Chan[int]()
+
+        async def my_parked_stage(items: AsyncIterator[int]) -> AsyncIterator[int]:
+            async for x in items:
+                await never.recv()
+                yield x
+
+        with anyio.move_on_after(10):
+            async with (pipeline(range(3)) | my_parked_stage).stream() as items:
+
+                async def peek() -> str:
+                    await anyio.wait_all_tasks_blocked()
+                    return debug.dump()
+
+                async with Group() as g:
+                    h = await g.go(peek)
+                text = h.result()
+                never.close()
+                with pytest.raises(ChanClosed):
+                    async for _ in items:
+                        pass
+    assert "chan recv" in text
+    assert "my_parked_stage" in text  # where it waits: the user's stage, not only machinery
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_dump_shows_a_parked_map_function_and_pool_job() -> None:
+    with debug.enabled():
+        never = Chan[int]()
+
+        async def my_map_fn(x: int) -> int:
+            await never.recv()
+            return x  # pragma: no cover
+
+        async def my_pool_job() -> None:
+            await never.recv()
+
+        async def peek() -> str:
+            await anyio.wait_all_tasks_blocked()
+            return debug.dump(group=False)
+
+        with pytest.raises(ChanClosed):
+            async with (pipeline(range(3)) | stages.map(my_map_fn)).stream() as items:
+                async with Group() as g:
+                    h = await g.go(peek)
+                never.close()
+                async for _ in items:
+                    pass
+        assert "my_map_fn" in h.result() and "chan recv" in h.result()
+
+        never = Chan[int]()
+        async with WorkerPool(workers=1) as pool:
+            job = await pool.submit(my_pool_job)
+            async with Group() as g:
+                h = await g.go(peek)
+            never.close()
+        assert isinstance(job.exception(), ChanClosed)
+        assert "my_pool_job" in h.result() and "chan recv" in h.result()
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_fan_out_copy_error_is_reraised_as_itself() -> None:
+    err = Boom("copy")
+
+    async def worker(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            if x == 10:
+                raise err
+            yield x
+
+    with anyio.fail_after(10), pytest.raises(Boom) as info:
+        await (pipeline(naturals_forever) | stages.fan_out(3, worker)).collect()
+    assert info.value is err
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_flat_map_generator_is_closed_in_the_stage_task_on_early_stop() -> None:
+    closed_in: list[int] = []
+    consumer = anyio.get_current_task().id
+
+    async def expand(x: int) -> AsyncIterator[int]:
+        try:
+            while True:
+                yield x
+        finally:
+            closed_in.append(anyio.get_current_task().id)
+
+    with anyio.fail_after(10):
+        assert await (pipeline([7]) | stages.flat_map(expand) | stages.take(3)).collect() == [7] * 3
+    assert len(closed_in) == 1 and closed_in[0] != consumer
+
+
+@on_mock_clock()
+async def test_retry_with_a_backoff_function_mock_clock() -> None:
+    stamps: list[float] = []
+    t0 = anyio.current_time()
+
+    async def flaky() -> str:
+        stamps.append(anyio.current_time() - t0)
+        if len(stamps) < 3:
+            raise ConnectionError
+        return "ok"
+
+    assert await retry(flaky, attempts=3, backoff=lambda i: 0.5 * i) == "ok"
+    assert stamps == pytest.approx([0, 0.5, 1.5], abs=1e-6)
+
+
+@on_mock_clock()
+async def test_retry_with_jitter_never_passes_the_deadline_mock_clock() -> None:
+    for _ in range(20):
+        ctx, cancel = with_timeout(background(), 3.0)
+        t0 = anyio.current_time()
+
+        async def down() -> None:
+            raise ConnectionError
+
+        with pytest.raises((ConnectionError, DeadlineExceeded)):
+            await retry(down, attempts=50, backoff=resilience.Backoff(initial=1), ctx=ctx)
+        assert anyio.current_time() - t0 <= 3.0 + 1e-6
+        cancel()
+
+
+async def test_deadlock_detection_no_false_positive_with_a_thread() -> None:
+    ch = Chan[int]()
+
+    async def via_thread() -> None:
+        await anyio.to_thread.run_sync(walltime.sleep, 0.05)
+        await ch.send(1)
+
+    with anyio.fail_after(20):
+        async with debug.detect_deadlocks():
+            async with Group() as g:
+                await g.go(via_thread)
+                assert await ch.recv() == 1
