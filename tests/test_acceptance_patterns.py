@@ -2713,3 +2713,48 @@ async def test_deadlock_detection_no_false_positive_with_a_thread() -> None:
             async with Group() as g:
                 await g.go(via_thread)
                 assert await ch.recv() == 1
+
+
+@pytest.mark.parametrize(
+    "ordered",
+    [
+        pytest.param(
+            True,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="WorkerPool.map(ordered=True): a cancelled __anext__ loses the result "
+                "it was waiting for (the next call yields the one after it)",
+            ),
+            id="ordered",
+        ),
+        pytest.param(False, id="unordered"),
+    ],
+)
+@pytest.mark.usefixtures("no_leaks")
+async def test_pool_map_cancelled_next_loses_no_result(ordered: bool) -> None:
+    async def fn(x: int) -> int:
+        await anyio.sleep(0.02)
+        return x
+
+    got: list[int] = []
+    async with WorkerPool(workers=2) as pool:
+        results = pool.map(fn, range(5), ordered=ordered)
+        with anyio.move_on_after(0.005):
+            got.append(await results.__anext__())  # cancelled: took nothing
+        got.extend([r async for r in results])
+    assert sorted(got) == [0, 1, 2, 3, 4]
+    if ordered:
+        assert got == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_subscription_cancelled_next_loses_no_value() -> None:
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=10) as sub:
+        it = sub.__aiter__()
+        with anyio.move_on_after(0.01):
+            await it.__anext__()
+        for i in range(3):
+            await bus.publish(i)
+        bus.close()
+        assert [v async for v in it] == [0, 1, 2]
