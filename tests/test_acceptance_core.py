@@ -542,6 +542,22 @@ async def test_select_result_is_a_matchable_namedtuple() -> None:
     assert a.recv_nowait() == 5
 
 
+async def test_select_misuse_is_named_and_empty_select_blocks() -> None:
+    ch = Chan[int](1)
+    bad: Any = ch
+    with pytest.raises(TypeError, match=r"(?i)case|recv|send"):
+        await select(bad)  # a channel is not a case
+    with pytest.raises(TypeError):
+        recv(1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Chan(1.5)  # type: ignore[arg-type]
+    r = await select(default=True)
+    assert r.index == -1
+    with anyio.move_on_after(0.02) as scope:
+        await select()  # Go's `select {}`: blocks forever
+    assert scope.cancelled_caught
+
+
 async def test_select_default_when_nothing_ready() -> None:
     a: Chan[int] = Chan()
     b = Chan[int](1)
