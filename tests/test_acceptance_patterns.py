@@ -2758,3 +2758,164 @@ async def test_subscription_cancelled_next_loses_no_value() -> None:
             await bus.publish(i)
         bus.close()
         assert [v async for v in it] == [0, 1, 2]
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_asgi_client_disconnect_cancels_the_request_context() -> None:
+    from asyncgo.contrib.starlette import ClientDisconnected, get_context
+    from asyncgo.contrib.starlette import ContextMiddleware as AsgiContextMiddleware
+
+    seen: list[tuple[object, object]] = []
+    leave = anyio.Event()
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        ctx = get_context(scope)
+        try:
+            await ctx.wait()  # the request's scope may cancel this instead: the ctx is done
+        finally:
+            seen.append((ctx.err(), ctx.cause()))
+
+    app = AsgiContextMiddleware(inner, timeout=None, watch_after=0)
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        if messages:
+            return messages.pop(0)
+        await anyio.sleep(0.05)  # then the client goes away
+        leave.set()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        pass
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "headers": [],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+        "scheme": "http",
+    }
+    with anyio.fail_after(10):
+        await app(scope, receive, send)
+    assert leave.is_set()
+    [(err, cause)] = seen
+    assert isinstance(err, Canceled)
+    assert isinstance(cause, ClientDisconnected)
+
+
+@pytest.mark.skipif(fastapi is None, reason="the fastapi extra is not installed")
+async def test_event_stream_response_from_a_pipeline() -> None:
+    from asyncgo.contrib.fastapi import EventStreamResponse
+
+    app = fastapi.FastAPI()
+    app.add_middleware(ContextMiddleware, timeout=10.0)
+
+    @app.get("/events")
+    async def events() -> Any:
+        return EventStreamResponse(pipeline(range(3)) | stages.map(lambda x: {"n": x}))
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        with anyio.fail_after(20):
+            r = await client.get("/events")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    data = [line for line in r.text.splitlines() if line.startswith("data:")]
+    assert len(data) == 3
+    assert '"n": 2' in data[-1] or '"n":2' in data[-1]
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_select_waiter_is_shown_on_every_channel() -> None:
+    with debug.enabled():
+        a, b = Chan[int](), Chan[int]()
+        async with Group() as g:
+            with debug.labels(probe="select"):
+                await g.go(asyncgo.select, asyncgo.recv(a), asyncgo.recv(b))
+            await anyio.wait_all_tasks_blocked()
+            [t] = [t for t in debug.tasks() if t.labels.get("probe") == "select"]
+            await b.send(1)
+    assert t.state == "parked"
+    assert len(t.blocked_on) == 2
+    assert {p.created_at.lineno for p in t.blocked_on if p.created_at} != set()
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_ctx_cancel_raises_ctx_err_itself() -> None:
+    ctx, cancel = with_cancel(background())
+    with anyio.fail_after(10), pytest.raises(Canceled) as info:
+        async with (pipeline(naturals_forever) | identity).stream(ctx) as items:
+            async for x in items:
+                if x == 2:
+                    cancel()
+    assert info.value is ctx.err()
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_pool_block_cancelled_from_outside_aborts_its_jobs() -> None:
+    handles: list[Any] = []
+    with anyio.move_on_after(0.05) as scope:
+        async with WorkerPool(workers=2) as pool:
+            for _ in range(4):
+                handles.append(await pool.submit(anyio.sleep_forever))
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    assert all(h.cancelled() for h in handles)
+    assert pool.stats().workers == 0
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_close_releases_a_publish_waiting_on_a_block_subscriber() -> None:
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=0, policy="block"):
+        outcome: list[str] = []
+
+        async def pub() -> None:
+            try:
+                await bus.publish(1)
+                outcome.append("returned")
+            except ChanClosed:
+                outcome.append("ChanClosed")
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(pub)
+                await anyio.wait_all_tasks_blocked()
+                assert outcome == []
+                bus.close()
+        assert len(outcome) == 1  # released either way, never left hanging
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_unbuffered_drop_subscriber_gets_a_value_only_when_it_waits() -> None:
+    """Go: ``select { case sub <- v: default: }`` on an unbuffered channel."""
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=0, policy="drop_newest") as sub:
+        bus.publish_nowait(1)  # nobody receiving: dropped
+        assert sub.dropped == 1
+        async with Group() as g:
+            h = await g.go(sub.recv)
+            await anyio.wait_all_tasks_blocked()
+            bus.publish_nowait(2)  # a receiver is parked: handed over
+        assert h.result() == 2
+        assert sub.dropped == 1
+
+
+async def test_retry_with_a_done_ctx_makes_no_attempt() -> None:
+    ctx, cancel = with_cancel(background())
+    cancel()
+    calls = 0
+
+    async def fn() -> None:
+        nonlocal calls
+        calls += 1
+
+    with pytest.raises(Canceled):
+        await retry(fn, ctx=ctx)
+    assert calls == 0
