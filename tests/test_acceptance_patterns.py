@@ -2919,3 +2919,42 @@ async def test_retry_with_a_done_ctx_makes_no_attempt() -> None:
     with pytest.raises(Canceled):
         await retry(fn, ctx=ctx)
     assert calls == 0
+
+
+@pytest.mark.parametrize("shape", ["merge", "fan_out", "flat_map", "batch_timeout", "tee", "map"])
+@pytest.mark.usefixtures("no_leaks")
+async def test_backpressure_through_every_task_stage(shape: str) -> None:
+    """A stalled consumer stops endless producers behind any built-in stage (bounded memory)."""
+    produced = 0
+
+    async def endless() -> AsyncIterator[int]:
+        nonlocal produced
+        n = 0
+        while True:
+            produced += 1
+            yield n
+            n += 1
+
+    def expand(x: int) -> Any:
+        nonlocal produced
+        for i in range(10**9):
+            produced += 1
+            yield i
+
+    build = {
+        "merge": lambda: pipeline(stages.merge(endless, endless), buffer=8),
+        "fan_out": lambda: pipeline(endless, buffer=8) | stages.fan_out(4, identity),
+        "flat_map": lambda: pipeline([1], buffer=8) | stages.flat_map(expand),
+        "batch_timeout": lambda: pipeline(endless, buffer=8) | stages.batch(4, timeout=60),
+        "tee": lambda: pipeline(endless, buffer=8) | stages.tee(identity),
+        "map": lambda: pipeline(endless, buffer=8) | stages.map(identity_fn, workers=4),
+    }[shape]
+    async with build().stream() as items:
+        await items.__anext__()
+        with anyio.fail_after(20):
+            await anyio.wait_all_tasks_blocked()
+        assert produced <= 100, produced  # a handful of 8-item links, not a runaway
+
+
+def identity_fn(x: int) -> int:
+    return x
