@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
+from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
 from ._backend import (
@@ -245,6 +246,7 @@ class Chan(SendChan[T], RecvChan[T]):
         "_rw",
         "_sdead",
         "_sendq",
+        "_tid",
     )
 
     def __init__(self, cap: int = 0) -> None:
@@ -282,6 +284,7 @@ class Chan(SendChan[T], RecvChan[T]):
         # instructions and most loop iterations; under trio it starves consumers).
         self._rpend = 0
         self._loop: object = None  # the event loop this channel is bound to
+        self._tid: int | None = None  # the thread that loop runs in (see _foreign)
         self._rt: object = None  # hint: the runtime it was last used on (see must_checkpoint)
         # asyncgo.recv(self), made on first use and reused (select loops build
         # their cases every time round): a reference cycle, which the garbage
@@ -325,12 +328,36 @@ class Chan(SendChan[T], RecvChan[T]):
         loop = w.get_loop()
         if self._loop is None:
             self._loop = loop
+            self._tid = _get_ident()
         elif self._loop is not loop:
             raise RuntimeError(
                 f"{self!r} is bound to the event loop it first waited on ({self._loop!r}) "
                 f"and cannot be waited on from another one ({loop!r}); a channel belongs to "
                 "one event loop"
             )
+
+    def _foreign(self) -> None:
+        """Refuse to wake a parked waiter from a thread other than its event loop's.
+
+        Called before a hand-off claims a live waiter (nothing changed yet): a
+        wake-up from another loop's thread would reach a loop that is not
+        watching (asyncio: the waiter wakes late) or fail half-way (trio).
+        """
+        raise RuntimeError(
+            f"{self!r} is bound to the event loop it first waited on ({self._loop!r}), "
+            "which runs in another thread, and cannot hand over to its waiters from this "
+            "one; a channel belongs to one event loop (from another thread, use "
+            "anyio.from_thread.run or loop.call_soon_threadsafe)"
+        )
+
+    def _waiting(self) -> bool:
+        """Whether a live waiter is parked on this channel."""
+        rw = self._rw
+        if rw is not None and not rw.done():
+            return True
+        return any(not _parker(e).done() for e in self._recvq or ()) or any(
+            not e[0].done() for e in self._sendq or ()
+        )
 
     def _forget(self, entry: Any, recv: bool) -> None:
         """Note that *entry* (in the recv or send queue) is dead: cancelled or claimed elsewhere."""
@@ -360,26 +387,36 @@ class Chan(SendChan[T], RecvChan[T]):
                 self._sendq = deque(e for e in q if not e[0].done())
                 self._sdead = 0
 
-    def _give(self, value: object) -> bool:
-        """Hand *value* to the first live parked receiver, if there is one."""
+    def _give(self, value: object, exact: bool = False) -> bool:
+        """Hand *value* to the first live parked receiver, if there is one.
+
+        Raises `RuntimeError` (see `_foreign`) rather than hand over from another
+        loop's thread. The async operations refresh the runtime hint ``_rt``
+        before they get here, so only a hint that differs from the bound loop
+        needs the exact thread check; the sync ``*_nowait`` pass *exact*.
+        """
         w = self._rw
         if w is not None:
-            self._rw = None
             if not w.done():
+                if (exact or self._rt is not self._loop) and self._tid != _get_ident():
+                    self._foreign()
+                self._rw = None
                 w.set_result(value)
                 self._rpend += 1
                 return True
+            self._rw = None
         q = self._recvq
         while q:
             e = q.popleft()
-            if type(e) is tuple:
-                w = e[0]
-                if not w.done():
+            w = e[0] if type(e) is tuple else e
+            if not w.done():
+                if (exact or self._rt is not self._loop) and self._tid != _get_ident():
+                    q.appendleft(e)  # (put back: nothing happened)
+                    self._foreign()
+                if w is e:
+                    e.set_result(value)
+                else:
                     w.set_result((e[1], value, True))
-                    self._rpend += 1
-                    return True
-            elif not e.done():
-                e.set_result(value)
                 self._rpend += 1
                 return True
         return False
@@ -459,12 +496,20 @@ class Chan(SendChan[T], RecvChan[T]):
         buf = self._buf
         return buf is not None and len(buf) < self._cap
 
-    def _poll_recv(self) -> object:
-        """Receive without waiting: the item, `EMPTY`, or `CLOSED` (closed and drained)."""
+    def _poll_recv(self, exact: bool = False) -> object:
+        """Receive without waiting: the item, `EMPTY`, or `CLOSED` (closed and drained).
+
+        *exact*: as for `_give`.
+        """
         buf = self._buf
         if buf:
-            value = buf.popleft()
             q = self._sendq
+            if q and (exact or self._rt is not self._loop) and self._tid != _get_ident():
+                while q and q[0][0].done():
+                    q.popleft()
+                if q:
+                    self._foreign()  # before taking the item: it stays in the buffer
+            value = buf.popleft()
             # A sender parks only on a full buffer: refill the slot just freed.
             while q:
                 w, i, v = q.popleft()
@@ -475,18 +520,22 @@ class Chan(SendChan[T], RecvChan[T]):
             return value
         q = self._sendq
         while q:
-            w, i, v = q.popleft()
+            e = q.popleft()
+            w, i, v = e
             if not w.done():
+                if (exact or self._rt is not self._loop) and self._tid != _get_ident():
+                    q.appendleft(e)  # (put back: nothing happened)
+                    self._foreign()
                 w.set_result((i, None, True))
                 return v
         return CLOSED if self._closed else EMPTY
 
-    def _poll_send(self, value: object) -> bool:
+    def _poll_send(self, value: object, exact: bool = False) -> bool:
         """Send without waiting: True if done, False if it would block."""
         if self._closed:
             raise ChanClosed("send on closed channel")
         # A receiver parks only on an empty buffer: hand the value over.
-        if (self._rw is not None or self._recvq) and self._give(value):
+        if (self._rw is not None or self._recvq) and self._give(value, exact):
             return True
         buf = self._buf
         if buf is not None and len(buf) < self._cap:
@@ -603,6 +652,10 @@ class Chan(SendChan[T], RecvChan[T]):
                     return
                 w = self._rw
                 if w is not None and not w.done():  # hand it to the parked receiver
+                    # From another loop's thread? The fast path above refreshed the
+                    # hint ``_rt`` unless the owning loop was running a task just now.
+                    if self._rt is not self._loop and self._tid != _get_ident():
+                        self._foreign()
                     self._rw = None
                     w.set_result(value)
                     self._rpend += 1
@@ -637,7 +690,7 @@ class Chan(SendChan[T], RecvChan[T]):
             WouldBlock: The buffer is full (unbuffered: no receiver is waiting).
             ChanClosed: The channel is closed.
         """
-        if not self._poll_send(value):
+        if not self._poll_send(value, True):
             raise WouldBlock("send would block: the channel is full")
 
     async def recv(self) -> T:
@@ -784,7 +837,7 @@ class Chan(SendChan[T], RecvChan[T]):
             WouldBlock: Nothing to receive (unbuffered: no sender is waiting).
             ChanClosed: The channel is closed and drained.
         """
-        v = self._poll_recv()
+        v = self._poll_recv(True)
         if v is EMPTY:
             raise WouldBlock("recv would block: the channel is empty")
         if v is CLOSED:
@@ -864,6 +917,8 @@ class Chan(SendChan[T], RecvChan[T]):
         """
         if self._closed:
             raise ChanClosed("close of closed channel")
+        if self._tid is not None and self._tid != _get_ident() and self._waiting():
+            self._foreign()
         self._closed = True
         rw, rq, sq = self._rw, self._recvq, self._sendq
         self._rw = self._recvq = self._sendq = None

@@ -445,22 +445,19 @@ def test_channel_bound_in_one_run_rejected_in_another(
     assert run_on(second, use) == "ok"
 
 
-FOREIGN_SEND_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="departure: a send from another loop that can complete at once (a receiver is "
-    "parked on the owning loop) is not checked: asyncio wakes the foreign waiter without "
-    "thread safety, trio raises a bare AssertionError / 'must be called from async context' "
-    "and loses the value and the parked receiver",
+@pytest.mark.parametrize(
+    "foreign_op",
+    ["recv", "send", "send_nowait", "select_send", "close"]
+    + ["recv*", "recv_nowait*", "select_recv*"],
 )
-
-
-@pytest.mark.parametrize("foreign_op", ["recv", pytest.param("send", marks=FOREIGN_SEND_XFAIL)])
 @pytest.mark.parametrize("other", RUNS)
 @pytest.mark.parametrize("owner", RUNS)
 def test_channel_used_from_two_threads_each_with_its_loop(
     owner: tuple[str, dict[str, Any]], other: tuple[str, dict[str, Any]], foreign_op: str
 ) -> None:
-    """Thread A parks a receiver on ch; thread B (its own loop) then recvs or sends on ch."""
+    """Thread A parks a receiver on ch (a sender for the ops marked ``*``); thread B (its
+    own loop) then uses ch: refused with a RuntimeError naming the loop, nothing lost."""
+    parked_sender = foreign_op.endswith("*")
     ch: Chan[int] = Chan()
     bound = threading.Event()
     finished = threading.Event()
@@ -470,13 +467,19 @@ def test_channel_used_from_two_threads_each_with_its_loop(
     async def owner_main() -> None:
         with anyio.fail_after(20):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_append, received, ch.recv())
+                if parked_sender:
+                    tg.start_soon(ch.send, 5)
+                else:
+                    tg.start_soon(_append, received, ch.recv())
                 await blocked()
                 bound.set()
                 await anyio.to_thread.run_sync(finished.wait, 20)
-                # the owner's receiver is still parked and still works
+                # the owner's parked operation is still there and still works
                 try:
-                    ch.send_nowait(5)
+                    if parked_sender:
+                        received.append(ch.recv_nowait())
+                    else:
+                        ch.send_nowait(5)
                 except WouldBlock:
                     tg.cancel_scope.cancel()
 
@@ -484,10 +487,20 @@ def test_channel_used_from_two_threads_each_with_its_loop(
         await anyio.to_thread.run_sync(bound.wait, 20)
         try:
             with anyio.fail_after(5):
-                if foreign_op == "recv":
+                if foreign_op in ("recv", "recv*"):
                     await ch.recv()
-                else:
+                elif foreign_op == "recv_nowait*":
+                    ch.recv_nowait()
+                elif foreign_op == "select_recv*":
+                    await select(recv(ch), default=True)
+                elif foreign_op == "send":
                     await ch.send(1)
+                elif foreign_op == "send_nowait":
+                    ch.send_nowait(1)
+                elif foreign_op == "select_send":
+                    await select(send(ch, 1), default=True)
+                else:
+                    ch.close()
             seen.append("completed")
         except BaseException as exc:  # noqa: BLE001  (report, then fail below)
             seen.append(exc)
