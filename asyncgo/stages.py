@@ -55,6 +55,8 @@ from ._pipeline import (
     feed,
     run_stage,
 )
+from ._select import select
+from ._select import send as send_case
 
 __all__ = [
     "Limiter",
@@ -1097,23 +1099,34 @@ class _Tee(TaskStage[T, T]):
 
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
         size = tx.size if isinstance(tx, _Link) else rx.size
-        links = [_Link(size) for _ in self._sinks]
+        chans = [s for s in self._sinks if isinstance(s, SendChan)]
+        sinks = [s for s in self._sinks if not isinstance(s, SendChan)]
+        links = [_Link(size) for _ in sinks]
+        error: Exception | None = None
         async with create_task_group() as tg:
-            for sink, link in zip(self._sinks, links, strict=True):
-                if isinstance(sink, SendChan):
-                    tg.start_soon(run.guard, partial(_to_chan, link, sink))
-                else:
-                    tg.start_soon(run.guard, partial(_to_sink, sink, link, run))
+            for sink, link in zip(sinks, links, strict=True):
+                tg.start_soon(run.guard, partial(_to_sink, sink, link, run))
             try:
                 while (batch := await rx.next_batch()) is not None:
                     for link in links:
                         await link.put_many(batch)
-                    await tx.put_many(batch)
+                    if chans:
+                        await _to_chans(chans, batch, tx)
+                    else:
+                        await tx.put_many(batch)
                 for link in links:
                     await link.flush()
+            except Exception as exc:  # e.g. a sink closed by its owner: ChanClosed
+                error = exc  # raised as itself below, not in an ExceptionGroup
+                tg.cancel_scope.cancel()
             finally:
                 for link in links:
                     link.close()
+                for ch in chans:
+                    if not ch.closed:
+                        ch.close()
+        if error is not None:
+            raise error
         await tx.flush()
 
 
@@ -1124,14 +1137,36 @@ async def _to_sink(sink: Stage[Any, Any], link: _Link, run: _Run) -> None:
         pass
 
 
-async def _to_chan(link: _Link, ch: SendChan[Any]) -> None:
-    try:
-        while (batch := await link.next_batch()) is not None:
-            for item in batch:
-                await ch.send(item)
-    finally:
-        if not ch.closed:
-            ch.close()
+async def _to_chans(chans: list[SendChan[Any]], batch: list[Any], tx: _Sink) -> None:
+    """Hand each item of *batch* to every channel sink, and downstream (*tx*).
+
+    Go's tee: every output gets item i before item i+1 is read. A sink that can take
+    an item at once gets it before downstream does, so however the stream stops, a
+    channel sink with room holds every item that went downstream. An item a full
+    sink cannot take goes downstream first (Go's ``select`` over all the outputs),
+    then the tee waits until every full sink has it: a stuck sink stalls downstream
+    (backpressure), and a consumer that reads downstream, then the sink, in one task
+    (Go's lockstep ``for v := range out1 { <-out2 }``) works even when unbuffered.
+    """
+    start = 0  # batch[:start] is downstream already
+    for i, item in enumerate(batch):
+        full: list[SendChan[Any]] | None = None
+        for ch in chans:
+            try:
+                ch.send_nowait(item)
+            except WouldBlock:
+                full = [ch] if full is None else [*full, ch]
+        if full is not None:
+            await tx.put_many(batch[start : i + 1])
+            start = i + 1
+            if len(full) == 1:
+                await full[0].send(item)
+            else:  # whichever sink is read first, like Go's select
+                cases = [send_case(ch, item) for ch in full]
+                while cases:
+                    del cases[(await select(*cases)).index]
+    if start < len(batch):
+        await tx.put_many(batch[start:] if start else batch)
 
 
 def tee(*sinks: Stage[T, Any] | SendChan[T]) -> TaskStage[T, T]:
@@ -1140,8 +1175,13 @@ def tee(*sinks: Stage[T, Any] | SendChan[T]) -> TaskStage[T, T]:
     A sink is a stage (run in its own task; its output is discarded) or a
     `SendChan` (every item is sent on it; the tee closes it when the stream ends
     or stops). Every sink sees every item, in order; the slowest sink sets the
-    pace (no item is dropped). Go: a ``tee``/broadcast goroutine sending each
-    value to every output channel.
+    pace (no item is dropped). Like Go's tee, every output gets an item before
+    the next one is read, and a channel sink that has room gets it before
+    downstream does: when the stream stops early, such a sink holds every item
+    that went downstream. An item a full channel sink cannot take at once goes
+    downstream first, then the tee waits for the sink, so reading downstream and
+    then the sink in one task works even with an unbuffered sink. Go: a
+    ``tee``/broadcast goroutine ``select``-ing to send each value to every output.
 
     Example:
         ```python

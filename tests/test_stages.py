@@ -23,6 +23,7 @@ from trio.testing import MockClock
 from asyncgo import (
     Canceled,
     Chan,
+    ChanClosed,
     DeadlineExceeded,
     background,
     rate,
@@ -593,6 +594,89 @@ async def test_tee_every_sink_sees_every_item() -> None:
     assert out == seen_a == seen_b == list(range(500))
     assert ch.closed and [x async for x in ch] == list(range(500))
     assert stages.broadcast is stages.tee
+
+
+async def naturals() -> AsyncIterator[int]:
+    i = 0
+    while True:
+        yield i
+        i += 1
+
+
+async def test_tee_channel_sink_with_room_holds_everything_that_went_downstream() -> None:
+    """Go's tee: an output with room gets item i before downstream can see it."""
+    for stop in (0, 3, 100, 450):  # within the first batch, or later ones
+        for _ in range(5):  # trio's scheduling is randomised
+            audit = Chan[int](500)
+            seen_by_stage: list[int] = []
+
+            async def stage_sink(items: AsyncIterator[int]) -> AsyncIterator[int]:
+                async for x in items:
+                    seen_by_stage.append(x)
+                    yield x
+
+            down: list[int] = []
+            with anyio.fail_after(10):
+                p = pipeline(naturals) | stages.tee(stage_sink, audit)
+                async with p.stream() as items:
+                    async for x in items:
+                        down.append(x)
+                        if x == stop:
+                            break
+            assert audit.closed
+            seen = [x async for x in audit]
+            assert seen == list(range(len(seen)))  # in order, nothing duplicated
+            assert seen[: len(down)] == down, (stop, len(down), len(seen))
+            assert seen_by_stage == list(range(len(seen_by_stage)))
+
+
+async def test_tee_full_channel_sink_lags_downstream_by_one_item_at_most() -> None:
+    audit = Chan[int](5)  # nobody reads it: it fills up, then stalls everything
+    down: list[int] = []
+
+    async def consume() -> None:
+        async with (pipeline(naturals, buffer=8) | stages.tee(audit)).stream() as items:
+            async for x in items:
+                down.append(x)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        with anyio.fail_after(10):
+            await anyio.wait_all_tasks_blocked()
+        # The sink holds 0..4; item 5 went downstream (Go's select over the outputs)
+        # and the tee waits to hand it to the sink; nothing further was read.
+        assert down == list(range(6))
+        tg.cancel_scope.cancel()
+    assert audit.closed and [x async for x in audit] == list(range(5))
+
+
+async def test_tee_lockstep_reader_of_unbuffered_sinks() -> None:
+    """Go: ``for v := range out1 { fmt.Println(v, <-out2) }`` with unbuffered channels."""
+    audit = Chan[int]()
+    got: list[tuple[int, int]] = []
+    with anyio.fail_after(10):
+        async with (pipeline(range(300)) | stages.tee(audit)).stream() as items:
+            async for x in items:
+                got.append((x, await audit.recv()))
+    assert got == [(i, i) for i in range(300)]
+    assert audit.closed
+
+    # Two unbuffered sinks, read in the opposite order to the one tee() lists them in.
+    a, b = Chan[int](), Chan[int]()
+    triples: list[tuple[int, int, int]] = []
+    with anyio.fail_after(10):
+        async with (pipeline(range(300)) | stages.tee(a, b)).stream() as items:
+            async for x in items:
+                y = await b.recv()
+                triples.append((x, y, await a.recv()))
+    assert triples == [(i, i, i) for i in range(300)]
+
+
+async def test_tee_closed_channel_sink_fails_the_pipeline() -> None:
+    audit = Chan[int](10)
+    audit.close()
+    with anyio.fail_after(10), pytest.raises(ChanClosed, match="closed"):
+        await (pipeline(range(3)) | stages.tee(audit)).collect()
 
 
 # -- rate_limit ------------------------------------------------------------------------
