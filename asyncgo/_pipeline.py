@@ -38,7 +38,14 @@ the ``stream()`` context manager, entered and exited in the consumer's task.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from contextlib import AbstractAsyncContextManager, aclosing
 from itertools import islice
 from types import TracebackType
@@ -732,7 +739,7 @@ class _Stream(Generic[T]):
         self._pipeline = p
         self._run = _Run(ctx)
         self._tg: TaskGroup | None = None
-        self._it: AsyncGenerator[T, None] | None = None
+        self._it: _Output[T] | None = None
         self._last: _Link | None = None
 
     async def __aenter__(self) -> AsyncIterator[T]:
@@ -752,7 +759,7 @@ class _Stream(Generic[T]):
             run.stop()
             await tg.__aexit__(type(exc), exc, exc.__traceback__)
             raise
-        self._it = self._items()
+        self._it = _Output(self)
         return self._it
 
     def _start(self, tg: TaskGroup) -> _Link:
@@ -847,35 +854,7 @@ class _Stream(Generic[T]):
             raise run.error
         return False
 
-    # -- the consumer's side: one async generator, no task group or scope inside --
-
-    async def _items(self) -> AsyncGenerator[T, None]:
-        """The output, item by item: what ``async with p.stream() as items`` gives."""
-        link = self._last
-        assert link is not None
-        run = self._run
-        ctx = run.ctx
-        chan = link.chan
-        batch: list[T] | None
-        while True:
-            if run.stopping or (ctx is not None and ctx.err() is not None):
-                await self._end_of_output()
-                return
-            if not len(chan):
-                pending = link.pending
-                if pending:
-                    batch = pending.copy()
-                    pending.clear()
-                    for item in batch:
-                        yield item
-                    continue
-                link.hungry = True
-            batch, ok = await chan.recv_ok()
-            if not ok:
-                await self._end_of_output()
-                return
-            for item in batch:  # type: ignore[union-attr]  # ok: a list
-                yield item
+    # -- the consumer's side: async generators, no task group or scope inside -------
 
     async def _batches(self) -> AsyncGenerator[list[T], None]:
         """The output, a list at a time (for `collect`, `run` and nested pipelines)."""
@@ -904,3 +883,88 @@ class _Stream(Generic[T]):
             # short, and the consumer is cancelled too. Take that cancellation now
             # rather than end as if the output were complete.
             await checkpoint()
+
+
+@final
+class _Output(Generic[T]):
+    """What ``async with p.stream() as items`` gives: the output, item by item.
+
+    Cancellation-safe like a channel receive (DESIGN.md, Principle 2): a cancelled
+    ``await items.__anext__()`` has taken no item, and the next call returns the item
+    that would have come next. An async generator cannot offer that -- an exception
+    thrown in at its ``await`` finishes it -- so this is a class; but ``async for``
+    over a class's ``async def __anext__`` costs a coroutine per item, so the hot
+    path is still a generator:
+
+    ``__anext__`` is an instance slot, normally the ``__anext__`` of an inner async
+    generator (`_gen`) that yields the items of a batch (no await: nothing can be
+    thrown in there) and whose only await is the receive of the next batch, at
+    which point no item is in hand. If that receive is interrupted, nothing was
+    taken (`Chan.recv_ok` is cancellation-safe); the generator is finished by the
+    exception, and the slot now points at `_restart`, which resumes with a fresh
+    generator. Once the output has ended (or raised), ``__anext__`` raises
+    `StopAsyncIteration`, like a finished generator.
+    """
+
+    __slots__ = ("__anext__", "_gen", "_stream")
+
+    __anext__: Callable[[], Awaitable[T]]
+
+    def __init__(self, stream: _Stream[T]) -> None:
+        self._stream = stream
+        self._gen = gen = self._items()
+        self.__anext__ = gen.__anext__
+
+    def __aiter__(self) -> _Output[T]:
+        return self
+
+    def __repr__(self) -> str:
+        return f"<pipeline output of {self._stream._pipeline!r}>"
+
+    async def aclose(self) -> None:
+        """Stop iterating: further ``__anext__`` calls raise `StopAsyncIteration`."""
+        self.__anext__ = _finished
+        await self._gen.aclose()
+
+    async def _restart(self) -> T:
+        self._gen = gen = self._items()
+        self.__anext__ = nxt = gen.__anext__
+        return await nxt()
+
+    async def _items(self) -> AsyncGenerator[T, None]:
+        stream = self._stream
+        link = stream._last
+        assert link is not None
+        run = stream._run
+        ctx = run.ctx
+        chan = link.chan
+        batch: list[T] | None
+        while True:
+            if run.stopping or (ctx is not None and ctx.err() is not None):
+                break
+            if not len(chan):
+                pending = link.pending
+                if pending:
+                    batch = pending.copy()
+                    pending.clear()
+                    for item in batch:
+                        yield item
+                    continue
+                link.hungry = True
+            try:
+                batch, ok = await chan.recv_ok()
+            except BaseException:
+                # Cancelled (or interrupted) with nothing taken: the next call
+                # resumes here, in a new generator (this one is finished).
+                self.__anext__ = self._restart
+                raise
+            if not ok:
+                break
+            for item in batch:  # type: ignore[union-attr]  # ok: a list
+                yield item
+        self.__anext__ = _finished
+        await stream._end_of_output()
+
+
+async def _finished() -> Any:
+    raise StopAsyncIteration

@@ -2494,11 +2494,6 @@ def test_pytest_plugin_with_pytest_asyncio(pytester: pytest.Pytester) -> None:
     assert "Deadlock" in out and "chan send" in out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stream()'s iterator is an async generator: a cancelled __anext__ finishes it, "
-    "and the rest of the stream is silently lost (StopAsyncIteration, block exits normally)",
-)
 @pytest.mark.usefixtures("no_leaks")
 async def test_cancelled_next_on_a_stream_loses_no_item() -> None:
     """Principle 2 on the stream's iterator: a cancelled wait for the next item takes none."""

@@ -1043,3 +1043,65 @@ async def test_nested_pipeline_cut_short_closes_its_output_generator() -> None:
         gc.collect()
     assert out == [1, 2]
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+# -- the stream's iterator: cancellation-safe (Principle 2) --------------------------
+
+
+async def test_cancelled_next_on_the_stream_takes_no_item() -> None:
+    """A cancelled wait for the next item takes none; iteration then goes on as before."""
+    gate = anyio.Event()
+
+    async def gated() -> AsyncIterator[int]:
+        for i in range(200):
+            if i % 50 == 0:  # stall at 0, 50, 100, 150: the consumer waits empty-handed
+                await gate.wait()
+            yield i
+
+    got: list[int] = []
+    with anyio.fail_after(10):
+        async with (pipeline(gated) | stages.map(lambda x: x)).stream() as items:
+            it = aiter(items)
+            assert it is items
+            while len(got) < 200:
+                with anyio.CancelScope() as scope:
+                    scope.cancel()  # cancelled at its first await, whatever it is
+                    got.append(await anext(it))
+                if len(got) % 50 == 0:  # the source is stalled at the gate
+                    with anyio.move_on_after(0.01):  # cancelled while parked
+                        got.append(await anext(it))
+                    gate.set()
+                    gate = anyio.Event()
+                got.append(await anext(it))
+            with pytest.raises(StopAsyncIteration):
+                await anext(it)
+            with pytest.raises(StopAsyncIteration):  # ended: stays ended
+                await anext(it)
+    assert got == list(range(200))
+
+
+async def test_stream_iterator_after_an_error_or_aclose() -> None:
+    err = Boom("stage")
+
+    async def fail_at_3(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            if x == 3:
+                raise err
+            yield x
+
+    got: list[int] = []
+    with pytest.raises(Boom) as info:
+        async with (pipeline(range(10)) | fail_at_3).stream() as items:
+            try:
+                async for x in items:
+                    got.append(x)
+            finally:
+                with pytest.raises(StopAsyncIteration):  # raised once, then ended
+                    await anext(items)
+    assert info.value is err and got == list(range(len(got))) and len(got) <= 3
+
+    async with (pipeline(range(1000)) | stages.map(lambda x: x)).stream() as items:
+        assert await anext(items) == 0
+        await items.aclose()  # type: ignore[attr-defined]
+        with pytest.raises(StopAsyncIteration):
+            await anext(items)
