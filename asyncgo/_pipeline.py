@@ -645,7 +645,10 @@ class Pipeline(Generic[T]):
         for`` raises ``ctx.err()``. Leaving the block early (``break``, an
         exception, cancellation) stops every stage; in every case no task is left
         running when the block exits, and every async generator the pipeline
-        iterated has been closed in the task that iterated it.
+        iterated has been closed in the task that iterated it. Waiting for the
+        next item is cancellation-safe, like a channel receive: a cancelled
+        ``await anext(items)`` (say, under ``anyio.move_on_after``) took no item,
+        and the next one returns the item that would have come next.
         Go: ``for x := range stage3(stage2(stage1(gen(ctx))))``
 
         Raises:
@@ -897,7 +900,7 @@ class _Output(Generic[T]):
     path is still a generator:
 
     ``__anext__`` is an instance slot, normally the ``__anext__`` of an inner async
-    generator (`_gen`) that yields the items of a batch (no await: nothing can be
+    generator (`_items`) that yields the items of a batch (no await: nothing can be
     thrown in there) and whose only await is the receive of the next batch, at
     which point no item is in hand. If that receive is interrupted, nothing was
     taken (`Chan.recv_ok` is cancellation-safe); the generator is finished by the
