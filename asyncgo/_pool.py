@@ -32,7 +32,7 @@ from functools import partial
 from inspect import isawaitable as _isawaitable
 from types import CoroutineType as _Coroutine
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, final, overload
+from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, cast, final, overload
 
 from ._backend import (
     NOT_CLAIMED,
@@ -901,7 +901,11 @@ class WorkerPool:
 
         ``async for r in pool.map(fn, items, ordered=True)`` yields results in
         input order (``ordered=False``: as they finish). At most *window* jobs
-        (default: max workers + queue size) are in flight. The first failed job's
+        (default: max workers + queue size) are in flight: a job counts from its
+        submission until its result has been yielded (in ordered mode, finished
+        results waiting behind a slower job hold their places; ``window=1`` runs
+        one job at a time). A cancelled ``__anext__`` consumes nothing: the next
+        call yields the result it was waiting for. The first failed job's
         exception is raised, as itself, by the iterator, which then stops. Leaving
         the loop early (``break``) is safe: call ``aclose()`` or use ``async with``
         to stop submitting at once; the pool's exit stops it in any case.
@@ -977,24 +981,50 @@ class PoolMap(AsyncIterator[R]):
         return self
 
     async def __anext__(self) -> R:
-        out = self._out
-        item, ok = await out.recv_ok()
-        if not ok:
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
+        # Cancellation-safe (DESIGN.md, Principle 2): a cancelled call consumes nothing.
+        # Ordered: the head handle stays at the front (self._head) until awaiting it
+        # has returned, so a call cancelled while it waits leaves it for the next call.
+        # Unordered: the channel holds finished jobs only, taken without another
+        # await. A job keeps its window slot until its result is handed out, so at
+        # most *window* jobs are submitted and not yet yielded -- running, queued or
+        # finished and waiting for their turn.
+        head = self._head
+        if head is None:
+            item, ok = await self._out.recv_ok()
+            if not ok:
+                raise StopAsyncIteration
+            if isinstance(item, BaseException):
+                await self.aclose()
+                raise item
+            head = cast("JobHandle[Any]", item)
+            if not self._ordered:
+                self._release()
+                try:
+                    return head.result()  # type: ignore[no-any-return]
+                except Exception:
+                    await self.aclose()
+                    raise
+            self._head = head
+        try:
+            value = await head
+        except Exception:
+            self._head = None
             await self.aclose()
-            raise item
+            raise
+        self._head = None
+        self._release()
+        return value  # type: ignore[no-any-return]
+
+    _head: JobHandle[Any] | None = None
+
+    def _release(self) -> None:
+        """Free the window slot of the job whose result is handed out now."""
         try:
             self._slots.recv_nowait()
         except (WouldBlock, ChanClosed):  # pragma: no cover
             pass
-        if not self._ordered and self._fed and len(self._slots) == 0 and not out.closed:
-            out.close()
-        try:
-            return await item  # type: ignore[misc, no-any-return]
-        except Exception:
-            await self.aclose()
-            raise
+        if not self._ordered and self._fed and len(self._slots) == 0 and not self._out.closed:
+            self._out.close()
 
     def _stop(self, results: bool) -> None:
         if not self._slots.closed:

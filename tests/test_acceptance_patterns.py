@@ -2376,18 +2376,7 @@ async def test_error_keeps_its_traceback() -> None:
 
 @pytest.mark.parametrize(
     "ordered",
-    [
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="WorkerPool.map(ordered=True) runs window + 1 jobs at once "
-                "(window=1 runs two); ordered=False keeps to the window",
-            ),
-            id="ordered",
-        ),
-        pytest.param(False, id="unordered"),
-    ],
+    [pytest.param(True, id="ordered"), pytest.param(False, id="unordered")],
 )
 @pytest.mark.usefixtures("no_leaks")
 async def test_pool_map_window_bounds_jobs_in_flight(ordered: bool) -> None:
@@ -2707,18 +2696,7 @@ async def test_deadlock_detection_no_false_positive_with_a_thread() -> None:
 
 @pytest.mark.parametrize(
     "ordered",
-    [
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="WorkerPool.map(ordered=True): a cancelled __anext__ loses the result "
-                "it was waiting for (the next call yields the one after it)",
-            ),
-            id="ordered",
-        ),
-        pytest.param(False, id="unordered"),
-    ],
+    [pytest.param(True, id="ordered"), pytest.param(False, id="unordered")],
 )
 @pytest.mark.usefixtures("no_leaks")
 async def test_pool_map_cancelled_next_loses_no_result(ordered: bool) -> None:

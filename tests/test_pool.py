@@ -257,6 +257,149 @@ async def test_map_raises_failure_and_break_is_safe() -> None:
                     break
 
 
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+@pytest.mark.parametrize("window", [1, 2, 5])
+async def test_map_window_is_exact_while_the_head_job_runs(ordered: bool, window: int) -> None:
+    """At most *window* jobs are submitted and not yet yielded, also while waiting (#7).
+
+    The first job blocks; the consumer waits for it. Ordered mode used to free the
+    head job's slot as soon as it started waiting, so window + 1 jobs were in flight.
+    """
+    gate = anyio.Event()
+    active = peak = 0
+
+    async def job(x: int) -> int:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        if x == 0:
+            with anyio.fail_after(10):  # a failing test must not hang the pool exit
+                await gate.wait()
+        else:
+            await anyio.sleep(0)
+        active -= 1
+        return x
+
+    async with WorkerPool(workers=10) as pool:
+        got: list[int] = []
+        async with pool.map(job, range(20), ordered=ordered, window=window) as it:
+            async with anyio.create_task_group() as tg:
+
+                async def first() -> None:
+                    got.append(await it.__anext__())
+
+                tg.start_soon(first)
+                await anyio.wait_all_tasks_blocked()
+                # Job 0 blocks; the other jobs of the window have finished. Ordered:
+                # they wait for their turn behind job 0 and nothing was yielded.
+                # Unordered: the first of them was yielded, the rest wait to be read.
+                # Either way the window is full and nothing more was submitted.
+                assert pool.stats().submitted == window + len(got)
+                assert len(got) == (0 if ordered or window == 1 else 1)
+                gate.set()
+            got.extend([r async for r in it])
+        assert peak <= window
+    if ordered:
+        assert got == list(range(20))
+    else:
+        assert sorted(got) == list(range(20))
+
+
+async def test_map_window_holds_results_not_yet_yielded() -> None:
+    """Ordered: finished results waiting behind a slow head count against the window."""
+    gate = anyio.Event()
+
+    async def job(x: int) -> int:
+        if x == 0:
+            with anyio.fail_after(10):  # a failing test must not hang the pool exit
+                await gate.wait()
+        return x
+
+    async with WorkerPool(workers=4) as pool:
+        it = pool.map(job, range(10), window=3)
+        with anyio.move_on_after(0.01):  # the head (job 0) blocks: nothing is yielded
+            await it.__anext__()
+        await anyio.wait_all_tasks_blocked()
+        s = pool.stats()
+        assert (s.submitted, s.done, s.running) == (3, 2, 1)
+        gate.set()
+        assert [r async for r in it] == list(range(10))
+
+
+async def test_map_ordered_cancelled_next_keeps_the_head() -> None:
+    """A cancelled __anext__ consumes nothing: the next call yields that result (#7)."""
+    gates = [anyio.Event() for _ in range(4)]
+
+    async def job(x: int) -> int:
+        with anyio.fail_after(10):  # a failing test must not hang the pool exit
+            await gates[x].wait()
+        return x
+
+    async with WorkerPool(workers=4) as pool:
+        async with pool.map(job, range(4)) as it:
+            with anyio.CancelScope() as scope:  # cancelled while it waits for job 0
+                scope.cancel()
+                await it.__anext__()
+            for _ in range(3):  # cancelled again and again while it waits
+                with anyio.move_on_after(0.001):
+                    await it.__anext__()
+            gates[0].set()
+            gates[1].set()
+            await anyio.wait_all_tasks_blocked()
+            with anyio.CancelScope() as scope:  # cancelled with job 0 done: still kept
+                scope.cancel()
+                await it.__anext__()
+            assert await it.__anext__() == 0
+            assert await it.__anext__() == 1
+            with anyio.move_on_after(0.001):  # waiting for job 2
+                await it.__anext__()
+            gates[2].set()
+            gates[3].set()
+            assert [r async for r in it] == [2, 3]
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+async def test_map_cancel_right_after_the_result_arrives_loses_nothing(ordered: bool) -> None:
+    """The consumer's scope is cancelled just after its result was handed to it.
+
+    The job's progress callback runs after the result was delivered to the waiting
+    consumer and before it resumes: the cancellation then finds it with the result
+    in hand. It must either return it or leave it for the next call -- never drop it
+    (unordered mode used to drop it at the checkpoint of awaiting the done handle).
+    """
+    scope = anyio.CancelScope()
+    armed = False
+
+    def progress(_: PoolStats) -> None:
+        if armed:
+            scope.cancel()
+
+    gate = anyio.Event()
+
+    async def job(x: int) -> int:
+        if x == 0:
+            with anyio.fail_after(10):  # a failing test must not hang the pool exit
+                await gate.wait()
+        return x
+
+    got: list[int] = []
+    async with WorkerPool(workers=1, on_progress=progress) as pool:
+        it = pool.map(job, range(3), ordered=ordered, window=1)
+
+        async def consume_once() -> None:
+            with scope:
+                got.append(await it.__anext__())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume_once)
+            await anyio.wait_all_tasks_blocked()
+            armed = True
+            gate.set()
+        armed = False
+        got.extend([r async for r in it])
+    assert got == [0, 1, 2]
+
+
 # -- executors -----------------------------------------------------------------------
 
 
