@@ -914,6 +914,18 @@ class WorkerPool:
         Raises:
             PoolClosed: (from the iterator) the pool closed before every item was queued.
             ValueError: *window* < 1.
+
+        Example:
+            ```python
+            async def square(x: int) -> int:
+                await anyio.sleep(0)
+                return x * x
+
+            async with WorkerPool(workers=4) as pool:
+                assert [r async for r in pool.map(square, range(5))] == [0, 1, 4, 9, 16]
+                async with pool.map(square, range(100), ordered=False) as results:
+                    assert sorted([r async for r in results]) == [x * x for x in range(100)]
+            ```
         """
         self._check_open()
         if window is None:
