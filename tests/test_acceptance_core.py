@@ -646,7 +646,9 @@ async def test_select_with_a_long_after_starts_no_task_per_call() -> None:
         return _live_task_count()
 
     first = await burst(5)
-    assert await burst(100) <= first  # (a shared timer task, if any, is not per call)
+    # A task per call would add ~100; the one shared timer service (trio) may be
+    # started or ended in between, as the collector drops the losing after() channels.
+    assert await burst(100) <= first + 1
 
 
 async def test_select_same_channel_twice_commits_once() -> None:
