@@ -119,3 +119,30 @@ class Deadlock(Exception):
             assert "chan recv" in str(e)
         ```
     """
+
+
+# -- misuse messages shared by the APIs that take an async function ----------------
+
+
+def not_a_function(fn: object, call: str, advice: str) -> TypeError:
+    """The error for a *fn* that cannot be called, e.g. a coroutine object (``f()`` for ``f``).
+
+    *call* names the API (``"sync: Once.do"``); *advice* is shown when *fn* is an
+    awaitable, which is then closed: no "never awaited" warning on top of the error.
+    """
+    hint = ""
+    if hasattr(fn, "__await__"):
+        hint = f": {advice}"
+        close = getattr(fn, "close", None)
+        if close is not None:
+            close()
+    return TypeError(f"{call}() takes an async function, not {type(fn).__name__}{hint}")
+
+
+def not_awaitable(fn: object, result: object, call: str) -> TypeError:
+    """The error for a *fn* that returned something not awaitable: a sync function."""
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return TypeError(
+        f"{call}() takes an async function; {name} returned "
+        f"{type(result).__name__}, not an awaitable (is it a sync function?)"
+    )

@@ -31,6 +31,7 @@ from ._backend import (
     park_runtime,
     rescue,
 )
+from ._exceptions import not_a_function, not_awaitable
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -69,28 +70,7 @@ class _Call:
         self.scope: CancelScope | None = None
 
 
-def _not_a_function(fn: object) -> TypeError:
-    """The error for a *fn* that cannot be called, e.g. a coroutine object (``f()`` for ``f``)."""
-    hint = ""
-    if hasattr(fn, "__await__"):
-        hint = (
-            ": pass the async function and its arguments, g.do(key, f, *args), not g.do(key, f())"
-        )
-        close = getattr(fn, "close", None)
-        if close is not None:
-            close()  # no "coroutine was never awaited" warning on top of this error
-    return TypeError(
-        f"singleflight: Group.do() takes an async function, not {type(fn).__name__}{hint}"
-    )
-
-
-def _not_awaitable(fn: object, result: object) -> TypeError:
-    """The error for a *fn* that returned something not awaitable: a sync function."""
-    name = getattr(fn, "__qualname__", None) or repr(fn)
-    return TypeError(
-        f"singleflight: Group.do() takes an async function; {name} returned "
-        f"{type(result).__name__}, not an awaitable (is it a sync function?)"
-    )
+_DO_ADVICE = "pass the async function and its arguments, g.do(key, f, *args), not g.do(key, f())"
 
 
 @final
@@ -211,7 +191,7 @@ class Group:
                 for ``g.do(key, f)``, at once; a sync function, in every caller).
         """
         if not callable(fn):
-            raise _not_a_function(fn)
+            raise not_a_function(fn, "singleflight: Group.do", _DO_ADVICE)
         if must_checkpoint(self):
             await checkpoint()
         tg = self._tg
@@ -292,7 +272,7 @@ class Group:
                 try:
                     r = fn(*args)
                     if not isawaitable(r):
-                        raise _not_awaitable(fn, r)
+                        raise not_awaitable(fn, r, "singleflight: Group.do")
                     call.value = await r
                 except Exception as exc:  # goes to the callers, never to the task group
                     call.exc = exc

@@ -19,6 +19,7 @@ from inspect import isawaitable
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 from asyncgo._backend import checkpoint, must_checkpoint
+from asyncgo._exceptions import not_a_function, not_awaitable
 
 from ._mutex import Mutex
 
@@ -29,26 +30,6 @@ __all__ = ["Once", "once_func", "once_value"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., object])
-
-
-def _not_a_function(fn: object, what: str, right: str, wrong: str) -> TypeError:
-    """The error for a *fn* that cannot be called, e.g. a coroutine object (``f()`` for ``f``)."""
-    hint = ""
-    if hasattr(fn, "__await__"):
-        hint = f": pass the async function itself, {right}, not {wrong}"
-        close = getattr(fn, "close", None)
-        if close is not None:
-            close()  # no "coroutine was never awaited" warning on top of this error
-    return TypeError(f"sync: {what}() takes an async function, not {type(fn).__name__}{hint}")
-
-
-def _not_awaitable(fn: object, result: object, what: str) -> TypeError:
-    """The error for a *fn* that returned something not awaitable: a sync function."""
-    name = getattr(fn, "__qualname__", None) or repr(fn)
-    return TypeError(
-        f"sync: {what}() takes an async function; {name} returned "
-        f"{type(result).__name__}, not an awaitable (is it a sync function?)"
-    )
 
 
 @final
@@ -125,7 +106,9 @@ class Once:
 
     async def _do_slow(self, fn: Callable[[], Awaitable[object]]) -> None:
         if not callable(fn):
-            raise _not_a_function(fn, "Once.do", "once.do(f)", "once.do(f())")
+            raise not_a_function(
+                fn, "sync: Once.do", "pass the async function itself, once.do(f), not once.do(f())"
+            )
         mu = self._mu
         await mu.lock()
         try:
@@ -134,7 +117,7 @@ class Once:
             try:
                 r = fn()
                 if not isawaitable(r):
-                    raise _not_awaitable(fn, r, "Once.do")
+                    raise not_awaitable(fn, r, "sync: Once.do")
                 await r
             except Exception:
                 if not self._retry:
@@ -208,7 +191,9 @@ def _once_value(
     fn: Callable[[], Awaitable[T]], retry_on_error: bool, what: str
 ) -> Callable[[], Coroutine[object, object, T]]:
     if not callable(fn):
-        raise _not_a_function(fn, what, f"{what}(f)", f"{what}(f())")
+        raise not_a_function(
+            fn, f"sync: {what}", f"pass the async function itself, {what}(f), not {what}(f())"
+        )
     once = Once(retry_on_error=retry_on_error)
     res: _Result[T] = _Result(fn)
 
@@ -218,7 +203,7 @@ def _once_value(
         try:
             r = f()
             if not isawaitable(r):
-                raise _not_awaitable(f, r, what)
+                raise not_awaitable(f, r, f"sync: {what}")
             res.value = await r
         except Exception as exc:
             if not retry_on_error:
