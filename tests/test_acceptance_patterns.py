@@ -2550,11 +2550,6 @@ async def test_early_break_kills_a_stuck_process_call() -> None:
                 break
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="debug: the await stack of a pipeline stage task stops at the runner "
-    "(asyncgo._pipeline._drive); the user's async-generator stage where it waits is missing",
-)
 @pytest.mark.usefixtures("no_leaks")
 async def test_dump_of_a_parked_pipeline_stage_shows_the_stage() -> None:
     with debug.enabled():

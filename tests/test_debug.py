@@ -6,7 +6,7 @@ import inspect
 import json
 import subprocess
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +163,59 @@ async def test_tasks_parked_elsewhere_still_appear_with_their_stack() -> None:
         assert any(f.function.endswith(".waiter") for f in info.stack)
         assert '"on-anyio-event" [waiting]' in debug.dump(group=False)
         ev.set()
+
+
+async def test_stack_follows_async_for_into_the_generators_it_steps(diagnostics: None) -> None:
+    ch = Chan[int]()
+
+    async def inner() -> AsyncIterator[int]:
+        yield await ch.recv()
+
+    async def outer() -> AsyncIterator[int]:
+        async for x in inner():  # an async for inside a generator
+            yield x
+
+    async def consumer() -> None:
+        async for _ in outer():  # the step object on the stack, not in a local
+            pass
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consumer, name="iterating")
+        await anyio.wait_all_tasks_blocked()
+        info = by_name(debug.tasks(), "iterating")
+        names = [f.function.rsplit(".", 1)[-1] for f in info.stack]
+        # innermost first: the channel op, then every generator down to the task's coroutine
+        i = names.index("recv")
+        assert names[i : i + 4] == ["recv", "inner", "outer", "consumer"], names
+        assert info.op == "chan recv"
+        text = debug.dump(group=False)
+        assert "<locals>.inner(...)" in text and "<locals>.outer(...)" in text
+        await ch.send(1)
+
+
+async def test_stack_follows_an_async_generator_being_closed(diagnostics: None) -> None:
+    ch = Chan[int]()
+
+    async def gen() -> AsyncIterator[int]:
+        try:
+            yield 1
+        finally:
+            await ch.recv()  # cleanup that waits
+
+    async def closer() -> None:
+        g = gen()
+        await g.__anext__()
+        await g.aclose()  # awaits an athrow step object
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(closer, name="closing")
+        await anyio.wait_all_tasks_blocked()
+        info = by_name(debug.tasks(), "closing")
+        names = [f.function.rsplit(".", 1)[-1] for f in info.stack]
+        i = names.index("recv")
+        assert names[i : i + 3] == ["recv", "gen", "closer"], names
+        assert info.op == "chan recv"
+        await ch.send(1)
 
 
 async def test_running_task_and_num_tasks() -> None:

@@ -255,12 +255,18 @@ def task_parent(task: Any, tasks: list[Any]) -> Any:
     return None
 
 
+#: Types of ``agen.asend()`` / ``agen.__anext__()`` and ``agen.athrow()`` /
+#: ``agen.aclose()`` step objects, which a task awaits in ``async for``.
+_AGEN_STEPS = frozenset({"async_generator_asend", "async_generator_athrow"})
+
+
 def task_frames(task: Any) -> tuple[list[tuple[FrameType, int]], object]:
     """The task's await stack, outermost first, and the awaitable it waits on last.
 
     Follows ``cr_await`` / ``ag_await`` / ``gi_yieldfrom`` from the task's
-    coroutine down to the first object that is not a coroutine or generator
-    (a future, trio's low-level trap, ...), which is returned as the leaf.
+    coroutine, and into the async generator an ``async for`` is stepping, down
+    to the first object that is not a coroutine or generator (a future, trio's
+    low-level trap, ...), which is returned as the leaf.
     """
     coro = task.get_coro() if hasattr(task, "get_coro") else task.coro
     frames: list[tuple[FrameType, int]] = []
@@ -286,6 +292,15 @@ def task_frames(task: Any) -> tuple[list[tuple[FrameType, int]], object]:
             frame, nxt = obj.ag_frame, obj.ag_await
         elif hasattr(obj, "gi_frame"):
             frame, nxt = obj.gi_frame, obj.gi_yieldfrom
+        elif type(obj).__name__ in _AGEN_STEPS:
+            # ``await agen.__anext__()`` (``async for``): the step object does not
+            # expose its generator, but holds a reference to it.
+            nxt = next((r for r in gc.get_referents(obj) if hasattr(r, "ag_frame")), None)
+            if nxt is None:  # pragma: no cover - always found on CPython
+                leaf = obj
+                break
+            obj = nxt
+            continue
         else:
             leaf = obj
             break
