@@ -143,12 +143,12 @@ class Cond:
     def signal(self) -> None:
         """Wake the longest-waiting task, if any. Go: ``cond.Signal()``."""
         if self._q.q:
-            self._q.wake_first()
+            self._q.wake_first(self)
 
     def broadcast(self) -> None:
         """Wake every waiting task. Go: ``cond.Broadcast()``."""
         if self._q.q:
-            self._q.wake_all()
+            self._q.wake_all(self)
 
     async def _relock(self) -> BaseException | None:
         """Lock ``L`` again, whatever cancellation arrives; return a cancellation it met.

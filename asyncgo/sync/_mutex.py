@@ -13,6 +13,7 @@ does not grow.
 from __future__ import annotations
 
 from collections import deque
+from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 from asyncgo._backend import (
@@ -75,16 +76,18 @@ class WaitQueue:
     """A FIFO of parked tasks with lazy removal of dead (cancelled) entries.
 
     Private to asyncgo.sync. A queue is bound to the event loop of the first
-    task that parks on it: parking from another loop raises `RuntimeError`
-    instead of waking a task across loops (or threads).
+    task that parks on it: parking from another loop raises `RuntimeError`, and
+    so does waking its waiters from another thread (`check_thread`), instead of
+    waking a task across loops and threads.
     """
 
-    __slots__ = ("_dead", "_loop", "q")
+    __slots__ = ("_dead", "_loop", "_tid", "q")
 
     def __init__(self) -> None:
         self.q: deque[Entry] = deque()
         self._dead = 0
         self._loop: object = None
+        self._tid: int | None = None  # the thread running that loop
 
     def __len__(self) -> int:
         """Entries, live or not yet compacted away."""
@@ -97,12 +100,29 @@ class WaitQueue:
         loop = w.get_loop()
         if self._loop is None:
             self._loop = loop
+            self._tid = _get_ident()
         elif self._loop is not loop:
             raise RuntimeError(
                 f"{owner!r} is bound to the event loop it first waited on ({self._loop!r}) "
                 f"and cannot be waited on from another one ({loop!r}); a "
                 f"{type(owner).__name__} belongs to one event loop"
             )
+
+    def check_thread(self, owner: object) -> None:
+        """Raise `RuntimeError` if a live waiter is parked here by another thread's loop.
+
+        The primitives call it before they change any state on the way to waking
+        a waiter: a wake-up from another loop's thread would reach a loop that is
+        not watching (asyncio: the waiter wakes late) or fail half-way (trio).
+        """
+        if self._tid == _get_ident() or not any(not e[0].done() for e in self.q):
+            return
+        raise RuntimeError(
+            f"{owner!r} is bound to the event loop it first waited on ({self._loop!r}), "
+            "which runs in another thread, and cannot wake its waiters from this one; a "
+            f"{type(owner).__name__} belongs to one event loop (from another thread, use "
+            "anyio.from_thread.run or loop.call_soon_threadsafe)"
+        )
 
     def push(self, w: Any, n: int) -> Entry:
         """Queue parker *w* (asking for *n*) at the tail."""
@@ -136,19 +156,32 @@ class WaitQueue:
             q.popleft()
         return None
 
-    def wake_first(self) -> bool:
-        """Claim and wake the first live waiter; False if there is none."""
+    def wake_first(self, owner: object) -> bool:
+        """Claim and wake the first live waiter; False if there is none.
+
+        Raises `RuntimeError` (see `check_thread`), having changed nothing, when
+        called from a thread other than the waiters' loop's.
+        """
         q = self.q
         while q:
-            w = q.popleft()[0]
+            w = q[0][0]
             if not w.done():
+                if self._tid != _get_ident():
+                    self.check_thread(owner)
+                q.popleft()
                 w.set_result(None)
                 return True
+            q.popleft()
         return False
 
-    def wake_all(self) -> int:
-        """Claim and wake every live waiter; return how many were woken."""
+    def wake_all(self, owner: object) -> int:
+        """Claim and wake every live waiter; return how many were woken.
+
+        Raises `RuntimeError` as `wake_first` does.
+        """
         q = self.q
+        if self._tid != _get_ident():
+            self.check_thread(owner)
         self.q = deque()
         self._dead = 0
         n = 0
@@ -319,7 +352,7 @@ class Mutex:
         """
         if not self._locked:
             raise RuntimeError("sync: unlock of unlocked mutex")
-        if not self._q.q or not self._q.wake_first():
+        if not self._q.q or not self._q.wake_first(self):
             self._locked = False
 
     async def __aexit__(
@@ -332,5 +365,5 @@ class Mutex:
         if not self._locked:
             raise RuntimeError("sync: unlock of unlocked mutex")
         q = self._q
-        if not q.q or not q.wake_first():
+        if not q.q or not q.wake_first(self):
             self._locked = False

@@ -115,9 +115,12 @@ class RWMutex:
         """
         if self._readers <= 0:
             raise RuntimeError("sync: RUnlock of unlocked RWMutex")
-        self._readers -= 1
-        if self._readers == 0 and self._wq.q:
+        if self._readers == 1 and self._wq.q:
+            self._wq.check_thread(self)  # before changing anything
+            self._readers = 0
             self._grant_writer()
+        else:
+            self._readers -= 1
 
     # -- write side ------------------------------------------------------------
 
@@ -161,9 +164,12 @@ class RWMutex:
         """
         if not self._writer:
             raise RuntimeError("sync: Unlock of unlocked RWMutex")
+        if self._rq.q or self._wq.q:  # before changing anything
+            self._rq.check_thread(self)
+            self._wq.check_thread(self)
         self._writer = False
         if self._rq.q:
-            self._readers += self._rq.wake_all()
+            self._readers += self._rq.wake_all(self)
             if self._readers:
                 return
         if self._wq.q:
@@ -185,7 +191,7 @@ class RWMutex:
         """Give the lock to the first waiting writer if nobody holds it."""
         if self._writer or self._readers:
             return
-        if self._wq.wake_first():
+        if self._wq.wake_first(self):
             self._writer = True
 
     def _writer_gone(self) -> None:
@@ -197,7 +203,7 @@ class RWMutex:
                 self._grant_writer()  # (defensive: unlock/runlock already did)
             return
         if self._rq.q:
-            self._readers += self._rq.wake_all()
+            self._readers += self._rq.wake_all(self)
 
 
 @final

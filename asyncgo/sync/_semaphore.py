@@ -252,9 +252,12 @@ class Semaphore:
             raise ValueError(
                 f"semaphore: released more than held (release(n={n}) with {self._cur} held)"
             )
-        self._cur -= n
         if self._q.q:
+            self._q.check_thread(self)  # before changing anything
+            self._cur -= n
             self._notify()
+        else:
+            self._cur -= n
 
     def _notify(self) -> None:
         """Grant tokens to waiters in queue order, stopping at the first that does not fit.
@@ -317,6 +320,9 @@ class Semaphore:
         # release(1), inlined
         if self._cur < 1:
             raise ValueError("semaphore: released more than held (release(n=1) with 0 held)")
-        self._cur -= 1
         if self._q.q:
+            self._q.check_thread(self)  # before changing anything
+            self._cur -= 1
             self._notify()
+        else:
+            self._cur -= 1

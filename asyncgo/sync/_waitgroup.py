@@ -76,9 +76,12 @@ class WaitGroup:
                 f"sync: negative WaitGroup counter ({self._count} {delta:+d} = {count}): "
                 "done() was called more times than add() counted"
             )
-        self._count = count
         if count == 0 and self._q.q:
-            self._q.wake_all()
+            self._q.check_thread(self)  # before changing anything
+            self._count = count
+            self._q.wake_all(self)
+        else:
+            self._count = count
 
     def done(self) -> None:
         """Decrement the counter by one. Go: ``wg.Done()``.

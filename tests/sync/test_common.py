@@ -2,11 +2,15 @@
 
 * waiting on a primitive bound to another event loop raises `RuntimeError` and
   leaves no queue entry behind;
-* a call that could complete at once is still a cancel point.
+* a call that could complete at once is still a cancel point;
+* waking a primitive's waiters from another thread's event loop raises `RuntimeError`
+  and changes nothing.
 """
 
 from __future__ import annotations
 
+import inspect
+import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -147,3 +151,132 @@ def test_used_under_trio_then_waited_on_under_asyncio(what: str) -> None:
 
     anyio.run(fast_path_under_trio, backend="trio")
     anyio.run(wait_under_asyncio, backend="asyncio")
+
+
+# -- waking from another thread's event loop ------------------------------------------------
+#
+# name -> (make the primitive with a task about to wait on it, that wait, the call that
+# wakes it). The waking call is made first from a second thread running its own event
+# loop (refused: RuntimeError, nothing changed), then from the waiter's own loop.
+
+
+def _held_mutex() -> Any:
+    m = Mutex()
+    assert m.try_lock()
+    return m
+
+
+def _mutex_exit(m: Mutex) -> Awaitable[object]:
+    return m.__aexit__(None, None, None)
+
+
+def _write_held() -> Any:
+    rw = RWMutex()
+    assert rw.try_lock()
+    return rw
+
+
+def _read_held() -> Any:
+    rw = RWMutex()
+    assert rw.try_rlock()
+    return rw
+
+
+def _held_semaphore() -> Any:
+    s = Semaphore(1)
+    assert s.try_acquire()
+    return s
+
+
+def _sem_exit(s: Semaphore) -> Awaitable[object]:
+    return s.__aexit__(None, None, None)
+
+
+def _counting_waitgroup() -> Any:
+    wg = WaitGroup()
+    wg.add(1)
+    return wg
+
+
+async def _cond_wait(c: Cond) -> None:
+    async with c:
+        await c.wait()
+
+
+WAKERS: dict[
+    str, tuple[Callable[[], Any], Callable[[Any], Awaitable[object]], Callable[[Any], object]]
+] = {
+    "Mutex.unlock": (_held_mutex, lambda m: m.lock(), lambda m: m.unlock()),
+    "Mutex.__aexit__": (_held_mutex, lambda m: m.lock(), _mutex_exit),
+    "RWMutex.unlock (readers wait)": (_write_held, lambda rw: rw.rlock(), lambda rw: rw.unlock()),
+    "RWMutex.unlock (writer waits)": (_write_held, lambda rw: rw.lock(), lambda rw: rw.unlock()),
+    "RWMutex.runlock": (_read_held, lambda rw: rw.lock(), lambda rw: rw.runlock()),
+    "Semaphore.release": (_held_semaphore, lambda s: s.acquire(), lambda s: s.release()),
+    "Semaphore.__aexit__": (_held_semaphore, lambda s: s.acquire(), _sem_exit),
+    "WaitGroup.done": (_counting_waitgroup, lambda wg: wg.wait(), lambda wg: wg.done()),
+    "Cond.signal": (Cond, _cond_wait, lambda c: c.signal()),
+    "Cond.broadcast": (Cond, _cond_wait, lambda c: c.broadcast()),
+}
+
+
+async def _call(fn: Callable[[Any], object], obj: Any) -> None:
+    r = fn(obj)
+    if inspect.isawaitable(r):
+        await r
+
+
+@pytest.mark.parametrize("other", ["asyncio", "trio"])
+@pytest.mark.parametrize("what", list(WAKERS))
+def test_waking_from_another_threads_loop_raises_and_changes_nothing(
+    anyio_backend: tuple[str, dict[str, object]], what: str, other: str
+) -> None:
+    make, wait, wake = WAKERS[what]
+    obj = make()
+    bound, tried = threading.Event(), threading.Event()
+    woken: list[str] = []
+    foreign: list[BaseException | None] = []
+
+    async def owner() -> None:
+        async def waiter() -> None:
+            await wait(obj)
+            woken.append("woken")
+
+        # A hang guard only (the bug this test catches hangs or crashes the loop).
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await anyio.wait_all_tasks_blocked()
+                parked = repr(obj)  # counts, holders, waiters
+                bound.set()
+                await anyio.to_thread.run_sync(tried.wait, 20)
+                assert woken == [], "the waiter was woken from the other thread"
+                assert repr(obj) == parked, "the refused call changed the primitive"
+                await _call(wake, obj)  # from the waiter's own loop: works
+
+    async def other_loop() -> None:
+        try:
+            await _call(wake, obj)
+            foreign.append(None)
+        except BaseException as exc:  # noqa: BLE001  (reported below)
+            foreign.append(exc)
+
+    def other_thread() -> None:
+        bound.wait(20)
+        try:
+            anyio.run(other_loop, backend=other)
+        finally:
+            tried.set()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    name, options = anyio_backend
+    try:
+        anyio.run(owner, backend=name, backend_options=options)
+    finally:
+        bound.set()
+        t.join(30)
+    assert not t.is_alive()
+    (err,) = foreign
+    assert isinstance(err, RuntimeError), repr(err)
+    assert "another thread" in str(err) and type(obj).__name__ in str(err), str(err)
+    assert woken == ["woken"]
