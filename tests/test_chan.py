@@ -882,6 +882,10 @@ def _block_on_chan_in_new_loop(ch: Chan[int], backend: str) -> BaseException | N
         with anyio.fail_after(10):
             await ch.recv()
 
+    if backend == "uvloop":
+        return _run_in_thread(
+            lambda: anyio.run(blocked, backend="asyncio", backend_options={"use_uvloop": True})
+        )
     return _run_in_thread(lambda: anyio.run(blocked, backend=backend))
 
 
@@ -928,13 +932,20 @@ async def test_blocking_from_a_second_loop_while_first_still_blocked(second: str
         pytest.param("asyncio", "asyncio"),
         pytest.param("asyncio", "trio"),
         pytest.param("uvloop", "trio"),
+        pytest.param("uvloop", "uvloop"),
+        pytest.param("asyncio", "uvloop"),
         pytest.param("trio", "asyncio"),
         pytest.param("trio", "trio"),
     ],
 )
 def test_blocking_from_a_second_loop_while_first_loop_is_busy(first: str, second: str) -> None:
-    """The first loop is *running a task* (blocked in a thread join) when the second blocks."""
-    if first == "uvloop":
+    """The first loop is *running a task* (blocked in a thread join) when the second blocks.
+
+    So the first loop has a current task while the second thread parks: a hint that
+    trusted "the loop is running a task" without checking the thread would build the
+    second thread's waiter on the first loop.
+    """
+    if "uvloop" in (first, second):
         pytest.importorskip("uvloop")
     ch = Chan[int]()
     result: list[BaseException | None] = []

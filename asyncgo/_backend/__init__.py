@@ -119,6 +119,19 @@ TRIO: object = type("TrioRuntime", (), {"__repr__": lambda self: "<trio>"})()
 #: without a ``getattr`` that would raise and catch AttributeError on the others.
 _THREAD_ID_LOOPS: set[type] = set()
 
+#: ``(loop, thread id)``: the loop an exact check last found running, and the thread
+#: it runs in -- for loops that do not record their thread (uvloop). `parker_for`
+#: trusts a hint that is this loop, checked in that thread, while the loop is running
+#: a task (a loop runs in one thread at a time and never nested in another loop of
+#: the same thread). One tuple, replaced whole, so threads never see half of it.
+_SEEN: tuple[object, int] = (object(), 0)
+
+
+def _seen_running(loop: object) -> None:
+    global _SEEN
+    if type(loop) not in _THREAD_ID_LOOPS:
+        _SEEN = (loop, _get_ident())
+
 
 def runtime() -> object:
     """The running asyncio loop, or `TRIO` (slow: use a cached hint where possible)."""
@@ -126,6 +139,8 @@ def runtime() -> object:
     if loop is not None:
         if isinstance(getattr(loop, "_thread_id", None), int):
             _THREAD_ID_LOOPS.add(type(loop))
+        else:
+            _seen_running(loop)
         return loop
     global _trio_cancel_pending
     mod = _trio_mod()
@@ -139,12 +154,21 @@ def park_runtime(holder: Any) -> object:
 
     The fast path trusts the hint when its asyncio loop is running a task, which
     is also true when that loop runs in *another* thread; parking must not
-    trust it (it would build a future on the other loop), so it pays for the
-    exact check here.
+    trust it (it would build a future on the other loop): it checks the
+    thread (as `parker_for` does), else pays for the exact check.
     """
-    loop = _get_running_loop()
     rt = holder._rt
+    if type(rt) in _THREAD_ID_LOOPS:
+        if rt._thread_id == _get_ident():
+            return rt
+    else:
+        seen = _SEEN
+        if rt is seen[0] and seen[1] == _get_ident() and _current_tasks_get(rt) is not None:
+            return rt
+    loop = _get_running_loop()
     if rt is loop and rt is not None:
+        if loop is not _SEEN[0]:
+            _seen_running(loop)
         return rt
     if rt is TRIO and loop is None:
         return rt
@@ -172,17 +196,25 @@ def parker_for(holder: Any) -> Any:
     An asyncio loop records the thread running it (``_thread_id``): when that
     is this thread, the hint is the running loop, without asking
     ``_get_running_loop()``, which costs a system call on Python 3.11 (uvloop
-    does not expose the attribute and takes the exact check).
+    does not expose the attribute: there ``_SEEN`` records the thread of the
+    loop last found running).
     """
     rt = holder._rt
-    if type(rt) in _THREAD_ID_LOOPS and rt._thread_id == _get_ident():
-        return rt.create_future()
+    if type(rt) in _THREAD_ID_LOOPS:
+        if rt._thread_id == _get_ident():
+            return rt.create_future()
+    else:
+        seen = _SEEN
+        if rt is seen[0] and seen[1] == _get_ident() and _current_tasks_get(rt) is not None:
+            return rt.create_future()  # type: ignore[attr-defined]
     loop = _get_running_loop()
     if rt is not loop or rt is None:
         if rt is not TRIO or loop is not None:
             rt = holder._rt = runtime()
         if rt is TRIO:
             return _trio_mod().new_parker()
+    elif loop is not _SEEN[0]:
+        _seen_running(loop)
     return rt.create_future()
 
 
