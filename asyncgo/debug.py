@@ -38,7 +38,7 @@ from time import monotonic
 from types import FrameType, MappingProxyType, TracebackType
 from typing import Any, final
 
-from ._backend import _diag, _tasks, anyio, create_task_group
+from ._backend import _diag, _tasks, anyio, create_task_group, fail_parker
 from ._debug_http import aiohttp_handler as aiohttp_handler
 from ._debug_http import asgi_app as asgi_app
 from ._exceptions import Deadlock
@@ -877,6 +877,7 @@ class detect_deadlocks:
         "_closing",
         "_enabled",
         "_prev",
+        "_stuck",
         "_tg",
         "_token",
         "_watcher",
@@ -893,6 +894,7 @@ class detect_deadlocks:
         self._closing = False
         self._wscope: Any = None
         self._watcher = _Watcher()
+        self._stuck: list[tuple[Any, _Wait | None]] = []  # of the last look
 
     async def __aenter__(self) -> detect_deadlocks:
         if self.owner is not None:
@@ -989,9 +991,18 @@ class detect_deadlocks:
                         if _TRACER.generation == sig[0]:
                             verdict, report = self._look(me)
                             if verdict == _DEADLOCK:
-                                self.report = report
-                                self._body.cancel()
-                                return
+                                if self.report is None:
+                                    self.report = report
+                                    self._body.cancel()
+                                else:
+                                    # Asleep again after the body was cancelled: tasks
+                                    # parked where the cancellation cannot reach them
+                                    # (shielded scopes) would keep the block from ever
+                                    # ending. Raise Deadlock where they are parked.
+                                    self._fail_stuck()
+                                # Keep watching until the block ends.
+                                seen = None
+                                continue
                     if verdict == _TRANSIENT:
                         await _tasks.sleep(0.001)
                         continue
@@ -1004,6 +1015,12 @@ class detect_deadlocks:
                     delay = delay * 2 if virtual else min(delay * 2, 1.0)
                 with anyio.move_on_after(delay):
                     await self._watcher.event.wait()
+
+    def _fail_stuck(self) -> None:
+        for _, w in self._stuck:
+            if w is not None:
+                fail_parker(w.waiter, Deadlock(f"{self.report}"))
+        self._stuck = []
 
     def _inner_scope_open(self) -> bool:
         return any(s is not self and self in s._chain for s in _active)
@@ -1031,7 +1048,10 @@ class detect_deadlocks:
                 return _NO, None  # waits on a timer, I/O, a thread, another library
             ctx = _tasks.task_context(t)
             inside = ctx is not None and self in ctx.get(_SCOPES, ())
-            if _tasks.pending_deadline(t, stop if inside else None, set()):
+            # Once the body was cancelled (a deadlock found), a task waiting for its
+            # children is not woken by that cancellation: only they can end its wait.
+            settled = w is None and self.report is not None
+            if _tasks.pending_deadline(t, stop if inside else None, set(), deadlines_only=settled):
                 return _NO, None
             if t is self.owner:
                 owner_seen = True
@@ -1043,6 +1063,7 @@ class detect_deadlocks:
             return (_TRANSIENT if activity[1] else _NO), None
         if self._inner_scope_open():
             return _NO, None  # the innermost scope reports (it sees the same)
+        self._stuck = stuck
         return _DEADLOCK, self._report(all_, stuck, me)
 
     def _report(self, all_: list[Any], stuck: list[tuple[Any, _Wait | None]], me: object) -> str:

@@ -378,3 +378,110 @@ async def test_not_a_deadlock_context_deadline() -> None:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(wait_done_or_job, ctx, jobs)
             assert ctx.err() is not None
+
+
+# -- tasks parked where the detector's cancellation cannot reach --------------------------
+
+
+class HangGuard:
+    """A hang guard for waits no cancel scope can reach (shielded): if the block is still
+    running after BOUND seconds, a plain thread -- invisible to detection -- closes the
+    channels from the loop's own thread, so the test fails instead of hanging."""
+
+    def __init__(self, *chans: Chan[int]) -> None:
+        self.chans = chans
+        self.stop = threading.Event()
+        self.fired = False
+
+    def _close_all(self) -> None:
+        self.fired = True
+        for ch in self.chans:
+            if not ch.closed:
+                ch.close()
+
+    async def __aenter__(self) -> HangGuard:
+        token = anyio.lowlevel.current_token()
+
+        def watch() -> None:
+            if not self.stop.wait(BOUND):
+                anyio.from_thread.run_sync(self._close_all, token=token)
+
+        self.thread = threading.Thread(target=watch, daemon=True)
+        self.thread.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        assert not self.fired, "the shielded wait was never released: detection hung"
+
+
+async def test_child_parked_in_a_shielded_scope_gets_deadlock() -> None:
+    ch = Chan[int]()
+    seen: list[type[BaseException]] = []
+
+    async def shielded() -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                await ch.recv()
+            except BaseException as exc:
+                seen.append(type(exc))
+                raise
+
+    async with HangGuard(ch):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(shielded, name="shielded")
+    assert seen == [Deadlock]  # raised where it was parked, not a cancellation
+    assert str(ei.value).startswith("all tasks are asleep - deadlock!")
+    assert '"shielded" [chan recv, ' in str(ei.value)
+    with pytest.raises(WouldBlock):  # the failed receive left no waiter behind
+        ch.send_nowait(1)
+
+
+async def test_owner_parked_in_a_shielded_scope_gets_deadlock() -> None:
+    ch = Chan[int]()
+    async with HangGuard(ch):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                with anyio.CancelScope(shield=True):
+                    await ch.send(1)
+    assert "(owner of the detect_deadlocks() block) [chan send, " in str(ei.value)
+    with pytest.raises(WouldBlock):  # the failed send left nothing behind
+        ch.recv_nowait()
+
+
+async def test_shielded_wait_under_a_deadline_inside_the_block_is_a_deadlock() -> None:
+    """The deadline inside the block cannot reach into the shield: it wakes nobody."""
+    gate = Chan[int]()
+    mu = Mutex()
+    seen: list[str] = []
+
+    async def holder() -> None:
+        async with mu:
+            with anyio.CancelScope(shield=True):
+                await gate.recv()
+
+    async def waiter() -> None:
+        with anyio.fail_after(BOUND * 3):
+            with anyio.CancelScope(shield=True):
+                try:
+                    await select(recv(gate), recv(background().done()))
+                except Deadlock:
+                    seen.append("select")
+                    raise
+
+    async with HangGuard(gate):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(holder, name="holder")
+                    tg.start_soon(waiter, name="waiter")
+                    await anyio.wait_all_tasks_blocked()
+                    await mu.lock()  # the owner waits for the mutex: not shielded
+    msg = str(ei.value)
+    assert '"holder" [chan recv, ' in msg and '"waiter" [select, ' in msg
+    assert "[mutex lock, " in msg
+    assert seen == ["select"]
+    assert not mu.locked()  # the holder's block released it on the way out

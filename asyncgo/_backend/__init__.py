@@ -78,6 +78,7 @@ __all__ = [
     "NOT_CLAIMED",
     "TASK_STATES",
     "abandon",
+    "fail_parker",
     "rescue",
     "running_loop",
     "runtime",
@@ -245,6 +246,27 @@ def rescue(parker: Any, exc: BaseException) -> Any:
     # lost (test_chan_stress.py::test_non_cancel_exception_in_parked_recv_...).
     abandon(parker)
     return NOT_CLAIMED
+
+
+def fail_parker(parker: Any, exc: BaseException) -> bool:
+    """Wake an unclaimed parker's task with *exc* raised where it is parked.
+
+    The operation does not happen: its park code takes *exc* like a
+    cancellation (`rescue` returns `NOT_CLAIMED`, the entry leaves its queue)
+    and lets it propagate. False if *parker* was claimed or dead already, or is
+    not a parker this knows. Deadlock detection's last resort for tasks that
+    its cancellation cannot reach (shielded scopes).
+    """
+    if parker.done():
+        return False
+    if isinstance(parker, _asyncio.Future):
+        parker.set_exception(exc)
+        return True
+    fail = getattr(parker, "fail", None)
+    if fail is None:
+        return False
+    fail(exc)
+    return True
 
 
 def abandon(parker: Any) -> None:

@@ -371,16 +371,22 @@ def _group_wait_codes() -> frozenset[Any]:
     return _GROUP_WAIT_CODES
 
 
-def pending_deadline(task: Any, stop: object, handles: set[int]) -> bool:
+def pending_deadline(
+    task: Any, stop: object, handles: set[int], *, deadlines_only: bool = False
+) -> bool:
     """Whether a cancel scope below *stop* can still wake *task* (a deadline or a pending cancel).
 
     Walks the task's cancel scopes from the innermost outwards (through its
     parents' scopes: a child task's scopes continue in the task that started
-    it). Scopes from *stop* outwards are not counted -- they enclose the
-    deadlock-detection scope, whose report should come first -- but the ids of
-    their timer handles are still added to *handles*, as are every scope's, so
-    that `loop_activity` does not count those timers as unknown wake-ups.
+    it). A shielded scope's own deadline counts, scopes outside it do not (their
+    cancellation cannot reach the task). Scopes from *stop* outwards are not
+    counted -- they enclose the deadlock-detection scope, whose report should
+    come first -- but the ids of their timer handles are still added to
+    *handles*, as are every scope's, so that `loop_activity` does not count
+    those timers as unknown wake-ups. *deadlines_only*: a scope already
+    cancelled does not count (its cancellation has been delivered).
     """
+    cancels = not deadlines_only
     found = False
     counting = True
     if hasattr(task, "_cancel_status"):  # trio
@@ -389,8 +395,10 @@ def pending_deadline(task: Any, stop: object, handles: set[int]) -> bool:
             scope = status._scope
             if scope is stop:
                 counting = False
-            if counting and (scope.cancel_called or scope.deadline != math.inf):
+            if counting and ((cancels and scope.cancel_called) or scope.deadline != math.inf):
                 found = True
+            if scope.shield:  # nothing further out can cancel this task
+                counting = False
             status = status._parent
         return found
     if _anyio_task_states is None:  # pragma: no cover
@@ -403,8 +411,10 @@ def pending_deadline(task: Any, stop: object, handles: set[int]) -> bool:
         h = getattr(scope, "_timeout_handle", None)
         if h is not None:
             handles.add(id(h))
-        if counting and (scope._cancel_called or scope._deadline != math.inf):
+        if counting and ((cancels and scope._cancel_called) or scope._deadline != math.inf):
             found = True
+        if scope._shield:  # nothing further out can cancel this task
+            counting = False
         scope = scope._parent_scope
     return found
 

@@ -7,7 +7,7 @@ from collections.abc import Generator
 from typing import Any
 
 import trio
-from outcome import Value
+from outcome import Error, Value
 from trio.lowlevel import (
     Abort,
     Task,
@@ -43,6 +43,11 @@ class TrioWaiter:
     def set_result(self, result: object) -> None:
         self.dead = True
         reschedule(self.task, Value(result))
+
+    def fail(self, exc: BaseException) -> None:
+        """Wake the task with *exc* raised where it waits (like a claim: check ``done()``)."""
+        self.dead = True
+        reschedule(self.task, Error(exc))
 
     def get_loop(self) -> object:
         return current_trio_token()
