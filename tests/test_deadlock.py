@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import time
+from typing import Self
 
 import anyio
 import pytest
@@ -399,7 +400,7 @@ class HangGuard:
             if not ch.closed:
                 ch.close()
 
-    async def __aenter__(self) -> HangGuard:
+    async def __aenter__(self) -> Self:
         token = anyio.lowlevel.current_token()
 
         def watch() -> None:
