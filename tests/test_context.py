@@ -76,9 +76,9 @@ def asyncgo_timers() -> int | None:
         owner = getattr(cb, "__self__", cb)
         if h.cancelled():
             continue
-        if type(owner).__module__.startswith("asyncgo") or getattr(
-            cb, "__module__", ""
-        ).startswith("asyncgo"):
+        if type(owner).__module__.startswith("asyncgo") or getattr(cb, "__module__", "").startswith(
+            "asyncgo"
+        ):
             count += 1
     return count
 
