@@ -841,6 +841,8 @@ class detect_deadlocks:
     or callback from another thread -- the body is cancelled and the block
     raises `Deadlock`, whose message lists who waits on what and the tasks'
     stacks. Go: ``fatal error: all goroutines are asleep - deadlock!``
+    A task parked inside a shielded cancel scope, which that cancellation
+    cannot reach, gets `Deadlock` raised where it is parked instead.
 
     No false positives is the rule: a task sleeping, waiting on a socket, on
     ``anyio.to_thread``, on an anyio or asyncio primitive, or on a Context with
@@ -962,6 +964,7 @@ class detect_deadlocks:
 
     def _stop_watcher(self) -> None:
         self._closing = True
+        self._stuck = []  # (holds tasks)
         if self._wscope is not None:
             self._wscope.cancel()
 
@@ -1019,7 +1022,7 @@ class detect_deadlocks:
     def _fail_stuck(self) -> None:
         for _, w in self._stuck:
             if w is not None:
-                fail_parker(w.waiter, Deadlock(f"{self.report}"))
+                fail_parker(w.waiter, Deadlock(self.report or ""))
         self._stuck = []
 
     def _inner_scope_open(self) -> bool:
