@@ -6,13 +6,13 @@ The pool scales between ``min_workers`` and ``max_workers``: `submit` starts a
 worker when the queue has a backlog and no worker is idle; a worker that finds
 no job for ``idle_timeout`` seconds exits while more than ``min_workers`` run.
 
-Every worker runs in the pool's task group inside its own cancel scope, so a
-shutdown timeout cancels the jobs, never the code that called `shutdown`, and
-`JobHandle.cancel` cancels the one job its worker is running (that worker then
-exits and a new one takes its place). Since anyio 4.14 every task has a cancel
-scope of its own (``TaskGroup.start_soon`` returns a handle with ``cancel()``):
-the pool uses it rather than entering a second one, which would cost another
-~6.5 µs per worker on asyncio, ~11 µs on trio; older anyio gets its own scope.
+Every worker runs inside its own cancel scope, so a shutdown timeout cancels
+the jobs, never the code that called `shutdown`, and `JobHandle.cancel` cancels
+the one job its worker is running (that worker then exits and a new one takes
+its place). The workers are spawned by the native task-group core `Group` uses
+(``asyncgo._backend._taskgroup``: the loop's own ``create_task``, or a trio
+nursery), which costs a fraction of an anyio task group's spawn: starting and
+stopping 100 workers takes about a third of the time.
 
 The hot path, per job: the submitter appends the handle to the channel's buffer
 (or hands it to a parked worker); a worker that finishes a job takes the next
@@ -37,19 +37,19 @@ from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, cast, final, ov
 from ._backend import (
     NOT_CLAIMED,
     CancelScope,
-    TaskGroup,
     _diag,
     abandon,
     anyio,
     checkpoint,
-    create_task_group,
     get_cancelled_exc_class,
     must_checkpoint,
     new_parker,
     park_runtime,
     rescue,
+    runtime,
 )
 from ._backend import to_thread as _to_thread
+from ._backend._taskgroup import PENDING, Core, make_core
 from ._chan import Chan
 from ._context import Context
 from ._exceptions import Canceled, ChanClosed, WouldBlock
@@ -69,10 +69,6 @@ _NEW, _QUEUED, _RUNNING, _CANCELLING, _DONE, _FAILED, _CANCELLED = range(7)
 _STATE_NAMES = ("new", "queued", "running", "cancelling", "done", "failed", "cancelled")
 
 _BY_CANCEL = "job cancelled by JobHandle.cancel()"
-
-#: Cancel workers through anyio's task handles when it has them (>= 4.14); False makes
-#: every worker enter a cancel scope of its own, as with older anyio (tests cover both).
-_TASK_HANDLES = True
 
 
 class PoolClosed(Exception):
@@ -340,21 +336,58 @@ class JobHandle(Generic[R]):
             self._on_done(self)
 
 
+class _Crew:
+    """The pool's tasks as one group for the native task-group core (`_GroupLike`).
+
+    A task that raises (a job's KeyboardInterrupt, or a bug) ends the block like
+    in a task group: everything is cancelled and the exit raises it, as itself.
+    """
+
+    __slots__ = ("_cut", "_limit", "core", "error")
+
+    core: Core  # set once made (make_core needs the crew)
+
+    def __init__(self) -> None:
+        self._limit: int | None = None  # (no Group.limit: _release is never called)
+        self._cut = False
+        self.error: BaseException | None = None
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+            self.core.abort()
+
+    def _release(self) -> None:  # pragma: no cover - no limit
+        pass
+
+
+class _Member:
+    """A pool task's outcome slot for the core (`_HandleLike`); nobody waits on it."""
+
+    __slots__ = ("_state", "_task", "_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._state = PENDING
+        self._value: object = None
+        self._waiters: list[Any] | None = None
+        self._task: Any = None
+
+    def _wake(self) -> None:  # pragma: no cover - _waiters is always None
+        pass
+
+
 class _Worker:
     """One worker task: how to cancel it, and whether a new worker must replace it."""
 
-    __slots__ = ("handle_cancel", "replace", "scope")
+    __slots__ = ("replace", "scope")
 
     def __init__(self) -> None:
-        self.handle_cancel: Callable[[], None] | None = None  # anyio >= 4.14: the task's own
-        self.scope: CancelScope | None = None  # older anyio: a scope the worker enters
+        self.scope: CancelScope | None = None  # entered by the worker
         self.replace = False
 
     def stop(self) -> None:
         """Cancel the worker task (whatever it is running)."""
-        if self.handle_cancel is not None:
-            self.handle_cancel()
-        elif self.scope is not None:
+        if self.scope is not None:
             self.scope.cancel()
 
     def cancel_job(self) -> None:
@@ -476,7 +509,7 @@ class WorkerPool:
         self._on_progress = on_progress
         self._jobs: Chan[JobHandle[Any]] = Chan(queue_size)
         self._rt: object = None  # runtime hint for parking handles (see _backend.must_checkpoint)
-        self._tg: TaskGroup | None = None
+        self._crew: _Crew | None = None  # while the async with block runs
         self._workers: set[_Worker] = set()
         self._maps: set[PoolMap[Any]] = set()  # live map() iterators
         self._closed = False
@@ -503,20 +536,21 @@ class WorkerPool:
     # -- lifecycle -------------------------------------------------------------
 
     async def __aenter__(self) -> WorkerPool:
-        if self._tg is not None:
+        if self._crew is not None:
             raise RuntimeError("WorkerPool: the async with block was already entered")
         self._all_exited = anyio.Event()
         self._cancelled_exc = get_cancelled_exc_class()
         if self._executor is not None:
             self._limiter = anyio.CapacityLimiter(self._max)
-        tg = create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+        crew = _Crew()
+        core = crew.core = make_core(crew, runtime())
+        await core.enter()
+        self._crew = crew
         for _ in range(self._initial):
             self._spawn()
         if self._ctx is not None:
             self._ctx_scope = CancelScope()
-            tg.start_soon(self._watch_ctx, self._ctx, self._ctx_scope)
+            self._start(self._watch_ctx, self._ctx, self._ctx_scope)
         return self
 
     async def __aexit__(
@@ -525,8 +559,9 @@ class WorkerPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        tg = self._tg
-        assert tg is not None
+        crew = self._crew
+        assert crew is not None
+        cancel_exc: BaseException | None = None
         try:
             if exc is None:
                 await self.shutdown()
@@ -539,8 +574,13 @@ class WorkerPool:
             if self._ctx_scope is not None:
                 self._ctx_scope.cancel()
             # The body's own exception propagates as itself (not in a group): the
-            # workers were told to stop, so the group exits without it.
-            await tg.__aexit__(None, None, None)
+            # workers were told to stop, so the core exits without it. A cancellation
+            # goes through, for the core's scope to take back its own (see _Crew).
+            cancel_exc = await crew.core.exit(exc if isinstance(exc, self._cancelled_exc) else None)
+        if crew.error is not None:
+            raise crew.error
+        if cancel_exc is not None and cancel_exc is not exc:
+            raise cancel_exc  # cancelled from outside while waiting for the workers
         if exc is None and self._error is not None:
             raise self._error
         return None
@@ -550,14 +590,23 @@ class WorkerPool:
             await ctx.wait()
             self._abort(f"job cancelled: the WorkerPool's context is done ({ctx.err()!r})")
 
+    def _start(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Start ``fn(*args)`` as one of the pool's tasks."""
+        crew = self._crew
+        assert crew is not None
+        if not crew.core.spawn(_Member(), fn, args):  # pragma: no cover - trio, all ended
+            raise RuntimeError("WorkerPool: its task group has already ended")
+
     def _spawn(self) -> None:
-        assert self._tg is not None
         self._nworkers += 1
         w = _Worker()
         self._workers.add(w)
-        task = self._tg.start_soon(self._worker, w, name="asyncgo.WorkerPool.worker")
-        # anyio >= 4.14: the task's handle cancels the task's own cancel scope.
-        w.handle_cancel = getattr(task, "cancel", None) if _TASK_HANDLES else None
+        try:
+            self._start(self._worker, w)
+        except BaseException:
+            self._workers.discard(w)
+            self._nworkers -= 1
+            raise
 
     async def shutdown(self, timeout: float | None = None) -> list[JobHandle[Any]]:
         """Stop intake, let queued and running jobs finish, then stop the workers.
@@ -576,7 +625,7 @@ class WorkerPool:
         Raises:
             RuntimeError: The pool's ``async with`` block was never entered.
         """
-        if self._tg is None:
+        if self._crew is None:
             raise RuntimeError("WorkerPool.shutdown() outside its async with block")
         self._close_intake()
         if timeout is None:
@@ -656,14 +705,10 @@ class WorkerPool:
 
     async def _worker(self, w: _Worker) -> None:
         try:
-            if w.handle_cancel is not None:
+            scope = w.scope = CancelScope()
+            with scope:
                 if not self._aborted:
                     await self._serve(w)
-            else:  # anyio < 4.14 (or an eager task factory ran us inside start_soon)
-                scope = w.scope = CancelScope()
-                with scope:
-                    if not self._aborted:
-                        await self._serve(w)
         finally:
             # Cancelled (or ended) by JobHandle.cancel() of its job: a new worker takes
             # its place, so the count stays (spawned first: it never drops to zero here).
@@ -784,7 +829,7 @@ class WorkerPool:
         return JobHandle(fn, args, self)
 
     def _check_open(self) -> None:
-        if self._tg is None:
+        if self._crew is None:
             raise RuntimeError("WorkerPool: submit outside its async with block")
         if self._closed:
             raise PoolClosed("submit to a closed WorkerPool")
@@ -815,7 +860,7 @@ class WorkerPool:
             TypeError: *fn* is not callable, or async with a thread/process executor.
             RuntimeError: Called outside the pool's ``async with`` block.
         """
-        if self._closed or self._tg is None:
+        if self._closed or self._crew is None:
             self._check_open()
         job = self._make_job(fn, args)
         if must_checkpoint(self):
@@ -952,8 +997,7 @@ class PoolMap(AsyncIterator[R]):
         self._ordered = ordered
         self._slots: Chan[None] = Chan(window)
         pool._maps.add(self)
-        assert pool._tg is not None
-        pool._tg.start_soon(self._feed, fn, items)
+        pool._start(self._feed, fn, items)
 
     async def _feed(self, fn: Callable[..., Any], items: Iterable[Any]) -> None:
         out, pool, slots = self._out, self._pool, self._slots

@@ -64,7 +64,6 @@ async def test_submit_after_shutdown_raises_pool_closed() -> None:
             pool.try_submit(double, 1)
 
 
-@pytest.mark.usefixtures("worker_cancel")
 async def test_fail_fast_raises_first_error_and_cancels_rest() -> None:
     gate = anyio.Event()
 
@@ -178,7 +177,6 @@ async def test_graceful_shutdown_finishes_queued_jobs() -> None:
     assert pool.stats().done == 50
 
 
-@pytest.mark.usefixtures("worker_cancel")
 async def test_shutdown_timeout_cancels_and_reports_the_rest() -> None:
     async def sleepy(x: int) -> int:
         await anyio.sleep(3600)
@@ -213,7 +211,6 @@ async def test_body_error_aborts_pool() -> None:
     assert h.cancelled()
 
 
-@pytest.mark.usefixtures("worker_cancel")
 async def test_ctx_cancel_aborts_pool() -> None:
     async def sleepy(x: int) -> int:
         await anyio.sleep(3600)
@@ -576,15 +573,6 @@ async def test_map_reports_items_never_submitted() -> None:
 # -- JobHandle.cancel ----------------------------------------------------------------
 
 
-@pytest.fixture(params=["task handle", "own scope"])
-def worker_cancel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with workers cancelled through anyio's task handles, then own scopes."""
-    import asyncgo._pool
-
-    monkeypatch.setattr(asyncgo._pool, "_TASK_HANDLES", request.param == "task handle")
-    return str(request.param)
-
-
 def assert_accounted(pool: WorkerPool) -> None:
     s = pool.stats()
     assert s.submitted == s.done + s.failed + s.cancelled + s.queued + s.running, s
@@ -625,7 +613,6 @@ async def test_cancel_queued_job_never_runs() -> None:
     )
 
 
-@pytest.mark.usefixtures("worker_cancel")
 async def test_cancel_running_job_cancels_its_task_and_worker_goes_on() -> None:
     started = anyio.Event()
     unwound: list[str] = []
@@ -658,7 +645,6 @@ async def test_cancel_running_job_cancels_its_task_and_worker_goes_on() -> None:
     )
 
 
-@pytest.mark.usefixtures("worker_cancel")
 async def test_cancel_running_job_that_swallows_cancellation_still_ends_cancelled() -> None:
     started = anyio.Event()
 
@@ -713,7 +699,6 @@ async def test_cancel_wakes_a_task_awaiting_the_handle() -> None:
         assert len(got) == 1
 
 
-@pytest.mark.usefixtures("worker_cancel")
 async def test_cancel_concurrent_with_shutdown_loses_nothing() -> None:
     async def sleepy(x: int) -> int:
         await anyio.sleep(3600)
@@ -776,7 +761,6 @@ async def test_cancel_many_concurrently_stats_always_add_up() -> None:
         assert s.submitted == s.done + s.failed + s.cancelled + s.queued + s.running
 
 
-@pytest.mark.usefixtures("worker_cancel")
 async def test_cancel_thread_job_drops_its_result() -> None:
     release = threading.Event()
 
@@ -796,7 +780,6 @@ async def test_cancel_thread_job_drops_its_result() -> None:
         assert await (await pool.submit(sync_square, 3)) == 9
 
 
-@pytest.mark.usefixtures("worker_cancel")
 async def test_cancel_job_in_dynamic_pool_and_fail_fast_not_triggered() -> None:
     started = anyio.Event()
 
@@ -811,3 +794,89 @@ async def test_cancel_job_in_dynamic_pool_and_fail_fast_not_triggered() -> None:
         with pytest.raises(JobCancelled):
             await h
         assert await (await pool.submit(double, 1)) == 2  # the pool was not aborted
+
+
+# -- what escapes a job: BaseException, and the owner's own cancellation ----------------------
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+async def test_base_exception_from_a_job_ends_the_block_unwrapped(
+    exc_type: type[BaseException],
+) -> None:
+    """As in a task group (and `Group`): everything is cancelled, the exit raises it as itself."""
+    exc = exc_type()
+    started = anyio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async def fatal() -> None:
+        raise exc
+
+    body_cancelled = False
+    with pytest.raises(exc_type) as info:
+        async with WorkerPool(workers=2) as pool:
+            slow = await pool.submit(forever)
+            await started.wait()
+            await pool.submit(fatal)
+            try:
+                await anyio.sleep_forever()  # the body is cancelled too
+            except anyio.get_cancelled_exc_class():
+                body_cancelled = True
+                raise
+    assert info.value is exc
+    assert body_cancelled
+    with pytest.raises(JobCancelled):
+        await slow  # the other worker's job was cancelled, and says so
+    assert_accounted(pool)
+
+
+async def test_owner_cancelled_from_outside_cancels_running_jobs_and_propagates() -> None:
+    started = anyio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    with anyio.CancelScope() as outer:
+        async with WorkerPool(workers=2) as pool:
+            h = await pool.submit(forever)
+            await started.wait()
+            outer.cancel()
+            await anyio.sleep_forever()
+    assert outer.cancelled_caught  # the cancellation propagated out of the pool block
+    with pytest.raises(JobCancelled):
+        await h
+    assert_accounted(pool)
+
+
+async def test_owner_cancelled_while_waiting_for_jobs_at_exit() -> None:
+    """The graceful exit waits for running jobs; cancelling it cancels them, and propagates."""
+    started = anyio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    with anyio.CancelScope() as outer:
+        async with WorkerPool(workers=1) as pool:
+            h = await pool.submit(forever)
+            await started.wait()
+            pool_exit_reached = anyio.Event()
+
+            async def cancel_soon() -> None:
+                await pool_exit_reached.wait()
+                await anyio.wait_all_tasks_blocked()
+                outer.cancel()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel_soon)
+                pool_exit_reached.set()
+                # (the task group waits for cancel_soon, which waits until we park below)
+                await anyio.sleep(0)
+            # leaving the block: shutdown() waits for `forever`, then `outer` is cancelled
+    assert outer.cancelled_caught
+    with pytest.raises(JobCancelled):
+        await h
+    assert_accounted(pool)
