@@ -46,6 +46,7 @@ from ._backend import (
     parker_for,
     rescue,
     running_loop,
+    thread_id,
 )
 from ._exceptions import ChanClosed, WouldBlock
 
@@ -328,13 +329,22 @@ class Chan(SendChan[T], RecvChan[T]):
         loop = w.get_loop()
         if self._loop is None:
             self._loop = loop
-            self._tid = _get_ident()
+            self._tid = thread_id()
         elif self._loop is not loop:
             raise RuntimeError(
-                f"{self!r} is bound to the event loop it first waited on ({self._loop!r}) "
-                f"and cannot be waited on from another one ({loop!r}); a channel belongs to "
-                "one event loop"
+                f"{self!r} is bound to the event loop it first waited on, or whose timer "
+                f"fills it ({self._loop!r}), and cannot be waited on from another one "
+                f"({loop!r}); a channel belongs to one event loop"
             )
+
+    def _bind_loop(self, loop: object) -> None:
+        """Bind this channel to *loop* (running in this thread) before anyone waits.
+
+        For a timer's channel, which only that loop's timer fills: waiting on it
+        from another loop raises instead of waiting forever.
+        """
+        self._loop = loop
+        self._tid = thread_id()
 
     def _foreign(self) -> None:
         """Refuse to wake a parked waiter from a thread other than its event loop's.

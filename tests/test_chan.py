@@ -966,6 +966,21 @@ def test_blocking_from_a_second_loop_while_first_loop_is_busy(first: str, second
 # -- structure -----------------------------------------------------------------------------
 
 
+async def test_bound_channels_share_one_thread_id_object() -> None:
+    """A bound channel remembers its loop's thread; all of them share one int object
+    (a fresh one would cost 32 bytes per channel: a parked receiver on a channel of its
+    own must stay within an asyncio.Queue getter's memory)."""
+    chans = [Chan[int]() for _ in range(3)]
+    async with anyio.create_task_group() as tg:
+        for ch in chans:
+            tg.start_soon(ch.recv)
+        await anyio.wait_all_tasks_blocked()
+        for ch in chans:
+            ch.send_nowait(1)
+    assert chans[0]._tid is not None
+    assert chans[0]._tid is chans[1]._tid is chans[2]._tid
+
+
 async def test_no_task_left_after_task_group_exits() -> None:
     before = other_tasks()
     ch = Chan[int]()

@@ -100,6 +100,52 @@ def test_timers_need_an_event_loop() -> None:
         Ticker(1)
 
 
+TIMERS = {
+    "after": lambda: after(3600),
+    "Timer": lambda: Timer(3600).c,
+    "Ticker": lambda: Ticker(3600).c,
+}
+
+
+@pytest.mark.parametrize("other", ["asyncio", "trio"])
+@pytest.mark.parametrize("kind", list(TIMERS))
+def test_waiting_on_a_timer_from_another_event_loop_raises(
+    anyio_backend: tuple[str, dict[str, object]], kind: str, other: str
+) -> None:
+    """Only the loop that armed a timer fills its channel: another loop's wait would never
+    end, so it raises (as for a channel bound to another loop) instead."""
+    made: list[Any] = []
+
+    async def arm() -> None:
+        made.append(TIMERS[kind]())
+
+    async def wait_elsewhere() -> BaseException | None:
+        with anyio.fail_after(SLACK):  # a hang guard only
+            try:
+                await made[0].recv()
+            except RuntimeError as exc:
+                return exc
+        return None
+
+    name, options = anyio_backend
+    anyio.run(arm, backend=name, backend_options=options)
+    err = anyio.run(wait_elsewhere, backend=other)
+    assert isinstance(err, RuntimeError), err
+    assert "event loop" in str(err) and "timer" in str(err)
+    with pytest.raises(WouldBlock):  # nothing queued by the refused wait
+        made[0].recv_nowait()
+
+
+async def test_a_timer_channel_is_used_normally_on_its_own_loop() -> None:
+    ch = after(0.001)
+    with anyio.fail_after(SLACK):
+        assert isinstance(await ch.recv(), float)
+        t = Timer(0.001)
+        assert isinstance(await t.c.recv(), float)
+        with Ticker(0.001) as tk:
+            assert isinstance(await tk.c.recv(), float)
+
+
 @pytest.mark.parametrize(
     ("call", "exc", "msg"),
     [

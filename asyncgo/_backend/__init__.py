@@ -79,6 +79,7 @@ __all__ = [
     "TASK_STATES",
     "abandon",
     "fail_parker",
+    "thread_id",
     "rescue",
     "running_loop",
     "runtime",
@@ -217,6 +218,20 @@ def parker_for(holder: Any) -> Any:
     elif loop is not _SEEN[0]:
         _seen_running(loop)
     return rt.create_future()
+
+
+_THREAD_IDS: dict[int, int] = {}
+
+
+def thread_id() -> int:
+    """``threading.get_ident()``, one shared int object per thread.
+
+    For objects that remember the thread of their loop: a fresh int of that
+    size costs 32 bytes each (a parked receiver on a channel of its own is
+    measured against an ``asyncio.Queue`` getter).
+    """
+    tid = _get_ident()
+    return _THREAD_IDS.setdefault(tid, tid)
 
 
 #: `rescue` result: the parker had not been claimed.

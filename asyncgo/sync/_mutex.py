@@ -26,6 +26,7 @@ from asyncgo._backend import (
     new_parker,
     park_runtime,
     rescue,
+    thread_id,
 )
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class WaitQueue:
         loop = w.get_loop()
         if self._loop is None:
             self._loop = loop
-            self._tid = _get_ident()
+            self._tid = thread_id()
         elif self._loop is not loop:
             raise RuntimeError(
                 f"{owner!r} is bound to the event loop it first waited on ({self._loop!r}) "
