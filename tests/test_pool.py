@@ -799,6 +799,11 @@ async def test_cancel_job_in_dynamic_pool_and_fail_fast_not_triggered() -> None:
 # -- what escapes a job: BaseException, and the owner's own cancellation ----------------------
 
 
+async def run_until_cancelled(started: anyio.Event) -> None:
+    started.set()
+    await anyio.sleep_forever()
+
+
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
 async def test_base_exception_from_a_job_ends_the_block_unwrapped(
     exc_type: type[BaseException],
@@ -807,17 +812,13 @@ async def test_base_exception_from_a_job_ends_the_block_unwrapped(
     exc = exc_type()
     started = anyio.Event()
 
-    async def forever() -> None:
-        started.set()
-        await anyio.sleep_forever()
-
     async def fatal() -> None:
         raise exc
 
     body_cancelled = False
     with pytest.raises(exc_type) as info:
         async with WorkerPool(workers=2) as pool:
-            slow = await pool.submit(forever)
+            slow = await pool.submit(run_until_cancelled, started)
             await started.wait()
             await pool.submit(fatal)
             try:
@@ -834,14 +835,9 @@ async def test_base_exception_from_a_job_ends_the_block_unwrapped(
 
 async def test_owner_cancelled_from_outside_cancels_running_jobs_and_propagates() -> None:
     started = anyio.Event()
-
-    async def forever() -> None:
-        started.set()
-        await anyio.sleep_forever()
-
     with anyio.CancelScope() as outer:
         async with WorkerPool(workers=2) as pool:
-            h = await pool.submit(forever)
+            h = await pool.submit(run_until_cancelled, started)
             await started.wait()
             outer.cancel()
             await anyio.sleep_forever()
@@ -854,29 +850,24 @@ async def test_owner_cancelled_from_outside_cancels_running_jobs_and_propagates(
 async def test_owner_cancelled_while_waiting_for_jobs_at_exit() -> None:
     """The graceful exit waits for running jobs; cancelling it cancels them, and propagates."""
     started = anyio.Event()
+    scope = anyio.CancelScope()
+    reached_exit: list[bool] = []
+    handles: list[JobHandle[None]] = []
 
-    async def forever() -> None:
-        started.set()
-        await anyio.sleep_forever()
+    async def owner() -> None:
+        with scope:
+            async with WorkerPool(workers=1) as pool:
+                handles.append(await pool.submit(run_until_cancelled, started))
+                await started.wait()
+                reached_exit.append(True)
+            # leaving the block is a graceful shutdown: it waits for the running job
 
-    with anyio.CancelScope() as outer:
-        async with WorkerPool(workers=1) as pool:
-            h = await pool.submit(forever)
-            await started.wait()
-            pool_exit_reached = anyio.Event()
-
-            async def cancel_soon() -> None:
-                await pool_exit_reached.wait()
-                await anyio.wait_all_tasks_blocked()
-                outer.cancel()
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(cancel_soon)
-                pool_exit_reached.set()
-                # (the task group waits for cancel_soon, which waits until we park below)
-                await anyio.sleep(0)
-            # leaving the block: shutdown() waits for `forever`, then `outer` is cancelled
-    assert outer.cancelled_caught
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(owner)
+        await started.wait()
+        await anyio.wait_all_tasks_blocked()  # the owner waits in the pool's exit
+        assert reached_exit == [True]
+        scope.cancel()
+    assert scope.cancelled_caught
     with pytest.raises(JobCancelled):
-        await h
-    assert_accounted(pool)
+        await handles[0]
