@@ -896,7 +896,7 @@ class detect_deadlocks:
         self._closing = False
         self._wscope: Any = None
         self._watcher = _Watcher()
-        self._stuck: list[tuple[Any, _Wait | None]] = []  # of the last look
+        self._stuck: list[tuple[Any, _Wait | None]] = []  # the last look's, inside the block
 
     async def __aenter__(self) -> detect_deadlocks:
         if self.owner is not None:
@@ -1037,6 +1037,7 @@ class detect_deadlocks:
         for t in all_:  # every scope's timer is accounted for, watchers' included
             _tasks.pending_deadline(t, None, handles)
         stuck: list[tuple[Any, _Wait | None]] = []
+        ours: list[tuple[Any, _Wait | None]] = []  # of them, the tasks inside the block
         owner_seen = False
         for t in all_:
             if t is me or _is_internal(t):
@@ -1059,6 +1060,8 @@ class detect_deadlocks:
             if t is self.owner:
                 owner_seen = True
             stuck.append((t, w))
+            if inside:
+                ours.append((t, w))
         if not owner_seen or not any(w is not None for _, w in stuck):
             return _NO, None
         activity = _tasks.loop_activity(handles)
@@ -1066,7 +1069,7 @@ class detect_deadlocks:
             return (_TRANSIENT if activity[1] else _NO), None
         if self._inner_scope_open():
             return _NO, None  # the innermost scope reports (it sees the same)
-        self._stuck = stuck
+        self._stuck = ours
         return _DEADLOCK, self._report(all_, stuck, me)
 
     def _report(self, all_: list[Any], stuck: list[tuple[Any, _Wait | None]], me: object) -> str:

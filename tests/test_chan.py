@@ -1029,3 +1029,61 @@ async def test_mpmc_consumers_share_fairly() -> None:
         go.set()
     assert sum(counts) == n
     assert min(counts) >= 0.5 * n / 4, counts
+
+
+@pytest.mark.parametrize("second", ["asyncio", "uvloop", "trio"])
+def test_a_loop_that_moved_to_another_thread_does_not_fool_parking(second: str) -> None:
+    """uvloop does not record its thread: a loop found running in this thread, then run by
+    another thread, must not be taken for this thread's loop when a channel last used on
+    it (never waited on, so not bound) first waits here (found by review: the receive
+    failed with "Future attached to a different loop", or a TypeError under trio)."""
+    uvloop = pytest.importorskip("uvloop")
+    import asyncio
+
+    l1 = uvloop.new_event_loop()
+    ch = Chan[int](1)
+
+    async def on_l1() -> None:
+        c2 = Chan[int]()
+
+        async def send_later() -> None:
+            await asyncio.sleep(0.01)
+            await c2.send(1)
+
+        t = asyncio.ensure_future(send_later())
+        await c2.recv()  # an exact check here records l1 as running in this thread
+        await t
+        await ch.send(1)  # ch's hint is l1; it never waited, so it is not bound
+        await ch.recv()
+
+    l1.run_until_complete(on_l1())
+    started, release = threading.Event(), threading.Event()
+
+    async def busy() -> None:  # one long task step of l1, in another thread
+        started.set()
+        release.wait(10)
+
+    other = threading.Thread(target=lambda: l1.run_until_complete(busy()))
+    other.start()
+    started.wait(10)
+
+    async def here() -> int:
+        async def send_later() -> None:
+            await anyio.sleep(0.02)
+            await ch.send(2)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send_later)
+            with anyio.fail_after(10):  # a hang guard only
+                return await ch.recv()  # parks: must be on this thread's loop
+
+    try:
+        if second == "uvloop":
+            got = anyio.run(here, backend="asyncio", backend_options={"use_uvloop": True})
+        else:
+            got = anyio.run(here, backend=second)
+    finally:
+        release.set()
+        other.join()
+        l1.close()
+    assert got == 2

@@ -486,3 +486,32 @@ async def test_shielded_wait_under_a_deadline_inside_the_block_is_a_deadlock() -
     assert "[mutex lock, " in msg
     assert seen == ["select"]
     assert not mu.locked()  # the holder's block released it on the way out
+
+
+async def test_shielded_deadlock_fails_only_tasks_inside_the_block() -> None:
+    """A task outside the block, parked on a channel the code after the block feeds, is
+    reported (it is asleep too) but not failed: only the block's own tasks get Deadlock
+    (found by review: the outside task got Deadlock as well)."""
+    fed_later = Chan[int]()
+    stuck = Chan[int]()
+    entered = anyio.Event()
+    outside_got: list[object] = []
+
+    async def outside() -> None:
+        await entered.wait()
+        try:
+            outside_got.append(await fed_later.recv())
+        except Deadlock as exc:
+            outside_got.append(exc)
+
+    async with HangGuard(stuck, fed_later):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(outside)
+            with pytest.raises(Deadlock) as ei:
+                async with debug.detect_deadlocks():
+                    entered.set()
+                    with anyio.CancelScope(shield=True):
+                        await stuck.recv()
+            assert "[chan recv, " in str(ei.value)
+            await fed_later.send(1)
+    assert outside_got == [1]

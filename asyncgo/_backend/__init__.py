@@ -121,18 +121,25 @@ TRIO: object = type("TrioRuntime", (), {"__repr__": lambda self: "<trio>"})()
 #: without a ``getattr`` that would raise and catch AttributeError on the others.
 _THREAD_ID_LOOPS: set[type] = set()
 
-#: ``(loop, thread id)``: the loop an exact check last found running, and the thread
-#: it runs in -- for loops that do not record their thread (uvloop). `parker_for`
-#: trusts a hint that is this loop, checked in that thread, while the loop is running
-#: a task (a loop runs in one thread at a time and never nested in another loop of
-#: the same thread). One tuple, replaced whole, so threads never see half of it.
-_SEEN: tuple[object, int] = (object(), 0)
+#: ``{task: thread id}`` for loops that do not record their thread (uvloop): tasks an
+#: exact check found running in that thread. `parker_for` trusts a hint whose loop's
+#: current task is one of them, seen from the same thread: a loop runs one task at a
+#: time, and that task is the caller's only if the caller runs in its thread. (A loop
+#: that moves to another thread runs its new tasks there, never found here; only a
+#: task that outlives such a move could mislead it, and the await of a future of the
+#: wrong loop then raises RuntimeError.) Bounded: cleared when full.
+_RUNNING_IN: dict[object, int] = {}
+_RUNNING_IN_MAX = 256
 
 
-def _seen_running(loop: object) -> None:
-    global _SEEN
+def _found_running(loop: object) -> None:
+    """Record the current task of *loop*, just found running in this thread."""
     if type(loop) not in _THREAD_ID_LOOPS:
-        _SEEN = (loop, _get_ident())
+        task = _current_tasks_get(loop)
+        if task is not None:
+            if len(_RUNNING_IN) >= _RUNNING_IN_MAX:
+                _RUNNING_IN.clear()
+            _RUNNING_IN[task] = _get_ident()
 
 
 def runtime() -> object:
@@ -142,7 +149,7 @@ def runtime() -> object:
         if isinstance(getattr(loop, "_thread_id", None), int):
             _THREAD_ID_LOOPS.add(type(loop))
         else:
-            _seen_running(loop)
+            _found_running(loop)
         return loop
     global _trio_cancel_pending
     mod = _trio_mod()
@@ -163,14 +170,11 @@ def park_runtime(holder: Any) -> object:
     if type(rt) in _THREAD_ID_LOOPS:
         if rt._thread_id == _get_ident():
             return rt
-    else:
-        seen = _SEEN
-        if rt is seen[0] and seen[1] == _get_ident() and _current_tasks_get(rt) is not None:
-            return rt
+    elif _RUNNING_IN.get(_current_tasks_get(rt)) == _get_ident():
+        return rt  # (see _RUNNING_IN)
     loop = _get_running_loop()
     if rt is loop and rt is not None:
-        if loop is not _SEEN[0]:
-            _seen_running(loop)
+        _found_running(loop)
         return rt
     if rt is TRIO and loop is None:
         return rt
@@ -198,25 +202,23 @@ def parker_for(holder: Any) -> Any:
     An asyncio loop records the thread running it (``_thread_id``): when that
     is this thread, the hint is the running loop, without asking
     ``_get_running_loop()``, which costs a system call on Python 3.11 (uvloop
-    does not expose the attribute: there ``_SEEN`` records the thread of the
-    loop last found running).
+    does not expose the attribute: there ``_RUNNING_IN`` records the tasks found
+    running in each thread).
     """
     rt = holder._rt
     if type(rt) in _THREAD_ID_LOOPS:
         if rt._thread_id == _get_ident():
             return rt.create_future()
-    else:
-        seen = _SEEN
-        if rt is seen[0] and seen[1] == _get_ident() and _current_tasks_get(rt) is not None:
-            return rt.create_future()  # type: ignore[attr-defined]
+    elif _RUNNING_IN.get(_current_tasks_get(rt)) == _get_ident():
+        return rt.create_future()  # (see _RUNNING_IN)
     loop = _get_running_loop()
     if rt is not loop or rt is None:
         if rt is not TRIO or loop is not None:
             rt = holder._rt = runtime()
         if rt is TRIO:
             return _trio_mod().new_parker()
-    elif loop is not _SEEN[0]:
-        _seen_running(loop)
+    else:
+        _found_running(loop)
     return rt.create_future()
 
 
