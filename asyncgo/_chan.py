@@ -328,8 +328,7 @@ class Chan(SendChan[T], RecvChan[T]):
     def _bind(self, w: Any) -> None:
         loop = w.get_loop()
         if self._loop is None:
-            self._loop = loop
-            self._tid = thread_id()
+            self._bind_loop(loop)
         elif self._loop is not loop:
             raise RuntimeError(
                 f"{self!r} is bound to the event loop it first waited on, or whose timer "
