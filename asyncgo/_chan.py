@@ -46,6 +46,7 @@ from ._backend import (
     parker_for,
     rescue,
     running_loop,
+    task_cancelled,
     thread_id,
 )
 from ._exceptions import ChanClosed, WouldBlock
@@ -69,6 +70,7 @@ Entry = tuple[Any, int, object]
 _FAST = FAST
 _ctg = current_tasks_get
 _task_state = TASK_STATES.get
+_task_cancelled = task_cancelled
 
 
 class _Sentinel:
@@ -610,8 +612,10 @@ class Chan(SendChan[T], RecvChan[T]):
     # -- public operations -----------------------------------------------------
     #
     # The fast paths below inline `must_checkpoint`'s first branch (see the
-    # module doc): *w* is the current asyncio task, then its cached anyio state,
-    # then the scope walked; it ends None when no cancellation is pending. Any
+    # module doc): *w* is the current asyncio task, then its cached `TaskCheck`
+    # (anyio state + clean-scope memo); it ends None when no cancellation is
+    # pending -- the innermost scope is the one remembered clean, or the walk
+    # (`task_cancelled`) finds nothing. Any
     # other case (trio aside: FAST.trio() is False when its task has nothing
     # pending) goes to `check_slow`, which also caches a task's state on a miss
     # (then *w* is None: check_slow finds the task again). The park of a plain receive is
@@ -645,9 +649,8 @@ class Chan(SendChan[T], RecvChan[T]):
                 and (w := _task_state(w)) is not None
             ):
                 _FAST.budget -= 1
-                w = w.cancel_scope
-                while w is not None and not w._cancel_called:
-                    w = None if w._shield else w._parent_scope
+                if w.st.cancel_scope is w.clean or not _task_cancelled(w):
+                    w = None
             elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
                 _FAST.budget -= 1  # trio, nothing pending
             elif check_slow(self, w):
@@ -725,9 +728,8 @@ class Chan(SendChan[T], RecvChan[T]):
                 and (w := _task_state(w)) is not None
             ):
                 _FAST.budget -= 1
-                w = w.cancel_scope
-                while w is not None and not w._cancel_called:
-                    w = None if w._shield else w._parent_scope
+                if w.st.cancel_scope is w.clean or not _task_cancelled(w):
+                    w = None
             elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
                 _FAST.budget -= 1  # trio, nothing pending
             else:
@@ -789,9 +791,8 @@ class Chan(SendChan[T], RecvChan[T]):
                 and (w := _task_state(w)) is not None
             ):
                 _FAST.budget -= 1
-                w = w.cancel_scope
-                while w is not None and not w._cancel_called:
-                    w = None if w._shield else w._parent_scope
+                if w.st.cancel_scope is w.clean or not _task_cancelled(w):
+                    w = None
             elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
                 _FAST.budget -= 1  # trio, nothing pending
             else:
@@ -866,9 +867,8 @@ class Chan(SendChan[T], RecvChan[T]):
                 and (w := _task_state(w)) is not None
             ):
                 _FAST.budget -= 1
-                w = w.cancel_scope
-                while w is not None and not w._cancel_called:
-                    w = None if w._shield else w._parent_scope
+                if w.st.cancel_scope is w.clean or not _task_cancelled(w):
+                    w = None
             elif w is None and self._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
                 _FAST.budget -= 1  # trio, nothing pending
             else:

@@ -29,6 +29,7 @@ from ._backend import (
     new_parker,
     park_runtime,
     rescue,
+    task_cancelled,
 )
 from ._chan import CLOSED, Chan, Entry, RecvChan, SendChan, chan_of
 from ._exceptions import ChanClosed
@@ -149,6 +150,7 @@ _TWO = ((0, 1), (1, 0))
 _FAST = FAST
 _ctg = current_tasks_get
 _task_state = TASK_STATES.get
+_task_cancelled = task_cancelled
 
 
 @overload
@@ -245,9 +247,8 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
                     and (w := _task_state(w)) is not None
                 ):
                     _FAST.budget -= 1
-                    w = w.cancel_scope
-                    while w is not None and not w._cancel_called:
-                        w = None if w._shield else w._parent_scope
+                    if w.st.cancel_scope is w.clean or not _task_cancelled(w):
+                        w = None
                     if w is None:
                         return _new_selected(Selected, (i, ch._buf.popleft(), True))  # type: ignore[union-attr]
                 elif w is None and ch._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
@@ -298,9 +299,8 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
                 and (w := _task_state(w)) is not None
             ):
                 _FAST.budget -= 1
-                w = w.cancel_scope
-                while w is not None and not w._cancel_called:
-                    w = None if w._shield else w._parent_scope
+                if w.st.cancel_scope is w.clean or not _task_cancelled(w):
+                    w = None
             elif w is None and ch._rt is TRIO and _FAST.budget > 0 and _FAST.trio() is False:
                 _FAST.budget -= 1  # trio, nothing pending
             elif check_slow(ch, w):

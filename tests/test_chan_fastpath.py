@@ -618,3 +618,256 @@ async def test_group_task_cached_before_its_group_aborts_sees_the_abort(
             loop.set_task_factory(old_factory)
     assert outcome == ["cancelled"]
     assert len(ch) == 90
+
+
+# -- the clean-scope memo -------------------------------------------------------------
+#
+# On asyncio the fast path remembers, per task, the innermost anyio scope whose walk
+# found no cancellation, and trusts it until a scope is cancelled, a shield lowered
+# or a scope re-parented (asyncgo._backend.forget_clean). These tests populate the
+# memo with fast operations first, then make each of those changes without any
+# scheduler round trip in between, and check that the very next fast operation
+# raises and takes or sends nothing. Under trio they check the same behaviour.
+
+MEMO_OPS = ["send", "recv", "recv_ok", "select", "mutex", "semaphore"]
+
+
+async def fast_op(op: str, ch: Chan[int]) -> None:
+    from asyncgo import Mutex, Semaphore
+
+    if op == "send":
+        await ch.send(1)
+    elif op == "recv":
+        await ch.recv()
+    elif op == "recv_ok":
+        await ch.recv_ok()
+    elif op == "select":
+        await select(recv(ch))
+    elif op == "mutex":
+        m = Mutex()
+        await m.lock()  # free: completes at once unless cancelled
+        m.unlock()
+    else:
+        s = Semaphore(1)
+        await s.acquire()
+        s.release()
+
+
+async def populate(ch: Chan[int]) -> None:
+    for _ in range(5):  # fast operations: the memo holds the innermost scope now
+        await ch.send(1)  # (as many items out as in, and never from an empty buffer)
+        await ch.send(1)
+        await ch.recv()
+        await select(recv(ch))
+
+
+def full_chan() -> Chan[int]:
+    ch = Chan[int](100)
+    for i in range(50):
+        ch.send_nowait(i)
+    return ch
+
+
+@pytest.mark.parametrize("op", MEMO_OPS)
+async def test_memo_shield_lowered_exposes_an_outer_cancel(op: str) -> None:
+    """A shielded scope stops the walk: the outer cancel is invisible until the
+    shield is lowered, and visible at the very next fast operation after that."""
+    ch = full_chan()
+    with anyio.CancelScope() as outer:
+        with anyio.CancelScope(shield=True) as inner:
+            await populate(ch)
+            outer.cancel()
+            await populate(ch)  # shielded: still completes, memo populated again
+            before = len(ch)
+            inner.shield = False
+            await fast_op(op, ch)
+            pytest.fail(f"{op} completed after the shield was lowered")
+    assert outer.cancelled_caught
+    assert len(ch) == before
+
+
+@pytest.mark.parametrize("op", MEMO_OPS)
+async def test_memo_own_innermost_scope_cancelled(op: str) -> None:
+    ch = full_chan()
+    with anyio.CancelScope() as scope:
+        await populate(ch)
+        before = len(ch)
+        scope.cancel()
+        await fast_op(op, ch)
+        pytest.fail(f"{op} completed in a cancelled scope")
+    assert scope.cancelled_caught
+    assert len(ch) == before
+
+
+@pytest.mark.parametrize("op", MEMO_OPS)
+async def test_memo_deadline_set_in_the_past(anyio_backend_name: str, op: str) -> None:
+    """Moving a deadline into the past: anyio on asyncio cancels the scope at once,
+    so the next fast op raises. trio expires deadlines when it schedules, and a fast
+    op does not schedule (trio's own channels complete then too): there the next
+    yield raises."""
+    ch = full_chan()
+    with anyio.CancelScope() as scope:
+        await populate(ch)
+        before = len(ch)
+        scope.deadline = anyio.current_time() - 1
+        if anyio_backend_name == "trio":
+            await fast_op(op, ch)
+            before = len(ch)
+            await anyio.sleep(0)
+            pytest.fail("a yield completed past the deadline")
+        await fast_op(op, ch)
+        pytest.fail(f"{op} completed past its deadline")
+    assert scope.cancelled_caught
+    assert len(ch) == before
+
+
+async def test_memo_task_started_into_a_cancelled_group() -> None:
+    """``TaskGroup.start``: the child's scopes move under the target group's scope
+    when it calls ``started()`` (anyio's ``_reparent``). That group was cancelled
+    while the child ran under ``start``'s own scope: its next fast op must raise."""
+    ch = full_chan()
+    outcome: list[str] = []
+
+    async def child(*, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        with anyio.CancelScope():  # a scope of its own, moved as a whole
+            await populate(ch)  # memo: clean (start's scope is not cancelled)
+            task_status.started()
+            before = len(ch)
+            try:
+                await ch.recv()
+            except anyio.get_cancelled_exc_class():
+                outcome.append("cancelled" if len(ch) == before else "took an item")
+                raise
+            outcome.append("completed")
+
+    async with anyio.create_task_group() as tg:
+        tg.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await tg.start(child)
+    assert outcome == ["cancelled"]
+
+
+async def test_memo_group_abort_adopts_a_woken_task_with_its_own_scope() -> None:
+    """asyncgo's Group re-parents a running child's outermost scope under its
+    cancelled children's scope when it aborts (``_adopt``). A child woken by the
+    failing task just before (its waiter done, so anyio's delivery skips it this
+    round) resumes with the item it was given, and its next fast op must raise."""
+    ch = Chan[int](100)
+    outcome: list[str] = []
+    ready = anyio.Event()
+
+    async def consumer() -> None:
+        with anyio.CancelScope():  # an anyio state of its own before the abort
+            await populate(ch)  # memo: clean
+            ready.set()
+            got = await ch.recv()  # parks: the buffer is empty
+            assert got == 7  # claimed before the abort: the operation completed
+            ch.send_nowait(8)
+            ch.send_nowait(9)
+            try:
+                await ch.recv()  # fast path after the abort: must raise
+            except BaseException:
+                outcome.append(f"cancelled, {len(ch)} left")
+                raise
+            outcome.append("completed")
+
+    async def failing() -> None:
+        await ready.wait()
+        await anyio.sleep(0)
+        await anyio.sleep(0)  # the consumer is parked now
+        ch.send_nowait(7)  # wakes it (its waiter is done) ...
+        raise ValueError("boom")  # ... and aborts the group before it runs
+
+    with pytest.raises(ValueError, match="boom"):
+        async with Group() as g:
+            g.go_nowait(consumer)
+            g.go_nowait(failing)
+    assert outcome == ["cancelled, 2 left"]
+
+
+async def test_memo_off_still_checks_every_time(
+    anyio_backend: tuple[str, dict[str, object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without anyio's methods to watch (a future anyio), nothing is remembered:
+    every fast operation walks, and a cancel is still seen at once."""
+    import asyncgo._backend as backend
+
+    monkeypatch.setattr(backend, "_memo_on", False)
+    backend.forget_clean()
+    ch = full_chan()
+    with anyio.CancelScope() as scope:
+        await populate(ch)
+        if anyio_backend[0] == "asyncio":
+            entry = backend.TASK_STATES[asyncio.current_task()]
+            assert entry.clean is backend._UNKNOWN
+        before = len(ch)
+        scope.cancel()
+        await ch.recv()
+        pytest.fail("recv completed in a cancelled scope")
+    assert scope.cancelled_caught
+    assert len(ch) == before
+
+
+async def test_memo_is_used_and_reset(anyio_backend: tuple[str, dict[str, object]]) -> None:
+    """The memo does remember (asyncio): an entry holds the innermost scope after a
+    fast op, and any scope's cancel (here an unrelated one) resets every entry."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("the memo is asyncio's (trio asks trio)")
+    import asyncgo._backend as backend
+
+    ch = full_chan()
+    with anyio.CancelScope() as scope:
+        await populate(ch)
+        entry = backend.TASK_STATES[asyncio.current_task()]
+        assert entry.clean is scope
+        anyio.CancelScope().cancel()  # any cancel
+        assert entry.clean is backend._UNKNOWN
+        await ch.recv()
+        assert entry.clean is scope
+
+
+async def test_anyio_scope_methods_are_wrapped_transparently(anyio_backend_name: str) -> None:
+    if anyio_backend_name == "trio":
+        pytest.skip("anyio's asyncio CancelScope is the one wrapped")
+    from anyio._backends._asyncio import CancelScope
+
+    assert CancelScope.cancel.__wrapped__ is not None  # type: ignore[attr-defined]
+    s = CancelScope()
+    assert s.shield is False
+    s.shield = True
+    assert s.shield is True
+    s.cancel("a reason")
+    assert s.cancel_called
+
+
+def test_anyio_changes_scope_chains_only_where_watched() -> None:
+    """The memo is exact only while anyio's asyncio backend cancels a scope, lowers
+    a shield or re-parents a scope in the methods asyncgo wraps (``cancel``, the
+    ``shield`` setter, ``_reparent``); ``__init__``/``__enter__`` only touch a
+    scope not yet anyone's innermost. A new place in a future anyio fails here."""
+    import ast
+    import inspect
+
+    from anyio._backends import _asyncio as anyio_asyncio
+
+    allowed = {
+        "_cancel_called": {"__init__", "cancel"},
+        "_shield": {"__init__", "shield"},
+        "_parent_scope": {"__init__", "__enter__", "_reparent"},
+    }
+    found: dict[str, set[str]] = {name: set() for name in allowed}
+    tree = ast.parse(inspect.getsource(anyio_asyncio))
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            targets: list[ast.expr] = []
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                targets = [node.target]
+            for t in targets:
+                if isinstance(t, ast.Attribute) and t.attr in allowed:
+                    found[t.attr].add(fn.name)
+    for name, where in found.items():
+        assert where <= allowed[name], f"anyio assigns {name} in {where - allowed[name]}"

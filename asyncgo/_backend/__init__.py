@@ -21,6 +21,7 @@ allocations and a scheduler round trip more than a channel operation should.
 
 from __future__ import annotations
 
+import functools
 from asyncio import _get_running_loop
 from threading import get_ident as _get_ident
 from typing import Any
@@ -79,6 +80,8 @@ __all__ = [
     "TASK_STATES",
     "abandon",
     "fail_parker",
+    "forget_clean",
+    "task_cancelled",
     "thread_id",
     "rescue",
     "running_loop",
@@ -310,17 +313,20 @@ class FastCheck:
     (`BUDGET`); ``trio()`` tells whether the current trio task has a
     cancellation pending (None when no trio run is current). The anyio state
     of each asyncio task (whose ``cancel_scope`` chain says whether an anyio
-    cancellation is pending) is cached in `TASK_STATES`.
+    cancellation is pending) is cached in `TASK_STATES`, in a `TaskCheck` that
+    also remembers the innermost scope its last walk of that chain found clean.
     `must_checkpoint` is the readable version of the check; the channels
     inline it (``asyncgo/_chan.py``: the hottest code of the library),
     reading `TASK_STATES` and these fields directly and falling back to
     `check_slow` when the current task is not cached.
 
     The cache is exact, not a heuristic: a hit still reads
-    ``task._must_cancel`` (asyncio's own pending cancel) and every scope of the
-    chain up to the first shield, as anyio's ``checkpoint_if_cancelled`` does;
-    it only saves finding the anyio state of the task, which costs a weak
-    reference and a dictionary lookup.
+    ``task._must_cancel`` (asyncio's own pending cancel) and either walks every
+    scope of the chain up to the first shield, as anyio's
+    ``checkpoint_if_cancelled`` does, or finds that nothing that could change
+    the walk's result has happened since it last found none (the clean-scope
+    memo, below). It saves finding the anyio state of the task (a weak
+    reference and a dictionary lookup) and, on a memo hit, the walk.
     """
 
     __slots__ = ("budget", "trio")
@@ -332,13 +338,14 @@ class FastCheck:
         self.trio: Any = _trio_cancel_pending
 
 
-# The tasks checked lately and their anyio states: a task finds its state here
-# instead of through anyio's weak dictionary, including tasks that take turns (a
-# producer and its consumer, a pool's workers). anyio gives a task its state
-# once and never replaces it: before the task first runs, or (a plain asyncio
-# task) when it enters its first anyio scope -- until then its entry is a
-# `_LateState` that keeps looking -- so an entry never goes stale. Bounded:
-# emptied when full; it keeps at most that many finished tasks alive meanwhile.
+# The tasks checked lately, each with its anyio state (a `TaskCheck`): a task
+# finds its state here instead of through anyio's weak dictionary, including
+# tasks that take turns (a producer and its consumer, a pool's workers). anyio
+# gives a task its state once and never replaces it: before the task first runs,
+# or (a plain asyncio task) when it enters its first anyio scope -- until then
+# its entry holds a `_LateState` that keeps looking -- so an entry never goes
+# stale. Bounded: emptied when full; it keeps at most that many finished tasks
+# alive meanwhile.
 _states: dict[Any, Any] = {}
 _STATES_MAX = 64
 
@@ -346,16 +353,137 @@ _STATES_MAX = 64
 #: whose anyio state is known; a miss (None) goes to `check_slow`, which adds it.
 TASK_STATES = _states
 
+# -- the clean-scope memo -----------------------------------------------------------
+#
+# Whether an anyio cancellation is pending for a task is a walk of its cancel
+# scopes, innermost out, up to the first shield (anyio's checkpoint_if_cancelled).
+# The fast paths run it on every operation that can complete at once, and a task
+# of an anyio task group has two scopes or more (its own and the group's): the
+# walk was the largest part of a buffered send. Its result can change only when
+#
+# * a scope is cancelled, a shield is lowered, or a scope is moved under another
+#   one: anyio does each in one method of its asyncio ``CancelScope``, which
+#   `watch_anyio_scopes` wraps to call `forget_clean` (as does asyncgo's own
+#   re-parenting, ``_taskgroup._adopt``); or
+# * the task enters or leaves a scope, which changes its innermost scope.
+#
+# So each task's entry remembers the innermost scope its last walk found clean
+# (``TaskCheck.clean``), and the fast paths compare it with the task's innermost
+# scope now instead of walking: equal means nothing changed since a walk found no
+# cancellation. `forget_clean` resets every entry. The task's own asyncio
+# cancellation (``task._must_cancel``) is still read on every operation.
+
+_UNKNOWN: Any = object()  # TaskCheck.clean: no walk to trust
+# Bumped by `forget_clean`: a walk that raced it (a scope cancelled from another
+# thread, against anyio's rules) does not keep its result.
+_generation = [0]
+# True once anyio's scope methods are wrapped; until then no walk is remembered.
+_memo_on = False
+
+
+class TaskCheck:
+    """A `TASK_STATES` entry: an asyncio task's anyio state and its clean-scope memo.
+
+    ``st`` is anyio's ``TaskState`` of the task (``st.cancel_scope`` is the
+    task's innermost anyio scope, None if it has none) or a stand-in with the
+    same attribute (`_LateState`, `_Redelivering`). ``clean`` is the innermost
+    scope its last walk found uncancelled (None: no scope), or `_UNKNOWN`.
+    The fast paths test ``entry.st.cancel_scope is entry.clean`` and call
+    `task_cancelled` when that fails.
+    """
+
+    __slots__ = ("clean", "st")
+
+    def __init__(self, st: Any) -> None:
+        self.st = st
+        self.clean: Any = _UNKNOWN
+
+
+def task_cancelled(entry: TaskCheck) -> bool:
+    """True if an anyio scope of the entry's task, up to the first shield, is cancelled.
+
+    The walk that the fast paths skip while the memo holds; a clean result is
+    remembered in ``entry.clean`` (when the memo is on).
+    """
+    gen = _generation[0]
+    scope = s = entry.st.cancel_scope
+    while s is not None and not s._cancel_called:
+        s = None if s._shield else s._parent_scope
+    if s is not None:
+        return True
+    if _memo_on:
+        entry.clean = scope
+        if gen != _generation[0]:  # forget_clean ran meanwhile (another thread)
+            entry.clean = _UNKNOWN
+    return False
+
+
+def forget_clean() -> None:
+    """Drop every remembered walk: a scope was cancelled, unshielded or re-parented."""
+    _generation[0] += 1
+    for entry in list(_states.values()):
+        entry.clean = _UNKNOWN
+
+
+def watch_anyio_scopes() -> bool:
+    """Make anyio's asyncio ``CancelScope`` call `forget_clean` after ``cancel()``,
+    a ``shield`` change and ``_reparent()``; False (memo off) if anyio lacks one."""
+    try:
+        from anyio._backends._asyncio import CancelScope as Scope
+
+        cancel = Scope.cancel
+        shield = Scope.__dict__["shield"]
+        reparent = Scope._reparent
+    except (ImportError, AttributeError, KeyError):  # pragma: no cover - anyio changed
+        return False
+    global _memo_on
+    if getattr(cancel, "_asyncgo_watch", False):  # pragma: no cover - module reloaded
+        _memo_on = True
+        return True
+    if not isinstance(shield, property) or shield.fset is None:  # pragma: no cover
+        return False
+    set_shield = shield.fset
+
+    def cancel_(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return cancel(self, *args, **kwargs)
+        finally:
+            forget_clean()
+
+    def shield_(self: Any, value: bool) -> None:
+        try:
+            set_shield(self, value)
+        finally:
+            forget_clean()
+
+    def reparent_(self: Any, new_parent: Any) -> Any:
+        try:
+            return reparent(self, new_parent)
+        finally:
+            forget_clean()
+
+    for new, old in ((cancel_, cancel), (shield_, set_shield), (reparent_, reparent)):
+        functools.update_wrapper(new, old)
+    cancel_._asyncgo_watch = True  # type: ignore[attr-defined]
+    Scope.cancel = cancel_  # type: ignore[method-assign]
+    Scope.shield = shield.setter(shield_)  # type: ignore[assignment,method-assign]
+    Scope._reparent = reparent_  # type: ignore[method-assign]
+    _memo_on = True
+    return True
+
+
+watch_anyio_scopes()
+
 
 class _LateState:
-    """The `_states` entry of an asyncio task that anyio has not given a state yet.
+    """The state in a `TaskCheck` of an asyncio task that anyio has not given one yet.
 
     A plain asyncio task (``asyncio.create_task``, ``gather``, a web framework's
     request task) gets anyio state only when it first enters an anyio cancel
     scope, and may do so at any time. Until it has one, no anyio scope can cancel
     it, so ``cancel_scope`` is None; each read looks the state up again (one
     weak-reference lookup, far cheaper than the slow check) and, once anyio has
-    made it, puts the real state in this entry's place.
+    made it, puts the real state in this one's place.
     """
 
     __slots__ = ("key",)
@@ -369,8 +497,9 @@ class _LateState:
         if state is None:
             return None
         task = self.key()
-        if task is not None and _states.get(task) is self:
-            _states[task] = state
+        entry = None if task is None else _states.get(task)
+        if entry is not None and entry.st is self:
+            entry.st = state
         return state.cancel_scope
 
 
@@ -385,13 +514,14 @@ class _CancelPending:
 
 
 class _Redelivering:
-    """The `_states` entry of an asyncio task whose cancellation `rescue` deferred."""
+    """The state of the `_states` entry of an asyncio task whose cancellation
+    `rescue` deferred."""
 
     __slots__ = ()
     cancel_scope = _CancelPending()
 
 
-_REDELIVERING = _Redelivering()
+_REDELIVERING = TaskCheck(_Redelivering())
 # Tasks with a deferred cancellation not yet re-delivered (a few at most): check_slow
 # consults it when it makes an entry, in case the cache was emptied meanwhile. Weak:
 # a loop closed before the re-delivery ran must not keep its task alive here.
@@ -425,13 +555,10 @@ def must_checkpoint(holder: Any) -> bool:
     fc = FAST
     task = _current_tasks_get(holder._rt)
     if task is not None and fc.budget > 0 and not task._must_cancel:
-        state = _states.get(task)
-        if state is not None:
+        entry = _states.get(task)
+        if entry is not None:
             fc.budget -= 1
-            scope = state.cancel_scope
-            while scope is not None and not scope._cancel_called:
-                scope = None if scope._shield else scope._parent_scope
-            return scope is not None
+            return entry.st.cancel_scope is not entry.clean and task_cancelled(entry)
     return check_slow(holder, task)
 
 
@@ -467,25 +594,23 @@ def check_slow(holder: Any, task: Any) -> bool:
     if fc.budget <= 0:
         fc.budget = BUDGET
         return True
-    state = _states.get(task)
-    if state is None:
+    entry = _states.get(task)
+    if entry is None:
         if _anyio_states_get is None:  # pragma: no cover - anyio changed its internals
             return False
         if _redelivering and task in _redelivering:
-            state = _REDELIVERING
+            entry = _REDELIVERING
         else:
             state = _anyio_states_get(_ref(task))
-        if state is None:
-            # Not (yet) an anyio task: entering its first anyio cancel scope
-            # will give it a state, which the entry looks up until then.
-            state = _LateState(task)
+            if state is None:
+                # Not (yet) an anyio task: entering its first anyio cancel scope
+                # will give it a state, which the entry looks up until then.
+                state = _LateState(task)
+            entry = TaskCheck(state)
         if len(_states) >= _STATES_MAX:
             _states.clear()
-        _states[task] = state
-    scope = state.cancel_scope
-    while scope is not None and not scope._cancel_called:
-        scope = None if scope._shield else scope._parent_scope
-    return scope is not None
+        _states[task] = entry
+    return entry.st.cancel_scope is not entry.clean and task_cancelled(entry)
 
 
 async def checkpoint() -> None:

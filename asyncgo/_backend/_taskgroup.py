@@ -41,7 +41,7 @@ from anyio._backends._asyncio import TaskState as _TaskState
 from anyio._backends._asyncio import _task_states
 from anyio.lowlevel import checkpoint_if_cancelled
 
-from . import TRIO
+from . import TRIO, forget_clean
 
 _NOTHING: Any = object()  # fn(*args) has not returned
 
@@ -163,6 +163,7 @@ def _adopt(task: asyncio.Task[Any], scope: _AsyncioScope) -> None:
     if s is not scope:
         s._parent_scope = scope
         scope._child_scopes.add(s)
+        forget_clean()  # its scopes' walks now reach *scope* (cancelled)
 
 
 class AsyncioCore:
