@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 from asyncio import _get_running_loop
+from collections.abc import Callable
 from threading import get_ident as _get_ident
 from typing import Any
 from weakref import WeakSet
@@ -358,20 +359,25 @@ TASK_STATES = _states
 # Whether an anyio cancellation is pending for a task is a walk of its cancel
 # scopes, innermost out, up to the first shield (anyio's checkpoint_if_cancelled).
 # The fast paths run it on every operation that can complete at once, and a task
-# of an anyio task group has two scopes or more (its own and the group's): the
-# walk was the largest part of a buffered send. Its result can change only when
+# has a scope or two (from anyio 4.14, a task group gives each task a scope of its
+# own under the group's): the walk was the largest part of a buffered send. Its
+# result can change only when
 #
 # * a scope is cancelled, a shield is lowered, or a scope is moved under another
-#   one: anyio does each in one method of its asyncio ``CancelScope``, which
-#   `watch_anyio_scopes` wraps to call `forget_clean` (as does asyncgo's own
-#   re-parenting, ``_taskgroup._adopt``); or
+#   one -- anyio's asyncio ``CancelScope`` does each in one method (``cancel``,
+#   which delivers through ``_deliver_cancellation``; the ``shield`` setter;
+#   ``_reparent``, anyio >= 4.15; and ``__enter__``, which gives a scope entered a
+#   second time a new parent), and asyncgo re-parents in ``_taskgroup._adopt``; or
 # * the task enters or leaves a scope, which changes its innermost scope.
 #
 # So each task's entry remembers the innermost scope its last walk found clean
 # (``TaskCheck.clean``), and the fast paths compare it with the task's innermost
-# scope now instead of walking: equal means nothing changed since a walk found no
-# cancellation. `forget_clean` resets every entry. The task's own asyncio
-# cancellation (``task._must_cancel``) is still read on every operation.
+# scope now instead of walking: the same scope means nothing changed since a walk
+# found no cancellation. `watch_anyio_scopes` wraps those methods to call
+# `forget_clean`, which resets every entry (``__enter__`` only for a scope that an
+# entry remembers). tests/test_chan_fastpath.py checks that anyio changes those
+# attributes nowhere else. The task's own asyncio cancellation
+# (``task._must_cancel``) is still read on every operation.
 
 _UNKNOWN: Any = object()  # TaskCheck.clean: no walk to trust
 # Bumped by `forget_clean`: a walk that raced it (a scope cancelled from another
@@ -379,6 +385,12 @@ _UNKNOWN: Any = object()  # TaskCheck.clean: no walk to trust
 _generation = [0]
 # True once anyio's scope methods are wrapped; until then no walk is remembered.
 _memo_on = False
+# The scopes remembered clean since the last `forget_clean` (for ``__enter__``).
+_remembered: dict[Any, None] = {}
+_REMEMBERED_MAX = 256
+# Whether an entry may remember a walk: if not, `forget_clean` has nothing to reset
+# (anyio delivers a cancellation again on every loop iteration until it lands).
+_dirty = False
 
 
 class TaskCheck:
@@ -412,6 +424,13 @@ def task_cancelled(entry: TaskCheck) -> bool:
     if s is not None:
         return True
     if _memo_on:
+        global _dirty
+        _dirty = True
+        if scope is not None:
+            if len(_remembered) >= _REMEMBERED_MAX:
+                forget_clean()
+                gen = _generation[0]
+            _remembered[scope] = None
         entry.clean = scope
         if gen != _generation[0]:  # forget_clean ran meanwhile (another thread)
             entry.clean = _UNKNOWN
@@ -420,54 +439,104 @@ def task_cancelled(entry: TaskCheck) -> bool:
 
 def forget_clean() -> None:
     """Drop every remembered walk: a scope was cancelled, unshielded or re-parented."""
+    global _dirty
     _generation[0] += 1
-    for entry in list(_states.values()):
-        entry.clean = _UNKNOWN
+    if _dirty:
+        _dirty = False
+        for entry in list(_states.values()):
+            entry.clean = _UNKNOWN
+        _remembered.clear()
 
 
 def watch_anyio_scopes() -> bool:
-    """Make anyio's asyncio ``CancelScope`` call `forget_clean` after ``cancel()``,
-    a ``shield`` change and ``_reparent()``; False (memo off) if anyio lacks one."""
+    """Make anyio's asyncio ``CancelScope`` tell the memo about every change that
+    could make a clean scope chain cancelled (see above); False if it cannot.
+
+    The wrappers are installed once per process and call the hooks of every copy
+    of this module that has registered (a second import of asyncgo, a vendored
+    copy, ``importlib.reload``), so none of them keeps a memo nobody resets.
+    Each wrapped method still does exactly what it did.
+    """
+    global _memo_on
     try:
         from anyio._backends._asyncio import CancelScope as Scope
+        from anyio._backends._asyncio import _task_states as anyio_states
 
-        cancel = Scope.cancel
         shield = Scope.__dict__["shield"]
-        reparent = Scope._reparent
+        cancel = Scope.cancel
+        enter = Scope.__enter__
+        Scope._deliver_cancellation  # noqa: B018 - (checked: wrapped below if need be)
     except (ImportError, AttributeError, KeyError):  # pragma: no cover - anyio changed
         return False
-    global _memo_on
-    if getattr(cancel, "_asyncgo_watch", False):  # pragma: no cover - module reloaded
-        _memo_on = True
-        return True
-    if not isinstance(shield, property) or shield.fset is None:  # pragma: no cover
-        return False
-    set_shield = shield.fset
+    hooks: Any = Scope.__dict__.get("_asyncgo_hooks")
+    if hooks is None:
+        if not isinstance(shield, property) or shield.fset is None:  # pragma: no cover
+            return False
+        set_shield = shield.fset
+        reparent = getattr(Scope, "_reparent", None)  # anyio >= 4.15
+        forgets: list[Callable[[], None]] = []
+        remembered: list[dict[Any, None]] = []
 
-    def cancel_(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return cancel(self, *args, **kwargs)
-        finally:
-            forget_clean()
+        def cancel_(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return cancel(self, *args, **kwargs)
+            finally:
+                for forget in forgets:
+                    forget()
 
-    def shield_(self: Any, value: bool) -> None:
-        try:
-            set_shield(self, value)
-        finally:
-            forget_clean()
+        def shield_(self: Any, value: bool) -> None:
+            try:
+                set_shield(self, value)
+            finally:
+                for forget in forgets:
+                    forget()
 
-    def reparent_(self: Any, new_parent: Any) -> Any:
-        try:
-            return reparent(self, new_parent)
-        finally:
-            forget_clean()
+        def reparent_(self: Any, new_parent: Any) -> Any:
+            try:
+                return reparent(self, new_parent)  # type: ignore[misc]
+            finally:
+                for forget in forgets:
+                    forget()
 
-    for new, old in ((cancel_, cancel), (shield_, set_shield), (reparent_, reparent)):
-        functools.update_wrapper(new, old)
-    cancel_._asyncgo_watch = True  # type: ignore[attr-defined]
-    Scope.cancel = cancel_  # type: ignore[method-assign]
-    Scope.shield = shield.setter(shield_)  # type: ignore[assignment,method-assign]
-    Scope._reparent = reparent_  # type: ignore[method-assign]
+        def enter_(self: Any) -> Any:
+            scope = enter(self)
+            # Remembered clean: entered before, and given a new parent just now.
+            for i, scopes in enumerate(remembered):
+                if self in scopes:
+                    forgets[i]()
+            return scope
+
+        for new, old in ((cancel_, cancel), (shield_, set_shield), (enter_, enter)):
+            functools.update_wrapper(new, old)
+        Scope.cancel = cancel_  # type: ignore[method-assign]
+        Scope.shield = shield.setter(shield_)  # type: ignore[assignment,method-assign]
+        Scope.__enter__ = enter_  # type: ignore[method-assign]
+        if reparent is not None:
+            functools.update_wrapper(reparent_, reparent)
+            Scope._reparent = reparent_  # type: ignore[method-assign]
+        hooks = Scope._asyncgo_hooks = [forgets, remembered, False]  # type: ignore[attr-defined]
+    hooks[0].append(forget_clean)
+    hooks[1].append(_remembered)
+    if not hooks[2] and (_get_running_loop() is not None or len(anyio_states)):
+        # Imported while asyncio (anyio) code runs: scopes may exist whose bound
+        # ``cancel`` was taken before the wrapping (a stored callback, say) and so
+        # skips it. It still delivers through ``_deliver_cancellation``: watch that
+        # too. (Not by default: anyio calls it again on every loop iteration until
+        # a cancellation lands, so it costs a fired timeout ~15 %.)
+        forgets = hooks[0]
+        deliver = Scope._deliver_cancellation
+
+        def deliver_(self: Any, origin: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return deliver(self, origin, *args, **kwargs)
+            finally:
+                if origin is self:  # (not for each child scope it recurses into)
+                    for forget in forgets:
+                        forget()
+
+        functools.update_wrapper(deliver_, deliver)
+        Scope._deliver_cancellation = deliver_  # type: ignore[method-assign]
+        hooks[2] = True
     _memo_on = True
     return True
 
