@@ -10,6 +10,7 @@ no one, so no case committed.
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Sequence
 from random import random, sample
@@ -146,6 +147,7 @@ class Selected(NamedTuple, Generic[T]):
 
 
 _new_selected = tuple.__new__
+_ABSENT: Any = object()  # select(): a case not given
 _TWO = ((0, 1), (1, 0))
 _FAST = FAST
 _ctg = current_tasks_get
@@ -169,7 +171,9 @@ async def select(
 async def select(*cases: Case[T], default: bool = ...) -> Selected[T]: ...
 
 
-async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
+async def select(
+    c1: Any = _ABSENT, c2: Any = _ABSENT, /, *more: Case[Any], default: bool = False
+) -> Selected[Any]:
     """Wait until one of *cases* can proceed, and commit exactly that one.
 
     When several cases are ready, one is chosen uniformly at random. With
@@ -210,8 +214,15 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
         assert done == [0, 1, 2, 3, 4]
         ```
     """
-    n = len(cases)
-    if n == 2:
+    # (Two positional parameters before *more: the common select -- two cases --
+    # then needs no tuple of its cases on its fast path.)
+    if more or c2 is _ABSENT:
+        cases: tuple[Any, ...] = (
+            (c1, c2, *more) if c2 is not _ABSENT else (() if c1 is _ABSENT else (c1,))
+        )
+        n = len(cases)
+    else:
+        n = 2
         # Pass 1 below, unrolled for the common select -- two cases -- and its
         # common outcome: a receive from a buffer. Poll in a random order (one
         # coin); if the first case polled is ready in any other way, or neither
@@ -219,10 +230,12 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
         # with the same order, so the choice stays uniform.
         if random() < 0.5:
             i = 1
-            d, c = cases
+            d = c1
+            c = c2
         else:
             i = 0
-            c, d = cases
+            c = c1
+            d = c2
         order: Sequence[int] = _TWO[i]
         if type(c) is Case and type(d) is Case:
             ch = c[0]  # polled first
@@ -258,6 +271,7 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
                     return _new_selected(Selected, (i, ch._buf.popleft(), True))  # type: ignore[union-attr]
                 else:
                     await checkpoint()  # then poll again, below
+        cases = (c1, c2)
     for c in cases:
         if type(c) is not Case:
             raise TypeError(
@@ -386,6 +400,19 @@ async def select(*cases: Case[Any], default: bool = False) -> Selected[Any]:
             raise ChanClosed("send on closed channel")
         return _new_selected(Selected, (index, None, True))
     return _new_selected(Selected, (index, value, ok))
+
+
+# What introspection shows (help(), inspect.signature): the call as users write it,
+# not the two positional parameters that spare the common select a tuple.
+select.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter("cases", inspect.Parameter.VAR_POSITIONAL, annotation="Case[Any]"),
+        inspect.Parameter(
+            "default", inspect.Parameter.KEYWORD_ONLY, default=False, annotation="bool"
+        ),
+    ],
+    return_annotation="Selected[Any]",
+)
 
 
 async def _park_forever(holder: Any) -> None:

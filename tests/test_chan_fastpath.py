@@ -1002,3 +1002,90 @@ def test_memo_with_a_cancel_bound_before_asyncgo_was_imported(backend: str) -> N
         """
     )
     assert out.split() == ["raised", "3"]
+
+
+async def test_memo_many_fresh_scopes_then_an_outer_cancel() -> None:
+    """A task entering a fresh scope per operation (``with fail_after(...)`` around
+    each receive, say): each scope is walked once and remembered; an outer cancel
+    still reaches the next operation in the next fresh scope, and in the same one."""
+    ch = Chan[int](1000)
+    with anyio.CancelScope() as outer:
+        for _ in range(600):
+            with anyio.CancelScope():
+                await ch.send(0)  # a walk: the scope is remembered
+                await ch.recv()  # the memo
+        with anyio.CancelScope():
+            await ch.send(0)
+            outer.cancel()
+            before = len(ch)
+            await ch.send(1)
+            pytest.fail("send completed in a cancelled scope")
+    assert outer.cancelled_caught
+    assert len(ch) == before
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "uvloop"])
+def test_memo_with_a_cancel_bound_before_an_import_from_a_worker_thread(backend: str) -> None:
+    """asyncgo first imported from a worker thread (no loop there, no anyio task yet)
+    while a scope's bound ``cancel`` is held: the cancel still resets the memo."""
+    out = run_script(
+        f"""
+        import asyncio
+        import importlib
+        import anyio
+
+        async def main():
+            scope = anyio.CancelScope()  # not entered yet: no anyio task state anywhere
+            cancel_later = scope.cancel
+            loop = asyncio.get_running_loop()
+            asyncgo = await loop.run_in_executor(None, importlib.import_module, "asyncgo")
+            with scope:
+                ch = asyncgo.Chan[int](100)
+                for _ in range(3):
+                    await ch.send(1)
+                cancel_later()
+                try:
+                    await ch.send(2)
+                    print("completed", len(ch))
+                except asyncio.CancelledError:
+                    print("raised", len(ch))
+                    raise
+
+        if {backend == "uvloop"}:
+            import uvloop
+            uvloop.run(main())
+        else:
+            asyncio.run(main())
+        """
+    )
+    assert out.split() == ["raised", "3"]
+
+
+def test_memo_after_a_reload_of_the_backend_module() -> None:
+    """``importlib.reload(asyncgo._backend)``: the channels keep reading the same
+    table of task entries, which the reloaded module still resets."""
+    out = run_script(
+        """
+        import importlib
+        import anyio
+        import asyncgo
+        import asyncgo._backend
+
+        async def main():
+            ch = asyncgo.Chan[int](100)
+            with anyio.CancelScope() as scope:
+                for _ in range(3):
+                    await ch.send(1)
+                importlib.reload(asyncgo._backend)
+                scope.cancel()
+                try:
+                    await ch.send(2)
+                    print("completed", len(ch))
+                except anyio.get_cancelled_exc_class():
+                    print("raised", len(ch))
+                    raise
+
+        anyio.run(main, backend="asyncio")
+        """
+    )
+    assert out.split() == ["raised", "3"]

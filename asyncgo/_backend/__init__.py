@@ -347,7 +347,7 @@ class FastCheck:
 # its entry holds a `_LateState` that keeps looking -- so an entry never goes
 # stale. Bounded: emptied when full; it keeps at most that many finished tasks
 # alive meanwhile.
-_states: dict[Any, Any] = {}
+_states: dict[Any, Any] = globals().get("_states", {})  # (a reload keeps the one _chan reads)
 _STATES_MAX = 64
 
 #: ``_states`` for the channels' inlined check: a hit is a task seen lately
@@ -374,10 +374,10 @@ TASK_STATES = _states
 # (``TaskCheck.clean``), and the fast paths compare it with the task's innermost
 # scope now instead of walking: the same scope means nothing changed since a walk
 # found no cancellation. `watch_anyio_scopes` wraps those methods to call
-# `forget_clean`, which resets every entry (``__enter__`` only for a scope that an
-# entry remembers). tests/test_chan_fastpath.py checks that anyio changes those
-# attributes nowhere else. The task's own asyncio cancellation
-# (``task._must_cancel``) is still read on every operation.
+# `forget_clean`, which resets every entry (``__enter__`` only the entry of the
+# scope's task, if it remembers that scope). tests/test_chan_fastpath.py checks
+# that anyio changes those attributes nowhere else. The task's own asyncio
+# cancellation (``task._must_cancel``) is still read on every operation.
 
 _UNKNOWN: Any = object()  # TaskCheck.clean: no walk to trust
 # Bumped by `forget_clean`: a walk that raced it (a scope cancelled from another
@@ -385,12 +385,10 @@ _UNKNOWN: Any = object()  # TaskCheck.clean: no walk to trust
 _generation = [0]
 # True once anyio's scope methods are wrapped; until then no walk is remembered.
 _memo_on = False
-# The scopes remembered clean since the last `forget_clean` (for ``__enter__``).
-_remembered: dict[Any, None] = {}
-_REMEMBERED_MAX = 256
-# Whether an entry may remember a walk: if not, `forget_clean` has nothing to reset
+# False while no entry remembers a walk: `forget_clean` then has nothing to reset
 # (anyio delivers a cancellation again on every loop iteration until it lands).
-_dirty = False
+# Set after an entry is written, so a reset never misses one.
+_dirty = True
 
 
 class TaskCheck:
@@ -425,13 +423,8 @@ def task_cancelled(entry: TaskCheck) -> bool:
         return True
     if _memo_on:
         global _dirty
-        _dirty = True
-        if scope is not None:
-            if len(_remembered) >= _REMEMBERED_MAX:
-                forget_clean()
-                gen = _generation[0]
-            _remembered[scope] = None
         entry.clean = scope
+        _dirty = True
         if gen != _generation[0]:  # forget_clean ran meanwhile (another thread)
             entry.clean = _UNKNOWN
     return False
@@ -445,7 +438,6 @@ def forget_clean() -> None:
         _dirty = False
         for entry in list(_states.values()):
             entry.clean = _UNKNOWN
-        _remembered.clear()
 
 
 def watch_anyio_scopes() -> bool:
@@ -454,18 +446,16 @@ def watch_anyio_scopes() -> bool:
 
     The wrappers are installed once per process and call the hooks of every copy
     of this module that has registered (a second import of asyncgo, a vendored
-    copy, ``importlib.reload``), so none of them keeps a memo nobody resets.
-    Each wrapped method still does exactly what it did.
+    copy), so none of them keeps a memo nobody resets; a reload of this module
+    keeps its tables. Each wrapped method still does exactly what it did.
     """
     global _memo_on
     try:
         from anyio._backends._asyncio import CancelScope as Scope
-        from anyio._backends._asyncio import _task_states as anyio_states
 
         shield = Scope.__dict__["shield"]
         cancel = Scope.cancel
         enter = Scope.__enter__
-        Scope._deliver_cancellation  # noqa: B018 - (checked: wrapped below if need be)
     except (ImportError, AttributeError, KeyError):  # pragma: no cover - anyio changed
         return False
     hooks: Any = Scope.__dict__.get("_asyncgo_hooks")
@@ -474,8 +464,8 @@ def watch_anyio_scopes() -> bool:
             return False
         set_shield = shield.fset
         reparent = getattr(Scope, "_reparent", None)  # anyio >= 4.15
-        forgets: list[Callable[[], None]] = []
-        remembered: list[dict[Any, None]] = []
+        forgets: list[Callable[[], None]] = []  # each copy's forget_clean
+        tables: list[tuple[dict[Any, Any], Any]] = []  # each copy's (_states, _UNKNOWN)
 
         def cancel_(self: Any, *args: Any, **kwargs: Any) -> Any:
             try:
@@ -500,10 +490,13 @@ def watch_anyio_scopes() -> bool:
 
         def enter_(self: Any) -> Any:
             scope = enter(self)
-            # Remembered clean: entered before, and given a new parent just now.
-            for i, scopes in enumerate(remembered):
-                if self in scopes:
-                    forgets[i]()
+            # The scope its task remembers clean: entered before (its walk is
+            # stale: a new parent just now). Only its host task can hold it.
+            host = self._host_task
+            for states, unknown in tables:
+                entry = states.get(host)
+                if entry is not None and entry.clean is self:
+                    entry.clean = unknown
             return scope
 
         for new, old in ((cancel_, cancel), (shield_, set_shield), (enter_, enter)):
@@ -514,21 +507,22 @@ def watch_anyio_scopes() -> bool:
         if reparent is not None:
             functools.update_wrapper(reparent_, reparent)
             Scope._reparent = reparent_  # type: ignore[method-assign]
-        hooks = Scope._asyncgo_hooks = [forgets, remembered, False]  # type: ignore[attr-defined]
+        hooks = Scope._asyncgo_hooks = [forgets, tables, False]  # type: ignore[attr-defined]
     hooks[0].append(forget_clean)
-    hooks[1].append(_remembered)
-    if not hooks[2] and (_get_running_loop() is not None or len(anyio_states)):
-        # Imported while asyncio (anyio) code runs: scopes may exist whose bound
-        # ``cancel`` was taken before the wrapping (a stored callback, say) and so
-        # skips it. It still delivers through ``_deliver_cancellation``: watch that
-        # too. (Not by default: anyio calls it again on every loop iteration until
-        # a cancellation lands, so it costs a fired timeout ~15 %.)
+    hooks[1].append((_states, _UNKNOWN))
+    if not hooks[2] and _asyncio.code_running():
+        # Imported while asyncio code runs (in any thread): a scope may exist whose
+        # bound ``cancel`` was taken before the wrapping (a stored callback, say)
+        # and so skips it. It still delivers through ``_deliver_cancellation``:
+        # watch that too. Not otherwise: anyio calls it again for each child scope
+        # and on every loop iteration until a cancellation lands, so it makes a
+        # fired timeout ~13 % slower.
         forgets = hooks[0]
         deliver = Scope._deliver_cancellation
 
-        def deliver_(self: Any, origin: Any, *args: Any, **kwargs: Any) -> Any:
+        def deliver_(self: Any, origin: Any, *args: Any) -> Any:
             try:
-                return deliver(self, origin, *args, **kwargs)
+                return deliver(self, origin, *args)
             finally:
                 if origin is self:  # (not for each child scope it recurses into)
                     for forget in forgets:
