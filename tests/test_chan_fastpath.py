@@ -1089,3 +1089,41 @@ def test_memo_after_a_reload_of_the_backend_module() -> None:
         """
     )
     assert out.split() == ["raised", "3"]
+
+
+def test_memo_with_a_cancel_bound_in_an_earlier_event_loop() -> None:
+    """A scope made and its ``cancel`` stored in one event loop, asyncgo first
+    imported between runs (no loop, no task), the scope entered in a second run:
+    the stored cancel still resets the memo."""
+    out = run_script(
+        """
+        import asyncio
+        import importlib
+        import anyio
+
+        stash = {}
+
+        async def first():
+            scope = anyio.CancelScope()
+            stash["scope"], stash["cancel"] = scope, scope.cancel
+
+        async def second():
+            asyncgo = importlib.import_module("asyncgo")
+            with stash["scope"]:
+                ch = asyncgo.Chan[int](100)
+                for _ in range(3):
+                    await ch.send(1)
+                stash["cancel"]()
+                try:
+                    await ch.send(2)
+                    print("completed", len(ch))
+                except asyncio.CancelledError:
+                    print("raised", len(ch))
+                    raise
+
+        anyio.run(first, backend="asyncio")
+        importlib.import_module("asyncgo")  # between the runs
+        anyio.run(second, backend="asyncio")
+        """
+    )
+    assert out.split() == ["raised", "3"]

@@ -491,7 +491,10 @@ def watch_anyio_scopes() -> bool:
         def enter_(self: Any) -> Any:
             scope = enter(self)
             # The scope its task remembers clean: entered before (its walk is
-            # stale: a new parent just now). Only its host task can hold it.
+            # stale: a new parent just now). Other tasks can have this scope as
+            # their innermost only while it is active (children of a task group,
+            # TaskGroup.start), and an active scope cannot be entered again: by
+            # then they have ended, so only the host task's entry can be stale.
             host = self._host_task
             for states, unknown in tables:
                 entry = states.get(host)
@@ -510,13 +513,12 @@ def watch_anyio_scopes() -> bool:
         hooks = Scope._asyncgo_hooks = [forgets, tables, False]  # type: ignore[attr-defined]
     hooks[0].append(forget_clean)
     hooks[1].append((_states, _UNKNOWN))
-    if not hooks[2] and _asyncio.code_running():
-        # Imported while asyncio code runs (in any thread): a scope may exist whose
-        # bound ``cancel`` was taken before the wrapping (a stored callback, say)
-        # and so skips it. It still delivers through ``_deliver_cancellation``:
-        # watch that too. Not otherwise: anyio calls it again for each child scope
-        # and on every loop iteration until a cancellation lands, so it makes a
-        # fired timeout ~13 % slower.
+    if not hooks[2]:
+        # A ``cancel`` bound before the wrapping (a callback stored before asyncgo
+        # was imported, even in an earlier event loop) skips cancel_; it still
+        # delivers through ``_deliver_cancellation``, so that is watched too. anyio
+        # calls it again for each child scope and on every loop iteration until a
+        # cancellation lands: a fired timeout costs ~13 % more for it.
         forgets = hooks[0]
         deliver = Scope._deliver_cancellation
 

@@ -17,7 +17,6 @@ except Exception:  # pragma: no cover - anyio changed its internals
 
 __all__ = [
     "Future",
-    "code_running",
     "rescue_future",
     "anyio_states_get",
     "checkpoint",
@@ -76,26 +75,3 @@ except ImportError:  # pragma: no cover - Python >= 3.14 keeps it elsewhere
 def checkpoint() -> Generator[None, None, None]:
     """``asyncio.sleep(0)`` without its coroutine layer: one bare yield to the loop."""
     yield
-
-
-def code_running() -> bool:
-    """True if asyncio code may be running now, in any thread: an event loop runs in
-    this one, or an asyncio task or an anyio task state exists anywhere. (True
-    when it cannot tell.)"""
-    if asyncio._get_running_loop() is not None:
-        return True
-    try:
-        from anyio._backends._asyncio import _task_states
-
-        if len(_task_states):
-            return True
-        # asyncio's registry of tasks: _all_tasks on 3.11, _scheduled_tasks (and
-        # _eager_tasks) from 3.12
-        tasks: Any = asyncio.tasks
-        registries = [getattr(tasks, n, None) for n in ("_all_tasks", "_scheduled_tasks")]
-        if not any(r is not None for r in registries):  # pragma: no cover - moved
-            return True
-        registries.append(getattr(tasks, "_eager_tasks", None))
-        return any(r is not None and len(r) for r in registries)
-    except Exception:  # pragma: no cover - internals moved
-        return True
