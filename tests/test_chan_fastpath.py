@@ -48,16 +48,7 @@ async def test_own_outer_scope_cancelled_after_fast_ops_raises(op: str) -> None:
                 await ch.recv()
             before = len(ch)
             outer.cancel()
-            if op == "send":
-                await ch.send(1)
-            elif op == "recv":
-                await ch.recv()
-            elif op == "recv_ok":
-                await ch.recv_ok()
-            elif op == "anext":
-                await ch.__anext__()
-            else:
-                await select(recv(ch))
+            await fast_op(op, ch)
             pytest.fail(f"{op} completed in a cancelled scope")
     assert outer.cancelled_caught
     assert len(ch) == before  # nothing sent or taken
@@ -633,6 +624,7 @@ MEMO_OPS = ["send", "recv", "recv_ok", "select", "mutex", "semaphore"]
 
 
 async def fast_op(op: str, ch: Chan[int]) -> None:
+    """One operation that can complete at once (unless a cancellation is pending)."""
     from asyncgo import Mutex, Semaphore
 
     if op == "send":
@@ -641,6 +633,8 @@ async def fast_op(op: str, ch: Chan[int]) -> None:
         await ch.recv()
     elif op == "recv_ok":
         await ch.recv_ok()
+    elif op == "anext":
+        await ch.__anext__()
     elif op == "select":
         await select(recv(ch))
     elif op == "mutex":

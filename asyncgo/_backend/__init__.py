@@ -464,6 +464,7 @@ def watch_anyio_scopes() -> bool:
             return False
         set_shield = shield.fset
         reparent = getattr(Scope, "_reparent", None)  # anyio >= 4.15
+        deliver = Scope._deliver_cancellation
         forgets: list[Callable[[], None]] = []  # each copy's forget_clean
         tables: list[tuple[dict[Any, Any], Any]] = []  # each copy's (_states, _UNKNOWN)
 
@@ -473,6 +474,19 @@ def watch_anyio_scopes() -> bool:
             finally:
                 for forget in forgets:
                     forget()
+
+        def deliver_(self: Any, origin: Any, *args: Any) -> Any:
+            # A ``cancel`` bound before the wrapping (a callback stored before
+            # asyncgo was imported, even in an earlier event loop) skips cancel_
+            # but still delivers through here. anyio calls this again for each
+            # child scope and on every loop iteration until a cancellation lands:
+            # a fired timeout costs ~13 % more for it.
+            try:
+                return deliver(self, origin, *args)
+            finally:
+                if origin is self:  # (not for each child scope it recurses into)
+                    for forget in forgets:
+                        forget()
 
         def shield_(self: Any, value: bool) -> None:
             try:
@@ -502,37 +516,23 @@ def watch_anyio_scopes() -> bool:
                     entry.clean = unknown
             return scope
 
-        for new, old in ((cancel_, cancel), (shield_, set_shield), (enter_, enter)):
+        for new, old in (
+            (cancel_, cancel),
+            (deliver_, deliver),
+            (shield_, set_shield),
+            (enter_, enter),
+        ):
             functools.update_wrapper(new, old)
         Scope.cancel = cancel_  # type: ignore[method-assign]
+        Scope._deliver_cancellation = deliver_  # type: ignore[method-assign]
         Scope.shield = shield.setter(shield_)  # type: ignore[assignment,method-assign]
         Scope.__enter__ = enter_  # type: ignore[method-assign]
         if reparent is not None:
             functools.update_wrapper(reparent_, reparent)
             Scope._reparent = reparent_  # type: ignore[method-assign]
-        hooks = Scope._asyncgo_hooks = [forgets, tables, False]  # type: ignore[attr-defined]
+        hooks = Scope._asyncgo_hooks = (forgets, tables)  # type: ignore[attr-defined]
     hooks[0].append(forget_clean)
     hooks[1].append((_states, _UNKNOWN))
-    if not hooks[2]:
-        # A ``cancel`` bound before the wrapping (a callback stored before asyncgo
-        # was imported, even in an earlier event loop) skips cancel_; it still
-        # delivers through ``_deliver_cancellation``, so that is watched too. anyio
-        # calls it again for each child scope and on every loop iteration until a
-        # cancellation lands: a fired timeout costs ~13 % more for it.
-        forgets = hooks[0]
-        deliver = Scope._deliver_cancellation
-
-        def deliver_(self: Any, origin: Any, *args: Any) -> Any:
-            try:
-                return deliver(self, origin, *args)
-            finally:
-                if origin is self:  # (not for each child scope it recurses into)
-                    for forget in forgets:
-                        forget()
-
-        functools.update_wrapper(deliver_, deliver)
-        Scope._deliver_cancellation = deliver_  # type: ignore[method-assign]
-        hooks[2] = True
     _memo_on = True
     return True
 
