@@ -561,26 +561,35 @@ class WorkerPool:
     ) -> bool | None:
         crew = self._crew
         assert crew is not None
-        cancel_exc: BaseException | None = None
+        # What propagates from the block: the body's exception, or what interrupted
+        # the graceful shutdown -- a cancellation (from outside, or the pool's own
+        # when a task of the crew failed and aborted it: see _Crew) or e.g. a
+        # KeyboardInterrupt.
+        pending = exc
         try:
             if exc is None:
                 await self.shutdown()
             else:
                 self._abort("job cancelled: the WorkerPool block ended with an exception")
-        except BaseException:
+        except BaseException as e:
             self._abort("job cancelled: WorkerPool shutdown was interrupted")
-            raise
+            pending = e
         finally:
             if self._ctx_scope is not None:
                 self._ctx_scope.cancel()
-            # The body's own exception propagates as itself (not in a group): the
-            # workers were told to stop, so the core exits without it. A cancellation
-            # goes through, for the core's scope to take back its own (see _Crew).
-            cancel_exc = await crew.core.exit(exc if isinstance(exc, self._cancelled_exc) else None)
+        # The body's own exception propagates as itself (not in a group): the workers
+        # were told to stop, so the core exits without it. A cancellation goes
+        # through, for the core's scope to take back its own: a pool that aborted
+        # itself raises its task's error, not the cancellation that stopped the wait.
+        cancel_exc = await crew.core.exit(
+            pending if isinstance(pending, self._cancelled_exc) else None
+        )
         if crew.error is not None:
             raise crew.error
         if cancel_exc is not None and cancel_exc is not exc:
             raise cancel_exc  # cancelled from outside while waiting for the workers
+        if pending is not exc and not isinstance(pending, self._cancelled_exc):
+            raise pending  # e.g. KeyboardInterrupt while shutting down
         if exc is None and self._error is not None:
             raise self._error
         return None

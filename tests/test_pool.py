@@ -833,6 +833,57 @@ async def test_base_exception_from_a_job_ends_the_block_unwrapped(
     assert_accounted(pool)
 
 
+class Fatal(BaseException):
+    pass
+
+
+async def test_base_exception_while_the_exit_waits_is_raised_not_the_cancellation() -> None:
+    """The crew fails while the block's graceful exit waits for the jobs: the pool
+    cancels its own wait, and the exit raises the task's error -- never the event
+    loop's cancellation exception, which would hide it."""
+    exc = Fatal("fatal job")
+
+    async def fatal_later() -> None:
+        await anyio.wait_all_tasks_blocked()  # the owner waits in the exit by now
+        raise exc
+
+    with pytest.raises(Fatal) as info:
+        async with WorkerPool(workers=2) as pool:
+            await pool.submit(fatal_later)
+            slow = await pool.submit(run_until_cancelled, anyio.Event())
+        # (the exit: shutdown() waits for both jobs)
+    assert info.value is exc
+    with pytest.raises(JobCancelled):
+        await slow
+    assert_accounted(pool)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+async def test_on_progress_error_ends_the_block_as_itself(workers: int) -> None:
+    """A progress callback that raises fails its worker task: the block raises the
+    error as itself, whether or not the exit is already waiting when it happens."""
+    err = RuntimeError("bug in callback")
+
+    def progress(stats: PoolStats) -> None:
+        raise err
+
+    async def at_once() -> int:
+        return 1
+
+    with pytest.raises(RuntimeError) as info:
+        async with WorkerPool(workers=workers, on_progress=progress) as pool:
+            await pool.submit(at_once)
+    assert info.value is err
+
+
+async def test_map_of_a_non_callable_raises_type_error_from_the_block() -> None:
+    got: list[int] = []
+    with pytest.raises(TypeError, match="not callable"):
+        async with WorkerPool(workers=2) as pool:
+            got = [r async for r in pool.map(42, range(3))]  # type: ignore[call-overload]
+    assert got == []
+
+
 async def test_owner_cancelled_from_outside_cancels_running_jobs_and_propagates() -> None:
     started = anyio.Event()
     with anyio.CancelScope() as outer:
