@@ -588,7 +588,11 @@ class WorkerPool:
             raise crew.error
         if cancel_exc is not None and cancel_exc is not exc:
             raise cancel_exc  # cancelled from outside while waiting for the workers
-        if pending is not exc and not isinstance(pending, self._cancelled_exc):
+        if (
+            pending is not None
+            and pending is not exc
+            and not isinstance(pending, self._cancelled_exc)
+        ):
             raise pending  # e.g. KeyboardInterrupt while shutting down
         if exc is None and self._error is not None:
             raise self._error
