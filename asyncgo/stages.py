@@ -992,10 +992,16 @@ async def _run_copy(stage: Stage[Any, Any], shared: _SharedInput, tx: _Sink, run
         if isinstance(stage, TaskStage):
             # A built-in stage reads lists: give it a link of its own, fed item by item.
             link = _Link(0)
+            error: Exception | None = None
             async with create_task_group() as tg:
                 tg.start_soon(run.guard, partial(_feed_link, src, link))
-                await stage._run(link, tx, run)
+                try:
+                    await stage._run(link, tx, run)
+                except Exception as exc:
+                    error = exc  # raised as itself below, not in an ExceptionGroup
                 tg.cancel_scope.cancel()  # it may have ended before its input (take)
+            if error is not None:
+                raise error
             return
         it = stage(src)
         try:

@@ -825,3 +825,30 @@ async def test_fan_out_of_builtin_stages() -> None:
     with anyio.fail_after(10):
         out = await (pipeline(range(100)) | stages.fan_out(3, stages.take(2))).collect()
     assert len(out) == 6 and len(set(out)) == 6
+
+
+class _CopyBoom(Exception):
+    pass
+
+
+def _bad_at_5(x: int) -> int:
+    if x == 5:
+        raise _CopyBoom(x)
+    return x
+
+
+@pytest.mark.parametrize(
+    "copy",
+    [
+        pytest.param(lambda: stages.map(_bad_at_5), id="map"),
+        pytest.param(lambda: stages.filter(_bad_at_5), id="filter"),
+        pytest.param(lambda: stages.tap(_bad_at_5), id="tap"),
+        pytest.param(lambda: stages.map(_bad_at_5, workers=2), id="map-workers"),
+    ],
+)
+async def test_fan_out_of_a_failing_builtin_stage_raises_the_error_as_itself(copy: Any) -> None:
+    """An error in a copy of a built-in stage ends the pipeline and reaches the
+    consumer as itself, not wrapped in the copy's task group."""
+    with pytest.raises(_CopyBoom) as info:
+        await (pipeline(range(10)) | stages.fan_out(2, copy())).collect()
+    assert info.value.args == (5,)
