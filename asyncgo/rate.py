@@ -196,6 +196,12 @@ class Reservation:
         self._tokens = 0
 
 
+def _max_future(now: float, ctx: Context | None) -> float:
+    """How far ahead a wait under *ctx* may book: up to its deadline, if any."""
+    deadline = None if ctx is None else ctx.deadline()
+    return INF_DURATION if deadline is None else deadline - now
+
+
 @final
 class Limiter:
     """A token bucket: *burst* tokens at most, refilled at *limit* tokens per second.
@@ -268,11 +274,8 @@ class Limiter:
             tokens = burst
         return t, tokens
 
-    def _reserve(self, t: float, n: int, max_future: float) -> Reservation:
-        if self._limit == INF:
-            # Carries a zero limit, as Go's does: cancelled after the limit became
-            # finite, it gives back its own n tokens, not a full bucket.
-            return Reservation._create(self, True, n, t, 0.0)
+    def _shortfall(self, t: float, n: int) -> tuple[float, float, float]:
+        """``(t, tokens left, wait)`` if *n* tokens were taken at *t* (pure; finite limit)."""
         # A zero limit takes the same path, as in current Go: the tokens in the
         # bucket are granted, none are added, and what is missing would take
         # INF_DURATION. The burst is never spent (older Go took zero-limit grants
@@ -289,6 +292,14 @@ class Limiter:
             if wait < _NS or (wait < 1e-6 and wait <= 4.0 * math.ulp(t)):
                 wait = 0.0
                 tokens = 0.0
+        return t, tokens, wait
+
+    def _reserve(self, t: float, n: int, max_future: float) -> Reservation:
+        if self._limit == INF:
+            # Carries a zero limit, as Go's does: cancelled after the limit became
+            # finite, it gives back its own n tokens, not a full bucket.
+            return Reservation._create(self, True, n, t, 0.0)
+        t, tokens, wait = self._shortfall(t, n)
         ok = n <= self._burst and wait <= max_future
         if not ok:
             return Reservation._create(self, False, 0, 0.0, self._limit)
@@ -396,10 +407,11 @@ class Limiter:
         """Wait until *n* tokens are granted.
 
         Books the tokens at once (so waiters are served in call order), then
-        sleeps until their time. Fails at once, taking nothing, when *n*
-        exceeds the burst (unless the limit is `INF`), when *ctx* is already
-        done, or when *ctx*'s deadline would pass before the tokens are
-        granted. If *ctx* ends (or the call is cancelled) while waiting, the
+        sleeps until their time; tokens available now are taken after the
+        call's checkpoint, so a call cancelled there takes nothing. Fails at
+        once, taking nothing, when *n* exceeds the burst (unless the limit is
+        `INF`), when *ctx* is already done, or when *ctx*'s deadline would pass
+        before the tokens are granted. If *ctx* ends (or the call is cancelled) while waiting, the
         tokens are given back as far as `Reservation.cancel` can.
         Go: ``lim.WaitN(ctx, n)``
 
@@ -416,24 +428,25 @@ class Limiter:
         _check_int(n, "wait(n)")
         if n > self._burst and self._limit != INF:
             raise ValueError(f"rate: wait(n={n}) exceeds limiter's burst {self._burst}")
-        max_future = INF_DURATION
+        if ctx is not None and (err := ctx.err()) is not None:
+            raise err
         now = current_time()
-        if ctx is not None:
-            err = ctx.err()
-            if err is not None:
+        if self._limit == INF or self._shortfall(now, n)[2] == 0:
+            # Granted at once: the cancel point comes first, so a call cancelled
+            # there has taken nothing (booked first, the tokens it gave back would
+            # already be due: Reservation.cancel could not restore them).
+            await checkpoint()
+            if ctx is not None and (err := ctx.err()) is not None:
                 raise err
-            deadline = ctx.deadline()
-            if deadline is not None:
-                max_future = deadline - now
-        r = self._reserve(now, n, max_future)
+            now = current_time()
+        r = self._reserve(now, n, _max_future(now, ctx))
         if not r._ok:
             raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
         delay = r._time_to_act - now
+        if delay <= 0:
+            return
         try:
-            if delay <= 0:
-                await checkpoint()
-            else:
-                await sleep(delay, ctx)
+            await sleep(delay, ctx)
         except DeadlineExceeded:
             if current_time() >= r._time_to_act:
                 # Tokens due exactly at the deadline were booked (Go's waitDuration <=
@@ -555,10 +568,12 @@ class SlidingWindow:
     async def wait(self, n: int = 1, ctx: Context | None = None) -> None:
         """Wait until *n* events fit in the window, and record them.
 
-        Books the events at once (FIFO), then sleeps until their time. Fails at
-        once, booking nothing, when *ctx* is done or its deadline would pass
-        first. If *ctx* ends or the call is cancelled while waiting, the
-        booking is withdrawn (later bookings keep their times).
+        Books the events at once (FIFO), then sleeps until their time; events
+        that fit now are recorded after the call's checkpoint, so a call
+        cancelled there records nothing. Fails at once, booking nothing, when
+        *ctx* is done or its deadline would pass first. If *ctx* ends or the
+        call is cancelled while waiting, the booking is withdrawn (later
+        bookings keep their times).
 
         Checkpoint: always a cancel point and a schedule point.
 
@@ -568,22 +583,26 @@ class SlidingWindow:
             Canceled: *ctx* was cancelled.
         """
         self._check(n, "wait")
+        if ctx is not None and (err := ctx.err()) is not None:
+            raise err
         now = current_time()
-        if ctx is not None:
-            err = ctx.err()
-            if err is not None:
+        if not n or self._when(now, n) <= now:
+            # They fit now: the cancel point comes first, so a call cancelled there
+            # has recorded nothing.
+            await checkpoint()
+            if ctx is not None and (err := ctx.err()) is not None:
                 raise err
+            now = current_time()
         when = self._when(now, n) if n else now
         if ctx is not None:
             deadline = ctx.deadline()
             if deadline is not None and when > deadline:
                 raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
         self._log.extend([when] * n)
+        if when <= now:
+            return
         try:
-            if when <= now:
-                await checkpoint()
-            else:
-                await sleep(when - now, ctx)
+            await sleep(when - now, ctx)
         except BaseException:
             if when > current_time():
                 for _ in range(n):

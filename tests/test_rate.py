@@ -409,6 +409,45 @@ async def test_wait_is_cancel_point() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["limiter", "limiter-ctx", "window", "window-ctx"])
+async def test_wait_cancelled_at_its_first_await_takes_nothing(kind: str) -> None:
+    """Principle 2: a wait cancelled at its checkpoint, which could have gone through
+    at once, leaves no trace: the token (the window slot) is still there. Booked
+    before the checkpoint, it would be due by the time the cancellation gave it back,
+    and Reservation.cancel restores nothing that is due."""
+    lim: Limiter | SlidingWindow = (
+        Limiter(every(10), 1) if kind.startswith("limiter") else SlidingWindow(1, 10.0)
+    )
+    ctx = background() if kind.endswith("ctx") else None
+    for _ in range(3):
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await lim.wait(1, ctx)
+            pytest.fail("not cancelled")  # pragma: no cover
+        assert scope.cancelled_caught
+    assert lim.allow()  # the one token (slot) is still there
+    assert not lim.allow()
+
+
+@pytest.mark.anyio
+async def test_wait_cancelled_from_another_task_at_its_first_await_takes_nothing() -> None:
+    lim = Limiter(every(10), 1)
+    got: list[str] = []
+
+    async def waiter(scope: anyio.CancelScope) -> None:
+        with scope:
+            await lim.wait()
+            got.append("granted")  # pragma: no cover - cancelled first
+
+    scope = anyio.CancelScope()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter, scope)
+        scope.cancel()  # before the waiter's first step: it is cancelled at its checkpoint
+    assert got == []
+    assert lim.allow()
+
+
+@pytest.mark.anyio
 async def test_waiters_share_the_rate() -> None:
     lim = rate.Limiter(200, 1)
     order: list[int] = []
