@@ -22,6 +22,7 @@ from typing import Generic, Literal, TypeVar, final
 
 from ._chan import Chan
 from ._exceptions import ChanClosed, WouldBlock
+from .sync._mutex import Mutex
 
 __all__ = ["Broadcast", "Disconnected", "Policy", "PubSub", "Subscription"]
 
@@ -236,12 +237,16 @@ class Broadcast(Generic[T]):
         ```
     """
 
-    __slots__ = ("_closed", "_on_empty", "_subs")
+    __slots__ = ("_closed", "_on_empty", "_order", "_queued", "_subs")
 
     def __init__(self) -> None:
         self._subs: tuple[Subscription[T], ...] = ()
         self._closed = False
         self._on_empty: Callable[[], None] | None = None  # PubSub forgets the topic
+        # Publishes that wait for a full "block" subscriber hold _order (made on first
+        # need); _queued counts them and those queued behind them, in call order.
+        self._order: Mutex | None = None
+        self._queued = 0
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -291,16 +296,24 @@ class Broadcast(Generic[T]):
 
         Subscribers with room get it at once; then publish waits, one after the
         other, for each full ``"block"`` subscriber (one that unsubscribes
-        meanwhile is skipped). Cancellation: subscribers served before the
-        cancellation keep the value, the others never get it. Checkpoint: a cancel
-        point; yields only when it must wait.
+        meanwhile is skipped). Order: every subscriber gets the values in the
+        order of the publish calls, also when several tasks publish at once -- a
+        publish that comes while another waits for a full subscriber queues
+        behind it (first come, first served) and delivers nothing before it, as
+        sends to the same channels from a Go broker would. Cancellation:
+        subscribers served before the cancellation keep the value, the others
+        never get it (a publish cancelled while queued delivered nothing).
+        Checkpoint: a cancel point; yields only when it must wait.
         Go: ``for _, s := range subs { s <- v }``
 
         Raises:
-            ChanClosed: The broadcast is closed.
+            ChanClosed: The broadcast is closed (also while queued).
         """
         if self._closed:
             raise ChanClosed("publish on closed Broadcast")
+        if self._queued:
+            await self._publish_in_turn(value)
+            return
         waiting: list[Subscription[T]] | None = None
         for sub in self._subs:
             if not sub._deliver_nowait(value):
@@ -310,25 +323,51 @@ class Broadcast(Generic[T]):
                     waiting.append(sub)
         if waiting is None:
             return
-        for sub in waiting:
+        order = self._order
+        if order is None:
+            order = self._order = Mutex()
+        taken = order.try_lock()  # free: nobody waits (_queued was 0)
+        assert taken
+        self._queued += 1
+        try:
+            await _send_each(waiting, value)
+        finally:
+            self._queued -= 1
+            order.unlock()
+
+    async def _publish_in_turn(self, value: T) -> None:
+        """`publish` behind the publishes that wait: deliver only once they are done."""
+        order = self._order
+        assert order is not None
+        self._queued += 1
+        try:
+            await order.lock()
             try:
-                await sub._ch.send(value)
-            except ChanClosed:  # unsubscribed or closed while we waited: skip it
-                pass
+                if self._closed:
+                    raise ChanClosed("publish on closed Broadcast")
+                waiting = [sub for sub in self._subs if not sub._deliver_nowait(value)]
+                await _send_each(waiting, value)
+            finally:
+                order.unlock()
+        finally:
+            self._queued -= 1
 
     def publish_nowait(self, value: T) -> None:
         """Deliver *value* to every subscriber now, or to none.
 
         Drop and disconnect policies apply as in `publish`. If a ``"block"``
-        subscriber's buffer is full, nobody gets the value and `WouldBlock` is raised.
+        subscriber's buffer is full, or a `publish` still waits for one (the
+        value would overtake its), nobody gets the value and `WouldBlock` is raised.
         Go: ``select { case s <- v: default: }`` per subscriber, checked first.
 
         Raises:
-            WouldBlock: A ``"block"`` subscriber has no room.
+            WouldBlock: A ``"block"`` subscriber has no room, or a publish waits.
             ChanClosed: The broadcast is closed.
         """
         if self._closed:
             raise ChanClosed("publish on closed Broadcast")
+        if self._queued:
+            raise WouldBlock("a publish is still waiting for a 'block' subscriber")
         subs = self._subs
         for sub in subs:
             if sub._policy == "block" and not sub._ch._send_ready() and not sub._ch.closed:
@@ -351,6 +390,15 @@ class Broadcast(Generic[T]):
             sub._bus = None
             if not sub._ch.closed:
                 sub._ch.close()
+
+
+async def _send_each(waiting: list[Subscription[T]], value: T) -> None:
+    """Wait for room in each full ``"block"`` subscriber in turn, skipping closed ones."""
+    for sub in waiting:
+        try:
+            await sub._ch.send(value)
+        except ChanClosed:  # unsubscribed or closed while we waited: skip it
+            pass
 
 
 @final

@@ -170,3 +170,113 @@ async def test_pubsub_topics() -> None:
     assert [v async for v in sub] == [9]
     with pytest.raises(ChanClosed):
         await ps.publish("a", 1)
+
+
+# -- order across concurrent publishers ------------------------------------------------
+
+
+async def test_concurrent_publishes_reach_every_subscriber_in_the_same_order() -> None:
+    """The audit's case: publish "1" waits for full y; z gets room; publish "2" must
+    not reach z before "1" does (Go: both publishers send to y first, then z)."""
+    bus = Broadcast[str]()
+    y = bus.subscribe(buffer=1)
+    z = bus.subscribe(buffer=1)
+    await bus.publish("x")  # both full now
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bus.publish, "1")
+        await anyio.wait_all_tasks_blocked()  # "1" waits for y
+        assert await z.recv() == "x"  # z has room
+        tg.start_soon(bus.publish, "2")
+        await anyio.wait_all_tasks_blocked()  # "2" queues behind "1"
+        with pytest.raises(WouldBlock):
+            bus.publish_nowait("3")  # would overtake "1" too
+        ys = [await y.recv() for _ in range(3)]
+        zs = [await z.recv() for _ in range(2)]
+    assert ys == ["x", "1", "2"]
+    assert ["x", *zs] == ["x", "1", "2"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_publishers_and_slow_readers_agree_on_one_order(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    bus = Broadcast[tuple[int, int]]()
+    subs = [bus.subscribe(buffer=rng.choice([0, 1, 2])) for _ in range(3)]
+    per_publisher = 20
+    seen: list[list[tuple[int, int]]] = [[] for _ in subs]
+
+    async def publisher(k: int) -> None:
+        for i in range(per_publisher):
+            await bus.publish((k, i))
+            for _ in range(rng.randrange(3)):
+                await anyio.sleep(0)
+
+    async def reader(j: int, sub: Subscription[tuple[int, int]]) -> None:
+        async for v in sub:
+            seen[j].append(v)
+            for _ in range(rng.randrange(3)):
+                await anyio.sleep(0)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as readers:
+            for j, sub in enumerate(subs):
+                readers.start_soon(reader, j, sub)
+            async with anyio.create_task_group() as pubs:
+                for k in range(3):
+                    pubs.start_soon(publisher, k)
+            bus.close()
+    assert len(seen[0]) == 3 * per_publisher
+    assert seen[1] == seen[0] and seen[2] == seen[0]  # one order for everyone...
+    for k in range(3):  # ... that keeps each publisher's own order
+        assert [i for kk, i in seen[0] if kk == k] == list(range(per_publisher))
+
+
+async def test_a_publish_cancelled_while_queued_delivers_nothing() -> None:
+    bus = Broadcast[int]()
+    a = bus.subscribe(buffer=0)
+    b = bus.subscribe(buffer=4)
+    scope = anyio.CancelScope()
+
+    async def queued() -> None:
+        with scope:
+            await bus.publish(2)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bus.publish, 1)  # b gets 1; waits for a reader of a
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(queued)
+        await anyio.wait_all_tasks_blocked()
+        scope.cancel()
+        await anyio.wait_all_tasks_blocked()
+        assert await a.recv() == 1
+    assert scope.cancelled_caught
+    assert len(b) == 1  # never 2
+    assert await b.recv() == 1
+    with anyio.fail_after(10):  # the cancelled publish left the queue: a new one goes through
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bus.publish, 3)
+            assert await a.recv() == 3
+    assert len(b) == 1
+    assert await b.recv() == 3
+
+
+async def test_close_while_queued_raises_chan_closed() -> None:
+    bus = Broadcast[int]()
+    a = bus.subscribe(buffer=0)
+    errors: list[BaseException] = []
+
+    async def queued() -> None:
+        try:
+            await bus.publish(2)
+        except ChanClosed as e:
+            errors.append(e)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(bus.publish, 1)  # waits for a reader of a
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(queued)
+        await anyio.wait_all_tasks_blocked()
+        bus.close()  # the waiting publish gives up on a; the queued one fails
+    assert len(errors) == 1
+    assert [v async for v in a] == []
