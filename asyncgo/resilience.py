@@ -1,7 +1,9 @@
 """Resilience: a circuit breaker and retries with exponential backoff and full jitter.
 
 `CircuitBreaker` stops calling a dependency that keeps failing: after
-*failure_threshold* counted failures within *window* seconds it *opens* and
+*failure_threshold* counted failures within *window* seconds (or, in rate
+mode, when at least *failure_rate* of at least *min_calls* calls completed
+within *window* failed: Hystrix's and resilience4j's model) it *opens* and
 every call fails fast with `CircuitOpen`; after *recovery_time* it is
 *half-open* and lets at most *half_open_max_calls* probe calls through at a
 time; *success_threshold* successful probes close it again, one failed probe
@@ -20,6 +22,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
+import numbers
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -53,6 +56,29 @@ def _number(where: str, v: object) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TypeError(f"{where}: takes a number of seconds, not {type(v).__name__}")
     return float(v)
+
+
+def _fraction(v: object) -> float:
+    """*v*, a `CircuitBreaker` failure_rate, as a float in (0, 1]; else TypeError or ValueError."""
+    # bool is an int: failure_rate=True would read as 100 %.
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(
+            f"CircuitBreaker(failure_rate={v!r}): takes a number "
+            f"(a fraction of the calls, e.g. 0.5), not {type(v).__name__}"
+        )
+    rate = float(v)
+    if not 0 < rate <= 1:  # NaN fails it too
+        raise ValueError(
+            f"CircuitBreaker(failure_rate={v}): must be in (0, 1], "
+            "a fraction of the calls (0.5 for 50%)"
+        )
+    return rate
+
+
+def _check_int(what: str, v: object) -> None:
+    """TypeError naming `CircuitBreaker` option *what* if *v* is not an int (nor a bool)."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"CircuitBreaker({what}={v!r}): takes an int, not {type(v).__name__}")
 
 
 class CircuitOpen(Exception):
@@ -142,6 +168,7 @@ class BreakerStats:
         s = breaker.stats()
         assert s.state is resilience.State.CLOSED  # 1 failure of the 3 that open it
         assert (s.calls, s.successes, s.failures, s.recent_failures) == (2, 1, 1, 1)
+        assert s.recent_calls is None        # kept in rate mode only (failure_rate=...)
         ```
     """
 
@@ -152,9 +179,48 @@ class BreakerStats:
     rejected: int  #: calls refused with `CircuitOpen`
     opened: int  #: times the breaker opened
     recent_failures: int  #: counted failures within the window (closed state)
+    #: rate mode: successes + counted failures within the window (closed state);
+    #: None in count mode, which keeps no record of successes
+    recent_calls: int | None = None
 
 
 _Ticket = tuple[int, bool]  # (generation, is a probe)
+
+
+@final
+class _Times:
+    """The times of one kind of outcome within a sliding window, oldest first.
+
+    With an infinite window nothing ever leaves it, so only the count is kept:
+    a rate-mode breaker with ``window=math.inf`` that never opens must not keep
+    a float per call forever.
+    """
+
+    __slots__ = ("_count", "_times")
+
+    def __init__(self, *, keep_times: bool) -> None:
+        self._times: deque[float] | None = deque() if keep_times else None
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, now: float) -> None:
+        self._count += 1
+        if self._times is not None:
+            self._times.append(now)
+
+    def forget_until(self, lo: float) -> None:
+        """Forget the times ``<= lo`` (those that left the window)."""
+        times = self._times
+        while times and times[0] <= lo:
+            times.popleft()
+            self._count -= 1
+
+    def clear(self) -> None:
+        self._count = 0
+        if self._times is not None:
+            self._times.clear()
 
 
 @final
@@ -169,6 +235,20 @@ class CircuitBreaker:
     A call's outcome counts only in the state it started in: a slow call
     that started before the breaker opened does not touch the new state
     (gobreaker's generations).
+
+    While closed, it opens in one of two modes, chosen when it is made:
+
+    * count mode (the default): *failure_threshold* counted failures within
+      the last *window* seconds (gobreaker's model);
+    * rate mode (``failure_rate=``): as a call completes, the calls that
+      completed within the last *window* seconds number at least *min_calls*
+      (successes and counted failures) and at least *failure_rate* of them
+      failed (Hystrix's ErrorPercentThreshold and RequestVolumeThreshold,
+      resilience4j's time-based sliding window).
+
+    Cost: count mode keeps at most *failure_threshold* timestamps; rate mode
+    keeps one (about 32 bytes) per success or counted failure completed within
+    *window*, and only two counters with ``window=math.inf``.
 
     Example:
         ```python
@@ -189,6 +269,32 @@ class CircuitBreaker:
             body = b"<cached page>"
         assert body == b"<cached page>"
         ```
+
+    Example:
+        Rate mode, configured as Hystrix's ErrorPercentThreshold 50 and
+        RequestVolumeThreshold 10 over its 10 s rolling window:
+
+        ```python
+        breaker = CircuitBreaker(failure_rate=0.5, min_calls=10, window=10, recovery_time=5)
+
+        async def lookup(ok: bool) -> str:
+            if not ok:
+                raise ConnectionError("timeout")
+            return "found"
+
+        for i in range(9):                   # 4 failures in 9 calls: fewer than min_calls
+            try:
+                await breaker.call(lookup, i % 2 == 0)
+            except ConnectionError:
+                pass
+        s = breaker.stats()
+        assert (s.state, s.recent_calls, s.recent_failures) == (resilience.State.CLOSED, 9, 4)
+        try:
+            await breaker.call(lookup, False)  # 5 failures in 10 calls: 50% opens it
+        except ConnectionError:
+            pass
+        assert breaker.state is resilience.State.OPEN
+        ```
     """
 
     __slots__ = (
@@ -199,13 +305,16 @@ class CircuitBreaker:
         "_gen",
         "_half_open_max",
         "_ignore",
+        "_min_calls",
         "_name",
         "_on_state_change",
         "_opened",
         "_opened_at",
         "_probe_successes",
         "_probes",
+        "_rate",
         "_recent",
+        "_recent_ok",
         "_recovery_time",
         "_rejected",
         "_state",
@@ -218,7 +327,9 @@ class CircuitBreaker:
     def __init__(
         self,
         *,
-        failure_threshold: int = 5,
+        failure_threshold: int | None = None,
+        failure_rate: float | None = None,
+        min_calls: int = 10,
         window: float = 60.0,
         recovery_time: float = 30.0,
         half_open_max_calls: int = 1,
@@ -231,9 +342,22 @@ class CircuitBreaker:
         """Make a closed breaker.
 
         Args:
-            failure_threshold: Counted failures within *window* that open it.
-            window: Seconds over which failures are counted while closed
-                (positive; ``math.inf``: until the breaker closes or resets).
+            failure_threshold: Counted failures within *window* that open it
+                (count mode; None: 5). Not with *failure_rate*.
+            failure_rate: Rate mode: the fraction of the calls completed
+                within *window* that must have failed to open it, in (0, 1]
+                (0.5: half of them). Checked as each call completes, over its
+                successes and counted failures; a success can open it too,
+                when it brings the calls to *min_calls* with the rate still
+                reached. None: count mode.
+            min_calls: Rate mode: the fewest calls (successes and counted
+                failures) completed within *window* that may open it, so
+                that 1 failure in 1 call does not (Hystrix's
+                RequestVolumeThreshold, resilience4j's minimumNumberOfCalls).
+                Unused in count mode.
+            window: Seconds over which failures (rate mode: calls) are
+                counted while closed (positive; ``math.inf``: until the
+                breaker closes or resets).
             recovery_time: Seconds it stays open before letting probes through.
             half_open_max_calls: Probe calls let through at once while half-open.
             success_threshold: Successful probes that close it again.
@@ -243,13 +367,27 @@ class CircuitBreaker:
             name: Shown in `CircuitOpen` messages and ``repr``.
 
         Raises:
-            ValueError: A threshold or count is below 1, *window* is not
+            ValueError: A threshold or count is below 1, both
+                *failure_threshold* and *failure_rate* are given,
+                *failure_rate* is not in (0, 1] (or is NaN), *window* is not
                 positive (``math.inf``: failures never leave it), or
                 *recovery_time* is negative or NaN.
-            TypeError: *window* or *recovery_time* is not a number.
+            TypeError: *window*, *recovery_time* or *failure_rate* is not a
+                number, or *min_calls* is not an int.
         """
+        if failure_threshold is not None and failure_rate is not None:
+            raise ValueError(
+                f"CircuitBreaker(failure_threshold={failure_threshold}, "
+                f"failure_rate={failure_rate}): pass one or the other "
+                "(failure_threshold: a count of failures; failure_rate: a fraction of the calls)"
+            )
+        rate = None if failure_rate is None else _fraction(failure_rate)
+        _check_int("min_calls", min_calls)
+        if failure_threshold is None:
+            failure_threshold = 5
         for what, v in (
             ("failure_threshold", failure_threshold),
+            ("min_calls", min_calls),
             ("half_open_max_calls", half_open_max_calls),
             ("success_threshold", success_threshold),
         ):
@@ -267,6 +405,8 @@ class CircuitBreaker:
         if not rec >= 0:
             raise ValueError(f"CircuitBreaker(recovery_time={recovery_time}): must be >= 0 seconds")
         self._threshold = failure_threshold
+        self._rate = rate
+        self._min_calls = min_calls
         self._window = win
         self._recovery_time = rec
         self._half_open_max = half_open_max_calls
@@ -277,7 +417,11 @@ class CircuitBreaker:
         self._name = name
         self._state = State.CLOSED
         self._gen = 0
-        self._recent: deque[float] = deque()  # failure times while closed
+        # While closed: the times of counted failures, and in rate mode of successes
+        # (_Times keeps only counts for window=math.inf, where nothing leaves the window).
+        keep_times = win != math.inf
+        self._recent = _Times(keep_times=keep_times)
+        self._recent_ok = _Times(keep_times=keep_times)
         self._opened_at = 0.0
         self._probes = 0  # probe calls in flight (half-open)
         self._probe_successes = 0
@@ -313,11 +457,11 @@ class CircuitBreaker:
             rejected=self._rejected,
             opened=self._opened,
             recent_failures=len(self._recent),
+            recent_calls=None if self._rate is None else len(self._recent) + len(self._recent_ok),
         )
 
     def reset(self) -> None:
-        """Close the breaker and forget recent failures (counters are kept)."""
-        self._recent.clear()
+        """Close the breaker and forget recent outcomes (counters are kept)."""
         self._set(State.CLOSED, current_time())
 
     # -- state machine (pure: takes the time) ------------------------------------
@@ -333,6 +477,7 @@ class CircuitBreaker:
             self._opened += 1
         elif new is State.CLOSED:
             self._recent.clear()
+            self._recent_ok.clear()
         if old is not new and self._on_state_change is not None:
             self._on_state_change(old, new)
 
@@ -342,10 +487,9 @@ class CircuitBreaker:
         return self._state
 
     def _prune(self, now: float) -> None:
-        recent = self._recent
         lo = now - self._window
-        while recent and recent[0] <= lo:
-            recent.popleft()
+        self._recent.forget_until(lo)
+        self._recent_ok.forget_until(lo)
 
     def _enter(self, now: float) -> _Ticket:
         state = self._state_at(now)
@@ -385,11 +529,24 @@ class CircuitBreaker:
                 if self._probe_successes >= self._success_threshold:
                     self._set(State.CLOSED, now)
             return
-        if failed:
-            self._prune(now)
-            self._recent.append(now)
-            if len(self._recent) >= self._threshold:
-                self._set(State.OPEN, now)
+        rate = self._rate
+        if rate is None:
+            if failed:
+                self._prune(now)
+                self._recent.add(now)
+                if len(self._recent) >= self._threshold:
+                    self._set(State.OPEN, now)
+            return
+        if neutral:
+            return
+        self._prune(now)
+        (self._recent if failed else self._recent_ok).add(now)
+        bad = len(self._recent)
+        n = bad + len(self._recent_ok)
+        # bad / n, not bad >= rate * n: 0.28 * 25 is 7.000000000000001, so 7 failures
+        # in 25 calls would miss failure_rate=0.28 (test_rate_is_compared_exactly).
+        if n >= self._min_calls and bad / n >= rate:
+            self._set(State.OPEN, now)
 
     # -- the three ways to use it -----------------------------------------------
 

@@ -7,15 +7,17 @@ The seed (Java, Resilience4j/Hystrix)::
     // circuitBreaker.waitDurationInOpenState  5s   熔断后等待恢复时间
     // 当下游依赖响应超时超过阈值，自动切换至降级逻辑，返回缓存数据或默认值，避免雪崩效应。
 
-asyncgo: ``asyncgo.resilience.CircuitBreaker`` (top level too). One honest
-difference: it opens after ``failure_threshold`` counted failures within
-``window`` seconds (gobreaker's model), not on a failure *rate* over a minimum
-volume. While open, calls fail at once with ``CircuitOpen`` (no call reaches
-the dependency): catch it and return the fallback -- the cached value. After
-``recovery_time`` one probe goes through; its success closes the breaker.
-``retry`` (exponential backoff with full jitter, never sleeping past the ctx
-deadline) goes outside the breaker, so an open breaker ends the retries at once.
-The seed's 5 s are 100 ms here.
+asyncgo: ``asyncgo.resilience.CircuitBreaker`` (top level too) in rate mode,
+the seed's model: ``failure_rate=0.5`` (failureRateThreshold 50) and
+``min_calls=10`` (requestVolumeThreshold 10) over the calls completed within
+``window`` seconds -- 10 s, Hystrix's rolling window. (Without ``failure_rate``
+it counts failures instead, gobreaker's model: ``failure_threshold`` of them
+within ``window`` open it.) While open, calls fail at once with
+``CircuitOpen`` (no call reaches the dependency): catch it and return the
+fallback -- the cached value. After ``recovery_time`` one probe goes through;
+its success closes the breaker. ``retry`` (exponential backoff with full
+jitter, never sleeping past the ctx deadline) goes outside the breaker, so an
+open breaker ends the retries at once. The seed's 5 s are 100 ms here.
 
 Run: ``python examples/circuit_breaker.py --backend asyncio|uvloop|trio``
 """
@@ -64,7 +66,8 @@ class Shop:
 async def main() -> None:
     transitions: list[str] = []
     breaker = CircuitBreaker(
-        failure_threshold=5,
+        failure_rate=0.5,  # the seed's failureRateThreshold = 50 (%)
+        min_calls=10,  # the seed's requestVolumeThreshold = 10
         window=10.0,
         recovery_time=0.1,  # the seed's waitDurationInOpenState = 5s
         failure_on=ConnectionError,
@@ -85,9 +88,10 @@ async def main() -> None:
         sources.count("fallback (breaker open)"),
         "short-circuited",
     )
-    assert sources[:5] == ["fallback"] * 5  # five real failures open it...
-    assert sources[5:] == ["fallback (breaker open)"] * 15  # ...then no call goes through
-    assert inventory.calls == 1 + 5 and breaker.state is State.OPEN
+    # With the warm-up success, nine failures make the 10 calls the rate needs (90 % >= 50 %)...
+    assert sources[:9] == ["fallback"] * 9
+    assert sources[9:] == ["fallback (breaker open)"] * 11  # ...then no call goes through
+    assert inventory.calls == 1 + 9 and breaker.state is State.OPEN
 
     inventory.down = False
     assert (await shop.stock("A-1"))[1].startswith("fallback")  # still open
@@ -122,7 +126,7 @@ async def main() -> None:
     # ...and an open breaker stops the retries at once (CircuitOpen is not retried).
     breaker.reset()
     inventory.down = True
-    for _ in range(5):
+    for _ in range(10):  # 10 failures in 10 calls
         await shop.stock("A-1")
     before = inventory.calls
     try:

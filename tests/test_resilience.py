@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time as _time
+from fractions import Fraction
 
 import anyio
 import pytest
 import trio
 import trio.testing
 
-from asyncgo import background, with_cancel, with_timeout
+from asyncgo import background, resilience, with_cancel, with_timeout
 from asyncgo._exceptions import Canceled, DeadlineExceeded
-from asyncgo.resilience import Backoff, CircuitBreaker, CircuitOpen, State, retry
+from asyncgo.resilience import Backoff, BreakerStats, CircuitBreaker, CircuitOpen, State, retry
 
 pytestmark = pytest.mark.anyio
 
@@ -202,6 +204,334 @@ async def test_breaker_misuse() -> None:
     CircuitBreaker(recovery_time=0)  # half-open at once: allowed
     with pytest.raises(RuntimeError, match="__aexit__ without __aenter__"):
         await CircuitBreaker().__aexit__(None, None, None)
+
+
+# -- circuit breaker, rate mode (failure_rate=): every backend, on a fake clock -----
+
+
+class FakeClock:
+    """Replaces the event loop's clock in asyncgo.resilience, so that window and
+    recovery times are exact on asyncio, uvloop and trio alike (trio's MockClock
+    runs on trio only). A test that takes it and never advances it runs with the
+    breaker's time standing still: every call lands in the window."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(resilience, "current_time", fake)
+    return fake
+
+
+async def outcomes(b: CircuitBreaker, pattern: str) -> None:
+    """One call through *b* per letter: "s" succeeds, "f" fails (a counted Boom)."""
+    for letter in pattern:
+        if letter == "s":
+            assert await b.call(ok) == "ok"
+        else:
+            with pytest.raises(Boom):
+                await b.call(boom)
+
+
+def window_of(b: CircuitBreaker) -> tuple[State, int | None, int]:
+    s = b.stats()
+    return s.state, s.recent_calls, s.recent_failures
+
+
+async def test_rate_opens_at_exactly_the_rate(clock: FakeClock) -> None:
+    """Hystrix's 50 % over at least 10 calls: 5 failures in 10 calls is enough."""
+    b = CircuitBreaker(failure_rate=0.5, min_calls=10, recovery_time=5)
+    await outcomes(b, "sssss" + "ffff")
+    assert window_of(b) == (State.CLOSED, 9, 4)
+    with pytest.raises(Boom):
+        await b.call(boom)  # 5 of 10: exactly the rate
+    assert window_of(b) == (State.OPEN, 10, 5)
+    with pytest.raises(CircuitOpen):
+        await b.call(ok)
+    assert b.stats().opened == 1
+
+
+async def test_rate_success_reaching_min_calls_opens(clock: FakeClock) -> None:
+    """The rate is checked as each call completes: a success can bring the calls to
+    min_calls with the rate still reached (resilience4j does the same)."""
+    b = CircuitBreaker(failure_rate=0.5, min_calls=10)
+    await outcomes(b, "fffff" + "ssss")
+    assert window_of(b) == (State.CLOSED, 9, 5)
+    assert await b.call(ok) == "ok"  # 5 of 10 calls failed
+    assert st(b) is State.OPEN
+
+
+async def test_rate_stays_closed_below_min_calls(clock: FakeClock) -> None:
+    """Every call failed, but fewer than min_calls completed: 1 failure in 1 call is no rate."""
+    b = CircuitBreaker(failure_rate=0.5, min_calls=10)
+    await outcomes(b, "f" * 9)
+    assert window_of(b) == (State.CLOSED, 9, 9)
+    with pytest.raises(Boom):
+        await b.call(boom)  # the 10th call
+    assert st(b) is State.OPEN
+
+    single = CircuitBreaker(failure_rate=1.0, min_calls=1)  # the smallest volume
+    await outcomes(single, "s")
+    assert st(single) is State.CLOSED
+    with pytest.raises(Boom):
+        await single.call(boom)  # 1 of 2 failed: below 100 %
+    assert st(single) is State.CLOSED
+
+
+async def test_rate_stays_closed_below_the_rate(clock: FakeClock) -> None:
+    b = CircuitBreaker(failure_rate=0.5, min_calls=10)
+    await outcomes(b, "ssf" * 30)  # a third of 90 calls
+    assert window_of(b) == (State.CLOSED, 90, 30)
+
+    close = CircuitBreaker(failure_rate=0.5, min_calls=10)
+    await outcomes(close, "sfsfsfsfss")
+    assert window_of(close) == (State.CLOSED, 10, 4)
+    await outcomes(close, "f")
+    assert window_of(close) == (State.CLOSED, 11, 5)  # 45 %
+    await outcomes(close, "f")
+    assert st(close) is State.OPEN  # 6 of 12
+
+
+@pytest.mark.parametrize(
+    ("rate", "failures", "calls"),
+    [(0.28, 7, 25), (0.1, 3, 30), (1 / 3, 1, 3), (0.7, 7, 10), (1, 4, 4)],
+)
+async def test_rate_is_compared_exactly(
+    clock: FakeClock, rate: float, failures: int, calls: int
+) -> None:
+    """failures / calls == rate opens it, whatever the float rounding of rate * calls
+    (0.28 * 25 == 7.000000000000001 > 7)."""
+    b = CircuitBreaker(failure_rate=rate, min_calls=calls)
+    await outcomes(b, "s" * (calls - failures) + "f" * (failures - 1))
+    assert st(b) is State.CLOSED
+    await outcomes(b, "f")
+    assert st(b) is State.OPEN
+
+
+async def test_rate_window_forgets_old_outcomes(clock: FakeClock) -> None:
+    b = CircuitBreaker(failure_rate=0.5, min_calls=4, window=10)
+    await outcomes(b, "fff")
+    clock.advance(9.75)
+    assert window_of(b) == (State.CLOSED, 3, 3)  # still within the window
+    clock.advance(0.25)
+    assert window_of(b) == (State.CLOSED, 0, 0)  # 10 s old: gone
+    await outcomes(b, "f")
+    assert window_of(b) == (State.CLOSED, 1, 1)  # would be 4 of 4 with the old ones
+
+    # Successes leave the window too, raising the rate of what is left.
+    b = CircuitBreaker(failure_rate=0.5, min_calls=4, window=10)
+    await outcomes(b, "ssssss")
+    clock.advance(5)
+    await outcomes(b, "fff")
+    assert window_of(b) == (State.CLOSED, 9, 3)
+    clock.advance(5)  # the successes leave
+    assert window_of(b) == (State.CLOSED, 3, 3)
+    await outcomes(b, "f")  # 4 of 4 (4 of 10 if the successes had stayed)
+    assert st(b) is State.OPEN
+
+
+async def test_rate_memory_stays_bounded_by_the_window(clock: FakeClock) -> None:
+    b = CircuitBreaker(failure_rate=0.5, window=10)
+    for _ in range(1000):
+        await outcomes(b, "s")
+        clock.advance(1)
+    # Look at the store itself: stats() prunes it before counting.
+    kept = b._recent_ok._times
+    assert kept is not None and len(kept) == 10  # the last call pruned all but 10
+    assert window_of(b) == (State.CLOSED, 9, 0)
+
+    # math.inf: nothing ever leaves the window, so only counts are kept.
+    forever = CircuitBreaker(failure_rate=0.5, min_calls=10, window=math.inf)
+    for _ in range(1000):
+        await outcomes(forever, "s")
+        clock.advance(10**6)
+    await outcomes(forever, "f" * 999)
+    assert forever._recent_ok._times is None and forever._recent._times is None
+    assert window_of(forever) == (State.CLOSED, 1999, 999)
+    await outcomes(forever, "f")  # 1000 of 2000
+    assert st(forever) is State.OPEN
+
+
+async def test_rate_neutral_exceptions_count_as_neither(clock: FakeClock) -> None:
+    """Exceptions outside failure_on, or in ignore, are neither successes nor failures."""
+    b = CircuitBreaker(
+        failure_rate=0.75, min_calls=4, failure_on=(Boom, OSError), ignore=FileNotFoundError
+    )
+
+    async def missing() -> None:
+        raise FileNotFoundError("gone")  # an OSError, but ignored
+
+    await outcomes(b, "ff")
+    for _ in range(5):
+        with pytest.raises(ValueError, match="x"):
+            async with b:
+                raise ValueError("x")
+        with pytest.raises(FileNotFoundError):
+            await b.call(missing)
+    assert window_of(b) == (State.CLOSED, 2, 2)  # as failures: 4 of 4 opened it
+    await outcomes(b, "s")
+    assert window_of(b) == (State.CLOSED, 3, 2)
+    await outcomes(b, "f")  # 3 of 4 (3 of 14 if they counted as successes)
+    assert st(b) is State.OPEN
+
+
+async def test_rate_cancellation_counts_as_neither(clock: FakeClock) -> None:
+    b = CircuitBreaker(failure_rate=0.75, min_calls=4)
+    await outcomes(b, "ff")
+    for _ in range(5):
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await b.call(anyio.sleep, 1)  # cancelled at once
+        assert scope.cancelled_caught
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            async with b:
+                await anyio.sleep(1)
+        assert scope.cancelled_caught
+    assert window_of(b) == (State.CLOSED, 2, 2)
+    await outcomes(b, "s")
+    assert window_of(b) == (State.CLOSED, 3, 2)
+    await outcomes(b, "f")  # 3 of 4 (3 of 14 if they counted as successes)
+    assert st(b) is State.OPEN
+
+
+async def test_rate_stale_generation_does_not_count(clock: FakeClock) -> None:
+    """Calls that started before the breaker opened and closed again do not count in
+    the new window: counted, their failure and success (1 of 2) would reopen it."""
+    b = CircuitBreaker(failure_rate=0.5, min_calls=2, recovery_time=30)
+    gate = anyio.Event()
+    finished: list[str] = []
+
+    async def slow(fail: bool) -> None:
+        try:
+            async with b:
+                await gate.wait()
+                if fail:
+                    raise Boom
+        except Boom:
+            finished.append("failed")
+        else:
+            finished.append("returned")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(slow, True)
+        tg.start_soon(slow, False)
+        await anyio.wait_all_tasks_blocked()
+        await outcomes(b, "ff")
+        assert st(b) is State.OPEN
+        clock.advance(30)
+        await outcomes(b, "s")  # the probe closes it: a new generation
+        assert window_of(b) == (State.CLOSED, 0, 0)
+        gate.set()
+    assert sorted(finished) == ["failed", "returned"]
+    assert window_of(b) == (State.CLOSED, 0, 0)
+
+
+async def test_rate_half_open_after_recovery(clock: FakeClock) -> None:
+    changes: list[tuple[State, State]] = []
+    b = CircuitBreaker(
+        failure_rate=0.5,
+        min_calls=4,
+        recovery_time=30,
+        success_threshold=2,
+        on_state_change=lambda old, new: changes.append((old, new)),
+    )
+    await outcomes(b, "sff")
+    assert st(b) is State.CLOSED
+    await outcomes(b, "f")  # 3 of 4
+    assert st(b) is State.OPEN
+    clock.advance(29.5)
+    with pytest.raises(CircuitOpen) as info:
+        await b.call(ok)
+    assert info.value.retry_after == 0.5
+    clock.advance(0.5)
+    assert st(b) is State.HALF_OPEN
+    await outcomes(b, "s")
+    assert st(b) is State.HALF_OPEN  # 1 of 2 probes
+    await outcomes(b, "s")
+    assert window_of(b) == (State.CLOSED, 0, 0)  # closing starts a new window
+    await outcomes(b, "fff")  # the old 3 of 4 are forgotten: 3 calls are too few
+    assert st(b) is State.CLOSED
+    await outcomes(b, "f")
+    assert st(b) is State.OPEN
+    clock.advance(30)
+    await outcomes(b, "f")  # a failed probe reopens it
+    assert st(b) is State.OPEN
+    assert b.stats().opened == 3
+    closed, open_, half_open = State.CLOSED, State.OPEN, State.HALF_OPEN
+    assert changes == [
+        (closed, open_),
+        (open_, half_open),
+        (half_open, closed),
+        (closed, open_),
+        (open_, half_open),
+        (half_open, open_),
+    ]
+
+
+async def test_count_mode_is_unchanged() -> None:
+    """failure_threshold=None (the default) is 5; count mode keeps no successes."""
+    for b in (CircuitBreaker(), CircuitBreaker(failure_threshold=None)):
+        await outcomes(b, "s" * 20 + "ffff")
+        assert window_of(b) == (State.CLOSED, None, 4)
+        await outcomes(b, "f")
+        assert st(b) is State.OPEN
+    old_style = BreakerStats(State.CLOSED, 1, 1, 0, 0, 0, 0)  # built before recent_calls
+    assert old_style.recent_calls is None
+
+
+def test_rate_misuse() -> None:
+    """Bad rate-mode options fail when the breaker is made, naming the option and the rule."""
+    with pytest.raises(
+        ValueError,
+        match=r"^CircuitBreaker\(failure_threshold=5, failure_rate=0\.5\): pass one or the "
+        r"other \(failure_threshold: a count of failures; failure_rate: a fraction of the "
+        r"calls\)$",
+    ):
+        CircuitBreaker(failure_threshold=5, failure_rate=0.5)
+    for rate in (0, 0.0, -0.5, 1.5, 50, math.nan, math.inf):
+        with pytest.raises(
+            ValueError,
+            match=rf"^CircuitBreaker\(failure_rate={rate}\): must be in \(0, 1\], "
+            r"a fraction of the calls \(0\.5 for 50%\)$",
+        ):
+            CircuitBreaker(failure_rate=rate)
+    wrong_type: list[tuple[object, str]] = [
+        (True, "bool"),
+        ("0.5", "str"),
+        ([0.5], "list"),
+    ]
+    for bad, name in wrong_type:
+        with pytest.raises(
+            TypeError,
+            match=rf"^CircuitBreaker\(failure_rate={re.escape(repr(bad))}\): takes a number "
+            rf"\(a fraction of the calls, e\.g\. 0\.5\), not {name}$",
+        ):
+            CircuitBreaker(failure_rate=bad)  # type: ignore[arg-type]
+    for calls in (0, -1):
+        with pytest.raises(ValueError, match=rf"^CircuitBreaker\(min_calls={calls}\): must be at"):
+            CircuitBreaker(failure_rate=0.5, min_calls=calls)
+    for bad, name in [(2.5, "float"), (True, "bool"), ("10", "str")]:
+        with pytest.raises(
+            TypeError,
+            match=rf"^CircuitBreaker\(min_calls={re.escape(repr(bad))}\): takes an int, "
+            rf"not {name}$",
+        ):
+            CircuitBreaker(failure_rate=0.5, min_calls=bad)  # type: ignore[arg-type]
+    # the edges that are allowed
+    for fine in (1, 1.0, 1e-9):
+        CircuitBreaker(failure_rate=fine, min_calls=1)
+    CircuitBreaker(failure_rate=Fraction(1, 2))  # type: ignore[arg-type]  # a real number
+    CircuitBreaker(failure_threshold=None, failure_rate=None)
 
 
 def test_backoff_validation() -> None:
@@ -449,3 +779,23 @@ class TestMockClock:
         assert info.value.retry_after == pytest.approx(0.001)
         await trio.sleep(0.001)
         assert st(b) is State.HALF_OPEN
+
+    async def test_breaker_rate_rolling_window(self) -> None:
+        """Hystrix's configuration on trio's clock: 50 % of at least 10 calls in 10 s."""
+        b = CircuitBreaker(failure_rate=0.5, min_calls=10, window=10.0, recovery_time=5.0)
+        for letter in "fsfsfsfsf":  # one call a second, t = 0 .. 8: 5 of 9 failed
+            await outcomes(b, letter)
+            await trio.sleep(1)
+        await trio.sleep(1)  # t = 10: the failure at t = 0 leaves the window
+        await outcomes(b, "f")  # 5 of 9 again (6 of 10 had it stayed)
+        assert st(b) is State.CLOSED and b.stats().recent_calls == 9
+        await trio.sleep(0.5)
+        await outcomes(b, "f")  # 6 of 10
+        assert st(b) is State.OPEN
+        await trio.sleep(4.75)
+        with pytest.raises(CircuitOpen) as info:
+            await b.call(ok)
+        assert info.value.retry_after == 0.25
+        await trio.sleep(0.25)
+        assert await b.call(ok) == "ok"  # the probe closes it
+        assert st(b) is State.CLOSED and b.stats().recent_calls == 0
