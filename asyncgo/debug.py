@@ -13,6 +13,13 @@
   Go: ``fatal error: all goroutines are asleep - deadlock!``.
 * `asgi_app()` / `aiohttp_handler()`: serve `dump()` over HTTP, off unless
   enabled and loopback-only by default. Go: ``net/http/pprof``.
+* `monitor_lag()`: how late the event loop wakes a sleeping task (count, mean,
+  max, recent percentiles, a histogram): the symptom of a blocked or overloaded
+  loop. Go: the scheduling latency of ``go tool trace``,
+  ``runtime/metrics`` ``/sched/latencies:seconds``.
+* `watch_blocking()`: a watchdog thread that pings the loop and, when it does
+  not answer within a threshold, logs (or hands you) the stack of what is
+  blocking it. Go: ``go tool trace``'s view of a P stuck running one goroutine.
 
 Diagnostics are off by default and then cost nothing: channels, select and the
 sync primitives read one module attribute per park. `enable()` (or the
@@ -20,17 +27,22 @@ sync primitives read one module attribute per park. `enable()` (or the
 enter for you) turns on the tracer, which records where each primitive is made
 (a frame walk per construction) and which task parks on what (a dictionary
 entry per park); `tasks()` works without it, but then shows only stacks.
+`monitor_lag()` and `watch_blocking()` work whether diagnostics are on or not.
 See docs/diagnostics.md.
 """
 
 from __future__ import annotations
 
 import linecache
+import logging
+import math
 import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
@@ -44,7 +56,9 @@ from ._debug_http import asgi_app as asgi_app
 from ._exceptions import Deadlock
 
 __all__ = [
+    "BlockingReport",
     "Frame",
+    "LagStats",
     "Primitive",
     "TaskInfo",
     "aiohttp_handler",
@@ -57,8 +71,10 @@ __all__ = [
     "enabled",
     "is_enabled",
     "labels",
+    "monitor_lag",
     "num_tasks",
     "tasks",
+    "watch_blocking",
 ]
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -940,7 +956,12 @@ class detect_deadlocks:
             self._stop_watcher()
             _reset(_SCOPES, self._token, self._prev)
             try:
-                if await self._tg.__aexit__(
+                if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+                    # The body's own error goes around the task group, which would
+                    # wrap it in an ExceptionGroup: with the watcher stopped, the
+                    # group has nothing to wait for, and the error stays itself.
+                    await self._tg.__aexit__(None, None, None)
+                elif await self._tg.__aexit__(
                     type(exc) if exc is not None else None,
                     exc,
                     exc.__traceback__ if exc is not None else None,
@@ -1090,3 +1111,549 @@ class detect_deadlocks:
         lines.append("")
         lines.append(dump(infos, group=False))
         return "\n".join(lines)
+
+
+# -- a blocked event loop: lag monitor and blocking watchdog ------------------------------
+
+_log = logging.getLogger(__name__)  # "asyncgo.debug"
+
+#: Upper bounds (seconds) of `LagStats.histogram`'s buckets, as Prometheus' ``le``.
+_LAG_BOUNDS: tuple[float, ...] = (
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, math.inf,
+)  # fmt: skip
+
+
+def _positive_seconds(what: str, value: float) -> float:
+    """*value* as a positive, finite float; else a TypeError or ValueError naming *what*."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number of seconds, got {value!r}")
+    if not 0 < value < math.inf:  # NaN fails every comparison
+        raise ValueError(f"{what} must be a positive, finite number of seconds, got {value!r}")
+    return float(value)
+
+
+def _nearest_rank(ordered: list[float] | tuple[float, ...], q: float) -> float:
+    """The *q* quantile (0..1) of sorted samples, nearest-rank; 0.0 without samples."""
+    if not ordered:
+        return 0.0
+    k = math.ceil(q * len(ordered)) - 1
+    return ordered[min(max(k, 0), len(ordered) - 1)]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class LagStats:
+    """How late the event loop woke `monitor_lag`'s task: what its `stats()` returns.
+
+    A lag is how much later than asked the task, sleeping `interval` seconds,
+    ran again: the time the loop was busy with other work (or blocked) when it
+    should have woken it -- the delay every task of the loop sees, Go's
+    scheduling latency. ``count``, ``mean`` and ``max`` cover every sample since
+    the monitor started, ``p50``, ``p99`` and `quantile` the recent ones (the
+    monitor's ``window``), ``histogram`` every sample.
+
+    Example:
+        ```python
+        async with debug.monitor_lag(interval=0.01) as lag:
+            await anyio.sleep(0.05)
+        s = lag.stats()
+        assert s.count >= 1 and 0 <= s.p50 <= s.p99 <= s.max
+        assert sum(n for _, n in s.histogram) == s.count
+        print(s)                             # loop lag over 5 wake-ups (every 10.0ms): mean ...
+        ```
+    """
+
+    interval: float
+    """The monitor's sleep, seconds."""
+    count: int
+    """Wake-ups measured since the monitor started."""
+    mean: float
+    """Mean lag, seconds (0.0 before the first sample)."""
+    max: float
+    """Largest lag, seconds."""
+    last: float
+    """The latest lag, seconds."""
+    p50: float
+    """Median lag of the recent samples, seconds."""
+    p99: float
+    """99th percentile lag of the recent samples, seconds."""
+    histogram: tuple[tuple[float, int], ...]
+    """``(upper bound, samples)`` pairs: how many lags fell in ``(previous bound,
+    bound]``, from 1 ms up to ``inf`` (Prometheus' ``le`` buckets, not cumulative)."""
+    recent: tuple[float, ...] = field(repr=False)
+    """The recent lags, oldest first (at most the monitor's ``window``)."""
+
+    def quantile(self, q: float) -> float:
+        """The *q* quantile (``0 <= q <= 1``) of the recent lags, nearest-rank; 0.0 without any.
+
+        Raises:
+            ValueError: *q* is not within 0..1.
+        """
+        if not 0 <= q <= 1:
+            raise ValueError(f"quantile must be within 0..1, got {q!r}")
+        return _nearest_rank(sorted(self.recent), q)
+
+    def __str__(self) -> str:
+        return (
+            f"loop lag over {self.count} wake-up{'s' if self.count != 1 else ''} "
+            f"(every {_ms(self.interval)}): "
+            f"mean {_ms(self.mean)}, p50 {_ms(self.p50)}, p99 {_ms(self.p99)}, "
+            f"max {_ms(self.max)}"
+        )
+
+
+@final
+class monitor_lag:
+    """Measure how late the event loop runs tasks: a blocked or overloaded loop.
+
+    ``async with debug.monitor_lag(interval) as lag:`` runs, beside its body,
+    a task that sleeps *interval* seconds again and again and records how much
+    later than asked it woke up. On a healthy loop that lag is a fraction of a
+    millisecond; a callback or task step that runs too long -- ``time.sleep``,
+    CPU work, blocking I/O, a sync client -- delays every task of the loop, and
+    shows here as a lag about as long as the step. `stats()` returns a
+    `LagStats` snapshot at any time, inside the block and after it (the numbers
+    stop at its end). A late wake-up counts once the task runs, or when the
+    block ends while it is overdue (a block that ends with a blocking call
+    still shows it). To see *what* blocks the loop, use `watch_blocking`.
+    Go: the scheduling latency of ``go tool trace``, ``runtime/metrics``
+    ``/sched/latencies:seconds``.
+
+    Lags are measured on the wall clock (``time.monotonic``), so under a
+    virtual clock (trio's ``MockClock``) only real blocking shows. uvloop's
+    timers tick in milliseconds: lags under ~1 ms are its rounding. The task is
+    asyncgo's own: `tasks()`, `dump()`, `num_tasks()`, `asyncgo.testing.no_leaks`
+    and `detect_deadlocks` leave it out (its timer does not hide a deadlock).
+    Leaving the block cancels the task and waits for it, also on an exception
+    or a cancellation, which propagate unchanged. Cost: one timer wake-up per
+    *interval* (20 a second at the default 50 ms, each a few microseconds of
+    loop time): within the noise of the channel benchmarks.
+
+    Args:
+        interval: How long the task sleeps between measurements, seconds.
+        window: How many recent lags `LagStats.p50`, ``p99`` and ``quantile`` cover.
+
+    Raises:
+        ValueError: *interval* is not a positive, finite number, or *window* < 1.
+        TypeError: *interval* is not a number, or *window* not an int.
+
+    Example:
+        ```python
+        import time
+
+        async with debug.monitor_lag(interval=0.01) as lag:
+            await anyio.sleep(0.05)          # an idle loop: wake-ups are on time
+            time.sleep(0.2)                  # BUG: blocks the loop (sync I/O, CPU work)
+            await anyio.sleep(0.02)          # (the monitor wakes, late, before this does)
+        s = lag.stats()                      # readable after the block too
+        assert s.max >= 0.1                  # one wake-up came ~0.19 s late
+        print(s)                             # loop lag over 6 wake-ups (...): ..., max 190.3ms
+        ```
+    """
+
+    __slots__ = (
+        "_buckets",
+        "_closing",
+        "_count",
+        "_due",
+        "_interval",
+        "_last",
+        "_max",
+        "_recent",
+        "_scope",
+        "_tg",
+        "_total",
+    )
+
+    def __init__(self, interval: float = 0.05, *, window: int = 1000) -> None:
+        """Make the monitor; enter it with ``async with``."""
+        self._interval = _positive_seconds("monitor_lag: interval", interval)
+        if isinstance(window, bool) or not isinstance(window, int):
+            raise TypeError(f"monitor_lag: window must be an int, got {window!r}")
+        if window < 1:
+            raise ValueError(f"monitor_lag: window must be at least 1, got {window}")
+        self._recent: deque[float] = deque(maxlen=window)
+        self._buckets = [0] * len(_LAG_BOUNDS)
+        self._count = 0
+        self._total = 0.0
+        self._max = 0.0
+        self._last = 0.0
+        self._tg: Any = None
+        self._scope: Any = None
+        self._closing = False
+        self._due: float | None = None  # when the monitor's current sleep should end
+
+    @property
+    def interval(self) -> float:
+        """The monitor's sleep between measurements, seconds."""
+        return self._interval
+
+    def stats(self) -> LagStats:
+        """A snapshot of the lags measured so far (any time: inside the block or after it).
+
+        Example:
+            ```python
+            lag = debug.monitor_lag(interval=0.01)
+            assert lag.stats().count == 0     # nothing measured before the block
+            async with lag:
+                await anyio.sleep(0.03)
+                assert lag.stats().count >= 1
+            ```
+        """
+        recent = tuple(self._recent)
+        ordered = sorted(recent)
+        count = self._count
+        return LagStats(
+            interval=self._interval,
+            count=count,
+            mean=self._total / count if count else 0.0,
+            max=self._max,
+            last=self._last,
+            p50=_nearest_rank(ordered, 0.5),
+            p99=_nearest_rank(ordered, 0.99),
+            histogram=tuple(zip(_LAG_BOUNDS, self._buckets, strict=True)),
+            recent=recent,
+        )
+
+    def _record(self, lag: float) -> None:
+        # A timer may fire a hair early (the loop's clock resolution): that is no lag.
+        lag = max(lag, 0.0)
+        self._count += 1
+        self._total += lag
+        self._last = lag
+        if lag > self._max:
+            self._max = lag
+        self._recent.append(lag)
+        self._buckets[bisect_left(_LAG_BOUNDS, lag)] += 1
+
+    async def __aenter__(self) -> monitor_lag:
+        if self._tg is not None:
+            raise RuntimeError("monitor_lag: this block was entered already (make one per block)")
+        self._tg = create_task_group()
+        await self._tg.__aenter__()
+        try:
+            # start(): the task is marked internal before the body can count tasks
+            await self._tg.start(self._run, name="asyncgo lag monitor")
+        except BaseException as exc:  # pragma: no cover - cancelled while starting
+            self._stop()
+            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        self._stop()
+        try:
+            return bool(await self._tg.__aexit__(exc_type, exc, tb))
+        except BaseExceptionGroup as group:
+            # The task group wraps the body's own exception in a group (the monitor
+            # never fails): a monitor must not change what the body raises
+            # (test_debug_lag.py::test_lag_monitor_leaves_the_body_exception_alone).
+            if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
+                return False
+            raise
+
+    def _stop(self) -> None:
+        if not self._closing:
+            self._closing = True
+            # A block that ends with a blocking call leaves the wake-up it delayed
+            # overdue: count it now, or the worst lag would never show
+            # (test_debug_lag.py::test_lag_monitor_counts_the_wake_up_overdue_at_exit).
+            due, self._due = self._due, None
+            if due is not None:
+                late = monotonic() - due
+                if late > 0:
+                    self._record(late)
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def _run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        _internal.add(_tasks.current_task())
+        interval = self._interval
+        with anyio.CancelScope() as self._scope:
+            task_status.started()
+            while not self._closing:
+                self._due = monotonic() + interval
+                # A cancel-scope deadline, not an anonymous timer: the deadlock detector
+                # accounts for it (test_debug_lag.py::test_lag_monitor_keeps_deadlock_detection).
+                await _tasks.sleep(interval)
+                due, self._due = self._due, None
+                if due is not None:  # (else _stop() counted this wake-up already)
+                    self._record(monotonic() - due)
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class BlockingReport:
+    """What `watch_blocking` saw: the event loop not answering, and what its thread ran.
+
+    Example:
+        ```python
+        import time
+
+        def parse_upload() -> None:          # sync work called from async code
+            time.sleep(0.2)                  # BUG: blocks the event loop
+
+        reports: list[debug.BlockingReport] = []
+        with debug.watch_blocking(threshold=0.05, on_block=reports.append):
+            parse_upload()
+        [r] = [r for r in reports if "parse_upload" in r.format()]
+        assert r.duration >= 0.05 and r.stack[0].function.endswith("parse_upload")
+        print(r)                             # event loop blocked: no answer for 0.05s ...
+        ```
+    """
+
+    duration: float
+    """How long the loop had not answered a ping when its stack was taken, seconds
+    (at least the threshold; the block itself may last longer)."""
+    threshold: float
+    """The watchdog's threshold, seconds."""
+    thread_id: int
+    """The event loop's thread (``threading.get_ident()``, a key of ``sys._current_frames()``)."""
+    stack: tuple[Frame, ...]
+    """What that thread was running, innermost call first (Go's order): the blocking
+    call's caller on top, the event loop's own frames at the bottom."""
+
+    def format(self) -> str:
+        """The report as the watchdog logs it: a header, then the stack as `dump()` prints one."""
+        lines = [
+            f"event loop blocked: no answer for {_duration(self.duration)} "
+            f"(threshold {_duration(self.threshold)}); its thread {self.thread_id} is running:"
+        ]
+        for i, fr in enumerate(self.stack):
+            lines.append(f"{fr.function}(...)")
+            lines.append(f"\t{fr.where}")
+            if i == 0:  # the line that blocks
+                src = linecache.getline(fr.filename, fr.lineno).strip()
+                if src:
+                    lines.append(f"\t    {src}")
+        if not self.stack:
+            lines.append("(no Python frame: the thread ended)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+@final
+class watch_blocking:
+    """Report what blocks the event loop, with its stack, while it blocks.
+
+    ``with debug.watch_blocking(threshold):`` (from async code; a plain
+    ``with`` works in tests and apps alike) starts a watchdog thread that pings
+    the running event loop -- asyncio's ``loop.call_soon_threadsafe``, trio's
+    ``TrioToken.run_sync_soon``, the only way it touches the loop -- every
+    *threshold* / 2 seconds. When a ping has waited *threshold* seconds for the
+    loop to run it, the watchdog takes the loop thread's Python stack
+    (``sys._current_frames()``) and reports it once for that blocking episode
+    (the loop answering ends it): by default a warning on the ``asyncgo.debug``
+    `logging` logger; with *on_block*, a call ``on_block(report)`` with a
+    `BlockingReport` instead. So a block is reported while it lasts, at most
+    about 1.5 times *threshold* after it began (a shorter one may go unnoticed).
+    Go: ``go tool trace`` showing a goroutine that hogs its P while others wait.
+
+    The stack is that of whatever holds the loop's thread: the function calling
+    ``time.sleep``, doing CPU work or blocking I/O, inside the task step or
+    callback that called it. A C extension that holds the GIL while it blocks
+    keeps the watchdog from running too: it reports once the GIL is released.
+    Below ~20 ms, thresholds measure thread switching (the GIL hands over every
+    5 ms, ``sys.getswitchinterval()``) and a merely busy loop more than blocking:
+    reports then show wherever the loop happened to be; 50 ms and up find
+    blocking calls.
+    Leaving the block stops and joins the thread (the thread never keeps the
+    loop alive; a loop that closes under it stops it too). *on_block* runs in
+    the watchdog thread: keep it short, and never wait there for the event
+    loop (leaving the block waits for it). Cost: a thread that sleeps, and one
+    callback on the loop per *threshold* / 2 seconds (20 a second at the
+    default 0.1 s, a few microseconds each). Works whether diagnostics are on or not.
+
+    Args:
+        threshold: How long the loop may leave a ping unanswered before it is
+            reported, seconds.
+        on_block: Called, in the watchdog thread, with each report instead of
+            logging it; what it returns is ignored, an exception it raises is logged.
+
+    Raises:
+        ValueError: *threshold* is not a positive, finite number.
+        TypeError: *threshold* is not a number, or *on_block* is not callable.
+        RuntimeError: Entered outside a running event loop, or twice.
+
+    Example:
+        ```python
+        import time
+
+        async def handler() -> None:
+            time.sleep(0.2)                  # BUG: a sync call in async code
+
+        with debug.watch_blocking(threshold=0.05) as watchdog:
+            await handler()                  # logs "event loop blocked: ..." and the stack
+        assert watchdog.episodes >= 1        # on the "asyncgo.debug" logger
+        ```
+    """
+
+    __slots__ = (
+        "_answered",
+        "_episodes",
+        "_loop_thread",
+        "_on_block",
+        "_schedule",
+        "_stop",
+        "_thread",
+        "_threshold",
+        "_wake",
+    )
+
+    def __init__(
+        self,
+        threshold: float = 0.1,
+        *,
+        on_block: Callable[[BlockingReport], object] | None = None,
+    ) -> None:
+        """Make the watchdog; enter it with ``with`` from async code."""
+        self._threshold = _positive_seconds("watch_blocking: threshold", threshold)
+        if on_block is not None and not callable(on_block):
+            raise TypeError(f"watch_blocking: on_block must be callable or None, got {on_block!r}")
+        self._on_block = on_block
+        self._episodes = 0
+        self._answered = 0  # the latest ping the loop ran (written by the loop thread only)
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # set by an answer and by the stop
+        self._thread: threading.Thread | None = None
+        self._schedule: Callable[..., object] | None = None
+        self._loop_thread = 0
+
+    @property
+    def threshold(self) -> float:
+        """How long a ping may wait before the loop counts as blocked, seconds."""
+        return self._threshold
+
+    @property
+    def episodes(self) -> int:
+        """How many blocking episodes were reported so far."""
+        return self._episodes
+
+    def __enter__(self) -> watch_blocking:
+        if self._thread is not None:
+            raise RuntimeError(
+                "watch_blocking: this block was entered already (make one per block)"
+            )
+        backend = _tasks.backend_name()  # a clear RuntimeError outside an event loop
+        token: Any = _tasks.loop_token()  # the asyncio loop, or the trio run's token
+        self._schedule = token.call_soon_threadsafe if backend == "asyncio" else token.run_sync_soon
+        self._loop_thread = threading.get_ident()
+        self._thread = threading.Thread(
+            target=self._watch, name="asyncgo blocking watchdog", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # stop before wake: the watchdog checks the stop after every wake-up and
+        # after clearing the wake (test_debug_lag.py::test_watchdog_exit_is_prompt).
+        self._stop.set()
+        self._wake.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join()
+
+    # -- the loop side: the only code that runs in the event loop's thread -----------------
+
+    def _pong(self, seq: int) -> None:
+        if seq > self._answered:
+            self._answered = seq
+        self._wake.set()
+
+    # -- the watchdog thread -------------------------------------------------------------------
+
+    def _ping(self, seq: int) -> bool:
+        assert self._schedule is not None
+        try:
+            self._schedule(self._pong, seq)
+        except RuntimeError:  # the loop is closed, or the trio run finished: nothing to watch
+            return False
+        return True
+
+    def _watch(self) -> None:
+        threshold = self._threshold
+        period = threshold / 2
+        # While blocked, ping again now and then: an error then means the loop is gone
+        # (closed with our ping unrun), and the thread must not wait for it forever.
+        reprobe = max(threshold, 1.0)
+        stop, wake = self._stop, self._wake
+        seq = 0
+        while not stop.is_set():
+            wake.clear()
+            if stop.is_set():  # set before the clear: its wake-up was just erased
+                return
+            seq += 1
+            sent = monotonic()
+            if not self._ping(seq):
+                return
+            first = seq  # any answer from this one on ends the episode
+            reported = False
+            while True:
+                if reported:
+                    if not wake.wait(reprobe) and not stop.is_set():
+                        wake.clear()
+                        seq += 1
+                        if not self._ping(seq):
+                            return
+                else:
+                    wake.wait(max(sent + threshold - monotonic(), 0.0))
+                if stop.is_set():
+                    return
+                if self._answered >= first:
+                    break
+                if not reported and monotonic() - sent >= threshold:
+                    if not self._report(first, sent):
+                        break  # answered while we looked
+                    reported = True
+            stop.wait(period)
+
+    def _report(self, seq: int, sent: float) -> bool:
+        """Take the loop thread's stack and report it; False if the loop answered meanwhile."""
+        current = sys._current_frames()
+        f: FrameType | None = current.get(self._loop_thread)
+        del current
+        if f is None:  # pragma: no cover - the loop's thread ended without leaving the block
+            self._stop.set()
+            return False
+        raw: list[tuple[str, str, int]] = []
+        while f is not None:
+            raw.append((_func_name(f), f.f_code.co_filename, f.f_lineno or 0))
+            f = f.f_back
+        duration = monotonic() - sent
+        if self._stop.is_set():  # leaving the block: its thread is in __exit__, not blocked
+            return False
+        # An answer before the snapshot would make it a stack from after the block (the
+        # loop idle): the answer is read after it, so a stack reported was taken before.
+        if self._answered >= seq:
+            return False
+        report = BlockingReport(
+            duration=duration,
+            threshold=self._threshold,
+            thread_id=self._loop_thread,
+            stack=tuple(Frame(fn, filename, lineno) for fn, filename, lineno in raw),
+        )
+        self._episodes += 1
+        if self._on_block is None:
+            _log.warning("%s", report)
+        else:
+            try:
+                self._on_block(report)
+            except Exception:
+                _log.exception("watch_blocking: on_block(%r) raised", self._on_block)
+        return True

@@ -20,6 +20,7 @@ import pytest
 from asyncgo import (
     Chan,
     Context,
+    DeadlineExceeded,
     Deadlock,
     WouldBlock,
     background,
@@ -515,3 +516,34 @@ async def test_shielded_deadlock_fails_only_tasks_inside_the_block() -> None:
             assert "[chan recv, " in str(ei.value)
             await fed_later.send(1)
     assert outside_got == [1]
+
+
+@pytest.mark.parametrize("kind", ["error", "timeout", "ctx-deadline", "base"])
+async def test_the_bodys_own_exception_comes_out_as_itself(kind: str) -> None:
+    """Not wrapped in an ExceptionGroup by the watcher's task group."""
+
+    class Fatal(BaseException):
+        pass
+
+    exc: BaseException = {"error": ValueError("x"), "base": Fatal("y")}.get(kind, ValueError())
+    expected: type[BaseException] = {
+        "error": ValueError,
+        "timeout": TimeoutError,
+        "ctx-deadline": DeadlineExceeded,
+        "base": Fatal,
+    }[kind]
+    with pytest.raises(expected) as info:
+        async with debug.detect_deadlocks():
+            if kind == "timeout":
+                with anyio.fail_after(0.01):
+                    await anyio.sleep(BOUND)
+            elif kind == "ctx-deadline":
+                ctx, cancel = with_timeout(background(), 0.01)
+                with ctx.scope():
+                    await anyio.sleep(BOUND)
+                cancel()  # pragma: no cover - the scope raised
+            else:
+                raise exc
+    assert type(info.value) is expected
+    if kind in ("error", "base"):
+        assert info.value is exc

@@ -301,3 +301,33 @@ async def test_deadline(asyncgo_ctx):
         """
     )
     run_asyncio(pytester, extra="asyncgo_context_timeout = 30").assert_outcomes(passed=1)
+
+
+XFAIL_AND_ASSERT = """
+import pytest
+
+class MyErr(Exception):
+    pass
+
+@pytest.mark.xfail(raises=MyErr, strict=True)
+async def test_xfail_raises():
+    raise MyErr("expected failure")
+
+async def test_plain_assert():
+    x = 1
+    assert x == 2
+"""
+
+
+def test_test_errors_keep_their_type_under_the_deadlock_scope(pytester: pytest.Pytester) -> None:
+    """The scope the plugin wraps every test in lets the test's own exception out as
+    itself: ``xfail(raises=...)`` still matches, and a failed assert is reported as
+    an AssertionError, not an ExceptionGroup (pytest-asyncio and anyio's plugin)."""
+    pytester.makepyfile(test_a=XFAIL_AND_ASSERT)
+    result = run_asyncio(pytester, "test_a.py")
+    result.assert_outcomes(xfailed=1, failed=1)
+    assert "ExceptionGroup" not in result.stdout.str()
+    pytester.makepyfile(test_b=ANYIO_HEADER + XFAIL_AND_ASSERT)
+    result = run_anyio(pytester, "test_b.py")
+    result.assert_outcomes(xfailed=2, failed=2)
+    assert "ExceptionGroup" not in result.stdout.str()
