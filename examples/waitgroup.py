@@ -14,12 +14,27 @@ Go (seed 001 §2.1: a thousand goroutines, one WaitGroup)::
 
 Seed 004 §2.4 (WaitGroup误用): ``wg.Add`` must run *before* the ``go`` statement,
 not inside the goroutine -- else ``Wait`` can see a zero counter and return
-early; and ``Done`` more often than ``Add`` is a panic ("sync: negative
-WaitGroup counter"). Seed 004 §5 and seed 001 §2.2: with several senders on one
-channel, close it once, after all of them -- ``wg.Wait()`` then ``close(ch)``.
+early::
+
+    for i := 0; i < 3; i++ {
+        go func(id int) {
+            wg.Add(1)         // ❌ too late: Wait may already have seen zero
+            defer wg.Done()
+            work(id)
+        }(i)
+    }
+    wg.Wait()                 // may return before any work ran
+
+and ``Done`` more often than ``Add`` is a panic ("sync: negative WaitGroup counter").
+Seed 004 §5 and seed 001 §2.2: with several senders on one channel, close it once,
+after all of them -- ``wg.Wait()`` then ``close(ch)``.
 
 asyncgo: ``WaitGroup()``: ``wg.add(1)``, ``wg.done()``, ``await wg.wait()``,
-and a negative counter raises ``ValueError`` with Go's message. The task
+and a negative counter raises ``ValueError`` with Go's message. ``add`` inside
+the task is the same bug, and here not a rare race: ``start_soon`` only schedules
+the task, and a ``wait()`` that finds zero returns without yielding, so it returns
+before any task has run its ``add`` (section 2, on every backend). ``Group`` has no
+counter to misplace. The task
 group's block end is the ``Wait`` of its own tasks, so a WaitGroup is for work
 that is not one block's tasks -- like the closer below, which waits for the
 senders while the consumer ranges in the same group.
@@ -34,7 +49,7 @@ import time
 
 import anyio
 
-from asyncgo import Chan, SendChan
+from asyncgo import Chan, Group, SendChan
 from asyncgo.sync import WaitGroup
 
 
@@ -44,6 +59,15 @@ async def short_task(wid: int, wg: WaitGroup, done: list[int]) -> None:
         done.append(wid)
     finally:
         wg.done()  # defer wg.Done(): also when the task fails or is cancelled
+
+
+async def add_inside(wid: int, wg: WaitGroup, done: list[int]) -> None:
+    wg.add(1)  # BUG (seed 004 §2.4): too late, wait() has already seen zero
+    try:
+        await anyio.sleep(0.01)
+        done.append(wid)
+    finally:
+        wg.done()
 
 
 async def producer(pid: int, out: SendChan[str], wg: WaitGroup) -> None:
@@ -84,7 +108,26 @@ async def main() -> None:
             tg.start_soon(plain_task, i)
     assert len(done) == 1000  # leaving the block means every task has ended
 
-    # 2. Misuse: Done without Add.
+    # 2. Misuse: add() inside the task. start_soon() only schedules the tasks; wait()
+    # runs first, sees a zero counter and returns before any task has even started.
+    wg = WaitGroup()
+    done.clear()
+    async with anyio.create_task_group() as tg:
+        for i in range(3):
+            tg.start_soon(add_inside, i, wg, done)
+        await wg.wait()
+        print(f"add() inside the task: wait() returned with {len(done)} of 3 done")
+        assert done == [], "expected the bug: wait() returning before the work"
+    assert len(done) == 3  # only the end of the block waited for them
+    # The fix: add(1) before start_soon, as in section 1. Or no counter at all:
+    # Group (errgroup) counts each task as it starts it, and its block's end waits.
+    done.clear()
+    async with Group() as g:
+        for i in range(3):
+            await g.go(plain_task, i)
+    assert sorted(done) == [0, 1, 2]
+
+    # 3. Misuse: Done without Add.
     wg = WaitGroup()
     try:
         wg.done()
@@ -93,7 +136,7 @@ async def main() -> None:
     else:
         raise AssertionError("a negative counter must raise")
 
-    # 3. Three producers, one channel, closed once after all of them.
+    # 4. Three producers, one channel, closed once after all of them.
     out = Chan[str](2)
     wg = WaitGroup()
     async with anyio.create_task_group() as tg:

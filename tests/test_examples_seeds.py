@@ -70,6 +70,7 @@ SEED_EXAMPLES = {
     "error_handling.py",
     "lazy_generator.py",
     "loop_capture.py",
+    "metrics.py",
     "object_pool.py",
     "periodic_tasks.py",
     "request_context.py",
