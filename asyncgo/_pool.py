@@ -396,6 +396,10 @@ class _Worker:
         self.stop()
 
 
+def _wake_up_call() -> None:  # pragma: no cover - never run (see WorkerPool.resize)
+    pass
+
+
 def _is_async(fn: object) -> bool:
     while isinstance(fn, partial):
         fn = fn.func
@@ -714,6 +718,89 @@ class WorkerPool:
             workers=self._nworkers,
         )
 
+    def resize(
+        self,
+        workers: int | None = None,
+        *,
+        min_workers: int | None = None,
+        max_workers: int | None = None,
+    ) -> None:
+        """Change how many workers serve the queue, while the pool runs.
+
+        ``resize(n)``: exactly *n* workers from now on, as ``WorkerPool(workers=n)``.
+        ``resize(min_workers=a, max_workers=b)``: scale between new bounds, as
+        the constructor's dynamic pools do (a bound left out keeps its value).
+        Growing starts the missing workers at once (up to *n*, or *min_workers*);
+        more start on backlog up to *max_workers*. Shrinking never cancels a job:
+        idle workers above the new maximum exit at once, busy ones when their
+        job is done. Never waits. The queue's size stays what it was. Once the
+        pool is shutting down, only the bounds change (no worker is started).
+        Java: ``setCorePoolSize`` / ``setMaximumPoolSize``; the seed's "hot"
+        reconfiguration (raising a pool from 20 to 100 workers under load).
+
+        Example:
+            ```python
+            async with WorkerPool(workers=2) as pool:
+                pool.resize(8)                                   # a sale starts
+                assert pool.stats().workers == 8
+                pool.resize(min_workers=1, max_workers=4)        # back to normal
+            ```
+
+        Raises:
+            ValueError: A worker count below 0, ``max_workers < 1``, bounds out
+                of order, or *workers* together with a bound.
+            TypeError: A count that is not an int.
+        """
+        for name, v in (
+            ("workers", workers),
+            ("min_workers", min_workers),
+            ("max_workers", max_workers),
+        ):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise TypeError(f"WorkerPool.resize: {name} must be an int, not {type(v).__name__}")
+        if workers is not None:
+            if min_workers is not None or max_workers is not None:
+                raise ValueError(
+                    "WorkerPool.resize: pass workers (a fixed size) or "
+                    "min_workers/max_workers (bounds), not both"
+                )
+            lo = hi = workers
+        elif min_workers is None and max_workers is None:
+            raise TypeError("WorkerPool.resize: pass workers, or min_workers and/or max_workers")
+        else:
+            lo = self._min if min_workers is None else min_workers
+            hi = self._max if max_workers is None else max_workers
+        if hi < 1:
+            raise ValueError(f"WorkerPool.resize: need at least one worker (max {hi})")
+        if not 0 <= lo <= hi:
+            raise ValueError(
+                f"WorkerPool.resize: need 0 <= min_workers ({lo}) <= max_workers ({hi})"
+            )
+        was_dynamic = self._dynamic
+        self._min = lo
+        self._max = hi
+        self._dynamic = lo < hi
+        if self._crew is None:  # not entered yet: the block starts with the new size
+            self._initial = min(max(self._initial, lo), hi)
+            return
+        if self._closed:
+            return
+        while self._nworkers < lo:
+            self._spawn()
+        # Idle workers above the maximum are parked on the queue: wake each with a
+        # handle that is already cancelled, which workers skip -- and then retire.
+        # (One that finds a worker already woken waits in the queue for the next
+        # one, who skips it.) A fixed pool turned dynamic wakes those above the
+        # minimum too: parked without an idle timer, they park again with one.
+        keep = lo if self._dynamic and not was_dynamic else hi
+        for _ in range(min(self._nworkers - keep, self._idle)):
+            call: JobHandle[None] = JobHandle(_wake_up_call, (), self)
+            call._state = _CANCELLED
+            try:
+                self._jobs.send_nowait(call)
+            except WouldBlock:
+                break
+
     # -- workers ---------------------------------------------------------------
 
     async def _worker(self, w: _Worker) -> None:
@@ -726,7 +813,7 @@ class WorkerPool:
             # Cancelled (or ended) by JobHandle.cancel() of its job: a new worker takes
             # its place, so the count stays (spawned first: it never drops to zero here).
             self._workers.discard(w)
-            if w.replace and not self._aborted:
+            if w.replace and not self._aborted and self._nworkers <= self._max:
                 self._spawn()
             self._nworkers -= 1
             if self._nworkers == 0 and self._closed:
@@ -736,7 +823,6 @@ class WorkerPool:
         """Run jobs until the queue is closed and drained (True) or a job is cancelled (False)."""
         jobs = self._jobs
         recv_nowait = jobs.recv_nowait
-        dynamic = self._dynamic
         executor = self._executor
         if executor is None:
             run_sync: Any = None
@@ -747,12 +833,14 @@ class WorkerPool:
         cancelled_exc = self._cancelled_exc
         job: JobHandle[Any] | None
         while True:
+            if self._nworkers > self._max:
+                return True  # resize() shrank the pool: retire between jobs
             try:
                 job = recv_nowait()  # the next job without a scheduler round trip
             except WouldBlock:
                 self._idle += 1
                 try:
-                    if dynamic:
+                    if self._dynamic:
                         got = False
                         with anyio.move_on_after(self._idle_timeout):
                             job, ok = await jobs.recv_ok()
@@ -774,12 +862,12 @@ class WorkerPool:
             state = job._state
             if state != _QUEUED:
                 if state != _NEW:
-                    continue  # cancelled while queued: skip it
+                    continue  # cancelled while queued (or resize()'s wake-up call): skip it
                 self._submitted += 1  # taken off a submit still parked for room
             job._state = _RUNNING
             job._scope = w
             self._started += 1
-            if dynamic and self._idle == 0 and len(jobs) and self._nworkers < self._max:
+            if self._dynamic and self._idle == 0 and len(jobs) and self._nworkers < self._max:
                 # Still a backlog now that this worker is busy: the submitter may
                 # have counted it idle while it was woken but not yet running.
                 self._spawn()

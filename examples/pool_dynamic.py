@@ -9,6 +9,11 @@ asyncgo: ``WorkerPool(min_workers=2, max_workers=16, idle_timeout=...)`` does bo
 a submit that finds a backlog and no idle worker starts one; a worker idle for
 ``idle_timeout`` exits while more than ``min_workers`` run.
 
+Seed 001 ch5 "动态配置与热更新" (raise the order pool from 20 to 100 workers for a
+sale, without a restart): ``pool.resize(100)`` -- or new bounds,
+``pool.resize(min_workers=..., max_workers=...)`` -- while the pool runs. Growing
+starts the workers at once; shrinking lets busy workers finish their job first.
+
 Run: ``python examples/pool_dynamic.py --backend asyncio|uvloop|trio``
 """
 
@@ -38,6 +43,20 @@ async def main() -> None:
                 await anyio.sleep(0.05)
         print("after idling:", pool.stats().workers, "workers")
     assert peak == 16
+
+    # Hot reconfiguration: the seed's order pool, 20 workers, raised to 100 for a sale.
+    async with WorkerPool(workers=20, queue_size=200) as orders:
+        first = [await orders.submit(task, i) for i in range(100)]
+        print("normal:", orders.stats().workers, "workers")
+        orders.resize(100)  # the config service says: sale starts
+        print("sale:", orders.stats().workers, "workers")
+        sale = [await orders.submit(task, i) for i in range(100, 300)]
+        assert [await h for h in first + sale] == list(range(300))
+        orders.resize(20)  # sale over: idle workers above 20 exit at once
+        with anyio.fail_after(5):
+            while orders.stats().workers > 20:
+                await anyio.sleep(0.01)
+        print("after the sale:", orders.stats().workers, "workers")
     print("ok")
 
 

@@ -536,6 +536,16 @@ class TestScalingMockClock:
             assert pool.stats().workers == 0
             assert await (await pool.submit(double, 5)) == 10
 
+    async def test_resize_a_fixed_pool_to_bounds_lets_idle_workers_retire(self) -> None:
+        async with WorkerPool(workers=4, idle_timeout=30) as pool:
+            await anyio.sleep(1)  # all 4 parked on the queue, with no idle timer
+            pool.resize(min_workers=1, max_workers=4)
+            await anyio.sleep(29)
+            assert pool.stats().workers == 4  # not idle long enough yet (since the resize)
+            await anyio.sleep(2)
+            assert pool.stats().workers == 1
+            assert await (await pool.submit(double, 3)) == 6
+
     async def test_shutdown_timeout_on_virtual_clock(self) -> None:
         async def job(x: int) -> int:
             await anyio.sleep(x)
@@ -922,3 +932,163 @@ async def test_owner_cancelled_while_waiting_for_jobs_at_exit() -> None:
     assert scope.cancelled_caught
     with pytest.raises(JobCancelled):
         await handles[0]
+
+
+# -- resize: the seed's "hot" reconfiguration (20 -> 100 workers under load) -------------------
+
+
+async def test_resize_grows_a_running_pool_at_once() -> None:
+    gate = anyio.Event()
+
+    async def held(x: int) -> int:
+        await gate.wait()
+        return x
+
+    async with WorkerPool(workers=2, queue_size=16) as pool:
+        handles = [await pool.submit(held, i) for i in range(8)]
+        await anyio.wait_all_tasks_blocked()
+        assert (pool.stats().running, pool.stats().queued) == (2, 6)
+        pool.resize(8)
+        assert pool.stats().workers == 8
+        await anyio.wait_all_tasks_blocked()
+        assert (pool.stats().running, pool.stats().queued) == (8, 0)
+        gate.set()
+        assert [await h for h in handles] == list(range(8))
+    assert_accounted(pool)
+
+
+async def test_resize_shrinks_idle_workers_at_once_and_keeps_serving() -> None:
+    async with WorkerPool(workers=8) as pool:
+        await anyio.wait_all_tasks_blocked()  # all 8 idle, parked on the queue
+        pool.resize(2)
+        await anyio.wait_all_tasks_blocked()
+        assert pool.stats().workers == 2
+        handles = [await pool.submit(double, i) for i in range(20)]
+        assert [await h for h in handles] == [2 * i for i in range(20)]
+        assert pool.stats().workers == 2
+    assert_accounted(pool)
+
+
+async def test_resize_shrink_never_cancels_a_running_job() -> None:
+    gate = anyio.Event()
+    peak = 0
+
+    async def held(x: int) -> int:
+        nonlocal peak
+        peak = max(peak, pool.stats().running)
+        await gate.wait()
+        return x
+
+    async with WorkerPool(workers=4, queue_size=8) as pool:
+        handles = [await pool.submit(held, i) for i in range(4)]
+        await anyio.wait_all_tasks_blocked()
+        pool.resize(1)
+        await anyio.wait_all_tasks_blocked()
+        assert pool.stats().workers == 4  # busy: they finish their jobs first
+        later = [await pool.submit(held, i) for i in range(4, 7)]
+        peak = 0
+        gate.set()
+        assert [await h for h in handles + later] == list(range(7))
+        assert pool.stats().workers == 1
+        assert peak <= 1  # the later jobs ran on the one worker left
+    s = pool.stats()
+    assert (s.done, s.cancelled, s.failed) == (7, 0, 0)
+
+
+async def test_resize_to_bounds_scales_on_backlog_up_to_the_new_max() -> None:
+    gate = anyio.Event()
+
+    async def held(x: int) -> int:
+        await gate.wait()
+        return x
+
+    async with WorkerPool(workers=1, queue_size=4) as pool:
+        pool.resize(min_workers=1, max_workers=3)
+        handles = [await pool.submit(held, i) for i in range(6)]
+        await anyio.wait_all_tasks_blocked()
+        assert pool.stats().workers == 3  # backlog: scaled up, not past the new max
+        assert pool.stats().running == 3
+        pool.resize(max_workers=5)  # min kept (1)
+        handles += [await pool.submit(held, i) for i in range(6, 8)]
+        await anyio.wait_all_tasks_blocked()
+        assert pool.stats().workers == 5
+        gate.set()
+        assert sorted([await h for h in handles]) == list(range(8))
+
+
+async def test_resize_before_the_block_sets_the_starting_size() -> None:
+    pool = WorkerPool(workers=2)
+    pool.resize(5)
+    async with pool:
+        assert pool.stats().workers == 5
+        assert await (await pool.submit(double, 4)) == 8
+
+
+async def test_resize_while_shutting_down_starts_nobody() -> None:
+    gate = anyio.Event()
+
+    async def held() -> None:
+        await gate.wait()
+
+    async with anyio.create_task_group() as tg:
+        async with WorkerPool(workers=1) as pool:
+            await pool.submit(held)
+            await pool.submit(held)  # queued
+            tg.start_soon(pool.shutdown)
+            await anyio.wait_all_tasks_blocked()
+            pool.resize(4)
+            assert pool.stats().workers == 1
+            gate.set()
+    assert pool.stats().done == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "exc", "match"),
+    [
+        ((), {}, TypeError, "pass workers, or min_workers"),
+        ((2,), {"max_workers": 3}, ValueError, "not both"),
+        ((0,), {}, ValueError, "at least one worker"),
+        ((), {"min_workers": 5, "max_workers": 2}, ValueError, r"0 <= min_workers \(5\)"),
+        ((), {"min_workers": -1}, ValueError, "0 <= min_workers"),
+        (("3",), {}, TypeError, "workers must be an int, not str"),
+        ((True,), {}, TypeError, "workers must be an int, not bool"),
+        ((), {"max_workers": 2.0}, TypeError, "max_workers must be an int, not float"),
+    ],
+)
+async def test_resize_bad_arguments(
+    args: tuple[Any, ...], kwargs: dict[str, Any], exc: type[Exception], match: str
+) -> None:
+    async with WorkerPool(workers=2) as pool:
+        with pytest.raises(exc, match=match):
+            pool.resize(*args, **kwargs)
+        assert pool.stats().workers == 2  # unchanged
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_random_resizes_under_load_lose_nothing(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+
+    async def job(x: int) -> int:
+        for _ in range(rng.randrange(3)):
+            await anyio.sleep(0)
+        return x
+
+    with anyio.fail_after(30):
+        async with WorkerPool(workers=3, queue_size=4) as pool:
+            handles = []
+            for i in range(300):
+                handles.append(await pool.submit(job, i))
+                if rng.random() < 0.05:
+                    if rng.random() < 0.5:
+                        pool.resize(rng.randrange(1, 8))
+                    else:
+                        lo = rng.randrange(0, 4)
+                        pool.resize(min_workers=lo, max_workers=lo + rng.randrange(1, 5))
+            assert [await h for h in handles] == list(range(300))
+            pool.resize(2)
+            await anyio.wait_all_tasks_blocked()
+            assert pool.stats().workers == 2
+    s = pool.stats()
+    assert (s.submitted, s.done, s.cancelled, s.failed) == (300, 300, 0, 0)
