@@ -428,17 +428,19 @@ class Limiter:
         _check_int(n, "wait(n)")
         if n > self._burst and self._limit != INF:
             raise ValueError(f"rate: wait(n={n}) exceeds limiter's burst {self._burst}")
+        # The time is read before ctx.err(), which notices a passed deadline on a
+        # later reading: past the deadline, the wait raises ctx's own error.
+        now = current_time()
         if ctx is not None and (err := ctx.err()) is not None:
             raise err
-        now = current_time()
         if self._limit == INF or self._shortfall(now, n)[2] == 0:
             # Granted at once: the cancel point comes first, so a call cancelled
             # there has taken nothing (booked first, the tokens it gave back would
             # already be due: Reservation.cancel could not restore them).
             await checkpoint()
+            now = current_time()
             if ctx is not None and (err := ctx.err()) is not None:
                 raise err
-            now = current_time()
         r = self._reserve(now, n, _max_future(now, ctx))
         if not r._ok:
             raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
@@ -583,16 +585,16 @@ class SlidingWindow:
             Canceled: *ctx* was cancelled.
         """
         self._check(n, "wait")
+        now = current_time()  # (before ctx.err(): see Limiter.wait)
         if ctx is not None and (err := ctx.err()) is not None:
             raise err
-        now = current_time()
         if not n or self._when(now, n) <= now:
             # They fit now: the cancel point comes first, so a call cancelled there
             # has recorded nothing.
             await checkpoint()
+            now = current_time()
             if ctx is not None and (err := ctx.err()) is not None:
                 raise err
-            now = current_time()
         when = self._when(now, n) if n else now
         if ctx is not None:
             deadline = ctx.deadline()

@@ -1250,9 +1250,14 @@ async def _wait_or_refused(wait: Callable[..., Awaitable[None]], ctx: Context) -
     """``await wait(1, ctx)``; False if it refused at once for *ctx*'s deadline."""
     try:
         await wait(1, ctx)
-    except DeadlineExceeded:
-        if ctx.err() is not None or ctx.deadline() is None:
-            raise  # the deadline passed (that is ctx.err()), or not ours to judge
+    except DeadlineExceeded as e:
+        err = ctx.err()
+        if err is not None and err is not e:
+            # The deadline has passed by now (perhaps just after a refusal that
+            # counted on the time before it): the run ends with ctx's own error.
+            raise err from None
+        if err is not None or ctx.deadline() is None:
+            raise  # ctx's error itself, or not ours to judge
         return False
     return True
 

@@ -716,6 +716,24 @@ async def test_rate_limit_runs_until_the_deadline_and_ends_with_ctx_err() -> Non
     assert got == list(range(len(got))) and 1 <= len(got) < 10_000
 
 
+async def test_rate_limit_refusal_that_crosses_the_deadline_ends_with_ctx_err() -> None:
+    """A limiter refuses for the deadline, and by the time it has, the deadline has
+    passed (the clock ticked between the two readings): the run still ends with the
+    ctx's own error, not the limiter's refusal."""
+
+    class LateRefusal:
+        async def wait(self, n: int = 1, ctx: Any = None) -> None:
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.1)  # past the ctx's deadline, before refusing
+            raise DeadlineExceeded("rate: wait(n=1) would exceed context deadline")
+
+    ctx, cancel = with_timeout(background(), 0.01)
+    with anyio.fail_after(10), pytest.raises(DeadlineExceeded) as info:
+        await (pipeline(range(5)) | stages.rate_limit(LateRefusal())).collect(ctx)  # type: ignore[arg-type]
+    cancel()
+    assert info.value is ctx.err()
+
+
 async def test_rate_limit_cancelled_ctx_ends_with_ctx_err() -> None:
     ctx, cancel = with_cancel(background())
     got: list[int] = []
