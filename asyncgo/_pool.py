@@ -590,8 +590,14 @@ class WorkerPool:
         )
         if crew.error is not None:
             raise crew.error
-        if cancel_exc is not None and cancel_exc is not exc:
-            raise cancel_exc  # cancelled from outside while waiting for the workers
+        if (
+            cancel_exc is not None
+            and cancel_exc is not exc
+            and (exc is None or isinstance(exc, self._cancelled_exc))
+        ):
+            # Cancelled from outside while waiting for the workers. (The body's own
+            # error wins over that cancellation, as in Group: it propagates below.)
+            raise cancel_exc
         if (
             pending is not None
             and pending is not exc
@@ -780,6 +786,8 @@ class WorkerPool:
         self._min = lo
         self._max = hi
         self._dynamic = lo < hi
+        if self._limiter is not None:  # thread/process jobs at once: one per worker
+            self._limiter.total_tokens = hi
         if self._crew is None:  # not entered yet: the block starts with the new size
             self._initial = min(max(self._initial, lo), hi)
             return

@@ -243,8 +243,9 @@ class Broadcast(Generic[T]):
         self._subs: tuple[Subscription[T], ...] = ()
         self._closed = False
         self._on_empty: Callable[[], None] | None = None  # PubSub forgets the topic
-        # Publishes that wait for a full "block" subscriber hold _order (made on first
-        # need); _queued counts them and those queued behind them, in call order.
+        # A publish that waits for a full "block" subscriber holds _order (made anew
+        # each time one starts to wait while none did); _queued counts it and those
+        # queued behind it, in call order.
         self._order: Mutex | None = None
         self._queued = 0
 
@@ -323,9 +324,10 @@ class Broadcast(Generic[T]):
                     waiting.append(sub)
         if waiting is None:
             return
-        order = self._order
-        if order is None:
-            order = self._order = Mutex()
+        # A new lock for each episode of waiting publishes: a lock binds to the loop
+        # it first waits on, and a bus may outlive its event loop (a module-level
+        # bus used by several anyio.run calls, or test loops).
+        order = self._order = Mutex()
         taken = order.try_lock()  # free: nobody waits (_queued was 0)
         assert taken
         self._queued += 1

@@ -818,6 +818,33 @@ def _is_helper(task: object) -> bool:
     return _is_internal(task) or _tasks.task_name(task) in _HELPERS
 
 
+def _only_cancelled(exc: BaseException) -> bool:
+    cancelled = anyio.get_cancelled_exc_class()
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancelled(e) for e in exc.exceptions)
+    return isinstance(exc, cancelled)
+
+
+async def _exit_beside(tg: Any, exc: BaseException | None) -> bool:
+    """Exit the task group of a helper task (already told to stop) that ran beside a
+    body which raised *exc*; True if the group took *exc* back (its own cancellation).
+
+    The body's own error goes around the group, which would wrap it in an
+    ExceptionGroup; if the wait for the helper is cancelled from outside, the
+    error still wins, as it does in `asyncgo.Group`. A cancellation goes
+    through the group, which must see it.
+    """
+    if exc is None or _only_cancelled(exc):
+        tb = None if exc is None else exc.__traceback__
+        return bool(await tg.__aexit__(None if exc is None else type(exc), exc, tb))
+    try:
+        await tg.__aexit__(None, None, None)
+    except BaseException as e:
+        if not _only_cancelled(e):
+            raise
+    return False
+
+
 class _Watcher:
     """The kick a parked task gives a scope's watcher (same thread: same loop)."""
 
@@ -956,16 +983,7 @@ class detect_deadlocks:
             self._stop_watcher()
             _reset(_SCOPES, self._token, self._prev)
             try:
-                if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
-                    # The body's own error goes around the task group, which would
-                    # wrap it in an ExceptionGroup: with the watcher stopped, the
-                    # group has nothing to wait for, and the error stays itself.
-                    await self._tg.__aexit__(None, None, None)
-                elif await self._tg.__aexit__(
-                    type(exc) if exc is not None else None,
-                    exc,
-                    exc.__traceback__ if exc is not None else None,
-                ):
+                if await _exit_beside(self._tg, exc):
                     exc = None
             except BaseException as e:
                 exc = e
@@ -1351,15 +1369,9 @@ class monitor_lag:
         tb: TracebackType | None,
     ) -> bool:
         self._stop()
-        try:
-            return bool(await self._tg.__aexit__(exc_type, exc, tb))
-        except BaseExceptionGroup as group:
-            # The task group wraps the body's own exception in a group (the monitor
-            # never fails): a monitor must not change what the body raises
-            # (test_debug_lag.py::test_lag_monitor_leaves_the_body_exception_alone).
-            if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
-                return False
-            raise
+        # A monitor must not change what the body raises
+        # (test_debug_lag.py::test_lag_monitor_leaves_the_body_exception_alone).
+        return await _exit_beside(self._tg, exc)
 
     def _stop(self) -> None:
         if not self._closing:

@@ -171,10 +171,17 @@ class Reservation:
 
     def cancel_at(self, t: float) -> None:
         """`cancel` as if at clock time *t* (pure). Go: ``r.CancelAt(t)``"""
+        if self._time_to_act < t:
+            return  # its time has come: the tokens count as used
+        self._give_back(t)
+
+    def _give_back(self, t: float) -> None:
+        """Restore the tokens at clock time *t*, whether or not their time has come
+        (`Limiter.wait` cancelled before acting on tokens it got at once)."""
         if not self._ok:
             return
         lim = self._lim
-        if lim._limit == INF or self._tokens == 0 or self._time_to_act < t:
+        if lim._limit == INF or self._tokens == 0:
             return
         # The time between the limiter's last event and this reservation's says
         # how many tokens were reserved after this one: those are not restored.
@@ -407,11 +414,11 @@ class Limiter:
         """Wait until *n* tokens are granted.
 
         Books the tokens at once (so waiters are served in call order), then
-        sleeps until their time; tokens available now are taken after the
-        call's checkpoint, so a call cancelled there takes nothing. Fails at
-        once, taking nothing, when *n* exceeds the burst (unless the limit is
-        `INF`), when *ctx* is already done, or when *ctx*'s deadline would pass
-        before the tokens are granted. If *ctx* ends (or the call is cancelled) while waiting, the
+        sleeps until their time; a call cancelled at its checkpoint after
+        getting the tokens at once gives them all back. Fails at once, taking
+        nothing, when *n* exceeds the burst (unless the limit is `INF`), when
+        *ctx* is already done, or when *ctx*'s deadline would pass before the
+        tokens are granted. If *ctx* ends (or the call is cancelled) while waiting, the
         tokens are given back as far as `Reservation.cancel` can.
         Go: ``lim.WaitN(ctx, n)``
 
@@ -433,19 +440,18 @@ class Limiter:
         now = current_time()
         if ctx is not None and (err := ctx.err()) is not None:
             raise err
-        if self._limit == INF or self._shortfall(now, n)[2] == 0:
-            # Granted at once: the cancel point comes first, so a call cancelled
-            # there has taken nothing (booked first, the tokens it gave back would
-            # already be due: Reservation.cancel could not restore them).
-            await checkpoint()
-            now = current_time()
-            if ctx is not None and (err := ctx.err()) is not None:
-                raise err
         r = self._reserve(now, n, _max_future(now, ctx))
         if not r._ok:
             raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
         delay = r._time_to_act - now
         if delay <= 0:
+            try:
+                await checkpoint()
+            except BaseException:
+                # Cancelled before acting on tokens it got at once: every one goes
+                # back (Reservation.cancel gives back none whose time has come).
+                r._give_back(current_time())
+                raise
             return
         try:
             await sleep(delay, ctx)
@@ -570,10 +576,10 @@ class SlidingWindow:
     async def wait(self, n: int = 1, ctx: Context | None = None) -> None:
         """Wait until *n* events fit in the window, and record them.
 
-        Books the events at once (FIFO), then sleeps until their time; events
-        that fit now are recorded after the call's checkpoint, so a call
-        cancelled there records nothing. Fails at once, booking nothing, when
-        *ctx* is done or its deadline would pass first. If *ctx* ends or the
+        Books the events at once (FIFO), then sleeps until their time; a call
+        cancelled at its checkpoint after fitting at once withdraws its
+        booking. Fails at once, booking nothing, when *ctx* is done or its
+        deadline would pass first. If *ctx* ends or the
         call is cancelled while waiting, the booking is withdrawn (later
         bookings keep their times).
 
@@ -588,25 +594,22 @@ class SlidingWindow:
         now = current_time()  # (before ctx.err(): see Limiter.wait)
         if ctx is not None and (err := ctx.err()) is not None:
             raise err
-        if not n or self._when(now, n) <= now:
-            # They fit now: the cancel point comes first, so a call cancelled there
-            # has recorded nothing.
-            await checkpoint()
-            now = current_time()
-            if ctx is not None and (err := ctx.err()) is not None:
-                raise err
         when = self._when(now, n) if n else now
         if ctx is not None:
             deadline = ctx.deadline()
             if deadline is not None and when > deadline:
                 raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
         self._log.extend([when] * n)
-        if when <= now:
-            return
+        at_once = when <= now
         try:
-            await sleep(when - now, ctx)
+            if at_once:
+                await checkpoint()
+            else:
+                await sleep(when - now, ctx)
         except BaseException:
-            if when > current_time():
+            # Withdrawn unless its time had come while it slept; cancelled at the
+            # checkpoint after fitting at once, it never acted: withdrawn too.
+            if at_once or when > current_time():
                 for _ in range(n):
                     try:
                         self._log.remove(when)

@@ -429,3 +429,28 @@ def test_watchdog_reports_the_loop_thread_not_the_main_thread(runner: str) -> No
     t.join(timeout=30)
     [r] = reports_of(parse_upload, reports)
     assert r.thread_id == loop_thread[0] != threading.get_ident()
+
+
+class _Fatal(BaseException):
+    pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("which", ["detect_deadlocks", "monitor_lag"])
+@pytest.mark.parametrize("exc_type", [ValueError, _Fatal])
+async def test_body_error_wins_over_an_enclosing_cancellation(
+    which: str, exc_type: type[BaseException]
+) -> None:
+    """The body cancels an enclosing scope, then raises: the error comes out as
+    itself (as from `asyncgo.Group`), neither lost to the cancellation nor wrapped
+    in a group, on every backend."""
+    err = exc_type("body error")
+    with pytest.raises(exc_type) as info:
+        with anyio.CancelScope() as outer:
+            cm: Any = (
+                debug.detect_deadlocks() if which == "detect_deadlocks" else debug.monitor_lag(0.01)
+            )
+            async with cm:
+                outer.cancel()
+                raise err
+    assert info.value is err

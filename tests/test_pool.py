@@ -1092,3 +1092,57 @@ async def test_random_resizes_under_load_lose_nothing(seed: int) -> None:
             assert pool.stats().workers == 2
     s = pool.stats()
     assert (s.submitted, s.done, s.cancelled, s.failed) == (300, 300, 0, 0)
+
+
+async def test_body_error_wins_over_an_enclosing_cancellation_while_jobs_unwind() -> None:
+    """As in Group: the body cancels an enclosing scope and raises; the exit waits for
+    a job that takes time to unwind, and the body's error -- not the cancellation --
+    comes out of the block."""
+    unwinding = anyio.Event()
+
+    async def slow_unwind() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            unwinding.set()
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(0.05)
+
+    err = ValueError("body error")
+    with pytest.raises(ValueError) as info:
+        with anyio.CancelScope() as outer:
+            async with WorkerPool(workers=2) as pool:
+                await pool.submit(slow_unwind)
+                await anyio.wait_all_tasks_blocked()
+                outer.cancel()
+                raise err
+    assert info.value is err
+    assert unwinding.is_set()
+
+
+async def test_resize_raises_the_executor_limit_too() -> None:
+    """Thread jobs run one per worker: a resized pool runs as many at once."""
+    gate = threading.Event()
+    inside: list[int] = []
+    lock = threading.Lock()
+    peak = 0
+
+    def blocking(x: int) -> int:
+        nonlocal peak
+        with lock:
+            inside.append(x)
+            peak = max(peak, len(inside))
+        gate.wait(10)
+        with lock:
+            inside.remove(x)
+        return x
+
+    async with WorkerPool(workers=2, executor="thread", queue_size=8) as pool:
+        pool.resize(6)
+        handles = [await pool.submit(blocking, i) for i in range(6)]
+        with anyio.fail_after(10):
+            while len(inside) < 6:  # all six start, not two
+                await anyio.sleep(0.01)
+        gate.set()
+        assert [await h for h in handles] == list(range(6))
+    assert peak == 6

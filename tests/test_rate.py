@@ -448,6 +448,34 @@ async def test_wait_cancelled_from_another_task_at_its_first_await_takes_nothing
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["limiter", "window"])
+async def test_a_wait_served_at_once_keeps_its_place_in_call_order(kind: str) -> None:
+    """A call whose token is there when it calls books it then, before its
+    checkpoint: a later call that must wait cannot get ahead of it."""
+    for _ in range(10):
+        called: list[str] = []
+        served: list[str] = []
+        lim: Limiter | SlidingWindow
+        if kind == "limiter":
+            lim = Limiter(100, 2)
+            assert lim.allow(1)  # one token left
+        else:
+            lim = SlidingWindow(2, 0.02)
+            await lim.wait(1)  # one slot left
+
+        async def w(name: str, n: int) -> None:
+            called.append(name)
+            await lim.wait(n)
+            served.append(name)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(w, "A", 1)  # its token is there
+                tg.start_soon(w, "B", 2)  # must wait
+        assert served == called
+
+
+@pytest.mark.anyio
 async def test_waiters_share_the_rate() -> None:
     lim = rate.Limiter(200, 1)
     order: list[int] = []
