@@ -1629,6 +1629,14 @@ class watch_blocking:
                     return
                 if self._answered >= first:
                     break
+                # Not our answer: a late one to an earlier episode's re-ping, or the
+                # wait timed out. Clear the wake-up (or a stale one would make this a
+                # busy loop), then look again: an answer or a stop may have just come.
+                wake.clear()
+                if stop.is_set():
+                    return
+                if self._answered >= first:
+                    break
                 if not reported and monotonic() - sent >= threshold:
                     if not self._report(first, sent):
                         break  # answered while we looked
