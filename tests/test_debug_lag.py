@@ -66,23 +66,16 @@ BAD_SECONDS = [0, 0.0, -1, -0.5, math.nan, math.inf, -math.inf]
 
 
 @pytest.mark.parametrize("value", BAD_SECONDS, ids=repr)
-def test_monitor_lag_rejects_a_bad_interval(value: float) -> None:
+@pytest.mark.parametrize(
+    ("tool", "arg"), [(debug.monitor_lag, "interval"), (debug.watch_blocking, "threshold")]
+)
+def test_a_bad_number_of_seconds_is_rejected(tool: Any, arg: str, value: float) -> None:
     with pytest.raises(
         ValueError,
-        match=rf"^monitor_lag: interval must be a positive, finite number of seconds, "
+        match=rf"^{tool.__name__}: {arg} must be a positive, finite number of seconds, "
         rf"got {value!r}$",
     ):
-        debug.monitor_lag(interval=value)
-
-
-@pytest.mark.parametrize("value", BAD_SECONDS, ids=repr)
-def test_watch_blocking_rejects_a_bad_threshold(value: float) -> None:
-    with pytest.raises(
-        ValueError,
-        match=rf"^watch_blocking: threshold must be a positive, finite number of seconds, "
-        rf"got {value!r}$",
-    ):
-        debug.watch_blocking(threshold=value)
+        tool(**{arg: value})
 
 
 @pytest.mark.parametrize("value", ["0.1", None, True])
