@@ -797,23 +797,16 @@ class WorkerPool:
             self._spawn()
         # Idle workers above the maximum are parked on the queue: wake each with a
         # handle that is already cancelled, which workers skip -- and then retire.
-        # A fixed pool turned dynamic wakes those above the minimum too: parked
-        # without an idle timer, they park again with one.
+        # (One that finds a worker already woken waits in the queue for the next
+        # one, who skips it.) A fixed pool turned dynamic wakes those above the
+        # minimum too: parked without an idle timer, they park again with one.
         keep = lo if self._dynamic and not was_dynamic else hi
-        jobs = self._jobs
         for _ in range(min(self._nworkers - keep, self._idle)):
-            if len(jobs):  # jobs queued: nobody is parked (they retire after them)
-                break
             call: JobHandle[None] = JobHandle(_wake_up_call, (), self)
             call._state = _CANCELLED
             try:
-                jobs.send_nowait(call)  # handed straight to a parked worker, if any
-            except WouldBlock:  # (unbuffered, nobody parked)
-                break
-            if len(jobs):
-                # Nobody was parked (the idle count includes workers just handed a
-                # job): take it back rather than let it hold a slot of the queue.
-                jobs.recv_nowait()
+                self._jobs.send_nowait(call)
+            except WouldBlock:
                 break
 
     # -- workers ---------------------------------------------------------------

@@ -1146,29 +1146,3 @@ async def test_resize_raises_the_executor_limit_too() -> None:
         gate.set()
         assert [await h for h in handles] == list(range(6))
     assert peak == 6
-
-
-async def test_resize_wake_up_calls_never_hold_a_queue_slot() -> None:
-    """Workers just handed a job still count as idle until they run: the wake-up
-    call meant for one of them finds nobody parked and must not stay in the queue
-    (a full queue of one would refuse the next submit)."""
-    gate = anyio.Event()
-
-    async def held(x: int) -> int:
-        await gate.wait()
-        return x
-
-    async with WorkerPool(workers=3, queue_size=1) as pool:
-        await anyio.wait_all_tasks_blocked()  # 3 idle workers, parked
-        a = pool.try_submit(held, 1)  # handed straight to parked workers,
-        b = pool.try_submit(held, 2)  # which have not run yet
-        assert a is not None and b is not None
-        pool.resize(1)  # 2 too many: one wake-up for the parked one, one for nobody
-        c = pool.try_submit(held, 3)
-        assert c is not None  # the queue's one slot is free
-        await anyio.wait_all_tasks_blocked()
-        gate.set()
-        assert [await h for h in (a, b, c)] == [1, 2, 3]
-        await anyio.wait_all_tasks_blocked()
-        assert pool.stats().workers == 1
-    assert_accounted(pool)
