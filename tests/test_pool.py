@@ -1146,3 +1146,26 @@ async def test_resize_raises_the_executor_limit_too() -> None:
         gate.set()
         assert [await h for h in handles] == list(range(6))
     assert peak == 6
+
+
+async def test_resize_shrinks_idle_workers_after_a_workload() -> None:
+    """Workers that have served jobs park on the queue in whatever way the channel
+    chose (on asyncio a value may go through the buffer to a woken receiver):
+    every wake-up call must still reach one, and the pool shrinks at once."""
+
+    async def job(x: int) -> int:
+        await anyio.sleep(0.01)
+        return x
+
+    async with WorkerPool(workers=20, queue_size=200) as pool:
+        handles = [await pool.submit(job, i) for i in range(100)]
+        pool.resize(100)
+        handles += [await pool.submit(job, i) for i in range(100, 300)]
+        assert [await h for h in handles] == list(range(300))
+        pool.resize(20)  # (at once: the workers have just parked)
+        with anyio.fail_after(10):
+            while pool.stats().workers > 20:
+                await anyio.sleep(0.001)
+        await anyio.wait_all_tasks_blocked()
+        assert pool.stats().workers == 20
+    assert_accounted(pool)
