@@ -396,6 +396,12 @@ class _Worker:
         self.stop()
 
 
+def _check_ints(where: str, **counts: int | None) -> None:
+    for name, v in counts.items():
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+            raise TypeError(f"{where}: {name} must be an int, not {type(v).__name__}")
+
+
 def _wake_up_call() -> None:  # pragma: no cover - never run (see WorkerPool.resize)
     pass
 
@@ -473,14 +479,13 @@ class WorkerPool:
         """
         if executor not in (None, "thread", "process"):
             raise ValueError(f"WorkerPool(executor={executor!r}): expected 'thread' or 'process'")
-        for name, v in (
-            ("workers", workers),
-            ("min_workers", min_workers),
-            ("max_workers", max_workers),
-            ("queue_size", queue_size),
-        ):
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
-                raise TypeError(f"WorkerPool: {name} must be an int, not {type(v).__name__}")
+        _check_ints(
+            "WorkerPool",
+            workers=workers,
+            min_workers=min_workers,
+            max_workers=max_workers,
+            queue_size=queue_size,
+        )
         dynamic = min_workers is not None or max_workers is not None
         if not dynamic:
             n = 10 if workers is None else workers
@@ -757,13 +762,9 @@ class WorkerPool:
                 of order, or *workers* together with a bound.
             TypeError: A count that is not an int.
         """
-        for name, v in (
-            ("workers", workers),
-            ("min_workers", min_workers),
-            ("max_workers", max_workers),
-        ):
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
-                raise TypeError(f"WorkerPool.resize: {name} must be an int, not {type(v).__name__}")
+        _check_ints(
+            "WorkerPool.resize", workers=workers, min_workers=min_workers, max_workers=max_workers
+        )
         if workers is not None:
             if min_workers is not None or max_workers is not None:
                 raise ValueError(

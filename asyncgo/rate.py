@@ -203,12 +203,6 @@ class Reservation:
         self._tokens = 0
 
 
-def _max_future(now: float, ctx: Context | None) -> float:
-    """How far ahead a wait under *ctx* may book: up to its deadline, if any."""
-    deadline = None if ctx is None else ctx.deadline()
-    return INF_DURATION if deadline is None else deadline - now
-
-
 @final
 class Limiter:
     """A token bucket: *burst* tokens at most, refilled at *limit* tokens per second.
@@ -281,8 +275,11 @@ class Limiter:
             tokens = burst
         return t, tokens
 
-    def _shortfall(self, t: float, n: int) -> tuple[float, float, float]:
-        """``(t, tokens left, wait)`` if *n* tokens were taken at *t* (pure; finite limit)."""
+    def _reserve(self, t: float, n: int, max_future: float) -> Reservation:
+        if self._limit == INF:
+            # Carries a zero limit, as Go's does: cancelled after the limit became
+            # finite, it gives back its own n tokens, not a full bucket.
+            return Reservation._create(self, True, n, t, 0.0)
         # A zero limit takes the same path, as in current Go: the tokens in the
         # bucket are granted, none are added, and what is missing would take
         # INF_DURATION. The burst is never spent (older Go took zero-limit grants
@@ -299,14 +296,6 @@ class Limiter:
             if wait < _NS or (wait < 1e-6 and wait <= 4.0 * math.ulp(t)):
                 wait = 0.0
                 tokens = 0.0
-        return t, tokens, wait
-
-    def _reserve(self, t: float, n: int, max_future: float) -> Reservation:
-        if self._limit == INF:
-            # Carries a zero limit, as Go's does: cancelled after the limit became
-            # finite, it gives back its own n tokens, not a full bucket.
-            return Reservation._create(self, True, n, t, 0.0)
-        t, tokens, wait = self._shortfall(t, n)
         ok = n <= self._burst and wait <= max_future
         if not ok:
             return Reservation._create(self, False, 0, 0.0, self._limit)
@@ -418,8 +407,8 @@ class Limiter:
         getting the tokens at once gives them all back. Fails at once, taking
         nothing, when *n* exceeds the burst (unless the limit is `INF`), when
         *ctx* is already done, or when *ctx*'s deadline would pass before the
-        tokens are granted. If *ctx* ends (or the call is cancelled) while waiting, the
-        tokens are given back as far as `Reservation.cancel` can.
+        tokens are granted. If *ctx* ends (or the call is cancelled) while
+        waiting, the tokens are given back as far as `Reservation.cancel` can.
         Go: ``lim.WaitN(ctx, n)``
 
         Checkpoint: always a cancel point and a schedule point.
@@ -435,12 +424,16 @@ class Limiter:
         _check_int(n, "wait(n)")
         if n > self._burst and self._limit != INF:
             raise ValueError(f"rate: wait(n={n}) exceeds limiter's burst {self._burst}")
-        # The time is read before ctx.err(), which notices a passed deadline on a
-        # later reading: past the deadline, the wait raises ctx's own error.
-        now = current_time()
-        if ctx is not None and (err := ctx.err()) is not None:
-            raise err
-        r = self._reserve(now, n, _max_future(now, ctx))
+        max_future = INF_DURATION
+        now = current_time()  # (before ctx.err(): past the deadline, ctx's own error)
+        if ctx is not None:
+            err = ctx.err()
+            if err is not None:
+                raise err
+            deadline = ctx.deadline()
+            if deadline is not None:
+                max_future = deadline - now
+        r = self._reserve(now, n, max_future)
         if not r._ok:
             raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
         delay = r._time_to_act - now
@@ -579,9 +572,9 @@ class SlidingWindow:
         Books the events at once (FIFO), then sleeps until their time; a call
         cancelled at its checkpoint after fitting at once withdraws its
         booking. Fails at once, booking nothing, when *ctx* is done or its
-        deadline would pass first. If *ctx* ends or the
-        call is cancelled while waiting, the booking is withdrawn (later
-        bookings keep their times).
+        deadline would pass first. If *ctx* ends or the call is cancelled
+        while waiting, the booking is withdrawn (later bookings keep their
+        times).
 
         Checkpoint: always a cancel point and a schedule point.
 
@@ -592,8 +585,10 @@ class SlidingWindow:
         """
         self._check(n, "wait")
         now = current_time()  # (before ctx.err(): see Limiter.wait)
-        if ctx is not None and (err := ctx.err()) is not None:
-            raise err
+        if ctx is not None:
+            err = ctx.err()
+            if err is not None:
+                raise err
         when = self._when(now, n) if n else now
         if ctx is not None:
             deadline = ctx.deadline()

@@ -154,25 +154,13 @@ async def test_cancel_after_claim_is_met_by_the_next_fast_op(
     outcome: list[str] = []
     scopes: list[anyio.CancelScope] = []
 
-    async def next_op() -> None:
-        if op == "send":
-            await data.send(99)
-        elif op == "recv":
-            await data.recv()
-        elif op == "recv_ok":
-            await data.recv_ok()
-        elif op == "anext":
-            await data.__anext__()
-        else:
-            await select(recv(data), recv(None))
-
     async def victim() -> None:
         with anyio.CancelScope() if how != "Task.cancel" else _no_scope() as scope:
             scopes.append(scope)
             got.append(await ch.recv())  # parked: claimed, then cancelled
             try:
                 for _ in range(10):
-                    await next_op()
+                    await fast_op(op, data)
             except BaseException:
                 outcome.append("cancelled")
                 raise
