@@ -281,6 +281,25 @@ class _Run:
             self.error = exc
         self.stop()
 
+    def fail_hard(self, exc: BaseException) -> None:
+        """A task raised a `BaseException` that is not cancellation (KeyboardInterrupt,
+        SystemExit): it takes the place of any ordinary error, even one raised to the
+        consumer already, and stops everything. Recorded rather than raised into the
+        task group, which would wrap it in a `BaseExceptionGroup`: the consumer (or
+        the block's exit) raises it as itself, like `Group`."""
+        if self.error is None or isinstance(self.error, Exception):
+            self.error = exc
+            self.delivered = False
+        self.stop()
+
+    def fatal(self) -> BaseException | None:
+        """The `fail_hard` exception the consumer has not raised yet, if any."""
+        e = self.error
+        if e is None or isinstance(e, Exception) or self.delivered:
+            return None
+        self.delivered = True
+        return e
+
     def ctx_done(self) -> None:
         """The run's ctx is done: stop everything; the consumer sees ``ctx.err()``."""
         if not self.stopping:
@@ -313,6 +332,10 @@ class _Run:
             await body()
         except Exception as exc:
             self.fail(exc)
+        except BaseException as exc:
+            if isinstance(exc, get_cancelled_exc_class()):
+                raise
+            self.fail_hard(exc)
         finally:
             if sink is not None:
                 sink.close()
@@ -812,7 +835,10 @@ class _Stream(Generic[T]):
                 else:
                     # e.g. take(n): the nodes before this one have no reader any more.
                     run.cancel_upstream(index)
-        except BaseException:
+        except BaseException as exc:
+            if not isinstance(exc, get_cancelled_exc_class()):
+                run.fail_hard(exc)  # KeyboardInterrupt, SystemExit: raised as itself
+                return
             # Cancelled from outside the pipeline (an enclosing scope, which holds the
             # consumer too): the output must not look complete (_end_of_output).
             run.killed = True
@@ -844,14 +870,20 @@ class _Stream(Generic[T]):
             # Wait for the tasks without handing the consumer's exception to the task
             # group, which would wrap it in an ExceptionGroup: it propagates as itself.
             await tg.__aexit__(None, None, None)
-            return False
-        if exc is not None:
+        elif exc is not None:
             # A cancellation: the task group must see it (its cancel-scope accounting),
             # but it is not ours to swallow -- our tasks never cancel the group's own
             # scope -- so it goes on to the scope that cancelled the consumer.
             await tg.__aexit__(exc_type, exc, tb)
+        else:
+            await tg.__aexit__(None, None, None)
+        # A stage's KeyboardInterrupt or SystemExit wins over the consumer's own
+        # exception or cancellation, as it would in a task group.
+        fatal = run.fatal()
+        if fatal is not None:
+            raise fatal
+        if exc is not None:
             return False
-        await tg.__aexit__(None, None, None)
         if run.error is not None and not run.delivered:
             run.delivered = True
             raise run.error

@@ -331,6 +331,77 @@ async def test_error_in_source() -> None:
         await (pipeline(source) | square).collect()
 
 
+class Fatal(BaseException):
+    """Not an Exception, not cancellation: like KeyboardInterrupt or SystemExit."""
+
+
+def _raise(exc: BaseException) -> Any:
+    raise exc
+
+
+async def _fatal_stage(items: AsyncIterator[int]) -> AsyncIterator[int]:
+    async for x in items:
+        if x == 3:
+            raise Fatal("stage")
+        yield x
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: pipeline(range(10)) | _fatal_stage, id="stage"),
+        pytest.param(
+            lambda: pipeline(range(10)) | stages.map(lambda x: _raise(Fatal()), workers=2),
+            id="map-workers",
+        ),
+        pytest.param(
+            lambda: pipeline(stages.merge(range(5), pipeline(range(10)) | _fatal_stage)),
+            id="merge-source",
+        ),
+        pytest.param(
+            lambda: pipeline(range(10)) | stages.fan_out(2, _fatal_stage), id="fan-out-copy"
+        ),
+        pytest.param(lambda: pipeline(range(10)) | stages.tee(_fatal_stage), id="tee-sink"),
+    ],
+)
+async def test_base_exception_in_a_stage_is_raised_as_itself(make: Any) -> None:
+    # Like Group: a BaseException that is not cancellation comes out as itself,
+    # never in a BaseExceptionGroup, whether the consumer iterates or collects.
+    with pytest.raises(Fatal) as info:
+        await make().collect()
+    assert type(info.value) is Fatal
+    with pytest.raises(Fatal):
+        async with make().stream() as items:
+            async for _ in items:
+                pass
+
+
+async def test_keyboard_interrupt_in_a_stage_is_raised_as_itself() -> None:
+    async def interrupted(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            yield x
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await (pipeline(range(10)) | interrupted).collect()
+
+
+async def test_base_exception_from_a_stage_wins_over_the_consumers_error() -> None:
+    # The consumer fails; tearing the stage down raises a BaseException in its
+    # finally: that one comes out (it cannot be dropped), as in a task group.
+    async def stubborn(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        try:
+            async for x in items:
+                yield x
+        finally:
+            raise Fatal("teardown")
+
+    with pytest.raises(Fatal, match="teardown"):
+        async with (pipeline(itertools.count()) | stubborn).stream() as items:
+            async for _ in items:
+                raise Boom
+
+
 async def test_error_not_yet_seen_is_raised_on_leaving_the_block() -> None:
     async def failing(items: AsyncIterator[int]) -> AsyncIterator[int]:
         async for x in items:
@@ -516,6 +587,17 @@ async def test_ctx_cancel_ends_the_stream_with_canceled() -> None:
                     cancel()
     assert info.value is ctx.err()
     assert all(pr.closed_in == pr.ran_in for pr in probes)
+
+
+async def test_ctx_cancelled_after_the_consumer_stopped_reading_is_not_raised_on_exit() -> None:
+    # Documented choice (docs/pipelines.md): like a break, the ctx's end is the
+    # caller's to see; a stage's own error would be raised here instead.
+    ctx, cancel = with_cancel(background())
+    async with (pipeline(itertools.count()) | square).stream(ctx) as items:
+        assert await anext(items) == 0
+        cancel()
+        await anyio.wait_all_tasks_blocked()
+    assert isinstance(ctx.err(), Canceled)
 
 
 async def test_ctx_cancelled_while_the_consumer_waits() -> None:
