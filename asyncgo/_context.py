@@ -46,10 +46,12 @@ from ._backend._timers import (
     TimerHandle,
     cancel_timer,
     current_runtime,
+    loop_key,
     new_cancel_scope,
     on_loop_thread,
     report_exception,
     run_on_loop,
+    running_elsewhere,
     runtime_or_none,
 )
 from ._chan import Chan, RecvChan, chan_of
@@ -211,9 +213,14 @@ class Context:
             return _never_done()
         view = n._done
         if view is None:
-            ch = Chan[None]()
-            view = n._done = ch.recv_only()
             n._bind()
+            here = n._home("done()")
+            ch = Chan[None]()
+            if here is not None:
+                # Only this loop closes it (cancel() from elsewhere hands over to it):
+                # a wait from another loop raises instead of waiting forever.
+                ch._bind_loop(loop_key(here))
+            view = n._done = ch.recv_only()
             if n.err() is not None:
                 if not ch.closed:
                     ch.close()
@@ -417,6 +424,26 @@ class Context:
             self._orphans = None
             for o in orphans:
                 o.fire()
+
+    def _home(self, what: str) -> Runtime | None:
+        """This node's event loop, if the caller runs on it; None outside any loop.
+
+        Raises:
+            RuntimeError: The caller runs on another event loop while this node's
+                loop still runs (in another thread).
+        """
+        rt = self._rt
+        here = runtime_or_none()
+        if here is None or here is rt:
+            return here
+        if rt is not None and running_elsewhere(rt):
+            raise RuntimeError(
+                f"ctx.{what}: {self!r} belongs to the event loop it was made on "
+                f"({rt!r}), which runs in another thread; it cannot be waited on from "
+                f"this one ({here!r}). Only cancel() may be called from any thread: make "
+                "a context on this loop (with_cancel(...)) and cancel it from there"
+            )
+        return None
 
     def _bind(self) -> None:
         """Bind a node made outside any event loop to the running one, when it gets observers."""
@@ -717,6 +744,7 @@ class ContextScope:
         else:
             if n._rt is None:
                 n._rt = runtime_or_none()
+            n._home("scope()")
             d = n._deadline
             cs = self._cs = new_cancel_scope(n._rt, math.inf if d is None else d)
         cs.__enter__()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, final
 from weakref import ref
 
 from ._backend import sleep as _sleep
-from ._backend._timers import Runtime, TimerHandle, TrioRuntime, cancel_timer, current_runtime
+from ._backend._timers import Runtime, TimerHandle, cancel_timer, current_runtime, loop_key
 from ._chan import Chan, RecvChan
 from ._context import Context, ContextScope, check_callback, run_callback
 from ._exceptions import WouldBlock
@@ -62,7 +62,7 @@ class _Alarm:
     ) -> None:
         self.rt = rt
         if ch is not None:  # only this loop fills it: no waiting from another one
-            ch._bind_loop(rt._token if type(rt) is TrioRuntime else rt)
+            ch._bind_loop(loop_key(rt))
         self.ch = None if ch is None else ref(ch, self._chan_gone)
         self.fn = fn
         self.period = period

@@ -824,6 +824,72 @@ async def test_cancel_from_another_thread_cancels_a_scope() -> None:
                 await anyio.sleep_forever()
 
 
+def _on_another_loop(backend: str, body: Any) -> BaseException | None:
+    """Run ``await body()`` in a new event loop of *backend* (call in a worker thread);
+    return what it raised."""
+    try:
+        anyio.run(body, backend=backend)
+    except BaseException as exc:  # noqa: BLE001 - handed to the test to check
+        return exc
+    return None
+
+
+@pytest.mark.parametrize("other", ["asyncio", "trio"])
+@pytest.mark.parametrize("asked_here_first", [False, True], ids=["fresh", "done-asked-here"])
+async def test_waiting_from_another_loop_raises_and_leaves_the_context_whole(
+    other: str, asked_here_first: bool
+) -> None:
+    # Principle 4: a wait from another event loop raises, naming the misuse, instead
+    # of waiting forever -- and it must not take the done channel away from the
+    # context's own loop, whose cancel() still marks the subtree done and runs
+    # after_func callbacks.
+    ctx, cancel = with_cancel(background())
+    child, _ = with_cancel(ctx)
+    ran: list[int] = []
+    after_func(child, lambda: ran.append(1))
+    if asked_here_first:
+        ctx.done()
+
+    async def wait_there() -> None:
+        with anyio.fail_after(5):
+            await ctx.wait()
+
+    def scope_there() -> BaseException | None:
+        async def body() -> None:
+            with ctx.scope():
+                pass
+
+        return _on_another_loop(other, body)
+
+    err = await anyio.to_thread.run_sync(_on_another_loop, other, wait_there)
+    assert isinstance(err, RuntimeError), repr(err)
+    # the context's message, or (its done channel handed out already) the channel's
+    assert "belongs to" in str(err) and "event loop" in str(err)
+    err = await anyio.to_thread.run_sync(scope_there)
+    assert isinstance(err, RuntimeError) and "ctx.scope()" in str(err), repr(err)
+    cancel()
+    assert ran == [1]
+    with anyio.fail_after(5):
+        await child.wait()
+        await ctx.wait()
+
+
+async def test_a_context_of_a_finished_loop_can_still_be_used() -> None:
+    # Made on a loop that is over: not "another loop" any more (nothing else can
+    # touch it), so a later loop may wait on it, as before.
+    made: list[Any] = []
+
+    async def make() -> None:
+        made.extend(with_cancel(background()))
+
+    await anyio.to_thread.run_sync(anyio.run, make)
+    ctx, cancel = made
+    cancel()
+    with anyio.fail_after(5):
+        await ctx.wait()
+    assert type(ctx.err()) is Canceled
+
+
 # -- garbage and leftovers ------------------------------------------------------------------
 
 

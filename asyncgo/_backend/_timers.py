@@ -114,6 +114,24 @@ def on_loop_thread(rt: Runtime) -> bool:
     return _get_running_loop() is rt
 
 
+def loop_key(rt: Runtime) -> object:
+    """What a channel waited on in *rt*'s loop is bound to (its waiters' ``get_loop()``)."""
+    return rt._token if type(rt) is TrioRuntime else rt
+
+
+def running_elsewhere(rt: Runtime) -> bool:
+    """Whether *rt*'s loop is still running, in another thread than the caller's.
+
+    One thread runs one loop at a time, so a live *rt* that is not the caller's
+    loop runs in another thread; a loop that is over is not "elsewhere" (its
+    objects may be picked up by the next loop of the thread, as they always could).
+    """
+    if type(rt) is TrioRuntime:
+        return threading.get_ident() != rt.thread
+    is_running = getattr(rt, "is_running", None)
+    return bool(is_running is not None and is_running() and _get_running_loop() is not rt)
+
+
 def run_on_loop(rt: Runtime, fn: Callable[..., object], *args: Any) -> None:
     """Call ``fn(*args)`` now if on *rt*'s loop thread, else hand it to that loop.
 
