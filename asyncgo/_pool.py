@@ -26,7 +26,14 @@ cancelled + queued + running`` holds at every moment.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+)
 from dataclasses import dataclass
 from functools import partial
 from inspect import isawaitable as _isawaitable
@@ -1030,7 +1037,7 @@ class WorkerPool:
     def map(
         self,
         fn: Callable[[T], Awaitable[R]],
-        items: Iterable[T],
+        items: Iterable[T] | AsyncIterable[T],
         *,
         ordered: bool = ...,
         window: int | None = ...,
@@ -1039,7 +1046,7 @@ class WorkerPool:
     def map(
         self,
         fn: Callable[[T], R],
-        items: Iterable[T],
+        items: Iterable[T] | AsyncIterable[T],
         *,
         ordered: bool = ...,
         window: int | None = ...,
@@ -1047,13 +1054,15 @@ class WorkerPool:
     def map(
         self,
         fn: Callable[[Any], Any],
-        items: Iterable[Any],
+        items: Iterable[Any] | AsyncIterable[Any],
         *,
         ordered: bool = True,
         window: int | None = None,
     ) -> PoolMap[Any]:
         """Run ``fn(item)`` for every item on the pool; iterate over the results.
 
+        *items* is a sync or an async iterable (an async generator is read, and
+        closed, in a task of the pool).
         ``async for r in pool.map(fn, items, ordered=True)`` yields results in
         input order (``ordered=False``: as they finish). At most *window* jobs
         (default: max workers + queue size) are in flight: a job counts from its
@@ -1068,6 +1077,7 @@ class WorkerPool:
 
         Raises:
             PoolClosed: (from the iterator) the pool closed before every item was queued.
+            TypeError: *items* is not an iterable or an async iterable.
             ValueError: *window* < 1.
 
         Example:
@@ -1083,6 +1093,11 @@ class WorkerPool:
             ```
         """
         self._check_open()
+        if not isinstance(items, Iterable | AsyncIterable):
+            raise TypeError(
+                f"WorkerPool.map: items must be an iterable or an async iterable, "
+                f"not {type(items).__name__}"
+            )
         if window is None:
             window = self._max + self._queue_size
         if window < 1:
@@ -1098,7 +1113,7 @@ class PoolMap(AsyncIterator[R]):
         self,
         pool: WorkerPool,
         fn: Callable[..., Any],
-        items: Iterable[Any],
+        items: Iterable[Any] | AsyncIterable[Any],
         ordered: bool,
         window: int,
     ) -> None:
@@ -1109,19 +1124,22 @@ class PoolMap(AsyncIterator[R]):
         pool._maps.add(self)
         pool._start(self._feed, fn, items)
 
-    async def _feed(self, fn: Callable[..., Any], items: Iterable[Any]) -> None:
-        out, pool, slots = self._out, self._pool, self._slots
-        on_done = None if self._ordered else self._deliver
+    async def _feed(
+        self, fn: Callable[..., Any], items: Iterable[Any] | AsyncIterable[Any]
+    ) -> None:
+        out = self._out
         try:
-            for item in items:
-                await slots.send(None)  # wait for a free slot in the window
-                job = await pool.submit(fn, item)
-                if on_done is None:
-                    out.send_nowait(job)
-                elif job.done():
-                    on_done(job)
-                else:
-                    job._on_done = on_done
+            if isinstance(items, AsyncIterable):
+                it = aiter(items)
+                try:
+                    async for item in it:
+                        await self._submit(fn, item)
+                finally:
+                    if inspect.isasyncgen(it):
+                        await it.aclose()  # in the task that iterated it
+            else:
+                for item in items:
+                    await self._submit(fn, item)
         except (ChanClosed, PoolClosed):
             # The pool closed (or the consumer called aclose, closing out): tell a
             # consumer still reading that some items were never submitted.
@@ -1134,6 +1152,16 @@ class PoolMap(AsyncIterator[R]):
         return
 
     _fed = False
+
+    async def _submit(self, fn: Callable[..., Any], item: Any) -> None:
+        await self._slots.send(None)  # wait for a free slot in the window
+        job = await self._pool.submit(fn, item)
+        if self._ordered:
+            self._out.send_nowait(job)
+        elif job.done():
+            self._deliver(job)
+        else:
+            job._on_done = self._deliver
 
     def _inflight(self) -> int:
         return len(self._slots)

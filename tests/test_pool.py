@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -236,6 +237,41 @@ async def test_map_ordered_and_unordered() -> None:
         assert got == [2 * i for i in range(30)]
         got = [r async for r in pool.map(double, range(30), ordered=False)]
         assert sorted(got) == [2 * i for i in range(30)]
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["ordered", "unordered"])
+async def test_map_over_an_async_iterable(ordered: bool) -> None:
+    closed_in: list[object] = []
+    readers: list[object] = []
+
+    async def items() -> AsyncIterator[int]:
+        try:
+            for i in range(50):
+                readers.append(anyio.get_current_task().id)
+                await anyio.sleep(0)
+                yield i
+        finally:
+            closed_in.append(anyio.get_current_task().id)
+
+    async with WorkerPool(workers=4, queue_size=2) as pool:
+        got = [r async for r in pool.map(double, items(), ordered=ordered)]
+        assert (got if ordered else sorted(got)) == [2 * i for i in range(50)]
+        assert closed_in == readers[:1]  # closed, in the task that read it
+        # a consumer that breaks early: the generator is closed too
+        closed_in.clear()
+        readers.clear()
+        async with pool.map(double, items(), ordered=ordered) as it:
+            async for r in it:
+                if r == 4:
+                    break
+        await anyio.wait_all_tasks_blocked()
+        assert closed_in == readers[:1]
+
+
+async def test_map_of_a_non_iterable_is_a_type_error_at_the_call() -> None:
+    async with WorkerPool(workers=2) as pool:
+        with pytest.raises(TypeError, match="items must be an iterable or an async iterable"):
+            pool.map(double, 42)  # type: ignore[call-overload]
 
 
 async def test_map_raises_failure_and_break_is_safe() -> None:
