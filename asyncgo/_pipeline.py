@@ -560,14 +560,18 @@ async def feed(source: object, tx: _Sink, run: _Run, *, shared: bool = False) ->
     if kind == "iter":
         it = iter(source)  # type: ignore[call-overload]
         size = tx.batch
-        if shared or isinstance(tx, _NullLink):
-            while batch := list(islice(it, size)):
-                await tx.put_many(batch)
-            await tx.flush()
-        else:
-            send = tx.chan.send
-            while batch := list(islice(it, size)):
-                await send(batch)
+        try:
+            if shared or isinstance(tx, _NullLink):
+                while batch := list(islice(it, size)):
+                    await tx.put_many(batch)
+                await tx.flush()
+            else:
+                send = tx.chan.send
+                while batch := list(islice(it, size)):
+                    await send(batch)
+        finally:
+            if inspect.isgenerator(it):
+                it.close()  # its finally blocks run now, as an async generator's do
         return
     if kind == "call":
         assert callable(source)

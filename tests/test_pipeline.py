@@ -153,6 +153,31 @@ async def test_async_generator_source_closed_in_its_own_task() -> None:
     assert len(where) == 1 and where[0] != task_id()
 
 
+@pytest.mark.parametrize("stop", ["break", "take", "merged"])
+async def test_sync_generator_source_is_closed_when_the_pipeline_stops(stop: str) -> None:
+    # Its finally (closing a file, say) runs before the block exits, not whenever
+    # the garbage collector gets to it.
+    closed: list[int] = []
+
+    def numbers() -> Iterator[int]:
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append(1)
+
+    if stop == "break":
+        async with (pipeline(numbers()) | square).stream() as items:
+            async for x in items:
+                if x >= 100:
+                    break
+    elif stop == "take":
+        assert await (pipeline(numbers()) | stages.take(5)).collect() == [0, 1, 2, 3, 4]
+    else:
+        p = pipeline(stages.merge(numbers(), range(3))) | stages.take(10)
+        assert len(await p.collect()) == 10
+    assert closed == [1]
+
+
 async def test_three_stages_in_order() -> None:
     n = 5000
     assert await (pipeline(range(n)) | square | even | triple).collect() == expected(n)
