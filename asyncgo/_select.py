@@ -14,7 +14,7 @@ import inspect
 from collections import deque
 from collections.abc import Sequence
 from random import random, sample
-from typing import Any, Generic, NamedTuple, TypeVar, overload
+from typing import Any, Generic, NamedTuple, Never, TypeVar, overload
 
 from ._backend import (
     FAST,
@@ -156,6 +156,8 @@ _task_cancelled = task_cancelled
 
 
 @overload
+async def select(*, default: bool = ...) -> Selected[Never]: ...
+@overload
 async def select(c1: Case[T1], /, *, default: bool = ...) -> Selected[T1]: ...
 @overload
 async def select(c1: Case[T1], c2: Case[T2], /, *, default: bool = ...) -> Selected[T1 | T2]: ...
@@ -168,7 +170,16 @@ async def select(
     c1: Case[T1], c2: Case[T2], c3: Case[T3], c4: Case[T4], /, *, default: bool = ...
 ) -> Selected[T1 | T2 | T3 | T4]: ...
 @overload
-async def select(*cases: Case[T], default: bool = ...) -> Selected[T]: ...
+async def select(
+    c1: Case[T],
+    c2: Case[T],
+    c3: Case[T],
+    c4: Case[T],
+    c5: Case[T],
+    /,
+    *more: Case[T],
+    default: bool = ...,
+) -> Selected[T]: ...
 
 
 async def select(
@@ -180,6 +191,10 @@ async def select(
     ``default=True`` a select that would wait returns ``Selected(-1, None,
     False)`` at once. A recv case on a closed, drained channel fires with
     ``ok=False``. With no cases and no default, waits forever (until cancelled).
+
+    Typing: with up to four cases, the result's ``value`` is typed as the union
+    of their item types (None for a send case); with five or more, as their
+    common type.
 
     Cancellation: if cancelled, no case committed -- nothing was sent and
     nothing received. Checkpoint: always a cancel point; yields to the

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from collections import Counter, deque
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -615,3 +619,62 @@ def test_select_over_a_channel_bound_to_another_loop_raises(
     assert len(errors) == 1 and isinstance(errors[0], RuntimeError), errors
     assert "event loop" in str(errors[0])
     assert not fresh._recvq and not old._recvq
+
+
+def test_result_type_is_the_union_of_the_case_types(tmp_path: Path) -> None:
+    # Regression: the catch-all overload (``*cases: Case[T]``) overlapped the
+    # 1-4-case ones, and a Case holds a Chan[Any], so mypy gave up on a select of
+    # mixed item types and typed it Any. One mypy run checks every assert_type.
+    pytest.importorskip("mypy")
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(
+        textwrap.dedent("""\
+        from typing import Never, assert_type
+        from asyncgo import Case, Chan, Selected, recv, select, send
+
+        async def f(same: list[Case[int]]) -> None:
+            a, b, c, d = Chan[int](), Chan[str](), Chan[bytes](), Chan[float]()
+            assert_type(await select(default=True), Selected[Never])
+            assert_type(await select(recv(a)), Selected[int])
+            assert_type(await select(recv(a), default=True), Selected[int])
+            r = await select(recv(a), recv(b))
+            assert_type(r, Selected[int | str])
+            assert_type(r.value, int | str | None)
+            assert_type(await select(recv(a), recv(b), default=True), Selected[int | str])
+            assert_type(await select(recv(a), send(b, "x")), Selected[int | None])
+            assert_type(await select(recv(a), recv(b.recv_only())), Selected[int | str])
+            assert_type(await select(recv(a), recv(b), recv(c)), Selected[int | str | bytes])
+            assert_type(
+                await select(recv(a), recv(b), recv(c), recv(d)),
+                Selected[int | str | bytes | float],
+            )
+            assert_type(
+                await select(recv(a), recv(a), recv(a), recv(a), recv(a), recv(a)), Selected[int]
+            )
+            assert_type(
+                await select(recv(a), recv(b), recv(c), recv(d), recv(a)), Selected[object]
+            )
+            assert_type(await select(*same), Selected[int])
+            assert_type(await select(*same, default=True), Selected[int])
+    """)
+    )
+    root = Path(__file__).resolve().parent.parent
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--show-error-codes",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(snippet),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=False,
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and not out.strip(), out
