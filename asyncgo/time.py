@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, final
 from weakref import ref
 
 from ._backend import sleep as _sleep
-from ._backend._timers import Runtime, TimerHandle, cancel_timer, current_runtime, loop_key
+from ._backend._timers import (
+    Runtime,
+    TimerHandle,
+    TrioRuntime,
+    cancel_timer,
+    current_runtime,
+    loop_key,
+    on_loop_thread,
+    running_elsewhere,
+)
 from ._chan import Chan, RecvChan
 from ._context import Context, ContextScope, check_callback, run_callback
 from ._exceptions import WouldBlock
@@ -44,6 +53,57 @@ def _seconds(x: object, what: str) -> float:
     if math.isnan(x):
         raise ValueError(f"{what}: duration must not be NaN")
     return x
+
+
+def _loop_name(rt: Runtime) -> str:
+    if type(rt) is TrioRuntime:
+        return f"the trio run of thread {rt.thread}"
+    return f"the event loop {rt!r}"
+
+
+def _run_is_over(rt: Runtime) -> bool:
+    """Whether *rt*'s loop can never run a timer again (closed, or its trio run over).
+
+    Called only where `on_loop_thread` holds for a trio runtime, or `running_elsewhere`
+    does not hold: so a trio run is the one running here, or over.
+    """
+    if type(rt) is TrioRuntime:
+        if rt.serving:  # its timer task lives: so does the run
+            return False
+        try:
+            return rt._trio.lowlevel.current_trio_token() is not rt._token
+        except RuntimeError:  # no trio run in this thread
+            return True
+    is_closed = getattr(rt, "is_closed", None)
+    return bool(is_closed is not None and is_closed())
+
+
+def _misuse(rt: Runtime, what: str, arming: bool) -> None:
+    """Raise if the caller may not touch a timer of *rt*'s loop now (stop, reset).
+
+    A timer belongs to the loop that made it: its methods run on that loop's thread
+    (the loop's timers and a trio run's heap are not thread-safe). Checked before
+    any state changes; the cheap test comes first.
+    """
+    if on_loop_thread(rt):
+        if arming and type(rt) is TrioRuntime and not rt.serving and _run_is_over(rt):
+            raise RuntimeError(
+                f"{what}: {_loop_name(rt)} this timer belongs to is over, so it can never "
+                "fire again: make a new timer in the running loop"
+            )
+        return
+    if running_elsewhere(rt):
+        raise RuntimeError(
+            f"{what}: called from another thread than the timer's event loop: this timer "
+            f"belongs to {_loop_name(rt)}, and its methods must be called on that loop's "
+            "thread (hand the call over with the loop's call_soon_threadsafe, or "
+            "trio's TrioToken.run_sync_soon)"
+        )
+    if arming and _run_is_over(rt):
+        raise RuntimeError(
+            f"{what}: {_loop_name(rt)} this timer belongs to is closed, so it can never "
+            "fire again: make a new timer in the running loop"
+        )
 
 
 @final
@@ -219,16 +279,28 @@ class Timer:
 
     def stop(self) -> bool:
         """Stop the timer. True if that stopped it from firing, False if it had already
-        fired (and its value was received) or been stopped. Go: ``t.Stop()``"""
-        return self._alarm.stop()
+        fired (and its value was received) or been stopped. Go: ``t.Stop()``
+
+        Raises:
+            RuntimeError: Called from another thread than the timer's event loop's.
+        """
+        a = self._alarm
+        if not on_loop_thread(a.rt):
+            _misuse(a.rt, "Timer.stop", False)
+        return a.stop()
 
     def reset(self, seconds: float) -> bool:
         """Restart the timer to fire *seconds* from now; True if it was still pending.
 
         Go: ``t.Reset(d)``
+
+        Raises:
+            RuntimeError: Called from another thread than the timer's event loop's, or
+                that loop is closed (its trio run over): nothing changed then.
         """
         seconds = _seconds(seconds, "Timer.reset")
         a = self._alarm
+        _misuse(a.rt, "Timer.reset", True)
         active = a.stop()
         if a.fn is None:
             a.start_in(seconds)
@@ -296,17 +368,27 @@ class Ticker:
         return self._c
 
     def stop(self) -> None:
-        """Stop the ticks; a pending unreceived tick is discarded. Go: ``t.Stop()``"""
-        self._alarm.stop()
+        """Stop the ticks; a pending unreceived tick is discarded. Go: ``t.Stop()``
+
+        Raises:
+            RuntimeError: Called from another thread than the ticker's event loop's.
+        """
+        a = self._alarm
+        if not on_loop_thread(a.rt):
+            _misuse(a.rt, "Ticker.stop", False)
+        a.stop()
 
     def reset(self, seconds: float) -> None:
         """Tick every *seconds* from now on. Go: ``t.Reset(d)``
 
         Raises:
             ValueError: *seconds* is not positive.
+            RuntimeError: Called from another thread than the ticker's event loop's, or
+                that loop is closed (its trio run over): nothing changed then.
         """
         seconds = self._period(seconds, "Ticker.reset")
         a = self._alarm
+        _misuse(a.rt, "Ticker.reset", True)
         a.stop()
         a.period = seconds
         a.start(a.rt.time() + seconds)

@@ -349,6 +349,157 @@ async def test_after_func_exception_is_reported(monkeypatch: pytest.MonkeyPatch)
     assert reported[0].object is bad
 
 
+async def test_after_func_exception_leaves_later_timers_working(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An Exception is reported, not raised into the loop: on trio, raised from the
+    instrument hook it would disable the instrument, and every later timer of the run."""
+    from asyncgo._backend._timers import TrioRuntime, current_runtime
+
+    reported: list[Any] = []
+    monkeypatch.setattr("sys.unraisablehook", reported.append)
+
+    def bad() -> None:
+        raise ArithmeticError("late")
+
+    after_func(0, bad)
+    await anyio.sleep(0.02)
+    assert len(reported) == 1
+    t = Timer(0.001)
+    await anyio.sleep(0.02)
+    assert isinstance(t.c.recv_nowait(), float)
+    t = Timer(3600)
+    rt = current_runtime()
+    if type(rt) is TrioRuntime:  # still an instrument while a timer is pending
+        import trio
+
+        trio.lowlevel.remove_instrument(rt)  # KeyError if trio had disabled it
+        trio.lowlevel.add_instrument(rt)
+    assert t.stop()
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+def test_after_func_base_exception_ends_the_run(
+    anyio_backend: tuple[str, dict[str, object]], exc_type: type[BaseException]
+) -> None:
+    """A KeyboardInterrupt or SystemExit from the callback is not swallowed: on trio the
+    callback runs in an instrument hook, where trio would print it and carry on."""
+
+    def fn() -> None:
+        raise exc_type
+
+    async def main() -> str:
+        after_func(0, fn)
+        await anyio.sleep(0.05)  # wakes after the callback's due time
+        return "the run went on"
+
+    name, options = anyio_backend
+    with pytest.raises(BaseException) as info:  # noqa: PT011 - checked below
+        anyio.run(main, backend=name, backend_options=options)
+    got: BaseException | None = info.value
+    if name == "trio" and exc_type is not KeyboardInterrupt:
+        # trio has no way to raise into a run: the timer task crashes it, caused by exc
+        import trio
+
+        assert isinstance(got, trio.TrioInternalError)
+        while isinstance(got, BaseExceptionGroup) or isinstance(got, trio.TrioInternalError):
+            got = got.exceptions[0] if isinstance(got, BaseExceptionGroup) else got.__cause__
+    assert type(got) is exc_type
+
+
+# -- timer methods belong to the loop's thread -----------------------------------------------
+
+OFF_LOOP_CALLS = {
+    "Timer.stop": lambda t, tk, af: t.stop(),
+    "Timer.reset": lambda t, tk, af: t.reset(0.001),
+    "Ticker.stop": lambda t, tk, af: tk.stop(),
+    "Ticker.reset": lambda t, tk, af: tk.reset(0.001),
+    "after_func timer": lambda t, tk, af: af.reset(0.001),
+}
+
+
+@pytest.mark.parametrize("where", ["thread", "asyncio", "trio"])
+@pytest.mark.parametrize("call", list(OFF_LOOP_CALLS))
+async def test_timer_methods_from_another_thread_raise(call: str, where: str) -> None:
+    """From another thread (with or without an event loop of its own), while the timer's
+    loop runs: RuntimeError naming the misuse, and the timer is left as it was."""
+    t = Timer(3600)
+    tk = Ticker(3600)
+    af = after_func(3600, lambda: None)
+
+    def attempt() -> object:
+        try:
+            return OFF_LOOP_CALLS[call](t, tk, af)
+        except Exception as exc:
+            return exc
+
+    async def attempt_in_loop() -> object:
+        return attempt()
+
+    def other_thread() -> object:
+        if where == "thread":
+            return attempt()
+        return anyio.run(attempt_in_loop, backend=where)
+
+    err = await anyio.to_thread.run_sync(other_thread)
+    assert isinstance(err, RuntimeError), err
+    assert str(err).startswith("Timer.reset:" if call == "after_func timer" else f"{call}:")
+    assert "another thread" in str(err)
+    assert "must be called on that loop's thread" in str(err)
+    # Nothing changed: all three are still pending, with their first deadline.
+    assert "pending" in repr(t) and "pending" in repr(af) and "running" in repr(tk)
+    assert t.stop() is True
+    assert af.stop() is True
+    tk.stop()
+    check_timers(0)
+
+
+MAKERS = {
+    "Timer": lambda: Timer(3600),
+    "Ticker": lambda: Ticker(3600),
+    "after_func": lambda: after_func(3600, lambda: None),
+}
+
+
+@pytest.mark.parametrize("other", [None, "asyncio", "trio"])
+@pytest.mark.parametrize("kind", list(MAKERS))
+def test_reset_once_its_loop_is_over_raises_and_changes_nothing(
+    anyio_backend: tuple[str, dict[str, object]], kind: str, other: str | None
+) -> None:
+    """That loop can never fire it again: reset raises before touching the timer (outside
+    any loop or in a later one); stop still works."""
+    made: list[Any] = []
+
+    async def arm() -> None:
+        made.append(MAKERS[kind]())
+
+    name, options = anyio_backend
+    anyio.run(arm, backend=name, backend_options=options)
+    t = made[0]
+
+    def reset() -> object:
+        try:
+            return t.reset(1)
+        except Exception as exc:
+            return exc
+
+    async def reset_in_loop() -> object:
+        return reset()
+
+    err = reset() if other is None else anyio.run(reset_in_loop, backend=other)
+    assert isinstance(err, RuntimeError), err
+    assert str(err).startswith(f"{'Ticker' if kind == 'Ticker' else 'Timer'}.reset: ")
+    assert "so it can never fire again" in str(err)
+    if kind == "Ticker":
+        assert "running" in repr(t)  # as it was
+        t.stop()
+        assert "stopped" in repr(t)
+    else:
+        assert "pending" in repr(t)
+        assert t.stop() is True  # still scheduled (on a loop that will never run it)
+        assert t.stop() is False
+
+
 # -- sleep ---------------------------------------------------------------------------------
 
 

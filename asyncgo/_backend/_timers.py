@@ -240,6 +240,23 @@ class TrioTimer:
         return self.fn is None
 
 
+def _deliver_ki() -> bool:
+    """Have trio raise ``KeyboardInterrupt`` in the current run, as for Ctrl+C.
+
+    trio's own path for a Ctrl+C that lands where it cannot be raised (KI-protected
+    code, such as an instrument hook): the run's main task gets it at its next
+    checkpoint, or ``trio.run()`` raises it on the way out. False if trio's
+    internals moved.
+    """
+    try:
+        from trio._core._run_context import GLOBAL_RUN_CONTEXT
+
+        GLOBAL_RUN_CONTEXT.runner.deliver_ki()
+    except (ImportError, AttributeError):  # pragma: no cover - trio changed its internals
+        return False
+    return True
+
+
 # Rebuild the heap once this many of its entries are cancelled and they are at
 # least half of it: amortised O(log n) per cancel, and the heap does not grow.
 _COMPACT_MIN = 64
@@ -250,6 +267,7 @@ class TrioRuntime:
 
     __slots__ = (
         "_clock",
+        "_crash",
         "_dead",
         "_heap",
         "_live",
@@ -274,6 +292,7 @@ class TrioRuntime:
         self._seq = 0  # tie-breaker: equal deadlines fire in call order
         self._sleeper: Any = None  # the server's CancelScope while it waits
         self.serving = False  # whether the system task exists
+        self._crash: BaseException | None = None  # what a callback raised, for the task
 
     def __repr__(self) -> str:
         return f"<TrioRuntime timers={self._live} serving={self.serving}>"
@@ -342,11 +361,36 @@ class TrioRuntime:
             self._live -= 1
             try:
                 fn(*args)
-            except Exception as exc:  # our callbacks report their own; belt and braces
-                report_exception(exc, fn, "Exception in asyncgo timer callback")
+            except BaseException as exc:  # nothing may escape: see _callback_raised
+                self._callback_raised(exc, fn)
             # Drop the references before sleeping: a fired timer keeps nothing alive.
             t = fn = args = None  # type: ignore[assignment]
             heap = self._heap  # a callback may have cancelled enough to compact it
+
+    def _callback_raised(self, exc: BaseException, fn: object) -> None:
+        """Deal with what a timer callback raised, without raising it here.
+
+        Raised from the ``after_io_wait`` hook, trio would disable the instrument
+        (and print that) and carry on: the exception lost, and every later timer of
+        the run fired late. An `Exception` is reported (our callbacks report their
+        own; belt and braces). Anything else (``KeyboardInterrupt``, ``SystemExit``)
+        must end the run, as it ends ``loop.run_forever()`` on asyncio, but trio has
+        no API to raise into a run: a ``KeyboardInterrupt`` goes where trio sends
+        Ctrl+C (the main task, at its next checkpoint); any other is re-raised by
+        the timer task, which ends the run with a ``TrioInternalError`` caused by it.
+        """
+        if isinstance(exc, Exception):
+            try:
+                report_exception(exc, fn, "Exception in asyncgo timer callback")
+            except Exception:  # pragma: no cover - stderr gone
+                pass
+            return
+        if type(exc) is KeyboardInterrupt and _deliver_ki():
+            return
+        if self._crash is None:
+            self._crash = exc
+        if self._sleeper is not None:
+            self._sleeper.cancel()  # wake the timer task: it raises it
 
     def after_io_wait(self, timeout: float) -> None:
         """trio instrument hook: fire due timers before trio runs the tasks of this tick.
@@ -364,6 +408,13 @@ class TrioRuntime:
         try:
             while True:
                 self._fire_due()
+                exc = self._crash
+                if exc is not None:
+                    self._crash = None
+                    try:
+                        raise exc
+                    finally:
+                        exc = None
                 heap = self._heap
                 if not heap:
                     return
