@@ -18,12 +18,14 @@ event loop it belongs to; `cancel()` from another thread hands the work to that
 loop (``run_on_loop``).
 
 Deadlines are lazy: no timer and no task exists for a context until something
-waits for it to end. `err()` compares the deadline with the loop's clock;
-`scope()` gives its cancel scope the deadline, so the backend enforces it; a
+waits for it to end. `err()` compares the deadline with the loop's clock; a
 timer (``loop.call_at``, or trio's shared heap in ``_backend/_timers.py``) is
-armed only when a done channel is handed out or an `after_func` registered. It
-holds the context weakly and is cancelled when the context ends or is
-collected.
+armed only when a done channel is handed out, an `after_func` registered or a
+`scope()` entered. It holds the context weakly and is cancelled when the
+context ends or is collected. A `scope()` gets no deadline of the backend's: the
+ctx's timer cancels it, just after closing the done channels, so a task in the
+scope waiting on the ctx (a select on ``done()``, ``sleep(s, ctx)``) is woken
+with the ctx's end before the scope's cancellation can reach it.
 
 A context collected before it was done may still owe something: a done channel
 someone else still waits on, or an `after_func` whose stop function was dropped
@@ -41,6 +43,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, final
 from weakref import ref
 
+from ._backend import sleep as _sleep
 from ._backend._timers import (
     Runtime,
     TimerHandle,
@@ -290,7 +293,11 @@ class Context:
         """A cancel scope bound to this context, for a ``with`` block.
 
         The body is cancelled when the context is done (at once, if it already
-        is), and its deadline is the context's, enforced by the backend. When
+        is), and its deadline is the context's. Inside, waits that are given
+        the context -- ``select`` on ``ctx.done()``, ``asyncgo.time.sleep(s,
+        ctx)``, ``Semaphore.acquire(n, ctx)``, ``Limiter.wait(n, ctx)`` -- see its
+        end first, as a result or as ``ctx.err()``, so the body can catch it and
+        go on (its next await is cancelled); everything else is cancelled. When
         the body was cancelled because of the context, the block raises `err()`
         -- chained to `cause()` when that differs -- rather than ending
         silently. Cancellation from an enclosing scope passes through untouched.
@@ -401,10 +408,21 @@ class Context:
                     if k is not None:
                         stack.append((k, e, c))
             finished.append(n)
+        # Every done channel first, then the callbacks (scope cancels, after_funcs): a
+        # task waiting on a done channel anywhere in the subtree -- a select on
+        # ctx.done(), a ctx-aware sleep or acquire -- is woken before any enclosing
+        # ctx.scope() is cancelled, so it sees the ctx's end as a result rather than
+        # as a cancellation (a woken task is not cancelled until it runs on).
         for n in finished:
-            n._notify()
+            n._close_done()
+        for n in finished:
+            n._call_back()
 
     def _notify(self) -> None:
+        self._close_done()
+        self._call_back()
+
+    def _close_done(self) -> None:
         t = self._timer
         if t is not None:
             self._timer = None
@@ -414,6 +432,8 @@ class Context:
             ch = chan_of(view)
             if not ch.closed:
                 ch.close()
+
+    def _call_back(self) -> None:
         cbs = self._cbs
         if cbs is not None:
             self._cbs = None
@@ -470,6 +490,36 @@ class Context:
             if wr is None:
                 wr = self._wr = ref(self)
             self._timer = self._rt.call_at(self._deadline, _deadline_fired, wr)  # type: ignore[union-attr, arg-type]
+            if self._cbs or self._kids:
+                self._unbind_scopes()
+
+    def _unbind_scopes(self) -> None:
+        """Our timer now enforces our deadline: take it from the backend's scopes.
+
+        A `scope()` entered before the timer was armed left the deadline to the
+        backend, whose cancellation could reach a task in the scope before our
+        timer wakes the task's wait on a done channel (the two fire at the same
+        time, in either order). Every scope of our subtree that has our deadline
+        (not one of its own) gets none from now on: our timer cancels it instead,
+        after closing the done channels.
+        """
+        d = self._deadline
+        stack: list[Context] = [self]
+        while stack:
+            n = stack.pop()
+            cbs = n._cbs
+            if cbs:
+                for key in cbs:
+                    if type(key) is ContextScope:
+                        cs = key._cs
+                        if cs is not None and cs.deadline == d:
+                            cs.deadline = math.inf
+            kids = n._kids
+            if kids:
+                for wr in kids:
+                    k = wr()
+                    if k is not None and k._owner is self:
+                        stack.append(k)
 
     def _adopt(self, orphan: _Orphan) -> None:
         lst = self._orphans
@@ -719,6 +769,35 @@ def run_callback(fn: Callable[[], object], what: str) -> None:
         )
 
 
+async def sleep_or_done(seconds: float, ctx: Context) -> None:
+    """``asyncgo.time.sleep(seconds, ctx)``: *seconds* >= 0, or until *ctx* is done.
+
+    A wait on the ctx's done channel, not a cancel scope bound to the ctx: inside a
+    ``ctx.scope()`` of the same (or a parent) context, the ctx's end wakes this wait
+    before the scope is cancelled (`Context._finish`), so it raises ``ctx.err()``
+    for the caller to catch, instead of the backend's cancellation (anyio lets an
+    inner scope catch a cancellation only while no enclosing scope is cancelled).
+    """
+    err = ctx.err()
+    if err is None:
+        n = ctx._cn
+        if n is None:  # background(), without_cancel(): never done
+            await _sleep(seconds)
+            return
+        if seconds <= 0:
+            await _sleep(0)
+        else:
+            done = chan_of(ctx.done())
+            rt = n._rt or current_runtime()
+            with new_cancel_scope(rt, rt.time() + seconds):
+                await done.recv_ok()
+        err = ctx.err()
+        if err is None:
+            return
+    cause = ctx.cause()
+    raise err.with_traceback(None) from (None if cause is err else cause)
+
+
 # -- scope() and current() ---------------------------------------------------------------
 
 _current: ContextVar[Context | None] = ContextVar("asyncgo_current_context", default=None)
@@ -735,29 +814,82 @@ class ContextScope:
         self._bind = bind
         self._cs: CancelScope | None = None
 
+    # What ``with ctx.scope() as scope`` binds: the cancel scope's face, with the
+    # ctx's deadline (which the ctx's timer enforces, not the backend).
+
+    @property
+    def deadline(self) -> float:
+        """The earlier of the ctx's deadline and one set on this scope (`math.inf`: none)."""
+        d = self._ctx.deadline()
+        own = math.inf if self._cs is None else self._cs.deadline
+        return own if d is None else min(d, own)
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        cs = self._entered()
+        n = self._ctx._cn
+        if n is not None and n._deadline is not None:
+            n._arm()  # the ctx's timer keeps its deadline; the backend gets *value*
+        cs.deadline = value
+
+    @property
+    def shield(self) -> bool:
+        return self._entered().shield
+
+    @shield.setter
+    def shield(self, value: bool) -> None:
+        self._entered().shield = value
+
+    def cancel(self) -> None:
+        self._entered().cancel()
+
+    @property
+    def cancel_called(self) -> bool:
+        return self._entered().cancel_called
+
+    @property
+    def cancelled_caught(self) -> bool:
+        return self._entered().cancelled_caught
+
+    def _entered(self) -> CancelScope:
+        cs = self._cs
+        if cs is None:
+            raise RuntimeError("a ctx.scope() is used as a cancel scope once entered (with ...)")
+        return cs
+
     def __enter__(self) -> CancelScopeLike:
         if self._cs is not None:
             raise RuntimeError("a ctx.scope() is entered once: call ctx.scope() for each block")
         n = self._ctx._cn
         if n is None:
             cs = self._cs = new_cancel_scope(runtime_or_none(), math.inf)
+            cs.__enter__()
+            self._token = _current.set(self._ctx) if self._bind else None
+            return self
+        if n._rt is None:
+            n._rt = runtime_or_none()
+        here = n._home("scope()")
+        d = n._deadline
+        if n._err is None and (d is None or here is None or here.time() < d):
+            # The backend enforces the deadline (cheap: no timer of ours) until the
+            # ctx's own timer is armed -- by a done() or after_func -- from then on
+            # the timer cancels the scope, right after closing the done channels
+            # (_finish), so that waits given the ctx see its end as a result, not as
+            # a cancellation (`Context._unbind_scopes`).
+            armed = d is None or n._owner._timer is not None  # type: ignore[union-attr]
+            cs = self._cs = new_cancel_scope(n._rt, math.inf if armed else d)  # type: ignore[arg-type]
+            cs.__enter__()
+            cbs = n._cbs
+            if cbs is None:
+                cbs = n._cbs = {}
+            cbs[self] = cs.cancel
         else:
-            if n._rt is None:
-                n._rt = runtime_or_none()
-            n._home("scope()")
-            d = n._deadline
-            cs = self._cs = new_cancel_scope(n._rt, math.inf if d is None else d)
-        cs.__enter__()
+            cs = self._cs = new_cancel_scope(n._rt, math.inf)
+            cs.__enter__()
+            self._ctx.err()  # a deadline that passed unnoticed: the ctx ends now
+            cs.cancel()
         self._token = _current.set(self._ctx) if self._bind else None
-        if n is not None:
-            if n._err is None:
-                cbs = n._cbs
-                if cbs is None:
-                    cbs = n._cbs = {}
-                cbs[self] = cs.cancel
-            else:
-                cs.cancel()
-        return cs
+        return self
 
     def __exit__(
         self,

@@ -33,7 +33,7 @@ from ._backend._timers import (
     running_elsewhere,
 )
 from ._chan import Chan, RecvChan
-from ._context import Context, ContextScope, check_callback, run_callback
+from ._context import Context, check_callback, run_callback, sleep_or_done
 from ._exceptions import WouldBlock
 
 if TYPE_CHECKING:
@@ -466,5 +466,6 @@ async def sleep(seconds: float, ctx: Context | None = None) -> None:
     if ctx is None:
         await _sleep(seconds)
         return
-    with ContextScope(ctx, False):
-        await _sleep(seconds)
+    # A wait on ctx.done(), not a cancel scope bound to ctx: inside ctx.scope(), the
+    # ctx's end reaches it as a wake-up before the scope's cancellation.
+    await sleep_or_done(seconds, ctx)

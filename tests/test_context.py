@@ -37,6 +37,7 @@ from asyncgo import (
     with_value,
     without_cancel,
 )
+from asyncgo import time as gotime
 
 pytestmark = pytest.mark.anyio
 
@@ -643,6 +644,77 @@ async def test_scope_chains_the_cause() -> None:
                 await anyio.sleep_forever()
     assert info.value.__cause__ is boom
     assert ctx.cause() is boom
+
+
+@pytest.mark.parametrize(
+    "how", ["deadline", "cancel", "parent-cancel", "parent-scope", "parent-deadline"]
+)
+async def test_waits_given_the_ctx_see_its_end_first_inside_its_scope(how: str) -> None:
+    # A handler runs inside its request's ctx.scope() (FastAPI, aiohttp) and selects
+    # on ctx.done() (DESIGN: Integrations): when the ctx ends, the select returns
+    # the done case -- it is not cancelled by the scope -- so the handler can answer
+    # by itself; its next await is cancelled, and the block raises ctx.err(). Many
+    # rounds with tiny timeouts: the deadline and the scope used to race.
+    from asyncgo.sync import Semaphore
+
+    sem = Semaphore(1)
+    await sem.acquire()
+    reached = 0
+    in_time = False
+    for i in range(40):
+        if how == "parent-deadline":  # the scope's deadline is the parent's, inherited
+            root, cancel_root = with_timeout(background(), 0.0005 * (1 + i % 4))
+        else:
+            root, cancel_root = with_cancel(background())
+        if how == "deadline":
+            ctx, cancel = with_timeout(root, 0.0005 * (1 + i % 4))
+        else:
+            ctx, cancel = with_cancel(root)
+        stop = cancel_root if how in ("parent-cancel", "parent-scope") else cancel
+        # parent-scope: the scope is the parent's, the waits are on the child: every
+        # done channel of the subtree is closed before any scope is cancelled
+        scoped = root if how in ("parent-scope", "parent-deadline") else ctx
+        seen: list[object] = []
+        with pytest.raises((Canceled, DeadlineExceeded)) as info:
+            with scoped.scope():
+                async with anyio.create_task_group() as tg:
+                    if how not in ("deadline", "parent-deadline"):
+                        tg.start_soon(_cancel_soon, stop)
+                    ch: Chan[int] = Chan()
+                    # (a slow machine may get here after the deadline: then the
+                    # scope is cancelled already. done() notices a passed deadline;
+                    # from this check to the select's park there is no await.)
+                    done = ctx.done()
+                    in_time = ctx.err() is None
+                    reached += in_time
+                    r = await select(recv(ch), recv(done))
+                    seen.append(r.index)
+                    try:
+                        await sem.acquire(1, ctx)
+                    except (Canceled, DeadlineExceeded) as exc:
+                        seen.append(exc)
+                    try:
+                        await gotime.sleep(10, ctx)
+                    except (Canceled, DeadlineExceeded) as exc:
+                        seen.append(exc)
+                    await anyio.sleep(10)  # cancelled by the scope
+                    seen.append("not cancelled")
+        assert info.value is ctx.err()
+        assert seen == ([1, ctx.err(), ctx.err()] if in_time else [])
+        cancel_root()
+    assert reached >= 20
+    sem.release()
+
+
+async def test_a_deadline_set_on_the_scope_itself_still_works() -> None:
+    ctx, cancel = with_timeout(background(), 3600)
+    with ctx.scope() as scope:
+        assert scope.deadline == ctx.deadline()
+        scope.deadline = anyio.current_time() + 0.01  # the scope's own, earlier
+        assert scope.deadline < ctx.deadline()  # type: ignore[operator]
+        await anyio.sleep(10)
+    assert scope.cancelled_caught and ctx.err() is None  # ended quietly: not the ctx
+    cancel()
 
 
 async def test_scope_raises_deadline_exceeded_at_the_deadline() -> None:
