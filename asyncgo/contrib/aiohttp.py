@@ -157,6 +157,13 @@ def context_middleware(
                 )
             # The client has gone: aiohttp's write fails and it drops the connection.
             return web.Response(status=499, text="client disconnected")
+        except asyncio.CancelledError:
+            # handler_cancellation=True: aiohttp cancels the handler when the client
+            # goes away. Say so in the context (its cause), as the poller would have.
+            tr = request.transport
+            if tr is None or tr.is_closing():
+                disconnect(ClientDisconnected())
+            raise
         finally:
             if poller is not None:
                 poller.cancel()

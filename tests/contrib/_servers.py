@@ -51,10 +51,10 @@ async def serve_uvicorn(app: Any, *, proxy_headers: bool = True) -> AsyncIterato
 
 
 @asynccontextmanager
-async def serve_aiohttp(app: Any) -> AsyncIterator[str]:
+async def serve_aiohttp(app: Any, **runner_options: Any) -> AsyncIterator[str]:
     """Run the aiohttp *app*; yield its base URL."""
     web = pytest.importorskip("aiohttp.web")
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **runner_options)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

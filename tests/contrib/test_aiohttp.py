@@ -253,9 +253,15 @@ async def test_deadline_mid_stream_ends_the_stream_and_its_producer() -> None:
     assert isinstance(probe.ctx.err(), DeadlineExceeded)
 
 
-async def test_client_disconnect_cancels_handler_context_and_its_tasks() -> None:
+@pytest.mark.parametrize("handler_cancellation", [False, True], ids=["poller", "aiohttp-cancels"])
+async def test_client_disconnect_cancels_handler_context_and_its_tasks(
+    handler_cancellation: bool,
+) -> None:
+    # With handler_cancellation=True aiohttp cancels the handler itself: the cause is
+    # still ClientDisconnected, not a bare Canceled.
     probe = Probe()
-    async with serve(make_app(probe, timeout=60.0)) as url:
+    app = make_app(probe, timeout=60.0)
+    async with serve(app, handler_cancellation=handler_cancellation) as url:
         async with aiohttp.ClientSession() as s, anyio.create_task_group() as tg:
 
             async def request() -> None:
