@@ -315,3 +315,38 @@ async def test_once_func_calls_once_and_replays_errors() -> None:
     await h()
     await h()
     assert attempts == 2
+
+
+class _Stop(BaseException):
+    """Like KeyboardInterrupt or SystemExit: not an Exception."""
+
+
+async def test_a_base_exception_is_not_remembered_as_the_result() -> None:
+    # docs/sync.md: a KeyboardInterrupt/SystemExit stops the program; it is not the
+    # function's outcome, so the next caller runs the function (every variant).
+    calls = 0
+
+    async def flaky() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise _Stop
+        return calls
+
+    once = Once()
+    with pytest.raises(_Stop):
+        await once.do(flaky)
+    await once.do(flaky)
+    assert calls == 2
+    calls = 0
+    value = once_value(flaky)
+    with pytest.raises(_Stop):
+        await value()
+    assert await value() == 2 and await value() == 2 and calls == 2
+    calls = 0
+    func = once_func(flaky)
+    with pytest.raises(_Stop):
+        await func()
+    await func()
+    await func()
+    assert calls == 2
