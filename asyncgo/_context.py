@@ -414,9 +414,11 @@ class Context:
         # ctx.scope() is cancelled, so it sees the ctx's end as a result rather than
         # as a cancellation (a woken task is not cancelled until it runs on).
         for n in finished:
-            n._close_done()
+            if n._done is not None or n._timer is not None:
+                n._close_done()
         for n in finished:
-            n._call_back()
+            if n._cbs is not None or n._orphans is not None:
+                n._call_back()
 
     def _notify(self) -> None:
         self._close_done()
