@@ -467,7 +467,8 @@ class SlidingWindow:
     Unlike a fixed-window counter (reset at each window's start, so up to
     ``2 * limit`` events can pass around a boundary), no interval of *window*
     seconds ever holds more than *limit* events, and the first *limit*
-    events may come at once. Keeps at most *limit* timestamps.
+    events may come at once. Keeps the timestamps of the last *window* seconds
+    (at most *limit*), and those booked by waiting calls.
     ``wait`` waiters are served in call order.
 
     Example:
@@ -492,9 +493,11 @@ class SlidingWindow:
         if not window > 0 or math.isinf(window):
             raise ValueError(f"rate: SlidingWindow(window={window}) must be positive and finite")
         self._window = float(window)
-        # Event times, non-decreasing, possibly in the future (booked by wait);
-        # only the last `limit` ever matter.
-        self._log: deque[float] = deque(maxlen=limit if limit > 0 else None)
+        # Event times, non-decreasing, possibly in the future (booked by wait). Only
+        # the last `limit` matter to the next event, but no cap: a withdrawn booking
+        # must not have pushed a real event out. Times that left the window go in
+        # `_when`.
+        self._log: deque[float] = deque()
 
     def __repr__(self) -> str:
         return f"<SlidingWindow limit={self._limit} window={self._window} at {id(self):#x}>"
@@ -512,6 +515,9 @@ class SlidingWindow:
     def _when(self, t: float, n: int) -> float:
         """The earliest time >= *t* (and >= every booked event) at which *n* events fit."""
         log = self._log
+        window = self._window
+        while log and log[0] + window <= t:  # out of every window from t on: forget it
+            log.popleft()
         when = t
         if log and log[-1] > when:
             when = log[-1]
@@ -532,8 +538,8 @@ class SlidingWindow:
 
     def count_at(self, t: float) -> int:
         """Events counted in the window ending at clock time *t* (pure)."""
-        lo = t - self._window
-        return sum(1 for x in self._log if lo < x <= t)
+        window = self._window  # x + window > t, not x > t - window: as _when rounds
+        return sum(1 for x in self._log if x <= t < x + window)
 
     def allow_at(self, t: float, n: int = 1) -> bool:
         """`allow` at clock time *t* (pure).
@@ -608,6 +614,6 @@ class SlidingWindow:
                 for _ in range(n):
                     try:
                         self._log.remove(when)
-                    except ValueError:  # pushed out by later bookings (maxlen)
+                    except ValueError:  # pragma: no cover - it left the window meanwhile
                         break
             raise

@@ -134,6 +134,42 @@ async def test_sliding_window_cancel_withdraws_booking() -> None:
     assert w.allow()  # the withdrawn booking at t=1 does not count
 
 
+@pytest.mark.parametrize("limit", [1, 3])
+@pytest.mark.parametrize("how", ["cancelled", "ctx"])
+async def test_sliding_window_withdrawn_booking_keeps_the_real_events(
+    limit: int, how: str
+) -> None:
+    # The booking used to push the oldest real event out of a log capped at `limit`;
+    # withdrawing it could not bring it back, and the window let limit+1 events in.
+    w = rate.SlidingWindow(limit, 1.0)
+    t0 = trio.current_time()
+    for _ in range(limit):
+        assert w.allow()
+    if how == "cancelled":
+        with trio.move_on_after(0.2):
+            await w.wait()  # booked for t0 + 1, withdrawn at t0 + 0.2
+    else:
+        ctx, cancel = with_timeout(background(), 1.5)
+        async with trio.open_nursery() as nursery:
+
+            async def waiter() -> None:
+                with pytest.raises(Canceled):
+                    await w.wait(1, ctx)
+
+            nursery.start_soon(waiter)
+            await trio.sleep(0.2)
+            cancel()
+    assert w.count_at(trio.current_time()) == limit
+    allowed = []
+    while trio.current_time() - t0 < 0.99:
+        if w.allow():
+            allowed.append(trio.current_time() - t0)
+        await trio.sleep(0.1)
+    assert allowed == []  # every slot of the first second was taken at t0
+    await trio.sleep(0.02)
+    assert w.allow()  # and the window slides on
+
+
 async def test_wait_after_set_nonzero_after_zero() -> None:
     """Go: TestSetAfterZeroLimit, exact on the virtual clock."""
     lim = rate.Limiter(0, 1)
