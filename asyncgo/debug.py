@@ -216,7 +216,8 @@ class TaskInfo:
     blocked_on: tuple[Primitive, ...]
     """The primitives it is parked on (several for a select)."""
     parked_for: float | None
-    """Seconds since it parked (None unless parked)."""
+    """Seconds since it parked (None unless parked, or when it parked while
+    diagnostics were off: found then from its await stack, not recorded)."""
     stack: tuple[Frame, ...]
     """Its await stack, innermost call first (Go's order)."""
     created_by: str | None
@@ -264,7 +265,9 @@ class _Wait:
 
     __slots__ = ("obj", "op", "since", "task", "waiter")
 
-    def __init__(self, waiter: object, task: object, obj: object, op: str, since: float) -> None:
+    def __init__(
+        self, waiter: object, task: object, obj: object, op: str, since: float | None
+    ) -> None:
         self.waiter = waiter
         self.task = task
         self.obj = obj
@@ -365,6 +368,109 @@ class _Tracer:
 
     def by_task(self) -> dict[object, _Wait]:
         return {r[0]: _Wait(w, *r) for w, r in list(self.waits.items())}
+
+
+# -- parks the tracer did not see ------------------------------------------------------
+#
+# A task that parked while diagnostics were off has no record (the park path reads the
+# tracer once, before it parks, and the channels' inline parks skip it altogether): a
+# worker of a fixture or a server parked in `async for job in jobs` before a
+# `detect_deadlocks()` block opened. Such a task is found from its own state: the
+# parker it awaits (asyncio: ``Task._fut_waiter``; trio: the waiter whose abort
+# function the task is blocked in) held by one of asyncgo's park sites, the innermost
+# frame of its await stack that names it. Costs nothing until someone looks.
+
+#: asyncgo's park sites (``module.qualname``) -> the operation; None: the site's
+#: locals say (`_site_wait`).
+_PARK_SITES: dict[str, str | None] = {
+    "asyncgo._chan.Chan.recv": "chan recv",
+    "asyncgo._chan.Chan.recv_ok": "chan recv",
+    "asyncgo._chan.Chan.__anext__": "chan recv",
+    "asyncgo._chan.Chan.send": "chan send",
+    "asyncgo._chan.Chan._park": None,
+    "asyncgo._select.select": "select",
+    "asyncgo._select._park_forever": "select",
+    "asyncgo._pool.JobHandle._park": "job wait",
+    "asyncgo._group.TaskHandle.wait": "task handle wait",
+    "asyncgo._group.Group._wait_slot": "group slot",
+    "asyncgo.singleflight.Group.do": "singleflight do",
+    "asyncgo.sync._semaphore.Semaphore._park": "semaphore acquire",
+    "asyncgo.sync._semaphore.Semaphore.__aenter__": "semaphore acquire",
+    "asyncgo.sync._cond.Cond.wait": "cond wait",
+    "asyncgo.sync._mutex.park": None,
+    "asyncgo.sync._mutex.Mutex.lock": "mutex lock",
+}
+
+
+def _awaited_parker(task: Any) -> Any:
+    """The not yet claimed parker-like object *task* is blocked on, or None."""
+    if hasattr(task, "_fut_waiter"):  # asyncio
+        w = getattr(task, "_fut_waiter", None)
+    else:  # trio: blocked in wait_task_rescheduled(waiter._abort)
+        w = getattr(getattr(task, "_abort_func", None), "__self__", None)
+        if w is not None and getattr(w, "task", None) is not task:
+            return None
+    done = getattr(w, "done", None)
+    if done is None or done():
+        return None
+    return w
+
+
+def _holds(locals_: Mapping[str, object], parker: object) -> bool:
+    """Whether a frame's locals hold *parker*, bare or as a queue entry ``(parker, ...)``."""
+    return any(v is parker or (type(v) is tuple and v and v[0] is parker) for v in locals_.values())
+
+
+def _site_wait(site: str, op: str | None, loc: Mapping[str, Any]) -> tuple[object, str] | None:
+    """What the park site *site* (its frame's locals *loc*) parks on: ``(primitive(s), op)``."""
+    if site == "asyncgo._select.select":
+        cases = loc.get("cases")
+        return (tuple(getattr(c, "chan", None) for c in cases), "select") if cases else None
+    if site == "asyncgo._select._park_forever":
+        return (), "select"
+    if site == "asyncgo.sync._mutex.park":
+        owner, op = loc.get("owner"), loc.get("op")
+        return (owner, op) if owner is not None and isinstance(op, str) else None
+    obj = loc.get("self")
+    if obj is None:
+        return None
+    if site == "asyncgo._chan.Chan._park":
+        op = "chan recv" if loc.get("recv") else "chan send"
+    elif site == "asyncgo.sync._semaphore.Semaphore._park" and loc.get("done") is not None:
+        obj = (obj, loc["done"])
+    assert op is not None
+    return obj, op
+
+
+def _discover(task: Any) -> _Wait | None:
+    """The park of *task* on an asyncgo primitive that the tracer did not record, if any."""
+    parker = _awaited_parker(task)
+    if parker is None:
+        return None
+    frames, _ = _tasks.task_frames(task)
+    for f, _line in reversed(frames):  # innermost first
+        if not f.f_code.co_filename.startswith(_PKG_DIR):
+            continue
+        site = _func_name(f)
+        if site not in _PARK_SITES:
+            continue
+        loc = f.f_locals
+        if not _holds(loc, parker):
+            continue  # (an outer call of an inner park: keep looking inward-out)
+        found = _site_wait(site, _PARK_SITES[site], loc)
+        if found is None:  # pragma: no cover - a park site changed shape
+            return None
+        return _Wait(parker, task, found[0], found[1], None)
+    return None
+
+
+def _with_unrecorded(tasks_: Iterable[Any], waits: dict[object, _Wait], current: object) -> None:
+    """Add to *waits* the parks of *tasks_* (blocked, not in it) the tracer did not record."""
+    for t in tasks_:
+        if t not in waits and t is not current and _tasks.task_state(t, current) == "waiting":
+            w = _discover(t)
+            if w is not None:
+                waits[t] = w
 
 
 _TRACER = _Tracer()
@@ -616,7 +722,8 @@ def _snapshot(
     since: float | None = None
     w = waits.get(task)
     if w is not None and state == "waiting" and not w.claimed():
-        state, op, on, since = "parked", w.op, _primitives(w.obj), now - w.since
+        state, op, on = "parked", w.op, _primitives(w.obj)
+        since = None if w.since is None else now - w.since  # (None: found, not recorded)
     parent = _tasks.task_parent(task, all_)
     created_by = None
     if parent is not None:
@@ -665,15 +772,20 @@ def tasks() -> list[TaskInfo]:
     ts = _live_tasks()
     current = _tasks.current_task()
     waits = _TRACER.by_task()
+    if is_enabled():  # also the tasks that parked before diagnostics were turned on
+        _with_unrecorded(ts, waits, current)
     now = monotonic()
     return [_snapshot(t, ts, current, waits, now) for t in ts]
 
 
 def _snapshots(raw: Iterable[Any]) -> list[TaskInfo]:
     """Snapshots of the given backend tasks (for asyncgo.testing)."""
+    raw = list(raw)
     all_ = _tasks.all_tasks()
     current = _tasks.current_task()
     waits = _TRACER.by_task()
+    if is_enabled():
+        _with_unrecorded(raw, waits, current)
     now = monotonic()
     return [_snapshot(t, all_, current, waits, now) for t in raw]
 
@@ -1088,7 +1200,12 @@ class detect_deadlocks:
                 if w.claimed():
                     return _TRANSIENT, None
             elif not _tasks.waits_for_children(t):
-                return _NO, None  # waits on a timer, I/O, a thread, another library
+                # Parked on an asyncgo primitive before diagnostics were on (a fixture's
+                # worker in `async for job in jobs`)? Else it waits on a timer, I/O, a
+                # thread, another library: no deadlock.
+                w = _discover(t)
+                if w is None:
+                    return _NO, None
             ctx = _tasks.task_context(t)
             inside = ctx is not None and self in ctx.get(_SCOPES, ())
             # Once the body was cancelled (a deadlock found), a task waiting for its

@@ -547,3 +547,96 @@ async def test_the_bodys_own_exception_comes_out_as_itself(kind: str) -> None:
     assert type(info.value) is expected
     if kind in ("error", "base"):
         assert info.value is exc
+
+
+# -- tasks that parked before diagnostics were on --------------------------------------
+#
+# A fixture's or a server's worker parks in `async for job in jobs` while diagnostics
+# are off; a `detect_deadlocks()` block opened later must still count it as asleep
+# (the tracer has no record of it: the detector finds it from the task itself).
+
+
+async def _park_before(kind: str, ch: Chan[int], mu: Mutex) -> None:
+    if kind == "async for":
+        async for _ in ch:
+            pass  # pragma: no cover - nothing is sent
+    elif kind == "recv":
+        await ch.recv()
+    elif kind == "recv_ok":
+        await ch.recv_ok()
+    elif kind == "send":
+        await ch.send(1)
+    elif kind == "buffered send":
+        await ch.send(1)  # the buffer (1) is full already
+    elif kind == "select":
+        await select(recv(ch), recv(Chan[int]()))
+    else:
+        assert kind == "mutex"
+        await mu.lock()
+
+
+_OPS = {
+    "async for": "chan recv",
+    "recv": "chan recv",
+    "recv_ok": "chan recv",
+    "send": "chan send",
+    "buffered send": "chan send",
+    "select": "select",
+    "mutex": "mutex lock",
+}
+
+
+@NO_AMBIENT_SCOPE
+@pytest.mark.parametrize("kind", list(_OPS))
+async def test_a_task_parked_before_diagnostics_were_on_counts_as_asleep(kind: str) -> None:
+    assert not debug.is_enabled()  # (the worker parks untraced)
+    ch = Chan[int](1) if kind == "buffered send" else Chan[int]()
+    if kind == "buffered send":
+        ch.send_nowait(0)
+    mu = Mutex()
+    await mu.lock()
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(_park_before, kind, ch, mu, name="early-worker")
+        await anyio.wait_all_tasks_blocked()
+        with anyio.fail_after(BOUND):
+            with pytest.raises(Deadlock) as ei:
+                async with debug.detect_deadlocks():
+                    await Chan[int]().recv()
+        msg = str(ei.value)
+        assert f'"early-worker" [{_OPS[kind]}] waits on:' in msg  # (how long: unknown)
+        assert "(made while diagnostics were off)" in msg
+        outer.cancel_scope.cancel()
+
+
+@NO_AMBIENT_SCOPE
+async def test_a_task_parked_before_diagnostics_were_on_can_still_be_woken() -> None:
+    """No false positive: tasks parked early, one of which a sleeper will feed, are not a
+    deadlock; the jam that follows, beside the other one, is reported."""
+    assert not debug.is_enabled()
+    jobs, idle = Chan[int](), Chan[int]()
+    got: list[int] = []
+
+    async def worker() -> None:
+        async for j in jobs:
+            got.append(j)
+
+    async def feed_later() -> None:
+        await anyio.sleep(0.05)
+        await jobs.send(7)
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(worker, name="early-worker")
+        outer.start_soon(idle.recv_ok, name="idle-worker")  # parked untraced throughout
+        await anyio.wait_all_tasks_blocked()
+        with anyio.fail_after(BOUND):
+            with pytest.raises(Deadlock) as ei:
+                async with debug.detect_deadlocks():
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(feed_later)  # a timer: no deadlock meanwhile
+                    while not got:  # (the worker runs after the send)
+                        await anyio.lowlevel.checkpoint()
+                    await Chan[int]().recv()  # now every task is asleep
+        assert '"idle-worker" [chan recv] waits on:' in str(ei.value)
+        jobs.close()
+        idle.close()
+    assert got == [7]

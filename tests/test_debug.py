@@ -508,3 +508,33 @@ async def test_group_tasks_are_named_after_their_function_on_every_backend() -> 
             ops = {t.name: t.op for t in debug.tasks()}
             ch.close()
     assert ops.get(f"{resize.__module__}.{resize.__qualname__}") == "chan recv"
+
+
+@DEFAULT_STATE
+async def test_a_task_parked_before_diagnostics_were_on_shows_what_it_is_parked_on() -> None:
+    """Turned on later, diagnostics still see a task parked untraced (a fixture's worker):
+    its operation and primitive, not how long (nothing recorded when it parked)."""
+    assert not debug.is_enabled()
+    jobs = Chan[int]()
+    mu = Mutex()
+    await mu.lock()
+
+    async def worker() -> None:
+        async for _ in jobs:
+            pass  # pragma: no cover - nothing is sent
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker, name="early-worker")
+        tg.start_soon(mu.lock, name="early-locker")
+        await anyio.wait_all_tasks_blocked()
+        assert by_name(debug.tasks(), "early-worker").state == "waiting"  # off: unknown
+        with debug.enabled():
+            infos = debug.tasks()
+            text = debug.dump(group=False)
+        w, lk = by_name(infos, "early-worker"), by_name(infos, "early-locker")
+        assert (w.state, w.op, w.parked_for) == ("parked", "chan recv", None)
+        assert w.blocked_on[0].kind == "Chan" and "open" in w.blocked_on[0].description
+        assert (lk.state, lk.op) == ("parked", "mutex lock")
+        assert f'task {w.id} "early-worker" [chan recv]:' in text
+        jobs.close()
+        mu.unlock()

@@ -331,3 +331,120 @@ def test_test_errors_keep_their_type_under_the_deadlock_scope(pytester: pytest.P
     result = run_anyio(pytester, "test_b.py")
     result.assert_outcomes(xfailed=2, failed=2)
     assert "ExceptionGroup" not in result.stdout.str()
+
+
+# -- a fixture's task parked before the test function starts ---------------------------
+#
+# Run in a subprocess with a timeout: before the fix these runs hung (a jam hidden by a
+# worker the detector had not seen park), and a regression must fail, not hang CI.
+
+GUARD = 120  # seconds: generous, never reached unless detection is broken
+
+
+def run_guarded(pytester: pytest.Pytester, ini: str, *args: str) -> pytest.RunResult:
+    pytester.makeini(ini)
+    return pytester.runpytest_subprocess(
+        *plugin_args(), "-p", "no:cacheprovider", *QUIET, *args, timeout=GUARD
+    )
+
+
+ANYIO_3_HEADER = """
+import importlib.util
+import anyio
+import pytest
+from asyncgo import Chan, debug
+
+pytestmark = pytest.mark.anyio
+
+@pytest.fixture(params=[
+    pytest.param(("asyncio", {}), id="asyncio"),
+    pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop", marks=pytest.mark.skipif(
+        importlib.util.find_spec("uvloop") is None, reason="no uvloop")),
+    pytest.param(("trio", {}), id="trio"),
+])
+def anyio_backend(request):
+    return request.param
+"""
+
+
+def test_jam_beside_a_fixture_worker_parked_in_setup_anyio(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        ANYIO_3_HEADER
+        + """
+@pytest.fixture
+async def idle_worker():
+    jobs = Chan()
+    async def worker():
+        async for j in jobs:
+            pass
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker, name="fixture-worker")
+        yield jobs
+        jobs.close()
+
+async def test_jam(idle_worker):
+    await Chan().recv()
+
+async def test_fed(idle_worker):
+    await anyio.sleep(0.05)
+    await idle_worker.send(1)
+"""
+    )
+    result = run_guarded(pytester, ANYIO_INI.format(extra=""), "-p", "no:asyncio")
+    outcomes = result.parseoutcomes()
+    backends = outcomes["failed"]
+    assert backends in (2, 3)  # uvloop, when installed
+    result.assert_outcomes(passed=backends, failed=backends)
+    out = result.stdout.str()
+    assert out.count("all tasks are asleep - deadlock!") >= backends
+    # the fixture's channel has its creation site: diagnostics were on for the setup
+    assert '"fixture-worker" [chan recv' in out and "jobs = Chan()" in out
+
+
+def test_jam_beside_a_worker_parked_while_diagnostics_were_off_pytest_asyncio(
+    pytester: pytest.Pytester,
+) -> None:
+    """A module-scoped fixture's worker re-parks during a test run without detection;
+    a later test's jam must still be reported."""
+    pytester.makepyfile(
+        """
+        import asyncio
+        import pytest
+        import pytest_asyncio
+        from asyncgo import Chan
+
+        pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+        @pytest_asyncio.fixture(loop_scope="module", scope="module")
+        async def worker():
+            jobs, results = Chan(), Chan()
+            async def run():
+                async for j in jobs:
+                    await results.send(j * 2)
+            t = asyncio.create_task(run(), name="module-worker")
+            yield jobs, results
+            jobs.close()
+            await t
+
+        @pytest.mark.asyncgo_detect_deadlocks(False)
+        async def test_one_untraced(worker):
+            jobs, results = worker
+            await jobs.send(1)
+            assert await results.recv() == 2
+            await asyncio.sleep(0.01)  # the worker parks again, untraced
+
+        async def test_two_jam(worker):
+            jobs, results = worker
+            await results.recv()  # nobody sent a job
+
+        async def test_three_after_the_jam(worker):
+            jobs, results = worker
+            await jobs.send(3)
+            assert await results.recv() == 6
+        """
+    )
+    result = run_guarded(pytester, ASYNCIO_INI.format(extra=""), "-p", "no:anyio")
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    assert "::test_two_jam" in out and "asyncgo.Deadlock: all tasks are asleep" in out
+    assert '"module-worker" [chan recv' in out

@@ -9,6 +9,9 @@ in:
   jam on asyncgo primitives fails at once with `asyncgo.Deadlock` and who waits
   on what, instead of hanging until a timeout. Off: ini ``asyncgo_detect_deadlocks
   = false``, ``--asyncgo-no-deadlocks``, or ``@pytest.mark.asyncgo_detect_deadlocks(False)``.
+  Diagnostics are on for the fixtures' setup and teardown of such a test too, so
+  the tasks and primitives fixtures make are seen; a jam in a fixture's own setup
+  or teardown is not detected (the scope wraps the test function).
 * `asyncgo.testing.no_leaks()`, opt-in: per test with the ``asyncgo_no_leaks``
   fixture or ``@pytest.mark.asyncgo_no_leaks(grace=..., ignore_names=[...], ...)``;
   for the whole session with ``--asyncgo-leaks`` or ini ``asyncgo_check_leaks = true``
@@ -29,7 +32,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeGuard
 
 import pytest
 
@@ -43,6 +46,7 @@ __all__ = [
     "pytest_addoption",
     "pytest_configure",
     "pytest_runtest_call",
+    "pytest_runtest_protocol",
 ]
 
 _CTX = "asyncgo_ctx"
@@ -234,16 +238,38 @@ def _wrap(
     return asyncgo_test
 
 
+def _async_test(item: pytest.Item) -> TypeGuard[pytest.Function]:
+    """Whether *item* is an ``async def`` test the plugin wraps (not a hypothesis one)."""
+    fn = getattr(item, "obj", None)
+    return (
+        isinstance(item, pytest.Function)
+        and inspect.iscoroutinefunction(fn)
+        and not hasattr(fn, "hypothesis")
+    )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    # Diagnostics on for the whole of a test run under deadlock detection, fixture
+    # setup and teardown included: a fixture's worker that parks before the test
+    # function starts (`async for job in jobs`) is recorded, and the primitives that
+    # fixtures make have creation sites for the report. (The detector also finds
+    # tasks parked while diagnostics were off, but cannot say where their
+    # primitives were made.)
+    if not _async_test(item) or not (
+        _deadlocks_on(item) or "asyncgo_detect_deadlocks" in item.fixturenames
+    ):
+        return (yield)
+    with debug.enabled():
+        return (yield)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     # Swap the test function for a wrapped one around the whole call, before the
     # async plugin (pytest-asyncio's runtest, anyio's pytest_pyfunc_call) reads it.
     fn = getattr(item, "obj", None)
-    if (
-        not isinstance(item, pytest.Function)
-        or not inspect.iscoroutinefunction(fn)
-        or hasattr(fn, "hypothesis")
-    ):
+    if not _async_test(item):
         return (yield)
     assert fn is not None
     leaks = _leak_check(item)
