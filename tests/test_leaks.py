@@ -174,3 +174,9 @@ async def test_fire_and_forget_asyncio_task(anyio_backend_name: str) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_a_plain_with_names_the_misuse() -> None:
+    with pytest.raises(TypeError, match="async with no_leaks"):
+        with no_leaks():  # type: ignore[attr-defined]
+            pass

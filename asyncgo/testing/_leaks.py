@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from time import monotonic
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast, final
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast, final
 
 from asyncgo import debug
 from asyncgo._backend import _tasks
@@ -212,6 +212,17 @@ class no_leaks:
                 return cast("R", await aw)
 
         return wrapper
+
+    if not TYPE_CHECKING:  # (a type checker flags a plain `with` by itself)
+
+        def __enter__(self) -> NoReturn:
+            raise TypeError(
+                "no_leaks() is an async context manager: use 'async with no_leaks():' "
+                "(or decorate an async function with @no_leaks())"
+            )
+
+        def __exit__(self, *exc: object) -> None:  # pragma: no cover - __enter__ raised
+            pass
 
     async def __aenter__(self) -> no_leaks:
         if self._before is not None:
