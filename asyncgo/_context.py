@@ -20,12 +20,13 @@ loop (``run_on_loop``).
 Deadlines are lazy: no timer and no task exists for a context until something
 waits for it to end. `err()` compares the deadline with the loop's clock; a
 timer (``loop.call_at``, or trio's shared heap in ``_backend/_timers.py``) is
-armed only when a done channel is handed out, an `after_func` registered or a
-`scope()` entered. It holds the context weakly and is cancelled when the
-context ends or is collected. A `scope()` gets no deadline of the backend's: the
-ctx's timer cancels it, just after closing the done channels, so a task in the
-scope waiting on the ctx (a select on ``done()``, ``sleep(s, ctx)``) is woken
-with the ctx's end before the scope's cancellation can reach it.
+armed only when a done channel is handed out or an `after_func` registered. It
+holds the context weakly and is cancelled when the context ends or is
+collected. A `scope()` gives the backend the deadline: with no timer armed the
+backend alone ends the scope; with one, the timer fires first, closes the done
+channels, then cancels the scopes, so a task in the scope waiting on the ctx (a
+select on ``done()``, ``sleep(s, ctx)``) is woken with the ctx's end before the
+scope's cancellation can reach it (`_requeue_scopes`).
 
 A context collected before it was done may still owe something: a done channel
 someone else still waits on, or an `after_func` whose stop function was dropped
@@ -47,6 +48,7 @@ from ._backend import sleep as _sleep
 from ._backend._timers import (
     Runtime,
     TimerHandle,
+    TrioRuntime,
     cancel_timer,
     current_runtime,
     loop_key,
@@ -91,7 +93,9 @@ class CancelCauseFunc(Protocol):
 
 
 class CancelScopeLike(Protocol):
-    """What ``with ctx.scope() as scope`` binds: the anyio cancel scope underneath."""
+    """What ``with ctx.scope() as scope`` binds: the face of the anyio cancel scope
+    underneath (not an ``anyio.CancelScope`` itself): ``deadline`` reads the ctx's
+    (or an earlier one set on the scope)."""
 
     deadline: float
     shield: bool
@@ -414,7 +418,7 @@ class Context:
         # ctx.scope() is cancelled, so it sees the ctx's end as a result rather than
         # as a cancellation (a woken task is not cancelled until it runs on).
         for n in finished:
-            if n._done is not None or n._timer is not None:
+            if n._done is not None or n._timer is not None or n._orphans is not None:
                 n._close_done()
         for n in finished:
             if n._cbs is not None or n._orphans is not None:
@@ -434,6 +438,8 @@ class Context:
             ch = chan_of(view)
             if not ch.closed:
                 ch.close()
+        for o in self._orphans or ():
+            o.close_chans()  # (those of collected descendants, still waited on)
 
     def _call_back(self) -> None:
         cbs = self._cbs
@@ -445,7 +451,7 @@ class Context:
         if orphans is not None:
             self._orphans = None
             for o in orphans:
-                o.fire()
+                o.run_funcs()
 
     def _home(self, what: str) -> Runtime | None:
         """This node's event loop, if the caller runs on it; None outside any loop.
@@ -491,19 +497,30 @@ class Context:
             wr = self._wr
             if wr is None:
                 wr = self._wr = ref(self)
-            self._timer = self._rt.call_at(self._deadline, _deadline_fired, wr)  # type: ignore[union-attr, arg-type]
+            rt = self._rt
+            when = self._deadline
+            if type(rt) is not TrioRuntime:
+                # One ulp early (asyncio fires timers up to its clock resolution
+                # early anyway): ahead of the backend's deadline of our scopes in
+                # asyncio's heap, where a tie has no order (`_requeue_scopes`).
+                when = math.nextafter(when, -math.inf)  # type: ignore[arg-type]
+            self._timer = rt.call_at(when, _deadline_fired, wr)  # type: ignore[union-attr, arg-type]
             if self._cbs or self._kids:
-                self._unbind_scopes()
+                self._requeue_scopes()
 
-    def _unbind_scopes(self) -> None:
-        """Our timer now enforces our deadline: take it from the backend's scopes.
+    def _requeue_scopes(self) -> None:
+        """Our timer is armed now: put the backend's deadlines of our scopes behind it.
 
-        A `scope()` entered before the timer was armed left the deadline to the
-        backend, whose cancellation could reach a task in the scope before our
-        timer wakes the task's wait on a done channel (the two fire at the same
-        time, in either order). Every scope of our subtree that has our deadline
-        (not one of its own) gets none from now on: our timer cancels it instead,
-        after closing the done channels.
+        A `scope()` gives the backend our deadline, so that the scope ends there with
+        no timer of ours. Once our timer is armed (something waits on a done
+        channel), it must run first at the deadline -- it wakes the waits on the
+        done channels, then cancels the scopes -- or the backend's cancellation
+        could reach a waiting task before its wake-up: trio fires our timers before
+        it expires deadlines; asyncio's heap puts our one-ulp-earlier timer first;
+        uvloop's timers have a millisecond clock, where a tie goes to the timer
+        scheduled first, so a scope entered before our timer was armed has its
+        deadline scheduled again, behind it. For every scope of our subtree with
+        our deadline (not one of its own).
         """
         d = self._deadline
         stack: list[Context] = [self]
@@ -515,7 +532,7 @@ class Context:
                     if type(key) is ContextScope:
                         cs = key._cs
                         if cs is not None and cs.deadline == d:
-                            cs.deadline = math.inf
+                            cs.deadline = d  # (the backend schedules it anew)
             kids = n._kids
             if kids:
                 for wr in kids:
@@ -682,16 +699,23 @@ class _Orphan:
         return False
 
     def fire(self) -> None:
+        self.close_chans()
+        self.run_funcs()
+
+    def close_chans(self) -> None:
+        """The first half of `fire`: the done channels (see `Context._finish`)."""
         t = self.timer
         if t is not None:
             self.timer = None
             t.cancel()
         chans, self.chans = self.chans, []
-        funcs, self.funcs = self.funcs, []
         for r in chans:
             ch = r()
             if ch is not None and not ch.closed:
                 ch.close()
+
+    def run_funcs(self) -> None:
+        funcs, self.funcs = self.funcs, []
         for f in funcs:
             f()
 
@@ -802,6 +826,7 @@ async def sleep_or_done(seconds: float, ctx: Context) -> None:
 
 # -- scope() and current() ---------------------------------------------------------------
 
+
 _current: ContextVar[Context | None] = ContextVar("asyncgo_current_context", default=None)
 
 
@@ -829,10 +854,9 @@ class ContextScope:
     @deadline.setter
     def deadline(self, value: float) -> None:
         cs = self._entered()
-        n = self._ctx._cn
-        if n is not None and n._deadline is not None:
-            n._arm()  # the ctx's timer keeps its deadline; the backend gets *value*
-        cs.deadline = value
+        d = self._ctx.deadline()
+        # An earlier deadline of the scope's own; never a later one than the ctx's.
+        cs.deadline = value if d is None else min(value, d)
 
     @property
     def shield(self) -> bool:
@@ -842,8 +866,12 @@ class ContextScope:
     def shield(self, value: bool) -> None:
         self._entered().shield = value
 
-    def cancel(self) -> None:
-        self._entered().cancel()
+    def cancel(self, reason: str | None = None) -> None:
+        cs = self._entered()
+        if reason is None:
+            cs.cancel()
+        else:
+            cs.cancel(reason)  # (an anyio that takes a reason)
 
     @property
     def cancel_called(self) -> bool:
@@ -873,13 +901,12 @@ class ContextScope:
         here = n._home("scope()")
         d = n._deadline
         if n._err is None and (d is None or here is None or here.time() < d):
-            # The backend enforces the deadline (cheap: no timer of ours) until the
-            # ctx's own timer is armed -- by a done() or after_func -- from then on
-            # the timer cancels the scope, right after closing the done channels
-            # (_finish), so that waits given the ctx see its end as a result, not as
-            # a cancellation (`Context._unbind_scopes`).
-            armed = d is None or n._owner._timer is not None  # type: ignore[union-attr]
-            cs = self._cs = new_cancel_scope(n._rt, math.inf if armed else d)  # type: ignore[arg-type]
+            # The backend enforces the deadline (no timer of ours needed). When the
+            # ctx's own timer is armed too (something waits on done()), that one
+            # fires first, wakes those waits, then cancels the scope, so that waits
+            # given the ctx see its end as a result, not as a cancellation
+            # (`Context._arm_here`, `Context._requeue_scopes`).
+            cs = self._cs = new_cancel_scope(n._rt, math.inf if d is None else d)
             cs.__enter__()
             cbs = n._cbs
             if cbs is None:

@@ -515,9 +515,6 @@ class SlidingWindow:
     def _when(self, t: float, n: int) -> float:
         """The earliest time >= *t* (and >= every booked event) at which *n* events fit."""
         log = self._log
-        window = self._window
-        while log and log[0] + window <= t:  # out of every window from t on: forget it
-            log.popleft()
         when = t
         if log and log[-1] > when:
             when = log[-1]
@@ -528,6 +525,13 @@ class SlidingWindow:
         if i >= 0:
             when = max(when, log[i] + self._window)
         return when
+
+    def _forget(self, t: float) -> None:
+        """Drop the times out of every window from *t* on (*t*: the time now)."""
+        log = self._log
+        window = self._window
+        while log and log[0] + window <= t:
+            log.popleft()
 
     def _check(self, n: int, what: str) -> None:
         _check_int(n, f"{what}(n)")
@@ -550,6 +554,7 @@ class SlidingWindow:
         self._check(n, "allow")
         if n == 0:
             return True
+        self._forget(t)
         if self._when(t, n) > t:
             return False
         self._log.extend([t] * n)
@@ -595,6 +600,7 @@ class SlidingWindow:
             err = ctx.err()
             if err is not None:
                 raise err
+        self._forget(now)
         when = self._when(now, n) if n else now
         if ctx is not None:
             deadline = ctx.deadline()

@@ -706,6 +706,43 @@ async def test_waits_given_the_ctx_see_its_end_first_inside_its_scope(how: str) 
     sem.release()
 
 
+async def test_a_collected_childs_done_channel_closes_before_the_parents_scope_is_cancelled() -> (
+    None
+):
+    # A child context dropped while its done channel is still waited on: its parent
+    # closes that channel (as an orphan) in the same first pass as its own.
+    import gc
+
+    root, cancel_root = with_cancel(background())
+    seen: list[object] = []
+    with pytest.raises(Canceled):
+        with root.scope():
+            child, cancel_child = with_cancel(root)
+            done = child.done()
+            del child, cancel_child
+            gc.collect()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_cancel_soon, cancel_root)
+                r = await select(recv(Chan[int]()), recv(done))
+                seen.append(r.index)
+                await anyio.sleep(10)
+    assert seen == [1]
+
+
+@pytest.mark.parametrize("armed", ["before", "inside", "never"])
+async def test_the_scopes_deadline_is_the_backends_effective_deadline(armed: str) -> None:
+    # Code inside passes the remaining time on (threads, sockets): anyio's effective
+    # deadline is the ctx's, whether or not the ctx's own timer is armed.
+    ctx, cancel = with_timeout(background(), 3600)
+    if armed == "before":
+        ctx.done()
+    with ctx.scope() as scope:
+        if armed == "inside":
+            ctx.done()
+        assert anyio.current_effective_deadline() == ctx.deadline() == scope.deadline
+    cancel()
+
+
 async def test_a_deadline_set_on_the_scope_itself_still_works() -> None:
     ctx, cancel = with_timeout(background(), 3600)
     with ctx.scope() as scope:

@@ -556,3 +556,14 @@ async def test_set_limit_mid_stream_real_time() -> None:
     for _ in range(1000):
         await lim.wait()
     assert _time.perf_counter() - t0 < 0.5
+
+
+def test_sliding_window_delay_at_a_later_time_takes_nothing() -> None:
+    # "pure": asking about t=100 must not forget the events still in the window now
+    sw = SlidingWindow(1, 10.0)
+    assert sw.allow_at(0.0)
+    assert sw.delay_at(100.0) == 0.0
+    assert sw.count_at(1.0) == 1
+    assert not sw.allow_at(1.0)
+    assert sw.allow_at(50.0, 0)  # n=0 records nothing, forgets nothing
+    assert sw.count_at(5.0) == 1

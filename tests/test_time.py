@@ -551,3 +551,20 @@ async def test_timer_and_context_in_one_select() -> None:
     with pytest.raises(ChanClosed):
         ctx.done().recv_nowait()
     check_timers(0)
+
+
+async def _a_timer() -> Timer:
+    return Timer(3600)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_stop_from_another_thread_once_the_loop_is_over_is_fine(backend: str) -> None:
+    # A loop that is over is not "another loop": the same answer on every backend.
+    import threading
+
+    t = anyio.run(_a_timer, backend=backend)
+    out: list[object] = []
+    th = threading.Thread(target=lambda: out.append(t.stop()))
+    th.start()
+    th.join()
+    assert out == [True]

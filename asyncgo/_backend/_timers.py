@@ -127,7 +127,7 @@ def running_elsewhere(rt: Runtime) -> bool:
     objects may be picked up by the next loop of the thread, as they always could).
     """
     if type(rt) is TrioRuntime:
-        return threading.get_ident() != rt.thread
+        return threading.get_ident() != rt.thread and not rt.run_is_over()
     is_running = getattr(rt, "is_running", None)
     return bool(is_running is not None and is_running() and _get_running_loop() is not rt)
 
@@ -240,6 +240,10 @@ class TrioTimer:
         return self.fn is None
 
 
+def _noop() -> None:
+    pass
+
+
 def _deliver_ki() -> bool:
     """Have trio raise ``KeyboardInterrupt`` in the current run, as for Ctrl+C.
 
@@ -300,6 +304,15 @@ class TrioRuntime:
     def time(self) -> float:
         # The run's clock object, not trio.current_time(): usable from any thread.
         return self._clock.current_time()
+
+    def run_is_over(self) -> bool:
+        """Whether this trio run has ended (from any thread; on a live run it queues a
+        no-op callback: for misuse checks, not hot paths)."""
+        try:
+            self._token.run_sync_soon(_noop)
+        except self._trio.RunFinishedError:
+            return True
+        return False
 
     def call_soon_threadsafe(self, fn: Callable[..., object], *args: Any) -> None:
         try:
