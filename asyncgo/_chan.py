@@ -92,6 +92,44 @@ CLOSED: object = _Sentinel("CLOSED")
 # at least half of it: amortised O(1) per cancelled or lost-the-race waiter.
 _COMPACT_MIN = 32
 
+#: ``{thread id: an int equal to it}``, one per thread: the ``_tid`` of channels bound
+#: by `Chan._bind_loop`, another object than `thread_id()`'s (see there).
+_PINNED_TIDS: dict[int, int] = {}
+
+#: The largest capacity a channel accepts: ``len()`` cannot report more (Go panics
+#: "makechan: size out of range" past its own limit).
+MAX_CAP = sys.maxsize
+
+
+def _pinned_tid() -> int:
+    """This thread's id as `Chan._bind_loop` records it: equal to `thread_id()`, not it."""
+    tid = _get_ident()
+    pinned = _PINNED_TIDS.get(tid)
+    if pinned is None:
+        pinned = _PINNED_TIDS[tid] = int(str(tid))  # equal to tid, another object
+    return pinned
+
+
+def _noop() -> None:
+    pass
+
+
+def _loop_is_over(loop: Any) -> bool:
+    """Whether a channel's bound loop (asyncio loop or trio token) is over.
+
+    asyncio: closed, or not running (one running in another thread is running).
+    trio: its run has finished (``run_sync_soon`` raises `trio.RunFinishedError`,
+    a `RuntimeError`; while it runs, the call queues a no-op, once).
+    """
+    is_running = getattr(loop, "is_running", None)
+    if is_running is not None:
+        return bool(loop.is_closed() or not is_running())
+    try:
+        loop.run_sync_soon(_noop, idempotent=True)
+    except RuntimeError:
+        return True
+    return False
+
 
 def _no_truth(self: object) -> bool:
     raise TypeError(
@@ -224,7 +262,8 @@ class Chan(SendChan[T], RecvChan[T]):
     starve other tasks).
 
     A channel is bound to the event loop on which it first waits; waiting on it
-    from another loop raises `RuntimeError`. Go: ``make(chan T, n)``.
+    from another loop raises `RuntimeError`, even once the first loop is over
+    (a context's ``done()`` channel aside). Go: ``make(chan T, n)``.
 
     Example:
         ```python
@@ -257,14 +296,19 @@ class Chan(SendChan[T], RecvChan[T]):
 
         Raises:
             TypeError: *cap* is not an int.
-            ValueError: *cap* is negative.
+            ValueError: *cap* is negative or larger than ``sys.maxsize`` (`MAX_CAP`).
         """
         if type(cap) is not int:
             if not isinstance(cap, int) or isinstance(cap, bool):
                 raise TypeError(f"makechan: capacity must be an int, not {type(cap).__name__}")
             cap = int(cap)
-        if cap < 0:
-            raise ValueError(f"makechan: size out of range (capacity {cap} is negative)")
+        if not 0 <= cap <= MAX_CAP:
+            raise ValueError(
+                f"makechan: size out of range (capacity {cap} is negative)"
+                if cap < 0
+                else f"makechan: size out of range (capacity {cap} is larger than "
+                f"sys.maxsize, {MAX_CAP}, the most len() can report)"
+            )
         self._cap = cap
         self._buf: deque[T] | None = deque() if cap else None
         self._closed = False
@@ -330,22 +374,82 @@ class Chan(SendChan[T], RecvChan[T]):
     def _bind(self, w: Any) -> None:
         loop = w.get_loop()
         if self._loop is None:
-            self._bind_loop(loop)
-        elif self._loop is not loop:
-            raise RuntimeError(
+            self._loop = loop
+            self._tid = thread_id()
+        elif self._loop is not loop and not self._rebind(loop):
+            raise RuntimeError(self._bound_elsewhere(loop))
+
+    def _rebind(self, loop: object) -> bool:
+        """Move a context's done channel to *loop* if its loop is over and no one waits.
+
+        Called only on a mismatch (`_bind`). A context made or waited on in a loop
+        that is over (asyncio: closed or not running -- a loop running in another
+        thread is running; trio: its run has finished) may be waited on by the next
+        loop (`asyncgo._context`: "not another loop any more"), as with a
+        module-level ``with_cancel(background())`` under one ``asyncio.run`` per
+        test: its done channel follows. Any other channel stays bound to its first
+        loop, over or not: the contract (tests/test_acceptance_core.py::
+        test_channel_bound_in_one_run_rejected_in_another) rejects a channel bound
+        in one run when used in the next; a timer's channel could never be filled.
+        """
+        if self._cap or self._tid is not _PINNED_TIDS.get(self._tid):  # type: ignore[arg-type]
+            return False  # not a done channel (see _bind_loop)
+        old = self._loop
+        if not _loop_is_over(old) or self._waiting():
+            return False
+        is_closed = getattr(old, "is_closed", None)
+        if is_closed is None or is_closed():
+            self._rpend = 0  # receivers claimed there, which can never resume
+        self._rw = self._recvq = None  # only dead entries are left
+        self._rdead = 0
+        self._loop = loop
+        self._tid = _pinned_tid()
+        return True
+
+    def _bound_elsewhere(self, loop: object) -> str:
+        """The message of the `RuntimeError` for a wait from *loop* that `_rebind` refused."""
+        old = self._loop
+        if not _loop_is_over(old):
+            return (
                 f"{self!r} is bound to the event loop it first waited on, or whose timer "
-                f"fills it ({self._loop!r}), and cannot be waited on from another one "
+                f"fills it ({old!r}), and cannot be waited on from another one "
                 f"({loop!r}); a channel belongs to one event loop"
             )
+        pinned = self._tid is _PINNED_TIDS.get(self._tid)  # type: ignore[arg-type]
+        if pinned and self._cap:
+            return (
+                f"{self!r} is the channel of a timer of an event loop that is over "
+                f"({old!r}): the timer can never fire, so waiting on it from another "
+                f"event loop ({loop!r}) would wait forever; make a new timer in this loop"
+            )
+        if pinned:
+            return (
+                f"{self!r} is bound to an event loop that is over ({old!r}) but still "
+                f"has tasks waiting on it, and cannot be waited on from another event "
+                f"loop ({loop!r}); a channel belongs to one event loop"
+            )
+        return (
+            f"{self!r} is bound to the event loop it first waited on ({old!r}), which is "
+            f"over, and cannot be waited on from another one ({loop!r}), not even a later "
+            "one: a channel belongs to one event loop. Make it in the loop that uses it "
+            "(with pytest, in the test or in a fixture run on the test's loop)"
+        )
 
     def _bind_loop(self, loop: object) -> None:
         """Bind this channel to *loop* (running in this thread) before anyone waits.
 
         For a timer's channel, which only that loop's timer fills: waiting on it
-        from another loop raises instead of waiting forever.
+        from another loop raises instead of waiting forever, even once that loop
+        is over. A context's done channel is bound here too, but anyone may close
+        it (``cancel()``): once its loop is over, the next loop may take it over
+        (`_rebind`). They are told apart by the buffer: a timer's channel has one
+        (asyncgo.time makes ``Chan(1)``), a done channel none. Both are marked as
+        bound here by the int they record as their thread id (`_pinned_tid`):
+        equal to the `thread_id()` of a channel bound by a wait, but another
+        object (no memory per channel, and nothing on the hot path).
         """
         self._loop = loop
-        self._tid = thread_id()
+        self._tid = _pinned_tid()
 
     def _foreign(self) -> None:
         """Refuse to wake a parked waiter from a thread other than its event loop's.
@@ -398,18 +502,19 @@ class Chan(SendChan[T], RecvChan[T]):
                 self._sendq = deque(e for e in q if not e[0].done())
                 self._sdead = 0
 
-    def _give(self, value: object, exact: bool = False) -> bool:
+    def _give(self, value: object) -> bool:
         """Hand *value* to the first live parked receiver, if there is one.
 
         Raises `RuntimeError` (see `_foreign`) rather than hand over from another
-        loop's thread. The async operations refresh the runtime hint ``_rt``
-        before they get here, so only a hint that differs from the bound loop
-        needs the exact thread check; the sync ``*_nowait`` pass *exact*.
+        loop's thread: checked exactly (the thread id) on every hand-off, only
+        when a parked waiter is about to be woken. (The runtime hint ``_rt`` is
+        not enough: it passes for a caller in another thread while the owning
+        loop is running a task that asyncgo checked lately.)
         """
         w = self._rw
         if w is not None:
             if not w.done():
-                if (exact or self._rt is not self._loop) and self._tid != _get_ident():
+                if self._tid != _get_ident():
                     self._foreign()
                 self._rw = None
                 w.set_result(value)
@@ -421,7 +526,7 @@ class Chan(SendChan[T], RecvChan[T]):
             e = q.popleft()
             w = e[0] if type(e) is tuple else e
             if not w.done():
-                if (exact or self._rt is not self._loop) and self._tid != _get_ident():
+                if self._tid != _get_ident():
                     q.appendleft(e)  # (put back: nothing happened)
                     self._foreign()
                 if w is e:
@@ -507,15 +612,15 @@ class Chan(SendChan[T], RecvChan[T]):
         buf = self._buf
         return buf is not None and len(buf) < self._cap
 
-    def _poll_recv(self, exact: bool = False) -> object:
+    def _poll_recv(self) -> object:
         """Receive without waiting: the item, `EMPTY`, or `CLOSED` (closed and drained).
 
-        *exact*: as for `_give`.
+        Checks the thread before it wakes a parked sender, as `_give` does.
         """
         buf = self._buf
         if buf:
             q = self._sendq
-            if q and (exact or self._rt is not self._loop) and self._tid != _get_ident():
+            if q and self._tid != _get_ident():
                 while q and q[0][0].done():
                     q.popleft()
                 if q:
@@ -534,19 +639,19 @@ class Chan(SendChan[T], RecvChan[T]):
             e = q.popleft()
             w, i, v = e
             if not w.done():
-                if (exact or self._rt is not self._loop) and self._tid != _get_ident():
+                if self._tid != _get_ident():
                     q.appendleft(e)  # (put back: nothing happened)
                     self._foreign()
                 w.set_result((i, None, True))
                 return v
         return CLOSED if self._closed else EMPTY
 
-    def _poll_send(self, value: object, exact: bool = False) -> bool:
+    def _poll_send(self, value: object) -> bool:
         """Send without waiting: True if done, False if it would block."""
         if self._closed:
             raise ChanClosed("send on closed channel")
         # A receiver parks only on an empty buffer: hand the value over.
-        if (self._rw is not None or self._recvq) and self._give(value, exact):
+        if (self._rw is not None or self._recvq) and self._give(value):
             return True
         buf = self._buf
         if buf is not None and len(buf) < self._cap:
@@ -664,9 +769,8 @@ class Chan(SendChan[T], RecvChan[T]):
                     return
                 w = self._rw
                 if w is not None and not w.done():  # hand it to the parked receiver
-                    # From another loop's thread? The fast path above refreshed the
-                    # hint ``_rt`` unless the owning loop was running a task just now.
-                    if self._rt is not self._loop and self._tid != _get_ident():
+                    # From another loop's thread? (Exactly: see _give.)
+                    if self._tid != _get_ident():
                         self._foreign()
                     self._rw = None
                     w.set_result(value)
@@ -702,8 +806,12 @@ class Chan(SendChan[T], RecvChan[T]):
             WouldBlock: The buffer is full (unbuffered: no receiver is waiting).
             ChanClosed: The channel is closed.
         """
-        if not self._poll_send(value, True):
-            raise WouldBlock("send would block: the channel is full")
+        if not self._poll_send(value):
+            raise WouldBlock(
+                "send would block: the channel is full"
+                if self._cap
+                else "send would block: no receiver is waiting on the unbuffered channel"
+            )
 
     async def recv(self) -> T:
         """Receive the next item, waiting until one is available.
@@ -847,9 +955,13 @@ class Chan(SendChan[T], RecvChan[T]):
             WouldBlock: Nothing to receive (unbuffered: no sender is waiting).
             ChanClosed: The channel is closed and drained.
         """
-        v = self._poll_recv(True)
+        v = self._poll_recv()
         if v is EMPTY:
-            raise WouldBlock("recv would block: the channel is empty")
+            raise WouldBlock(
+                "recv would block: the channel is empty"
+                if self._cap
+                else "recv would block: no sender is waiting on the unbuffered channel"
+            )
         if v is CLOSED:
             raise ChanClosed("recv on closed channel")
         return v  # type: ignore[return-value]

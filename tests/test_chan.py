@@ -19,7 +19,19 @@ from typing import Any
 import anyio
 import pytest
 
-from asyncgo import Chan, ChanClosed, RecvChan, SendChan, WouldBlock
+from asyncgo import (
+    Canceled,
+    Chan,
+    ChanClosed,
+    RecvChan,
+    SendChan,
+    WouldBlock,
+    background,
+    recv,
+    select,
+    send,
+    with_cancel,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -120,6 +132,15 @@ def test_negative_capacity_raises_value_error(cap: int) -> None:
         Chan(cap)
 
 
+@pytest.mark.parametrize("cap", [2**70, sys.maxsize + 1])
+def test_absurd_capacity_raises_value_error_like_go(cap: int) -> None:
+    # Go: make(chan T, 1<<62) panics "makechan: size out of range"; sys.maxsize is
+    # the most len() could ever report.
+    with pytest.raises(ValueError, match=r"makechan: size out of range.*sys\.maxsize"):
+        Chan(cap)
+    assert Chan(sys.maxsize).cap == sys.maxsize  # the bound itself is fine (and lazy)
+
+
 @pytest.mark.parametrize("cap", [1.5, 2.0, "3", None, b"1", True, False])
 def test_non_int_capacity_raises_type_error(cap: object) -> None:
     with pytest.raises(TypeError, match="capacity"):
@@ -186,6 +207,23 @@ async def test_unbuffered_send_nowait_without_receiver_would_block() -> None:
     with pytest.raises(WouldBlock):
         ch.recv_nowait()
     assert len(ch) == 0
+
+
+async def test_nowait_messages_name_what_is_missing() -> None:
+    """Principle 4: an unbuffered channel is never "full"; say that no one is waiting."""
+    ch = Chan[int]()
+    with pytest.raises(WouldBlock, match="no receiver is waiting") as e:
+        ch.send_nowait(1)
+    assert "full" not in str(e.value)
+    with pytest.raises(WouldBlock, match="no sender is waiting"):
+        ch.recv_nowait()
+    buffered = Chan[int](1)
+    buffered.send_nowait(1)
+    with pytest.raises(WouldBlock, match="the channel is full"):
+        buffered.send_nowait(2)
+    buffered.recv_nowait()
+    with pytest.raises(WouldBlock, match="the channel is empty"):
+        buffered.recv_nowait()
 
 
 async def test_unbuffered_send_nowait_hands_to_parked_receiver() -> None:
@@ -896,6 +934,14 @@ async def _bind_by_blocking(ch: Chan[int]) -> None:
         ch.send_nowait(1)
 
 
+def _run_on(backend: str, fn: Callable[[], Awaitable[Any]]) -> Any:
+    """``anyio.run(fn)`` on *backend*: "asyncio", "uvloop" or "trio"."""
+    if backend == "uvloop":
+        pytest.importorskip("uvloop")
+        return anyio.run(fn, backend="asyncio", backend_options={"use_uvloop": True})
+    return anyio.run(fn, backend=backend)
+
+
 @pytest.mark.parametrize("second", ["asyncio", "trio"])
 def test_blocking_from_a_second_event_loop_raises(
     anyio_backend: tuple[str, dict[str, object]], second: str
@@ -910,6 +956,109 @@ def test_blocking_from_a_second_event_loop_raises(
     # non-blocking use is still fine
     with pytest.raises(WouldBlock):
         ch.send_nowait(1)
+
+
+@pytest.mark.parametrize("where", ["same thread", "another thread"])
+@pytest.mark.parametrize("second", ["asyncio", "uvloop", "trio"])
+def test_a_channel_of_a_loop_that_is_over_is_refused_saying_so(
+    anyio_backend: tuple[str, dict[str, object]], second: str, where: str
+) -> None:
+    """A channel stays bound to its first loop once that loop is over (the contract:
+    test_acceptance_core.py::test_channel_bound_in_one_run_rejected_in_another); the
+    error says the loop is over and what to do (pytest's loop per test hits this)."""
+    name, options = anyio_backend
+    ch = Chan[int]()
+    anyio.run(_bind_by_blocking, ch, backend=name, backend_options=options)
+
+    async def use() -> None:
+        with anyio.fail_after(10):  # a hang guard only
+            await ch.recv()
+
+    if where == "same thread":
+        with pytest.raises(RuntimeError) as info:
+            _run_on(second, use)
+        err: BaseException | None = info.value
+    else:
+        err = _run_in_thread(lambda: _run_on(second, use))
+        if isinstance(err, pytest.skip.Exception):
+            raise err
+    assert isinstance(err, RuntimeError), repr(err)
+    assert "which is over" in str(err) and "Make it in the loop that uses it" in str(err)
+    assert ch._rw is None and not ch._recvq, "the refused waiter was left parked"
+
+
+@pytest.mark.parametrize("second", ["asyncio", "uvloop", "trio"])
+def test_a_context_waited_on_in_a_loop_that_is_over_can_be_waited_on_in_the_next(
+    anyio_backend: tuple[str, dict[str, object]], second: str
+) -> None:
+    """A module-level ``with_cancel(background())`` whose ``done()`` a first loop waited
+    on: the next loop (pytest's next test) may wait on it too. Found by audit:
+    RuntimeError from its done channel."""
+    name, options = anyio_backend
+    ctx, cancel = with_cancel(background())
+
+    async def give_up_waiting() -> None:
+        async with anyio.create_task_group() as tg:
+            await parked(tg, ctx.wait)
+            tg.cancel_scope.cancel()
+
+    anyio.run(give_up_waiting, backend=name, backend_options=options)
+
+    async def wait_for_cancel() -> object:
+        with anyio.fail_after(10):  # a hang guard only
+            async with anyio.create_task_group() as tg:
+                await parked(tg, ctx.wait)
+                await parked(tg, select, recv(ctx.done()))
+                cancel()
+        return ctx.err()
+
+    assert type(_run_on(second, wait_for_cancel)) is Canceled
+
+
+@pytest.mark.parametrize("second", ["asyncio", "uvloop", "trio"])
+@pytest.mark.parametrize("op", ["send", "recv", "select send", "select recv"])
+async def test_a_hand_off_from_another_thread_is_refused_while_the_loop_runs_a_task(
+    op: str, second: str
+) -> None:
+    """This loop is inside a step of a task asyncgo checked lately (its task cache) when a
+    loop in another thread would complete at once by waking a task parked here: it must
+    raise and change nothing. Found by audit: the fast path checked this loop's current
+    task instead of the caller's thread, and handed the value over across threads."""
+    if second == "uvloop":
+        pytest.importorskip("uvloop")
+    ch = Chan[int]()
+    got: list[int] = []
+    to_receiver = op in ("send", "select send")
+    async with anyio.create_task_group() as tg:
+        if to_receiver:
+            await parked(tg, recv_into, ch, got)
+        else:
+            await parked(tg, send_then_note, ch, 7, got)
+        warm = Chan[int](1)  # makes this task one asyncgo has seen lately
+        await warm.send(0)
+        await warm.recv()
+
+        async def there() -> None:
+            with anyio.fail_after(10):  # a hang guard only
+                if op == "send":
+                    await ch.send(1)
+                elif op == "recv":
+                    await ch.recv()
+                elif op == "select send":
+                    await select(send(ch, 1))
+                else:
+                    await select(recv(ch))
+
+        # Blocks this loop inside this task's step while the other thread acts.
+        err = _run_in_thread(lambda: _run_on(second, there))
+        assert isinstance(err, RuntimeError), repr(err)
+        assert "another thread" in str(err) and "channel" in str(err), str(err)
+        assert got == []  # the parked task still waits: nothing taken, nothing lost
+        if to_receiver:
+            ch.send_nowait(2)
+        else:
+            assert ch.recv_nowait() == 7
+    assert got == [2 if to_receiver else 7]
 
 
 @pytest.mark.parametrize("second", ["asyncio", "trio"])
