@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import subprocess
 import sys
 import textwrap
 import threading
@@ -18,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _mypy import run_mypy
 
 from asyncgo import (
     Canceled,
@@ -867,26 +867,7 @@ def test_type_checker_rejects_the_wrong_direction(tmp_path: Path) -> None:
             assert isinstance(r, Selected)
     """)
     )
-    root = Path(__file__).resolve().parent.parent
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-error-summary",
-            "--show-error-codes",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            str(bad),
-            str(good),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        check=False,
-    )
-    out = res.stdout + res.stderr
+    out = run_mypy(tmp_path / "cache", bad, good)
     good_errors = [line for line in out.splitlines() if "good.py" in line]
     assert good_errors == [], out
     lines = bad.read_text().splitlines()

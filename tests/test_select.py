@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from collections import Counter, deque
 from pathlib import Path
@@ -11,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _mypy import run_mypy
 
 from asyncgo import Case, Chan, ChanClosed, Selected, WouldBlock, recv, select, send
 
@@ -658,23 +657,5 @@ def test_result_type_is_the_union_of_the_case_types(tmp_path: Path) -> None:
             assert_type(await select(*same, default=True), Selected[int])
     """)
     )
-    root = Path(__file__).resolve().parent.parent
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy",
-            "--strict",
-            "--no-error-summary",
-            "--show-error-codes",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            str(snippet),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        check=False,
-    )
-    out = res.stdout + res.stderr
-    assert res.returncode == 0 and not out.strip(), out
+    out = run_mypy(tmp_path / "cache", snippet)
+    assert not out.strip(), out
