@@ -49,6 +49,7 @@ from ._backend._timers import (
     Runtime,
     TimerHandle,
     TrioRuntime,
+    asyncio_loop,
     cancel_timer,
     current_runtime,
     loop_key,
@@ -221,8 +222,10 @@ class Context:
         view = n._done
         if view is None:
             n._bind()
-            here = n._home("done()")
-            ch = Chan[None]()
+            here: Runtime | None = asyncio_loop()  # (cheaply: the common case, on the home loop)
+            if here is None or here is not n._rt:
+                here = n._home("done()")
+            ch: Chan[None] = Chan()  # (not Chan[None](): typing's alias call costs)
             if here is not None:
                 # Only this loop closes it (cancel() from elsewhere hands over to it):
                 # a wait from another loop raises instead of waiting forever.
@@ -898,24 +901,24 @@ class ContextScope:
             return self
         if n._rt is None:
             n._rt = runtime_or_none()
-        here = n._home("scope()")
+        here = asyncio_loop()  # (cheaply: the common case, on the home loop)
+        if here is None or here is not n._rt:
+            n._home("scope()")
+        # The backend enforces the deadline (no timer of ours needed; one already
+        # passed cancels the scope at once, and __exit__ notices it). When the ctx's
+        # own timer is armed too (something waits on done()), that one fires first,
+        # wakes those waits, then cancels the scope, so that waits given the ctx see
+        # its end as a result, not as a cancellation (`Context._arm_here`,
+        # `Context._requeue_scopes`).
         d = n._deadline
-        if n._err is None and (d is None or here is None or here.time() < d):
-            # The backend enforces the deadline (no timer of ours needed). When the
-            # ctx's own timer is armed too (something waits on done()), that one
-            # fires first, wakes those waits, then cancels the scope, so that waits
-            # given the ctx see its end as a result, not as a cancellation
-            # (`Context._arm_here`, `Context._requeue_scopes`).
-            cs = self._cs = new_cancel_scope(n._rt, math.inf if d is None else d)
-            cs.__enter__()
+        cs = self._cs = new_cancel_scope(n._rt, math.inf if d is None else d)
+        cs.__enter__()
+        if n._err is None:
             cbs = n._cbs
             if cbs is None:
                 cbs = n._cbs = {}
             cbs[self] = cs.cancel
         else:
-            cs = self._cs = new_cancel_scope(n._rt, math.inf)
-            cs.__enter__()
-            self._ctx.err()  # a deadline that passed unnoticed: the ctx ends now
             cs.cancel()
         self._token = _current.set(self._ctx) if self._bind else None
         return self

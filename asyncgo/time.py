@@ -219,7 +219,7 @@ def after(seconds: float) -> RecvChan[float]:
     """
     seconds = _seconds(seconds, "after")
     rt = current_runtime()
-    ch = Chan[float](1)
+    ch: Chan[float] = Chan(1)
     _Alarm(rt, ch, None, 0.0).start_in(seconds)
     return ch.recv_only()
 
@@ -350,7 +350,7 @@ class Ticker:
     def __init__(self, seconds: float) -> None:
         seconds = self._period(seconds, "Ticker")
         rt = current_runtime()
-        self._ch = Chan[float](1)
+        self._ch: Chan[float] = Chan(1)
         self._c = self._ch.recv_only()
         self._alarm = _Alarm(rt, self._ch, None, seconds)
         self._alarm.start(rt.time() + seconds)

@@ -73,6 +73,12 @@ _NO_LOOP = (
 _trio_runvar: Any = None  # trio.lowlevel.RunVar holding each run's TrioRuntime
 
 
+def asyncio_loop() -> Runtime | None:
+    """The running asyncio (or uvloop) loop, or None (also inside trio): a bare
+    ``asyncio._get_running_loop()``, for fast paths that then check a runtime."""
+    return cast("Runtime | None", _get_running_loop())
+
+
 def runtime_or_none() -> Runtime | None:
     """The running loop's runtime, or None outside any event loop."""
     loop = _get_running_loop()
