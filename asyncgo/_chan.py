@@ -92,22 +92,9 @@ CLOSED: object = _Sentinel("CLOSED")
 # at least half of it: amortised O(1) per cancelled or lost-the-race waiter.
 _COMPACT_MIN = 32
 
-#: ``{thread id: an int equal to it}``, one per thread: the ``_tid`` of channels bound
-#: by `Chan._bind_loop`, another object than `thread_id()`'s (see there).
-_PINNED_TIDS: dict[int, int] = {}
-
 #: The largest capacity a channel accepts: ``len()`` cannot report more (Go panics
 #: "makechan: size out of range" past its own limit).
 MAX_CAP = sys.maxsize
-
-
-def _pinned_tid() -> int:
-    """This thread's id as `Chan._bind_loop` records it: equal to `thread_id()`, not it."""
-    tid = _get_ident()
-    pinned = _PINNED_TIDS.get(tid)
-    if pinned is None:
-        pinned = _PINNED_TIDS[tid] = int(str(tid))  # equal to tid, another object
-    return pinned
 
 
 def _noop() -> None:
@@ -263,7 +250,7 @@ class Chan(SendChan[T], RecvChan[T]):
 
     A channel is bound to the event loop on which it first waits; waiting on it
     from another loop raises `RuntimeError`, even once the first loop is over
-    (a context's ``done()`` channel aside). Go: ``make(chan T, n)``.
+    (a context's ``done()`` channel too). Go: ``make(chan T, n)``.
 
     Example:
         ```python
@@ -376,38 +363,11 @@ class Chan(SendChan[T], RecvChan[T]):
         if self._loop is None:
             self._loop = loop
             self._tid = thread_id()
-        elif self._loop is not loop and not self._rebind(loop):
+        elif self._loop is not loop:
             raise RuntimeError(self._bound_elsewhere(loop))
 
-    def _rebind(self, loop: object) -> bool:
-        """Move a context's done channel to *loop* if its loop is over and no one waits.
-
-        Called only on a mismatch (`_bind`). A context made or waited on in a loop
-        that is over (asyncio: closed or not running -- a loop running in another
-        thread is running; trio: its run has finished) may be waited on by the next
-        loop (`asyncgo._context`: "not another loop any more"), as with a
-        module-level ``with_cancel(background())`` under one ``asyncio.run`` per
-        test: its done channel follows. Any other channel stays bound to its first
-        loop, over or not: the contract (tests/test_acceptance_core.py::
-        test_channel_bound_in_one_run_rejected_in_another) rejects a channel bound
-        in one run when used in the next; a timer's channel could never be filled.
-        """
-        if self._cap or self._tid is not _PINNED_TIDS.get(self._tid):  # type: ignore[arg-type]
-            return False  # not a done channel (see _bind_loop)
-        old = self._loop
-        if not _loop_is_over(old) or self._waiting():
-            return False
-        is_closed = getattr(old, "is_closed", None)
-        if is_closed is None or is_closed():
-            self._rpend = 0  # receivers claimed there, which can never resume
-        self._rw = self._recvq = None  # only dead entries are left
-        self._rdead = 0
-        self._loop = loop
-        self._tid = _pinned_tid()
-        return True
-
     def _bound_elsewhere(self, loop: object) -> str:
-        """The message of the `RuntimeError` for a wait from *loop* that `_rebind` refused."""
+        """The message of the `RuntimeError` for a wait from another *loop*."""
         old = self._loop
         if not _loop_is_over(old):
             return (
@@ -415,41 +375,23 @@ class Chan(SendChan[T], RecvChan[T]):
                 f"fills it ({old!r}), and cannot be waited on from another one "
                 f"({loop!r}); a channel belongs to one event loop"
             )
-        pinned = self._tid is _PINNED_TIDS.get(self._tid)  # type: ignore[arg-type]
-        if pinned and self._cap:
-            return (
-                f"{self!r} is the channel of a timer of an event loop that is over "
-                f"({old!r}): the timer can never fire, so waiting on it from another "
-                f"event loop ({loop!r}) would wait forever; make a new timer in this loop"
-            )
-        if pinned:
-            return (
-                f"{self!r} is bound to an event loop that is over ({old!r}) but still "
-                f"has tasks waiting on it, and cannot be waited on from another event "
-                f"loop ({loop!r}); a channel belongs to one event loop"
-            )
         return (
-            f"{self!r} is bound to the event loop it first waited on ({old!r}), which is "
-            f"over, and cannot be waited on from another one ({loop!r}), not even a later "
-            "one: a channel belongs to one event loop. Make it in the loop that uses it "
-            "(with pytest, in the test or in a fixture run on the test's loop)"
+            f"{self!r} is bound to the event loop it first waited on, or whose timer "
+            f"fills it ({old!r}), which is over, and cannot be waited on from another "
+            f"one ({loop!r}), not even a later one: a channel belongs to one event "
+            "loop. Make it in the loop that uses it (with pytest, in the test or in a "
+            "fixture run on the test's loop)"
         )
 
     def _bind_loop(self, loop: object) -> None:
         """Bind this channel to *loop* (running in this thread) before anyone waits.
 
-        For a timer's channel, which only that loop's timer fills: waiting on it
-        from another loop raises instead of waiting forever, even once that loop
-        is over. A context's done channel is bound here too, but anyone may close
-        it (``cancel()``): once its loop is over, the next loop may take it over
-        (`_rebind`). They are told apart by the buffer: a timer's channel has one
-        (asyncgo.time makes ``Chan(1)``), a done channel none. Both are marked as
-        bound here by the int they record as their thread id (`_pinned_tid`):
-        equal to the `thread_id()` of a channel bound by a wait, but another
-        object (no memory per channel, and nothing on the hot path).
+        For a timer's channel, which only that loop's timer fills, and a context's
+        done channel, which that loop closes: waiting on it from another loop
+        raises instead of waiting forever (even once that loop is over).
         """
         self._loop = loop
-        self._tid = _pinned_tid()
+        self._tid = thread_id()
 
     def _foreign(self) -> None:
         """Refuse to wake a parked waiter from a thread other than its event loop's.
