@@ -23,10 +23,11 @@ timer (``loop.call_at``, or trio's shared heap in ``_backend/_timers.py``) is
 armed only when a done channel is handed out or an `after_func` registered. It
 holds the context weakly and is cancelled when the context ends or is
 collected. A `scope()` gives the backend the deadline: with no timer armed the
-backend alone ends the scope; with one, the timer fires first, closes the done
-channels, then cancels the scopes, so a task in the scope waiting on the ctx (a
-select on ``done()``, ``sleep(s, ctx)``) is woken with the ctx's end before the
-scope's cancellation can reach it (`_requeue_scopes`).
+backend alone ends the scope; with one, the backend's deadline moves
+`SCOPE_MARGIN` later and the timer ends the scope, after closing the done
+channels, so a task in the scope waiting on the ctx (a select on ``done()``,
+``sleep(s, ctx)``) is woken with the ctx's end before the scope's cancellation
+can reach it (`_push_back_scopes`).
 
 A context collected before it was done may still owe something: a done channel
 someone else still waits on, or an `after_func` whose stop function was dropped
@@ -48,7 +49,6 @@ from ._backend import sleep as _sleep
 from ._backend._timers import (
     Runtime,
     TimerHandle,
-    TrioRuntime,
     asyncio_loop,
     cancel_timer,
     current_runtime,
@@ -500,32 +500,25 @@ class Context:
             wr = self._wr
             if wr is None:
                 wr = self._wr = ref(self)
-            rt = self._rt
-            when = self._deadline
-            if type(rt) is not TrioRuntime:
-                # One ulp early (asyncio fires timers up to its clock resolution
-                # early anyway): ahead of the backend's deadline of our scopes in
-                # asyncio's heap, where a tie has no order (`_requeue_scopes`).
-                when = math.nextafter(when, -math.inf)  # type: ignore[arg-type]
-            self._timer = rt.call_at(when, _deadline_fired, wr)  # type: ignore[union-attr, arg-type]
+            self._timer = self._rt.call_at(self._deadline, _deadline_fired, wr)  # type: ignore[union-attr, arg-type]
             if self._cbs or self._kids:
-                self._requeue_scopes()
+                self._push_back_scopes()
 
-    def _requeue_scopes(self) -> None:
-        """Our timer is armed now: put the backend's deadlines of our scopes behind it.
+    def _push_back_scopes(self) -> None:
+        """Our timer is armed now: move the backend's deadline of our scopes behind it.
 
         A `scope()` gives the backend our deadline, so that the scope ends there with
         no timer of ours. Once our timer is armed (something waits on a done
         channel), it must run first at the deadline -- it wakes the waits on the
         done channels, then cancels the scopes -- or the backend's cancellation
-        could reach a waiting task before its wake-up: trio fires our timers before
-        it expires deadlines; asyncio's heap puts our one-ulp-earlier timer first;
-        uvloop's timers have a millisecond clock, where a tie goes to the timer
-        scheduled first, so a scope entered before our timer was armed has its
-        deadline scheduled again, behind it. For every scope of our subtree with
-        our deadline (not one of its own).
+        could reach a waiting task before its wake-up. Equal times do not order
+        them (asyncio's heap; uvloop's millisecond timers; trio reads its clock
+        again between our timers and its deadlines), so the scopes' deadline goes
+        `SCOPE_MARGIN` later: a safety net only. For every scope of our subtree
+        with our deadline (not one of its own); scopes entered later get it so.
         """
         d = self._deadline
+        late = d + SCOPE_MARGIN  # type: ignore[operator]
         stack: list[Context] = [self]
         while stack:
             n = stack.pop()
@@ -535,7 +528,7 @@ class Context:
                     if type(key) is ContextScope:
                         cs = key._cs
                         if cs is not None and cs.deadline == d:
-                            cs.deadline = d  # (the backend schedules it anew)
+                            cs.deadline = late
             kids = n._kids
             if kids:
                 for wr in kids:
@@ -608,6 +601,11 @@ def _deadline_fired(wr: ref[Context]) -> None:
     o = wr()
     if o is not None:
         o._timer = None
+        if o._rt.time() < o._deadline:  # type: ignore[union-attr, operator]
+            # Early: uvloop rounds timers to whole milliseconds. Never done before
+            # the clock reaches the deadline (err() and the scopes agree).
+            o._arm_here()
+            return
         o._expire()
 
 
@@ -829,6 +827,13 @@ async def sleep_or_done(seconds: float, ctx: Context) -> None:
 
 # -- scope() and current() ---------------------------------------------------------------
 
+#: How much later than its context's deadline a `scope()`'s backend deadline is, once
+#: the context's own timer is armed (`Context._push_back_scopes`): the timer, not the
+#: backend, ends the scope then; the backend's deadline is a safety net, far enough
+#: behind that a loop stalled at the deadline still runs the timer first (uvloop's
+#: millisecond timers were seen 5 ms late under load). Seconds.
+SCOPE_MARGIN = 0.05
+
 
 _current: ContextVar[Context | None] = ContextVar("asyncgo_current_context", default=None)
 
@@ -845,7 +850,7 @@ class ContextScope:
         self._cs: CancelScope | None = None
 
     # What ``with ctx.scope() as scope`` binds: the cancel scope's face, with the
-    # ctx's deadline (which the ctx's timer enforces, not the backend).
+    # ctx's deadline (the backend's may be SCOPE_MARGIN later: _push_back_scopes).
 
     @property
     def deadline(self) -> float:
@@ -857,9 +862,12 @@ class ContextScope:
     @deadline.setter
     def deadline(self, value: float) -> None:
         cs = self._entered()
-        d = self._ctx.deadline()
-        # An earlier deadline of the scope's own; never a later one than the ctx's.
-        cs.deadline = value if d is None else min(value, d)
+        n = self._ctx._cn
+        d = None if n is None else n._deadline
+        if d is not None and value >= d:
+            # Not later than the ctx's: as on entering (with its margin, if armed).
+            value = d + SCOPE_MARGIN if n._owner._timer is not None else d  # type: ignore[union-attr]
+        cs.deadline = value
 
     @property
     def shield(self) -> bool:
@@ -909,9 +917,15 @@ class ContextScope:
         # own timer is armed too (something waits on done()), that one fires first,
         # wakes those waits, then cancels the scope, so that waits given the ctx see
         # its end as a result, not as a cancellation (`Context._arm_here`,
-        # `Context._requeue_scopes`).
+        # `Context._push_back_scopes`).
         d = n._deadline
-        cs = self._cs = new_cancel_scope(n._rt, math.inf if d is None else d)
+        if d is None:
+            d = math.inf
+        elif n._err is None and n._rt.time() >= d:  # type: ignore[union-attr]
+            self._ctx.err()  # passed unnoticed: the ctx ends now, the scope at once
+        elif n._owner._timer is not None:  # type: ignore[union-attr]
+            d += SCOPE_MARGIN  # (see _push_back_scopes)
+        cs = self._cs = new_cancel_scope(n._rt, d)
         cs.__enter__()
         if n._err is None:
             cbs = n._cbs

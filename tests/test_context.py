@@ -732,14 +732,42 @@ async def test_a_collected_childs_done_channel_closes_before_the_parents_scope_i
 @pytest.mark.parametrize("armed", ["before", "inside", "never"])
 async def test_the_scopes_deadline_is_the_backends_effective_deadline(armed: str) -> None:
     # Code inside passes the remaining time on (threads, sockets): anyio's effective
-    # deadline is the ctx's, whether or not the ctx's own timer is armed.
+    # deadline is the ctx's -- SCOPE_MARGIN later once the ctx's own timer is armed,
+    # which then ends the scope (docs/context.md).
+    from asyncgo._context import SCOPE_MARGIN
+
     ctx, cancel = with_timeout(background(), 3600)
     if armed == "before":
         ctx.done()
     with ctx.scope() as scope:
         if armed == "inside":
             ctx.done()
-        assert anyio.current_effective_deadline() == ctx.deadline() == scope.deadline
+        d = ctx.deadline()
+        assert d is not None and scope.deadline == d
+        margin = 0.0 if armed == "never" else SCOPE_MARGIN
+        assert anyio.current_effective_deadline() == d + margin
+        scope.deadline = d + 60  # never later than the ctx's
+        assert scope.deadline == d and anyio.current_effective_deadline() == d + margin
+    cancel()
+
+
+@pytest.mark.parametrize("armed", [False, True])
+async def test_a_deadline_passed_unnoticed_cancels_the_body_at_its_first_checkpoint(
+    armed: bool,
+) -> None:
+    # The same on every backend, whether or not the ctx's timer was armed (and could
+    # not run: the loop was blocked past the deadline).
+    import time
+
+    ctx, cancel = with_timeout(background(), 0.005)
+    done = ctx.done() if armed else None
+    time.sleep(0.02)  # blocks the loop: the deadline passes, no timer runs
+    seen: list[int] = []
+    with pytest.raises(DeadlineExceeded) as info:
+        with ctx.scope():
+            r = await select(recv(Chan[int]()), recv(done))
+            seen.append(r.index)
+    assert seen == [] and info.value is ctx.err()
     cancel()
 
 

@@ -259,6 +259,7 @@ async def test_go_limit() -> None:
     limit = 10
     active = 0
     most = 0
+    full = anyio.Event()  # the first `limit` tasks wait for each other: the limit is reached
 
     async def task() -> None:
         nonlocal active, most
@@ -266,6 +267,9 @@ async def test_go_limit() -> None:
         most = max(most, active)
         if active > limit:
             raise AssertionError(f"saw {active} active tasks; want <= {limit}")
+        if active == limit:
+            full.set()
+        await full.wait()
         await anyio.sleep(0)  # give the others a chance to increment active
         active -= 1
 
