@@ -771,6 +771,19 @@ async def test_a_deadline_passed_unnoticed_cancels_the_body_at_its_first_checkpo
     cancel()
 
 
+async def test_a_deadline_never_ends_the_ctx_before_the_clock_reaches_it() -> None:
+    # uvloop rounds timers to whole milliseconds: its timer may fire early; the ctx
+    # re-arms then, so err() and wait() agree with the clock (as anyio's scopes do).
+    import random
+
+    rnd = random.Random(7)
+    for _ in range(100):
+        ctx, cancel = with_timeout(background(), rnd.uniform(0.0001, 0.003))
+        await ctx.wait()
+        assert anyio.current_time() >= ctx.deadline()  # type: ignore[operator]
+        cancel()
+
+
 async def test_a_deadline_set_on_the_scope_itself_still_works() -> None:
     ctx, cancel = with_timeout(background(), 3600)
     with ctx.scope() as scope:
