@@ -361,26 +361,27 @@ class Chan(SendChan[T], RecvChan[T]):
     def _bind(self, w: Any) -> None:
         loop = w.get_loop()
         if self._loop is None:
-            self._loop = loop
-            self._tid = thread_id()
+            self._bind_loop(loop)
         elif self._loop is not loop:
             raise RuntimeError(self._bound_elsewhere(loop))
 
     def _bound_elsewhere(self, loop: object) -> str:
         """The message of the `RuntimeError` for a wait from another *loop*."""
         old = self._loop
+        bound = (
+            f"{self!r} is bound to the event loop it first waited on, or whose timer "
+            f"fills it ({old!r}),"
+        )
         if not _loop_is_over(old):
             return (
-                f"{self!r} is bound to the event loop it first waited on, or whose timer "
-                f"fills it ({old!r}), and cannot be waited on from another one "
-                f"({loop!r}); a channel belongs to one event loop"
+                f"{bound} and cannot be waited on from another one ({loop!r}); a channel "
+                "belongs to one event loop"
             )
         return (
-            f"{self!r} is bound to the event loop it first waited on, or whose timer "
-            f"fills it ({old!r}), which is over, and cannot be waited on from another "
-            f"one ({loop!r}), not even a later one: a channel belongs to one event "
-            "loop. Make it in the loop that uses it (with pytest, in the test or in a "
-            "fixture run on the test's loop)"
+            f"{bound} which is over, and cannot be waited on from another one "
+            f"({loop!r}), not even a later one: a channel belongs to one event loop. "
+            "Make it in the loop that uses it (with pytest, in the test or in a fixture "
+            "run on the test's loop)"
         )
 
     def _bind_loop(self, loop: object) -> None:

@@ -222,9 +222,7 @@ class Context:
         view = n._done
         if view is None:
             n._bind()
-            here: Runtime | None = asyncio_loop()  # (cheaply: the common case, on the home loop)
-            if here is None or here is not n._rt:
-                here = n._home("done()")
+            here = n._home("done()")
             ch: Chan[None] = Chan()  # (not Chan[None](): typing's alias call costs)
             if here is not None:
                 # Only this loop closes it (cancel() from elsewhere hands over to it):
@@ -464,6 +462,9 @@ class Context:
                 loop still runs (in another thread).
         """
         rt = self._rt
+        here: Runtime | None = asyncio_loop()  # (cheaply first: the common case)
+        if here is not None and here is rt:
+            return here
         here = runtime_or_none()
         if here is None or here is rt:
             return here
@@ -909,9 +910,7 @@ class ContextScope:
             return self
         if n._rt is None:
             n._rt = runtime_or_none()
-        here = asyncio_loop()  # (cheaply: the common case, on the home loop)
-        if here is None or here is not n._rt:
-            n._home("scope()")
+        n._home("scope()")
         # The backend enforces the deadline (no timer of ours needed; one already
         # passed cancels the scope at once, and __exit__ notices it). When the ctx's
         # own timer is armed too (something waits on done()), that one fires first,

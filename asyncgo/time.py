@@ -62,18 +62,9 @@ def _loop_name(rt: Runtime) -> str:
 
 
 def _run_is_over(rt: Runtime) -> bool:
-    """Whether *rt*'s loop can never run a timer again (closed, or its trio run over).
-
-    Called only where `on_loop_thread` holds for a trio runtime, or `running_elsewhere`
-    does not hold: so a trio run is the one running here, or over.
-    """
+    """Whether *rt*'s loop can never run a timer again (closed, or its trio run over)."""
     if type(rt) is TrioRuntime:
-        if rt.serving:  # its timer task lives: so does the run
-            return False
-        try:
-            return rt._trio.lowlevel.current_trio_token() is not rt._token
-        except RuntimeError:  # no trio run in this thread
-            return True
+        return not rt.serving and rt.run_is_over()  # (a live timer task: a live run)
     is_closed = getattr(rt, "is_closed", None)
     return bool(is_closed is not None and is_closed())
 
@@ -86,7 +77,7 @@ def _misuse(rt: Runtime, what: str, arming: bool) -> None:
     any state changes; the cheap test comes first.
     """
     if on_loop_thread(rt):
-        if arming and type(rt) is TrioRuntime and not rt.serving and _run_is_over(rt):
+        if arming and type(rt) is TrioRuntime and _run_is_over(rt):
             raise RuntimeError(
                 f"{what}: {_loop_name(rt)} this timer belongs to is over, so it can never "
                 "fire again: make a new timer in the running loop"
