@@ -797,6 +797,22 @@ def run_callback(fn: Callable[[], object], what: str) -> None:
         )
 
 
+def ended(ctx: Context) -> Exception | None:
+    """``ctx.err()`` ready to be raised (again), or None while *ctx* is live.
+
+    Every ``ctx.err()`` is one shared object: raised as it is, it would pile up
+    the traceback of every raise; this clears it and chains the cause given to
+    ``cancel`` (``raise err from cause``), as the context's own waits do.
+    """
+    err = ctx.err()
+    if err is not None:
+        cause = ctx.cause()
+        err.__traceback__ = None
+        err.__cause__ = None if cause is err else cause
+        err.__suppress_context__ = True
+    return err
+
+
 async def sleep_or_done(seconds: float, ctx: Context) -> None:
     """``asyncgo.time.sleep(seconds, ctx)``: *seconds* >= 0, or until *ctx* is done.
 

@@ -59,7 +59,7 @@ from ._backend import (
     get_cancelled_exc_class,
 )
 from ._chan import Chan, RecvChan, SendChan
-from ._context import _current, background
+from ._context import _current, background, ended
 from ._exceptions import Canceled, DeadlineExceeded
 from ._group import Group
 
@@ -778,7 +778,7 @@ class _Stream(Generic[T]):
         run = self._run
         ctx = run.ctx
         if ctx is not None:
-            err = ctx.err()
+            err = ended(ctx)
             if err is not None:
                 raise err
         tg = self._tg = create_task_group()

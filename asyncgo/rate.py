@@ -19,6 +19,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, final
 
 from ._backend import checkpoint, current_time
+from ._context import ended
 from ._exceptions import DeadlineExceeded
 from .time import sleep
 
@@ -427,7 +428,7 @@ class Limiter:
         max_future = INF_DURATION
         now = current_time()  # (before ctx.err(): past the deadline, ctx's own error)
         if ctx is not None:
-            err = ctx.err()
+            err = ended(ctx)
             if err is not None:
                 raise err
             deadline = ctx.deadline()
@@ -597,7 +598,7 @@ class SlidingWindow:
         self._check(n, "wait")
         now = current_time()  # (before ctx.err(): see Limiter.wait)
         if ctx is not None:
-            err = ctx.err()
+            err = ended(ctx)
             if err is not None:
                 raise err
         self._forget(now)

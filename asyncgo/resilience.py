@@ -28,9 +28,21 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar, TypeVarTuple, final, overload
+from inspect import isawaitable
+from typing import (
+    TYPE_CHECKING,
+    Final,
+    Protocol,
+    TypeVar,
+    TypeVarTuple,
+    cast,
+    final,
+    overload,
+)
 
 from ._backend import current_time
+from ._context import ended
+from ._exceptions import Canceled, not_a_function, not_awaitable
 from .time import sleep
 
 if TYPE_CHECKING:
@@ -75,10 +87,42 @@ def _fraction(v: object) -> float:
     return rate
 
 
-def _check_int(what: str, v: object) -> None:
-    """TypeError naming `CircuitBreaker` option *what* if *v* is not an int (nor a bool)."""
+def _check_int(where: str, v: object) -> None:
+    """TypeError naming *where* (``"CircuitBreaker(min_calls=...)"``) if *v* is not an int.
+
+    A bool is not taken for one.
+    """
     if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"CircuitBreaker({what}={v!r}): takes an int, not {type(v).__name__}")
+        raise TypeError(f"{where}: takes an int, not {type(v).__name__}")
+
+
+def _check_exc_types(where: str, v: object) -> None:
+    """TypeError naming *where* unless *v* is what ``except`` takes.
+
+    That is an exception class or a tuple of them (tuples may nest). Checked when
+    the option is given: a string there would make every later ``except`` raise a
+    TypeError of its own, hiding the error being handled.
+    """
+    if isinstance(v, type) and issubclass(v, BaseException):
+        return
+    if isinstance(v, tuple):
+        for t in v:
+            _check_exc_types(where, t)
+        return
+    raise TypeError(
+        f"{where}: takes an exception class or a tuple of them, not {type(v).__name__} {v!r}"
+    )
+
+
+def _may_count(exc: BaseException) -> bool:
+    """Whether *exc* may count as a failure or be retried: an ordinary error.
+
+    Not cancellation (the backend's, or `Canceled`: the ctx given to the call was
+    cancelled, i.e. the caller went away), not KeyboardInterrupt or SystemExit,
+    whatever *failure_on* or *retry_on* say. `DeadlineExceeded` is a timeout: it
+    may count.
+    """
+    return isinstance(exc, Exception) and not isinstance(exc, Canceled)
 
 
 class CircuitOpen(Exception):
@@ -186,6 +230,8 @@ class BreakerStats:
 
 _Ticket = tuple[int, bool]  # (generation, is a probe)
 
+_CALL_ADVICE = "pass the async function and its arguments, call(f, *args), not call(f())"
+
 
 @final
 class _Times:
@@ -216,6 +262,11 @@ class _Times:
         while times and times[0] <= lo:
             times.popleft()
             self._count -= 1
+
+    def shift(self, by: float) -> None:
+        """Move every time by *by* seconds (the clock jumped)."""
+        if self._times:
+            self._times = deque(t + by for t in self._times)
 
     def clear(self) -> None:
         self._count = 0
@@ -305,6 +356,7 @@ class CircuitBreaker:
         "_gen",
         "_half_open_max",
         "_ignore",
+        "_last",
         "_min_calls",
         "_name",
         "_on_state_change",
@@ -373,7 +425,8 @@ class CircuitBreaker:
                 positive (``math.inf``: failures never leave it), or
                 *recovery_time* is negative or NaN.
             TypeError: *window*, *recovery_time* or *failure_rate* is not a
-                number, or *min_calls* is not an int.
+                number, a threshold or count is not an int, or *failure_on* or
+                *ignore* is not an exception class or a tuple of them.
         """
         if failure_threshold is not None and failure_rate is not None:
             raise ValueError(
@@ -382,7 +435,6 @@ class CircuitBreaker:
                 "(failure_threshold: a count of failures; failure_rate: a fraction of the calls)"
             )
         rate = None if failure_rate is None else _fraction(failure_rate)
-        _check_int("min_calls", min_calls)
         if failure_threshold is None:
             failure_threshold = 5
         for what, v in (
@@ -391,8 +443,11 @@ class CircuitBreaker:
             ("half_open_max_calls", half_open_max_calls),
             ("success_threshold", success_threshold),
         ):
+            _check_int(f"CircuitBreaker({what}={v!r})", v)
             if v < 1:
                 raise ValueError(f"CircuitBreaker({what}={v}): must be at least 1")
+        _check_exc_types(f"CircuitBreaker(failure_on={failure_on!r})", failure_on)
+        _check_exc_types(f"CircuitBreaker(ignore={ignore!r})", ignore)
         # A window of 0 would forget each failure as it is counted: a breaker
         # that never opens (unless failure_threshold=1) is a misconfiguration.
         win = _number(f"CircuitBreaker(window={window!r})", window)
@@ -423,6 +478,7 @@ class CircuitBreaker:
         self._recent = _Times(keep_times=keep_times)
         self._recent_ok = _Times(keep_times=keep_times)
         self._opened_at = 0.0
+        self._last = -math.inf  # the last clock reading (`_now`)
         self._probes = 0  # probe calls in flight (half-open)
         self._probe_successes = 0
         self._calls = self._successes = self._failures = self._rejected = self._opened = 0
@@ -442,11 +498,11 @@ class CircuitBreaker:
 
         Needs a running event loop (for the clock).
         """
-        return self._state_at(current_time())
+        return self._state_at(self._now())
 
     def stats(self) -> BreakerStats:
         """A snapshot of the counters. Needs a running event loop."""
-        now = current_time()
+        now = self._now()
         state = self._state_at(now)
         self._prune(now)
         return BreakerStats(
@@ -462,7 +518,26 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Close the breaker and forget recent outcomes (counters are kept)."""
-        self._set(State.CLOSED, current_time())
+        self._set(State.CLOSED, self._now())
+
+    def _now(self) -> float:
+        """The clock, read for the state machine.
+
+        Each trio run has a clock of its own, with a random offset, so a breaker
+        kept from one run to the next (a module-level one, across tests) can
+        find the clock gone back: it then shifts the times it holds by the jump,
+        as if no time had passed in between. (A jump forward reads as time gone
+        by. asyncio loops all read ``time.monotonic()``.)
+        """
+        now = current_time()
+        last = self._last
+        self._last = now
+        if now < last:
+            jump = now - last
+            self._opened_at += jump
+            self._recent.shift(jump)
+            self._recent_ok.shift(jump)
+        return now
 
     # -- state machine (pure: takes the time) ------------------------------------
 
@@ -506,20 +581,29 @@ class CircuitBreaker:
         self._calls += 1
         return (self._gen, False)
 
-    def _exit(self, ticket: _Ticket, exc: BaseException | None, now: float) -> None:
+    def _release(self, ticket: _Ticket) -> None:
+        """End the call of *ticket* uncounted: it never ran (*fn* was not async)."""
         gen, probe = ticket
-        failed = (
-            exc is not None
-            and isinstance(exc, self._failure_on)
-            and not isinstance(exc, self._ignore)
-        )
-        if failed:
-            self._failures += 1
-        elif exc is None or isinstance(exc, Exception):
+        if probe and gen == self._gen:
+            self._probes -= 1
+
+    def _exit(self, ticket: _Ticket, exc: BaseException | None, now: float) -> None:
+        """End the call of *ticket*: it returned (*exc* None) or raised *exc*."""
+        gen, probe = ticket
+        if exc is None:
+            failed = neutral = False
             self._successes += 1
+        elif not _may_count(exc):  # cancellation, KeyboardInterrupt...: not even a success
+            failed, neutral = False, True
+        else:
+            failed = isinstance(exc, self._failure_on) and not isinstance(exc, self._ignore)
+            neutral = not failed
+            if failed:
+                self._failures += 1
+            else:
+                self._successes += 1
         if gen != self._gen:
             return  # started in an earlier state: its outcome does not count now
-        neutral = not failed and exc is not None
         if probe:
             self._probes -= 1
             if failed:
@@ -555,19 +639,34 @@ class CircuitBreaker:
 
         Raises:
             CircuitOpen: The breaker is open, or half-open with every probe slot taken.
+            TypeError: *fn* is not an async function (``call(f())`` for
+                ``call(f)``, or a sync function); counts as nothing.
             BaseException: Whatever *fn* raises, unchanged.
         """
-        ticket = self._enter(current_time())
+        if not callable(fn):
+            raise not_a_function(fn, "resilience: CircuitBreaker.call", _CALL_ADVICE)
+        ticket = self._enter(self._now())
         try:
-            result = await fn(*args)
+            aw = fn(*args)
+            if isawaitable(cast("object", aw)):  # (typed awaitable; a sync fn is a misuse)
+                result = await aw
         except BaseException as exc:
-            self._exit(ticket, exc, current_time())
+            self._exit(ticket, exc, self._now())
             raise
-        self._exit(ticket, None, current_time())
+        if not isawaitable(cast("object", aw)):
+            self._release(ticket)
+            raise not_awaitable(fn, aw, "resilience: CircuitBreaker.call")
+        self._exit(ticket, None, self._now())
         return result
 
     def __call__(self, fn: Callable[[*Ts], Awaitable[T]]) -> Callable[[*Ts], Awaitable[T]]:
-        """Decorate an async function so that every call goes through the breaker."""
+        """Decorate an async function so that every call goes through the breaker.
+
+        Raises:
+            TypeError: *fn* is not callable (``@breaker`` on a coroutine object).
+        """
+        if not callable(fn):
+            raise not_a_function(fn, "resilience: CircuitBreaker", "decorate the function itself")
 
         @functools.wraps(fn)
         async def guarded(*args: *Ts) -> T:
@@ -581,7 +680,7 @@ class CircuitBreaker:
         Raises:
             CircuitOpen: The breaker refuses the call.
         """
-        ticket = self._enter(current_time())
+        ticket = self._enter(self._now())
         self._entered.set((*self._entered.get(()), ticket))
 
     async def __aexit__(
@@ -596,7 +695,7 @@ class CircuitBreaker:
                 f"circuit breaker {self._name!r}: __aexit__ without __aenter__ in this task"
             )
         self._entered.set(entered[:-1])
-        self._exit(entered[-1], exc, current_time())
+        self._exit(entered[-1], exc, self._now())
 
 
 @dataclass(frozen=True, slots=True)
@@ -678,6 +777,8 @@ _DEFAULT_BACKOFF: Final = Backoff()
 
 _RetryOn = type[BaseException] | tuple[type[BaseException], ...]
 
+_RETRY_ADVICE = "pass the async function and its arguments, retry(f, *args), not retry(f())"
+
 
 async def _retry(
     fn: Callable[[*Ts], Awaitable[T]],
@@ -692,12 +793,16 @@ async def _retry(
     while True:
         i += 1
         if ctx is not None:
-            err = ctx.err()
+            err = ended(ctx)
             if err is not None:
                 raise err
         try:
-            return await fn(*args)
-        except retry_on as exc:
+            aw = fn(*args)
+            if isawaitable(cast("object", aw)):  # (typed awaitable; a sync fn is a misuse)
+                return await aw
+        except Exception as exc:
+            if not isinstance(exc, retry_on) or not _may_count(exc):
+                raise
             if i >= attempts:
                 exc.add_note(f"retry: gave up after {i} attempts")
                 raise
@@ -711,6 +816,8 @@ async def _retry(
                     )
                     raise
             await sleep(pause, ctx)
+            continue
+        raise not_awaitable(fn, aw, "resilience: retry")
 
 
 class RetryDecorator(Protocol):
@@ -765,8 +872,17 @@ def retry(  # type: ignore[misc]  # mypy: TypeVarTuple *args vs the keyword-only
 
     Without *fn*, returns a decorator: ``@retry(attempts=5)``.
 
+    Never retried, whatever *retry_on* says: cancellation (the backend's, and
+    `Canceled` -- a ctx given to *fn* was cancelled: its caller went away),
+    KeyboardInterrupt, SystemExit; they propagate at once. A `DeadlineExceeded`
+    from *fn* is a timeout, retried when *retry_on* matches it.
+
     Raises:
         ValueError: *attempts* is below 1.
+        TypeError: *attempts* is not an int, *retry_on* is not an exception
+            class or a tuple of them, or *fn* is not an async function (at
+            once for ``retry(f())``; a sync function, on the first attempt,
+            not retried).
         BaseException: The last error from *fn* when it gives up, or one not
             matching *retry_on*, unchanged apart from the note.
         Canceled: *ctx* was cancelled (``DeadlineExceeded`` for its deadline).
@@ -795,11 +911,18 @@ def retry(  # type: ignore[misc]  # mypy: TypeVarTuple *args vs the keyword-only
             assert e.__notes__ == ["retry: gave up after 2 attempts"]
         ```
     """
+    _check_int(f"retry(attempts={attempts!r})", attempts)
     if attempts < 1:
         raise ValueError(f"retry(attempts={attempts}): must be at least 1")
+    _check_exc_types(f"retry(retry_on={retry_on!r})", retry_on)
+    if fn is not None and not callable(fn):
+        raise not_a_function(fn, "resilience: retry", _RETRY_ADVICE)
     if fn is None:
 
         def decorate(f: Callable[[*Ts], Awaitable[T]]) -> Callable[[*Ts], Awaitable[T]]:
+            if not callable(f):
+                raise not_a_function(f, "resilience: retry", "decorate the function itself")
+
             @functools.wraps(f)
             async def retried(*a: *Ts) -> T:
                 return await _retry(f, a, attempts, backoff, retry_on, ctx)

@@ -31,6 +31,7 @@ from ._backend import (
     park_runtime,
     rescue,
 )
+from ._backend._timers import Runtime, asyncio_loop, runtime_or_none
 from ._exceptions import not_a_function, not_awaitable
 
 if TYPE_CHECKING:
@@ -111,13 +112,14 @@ class Group:
         ```
     """
 
-    __slots__ = ("__weakref__", "_calls", "_closed", "_rt", "_tg")
+    __slots__ = ("__weakref__", "_calls", "_closed", "_home", "_rt", "_tg")
 
     def __init__(self) -> None:
         """Make a Group; enter it with ``async with`` before calling `do`."""
         self._calls: dict[Hashable, _Call] = {}
         self._tg: TaskGroup | None = None
         self._closed = False
+        self._home: Runtime | None = None  # the event loop it was entered on
         self._rt: object = None
         if _diag.tracer is not None:
             _diag.tracer.created(self)
@@ -135,6 +137,7 @@ class Group:
         tg = create_task_group()
         await tg.__aenter__()
         self._tg = tg
+        self._home = runtime_or_none()
         return self
 
     async def __aexit__(
@@ -192,6 +195,13 @@ class Group:
         """
         if not callable(fn):
             raise not_a_function(fn, "singleflight: Group.do", _DO_ADVICE)
+        home = self._home
+        if home is not None and asyncio_loop() is not home and runtime_or_none() is not home:
+            raise RuntimeError(
+                f"singleflight: Group.do() from another event loop: {self!r} was entered "
+                f"on {home!r}, whose task group runs the calls; use it from that loop, "
+                "or give each loop a Group of its own"
+            )
         if must_checkpoint(self):
             await checkpoint()
         tg = self._tg
@@ -243,10 +253,18 @@ class Group:
                 f"singleflight: the call for key {key!r} was cancelled because its Group "
                 "was shut down"
             )
-        if call.exc is not None:
+        err = call.exc
+        if err is not None:
             # The same exception in every caller, each time with the call's own
-            # traceback (re-raising it as is would pile up every caller's frames).
-            raise call.exc.with_traceback(call.tb)
+            # traceback (re-raising it as is would pile up every caller's frames),
+            # and its own __context__: raised here, inside a caller's ``except``,
+            # Python would chain it to what that caller was handling.
+            context, suppress = err.__context__, err.__suppress_context__
+            try:
+                raise err.with_traceback(call.tb)
+            finally:
+                err.__context__, err.__suppress_context__ = context, suppress
+                del err, context
         return call.value, call.dups > 0  # type: ignore[return-value]
 
     def forget(self, key: Hashable) -> None:

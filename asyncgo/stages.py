@@ -40,7 +40,7 @@ from typing import Any, Literal, Protocol, TypeVar, final, overload
 
 from ._backend import CancelScope, anyio, create_task_group, current_time, to_thread
 from ._chan import Chan, RecvChan, SendChan
-from ._context import Context, _current, background, current
+from ._context import Context, _current, background, current, ended
 from ._exceptions import DeadlineExceeded, WouldBlock
 from ._group import Group
 from ._pipeline import (
@@ -1240,7 +1240,7 @@ class _RateLimit(TaskStage[T, T]):
                         # deadline (Go's Limiter.Wait). The pipeline still runs until
                         # then, and ends with ctx.err() like any other stage.
                         await ctx.wait()
-                        err = ctx.err()
+                        err = ended(ctx)
                         assert err is not None
                         raise err
                 await tx.put(item)

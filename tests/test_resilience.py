@@ -6,6 +6,7 @@ import math
 import random
 import re
 import time as _time
+import traceback
 from fractions import Fraction
 
 import anyio
@@ -13,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from asyncgo import background, resilience, with_cancel, with_timeout
+from asyncgo import background, resilience, with_cancel, with_cancel_cause, with_timeout
 from asyncgo._exceptions import Canceled, DeadlineExceeded
 from asyncgo.resilience import Backoff, BreakerStats, CircuitBreaker, CircuitOpen, State, retry
 
@@ -799,3 +800,219 @@ class TestMockClock:
         await trio.sleep(0.25)
         assert await b.call(ok) == "ok"  # the probe closes it
         assert st(b) is State.CLOSED and b.stats().recent_calls == 0
+
+
+# -- found by a black-box audit (2026-12-05) ----------------------------------------
+
+
+async def test_ctx_cancellation_inside_the_call_counts_as_nothing() -> None:
+    """A `Canceled` from a ctx given to the call is the caller going away: not a failure."""
+    from asyncgo.time import sleep
+
+    b = CircuitBreaker(failure_threshold=1)
+    ctx, cancel = with_cancel(background())
+
+    async def handler() -> None:
+        with pytest.raises(Canceled):
+            await b.call(sleep, 5, ctx)  # a healthy, slow dependency
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(handler)
+        await anyio.wait_all_tasks_blocked()
+        cancel()
+    s = b.stats()
+    assert (s.state, s.failures, s.successes) == (State.CLOSED, 0, 0)
+    # A probe that ends that way frees its slot, and leaves the breaker half-open.
+    probed = CircuitBreaker(failure_threshold=1, recovery_time=0)
+    with pytest.raises(Boom):
+        await probed.call(boom)
+    gone, cancel_probe = with_cancel(background())
+    cancel_probe()
+    with pytest.raises(Canceled):
+        await probed.call(sleep, 5, gone)
+    assert st(probed) is State.HALF_OPEN
+    assert await probed.call(ok) == "ok"
+    assert st(probed) is State.CLOSED
+    # A deadline is a timeout: it counts (DeadlineExceeded is a TimeoutError).
+    tctx, _ = with_timeout(background(), 0.001)
+    with pytest.raises(DeadlineExceeded):
+        await b.call(sleep, 5, tctx)
+    assert st(b) is State.OPEN
+
+
+async def test_breaker_counts_no_base_exception_whatever_failure_on_says() -> None:
+    b = CircuitBreaker(failure_threshold=1, failure_on=BaseException)
+    with anyio.move_on_after(0.01):
+        await b.call(anyio.sleep, 5)
+
+    async def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await b.call(interrupted)
+    s = b.stats()
+    assert (s.state, s.failures, s.successes) == (State.CLOSED, 0, 0)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+async def test_breaker_refuses_what_is_not_an_async_function() -> None:
+    b = CircuitBreaker(failure_threshold=1, recovery_time=0)
+    coro = ok()
+    with pytest.raises(TypeError, match=r"CircuitBreaker.call\(\) takes an async function, not"):
+        await b.call(coro)  # type: ignore[arg-type]
+    assert coro.cr_frame is None  # closed: no "never awaited" warning
+
+    def sync() -> str:
+        return "x"
+
+    with pytest.raises(TypeError, match="returned str, not an awaitable"):
+        await b.call(sync)  # type: ignore[arg-type]
+    s = b.stats()
+    assert (s.state, s.failures) == (State.CLOSED, 0)
+    with pytest.raises(TypeError, match="decorate the function itself"):
+        b(ok())  # type: ignore[arg-type]
+    # A half-open probe slot taken by a misuse is given back.
+    with pytest.raises(Boom):
+        await b.call(boom)
+    with pytest.raises(TypeError):
+        await b.call(sync)  # type: ignore[arg-type]
+    assert await b.call(ok) == "ok"
+    assert st(b) is State.CLOSED
+
+
+def test_breaker_option_types() -> None:
+    for what, bad in (
+        ("failure_threshold", 2.5),
+        ("failure_threshold", "5"),
+        ("half_open_max_calls", 1.5),
+        ("half_open_max_calls", None),
+        ("success_threshold", math.inf),
+        ("success_threshold", True),
+        ("min_calls", 3.0),
+    ):
+        with pytest.raises(TypeError, match=rf"^CircuitBreaker\({what}=.*\): takes an int"):
+            CircuitBreaker(**{what: bad})  # type: ignore[arg-type]
+    for what in ("failure_on", "ignore"):
+        for bad2 in ("ConnectionError", (ValueError, "x"), 3):
+            with pytest.raises(TypeError, match=rf"^CircuitBreaker\({what}=.*exception class"):
+                CircuitBreaker(**{what: bad2})  # type: ignore[arg-type]
+    CircuitBreaker(failure_on=(ValueError, (KeyError, OSError)), ignore=ConnectionResetError)
+
+
+async def test_breaker_kept_across_runs_whose_clock_went_back(clock: FakeClock) -> None:
+    """Each trio run has its own clock offset: a breaker kept from one run to the
+    next sees the clock jump back, and carries on as if no time had passed."""
+    b = CircuitBreaker(failure_threshold=2, window=10, recovery_time=30)
+    with pytest.raises(Boom):
+        await b.call(boom)
+    clock.now = 5.0  # the next run: its clock reads far less
+    with pytest.raises(Boom):
+        await b.call(boom)  # the first failure is still in the window
+    assert st(b) is State.OPEN
+    clock.now = -50_000.0
+    with pytest.raises(CircuitOpen) as info:
+        await b.call(ok)
+    assert info.value.retry_after == 30  # not 50,030 s
+    clock.advance(30)
+    assert await b.call(ok) == "ok"
+    assert st(b) is State.CLOSED
+
+
+async def test_retry_never_retries_a_cancellation_or_a_base_exception() -> None:
+    from asyncgo.time import sleep
+
+    calls = 0
+
+    async def attempt(ctx: object) -> None:
+        nonlocal calls
+        calls += 1
+        if isinstance(ctx, BaseException):
+            raise ctx
+        await sleep(5, ctx)  # type: ignore[arg-type]
+
+    ctx, cancel = with_cancel(background())
+    cancel()
+    fast = Backoff(initial=0)
+    with pytest.raises(Canceled):
+        await retry(attempt, ctx, attempts=3, backoff=fast)  # ctx goes to fn, not to retry
+    assert calls == 1
+    calls = 0
+    with pytest.raises(KeyboardInterrupt):
+        await retry(attempt, KeyboardInterrupt(), attempts=3, backoff=fast, retry_on=BaseException)
+    assert calls == 1
+    # A timeout is retried: a deadline of the attempt's own.
+    calls = 0
+
+    async def timed_out() -> None:
+        nonlocal calls
+        calls += 1
+        raise DeadlineExceeded()
+
+    with pytest.raises(DeadlineExceeded):
+        await retry(timed_out, attempts=3, backoff=fast)
+    assert calls == 3
+
+
+async def test_retry_with_retry_on_base_exception_is_cancellable(anyio_backend_name: str) -> None:
+    attempts = 0
+
+    async def slow() -> None:
+        nonlocal attempts
+        attempts += 1
+        await anyio.sleep(5)
+
+    with anyio.move_on_after(0.01) as scope:
+        await retry(slow, attempts=3, backoff=Backoff(initial=0), retry_on=BaseException)
+    assert scope.cancelled_caught and attempts == 1
+    if anyio_backend_name != "asyncio":
+        return
+    # asyncio's own one-shot Task.cancel() (asyncio.timeout, TaskGroup...): caught and
+    # retried, it was gone -- the task ended with fn's next error instead.
+    import asyncio
+
+    attempts = 0
+    task = asyncio.ensure_future(
+        retry(slow, attempts=3, backoff=Backoff(initial=0), retry_on=BaseException)
+    )
+    await anyio.wait_all_tasks_blocked()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert attempts == 1
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+async def test_retry_misuse() -> None:
+    for bad in (math.nan, 2.5, True, "3", None):
+        with pytest.raises(TypeError, match=r"^retry\(attempts=.*\): takes an int"):
+            await retry(ok, attempts=bad)  # type: ignore[arg-type]
+    for bad2 in ("Boom", (Boom, "x")):
+        with pytest.raises(TypeError, match=r"^retry\(retry_on=.*\): takes an exception class"):
+            await retry(boom, retry_on=bad2)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"retry\(\) takes an async function, not coroutine"):
+        await retry(ok())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="decorate the function itself"):
+        retry(attempts=2)(ok())  # type: ignore[arg-type]
+    calls = 0
+
+    def sync() -> int:
+        nonlocal calls
+        calls += 1
+        return 1
+
+    with pytest.raises(TypeError, match="returned int, not an awaitable"):
+        await retry(sync, backoff=Backoff(initial=0))  # type: ignore[arg-type]
+    assert calls == 1  # not retried
+
+
+async def test_retry_raises_the_ctx_error_without_piling_up_tracebacks() -> None:
+    ctx, cancel = with_cancel_cause(background())
+    cause = ConnectionError("client went away")
+    cancel(cause)
+    lengths = set()
+    for _ in range(5):
+        with pytest.raises(Canceled) as info:
+            await retry(ok, ctx=ctx)
+        assert info.value is ctx.err() and info.value.__cause__ is cause
+        lengths.add(len(list(traceback.walk_tb(info.value.__traceback__))))
+    assert len(lengths) == 1

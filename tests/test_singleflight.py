@@ -451,3 +451,93 @@ async def test_random_cancellation_stress(seed: int) -> None:
         assert k == key
         assert results[int(me)] == value
     assert calls < 10 * 30, "no call was ever shared"
+
+
+# -- found by a black-box audit (2026-12-05) ----------------------------------------
+
+
+async def test_the_calls_exception_keeps_its_own_context() -> None:
+    """Raised in a caller that is handling an exception of its own, the call's error
+    keeps the chain it had in fn (as a plain ``await fn()`` would) and does not pick
+    up one caller's private exception for every other caller."""
+    gate = anyio.Event()
+
+    async def fn() -> None:
+        await gate.wait()
+        try:
+            {}["missing"]
+        except KeyError:
+            raise Boom("lookup failed")
+
+    got: list[BaseException] = []
+    async with singleflight.Group() as sf:
+
+        async def handling_its_own() -> None:
+            try:
+                raise ValueError("the caller's own, unrelated")
+            except ValueError:
+                with pytest.raises(Boom) as info:
+                    await sf.do("k", fn)
+                got.append(info.value)
+
+        async def plain() -> None:
+            with pytest.raises(Boom) as info:
+                await sf.do("k", fn)
+            got.append(info.value)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(handling_its_own)
+            tg.start_soon(plain)
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+    assert len(got) == 2 and got[0] is got[1]
+    assert isinstance(got[0].__context__, KeyError), repr(got[0].__context__)
+
+
+@pytest.mark.parametrize("other", ["asyncio", "trio"])
+async def test_do_from_another_event_loop_raises(other: str) -> None:
+    import threading
+
+    ran: list[str] = []
+
+    async def fn() -> str:
+        ran.append(threading.current_thread().name)
+        return "v"
+
+    async with singleflight.Group() as sf:
+
+        def there() -> BaseException | None:
+            async def body() -> None:
+                with anyio.fail_after(5):
+                    await sf.do("k", fn)
+
+            try:
+                anyio.run(body, backend=other)
+            except BaseException as exc:  # noqa: BLE001 - checked below
+                return exc
+            return None
+
+        err = await anyio.to_thread.run_sync(there)
+        assert isinstance(err, RuntimeError), repr(err)
+        assert "singleflight: Group.do() from another event loop" in str(err)
+        assert ran == []
+        assert await sf.do("k", fn) == ("v", False)  # from its own loop: fine
+
+
+async def test_fn_calling_do_for_its_own_key_is_a_deadlock_the_detector_reports() -> None:
+    from asyncgo import Deadlock, debug
+
+    async def inner() -> int:
+        return 1
+
+    # Out of the Group's block, so that its exit cancels the call waiting for itself.
+    # (No deadline around it: a deadline could wake the tasks, so it is no deadlock.)
+    with pytest.raises(Deadlock) as info:
+        async with singleflight.Group() as sf:
+
+            async def fn() -> int:
+                return (await sf.do("k", inner))[0]  # waits for itself
+
+            async with debug.detect_deadlocks():
+                await sf.do("k", fn)
+    assert "singleflight" in str(info.value)
