@@ -43,7 +43,10 @@ class Cond:
     `signal` wakes another waiter instead) and re-locks ``cond.L`` before the
     cancellation propagates, so ``async with cond:`` still unlocks correctly.
     A signal delivered at the moment of cancellation is kept: `wait` returns
-    and the cancellation fires at the next checkpoint.
+    and the cancellation fires at the next checkpoint -- except for asyncio's
+    own one-shot ``Task.cancel()`` arriving as `wait` re-locks ``cond.L``,
+    which `wait` raises (once ``cond.L`` is held again), passing the wake-up on
+    to another waiter (``signal``), as ``asyncio.Condition`` does.
 
     Go: ``sync.NewCond(l)``
 
@@ -121,6 +124,10 @@ class Cond:
                 tracer.unparked(w)
         cancelled = await self._relock()
         if cancelled is not None:
+            # A native Task.cancel() met while re-locking (asyncio): raised, so the
+            # wake-up this wait consumed goes to another waiter, or it would be
+            # lost (asyncio.Condition does the same).
+            self.signal()
             raise cancelled
 
     async def wait_for(self, predicate: Callable[[], T]) -> T:

@@ -251,7 +251,7 @@ class Mutex:
     and the cancellation fires at the task's next checkpoint, so the
     ``async with`` block still unlocks. Checkpoint: `lock` is always a cancel
     point; it yields to the scheduler only when it has to wait (or, every few
-    dozen back-to-back operations, so a tight loop cannot starve other tasks).
+    hundred back-to-back operations, so a tight loop cannot starve other tasks).
 
     A Mutex is bound to the event loop on which a task first waits for it.
 

@@ -98,6 +98,10 @@ class Once:
                 function, which has run: then, like any raising ``fn``, it
                 counts as done).
         """
+        if not callable(fn):  # (also once done: f() would be a coroutine never awaited)
+            raise not_a_function(
+                fn, "sync: Once.do", "pass the async function itself, once.do(f), not once.do(f())"
+            )
         if self._done:
             if must_checkpoint(self):
                 await checkpoint()
@@ -105,10 +109,6 @@ class Once:
         await self._do_slow(fn)  # locking is the cancel point
 
     async def _do_slow(self, fn: Callable[[], Awaitable[object]]) -> None:
-        if not callable(fn):
-            raise not_a_function(
-                fn, "sync: Once.do", "pass the async function itself, once.do(f), not once.do(f())"
-            )
         mu = self._mu
         await mu.lock()
         try:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from inspect import iscoroutine, iscoroutinefunction
 from typing import Generic, TypeVar, final
 
 __all__ = ["Pool"]
 
 T = TypeVar("T")
+
+_ASYNC_FACTORY = (
+    "sync: Pool(new) takes a sync factory; {} is async, so get() would hand out "
+    "coroutines: make the objects (await) outside and put() them, or use a sync factory"
+)
 
 
 @final
@@ -45,11 +51,14 @@ class Pool(Generic[T]):
         """Make an empty pool whose `get` calls *new()* when it has nothing idle.
 
         Raises:
-            TypeError: *new* is not callable.
+            TypeError: *new* is not callable, or is an async function (`get`
+                is sync: it would hand out coroutines).
             ValueError: *max_idle* is negative.
         """
         if not callable(new):
             raise TypeError(f"sync: Pool(new) needs a factory callable, not {type(new).__name__}")
+        if iscoroutinefunction(new):
+            raise TypeError(_ASYNC_FACTORY.format(getattr(new, "__qualname__", None) or repr(new)))
         if max_idle is not None and max_idle < 0:
             raise ValueError(f"sync: Pool max_idle must not be negative, got {max_idle}")
         self._new = new
@@ -68,7 +77,11 @@ class Pool(Generic[T]):
         try:
             return self._items.pop()
         except IndexError:
-            return self._new()
+            x = self._new()
+        if iscoroutine(x):  # an async factory that iscoroutinefunction() does not see
+            x.close()
+            raise TypeError(_ASYNC_FACTORY.format(self._new))
+        return x
 
     def put(self, x: T) -> None:
         """Return *x* to the pool (dropped if *max_idle* objects are idle). Go: ``p.Put(x)``."""

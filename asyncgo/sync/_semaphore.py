@@ -289,6 +289,11 @@ class Semaphore:
             if self._cur < self._size and (not q.q or q.head() is None):
                 self._cur += 1
                 return
+        if not self._size:
+            raise ValueError(
+                "semaphore: async with (acquire(n=1)) exceeds the semaphore size 0: "
+                "it could never be granted"
+            )
         # _park(1, None, None), inlined: the contended path of ``async with sem``
         rt = parking_runtime(self)
         w = new_parker(rt)

@@ -212,6 +212,43 @@ async def test_native_asyncio_cancel_during_relock(
     assert not cond.L.locked()  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("where", ["as signalled", "while re-locking"])
+async def test_native_asyncio_cancel_of_a_signalled_waiter_passes_the_signal_on(
+    anyio_backend: tuple[str, dict[str, object]], where: str
+) -> None:
+    """asyncio only: a consumer signalled and natively cancelled (asyncio.timeout,
+    TaskGroup, a web framework) raises -- and the wake-up it consumed goes to the
+    next waiter, which takes the item, instead of being lost with it."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("asyncio.Task.cancel() is asyncio-specific")
+    cond = Cond()
+    items: list[str] = []
+    taken: list[tuple[int, str]] = []
+
+    async def consumer(i: int) -> None:
+        async with cond:
+            while not items:
+                await cond.wait()
+            taken.append((i, items.pop()))
+
+    first = asyncio.ensure_future(consumer(0))
+    await anyio.wait_all_tasks_blocked()
+    second = asyncio.ensure_future(consumer(1))
+    await anyio.wait_all_tasks_blocked()
+    async with cond:
+        items.append("x")
+        cond.signal()  # wakes consumer 0 (FIFO), which then needs the lock we hold
+        if where == "while re-locking":
+            await anyio.wait_all_tasks_blocked()
+        first.cancel()
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+    with anyio.fail_after(10):
+        await asyncio.gather(first, second, return_exceptions=True)
+    assert first.cancelled() and taken == [(1, "x")]
+    assert not cond.L.locked()  # type: ignore[attr-defined]
+
+
 async def test_cond_on_a_read_lock() -> None:
     rw = RWMutex()
     cond = Cond(rw.read())

@@ -103,3 +103,24 @@ async def test_shared_by_tasks_never_hands_out_one_object_twice() -> None:
         for _ in range(8):
             tg.start_soon(worker)
     assert 1 <= len(pool) <= 8
+
+
+def test_an_async_factory_is_refused() -> None:
+    # get() is sync: Pool(connect) handed out coroutines, never awaited.
+    import functools
+
+    async def connect(host: str = "db") -> object:
+        return object()
+
+    with pytest.raises(TypeError, match=r"Pool\(new\) takes a sync factory; .*connect is async"):
+        Pool(connect)
+
+    class Factory:  # async, though inspect cannot tell: caught at get()
+        def __call__(self) -> object:
+            return connect()
+
+    pool: Pool[object] = Pool(Factory())
+    with pytest.raises(TypeError, match="takes a sync factory"):
+        pool.get()
+    with pytest.raises(TypeError, match="takes a sync factory"):
+        Pool(functools.partial(connect, "db2"))

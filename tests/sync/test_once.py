@@ -350,3 +350,20 @@ async def test_a_base_exception_is_not_remembered_as_the_result() -> None:
     await func()
     await func()
     assert calls == 2
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+async def test_do_with_what_is_not_a_function_raises_even_once_done() -> None:
+    # Once done, do(f()) returned silently: the coroutine was never awaited.
+    once = Once()
+
+    async def f() -> None:
+        pass
+
+    await once.do(f)
+    coro = f()
+    with pytest.raises(TypeError, match=r"Once.do\(\) takes an async function, not coroutine"):
+        await once.do(coro)  # type: ignore[arg-type]
+    assert coro.cr_frame is None  # closed: no "never awaited" warning
+    with pytest.raises(TypeError, match=r"Once.do\(\) takes an async function, not int"):
+        await once.do(42)  # type: ignore[arg-type]

@@ -575,3 +575,13 @@ async def test_native_cancel_after_grant_keeps_the_tokens_then_cancels(
     assert sem.try_acquire(1), "the rescued grant's token was lost"
     if ctx is not None:
         assert not ctx._done._recvq
+
+
+async def test_async_with_on_a_semaphore_of_size_zero_raises_like_acquire() -> None:
+    # acquire(1) raised; `async with` (one token, an inlined path) parked forever.
+    sem = Semaphore(0)
+    with anyio.fail_after(10):
+        with pytest.raises(ValueError, match=r"exceeds the semaphore size 0"):
+            async with sem:
+                pass
+    assert not sem._q.q
