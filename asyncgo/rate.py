@@ -35,12 +35,19 @@ INF: Final[float] = math.inf
 INF_DURATION: Final[float] = math.inf
 
 _NS: Final[float] = 1e-9  # Go's time.Nanosecond: the resolution of its durations
+#: A shortfall of tokens this small, with a wait under a nanosecond (or under the
+#: clock's rounding), is written off: the float clock's rounding, not a real one.
+_CRUMB: Final[float] = 1e-3
 
 
 def every(seconds: float) -> float:
     """Convert the minimum time between events into a limit (events per second).
 
     ``every(0)`` (or less) is `INF`. Go: ``rate.Every(interval)``
+
+    Raises:
+        TypeError: *seconds* is not a number.
+        ValueError: *seconds* is NaN.
 
     Example:
         ```python
@@ -52,6 +59,10 @@ def every(seconds: float) -> float:
             await lim.wait()
         ```
     """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"rate: every(seconds) takes a number, not {type(seconds).__name__}")
+    if math.isnan(seconds):
+        raise ValueError("rate: every(seconds=nan): the interval must be a number of seconds")
     if seconds <= 0:
         return INF
     return 1.0 / seconds
@@ -71,6 +82,12 @@ def _check_int(n: int, what: str) -> int:
     if n < 0:
         raise ValueError(f"rate: {what}={n} must not be negative")
     return n
+
+
+def _check_t(t: float, what: str) -> None:
+    """ValueError naming *what* if the clock time *t* is NaN (it would poison the state)."""
+    if t != t:
+        raise ValueError(f"rate: {what}(t=nan): the clock time must be a number")
 
 
 def _duration_from_tokens(limit: float, tokens: float) -> float:
@@ -171,7 +188,12 @@ class Reservation:
         self.cancel_at(current_time())
 
     def cancel_at(self, t: float) -> None:
-        """`cancel` as if at clock time *t* (pure). Go: ``r.CancelAt(t)``"""
+        """`cancel` as if at clock time *t* (pure). Go: ``r.CancelAt(t)``
+
+        Raises:
+            ValueError: *t* is NaN.
+        """
+        _check_t(t, "cancel_at")
         if self._time_to_act < t:
             return  # its time has come: the tokens count as used
         self._give_back(t)
@@ -293,11 +315,16 @@ class Limiter:
             # Go's durations are whole nanoseconds (durationFromTokens truncates), so a
             # wait under one is none. On a float clock that also absorbs the rounding of
             # t - last: 0.8 - 0.7 is 0.0999...9 s, which must not refuse a 10/s allow().
-            # The crumb of a token is written off, so that rounding cannot pile up.
+            # The tokens stay short, as in Go, unless by a crumb (that rounding, which
+            # would pile up): at high rates a nanosecond is many tokens (1e10/s: 10),
+            # and writing those off granted 1000 x 8 tokens at one instant, burst 100.
             if wait < _NS or (wait < 1e-6 and wait <= 4.0 * math.ulp(t)):
                 wait = 0.0
-                tokens = 0.0
-        ok = n <= self._burst and wait <= max_future
+                if tokens > -_CRUMB:
+                    tokens = 0.0
+        # (t + wait <= t + max_future: tokens due exactly at a deadline d, where
+        # max_future = d - t, which the float subtraction may have rounded down.)
+        ok = n <= self._burst and (wait <= max_future or t + wait <= t + max_future)
         if not ok:
             return Reservation._create(self, False, 0, 0.0, self._limit)
         r = Reservation._create(self, True, n, t + wait, self._limit)
@@ -307,35 +334,43 @@ class Limiter:
         return r
 
     def tokens_at(self, t: float) -> float:
-        """The number of tokens available at clock time *t* (pure). Go: ``lim.TokensAt(t)``"""
+        """The number of tokens available at clock time *t* (pure). Go: ``lim.TokensAt(t)``
+
+        Raises:
+            ValueError: *t* is NaN.
+        """
+        _check_t(t, "tokens_at")
         return self._advance(t)[1]
 
     def allow_at(self, t: float, n: int = 1) -> bool:
         """`allow` at clock time *t* (pure). Go: ``lim.AllowN(t, n)``
 
         Raises:
-            ValueError: *n* is negative.
+            ValueError: *n* is negative, or *t* NaN.
         """
         if type(n) is not int or n < 0:
             _check_int(n, "allow(n)")
+        _check_t(t, "allow_at")
         return self._reserve(t, n, 0.0)._ok
 
     def reserve_at(self, t: float, n: int = 1) -> Reservation:
         """`reserve` at clock time *t* (pure). Go: ``lim.ReserveN(t, n)``
 
         Raises:
-            ValueError: *n* is negative.
+            ValueError: *n* is negative, or *t* NaN.
         """
         _check_int(n, "reserve(n)")
+        _check_t(t, "reserve_at")
         return self._reserve(t, n, INF_DURATION)
 
     def set_limit_at(self, t: float, limit: float) -> None:
         """`set_limit` at clock time *t* (pure). Go: ``lim.SetLimitAt(t, newLimit)``
 
         Raises:
-            ValueError: *limit* is negative or NaN.
+            ValueError: *limit* is negative or NaN, or *t* NaN.
         """
         limit = _check_limit(limit, "set_limit(limit)")
+        _check_t(t, "set_limit_at")
         self._last, self._tokens = self._advance(t)
         self._limit = limit
 
@@ -343,9 +378,10 @@ class Limiter:
         """`set_burst` at clock time *t* (pure). Go: ``lim.SetBurstAt(t, newBurst)``
 
         Raises:
-            ValueError: *burst* is negative.
+            ValueError: *burst* is negative, or *t* NaN.
         """
         burst = _check_int(burst, "set_burst(burst)")
+        _check_t(t, "set_burst_at")
         self._last, self._tokens = self._advance(t)
         self._burst = burst
 
@@ -405,7 +441,9 @@ class Limiter:
 
         Books the tokens at once (so waiters are served in call order), then
         sleeps until their time; a call cancelled at its checkpoint after
-        getting the tokens at once gives them all back. Fails at once, taking
+        getting the tokens at once gives them back, but for those that later
+        callers have booked since (as `Reservation.cancel` would, had their
+        time not come). Fails at once, taking
         nothing, when *n* exceeds the burst (unless the limit is `INF`), when
         *ctx* is already done, or when *ctx*'s deadline would pass before the
         tokens are granted. If *ctx* ends (or the call is cancelled) while
@@ -550,11 +588,12 @@ class SlidingWindow:
         """`allow` at clock time *t* (pure).
 
         Raises:
-            ValueError: *n* is negative or exceeds the limit.
+            ValueError: *n* is negative or exceeds the limit, or *t* is NaN.
         """
         self._check(n, "allow")
         if n == 0:
             return True
+        _check_t(t, "allow_at")
         self._forget(t)
         if self._when(t, n) > t:
             return False
@@ -586,7 +625,7 @@ class SlidingWindow:
         booking. Fails at once, booking nothing, when *ctx* is done or its
         deadline would pass first. If *ctx* ends or the call is cancelled
         while waiting, the booking is withdrawn (later bookings keep their
-        times).
+        times); events due exactly at *ctx*'s deadline are granted.
 
         Checkpoint: always a cancel point and a schedule point.
 
@@ -608,19 +647,21 @@ class SlidingWindow:
             if deadline is not None and when > deadline:
                 raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
         self._log.extend([when] * n)
-        at_once = when <= now
         try:
-            if at_once:
+            if when <= now:
                 await checkpoint()
             else:
                 await sleep(when - now, ctx)
-        except BaseException:
-            # Withdrawn unless its time had come while it slept; cancelled at the
-            # checkpoint after fitting at once, it never acted: withdrawn too.
-            if at_once or when > current_time():
-                for _ in range(n):
-                    try:
-                        self._log.remove(when)
-                    except ValueError:  # pragma: no cover - it left the window meanwhile
-                        break
+        except BaseException as exc:
+            if isinstance(exc, DeadlineExceeded) and when > now and current_time() >= when:
+                # Due exactly at the deadline (allowed above: when <= deadline): the
+                # wait is over, whichever of the two fired first -- as Limiter.wait.
+                return
+            # The caller will not act: withdraw the booking, even if its time came
+            # as the cancellation did (it would count an event that never happened).
+            for _ in range(n):
+                try:
+                    self._log.remove(when)
+                except ValueError:  # pragma: no cover - it left the window meanwhile
+                    break
             raise

@@ -567,3 +567,55 @@ def test_sliding_window_delay_at_a_later_time_takes_nothing() -> None:
     assert not sw.allow_at(1.0)
     assert sw.allow_at(50.0, 0)  # n=0 records nothing, forgets nothing
     assert sw.count_at(5.0) == 1
+
+
+# -- found by a black-box audit (2026-12-05) ----------------------------------------
+
+
+def test_a_shortfall_under_a_nanosecond_is_no_wait_but_stays_owed() -> None:
+    # Go: durationFromTokens truncates the wait to zero, the tokens stay negative. At
+    # 1e10/s a nanosecond is 10 tokens: written off, 1000 grants of 8 at one instant.
+    lim = Limiter(1e10, 100)
+    granted = sum(8 for _ in range(1000) if lim.allow_at(5.0, 8))
+    assert granted == 104  # Go's figure: 12 grants from the burst, 1 under a nanosecond
+    lim = Limiter(2e6, 1)  # an epoch-sized clock: its rounding (4 ulps) is ~1 us
+    assert sum(1 for _ in range(1000) if lim.allow_at(1.7e9)) <= 2
+
+
+def test_misuse_of_every_and_of_nan_clock_times() -> None:
+    with pytest.raises(ValueError, match=r"^rate: every\(seconds=nan\)"):
+        every(math.nan)
+    for bad in ("0.1", None, True):
+        with pytest.raises(TypeError, match=r"^rate: every\(seconds\) takes a number"):
+            every(bad)  # type: ignore[arg-type]
+    lim = Limiter(1, 1)
+    for call, what in (
+        (lambda: lim.allow_at(math.nan), "allow_at"),
+        (lambda: lim.reserve_at(math.nan), "reserve_at"),
+        (lambda: lim.tokens_at(math.nan), "tokens_at"),
+        (lambda: lim.set_limit_at(math.nan, 2), "set_limit_at"),
+        (lambda: lim.set_burst_at(math.nan, 2), "set_burst_at"),
+        (lambda: lim.reserve_at(0.0).cancel_at(math.nan), "cancel_at"),
+        (lambda: SlidingWindow(1, 1).allow_at(math.nan), "allow_at"),
+    ):
+        with pytest.raises(ValueError, match=rf"^rate: {what}\(t=nan\)"):
+            call()
+    # Nothing was poisoned: still one token per second.
+    lim = Limiter(1, 1)
+    with pytest.raises(ValueError):
+        lim.allow_at(math.nan)
+    assert [lim.allow_at(10.0) for _ in range(3)] == [True, False, False]
+
+
+async def test_sliding_window_slot_due_exactly_at_the_deadline_is_granted() -> None:
+    # Allowed at once because the slot comes back at the deadline: granted and
+    # counted, whichever of the two fired first -- not DeadlineExceeded with the
+    # booking left counting an event that never happened.
+    w = SlidingWindow(1, 0.2)
+    assert w.allow()
+    ctx, cancel = with_timeout(background(), 0.2)
+    try:
+        await w.wait(1, ctx)
+    finally:
+        cancel()
+    assert w.count_at(anyio.current_time()) == 1

@@ -205,3 +205,43 @@ async def test_zero_limit_wait_blocks_until_cancelled() -> None:
     t0 = trio.current_time()
     await lim.wait()
     assert trio.current_time() - t0 == approx(0.1)
+
+
+# -- found by a black-box audit (2026-12-05) ----------------------------------------
+
+
+async def test_sliding_window_wait_cancelled_as_its_slot_comes_withdraws_it() -> None:
+    w = rate.SlidingWindow(1, 1.0)
+    assert w.allow()
+    with trio.move_on_after(1.0) as scope:  # cancelled at the very time the slot comes
+        await w.wait()
+    assert scope.cancelled_caught
+    assert w.count_at(trio.current_time()) == 0  # the caller did not act: not counted
+    assert w.allow()
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+async def test_tokens_due_exactly_at_the_deadline_on_a_clock_far_from_zero(n: int) -> None:
+    # (t + 0.3) - t is 0.29999999998 at t = 12345.678: the wait must not be refused.
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, trio.testing.MockClock)
+    clock.jump(12345.678)
+    lim = rate.Limiter(10, 3)
+    assert lim.allow(3)
+    ctx, cancel = with_timeout(background(), n / 10)
+    t0 = trio.current_time()
+    try:
+        await lim.wait(n, ctx)
+    finally:
+        cancel()
+    assert trio.current_time() - t0 == approx(n / 10)
+
+
+async def test_a_very_high_rate_still_waits_for_its_tokens() -> None:
+    # A shortfall under a nanosecond is no wait (Go), but the tokens stay owed: written
+    # off, 1000 waits of one token at 2e9/s finished with the clock standing still.
+    lim = rate.Limiter(2e9, 1)
+    t0 = trio.current_time()
+    for _ in range(1000):
+        await lim.wait()
+    assert trio.current_time() - t0 >= 998 / 2e9
