@@ -42,7 +42,10 @@ def _check_n(n: int, what: str) -> None:
 
 def _ctx_error(ctx: _Context) -> BaseException:
     err = ctx.err()
-    return err if err is not None else Canceled()
+    if err is None:
+        return Canceled()
+    # One shared object, raised again and again: clear its traceback, or it grows.
+    return err.with_traceback(None)
 
 
 @final

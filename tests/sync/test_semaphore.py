@@ -585,3 +585,20 @@ async def test_async_with_on_a_semaphore_of_size_zero_raises_like_acquire() -> N
             async with sem:
                 pass
     assert not sem._q.q
+
+
+async def test_a_done_ctx_error_does_not_pile_up_tracebacks() -> None:
+    import traceback
+
+    from asyncgo import background, with_cancel
+
+    ctx, cancel = with_cancel(background())
+    cancel()
+    sem = Semaphore(1)
+    lengths = set()
+    for _ in range(5):
+        with pytest.raises(Canceled) as info:
+            await sem.acquire(1, ctx)
+        assert info.value is ctx.err()
+        lengths.add(len(list(traceback.walk_tb(info.value.__traceback__))))
+    assert len(lengths) == 1
