@@ -132,9 +132,17 @@ def context_middleware(
         poller = loop.call_later(poll_interval, poll)
         try:
             resp: web.StreamResponse | None = None
+            returned = False
             with ctx.scope():
                 resp = await handler(request)
+                returned = True
             if resp is None:
+                if returned:
+                    name = getattr(handler, "__qualname__", None) or repr(handler)
+                    raise RuntimeError(
+                        f"the request handler {name} returned None, not a response "
+                        "(a missing return statement?)"
+                    )
                 # Only a cancel() of the scope object itself ends the block silently,
                 # and nobody else holds it.
                 raise RuntimeError("asyncgo: the request's scope ended without a response")
@@ -157,9 +165,12 @@ def context_middleware(
                 )
             # The client has gone: aiohttp's write fails and it drops the connection.
             return web.Response(status=499, text="client disconnected")
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ConnectionError):
             # handler_cancellation=True: aiohttp cancels the handler when the client
-            # goes away. Say so in the context (its cause), as the poller would have.
+            # goes away; or a write of the handler's own StreamResponse failed, before
+            # the poller looked. Say so in the context (its cause), as the poller would.
+            # (A server shutdown that cancels handlers closes their connections too,
+            # so there it reads ClientDisconnected as well.)
             tr = request.transport
             if tr is None or tr.is_closing():
                 disconnect(ClientDisconnected())

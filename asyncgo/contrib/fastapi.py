@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from .._context import Context
 from .starlette import (
@@ -40,12 +41,19 @@ __all__ = [
 ]
 
 
-async def request_context(request: Request) -> Context:
+async def request_context(request: HTTPConnection) -> Context:
     """FastAPI dependency: the request's `Context` (``Depends(request_context)``).
 
     Raises:
-        RuntimeError: `ContextMiddleware` is not installed.
+        RuntimeError: `ContextMiddleware` is not installed, or the endpoint is a
+            websocket one (the middleware passes websockets through untouched).
     """
+    if request.scope.get("type") == "websocket":
+        raise RuntimeError(
+            "RequestContext is for HTTP requests: ContextMiddleware passes websocket "
+            "connections through untouched; in a websocket endpoint make a context of "
+            "its own, e.g. ctx, cancel = with_cancel(background())"
+        )
     return get_context(request)
 
 

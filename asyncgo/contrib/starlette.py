@@ -43,7 +43,7 @@ from typing import Any
 import anyio
 from starlette.responses import Response
 
-from .._context import Context, current, with_cancel_cause, with_timeout
+from .._context import Context, _current, current, with_cancel_cause, with_timeout
 from .._debug_http import asgi_app as _debug_asgi_app
 from .._exceptions import Canceled, DeadlineExceeded
 from . import ClientDisconnected, StreamSource, effective_timeout, encode_sse, pump
@@ -124,6 +124,7 @@ class ContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        arrival = _current.get()
         parent = current() if self._parent is None else self._parent
         base, disconnect = with_cancel_cause(parent)
         t = self._timeout_of(scope)
@@ -153,7 +154,14 @@ class ContextMiddleware:
                 started = True
             elif msg["type"] == "http.response.body" and not msg.get("more_body", False):
                 complete = True
-            await send(msg)
+            # Out of the request's scope: a server may start its next task in send()
+            # (uvicorn, the next pipelined request's, on the response's end), which
+            # would inherit current() -- and derive its request context from ours.
+            token = _current.set(arrival)
+            try:
+                await send(msg)
+            finally:
+                _current.reset(token)
 
         def on_disconnect() -> None:
             if not complete:  # after the response, a disconnect is just the end
@@ -280,15 +288,19 @@ class ContextMiddleware:
             except anyio.EndOfStream:
                 return {"type": "http.disconnect"}
 
-        failure: Exception | None = None
+        failure: BaseException | None = None
+        cancelled = anyio.get_cancelled_exc_class()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch)
                 try:
                     with ctx.scope():
                         await self.app(scope, app_receive, send)
-                except Exception as exc:
-                    # Re-raised below, as itself: the task group would wrap it.
+                except cancelled:
+                    raise
+                except BaseException as exc:
+                    # Re-raised below, as itself (KeyboardInterrupt, SystemExit too):
+                    # the task group would wrap it in a BaseExceptionGroup.
                     err = ctx.err()
                     if err is None or not isinstance(exc, type(err)):
                         failure = exc

@@ -384,3 +384,66 @@ async def test_missing_setup_is_a_clear_error() -> None:
 
     with pytest.raises(RuntimeError, match="setup"):
         get_context(make_mocked_request("GET", "/"))
+
+
+# -- found by a black-box audit (2026-12-05) ----------------------------------------
+
+
+async def test_a_disconnect_during_the_handlers_own_stream_response_is_client_disconnected() -> (
+    None
+):
+    # The handler's write fails (ClientConnectionResetError) before any poll: the
+    # context's cause must still say the client went away, not a plain Canceled.
+    seen: dict[str, Any] = {}
+    entered, done = anyio.Event(), anyio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen["ctx"] = get_context(request)
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        try:
+            for i in range(100_000):
+                await resp.write(b"x" * 1024)
+                if i == 5:
+                    entered.set()
+                await asyncio.sleep(0.001)
+        finally:
+            done.set()
+        return resp
+
+    app = web.Application()
+    setup(app, timeout=60.0, poll_interval=600)  # no poll in time: the write notices
+    app.router.add_get("/stream", handler)
+    async with serve(app) as url:
+        host, port = url.rsplit("/", 1)[1].split(":")
+        _, w = await asyncio.open_connection(host, int(port))
+        w.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        with anyio.fail_after(WAIT):
+            await entered.wait()
+        w.transport.abort()
+        with anyio.fail_after(WAIT):
+            await done.wait()
+    assert isinstance(seen["ctx"].cause(), ClientDisconnected), seen["ctx"].cause()
+
+
+async def test_a_handler_returning_none_is_named() -> None:
+    errors: list[BaseException] = []
+
+    @web.middleware
+    async def outer(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except Exception as e:
+            errors.append(e)
+            raise
+
+    async def forgot_return(request: web.Request) -> web.StreamResponse:
+        web.json_response({})
+        return None  # type: ignore[return-value]
+
+    app = web.Application(middlewares=[outer])
+    setup(app)
+    app.router.add_get("/x", forgot_return)
+    async with serve(app) as url, aiohttp.ClientSession() as s, s.get(url + "/x") as r:
+        assert r.status == 500
+    assert len(errors) == 1 and "forgot_return returned None, not a response" in str(errors[0])

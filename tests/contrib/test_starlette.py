@@ -428,3 +428,64 @@ async def test_app_error_propagates_as_itself() -> None:
         r = await client.get(url + "/boom")
     assert r.status_code == 500
     assert [type(e) for e in seen] == [Boom]
+
+
+# -- found by a black-box audit (2026-12-05) ----------------------------------------
+
+
+async def test_a_pipelined_request_gets_a_context_of_its_own() -> None:
+    # uvicorn starts the next pipelined request's task inside the previous response's
+    # last send(): it inherited current(), so the second request's context was a
+    # child of the first's -- its deadline, and cancelled when the first ended.
+    seen: dict[str, Any] = {}
+    app = FastAPI()
+    app.add_middleware(ContextMiddleware, timeout=60.0)
+
+    @app.get("/first")
+    async def first() -> dict[str, bool]:
+        return {"first": True}
+
+    @app.get("/second")
+    async def second() -> dict[str, bool]:
+        ctx = seen["ctx"] = current()
+        seen["left"] = (ctx.deadline() or 0) - anyio.current_time()
+        await asyncgo.time.sleep(0.05, ctx)  # raises ctx.err() if ctx is done
+        return {"second": True}
+
+    async with serve(app) as url:
+        host, port = url.rsplit("/", 1)[1].split(":")
+        r, w = await asyncio.open_connection(host, int(port))
+        w.write(
+            b"GET /first HTTP/1.1\r\nHost: x\r\nRequest-Timeout: 5\r\n\r\n"
+            b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        await w.drain()
+        data = b""
+        with anyio.move_on_after(WAIT):
+            while data.count(b"HTTP/1.1 ") < 2 or not data.endswith(b"}"):
+                chunk = await r.read(65536)
+                if not chunk:
+                    break
+                data += chunk
+        w.close()
+    assert data.count(b"HTTP/1.1 200 OK") == 2, data
+    assert seen["left"] > 30  # its own 60 s, not the first request's 5 s
+    assert seen["ctx"].err() is not None  # ended with its own request...
+    assert not isinstance(seen["ctx"].cause(), ClientDisconnected)
+
+
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_request_context_in_a_websocket_endpoint_names_the_misuse() -> None:
+    from fastapi import WebSocket
+    from starlette.testclient import TestClient
+
+    app = FastAPI()
+    app.add_middleware(ContextMiddleware)
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket, ctx: RequestContext) -> None:
+        await websocket.accept()
+
+    with TestClient(app) as c, pytest.raises(RuntimeError, match="RequestContext is for HTTP"):
+        with c.websocket_connect("/ws"):
+            pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import anyio
+import anyio.lowlevel
 import pytest
 from starlette.responses import StreamingResponse
 
@@ -157,3 +158,28 @@ async def test_sse_of_an_async_iterable() -> None:
         r = await c.get("/sse")
     assert r.text == "data: a\n\ndata: b\n\ndata: c\n\n"
     assert r.headers["content-type"].startswith("text/event-stream")
+
+
+class _Stop(BaseException):
+    """A BaseException of the user's own (as KeyboardInterrupt, SystemExit)."""
+
+
+@pytest.mark.parametrize("exc_type", [_Stop, KeyboardInterrupt])
+async def test_a_base_exception_from_the_app_propagates_as_itself(
+    exc_type: type[BaseException],
+) -> None:
+    # On trio the app runs in a task group, which wrapped it in a BaseExceptionGroup.
+    async def app(scope: object, receive: object, send: object) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise exc_type("stop")
+
+    async def receive() -> dict[str, object]:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(msg: object) -> None:
+        pass
+
+    mw = ContextMiddleware(app)  # type: ignore[arg-type]
+    with pytest.raises(exc_type):
+        await mw({"type": "http", "headers": []}, receive, send)
