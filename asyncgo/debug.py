@@ -1128,47 +1128,59 @@ class detect_deadlocks:
         with anyio.CancelScope() as self._wscope:
             if self._closing:
                 return
-            seen: tuple[int, int] | None = None
-            delay = 0.01
             virtual = _tasks.virtual_clock()
-            while True:
-                self._watcher.arm()
-                await _tasks.wait_all_blocked()
-                sig = (_TRACER.generation, _tasks.num_tasks_hint())
-                if sig != seen:
-                    verdict, report = self._look(me)
-                    if verdict == _DEADLOCK:
-                        # Confirm after letting anything already scheduled run (a callback
-                        # from a thread, a cancellation in flight): nothing may have moved.
-                        await _tasks.sleep(0)
-                        await _tasks.sleep(0)
-                        if _TRACER.generation == sig[0]:
-                            verdict, report = self._look(me)
-                            if verdict == _DEADLOCK:
-                                if self.report is None:
-                                    self.report = report
-                                    self._body.cancel()
-                                else:
-                                    # Asleep again after the body was cancelled: tasks
-                                    # parked where the cancellation cannot reach them
-                                    # (shielded scopes) would keep the block from ever
-                                    # ending. Raise Deadlock where they are parked.
-                                    self._fail_stuck()
-                                # Keep watching until the block ends.
-                                seen = None
-                                continue
-                    if verdict == _TRANSIENT:
-                        await _tasks.sleep(0.001)
-                        continue
-                    seen = sig
-                    delay = 0.01
-                else:
-                    # Nothing moved: back off. A task that ends without parking
-                    # anything is only seen at the next look, hence the 1 s cap
-                    # (none under a virtual clock, where waiting is free).
-                    delay = delay * 2 if virtual else min(delay * 2, 1.0)
-                with anyio.move_on_after(delay):
-                    await self._watcher.event.wait()
+            # Under a virtual clock the back-off's timer fires only when the clock
+            # moves (a MockClock moved by hand, or autojump, which leaps at once):
+            # a task that ends without parking anything must kick the watcher.
+            stop_kicks = _tasks.on_task_exit(self._watcher.kick) if virtual else None
+            try:
+                await self._watch_loop(me, virtual)
+            finally:
+                if stop_kicks is not None:
+                    stop_kicks()
+
+    async def _watch_loop(self, me: object, virtual: bool) -> None:
+        seen: tuple[int, int] | None = None
+        delay = 0.01
+        while True:
+            self._watcher.arm()
+            await _tasks.wait_all_blocked()
+            sig = (_TRACER.generation, _tasks.num_tasks_hint())
+            if sig != seen:
+                verdict, report = self._look(me)
+                if verdict == _DEADLOCK:
+                    # Confirm after letting anything already scheduled run (a callback
+                    # from a thread, a cancellation in flight): nothing may have moved.
+                    await _tasks.sleep(0)
+                    await _tasks.sleep(0)
+                    if _TRACER.generation == sig[0]:
+                        verdict, report = self._look(me)
+                        if verdict == _DEADLOCK:
+                            if self.report is None:
+                                self.report = report
+                                self._body.cancel()
+                            else:
+                                # Asleep again after the body was cancelled: tasks
+                                # parked where the cancellation cannot reach them
+                                # (shielded scopes) would keep the block from ever
+                                # ending. Raise Deadlock where they are parked.
+                                self._fail_stuck()
+                            # Keep watching until the block ends.
+                            seen = None
+                            continue
+                if verdict == _TRANSIENT:
+                    await _tasks.sleep(0.001)
+                    continue
+                seen = sig
+                delay = 0.01
+            else:
+                # Nothing moved: back off. A task that ends without parking
+                # anything is only seen at the next look, hence the 1 s cap (an
+                # hour under a virtual clock, where waiting is free and such a task
+                # kicks the watcher; uncapped, the delay overflowed to inf).
+                delay = min(delay * 2, 3600.0 if virtual else 1.0)
+            with anyio.move_on_after(delay):
+                await self._watcher.event.wait()
 
     def _fail_stuck(self) -> None:
         for _, w in self._stuck:

@@ -16,6 +16,7 @@ from typing import Self
 
 import anyio
 import pytest
+from _guards import wall_guard
 
 from asyncgo import (
     Chan,
@@ -640,3 +641,81 @@ async def test_a_task_parked_before_diagnostics_were_on_can_still_be_woken() -> 
         jobs.close()
         idle.close()
     assert got == [7]
+
+
+# -- found by a black-box audit (2026-12-05) ----------------------------------------
+
+
+async def test_a_subprocess_whose_exit_will_complete_a_channel_is_not_a_deadlock(
+    anyio_backend_name: str,
+) -> None:
+    # Python 3.11's asyncio waits for a child in a thread of its own (no fd in the
+    # selector): its exit callback is what will send.
+    if anyio_backend_name != "asyncio":
+        pytest.skip("asyncio's subprocess protocols")
+    import asyncio
+    import subprocess
+
+    class ExitProtocol(asyncio.SubprocessProtocol):
+        def __init__(self, ch: Chan[int]) -> None:
+            self.ch = ch
+
+        def process_exited(self) -> None:
+            self.ch.send_nowait(0)
+
+    loop = asyncio.get_running_loop()
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            ch = Chan[int](1)
+            transport, _ = await loop.subprocess_exec(
+                lambda: ExitProtocol(ch),
+                sys.executable,
+                "-c",
+                "import time; time.sleep(0.3)",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                assert await ch.recv() == 0
+            finally:
+                transport.close()
+
+
+async def test_a_closed_connection_still_referenced_does_not_hide_a_deadlock() -> None:
+    # uvloop keeps a closed transport in its fd map while something references it:
+    # it counted as an open one that could wake a task, so the jam hung.
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, lambda s: s.aclose())
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            pass
+        tg.cancel_scope.cancel()
+    assert stream is not None  # still referenced
+    with anyio.fail_after(BOUND), pytest.raises(Deadlock):
+        async with debug.detect_deadlocks():
+            await Chan[int]().recv()
+
+
+class TestVirtualClock:
+    """Under trio's MockClock the watcher's back-off runs on the virtual clock: with
+    autojump it leapt to infinity while a thread held real time, and moved by hand it
+    never fired -- a jam whose last step was a task ending was never reported."""
+
+    @pytest.fixture(params=["autojump", "manual"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
+        import trio.testing
+
+        if request.param == "autojump":
+            return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
+        return "trio", {"clock": trio.testing.MockClock()}
+
+    async def test_a_jam_after_a_thread_ends_is_reported(self) -> None:
+        ch = Chan[int]()
+        with wall_guard(BOUND) as guard, pytest.raises(Deadlock):
+            async with debug.detect_deadlocks():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ch.recv)  # nobody will send once the thread is done
+                    tg.start_soon(anyio.to_thread.run_sync, time.sleep, 0.3)
+        assert not guard.cancelled_caught

@@ -7,6 +7,7 @@ import inspect
 
 import anyio
 import pytest
+from _guards import wall_guard
 
 from asyncgo import Chan, debug
 from asyncgo.testing import TaskLeakError, no_leaks
@@ -180,3 +181,23 @@ def test_a_plain_with_names_the_misuse() -> None:
     with pytest.raises(TypeError, match="async with no_leaks"):
         with no_leaks():  # type: ignore[attr-defined]
             pass
+
+
+class TestMockClockMovedByHand:
+    """Found by an audit: the grace was slept on the run's clock, which a MockClock
+    without autojump never moves by itself: the block's exit waited forever."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        import trio.testing
+
+        return "trio", {"clock": trio.testing.MockClock()}
+
+    async def test_grace_is_wall_time(self) -> None:
+        async with anyio.create_task_group() as tg:
+            # (wall_guard, not fail_after: the run's clock stands still)
+            with wall_guard(30) as guard, pytest.raises(TaskLeakError):
+                async with no_leaks(grace=0.2):
+                    tg.start_soon(Chan[int]().recv, name="leaked")
+            assert not guard.cancelled_caught
+            tg.cancel_scope.cancel()

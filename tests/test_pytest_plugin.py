@@ -448,3 +448,31 @@ def test_jam_beside_a_worker_parked_while_diagnostics_were_off_pytest_asyncio(
     out = result.stdout.str()
     assert "::test_two_jam" in out and "asyncgo.Deadlock: all tasks are asleep" in out
     assert '"module-worker" [chan recv' in out
+
+
+def test_marker_options_are_checked_when_the_fixture_is_used_too(
+    pytester: pytest.Pytester,
+) -> None:
+    # Found by an audit: with the fixture, the marker's options were set on the check
+    # as they came: ignore_names="worker" became ['w', 'o', 'r', 'k', 'e', 'r'] (a
+    # confusing TaskLeakError), grace=-1 was taken.
+    pytester.makepyfile(
+        ANYIO_HEADER
+        + """
+@pytest.mark.asyncgo_no_leaks(ignore_names="worker")
+async def test_a_string(asyncgo_no_leaks):
+    pass
+
+@pytest.mark.asyncgo_no_leaks(grace=-1)
+async def test_negative_grace(asyncgo_no_leaks):
+    pass
+
+@pytest.mark.asyncgo_no_leaks(ignore_names=["worker"], grace=0.5)
+async def test_fine(asyncgo_no_leaks):
+    assert asyncgo_no_leaks.ignore_names == ["worker"] and asyncgo_no_leaks.grace == 0.5
+"""
+    )
+    result = run_anyio(pytester)
+    result.assert_outcomes(passed=2, errors=4)
+    result.stdout.fnmatch_lines(["*TypeError*ignore_names*list of names*"])
+    result.stdout.fnmatch_lines(["*ValueError*grace*"])

@@ -25,9 +25,10 @@ import contextvars
 import gc
 import math
 import sys
+import threading
 from asyncio import _get_running_loop
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import Any, Self
 
@@ -450,6 +451,10 @@ def _asyncio_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
                 return f"a pending timer ({h!r})", False
         if getattr(loop, "_signal_handlers", None):
             return "signal handlers", False
+        if _child_watcher_threads():
+            # A subprocess on Python < 3.12 (ThreadedChildWatcher): its exit reaches the
+            # loop from asyncio's own waitpid thread, with no fd in the selector.
+            return "a subprocess (asyncio's thread waiting for it to exit)", False
         selector = getattr(loop, "_selector", None)
         if selector is not None:
             own = loop._ssock.fileno() if getattr(loop, "_ssock", None) is not None else -1
@@ -463,6 +468,11 @@ def _asyncio_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
     except AttributeError:  # pragma: no cover - asyncio changed its internals
         return "unknown event loop", False
     return None
+
+
+def _child_watcher_threads() -> bool:
+    """Whether asyncio's ThreadedChildWatcher is waiting for a child process."""
+    return any("waitpid-" in t.name and t.is_alive() and t.daemon for t in threading.enumerate())
 
 
 def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
@@ -488,7 +498,8 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
                 elif name in ("UVProcessTransport", "UVProcess"):
                     return "a subprocess", False
         elif isinstance(r, weakref.WeakValueDictionary):
-            if len(r):
+            # (a closed transport stays here for as long as something references it)
+            if any(not getattr(t, "is_closing", bool)() for t in list(r.values())):
                 return "open transports", False
         elif type(r) is dict:
             for v in r.values():
@@ -587,6 +598,36 @@ def num_tasks_hint() -> int:
     if loop is not None:
         return len(asyncio.all_tasks(loop))
     return len(all_tasks())
+
+
+class _OnTaskExit:
+    """A trio instrument calling *fn* as any task exits (its only hook)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+
+    def task_exited(self, task: object) -> None:
+        self.fn()
+
+
+def on_task_exit(fn: Callable[[], object]) -> Callable[[], None]:
+    """trio: call ``fn()`` whenever a task of the run exits, until the returned
+    function is called. (asyncio: a no-op; its loops have no virtual clock.)"""
+    if _get_running_loop() is not None:
+        return lambda: None
+    lowlevel = _trio_mod().lowlevel
+    hook = _OnTaskExit(fn)
+    lowlevel.add_instrument(hook)  # duck-typed: one hook
+
+    def remove() -> None:
+        try:
+            lowlevel.remove_instrument(hook)
+        except (KeyError, RuntimeError):  # already gone, or the run is over
+            pass
+
+    return remove
 
 
 def virtual_clock() -> bool:

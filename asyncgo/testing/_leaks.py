@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from time import monotonic
@@ -11,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar, cast, final
 
 from asyncgo import debug
-from asyncgo._backend import _tasks
+from asyncgo._backend import _tasks, to_thread
 
 __all__ = ["TaskLeakError", "no_leaks"]
 
@@ -26,6 +27,11 @@ _INFRASTRUCTURE = frozenset({"asyncgo timers"})
 #: so a task started inside a block carries the block here; one that a task outside
 #: the block started meanwhile does not, and is not this block's leak.
 _INSIDE: ContextVar[tuple[object, ...]] = ContextVar("asyncgo_no_leaks", default=())
+
+
+async def _wall_sleep(seconds: float) -> None:
+    """Sleep *seconds* of wall time, whatever the run's clock does (in a worker thread)."""
+    await to_thread.run_sync(time.sleep, seconds)
 
 
 def _names(names: Iterable[str], what: str) -> list[str]:
@@ -252,10 +258,13 @@ class no_leaks:
                 leaked = self._leaked()
                 rounds += 1
             if leaked:
+                # The grace is wall time: under trio's MockClock the run's clock may
+                # stand still (moved by hand), so wait in a thread there.
+                pause = _wall_sleep if _tasks.virtual_clock() else _tasks.sleep
                 deadline = monotonic() + self.grace
                 delay = 0.001
                 while leaked and (left := deadline - monotonic()) > 0:
-                    await _tasks.sleep(min(delay, left))
+                    await pause(min(delay, left))
                     delay = min(delay * 2, 0.1)
                     leaked = self._leaked()
             if leaked:

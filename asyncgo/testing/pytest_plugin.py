@@ -184,15 +184,13 @@ def asyncgo_no_leaks(request: pytest.FixtureRequest) -> no_leaks:
     """
     check: no_leaks | None = request.node.stash.get(_LEAKS_KEY, None)
     if check is None:
-        request.node.stash[_LEAKS_KEY] = check = no_leaks(
-            grace=_float_ini(request.config, "asyncgo_leak_grace") or 0.0
-        )
-        # a marker's options win over the fixture's defaults
+        # a marker's options win over the fixture's defaults, checked as no_leaks() does
         marker = request.node.get_closest_marker("asyncgo_no_leaks")
+        options: dict[str, Any] = {}
         if marker is not None:
-            for k, v in marker.kwargs.items():
-                if k != "enabled":
-                    setattr(check, k, list(v) if k.startswith("ignore_") else v)
+            options = {k: v for k, v in marker.kwargs.items() if k != "enabled"}
+        options.setdefault("grace", _float_ini(request.config, "asyncgo_leak_grace") or 0.0)
+        request.node.stash[_LEAKS_KEY] = check = no_leaks(**options)
     return check
 
 
