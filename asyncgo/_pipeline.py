@@ -23,6 +23,9 @@ cheap stages several times faster than stages wired with a queue per item
 (benchmarks/bench_pipeline.py). A link of ``size`` items never holds more than
 ``size`` items: its channel holds ``size // batch - 2`` lists, plus the producer's
 pending (or in-flight) list and the rest of the list the consumer is working through.
+Several producers of one link (``_Link.share``) take turns to send: while one waits
+with its list, each of the others waits with what it put last in pending, so the
+link holds at most that much more, however many producers there are.
 
 Errors and cancellation: every task we start catches its own `Exception`, records
 the first one in the `_Run`, and cancels every node's cancel scope; the consumer's
@@ -60,7 +63,7 @@ from ._backend import (
 )
 from ._chan import Chan, RecvChan, SendChan
 from ._context import _current, background, ended
-from ._exceptions import Canceled, DeadlineExceeded
+from ._exceptions import Canceled, DeadlineExceeded, WouldBlock
 from ._group import Group
 
 if TYPE_CHECKING:
@@ -114,16 +117,63 @@ def _shape(size: int) -> tuple[int, int]:
     return batch, size // batch - 2
 
 
-@final
+class _Lot:
+    """Tasks waiting for a condition another task makes true: park, then re-check.
+
+    A parked task is a receiver on an unbuffered channel (queued at once, without
+    a checkpoint before, so an `unpark` right after `park` began is not lost); `unpark`
+    hands a wake-up to up to *n* of them. A wake-up is never lost to cancellation: a
+    woken task returns from `park` (`Chan`: an operation that returns has committed),
+    and is cancelled at its next await. `parked` counts the tasks between the start
+    and the end of `park` (woken ones included until they resume), so the common
+    case -- nobody parked -- costs one attribute read.
+    """
+
+    __slots__ = ("_ch", "parked")
+
+    def __init__(self) -> None:
+        self._ch: Chan[None] = Chan()
+        self.parked = 0
+
+    async def park(self) -> None:
+        self.parked += 1
+        try:
+            await self._ch.recv()
+        finally:
+            self.parked -= 1
+
+    def unpark(self, n: int) -> None:
+        """Wake up to *n* parked tasks (fewer if fewer are parked)."""
+        send = self._ch.send_nowait
+        for _ in range(min(n, self.parked)):
+            try:
+                send(None)
+            except WouldBlock:  # the rest were woken already, not yet resumed
+                return
+
+
 class _Link:
     """The bounded connection from one node's output to the next node's input.
 
-    Producer side: `put` / `put_many` / `flush` / `close` (several producers may share
-    a link, e.g. the branches of `merge`, as long as they only use these methods).
-    Consumer side: `next_batch` / `items` (several consumers may share it too).
+    Producer side: `put` / `put_many` / `flush` / `close`. Several producers may share
+    a link (a map's workers, the copies of `fan_out`, the branches of `merge`) if
+    they use only these methods and the stage calls `share` first: they then take
+    turns to send (`_send_shared`). Consumer side: `next_batch` / `items`, and
+    `unread` for items taken but not used; `fan_out`'s input (`stages._SharedInput`)
+    is a subclass that hands out one item at a time to several consumers.
     """
 
-    __slots__ = ("batch", "chan", "hungry", "pending", "size")
+    __slots__ = (
+        "batch",
+        "chan",
+        "hungry",
+        "limit",
+        "pending",
+        "sending",
+        "shared",
+        "size",
+        "waiting",
+    )
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -134,16 +184,37 @@ class _Link:
         self.pending: list[Any] = []
         # A consumer is parked waiting: the next item is sent at once.
         self.hungry = False
+        # put() sends once pending holds `limit` items: `batch`, or 0 while a shared
+        # link's send waits, so that every producer's next put waits its turn
+        # (_send_shared) -- the same one comparison on the hot path either way.
+        self.limit = self.batch
+        self.shared = False  # several producers: sends take turns (share())
+        self.sending = False  # a shared link's producer is in chan.send
+        self.waiting: _Lot | None = None  # producers waiting for that send to end
 
     def __repr__(self) -> str:
         return f"<link size={self.size} batch={self.batch} {self.chan!r}>"
+
+    def share(self) -> None:
+        """Several producers will write to this link: from now on they take turns.
+
+        Without turns, each producer that found ``pending`` full would take it and
+        wait in ``chan.send`` with it, and the next one would fill a new list: n
+        producers blocked on a full link would hold n lists on top of its size.
+        """
+        if not self.shared:
+            self.shared = True
+            self.waiting = _Lot()
 
     # -- producer side -----------------------------------------------------------
 
     async def put(self, item: object) -> None:
         pending = self.pending
         pending.append(item)
-        if self.hungry or len(pending) >= self.batch:
+        if self.hungry or len(pending) >= self.limit:
+            if self.shared:
+                await self._send_shared(False)
+                return
             self.hungry = False
             self.pending = []
             await self.chan.send(pending)
@@ -152,7 +223,10 @@ class _Link:
         pending = self.pending
         pending.extend(items)
         size = self.batch
-        if not self.hungry and len(pending) < size:
+        if not self.hungry and len(pending) < self.limit:
+            return
+        if self.shared:
+            await self._send_shared(False)
             return
         self.hungry = False
         self.pending = []
@@ -166,8 +240,59 @@ class _Link:
     async def flush(self) -> None:
         pending = self.pending
         if pending:
+            if self.shared:
+                await self._send_shared(True)
+                return
             self.pending = []
             await self.chan.send(pending)
+
+    async def _send_shared(self, flush: bool) -> None:
+        """`put` / `put_many` / `flush` on a shared link: one producer sends at a time.
+
+        While one producer waits in ``chan.send``, `limit` is 0, so each other
+        producer's next put comes here after adding its item (or list) to pending
+        and parks until that send ends: the link holds at most its own size plus
+        what each of the other producers put last, however many they are. The
+        producer whose send ends wakes one waiter, which sends pending if it is due
+        or passes the wake-up on. A cancelled send delivered nothing: its list goes
+        back to the front of pending, for the next sender (no item is lost, none
+        reordered); a producer cancelled while parked leaves its item in pending.
+        """
+        waiting = self.waiting
+        assert waiting is not None
+        while self.sending:
+            await waiting.park()
+        size = self.batch
+        pending = self.pending
+        if not (pending and (flush or self.hungry or len(pending) >= size)):
+            # Sent by someone else meanwhile (or taken by the consumer).
+            if waiting.parked:
+                waiting.unpark(1)
+            return
+        self.sending = True
+        self.limit = 0
+        send = self.chan.send
+        try:
+            while pending and (flush or self.hungry or len(pending) >= size):
+                self.hungry = False
+                if len(pending) > size:
+                    batch = pending[:size]
+                    del pending[:size]
+                else:
+                    batch = pending
+                    self.pending = []
+                try:
+                    await send(batch)
+                except BaseException:
+                    batch.extend(self.pending)  # not delivered: back to the front
+                    self.pending = batch
+                    raise
+                pending = self.pending  # others added to it meanwhile
+        finally:
+            self.sending = False
+            self.limit = size
+            if waiting.parked:
+                waiting.unpark(1)
 
     def close(self) -> None:
         if not self.chan.closed:
@@ -184,7 +309,7 @@ class _Link:
         chan = self.chan
         if not len(chan):
             pending = self.pending
-            if pending:
+            if pending and not self.sending:
                 batch = pending.copy()
                 pending.clear()
                 return batch
@@ -200,7 +325,7 @@ class _Link:
         while True:
             if not len(chan):
                 pending = self.pending
-                if pending:
+                if pending and not self.sending:
                     batch = pending.copy()
                     pending.clear()
                     for item in batch:
@@ -212,6 +337,13 @@ class _Link:
                 return
             for item in batch:  # type: ignore[union-attr]  # ok: a list
                 yield item
+
+    def unread(self, items: list[Any]) -> None:
+        """Give back *items*, taken from the link but not used (the consumer ended).
+
+        A plain link drops them: once its only consumer ends, its producers are
+        stopped. `fan_out`'s shared input hands them to the other copies.
+        """
 
 
 @final
@@ -414,6 +546,18 @@ class TaskStage(Generic[T_contra, U_co]):
         await _run_channels(self, rx, tx)
 
 
+#: The `stages` factory functions (``stages.filter``...), by id, with the message for
+#: one used uncalled (``| stages.filter``): filled in by `asyncgo.stages`.
+_FACTORIES: dict[int, str] = {}
+
+
+def _refuse_factory(obj: object) -> None:
+    """Reject a `stages` factory function given where a stage (or source) goes."""
+    msg = _FACTORIES.get(id(obj))
+    if msg is not None:
+        raise TypeError(msg)
+
+
 def _check_stage(stage: object) -> None:
     """Reject a `TaskStage` subclass that implements neither `run` nor the private hook."""
     if isinstance(stage, TaskStage):
@@ -436,8 +580,14 @@ async def _run_channels(stage: TaskStage[Any, Any], rx: _Link, tx: _Sink) -> Non
             with feeding:
                 send = inp.send
                 while (batch := await rx.next_batch()) is not None:
-                    for item in batch:
-                        await send(item)
+                    for i, item in enumerate(batch):
+                        try:
+                            await send(item)
+                        except BaseException:
+                            # The stage ended (or the run stops) before taking them:
+                            # fan_out's shared input hands them to another copy.
+                            rx.unread(batch[i:])
+                            raise
         finally:
             inp.close()
 
@@ -492,6 +642,7 @@ def _source_kind(source: object) -> str:
     if isinstance(source, Iterable):
         return "iter"
     if callable(source):
+        _refuse_factory(source)
         return "call"
     raise TypeError(
         "pipeline() source must be an iterable, an async iterable, a channel, an async "
@@ -648,12 +799,14 @@ class Pipeline(Generic[T]):
         Go: ``stage(in)``, returning the stage's output channel
 
         Raises:
-            TypeError: *stage* is not callable.
+            TypeError: *stage* is not callable, or is a `stages` factory not called
+                (``| stages.filter`` instead of ``| stages.filter(pred)``).
         """
         if not callable(stage):
             raise TypeError(
                 f"a pipeline stage must be callable (items -> items), not {type(stage).__name__}"
             )
+        _refuse_factory(stage)
         _check_stage(stage)
         return Pipeline(self._source, self._buffer, (*self._nodes, (stage, self._buffer)))
 
@@ -751,7 +904,8 @@ def pipeline(source: object, *, buffer: int = DEFAULT_BUFFER) -> Pipeline[Any]:
         ```
 
     Raises:
-        TypeError: *source* is none of the above, or *buffer* is not an int.
+        TypeError: *source* is none of the above (or is a `stages` factory not
+            called), or *buffer* is not an int.
         ValueError: *buffer* is negative.
     """
     _check_size(buffer, "pipeline buffer")
@@ -983,7 +1137,7 @@ class _Output(Generic[T]):
                 break
             if not len(chan):
                 pending = link.pending
-                if pending:
+                if pending and not link.sending:
                     batch = pending.copy()
                     pending.clear()
                     for item in batch:

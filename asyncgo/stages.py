@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 import inspect
 import os
+import pickle
 from collections import deque
 from collections.abc import (
     AsyncGenerator,
@@ -39,17 +40,20 @@ from types import GeneratorType
 from typing import Any, Literal, Protocol, TypeVar, final, overload
 
 from ._backend import CancelScope, anyio, create_task_group, current_time, to_thread
-from ._chan import Chan, RecvChan, SendChan
+from ._chan import RecvChan, SendChan
 from ._context import Context, _current, background, current, ended
 from ._exceptions import DeadlineExceeded, WouldBlock
 from ._group import Group
 from ._pipeline import (
+    _FACTORIES,
     Pipeline,
     Stage,
     TaskStage,
     _check_size,
     _Link,
+    _Lot,
     _NullLink,
+    _refuse_factory,
     _Run,
     _Sink,
     feed,
@@ -176,6 +180,27 @@ class _Fn:
         return await result
 
 
+def _call_sync(fn: Callable[[Any], Any], executor: str, item: object) -> Any:
+    """``fn(item)`` in an executor's thread or process: a sync result, never an awaitable.
+
+    An awaitable there (``lambda x: fetch(x)`` with an async ``fetch``) would go on
+    downstream as is, or fail in the executor's own code: refused here instead, the
+    same way on every backend (and in a worker process, whose result must pickle).
+    """
+    result = fn(item)
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()  # no "never awaited" warning
+            what = "a coroutine"
+        else:
+            what = f"an awaitable ({type(result).__name__})"
+        raise TypeError(
+            f"stages.map(executor={executor!r}) runs sync functions; {_qualname(fn)} "
+            f"returned {what}: drop executor= to await it on the event loop"
+        )
+    return result
+
+
 async def _settle_all(w: _Fn, results: list[Any]) -> list[Any]:
     """*results* with each awaitable one awaited, in order.
 
@@ -231,10 +256,12 @@ class _Map(TaskStage[T, U]):
     def _caller(self, limiter: Any) -> Callable[[Any], Awaitable[Any]]:
         fn = self._fn.fn
         if self._executor == "thread":
-            return lambda item: to_thread.run_sync(fn, item, limiter=limiter)
+            call = partial(_call_sync, fn, "thread")
+            return lambda item: to_thread.run_sync(call, item, limiter=limiter)
         if self._executor == "process":
             run_sync = anyio.to_process.run_sync
-            return lambda item: run_sync(fn, item, cancellable=True, limiter=limiter)
+            call = partial(_call_sync, fn, "process")
+            return lambda item: run_sync(call, item, cancellable=True, limiter=limiter)
         if self._fn.is_async:
             return fn  # no wrapper layer per call
         return self._fn  # checks each result: awaited if awaitable
@@ -285,39 +312,6 @@ class _Map(TaskStage[T, U]):
             work = pool.work_ordered if self._ordered else pool.work_unordered
             pool.spawn = partial(g.go_nowait, work)
             pool.grow()
-
-
-class _Lot:
-    """Workers waiting for a condition another worker makes true: park, then re-check.
-
-    A parked worker is a receiver on an unbuffered channel (queued at once, without
-    a checkpoint before, so an `unpark` right after `park` began is not lost); `unpark`
-    hands a wake-up to up to *n* of them. `parked` counts the workers between the
-    start and the end of `park` (woken ones included until they resume), so the
-    common case -- nobody parked -- costs one attribute read.
-    """
-
-    __slots__ = ("_ch", "parked")
-
-    def __init__(self) -> None:
-        self._ch: Chan[None] = Chan()
-        self.parked = 0
-
-    async def park(self) -> None:
-        self.parked += 1
-        try:
-            await self._ch.recv()
-        finally:
-            self.parked -= 1
-
-    def unpark(self, n: int) -> None:
-        """Wake up to *n* parked workers (fewer if fewer are parked)."""
-        send = self._ch.send_nowait
-        for _ in range(min(n, self.parked)):
-            try:
-                send(None)
-            except WouldBlock:  # the rest were woken already, not yet resumed
-                return
 
 
 @final
@@ -384,6 +378,10 @@ class _Pool:
         self.eof = False
         self.more = _Lot()  # workers waiting for the input
         self.room = _Lot()  # workers waiting for the window to move (ordered)
+        if not ordered and workers > 1 and isinstance(tx, _Link):
+            # Every worker sends its own results: they take turns (ordered, only the
+            # emitting worker sends).
+            tx.share()
 
     def grow(self) -> None:
         """Start workers for the input no idle worker will take (up to `workers` in all).
@@ -459,7 +457,10 @@ class _Pool:
                 # link.put(result), inlined (the hot path)
                 pending = link.pending
                 pending.append(result)
-                if link.hungry or len(pending) >= link.batch:
+                if link.hungry or len(pending) >= link.limit:
+                    if link.shared:
+                        await link._send_shared(False)
+                        continue
                     link.hungry = False
                     link.pending = []
                     await link.chan.send(pending)
@@ -500,12 +501,15 @@ class _Pool:
                     self.next_out = nxt
                     pending = link.pending
                     pending.append(result)
-                    if link.hungry or len(pending) >= link.batch:
-                        link.hungry = False
-                        link.pending = []
+                    if link.hungry or len(pending) >= link.limit:
                         self.emitting = True
                         try:
-                            await link.chan.send(pending)
+                            if link.shared:  # (a copy of fan_out: the copies take turns)
+                                await link._send_shared(False)
+                            else:
+                                link.hungry = False
+                                link.pending = []
+                                await link.chan.send(pending)
                         finally:
                             self.emitting = False
                         if self.next_out in done:
@@ -593,8 +597,10 @@ def map(  # noqa: A001
         ```
 
     Raises:
-        TypeError: *fn* is not callable, *workers* is not an int, or an executor is
-            given an async *fn*.
+        TypeError: *fn* is not callable, *workers* is not an int, *ordered* is not a
+            bool, an executor is given an async *fn* (or, when it runs, a *fn*
+            returning an awaitable), or ``executor="process"`` a *fn* that does
+            not pickle.
         ValueError: *workers* < 1, or an unknown *executor*.
     """
     if executor not in (None, "thread", "process"):
@@ -604,6 +610,17 @@ def map(  # noqa: A001
             f"stages.map(executor={executor!r}) runs sync functions; {_qualname(fn)} is "
             "async: drop executor= to run it on the event loop"
         )
+    if not isinstance(ordered, bool):
+        raise TypeError(f"stages.map() ordered must be a bool, not {type(ordered).__name__}")
+    if executor == "process":
+        # Checked now, not when the first item reaches a worker process.
+        try:
+            pickle.dumps(fn)
+        except Exception as exc:
+            raise TypeError(
+                f"stages.map(executor='process') needs a picklable, module-level function: "
+                f"{_qualname(fn)} is not ({exc})"
+            ) from exc
     if workers is None:
         cpus = os.cpu_count() or 1
         workers = {None: 1, "process": cpus, "thread": min(32, cpus + 4)}[executor]
@@ -936,6 +953,8 @@ class Merge(TaskStage[T, T]):
             while (batch := await rx.next_batch()) is not None:
                 await tx.put_many(batch)
 
+        if isinstance(tx, _Link):
+            tx.share()  # the input's forwarder and each source: they take turns
         async with create_task_group() as tg:
             tg.start_soon(run.guard, forward)
             for source in self._sources:
@@ -980,82 +999,138 @@ class _FanOut(TaskStage[T, U]):
         # The copies share one queue of single items (the link hands over lists), so
         # an idle copy takes the next item instead of a busy one holding a list.
         shared = _SharedInput(rx, self._n)
+        if self._n > 1 and isinstance(tx, _Link):
+            tx.share()  # every copy sends its own output: they take turns
         async with create_task_group() as tg:
             for _ in range(self._n):
                 tg.start_soon(run.guard, partial(_run_copy, self._stage, shared, tx, run))
+        if shared.queue:
+            # Every copy ended before the input (take(n)): what is left goes back,
+            # to the other copies of an enclosing fan_out if there is one.
+            rx.unread(list(shared.queue))
         await tx.flush()
 
 
 async def _run_copy(stage: Stage[Any, Any], shared: _SharedInput, tx: _Sink, run: _Run) -> None:
-    src = shared.items()
     try:
         if isinstance(stage, TaskStage):
-            # A built-in stage reads lists: give it a link of its own, fed item by item.
-            link = _Link(0)
-            error: Exception | None = None
-            async with create_task_group() as tg:
-                tg.start_soon(run.guard, partial(_feed_link, src, link))
-                try:
-                    await stage._run(link, tx, run)
-                except Exception as exc:
-                    error = exc  # raised as itself below, not in an ExceptionGroup
-                tg.cancel_scope.cancel()  # it may have ended before its input (take)
-            if error is not None:
-                raise error
+            # A built-in stage, or the input pump of a TaskStage's run(), reads the
+            # shared input as a link: one item per next_batch(), taken when asked for,
+            # and what it took but did not use when it ends goes back (unread) to the
+            # other copies. No task of ours in between, which would hold an item.
+            await stage._run(shared, tx, run)
             return
-        it = stage(src)
+        src = shared.items()
         try:
-            async for item in it:
-                await tx.put(item)
+            it = stage(src)
+            try:
+                async for item in it:
+                    await tx.put(item)
+            finally:
+                await _aclose(it)
         finally:
-            await _aclose(it)
+            await src.aclose()
     finally:
-        await src.aclose()
+        shared.leave()
 
 
-async def _feed_link(src: AsyncIterator[Any], link: _Link) -> None:
-    try:
-        async for item in src:
-            await link.put(item)
-    finally:
-        link.close()
+_EOF: Any = object()  # _SharedInput.take(): the input has ended
 
 
 @final
-class _SharedInput:
-    """Several consumers of one link, each taking one item at a time."""
+class _SharedInput(_Link):
+    """`fan_out`'s input: one link read by several copies, one item at a time.
 
-    __slots__ = ("eof", "fetching", "more", "queue", "rx")
+    The items are read from the stage's input link *rx* a list at a time into
+    `queue`, by one copy while the others park on `more`, and handed out one by
+    one, only when a copy asks. To a copy that is a built-in stage it is a link
+    (`next_batch` returns a list of one item), so a copy that ends early never
+    holds items it did not ask for, and those it was handed but did not use come
+    back through `unread` to the front of the queue, for the other copies. So the
+    end of the input is final only once every copy still running asks for more
+    (or has ended): until then, a copy that finds the input over waits, in case
+    another one gives items back.
+    """
 
-    def __init__(self, rx: _Link, consumers: int) -> None:
+    __slots__ = ("alive", "at_end", "done", "eof", "fetching", "more", "queue", "rx")
+
+    def __init__(self, rx: _Link, copies: int) -> None:
+        super().__init__(0)
         self.rx = rx
         self.queue: deque[Any] = deque()
         self.fetching = False
-        self.eof = False
-        self.more = _Lot()
+        self.eof = False  # rx has ended
+        self.done = False  # ... and no copy can give items back: every take() ends
+        self.alive = copies  # copies not ended yet
+        self.at_end = 0  # copies waiting in take() after eof
+        self.more = _Lot()  # copies waiting for the one fetching, or after eof
 
-    async def items(self) -> AsyncGenerator[Any, None]:
+    def __repr__(self) -> str:
+        return f"<fan_out input of {self.rx!r}>"
+
+    async def take(self) -> Any:
+        """The next item, or `_EOF`. Cancellation-safe: a cancelled call took nothing."""
         queue = self.queue
-        while True:
-            if queue:
-                yield queue.popleft()
-                continue
+        more = self.more
+        while not queue:
             if self.eof:
-                return
+                if self.done or self.at_end + 1 >= self.alive:
+                    self._finish()
+                    return _EOF
+                self.at_end += 1
+                try:
+                    await more.park()
+                finally:
+                    self.at_end -= 1
+                continue
             if self.fetching:
-                await self.more.park()
+                await more.park()
                 continue
             self.fetching = True
             try:
                 batch = await self.rx.next_batch()
+            except BaseException:
+                # This copy is cancelled (it ended, or the run stops) while the
+                # others wait for it to fetch: one of them takes over.
+                more.unpark(1)
+                raise
             finally:
                 self.fetching = False
             if batch is None:
                 self.eof = True
-                self.more.unpark(self.more.parked)
-                return
+                more.unpark(more.parked)  # every waiting copy: to wait for the end
+                continue
             queue.extend(batch)
-            self.more.unpark(len(batch))
+            # One more than the items left after ours: this copy may not ask again
+            # (a copy can end at any item), so one waiting copy must go on fetching.
+            more.unpark(len(batch))
+        return queue.popleft()
+
+    async def next_batch(self) -> list[Any] | None:
+        item = await self.take()
+        return None if item is _EOF else [item]
+
+    async def items(self) -> AsyncGenerator[Any, None]:
+        take = self.take
+        while (item := await take()) is not _EOF:
+            yield item
+
+    def unread(self, items: list[Any]) -> None:
+        self.queue.extendleft(reversed(items))
+        more = self.more
+        if more.parked:
+            more.unpark(len(items))
+
+    def leave(self) -> None:
+        """A copy has ended: it gives nothing back any more."""
+        self.alive -= 1
+        if self.eof and self.at_end and self.at_end >= self.alive:
+            self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
+        more = self.more
+        more.unpark(more.parked)
 
 
 def fan_out(n: int, stage: Stage[T, U]) -> TaskStage[T, U]:
@@ -1063,7 +1138,10 @@ def fan_out(n: int, stage: Stage[T, U]) -> TaskStage[T, U]:
 
     Each item goes to exactly one copy (whichever asks first: load balancing); the
     copies' outputs are merged (fan-in), so the output order is not the input
-    order. Use it for a stage that keeps state per worker (a connection, a
+    order. A copy that ends early (``take(k)``, a stage that returns) leaves every
+    item it did not take to the others (so the input ends for the copies together,
+    once each one still running has asked for more); the stage ends when all
+    copies have. Use it for a stage that keeps state per worker (a connection, a
     session); for a plain function, ``map(fn, workers=n)`` is simpler.
     Go: ``fanOut(ctx, in, n)`` then ``fanIn(ctx, workers...)``
 
@@ -1079,18 +1157,20 @@ def fan_out(n: int, stage: Stage[T, U]) -> TaskStage[T, U]:
         ```
 
     Raises:
-        TypeError: *n* is not an int or *stage* is not callable.
+        TypeError: *n* is not an int, or *stage* is not callable (or is a
+            `stages` factory not called).
         ValueError: *n* < 1.
     """
     _check_count(n, "stages.fan_out() n")
     if not callable(stage):
         raise TypeError(f"stages.fan_out() needs a stage, not {type(stage).__name__}")
+    _refuse_factory(stage)
     return _FanOut(n, stage)
 
 
 @final
 class _Tee(TaskStage[T, T]):
-    __slots__ = ("_sinks",)
+    __slots__ = ("_running", "_sinks")
 
     def __init__(self, sinks: tuple[Stage[T, Any] | SendChan[T], ...]) -> None:
         for sink in sinks:
@@ -1098,7 +1178,11 @@ class _Tee(TaskStage[T, T]):
                 raise TypeError(
                     f"stages.tee() sinks are stages or channels, not {type(sink).__name__}"
                 )
+            _refuse_factory(sink)
         self._sinks = sinks
+        # Runs of this tee not ended yet: the copies of fan_out(n, tee(ch)) share
+        # its channel sinks, which only the last one to end closes.
+        self._running = 0
 
     def __repr__(self) -> str:
         return f"stages.tee({', '.join(_qualname(s) for s in self._sinks)})"
@@ -1109,6 +1193,7 @@ class _Tee(TaskStage[T, T]):
         sinks = [s for s in self._sinks if not isinstance(s, SendChan)]
         links = [_Link(size) for _ in sinks]
         error: Exception | None = None
+        self._running += 1
         async with create_task_group() as tg:
             for sink, link in zip(sinks, links, strict=True):
                 tg.start_soon(run.guard, partial(_to_sink, sink, link, run))
@@ -1128,9 +1213,11 @@ class _Tee(TaskStage[T, T]):
             finally:
                 for link in links:
                     link.close()
-                for ch in chans:
-                    if not ch.closed:
-                        ch.close()
+                self._running -= 1
+                if not self._running:  # (else another copy of it still sends)
+                    for ch in chans:
+                        if not ch.closed:
+                            ch.close()
         if error is not None:
             raise error
         await tx.flush()
@@ -1180,13 +1267,14 @@ def tee(*sinks: Stage[T, Any] | SendChan[T]) -> TaskStage[T, T]:
 
     A sink is a stage (run in its own task; its output is discarded) or a
     `SendChan` (every item is sent on it; the tee closes it when the stream ends
-    or stops). Every sink sees every item, in order; the slowest sink sets the
-    pace (no item is dropped). Like Go's tee, every output gets an item before
-    the next one is read, and a channel sink that has room gets it before
-    downstream does: when the stream stops early, such a sink holds every item
-    that went downstream. An item a full channel sink cannot take at once goes
-    downstream first, then the tee waits for the sink, so reading downstream and
-    then the sink in one task works even with an unbuffered sink. Go: a
+    or stops -- in ``fan_out(n, tee(ch))``, when the last copy ends). Every
+    sink sees every item, in order; the slowest sink sets the pace (no item is
+    dropped). Like Go's tee, every output gets an item before the next one is
+    read, and a channel sink that has room gets it before downstream does: when
+    the stream stops early, such a sink holds every item that went downstream.
+    An item a full channel sink cannot take at once goes downstream first, then
+    the tee waits for the sink, so reading downstream and then the sink in one
+    task works even with an unbuffered sink. Go: a
     ``tee``/broadcast goroutine ``select``-ing to send each value to every output.
 
     Example:
@@ -1343,6 +1431,25 @@ def tap(fn: Callable[[T], Any]) -> TaskStage[T, T]:
 
 
 # -- helpers -----------------------------------------------------------------------
+
+_FACTORIES.update(
+    {
+        id(factory): f"stages.{name} is a stage factory: call it, e.g. stages.{name}({args})"
+        for factory, name, args in [
+            (map, "map", "fn"),
+            (filter, "filter", "pred"),
+            (flat_map, "flat_map", "fn"),
+            (tap, "tap", "fn"),
+            (take, "take", "n"),
+            (batch, "batch", "size"),
+            (buffer, "buffer", "n"),
+            (merge, "merge", "*sources"),
+            (tee, "tee", "*sinks"),
+            (rate_limit, "rate_limit", "limiter"),
+            (fan_out, "fan_out", "n, stage"),
+        ]
+    }
+)
 
 
 def _check_count(n: int, what: str) -> int:

@@ -36,7 +36,7 @@ from asyncgo import (
     with_timeout,
 )
 from asyncgo import time as gotime
-from asyncgo._pipeline import DEFAULT_BUFFER, Pipeline, _shape, pipeline
+from asyncgo._pipeline import DEFAULT_BUFFER, Pipeline, _Link, _shape, pipeline
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_leaks")]
 
@@ -286,6 +286,128 @@ async def test_slow_sink_bounds_how_far_the_source_runs_ahead(buffer: int) -> No
                 assert ahead >= buffer  # ... and the buffers are used
             if consumed == 50:
                 break
+
+
+async def ident_slowly(items: AsyncIterator[int]) -> AsyncIterator[int]:
+    async for x in items:
+        await anyio.sleep(0)
+        yield x
+
+
+async def job_slowly(x: int) -> int:
+    await anyio.sleep(0)
+    return x
+
+
+@pytest.mark.parametrize("n", [3, 16, 100])
+@pytest.mark.parametrize("how", ["map-unordered", "map-ordered", "fan_out", "merge"])
+async def test_tasks_sharing_an_output_link_do_not_add_a_list_each(how: str, n: int) -> None:
+    """Several tasks writing to one link (a map's workers, fan_out's copies, merge's
+    sources) wait for each other's send instead of each holding a list of its own:
+    the bound of docs/pipelines.md (Bounded links) holds however many they are."""
+    buffer = 256
+    produced = 0
+
+    async def source() -> AsyncIterator[int]:
+        nonlocal produced
+        for i in itertools.count():
+            produced += 1
+            yield i
+
+    batch = _shape(buffer)[0]
+    if how == "merge":
+        p = pipeline(source, buffer=buffer) | stages.merge(*(source for _ in range(n - 1)))
+        # two links, one list in the forwarder's hands (from the first link), one
+        # item in each source's
+        bound = 2 * buffer + batch + n
+    else:
+        stage = {
+            "map-unordered": stages.map(job_slowly, workers=n, ordered=False),
+            "map-ordered": stages.map(job_slowly, workers=n),
+            "fan_out": stages.fan_out(n, ident_slowly),
+        }[how]
+        p = pipeline(source, buffer=buffer) | stage
+        # two links, one item in the source's hands, 2 * n in the workers' (or the
+        # copies') and one list taken from the input
+        bound = 2 * buffer + 1 + 2 * n + batch
+    with anyio.fail_after(30):  # a hang guard
+        async with p.stream() as items:
+            async for _ in items:
+                for _ in range(5):  # stall: let everything upstream fill up
+                    await anyio.wait_all_tasks_blocked()
+                    await anyio.sleep(0)
+                break
+    assert buffer <= produced - 1 <= bound, (produced - 1, bound)
+
+
+@pytest.mark.parametrize("buffer", [0, 1, 16])
+async def test_merge_keeps_each_sources_order_on_any_link(buffer: int) -> None:
+    """Items from one source keep their order, even on an unbuffered link, where the
+    consumer could otherwise take pending items added while a send is waiting."""
+
+    async def numbered(tag: int) -> AsyncIterator[tuple[int, int]]:
+        for i in range(200):
+            yield tag, i
+            if i % 7 == tag:
+                await anyio.sleep(0)
+
+    def source(tag: int) -> Any:
+        return lambda: numbered(tag)
+
+    p = pipeline(source(0), buffer=buffer) | stages.merge(*(source(t) for t in (1, 2, 3)))
+    got = await p.collect()
+    for tag in range(4):
+        assert [i for t, i in got if t == tag] == list(range(200))
+
+
+async def test_shared_link_producer_cancelled_while_waiting_or_sending_strands_nobody() -> None:
+    """Producers sharing a link take turns; cancelling the one sending (its list goes
+    back to the front of pending) or one waiting leaves the others going and loses
+    and reorders nothing."""
+    link = _Link(16)  # lists of 4, 2 of them in the channel
+    link.share()
+    batch = link.batch
+    scopes = [anyio.CancelScope() for _ in range(3)]
+
+    async def produce(k: int) -> None:
+        with scopes[k]:
+            for i in range(100):
+                await link.put((k, i))
+
+    got: list[Any] = []
+    waiting = link.waiting
+    assert waiting is not None
+    release = anyio.Event()
+
+    async def producers() -> None:
+        async with anyio.create_task_group() as tg:
+            for k in range(3):
+                tg.start_soon(produce, k)
+            await anyio.wait_all_tasks_blocked()
+            # Two lists in the channel, one producer waiting to send a third, each
+            # other one with one item in pending, waiting its turn.
+            assert link.sending and len(link.chan) == 2
+            assert len(link.pending) == 2 and waiting.parked == 2
+            scopes[0].cancel()  # the sender (producer 0 started first: it filled a list)
+            await anyio.wait_all_tasks_blocked()
+            assert link.sending and waiting.parked == 1  # another one took over
+            scopes[2].cancel()  # the one waiting
+            await anyio.wait_all_tasks_blocked()
+            release.set()
+        await link.flush()
+        link.close()
+
+    with anyio.fail_after(10):  # a hang guard
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(producers)
+            await release.wait()
+            while (b := await link.next_batch()) is not None:
+                assert len(b) <= batch
+                got.extend(b)
+    for k in range(3):
+        mine = [i for t, i in got if t == k]
+        assert mine == list(range(len(mine)))  # in order, no gap
+    assert len([1 for t, _ in got if t == 1]) == 100  # the survivor finished
 
 
 async def test_buffer_stage_sets_one_link() -> None:

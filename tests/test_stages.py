@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -25,6 +26,8 @@ from asyncgo import (
     Chan,
     ChanClosed,
     DeadlineExceeded,
+    RecvChan,
+    SendChan,
     background,
     rate,
     stages,
@@ -870,3 +873,174 @@ async def test_fan_out_of_a_failing_builtin_stage_raises_the_error_as_itself(cop
     with pytest.raises(_CopyBoom) as info:
         await (pipeline(range(10)) | stages.fan_out(2, copy())).collect()
     assert info.value.args == (5,)
+
+
+# -- fan_out: copies that end early lose nothing and strand nobody ----------------------
+
+
+async def trickle(n: int) -> AsyncIterator[int]:
+    """A slow source: each item comes only once every other task is idle."""
+    for i in range(n):
+        await anyio.wait_all_tasks_blocked()
+        yield i
+
+
+async def take3(items: AsyncIterator[int]) -> AsyncIterator[int]:
+    n = 0
+    async for x in items:
+        yield x
+        n += 1
+        if n == 3:
+            return
+
+
+@pytest.mark.parametrize(
+    "copy", [pytest.param(take3, id="generator"), pytest.param(stages.take(3), id="take")]
+)
+async def test_fan_out_copy_ending_while_it_fetches_wakes_the_others(copy: Any) -> None:
+    """A copy that ends while it is the one waiting for the input hands that job on:
+    the other copies, parked until it brings items, do not wait forever."""
+    with anyio.fail_after(10):  # a hang guard, not a timing assertion
+        out = await (pipeline(lambda: trickle(100)) | stages.fan_out(2, copy)).collect()
+    assert len(out) == 6 and len(set(out)) == 6
+
+
+class StopOnPoison(stages.TaskStage[int, int]):
+    """Passes items on; a negative item (poison) ends this copy."""
+
+    async def run(self, inp: RecvChan[int], out: SendChan[int]) -> None:
+        async for x in inp:
+            if x < 0:
+                return
+            await anyio.sleep(0)
+            await out.send(x)
+
+
+async def stop_on_poison(items: AsyncIterator[int]) -> AsyncIterator[int]:
+    async for x in items:
+        if x < 0:
+            return
+        await anyio.sleep(0)
+        yield x
+
+
+@pytest.mark.parametrize("at", [0, 47, 49])
+@pytest.mark.parametrize("buffer", [0, 256])
+@pytest.mark.parametrize(
+    "copy",
+    [
+        pytest.param(stop_on_poison, id="generator"),
+        pytest.param(StopOnPoison(), id="task-stage"),
+        pytest.param(stages.fan_out(2, StopOnPoison()), id="nested-fan-out"),
+    ],
+)
+async def test_fan_out_copy_ending_early_drops_no_item_it_did_not_take(
+    copy: Any, buffer: int, at: int
+) -> None:
+    """Each item goes to exactly one copy: the items a copy's input had fetched but
+    not handed to it when it ended go to the other copies, in order -- also near
+    the end of the input, where the others must not have ended already."""
+    poisons = [-1, -1] if isinstance(copy, type(stages.fan_out(1, take3))) else [-1]
+    items = list(range(50))
+    items[at:at] = poisons  # (nested: 4 copies, two poisoned)
+    with anyio.fail_after(10):
+        out = await (pipeline(items, buffer=buffer) | stages.fan_out(2, copy)).collect()
+    assert sorted(out) == list(range(50))
+
+
+async def test_fan_out_of_a_tee_closes_its_channel_when_the_last_copy_ends() -> None:
+    ch = Chan[int](1)
+    got: list[int] = []
+
+    async def reader() -> None:
+        async for x in ch:
+            got.append(x)
+            await anyio.sleep(0)  # a slow reader: the copies wait for it
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            p = pipeline(range(50), buffer=0) | stages.fan_out(3, stages.tee(ch))
+            out = await p.collect()
+    assert sorted(out) == list(range(50))
+    assert sorted(got) == list(range(50))
+    assert ch.closed
+
+
+# -- executors: a sync function that returns an awaitable is refused -------------------
+
+
+async def fetch10(x: int) -> int:
+    await anyio.sleep(0)
+    return x * 10
+
+
+def returns_a_coroutine(x: int) -> Any:
+    return fetch10(x)
+
+
+async def test_thread_executor_refuses_a_function_returning_a_coroutine() -> None:
+    msg = (
+        r"^stages\.map\(executor='thread'\) runs sync functions; "
+        r"test_thread_executor_refuses_a_function_returning_a_coroutine\.<locals>\.<lambda> "
+        r"returned a coroutine"
+    )
+    p = pipeline(range(3)) | stages.map(lambda x: fetch10(x), executor="thread", workers=2)
+    with pytest.raises(TypeError, match=msg):
+        await p.collect()
+    gc.collect()  # (the coroutine was closed: no "never awaited" warning either)
+
+
+async def test_process_executor_refuses_a_function_returning_a_coroutine() -> None:
+    p = pipeline(range(2)) | stages.map(returns_a_coroutine, executor="process", workers=1)
+    with anyio.fail_after(60), pytest.raises(TypeError, match=r"returns_a_coroutine returned a"):
+        await p.collect()
+
+
+# -- misuse caught when the pipeline is built ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "example"),
+    [
+        ("map", "map(fn)"),
+        ("filter", "filter(pred)"),
+        ("flat_map", "flat_map(fn)"),
+        ("tap", "tap(fn)"),
+        ("take", "take(n)"),
+        ("batch", "batch(size)"),
+        ("buffer", "buffer(n)"),
+        ("merge", "merge(*sources)"),
+        ("tee", "tee(*sinks)"),
+        ("rate_limit", "rate_limit(limiter)"),
+        ("fan_out", "fan_out(n, stage)"),
+    ],
+)
+async def test_an_uncalled_stage_factory_is_refused(name: str, example: str) -> None:
+    factory = getattr(stages, name)
+    msg = "^" + re.escape(f"stages.{name} is a stage factory: call it, e.g. stages.{example}")
+    with pytest.raises(TypeError, match=msg):
+        _ = pipeline(range(3)) | factory
+    with pytest.raises(TypeError, match=msg):
+        pipeline(factory)  # (as a source it would be called with no arguments)
+    with pytest.raises(TypeError, match=msg):
+        stages.fan_out(2, factory)
+    with pytest.raises(TypeError, match=msg):
+        stages.tee(factory)
+
+
+async def test_map_refuses_a_non_bool_ordered_and_an_unpicklable_process_function() -> None:
+    with pytest.raises(TypeError, match=r"^stages\.map\(\) ordered must be a bool, not str$"):
+        stages.map(str, ordered="no")  # type: ignore[call-overload]
+
+    def local(x: int) -> int:
+        return x
+
+    for fn in (local, lambda x: x):
+        with pytest.raises(
+            TypeError,
+            match=r"^stages\.map\(executor='process'\) needs a picklable, module-level "
+            rf"function: .*{fn.__qualname__.replace('<', '.').replace('>', '.')} is not",
+        ):
+            stages.map(fn, executor="process")
+    stages.map(cpu_bound, executor="process")  # a module-level function is fine

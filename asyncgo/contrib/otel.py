@@ -54,7 +54,7 @@ from opentelemetry import trace
 
 from .._exceptions import Canceled, DeadlineExceeded
 from .._group import Group
-from .._pipeline import Pipeline, _Stream
+from .._pipeline import Pipeline, _Run, _Stream
 from ..stages import Merge
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
@@ -65,10 +65,14 @@ _tracer: trace.Tracer | None = None
 # In a pipeline node's task: the node's output link while the node's span is current,
 # so that _stream_body records a stage's error on that span and on no other.
 _stage_link: ContextVar[object] = ContextVar("asyncgo_otel_stage_link", default=None)
+# The node's span, inherited by the tasks the stage starts (a map's workers, a tee's
+# sinks): an error they hand to the run (_Run.fail) is recorded on it.
+_stage_span: ContextVar[trace.Span | None] = ContextVar("asyncgo_otel_stage_span", default=None)
 # The core's pipeline hooks, for wrappers that run after uninstrument() (a node task
 # scheduled while instrumented holds the wrapper; _originals is emptied by then).
 _ORIGINAL_NODE = _Stream._node
 _ORIGINAL_BODY = _Stream._body
+_ORIGINAL_FAIL = _Run.fail
 
 
 def _fn_name(fn: object) -> str:
@@ -137,11 +141,21 @@ class _SpanGuard:
     def ended(self, exc: BaseException | None) -> None:
         if exc is None:
             return
+        span = self.span
         if _is_cancellation(exc):
-            self.span.set_attribute("asyncgo.cancelled", True)
+            # (not for a stage cancelled by its own worker's error, recorded already)
+            status = getattr(span, "status", None)
+            if getattr(status, "status_code", None) is not trace.StatusCode.ERROR:
+                span.set_attribute("asyncgo.cancelled", True)
         elif isinstance(exc, Exception):
-            self.span.record_exception(exc)
-            self.span.set_status(trace.Status(trace.StatusCode.ERROR, repr(exc)))
+            if getattr(exc, "_asyncgo_otel_span", None) == id(span):
+                return  # recorded on this span already (by _run_fail)
+            try:
+                exc._asyncgo_otel_span = id(span)  # type: ignore[attr-defined]
+            except AttributeError:  # pragma: no cover - an exception without a __dict__
+                pass
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, repr(exc)))
 
 
 def _start_span(tracer: trace.Tracer, name: str, attrs: dict[str, Any]) -> Any:
@@ -187,13 +201,25 @@ async def _stream_node(
     with _start_span(tracer, "asyncgo.pipeline.stage", attrs) as span:
         g = _SpanGuard(span)
         token = _stage_link.set(tx)
+        span_token = _stage_span.set(span)
         try:
             await original(self, index, rx, what, tx, scope)
         except BaseException as exc:
             g.ended(exc)
             raise
         finally:
+            _stage_span.reset(span_token)
             _stage_link.reset(token)
+
+
+def _run_fail(self: _Run, exc: BaseException) -> None:
+    # An error a stage's own task or one of its workers hands to the run (a map with
+    # workers catches its function's error and stops the run; the stage itself is
+    # then only cancelled): recorded on the stage's span.
+    span = _stage_span.get()
+    if span is not None and isinstance(exc, Exception) and not _is_cancellation(exc):
+        _SpanGuard(span).ended(exc)
+    _ORIGINAL_FAIL(self, exc)
 
 
 async def _stream_body(self: _Stream[Any], rx: Any, what: object, tx: Any) -> None:
@@ -314,6 +340,8 @@ def instrument(*, tracer_provider: trace.TracerProvider | None = None) -> None:
     _Stream._node = _stream_node  # type: ignore[method-assign]
     _originals["stream_body"] = _Stream._body
     _Stream._body = _stream_body  # type: ignore[method-assign]
+    _originals["run_fail"] = _Run.fail
+    _Run.fail = _run_fail  # type: ignore[method-assign]
     try:
         from .. import _pool
     except ImportError:  # the worker pool is not part of this version
@@ -342,6 +370,7 @@ def uninstrument() -> None:
     Group._start = _originals.pop("group_start")  # type: ignore[method-assign]
     _Stream._node = _originals.pop("stream_node")  # type: ignore[method-assign]
     _Stream._body = _originals.pop("stream_body")  # type: ignore[method-assign]
+    _Run.fail = _originals.pop("run_fail")  # type: ignore[method-assign]
     make_job = _originals.pop("pool_make_job", None)
     in_executor = _originals.pop("pool_in_executor", None)
     if make_job is not None or in_executor is not None:

@@ -544,3 +544,33 @@ async def test_docs_page_names_every_span_and_attribute(
     assert missing == [], f"docs/otel.md does not name {missing}"
     assert "not traced" not in text  # every kind of pool job is
     assert otel.__doc__ is not None and "asyncgo.executor" in otel.__doc__
+
+
+def _three(x: int) -> int:
+    if x == 3:
+        raise RuntimeError("three")
+    return x
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_a_map_workers_error_is_recorded_on_the_stage_span(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer], workers: int, ordered: bool
+) -> None:
+    # Found by an audit: with workers > 1 the workers hand the error to the run and
+    # the stage is only cancelled: no span had ERROR, the stage's read "cancelled".
+    from asyncgo import stages
+
+    exp, _ = exporter
+    with pytest.raises(RuntimeError, match="three"):
+        await (pipeline(range(10)) | stages.map(_three, workers=workers, ordered=ordered)).collect()
+    spans = exp.get_finished_spans()
+    errored = [s for s in spans if s.status.status_code == trace.StatusCode.ERROR]
+    (stage,) = [
+        s
+        for s in by_name(spans, "asyncgo.pipeline.stage")
+        if s.attributes is not None and s.attributes["asyncgo.stage.index"] == 1
+    ]
+    assert errored == [stage]
+    assert stage.attributes is not None and "asyncgo.cancelled" not in stage.attributes
+    assert len(stage.events) == 1 and stage.events[0].name == "exception"
