@@ -455,7 +455,7 @@ class _Run:
             return self.error
         ctx = self.ctx
         if ctx is not None and (self.ctx_stopped or not self.stopping):
-            return ctx.err()
+            return ended(ctx)  # (ctx.err(), its traceback cleared: raised again and again)
         return None
 
     async def guard(self, body: Callable[[], Any], sink: _Sink | None = None) -> None:
