@@ -11,15 +11,24 @@ one, and the subscriber's *policy* says what happens when its buffer is full:
 
 Drops are counted per subscriber (`Subscription.dropped`): nothing is dropped
 silently. Leaving ``async with bus.subscribe() as sub`` unsubscribes.
+
+A bus belongs to the event loop of its subscribers, from the first `subscribe`
+(or the first publish, for subscribers made outside any loop) until the last
+subscriber leaves: publishing or subscribing from another loop (another thread)
+raises `RuntimeError` before anything is delivered. An idle bus may be used by
+a later loop (a module-level bus used by several ``anyio.run`` calls).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from functools import partial
+from threading import get_ident as _get_ident
 from types import TracebackType
 from typing import Generic, Literal, TypeVar, final
 
+from ._backend import thread_id
+from ._backend._timers import runtime_or_none
 from ._chan import Chan
 from ._exceptions import ChanClosed, WouldBlock
 from .sync._mutex import Mutex
@@ -237,7 +246,7 @@ class Broadcast(Generic[T]):
         ```
     """
 
-    __slots__ = ("_closed", "_on_empty", "_order", "_queued", "_subs")
+    __slots__ = ("_closed", "_home", "_on_empty", "_order", "_queued", "_subs", "_tid")
 
     def __init__(self) -> None:
         self._subs: tuple[Subscription[T], ...] = ()
@@ -248,6 +257,12 @@ class Broadcast(Generic[T]):
         # queued behind it, in call order.
         self._order: Mutex | None = None
         self._queued = 0
+        # The event loop (runtime) of the subscribers and the thread it runs in: set
+        # by the first subscribe (or publish) in a loop, unset once there is no
+        # subscriber and no publish waits, so an idle bus may move on to a later
+        # loop. The hot paths compare thread ids (a running loop check costs more).
+        self._home: object = None
+        self._tid: int | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -272,9 +287,12 @@ class Broadcast(Generic[T]):
             ChanClosed: The broadcast is closed.
             ValueError: A negative *buffer* or an unknown *policy*.
             TypeError: A *buffer* that is not an int.
+            RuntimeError: Called from another event loop than the subscribers'.
         """
         if self._closed:
             raise ChanClosed("subscribe to closed Broadcast")
+        if self._tid != _get_ident():
+            self._check_loop("subscribe", bind=True)
         if policy not in _POLICIES:
             raise ValueError(f"Broadcast.subscribe(policy={policy!r}): expected one of {_POLICIES}")
         if not isinstance(buffer, int) or isinstance(buffer, bool):
@@ -287,10 +305,37 @@ class Broadcast(Generic[T]):
         self._subs = (*self._subs, sub)
         return sub
 
+    def _check_loop(self, what: str, bind: bool) -> None:
+        """The caller runs in another thread than the home loop's, or there is none.
+
+        A bus without a home takes the caller's loop if it is subscribed to (*bind*)
+        or has subscribers. Raises `RuntimeError`, having changed nothing, in another
+        thread (its own loop, or none) than the home loop's.
+        """
+        here = runtime_or_none()
+        if self._tid is None:
+            if here is not None and (bind or self._subs):
+                self._home = here
+                self._tid = thread_id()
+            return
+        raise RuntimeError(
+            f"Broadcast.{what}: {self!r} belongs to the event loop of its subscribers "
+            f"({self._home!r}), which runs in another thread, and cannot be used from "
+            f"this one ({here!r}); a Broadcast belongs to one event loop (from another "
+            "thread, use anyio.from_thread.run or loop.call_soon_threadsafe)"
+        )
+
+    def _leave_home(self) -> None:
+        """No subscriber, no waiting publish: a later event loop may use the bus."""
+        self._home = self._tid = None
+
     def _remove(self, sub: Subscription[T]) -> None:
         self._subs = tuple(s for s in self._subs if s is not sub)
-        if not self._subs and self._on_empty is not None:
-            self._on_empty()
+        if not self._subs:
+            if not self._queued:
+                self._leave_home()
+            if self._on_empty is not None:
+                self._on_empty()
 
     async def publish(self, value: T) -> None:
         """Deliver *value* to every subscriber, waiting for ``"block"`` subscribers.
@@ -304,14 +349,21 @@ class Broadcast(Generic[T]):
         sends to the same channels from a Go broker would. Cancellation:
         subscribers served before the cancellation keep the value, the others
         never get it (a publish cancelled while queued delivered nothing).
+        Close: `close` while publish waits (or is queued) makes it raise
+        `ChanClosed`, as Go's senders blocked on a channel that is closed panic;
+        the subscribers served before keep the value, the others never get it.
         Checkpoint: a cancel point; yields only when it must wait.
         Go: ``for _, s := range subs { s <- v }``
 
         Raises:
-            ChanClosed: The broadcast is closed (also while queued).
+            ChanClosed: The broadcast is closed (also while waiting or queued).
+            RuntimeError: Called from another event loop than the subscribers'
+                (nothing was delivered).
         """
         if self._closed:
             raise ChanClosed("publish on closed Broadcast")
+        if self._tid != _get_ident():
+            self._check_loop("publish", bind=False)
         if self._queued:
             await self._publish_in_turn(value)
             return
@@ -332,10 +384,12 @@ class Broadcast(Generic[T]):
         assert taken
         self._queued += 1
         try:
-            await _send_each(waiting, value)
+            await self._send_each(waiting, value)
         finally:
             self._queued -= 1
             order.unlock()
+            if not self._queued and not self._subs:
+                self._leave_home()
 
     async def _publish_in_turn(self, value: T) -> None:
         """`publish` behind the publishes that wait: deliver only once they are done."""
@@ -348,11 +402,26 @@ class Broadcast(Generic[T]):
                 if self._closed:
                     raise ChanClosed("publish on closed Broadcast")
                 waiting = [sub for sub in self._subs if not sub._deliver_nowait(value)]
-                await _send_each(waiting, value)
+                await self._send_each(waiting, value)
             finally:
                 order.unlock()
         finally:
             self._queued -= 1
+            if not self._queued and not self._subs:
+                self._leave_home()
+
+    async def _send_each(self, waiting: list[Subscription[T]], value: T) -> None:
+        """Wait for room in each full ``"block"`` subscriber in turn.
+
+        One that unsubscribes meanwhile is skipped; if the bus closes, `ChanClosed`.
+        """
+        for sub in waiting:
+            try:
+                await sub._ch.send(value)
+            except ChanClosed:
+                if self._closed:  # Go: a send blocked when the channel closes panics
+                    raise ChanClosed("publish on closed Broadcast") from None
+                # unsubscribed while we waited: skip it
 
     def publish_nowait(self, value: T) -> None:
         """Deliver *value* to every subscriber now, or to none.
@@ -365,9 +434,13 @@ class Broadcast(Generic[T]):
         Raises:
             WouldBlock: A ``"block"`` subscriber has no room, or a publish waits.
             ChanClosed: The broadcast is closed.
+            RuntimeError: Called from another event loop than the subscribers'
+                (nothing was delivered).
         """
         if self._closed:
             raise ChanClosed("publish on closed Broadcast")
+        if self._tid != _get_ident():
+            self._check_loop("publish_nowait", bind=False)
         if self._queued:
             raise WouldBlock("a publish is still waiting for a 'block' subscriber")
         subs = self._subs
@@ -380,8 +453,9 @@ class Broadcast(Generic[T]):
     def close(self) -> None:
         """End every subscription after it has read what was already published.
 
-        Later `publish` and `subscribe` calls raise `ChanClosed`; publishes
-        waiting on a ``"block"`` subscriber give up on it. Idempotent.
+        Later `publish` and `subscribe` calls raise `ChanClosed`, and so do the
+        publishes waiting for a full ``"block"`` subscriber or queued behind one
+        (Go: a send blocked on a channel that is closed panics). Idempotent.
         Go: ``close(ch)`` on every subscriber channel.
         """
         if self._closed:
@@ -392,15 +466,6 @@ class Broadcast(Generic[T]):
             sub._bus = None
             if not sub._ch.closed:
                 sub._ch.close()
-
-
-async def _send_each(waiting: list[Subscription[T]], value: T) -> None:
-    """Wait for room in each full ``"block"`` subscriber in turn, skipping closed ones."""
-    for sub in waiting:
-        try:
-            await sub._ch.send(value)
-        except ChanClosed:  # unsubscribed or closed while we waited: skip it
-            pass
 
 
 @final
@@ -451,6 +516,7 @@ class PubSub(Generic[K, T]):
             ChanClosed: The PubSub is closed.
             ValueError: A negative *buffer* or an unknown *policy*.
             TypeError: A *buffer* that is not an int.
+            RuntimeError: Called from another event loop than *topic*'s subscribers'.
         """
         if self._closed:
             raise ChanClosed("subscribe to closed PubSub")
@@ -468,7 +534,8 @@ class PubSub(Generic[K, T]):
         """Deliver *value* to *topic*'s subscribers; see `Broadcast.publish`.
 
         Raises:
-            ChanClosed: The PubSub is closed.
+            ChanClosed: The PubSub is closed (also while waiting or queued).
+            RuntimeError: Called from another event loop than *topic*'s subscribers'.
         """
         if self._closed:
             raise ChanClosed("publish on closed PubSub")
@@ -482,6 +549,7 @@ class PubSub(Generic[K, T]):
         Raises:
             WouldBlock: A ``"block"`` subscriber of *topic* has no room.
             ChanClosed: The PubSub is closed.
+            RuntimeError: Called from another event loop than *topic*'s subscribers'.
         """
         if self._closed:
             raise ChanClosed("publish on closed PubSub")

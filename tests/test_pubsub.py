@@ -261,22 +261,54 @@ async def test_a_publish_cancelled_while_queued_delivers_nothing() -> None:
     assert await b.recv() == 3
 
 
-async def test_close_while_queued_raises_chan_closed() -> None:
+async def test_close_makes_waiting_and_queued_publishes_raise_chan_closed() -> None:
+    """Go: senders blocked on a channel that is closed panic. The publish waiting for
+    a full "block" subscriber used to return normally, its value lost for that
+    subscriber without a count, while the one queued behind it raised."""
     bus = Broadcast[int]()
-    a = bus.subscribe(buffer=0)
+    a = bus.subscribe(buffer=1)
+    b = bus.subscribe(buffer=4)
+    bus.publish_nowait(0)  # a is full
+    outcome: dict[str, str] = {}
+
+    async def publish(v: int, key: str) -> None:
+        try:
+            await bus.publish(v)
+            outcome[key] = "returned"
+        except ChanClosed as e:
+            outcome[key] = str(e)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(publish, 1, "waiting")  # b gets 1; waits for room in a
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(publish, 2, "queued")
+        await anyio.wait_all_tasks_blocked()
+        bus.close()
+    assert outcome == {
+        "waiting": "publish on closed Broadcast",
+        "queued": "publish on closed Broadcast",
+    }
+    assert [v async for v in a] == [0]
+    assert [v async for v in b] == [0, 1]  # served before the close: it keeps the value
+    assert (a.dropped, b.dropped) == (0, 0)  # not dropped by a policy: the publish failed
+
+
+async def test_close_while_queued_raises_chan_closed_in_pubsub() -> None:
+    ps = PubSub[str, int]()
+    a = ps.subscribe("t", buffer=0)
     errors: list[BaseException] = []
 
-    async def queued() -> None:
+    async def publish(v: int) -> None:
         try:
-            await bus.publish(2)
+            await ps.publish("t", v)
         except ChanClosed as e:
             errors.append(e)
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(bus.publish, 1)  # waits for a reader of a
+        tg.start_soon(publish, 1)  # waits for a reader of a
         await anyio.wait_all_tasks_blocked()
-        tg.start_soon(queued)
+        tg.start_soon(publish, 2)
         await anyio.wait_all_tasks_blocked()
-        bus.close()  # the waiting publish gives up on a; the queued one fails
-    assert len(errors) == 1
+        ps.close()
+    assert len(errors) == 2
     assert [v async for v in a] == []
