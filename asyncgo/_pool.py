@@ -34,9 +34,11 @@ from collections.abc import (
     Generator,
     Iterable,
 )
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 from inspect import isawaitable as _isawaitable
+from threading import get_ident as _get_ident
 from types import CoroutineType as _Coroutine
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, cast, final, overload
@@ -57,6 +59,7 @@ from ._backend import (
 )
 from ._backend import to_thread as _to_thread
 from ._backend._taskgroup import PENDING, Core, make_core
+from ._backend._timers import Runtime, asyncio_loop, runtime_or_none
 from ._chan import Chan
 from ._context import Context
 from ._exceptions import Canceled, ChanClosed, WouldBlock
@@ -76,6 +79,10 @@ _NEW, _QUEUED, _RUNNING, _CANCELLING, _DONE, _FAILED, _CANCELLED = range(7)
 _STATE_NAMES = ("new", "queued", "running", "cancelling", "done", "failed", "cancelled")
 
 _BY_CANCEL = "job cancelled by JobHandle.cancel()"
+
+#: The pool whose worker runs the current task (set once per worker task, inherited
+#: by the tasks a job starts): `WorkerPool.shutdown` there would wait for itself.
+_serving: ContextVar[WorkerPool | None] = ContextVar("asyncgo_pool_worker", default=None)
 
 
 class PoolClosed(Exception):
@@ -234,8 +241,9 @@ class JobHandle(Generic[R]):
         ``await handle`` then raises `JobCancelled`, and ``stats().cancelled``
         counts the job. Idempotent: True again for a job already cancelled.
         A job in a worker thread (``executor="thread"``) cannot be interrupted: it
-        runs to its end, and its result is dropped; a process job's worker
-        process is killed (anyio's ``to_process`` rule). Never waits.
+        runs to its end (the handle is done then), and its result is dropped; a
+        process job's worker process is killed (anyio's ``to_process`` rule).
+        Never waits.
         Python: ``concurrent.futures.Future.cancel()``, which also returns a bool
         (but cannot cancel a running job); Go: cancelling the job's context.
 
@@ -300,6 +308,7 @@ class JobHandle(Generic[R]):
     def __await__(self) -> Generator[Any, None, R]:
         # A generator, not a coroutine: awaiting a finished handle (the common case
         # when results are collected after submitting) costs no coroutine object.
+        # (A finished handle is a value: like result(), any thread may read it.)
         if self._state < _DONE:
             yield from self._park().__await__()
         elif must_checkpoint(self._pool):
@@ -307,6 +316,10 @@ class JobHandle(Generic[R]):
         return self.result()
 
     async def _park(self) -> None:
+        # The handle is finished by a worker on the pool's loop, which wakes the
+        # parked task with that loop's calls: a task of another loop would never
+        # wake (asyncio), or break the pool's loop (trio).
+        self._pool._check_loop("await of a JobHandle")
         p = new_parker(park_runtime(self._pool))
         ws = self._waiters
         if ws is None:
@@ -443,7 +456,10 @@ class WorkerPool:
     ``max_workers``); a worker idle for ``idle_timeout`` seconds exits while more
     than ``min_workers`` run. ``queue_size`` defaults to the maximum worker count.
     When *ctx* is done, the pool is aborted. *on_progress* is called with
-    `stats()` after every job that returns or raises.
+    `stats()` after every job that ends: returns, raises or is cancelled.
+    The pool belongs to the event loop (and thread) that entered it: `submit`,
+    `try_submit`, `map` or awaiting an unfinished handle from another one raises
+    `RuntimeError`.
 
     Cost: a job costs one channel send and one receive (workers are long-lived);
     a worker that finishes a job takes the next queued one without yielding.
@@ -525,6 +541,10 @@ class WorkerPool:
         self._on_progress = on_progress
         self._jobs: Chan[JobHandle[Any]] = Chan(queue_size)
         self._rt: object = None  # runtime hint for parking handles (see _backend.must_checkpoint)
+        self._home: Runtime | None = None  # the event loop that entered the block
+        self._tid = 0  # and its thread
+        # _tid while the pool takes jobs, else 0: submit's one check (see _check_open).
+        self._open_tid = 0
         self._crew: _Crew | None = None  # while the async with block runs
         self._workers: set[_Worker] = set()
         self._maps: set[PoolMap[Any]] = set()  # live map() iterators
@@ -556,12 +576,15 @@ class WorkerPool:
             raise RuntimeError("WorkerPool: the async with block was already entered")
         self._all_exited = anyio.Event()
         self._cancelled_exc = get_cancelled_exc_class()
+        self._home = runtime_or_none()
+        self._tid = _get_ident()
         if self._executor is not None:
             self._limiter = anyio.CapacityLimiter(self._max)
         crew = _Crew()
         core = crew.core = make_core(crew, runtime())
         await core.enter()
         self._crew = crew
+        self._open_tid = self._tid
         for _ in range(self._initial):
             self._spawn()
         if self._ctx is not None:
@@ -652,16 +675,30 @@ class WorkerPool:
         are cancelled; their handles raise `JobCancelled` and are returned, so every
         submitted job is accounted for: done, failed, or cancelled (by this
         timeout: in the returned list; by `JobHandle.cancel`: on its handle).
+        A job that ends anyway once cancelled (it swallowed the cancellation, or
+        its thread ran to its end) is cancelled all the same. A running process
+        job's process is killed; a thread cannot be interrupted: the shutdown
+        waits for it, then drops its result.
         Idempotent. Go: ``close(jobs); wg.Wait()`` with a ``select`` on a timer.
 
         Returns:
             The jobs the timeout cancelled (empty when everything finished).
 
         Raises:
-            RuntimeError: The pool's ``async with`` block was never entered.
+            RuntimeError: The pool's ``async with`` block was never entered, or
+                shutdown() was called from one of the pool's own jobs (or a task
+                one started), which would wait for itself; it then does nothing.
         """
         if self._crew is None:
             raise RuntimeError("WorkerPool.shutdown() outside its async with block")
+        if _serving.get() is self:
+            # Go: wg.Wait() in one of the goroutines it waits for, a deadlock;
+            # Python: Thread.join() of the current thread, a RuntimeError.
+            raise RuntimeError(
+                "WorkerPool.shutdown() from inside one of the pool's own jobs would wait "
+                "for itself: call it from the code that owns the pool (e.g. after the "
+                "job has signalled it), or pass ctx= and cancel that context to abort"
+            )
         self._close_intake()
         if timeout is None:
             await self._all_exited.wait()
@@ -677,6 +714,7 @@ class WorkerPool:
     def _close_intake(self) -> None:
         if not self._closed:
             self._closed = True
+            self._open_tid = 0
             self._jobs.close()
             for m in list(self._maps):
                 m._stop(results=False)  # a feeder waiting for a window slot stops too
@@ -713,6 +751,15 @@ class WorkerPool:
         self._cancelled += 1
         self._qcancelled += 1
         job._finish(_CANCELLED, None, exc)
+        if self._on_progress is not None:
+            # Called by JobHandle.cancel() or an abort, not by a worker: a callback
+            # that raises fails the pool as it does from a worker (the block raises
+            # it, as itself), never the code that cancelled.
+            try:
+                self._on_progress(self.stats())
+            except Exception as e:
+                assert self._crew is not None
+                self._crew._fail(e)
 
     def stats(self) -> PoolStats:
         """Return a snapshot of the pool's counters (never blocks).
@@ -820,6 +867,7 @@ class WorkerPool:
     # -- workers ---------------------------------------------------------------
 
     async def _worker(self, w: _Worker) -> None:
+        _serving.set(self)  # (this task's own context: see shutdown)
         try:
             scope = w.scope = CancelScope()
             with scope:
@@ -845,7 +893,11 @@ class WorkerPool:
         elif executor == "thread":
             run_sync = partial(_to_thread.run_sync, limiter=self._limiter)
         else:
-            run_sync = partial(anyio.to_process.run_sync, limiter=self._limiter)
+            # cancellable: JobHandle.cancel() or an abort kills the job's process.
+            # (A thread cannot be killed, and anyio's cancellable=True for threads
+            # would abandon it, still running, past the pool's block: the worker
+            # waits for it instead.)
+            run_sync = partial(anyio.to_process.run_sync, cancellable=True, limiter=self._limiter)
         cancelled_exc = self._cancelled_exc
         job: JobHandle[Any] | None
         while True:
@@ -863,9 +915,17 @@ class WorkerPool:
                             got = True
                         if not got:
                             # Idle for idle_timeout: retire while above min_workers.
-                            if self._nworkers > self._min and len(jobs) == 0:
+                            if self._nworkers <= self._min:
+                                continue
+                            # Not if a job came in as the timer fired: it may be in the
+                            # buffer, or (queue_size=0) its submit may be parked on the
+                            # channel, after it counted this worker idle and so started
+                            # no other -- retiring would strand it.
+                            try:
+                                job = recv_nowait()
+                            except WouldBlock:
                                 return True
-                            continue
+                            ok = True
                     else:
                         job, ok = await jobs.recv_ok()
                     if not ok:
@@ -899,7 +959,7 @@ class WorkerPool:
                 self._cancel_running(job, None)
                 raise
             except Exception as e:
-                if job._state == _CANCELLING:
+                if job._state == _CANCELLING or self._aborted:
                     self._cancel_running(job, e)
                     return False
                 self._failed += 1
@@ -908,7 +968,10 @@ class WorkerPool:
                     self._error = e
                     self._abort("job cancelled: another job failed (fail_fast=True)")
             else:
-                if job._state == _CANCELLING:  # it returned although cancelled
+                # It returned although cancelled -- by JobHandle.cancel(), or by an
+                # abort (its worker's scope): a job that swallowed the cancellation,
+                # or a thread, which cannot be interrupted.
+                if job._state == _CANCELLING or self._aborted:
                     self._cancel_running(job, None)
                     return False
                 self._done += 1
@@ -932,6 +995,8 @@ class WorkerPool:
             exc.__context__ = error  # what the job raised while it was being cancelled
         self._cancelled += 1
         job._finish(_CANCELLED, None, exc)
+        if self._on_progress is not None:
+            self._on_progress(self.stats())
 
     # -- intake ----------------------------------------------------------------
 
@@ -945,11 +1010,31 @@ class WorkerPool:
             )
         return JobHandle(fn, args, self)
 
-    def _check_open(self) -> None:
+    def _check_open(self, where: str = "submit()") -> None:
+        """Raise if the pool takes no jobs, or not from this thread (the slow path of
+        submit's ``_get_ident() != self._open_tid``)."""
         if self._crew is None:
             raise RuntimeError("WorkerPool: submit outside its async with block")
         if self._closed:
             raise PoolClosed("submit to a closed WorkerPool")
+        # The thread tells a foreign loop apart at the cost of one call (the running
+        # loop costs a system call on Python 3.11); _check_loop is exact.
+        if _get_ident() != self._tid:
+            self._wrong_loop(where)
+
+    def _check_loop(self, where: str) -> None:
+        home = self._home
+        if _get_ident() != self._tid or (
+            home is not None and asyncio_loop() is not home and runtime_or_none() is not home
+        ):
+            self._wrong_loop(where)
+
+    def _wrong_loop(self, where: str) -> None:
+        raise RuntimeError(
+            f"WorkerPool: {where} from another thread or event loop: {self!r} was entered "
+            f"on {self._home!r}, whose tasks run its jobs; use it from that loop (from a "
+            "thread: anyio.from_thread.run), or give each loop a pool of its own"
+        )
 
     def _accepted(self, job: JobHandle[Any]) -> None:
         if job._state == _NEW:  # (a worker may have taken it off the parked send already)
@@ -975,9 +1060,10 @@ class WorkerPool:
         Raises:
             PoolClosed: The pool is shutting down or closed (also while waiting).
             TypeError: *fn* is not callable, or async with a thread/process executor.
-            RuntimeError: Called outside the pool's ``async with`` block.
+            RuntimeError: Called outside the pool's ``async with`` block, or from
+                another thread or event loop.
         """
-        if self._closed or self._crew is None:
+        if _get_ident() != self._open_tid:  # closed, not entered, or another thread
             self._check_open()
         job = self._make_job(fn, args)
         if must_checkpoint(self):
@@ -1015,9 +1101,10 @@ class WorkerPool:
         Raises:
             PoolClosed: The pool is shutting down or closed.
             TypeError: *fn* is not callable, or async with a thread/process executor.
-            RuntimeError: Called outside the pool's ``async with`` block.
+            RuntimeError: Called outside the pool's ``async with`` block, or from
+                another thread or event loop.
         """
-        self._check_open()
+        self._check_open("try_submit()")
         job = self._make_job(fn, args)
         try:
             self._jobs.send_nowait(job)
@@ -1077,6 +1164,8 @@ class WorkerPool:
 
         Raises:
             PoolClosed: (from the iterator) the pool closed before every item was queued.
+            RuntimeError: Called outside the pool's ``async with`` block, or from
+                another thread or event loop.
             TypeError: *items* is not an iterable or an async iterable.
             ValueError: *window* < 1.
 
@@ -1092,7 +1181,7 @@ class WorkerPool:
                     assert sorted([r async for r in results]) == [x * x for x in range(100)]
             ```
         """
-        self._check_open()
+        self._check_open("map()")
         if not isinstance(items, Iterable | AsyncIterable):
             raise TypeError(
                 f"WorkerPool.map: items must be an iterable or an async iterable, "
@@ -1128,6 +1217,7 @@ class PoolMap(AsyncIterator[R]):
         self, fn: Callable[..., Any], items: Iterable[Any] | AsyncIterable[Any]
     ) -> None:
         out = self._out
+        _serving.set(None)  # (not a worker: a map started by a job may shut the pool down)
         try:
             if isinstance(items, AsyncIterable):
                 it = aiter(items)

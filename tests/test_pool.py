@@ -5,8 +5,10 @@ The autouse ``no_leaks`` fixture fails a test that leaves a task running.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -1205,3 +1207,264 @@ async def test_resize_shrinks_idle_workers_after_a_workload() -> None:
         await anyio.wait_all_tasks_blocked()
         assert pool.stats().workers == 20
     assert_accounted(pool)
+
+
+# -- scaling to zero: a submit never waits for a retiring worker ----------------------
+
+
+class TestIdleRetirementRace:
+    """The last worker's idle timer firing in the tick a submit arrives (trio's MockClock)."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
+
+    @pytest.mark.parametrize("queue_size", [0, 1])
+    async def test_submit_in_the_tick_of_the_last_idle_timeout_is_served(
+        self, queue_size: int
+    ) -> None:
+        # The worker's timeout has cancelled its wait but it has not run yet: the
+        # submit finds no receiver (queue_size=0: it parks on the channel) and a
+        # worker still counted idle, so it starts none. The worker must take that
+        # job, not retire and leave the submit waiting in a pool of zero workers.
+        for _ in range(10):
+            async with WorkerPool(
+                workers=1, min_workers=0, max_workers=1, queue_size=queue_size, idle_timeout=5
+            ) as pool:
+                await anyio.sleep(5)  # the worker's idle deadline, to the tick
+                with anyio.move_on_after(1000) as guard:
+                    assert await (await pool.submit(double, 4)) == 8
+                if guard.cancelled_caught:
+                    await pool.shutdown(timeout=0)
+                    pytest.fail(f"submit stranded with no worker: {pool.stats()}")
+            assert_accounted(pool)
+
+
+# -- executors: a running job is killed (process) or waited for (thread) ----------------
+
+
+def wait_for_file(started: str, release: str) -> int:
+    """A process/thread job: write its pid to *started*, block until *release* exists."""
+    with open(started, "w") as f:
+        f.write(str(os.getpid()))
+    while not os.path.exists(release):
+        time.sleep(0.005)
+    return os.getpid()
+
+
+async def wait_for_path(path: Any) -> None:
+    with anyio.fail_after(30):
+        while not path.exists():
+            await anyio.sleep(0.005)
+
+
+async def release_later(path: Any) -> None:
+    """Before the fix, a process job ran to its end: let it end (the test then fails)."""
+    await anyio.sleep(15)
+    path.touch()
+
+
+async def test_cancel_running_process_job_kills_its_process(tmp_path: Any) -> None:
+    started, release = tmp_path / "started", tmp_path / "release"
+    async with WorkerPool(workers=1, executor="process") as pool, anyio.create_task_group() as tg:
+        tg.start_soon(release_later, release)
+        h = await pool.submit(wait_for_file, str(started), str(release))
+        await wait_for_path(started)
+        assert h.cancel()
+        with pytest.raises(JobCancelled, match="JobHandle.cancel"):
+            await h
+        assert not release.exists(), "the job ran to its end: its process was not killed"
+        with pytest.raises(ProcessLookupError):  # killed (and reaped) before the handle ended
+            os.kill(int(started.read_text()), 0)
+        assert await (await pool.submit(sync_square, 3)) == 9  # a new worker goes on
+        tg.cancel_scope.cancel()
+    assert pool.stats().cancelled == 1
+
+
+async def test_shutdown_timeout_kills_running_process_job_and_reports_it(tmp_path: Any) -> None:
+    started, release = tmp_path / "started", tmp_path / "release"
+    async with WorkerPool(workers=1, executor="process") as pool, anyio.create_task_group() as tg:
+        tg.start_soon(release_later, release)
+        h = await pool.submit(wait_for_file, str(started), str(release))
+        queued = await pool.submit(sync_square, 2)
+        await wait_for_path(started)
+        cancelled = await pool.shutdown(timeout=0)
+        assert not release.exists(), "the job ran to its end: its process was not killed"
+        tg.cancel_scope.cancel()
+    assert set(cancelled) == {h, queued}
+    with pytest.raises(JobCancelled, match=r"shutdown\(timeout=0\)"):
+        await h
+    assert_accounted(pool)
+
+
+async def test_shutdown_timeout_waits_for_a_running_thread_job_and_reports_it(
+    tmp_path: Any,
+) -> None:
+    # A thread cannot be interrupted: the shutdown waits for it (no thread of the
+    # pool outlives it), drops its result and reports the job cancelled.
+    started, release = tmp_path / "started", tmp_path / "release"
+    cancelled: list[JobHandle[Any]] = []
+    async with WorkerPool(workers=1, executor="thread") as pool:
+        h = await pool.submit(wait_for_file, str(started), str(release))
+        await wait_for_path(started)
+
+        async def stop() -> None:
+            cancelled.extend(await pool.shutdown(timeout=0))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop)
+            await anyio.wait_all_tasks_blocked()  # timed out; waits for the thread
+            assert not h.done()
+            release.touch()
+    assert cancelled == [h]
+    with pytest.raises(JobCancelled, match=r"shutdown\(timeout=0\)"):
+        await h
+    assert_accounted(pool)
+
+
+async def test_shutdown_timeout_job_that_returns_anyway_ends_cancelled() -> None:
+    # As for JobHandle.cancel: what a job does while it unwinds does not matter.
+    async def stubborn() -> str:
+        try:
+            await anyio.sleep(3600)
+        except anyio.get_cancelled_exc_class():
+            pass
+        return "late"
+
+    async with WorkerPool(workers=1) as pool:
+        h = await pool.submit(stubborn)
+        await anyio.wait_all_tasks_blocked()
+        cancelled = await pool.shutdown(timeout=0)
+    assert cancelled == [h]
+    assert h.cancelled()
+    assert_accounted(pool)
+
+
+# -- shutdown() from inside a job -------------------------------------------------------
+
+
+@pytest.mark.parametrize("timeout", [None, 1])
+@pytest.mark.parametrize("where", ["job", "child task"])
+async def test_shutdown_from_inside_its_own_job_is_a_runtime_error(
+    where: str, timeout: float | None
+) -> None:
+    async with WorkerPool(workers=2) as pool:
+
+        async def job() -> None:
+            if where == "job":
+                await pool.shutdown(timeout)
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(pool.shutdown, timeout)
+
+        h = await pool.submit(job)
+        with anyio.move_on_after(10) as guard:
+            with pytest.raises(Exception) as info:
+                await h
+        if guard.cancelled_caught:
+            await pool.shutdown(timeout=0)
+            pytest.fail("shutdown() inside a job waits for itself")
+        err = info.value
+        if where == "child task":
+            assert isinstance(err, ExceptionGroup)
+            (err,) = err.exceptions
+        assert isinstance(err, RuntimeError)
+        assert "inside one of the pool's own jobs" in str(err)
+        # Nothing was closed: the pool goes on, and its exit shuts it down.
+        assert await (await pool.submit(double, 2)) == 4
+        other = WorkerPool(workers=1)
+        async with other:
+            # Another pool's shutdown from this pool's job is fine.
+            assert await (await pool.submit(other.shutdown)) == []
+    assert pool.stats().failed == 1
+
+
+# -- a pool is used from the event loop it was entered on -------------------------------
+
+
+async def test_use_from_another_event_loop_is_a_runtime_error(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    backend, options = anyio_backend
+    gate = anyio.Event()
+    errors: dict[str, BaseException | None] = {}
+
+    async with WorkerPool(workers=1, queue_size=4) as pool:
+        busy = await pool.submit(gate.wait)  # not done: awaiting it would park
+
+        async def other_loop() -> None:
+            async def submit() -> None:
+                await pool.submit(double, 1)
+
+            async def wait() -> None:
+                with anyio.fail_after(5):  # (before the fix: a hang, or loop A's crash)
+                    await busy
+
+            for name, op in (("submit", submit), ("await handle", wait)):
+                try:
+                    await op()
+                    errors[name] = None
+                except Exception as e:
+                    errors[name] = e
+            for name, call in (
+                ("try_submit", lambda: pool.try_submit(double, 1)),
+                ("map", lambda: pool.map(double, [])),
+            ):
+                try:
+                    call()
+                    errors[name] = None
+                except Exception as e:
+                    errors[name] = e
+
+        def run_other() -> None:
+            anyio.run(other_loop, backend=backend, backend_options=options)
+
+        await anyio.to_thread.run_sync(run_other)
+        gate.set()
+        assert await busy is None
+    for name, err in errors.items():
+        assert isinstance(err, RuntimeError), (name, err)
+        assert "another thread or event loop" in str(err), (name, err)
+    assert set(errors) == {"submit", "await handle", "try_submit", "map"}
+    assert pool.stats().submitted == 1
+
+
+# -- on_progress --------------------------------------------------------------------------
+
+
+async def test_on_progress_after_cancelled_jobs_too() -> None:
+    seen: list[PoolStats] = []
+
+    async with WorkerPool(workers=1, on_progress=seen.append) as pool:
+        running = await pool.submit(anyio.sleep, 3600)
+        queued = await pool.submit(double, 1)
+        await anyio.wait_all_tasks_blocked()
+        queued.cancel()  # cancelled while queued
+        assert len(seen) == 1 and seen[-1].cancelled == 1
+        running.cancel()  # cancelled while running: reported once it has unwound
+        with pytest.raises(JobCancelled):
+            await running
+        assert len(seen) == 2 and seen[-1].cancelled == 2
+        assert await (await pool.submit(double, 2)) == 4
+        await pool.submit(anyio.sleep, 3600)
+        await pool.submit(anyio.sleep, 3600)
+        await anyio.wait_all_tasks_blocked()
+        assert len(await pool.shutdown(timeout=0)) == 2  # one running, one queued
+    assert len(seen) == 5  # every job that ended: done, failed or cancelled
+    assert dataclasses.replace(seen[-1], workers=0) == pool.stats()
+
+
+async def test_on_progress_error_for_a_cancelled_queued_job_ends_the_block_as_itself() -> None:
+    err = RuntimeError("bug in callback")
+
+    def progress(stats: PoolStats) -> None:
+        raise err
+
+    with pytest.raises(RuntimeError) as info:
+        async with WorkerPool(workers=1, on_progress=progress) as pool:
+            await pool.submit(anyio.sleep, 3600)
+            queued = await pool.submit(anyio.sleep, 0)
+            assert queued.cancel()  # the callback's error is not raised by cancel()
+            with anyio.fail_after(10):  # (it cancels the body, as a failed worker does)
+                await anyio.sleep_forever()
+    assert info.value is err
