@@ -59,7 +59,7 @@ from ._backend import (
 )
 from ._backend import to_thread as _to_thread
 from ._backend._taskgroup import PENDING, Core, make_core
-from ._backend._timers import Runtime, asyncio_loop, runtime_or_none
+from ._backend._timers import Runtime, elsewhere, runtime_or_none
 from ._chan import Chan
 from ._context import Context
 from ._exceptions import Canceled, ChanClosed, WouldBlock
@@ -1023,10 +1023,7 @@ class WorkerPool:
             self._wrong_loop(where)
 
     def _check_loop(self, where: str) -> None:
-        home = self._home
-        if _get_ident() != self._tid or (
-            home is not None and asyncio_loop() is not home and runtime_or_none() is not home
-        ):
+        if _get_ident() != self._tid or elsewhere(self._home):
             self._wrong_loop(where)
 
     def _wrong_loop(self, where: str) -> None:

@@ -31,7 +31,7 @@ from ._backend import (
     park_runtime,
     rescue,
 )
-from ._backend._timers import Runtime, asyncio_loop, runtime_or_none
+from ._backend._timers import Runtime, elsewhere, runtime_or_none
 from ._exceptions import not_a_function, not_awaitable
 
 if TYPE_CHECKING:
@@ -195,11 +195,10 @@ class Group:
         """
         if not callable(fn):
             raise not_a_function(fn, "singleflight: Group.do", _DO_ADVICE)
-        home = self._home
-        if home is not None and asyncio_loop() is not home and runtime_or_none() is not home:
+        if elsewhere(self._home):
             raise RuntimeError(
                 f"singleflight: Group.do() from another event loop: {self!r} was entered "
-                f"on {home!r}, whose task group runs the calls; use it from that loop, "
+                f"on {self._home!r}, whose task group runs the calls; use it from that loop, "
                 "or give each loop a Group of its own"
             )
         if must_checkpoint(self):

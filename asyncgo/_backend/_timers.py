@@ -113,6 +113,15 @@ def current_runtime() -> Runtime:
     return rt
 
 
+def elsewhere(home: Runtime | None) -> bool:
+    """Whether the caller runs on another loop than *home* (or on none); False for None.
+
+    For objects bound to the loop they were entered on (a `singleflight.Group`, a
+    `WorkerPool`): the cheap test first, the exact one (trio's run) only if needed.
+    """
+    return home is not None and asyncio_loop() is not home and runtime_or_none() is not home
+
+
 def on_loop_thread(rt: Runtime) -> bool:
     """Whether the caller runs on *rt*'s loop, so it may touch what belongs to it."""
     if type(rt) is TrioRuntime:
