@@ -56,6 +56,7 @@ from ._backend._timers import (
     new_cancel_scope,
     on_loop_thread,
     report_exception,
+    run_is_over,
     run_on_loop,
     running_elsewhere,
     runtime_or_none,
@@ -491,6 +492,11 @@ class Context:
         rt = o._rt
         if rt is None:  # no event loop anywhere near: nothing can wait for it either
             return
+        if run_is_over(rt):
+            # The loop the context was made in is over: its timer could never fire
+            # (docs/channels.md, "Known gap": a later loop sees the end only through
+            # cancel(), a parent, or a deadline already past when it asked).
+            return
         if on_loop_thread(rt):
             o._arm_here()
         else:
@@ -644,7 +650,7 @@ def _bury(
         else:  # the parent finished while this one was being collected
             orphan.fire()
             return
-    if own_deadline is not None and rt is not None:
+    if own_deadline is not None and rt is not None and not run_is_over(rt):
         orphan.rt = rt
         orphan.timer = rt.call_at(own_deadline, orphan.fire)
 

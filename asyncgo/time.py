@@ -30,6 +30,7 @@ from ._backend._timers import (
     current_runtime,
     loop_key,
     on_loop_thread,
+    run_is_over,
     running_elsewhere,
 )
 from ._chan import Chan, RecvChan
@@ -61,14 +62,6 @@ def _loop_name(rt: Runtime) -> str:
     return f"the event loop {rt!r}"
 
 
-def _run_is_over(rt: Runtime) -> bool:
-    """Whether *rt*'s loop can never run a timer again (closed, or its trio run over)."""
-    if type(rt) is TrioRuntime:
-        return not rt.serving and rt.run_is_over()  # (a live timer task: a live run)
-    is_closed = getattr(rt, "is_closed", None)
-    return bool(is_closed is not None and is_closed())
-
-
 def _misuse(rt: Runtime, what: str, arming: bool) -> None:
     """Raise if the caller may not touch a timer of *rt*'s loop now (stop, reset).
 
@@ -77,7 +70,7 @@ def _misuse(rt: Runtime, what: str, arming: bool) -> None:
     any state changes; the cheap test comes first.
     """
     if on_loop_thread(rt):
-        if arming and type(rt) is TrioRuntime and _run_is_over(rt):
+        if arming and type(rt) is TrioRuntime and run_is_over(rt):
             raise RuntimeError(
                 f"{what}: {_loop_name(rt)} this timer belongs to is over, so it can never "
                 "fire again: make a new timer in the running loop"
@@ -90,7 +83,7 @@ def _misuse(rt: Runtime, what: str, arming: bool) -> None:
             "thread (hand the call over with the loop's call_soon_threadsafe, or "
             "trio's TrioToken.run_sync_soon)"
         )
-    if arming and _run_is_over(rt):
+    if arming and run_is_over(rt):
         raise RuntimeError(
             f"{what}: {_loop_name(rt)} this timer belongs to is closed, so it can never "
             "fire again: make a new timer in the running loop"

@@ -1195,3 +1195,37 @@ def test_cancel_and_err_after_the_event_loop_is_gone(backend: str) -> None:
 
     time.sleep(0.01)
     assert type(timed.err()) is DeadlineExceeded  # noticed from the clock, loop or not
+
+
+@pytest.mark.parametrize("first", ["asyncio", "trio"])
+@pytest.mark.parametrize("later", ["asyncio", "uvloop", "trio"])
+def test_timed_context_waited_on_in_a_later_loop(first: str, later: str) -> None:
+    """A deadline context made in a loop that is over can still be waited on later.
+
+    Its timer belonged to the first loop, which can never fire it (docs/channels.md,
+    "Known gap"): the later loop sees the end through cancel(). Arming that timer on
+    the closed asyncio loop raised asyncio's bare "Event loop is closed"; on trio it
+    failed outside the dead run.
+    """
+
+    async def make() -> Any:
+        return with_timeout(background(), 30)
+
+    ctx, cancel = anyio.run(make, backend=first)
+    seen: list[bool] = []
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def waiter() -> None:
+                seen.append((await ctx.done().recv_ok())[1])
+
+            tg.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            await gotime.sleep(0, ctx)  # a sleep bound to it arms nothing either
+            cancel()
+        assert type(ctx.err()) is Canceled
+
+    backend, options = ("asyncio", {"use_uvloop": True}) if later == "uvloop" else (later, {})
+    anyio.run(main, backend=backend, backend_options=options)
+    assert seen == [False]

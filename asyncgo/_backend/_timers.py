@@ -147,6 +147,14 @@ def running_elsewhere(rt: Runtime) -> bool:
     return bool(is_running is not None and is_running() and _get_running_loop() is not rt)
 
 
+def run_is_over(rt: Runtime) -> bool:
+    """Whether *rt*'s loop can never run a timer again (closed, or its trio run over)."""
+    if type(rt) is TrioRuntime:
+        return not rt.serving and rt.run_is_over()  # (a live timer task: a live run)
+    is_closed = getattr(rt, "is_closed", None)
+    return bool(is_closed is not None and is_closed())
+
+
 def run_on_loop(rt: Runtime, fn: Callable[..., object], *args: Any) -> None:
     """Call ``fn(*args)`` now if on *rt*'s loop thread, else hand it to that loop.
 
