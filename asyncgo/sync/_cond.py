@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar, final
 
 from asyncgo._backend import (
@@ -27,6 +28,11 @@ __all__ = ["Cond"]
 
 T = TypeVar("T")
 
+#: The `Cond` whose ``L`` this task's `Cond.wait` could not lock again (set when the
+#: re-lock ended with an error, e.g. the deadlock detector's `Deadlock`): the
+#: enclosing ``async with cond:`` must not unlock what another task holds.
+_unheld: ContextVar[Cond | None] = ContextVar("asyncgo_cond_unheld", default=None)
+
 
 @final
 class Cond:
@@ -47,6 +53,11 @@ class Cond:
     own one-shot ``Task.cancel()`` arriving as `wait` re-locks ``cond.L``,
     which `wait` raises (once ``cond.L`` is held again), passing the wake-up on
     to another waiter (``signal``), as ``asyncio.Condition`` does.
+
+    If re-locking ``cond.L`` fails with an error rather than a cancellation (the
+    deadlock detector's `Deadlock`, raised when the lock's holder can never let
+    go), `wait` raises it without ``cond.L``, and the enclosing ``async with
+    cond:`` leaves ``cond.L`` alone (it may be another task's).
 
     Go: ``sync.NewCond(l)``
 
@@ -178,6 +189,12 @@ class Cond:
                     break
                 except cancel_exc as exc:
                     cancelled = exc
+                except BaseException:
+                    # Not locked (the deadlock detector fails a shielded park with
+                    # `Deadlock`): L may be another task's now, so the caller's
+                    # ``async with cond:`` must leave it alone.
+                    _unheld.set(self)
+                    raise
         return cancelled
 
     async def __aenter__(self) -> None:
@@ -189,4 +206,7 @@ class Cond:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if _unheld.get() is self:  # wait() failed to lock L again: not ours to unlock
+            _unheld.set(None)
+            return
         self.L.unlock()

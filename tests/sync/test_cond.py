@@ -320,3 +320,50 @@ async def test_producer_consumer_stress_with_random_cancellation(seed: int) -> N
             cond.broadcast()
     assert sorted(taken) == list(range(n_items))
     assert not cond.L.locked()  # type: ignore[attr-defined]
+
+
+async def test_deadlock_in_the_relock_leaves_the_other_tasks_lock_alone() -> None:
+    """The detector failing wait()'s shielded re-lock must not free a lock held by another.
+
+    B, outside the detection block, signals and then parks forever holding cond.L; A's
+    re-lock can never succeed, so the detector raises Deadlock in it. A's `async with
+    cond:` used to unlock cond.L on the way out -- B's lock (a Mutex has no owner) --
+    and B's own unlock then failed.
+    """
+    from asyncgo import Chan, Deadlock, debug
+
+    cond = Cond()
+    go, never = Chan[int](), Chan[int]()
+    b_errors: list[BaseException] = []
+    async with anyio.create_task_group() as outer:
+
+        async def b() -> None:
+            await go.recv()
+            try:
+                async with cond:
+                    cond.signal()
+                    await never.recv()  # parked for good, holding cond.L
+            except BaseException as e:
+                if not isinstance(e, anyio.get_cancelled_exc_class()):
+                    b_errors.append(e)
+                raise
+
+        outer.start_soon(b)
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(Deadlock):
+            async with debug.detect_deadlocks():
+                async with anyio.create_task_group() as tg:
+
+                    async def kick() -> None:
+                        await anyio.wait_all_tasks_blocked()
+                        await go.send(1)
+
+                    tg.start_soon(kick)
+                    async with cond:
+                        await cond.wait()  # signalled; the re-lock waits for B for ever
+        assert cond.L.locked()  # still B's
+        outer.cancel_scope.cancel()
+    assert b_errors == []
+    assert not cond.L.locked()
+    async with cond:  # and the Cond works on
+        cond.broadcast()
