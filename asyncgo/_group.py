@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["Group", "TaskHandle"]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 Ts = TypeVarTuple("Ts")
 
 _new = object.__new__
@@ -70,7 +71,7 @@ _NEW, _OPEN, _CLOSED = 0, 1, 2
 
 
 @final
-class TaskHandle(Generic[T]):
+class TaskHandle(Generic[T_co]):
     """The handle of a task started by `Group.go`: its outcome, once it has ended.
 
     ``await h`` waits for the task and returns its result, or raises what it
@@ -118,7 +119,7 @@ class TaskHandle(Generic[T]):
         """Whether the task ended by being cancelled before it finished."""
         return self._state == CANCELLED
 
-    def result(self) -> T:
+    def result(self) -> T_co:
         """The task's return value; raises what the task raised.
 
         Raises:
@@ -159,7 +160,7 @@ class TaskHandle(Generic[T]):
             c = self._value = Canceled(f"task {self._name()} was cancelled before it finished")
         return c
 
-    async def wait(self) -> T:
+    async def wait(self) -> T_co:
         """Wait until the task has ended; return its result or raise its error.
 
         Same as ``await h``. A cancel point even when the task has already
@@ -195,7 +196,7 @@ class TaskHandle(Generic[T]):
             await checkpoint()
         return self.result()
 
-    def __await__(self) -> Generator[Any, None, T]:
+    def __await__(self) -> Generator[Any, None, T_co]:
         return self.wait().__await__()
 
     def _wake(self) -> None:

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_BUFFER", "Pipeline", "Stage", "TaskStage", "pipeline"]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 U = TypeVar("U")
 T_contra = TypeVar("T_contra", contravariant=True)
 U_co = TypeVar("U_co", covariant=True)
@@ -507,10 +508,11 @@ class TaskStage(Generic[T_contra, U_co]):
                 self.quiet = quiet
 
             async def run(self, inp: RecvChan[str], out: SendChan[str]) -> None:
-                last, timer = None, None  # a None case never fires (Go's nil channel)
+                last = ""
+                timer: RecvChan[float] | None = None  # a None case never fires (Go's nil channel)
                 while True:
                     match await select(recv(inp), recv(timer)):
-                        case Selected(0, item, True):  # a newer item: restart the clock
+                        case Selected(0, str() as item, True):  # a newer item: restart the clock
                             last, timer = item, gotime.after(self.quiet)
                         case Selected(0, _, False):  # the input ended: flush, done
                             if timer is not None:
@@ -765,7 +767,7 @@ async def run_stage(stage: Any, rx: _Link, tx: _Sink, run: _Run, *, shared: bool
 
 
 @final
-class Pipeline(Generic[T]):
+class Pipeline(Generic[T_co]):
     """A source followed by stages; ``|`` appends a stage. Build it with `pipeline`.
 
     A pipeline is a description: nothing runs until ``stream()``, ``collect()`` or
@@ -792,7 +794,7 @@ class Pipeline(Generic[T]):
         # (stage, size of the link *into* it)
         self._nodes = nodes
 
-    def __or__(self, stage: Stage[T, U]) -> Pipeline[U]:
+    def __or__(self, stage: Stage[T_co, U]) -> Pipeline[U]:
         """A new pipeline with *stage* appended: ``pipeline(src) | stage``.
 
         The pipeline itself is unchanged (pipelines are immutable descriptions).
@@ -814,7 +816,9 @@ class Pipeline(Generic[T]):
         names = [_name(self._source)] + [_name(s) for s, _ in self._nodes]
         return f"<Pipeline {' | '.join(names)}>"
 
-    def stream(self, ctx: Context | None = None) -> AbstractAsyncContextManager[AsyncIterator[T]]:
+    def stream(
+        self, ctx: Context | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[T_co]]:
         """Run the pipeline; ``async with p.stream(ctx) as items: async for x in items``.
 
         Each stage runs in its own task, linked to the next by a bounded buffer, so
@@ -838,7 +842,7 @@ class Pipeline(Generic[T]):
         """
         return _Stream(self, ctx)
 
-    async def collect(self, ctx: Context | None = None) -> list[T]:
+    async def collect(self, ctx: Context | None = None) -> list[T_co]:
         """Run the pipeline and return every item of its output, in order.
 
         Raises:
@@ -846,7 +850,7 @@ class Pipeline(Generic[T]):
             Canceled: *ctx* was cancelled first.
             DeadlineExceeded: *ctx*'s deadline passed first.
         """
-        out: list[T] = []
+        out: list[T_co] = []
         stream = _Stream(self, ctx)
         async with stream:
             async for batch in stream._batches():
@@ -875,6 +879,8 @@ def _name(obj: object) -> str:
 def pipeline(source: Pipeline[T], *, buffer: int = ...) -> Pipeline[T]: ...
 @overload
 def pipeline(source: Merge[T], *, buffer: int = ...) -> Pipeline[T]: ...
+@overload
+def pipeline(source: TaskStage[Any, T], *, buffer: int = ...) -> Pipeline[T]: ...
 @overload
 def pipeline(source: RecvChan[T], *, buffer: int = ...) -> Pipeline[T]: ...
 @overload

@@ -67,6 +67,7 @@ from ._exceptions import Canceled, ChanClosed, WouldBlock
 __all__ = ["JobCancelled", "JobHandle", "PoolClosed", "PoolStats", "WorkerPool"]
 
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
@@ -160,7 +161,7 @@ class PoolStats:
 
 
 @final
-class JobHandle(Generic[R]):
+class JobHandle(Generic[R_co]):
     """The result of one submitted job: ``await handle`` returns it or raises its error.
 
     A job that raised fails its own handle only (the error is raised by ``await
@@ -208,7 +209,7 @@ class JobHandle(Generic[R]):
         self._result: Any = None
         self._exc: BaseException | None = None
         self._waiters: list[Any] | None = None
-        self._on_done: Callable[[JobHandle[R]], None] | None = None
+        self._on_done: Callable[[JobHandle[R_co]], None] | None = None
         self._scope: _Worker | None = None  # the worker that runs the job
         self._meta: Any = None  # free for instrumentation (contrib.otel: the trace context)
 
@@ -268,7 +269,7 @@ class JobHandle(Generic[R]):
         self._pool._cancel_queued(self, JobCancelled(_BY_CANCEL))
         return True
 
-    def result(self) -> R:
+    def result(self) -> R_co:
         """Return the job's result without waiting.
 
         Raises:
@@ -294,7 +295,7 @@ class JobHandle(Generic[R]):
             raise WouldBlock("job has not finished")
         return self._exc
 
-    async def wait(self) -> R:
+    async def wait(self) -> R_co:
         """Wait for the job to finish and return its result (same as ``await handle``).
 
         Go: ``r := <-results``
@@ -305,7 +306,7 @@ class JobHandle(Generic[R]):
         """
         return await self
 
-    def __await__(self) -> Generator[Any, None, R]:
+    def __await__(self) -> Generator[Any, None, R_co]:
         # A generator, not a coroutine: awaiting a finished handle (the common case
         # when results are collected after submitting) costs no coroutine object.
         # (A finished handle is a value: like result(), any thread may read it.)

@@ -36,6 +36,7 @@ from .sync._mutex import Mutex
 __all__ = ["Broadcast", "Disconnected", "Policy", "PubSub", "Subscription"]
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 K = TypeVar("K", bound=Hashable)
 
 Policy = Literal["block", "drop_oldest", "drop_newest", "disconnect"]
@@ -66,7 +67,7 @@ class Disconnected(Exception):
 
 
 @final
-class Subscription(Generic[T]):
+class Subscription(Generic[T_co]):
     """One subscriber's view of a `Broadcast`: an async iterator of published values.
 
     Use as ``async with bus.subscribe(buffer=16) as sub: async for v in sub``. The
@@ -90,9 +91,9 @@ class Subscription(Generic[T]):
 
     __slots__ = ("_bus", "_ch", "_dropped", "_policy", "_reason")
 
-    def __init__(self, bus: Broadcast[T], buffer: int, policy: Policy) -> None:
-        self._bus: Broadcast[T] | None = bus
-        self._ch: Chan[T] = Chan(buffer)
+    def __init__(self, bus: Broadcast[T_co], buffer: int, policy: Policy) -> None:
+        self._bus: Broadcast[T_co] | None = bus
+        self._ch: Chan[T_co] = Chan(buffer)
         self._policy = policy
         self._dropped = 0
         self._reason: str | None = None
@@ -127,7 +128,7 @@ class Subscription(Generic[T]):
     def __len__(self) -> int:
         return len(self._ch)
 
-    async def recv(self) -> T:
+    async def recv(self) -> T_co:
         """Receive the next published value, waiting for one.
 
         Cancellation: a cancelled recv took nothing.
@@ -146,10 +147,10 @@ class Subscription(Generic[T]):
                 raise Disconnected(self._reason) from None
             raise
 
-    def __aiter__(self) -> Subscription[T]:
+    def __aiter__(self) -> Subscription[T_co]:
         return self
 
-    async def __anext__(self) -> T:
+    async def __anext__(self) -> T_co:
         try:
             return await self._ch.recv()
         except ChanClosed:
@@ -173,7 +174,7 @@ class Subscription(Generic[T]):
         while len(ch):  # discard: the queue is freed now, not when the object dies
             ch.recv_nowait()
 
-    async def __aenter__(self) -> Subscription[T]:
+    async def __aenter__(self) -> Subscription[T_co]:
         return self
 
     async def __aexit__(
@@ -184,7 +185,7 @@ class Subscription(Generic[T]):
     ) -> None:
         self.unsubscribe()
 
-    def _deliver_nowait(self, value: T) -> bool:
+    def _deliver_nowait(self, value: T_co) -> bool:  # type: ignore[misc]  # the bus passes its T
         """Apply the policy to *value*; False if a ``"block"`` subscriber is full."""
         ch = self._ch
         try:

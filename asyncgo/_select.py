@@ -118,7 +118,7 @@ def send(ch: SendChan[T] | None, value: T) -> Case[None]:
     return _new_case(Case, (c, True, value))
 
 
-class Selected(NamedTuple, Generic[T]):
+class Selected(NamedTuple, Generic[T_co]):
     """The case a `select` committed.
 
     Attributes:
@@ -142,7 +142,7 @@ class Selected(NamedTuple, Generic[T]):
     """
 
     index: int  # type: ignore[assignment]  # shadows tuple.index, as the contract names it
-    value: T | None
+    value: T_co | None
     ok: bool
 
 

@@ -25,12 +25,13 @@ import math
 import numbers
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from inspect import isawaitable
 from typing import (
     TYPE_CHECKING,
+    Any,
     Final,
     Protocol,
     TypeVar,
@@ -659,7 +660,9 @@ class CircuitBreaker:
         self._exit(ticket, None, self._now())
         return result
 
-    def __call__(self, fn: Callable[[*Ts], Awaitable[T]]) -> Callable[[*Ts], Awaitable[T]]:
+    def __call__(
+        self, fn: Callable[[*Ts], Awaitable[T]]
+    ) -> Callable[[*Ts], Coroutine[Any, Any, T]]:
         """Decorate an async function so that every call goes through the breaker.
 
         Raises:
@@ -823,7 +826,9 @@ async def _retry(
 class RetryDecorator(Protocol):
     """What ``retry(attempts=...)`` returns: wraps an async function in `retry`."""
 
-    def __call__(self, fn: Callable[[*Ts], Awaitable[T]], /) -> Callable[[*Ts], Awaitable[T]]:
+    def __call__(
+        self, fn: Callable[[*Ts], Awaitable[T]], /
+    ) -> Callable[[*Ts], Coroutine[Any, Any, T]]:
         """Wrap *fn*."""
         ...
 
@@ -837,7 +842,7 @@ def retry(
     backoff: Backoff | Callable[[int], float] = ...,
     retry_on: _RetryOn = ...,
     ctx: Context | None = ...,
-) -> Awaitable[T]: ...
+) -> Coroutine[Any, Any, T]: ...
 
 
 @overload
@@ -858,7 +863,7 @@ def retry(  # type: ignore[misc]  # mypy: TypeVarTuple *args vs the keyword-only
     backoff: Backoff | Callable[[int], float] = _DEFAULT_BACKOFF,
     retry_on: _RetryOn = Exception,
     ctx: Context | None = None,
-) -> Awaitable[T] | RetryDecorator:
+) -> Coroutine[Any, Any, T] | RetryDecorator:
     """Call ``await fn(*args)`` up to *attempts* times, backing off between failures.
 
     Only exceptions matching *retry_on* are retried; any other propagates at
@@ -919,7 +924,7 @@ def retry(  # type: ignore[misc]  # mypy: TypeVarTuple *args vs the keyword-only
         raise not_a_function(fn, "resilience: retry", _RETRY_ADVICE)
     if fn is None:
 
-        def decorate(f: Callable[[*Ts], Awaitable[T]]) -> Callable[[*Ts], Awaitable[T]]:
+        def decorate(f: Callable[[*Ts], Awaitable[T]]) -> Callable[[*Ts], Coroutine[Any, Any, T]]:
             if not callable(f):
                 raise not_a_function(f, "resilience: retry", "decorate the function itself")
 

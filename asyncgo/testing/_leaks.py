@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from contextvars import ContextVar
 from time import monotonic
 from types import TracebackType
@@ -198,7 +198,7 @@ class no_leaks:
             ignore=self.ignore,
         )
 
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         """Decorate an async function: each call runs inside its own `no_leaks` block."""
 
         target = cast("object", fn)  # checked at run time too: an untyped caller may pass anything

@@ -1,0 +1,97 @@
+"""How a user's ``mypy --strict`` sees the public API: handles, results and wrappers.
+
+One mypy run checks every ``assert_type`` and that each line type-checks at all.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from _mypy import run_mypy
+
+SNIPPET = """\
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, assert_type
+
+from asyncgo import (
+    Broadcast, Chan, CircuitBreaker, Group, JobHandle, Pipeline, RecvChan, Selected,
+    SendChan, Subscription, TaskHandle, WorkerPool, pipeline, recv, retry, select, stages,
+)
+from asyncgo.testing import no_leaks
+
+
+class Countdown(stages.TaskStage[object, int]):
+    async def run(self, inp: RecvChan[object], out: SendChan[int]) -> None:
+        for i in range(3):
+            await out.send(i)
+
+
+async def fetch(u: str) -> str:
+    return u
+
+
+async def count(n: int) -> int:
+    return n
+
+
+def log_result(r: Selected[int | str]) -> None: ...
+async def consume(sub: Subscription[object]) -> None: ...
+async def drain(p: Pipeline[object]) -> list[object]:
+    return await p.collect()
+
+
+breaker = CircuitBreaker(failure_threshold=3)
+
+
+@breaker
+async def fetch_stock(sku: str) -> int:
+    return 42
+
+
+@retry(attempts=5, retry_on=ConnectionError)
+async def get(url: str) -> bytes:
+    return b""
+
+
+@no_leaks(grace=0.5)
+async def check() -> None: ...
+
+
+async def main() -> None:
+    # A task stage as the source (docs/pipelines.md).
+    assert_type(await pipeline(Countdown()).collect(), list[int])
+    # Read-only handles are covariant: a list of mixed handles keeps .result().
+    async with Group() as g:
+        hs = [await g.go(fetch, "u"), await g.go(count, 1)]
+        assert_type(hs, list[TaskHandle[object]])  # (was list[object])
+        print([h.result() for h in hs])
+        keep: list[TaskHandle[object]] = [await g.go(fetch, "u")]
+    async with WorkerPool(2) as pool:
+        js = [await pool.submit(fetch, "u"), await pool.submit(count, 1)]
+        print([j.result() for j in js])
+        jobs: list[JobHandle[object]] = [await pool.submit(count, 1)]
+    log_result(await select(recv(Chan[int](1))))
+    bus = Broadcast[int]()
+    async with bus.subscribe() as sub:
+        await consume(sub)
+    await drain(pipeline(range(3)))
+    # Decorated functions return coroutines, as asyncio's APIs need.
+    c: Coroutine[Any, Any, int] = fetch_stock("A-1")
+    c.close()
+    t1 = asyncio.create_task(fetch_stock("A-1"))
+    t2 = asyncio.create_task(get("u"))
+    t3 = asyncio.create_task(retry(count, 1, attempts=5))
+    t4 = asyncio.create_task(check())
+    print(keep, jobs, t1, t2, t3, t4)
+"""
+
+
+def test_handles_results_and_wrappers_type_check(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(textwrap.dedent(SNIPPET))
+    out = run_mypy(tmp_path / "cache", snippet)
+    assert not out.strip(), out
