@@ -157,7 +157,9 @@ class Primitive:
     """The asyncgo function that made it for the user (``asyncgo._context.Context.done``),
     when it was not constructed directly. For the one channel shared by every context
     that can never be done (`asyncgo.background()`, ...; Go's nil ``Done()``), which
-    has no creation site of its own, it says so and `created_at` is None."""
+    has no creation site of its own, it says so and `created_at` is None; so it does,
+    naming the function, for one made inside a task that asyncgo runs (a pipeline's
+    link, a publisher's lock), where no frame of the user's code is on the stack."""
 
     def __str__(self) -> str:
         return self.describe()
@@ -302,6 +304,11 @@ def _creation_site(obj: object) -> _Site | None:
         f = f.f_back
     if f is None:
         return None
+    if _func_name(f).startswith(_MACHINERY):
+        # Below asyncgo's frames lies a task runner (anyio's, asyncio's, trio's), not
+        # user code: asyncgo made it in one of its own tasks (a pipeline link, a
+        # publisher's lock). There is no line of the user's to show.
+        return ("", 0, "", _func_name(via) if via is not None else None)
     via_name = None
     if via is not None and (
         via.f_code.co_name != "__init__" or via.f_locals.get("self") is not obj
@@ -670,6 +677,7 @@ _NEVER_DONE = (
     "the done() channel of every context that can never be done (background(), "
     "without_cancel(), ...): nothing ever closes it (Go: a nil Done() channel)"
 )
+_IN_OUR_TASK = "made by {} in a task asyncgo runs for you (no line of yours made it)"
 
 
 def _is_never_done(obj: object) -> bool:
@@ -691,6 +699,8 @@ def _primitive(obj: object) -> Primitive:
     if site is None:
         return Primitive(type(obj).__name__, desc, None)
     filename, lineno, func, via = site
+    if not filename:  # made in a task of asyncgo's own, with no frame of the user's
+        return Primitive(type(obj).__name__, desc, None, _IN_OUR_TASK.format(via or "asyncgo"))
     return Primitive(type(obj).__name__, desc, Frame(func, filename, lineno), via)
 
 

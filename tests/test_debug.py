@@ -538,3 +538,36 @@ async def test_a_task_parked_before_diagnostics_were_on_shows_what_it_is_parked_
         assert f'task {w.id} "early-worker" [chan recv]:' in text
         jobs.close()
         mu.unlock()
+
+
+async def test_what_asyncgo_makes_in_its_own_tasks_names_no_runner_frame() -> None:
+    """A primitive made inside a task asyncgo runs has no line of the user's to show.
+
+    A publisher started as a task (``tg.start_soon(bus.publish, 2)``) makes its lock
+    lazily, with only asyncgo's and anyio's frames on the stack: the dump said it was
+    made at anyio's task runner (``retval = await self._coro``). It now names the
+    asyncgo function and says so, and does not claim diagnostics were off.
+    """
+    from asyncgo import Broadcast
+
+    with debug.enabled():
+        bus = Broadcast[int]()
+        async with anyio.create_task_group() as tg:
+
+            async def sub() -> None:
+                async with bus.subscribe(buffer=0):
+                    await anyio.sleep_forever()
+
+            tg.start_soon(sub)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(bus.publish, 1, name="pub1")
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(bus.publish, 2, name="pub2")
+            await anyio.wait_all_tasks_blocked()
+            [t] = [t for t in debug.tasks() if t.name == "pub2"]
+            tg.cancel_scope.cancel()
+    [lock] = t.blocked_on
+    assert lock.created_at is None
+    line = lock.describe(state=False)
+    assert "asyncgo._pubsub.Broadcast.publish" in line and "task asyncgo runs" in line, line
+    assert "anyio" not in line and "diagnostics were off" not in line, line
