@@ -41,6 +41,8 @@ the ``stream()`` context manager, entered and exited in the consumer's task.
 from __future__ import annotations
 
 import inspect
+import reprlib
+from collections import deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -813,7 +815,7 @@ class Pipeline(Generic[T_co]):
         return Pipeline(self._source, self._buffer, (*self._nodes, (stage, self._buffer)))
 
     def __repr__(self) -> str:
-        names = [_name(self._source)] + [_name(s) for s, _ in self._nodes]
+        names = [describe(self._source)] + [describe(s) for s, _ in self._nodes]
         return f"<Pipeline {' | '.join(names)}>"
 
     def stream(
@@ -871,8 +873,40 @@ class Pipeline(Generic[T_co]):
                 pass
 
 
-def _name(obj: object) -> str:
-    return getattr(obj, "__qualname__", None) or repr(obj)
+#: The longest description of a stage or source: a pipeline's source can be a list of
+#: a million items, and descriptions are built on every run (task names, spans).
+_MAX_DESC = 100
+_short_repr = reprlib.Repr()
+_short_repr.maxstring = _short_repr.maxother = _MAX_DESC
+# Containers shown by their first items (reprlib never builds their whole repr).
+_DATA_TYPES = (list, tuple, set, frozenset, dict, deque, str, range)
+
+
+def describe(obj: object) -> str:
+    """A short name for a stage or source, at most ``_MAX_DESC`` characters.
+
+    A function, generator or class: its qualified name; a built-in container: its
+    first items (``[0, 1, 2, 3, 4, 5, ...]``); a pipeline or ``stages.merge``: its
+    parts, described the same way; another asyncgo object: its repr (a stage's
+    repr names its function); anything else: its type -- its repr is not called.
+    """
+    from .stages import Merge  # (stages imports this module)
+
+    name = getattr(obj, "__qualname__", None)
+    if isinstance(name, str):
+        d = name
+    elif type(obj) in _DATA_TYPES:
+        d = _short_repr.repr(obj)
+    elif isinstance(obj, Pipeline):
+        parts = [describe(obj._source)] + [describe(s) for s, _ in obj._nodes]
+        d = f"<Pipeline {' | '.join(parts)}>"
+    elif isinstance(obj, Merge):
+        d = f"stages.merge({', '.join(describe(s) for s in obj._sources)})"
+    elif type(obj).__module__.split(".", 1)[0] == "asyncgo":
+        d = repr(obj)
+    else:
+        d = f"<{type(obj).__qualname__}>"
+    return d if len(d) <= _MAX_DESC else d[: _MAX_DESC - 3] + "..."
 
 
 @overload
@@ -969,9 +1003,26 @@ class _Stream(Generic[T]):
             size = link_size
         sizes.append(size)
         links = [_Link(n) for n in sizes]
-        tg.start_soon(self._node, 0, None, p._source, links[0], run.new_scope(True))
+        # Named after what they run: a task dump tells one stage from another.
+        tg.start_soon(
+            self._node,
+            0,
+            None,
+            p._source,
+            links[0],
+            run.new_scope(True),
+            name=f"pipeline source: {describe(p._source)}",
+        )
         for i, stage in enumerate(nodes, 1):
-            tg.start_soon(self._node, i, links[i - 1], stage, links[i], run.new_scope(True))
+            tg.start_soon(
+                self._node,
+                i,
+                links[i - 1],
+                stage,
+                links[i],
+                run.new_scope(True),
+                name=f"pipeline stage {i}: {describe(stage)}",
+            )
         return links[-1]
 
     async def _node(

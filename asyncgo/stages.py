@@ -307,7 +307,8 @@ class _Map(TaskStage[T, U]):
         # current() to this node's ctx.
         workers = self._workers
         limiter = anyio.CapacityLimiter(workers) if self._executor else None
-        pool = _Pool(rx, tx, self._caller(limiter), self._ordered, workers, run)
+        name = f"{self!r} worker"
+        pool = _Pool(rx, tx, self._caller(limiter), self._ordered, workers, run, name)
         async with Group(background()) as g:
             work = pool.work_ordered if self._ordered else pool.work_unordered
             pool.spawn = partial(g.go_nowait, work)
@@ -327,6 +328,7 @@ class _Pool:
     """
 
     __slots__ = (
+        "_asyncgo_task_name",
         "call",
         "cur",
         "done",
@@ -356,7 +358,9 @@ class _Pool:
         ordered: bool,
         workers: int,
         run: _Run,
+        name: str,
     ) -> None:
+        self._asyncgo_task_name = name  # the workers' task name (in a debug dump)
         self.rx = rx
         self.tx = tx
         self.call = call

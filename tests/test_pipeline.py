@@ -1334,3 +1334,46 @@ async def test_stream_iterator_after_an_error_or_aclose() -> None:
         await items.aclose()  # type: ignore[attr-defined]
         with pytest.raises(StopAsyncIteration):
             await anext(items)
+
+
+async def _resize(x: int) -> int:
+    return x
+
+
+async def _upload(x: int) -> int:
+    return x
+
+
+async def test_stage_tasks_are_named_after_their_stage() -> None:
+    """A task dump tells the stages apart: each task is named after what it runs.
+
+    Every stage task was named ``asyncgo._pipeline._Stream._node`` and every map
+    worker ``asyncgo.stages._Pool.work_ordered``, so the starved workers of two
+    ``stages.map`` stages could not be told apart.
+    """
+    from asyncgo import Chan, debug
+
+    gate = Chan[int]()
+
+    async def source() -> AsyncIterator[int]:
+        await gate.recv()
+        yield 1
+
+    p = pipeline(source) | stages.map(_resize, workers=2) | stages.map(_upload, workers=3)
+    with debug.enabled():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(p.collect)
+            await anyio.wait_all_tasks_blocked()
+            names = sorted(t.name for t in debug.tasks())
+            tg.cancel_scope.cancel()
+    assert "pipeline source: test_stage_tasks_are_named_after_their_stage.<locals>.source" in names
+    assert "pipeline stage 1: stages.map(_resize, workers=2)" in names
+    assert "pipeline stage 2: stages.map(_upload, workers=3)" in names
+    # Workers start as input arrives: each stage has at least one, named after it.
+    assert "stages.map(_resize, workers=2) worker" in names
+    assert "stages.map(_upload, workers=3) worker" in names
+
+
+async def test_pipeline_repr_shows_a_long_source_by_its_first_items() -> None:
+    p = pipeline(list(range(10**6))) | stages.map(abs, workers=2)
+    assert repr(p) == "<Pipeline [0, 1, 2, 3, 4, 5, ...] | stages.map(abs, workers=2)>"

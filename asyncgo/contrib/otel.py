@@ -41,10 +41,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import reprlib
 import sys
 from asyncio import CancelledError as _AsyncioCancelled
-from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
@@ -54,8 +52,8 @@ from opentelemetry import trace
 
 from .._exceptions import Canceled, DeadlineExceeded
 from .._group import Group
-from .._pipeline import Pipeline, _Run, _Stream
-from ..stages import Merge
+from .._pipeline import _Run, _Stream
+from .._pipeline import describe as _describe
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -94,40 +92,6 @@ def _is_cancellation(exc: BaseException) -> bool:
         return True
     trio = sys.modules.get("trio")  # (not imported: no trio exception can exist)
     return trio is not None and isinstance(exc, trio.Cancelled)
-
-
-#: The longest ``asyncgo.stage`` attribute: a pipeline source can be a list of a
-#: million items, and the attribute is built on every run.
-_MAX_DESC = 100
-_short_repr = reprlib.Repr()
-_short_repr.maxstring = _short_repr.maxother = _MAX_DESC
-# Containers shown by their first items (reprlib never builds their whole repr).
-_DATA_TYPES = (list, tuple, set, frozenset, dict, deque, str, range)
-
-
-def _describe(obj: object) -> str:
-    """A short name for a stage or source, at most ``_MAX_DESC`` characters.
-
-    A function, generator or class: its qualified name; a built-in container: its
-    first items (``[0, 1, 2, 3, 4, 5, ...]``); a pipeline or ``stages.merge``: its
-    parts, described the same way; another asyncgo object: its repr (a stage's
-    repr names its function); anything else: its type -- its repr is not called.
-    """
-    name = getattr(obj, "__qualname__", None)
-    if isinstance(name, str):
-        d = name
-    elif type(obj) in _DATA_TYPES:
-        d = _short_repr.repr(obj)
-    elif isinstance(obj, Pipeline):
-        parts = [_describe(obj._source)] + [_describe(s) for s, _ in obj._nodes]
-        d = f"<Pipeline {' | '.join(parts)}>"
-    elif isinstance(obj, Merge):
-        d = f"stages.merge({', '.join(_describe(s) for s in obj._sources)})"
-    elif type(obj).__module__.split(".", 1)[0] == "asyncgo":
-        d = repr(obj)
-    else:
-        d = f"<{type(obj).__qualname__}>"
-    return d if len(d) <= _MAX_DESC else d[: _MAX_DESC - 3] + "..."
 
 
 class _SpanGuard:
