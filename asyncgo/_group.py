@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
+from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, final
 
 from ._backend import (
@@ -291,6 +292,7 @@ class Group:
         "_spawn",
         "_state",
         "_stop",
+        "_tid",
         "_token",
     )
 
@@ -367,9 +369,10 @@ class Group:
 
         Raises:
             RuntimeError: The group is not open: not entered yet, or its
-                ``async with`` block has exited.
+                ``async with`` block has exited; or the caller runs in another
+                thread than the group's event loop.
         """
-        if self._state != _OPEN:
+        if self._state != _OPEN or _get_ident() != self._tid:
             self._misuse("go")
         if must_checkpoint(self):
             await checkpoint()
@@ -392,9 +395,10 @@ class Group:
 
         Raises:
             RuntimeError: The group is not open: not entered yet, or its
-                ``async with`` block has exited.
+                ``async with`` block has exited; or the caller runs in another
+                thread than the group's event loop.
         """
-        if self._state != _OPEN:
+        if self._state != _OPEN or _get_ident() != self._tid:
             self._misuse("try_go")
         if self._limit is not None:
             if self._running >= self._limit:
@@ -409,9 +413,10 @@ class Group:
         Raises:
             WouldBlock: No slot is free (the group has a limit and it is reached).
             RuntimeError: The group is not open: not entered yet, or its
-                ``async with`` block has exited.
+                ``async with`` block has exited; or the caller runs in another
+                thread than the group's event loop.
         """
-        if self._state != _OPEN:
+        if self._state != _OPEN or _get_ident() != self._tid:
             self._misuse("go_nowait")
         if self._limit is not None:
             if self._running >= self._limit:
@@ -427,6 +432,7 @@ class Group:
                 "a Group can be entered only once; make a new Group for each async with block"
             )
         rt = self._rt = runtime()
+        self._tid = _get_ident()
         parent = self._parent if self._parent is not None else current()
         self._ctx, self._cancel = with_cancel_cause(parent)
         core = self._core = make_core(self, rt)
@@ -534,6 +540,13 @@ class Group:
         raise TypeError(f"Group.{what}() takes an async function, not {type(fn).__name__}{hint}")
 
     def _misuse(self, what: str) -> None:
+        if self._state == _OPEN:  # open, so the caller runs in another thread
+            raise RuntimeError(
+                f"Group.{what}() from another thread than the one running the group's "
+                "event loop: a Group belongs to the loop it was entered on, and only "
+                "that loop may start its tasks (from a worker thread, hand the call "
+                "over: anyio.from_thread.run(g.go, fn))"
+            )
         if self._state == _NEW:
             raise RuntimeError(
                 f"Group.{what}() before the group was entered: use it inside "

@@ -1364,3 +1364,43 @@ async def test_parent_ending_cuts_short_a_task_or_the_body() -> None:
             await anyio.sleep(0)
             reached = True
     assert not reached
+
+
+@pytest.mark.parametrize("how", ["go", "try_go", "go_nowait"])
+async def test_starting_a_task_from_another_threads_loop_raises(how: str) -> None:
+    """A Group belongs to the loop it was entered on; only that loop may start its tasks.
+
+    From a second event loop in another thread, go() used to start the task anyway:
+    asyncio's create_task of the group's loop called from a foreign thread, or (trio)
+    the task run inside the second run while belonging to the first one's nursery.
+    """
+    import threading
+
+    ran: list[str] = []
+
+    async def job() -> None:
+        ran.append(threading.current_thread().name)
+
+    async with Group() as g:
+
+        async def elsewhere() -> None:
+            if how == "go":
+                await g.go(job)
+            else:
+                getattr(g, how)(job)
+
+        def in_thread() -> BaseException | None:
+            for backend in ("asyncio", "trio"):
+                try:
+                    anyio.run(elsewhere, backend=backend)
+                except BaseException as exc:  # noqa: BLE001 - checked below
+                    if not isinstance(exc, RuntimeError) or "another thread" not in str(exc):
+                        return exc
+                else:
+                    return AssertionError(f"Group.{how}() from another thread started a task")
+            return None
+
+        err = await anyio.to_thread.run_sync(in_thread)
+        assert err is None, repr(err)
+        await g.go(job)  # the group works on, on its own loop
+    assert ran == [threading.current_thread().name]

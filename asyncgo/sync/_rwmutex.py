@@ -96,7 +96,21 @@ class RWMutex:
                 self._readers += 1
                 return
         # Granted by unlock() (or by a waiting writer's cancellation), which counts us in.
+        self._bind_both()
         await park(self._rq, 0, self, "rwmutex rlock")
+
+    def _bind_both(self) -> None:
+        """Bind both wait queues to the loop the first of them was bound to.
+
+        They queue for one lock: a reader of one loop and a writer of another would
+        wait on each other across loops (and hang) if each queue took its own loop.
+        """
+        rq, wq = self._rq, self._wq
+        if rq._loop is not wq._loop:
+            if rq._loop is None:
+                rq._loop, rq._tid = wq._loop, wq._tid
+            elif wq._loop is None:
+                wq._loop, wq._tid = rq._loop, rq._tid
 
     def try_rlock(self) -> bool:
         """Take a read lock if no writer holds or waits for the lock. Go: ``rw.TryRLock()``."""
@@ -140,6 +154,7 @@ class RWMutex:
             if not self._writer and self._readers == 0 and self._wq.head() is None:
                 self._writer = True
                 return
+        self._bind_both()
         try:
             # Granted by the last runlock() or by unlock(), which set _writer for us.
             await park(self._wq, 0, self, "rwmutex lock")

@@ -280,3 +280,34 @@ def test_waking_from_another_threads_loop_raises_and_changes_nothing(
     assert isinstance(err, RuntimeError), repr(err)
     assert "another thread" in str(err) and type(obj).__name__ in str(err), str(err)
     assert woken == ["woken"]
+
+
+@pytest.mark.parametrize("first, then", [("rlock", "lock"), ("lock", "rlock")])
+def test_rwmutex_readers_and_writers_of_two_loops_do_not_wait_on_each_other(
+    anyio_backend: tuple[str, dict[str, object]], first: str, then: str
+) -> None:
+    """An RWMutex's two queues belong to one loop: the first to wait on either.
+
+    Each queue used to bind on its own, so a reader parked by one loop and a writer
+    of another (or the reverse) both waited, each on a lock the other loop held:
+    the second loop hung instead of getting the RuntimeError every primitive gives.
+    """
+    name, options = anyio_backend
+    rw = RWMutex()
+    assert rw.try_lock()  # held: both rlock() and lock() wait
+
+    async def bind() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(getattr(rw, first))
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
+
+    async def second() -> None:
+        with anyio.fail_after(10):  # (a hang is the bug)
+            with pytest.raises(RuntimeError, match="event loop"):
+                await getattr(rw, then)()
+
+    anyio.run(bind, backend=name, backend_options=options)
+    for backend in ("asyncio", "trio"):
+        anyio.run(second, backend=backend)
+    assert rw._rq.head() is None and rw._wq.head() is None
