@@ -1021,6 +1021,15 @@ def _leaf(parent: Context, kind: str, cn: Context | None, key: object, val: obje
 _BACKGROUND = _leaf(None, "background", None, _NO_KEY, None)  # type: ignore[arg-type]
 
 
+def check_ctx(ctx: object, what: str) -> None:
+    """Raise `TypeError` unless *ctx* is a `Context` or None (an optional ``ctx`` argument)."""
+    if ctx is not None and type(ctx) is not Context:
+        raise TypeError(
+            f"{what}: ctx must be an asyncgo Context or None (asyncgo.background(), "
+            f"with_timeout(...), ...), not {type(ctx).__name__}"
+        )
+
+
 def _check_parent(parent: object, what: str) -> Context:
     if type(parent) is not Context:
         raise TypeError(

@@ -46,7 +46,7 @@ from ._backend._taskgroup import (
     checkpoint_if_cancelled,
     make_core,
 )
-from ._context import Context, _current, after_func, current, with_cancel_cause
+from ._context import Context, _current, after_func, check_ctx, current, with_cancel_cause
 from ._exceptions import Canceled, WouldBlock
 
 if TYPE_CHECKING:
@@ -297,10 +297,7 @@ class Group:
     )
 
     def __init__(self, ctx: Context | None = None, *, limit: int | None = None) -> None:
-        if ctx is not None and type(ctx) is not Context:
-            raise TypeError(
-                f"Group(ctx): ctx must be an asyncgo Context or None, not {type(ctx).__name__}"
-            )
+        check_ctx(ctx, "Group(ctx)")
         if limit is not None:
             if type(limit) is not int and (not isinstance(limit, int) or isinstance(limit, bool)):
                 raise TypeError(f"Group: limit must be an int or None, not {type(limit).__name__}")
