@@ -17,6 +17,8 @@ how anyio cancels a task, while `Canceled` is a value a context reports.
 
 from __future__ import annotations
 
+import inspect
+
 __all__ = ["Canceled", "ChanClosed", "DeadlineExceeded", "Deadlock", "WouldBlock"]
 
 
@@ -146,3 +148,19 @@ def not_awaitable(fn: object, result: object, call: str) -> TypeError:
         f"{call}() takes an async function; {name} returned "
         f"{type(result).__name__}, not an awaitable (is it a sync function?)"
     )
+
+
+def check_sync_callable(fn: object, what: str, expected: str) -> None:
+    """Reject a callback that is not a plain function: a non-callable, an async one.
+
+    *what* names the parameter (``"CircuitBreaker(on_state_change=...)"``),
+    *expected* what it takes (``"a function fn(old, new)"``). An async function
+    would only make coroutines that nothing awaits: its work silently never done.
+    """
+    if not callable(fn):
+        raise TypeError(f"{what} takes {expected}, not {type(fn).__name__}")
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"{what} takes {expected}, called synchronously: an async function's "
+            "coroutine would never be awaited"
+        )

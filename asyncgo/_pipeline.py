@@ -64,7 +64,7 @@ from ._backend import (
     get_cancelled_exc_class,
 )
 from ._chan import Chan, RecvChan, SendChan
-from ._context import _current, background, ended
+from ._context import _current, background, check_ctx, ended
 from ._exceptions import Canceled, DeadlineExceeded, WouldBlock
 from ._group import Group
 
@@ -665,6 +665,8 @@ def _aiter_of(obj: object, what: object) -> AsyncIterator[Any]:
         return obj
     if isinstance(obj, AsyncIterable):
         return obj.__aiter__()
+    if inspect.iscoroutine(obj):  # an async per-item function: not awaited, say why
+        obj.close()
     raise TypeError(
         f"{what!r} returned {type(obj).__name__}, not an async iterator: a stage takes an "
         "AsyncIterator and returns one (an async generator function is a stage); wrap a "
@@ -960,6 +962,7 @@ class _Stream(Generic[T]):
     __slots__ = ("_it", "_last", "_pipeline", "_run", "_tg")
 
     def __init__(self, p: Pipeline[T], ctx: Context | None) -> None:
+        check_ctx(ctx, "Pipeline.stream(ctx) / collect(ctx) / run(ctx)")
         self._pipeline = p
         self._run = _Run(ctx)
         self._tg: TaskGroup | None = None
@@ -1079,8 +1082,12 @@ class _Stream(Generic[T]):
         tg = self._tg
         assert tg is not None
         run.stop()
-        if self._it is not None:
-            await self._it.aclose()
+        it = self._it
+        if it is not None:
+            ended = it.__anext__ is _finished  # run out, or closed by the consumer
+            await it.aclose()
+            if not ended:  # what it still had is gone: iterating it later must say so
+                it.__anext__ = _after_exit
         if exc is not None and not isinstance(exc, get_cancelled_exc_class()):
             # Wait for the tasks without handing the consumer's exception to the task
             # group, which would wrap it in an ExceptionGroup: it propagates as itself.
@@ -1153,7 +1160,8 @@ class _Output(Generic[T]):
     taken (`Chan.recv_ok` is cancellation-safe); the generator is finished by the
     exception, and the slot now points at `_restart`, which resumes with a fresh
     generator. Once the output has ended (or raised), ``__anext__`` raises
-    `StopAsyncIteration`, like a finished generator.
+    `StopAsyncIteration`, like a finished generator; once the ``stream()`` block
+    has exited before it ended, `RuntimeError` (what it had not delivered is gone).
     """
 
     __slots__ = ("__anext__", "_gen", "_stream")
@@ -1218,3 +1226,11 @@ class _Output(Generic[T]):
 
 async def _finished() -> Any:
     raise StopAsyncIteration
+
+
+async def _after_exit() -> Any:
+    raise RuntimeError(
+        "pipeline output iterated after its stream() block exited, before it ended: "
+        "the pipeline stopped there and the items it had not delivered are gone; "
+        "iterate inside `async with p.stream() as items:` (or use collect())"
+    )

@@ -19,7 +19,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, final
 
 from ._backend import checkpoint, current_time
-from ._context import ended
+from ._context import check_ctx, ended
 from ._exceptions import DeadlineExceeded
 from .time import sleep
 
@@ -466,6 +466,7 @@ class Limiter:
         max_future = INF_DURATION
         now = current_time()  # (before ctx.err(): past the deadline, ctx's own error)
         if ctx is not None:
+            check_ctx(ctx, "rate: Limiter.wait(n, ctx)")
             err = ended(ctx)
             if err is not None:
                 raise err
@@ -637,6 +638,7 @@ class SlidingWindow:
         self._check(n, "wait")
         now = current_time()  # (before ctx.err(): see Limiter.wait)
         if ctx is not None:
+            check_ctx(ctx, "rate: SlidingWindow.wait(n, ctx)")
             err = ended(ctx)
             if err is not None:
                 raise err

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 import math
 import numbers
 import random
@@ -42,8 +43,8 @@ from typing import (
 )
 
 from ._backend import current_time
-from ._context import ended
-from ._exceptions import Canceled, not_a_function, not_awaitable
+from ._context import check_ctx, ended
+from ._exceptions import Canceled, check_sync_callable, not_a_function, not_awaitable
 from .time import sleep
 
 if TYPE_CHECKING:
@@ -447,6 +448,12 @@ class CircuitBreaker:
             _check_int(f"CircuitBreaker({what}={v!r})", v)
             if v < 1:
                 raise ValueError(f"CircuitBreaker({what}={v}): must be at least 1")
+        if on_state_change is not None:
+            check_sync_callable(
+                on_state_change,
+                "CircuitBreaker(on_state_change=...)",
+                "a plain function fn(old, new)",
+            )
         _check_exc_types(f"CircuitBreaker(failure_on={failure_on!r})", failure_on)
         _check_exc_types(f"CircuitBreaker(ignore={ignore!r})", ignore)
         # A window of 0 would forget each failure as it is counted: a breaker
@@ -783,6 +790,18 @@ _RetryOn = type[BaseException] | tuple[type[BaseException], ...]
 _RETRY_ADVICE = "pass the async function and its arguments, retry(f, *args), not retry(f())"
 
 
+def _backoff_seconds(backoff: object, pause: object) -> float:
+    """A backoff function's pause as seconds (the error, raised while handling the
+    call's exception, keeps it as ``__context__``)."""
+    if isinstance(pause, (int, float)) and not isinstance(pause, bool):
+        return float(pause)
+    if inspect.iscoroutine(pause):
+        pause.close()
+    raise TypeError(
+        f"retry(backoff={backoff!r}) returned {type(pause).__name__}, not a number of seconds"
+    )
+
+
 async def _retry(
     fn: Callable[[*Ts], Awaitable[T]],
     args: tuple[*Ts],
@@ -809,7 +828,10 @@ async def _retry(
             if i >= attempts:
                 exc.add_note(f"retry: gave up after {i} attempts")
                 raise
-            pause = max(float(delay(i)), 0.0)
+            pause = delay(i)
+            if type(pause) is not float:
+                pause = _backoff_seconds(backoff, pause)
+            pause = max(pause, 0.0)
             if ctx is not None:
                 deadline = ctx.deadline()
                 if deadline is not None and current_time() + pause >= deadline:
@@ -920,6 +942,13 @@ def retry(  # type: ignore[misc]  # mypy: TypeVarTuple *args vs the keyword-only
     if attempts < 1:
         raise ValueError(f"retry(attempts={attempts}): must be at least 1")
     _check_exc_types(f"retry(retry_on={retry_on!r})", retry_on)
+    if not isinstance(backoff, Backoff):
+        check_sync_callable(
+            backoff,
+            "retry(backoff=...)",
+            "a Backoff, or a plain function of the attempt number (1, 2, ...) returning seconds",
+        )
+    check_ctx(ctx, "retry(ctx=...)")
     if fn is not None and not callable(fn):
         raise not_a_function(fn, "resilience: retry", _RETRY_ADVICE)
     if fn is None:

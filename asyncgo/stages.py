@@ -49,6 +49,7 @@ from ._pipeline import (
     Pipeline,
     Stage,
     TaskStage,
+    _aiter_of,
     _check_size,
     _Link,
     _Lot,
@@ -616,6 +617,12 @@ def map(  # noqa: A001
         )
     if not isinstance(ordered, bool):
         raise TypeError(f"stages.map() ordered must be a bool, not {type(ordered).__name__}")
+    if inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"stages.map(fn): {_qualname(fn)} is an async generator function, which gives "
+            "an iterator per item, not a value: use stages.flat_map(fn) to pass on what it "
+            "yields"
+        )
     if executor == "process":
         # Checked now, not when the first item reaches a worker process.
         try:
@@ -1026,7 +1033,7 @@ async def _run_copy(stage: Stage[Any, Any], shared: _SharedInput, tx: _Sink, run
             return
         src = shared.items()
         try:
-            it = stage(src)
+            it = _aiter_of(stage(src), stage)
             try:
                 async for item in it:
                     await tx.put(item)

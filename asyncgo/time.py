@@ -34,7 +34,7 @@ from ._backend._timers import (
     running_elsewhere,
 )
 from ._chan import Chan, RecvChan
-from ._context import Context, check_callback, run_callback, sleep_or_done
+from ._context import Context, check_callback, check_ctx, run_callback, sleep_or_done
 from ._exceptions import WouldBlock
 
 if TYPE_CHECKING:
@@ -450,6 +450,7 @@ async def sleep(seconds: float, ctx: Context | None = None) -> None:
     if ctx is None:
         await _sleep(seconds)
         return
+    check_ctx(ctx, "time.sleep(seconds, ctx)")
     # A wait on ctx.done(), not a cancel scope bound to ctx: inside ctx.scope(), the
     # ctx's end reaches it as a wake-up before the scope's cancellation.
     await sleep_or_done(seconds, ctx)

@@ -1377,3 +1377,27 @@ async def test_stage_tasks_are_named_after_their_stage() -> None:
 async def test_pipeline_repr_shows_a_long_source_by_its_first_items() -> None:
     p = pipeline(list(range(10**6))) | stages.map(abs, workers=2)
     assert repr(p) == "<Pipeline [0, 1, 2, 3, 4, 5, ...] | stages.map(abs, workers=2)>"
+
+
+async def test_iterating_the_output_after_the_block_exited_raises() -> None:
+    """An output that escaped its stream() block, unfinished, must not end silently.
+
+    It used to end at once, the items it had not delivered lost without a word.
+    """
+
+    async def escape(p: Pipeline[int], read: int) -> Any:
+        async with p.stream() as items:
+            for _ in range(read):
+                await items.__anext__()
+            return items
+
+    items = await escape(pipeline([1, 2, 3]), 1)
+    with pytest.raises(RuntimeError, match="after its stream\\(\\) block exited"):
+        await items.__anext__()
+    # One that had run out, or that was closed, just ends.
+    async with pipeline([1, 2]).stream() as done:
+        assert [x async for x in done] == [1, 2]
+    assert [x async for x in done] == []
+    async with pipeline([1, 2]).stream() as closed:
+        await closed.aclose()
+    assert [x async for x in closed] == []

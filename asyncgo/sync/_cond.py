@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar, final
@@ -86,6 +87,15 @@ class Cond:
 
     def __init__(self, L: Locker | None = None) -> None:
         """Make a condition variable guarded by *L* (default: a new `Mutex`)."""
+        if L is not None and not (
+            callable(getattr(L, "lock", None)) and callable(getattr(L, "unlock", None))
+        ):
+            raise TypeError(
+                f"Cond(L): L must be an asyncgo Locker -- an object with async lock() "
+                f"and unlock(), such as Mutex(), rw.write() or rw.read() -- not "
+                f"{type(L).__name__}"
+                + (" (a threading lock blocks the event loop)" if hasattr(L, "acquire") else "")
+            )
         self.L: Locker = L if L is not None else Mutex()
         self._q = WaitQueue()
         self._rt: object = None
@@ -150,6 +160,15 @@ class Cond:
         Raises:
             RuntimeError: ``cond.L`` is not locked.
         """
+        if not callable(predicate) or inspect.iscoroutinefunction(predicate):
+            raise TypeError(
+                "Cond.wait_for(predicate): predicate must be a plain function returning "
+                f"the condition, not {type(predicate).__name__} (it is evaluated with "
+                "cond.L held, between waits; an async function's coroutine is always true)"
+            )
+        L = self.L
+        if type(L) is Mutex and not L.locked():
+            raise RuntimeError("sync: Cond.wait_for() with cond.L not locked")
         if must_checkpoint(self):
             await checkpoint()
         result = predicate()

@@ -15,6 +15,7 @@ from asyncgo._backend import (
     rescue,
 )
 from asyncgo._chan import Chan, Entry, RecvChan, chan_of
+from asyncgo._context import check_ctx
 from asyncgo._exceptions import Canceled
 
 from ._mutex import WaitQueue, parking_runtime
@@ -149,6 +150,8 @@ class Semaphore:
             )
         done: Chan[object] | None = None
         if ctx is not None:
+            if not (callable(getattr(ctx, "done", None)) and callable(getattr(ctx, "err", None))):
+                check_ctx(ctx, "sync: Semaphore.acquire(n, ctx)")  # (a context-like object passes)
             done = chan_of(ctx.done())
             # ctx becoming done "happened before" acquiring: prefer to fail even
             # if the tokens are free (Go's semaphore does the same).

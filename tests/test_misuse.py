@@ -1,0 +1,167 @@
+"""Misuse raises at the call, naming it (DESIGN.md principle 4), across modules.
+
+Each case here used to be accepted and to fail later -- with an AttributeError from
+deep inside, with a TypeError that replaced the user's own exception, or not at all
+(an async callback whose coroutine nothing awaited, an output that ended silently).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import asyncgo
+from asyncgo import Cond, Semaphore, pipeline, rate, resilience, stages
+from asyncgo import time as gotime
+
+pytestmark = pytest.mark.anyio
+
+
+async def _ok() -> int:
+    return 1
+
+
+# -- a ctx= that is not a Context ---------------------------------------------------------
+
+NOT_A_CTX: Any = "ctx"
+CTX_CALLS: dict[str, Callable[[], Awaitable[object]]] = {
+    "Semaphore.acquire(n, ctx)": lambda: Semaphore(2).acquire(1, NOT_A_CTX),
+    "Limiter.wait(n, ctx)": lambda: rate.Limiter(10, 2).wait(1, NOT_A_CTX),
+    "SlidingWindow.wait(n, ctx)": lambda: rate.SlidingWindow(2, 1.0).wait(1, NOT_A_CTX),
+    "time.sleep(seconds, ctx)": lambda: gotime.sleep(0.01, NOT_A_CTX),
+    "retry(ctx=...)": lambda: asyncgo.retry(_ok, attempts=2, ctx=NOT_A_CTX),
+    "Pipeline.stream(ctx)": lambda: pipeline([1]).collect(NOT_A_CTX),
+}
+
+
+@pytest.mark.parametrize("call", list(CTX_CALLS))
+async def test_a_ctx_that_is_not_a_context_is_a_type_error(call: str) -> None:
+    # (was: AttributeError: 'str' object has no attribute 'err' / 'done')
+    with pytest.raises(TypeError, match=r"ctx must be an asyncgo Context or None.*not str"):
+        await CTX_CALLS[call]()
+
+
+async def test_a_context_like_object_still_works_with_semaphore() -> None:
+    """Semaphore.acquire takes any object with done() and err(), as documented."""
+    ctx, cancel = asyncgo.with_cancel(asyncgo.background())
+
+    class Like:
+        def done(self) -> asyncgo.RecvChan[None]:
+            return ctx.done()
+
+        def err(self) -> BaseException | None:
+            return ctx.err()
+
+    sem = Semaphore(1)
+    await sem.acquire(1, Like())  # type: ignore[arg-type]
+    sem.release(1)
+    cancel()
+
+
+# -- callbacks: async or not callable -------------------------------------------------------
+
+
+async def _async_cb(*args: object) -> None:
+    pass
+
+
+@pytest.mark.parametrize("cb", [_async_cb, 1], ids=["async", "not-callable"])
+async def test_breaker_on_state_change_must_be_a_plain_function(cb: Any) -> None:
+    # (was: async -- accepted and never run; not callable -- the call's own error
+    # replaced by "'int' object is not callable" at the first transition)
+    with pytest.raises(TypeError, match=r"on_state_change"):
+        asyncgo.CircuitBreaker(failure_threshold=1, on_state_change=cb)
+
+
+@pytest.mark.parametrize("backoff", [None, 1, "0.1", _async_cb])
+async def test_retry_rejects_a_bad_backoff_before_the_first_attempt(backoff: Any) -> None:
+    calls: list[int] = []
+
+    async def flaky() -> None:
+        calls.append(1)
+        raise ValueError("boom")
+
+    with pytest.raises(TypeError, match=r"retry\(backoff=\.\.\.\)"):
+        await asyncgo.retry(flaky, attempts=3, backoff=backoff)
+    assert calls == []
+
+
+@pytest.mark.parametrize("returns", ["0.1", None], ids=["str", "None"])
+async def test_retry_names_a_backoff_function_that_returns_no_number(returns: Any) -> None:
+    async def flaky() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(TypeError, match=r"retry\(backoff=.*\) returned") as info:
+        await asyncgo.retry(flaky, attempts=3, backoff=lambda i: returns)
+    assert isinstance(info.value.__context__, ValueError)  # the call's error, kept
+
+
+async def test_retry_backoff_function_of_ints_still_works() -> None:
+    tries: list[int] = []
+
+    async def flaky() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ValueError("again")
+        return "ok"
+
+    assert await resilience.retry(flaky, attempts=3, backoff=lambda i: 0) == "ok"
+
+
+# -- Cond ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lock", [1, "x", threading.Lock()], ids=["int", "str", "threading"])
+async def test_cond_needs_an_asyncgo_locker(lock: Any) -> None:
+    # (was: accepted; AttributeError: ... has no attribute 'lock' at the first use)
+    with pytest.raises(TypeError, match=r"Cond\(L\): L must be an asyncgo Locker"):
+        Cond(lock)
+
+
+async def test_cond_wait_for_refuses_an_async_predicate() -> None:
+    # (was: the coroutine object, always true, returned at once; never evaluated)
+    cond = Cond()
+
+    async def ready() -> bool:
+        return False
+
+    async with cond:
+        with pytest.raises(TypeError, match=r"predicate must be a plain function"):
+            await cond.wait_for(ready)  # type: ignore[arg-type]
+
+
+async def test_cond_wait_for_without_the_lock_raises() -> None:
+    # The docstring's "Raises: RuntimeError: cond.L is not locked", also when the
+    # predicate holds at once (it used to return).
+    with pytest.raises(RuntimeError, match=r"cond\.L not locked"):
+        await Cond().wait_for(lambda: True)
+
+
+# -- stages ----------------------------------------------------------------------------------
+
+
+async def test_map_refuses_an_async_generator_function() -> None:
+    async def gen(x: int) -> AsyncIterator[int]:
+        yield x
+
+    # (was: accepted; the output was async generator objects)
+    with pytest.raises(TypeError, match=r"stages\.flat_map"):
+        stages.map(gen)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("per_item", ["sync", "async"])
+async def test_fan_out_of_a_per_item_function_names_the_mistake(per_item: str) -> None:
+    def sync_fn(x: int) -> str:
+        return str(x)
+
+    async def async_fn(x: int) -> str:
+        return str(x)
+
+    fn: Any = sync_fn if per_item == "sync" else async_fn
+    # (was: "'async for' requires an object with __aiter__ method, got str")
+    with pytest.raises(TypeError, match=r"not an async iterator.*stages\.map\(fn\)"):
+        await (pipeline([1, 2]) | stages.fan_out(2, fn)).collect()
+
