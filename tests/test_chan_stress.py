@@ -15,8 +15,10 @@ import asyncio
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from random import Random
+from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -466,6 +468,48 @@ async def test_asyncio_timeout_expiring_at_wake_does_not_leak_a_cancellation(
     if got[0] == "timeout":  # the operation was cancelled: then it took nothing
         assert ch.recv_nowait() == 1
 
+
+
+async def test_a_rescued_cancellation_does_not_take_over_a_later_scope_cancellation(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """The re-delivery of a rescued cancellation must not replace a newer one.
+
+    An asyncio.timeout() fires after a parked recv was claimed: recv keeps the value
+    and schedules the timeout's cancellation to be delivered again. The timeout block
+    then ends normally (it uncancels its own), and an enclosing anyio scope is
+    cancelled before the re-delivery runs. The re-delivery took the count for its
+    own and cancelled the task again with the timeout's message, over anyio's: anyio
+    no longer recognised its cancellation, which escaped the scope.
+    """
+    asyncio_only(anyio_backend)
+    ch = Chan[int]()
+    box: dict[str, Any] = {}
+    log: list[object] = []
+
+    async def receiver(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        try:
+            with anyio.CancelScope() as outer:
+                box["outer"] = outer
+                async with asyncio.timeout(None) as cm:
+                    box["cm"] = cm
+                    task_status.started()
+                    log.append(("got", await ch.recv()))
+                await anyio.sleep(0)  # the scope is cancelled by now: caught by it
+                log.append("not reached")
+            log.append(("caught", outer.cancelled_caught))
+        except asyncio.CancelledError as e:
+            log.append(("escaped", repr(e)))
+            raise
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(receiver)
+        await anyio.wait_all_tasks_blocked()
+        loop = asyncio.get_running_loop()
+        box["cm"].reschedule(loop.time() - 1)  # fires on the next loop pass...
+        ch.send_nowait(1)  # ...after the receiver was claimed
+        loop.call_soon(box["outer"].cancel)  # a later, unrelated cancellation
+    assert log == [("got", 1), ("caught", True)]
 
 async def test_non_cancel_exception_in_parked_recv_leaves_no_live_orphan(
     anyio_backend: tuple[str, dict[str, object]],

@@ -54,9 +54,21 @@ def _redeliver_cancel(
 ) -> None:
     done(task)
     # Still wanted? An asyncio.timeout() that ended meanwhile has uncancelled it.
-    if not task.done() and task.cancelling():
+    # Already on its way? A cancellation requested since (an anyio scope's) is
+    # pending: it will be delivered anyway, and its message must stay -- anyio
+    # recognises its own cancellations by it, and would let one carrying ours
+    # escape its scope. The count still holds ours if it is still wanted.
+    if not task.done() and task.cancelling() and not _cancel_pending(task):
         task.uncancel()  # cancel() counts again: keep the count unchanged
         task.cancel(*args)
+
+
+def _cancel_pending(task: asyncio.Task[Any]) -> bool:
+    """Whether a ``CancelledError`` is already on its way to *task*."""
+    if getattr(task, "_must_cancel", False):  # cancelled while scheduled to run
+        return True
+    waiter = getattr(task, "_fut_waiter", None)  # cancelled while waiting
+    return waiter is not None and bool(waiter.cancelled())
 
 
 try:  # asyncio's {loop: running task}; asyncio.current_task() costs a getpid() on 3.11
