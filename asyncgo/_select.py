@@ -372,6 +372,16 @@ async def select(
     w = new_parker(rt)
     entries: list[Entry | None] = [None] * n
     try:
+        # Every channel bound to another loop fails the select before any is bound
+        # to this one: a failed select changes nothing.
+        loop: object = None
+        for c in cases:
+            ch = c.chan
+            if ch is not None and ch._loop is not rt and ch._loop is not None:
+                if loop is None:
+                    loop = w.get_loop()
+                if ch._loop is not loop:
+                    raise RuntimeError(ch._bound_elsewhere(loop))
         for i in order:
             c = cases[i]
             ch = c.chan

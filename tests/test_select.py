@@ -659,3 +659,35 @@ def test_result_type_is_the_union_of_the_case_types(tmp_path: Path) -> None:
     )
     out = run_mypy(tmp_path / "cache", snippet)
     assert not out.strip(), out
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_select_refused_for_another_loops_channel_binds_none_of_the_others(
+    backend: str,
+) -> None:
+    """A select that raises because one channel belongs to another loop changes nothing.
+
+    Its cases were queued (and their channels bound) in random order, and the check
+    came channel by channel: a fresh channel queued before the foreign one stayed
+    bound to the failing loop, unusable by the loop it was meant for.
+    """
+    a, fresh = Chan[int](), Chan[int]()
+
+    async def bind_a() -> None:
+        with anyio.move_on_after(0):
+            await a.recv()  # parked: a belongs to this (then finished) loop
+
+    async def refused() -> None:
+        for _ in range(20):  # the cases are queued in random order: fresh first, surely
+            with pytest.raises(RuntimeError, match="event loop"):
+                await select(recv(fresh), recv(a))
+
+    async def use_fresh() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fresh.send, 5)
+            with anyio.fail_after(5):
+                assert await fresh.recv() == 5
+
+    anyio.run(bind_a, backend=backend)
+    anyio.run(refused, backend=backend)
+    anyio.run(use_fresh, backend=backend)
