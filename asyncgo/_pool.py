@@ -63,6 +63,7 @@ from ._backend._timers import Runtime, elsewhere, runtime_or_none
 from ._chan import Chan
 from ._context import Context
 from ._exceptions import Canceled, ChanClosed, WouldBlock
+from .debug import _LABELS
 
 __all__ = ["JobCancelled", "JobHandle", "PoolClosed", "PoolStats", "WorkerPool"]
 
@@ -84,6 +85,13 @@ _BY_CANCEL = "job cancelled by JobHandle.cancel()"
 #: The pool whose worker runs the current task (set once per worker task, inherited
 #: by the tasks a job starts): `WorkerPool.shutdown` there would wait for itself.
 _serving: ContextVar[WorkerPool | None] = ContextVar("asyncgo_pool_worker", default=None)
+
+# debug.labels(): a job runs with the labels in force where it was submitted (the
+# handle keeps them), in place of its worker's; an idle worker shows the labels in
+# force where the pool was entered. (With no labels anywhere, every one of these is
+# the same empty mapping: a get per submit and per job, never a set.)
+_labels_get = _LABELS.get
+_labels_set = _LABELS.set
 
 
 class PoolClosed(Exception):
@@ -192,6 +200,7 @@ class JobHandle(Generic[R_co]):
         "_args",
         "_exc",
         "_fn",
+        "_labels",
         "_meta",
         "_on_done",
         "_pool",
@@ -212,6 +221,7 @@ class JobHandle(Generic[R_co]):
         self._on_done: Callable[[JobHandle[R_co]], None] | None = None
         self._scope: _Worker | None = None  # the worker that runs the job
         self._meta: Any = None  # free for instrumentation (contrib.otel: the trace context)
+        self._labels = _labels_get()  # debug.labels() of the submitter: the job runs with them
 
     def __repr__(self) -> str:
         return (
@@ -311,12 +321,16 @@ class JobHandle(Generic[R_co]):
         # when results are collected after submitting) costs no coroutine object.
         # (A finished handle is a value: like result(), any thread may read it.)
         if self._state < _DONE:
-            yield from self._park().__await__()
+            yield from self._park()
         elif must_checkpoint(self._pool):
             yield from checkpoint().__await__()
         return self.result()
 
-    async def _park(self) -> None:
+    def _park(self) -> Generator[Any, None, None]:
+        # A generator too, not a coroutine: ``yield from coro.__await__()`` would put
+        # a coroutine wrapper in the await stack, which hides this frame (and the
+        # parker it holds) from asyncgo.debug's discovery of parks made before
+        # diagnostics were on (a park site: debug._PARK_SITES).
         # The handle is finished by a worker on the pool's loop, which wakes the
         # parked task with that loop's calls: a task of another loop would never
         # wake (asyncio), or break the pool's loop (trio).
@@ -330,7 +344,7 @@ class JobHandle(Generic[R_co]):
         if tracer is not None:
             tracer.parked(p, self, "job wait")
         try:
-            await p
+            yield from p.__await__()
         except BaseException as exc:
             if rescue(p, exc) is NOT_CLAIMED:
                 abandon(p)
@@ -547,6 +561,7 @@ class WorkerPool:
         # _tid while the pool takes jobs, else 0: submit's one check (see _check_open).
         self._open_tid = 0
         self._crew: _Crew | None = None  # while the async with block runs
+        self._labels = _labels_get()  # debug.labels() of idle workers (set on entry)
         self._workers: set[_Worker] = set()
         self._maps: set[PoolMap[Any]] = set()  # live map() iterators
         self._closed = False
@@ -579,6 +594,7 @@ class WorkerPool:
         self._cancelled_exc = get_cancelled_exc_class()
         self._home = runtime_or_none()
         self._tid = _get_ident()
+        self._labels = _labels_get()
         if self._executor is not None:
             self._limiter = anyio.CapacityLimiter(self._max)
         crew = _Crew()
@@ -869,6 +885,8 @@ class WorkerPool:
 
     async def _worker(self, w: _Worker) -> None:
         _serving.set(self)  # (this task's own context: see shutdown)
+        if _labels_get() is not self._labels:  # started by a submit() (or a job) with labels
+            _labels_set(self._labels)
         try:
             scope = w.scope = CancelScope()
             with scope:
@@ -900,6 +918,9 @@ class WorkerPool:
             # waits for it instead.)
             run_sync = partial(anyio.to_process.run_sync, cancellable=True, limiter=self._limiter)
         cancelled_exc = self._cancelled_exc
+        # debug.labels(): those of the job it runs, else the pool's (set by _worker).
+        # Tracked here, not read back: a job's own labels() blocks restore them.
+        labels = idle_labels = self._labels
         job: JobHandle[Any] | None
         while True:
             if self._nworkers > self._max:
@@ -907,6 +928,9 @@ class WorkerPool:
             try:
                 job = recv_nowait()  # the next job without a scheduler round trip
             except WouldBlock:
+                if labels is not idle_labels:  # (the last job's: not while idle)
+                    labels = idle_labels
+                    _labels_set(labels)
                 self._idle += 1
                 try:
                     if self._dynamic:
@@ -944,6 +968,9 @@ class WorkerPool:
             job._state = _RUNNING
             job._scope = w
             self._started += 1
+            if job._labels is not labels:  # the submitter's, in place of the worker's
+                labels = job._labels
+                _labels_set(labels)
             if self._dynamic and self._idle == 0 and len(jobs) and self._nworkers < self._max:
                 # Still a backlog now that this worker is busy: the submitter may
                 # have counted it idle while it was woken but not yet running.

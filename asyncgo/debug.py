@@ -588,9 +588,10 @@ def labels(**kv: object) -> Iterator[Mapping[str, str]]:
     Labels are strings (other values are converted with `str`); inner blocks add
     to the outer ones and override equal keys. They travel with
     `contextvars`, which every backend copies into a task when it is started,
-    so tasks started inside -- through `Group`, pipelines, pools, anyio task
-    groups or ``asyncio.create_task`` -- keep them for life. `tasks()` and
-    `dump()` show them. Yields the task's labels inside the block.
+    so tasks started inside -- through `Group`, pipelines, anyio task groups or
+    ``asyncio.create_task`` -- keep them for life; a `WorkerPool` job runs with
+    the labels in force at its ``submit()``, in place of its worker's. `tasks()`
+    and `dump()` show them. Yields the task's labels inside the block.
     Go: ``pprof.Do(ctx, pprof.Labels("k", "v"), f)``
 
     Example:
