@@ -18,6 +18,8 @@ how anyio cancels a task, while `Canceled` is a value a context reports.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Canceled", "ChanClosed", "DeadlineExceeded", "Deadlock", "WouldBlock"]
 
@@ -164,3 +166,27 @@ def check_sync_callable(fn: object, what: str, expected: str) -> None:
             f"{what} takes {expected}, called synchronously: an async function's "
             "coroutine would never be awaited"
         )
+
+
+def call_sync(fn: Callable[..., Any], who: str, advice: str, *args: object) -> Any:
+    """``fn(*args)`` in an executor's thread or process: a sync result, never an awaitable.
+
+    An awaitable there (``lambda x: fetch(x)`` with an async ``fetch``) would be
+    passed on as a result, or fail in the executor's own code, differently on each
+    backend: refused here instead, the same way everywhere (and in a worker
+    process, whose result must pickle). *who* names the API
+    (``"stages.map(executor='thread')"``), *advice* what to do instead.
+    """
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()  # no "never awaited" warning
+            what = "a coroutine"
+        else:
+            what = f"an awaitable ({type(result).__name__})"
+        name = getattr(fn, "__qualname__", None)
+        raise TypeError(
+            f"{who} runs sync functions; "
+            f"{name if isinstance(name, str) else repr(fn)} returned {what}: {advice}"
+        )
+    return result

@@ -61,9 +61,16 @@ from ._backend import to_thread as _to_thread
 from ._backend._taskgroup import PENDING, Core, make_core
 from ._backend._timers import Runtime, elsewhere, runtime_or_none
 from ._chan import Chan
-from ._context import Context
-from ._exceptions import Canceled, ChanClosed, WouldBlock
+from ._context import Context, check_ctx
+from ._exceptions import (
+    Canceled,
+    ChanClosed,
+    WouldBlock,
+    call_sync,
+    check_sync_callable,
+)
 from .debug import _LABELS
+from .time import _seconds
 
 __all__ = ["JobCancelled", "JobHandle", "PoolClosed", "PoolStats", "WorkerPool"]
 
@@ -92,6 +99,9 @@ _serving: ContextVar[WorkerPool | None] = ContextVar("asyncgo_pool_worker", defa
 # the same empty mapping: a get per submit and per job, never a set.)
 _labels_get = _LABELS.get
 _labels_set = _LABELS.set
+
+
+_EXECUTOR_ADVICE = "submit async functions to a pool without executor="
 
 
 class PoolClosed(Exception):
@@ -542,8 +552,14 @@ class WorkerPool:
             queue_size = hi
         if queue_size < 0:
             raise ValueError(f"WorkerPool: negative queue_size ({queue_size})")
+        idle_timeout = _seconds(idle_timeout, "WorkerPool(idle_timeout=...)")
         if idle_timeout < 0:
             raise ValueError(f"WorkerPool: negative idle_timeout ({idle_timeout})")
+        check_ctx(ctx, "WorkerPool(ctx=...)")
+        if on_progress is not None:
+            check_sync_callable(
+                on_progress, "WorkerPool(on_progress=...)", "a plain function fn(stats)"
+            )
         self._initial = n
         self._min = lo
         self._max = hi
@@ -716,11 +732,13 @@ class WorkerPool:
                 "for itself: call it from the code that owns the pool (e.g. after the "
                 "job has signalled it), or pass ctx= and cancel that context to abort"
             )
+        if timeout is not None:  # (checked before anything changes)
+            seconds = _seconds(timeout, "WorkerPool.shutdown(timeout=...)")
         self._close_intake()
         if timeout is None:
             await self._all_exited.wait()
         else:
-            with anyio.move_on_after(timeout):
+            with anyio.move_on_after(seconds):
                 await self._all_exited.wait()
             if not self._all_exited.is_set():
                 self._abort(f"job cancelled by WorkerPool.shutdown(timeout={timeout!r})")
@@ -948,7 +966,7 @@ class WorkerPool:
                             # no other -- retiring would strand it.
                             try:
                                 job = recv_nowait()
-                            except WouldBlock:
+                            except (WouldBlock, ChanClosed):  # (closed: the pool is ending)
                                 return True
                             ok = True
                     else:
@@ -1011,7 +1029,8 @@ class WorkerPool:
         self, run_sync: Callable[..., Awaitable[Any]], job: JobHandle[Any]
     ) -> Any:
         """Run a sync job in a worker thread or process (contrib.otel wraps this)."""
-        return await run_sync(job._fn, *job._args)
+        who = f"WorkerPool(executor={self._executor!r})"
+        return await run_sync(call_sync, job._fn, who, _EXECUTOR_ADVICE, *job._args)
 
     def _cancel_running(self, job: JobHandle[Any], error: BaseException | None) -> None:
         if job._state == _CANCELLING:
@@ -1029,14 +1048,20 @@ class WorkerPool:
     # -- intake ----------------------------------------------------------------
 
     def _make_job(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> JobHandle[Any]:
+        if not callable(fn) or (self._executor is not None and _is_async(fn)):
+            self._check_fn(fn, "submit")
+        return JobHandle(fn, args, self)
+
+    def _check_fn(self, fn: object, where: str) -> None:
         if not callable(fn):
-            raise TypeError(f"WorkerPool.submit: {fn!r} is not callable")
+            if inspect.iscoroutine(fn):
+                fn.close()  # (f() for f: no "never awaited" warning on top)
+            raise TypeError(f"WorkerPool.{where}: {fn!r} is not callable")
         if self._executor is not None and _is_async(fn):
             raise TypeError(
                 f"WorkerPool(executor={self._executor!r}) runs sync functions; "
                 f"{fn!r} is async: drop the executor"
             )
-        return JobHandle(fn, args, self)
 
     def _check_open(self, where: str = "submit()") -> None:
         """Raise if the pool takes no jobs, or not from this thread (the slow path of
@@ -1207,6 +1232,7 @@ class WorkerPool:
             ```
         """
         self._check_open("map()")
+        self._check_fn(fn, "map")
         if not isinstance(items, Iterable | AsyncIterable):
             raise TypeError(
                 f"WorkerPool.map: items must be an iterable or an async iterable, "
@@ -1214,6 +1240,7 @@ class WorkerPool:
             )
         if window is None:
             window = self._max + self._queue_size
+        _check_ints("WorkerPool.map", window=window)
         if window < 1:
             raise ValueError(f"WorkerPool.map: window must be >= 1 ({window})")
         return PoolMap(self, fn, items, ordered, window)

@@ -42,7 +42,7 @@ from typing import Any, Literal, Protocol, TypeVar, final, overload
 from ._backend import CancelScope, anyio, create_task_group, current_time, to_thread
 from ._chan import RecvChan, SendChan
 from ._context import Context, _current, background, current, ended
-from ._exceptions import DeadlineExceeded, WouldBlock
+from ._exceptions import DeadlineExceeded, WouldBlock, call_sync
 from ._group import Group
 from ._pipeline import (
     _FACTORIES,
@@ -181,25 +181,7 @@ class _Fn:
         return await result
 
 
-def _call_sync(fn: Callable[[Any], Any], executor: str, item: object) -> Any:
-    """``fn(item)`` in an executor's thread or process: a sync result, never an awaitable.
-
-    An awaitable there (``lambda x: fetch(x)`` with an async ``fetch``) would go on
-    downstream as is, or fail in the executor's own code: refused here instead, the
-    same way on every backend (and in a worker process, whose result must pickle).
-    """
-    result = fn(item)
-    if inspect.isawaitable(result):
-        if inspect.iscoroutine(result):
-            result.close()  # no "never awaited" warning
-            what = "a coroutine"
-        else:
-            what = f"an awaitable ({type(result).__name__})"
-        raise TypeError(
-            f"stages.map(executor={executor!r}) runs sync functions; {_qualname(fn)} "
-            f"returned {what}: drop executor= to await it on the event loop"
-        )
-    return result
+_EXECUTOR_ADVICE = "drop executor= to await it on the event loop"
 
 
 async def _settle_all(w: _Fn, results: list[Any]) -> list[Any]:
@@ -257,11 +239,11 @@ class _Map(TaskStage[T, U]):
     def _caller(self, limiter: Any) -> Callable[[Any], Awaitable[Any]]:
         fn = self._fn.fn
         if self._executor == "thread":
-            call = partial(_call_sync, fn, "thread")
+            call = partial(call_sync, fn, "stages.map(executor='thread')", _EXECUTOR_ADVICE)
             return lambda item: to_thread.run_sync(call, item, limiter=limiter)
         if self._executor == "process":
             run_sync = anyio.to_process.run_sync
-            call = partial(_call_sync, fn, "process")
+            call = partial(call_sync, fn, "stages.map(executor='process')", _EXECUTOR_ADVICE)
             return lambda item: run_sync(call, item, cancellable=True, limiter=limiter)
         if self._fn.is_async:
             return fn  # no wrapper layer per call

@@ -165,3 +165,64 @@ async def test_fan_out_of_a_per_item_function_names_the_mistake(per_item: str) -
     with pytest.raises(TypeError, match=r"not an async iterator.*stages\.map\(fn\)"):
         await (pipeline([1, 2]) | stages.fan_out(2, fn)).collect()
 
+
+
+# -- WorkerPool -------------------------------------------------------------------------------
+
+
+async def test_a_dynamic_pool_whose_queue_closes_as_its_idle_timer_fires_exits_cleanly() -> None:
+    # (was: ChanClosed out of the async with block: the worker's second look at the
+    # queue, after its idle timer fired, did not expect the queue closed)
+    for _ in range(20):
+        async with asyncgo.WorkerPool(min_workers=0, max_workers=1, idle_timeout=0) as pool:
+            assert await (await pool.submit(_ok)) == 1
+
+
+def _fetch_later() -> Awaitable[int]:
+    return _ok()  # a sync function that returns a coroutine
+
+
+async def test_a_thread_job_returning_a_coroutine_is_a_type_error() -> None:
+    # (was: asyncio -- the coroutine, never awaited, as the job's result; trio --
+    # trio's own "expected a sync function" about anyio's wrapper)
+    async with asyncgo.WorkerPool(2, executor="thread") as pool:
+        h = await pool.submit(_fetch_later)
+        with pytest.raises(TypeError, match=r"WorkerPool\(executor='thread'\).*coroutine"):
+            await h
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"on_progress": _async_cb}, TypeError, r"on_progress"),
+        ({"on_progress": 1}, TypeError, r"on_progress"),
+        ({"ctx": NOT_A_CTX}, TypeError, r"WorkerPool\(ctx=\.\.\.\)"),
+        ({"max_workers": 2, "idle_timeout": float("nan")}, ValueError, r"idle_timeout"),
+        ({"max_workers": 2, "idle_timeout": None}, TypeError, r"idle_timeout"),
+        ({"max_workers": 2, "idle_timeout": "1"}, TypeError, r"idle_timeout"),
+    ],
+    ids=["async-on_progress", "int-on_progress", "ctx", "nan-idle", "None-idle", "str-idle"],
+)
+async def test_pool_options_are_checked_when_made(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    # (was: accepted; failed at exit, on entry, or -- async on_progress -- never ran)
+    with pytest.raises(error, match=match):
+        asyncgo.WorkerPool(**kwargs)
+
+
+@pytest.mark.parametrize("timeout, error", [("1", TypeError), (float("nan"), ValueError)])
+async def test_a_bad_shutdown_timeout_changes_nothing(timeout: Any, error: type[Exception]) -> None:
+    # (was: the intake closed first, then "unsupported operand" / anyio's NaN message)
+    async with asyncgo.WorkerPool(2) as pool:
+        with pytest.raises(error, match=r"shutdown\(timeout=\.\.\.\)"):
+            await pool.shutdown(timeout)
+        assert await (await pool.submit(_ok)) == 1  # still taking jobs
+
+
+@pytest.mark.parametrize("fn, window", [(None, None), (_ok, "2")], ids=["fn", "window"])
+async def test_pool_map_arguments_are_checked_at_the_call(fn: Any, window: Any) -> None:
+    # (was: fn -- an error only once iterated; window -- "'<' not supported ...")
+    async with asyncgo.WorkerPool(2) as pool:
+        with pytest.raises(TypeError, match=r"WorkerPool\.map"):
+            pool.map(fn, [1, 2], window=window)
