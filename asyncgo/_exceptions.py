@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 __all__ = ["Canceled", "ChanClosed", "DeadlineExceeded", "Deadlock", "WouldBlock"]
@@ -152,6 +153,16 @@ def not_awaitable(fn: object, result: object, call: str) -> TypeError:
     )
 
 
+def is_async(fn: object) -> bool:
+    """True for a coroutine function, a partial of one, or an object with an async ``__call__``."""
+    while isinstance(fn, partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - an async __call__ method
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
 def check_sync_callable(fn: object, what: str, expected: str) -> None:
     """Reject a callback that is not a plain function: a non-callable, an async one.
 
@@ -161,7 +172,7 @@ def check_sync_callable(fn: object, what: str, expected: str) -> None:
     """
     if not callable(fn):
         raise TypeError(f"{what} takes {expected}, not {type(fn).__name__}")
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+    if is_async(fn) or inspect.isasyncgenfunction(fn):
         raise TypeError(
             f"{what} takes {expected}, called synchronously: an async function's "
             "coroutine would never be awaited"

@@ -68,6 +68,7 @@ from ._exceptions import (
     WouldBlock,
     call_sync,
     check_sync_callable,
+    is_async,
 )
 from .debug import _LABELS
 from .time import _seconds
@@ -449,14 +450,6 @@ def _check_ints(where: str, **counts: int | None) -> None:
 
 def _wake_up_call() -> None:  # pragma: no cover - never run (see WorkerPool.resize)
     pass
-
-
-def _is_async(fn: object) -> bool:
-    while isinstance(fn, partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    return inspect.iscoroutinefunction(getattr(type(fn), "__call__", None))  # noqa: B004
 
 
 @final
@@ -1048,7 +1041,7 @@ class WorkerPool:
     # -- intake ----------------------------------------------------------------
 
     def _make_job(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> JobHandle[Any]:
-        if not callable(fn) or (self._executor is not None and _is_async(fn)):
+        if not callable(fn) or (self._executor is not None and is_async(fn)):
             self._check_fn(fn, "submit")
         return JobHandle(fn, args, self)
 
@@ -1057,7 +1050,7 @@ class WorkerPool:
             if inspect.iscoroutine(fn):
                 fn.close()  # (f() for f: no "never awaited" warning on top)
             raise TypeError(f"WorkerPool.{where}: {fn!r} is not callable")
-        if self._executor is not None and _is_async(fn):
+        if self._executor is not None and is_async(fn):
             raise TypeError(
                 f"WorkerPool(executor={self._executor!r}) runs sync functions; "
                 f"{fn!r} is async: drop the executor"

@@ -45,7 +45,7 @@ from typing import (
 from ._backend import current_time
 from ._context import check_ctx, ended
 from ._exceptions import Canceled, check_sync_callable, not_a_function, not_awaitable
-from .time import sleep
+from .time import _seconds, sleep
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -793,13 +793,9 @@ _RETRY_ADVICE = "pass the async function and its arguments, retry(f, *args), not
 def _backoff_seconds(backoff: object, pause: object) -> float:
     """A backoff function's pause as seconds (the error, raised while handling the
     call's exception, keeps it as ``__context__``)."""
-    if isinstance(pause, (int, float)) and not isinstance(pause, bool):
-        return float(pause)
     if inspect.iscoroutine(pause):
         pause.close()
-    raise TypeError(
-        f"retry(backoff={backoff!r}) returned {type(pause).__name__}, not a number of seconds"
-    )
+    return _seconds(pause, f"retry(backoff={backoff!r}) returned a pause that")
 
 
 async def _retry(
@@ -829,7 +825,7 @@ async def _retry(
                 exc.add_note(f"retry: gave up after {i} attempts")
                 raise
             pause = delay(i)
-            if type(pause) is not float:
+            if type(pause) is not float or pause != pause:  # (not a float, or NaN)
                 pause = _backoff_seconds(backoff, pause)
             pause = max(pause, 0.0)
             if ctx is not None:

@@ -42,7 +42,7 @@ from typing import Any, Literal, Protocol, TypeVar, final, overload
 from ._backend import CancelScope, anyio, create_task_group, current_time, to_thread
 from ._chan import RecvChan, SendChan
 from ._context import Context, _current, background, current, ended
-from ._exceptions import DeadlineExceeded, WouldBlock, call_sync
+from ._exceptions import DeadlineExceeded, WouldBlock, call_sync, is_async
 from ._group import Group
 from ._pipeline import (
     _FACTORIES,
@@ -109,16 +109,6 @@ class Limiter(Protocol):
 # -- calling user functions, sync or async ------------------------------------------
 
 
-def _declared_async(fn: object) -> bool:
-    """True for a coroutine function (or a partial of one, or an async ``__call__``)."""
-    while isinstance(fn, partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(type(fn), "__call__", None)  # noqa: B004 - an async __call__ method
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
 #: Result types never awaitable: a result of one of these is passed on as is.
 _PLAIN_TYPES = frozenset(
     {int, float, complex, bool, str, bytes, type(None), list, tuple, dict, set, frozenset}
@@ -144,7 +134,7 @@ class _Fn:
         if not callable(fn):
             raise TypeError(f"stages.{what}() needs a callable, not {type(fn).__name__}")
         self.fn = fn
-        self.is_async = _declared_async(fn)
+        self.is_async = is_async(fn)
         self.plain = set(_PLAIN_TYPES)
 
     def awaitable(self, result: object) -> bool:
@@ -592,7 +582,7 @@ def map(  # noqa: A001
     """
     if executor not in (None, "thread", "process"):
         raise ValueError(f"stages.map(executor={executor!r}): expected 'thread', 'process' or None")
-    if executor is not None and _declared_async(fn):
+    if executor is not None and is_async(fn):
         raise TypeError(
             f"stages.map(executor={executor!r}) runs sync functions; {_qualname(fn)} is "
             "async: drop executor= to run it on the event loop"

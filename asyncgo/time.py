@@ -16,9 +16,10 @@ received after they return.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, cast, final
 from weakref import ref
 
 from ._backend import sleep as _sleep
@@ -44,13 +45,14 @@ __all__ = ["Ticker", "Timer", "after", "after_func", "sleep"]
 
 
 def _seconds(x: object, what: str) -> float:
+    """*x* as float seconds: any real number but a bool (int, float, Fraction, ...)."""
     if type(x) is not float:
-        if not isinstance(x, (int, float)) or isinstance(x, bool):
+        if type(x) is not int and (type(x) is bool or not isinstance(x, numbers.Real)):
             raise TypeError(f"{what}: duration must be a number of seconds, not {type(x).__name__}")
         try:
             x = float(x)
         except OverflowError:  # an int beyond float's range: as good as infinite
-            x = math.inf if x > 0 else -math.inf
+            x = math.inf if cast("float", x) > 0 else -math.inf
     if math.isnan(x):
         raise ValueError(f"{what}: duration must not be NaN")
     return x

@@ -469,7 +469,6 @@ async def test_asyncio_timeout_expiring_at_wake_does_not_leak_a_cancellation(
         assert ch.recv_nowait() == 1
 
 
-
 async def test_a_rescued_cancellation_does_not_take_over_a_later_scope_cancellation(
     anyio_backend: tuple[str, dict[str, object]],
 ) -> None:
@@ -510,6 +509,7 @@ async def test_a_rescued_cancellation_does_not_take_over_a_later_scope_cancellat
         ch.send_nowait(1)  # ...after the receiver was claimed
         loop.call_soon(box["outer"].cancel)  # a later, unrelated cancellation
     assert log == [("got", 1), ("caught", True)]
+
 
 async def test_non_cancel_exception_in_parked_recv_leaves_no_live_orphan(
     anyio_backend: tuple[str, dict[str, object]],

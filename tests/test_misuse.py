@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -94,9 +95,49 @@ async def test_retry_names_a_backoff_function_that_returns_no_number(returns: An
     async def flaky() -> None:
         raise ValueError("boom")
 
-    with pytest.raises(TypeError, match=r"retry\(backoff=.*\) returned") as info:
+    with pytest.raises(TypeError, match=r"retry\(backoff=.*\) returned a pause") as info:
         await asyncgo.retry(flaky, attempts=3, backoff=lambda i: returns)
     assert isinstance(info.value.__context__, ValueError)  # the call's error, kept
+
+
+class _AsyncCallable:
+    async def __call__(self, *args: object) -> bool:
+        return True
+
+
+async def test_an_object_with_an_async_call_counts_as_async() -> None:
+    # (was: accepted by on_state_change / on_progress, its coroutine never awaited;
+    # wait_for returned the coroutine at once)
+    with pytest.raises(TypeError, match=r"on_state_change"):
+        asyncgo.CircuitBreaker(on_state_change=_AsyncCallable())
+    with pytest.raises(TypeError, match=r"on_progress"):
+        asyncgo.WorkerPool(on_progress=_AsyncCallable())
+    cond = Cond()
+    async with cond:
+        with pytest.raises(TypeError, match=r"predicate must be a plain function"):
+            await cond.wait_for(_AsyncCallable())
+
+
+async def test_durations_take_any_real_number() -> None:
+    """A Fraction is a number of seconds (a backoff, idle_timeout, shutdown's timeout)."""
+    tries: list[int] = []
+
+    async def flaky() -> str:
+        tries.append(1)
+        if len(tries) < 2:
+            raise ValueError("again")
+        return "ok"
+
+    assert await asyncgo.retry(flaky, attempts=2, backoff=lambda i: Fraction(1, 1000)) == "ok"
+    async with asyncgo.WorkerPool(max_workers=2, idle_timeout=Fraction(1, 2)) as pool:
+        assert await pool.shutdown(Fraction(1, 2)) == []
+    await gotime.sleep(Fraction(1, 1000))
+
+    async def failing() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match=r"returned a pause that: duration must not be NaN"):
+        await asyncgo.retry(failing, attempts=3, backoff=lambda i: float("nan"))
 
 
 async def test_retry_backoff_function_of_ints_still_works() -> None:
@@ -164,7 +205,6 @@ async def test_fan_out_of_a_per_item_function_names_the_mistake(per_item: str) -
     # (was: "'async for' requires an object with __aiter__ method, got str")
     with pytest.raises(TypeError, match=r"not an async iterator.*stages\.map\(fn\)"):
         await (pipeline([1, 2]) | stages.fan_out(2, fn)).collect()
-
 
 
 # -- WorkerPool -------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, TypeVar, final
@@ -19,6 +18,7 @@ from asyncgo._backend import (
     park_runtime,
     rescue,
 )
+from asyncgo._exceptions import is_async
 
 from ._mutex import Locker, Mutex, WaitQueue
 
@@ -160,7 +160,7 @@ class Cond:
         Raises:
             RuntimeError: ``cond.L`` is not locked.
         """
-        if not callable(predicate) or inspect.iscoroutinefunction(predicate):
+        if not callable(predicate) or is_async(predicate):
             raise TypeError(
                 "Cond.wait_for(predicate): predicate must be a plain function returning "
                 f"the condition, not {type(predicate).__name__} (it is evaluated with "
@@ -218,6 +218,8 @@ class Cond:
 
     async def __aenter__(self) -> None:
         await self.L.lock()
+        if _unheld.get() is self:  # left by a wait() outside any block (Go style): stale
+            _unheld.set(None)
 
     async def __aexit__(
         self,

@@ -367,3 +367,38 @@ async def test_deadlock_in_the_relock_leaves_the_other_tasks_lock_alone() -> Non
     assert not cond.L.locked()
     async with cond:  # and the Cond works on
         cond.broadcast()
+
+
+async def test_a_failed_relock_outside_any_block_leaves_no_mark_on_the_next_block() -> None:
+    """wait() used Go-style (no ``async with cond:``) whose re-lock failed must not
+    make the task's next ``async with cond:`` skip its unlock (the lock held for good)."""
+    from asyncgo import Chan, Deadlock, debug
+
+    cond = Cond()
+    go, never = Chan[int](), Chan[int]()
+    async with anyio.create_task_group() as outer:
+
+        async def b() -> None:
+            await go.recv()
+            await cond.L.lock()
+            cond.signal()
+            await never.recv()  # holds cond.L for good
+
+        outer.start_soon(b)
+        await anyio.wait_all_tasks_blocked()
+        with pytest.raises(Deadlock):
+            async with debug.detect_deadlocks():
+                async with anyio.create_task_group() as tg:
+
+                    async def kick() -> None:
+                        await anyio.wait_all_tasks_blocked()
+                        await go.send(1)
+
+                    tg.start_soon(kick)
+                    await cond.L.lock()  # Go style: L.Lock(); c.Wait(); L.Unlock()
+                    await cond.wait()  # the re-lock fails with Deadlock
+        outer.cancel_scope.cancel()
+    cond.L.unlock()  # B was cancelled holding it
+    async with cond:
+        cond.broadcast()
+    assert not cond.L.locked()
