@@ -43,12 +43,13 @@ from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, final
-from weakref import ref
+from weakref import WeakKeyDictionary, ref
 
 from ._backend import sleep as _sleep
 from ._backend._timers import (
     Runtime,
     TimerHandle,
+    TrioRuntime,
     asyncio_loop,
     cancel_timer,
     current_runtime,
@@ -223,7 +224,7 @@ class Context:
         view = n._done
         if view is None:
             n._bind()
-            here = n._home("done()")
+            here = n._home("ctx.done()")
             ch: Chan[None] = Chan()  # (not Chan[None](): typing's alias call costs)
             if here is not None:
                 # Only this loop closes it (cancel() from elsewhere hands over to it):
@@ -333,13 +334,13 @@ class Context:
 
     def _cancel(self, cause: BaseException | None = None) -> None:
         """The cancel function handed out by the ``with_*`` constructors."""
-        if self._err is not None:
-            return
         if cause is not None and not isinstance(cause, BaseException):
             raise TypeError(
                 f"cancel(cause): the cause must be an exception instance or None, "
                 f"not {type(cause).__name__}"
             )
+        if self._err is not None:
+            return
         rt = self._rt
         if rt is not None and not on_loop_thread(rt):
             run_on_loop(rt, self._cancel_here, cause)
@@ -359,7 +360,9 @@ class Context:
 
     def _expire(self) -> None:
         if self._err is None:
-            err = DeadlineExceeded()
+            err = _expiring.pop(self, None) if _expiring else None
+            if err is None:
+                err = DeadlineExceeded()
             self._finish(err, err)
 
     def _check_deadline(self) -> Canceled | DeadlineExceeded | None:
@@ -372,8 +375,12 @@ class Context:
         if on_loop_thread(rt):
             owner._expire()
             return self._err
+        # Another thread: the loop ends the context (its walk and notifications are
+        # the loop's), with the instance returned here, so err() stays one object.
+        err = _expiring.setdefault(owner, DeadlineExceeded())
         run_on_loop(rt, owner._expire)
-        return self._err if self._err is not None else DeadlineExceeded()
+        e = self._err
+        return err if e is None else e
 
     def _finish(self, err: Canceled | DeadlineExceeded, cause: BaseException) -> None:
         """Mark this node and every descendant done in one walk, then notify them."""
@@ -384,8 +391,14 @@ class Context:
             self._err = err
             self._cause = cause
             self._up = None
-            self._notify()
+            self._close_done()
+            exc = self._call_back()
+            if exc is not None:
+                raise exc
             return
+        # A node bound to no loop (made before any ran) is cancelled on the caller's
+        # thread: its descendants bound to a loop running elsewhere are handed to it.
+        mixed = self._rt is None
         now: float | None = None
         finished: list[Context] = []
         stack: list[tuple[Context, Canceled | DeadlineExceeded, BaseException]] = [
@@ -401,8 +414,8 @@ class Context:
                 if now is None:
                     now = n._rt.time() if n._rt is not None else -math.inf
                 if now >= n._deadline:  # type: ignore[operator]
-                    e = DeadlineExceeded()
-                    c = e
+                    x = _expiring.pop(n, None) if _expiring else None
+                    e = c = DeadlineExceeded() if x is None else x
             n._err = e
             n._cause = c
             n._up = None
@@ -412,7 +425,10 @@ class Context:
                 for wr in kids:
                     k = wr()
                     if k is not None:
-                        stack.append((k, e, c))
+                        if mixed and k._rt is not None and not on_loop_thread(k._rt):
+                            run_on_loop(k._rt, k._parent_done, e, c)
+                        else:
+                            stack.append((k, e, c))
             finished.append(n)
         # Every done channel first, then the callbacks (scope cancels, after_funcs): a
         # task waiting on a done channel anywhere in the subtree -- a select on
@@ -422,13 +438,26 @@ class Context:
         for n in finished:
             if n._done is not None or n._timer is not None or n._orphans is not None:
                 n._close_done()
+        first: BaseException | None = None
         for n in finished:
             if n._cbs is not None or n._orphans is not None:
-                n._call_back()
+                exc = n._call_back()
+                if exc is not None and first is None:
+                    first = exc
+        if first is not None:
+            raise first
 
-    def _notify(self) -> None:
-        self._close_done()
-        self._call_back()
+    def _parent_done(self, err: Canceled | DeadlineExceeded, cause: BaseException) -> None:
+        """The walk of an unbound ancestor, on another thread, reached this node: end it
+        here, on its loop (`_finish`, ``mixed``)."""
+        if self._err is not None:
+            return
+        if (
+            self._owner is self and type(err) is Canceled and self._rt.time() >= self._deadline  # type: ignore[union-attr, operator]
+        ):
+            self._expire()  # (as the walk does: Go's timer would have fired first)
+            return
+        self._finish(err, cause)
 
     def _close_done(self) -> None:
         t = self._timer
@@ -443,20 +472,34 @@ class Context:
         for o in self._orphans or ():
             o.close_chans()  # (those of collected descendants, still waited on)
 
-    def _call_back(self) -> None:
+    def _call_back(self) -> BaseException | None:
+        """Run the callbacks (scope cancels, after_funcs), every one of them: returns the
+        first BaseException one raised (KeyboardInterrupt, ...) for the caller to raise
+        once the walk is over."""
+        first: BaseException | None = None
         cbs = self._cbs
         if cbs is not None:
             self._cbs = None
             for fn in cbs.values():
-                fn()
+                try:
+                    fn()
+                except BaseException as exc:
+                    if first is None:
+                        first = exc
         orphans = self._orphans
         if orphans is not None:
             self._orphans = None
             for o in orphans:
-                o.run_funcs()
+                raised = o.run_funcs()
+                if raised is not None and first is None:
+                    first = raised
+        return first
 
     def _home(self, what: str) -> Runtime | None:
         """This node's event loop, if the caller runs on it; None outside any loop.
+
+        A node of a loop that is not running (over) is taken over by the caller's
+        loop (`_rebind`), which is returned.
 
         Raises:
             RuntimeError: The caller runs on another event loop while this node's
@@ -471,12 +514,52 @@ class Context:
             return here
         if rt is not None and running_elsewhere(rt):
             raise RuntimeError(
-                f"ctx.{what}: {self!r} belongs to the event loop it was made on "
-                f"({rt!r}), which runs in another thread; it cannot be waited on from "
-                f"this one ({here!r}). Only cancel() may be called from any thread: make "
-                "a context on this loop (with_cancel(...)) and cancel it from there"
+                f"{what}: {self!r} belongs to the event loop it was made on "
+                f"({rt!r}), which runs in another thread; it cannot be waited on or "
+                f"observed from this one ({here!r}). Only cancel() may be called from any "
+                "thread: make a context on this loop (with_cancel(...)) and cancel it "
+                "from there"
             )
-        return None
+        if rt is None:
+            return None
+        self._rebind(rt, here)
+        return here
+
+    def _rebind(self, old: Runtime, here: Runtime) -> None:
+        """Hand the live tree of *old*'s nodes around this one over to *here*'s loop.
+
+        *old*'s loop is not running (a finished run) and *here*'s now observes the node,
+        so it must be the one that cancels it, fires its deadline, wakes its waiters.
+        The deadlines move onto the new clock: trio gives each run a clock of its own,
+        with a random offset, so the same remaining time is kept (asyncio's and
+        uvloop's loops share the monotonic clock: nothing moves). A timer armed in the
+        old run never fires: dropped, to be armed again on the new loop when needed.
+        """
+        delta = 0.0
+        if type(old) is TrioRuntime or type(here) is TrioRuntime:
+            delta = here.time() - old.time()
+        top = self
+        up = top._up
+        while up is not None and up._rt is old:
+            top = up
+            up = top._up
+        stack = [top]
+        while stack:
+            n = stack.pop()
+            n._rt = here
+            t = n._timer
+            if t is not None:
+                n._timer = None
+                try:
+                    t.cancel()
+                except Exception:  # pragma: no cover - a closed loop's handle
+                    pass
+            if delta and n._deadline is not None:
+                n._deadline += delta
+            for wr in n._kids or ():
+                k = wr()
+                if k is not None and k._rt is old:
+                    stack.append(k)
 
     def _bind(self) -> None:
         """Bind a node made outside any event loop to the running one, when it gets observers."""
@@ -493,9 +576,9 @@ class Context:
         if rt is None:  # no event loop anywhere near: nothing can wait for it either
             return
         if run_is_over(rt):
-            # The loop the context was made in is over: its timer could never fire
-            # (docs/channels.md, "Known gap": a later loop sees the end only through
-            # cancel(), a parent, or a deadline already past when it asked).
+            # The loop the context was made in is over and no loop took it over (a
+            # done() asked outside any loop): its timer could never fire. A later loop
+            # that observes the context takes it over (_home, _rebind) and arms it.
             return
         if on_loop_thread(rt):
             o._arm_here()
@@ -584,6 +667,10 @@ class Context:
 # loop (a channel belongs to the loop it first waits on), like Go's nil channel, which
 # is the same value every time. The loop is held weakly where it can be (asyncio's).
 _never: tuple[object, RecvChan[None]] | None = None
+
+# The DeadlineExceeded that err(), read off the loop's thread, returned for a context
+# whose deadline passed unnoticed: the loop, which ends the context, uses it (_expire).
+_expiring: WeakKeyDictionary[Context, DeadlineExceeded] = WeakKeyDictionary()
 
 
 def _never_done() -> RecvChan[None]:
@@ -708,7 +795,9 @@ class _Orphan:
 
     def fire(self) -> None:
         self.close_chans()
-        self.run_funcs()
+        exc = self.run_funcs()
+        if exc is not None:
+            raise exc
 
     def close_chans(self) -> None:
         """The first half of `fire`: the done channels (see `Context._finish`)."""
@@ -722,10 +811,17 @@ class _Orphan:
             if ch is not None and not ch.closed:
                 ch.close()
 
-    def run_funcs(self) -> None:
+    def run_funcs(self) -> BaseException | None:
+        """Run the pending after_funcs; the first BaseException one raised is returned."""
         funcs, self.funcs = self.funcs, []
+        first: BaseException | None = None
         for f in funcs:
-            f()
+            try:
+                f()
+            except BaseException as exc:
+                if first is None:
+                    first = exc
+        return first
 
     def _chan_gone(self, _: object) -> None:
         t = self.timer
@@ -738,12 +834,14 @@ class _Orphan:
 class _AfterFunc:
     """One `after_func` registration; ``stop`` is what the caller gets back."""
 
-    __slots__ = ("fn", "node", "state")
+    __slots__ = ("fn", "node", "rt", "state")
 
     def __init__(self, fn: Callable[[], object], node: Context | None) -> None:
         self.fn: Callable[[], object] | None = fn
         self.node = node
         self.state = _PENDING
+        # The loop it was registered on, when its node is bound to none: fn runs there.
+        self.rt: Runtime | None = None
 
     def pending(self) -> bool:
         return self.state == _PENDING
@@ -751,6 +849,12 @@ class _AfterFunc:
     def __call__(self) -> None:
         if self.state != _PENDING:
             return
+        rt = self.rt
+        if rt is not None:
+            self.rt = None
+            if not on_loop_thread(rt):
+                run_on_loop(rt, self)  # (here, when that loop is over)
+                return
         self.state = _RAN
         fn = self.fn
         self.fn = self.node = None
@@ -838,7 +942,9 @@ async def sleep_or_done(seconds: float, ctx: Context) -> None:
             await _sleep(0)
         else:
             done = chan_of(ctx.done())
-            rt = n._rt or current_runtime()
+            # (the caller's loop, not n._rt: a ctx kept from an earlier trio run is on
+            # that run's clock until a loop takes it over)
+            rt = asyncio_loop() or current_runtime()
             with new_cancel_scope(rt, rt.time() + seconds):
                 await done.recv_ok()
         err = ctx.err()
@@ -932,7 +1038,7 @@ class ContextScope:
             return self
         if n._rt is None:
             n._rt = runtime_or_none()
-        n._home("scope()")
+        n._home("ctx.scope()")
         # The backend enforces the deadline (no timer of ours needed; one already
         # passed cancels the scope at once, and __exit__ notices it). When the ctx's
         # own timer is armed too (something waits on done()), that one fires first,
@@ -1311,6 +1417,8 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
 
     Raises:
         TypeError: *fn* is not callable, or is an async function.
+        RuntimeError: *ctx* belongs to an event loop running in another thread
+            (fn would run there, and the registration would race with it).
 
     Example:
         ```python
@@ -1328,6 +1436,13 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
     reg = _AfterFunc(fn, n)
     if n is None:  # never done: fn never runs
         return reg.stop
+    if n._rt is None:
+        # Made before any loop ran; cancel() may come from any thread: fn must still
+        # run on this loop's thread (the node stays unbound: its children made on
+        # later loops belong to those).
+        reg.rt = runtime_or_none()
+    else:
+        n._home("after_func()")
     if n.err() is not None:
         reg()
         return reg.stop

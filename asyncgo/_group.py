@@ -272,6 +272,8 @@ class Group:
     Raises:
         ValueError: *limit* is less than 1.
         TypeError: *limit* is not an int, or *ctx* is not a `Context`.
+        RuntimeError: (on ``async with``) *ctx* belongs to an event loop running in
+            another thread.
     """
 
     __slots__ = (
@@ -431,6 +433,10 @@ class Group:
         rt = self._rt = runtime()
         self._tid = _get_ident()
         parent = self._parent if self._parent is not None else current()
+        n = parent._cn
+        if n is not None and n._rt is not None:
+            # A ctx of a loop running in another thread would end the group there.
+            n._home("Group(ctx)")
         self._ctx, self._cancel = with_cancel_cause(parent)
         core = self._core = make_core(self, rt)
         self._spawn = core.spawn
