@@ -362,7 +362,12 @@ class Chan(SendChan[T], RecvChan[T]):
         loop = w.get_loop()
         if self._loop is None:
             self._bind_loop(loop)
-        elif self._loop is not loop:
+        else:
+            self._refuse_other(loop)
+
+    def _refuse_other(self, loop: object) -> None:
+        """Raise `RuntimeError` if this channel is bound to another loop than *loop*."""
+        if self._loop is not None and self._loop is not loop:
             raise RuntimeError(self._bound_elsewhere(loop))
 
     def _bound_elsewhere(self, loop: object) -> str:

@@ -320,6 +320,7 @@ class Group:
         self._slotq: deque[Any] | None = None
         self._ctx: Context | None = None
         self._rt: object = None
+        self._tid = 0  # while open: the thread running the group's loop
         if _diag.tracer is not None:
             _diag.tracer.created(self)
 
@@ -371,7 +372,7 @@ class Group:
                 ``async with`` block has exited; or the caller runs in another
                 thread than the group's event loop.
         """
-        if self._state != _OPEN or _get_ident() != self._tid:
+        if _get_ident() != self._tid:  # (0 unless open: one test for both)
             self._misuse("go")
         if must_checkpoint(self):
             await checkpoint()
@@ -397,7 +398,7 @@ class Group:
                 ``async with`` block has exited; or the caller runs in another
                 thread than the group's event loop.
         """
-        if self._state != _OPEN or _get_ident() != self._tid:
+        if _get_ident() != self._tid:  # (0 unless open: one test for both)
             self._misuse("try_go")
         if self._limit is not None:
             if self._running >= self._limit:
@@ -415,7 +416,7 @@ class Group:
                 ``async with`` block has exited; or the caller runs in another
                 thread than the group's event loop.
         """
-        if self._state != _OPEN or _get_ident() != self._tid:
+        if _get_ident() != self._tid:  # (0 unless open: one test for both)
             self._misuse("go_nowait")
         if self._limit is not None:
             if self._running >= self._limit:
@@ -431,7 +432,6 @@ class Group:
                 "a Group can be entered only once; make a new Group for each async with block"
             )
         rt = self._rt = runtime()
-        self._tid = _get_ident()
         parent = self._parent if self._parent is not None else current()
         n = parent._cn
         if n is not None and n._rt is not None:
@@ -442,6 +442,7 @@ class Group:
         self._spawn = core.spawn
         await core.enter()
         self._state = _OPEN
+        self._tid = _get_ident()  # the thread that may start tasks (see go)
         self._token: Token[Context | None] = _current.set(self._ctx)
         # After the core exists: the callback runs at once if the parent is already done.
         self._stop = after_func(self._ctx, self._on_ctx_done)
@@ -459,6 +460,7 @@ class Group:
             cancel_exc = await core.exit(exc)
         finally:
             self._state = _CLOSED
+            self._tid = 0
             self._core = None  # no cycle group <-> core; nothing may start any more
             self._spawn = _refuse
             self._stop()
@@ -525,6 +527,7 @@ class Group:
             if self._limit is not None:
                 self._release()
             self._state = _CLOSED
+            self._tid = 0
             self._misuse(what)
         return h
 

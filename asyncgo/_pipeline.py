@@ -53,7 +53,7 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager, aclosing
 from itertools import islice
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final, overload
 
 from ._backend import (
@@ -63,6 +63,7 @@ from ._backend import (
     create_task_group,
     get_cancelled_exc_class,
 )
+from ._backend._tasks import TASK_NAMERS
 from ._chan import Chan, RecvChan, SendChan
 from ._context import _current, background, check_ctx, ended
 from ._exceptions import Canceled, DeadlineExceeded, WouldBlock
@@ -1006,26 +1007,10 @@ class _Stream(Generic[T]):
             size = link_size
         sizes.append(size)
         links = [_Link(n) for n in sizes]
-        # Named after what they run: a task dump tells one stage from another.
-        tg.start_soon(
-            self._node,
-            0,
-            None,
-            p._source,
-            links[0],
-            run.new_scope(True),
-            name=f"pipeline source: {describe(p._source)}",
-        )
+        # (Named after their stage when a dump asks: _node_name.)
+        tg.start_soon(self._node, 0, None, p._source, links[0], run.new_scope(True))
         for i, stage in enumerate(nodes, 1):
-            tg.start_soon(
-                self._node,
-                i,
-                links[i - 1],
-                stage,
-                links[i],
-                run.new_scope(True),
-                name=f"pipeline stage {i}: {describe(stage)}",
-            )
+            tg.start_soon(self._node, i, links[i - 1], stage, links[i], run.new_scope(True))
         return links[-1]
 
     async def _node(
@@ -1234,3 +1219,13 @@ async def _after_exit() -> Any:
         "the pipeline stopped there and the items it had not delivered are gone; "
         "iterate inside `async with p.stream() as items:` (or use collect())"
     )
+
+
+def _node_name(f: FrameType) -> str:
+    """A stage task's name in a task dump: what it runs (`_backend._tasks.TASK_NAMERS`)."""
+    index = f.f_locals.get("index")
+    what = describe(f.f_locals.get("what"))
+    return f"pipeline source: {what}" if index == 0 else f"pipeline stage {index}: {what}"
+
+
+TASK_NAMERS[_Stream._node.__code__] = _node_name

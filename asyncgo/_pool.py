@@ -561,6 +561,7 @@ class WorkerPool:
         self._queue_size = queue_size
         self._ctx = ctx
         self._executor = executor
+        self._who = f"WorkerPool(executor={executor!r})"  # (names a misused executor job)
         self._fail_fast = fail_fast
         self._on_progress = on_progress
         self._jobs: Chan[JobHandle[Any]] = Chan(queue_size)
@@ -1022,8 +1023,7 @@ class WorkerPool:
         self, run_sync: Callable[..., Awaitable[Any]], job: JobHandle[Any]
     ) -> Any:
         """Run a sync job in a worker thread or process (contrib.otel wraps this)."""
-        who = f"WorkerPool(executor={self._executor!r})"
-        return await run_sync(call_sync, job._fn, who, _EXECUTOR_ADVICE, *job._args)
+        return await run_sync(call_sync, job._fn, self._who, _EXECUTOR_ADVICE, *job._args)
 
     def _cancel_running(self, job: JobHandle[Any], error: BaseException | None) -> None:
         if job._state == _CANCELLING:

@@ -380,8 +380,7 @@ async def select(
             if ch is not None and ch._loop is not rt and ch._loop is not None:
                 if loop is None:
                     loop = w.get_loop()
-                if ch._loop is not loop:
-                    raise RuntimeError(ch._bound_elsewhere(loop))
+                ch._refuse_other(loop)
         for i in order:
             c = cases[i]
             ch = c.chan

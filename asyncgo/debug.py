@@ -741,7 +741,7 @@ def _snapshot(
         created_by = f'task {_number(parent)} "{_tasks.task_name(parent)}"'
     return TaskInfo(
         id=_number(task),
-        name=_tasks.task_name(task),
+        name=_tasks.task_name(task, frames),
         labels=_labels_of(task),
         state=state,
         op=op,

@@ -36,10 +36,11 @@ from collections.abc import (
 )
 from functools import partial
 from itertools import compress
-from types import GeneratorType
+from types import FrameType, GeneratorType
 from typing import Any, Literal, Protocol, TypeVar, final, overload
 
 from ._backend import CancelScope, anyio, create_task_group, current_time, to_thread
+from ._backend._tasks import TASK_NAMERS
 from ._chan import RecvChan, SendChan
 from ._context import Context, _current, background, current, ended
 from ._exceptions import DeadlineExceeded, WouldBlock, call_sync, is_async
@@ -280,8 +281,7 @@ class _Map(TaskStage[T, U]):
         # current() to this node's ctx.
         workers = self._workers
         limiter = anyio.CapacityLimiter(workers) if self._executor else None
-        name = f"{self!r} worker"
-        pool = _Pool(rx, tx, self._caller(limiter), self._ordered, workers, run, name)
+        pool = _Pool(rx, tx, self._caller(limiter), self._ordered, workers, run, self)
         async with Group(background()) as g:
             work = pool.work_ordered if self._ordered else pool.work_unordered
             pool.spawn = partial(g.go_nowait, work)
@@ -301,7 +301,6 @@ class _Pool:
     """
 
     __slots__ = (
-        "_asyncgo_task_name",
         "call",
         "cur",
         "done",
@@ -317,6 +316,7 @@ class _Pool:
         "rx",
         "spare",
         "spawn",
+        "stage",
         "starting",
         "taken",
         "tx",
@@ -331,9 +331,9 @@ class _Pool:
         ordered: bool,
         workers: int,
         run: _Run,
-        name: str,
+        stage: object,
     ) -> None:
-        self._asyncgo_task_name = name  # the workers' task name (in a debug dump)
+        self.stage = stage  # names the workers in a task dump (_worker_name)
         self.rx = rx
         self.tx = tx
         self.call = call
@@ -1453,3 +1453,13 @@ async def _aclose(it: object) -> None:
 def _qualname(obj: object) -> str:
     name = getattr(obj, "__qualname__", None)
     return name if isinstance(name, str) else repr(obj)
+
+
+def _worker_name(f: FrameType) -> str:
+    """A map worker's name in a task dump (`_backend._tasks.TASK_NAMERS`)."""
+    pool = f.f_locals.get("self")
+    return f"{pool.stage!r} worker" if isinstance(pool, _Pool) else "stages.map worker"
+
+
+TASK_NAMERS[_Pool.work_ordered.__code__] = _worker_name
+TASK_NAMERS[_Pool.work_unordered.__code__] = _worker_name

@@ -1202,10 +1202,10 @@ def test_cancel_and_err_after_the_event_loop_is_gone(backend: str) -> None:
 def test_timed_context_waited_on_in_a_later_loop(first: str, later: str) -> None:
     """A deadline context made in a loop that is over can still be waited on later.
 
-    Its timer belonged to the first loop, which can never fire it (docs/channels.md,
-    "Known gap"): the later loop sees the end through cancel(). Arming that timer on
-    the closed asyncio loop raised asyncio's bare "Event loop is closed"; on trio it
-    failed outside the dead run.
+    The later loop takes it over (docs/context.md, threads) and sees its end through
+    cancel(). Arming its timer on the closed asyncio loop raised asyncio's bare
+    "Event loop is closed"; made on trio and waited on by asyncio, it failed outside
+    the dead run (trio then trio passed before too).
     """
 
     async def make() -> Any:

@@ -324,10 +324,6 @@ def _task_name(fn: object) -> str:
     """trio's default task name for *fn* (``module.qualname``), computed once per function."""
     while hasattr(fn, "func") and hasattr(fn, "args"):  # functools.partial
         fn = fn.func
-    # A method of an object that names its tasks (a `stages.map` stage's workers).
-    name = getattr(getattr(fn, "__self__", None), "_asyncgo_task_name", None)
-    if isinstance(name, str):
-        return name
     try:
         return f"{fn.__module__}.{fn.__qualname__}"  # type: ignore[attr-defined]
     except AttributeError:

@@ -29,7 +29,7 @@ import threading
 from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import Callable, Iterator
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, Self
 
 __all__ = [
@@ -184,13 +184,26 @@ def task_done(task: Any) -> bool:
     return task.coro.cr_frame is None  # trio: a finished coroutine has no frame
 
 
-def task_name(task: Any) -> str:
+#: Tasks named after what they run, the name worked out only when a dump asks (naming
+#: at every spawn costs): the code of a function the task runs -> a function of that
+#: function's frame giving the name (a pipeline stage: ``pipeline stage 2:
+#: stages.map(fetch)``). The outermost frame with an entry names the task.
+TASK_NAMERS: dict[CodeType, Callable[[FrameType], str]] = {}
+
+
+def task_name(task: Any, frames: list[tuple[FrameType, int]] | None = None) -> str:
     """The task's name (asyncio: ``get_name()``; trio: ``.name``).
 
     An asyncgo `Group` task on asyncio is started unnamed (naming costs at every
     spawn), so asyncio calls it ``Task-N``; it is shown as trio names it instead,
-    after the function it runs (``module.qualname``).
+    after the function it runs (``module.qualname``). A task running a function in
+    `TASK_NAMERS` is named by it (*frames*: its await stack, if already at hand).
     """
+    if TASK_NAMERS:
+        for f, _ in frames if frames is not None else task_frames(task)[0]:
+            namer = TASK_NAMERS.get(f.f_code)
+            if namer is not None:
+                return namer(f)
     get_name = getattr(task, "get_name", None)
     if get_name is not None:
         name = str(get_name())
