@@ -63,7 +63,7 @@ from ._backend._timers import (
     runtime_or_none,
 )
 from ._chan import Chan, RecvChan, chan_of
-from ._exceptions import Canceled, DeadlineExceeded
+from ._exceptions import Canceled, DeadlineExceeded, is_async
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -880,7 +880,7 @@ def check_callback(fn: object, what: str) -> None:
     """Reject what cannot be an `after_func` callback: a non-callable, an async function."""
     if not callable(fn):
         raise TypeError(f"{what}: fn must be callable, not {type(fn).__name__}")
-    if inspect.iscoroutinefunction(fn):
+    if is_async(fn):
         raise TypeError(
             f"{what}: fn must be a plain (sync) function, not an async one: nothing "
             "would await it. To run async code when a context ends, start a task in a "
