@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.lowlevel
@@ -322,31 +323,21 @@ async def test_producer_consumer_stress_with_random_cancellation(seed: int) -> N
     assert not cond.L.locked()  # type: ignore[attr-defined]
 
 
-async def test_deadlock_in_the_relock_leaves_the_other_tasks_lock_alone() -> None:
-    """The detector failing wait()'s shielded re-lock must not free a lock held by another.
-
-    B, outside the detection block, signals and then parks forever holding cond.L; A's
-    re-lock can never succeed, so the detector raises Deadlock in it. A's `async with
-    cond:` used to unlock cond.L on the way out -- B's lock (a Mutex has no owner) --
-    and B's own unlock then failed.
-    """
+async def _deadlock_in_the_relock(
+    cond: Cond, hold: Callable[[], Awaitable[None]], wait: Callable[[], Awaitable[None]]
+) -> bool:
+    """B, outside a detect_deadlocks() block, runs *hold* (signal, then park for good
+    holding cond.L) once A, inside it, has parked in *wait*: A's re-lock can never
+    succeed, so the detector raises Deadlock in it. Returns whether cond.L was still
+    locked then (B is cancelled after)."""
     from asyncgo import Chan, Deadlock, debug
 
-    cond = Cond()
-    go, never = Chan[int](), Chan[int]()
-    b_errors: list[BaseException] = []
+    go = Chan[int]()
     async with anyio.create_task_group() as outer:
 
         async def b() -> None:
             await go.recv()
-            try:
-                async with cond:
-                    cond.signal()
-                    await never.recv()  # parked for good, holding cond.L
-            except BaseException as e:
-                if not isinstance(e, anyio.get_cancelled_exc_class()):
-                    b_errors.append(e)
-                raise
+            await hold()
 
         outer.start_soon(b)
         await anyio.wait_all_tasks_blocked()
@@ -359,12 +350,41 @@ async def test_deadlock_in_the_relock_leaves_the_other_tasks_lock_alone() -> Non
                         await go.send(1)
 
                     tg.start_soon(kick)
-                    async with cond:
-                        await cond.wait()  # signalled; the re-lock waits for B for ever
-        assert cond.L.locked()  # still B's
+                    await wait()
+        locked = cond.L.locked()  # type: ignore[attr-defined]
         outer.cancel_scope.cancel()
+    return bool(locked)
+
+
+async def test_deadlock_in_the_relock_leaves_the_other_tasks_lock_alone() -> None:
+    """The detector failing wait()'s shielded re-lock must not free a lock held by another.
+
+    A's `async with cond:` used to unlock cond.L on the way out -- B's lock (a Mutex
+    has no owner) -- and B's own unlock then failed.
+    """
+    from asyncgo import Chan
+
+    cond = Cond()
+    never = Chan[int]()
+    b_errors: list[BaseException] = []
+
+    async def hold() -> None:
+        try:
+            async with cond:
+                cond.signal()
+                await never.recv()
+        except BaseException as e:
+            if not isinstance(e, anyio.get_cancelled_exc_class()):
+                b_errors.append(e)
+            raise
+
+    async def wait() -> None:
+        async with cond:
+            await cond.wait()  # signalled; the re-lock waits for B for ever
+
+    assert await _deadlock_in_the_relock(cond, hold, wait)  # still B's
     assert b_errors == []
-    assert not cond.L.locked()
+    assert not cond.L.locked()  # type: ignore[attr-defined]
     async with cond:  # and the Cond works on
         cond.broadcast()
 
@@ -372,33 +392,22 @@ async def test_deadlock_in_the_relock_leaves_the_other_tasks_lock_alone() -> Non
 async def test_a_failed_relock_outside_any_block_leaves_no_mark_on_the_next_block() -> None:
     """wait() used Go-style (no ``async with cond:``) whose re-lock failed must not
     make the task's next ``async with cond:`` skip its unlock (the lock held for good)."""
-    from asyncgo import Chan, Deadlock, debug
+    from asyncgo import Chan
 
     cond = Cond()
-    go, never = Chan[int](), Chan[int]()
-    async with anyio.create_task_group() as outer:
+    never = Chan[int]()
 
-        async def b() -> None:
-            await go.recv()
-            await cond.L.lock()
-            cond.signal()
-            await never.recv()  # holds cond.L for good
+    async def hold() -> None:
+        await cond.L.lock()
+        cond.signal()
+        await never.recv()
 
-        outer.start_soon(b)
-        await anyio.wait_all_tasks_blocked()
-        with pytest.raises(Deadlock):
-            async with debug.detect_deadlocks():
-                async with anyio.create_task_group() as tg:
+    async def wait() -> None:
+        await cond.L.lock()  # Go style: L.Lock(); c.Wait(); L.Unlock()
+        await cond.wait()  # the re-lock fails with Deadlock
 
-                    async def kick() -> None:
-                        await anyio.wait_all_tasks_blocked()
-                        await go.send(1)
-
-                    tg.start_soon(kick)
-                    await cond.L.lock()  # Go style: L.Lock(); c.Wait(); L.Unlock()
-                    await cond.wait()  # the re-lock fails with Deadlock
-        outer.cancel_scope.cancel()
+    await _deadlock_in_the_relock(cond, hold, wait)
     cond.L.unlock()  # B was cancelled holding it
     async with cond:
         cond.broadcast()
-    assert not cond.L.locked()
+    assert not cond.L.locked()  # type: ignore[attr-defined]
