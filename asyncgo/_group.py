@@ -455,7 +455,10 @@ class Group:
         tb: TracebackType | None,
     ) -> bool:
         core = self._core
-        assert core is not None
+        if core is None:
+            raise RuntimeError(
+                "Group: __aexit__ without __aenter__ (use `async with Group() as g:`)"
+            )
         try:
             cancel_exc = await core.exit(exc)
         finally:

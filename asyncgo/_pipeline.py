@@ -1065,7 +1065,11 @@ class _Stream(Generic[T]):
     ) -> bool:
         run = self._run
         tg = self._tg
-        assert tg is not None
+        if tg is None:
+            raise RuntimeError(
+                "pipeline stream(): __aexit__ without __aenter__ "
+                "(use `async with p.stream() as items:`)"
+            )
         run.stop()
         it = self._it
         if it is not None:

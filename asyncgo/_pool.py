@@ -626,7 +626,10 @@ class WorkerPool:
         tb: TracebackType | None,
     ) -> bool | None:
         crew = self._crew
-        assert crew is not None
+        if crew is None:
+            raise RuntimeError(
+                "WorkerPool: __aexit__ without __aenter__ (use `async with WorkerPool() as pool:`)"
+            )
         # What propagates from the block: the body's exception, or what interrupted
         # the graceful shutdown -- a cancellation (from outside, or the pool's own
         # when a task of the crew failed and aborted it: see _Crew) or e.g. a

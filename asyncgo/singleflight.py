@@ -148,7 +148,10 @@ class Group:
     ) -> bool | None:
         self._closed = True
         tg = self._tg
-        assert tg is not None
+        if tg is None:
+            raise RuntimeError(
+                "singleflight.Group: __aexit__ without __aenter__ (use `async with Group() as g:`)"
+            )
         try:
             return await tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as eg:

@@ -266,3 +266,21 @@ async def test_pool_map_arguments_are_checked_at_the_call(fn: Any, window: Any) 
     async with asyncgo.WorkerPool(2) as pool:
         with pytest.raises(TypeError, match=r"WorkerPool\.map"):
             pool.map(fn, [1, 2], window=window)
+
+
+# -- async context managers left without being entered ------------------------------------
+
+
+@pytest.mark.parametrize("what", ["Group", "singleflight.Group", "WorkerPool", "stream"])
+async def test_exit_without_enter_names_the_misuse(what: str) -> None:
+    # (was: a bare AssertionError -- an AttributeError under python -O)
+    from asyncgo import singleflight
+
+    cm: Any = {
+        "Group": lambda: asyncgo.Group(),
+        "singleflight.Group": lambda: singleflight.Group(),
+        "WorkerPool": lambda: asyncgo.WorkerPool(),
+        "stream": lambda: pipeline([1]).stream(),
+    }[what]()
+    with pytest.raises(RuntimeError, match=r"__aexit__ without __aenter__"):
+        await cm.__aexit__(None, None, None)
