@@ -894,6 +894,12 @@ def dump(snapshot: Iterable[TaskInfo] | None = None, *, group: bool = True) -> s
         ```
     """
     ts = tasks() if snapshot is None else list(snapshot)
+    for t in ts if snapshot is not None else ():
+        if not isinstance(t, TaskInfo):
+            raise TypeError(
+                f"debug.dump(snapshot): takes TaskInfo items (from debug.tasks()), "
+                f"not {type(t).__name__}"
+            )
     if not ts:
         return "no tasks\n"
     lines: list[str]

@@ -284,3 +284,9 @@ async def test_exit_without_enter_names_the_misuse(what: str) -> None:
     }[what]()
     with pytest.raises(RuntimeError, match=r"__aexit__ without __aenter__"):
         await cm.__aexit__(None, None, None)
+
+
+def test_dump_of_something_that_is_not_a_snapshot_names_it() -> None:
+    # (was: AttributeError: 'int' object has no attribute 'state')
+    with pytest.raises(TypeError, match=r"debug\.dump\(snapshot\): takes TaskInfo"):
+        asyncgo.debug.dump([1])  # type: ignore[list-item]
