@@ -565,8 +565,8 @@ async def test_dump_wait_reasons_and_duration() -> None:
                 g.go_nowait(wg.wait)
             with debug.labels(who="sender"):
                 g.go_nowait(out.send, 1)
-            await anyio.sleep(0.05)
-            await anyio.wait_all_tasks_blocked()
+            await anyio.wait_all_tasks_blocked()  # all three parked: from now on,
+            await anyio.sleep(0.05)  # at least this long (however late they started)
             by = {t.labels.get("who"): t for t in debug.tasks() if t.labels.get("who")}
             assert {k: v.op for k, v in by.items()} == {
                 "locker": "mutex lock",
