@@ -498,8 +498,9 @@ class Context:
     def _home(self, what: str) -> Runtime | None:
         """This node's event loop, if the caller runs on it; None outside any loop.
 
-        A node of a loop that is not running (over) is taken over by the caller's
-        loop (`_rebind`), which is returned.
+        A node of a loop that is over (closed, or its trio run finished) is taken
+        over by the caller's loop (`_rebind`), which is returned; one of a loop that
+        is only paused is left to it (None).
 
         Raises:
             RuntimeError: The caller runs on another event loop while this node's
@@ -520,7 +521,10 @@ class Context:
                 "thread: make a context on this loop (with_cancel(...)) and cancel it "
                 "from there"
             )
-        if rt is None:
+        if rt is None or not run_is_over(rt):
+            # A loop that is only paused (an asyncio loop between run_until_complete
+            # calls, a pytest-asyncio module loop between tests) keeps its contexts:
+            # its timers fire when it runs again.
             return None
         self._rebind(rt, here)
         return here

@@ -347,3 +347,39 @@ def test_deadline_kept_from_asyncio_to_trio() -> None:
     assert out[0] is False and 0 < out[1] <= 60, out  # type: ignore[operator]
     assert c.err() is None
     cancel()
+
+
+def test_a_paused_loop_keeps_its_context_and_its_deadline() -> None:
+    """A context of a loop that is only paused is not taken over by another loop.
+
+    Between two ``Runner.run()`` calls (pytest-asyncio's module and session loops,
+    between tests) the loop is stopped but not over: another loop entering the
+    context's scope took the context over and dropped its armed timer, and the
+    paused loop's waiter never saw the deadline.
+    """
+    runner = asyncio.Runner()
+    box: dict[str, Any] = {}
+
+    async def setup() -> None:
+        ctx, cancel = with_timeout(background(), 0.2)
+
+        async def waiter() -> str:
+            await ctx.wait()  # arms the deadline timer on this loop
+            return type(ctx.err()).__name__
+
+        box.update(ctx=ctx, cancel=cancel, task=asyncio.create_task(waiter()))
+        await asyncio.sleep(0)
+
+    async def other_loop() -> None:
+        with box["ctx"].scope():
+            await asyncio.sleep(0)
+
+    async def back() -> str:
+        return await asyncio.wait_for(asyncio.shield(box["task"]), 10)  # (a hang: the bug)
+
+    try:
+        runner.run(setup())
+        asyncio.run(other_loop())
+        assert runner.run(back()) == "DeadlineExceeded"
+    finally:
+        runner.close()

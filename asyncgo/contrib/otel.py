@@ -50,10 +50,11 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from .._exceptions import Canceled, DeadlineExceeded
+from .._exceptions import Canceled, DeadlineExceeded, call_sync
 from .._group import Group
 from .._pipeline import _Run, _Stream
 from .._pipeline import describe as _describe
+from .._pool import _EXECUTOR_ADVICE
 
 __all__ = ["instrument", "is_instrumented", "uninstrument"]
 
@@ -200,7 +201,7 @@ async def _stream_body(self: _Stream[Any], rx: Any, what: object, tx: Any) -> No
 
 
 def _traced_job(
-    fn: Callable[..., Any], parent: otel_context.Context, on_loop: bool
+    fn: Callable[..., Any], parent: otel_context.Context, on_loop: bool, who: str = ""
 ) -> Callable[..., Any]:
     """*fn* as a pool job in a span ``asyncgo.pool.job``, child of *parent*.
 
@@ -208,7 +209,8 @@ def _traced_job(
     with a job -- call it, and await the result if it is awaitable -- so the span
     covers an ``async def`` job, a sync callable returning an awaitable
     (``lambda: fetch(url)``) and a plain sync one alike. Otherwise (a worker
-    thread) a sync wrapper, run in the thread.
+    thread) a sync wrapper, run in the thread, which refuses an awaitable result
+    inside the span, as the pool does (*who*: the pool, named in the error).
     """
     name = _fn_name(fn)
 
@@ -245,7 +247,7 @@ def _traced_job(
             with _start_span(tracer, "asyncgo.pool.job", {"asyncgo.fn": name}) as span:
                 g = _SpanGuard(span)
                 try:
-                    return fn(*args)
+                    return call_sync(fn, who, _EXECUTOR_ADVICE, *args)
                 except BaseException as exc:
                     g.ended(exc)
                     raise
@@ -264,7 +266,9 @@ def _pool_make_job(self: Any, fn: Any, args: tuple[Any, ...]) -> Any:
             job._meta = otel_context.get_current()
         else:
             on_loop = getattr(self, "_executor", None) is None
-            job._fn = _traced_job(job._fn, otel_context.get_current(), on_loop)
+            job._fn = _traced_job(
+                job._fn, otel_context.get_current(), on_loop, getattr(self, "_who", "")
+            )
     return job
 
 

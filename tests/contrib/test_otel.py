@@ -288,6 +288,31 @@ async def test_failing_thread_job_raises_its_own_error_and_marks_the_span(
     assert "asyncgo.cancelled" not in span.attributes
 
 
+
+async def _thread_fetch(x: int) -> int:
+    return x
+
+
+def _thread_job_returns_a_coroutine(x: int) -> object:
+    return _thread_fetch(x)
+
+
+async def test_thread_job_returning_a_coroutine_marks_its_span(
+    exporter: tuple[InMemorySpanExporter, trace.Tracer],
+) -> None:
+    """The pool refuses an awaitable from a thread job; the span must see that error
+    (it was checked after the span had closed: UNSET, nothing recorded)."""
+    pool_mod = pytest.importorskip("asyncgo._pool")
+    exp, _ = exporter
+    async with pool_mod.WorkerPool(workers=1, executor="thread") as pool:
+        h = await pool.submit(_thread_job_returns_a_coroutine, 1)
+        with pytest.raises(TypeError, match="returned a coroutine"):
+            await h
+    (span,) = by_name(exp.get_finished_spans(), "asyncgo.pool.job")
+    assert span.status.status_code == trace.StatusCode.ERROR
+    assert [e.name for e in span.events] == ["exception"]
+
+
 # -- uninstrument() / instrument() while work is in flight (#9) ---------------------
 
 
