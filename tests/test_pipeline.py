@@ -255,6 +255,18 @@ async def test_an_idle_consumer_gets_each_item_at_once() -> None:
 # -- backpressure --------------------------------------------------------------------
 
 
+class Counting:
+    """An endless source, 0, 1, 2, ...; `produced` counts what it has yielded."""
+
+    def __init__(self) -> None:
+        self.produced = 0
+
+    async def source(self) -> AsyncIterator[int]:
+        for i in itertools.count():
+            self.produced += 1
+            yield i
+
+
 def link_bound(size: int) -> int:
     """Most items one link may hold (see _pipeline's docstring)."""
     batch, cap = _shape(size)
@@ -263,15 +275,9 @@ def link_bound(size: int) -> int:
 
 @pytest.mark.parametrize("buffer", [0, 3, 16, 64])
 async def test_slow_sink_bounds_how_far_the_source_runs_ahead(buffer: int) -> None:
-    produced = 0
+    counting = Counting()
 
-    async def source() -> AsyncIterator[int]:
-        nonlocal produced
-        for i in itertools.count():
-            produced += 1
-            yield i
-
-    p = pipeline(source, buffer=buffer) | square | triple | Probe()
+    p = pipeline(counting.source, buffer=buffer) | square | triple | Probe()
     n_links, n_tasks = 4, 4
     consumed = 0
     async with p.stream() as items:
@@ -279,10 +285,13 @@ async def test_slow_sink_bounds_how_far_the_source_runs_ahead(buffer: int) -> No
             consumed += 1
             if consumed in (1, 50):
                 await anyio.wait_all_tasks_blocked()
-                ahead = produced - consumed
+                ahead = counting.produced - consumed
                 # Each link holds at most its buffer (+1 for a parked unbatched
                 # sender); each stage task holds one item in hand.
-                assert ahead <= n_links * link_bound(buffer) + n_tasks, (produced, consumed)
+                assert ahead <= n_links * link_bound(buffer) + n_tasks, (
+                    counting.produced,
+                    consumed,
+                )
                 assert ahead >= buffer  # ... and the buffers are used
             if consumed == 50:
                 break
@@ -306,17 +315,13 @@ async def test_tasks_sharing_an_output_link_do_not_add_a_list_each(how: str, n: 
     sources) wait for each other's send instead of each holding a list of its own:
     the bound of docs/pipelines.md (Bounded links) holds however many they are."""
     buffer = 256
-    produced = 0
-
-    async def source() -> AsyncIterator[int]:
-        nonlocal produced
-        for i in itertools.count():
-            produced += 1
-            yield i
+    counting = Counting()
 
     batch = _shape(buffer)[0]
     if how == "merge":
-        p = pipeline(source, buffer=buffer) | stages.merge(*(source for _ in range(n - 1)))
+        p = pipeline(counting.source, buffer=buffer) | stages.merge(
+            *(counting.source for _ in range(n - 1))
+        )
         # two links, one list in the forwarder's hands (from the first link), one
         # item in each source's
         bound = 2 * buffer + batch + n
@@ -326,7 +331,7 @@ async def test_tasks_sharing_an_output_link_do_not_add_a_list_each(how: str, n: 
             "map-ordered": stages.map(job_slowly, workers=n),
             "fan_out": stages.fan_out(n, ident_slowly),
         }[how]
-        p = pipeline(source, buffer=buffer) | stage
+        p = pipeline(counting.source, buffer=buffer) | stage
         # two links, one item in the source's hands, 2 * n in the workers' (or the
         # copies') and one list taken from the input
         bound = 2 * buffer + 1 + 2 * n + batch
@@ -337,7 +342,7 @@ async def test_tasks_sharing_an_output_link_do_not_add_a_list_each(how: str, n: 
                     await anyio.wait_all_tasks_blocked()
                     await anyio.sleep(0)
                 break
-    assert buffer <= produced - 1 <= bound, (produced - 1, bound)
+    assert buffer <= counting.produced - 1 <= bound, (counting.produced - 1, bound)
 
 
 @pytest.mark.parametrize("buffer", [0, 1, 16])
@@ -411,20 +416,14 @@ async def test_shared_link_producer_cancelled_while_waiting_or_sending_strands_n
 
 
 async def test_buffer_stage_sets_one_link() -> None:
-    produced = 0
+    counting = Counting()
 
-    async def source() -> AsyncIterator[int]:
-        nonlocal produced
-        for i in itertools.count():
-            produced += 1
-            yield i
-
-    p = pipeline(source, buffer=0) | stages.buffer(100) | square
+    p = pipeline(counting.source, buffer=0) | stages.buffer(100) | square
     async with p.stream() as items:
         async for _ in items:
             await anyio.wait_all_tasks_blocked()
             # link 0 holds up to 100, the unbuffered link 1 at most one parked item
-            assert 90 <= produced - 1 <= 100 + 1 + 3
+            assert 90 <= counting.produced - 1 <= 100 + 1 + 3
             break
 
 
@@ -1142,21 +1141,15 @@ async def test_task_stage_stops_on_break_and_on_ctx_cancel() -> None:
 
 
 async def test_task_stage_backpressure_is_bounded() -> None:
-    produced = 0
-
-    async def source() -> AsyncIterator[int]:
-        nonlocal produced
-        for i in itertools.count():
-            produced += 1
-            yield i
+    counting = Counting()
 
     buffer = 16
-    async with (pipeline(source, buffer=buffer) | Relay()).stream() as items:
+    async with (pipeline(counting.source, buffer=buffer) | Relay()).stream() as items:
         async for _ in items:
             await anyio.wait_all_tasks_blocked()
             # two links of 16, the stage's two channels (a batch of 4 each), one item
-            # in each task's hands (the source, two pumps, the relay task)
-            assert produced <= 2 * buffer + 2 * _shape(buffer)[0] + 4, produced
+            # in each task's hands (the counting.source, two pumps, the relay task)
+            assert counting.produced <= 2 * buffer + 2 * _shape(buffer)[0] + 4, counting.produced
             break
 
 
