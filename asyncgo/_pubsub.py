@@ -14,9 +14,10 @@ silently. Leaving ``async with bus.subscribe() as sub`` unsubscribes.
 
 A bus belongs to the event loop of its subscribers, from the first `subscribe`
 (or the first publish, for subscribers made outside any loop) until the last
-subscriber leaves: publishing or subscribing from another loop (another thread)
-raises `RuntimeError` before anything is delivered. An idle bus may be used by
-a later loop (a module-level bus used by several ``anyio.run`` calls).
+subscriber leaves: publishing, subscribing, unsubscribing or closing from another
+loop (another thread) raises `RuntimeError` before anything is delivered or
+changed. An idle bus may be used by a later loop (a module-level bus used by
+several ``anyio.run`` calls).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from threading import get_ident as _get_ident
 from types import TracebackType
 from typing import Generic, Literal, TypeVar, final
 
-from ._backend import thread_id
+from ._backend import checkpoint, must_checkpoint, thread_id
 from ._backend._timers import runtime_or_none
 from ._chan import Chan
 from ._exceptions import ChanClosed, WouldBlock
@@ -89,7 +90,7 @@ class Subscription(Generic[T_co]):
         ```
     """
 
-    __slots__ = ("_bus", "_ch", "_dropped", "_policy", "_reason")
+    __slots__ = ("_bus", "_ch", "_dropped", "_left", "_policy", "_reason")
 
     def __init__(self, bus: Broadcast[T_co], buffer: int, policy: Policy) -> None:
         self._bus: Broadcast[T_co] | None = bus
@@ -97,6 +98,7 @@ class Subscription(Generic[T_co]):
         self._policy = policy
         self._dropped = 0
         self._reason: str | None = None
+        self._left = False  # unsubscribe() was called (a block around it exited)
 
     def __repr__(self) -> str:
         state = "closed" if self._ch.closed else "open"
@@ -163,18 +165,41 @@ class Subscription(Generic[T_co]):
 
         A publish waiting for room in this subscriber's buffer moves on.
         Go: the broker's ``unsubscribe`` case, then ``close(sub)``.
+
+        Raises:
+            RuntimeError: Called from another event loop (thread) than the
+                subscribers' (nothing changed).
         """
         bus = self._bus
         if bus is not None:
+            if bus._tid is not None and bus._tid != _get_ident():
+                bus._check_loop("unsubscribe", bind=False)
+            self._check_close_here()
             self._bus = None
             bus._remove(self)
+        self._left = True
         ch = self._ch
         if not ch.closed:
             ch.close()
         while len(ch):  # discard: the queue is freed now, not when the object dies
             ch.recv_nowait()
 
+    def _check_close_here(self) -> None:
+        """Raise `RuntimeError` if closing the channel would fail in this thread.
+
+        (A reader parked on it in another thread's loop.) Nothing changed yet.
+        """
+        ch = self._ch
+        if not ch.closed and ch._tid is not None and ch._tid != _get_ident() and ch._waiting():
+            ch._foreign()
+
     async def __aenter__(self) -> Subscription[T_co]:
+        if self._left:
+            raise RuntimeError(
+                f"{self!r} was unsubscribed (its async with block exited, or unsubscribe() "
+                "was called) and receives nothing more: subscribe again with "
+                "bus.subscribe() for a new subscription"
+            )
         return self
 
     async def __aexit__(
@@ -199,12 +224,9 @@ class Subscription(Generic[T_co]):
         if policy == "block":
             return False
         self._dropped += 1
-        if policy == "drop_oldest":
-            try:
-                ch.recv_nowait()
-                ch.send_nowait(value)
-            except WouldBlock:  # buffer=0 and no reader waiting: the new value goes
-                pass
+        if policy == "drop_oldest":  # full, and buffer >= 1 (subscribe checks)
+            ch.recv_nowait()
+            ch.send_nowait(value)
         elif policy == "disconnect":
             self._reason = f"subscriber fell behind: buffer of {ch.cap} full"
             bus = self._bus
@@ -213,6 +235,22 @@ class Subscription(Generic[T_co]):
                 bus._remove(self)
             ch.close()
         return True
+
+
+def _check_subscribe(buffer: object, policy: object, who: str) -> None:
+    """Check `subscribe`'s arguments (before anything is bound or made)."""
+    if policy not in _POLICIES:
+        raise ValueError(f"{who}.subscribe(policy={policy!r}): expected one of {_POLICIES}")
+    if not isinstance(buffer, int) or isinstance(buffer, bool):
+        raise TypeError(f"{who}.subscribe: buffer must be an int, not {type(buffer).__name__}")
+    if buffer < 0:
+        raise ValueError(f"{who}.subscribe: negative buffer ({buffer})")
+    if buffer == 0 and policy == "drop_oldest":
+        raise ValueError(
+            f"{who}.subscribe(buffer=0, policy='drop_oldest'): with no buffer there is no "
+            "oldest value to drop for the new one; use buffer >= 1 (buffer=1 keeps the "
+            "latest value), or policy='drop_newest' to drop values nobody waits for"
+        )
 
 
 @final
@@ -247,7 +285,7 @@ class Broadcast(Generic[T]):
         ```
     """
 
-    __slots__ = ("_closed", "_home", "_on_empty", "_order", "_queued", "_subs", "_tid")
+    __slots__ = ("_closed", "_home", "_on_empty", "_order", "_queued", "_rt", "_subs", "_tid")
 
     def __init__(self) -> None:
         self._subs: tuple[Subscription[T], ...] = ()
@@ -264,6 +302,7 @@ class Broadcast(Generic[T]):
         # loop. The hot paths compare thread ids (a running loop check costs more).
         self._home: object = None
         self._tid: int | None = None
+        self._rt: object = None  # runtime hint for must_checkpoint
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -286,22 +325,16 @@ class Broadcast(Generic[T]):
 
         Raises:
             ChanClosed: The broadcast is closed.
-            ValueError: A negative *buffer* or an unknown *policy*.
+            ValueError: A negative *buffer*, an unknown *policy*, or
+                ``"drop_oldest"`` with ``buffer=0`` (no buffered value to drop).
             TypeError: A *buffer* that is not an int.
             RuntimeError: Called from another event loop than the subscribers'.
         """
         if self._closed:
             raise ChanClosed("subscribe to closed Broadcast")
+        _check_subscribe(buffer, policy, "Broadcast")
         if self._tid != _get_ident():
             self._check_loop("subscribe", bind=True)
-        if policy not in _POLICIES:
-            raise ValueError(f"Broadcast.subscribe(policy={policy!r}): expected one of {_POLICIES}")
-        if not isinstance(buffer, int) or isinstance(buffer, bool):
-            raise TypeError(
-                f"Broadcast.subscribe: buffer must be an int, not {type(buffer).__name__}"
-            )
-        if buffer < 0:
-            raise ValueError(f"Broadcast.subscribe: negative buffer ({buffer})")
         sub = Subscription(self, buffer, policy)
         self._subs = (*self._subs, sub)
         return sub
@@ -325,6 +358,13 @@ class Broadcast(Generic[T]):
             f"this one ({here!r}); a Broadcast belongs to one event loop (from another "
             "thread, use anyio.from_thread.run or loop.call_soon_threadsafe)"
         )
+
+    def _check_close_here(self) -> None:
+        """Raise `RuntimeError`, having changed nothing, if `close` must not run here."""
+        if self._tid is not None and self._tid != _get_ident():
+            self._check_loop("close", bind=False)
+        for sub in self._subs:
+            sub._check_close_here()
 
     def _leave_home(self) -> None:
         """No subscriber, no waiting publish: a later event loop may use the bus."""
@@ -353,7 +393,9 @@ class Broadcast(Generic[T]):
         Close: `close` while publish waits (or is queued) makes it raise
         `ChanClosed`, as Go's senders blocked on a channel that is closed panic;
         the subscribers served before keep the value, the others never get it.
-        Checkpoint: a cancel point; yields only when it must wait.
+        Checkpoint: a cancel point (a publish cancelled on entry delivered
+        nothing); yields only when it must wait, or every few hundred publishes
+        that did not, so a tight publish loop cannot starve the subscribers.
         Go: ``for _, s := range subs { s <- v }``
 
         Raises:
@@ -365,6 +407,10 @@ class Broadcast(Generic[T]):
             raise ChanClosed("publish on closed Broadcast")
         if self._tid != _get_ident():
             self._check_loop("publish", bind=False)
+        if must_checkpoint(self):
+            await checkpoint()
+            if self._closed:
+                raise ChanClosed("publish on closed Broadcast")
         if self._queued:
             await self._publish_in_turn(value)
             return
@@ -458,9 +504,14 @@ class Broadcast(Generic[T]):
         publishes waiting for a full ``"block"`` subscriber or queued behind one
         (Go: a send blocked on a channel that is closed panics). Idempotent.
         Go: ``close(ch)`` on every subscriber channel.
+
+        Raises:
+            RuntimeError: Called from another event loop (thread) than the
+                subscribers' (nothing changed).
         """
         if self._closed:
             return
+        self._check_close_here()
         self._closed = True
         subs, self._subs = self._subs, ()
         for sub in subs:
@@ -492,11 +543,12 @@ class PubSub(Generic[K, T]):
         ```
     """
 
-    __slots__ = ("_closed", "_topics")
+    __slots__ = ("_closed", "_rt", "_topics")
 
     def __init__(self) -> None:
         self._topics: dict[K, Broadcast[T]] = {}
         self._closed = False
+        self._rt: object = None  # runtime hint for must_checkpoint
 
     def __repr__(self) -> str:
         return f"<PubSub topics={len(self._topics)}>"
@@ -515,12 +567,14 @@ class PubSub(Generic[K, T]):
 
         Raises:
             ChanClosed: The PubSub is closed.
-            ValueError: A negative *buffer* or an unknown *policy*.
+            ValueError: A negative *buffer*, an unknown *policy*, or
+                ``"drop_oldest"`` with ``buffer=0``.
             TypeError: A *buffer* that is not an int.
             RuntimeError: Called from another event loop than *topic*'s subscribers'.
         """
         if self._closed:
             raise ChanClosed("subscribe to closed PubSub")
+        _check_subscribe(buffer, policy, "PubSub")  # before a topic is made for it
         b = self._topics.get(topic)
         if b is None:
             b = self._topics[topic] = Broadcast()
@@ -543,6 +597,8 @@ class PubSub(Generic[K, T]):
         b = self._topics.get(topic)
         if b is not None:
             await b.publish(value)
+        elif must_checkpoint(self):  # no subscriber: still a cancel point
+            await checkpoint()
 
     def publish_nowait(self, topic: K, value: T) -> None:
         """Deliver *value* to *topic*'s subscribers now or to none; see `Broadcast.publish_nowait`.
@@ -559,7 +615,14 @@ class PubSub(Generic[K, T]):
             b.publish_nowait(value)
 
     def close(self) -> None:
-        """Close every topic: subscriptions end after reading what they have. Idempotent."""
+        """Close every topic: subscriptions end after reading what they have. Idempotent.
+
+        Raises:
+            RuntimeError: Called from another event loop (thread) than a topic's
+                subscribers' (nothing changed).
+        """
+        for b in self._topics.values():
+            b._check_close_here()
         self._closed = True
         topics, self._topics = self._topics, {}
         for b in topics.values():

@@ -47,8 +47,10 @@ Go (seed 004 §5: a fallback timer in a handler, stopped when the handler return
 asyncgo: ``select(recv(result_ch), recv(after(timeout)))`` is the first select as
 written. One thing differs, on purpose: a Go goroutine that lost the race keeps
 running (the buffer of one lets it finish instead of leaking); a task cannot
-outlive its task group, so the loser is *cancelled* when the function returns --
-nothing runs on after the timeout. ``with with_timeout(parent, s) as ctx`` is
+outlive its task group, so the function cancels the group's scope right after the
+select (``tg.cancel_scope.cancel()``) and the loser is *cancelled* there -- nothing
+runs on after the timeout. Without that line the block would wait for the loser (and,
+with an unbuffered result channel, forever). ``with with_timeout(parent, s) as ctx`` is
 ``WithTimeout`` + ``defer cancel()``; ``ctx.scope()`` stops the body when ctx ends
 and raises ``DeadlineExceeded`` (a ``TimeoutError``), and ``sleep(s, ctx)`` is the
 seeds' ``select`` between a sleep and ``ctx.Done()``. A child context never

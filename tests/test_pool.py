@@ -1244,9 +1244,14 @@ class TestIdleRetirementRace:
 
 
 def wait_for_file(started: str, release: str) -> int:
-    """A process/thread job: write its pid to *started*, block until *release* exists."""
-    with open(started, "w") as f:
+    """A process/thread job: write its pid to *started*, block until *release* exists.
+
+    The pid is written aside and renamed into place: *started* never exists empty
+    (the test reads it as soon as it exists, and may kill the process right after).
+    """
+    with open(started + ".tmp", "w") as f:
         f.write(str(os.getpid()))
+    os.replace(started + ".tmp", started)
     while not os.path.exists(release):
         time.sleep(0.005)
     return os.getpid()

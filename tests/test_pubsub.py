@@ -312,3 +312,97 @@ async def test_close_while_queued_raises_chan_closed_in_pubsub() -> None:
         ps.close()
     assert len(errors) == 2
     assert [v async for v in a] == []
+
+
+async def test_publish_is_a_cancel_point_even_with_room() -> None:
+    """A publish cancelled on entry delivers nothing (it used to deliver, then return)."""
+    bus = Broadcast[int]()
+    ps = PubSub[str, int]()
+    async with bus.subscribe(buffer=4) as sub:
+        with anyio.CancelScope() as cs:
+            cs.cancel()
+            await bus.publish(1)
+        assert cs.cancelled_caught
+        assert len(sub) == 0
+        with anyio.CancelScope() as cs:
+            cs.cancel()
+            await ps.publish("nobody", 1)  # no subscriber: still a cancel point
+        assert cs.cancelled_caught
+
+
+async def test_a_tight_publish_loop_lets_readers_run() -> None:
+    """5000 publishes that never wait (a drop subscriber) yield now and then: the reader
+    runs meanwhile instead of finding 4999 drops at the end."""
+    bus = Broadcast[int]()
+    seen: list[int] = []
+    async with anyio.create_task_group() as tg:
+        sub = bus.subscribe(buffer=1, policy="drop_newest")
+
+        async def reader() -> None:
+            async with sub:
+                await collect(sub, seen)
+
+        tg.start_soon(reader)
+        await anyio.wait_all_tasks_blocked()
+        for i in range(5000):
+            await bus.publish(i)
+        during = len(seen)
+        bus.close()
+    assert during > 1, (during, sub.dropped)
+    assert len(seen) + sub.dropped == 5000
+
+
+async def test_close_and_unsubscribe_from_a_thread_raise_and_change_nothing() -> None:
+    """From another thread, close() and unsubscribe() raise RuntimeError before changing
+    anything (they used to drop the subscriber, then fail to close its channel: its
+    reader hung)."""
+    bus = Broadcast[int]()
+    ps = PubSub[str, int]()
+    sub = bus.subscribe(buffer=1)
+    topic_sub = ps.subscribe("t", buffer=1)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(collect, sub, [])
+        tg.start_soon(collect, topic_sub, [])
+        await anyio.wait_all_tasks_blocked()  # both readers parked in recv
+        for call, what in [
+            (bus.close, "close"),
+            (sub.unsubscribe, "unsubscribe"),
+            (ps.close, "close"),
+            (topic_sub.unsubscribe, "unsubscribe"),
+        ]:
+            with pytest.raises(RuntimeError, match=rf"^Broadcast\.{what}: .*another thread"):
+                await anyio.to_thread.run_sync(call)
+        assert (bus.closed, len(bus), sub.closed) == (False, 1, False)
+        assert (ps.topics(), topic_sub.closed) == (["t"], False)
+        bus.close()  # from the loop's own thread: the readers end
+        ps.close()
+    assert sub.closed and topic_sub.closed
+
+
+async def test_drop_oldest_needs_a_buffer() -> None:
+    bus = Broadcast[int]()
+    with pytest.raises(ValueError, match=r"buffer=0, policy='drop_oldest'.*no\s+oldest value"):
+        bus.subscribe(buffer=0, policy="drop_oldest")
+    with pytest.raises(ValueError, match=r"PubSub\.subscribe\(buffer=0, policy='drop_oldest'\)"):
+        PubSub[str, int]().subscribe("t", buffer=0, policy="drop_oldest")
+    async with bus.subscribe(buffer=1, policy="drop_oldest") as sub:
+        for i in range(5):
+            bus.publish_nowait(i)
+        assert (await sub.recv(), sub.dropped) == (4, 4)  # buffer=1 keeps the latest
+
+
+async def test_a_subscription_is_entered_once() -> None:
+    """async with on a subscription whose block exited raises (it used to be accepted and
+    receive nothing, uncounted); one the bus closed may still be entered to drain it."""
+    bus = Broadcast[int]()
+    sub = bus.subscribe(buffer=4)
+    async with sub:
+        pass
+    with pytest.raises(RuntimeError, match=r"was unsubscribed .*subscribe again"):
+        async with sub:
+            pass
+    kept = bus.subscribe(buffer=4)
+    await bus.publish(7)
+    bus.close()
+    async with kept:
+        assert [v async for v in kept] == [7]

@@ -185,3 +185,39 @@ def test_subscribers_made_outside_a_loop_belong_to_the_first_loop_that_publishes
             return await again.recv()
 
     assert run(later, "asyncio") == 3
+
+
+def test_a_refused_subscribe_binds_nothing_and_makes_no_topic() -> None:
+    """subscribe() with bad arguments raises before binding the bus to the caller's loop
+    (a later loop was refused) or making a PubSub topic (one was kept per call)."""
+    bus = Broadcast[int]()
+    ps = PubSub[str, int]()
+    done, release = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        async def bad() -> None:
+            for args in [{"policy": "nope"}, {"buffer": -1}, {"buffer": "2"}]:
+                with pytest.raises((ValueError, TypeError)):
+                    bus.subscribe(**args)  # type: ignore[arg-type]
+                with pytest.raises((ValueError, TypeError)):
+                    ps.subscribe("t", **args)  # type: ignore[arg-type]
+
+        anyio.run(bad)
+        done.set()
+        release.wait(30)  # the thread stays alive: its id is not reused
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        assert done.wait(30)
+        assert (len(bus), repr(ps)) == (0, "<PubSub topics=0>")
+
+        async def later() -> int:  # another event loop, in this thread
+            async with bus.subscribe(buffer=1) as sub:
+                await bus.publish(1)
+                return await sub.recv()
+
+        assert anyio.run(later) == 1
+    finally:
+        release.set()
+        t.join()
