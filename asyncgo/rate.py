@@ -15,6 +15,7 @@ seconds, for APIs whose quota is stated that way ("100 requests per minute").
 from __future__ import annotations
 
 import math
+import numbers
 from collections import deque
 from typing import TYPE_CHECKING, Final, final
 
@@ -61,19 +62,30 @@ def every(seconds: float) -> float:
     """
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError(f"rate: every(seconds) takes a number, not {type(seconds).__name__}")
-    if math.isnan(seconds):
+    if seconds != seconds:
         raise ValueError("rate: every(seconds=nan): the interval must be a number of seconds")
     if seconds <= 0:
         return INF
-    return 1.0 / seconds
+    try:
+        return 1.0 / seconds
+    except OverflowError:  # an int past float's range: an event once in forever
+        return 0.0
 
 
 def _check_limit(limit: float, what: str) -> float:
     if isinstance(limit, bool) or not isinstance(limit, (int, float)):
         raise TypeError(f"rate: {what} takes a number, not {type(limit).__name__}")
-    if math.isnan(limit) or limit < 0:
+    if limit != limit or limit < 0:
         raise ValueError(f"rate: {what}={limit}: the limit must be >= 0 (or rate.INF)")
-    return float(limit)
+    try:
+        return float(limit)
+    except OverflowError:  # an int past float's range: no limit at all
+        return INF
+
+
+#: The largest count (burst, n, window limit): Go's int. Larger ones would not
+#: survive the float arithmetic of tokens.
+_MAX_COUNT: Final[int] = 2**63 - 1
 
 
 def _check_int(n: int, what: str) -> int:
@@ -81,13 +93,25 @@ def _check_int(n: int, what: str) -> int:
         raise TypeError(f"rate: {what} takes an int, not {type(n).__name__}")
     if n < 0:
         raise ValueError(f"rate: {what}={n} must not be negative")
+    if n > _MAX_COUNT:
+        raise ValueError(f"rate: {what}={n} is too large (at most 2**63 - 1, Go's int)")
     return n
 
 
-def _check_t(t: float, what: str) -> None:
-    """ValueError naming *what* if the clock time *t* is NaN (it would poison the state)."""
-    if t != t:
-        raise ValueError(f"rate: {what}(t=nan): the clock time must be a number")
+def _check_t(t: object, what: str) -> None:
+    """Refuse a clock time *t* that is not a number, naming *what*.
+
+    NaN would poison the state; a string or None would fail deep in the
+    arithmetic with an unrelated message.
+    """
+    if type(t) is float:
+        if t == t:
+            return
+    elif isinstance(t, bool) or not isinstance(t, numbers.Real):
+        raise TypeError(f"rate: {what}(t) takes a clock time in seconds, not {type(t).__name__}")
+    elif t == t:
+        return
+    raise ValueError(f"rate: {what}(t=nan): the clock time must be a number")
 
 
 def _duration_from_tokens(limit: float, tokens: float) -> float:
@@ -173,7 +197,13 @@ class Reservation:
         return self.delay_from(current_time())
 
     def delay_from(self, t: float) -> float:
-        """`delay` as seen at clock time *t* (pure). Go: ``r.DelayFrom(t)``"""
+        """`delay` as seen at clock time *t* (pure). Go: ``r.DelayFrom(t)``
+
+        Raises:
+            ValueError: *t* is NaN.
+            TypeError: *t* is not a number.
+        """
+        _check_t(t, "delay_from")
         if not self._ok:
             return INF_DURATION
         return max(self._time_to_act - t, 0.0)
@@ -192,6 +222,7 @@ class Reservation:
 
         Raises:
             ValueError: *t* is NaN.
+            TypeError: *t* is not a number.
         """
         _check_t(t, "cancel_at")
         if self._time_to_act < t:
@@ -289,7 +320,11 @@ class Limiter:
         if t < last:
             last = t
         if self._limit == INF:
-            return t, float(self._burst)
+            # Go's Inf is MaxFloat64 tokens a second: any time at all fills the
+            # bucket, none (the same instant) adds nothing.
+            if t > last:
+                return t, float(self._burst)
+            return t, min(self._tokens, float(self._burst))
         # Never updated (last = -inf): a finite limit has had all the time in the
         # world to fill the bucket; a zero limit adds nothing to the initial burst.
         tokens = self._tokens + _tokens_from_duration(self._limit, t - last)
@@ -338,6 +373,7 @@ class Limiter:
 
         Raises:
             ValueError: *t* is NaN.
+            TypeError: *t* is not a number.
         """
         _check_t(t, "tokens_at")
         return self._advance(t)[1]
@@ -347,8 +383,9 @@ class Limiter:
 
         Raises:
             ValueError: *n* is negative, or *t* NaN.
+            TypeError: *t* is not a number.
         """
-        if type(n) is not int or n < 0:
+        if type(n) is not int or not 0 <= n <= _MAX_COUNT:
             _check_int(n, "allow(n)")
         _check_t(t, "allow_at")
         return self._reserve(t, n, 0.0)._ok
@@ -358,6 +395,7 @@ class Limiter:
 
         Raises:
             ValueError: *n* is negative, or *t* NaN.
+            TypeError: *t* is not a number.
         """
         _check_int(n, "reserve(n)")
         _check_t(t, "reserve_at")
@@ -368,6 +406,7 @@ class Limiter:
 
         Raises:
             ValueError: *limit* is negative or NaN, or *t* NaN.
+            TypeError: *t* is not a number.
         """
         limit = _check_limit(limit, "set_limit(limit)")
         _check_t(t, "set_limit_at")
@@ -379,6 +418,7 @@ class Limiter:
 
         Raises:
             ValueError: *burst* is negative, or *t* NaN.
+            TypeError: *t* is not a number.
         """
         burst = _check_int(burst, "set_burst(burst)")
         _check_t(t, "set_burst_at")
@@ -400,7 +440,7 @@ class Limiter:
         Raises:
             ValueError: *n* is negative.
         """
-        if type(n) is not int or n < 0:
+        if type(n) is not int or not 0 <= n <= _MAX_COUNT:
             _check_int(n, "allow(n)")
         return self._reserve(current_time(), n, 0.0)._ok
 
@@ -581,7 +621,13 @@ class SlidingWindow:
             )
 
     def count_at(self, t: float) -> int:
-        """Events counted in the window ending at clock time *t* (pure)."""
+        """Events counted in the window ending at clock time *t* (pure).
+
+        Raises:
+            ValueError: *t* is NaN.
+            TypeError: *t* is not a number.
+        """
+        _check_t(t, "count_at")
         window = self._window  # x + window > t, not x > t - window: as _when rounds
         return sum(1 for x in self._log if x <= t < x + window)
 
@@ -590,6 +636,7 @@ class SlidingWindow:
 
         Raises:
             ValueError: *n* is negative or exceeds the limit, or *t* is NaN.
+            TypeError: *t* is not a number.
         """
         self._check(n, "allow")
         if n == 0:
@@ -613,9 +660,11 @@ class SlidingWindow:
         """Seconds from clock time *t* until *n* events would fit (pure; takes nothing).
 
         Raises:
-            ValueError: *n* is negative or exceeds the limit.
+            ValueError: *n* is negative or exceeds the limit, or *t* is NaN.
+            TypeError: *t* is not a number.
         """
         self._check(n, "delay")
+        _check_t(t, "delay_at")
         return self._when(t, n) - t if n else 0.0
 
     async def wait(self, n: int = 1, ctx: Context | None = None) -> None:

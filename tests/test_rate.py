@@ -170,6 +170,22 @@ def test_inf_allows_everything() -> None:
     assert lim.tokens_at(T[0]) == 0  # the burst
 
 
+def test_inf_and_back_at_one_instant_adds_no_tokens() -> None:
+    """Go's Inf is MaxFloat64 tokens a second: no time elapsed, no tokens added. Setting
+    INF and back at the same instant used to refill the bucket (visible on a clock that
+    does not move, such as trio's MockClock)."""
+    lim = Limiter(10, 5)
+    assert lim.allow_at(T[0], 5)
+    lim.set_limit_at(T[0], INF)
+    assert lim.tokens_at(T[0]) == 0
+    lim.set_limit_at(T[0], 10)
+    assert lim.tokens_at(T[0]) == 0
+    assert not lim.allow_at(T[0], 5)
+    lim.set_limit_at(T[0], INF)
+    assert lim.tokens_at(T[1]) == 5  # any time at all under INF fills the bucket
+    assert lim.allow_at(T[0], 1000)  # and INF allows everything, whatever the tokens
+
+
 def test_zero_limit_allows_only_the_burst() -> None:
     """A zero limit grants the tokens in the bucket and never refills it."""
     lim = Limiter(0, 3)
@@ -257,8 +273,11 @@ def test_set_limit_mid_stream() -> None:
     assert lim.allow_at(T[0] + 0.55)  # 0.5 + 0.5 s at 1/s
     lim.set_limit_at(T[9], INF)
     assert lim.allow_at(T[9], 50)
-    lim.set_limit_at(T[9], 10)  # back from INF: a full bucket
-    assert lim.tokens_at(T[9]) == 1
+    lim.set_limit_at(T[9], 10)  # back from INF at the same instant: nothing added (Go)
+    assert lim.tokens_at(T[9]) == approx(0.35)
+    lim.set_limit_at(T[9], INF)
+    lim.set_limit_at(T[9] + 0.01, 10)  # back from INF a moment later: a full bucket
+    assert lim.tokens_at(T[9] + 0.01) == 1
 
 
 def test_set_burst() -> None:
@@ -597,8 +616,35 @@ def test_misuse_of_every_and_of_nan_clock_times() -> None:
         (lambda: lim.set_burst_at(math.nan, 2), "set_burst_at"),
         (lambda: lim.reserve_at(0.0).cancel_at(math.nan), "cancel_at"),
         (lambda: SlidingWindow(1, 1).allow_at(math.nan), "allow_at"),
+        (lambda: lim.reserve_at(0.0).delay_from(math.nan), "delay_from"),
+        (lambda: SlidingWindow(1, 1).delay_at(math.nan), "delay_at"),
+        (lambda: SlidingWindow(1, 1).count_at(math.nan), "count_at"),
     ):
         with pytest.raises(ValueError, match=rf"^rate: {what}\(t=nan\)"):
+            call()
+    # A clock time that is not a number is named (it failed deep in the arithmetic).
+    window = SlidingWindow(1, 1)
+    for bad in ("1.5", None, True):
+        for call, what in (
+            (lambda: lim.allow_at(bad), "allow_at"),  # type: ignore[arg-type]  # noqa: B023
+            (lambda: lim.tokens_at(bad), "tokens_at"),  # type: ignore[arg-type]  # noqa: B023
+            (lambda: lim.reserve_at(0.0).delay_from(bad), "delay_from"),  # type: ignore[arg-type]  # noqa: B023
+            (lambda: window.delay_at(bad), "delay_at"),  # type: ignore[arg-type]  # noqa: B023
+            (lambda: window.count_at(bad), "count_at"),  # type: ignore[arg-type]  # noqa: B023
+        ):
+            with pytest.raises(TypeError, match=rf"^rate: {what}\(t\) takes a clock time"):
+                call()
+    assert lim.tokens_at(10) == 1.0  # an int is a clock time
+    # Numbers past float's range: no limit, an event once in forever, counts refused.
+    assert Limiter(10**400, 1).limit == INF
+    assert every(10**400) == 0.0
+    for call, what in (
+        (lambda: Limiter(1, 10**400), r"Limiter\(burst\)"),
+        (lambda: Limiter(1, 1).allow_at(0.0, 10**400), r"allow\(n\)"),
+        (lambda: Limiter(1, 1).reserve_at(0.0, 2**63), r"reserve\(n\)"),
+        (lambda: SlidingWindow(2**64, 1), r"SlidingWindow\(limit\)"),
+    ):
+        with pytest.raises(ValueError, match=rf"^rate: {what}=\d+ is too large"):
             call()
     # Nothing was poisoned: still one token per second.
     lim = Limiter(1, 1)
