@@ -43,6 +43,7 @@ from typing import (
 )
 
 from ._backend import current_time
+from ._backend._timers import Runtime, TrioRuntime, runtime_or_none
 from ._context import check_ctx, ended
 from ._exceptions import Canceled, check_sync_callable, not_a_function, not_awaitable
 from .time import _seconds, sleep
@@ -371,6 +372,7 @@ class CircuitBreaker:
         "_recent_ok",
         "_recovery_time",
         "_rejected",
+        "_rt",
         "_state",
         "_success_threshold",
         "_successes",
@@ -487,6 +489,7 @@ class CircuitBreaker:
         self._recent_ok = _Times(keep_times=keep_times)
         self._opened_at = 0.0
         self._last = -math.inf  # the last clock reading (`_now`)
+        self._rt: Runtime | None = None  # the loop (trio: the run) of the last reading
         self._probes = 0  # probe calls in flight (half-open)
         self._probe_successes = 0
         self._calls = self._successes = self._failures = self._rejected = self._opened = 0
@@ -532,15 +535,23 @@ class CircuitBreaker:
         """The clock, read for the state machine.
 
         Each trio run has a clock of its own, with a random offset, so a breaker
-        kept from one run to the next (a module-level one, across tests) can
-        find the clock gone back: it then shifts the times it holds by the jump,
-        as if no time had passed in between. (A jump forward reads as time gone
-        by. asyncio loops all read ``time.monotonic()``.)
+        kept from one run to the next (a module-level one, across tests) finds
+        the clock jumped, back or forward: when the run is not the one of its
+        last reading and either is a trio run, it shifts the times it holds by
+        the jump, as if no time had passed in between. (asyncio loops all read
+        ``time.monotonic()``: from one to the next, time really passed.) Within
+        a run, a clock gone back (it never should) is shifted the same way.
         """
         now = current_time()
         last = self._last
         self._last = now
-        if now < last:
+        rt = runtime_or_none()
+        old = self._rt
+        new_run = False
+        if rt is not old and rt is not None:
+            self._rt = rt
+            new_run = old is not None and (type(old) is TrioRuntime or type(rt) is TrioRuntime)
+        if new_run or now < last:
             jump = now - last
             self._opened_at += jump
             self._recent.shift(jump)
@@ -718,13 +729,16 @@ class Backoff:
 
     Rules, checked when it is made: ``0 <= initial <= maximum``, *maximum*
     finite, ``multiplier >= 1`` (1: a constant backoff) and finite, *jitter* a
-    bool. ``initial=0`` never sleeps.
+    bool, *rng* a ``random.Random`` (or any object with a ``uniform(a, b)``
+    method: the jitter is ``rng.uniform(0, cap)``; pass ``random.Random(seed)``
+    for a repeatable one). ``initial=0`` never sleeps.
 
     Raises:
         ValueError: A rule above is broken, e.g. ``Backoff(initial=-5):
             must be >= 0 seconds``.
-        TypeError: *initial*, *maximum* or *multiplier* is not a number, or
-            *jitter* not a bool.
+        TypeError: *initial*, *maximum* or *multiplier* is not a number,
+            *jitter* not a bool, or *rng* has no ``uniform`` method (a seed,
+            ``rng=42``, for ``rng=random.Random(42)``).
 
     Example:
         ```python
@@ -770,9 +784,28 @@ class Backoff:
                 f"Backoff(multiplier={self.multiplier}): must be >= 1 and finite "
                 "(1: the same backoff every time)"
             )
+        rng: object = self.rng
+        if inspect.isclass(rng) or not callable(getattr(rng, "uniform", None)):
+            # (a class: its uniform is unbound, e.g. rng=random.Random for random.Random())
+            what = f"the class {rng.__name__}" if inspect.isclass(rng) else type(rng).__name__
+            raise TypeError(
+                f"Backoff(rng={rng!r}): takes a random.Random (or an object with a "
+                f"uniform(a, b) method), not {what}"
+            )
 
     def delay(self, retry: int) -> float:
-        """Seconds to sleep before retry number *retry* (1-based)."""
+        """Seconds to sleep before retry number *retry* (1-based).
+
+        Raises:
+            ValueError: *retry* is below 1 (retries are numbered from 1).
+            TypeError: *retry* is not an int.
+        """
+        _check_int(f"Backoff.delay(retry={retry!r})", retry)
+        if retry < 1:
+            raise ValueError(
+                f"Backoff.delay(retry={retry}): must be at least 1 "
+                "(retries are numbered from 1: the sleep before the second attempt)"
+            )
         if not self.initial:
             return 0.0
         try:

@@ -13,7 +13,7 @@ starts afresh.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, final
 
@@ -31,6 +31,7 @@ from ._backend import (
     park_runtime,
     rescue,
 )
+from ._backend._taskgroup import checkpoint_if_cancelled
 from ._backend._timers import Runtime, elsewhere, runtime_or_none
 from ._exceptions import not_a_function, not_awaitable
 
@@ -44,14 +45,20 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+def _leaves(excs: Sequence[BaseException]) -> list[BaseException]:
+    """The exceptions in *excs*, with every exception group flattened to its leaves."""
     out: list[BaseException] = []
-    for e in eg.exceptions:
+    for e in excs:
         if isinstance(e, BaseExceptionGroup):
-            out.extend(_leaves(e))
+            out.extend(_leaves(e.exceptions))
         else:
             out.append(e)
     return out
+
+
+def _among(e: BaseException, excs: list[BaseException]) -> bool:
+    """Whether *e* itself (not an equal exception) is in *excs*."""
+    return any(x is e for x in excs)
 
 
 class _Call:
@@ -69,6 +76,18 @@ class _Call:
         self.tb: TracebackType | None = None
         self.aborted = False  # ended by the Group's own cancellation, not by fn
         self.scope: CancelScope | None = None
+
+
+def _stray_cancellation(key: Hashable, exc: BaseException) -> RuntimeError:
+    """The error a call's callers get for *exc*, a cancellation no cancel scope caused."""
+    err = RuntimeError(
+        f"singleflight: the call for key {key!r} raised {type(exc).__name__}, a "
+        "cancellation that no cancel scope of the call caused (fn awaited something "
+        "cancelled elsewhere, e.g. a future or another task): its callers get this "
+        "error instead of being cancelled"
+    )
+    err.__cause__ = exc
+    return err
 
 
 _DO_ADVICE = "pass the async function and its arguments, g.do(key, f, *args), not g.do(key, f())"
@@ -91,7 +110,8 @@ class Group:
       forgotten, so the next ``do`` for it starts a new call;
     * the call runs in a task of the Group's own task group, not in any
       caller's task; leaving the ``async with`` block waits for calls still
-      running (and cancels them if the block is left by an exception).
+      running (and cancels them if the block is left by an exception);
+      meanwhile a call in flight may still be joined, but none is started.
       Nothing is cached: a call that has returned is forgotten at once.
 
     Keys may be any hashable value.
@@ -155,23 +175,32 @@ class Group:
         try:
             return await tg.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as eg:
-            leaves = _leaves(eg)
-            # A call's KeyboardInterrupt, SystemExit... (the only thing a call
-            # raises into the task group: its errors go to the callers) comes
-            # out as itself, and first, as out of an errgroup Group.
+            # The task group's group holds the body's own exception: as is
+            # (asyncio), or, if that is a group, maybe a copy of it with the same
+            # leaves (trio's nursery splits its Cancelled out). The body's leaves
+            # are not searched: a group the body raised is left whole.
+            leaves = _leaves(eg.exceptions)
+            body = [] if exc is None else _leaves([exc])
             cancelled = get_cancelled_exc_class()
             for leaf in leaves:
-                if not isinstance(leaf, (Exception, cancelled)) and leaf is not exc:
+                # A call's KeyboardInterrupt, SystemExit... (the only thing a call
+                # raises into the task group: its errors go to the callers) comes
+                # out as itself, and first, as out of an errgroup Group.
+                if not isinstance(leaf, (Exception, cancelled)) and not _among(leaf, body):
                     context = leaf.__context__
                     try:
                         raise leaf
                     finally:
                         leaf.__context__ = context  # not chained to the group
                         del leaf, context
-            # A group holding just the body's own exception is anyio's wrapping
-            # of it: let it propagate as itself, so that ``async with
-            # singleflight.Group()`` is transparent to errors.
-            if exc is None or leaves != [exc]:
+            # A group holding just the body's own exception is the task group's
+            # wrapping of it: let it propagate as itself, so that ``async with
+            # singleflight.Group()`` is transparent to errors -- an exception
+            # group the body raised included (whose leaves are compared, one by
+            # one, since trio may hand back a copy of it).
+            if exc is None or len(leaves) != len(body):
+                raise
+            if not all(a is b for a, b in zip(leaves, body, strict=True)):
                 raise
             return False
         finally:
@@ -187,12 +216,18 @@ class Group:
 
         Cancellation: a cancelled caller leaves without disturbing the others;
         if it was the last one waiting, the call is cancelled. Checkpoint:
-        always waits for the call (in a task of the Group).
+        always waits for the call (in a task of the Group). While the Group's
+        block is exiting, a ``do`` may still join the call in flight for *key*,
+        but not start one.
 
         Raises:
             Exception: Whatever ``fn`` raised, in every caller of that call.
-            RuntimeError: The Group is not entered (``async with``) or is
-                closing, or the call was cancelled by the Group's shutdown.
+            RuntimeError: The Group is not entered (``async with``) or has
+                ended, or it is closing and no call for *key* is in flight to
+                join; the call was cancelled by the Group's shutdown; or ``fn``
+                raised a cancellation that no cancel scope of the call caused
+                (e.g. it awaited a future cancelled elsewhere): chained from
+                it, in every caller of that call.
             TypeError: ``fn`` is not an async function (e.g. ``g.do(key, f())``
                 for ``g.do(key, f)``, at once; a sync function, in every caller).
         """
@@ -207,13 +242,9 @@ class Group:
         if must_checkpoint(self):
             await checkpoint()
         tg = self._tg
-        if tg is None or self._closed:
-            state = "is closing" if self._closed else "was not entered"
-            raise RuntimeError(
-                f"singleflight: Group.do() on a Group that {state}: "
-                "call do() inside `async with singleflight.Group() as g:`"
-            )
         call = self._calls.get(key)
+        if tg is None or (self._closed and call is None):
+            raise self._refused()
         if call is None:
             call = self._calls[key] = _Call()
             tg.start_soon(self._run, key, call, fn, args, name=f"singleflight.Group.do({key!r})")
@@ -269,6 +300,23 @@ class Group:
                 del err, context
         return call.value, call.dups > 0  # type: ignore[return-value]
 
+    def _refused(self) -> RuntimeError:
+        """The error of a `do` that can neither join a call in flight nor start one."""
+        if self._tg is None:
+            if self._closed:
+                state = "is closed: its `async with` block has ended; call do() inside it"
+            else:
+                state = "was not entered: call do() inside `async with singleflight.Group() as g:`"
+        else:
+            # Its block waits for the calls in flight: one may still be joined (it
+            # runs anyway), but a new one would keep the block waiting for work
+            # begun after it started to exit (or start in a task group shutting down).
+            state = (
+                "is closing: its `async with` block is exiting, so no new call can "
+                "start (a call already in flight for the key can still be joined)"
+            )
+        return RuntimeError(f"singleflight: Group.do() on a Group that {state}")
+
     def forget(self, key: Hashable) -> None:
         """Forget *key*: the next ``do`` for it calls ``fn`` rather than join the call in flight.
 
@@ -297,6 +345,19 @@ class Group:
                 except Exception as exc:  # goes to the callers, never to the task group
                     call.exc = exc
                     call.tb = exc.__traceback__
+                except BaseException as exc:
+                    if not isinstance(exc, get_cancelled_exc_class()):
+                        raise  # KeyboardInterrupt, SystemExit...: below
+                    if scope.cancel_called:
+                        raise  # every caller left: the call's scope takes it back
+                    # The Group's scope or an enclosing one: raised here, for the
+                    # task group to take back.
+                    await checkpoint_if_cancelled()
+                    # No scope of the call caused it: fn awaited something cancelled
+                    # elsewhere (a future, another task). Raised into the task group,
+                    # anyio would take it for a failed task and cancel the Group's
+                    # block; it is an error of this call, for its callers only.
+                    call.exc = _stray_cancellation(key, exc)
         except BaseException as exc:
             # The Group's scope was cancelled, or fn raised KeyboardInterrupt,
             # SystemExit... (which then shuts the Group down).

@@ -562,6 +562,16 @@ def test_backoff_validation() -> None:
         ({"initial": True}, r"^Backoff\(initial=True\): takes a number of seconds, not bool"),
         ({"multiplier": "2"}, r"^Backoff\(multiplier='2'\): takes a number, not str$"),
         ({"jitter": 1}, r"^Backoff\(jitter=1\): takes a bool, not int$"),
+        (
+            {"rng": 42},  # meant as a seed: failed mid-retry, with an AttributeError
+            r"^Backoff\(rng=42\): takes a random.Random \(or an object with a "
+            r"uniform\(a, b\) method\), not int$",
+        ),
+        ({"rng": None}, r"^Backoff\(rng=None\): takes a random.Random"),
+        (
+            {"rng": random.Random},
+            r"^Backoff\(rng=<class 'random.Random'>\): takes a random.* not the class Random$",
+        ),
     ]
     for kwargs, message in wrong_type:
         with pytest.raises(TypeError, match=message):
@@ -574,6 +584,33 @@ def test_backoff_edges_allowed() -> None:
     assert [constant.delay(i) for i in (1, 2, 10)] == [0.5, 0.5, 0.5]
     assert Backoff(initial=1, maximum=3, multiplier=3, jitter=False).delay(2) == 3
     assert Backoff(initial=0.1, maximum=1.0, jitter=False).delay(1) == 0.1
+
+
+def test_backoff_rng_may_be_any_object_with_uniform() -> None:
+    class Fixed:
+        def uniform(self, a: float, b: float) -> float:
+            return b / 2
+
+    assert Backoff(initial=1, rng=Fixed()).delay(2) == 1  # type: ignore[arg-type]
+    assert 0 <= Backoff(rng=random.SystemRandom()).delay(1) <= 0.1
+    assert 0 <= Backoff(rng=random).delay(1) <= 0.1  # type: ignore[arg-type]  # the module
+
+
+def test_backoff_delay_checks_the_retry_number() -> None:
+    """delay(retry) numbers retries from 1: 0, -3, 2.5 or "2" used to return a value
+    (or raise a bare TypeError) instead of naming the misuse."""
+    for b in (Backoff(jitter=False), Backoff(initial=0)):
+        for bad in (0, -3):
+            with pytest.raises(
+                ValueError, match=rf"^Backoff.delay\(retry={bad}\): must be at least 1 "
+            ):
+                b.delay(bad)
+        for bad2, name in ((2.5, "float"), ("2", "str"), (True, "bool"), (None, "NoneType")):
+            with pytest.raises(
+                TypeError, match=rf"^Backoff.delay\(retry={bad2!r}\): takes an int, not {name}$"
+            ):
+                b.delay(bad2)  # type: ignore[arg-type]
+    assert Backoff(jitter=False).delay(1) == 0.1
 
 
 def test_backoff_many_retries_stay_at_the_maximum() -> None:
@@ -916,6 +953,45 @@ async def test_breaker_kept_across_runs_whose_clock_went_back(clock: FakeClock) 
     clock.advance(30)
     assert await b.call(ok) == "ok"
     assert st(b) is State.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("first", "next_clock"), [("trio", "ahead"), ("trio", "behind"), ("asyncio", "ahead")]
+)
+def test_breaker_kept_across_runs_as_if_no_time_had_passed(first: str, next_clock: str) -> None:
+    """Each trio run has a clock of its own, its offset random: a breaker opened in
+    one run is still open, its whole recovery time to go, in the next run, whether
+    that run's clock reads ahead of the last one's or behind it. (It used to shift
+    only for a clock gone back: a run whose clock read ahead found it half-open.)
+    Within a run, time still passes."""
+    b = CircuitBreaker(failure_threshold=1, recovery_time=30)
+
+    async def open_it() -> None:
+        with pytest.raises(Boom):
+            await b.call(boom)
+
+    async def look_then_wait() -> None:
+        with pytest.raises(CircuitOpen) as info:
+            await b.call(ok)
+        if first == "trio":  # (asyncio's clock ran on between its two readings)
+            assert info.value.retry_after == 30
+        assert st(b) is State.OPEN
+        await trio.sleep(29)
+        assert st(b) is State.OPEN
+        await trio.sleep(1)
+        assert st(b) is State.HALF_OPEN
+        assert await b.call(ok) == "ok"
+        assert st(b) is State.CLOSED
+
+    last = trio.testing.MockClock()
+    following = trio.testing.MockClock(autojump_threshold=0)
+    if first == "trio":
+        (following if next_clock == "ahead" else last).jump(1000)
+        trio.run(open_it, clock=last)
+    else:
+        anyio.run(open_it, backend="asyncio")  # time.monotonic()
+        following.jump(1e9)
+    trio.run(look_then_wait, clock=following)
 
 
 async def test_retry_never_retries_a_cancellation_or_a_base_exception() -> None:

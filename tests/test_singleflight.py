@@ -329,7 +329,7 @@ async def test_do_outside_async_with_raises() -> None:
     async with sf:
         pass
     with pytest.raises(
-        RuntimeError, match=r"^singleflight: Group.do\(\) on a Group that is closing"
+        RuntimeError, match=r"^singleflight: Group.do\(\) on a Group that is closed"
     ):
         await sf.do("k", f)
     with pytest.raises(RuntimeError, match="entered only once"):
@@ -541,3 +541,193 @@ async def test_fn_calling_do_for_its_own_key_is_a_deadlock_the_detector_reports(
             async with debug.detect_deadlocks():
                 await sf.do("k", fn)
     assert "singleflight" in str(info.value)
+
+
+# -- found by a second audit: the block's exception groups, stray cancellations, closing ----
+
+
+class Fatal(BaseException):
+    """A BaseException that is not an Exception (as KeyboardInterrupt), safe under pytest."""
+
+
+@pytest.mark.parametrize("kind", ["ExceptionGroup", "BaseExceptionGroup", "nested"])
+@pytest.mark.parametrize("in_flight", [False, True])
+async def test_the_blocks_own_exception_group_propagates_as_itself(
+    kind: str, in_flight: bool
+) -> None:
+    """The block's own exception group is not wrapped in the task group's, nor stripped
+    to a leaf (a group holding a BaseException used to come out as that leaf)."""
+    mine: BaseExceptionGroup[BaseException]
+    if kind == "ExceptionGroup":
+        mine = ExceptionGroup("mine", [Boom(1), KeyError(2)])
+    elif kind == "BaseExceptionGroup":
+        mine = BaseExceptionGroup("mine", [Fatal(), Boom(2)])
+    else:
+        mine = ExceptionGroup("mine", [ExceptionGroup("inner", [Boom(1)])])
+    be = Backend()
+    errors: list[BaseException] = []
+
+    async def outside_caller(sf: singleflight.Group) -> None:
+        try:
+            await sf.do("k", be.fetch, "k")
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    got: BaseException | None = None
+    async with anyio.create_task_group() as outer:
+        try:
+            async with singleflight.Group() as sf:
+                if in_flight:
+                    outer.start_soon(outside_caller, sf)
+                    await anyio.wait_all_tasks_blocked()
+                raise mine
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            got = exc
+    assert got is mine, repr(got)
+    assert len(errors) == int(in_flight)
+    assert be.cancelled == int(in_flight)
+
+
+async def raise_a_stray_cancellation() -> None:
+    """Raise the backend's cancellation exception, which no enclosing cancel scope caused.
+
+    asyncio: an await of a future someone else cancelled (a connection's, a shared
+    future). trio: a ``Cancelled`` caught from a scope that has ended, raised again.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        caught: BaseException | None = None
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await anyio.lowlevel.checkpoint()
+            except anyio.get_cancelled_exc_class() as exc:
+                caught = exc
+        assert caught is not None
+        raise caught
+    fut = loop.create_future()
+    fut.cancel()
+    await fut
+
+
+async def test_a_stray_cancellation_from_fn_reaches_its_callers_only() -> None:
+    """fn raising a cancellation that no cancel scope of the call caused: its callers
+    get a RuntimeError from it; nobody is cancelled -- not the caller in the block
+    (whose body used to be skipped silently), not the callers of other keys."""
+    gate = anyio.Event()
+    be = Backend()
+    out: list[Any] = []
+    errors: list[BaseException] = []
+    reached: list[str] = []
+
+    async def stray() -> str:
+        await gate.wait()
+        await raise_a_stray_cancellation()
+        return "not reached"
+
+    async def other_caller(sf: singleflight.Group) -> None:
+        try:
+            await sf.do("stray", stray)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    async with singleflight.Group() as sf:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(do_into, sf, "other", be.fetch, out, "other")
+            tg.start_soon(other_caller, sf)
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+            with pytest.raises(RuntimeError) as info:
+                await sf.do("stray", stray)
+            reached.append("after do")
+            be.release.set()
+        reached.append("end of body")
+        # The Group is still usable.
+        be2 = Backend()
+        be2.release.set()
+        assert await sf.do("k", be2.fetch, "k") == ("k#1", False)
+    reached.append("after block")
+    assert reached == ["after do", "end of body", "after block"]
+    err = info.value
+    assert errors == [err], "every caller gets the same exception"
+    assert str(err).startswith("singleflight: the call for key 'stray' raised ")
+    assert "no cancel scope" in str(err)
+    assert isinstance(err.__cause__, anyio.get_cancelled_exc_class())
+    assert out == [("other#1", False)]
+    assert be.cancelled == 0
+
+
+async def test_the_group_still_cancels_its_calls_when_an_outer_scope_is_cancelled() -> None:
+    """A genuine cancellation (an enclosing scope of the block) is still one: the call
+    is cancelled and its callers outside are told the Group was shut down."""
+    be = Backend()
+    errors: list[BaseException] = []
+
+    async def outside_caller(sf: singleflight.Group) -> None:
+        try:
+            await sf.do("k", be.fetch, "k")
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    reached: list[str] = []
+    async with anyio.create_task_group() as outer:
+        with anyio.CancelScope() as scope:
+            async with singleflight.Group() as sf:
+                outer.start_soon(outside_caller, sf)
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+                await anyio.sleep_forever()
+            reached.append("not reached")
+    assert scope.cancelled_caught
+    assert reached == []
+    assert be.cancelled == 1
+    assert len(errors) == 1 and "was shut down" in str(errors[0])
+
+
+async def test_a_call_in_flight_can_be_joined_while_the_block_exits() -> None:
+    """While the block waits at its exit for a call, another task may still join that
+    call (it runs anyway); only a new call is refused."""
+    release = anyio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "v"
+
+    out: dict[str, Any] = {}
+
+    async def caller(name: str, sf: singleflight.Group, key: str) -> None:
+        try:
+            out[name] = await sf.do(key, slow)
+        except RuntimeError as exc:
+            out[name] = exc
+
+    async def releaser() -> None:
+        await anyio.wait_all_tasks_blocked()  # the late caller is parked on the call
+        release.set()
+
+    async def late(sf: singleflight.Group) -> None:
+        await anyio.wait_all_tasks_blocked()  # the block is waiting at its exit now
+        assert "closing" in repr(sf)
+        await caller("new key", sf, "other")
+        tg.start_soon(releaser)
+        await caller("same key", sf, "k")
+
+    async with anyio.create_task_group() as tg:
+        async with singleflight.Group() as sf:
+            tg.start_soon(caller, "first", sf, "k")
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(late, sf)
+    assert out["first"] == ("v", True)
+    assert out["same key"] == ("v", True)
+    err = out["new key"]
+    assert isinstance(err, RuntimeError)
+    assert str(err).startswith(
+        "singleflight: Group.do() on a Group that is closing: its `async with` block "
+        "is exiting, so no new call can start"
+    ), str(err)
+    assert "call do() inside" not in str(err)
+    with pytest.raises(
+        RuntimeError, match=r"^singleflight: Group.do\(\) on a Group that is closed"
+    ):
+        await sf.do("k", slow)
