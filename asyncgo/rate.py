@@ -20,6 +20,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, final
 
 from ._backend import checkpoint, current_time
+from ._backend._timers import RunClock
 from ._context import check_ctx, ended
 from ._exceptions import DeadlineExceeded
 from .time import sleep
@@ -194,7 +195,7 @@ class Reservation:
         `INF_DURATION` if the reservation is not ok: the limiter cannot grant
         the tokens. Needs a running event loop (for the clock). Go: ``r.Delay()``
         """
-        return self.delay_from(current_time())
+        return self.delay_from(self._lim._now())
 
     def delay_from(self, t: float) -> float:
         """`delay` as seen at clock time *t* (pure). Go: ``r.DelayFrom(t)``
@@ -215,7 +216,7 @@ class Reservation:
         not given back; a reservation whose time has come, or one that is not
         ok, gives back nothing, and so does a second cancel. Go: ``r.Cancel()``
         """
-        self.cancel_at(current_time())
+        self.cancel_at(self._lim._now())
 
     def cancel_at(self, t: float) -> None:
         """`cancel` as if at clock time *t* (pure). Go: ``r.CancelAt(t)``
@@ -280,7 +281,7 @@ class Limiter:
         ```
     """
 
-    __slots__ = ("_burst", "_last", "_last_event", "_limit", "_tokens")
+    __slots__ = ("_burst", "_clock", "_last", "_last_event", "_limit", "_tokens")
 
     def __init__(self, limit: float, burst: int) -> None:
         """Make a full limiter.
@@ -294,6 +295,7 @@ class Limiter:
         self._tokens = float(burst)
         self._last = -math.inf  # the time tokens was last updated; -inf: full at any t
         self._last_event = -math.inf  # the latest time of a rate-limited event (past or future)
+        self._clock = RunClock()
 
     def __repr__(self) -> str:
         return f"<Limiter limit={self._limit} burst={self._burst} at {id(self):#x}>"
@@ -427,12 +429,27 @@ class Limiter:
 
     # -- on the event loop's clock -------------------------------------------------
 
+    def _now(self) -> float:
+        """The event loop's clock; a limiter kept across trio runs shifts its times.
+
+        (As if no time had passed between the runs: see `RunClock`.)
+
+        Raises:
+            RuntimeError: No event loop runs in this thread, or the limiter is in
+                use by a loop running in another thread.
+        """
+        now, jump = self._clock.read(self)
+        if jump:
+            self._last += jump
+            self._last_event += jump
+        return now
+
     def tokens(self) -> float:
         """The number of tokens available now (negative while reservations wait).
 
         Go: ``lim.Tokens()``
         """
-        return self._advance(current_time())[1]
+        return self._advance(self._now())[1]
 
     def allow(self, n: int = 1) -> bool:
         """Take *n* tokens if they are available now; never waits. Go: ``lim.AllowN(time.Now(), n)``
@@ -442,7 +459,7 @@ class Limiter:
         """
         if type(n) is not int or not 0 <= n <= _MAX_COUNT:
             _check_int(n, "allow(n)")
-        return self._reserve(current_time(), n, 0.0)._ok
+        return self._reserve(self._now(), n, 0.0)._ok
 
     def reserve(self, n: int = 1) -> Reservation:
         """Book *n* tokens now or in the future; the reservation says how long to wait.
@@ -456,7 +473,7 @@ class Limiter:
             ValueError: *n* is negative.
         """
         _check_int(n, "reserve(n)")
-        return self._reserve(current_time(), n, INF_DURATION)
+        return self._reserve(self._now(), n, INF_DURATION)
 
     def set_limit(self, limit: float) -> None:
         """Change the limit; tokens accrued so far at the old limit are kept.
@@ -466,7 +483,7 @@ class Limiter:
         Raises:
             ValueError: *limit* is negative or NaN.
         """
-        self.set_limit_at(current_time(), limit)
+        self.set_limit_at(self._now(), limit)
 
     def set_burst(self, burst: int) -> None:
         """Change the burst. Go: ``lim.SetBurst(newBurst)``
@@ -474,7 +491,7 @@ class Limiter:
         Raises:
             ValueError: *burst* is negative.
         """
-        self.set_burst_at(current_time(), burst)
+        self.set_burst_at(self._now(), burst)
 
     async def wait(self, n: int = 1, ctx: Context | None = None) -> None:
         """Wait until *n* tokens are granted.
@@ -504,7 +521,7 @@ class Limiter:
         if n > self._burst and self._limit != INF:
             raise ValueError(f"rate: wait(n={n}) exceeds limiter's burst {self._burst}")
         max_future = INF_DURATION
-        now = current_time()  # (before ctx.err(): past the deadline, ctx's own error)
+        now = self._now()  # (before ctx.err(): past the deadline, ctx's own error)
         if ctx is not None:
             check_ctx(ctx, "rate: Limiter.wait(n, ctx)")
             err = ended(ctx)
@@ -558,7 +575,7 @@ class SlidingWindow:
         ```
     """
 
-    __slots__ = ("_limit", "_log", "_window")
+    __slots__ = ("_clock", "_limit", "_log", "_window")
 
     def __init__(self, limit: int, window: float) -> None:
         """Make an empty window.
@@ -578,6 +595,7 @@ class SlidingWindow:
         # must not have pushed a real event out. Times that left the window go in
         # `_when`.
         self._log: deque[float] = deque()
+        self._clock = RunClock()
 
     def __repr__(self) -> str:
         return f"<SlidingWindow limit={self._limit} window={self._window} at {id(self):#x}>"
@@ -605,6 +623,16 @@ class SlidingWindow:
         if i >= 0:
             when = max(when, log[i] + self._window)
         return when
+
+    def _now(self) -> float:
+        """The event loop's clock; a window kept across trio runs shifts its times.
+
+        (As if no time had passed between the runs: see `RunClock`.)
+        """
+        now, jump = self._clock.read(self)
+        if jump:
+            self._log = deque([x + jump for x in self._log])
+        return now
 
     def _forget(self, t: float) -> None:
         """Drop the times out of every window from *t* on (*t*: the time now)."""
@@ -654,7 +682,7 @@ class SlidingWindow:
         Raises:
             ValueError: *n* is negative or exceeds the limit.
         """
-        return self.allow_at(current_time(), n)
+        return self.allow_at(self._now(), n)
 
     def delay_at(self, t: float, n: int = 1) -> float:
         """Seconds from clock time *t* until *n* events would fit (pure; takes nothing).
@@ -685,7 +713,7 @@ class SlidingWindow:
             Canceled: *ctx* was cancelled.
         """
         self._check(n, "wait")
-        now = current_time()  # (before ctx.err(): see Limiter.wait)
+        now = self._now()  # (before ctx.err(): see Limiter.wait)
         if ctx is not None:
             check_ctx(ctx, "rate: SlidingWindow.wait(n, ctx)")
             err = ended(ctx)

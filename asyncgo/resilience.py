@@ -43,7 +43,7 @@ from typing import (
 )
 
 from ._backend import current_time
-from ._backend._timers import Runtime, TrioRuntime, runtime_or_none
+from ._backend._timers import RunClock
 from ._context import check_ctx, ended
 from ._exceptions import Canceled, check_sync_callable, not_a_function, not_awaitable
 from .time import _seconds, sleep
@@ -353,13 +353,13 @@ class CircuitBreaker:
 
     __slots__ = (
         "_calls",
+        "_clock",
         "_entered",
         "_failure_on",
         "_failures",
         "_gen",
         "_half_open_max",
         "_ignore",
-        "_last",
         "_min_calls",
         "_name",
         "_on_state_change",
@@ -372,7 +372,6 @@ class CircuitBreaker:
         "_recent_ok",
         "_recovery_time",
         "_rejected",
-        "_rt",
         "_state",
         "_success_threshold",
         "_successes",
@@ -488,8 +487,7 @@ class CircuitBreaker:
         self._recent = _Times(keep_times=keep_times)
         self._recent_ok = _Times(keep_times=keep_times)
         self._opened_at = 0.0
-        self._last = -math.inf  # the last clock reading (`_now`)
-        self._rt: Runtime | None = None  # the loop (trio: the run) of the last reading
+        self._clock = RunClock()  # the clock readings of `_now`
         self._probes = 0  # probe calls in flight (half-open)
         self._probe_successes = 0
         self._calls = self._successes = self._failures = self._rejected = self._opened = 0
@@ -534,25 +532,15 @@ class CircuitBreaker:
     def _now(self) -> float:
         """The clock, read for the state machine.
 
-        Each trio run has a clock of its own, with a random offset, so a breaker
-        kept from one run to the next (a module-level one, across tests) finds
-        the clock jumped, back or forward: when the run is not the one of its
-        last reading and either is a trio run, it shifts the times it holds by
-        the jump, as if no time had passed in between. (asyncio loops all read
-        ``time.monotonic()``: from one to the next, time really passed.) Within
-        a run, a clock gone back (it never should) is shifted the same way.
+        A breaker kept from one run to the next (a module-level one, across
+        tests) shifts the times it holds as if no time had passed in between
+        when either run is a trio run (each has a clock of its own, with a
+        random offset); asyncio loops all read ``time.monotonic()``, so from one
+        to the next time really passed. See `RunClock`.
         """
         now = current_time()
-        last = self._last
-        self._last = now
-        rt = runtime_or_none()
-        old = self._rt
-        new_run = False
-        if rt is not old and rt is not None:
-            self._rt = rt
-            new_run = old is not None and (type(old) is TrioRuntime or type(rt) is TrioRuntime)
-        if new_run or now < last:
-            jump = now - last
+        jump = self._clock.jump(self, now)
+        if jump:
             self._opened_at += jump
             self._recent.shift(jump)
             self._recent_ok.shift(jump)

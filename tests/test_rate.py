@@ -665,3 +665,77 @@ async def test_sliding_window_slot_due_exactly_at_the_deadline_is_granted() -> N
     finally:
         cancel()
     assert w.count_at(anyio.current_time()) == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "next_clock"), [("trio", "ahead"), ("trio", "behind"), ("asyncio", "ahead")]
+)
+def test_kept_across_runs_as_if_no_time_had_passed(first: str, next_clock: str) -> None:
+    """Each trio run has a clock of its own, its offset random: a limiter and a window
+    drained in one run are still drained in the next, whether its clock reads ahead or
+    behind (ahead, they refilled at once; behind, a window stayed full until the new
+    clock caught up). Within a run, time still passes."""
+    import trio
+    import trio.testing
+
+    lim = Limiter(1, 1)  # a token a second
+    window = SlidingWindow(1, 10.0)  # one event per 10 s
+
+    async def drain() -> None:
+        assert lim.allow() and window.allow()
+        assert not lim.allow() and not window.allow()
+
+    async def look_then_wait() -> None:
+        assert not lim.allow() and not window.allow()  # as at the end of the last run
+        assert lim.tokens() < 0.01
+        await trio.sleep(1)
+        assert lim.allow() and not window.allow()
+        await trio.sleep(9)
+        assert window.allow()
+
+    last = trio.testing.MockClock()
+    following = trio.testing.MockClock(autojump_threshold=0)
+    if first == "trio":
+        (following if next_clock == "ahead" else last).jump(100_000)
+        trio.run(drain, clock=last)
+    else:
+        anyio.run(drain, backend="asyncio")  # time.monotonic()
+        following.jump(1e9)
+    trio.run(look_then_wait, clock=following)
+
+
+def test_used_from_a_loop_in_another_thread_raises() -> None:
+    """A limiter (or window) in use by a loop that still runs in another thread is
+    refused by name: their clocks differ (a trio run's by hours), and tokens were
+    handed out by the mix."""
+    import threading
+
+    lim = Limiter(every(3600), 1)
+    window = SlidingWindow(1, 3600)
+    started, release = threading.Event(), threading.Event()
+
+    async def home() -> None:
+        assert lim.allow() and window.allow()
+        started.set()
+        await anyio.to_thread.run_sync(release.wait, 30)
+
+    t = threading.Thread(target=anyio.run, args=(home,), kwargs={"backend": "trio"})
+    t.start()
+    try:
+        assert started.wait(30)
+
+        async def other() -> None:
+            for call in (lim.allow, lim.tokens, window.allow):
+                with pytest.raises(RuntimeError, match=r"in use by an event loop running in"):
+                    call()
+
+        anyio.run(other, backend="asyncio")
+    finally:
+        release.set()
+        t.join()
+
+    # Once that loop is over, the next one takes the limiter over.
+    async def after() -> bool:
+        return lim.allow()
+
+    assert anyio.run(after, backend="asyncio") is False  # still drained

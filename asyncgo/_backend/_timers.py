@@ -155,6 +155,69 @@ def run_is_over(rt: Runtime) -> bool:
     return bool(is_closed is not None and is_closed())
 
 
+class RunClock:
+    """The clock of the running loop, for an object that keeps times across loops.
+
+    A rate limiter or a circuit breaker holds clock times (its last update, when
+    it opened) and may outlive its event loop: a module-level one used by several
+    ``anyio.run`` calls or tests. asyncio's and uvloop's loops all read
+    ``time.monotonic()``, so from one to the next the time that passed counts;
+    each trio run has a clock of its own, with a random offset, so the times held
+    would be read hours off. `jump` gives, for a time just read, what to add to the
+    times held: from a run to another where either is a trio run, the gap between
+    the last reading and this one, so it is as if no time had passed in between;
+    within a run, a clock gone back (it never should) the same way; else 0.
+    Used from a loop running in another thread while the previous one still runs,
+    it raises `RuntimeError` (the times would be mixed; like every asyncgo
+    primitive, the holder belongs to one loop at a time).
+    """
+
+    __slots__ = ("_last", "_rt")
+
+    def __init__(self) -> None:
+        self._rt: Runtime | None = None  # the loop (trio: the run) of the last reading
+        self._last = float("-inf")
+
+    def read(self, holder: object) -> tuple[float, float]:
+        """``(now, jump)``: the running loop's time, and `jump` for it.
+
+        Raises:
+            RuntimeError: No event loop runs in this thread, or *holder* is in use
+                by a loop still running in another thread.
+        """
+        rt: Runtime | None = asyncio_loop()
+        if rt is None:
+            rt = current_runtime()  # trio (or none: raises)
+        now = rt.time()
+        return now, self._jump(holder, now, rt)
+
+    def jump(self, holder: object, now: float) -> float:
+        """What to add to the times *holder* holds, *now* read from the running loop.
+
+        Raises:
+            RuntimeError: No event loop runs in this thread, or *holder* is in use
+                by a loop still running in another thread.
+        """
+        rt: Runtime | None = asyncio_loop()
+        return self._jump(holder, now, current_runtime() if rt is None else rt)
+
+    def _jump(self, holder: object, now: float, rt: Runtime) -> float:
+        last, self._last = self._last, now
+        old = self._rt
+        if rt is not old:
+            if old is not None and running_elsewhere(old):
+                self._last = last
+                raise RuntimeError(
+                    f"{holder!r} is in use by an event loop running in another thread "
+                    f"({old!r}) and cannot be used from this one ({rt!r}): it keeps "
+                    "times on one loop's clock, and belongs to one event loop at a time"
+                )
+            self._rt = rt
+            if old is not None and (type(old) is TrioRuntime or type(rt) is TrioRuntime):
+                return now - last
+        return now - last if now < last else 0.0
+
+
 def run_on_loop(rt: Runtime, fn: Callable[..., object], *args: Any) -> None:
     """Call ``fn(*args)`` now if on *rt*'s loop thread, else hand it to that loop.
 
