@@ -1090,7 +1090,7 @@ class ContextScope:
         if err is None:
             # Cancelled by its deadline, which the backend enforced before any timer
             # of ours looked -- or by a user who called cancel() on the scope itself.
-            err = n._check_deadline()
+            err = None if n._deadline is None else n._check_deadline()
             if err is None:
                 return True
         cause = n._cause
