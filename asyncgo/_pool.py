@@ -34,7 +34,8 @@ from collections.abc import (
     Generator,
     Iterable,
 )
-from contextvars import ContextVar
+from contextvars import Context as _VarContext
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass
 from functools import partial
 from inspect import isawaitable as _isawaitable
@@ -572,6 +573,11 @@ class WorkerPool:
         self._open_tid = 0
         self._crew: _Crew | None = None  # while the async with block runs
         self._labels = _labels_get()  # debug.labels() of idle workers (set on entry)
+        # The context variables every worker starts with: those where the block was
+        # entered, also for a worker a submit() adds later (not the submitter's, whose
+        # current() context, span or test marker would stay with the worker for life).
+        self._worker_vars: _VarContext | None = None
+        self._spawning = False  # inside _worker_vars.run (which cannot be re-entered)
         self._workers: set[_Worker] = set()
         self._maps: set[PoolMap[Any]] = set()  # live map() iterators
         self._closed = False
@@ -605,6 +611,7 @@ class WorkerPool:
         self._home = runtime_or_none()
         self._tid = _get_ident()
         self._labels = _labels_get()
+        self._worker_vars = copy_context()
         if self._executor is not None:
             self._limiter = anyio.CapacityLimiter(self._max)
         crew = _Crew()
@@ -690,7 +697,15 @@ class WorkerPool:
         w = _Worker()
         self._workers.add(w)
         try:
-            self._start(self._worker, w)
+            wvars = self._worker_vars
+            if wvars is None or self._spawning:  # (an eager task spawning as it starts)
+                self._start(self._worker, w)
+            else:
+                self._spawning = True
+                try:
+                    wvars.run(self._start, self._worker, w)  # the task copies it there
+                finally:
+                    self._spawning = False
         except BaseException:
             self._workers.discard(w)
             self._nworkers -= 1

@@ -1473,3 +1473,50 @@ async def test_on_progress_error_for_a_cancelled_queued_job_ends_the_block_as_it
             with anyio.fail_after(10):  # (it cancels the body, as a failed worker does)
                 await anyio.sleep_forever()
     assert info.value is err
+
+
+# -- context variables: a worker a submit adds does not keep its submitter's -------------
+
+_WHO: Any = __import__("contextvars").ContextVar("who", default="nobody")
+
+
+async def who_and_current() -> tuple[str, object]:
+    from asyncgo import current
+
+    await anyio.sleep(0)
+    return _WHO.get(), current()
+
+
+async def test_a_worker_added_by_a_submit_starts_with_the_pools_context_vars() -> None:
+    """A dynamic pool adds a worker in a submit(): it used to start with the submitter's
+    context variables -- its ``current()`` context, a span, a test's leak marker -- and
+    keep them for life, running every later job under them. Every worker now starts
+    with those where the block was entered, like the first ones."""
+    token = _WHO.set("entry")
+    try:
+        await _pool_with_a_worker_added_by_a_submit()
+    finally:
+        _WHO.reset(token)
+
+
+async def _pool_with_a_worker_added_by_a_submit() -> None:
+    async with WorkerPool(min_workers=0, max_workers=1, idle_timeout=3600) as pool:
+        ctx, cancel = with_cancel(background())
+
+        async def submit_as(who: str) -> JobHandle[tuple[str, object]]:
+            _WHO.set(who)  # (this task's own context)
+            with ctx.scope():
+                return await pool.submit(who_and_current)
+
+        async with anyio.create_task_group() as tg:
+            first: list[Any] = []
+
+            async def first_submit() -> None:
+                first.append(await submit_as("request-A"))
+
+            tg.start_soon(first_submit)
+        assert pool.stats().workers == 1  # added by request A's submit
+        assert await first[0] == ("entry", background())
+        second = await submit_as("request-B")
+        assert await second == ("entry", background())  # not request A's
+        cancel()
