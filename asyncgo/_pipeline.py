@@ -41,6 +41,7 @@ the ``stream()`` context manager, entered and exited in the consumer's task.
 from __future__ import annotations
 
 import inspect
+import math
 import reprlib
 from collections import deque
 from collections.abc import (
@@ -61,6 +62,7 @@ from ._backend import (
     TaskGroup,
     checkpoint,
     create_task_group,
+    current_effective_deadline,
     get_cancelled_exc_class,
 )
 from ._backend._tasks import TASK_NAMERS
@@ -386,6 +388,7 @@ class _Run:
     __slots__ = (
         "ctx",
         "ctx_stopped",
+        "cut",
         "delivered",
         "error",
         "killed",
@@ -401,6 +404,7 @@ class _Run:
         self.stopping = False
         self.ctx_stopped = False
         self.killed = False  # a node was cancelled from outside the pipeline
+        self.cut = False  # cancel_upstream() cut stages off (their errors are dropped)
         self.node_scopes: list[CancelScope] = []  # the linear chain, source first
         self.scopes: list[CancelScope] = []  # every scope to cancel on stop()
 
@@ -412,7 +416,15 @@ class _Run:
         return scope
 
     def fail(self, exc: BaseException) -> None:
-        """Record *exc* as the pipeline's error if it is the first, and stop everything."""
+        """Record *exc* as the pipeline's error if it is the first, and stop everything.
+
+        Not from a part of the pipeline that `cancel_upstream` cut off (the stages
+        before a ``take(n)`` that is done, their workers and helper tasks): what
+        they raise while they are being cancelled (a ``finally`` that fails) is
+        dropped, as it is once the whole run stops; the stages after go on.
+        """
+        if self.cut and current_effective_deadline() == -math.inf:
+            return
         if self.error is None and not self.stopping:
             self.error = exc
         self.stop()
@@ -449,6 +461,8 @@ class _Run:
 
     def cancel_upstream(self, index: int) -> None:
         """Node *index* is done: nodes before it have no reader any more."""
+        if index:
+            self.cut = True
         for scope in self.node_scopes[:index]:
             scope.cancel()
 

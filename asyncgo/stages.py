@@ -506,11 +506,14 @@ class _Pool:
                 while nxt in done:
                     out.append(done.pop(nxt))
                     nxt += 1
+                await self.tx.put_many(out)
+                # Only now do they leave the window: while put_many() waits for room
+                # downstream, the results in hand count, so the workers cannot take
+                # another window's worth of items meanwhile (2 * n in hand, not 4 * n).
                 self.next_out = nxt
                 room = self.room
                 if room.parked:
                     room.unpark(len(out))
-                await self.tx.put_many(out)
                 # Others may have finished while put_many() waited.
                 if nxt not in done:
                     return

@@ -297,6 +297,87 @@ async def test_slow_sink_bounds_how_far_the_source_runs_ahead(buffer: int) -> No
                 break
 
 
+@pytest.mark.parametrize("n", [2, 4, 8])
+async def test_ordered_map_behind_a_slow_item_holds_at_most_2n(n: int) -> None:
+    """Item 0 is slow, so 1 .. 2n-1 finish ahead of it; once it is done they go on
+    together. The results on their way downstream still count against the window:
+    the workers used to take another 2n items while they waited for room in the
+    link (4n + 2 ahead of the consumer, against the 2n + one list documented)."""
+    counting = Counting()
+    gate = anyio.Event()
+
+    async def f(x: int) -> int:
+        if x == 0:
+            await gate.wait()
+        await anyio.sleep(0)
+        return x
+
+    buffer = 1
+    p = pipeline(counting.source, buffer=buffer) | stages.map(f, workers=n)
+    async with p.stream() as items:
+        await anyio.wait_all_tasks_blocked()
+        gate.set()
+        await anyio.wait_all_tasks_blocked()
+        ahead = counting.produced  # the consumer has read nothing
+        # docs/pipelines.md: the buffers (2 links), one item in the hands of each
+        # stage (and the consumer's side), map: 2n items plus one list of its input
+        assert ahead <= 2 * link_bound(buffer) + 3 + 2 * n + 1, ahead
+        assert [await items.__anext__() for _ in range(ahead)] == list(range(ahead))
+
+
+class CleanupError(Exception):
+    pass
+
+
+async def fails_on_cleanup(items: AsyncIterator[int]) -> AsyncIterator[int]:
+    try:
+        async for x in items:
+            yield x
+    finally:
+        raise CleanupError("cleanup failed")  # noqa: B012 - the point of the test
+
+
+async def job_fails_on_cleanup(x: int) -> int:
+    try:
+        await anyio.sleep(0 if x < 3 else 3600)
+        return x
+    finally:
+        if x >= 3:
+            raise CleanupError("cleanup failed")  # noqa: B012
+
+
+@pytest.mark.parametrize("where", ["stage", "map-worker"])
+async def test_stages_cut_off_by_take_drop_their_cleanup_errors(where: str) -> None:
+    """The stages before a finished take(n) are cancelled (no reader any more) and the
+    stages after finish normally (docs/pipelines.md): an error raised while the cut-off
+    ones unwind is dropped, as when the whole pipeline stops. It used to fail the
+    pipeline, and the items taken were thrown away on their way."""
+    if where == "stage":
+        p = pipeline(itertools.count()) | fails_on_cleanup | stages.take(3) | ident_slowly
+    else:
+        p = (
+            pipeline(itertools.count())
+            | stages.map(job_fails_on_cleanup, workers=4, ordered=False)
+            | stages.take(3)
+            | ident_slowly
+        )
+    async with p.stream() as items:
+        assert sorted([x async for x in items]) == [0, 1, 2]
+
+
+async def test_an_error_after_take_still_fails_the_pipeline() -> None:
+    """Only the stages cut off are let off: one after take(n) raising is an error."""
+
+    async def boom_at_end(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            yield x
+        raise CleanupError("downstream")
+
+    p = pipeline(itertools.count()) | fails_on_cleanup | stages.take(3) | boom_at_end
+    with pytest.raises(CleanupError, match="downstream"):
+        await p.collect()
+
+
 async def ident_slowly(items: AsyncIterator[int]) -> AsyncIterator[int]:
     async for x in items:
         await anyio.sleep(0)

@@ -34,6 +34,7 @@ import anyio.lowlevel
 from anyio import (
     CancelScope,
     create_task_group,
+    current_effective_deadline,
     current_time,
     get_cancelled_exc_class,
     sleep,
@@ -68,6 +69,7 @@ __all__ = [
     "asyncio_yield",
     "checkpoint",
     "create_task_group",
+    "current_effective_deadline",
     "current_time",
     "get_cancelled_exc_class",
     "loop_token",
