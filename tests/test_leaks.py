@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 
 import anyio
+import anyio.to_process
 import pytest
 from _guards import wall_guard
 
@@ -199,5 +201,66 @@ class TestMockClockMovedByHand:
             with wall_guard(30) as guard, pytest.raises(TaskLeakError):
                 async with no_leaks(grace=0.2):
                     tg.start_soon(Chan[int]().recv, name="leaked")
+            assert not guard.cancelled_caught
+            tg.cancel_scope.cancel()
+
+
+async def test_anyio_process_pool_janitor_is_infrastructure() -> None:
+    """Found by an audit: the first ``anyio.to_process.run_sync`` of an event loop (so
+    also ``stages.map(executor="process")``, ``WorkerPool(executor="process")``)
+    starts anyio's process-pool shutdown task, which lives as long as the loop: the
+    run's infrastructure, not the block's leak (it was one on asyncio and uvloop)."""
+    async with no_leaks(grace=0):
+        assert await anyio.to_process.run_sync(os.getpid) != os.getpid()
+
+
+async def test_the_janitor_is_known_by_its_function_too(anyio_backend_name: str) -> None:
+    if anyio_backend_name != "asyncio":
+        pytest.skip("the asyncio backend's janitor, started under another name")
+    from anyio._backends._asyncio import _shutdown_process_pool_on_exit
+
+    async with no_leaks(grace=0):
+        task = asyncio.get_running_loop().create_task(
+            _shutdown_process_pool_on_exit(set()), name="renamed"
+        )
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+class TestMockClockAutojump:
+    """Found by an audit: under autojump the grace was waited out in a thread, every
+    task blocked meanwhile, so the clock jumped to a leaked sleeper's deadline and it
+    ended "within grace": never reported. Autojump is now off during the grace, the
+    clock moved by the pauses instead (about the grace in all, as a real one)."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        import trio.testing
+
+        return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
+
+    async def test_a_leaked_sleeper_is_reported(self) -> None:
+        import trio
+
+        clock = trio.lowlevel.current_clock()
+        async with anyio.create_task_group() as tg:
+            with wall_guard(30) as guard:
+                start = trio.current_time()
+                with pytest.raises(TaskLeakError, match='"hour-sleeper"'):
+                    async with no_leaks(grace=0.2):
+                        tg.start_soon(anyio.sleep, 3600, name="hour-sleeper")
+                assert trio.current_time() - start < 60  # not jumped to its deadline
+                assert clock.autojump_threshold == 0  # type: ignore[attr-defined]
+                # a task sleeping less than the grace ends within it, as on a real clock
+                async with no_leaks(grace=5):
+                    tg.start_soon(anyio.sleep, 0.05, name="almost-done")
+
+                async def spin() -> None:  # never lets every task block: no jumps
+                    while True:
+                        await anyio.lowlevel.checkpoint()
+
+                with pytest.raises(TaskLeakError, match='"spinner"'):
+                    async with no_leaks(grace=0.05):
+                        tg.start_soon(spin, name="spinner")
             assert not guard.cancelled_caught
             tg.cancel_scope.cancel()

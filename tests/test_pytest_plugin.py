@@ -476,3 +476,120 @@ async def test_fine(asyncgo_no_leaks):
     result.assert_outcomes(passed=2, errors=4)
     result.stdout.fnmatch_lines(["*TypeError*ignore_names*list of names*"])
     result.stdout.fnmatch_lines(["*ValueError*grace*"])
+
+
+# -- hypothesis tests: wrapped example by example -----------------------------------
+#
+# Found by an audit: an async hypothesis test (``@given`` on an ``async def``) was left
+# unwrapped: no deadlock detection (a jam hung, and hypothesis replayed it past
+# pytest-timeout), no leak check, no Context. Guarded: before the fix these runs hung.
+
+HYPOTHESIS_TESTS = """
+from hypothesis import Phase, given, settings, strategies as st
+from asyncgo import Chan, Context, debug
+
+# (no explain phase: it traces each replay, seconds a failing test)
+ONE = settings(max_examples=1, deadline=None, database=None, phases=[Phase.generate, Phase.shrink])
+SEEN = []
+
+@ONE
+@given(st.integers())
+async def test_jam(n):
+    await Chan[int]().recv()
+
+@settings(max_examples=3, deadline=None, database=None)
+@given(st.integers())
+async def test_each_example_wrapped(asyncgo_ctx, n):
+    assert debug.is_enabled()  # under deadlock detection
+    assert isinstance(asyncgo_ctx, Context) and asyncgo_ctx.err() is None
+    SEEN.append(asyncgo_ctx)
+
+def test_a_context_per_example():
+    assert len(SEEN) >= 3 and len(set(map(id, SEEN))) == len(SEEN)
+    assert all(c.err() is not None for c in SEEN)  # each cancelled as its example ended
+"""
+
+
+def test_hypothesis_tests_under_pytest_asyncio(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # whole lines in the short test summary
+    pytester.makepyfile(
+        "import asyncio\nimport pytest\n"
+        + HYPOTHESIS_TESTS
+        + """
+@pytest.mark.asyncgo_no_leaks(grace=0)
+@ONE
+@given(st.integers())
+async def test_leak(n):
+    asyncio.get_running_loop().create_task(asyncio.sleep(30), name="hyp-leak")
+"""
+    )
+    result = run_guarded(pytester, ASYNCIO_INI.format(extra=""), "-p", "no:anyio")
+    result.assert_outcomes(passed=2, failed=2)
+    out = result.stdout.str()
+    assert "::test_jam - asyncgo.Deadlock: all tasks are asleep" in out
+    assert "[chan recv, " in out
+    assert "TaskLeakError: found 1 unexpected task" in out and '"hyp-leak"' in out
+
+
+def test_hypothesis_tests_under_anyio(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # whole lines in the short test summary
+    pytester.makepyfile(
+        ANYIO_HEADER
+        + LEAKY
+        + HYPOTHESIS_TESTS.replace("len(SEEN) >= 3", "len(SEEN) >= 6")  # two backends
+        + """
+@pytest.mark.asyncgo_no_leaks(grace=0)
+@ONE
+@given(st.integers())
+async def test_leak(outer, n):
+    await leak(outer)
+"""
+    )
+    result = run_guarded(pytester, ANYIO_INI.format(extra=""), "-p", "no:asyncio")
+    result.assert_outcomes(passed=3, failed=4)
+    out = result.stdout.str()
+    for backend in ("asyncio", "trio"):
+        assert f"::test_jam[{backend}] - asyncgo.Deadlock: all tasks are asleep" in out
+        assert f"::test_leak[{backend}] - asyncgo.testing.TaskLeakError: found 1" in out
+    assert '"leaked-recv" [chan recv, ' in out
+
+
+def test_asyncgo_ctx_misuse_is_named(pytester: pytest.Pytester) -> None:
+    """Found by an audit: a sync test or a fixture asking for ``asyncgo_ctx`` got
+    ``AttributeError: '_CtxPlaceholder' object has no attribute 'err'``."""
+    pytester.makepyfile(
+        """
+        import pytest
+        from asyncgo import Context
+
+        def test_sync(asyncgo_ctx):
+            pass
+
+        @pytest.fixture
+        async def client(asyncgo_ctx):
+            return asyncgo_ctx.done()
+
+        async def test_through_a_fixture(client):
+            pass
+
+        async def test_fine(asyncgo_ctx):
+            assert isinstance(asyncgo_ctx, Context)
+
+        def test_sync_leak_check_is_not_an_error(asyncgo_no_leaks):
+            pass  # leak checks are for async tests (documented)
+        """
+    )
+    result = run_asyncio(pytester)
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_sync*asyncgo_ctx is given only to async test functions*"
+            "not to sync tests or other fixtures*",
+            "*AttributeError: asyncgo_ctx is given only to async test functions*"
+            "which has no 'done'*",
+        ]
+    )

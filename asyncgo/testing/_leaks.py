@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from time import monotonic
 from types import TracebackType
@@ -19,9 +21,19 @@ __all__ = ["TaskLeakError", "no_leaks"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: asyncgo's own infrastructure tasks (trio's timer service: it exists while a
-#: timer is pending and ends on its own), ignored like goleak ignores the runtime's.
-_INFRASTRUCTURE = frozenset({"asyncgo timers"})
+#: The run's infrastructure, ignored like goleak ignores the runtime's goroutines:
+#: asyncgo's timer service on trio (it exists while a timer is pending and ends on its
+#: own), and anyio's process-pool janitor (the first ``anyio.to_process.run_sync`` of
+#: an event loop starts it -- so do ``stages.map(executor="process")`` and
+#: ``WorkerPool(executor="process")`` -- and it lives until the loop ends, to stop the
+#: pool's worker processes). Matched by task name or by the function the task runs.
+_INFRASTRUCTURE = frozenset({"asyncgo timers", "AnyIO process pool shutdown task"})
+_INFRASTRUCTURE_FUNCTIONS = frozenset(
+    {
+        "anyio._backends._asyncio._shutdown_process_pool_on_exit",
+        "anyio._backends._trio._shutdown_process_pool",
+    }
+)
 
 #: The `no_leaks` blocks open in this context. A task inherits its starter's context,
 #: so a task started inside a block carries the block here; one that a task outside
@@ -32,6 +44,54 @@ _INSIDE: ContextVar[tuple[object, ...]] = ContextVar("asyncgo_no_leaks", default
 async def _wall_sleep(seconds: float) -> None:
     """Sleep *seconds* of wall time, whatever the run's clock does (in a worker thread)."""
     await to_thread.run_sync(time.sleep, seconds)
+
+
+@contextmanager
+def _grace_pause() -> Iterator[Callable[[float], Awaitable[None]]]:
+    """How to wait while the grace runs; the grace is wall time (`time.monotonic`).
+
+    On the run's clock when that is the system's. Under trio's ``MockClock``, which
+    may stand still (moved by hand), in a worker thread. With autojump, which jumps
+    to the next deadline once every task is blocked (as all are while the thread
+    waits), a leaked sleeper would end "within grace" however long it sleeps:
+    autojump is off meanwhile, and each pause moves the clock by its own length
+    instead -- by about the grace in all, as a real clock would move.
+    """
+    if not _tasks.virtual_clock():
+        yield _tasks.sleep
+        return
+    clock = _tasks._trio_mod().lowlevel.current_clock()
+    threshold = getattr(clock, "autojump_threshold", math.inf)
+    if threshold == math.inf or not hasattr(clock, "jump"):
+        yield _wall_sleep
+        return
+
+    async def pause(seconds: float) -> None:
+        clock.jump(seconds)  # first: what it wakes ends during the wait
+        await _wall_sleep(seconds)
+
+    clock.autojump_threshold = math.inf
+    try:
+        yield pause
+    finally:
+        clock.autojump_threshold = threshold
+
+
+def _entry_function(task: Any) -> str:
+    """``module.qualname`` of the coroutine function *task* runs ("" if unknown)."""
+    get_coro = getattr(task, "get_coro", None)  # asyncio
+    coro = get_coro() if get_coro is not None else getattr(task, "coro", None)  # trio
+    frame = getattr(coro, "cr_frame", None)
+    if frame is None:
+        return ""
+    return f"{frame.f_globals.get('__name__', '?')}.{getattr(coro, '__qualname__', '?')}"
+
+
+def _infrastructure(task: Any) -> bool:
+    return (
+        _tasks.task_name(task) in _INFRASTRUCTURE
+        or _entry_function(task) in _INFRASTRUCTURE_FUNCTIONS
+    )
 
 
 def _names(names: Iterable[str], what: str) -> list[str]:
@@ -90,9 +150,11 @@ class no_leaks:
     entry; on exit, every task that is alive, was not there on entry and was
     started inside the block (by the block's code or by tasks started inside it:
     a task inherits its starter's `contextvars` context, which marks it) is a
-    leak -- unless it ends within *grace* seconds (the check is retried, with a
-    growing pause, until then) or the allow-list matches it. Tasks that other
-    tasks start meanwhile, outside the block, are not its business.
+    leak -- unless it ends within *grace* seconds of wall time (the check is
+    retried, with a growing pause, until then; under trio's ``MockClock`` with
+    autojump, the clock moves with the pauses meanwhile, not by jumps) or the
+    allow-list matches it. Tasks that other tasks start meanwhile, outside the
+    block, are not its business.
     The allow-list:
 
     * *ignore_names*: task names (e.g. a known long-lived background task);
@@ -104,6 +166,12 @@ class no_leaks:
     * *ignore_any_function*: ``module.qualname`` of any function on its stack,
       such as the task's own function (goleak's ``IgnoreAnyFunction``);
     * *ignore*: a predicate on its `asyncgo.debug.TaskInfo` (labels, state, ...).
+
+    The run's own infrastructure is never a leak (as goleak leaves out the
+    runtime's goroutines): asyncgo's helper tasks, and anyio's process-pool
+    shutdown task, which the first ``anyio.to_process.run_sync`` of an event loop
+    starts (so do ``stages.map(executor="process")`` and
+    ``WorkerPool(executor="process")``) and which lives as long as the loop.
 
     The allow-list is read at exit: it may be extended inside the block.
     Diagnostics are on inside the block (`asyncgo.debug.enabled`), so the
@@ -258,15 +326,13 @@ class no_leaks:
                 leaked = self._leaked()
                 rounds += 1
             if leaked:
-                # The grace is wall time: under trio's MockClock the run's clock may
-                # stand still (moved by hand), so wait in a thread there.
-                pause = _wall_sleep if _tasks.virtual_clock() else _tasks.sleep
-                deadline = monotonic() + self.grace
-                delay = 0.001
-                while leaked and (left := deadline - monotonic()) > 0:
-                    await pause(min(delay, left))
-                    delay = min(delay * 2, 0.1)
-                    leaked = self._leaked()
+                with _grace_pause() as pause:
+                    deadline = monotonic() + self.grace
+                    delay = 0.001
+                    while leaked and (left := deadline - monotonic()) > 0:
+                        await pause(min(delay, left))
+                        delay = min(delay * 2, 0.1)
+                        leaked = self._leaked()
             if leaked:
                 n = len(leaked)
                 raise TaskLeakError(
@@ -295,7 +361,7 @@ class no_leaks:
             if t not in before
             and t is not self._me
             and not debug._is_internal(t)
-            and _tasks.task_name(t) not in _INFRASTRUCTURE
+            and not _infrastructure(t)
             and self._started_inside(t)
         ]
         if not fresh:

@@ -2,8 +2,8 @@
 
 Registered through the ``pytest11`` entry point ``asyncgo`` (disable it with
 ``-p no:asyncgo``). It wraps every ``async def`` test -- whichever plugin runs
-it: pytest-asyncio (strict or auto mode) or anyio's (asyncio, uvloop, trio) --
-in:
+it: pytest-asyncio (strict or auto mode) or anyio's (asyncio, uvloop, trio);
+a hypothesis test (``@given`` on an ``async def``) example by example -- in:
 
 * `asyncgo.debug.detect_deadlocks()`, on by default: a test whose tasks all
   jam on asyncgo primitives fails at once with `asyncgo.Deadlock` and who waits
@@ -21,9 +21,11 @@ in:
   the test ends, done after ini ``asyncgo_context_timeout`` seconds (or the
   ``@pytest.mark.asyncgo_context(timeout=...)`` marker's) when one is set.
   The Context is made on the test's own event loop as the test starts, so it
-  is passed to the test function itself, not to other fixtures.
+  is passed to the test function itself, not to other fixtures (a fixture gets a
+  placeholder whose use fails saying so; a sync test asking for it fails at setup).
 
-Failures carry the task dump in their message.
+Sync tests are left alone: the fixtures, markers and switches above apply to
+``async def`` tests only. Failures carry the task dump in their message.
 """
 
 from __future__ import annotations
@@ -153,11 +155,29 @@ def _deadlocks_on(item: pytest.Item) -> bool:
     )
 
 
+_CTX_ONLY = (
+    "asyncgo_ctx is given only to async test functions (the Context is made on the "
+    "test's event loop as the test function starts), not to sync tests or other fixtures"
+)
+
+
 class _CtxPlaceholder:
-    """What the ``asyncgo_ctx`` fixture returns until the test starts on its loop."""
+    """What the ``asyncgo_ctx`` fixture returns until the test starts on its loop.
+
+    Only an async test function gets the Context in its place: a fixture that asks
+    for ``asyncgo_ctx`` keeps this, and using it says so.
+    """
 
     def __repr__(self) -> str:
         return "<asyncgo_ctx: the Context is made when the test function starts>"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):  # protocols probing: plain
+            raise AttributeError(name)
+        raise AttributeError(
+            f"{_CTX_ONLY}: a fixture that asked for it got this placeholder, "
+            f"which has no {name!r}; take asyncgo_ctx in the test function and pass it on"
+        )
 
 
 @pytest.fixture
@@ -167,8 +187,11 @@ def asyncgo_ctx(request: pytest.FixtureRequest) -> Any:
     Its deadline: the ``asyncgo_context(timeout=...)`` marker, else ini
     ``asyncgo_context_timeout``, else none. The Context is made on the test's
     event loop as the test function starts (any backend), so only the test
-    function receives it, not other fixtures.
+    function receives it, not other fixtures (they get a placeholder that says
+    so when used); a sync test asking for it fails at setup.
     """
+    if _test_function(request.node) is None:
+        pytest.fail(f"{request.node.nodeid}: {_CTX_ONLY}", pytrace=False)
     return _CtxPlaceholder()
 
 
@@ -217,6 +240,7 @@ def _wrap(
 ) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(fn)
     async def asyncgo_test(*args: Any, **kwargs: Any) -> Any:
+        # (a hypothesis test's inner test: one call, so one check, per example)
         async with AsyncExitStack() as stack:
             if leaks is not None:
                 await stack.enter_async_context(leaks)
@@ -233,17 +257,36 @@ def _wrap(
                 await stack.enter_async_context(debug.detect_deadlocks())
             return await fn(*args, **kwargs)
 
+    # (anyio's plugin marks its own hypothesis wrapper so: this one is not it)
+    asyncgo_test.__dict__.pop(_ANYIO_ORIGINAL, None)
     return asyncgo_test
 
 
-def _async_test(item: pytest.Item) -> TypeGuard[pytest.Function]:
-    """Whether *item* is an ``async def`` test the plugin wraps (not a hypothesis one)."""
+#: The attribute anyio's pytest plugin sets on its wrapper of a hypothesis test's
+#: inner test, pointing at the ``async def`` it wraps.
+_ANYIO_ORIGINAL = "_anyio_original_func"
+
+
+def _test_function(item: pytest.Item) -> Callable[..., Awaitable[Any]] | None:
+    """The ``async def`` the plugin wraps for *item*, None if it is not an async test.
+
+    The test function itself; for a hypothesis test (``@given`` on an ``async def``)
+    its inner test, which hypothesis calls once per example (what pytest-asyncio and
+    anyio's plugin run on their event loop).
+    """
+    if not isinstance(item, pytest.Function):
+        return None
     fn = getattr(item, "obj", None)
-    return (
-        isinstance(item, pytest.Function)
-        and inspect.iscoroutinefunction(fn)
-        and not hasattr(fn, "hypothesis")
-    )
+    handle = getattr(fn, "hypothesis", None)
+    if handle is not None:
+        fn = getattr(handle, "inner_test", None)
+        fn = getattr(fn, _ANYIO_ORIGINAL, fn)  # anyio's wrapper, left from a former run
+    return fn if inspect.iscoroutinefunction(fn) else None
+
+
+def _async_test(item: pytest.Item) -> TypeGuard[pytest.Function]:
+    """Whether *item* is an ``async def`` test the plugin wraps (hypothesis' too)."""
+    return _test_function(item) is not None
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -266,17 +309,29 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     # Swap the test function for a wrapped one around the whole call, before the
     # async plugin (pytest-asyncio's runtest, anyio's pytest_pyfunc_call) reads it.
-    fn = getattr(item, "obj", None)
-    if not _async_test(item):
+    # A hypothesis test: its inner test, read by hypothesis at each call (as
+    # pytest-asyncio and anyio's plugin swap it for their runner), so each example
+    # runs wrapped, with a check of its own.
+    fn = _test_function(item)
+    if fn is None or not isinstance(item, pytest.Function):
         return (yield)
-    assert fn is not None
     leaks = _leak_check(item)
     deadlocks = _deadlocks_on(item)
     wants_ctx = _CTX in item.fixturenames
     if leaks is None and not deadlocks and not wants_ctx:
         return (yield)
-    item.obj = _wrap(fn, leaks, deadlocks, _context_timeout(item) if wants_ctx else None, wants_ctx)
+    wrapped = _wrap(fn, leaks, deadlocks, _context_timeout(item) if wants_ctx else None, wants_ctx)
+    handle = getattr(item.obj, "hypothesis", None)
+    if handle is not None:
+        before = handle.inner_test
+        handle.inner_test = wrapped
+        try:
+            return (yield)
+        finally:
+            handle.inner_test = before
+    obj = item.obj
+    item.obj = wrapped
     try:
         return (yield)
     finally:
-        item.obj = fn
+        item.obj = obj
