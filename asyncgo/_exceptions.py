@@ -201,3 +201,20 @@ def call_sync(fn: Callable[..., Any], who: str, advice: str, *args: object) -> A
             f"{name if isinstance(name, str) else repr(fn)} returned {what}: {advice}"
         )
     return result
+
+
+def stray_cancellation(what: str, exc: BaseException, instead: str) -> RuntimeError:
+    """The error for *exc*, a cancellation that *what* raised but nothing of ours caused.
+
+    (It awaited something cancelled elsewhere: on asyncio a future, or another
+    task.) Raised into a task group, anyio would take it for a failed task and
+    cancel the whole block; it is an error of that call, reported as this
+    `RuntimeError`, chained from it. *instead* says who gets it.
+    """
+    err = RuntimeError(
+        f"{what} raised {type(exc).__name__}, a cancellation that no cancel scope of "
+        "it caused (it awaited something cancelled elsewhere, e.g. a future or another "
+        f"task): {instead}"
+    )
+    err.__cause__ = exc
+    return err

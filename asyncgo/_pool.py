@@ -59,7 +59,7 @@ from ._backend import (
     runtime,
 )
 from ._backend import to_thread as _to_thread
-from ._backend._taskgroup import PENDING, Core, make_core
+from ._backend._taskgroup import PENDING, Core, checkpoint_if_cancelled, make_core
 from ._backend._timers import Runtime, elsewhere, runtime_or_none
 from ._chan import Chan
 from ._context import Context, check_ctx
@@ -70,6 +70,7 @@ from ._exceptions import (
     call_sync,
     check_sync_callable,
     is_async,
+    stray_cancellation,
 )
 from .debug import _LABELS
 from .time import _seconds
@@ -587,7 +588,8 @@ class WorkerPool:
         self._all_exited: Any = None
         self._ctx_scope: CancelScope | None = None
         self._limiter: Any = None
-        self._cancelled_list: list[JobHandle[Any]] = []
+        self._cancelled_list: list[JobHandle[Any]] = []  # by the abort (see shutdown)
+        self._aborted_by_timeout = False  # the abort was a shutdown(timeout)'s
         self._cancelled_exc: type[BaseException] = BaseException  # set on entry
         self._nworkers = 0
         self._idle = 0
@@ -676,8 +678,13 @@ class WorkerPool:
             and not isinstance(pending, self._cancelled_exc)
         ):
             raise pending  # e.g. KeyboardInterrupt while shutting down
-        if exc is None and self._error is not None:
-            raise self._error
+        error = self._error
+        if error is not None and (exc is None or isinstance(exc, (PoolClosed, JobCancelled))):
+            # fail_fast: the first failure, not what the abort it caused did to the
+            # body (a submit refused, a handle cancelled), is the block's error.
+            if exc is not None and error.__context__ is None:
+                error.__context__ = exc
+            raise error
         return None
 
     async def _watch_ctx(self, ctx: Context, scope: CancelScope) -> None:
@@ -753,9 +760,13 @@ class WorkerPool:
             with anyio.move_on_after(seconds):
                 await self._all_exited.wait()
             if not self._all_exited.is_set():
+                if not self._aborted:
+                    self._aborted_by_timeout = True
                 self._abort(f"job cancelled by WorkerPool.shutdown(timeout={timeout!r})")
                 with CancelScope(shield=True):
                     await self._all_exited.wait()
+        if not self._aborted_by_timeout:  # (a ctx, fail_fast or the block's abort: not ours)
+            return []
         return [job for job in self._cancelled_list if job.cancelled()]
 
     def _close_intake(self) -> None:
@@ -963,7 +974,7 @@ class WorkerPool:
                     _labels_set(labels)
                 self._idle += 1
                 try:
-                    if self._dynamic:
+                    if self._dynamic and self._nworkers > self._min:
                         got = False
                         with anyio.move_on_after(self._idle_timeout):
                             job, ok = await jobs.recv_ok()
@@ -1013,7 +1024,27 @@ class WorkerPool:
                         value = await value
                 else:
                     value = await self._in_executor(run_sync, job)
-            except cancelled_exc:
+            except cancelled_exc as e:
+                if w.scope is not None and not w.scope.cancel_called and not self._aborted:
+                    # No cancel of the job or the pool: an enclosing scope's (raised
+                    # here), or the job's own -- it awaited something cancelled
+                    # elsewhere (asyncio: a future, another task).
+                    try:
+                        await checkpoint_if_cancelled()
+                    except BaseException:
+                        self._cancel_running(job, None)
+                        raise
+                    self._failed += 1
+                    err = stray_cancellation(
+                        f"WorkerPool job {getattr(job._fn, '__qualname__', job._fn)!s}",
+                        e,
+                        "its handle fails with this error; the worker goes on",
+                    )
+                    job._finish(_FAILED, None, err)
+                    del e, err
+                    if self._on_progress is not None:
+                        self._on_progress(self.stats())
+                    continue
                 self._cancel_running(job, None)
                 raise
             except Exception as e:
@@ -1025,6 +1056,12 @@ class WorkerPool:
                 if self._fail_fast and self._error is None:
                     self._error = e
                     self._abort("job cancelled: another job failed (fail_fast=True)")
+            except BaseException as e:
+                # KeyboardInterrupt, SystemExit...: it ends the pool's block, as
+                # itself; its handle fails with it too (it never stays running).
+                self._failed += 1
+                job._finish(_FAILED, None, e)
+                raise
             else:
                 # It returned although cancelled -- by JobHandle.cancel(), or by an
                 # abort (its worker's scope): a job that swallowed the cancellation,
@@ -1273,6 +1310,9 @@ class PoolMap(AsyncIterator[R]):
         self._out: Chan[JobHandle[Any] | BaseException] = Chan(window + 1)
         self._ordered = ordered
         self._slots: Chan[None] = Chan(window)
+        # The feeder's scope: stopping the map (aclose, break in `async with`, the
+        # pool closing) cancels it, also while it waits for its source's next item.
+        self._feed_scope = CancelScope()
         pool._maps.add(self)
         pool._start(self._feed, fn, items)
 
@@ -1281,18 +1321,24 @@ class PoolMap(AsyncIterator[R]):
     ) -> None:
         out = self._out
         _serving.set(None)  # (not a worker: a map started by a job may shut the pool down)
+        fed_all = False
         try:
-            if isinstance(items, AsyncIterable):
-                it = aiter(items)
-                try:
-                    async for item in it:
+            with self._feed_scope:
+                if isinstance(items, AsyncIterable):
+                    it = aiter(items)
+                    try:
+                        async for item in it:
+                            await self._submit(fn, item)
+                    finally:
+                        if inspect.isasyncgen(it):
+                            with CancelScope(shield=True):  # (the feeder may be cancelled)
+                                await it.aclose()  # in the task that iterated it
+                else:
+                    for item in items:
                         await self._submit(fn, item)
-                finally:
-                    if inspect.isasyncgen(it):
-                        await it.aclose()  # in the task that iterated it
-            else:
-                for item in items:
-                    await self._submit(fn, item)
+                fed_all = True
+            if not fed_all:
+                raise PoolClosed  # stopped (its scope cancelled) before the source ended
         except (ChanClosed, PoolClosed):
             # The pool closed (or the consumer called aclose, closing out): tell a
             # consumer still reading that some items were never submitted.
@@ -1376,6 +1422,7 @@ class PoolMap(AsyncIterator[R]):
     def _stop(self, results: bool) -> None:
         if not self._slots.closed:
             self._slots.close()
+        self._feed_scope.cancel()
         if results and not self._out.closed:
             self._out.close()
         if results:

@@ -33,7 +33,7 @@ from ._backend import (
 )
 from ._backend._taskgroup import checkpoint_if_cancelled
 from ._backend._timers import Runtime, elsewhere, runtime_or_none
-from ._exceptions import not_a_function, not_awaitable
+from ._exceptions import not_a_function, not_awaitable, stray_cancellation
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -76,18 +76,6 @@ class _Call:
         self.tb: TracebackType | None = None
         self.aborted = False  # ended by the Group's own cancellation, not by fn
         self.scope: CancelScope | None = None
-
-
-def _stray_cancellation(key: Hashable, exc: BaseException) -> RuntimeError:
-    """The error a call's callers get for *exc*, a cancellation no cancel scope caused."""
-    err = RuntimeError(
-        f"singleflight: the call for key {key!r} raised {type(exc).__name__}, a "
-        "cancellation that no cancel scope of the call caused (fn awaited something "
-        "cancelled elsewhere, e.g. a future or another task): its callers get this "
-        "error instead of being cancelled"
-    )
-    err.__cause__ = exc
-    return err
 
 
 _DO_ADVICE = "pass the async function and its arguments, g.do(key, f, *args), not g.do(key, f())"
@@ -357,7 +345,11 @@ class Group:
                     # elsewhere (a future, another task). Raised into the task group,
                     # anyio would take it for a failed task and cancel the Group's
                     # block; it is an error of this call, for its callers only.
-                    call.exc = _stray_cancellation(key, exc)
+                    call.exc = stray_cancellation(
+                        f"singleflight: the call for key {key!r}",
+                        exc,
+                        "its callers get this error instead of being cancelled",
+                    )
         except BaseException as exc:
             # The Group's scope was cancelled, or fn raised KeyboardInterrupt,
             # SystemExit... (which then shuts the Group down).

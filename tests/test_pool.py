@@ -1520,3 +1520,161 @@ async def _pool_with_a_worker_added_by_a_submit() -> None:
         second = await submit_as("request-B")
         assert await second == ("entry", background())  # not request A's
         cancel()
+
+
+# -- found by a randomized model of the pool ------------------------------------------
+
+
+async def doubled(x: int) -> int:
+    return 2 * x
+
+
+async def source_that_waits() -> AsyncIterator[int]:
+    yield 1
+    yield 2
+    await anyio.sleep(3600)  # e.g. waiting for the next message
+    yield 3  # pragma: no cover
+
+
+@pytest.mark.parametrize("close", [False, True])
+async def test_leaving_a_map_over_a_waiting_source_stops_its_feeder(close: bool) -> None:
+    """map() over an async source that is waiting for its next item: break (and
+    aclose()) stop the feeder, so the pool's exit does not wait for the source (it hung
+    until the source's next item). The source is closed in the feeder's task."""
+    closed = anyio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        try:
+            async for x in source_that_waits():
+                yield x
+        finally:
+            closed.set()
+
+    with anyio.fail_after(30):
+        async with WorkerPool(workers=2) as pool:
+            it = pool.map(doubled, source())
+            got = []
+            async for r in it:
+                got.append(r)
+                if len(got) == 2:
+                    break
+            if close:
+                await it.aclose()
+    assert got == [2, 4]
+    assert closed.is_set()
+
+
+async def test_a_graceful_shutdown_stops_a_map_waiting_for_its_source() -> None:
+    """shutdown() while a map's source waits: the feeder stops, and a consumer still
+    reading gets its results, then PoolClosed (not every item was submitted)."""
+    with anyio.fail_after(30):
+        async with WorkerPool(workers=2) as pool:
+            it = pool.map(doubled, source_that_waits())
+            assert [await it.__anext__(), await it.__anext__()] == [2, 4]
+            await pool.shutdown()
+            with pytest.raises(PoolClosed, match="before map\\(\\) submitted every item"):
+                await it.__anext__()
+
+
+class Boom(Exception):
+    pass
+
+
+async def boom_now() -> None:
+    raise Boom("job failed")
+
+
+@pytest.mark.parametrize("body", ["submits-again", "awaits-a-cancelled-handle"])
+async def test_fail_fast_error_wins_over_what_its_abort_did_to_the_body(body: str) -> None:
+    """fail_fast: the first failure is the block's error, as itself, also when the body
+    then hit the abort's consequences -- a refused submit (PoolClosed) or a handle it
+    cancelled (JobCancelled); those were raised instead, and the failure was lost."""
+    with pytest.raises(Boom) as info:
+        async with WorkerPool(workers=2, fail_fast=True) as pool:
+            first = await pool.submit(anyio.sleep, 3600)
+            failing = await pool.submit(boom_now)
+            with pytest.raises(Boom):
+                await failing
+            if body == "submits-again":
+                await pool.submit(anyio.sleep, 0)
+            else:
+                await first
+    assert isinstance(info.value.__context__, (PoolClosed, JobCancelled))
+
+
+async def test_a_job_raising_a_base_exception_finishes_its_handle() -> None:
+    """A job raising a BaseException (KeyboardInterrupt, SystemExit...) ends the block
+    as itself; its handle used to stay "running" for ever (a waiter hung), and the
+    stats never added up."""
+
+    async def fatal() -> None:
+        raise Fatal
+
+    with pytest.raises(Fatal):
+        async with WorkerPool(workers=1, queue_size=4) as pool:
+            h = await pool.submit(fatal)
+            queued = await pool.submit(anyio.sleep, 3600)
+            await anyio.sleep_forever()
+    assert h.done() and isinstance(h.exception(), Fatal)
+    assert queued.cancelled()
+    assert_accounted(pool)
+
+
+async def test_an_idle_worker_at_the_minimum_parks_without_a_timer() -> None:
+    """idle_timeout=0: a worker at min_workers went round its idle timer for ever (a
+    busy loop: a whole core; under trio's MockClock, time never moved)."""
+    with anyio.fail_after(30):
+        async with WorkerPool(min_workers=1, max_workers=2, idle_timeout=0) as pool:
+            await anyio.wait_all_tasks_blocked()  # it returns: the worker is parked
+            assert pool.stats().workers == 1
+            assert await (await pool.submit(doubled, 4)) == 8
+
+
+async def test_shutdown_lists_only_what_its_timeout_cancelled() -> None:
+    """shutdown() returns the jobs its timeout cancelled: not those a ctx, fail_fast or
+    JobHandle.cancel() cancelled before."""
+    ctx, cancel = with_cancel(background())
+    async with WorkerPool(workers=1, ctx=ctx) as pool:
+        h = await pool.submit(anyio.sleep, 3600)
+        await anyio.wait_all_tasks_blocked()
+        cancel()  # the ctx aborts the pool
+        with pytest.raises(JobCancelled, match="context"):
+            await h
+        assert await pool.shutdown(timeout=5) == []
+    with pytest.raises(Boom):
+        async with WorkerPool(workers=2, fail_fast=True) as pool:
+            await pool.submit(anyio.sleep, 3600)
+            await pool.submit(boom_now)
+            assert await pool.shutdown() == []
+    async with WorkerPool(workers=1) as pool:
+        running = await pool.submit(anyio.sleep, 3600)
+        await anyio.wait_all_tasks_blocked()
+        assert await pool.shutdown(timeout=0) == [running]  # this one: listed
+
+
+async def test_a_job_raising_a_cancellation_of_its_own_fails_its_handle_only(
+    anyio_backend: Any,
+) -> None:
+    """asyncio: a job that awaited a future cancelled elsewhere raises CancelledError
+    that no cancellation of the pool caused. Its handle fails with a RuntimeError
+    chained from it, and its worker goes on: it used to exit (a fixed pool of 2 fell
+    to 0 workers after 5 such jobs) and blame "WorkerPool shutdown"."""
+    if "trio" in str(anyio_backend):
+        pytest.skip("asyncio futures: trio has no cancellation outside a scope")
+    import asyncio
+
+    async def job() -> None:
+        fut = asyncio.get_running_loop().create_future()
+        fut.cancel()
+        await fut
+
+    async with WorkerPool(workers=2) as pool:
+        hs = [await pool.submit(job) for _ in range(5)]
+        for h in hs:
+            with pytest.raises(RuntimeError, match="raised CancelledError, a cancellation") as info:
+                await h
+            assert isinstance(info.value.__cause__, asyncio.CancelledError)
+        assert pool.stats().workers == 2
+        assert pool.stats().failed == 5
+        assert await (await pool.submit(doubled, 3)) == 6
+        assert await pool.shutdown(timeout=10) == []
