@@ -681,10 +681,18 @@ class WorkerPool:
         error = self._error
         if error is not None and (exc is None or isinstance(exc, (PoolClosed, JobCancelled))):
             # fail_fast: the first failure, not what the abort it caused did to the
-            # body (a submit refused, a handle cancelled), is the block's error.
-            if exc is not None and error.__context__ is None:
-                error.__context__ = exc
-            raise error
+            # body (a submit refused, a handle cancelled), is the block's error. Raised
+            # here, Python would chain it to the body's exception in place of its own
+            # context: that is put back (and the body's exception set only if it had
+            # none, and is not chained to the failure already).
+            context = error.__context__
+            if context is None and exc is not None and not _chained_to(exc, error):
+                context = exc
+            try:
+                raise error
+            finally:
+                error.__context__ = context
+                del error, context
         return None
 
     async def _watch_ctx(self, ctx: Context, scope: CancelScope) -> None:
@@ -896,6 +904,7 @@ class WorkerPool:
                 f"WorkerPool.resize: need 0 <= min_workers ({lo}) <= max_workers ({hi})"
             )
         was_dynamic = self._dynamic
+        old_min = self._min
         self._min = lo
         self._max = hi
         self._dynamic = lo < hi
@@ -911,9 +920,10 @@ class WorkerPool:
         # Idle workers above the maximum are parked on the queue: wake each with a
         # handle that is already cancelled, which workers skip -- and then retire.
         # (One that finds a worker already woken waits in the queue for the next
-        # one, who skips it.) A fixed pool turned dynamic wakes those above the
-        # minimum too: parked without an idle timer, they park again with one.
-        keep = lo if self._dynamic and not was_dynamic else hi
+        # one, who skips it.) A fixed pool turned dynamic, or a dynamic one whose
+        # minimum went down, wakes those above the (new) minimum too: parked without
+        # an idle timer (as workers at the minimum park), they park again with one.
+        keep = lo if self._dynamic and (not was_dynamic or lo < old_min) else hi
         for _ in range(min(self._nworkers - keep, self._idle)):
             call: JobHandle[None] = JobHandle(_wake_up_call, (), self)
             call._state = _CANCELLED
@@ -1292,6 +1302,18 @@ class WorkerPool:
         if window < 1:
             raise ValueError(f"WorkerPool.map: window must be >= 1 ({window})")
         return PoolMap(self, fn, items, ordered, window)
+
+
+def _chained_to(exc: BaseException, target: BaseException) -> bool:
+    """Whether *target* is *exc* or in its ``__context__`` chain."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if e is target:
+            return True
+        seen.add(id(e))
+        e = e.__context__
+    return False
 
 
 @final

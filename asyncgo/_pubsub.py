@@ -372,11 +372,10 @@ class Broadcast(Generic[T]):
 
     def _remove(self, sub: Subscription[T]) -> None:
         self._subs = tuple(s for s in self._subs if s is not sub)
-        if not self._subs:
-            if not self._queued:
-                self._leave_home()
-            if self._on_empty is not None:
-                self._on_empty()
+        # No subscriber left: the bus leaves its loop, and PubSub forgets the topic --
+        # once no publish waits (one that waits delivers to whoever subscribes meanwhile,
+        # on this same bus: see _settle).
+        self._settle()
 
     async def publish(self, value: T) -> None:
         """Deliver *value* to every subscriber, waiting for ``"block"`` subscribers.
@@ -407,12 +406,14 @@ class Broadcast(Generic[T]):
             raise ChanClosed("publish on closed Broadcast")
         if self._tid != _get_ident():
             self._check_loop("publish", bind=False)
-        if must_checkpoint(self):
-            await checkpoint()
-            if self._closed:
-                raise ChanClosed("publish on closed Broadcast")
         if self._queued:
-            await self._publish_in_turn(value)
+            await self._publish_in_turn(value)  # (it parks: a cancel point)
+            return
+        if must_checkpoint(self):
+            # A cancel point (cancelled here, it delivered nothing), and now and then
+            # a yield: taken in turn, so that no publish called after this one
+            # delivers first (they queue behind it meanwhile).
+            await self._publish_first(value, None)
             return
         waiting: list[Subscription[T]] | None = None
         for sub in self._subs:
@@ -421,8 +422,15 @@ class Broadcast(Generic[T]):
                     waiting = [sub]
                 else:
                     waiting.append(sub)
-        if waiting is None:
-            return
+        if waiting is not None:
+            await self._publish_first(value, waiting)
+
+    async def _publish_first(self, value: T, waiting: list[Subscription[T]] | None) -> None:
+        """`publish` with nobody queued, that must wait: take the turn, then wait.
+
+        For the full ``"block"`` subscribers in *waiting* (the others have *value*),
+        or, with None, for a checkpoint, then deliver to every subscriber.
+        """
         # A new lock for each episode of waiting publishes: a lock binds to the loop
         # it first waits on, and a bus may outlive its event loop (a module-level
         # bus used by several anyio.run calls, or test loops).
@@ -431,12 +439,23 @@ class Broadcast(Generic[T]):
         assert taken
         self._queued += 1
         try:
+            if waiting is None:
+                await checkpoint()
+                if self._closed:
+                    raise ChanClosed("publish on closed Broadcast")
+                waiting = [sub for sub in self._subs if not sub._deliver_nowait(value)]
             await self._send_each(waiting, value)
         finally:
             self._queued -= 1
             order.unlock()
-            if not self._queued and not self._subs:
-                self._leave_home()
+            self._settle()
+
+    def _settle(self) -> None:
+        """After a publish that waited: an idle bus leaves its loop (and its topic)."""
+        if not self._queued and not self._subs:
+            self._leave_home()
+            if self._on_empty is not None:
+                self._on_empty()
 
     async def _publish_in_turn(self, value: T) -> None:
         """`publish` behind the publishes that wait: deliver only once they are done."""
@@ -454,8 +473,7 @@ class Broadcast(Generic[T]):
                 order.unlock()
         finally:
             self._queued -= 1
-            if not self._queued and not self._subs:
-                self._leave_home()
+            self._settle()
 
     async def _send_each(self, waiting: list[Subscription[T]], value: T) -> None:
         """Wait for room in each full ``"block"`` subscriber in turn.
@@ -527,7 +545,8 @@ class PubSub(Generic[K, T]):
     ``async with ps.subscribe("orders", buffer=8) as sub: async for v in sub``;
     ``await ps.publish("orders", v)`` reaches the subscribers of that topic only
     (none: the value is dropped, as a Go broker with no subscribers would). A topic
-    without subscribers is forgotten, so topics leave no queue behind.
+    without subscribers is forgotten (once no publish to it waits), so topics leave
+    no queue behind.
     Go: a broker with ``map[string][]chan T``.
 
     Example:

@@ -584,6 +584,18 @@ class TestScalingMockClock:
             assert pool.stats().workers == 1
             assert await (await pool.submit(double, 3)) == 6
 
+    async def test_lowering_the_minimum_lets_idle_workers_retire(self) -> None:
+        """Workers at the minimum park without an idle timer: lowering the minimum of a
+        dynamic pool wakes them to park again with one (they stayed for ever)."""
+        async with WorkerPool(min_workers=2, max_workers=4, idle_timeout=5) as pool:
+            await anyio.sleep(1)  # the 2 workers at the minimum are idle
+            pool.resize(min_workers=0)
+            await anyio.sleep(4)
+            assert pool.stats().workers == 2  # not idle long enough yet (since the resize)
+            await anyio.sleep(2)
+            assert pool.stats().workers == 0  # as WorkerPool(min_workers=0, ...) would
+            assert await (await pool.submit(double, 3)) == 6
+
     async def test_shutdown_timeout_on_virtual_clock(self) -> None:
         async def job(x: int) -> int:
             await anyio.sleep(x)
@@ -1678,3 +1690,30 @@ async def test_a_job_raising_a_cancellation_of_its_own_fails_its_handle_only(
         assert pool.stats().failed == 5
         assert await (await pool.submit(doubled, 3)) == 6
         assert await pool.shutdown(timeout=10) == []
+
+
+async def test_fail_fast_keeps_the_failures_own_context() -> None:
+    """The failure raised by the block is the job's exception with its own chain: Python
+    chained it to the body's PoolClosed as __aexit__ raised it, losing its context."""
+
+    async def fails_while_handling() -> None:
+        try:
+            {}["missing"]
+        except KeyError:
+            raise ValueError("job failed while handling KeyError") from None
+
+    async def fails_in_except() -> None:
+        try:
+            {}["missing"]
+        except KeyError:
+            raise ValueError("job failed while handling KeyError")  # noqa: B904
+
+    for job, context in ((fails_in_except, KeyError), (fails_while_handling, KeyError)):
+        with pytest.raises(ValueError) as info:
+            async with WorkerPool(workers=2, fail_fast=True) as pool:
+                h = await pool.submit(job)
+                with pytest.raises(ValueError):
+                    await h
+                await pool.submit(anyio.sleep, 0)  # runs into the abort: PoolClosed
+        assert info.value is h.exception()
+        assert isinstance(info.value.__context__, context), repr(info.value.__context__)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -406,3 +408,77 @@ async def test_a_subscription_is_entered_once() -> None:
     bus.close()
     async with kept:
         assert [v async for v in kept] == [7]
+
+
+def yield_with(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
+    """The next publish that could deliver at once yields first (its budget is spent),
+    and *action* runs in that yield: what other code does meanwhile, deterministically
+    on every backend (trio runs a batch of tasks in random order)."""
+    import asyncgo._pubsub as pubsub_mod
+    from asyncgo._backend import FAST
+
+    real = pubsub_mod.checkpoint
+
+    async def racing_checkpoint() -> None:
+        monkeypatch.setattr(pubsub_mod, "checkpoint", real)
+        action()
+        await real()
+
+    monkeypatch.setattr(pubsub_mod, "checkpoint", racing_checkpoint)
+    FAST.budget = 0
+
+
+async def test_a_publish_yielding_for_its_budget_keeps_its_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The publish whose yield falls due ("every few hundred") takes its turn first:
+    publishes called while it yields queue behind it instead of delivering first --
+    also behind one waiting for a full subscriber (the subscriber got 0, 1, 3, 2)."""
+    from asyncgo._backend import FAST
+
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=1, policy="block") as sub:
+        await bus.publish(0)  # the subscriber's buffer is full now
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bus.publish, 1)  # waits for room
+            await anyio.wait_all_tasks_blocked()
+
+            async def second() -> None:
+                FAST.budget = 0  # its yield falls due: it queues first all the same
+                await bus.publish(2)
+
+            tg.start_soon(second)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(bus.publish, 3)  # called after it
+            await anyio.wait_all_tasks_blocked()
+            assert [await sub.recv() for _ in range(4)] == [0, 1, 2, 3]
+
+    async with bus.subscribe(buffer=8) as sub2, anyio.create_task_group() as tg:
+        yield_with(monkeypatch, lambda: tg.start_soon(bus.publish, 11))
+        await bus.publish(10)  # yields; publish(11) is called meanwhile
+        await anyio.wait_all_tasks_blocked()
+        assert [await sub2.recv() for _ in range(2)] == [10, 11]
+
+
+async def test_a_topic_is_kept_while_a_publish_to_it_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While a publish to a topic waits (its turn, or a full subscriber), the topic's
+    last subscriber leaves and a new one subscribes: the new one joins the same bus and
+    gets the value. The topic used to be forgotten at once, the new subscriber got a
+    bus of its own, and the value went to nobody."""
+    ps = PubSub[str, int]()
+    first = ps.subscribe("t", buffer=4)
+    later: list[Subscription[int]] = []
+
+    def swap() -> None:
+        first.unsubscribe()  # the topic's last subscriber leaves
+        assert ps.topics() == []
+        later.append(ps.subscribe("t", buffer=4))  # a new one, before the delivery
+
+    yield_with(monkeypatch, swap)
+    await ps.publish("t", 42)
+    async with later[0] as sub:
+        assert len(sub) == 1
+        assert await sub.recv() == 42
+    assert repr(ps) == "<PubSub topics=0>"  # forgotten once idle
