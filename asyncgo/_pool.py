@@ -585,7 +585,10 @@ class WorkerPool:
         self._aborted = False
         self._abort_msg = "job cancelled by WorkerPool shutdown"
         self._error: BaseException | None = None
-        self._all_exited: Any = None
+        # Closed once the intake is closed and every worker has exited: shutdown()
+        # waits on it -- a channel, so that a shutdown waiting for a job stuck on
+        # another channel is seen by debug.detect_deadlocks().
+        self._all_exited: Chan[None] = Chan()
         self._ctx_scope: CancelScope | None = None
         self._limiter: Any = None
         self._cancelled_list: list[JobHandle[Any]] = []  # by the abort (see shutdown)
@@ -608,7 +611,7 @@ class WorkerPool:
     async def __aenter__(self) -> WorkerPool:
         if self._crew is not None:
             raise RuntimeError("WorkerPool: the async with block was already entered")
-        self._all_exited = anyio.Event()
+        self._all_exited = Chan()
         self._cancelled_exc = get_cancelled_exc_class()
         self._home = runtime_or_none()
         self._tid = _get_ident()
@@ -763,16 +766,16 @@ class WorkerPool:
             seconds = _seconds(timeout, "WorkerPool.shutdown(timeout=...)")
         self._close_intake()
         if timeout is None:
-            await self._all_exited.wait()
+            await self._all_exited.recv_ok()
         else:
             with anyio.move_on_after(seconds):
-                await self._all_exited.wait()
-            if not self._all_exited.is_set():
+                await self._all_exited.recv_ok()
+            if not self._all_exited.closed:
                 if not self._aborted:
                     self._aborted_by_timeout = True
                 self._abort(f"job cancelled by WorkerPool.shutdown(timeout={timeout!r})")
                 with CancelScope(shield=True):
-                    await self._all_exited.wait()
+                    await self._all_exited.recv_ok()
         if not self._aborted_by_timeout:  # (a ctx, fail_fast or the block's abort: not ours)
             return []
         return [job for job in self._cancelled_list if job.cancelled()]
@@ -785,7 +788,12 @@ class WorkerPool:
             for m in list(self._maps):
                 m._stop(results=False)  # a feeder waiting for a window slot stops too
             if self._nworkers == 0:
-                self._all_exited.set()
+                self._exited()
+
+    def _exited(self) -> None:
+        """The intake is closed and every worker has exited: wake the shutdowns."""
+        if not self._all_exited.closed:
+            self._all_exited.close()
 
     def _abort(self, msg: str) -> None:
         """Cancel every queued and running job and stop the workers (no waiting)."""
@@ -951,7 +959,7 @@ class WorkerPool:
                 self._spawn()
             self._nworkers -= 1
             if self._nworkers == 0 and self._closed:
-                self._all_exited.set()
+                self._exited()
 
     async def _serve(self, w: _Worker) -> bool:
         """Run jobs until the queue is closed and drained (True) or a job is cancelled (False)."""

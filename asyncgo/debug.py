@@ -1220,8 +1220,8 @@ class detect_deadlocks:
         ours: list[tuple[Any, _Wait | None]] = []  # of them, the tasks inside the block
         owner_seen = False
         for t in all_:
-            if t is me or _is_internal(t):
-                continue
+            if t is me or _is_internal(t) or _tasks.is_anyio_janitor(t):
+                continue  # (the janitor sleeps until the loop ends: it wakes nobody)
             if _tasks.task_state(t, me) != "waiting":
                 return _TRANSIENT, None
             w = waits.get(t)

@@ -719,3 +719,42 @@ class TestVirtualClock:
                     tg.start_soon(ch.recv)  # nobody will send once the thread is done
                     tg.start_soon(anyio.to_thread.run_sync, time.sleep, 0.3)
         assert not guard.cancelled_caught
+
+
+@pytest.mark.parametrize("how", ["leave-the-block", "shutdown"])
+async def test_pool_shutdown_waiting_for_a_stuck_job(how: str) -> None:
+    """A WorkerPool's graceful shutdown (leaving its block, or shutdown()) waits for a
+    job parked on a channel nobody sends to: Go's wg.Wait() on a worker that never
+    finishes. It waited on an anyio Event, which the detector cannot see through, and
+    hung instead of raising Deadlock."""
+    from asyncgo import WorkerPool
+
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock, match=r"all tasks are asleep - deadlock!") as ei:
+            async with debug.detect_deadlocks():
+                ch = Chan[int]()
+                async with WorkerPool(workers=1) as pool:
+                    await pool.submit(ch.recv)
+                    if how == "shutdown":
+                        await pool.shutdown()
+    assert "[chan recv, " in str(ei.value)
+
+
+def _ident(x: int) -> int:
+    return x
+
+
+async def test_a_deadlock_after_a_process_job_on_trio(anyio_backend_name: str) -> None:
+    """anyio's process-pool janitor (started by the loop's first process job) sleeps
+    until the loop ends: it wakes nobody, so it no longer hides a deadlock. (On
+    asyncio the idle worker processes' pipes stay registered with the loop, which
+    counts as I/O that could wake a task: a documented limit.)"""
+    if anyio_backend_name != "trio":
+        pytest.skip("asyncio: anyio's idle worker processes keep pipes open (docs)")
+    import anyio.to_process
+
+    assert await anyio.to_process.run_sync(_ident, 1) == 1
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock):
+            async with debug.detect_deadlocks():
+                await Chan[int]().recv()

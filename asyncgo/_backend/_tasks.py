@@ -191,6 +191,39 @@ def task_done(task: Any) -> bool:
 TASK_NAMERS: dict[CodeType, Callable[[FrameType], str]] = {}
 
 
+#: anyio's process-pool janitor: the first ``anyio.to_process.run_sync`` of an event
+#: loop starts it (so do ``stages.map(executor="process")`` and
+#: ``WorkerPool(executor="process")``), and it sleeps until the loop ends, to stop the
+#: pool's worker processes. The run's infrastructure: never a leak, and it wakes
+#: nobody (so it does not hide a deadlock). Known by its name or by its function.
+_JANITOR_NAME = "AnyIO process pool shutdown task"
+_JANITOR_FUNCTIONS = frozenset(
+    {
+        "anyio._backends._asyncio._shutdown_process_pool_on_exit",
+        "anyio._backends._trio._shutdown_process_pool",
+    }
+)
+
+
+def entry_function(task: Any) -> str:
+    """``module.qualname`` of the coroutine function *task* runs ("" if unknown)."""
+    get_coro = getattr(task, "get_coro", None)  # asyncio
+    coro = get_coro() if get_coro is not None else getattr(task, "coro", None)  # trio
+    frame = getattr(coro, "cr_frame", None)
+    if frame is None:
+        return ""
+    return f"{frame.f_globals.get('__name__', '?')}.{getattr(coro, '__qualname__', '?')}"
+
+
+def is_anyio_janitor(task: Any) -> bool:
+    """Whether *task* is anyio's process-pool janitor (see `_JANITOR_FUNCTIONS`)."""
+    name = getattr(task, "name", None)  # trio
+    if name is None:
+        get_name = getattr(task, "get_name", None)  # asyncio
+        name = get_name() if get_name is not None else None
+    return name == _JANITOR_NAME or entry_function(task) in _JANITOR_FUNCTIONS
+
+
 def task_name(task: Any, frames: list[tuple[FrameType, int]] | None = None) -> str:
     """The task's name (asyncio: ``get_name()``; trio: ``.name``).
 

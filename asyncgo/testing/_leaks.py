@@ -23,17 +23,10 @@ R = TypeVar("R")
 
 #: The run's infrastructure, ignored like goleak ignores the runtime's goroutines:
 #: asyncgo's timer service on trio (it exists while a timer is pending and ends on its
-#: own), and anyio's process-pool janitor (the first ``anyio.to_process.run_sync`` of
-#: an event loop starts it -- so do ``stages.map(executor="process")`` and
-#: ``WorkerPool(executor="process")`` -- and it lives until the loop ends, to stop the
-#: pool's worker processes). Matched by task name or by the function the task runs.
-_INFRASTRUCTURE = frozenset({"asyncgo timers", "AnyIO process pool shutdown task"})
-_INFRASTRUCTURE_FUNCTIONS = frozenset(
-    {
-        "anyio._backends._asyncio._shutdown_process_pool_on_exit",
-        "anyio._backends._trio._shutdown_process_pool",
-    }
-)
+#: own), and anyio's process-pool janitor (`_tasks.is_anyio_janitor`: the first
+#: ``anyio.to_process.run_sync`` of an event loop starts it, and it lives until the
+#: loop ends).
+_INFRASTRUCTURE = frozenset({"asyncgo timers"})
 
 #: The `no_leaks` blocks open in this context. A task inherits its starter's context,
 #: so a task started inside a block carries the block here; one that a task outside
@@ -77,21 +70,8 @@ def _grace_pause() -> Iterator[Callable[[float], Awaitable[None]]]:
         clock.autojump_threshold = threshold
 
 
-def _entry_function(task: Any) -> str:
-    """``module.qualname`` of the coroutine function *task* runs ("" if unknown)."""
-    get_coro = getattr(task, "get_coro", None)  # asyncio
-    coro = get_coro() if get_coro is not None else getattr(task, "coro", None)  # trio
-    frame = getattr(coro, "cr_frame", None)
-    if frame is None:
-        return ""
-    return f"{frame.f_globals.get('__name__', '?')}.{getattr(coro, '__qualname__', '?')}"
-
-
 def _infrastructure(task: Any) -> bool:
-    return (
-        _tasks.task_name(task) in _INFRASTRUCTURE
-        or _entry_function(task) in _INFRASTRUCTURE_FUNCTIONS
-    )
+    return _tasks.task_name(task) in _INFRASTRUCTURE or _tasks.is_anyio_janitor(task)
 
 
 def _names(names: Iterable[str], what: str) -> list[str]:
