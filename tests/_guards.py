@@ -1,12 +1,16 @@
-"""Test helpers that bound a test in wall time, whatever its event loop's clock does."""
+"""Test helpers: bounds in wall time whatever the event loop's clock does, a call in
+another thread, and a race set up inside a checkpoint."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
+import pytest
+
+from asyncgo._backend import FAST
 
 
 @contextmanager
@@ -24,3 +28,43 @@ def wall_guard(seconds: float) -> Iterator[anyio.CancelScope]:
             yield scope
         finally:
             timer.cancel()
+
+
+def in_thread(fn: Callable[[], object]) -> BaseException | None:
+    """Run *fn* in a new thread (blocking this one); return what it raised."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    return errors[0] if errors else None
+
+
+def race_in_checkpoint(
+    monkeypatch: pytest.MonkeyPatch,
+    module: object,
+    action: Callable[[], Awaitable[object] | object],
+) -> None:
+    """Make the next operation of *module* that could complete at once checkpoint
+    first (its budget is spent), and run *action* -- what another task does
+    meanwhile -- in that checkpoint.
+
+    Deterministic on every backend (trio runs the tasks of one batch in a random
+    order: a real second task might run before or after the yield)."""
+    real = module.checkpoint  # type: ignore[attr-defined]
+
+    async def racing_checkpoint() -> None:
+        monkeypatch.setattr(module, "checkpoint", real)
+        r = action()
+        if r is not None:
+            await r  # type: ignore[misc]
+        await real()
+
+    monkeypatch.setattr(module, "checkpoint", racing_checkpoint)
+    FAST.budget = 0

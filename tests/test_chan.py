@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _guards import in_thread
 from _mypy import run_mypy
 
 from asyncgo import (
@@ -880,21 +881,6 @@ def test_type_checker_rejects_the_wrong_direction(tmp_path: Path) -> None:
 # -- event loop binding ----------------------------------------------------------------------
 
 
-def _run_in_thread(fn: Callable[[], object]) -> BaseException | None:
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    return errors[0] if errors else None
-
-
 def _block_on_chan_in_new_loop(ch: Chan[int], backend: str) -> BaseException | None:
     async def blocked() -> None:
         # A hang guard only (the bug this test catches would hang); not a timing assertion.
@@ -902,10 +888,10 @@ def _block_on_chan_in_new_loop(ch: Chan[int], backend: str) -> BaseException | N
             await ch.recv()
 
     if backend == "uvloop":
-        return _run_in_thread(
+        return in_thread(
             lambda: anyio.run(blocked, backend="asyncio", backend_options={"use_uvloop": True})
         )
-    return _run_in_thread(lambda: anyio.run(blocked, backend=backend))
+    return in_thread(lambda: anyio.run(blocked, backend=backend))
 
 
 async def _bind_by_blocking(ch: Chan[int]) -> None:
@@ -960,7 +946,7 @@ def test_a_channel_of_a_loop_that_is_over_is_refused_saying_so(
             _run_on(second, use)
         err: BaseException | None = info.value
     else:
-        err = _run_in_thread(lambda: _run_on(second, use))
+        err = in_thread(lambda: _run_on(second, use))
         if isinstance(err, pytest.skip.Exception):
             raise err
     assert isinstance(err, RuntimeError), repr(err)
@@ -1032,7 +1018,7 @@ async def test_a_hand_off_from_another_thread_is_refused_while_the_loop_runs_a_t
                     await select(recv(ch))
 
         # Blocks this loop inside this task's step while the other thread acts.
-        err = _run_in_thread(lambda: _run_on(second, there))
+        err = in_thread(lambda: _run_on(second, there))
         assert isinstance(err, RuntimeError), repr(err)
         assert "another thread" in str(err) and "channel" in str(err), str(err)
         assert got == []  # the parked task still waits: nothing taken, nothing lost

@@ -13,13 +13,13 @@ at once yield first, and a task started just before runs in that yield.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
+from _guards import in_thread, race_in_checkpoint
 
 import asyncgo._group as group_mod
 import asyncgo.sync._rwmutex as rw_mod
@@ -61,48 +61,9 @@ async def in_scope(
         await anyio.lowlevel.checkpoint()  # meets a cancellation deferred by a grant
 
 
-def in_thread(fn: Callable[[], object]) -> BaseException | None:
-    """Run *fn* in a new thread (blocking this one); return what it raised."""
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            fn()
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=target)
-    t.start()
-    t.join()
-    return errors[0] if errors else None
-
-
 def spend_budget() -> None:
     """Make the next operation that could complete at once checkpoint first."""
     FAST.budget = 0
-
-
-def race_in_checkpoint(
-    monkeypatch: pytest.MonkeyPatch,
-    module: object,
-    action: Callable[[], Awaitable[object] | object],
-) -> None:
-    """Make the next operation of *module* that could complete at once checkpoint
-    first, and run *action* (what another task does meanwhile) in that checkpoint.
-
-    Deterministic on every backend (trio runs the tasks of one batch in a random
-    order: a real second task might run before or after the yield)."""
-    real = module.checkpoint  # type: ignore[attr-defined]
-
-    async def racing_checkpoint() -> None:
-        monkeypatch.setattr(module, "checkpoint", real)
-        r = action()
-        if r is not None:
-            await r
-        await real()
-
-    monkeypatch.setattr(module, "checkpoint", racing_checkpoint)
-    spend_budget()
 
 
 # -- sync.Semaphore: the contended path of ``async with sem`` ---------------------------

@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _guards import race_in_checkpoint
 
 from asyncgo import ChanClosed, WouldBlock
 from asyncgo._pubsub import Broadcast, Disconnected, PubSub, Subscription
@@ -411,21 +412,10 @@ async def test_a_subscription_is_entered_once() -> None:
 
 
 def yield_with(monkeypatch: pytest.MonkeyPatch, action: Any) -> None:
-    """The next publish that could deliver at once yields first (its budget is spent),
-    and *action* runs in that yield: what other code does meanwhile, deterministically
-    on every backend (trio runs a batch of tasks in random order)."""
+    """The next publish that could deliver at once yields first, running *action*."""
     import asyncgo._pubsub as pubsub_mod
-    from asyncgo._backend import FAST
 
-    real = pubsub_mod.checkpoint
-
-    async def racing_checkpoint() -> None:
-        monkeypatch.setattr(pubsub_mod, "checkpoint", real)
-        action()
-        await real()
-
-    monkeypatch.setattr(pubsub_mod, "checkpoint", racing_checkpoint)
-    FAST.budget = 0
+    race_in_checkpoint(monkeypatch, pubsub_mod, action)
 
 
 async def test_a_publish_yielding_for_its_budget_keeps_its_turn(
@@ -454,7 +444,11 @@ async def test_a_publish_yielding_for_its_budget_keeps_its_turn(
             assert [await sub.recv() for _ in range(4)] == [0, 1, 2, 3]
 
     async with bus.subscribe(buffer=8) as sub2, anyio.create_task_group() as tg:
-        yield_with(monkeypatch, lambda: tg.start_soon(bus.publish, 11))
+
+        def publish_11() -> None:  # (returns nothing to await: it runs meanwhile)
+            tg.start_soon(bus.publish, 11)
+
+        yield_with(monkeypatch, publish_11)
         await bus.publish(10)  # yields; publish(11) is called meanwhile
         await anyio.wait_all_tasks_blocked()
         assert [await sub2.recv() for _ in range(2)] == [10, 11]
