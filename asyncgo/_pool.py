@@ -611,7 +611,6 @@ class WorkerPool:
     async def __aenter__(self) -> WorkerPool:
         if self._crew is not None:
             raise RuntimeError("WorkerPool: the async with block was already entered")
-        self._all_exited = Chan()
         self._cancelled_exc = get_cancelled_exc_class()
         self._home = runtime_or_none()
         self._tid = _get_ident()

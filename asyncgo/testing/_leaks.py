@@ -21,12 +21,6 @@ __all__ = ["TaskLeakError", "no_leaks"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: The run's infrastructure, ignored like goleak ignores the runtime's goroutines:
-#: asyncgo's timer service on trio (it exists while a timer is pending and ends on its
-#: own), and anyio's process-pool janitor (`_tasks.is_anyio_janitor`: the first
-#: ``anyio.to_process.run_sync`` of an event loop starts it, and it lives until the
-#: loop ends).
-_INFRASTRUCTURE = frozenset({"asyncgo timers"})
 
 #: The `no_leaks` blocks open in this context. A task inherits its starter's context,
 #: so a task started inside a block carries the block here; one that a task outside
@@ -71,7 +65,10 @@ def _grace_pause() -> Iterator[Callable[[float], Awaitable[None]]]:
 
 
 def _infrastructure(task: Any) -> bool:
-    return _tasks.task_name(task) in _INFRASTRUCTURE or _tasks.is_anyio_janitor(task)
+    """The run's own tasks, ignored like goleak ignores the runtime's goroutines:
+    asyncgo's helpers (`debug._is_helper`: e.g. the timer service on trio, which ends
+    on its own) and anyio's process-pool janitor, which lives until the loop ends."""
+    return debug._is_helper(task) or _tasks.is_anyio_janitor(task)
 
 
 def _names(names: Iterable[str], what: str) -> list[str]:
@@ -340,7 +337,6 @@ class no_leaks:
             for t in _tasks.all_tasks()
             if t not in before
             and t is not self._me
-            and not debug._is_internal(t)
             and not _infrastructure(t)
             and self._started_inside(t)
         ]
