@@ -991,13 +991,31 @@ class _FanOut(TaskStage[T, U]):
             for _ in range(self._n):
                 tg.start_soon(run.guard, partial(_run_copy, self._stage, shared, tx, run))
         if shared.queue:
-            # Every copy ended before the input (take(n)): what is left goes back,
-            # to the other copies of an enclosing fan_out if there is one.
+            # Every copy ended before the input (take(n)): what is left goes back.
             rx.unread(list(shared.queue))
         await tx.flush()
 
+    async def _join(self, shared: _SharedInput, tx: _Sink, run: _Run) -> None:
+        """Run as a copy of an enclosing fan_out: these copies become its copies.
+
+        An input of our own between the two would hold items its copies were handed
+        but did not use while the enclosing one, seeing this copy ask for more,
+        decided that the input was over for every copy: those items were lost. So
+        nested fan_outs share one input, flat: each of our copies counts as one of
+        its copies (and leaves it when it ends).
+        """
+        shared.alive += self._n - 1
+        if self._n > 1 and isinstance(tx, _Link):
+            tx.share()
+        async with create_task_group() as tg:
+            for _ in range(self._n):
+                tg.start_soon(run.guard, partial(_run_copy, self._stage, shared, tx, run))
+
 
 async def _run_copy(stage: Stage[Any, Any], shared: _SharedInput, tx: _Sink, run: _Run) -> None:
+    if isinstance(stage, _FanOut):
+        await stage._join(shared, tx, run)  # its copies leave *shared* themselves
+        return
     try:
         if isinstance(stage, TaskStage):
             # A built-in stage, or the input pump of a TaskStage's run(), reads the
