@@ -68,7 +68,7 @@ from ._backend import (
 from ._backend._tasks import TASK_NAMERS
 from ._chan import Chan, RecvChan, SendChan
 from ._context import _current, background, check_ctx, ended
-from ._exceptions import Canceled, DeadlineExceeded, WouldBlock
+from ._exceptions import WouldBlock
 from ._group import Group
 
 if TYPE_CHECKING:
@@ -424,6 +424,12 @@ class _Run:
         dropped, as it is once the whole run stops; the stages after go on.
         """
         if self.cut and current_effective_deadline() == -math.inf:
+            return
+        ctx = self.ctx
+        if ctx is not None and exc is ctx.err():
+            # The run's ctx ended (a stage, a map worker or a fan_out copy waited on
+            # it): a clean stop, not the pipeline's failure.
+            self.ctx_done()
             return
         if self.error is None and not self.stopping:
             self.error = exc
@@ -1042,13 +1048,8 @@ class _Stream(Generic[T]):
                         # in tasks it starts), and ctx's end cancels it right away.
                         with ctx.scope():
                             await self._body(rx, what, tx)
-                except (Canceled, DeadlineExceeded) as exc:
-                    if ctx is not None and exc is ctx.err():
-                        run.ctx_done()
-                    else:
-                        run.fail(exc)
                 except Exception as exc:
-                    run.fail(exc)
+                    run.fail(exc)  # (ctx.err() itself: a clean stop)
                 else:
                     # e.g. take(n): the nodes before this one have no reader any more.
                     run.cancel_upstream(index)

@@ -1128,7 +1128,9 @@ class _SharedInput(_Link):
     def leave(self) -> None:
         """A copy has ended: it gives nothing back any more."""
         self.alive -= 1
-        if self.eof and self.at_end and self.at_end >= self.alive:
+        # Not while items wait in the queue: a copy woken to take one still counts
+        # in at_end until it runs (the input would end with items in it).
+        if self.eof and not self.queue and self.at_end and self.at_end >= self.alive:
             self._finish()
 
     def _finish(self) -> None:

@@ -29,11 +29,13 @@ from asyncgo import (
     RecvChan,
     SendChan,
     background,
+    current,
     rate,
     stages,
     with_cancel,
     with_timeout,
 )
+from asyncgo import time as gotime
 from asyncgo._pipeline import pipeline
 from asyncgo.stages import Stage
 
@@ -968,6 +970,78 @@ async def test_nested_fan_outs_share_one_input_and_lose_no_item(depth: int) -> N
         with anyio.fail_after(10):
             out = await (pipeline(items, buffer=rng.choice([0, 256])) | stage).collect()
         assert sorted(out) == list(range(30)), (poisons, at)
+
+
+class StopOnPoisonAtOnce(stages.TaskStage[int, int]):
+    """`StopOnPoison` without the checkpoint: each item is sent on as it comes."""
+
+    async def run(self, inp: RecvChan[int], out: SendChan[int]) -> None:
+        async for x in inp:
+            if x < 0:
+                return
+            await out.send(x)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: stages.fan_out(3, StopOnPoisonAtOnce()), id="3-copies"),
+        pytest.param(lambda: stages.fan_out(3, stages.fan_out(1, StopOnPoisonAtOnce())), id="3x1"),
+    ],
+)
+async def test_fan_out_input_does_not_end_while_a_given_back_item_waits(make: Any) -> None:
+    """Two copies end on poisons, the third lives to the end: the item one of them
+    gave back is the third's, also when the copy woken to take it has not run yet as
+    the last of the others leaves (the input ended with it queued, on trio about one
+    run in ten)."""
+    for _ in range(300):
+        with anyio.fail_after(10):
+            out = await (pipeline([0, 1, 2, 3, -1, 4, -1], buffer=256) | make()).collect()
+        assert sorted(out) == [0, 1, 2, 3, 4]
+
+
+async def sleeps_on_the_run_ctx(items: AsyncIterator[int]) -> AsyncIterator[int]:
+    async for x in items:
+        if x:
+            await gotime.sleep(10, current())  # ends with ctx.err() at the deadline
+        yield x
+
+
+async def sleep_on_the_run_ctx(x: int) -> int:
+    if x:
+        await gotime.sleep(10, current())
+    return x
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: sleeps_on_the_run_ctx, id="stage"),
+        pytest.param(lambda: stages.map(sleep_on_the_run_ctx), id="map"),
+        pytest.param(lambda: stages.map(sleep_on_the_run_ctx, workers=2), id="map-workers"),
+        pytest.param(lambda: stages.fan_out(2, sleeps_on_the_run_ctx), id="fan_out"),
+        pytest.param(
+            lambda: stages.fan_out(2, stages.fan_out(2, sleeps_on_the_run_ctx)), id="nested"
+        ),
+        pytest.param(lambda: stages.fan_out(2, stages.rate_limit(rate.Limiter(1, 1))), id="rate"),
+    ],
+)
+async def test_a_stage_ending_with_the_run_ctx_err_is_a_clean_stop(make: Any) -> None:
+    """A stage -- or a map worker, a fan_out copy -- that waited on the run's ctx and
+    raises its ``ctx.err()`` at the deadline stops the run cleanly: leaving the block
+    without reading again raises nothing (docs/pipelines.md), reading raises
+    ``ctx.err()`` itself. A worker or a copy used to fail the run with it instead."""
+    with with_timeout(background(), 0.05) as ctx:
+        with anyio.fail_after(30):
+            async with (pipeline(range(100), buffer=0) | make()).stream(ctx) as it:
+                assert await it.__anext__() == 0
+                await ctx.wait()
+                await anyio.sleep(0.05)  # the stages see the end too; we read no more
+    assert isinstance(ctx.err(), DeadlineExceeded)
+    with with_timeout(background(), 0.05) as ctx:
+        with anyio.fail_after(30), pytest.raises(DeadlineExceeded) as caught:
+            await (pipeline(range(100), buffer=0) | make()).collect(ctx)
+    assert caught.value is ctx.err()
 
 
 async def test_fan_out_of_a_tee_closes_its_channel_when_the_last_copy_ends() -> None:
