@@ -88,11 +88,15 @@ class RWMutex:
         a cancel point; yields only when it must wait. Go: ``rw.RLock()``
         """
         if not self._writer and self._wq.head() is None:
+            if self._rq.q:
+                self._admit_readers()  # they queued first
             if not must_checkpoint(self):
                 self._readers += 1
                 return
             await checkpoint()
             if not self._writer and self._wq.head() is None:
+                if self._rq.q:
+                    self._admit_readers()
                 self._readers += 1
                 return
         # Granted by unlock() (or by a waiting writer's cancellation), which counts us in.
@@ -116,6 +120,8 @@ class RWMutex:
         """Take a read lock if no writer holds or waits for the lock. Go: ``rw.TryRLock()``."""
         if self._writer or self._wq.head() is not None:
             return False
+        if self._rq.q:
+            self._admit_readers()
         self._readers += 1
         return True
 
@@ -146,14 +152,18 @@ class RWMutex:
         are let in. Checkpoint: always a cancel point; yields only when it must
         wait. Go: ``rw.Lock()``
         """
-        if not self._writer and self._readers == 0 and self._wq.head() is None:
+        if self._free_for_writer():
             if not must_checkpoint(self):
                 self._writer = True
                 return
             await checkpoint()
-            if not self._writer and self._readers == 0 and self._wq.head() is None:
+            if self._free_for_writer():
                 self._writer = True
                 return
+        if self._rq.q and not self._writer and self._wq.head() is None:
+            # The readers queued behind a writer that was cancelled (its task not
+            # resumed yet) go first, as they would have had it resumed.
+            self._admit_readers()
         self._bind_both()
         try:
             # Granted by the last runlock() or by unlock(), which set _writer for us.
@@ -164,7 +174,7 @@ class RWMutex:
 
     def try_lock(self) -> bool:
         """Take the write lock if nobody holds it or waits for it. Go: ``rw.TryLock()``."""
-        if self._writer or self._readers or self._wq.head() is not None:
+        if not self._free_for_writer():
             return False
         self._writer = True
         return True
@@ -183,10 +193,8 @@ class RWMutex:
             self._rq.check_thread(self)
             self._wq.check_thread(self)
         self._writer = False
-        if self._rq.q:
-            self._readers += self._rq.wake_all(self)
-            if self._readers:
-                return
+        if self._rq.q and self._admit_readers():
+            return
         if self._wq.q:
             self._grant_writer()
 
@@ -202,12 +210,28 @@ class RWMutex:
 
     # -- hand-over -----------------------------------------------------------------
 
+    def _free_for_writer(self) -> bool:
+        """Nobody holds the lock or waits for it (readers queued behind a writer
+        that was cancelled, its task not resumed yet, are let in first)."""
+        if self._writer or self._readers or self._wq.head() is not None:
+            return False
+        return not (self._rq.q and self._admit_readers())
+
     def _grant_writer(self) -> None:
-        """Give the lock to the first waiting writer if nobody holds it."""
+        """Give the lock to the first waiting writer if nobody holds it (or, if every
+        waiting writer was cancelled, to the readers they held back)."""
         if self._writer or self._readers:
             return
         if self._wq.wake_first(self):
             self._writer = True
+        elif self._rq.q:
+            self._admit_readers()
+
+    def _admit_readers(self) -> int:
+        """Let in every queued reader (no live writer holds them back); how many."""
+        n = self._rq.wake_all(self)
+        self._readers += n
+        return n
 
     def _writer_gone(self) -> None:
         """A waiting writer was cancelled: admit what it was holding back."""
@@ -218,7 +242,7 @@ class RWMutex:
                 self._grant_writer()  # (defensive: unlock/runlock already did)
             return
         if self._rq.q:
-            self._readers += self._rq.wake_all(self)
+            self._admit_readers()
 
 
 @final

@@ -269,6 +269,44 @@ async def test_cancelled_writer_with_another_writer_behind_keeps_readers_out() -
     assert out == []
 
 
+@pytest.mark.parametrize("newcomer", ["try_lock", "lock-then-release", "try_rlock"])
+async def test_readers_behind_a_cancelled_writer_go_before_a_newcomer(newcomer: str) -> None:
+    """Between a waiting writer's cancellation and its task's next step, the lock
+    must not look free with the readers it held back still queued: they go first
+    (docs/sync.md rule 4, and "a cancelled lock() does not hold up the tasks queued
+    behind it"). A newcomer used to barge in ahead of them, and a writer calling
+    lock() then made them wait through its whole turn."""
+    rw = RWMutex()
+    out: list[str] = []
+    order: list[str] = []
+    assert rw.try_rlock()  # R0
+    async with anyio.create_task_group() as tg:
+        scope = await tg.start(write_in_scope, rw, out)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(read_and_note, rw, "R1", order, hold := anyio.Event())
+        await anyio.wait_all_tasks_blocked()
+        scope.cancel()  # the writer gives up; its task has not run yet
+        if newcomer == "try_lock":
+            rw.runlock()  # R0 leaves in the same step
+            assert not rw.try_lock(), "a newcomer writer barged in ahead of R1"
+        elif newcomer == "try_rlock":
+            rw.runlock()
+            assert rw.try_rlock()  # readers share: R1 and this one
+            assert "readers=2" in repr(rw), repr(rw)  # R1 was let in first
+            rw.runlock()
+        else:
+            # R0 still reads; a writer arrives: R1 joins R0 before it.
+            tg.start_soon(write_and_note, rw, "W3", order)
+            await anyio.wait_all_tasks_blocked()
+            assert order == ["R1"], order
+            rw.runlock()
+        await anyio.wait_all_tasks_blocked()
+        assert order[0] == "R1", order
+        hold.set()
+    assert out == []
+    assert rw.try_lock()
+
+
 async def test_cancelled_reader_holds_nothing() -> None:
     rw = RWMutex()
     out: list[str] = []
