@@ -1436,6 +1436,11 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
     """
     ctx = _check_parent(ctx, "after_func")
     check_callback(fn, "after_func")
+    return register_after(ctx, fn)
+
+
+def register_after(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
+    """`after_func` without checking its arguments (asyncgo's own callbacks)."""
     n = ctx._cn
     reg = _AfterFunc(fn, n)
     if n is None:  # never done: fn never runs

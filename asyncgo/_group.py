@@ -46,7 +46,7 @@ from ._backend._taskgroup import (
     checkpoint_if_cancelled,
     make_core,
 )
-from ._context import Context, _current, after_func, check_ctx, current, with_cancel_cause
+from ._context import Context, _current, check_ctx, current, register_after, with_cancel_cause
 from ._exceptions import Canceled, WouldBlock
 
 if TYPE_CHECKING:
@@ -445,7 +445,7 @@ class Group:
         self._tid = _get_ident()  # the thread that may start tasks (see go)
         self._token: Token[Context | None] = _current.set(self._ctx)
         # After the core exists: the callback runs at once if the parent is already done.
-        self._stop = after_func(self._ctx, self._on_ctx_done)
+        self._stop = register_after(self._ctx, self._on_ctx_done)
         return self
 
     async def __aexit__(

@@ -149,6 +149,8 @@ class Selected(NamedTuple, Generic[T_co]):
 _new_selected = tuple.__new__
 _ABSENT: Any = object()  # select(): a case not given
 _TWO = ((0, 1), (1, 0))
+# select(..., default=True) that found no case ready (immutable: one for all).
+_DEFAULT: Selected[Any] = _new_selected(Selected, (-1, None, False))
 _FAST = FAST
 _ctg = current_tasks_get
 _task_state = TASK_STATES.get
@@ -231,6 +233,18 @@ async def select(
     """
     # (Two positional parameters before *more: the common select -- two cases --
     # then needs no tuple of its cases on its fast path.)
+    if c2 is _ABSENT and default and type(c1) is Case and c1[0] is not None and not more:
+        # Go's non-blocking send or receive, `select { case v := <-ch: ... default: }`,
+        # when the case is not ready: no tuple of cases, no loop.
+        one: Chan[Any] = c1[0]
+        if not (
+            one._send_ready()
+            if c1[1]
+            else (one._buf or one._closed or (one._sendq and one._recv_ready()))
+        ):
+            if must_checkpoint(one):  # a polling loop is a cancel point too
+                await checkpoint()
+            return _DEFAULT
     if more or c2 is _ABSENT:
         cases: tuple[Any, ...] = (
             (c1, c2, *more) if c2 is not _ABSENT else (() if c1 is _ABSENT else (c1,))
@@ -360,7 +374,7 @@ async def select(
     if default:
         if must_checkpoint(holder):  # a polling loop is a cancel point too
             await checkpoint()
-        return _new_selected(Selected, (-1, None, False))
+        return _DEFAULT
     if not any(c.chan is not None for c in cases):
         await _park_forever(holder)  # Go: a select on nil channels only blocks forever
 

@@ -280,6 +280,46 @@ async def test_default_select_is_a_cancel_point() -> None:
     assert scope.cancelled_caught
 
 
+async def test_one_case_with_default_is_gos_non_blocking_send_and_receive() -> None:
+    """``select { case ch <- v: ... default: }`` and its receive: the one-case form
+    (which has a path of its own) commits nothing when the case is not ready, and
+    is still a cancel point and a budgeted yield in a polling loop."""
+    a, u = Chan[int](1), Chan[int]()
+    assert await select(send(a, 1), default=True) == (0, None, True)
+    assert await select(send(a, 2), default=True) == (-1, None, False)  # full
+    assert await select(send(u, 3), default=True) == (-1, None, False)  # nobody receives
+    assert (len(a), len(u)) == (1, 0)
+    assert await select(recv(a), default=True) == (0, 1, True)
+    assert await select(recv(a), default=True) == (-1, None, False)
+    assert await select(recv(u), default=True) == (-1, None, False)
+    for case in (recv(a), send(u, 4)):
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await select(case, default=True)
+            pytest.fail("select() completed in a cancelled scope")
+        assert scope.cancelled_caught
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await anyio.sleep(0)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.sleep(0)
+        start = ticks
+        for _ in range(3000):  # a polling loop that never finds the case ready
+            assert (await select(recv(u), default=True)).index == -1
+        assert ticks - start >= 2, "a polling loop of select(default=True) never yielded"
+        tg.cancel_scope.cancel()
+    a.close()
+    assert await select(recv(a), default=True) == (0, None, False)
+    with pytest.raises(ChanClosed):
+        await select(send(a, 5), default=True)
+
+
 # -- nil channels ------------------------------------------------------------------------------
 
 

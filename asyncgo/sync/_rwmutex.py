@@ -9,7 +9,9 @@ from asyncgo._backend import _diag, checkpoint, must_checkpoint
 from ._mutex import WaitQueue, park
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
     from types import TracebackType
+    from typing import Any
 
 __all__ = ["RWMutex"]
 
@@ -269,8 +271,8 @@ class _ReadLocker:
         """Release a read lock: ``rw.runlock()``."""
         self._rw.runlock()
 
-    async def __aenter__(self) -> None:
-        await self._rw.rlock()
+    def __aenter__(self) -> Coroutine[Any, Any, None]:
+        return self._rw.rlock()  # ``async with rw.read():`` -- one coroutine, not two
 
     async def __aexit__(
         self,
@@ -305,8 +307,8 @@ class _WriteLocker:
         """Release the write lock: ``rw.unlock()``."""
         self._rw.unlock()
 
-    async def __aenter__(self) -> None:
-        await self._rw.lock()
+    def __aenter__(self) -> Coroutine[Any, Any, None]:
+        return self._rw.lock()  # one coroutine, not two
 
     async def __aexit__(
         self,
