@@ -22,6 +22,12 @@ Benchmarks (issue #2):
   the same two producers sending into *one* channel read with plain ``recv()``:
   the baseline of the "select >= 0.5x recv" target.
 
+* ``poll_empty`` (informational): one task polling an empty channel, polls/s --
+  Go's non-blocking receive, ``select { case v := <-ch: ... default: }``. asyncgo
+  uses ``select(recv(ch), default=True)``; the peers their ``*_nowait`` receive
+  and catch the exception. asyncgo's poll is a cancel point (and yields every few
+  hundred polls); the peers' never are.
+
 * ``*_plain_tasks`` (asyncio, uvloop; informational): ping-pong, buffered 1→1
   and 4→4 MPMC again, asyncgo against ``asyncio.Queue``, with the tasks started by
   ``asyncio.create_task`` and awaited with ``asyncio.gather`` -- what a plain
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
 from typing import Any
 
 import anyio
@@ -286,6 +293,46 @@ async def select2(
     return 2 * half / elapsed
 
 
+async def poll_empty(impl: str, n: int) -> float:
+    """Polls/s of a non-blocking receive on an empty channel (nothing is ever there)."""
+    found = 0
+    if impl == "asyncgo":
+        ch = Chan[Any](1)
+        t0 = perf_counter()
+        for _ in range(n):
+            if (await select(recv(ch), default=True)).index >= 0:
+                found += 1
+    elif impl == "asyncio.Queue":
+        q: asyncio.Queue[Any] = asyncio.Queue(1)
+        get, empty = q.get_nowait, asyncio.QueueEmpty
+        t0 = perf_counter()
+        for _ in range(n):
+            try:
+                get()
+                found += 1
+            except empty:
+                pass
+    else:
+        if impl == "anyio stream":
+            _tx, rx = anyio.create_memory_object_stream[Any](1)
+            get2, empty2 = rx.receive_nowait, anyio.WouldBlock
+        else:
+            import trio
+
+            _ttx, trx = trio.open_memory_channel[Any](1)
+            get2, empty2 = trx.receive_nowait, trio.WouldBlock
+        t0 = perf_counter()
+        for _ in range(n):
+            try:
+                get2()
+                found += 1
+            except empty2:
+                pass
+    elapsed = perf_counter() - t0  # (not the loop's clock: uvloop's is cached)
+    check(found == 0, f"poll_empty/{impl}: received from an empty channel")
+    return n / elapsed
+
+
 # -- driver ----------------------------------------------------------------------------
 
 
@@ -352,6 +399,13 @@ def main() -> None:
                 else:
                     extra["note"] = FORWARD_NOTE
                 emit(bench, name, backend, v, "msg/s", **extra)
+
+        # Polling an empty channel: Go's non-blocking receive (informational).
+        n_poll = 20_000 if quick else 400_000
+        for name, _make in impls:
+            await poll_empty(name, warm)
+            v = await poll_empty(name, n_poll)
+            emit("poll_empty", name, backend, v, "polls/s", n=n_poll)
 
         # The same three again with plain asyncio tasks (informational).
         if backend in ("asyncio", "uvloop"):
