@@ -1099,8 +1099,21 @@ class _Stream(Generic[T]):
         elif exc is not None:
             # A cancellation: the task group must see it (its cancel-scope accounting),
             # but it is not ours to swallow -- our tasks never cancel the group's own
-            # scope -- so it goes on to the scope that cancelled the consumer.
-            await tg.__aexit__(exc_type, exc, tb)
+            # scope -- so it goes on to the scope that cancelled the consumer...
+            failed: BaseException | None = None
+            try:
+                await tg.__aexit__(exc_type, exc, tb)
+            except get_cancelled_exc_class():
+                # ... unless a stage failed first: errors win over cancellation, as in
+                # a task group (`Group`'s order): one that happened is never dropped.
+                failed = run.fatal()
+                if failed is None and run.error is not None and not run.delivered:
+                    run.delivered = True
+                    failed = run.error
+                if failed is None:
+                    raise
+            if failed is not None:
+                raise failed  # (out of the except block: its own __context__ is kept)
         else:
             await tg.__aexit__(None, None, None)
         # A stage's KeyboardInterrupt or SystemExit wins over the consumer's own

@@ -684,11 +684,14 @@ class _FlatMap(TaskStage[T, U]):
         async for item in items:
             many = await w(item)
             if isinstance(many, AsyncIterable):
+                it = _aiter_of(many, w.fn)  # (its iterator is what to close: a generator)
                 try:
-                    async for x in many:
+                    async for x in it:
                         yield x
                 finally:
-                    await _aclose(many)
+                    await _aclose(it)
+                    if it is not many:
+                        await _aclose(many)
             else:
                 for x in many:
                     yield x
@@ -699,11 +702,14 @@ class _FlatMap(TaskStage[T, U]):
             for item in batch:
                 many = await w(item)
                 if isinstance(many, AsyncIterable):
+                    it = _aiter_of(many, w.fn)
                     try:
-                        async for x in many:
+                        async for x in it:
                             await tx.put(x)
                     finally:
-                        await _aclose(many)
+                        await _aclose(it)
+                        if it is not many:
+                            await _aclose(many)
                 else:
                     for x in many:
                         await tx.put(x)

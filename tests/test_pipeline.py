@@ -642,6 +642,81 @@ async def test_error_not_yet_seen_is_raised_on_leaving_the_block() -> None:
                 break
 
 
+@pytest.mark.parametrize("error", [Boom, Fatal])
+async def test_a_stage_error_not_yet_seen_wins_over_the_consumers_cancellation(
+    error: type[BaseException],
+) -> None:
+    """A stage failed while the consumer was not reading; then the consumer's scope
+    is cancelled: the error comes out of the block (errors win over cancellation,
+    as in `Group` and a task group), not the cancellation, which dropped it."""
+    boom = error("boom")
+    raised = anyio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        yield 1
+        raised.set()
+        raise boom
+
+    with pytest.raises(error) as info, anyio.CancelScope() as outer:
+        async with (pipeline(source) | stages.map(lambda x: x)).stream():
+            await raised.wait()
+            await anyio.wait_all_tasks_blocked()
+            outer.cancel()
+            await anyio.sleep_forever()
+    assert info.value is boom
+    assert not outer.cancelled_caught
+
+
+async def test_a_fatal_stage_error_raised_as_the_scope_is_cancelled_is_not_dropped() -> None:
+    with pytest.raises(Fatal, match="now"), anyio.CancelScope() as outer:
+
+        async def stage(items: AsyncIterator[int]) -> AsyncIterator[int]:
+            async for x in items:
+                outer.cancel()
+                raise Fatal("now")
+                yield x
+
+        await (pipeline([1, 2]) | stage).collect()
+
+
+def _fatal_on_teardown(items: AsyncIterator[int]) -> AsyncIterator[int]:
+    async def stage() -> AsyncIterator[int]:
+        try:
+            async for x in items:
+                yield x
+        finally:
+            raise Fatal("teardown")  # e.g. a KeyboardInterrupt during cleanup
+
+    return stage()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: pipeline(itertools.count()) | _fatal_on_teardown, id="stage"),
+        pytest.param(
+            lambda: (
+                pipeline(pipeline(itertools.count()) | _fatal_on_teardown) | stages.map(lambda x: x)
+            ),
+            id="pipeline-source",
+        ),
+        pytest.param(
+            lambda: pipeline([]) | stages.merge(pipeline(itertools.count()) | _fatal_on_teardown),
+            id="merge-source",
+        ),
+    ],
+)
+async def test_a_fatal_error_in_a_nested_pipelines_teardown_is_not_dropped(make: Any) -> None:
+    """A pipeline used as a source (or merged) is stopped by the outer one's
+    cancellation: a BaseException its stage raises then comes out, as it does from
+    a stage of the outer pipeline."""
+    with pytest.raises(Fatal, match="teardown"):
+        async with make().stream() as items:
+            async for x in items:
+                if x == 3:
+                    break
+
+
 async def test_first_error_wins() -> None:
     first = Boom("first")
 

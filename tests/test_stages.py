@@ -950,6 +950,40 @@ async def test_fan_out_copy_ending_early_drops_no_item_it_did_not_take(
     assert sorted(out) == list(range(50))
 
 
+class Rows:
+    """An async iterable whose ``__aiter__`` is an async generator (a cursor)."""
+
+    def __init__(self, n: int, log: list[str]) -> None:
+        self.n = n
+        self.log = log
+
+    async def __aiter__(self) -> AsyncIterator[int]:
+        me = anyio.get_current_task().id
+        try:
+            for i in range(self.n):
+                yield i
+        finally:
+            self.log.append("closed in its task" if anyio.get_current_task().id == me else "?")
+
+
+async def test_flat_map_closes_the_generator_behind_an_async_iterable_in_its_task() -> None:
+    """fn returns an async iterable, not an iterator: the generator its __aiter__
+    made is closed by the stage, in the stage's task, before the block exits (it was
+    left to the loop's finalizer, or to trio's "abandoned" sweep, later)."""
+    log: list[str] = []
+    async with (
+        pipeline([1000]) | stages.flat_map(lambda n: Rows(n, log)) | stages.buffer(0)
+    ).stream() as items:
+        async for x in items:
+            if x == 2:
+                break
+    assert log == ["closed in its task"]
+    log.clear()
+    got = await (pipeline([3]) | stages.flat_map(lambda n: Rows(n, log))).collect()
+    assert got == [0, 1, 2]
+    assert log == ["closed in its task"]
+
+
 @pytest.mark.parametrize("depth", [2, 3])
 async def test_nested_fan_outs_share_one_input_and_lose_no_item(depth: int) -> None:
     """Nested fan_outs whose copies end early, near the end of the input, many times
