@@ -19,8 +19,8 @@ import numbers
 from collections import deque
 from typing import TYPE_CHECKING, Final, final
 
-from ._backend import checkpoint, current_time
-from ._backend._timers import RunClock
+from ._backend import TRIO, checkpoint, current_time, must_checkpoint, park_runtime, runtime
+from ._backend._timers import RunClock, TrioRuntime
 from ._context import check_ctx, ended
 from ._exceptions import DeadlineExceeded
 from .time import sleep
@@ -113,6 +113,44 @@ def _check_t(t: object, what: str) -> None:
     elif t == t:
         return
     raise ValueError(f"rate: {what}(t=nan): the clock time must be a number")
+
+
+def _loop_time(holder: Limiter | SlidingWindow) -> float | None:
+    """`RunClock.read` for *holder* on its fast path, or None to take the full one.
+
+    When the running loop is the asyncio (uvloop) loop of *holder*'s last
+    reading, which its ``_rt`` hint names (checked by `park_runtime`, without
+    the system call of ``asyncio._get_running_loop()`` on Python 3.11), and its
+    clock has not gone back, ``RunClock.read`` would return ``(now, 0.0)``:
+    record *now* as it would and return it. Anything else (trio, another loop,
+    no loop, a clock gone back) returns None: the caller reads the clock in
+    full, then calls `_hint`.
+    """
+    clock = holder._clock
+    rt = clock._rt
+    if rt is not holder._rt or rt is None:
+        return None  # (trio: the clock's runtime is a TrioRuntime, the hint TRIO)
+    try:
+        if park_runtime(holder) is not rt:
+            return None
+    except RuntimeError:  # no loop: the full read raises its own error
+        return None
+    now = rt.time()
+    if now < clock._last:
+        return None
+    clock._last = now
+    return now
+
+
+def _hint(holder: Limiter | SlidingWindow) -> None:
+    """After a full clock read: *holder*'s ``_rt`` hint (for `must_checkpoint` and
+    `_loop_time`) is the asyncio loop just read; under trio, `TRIO` (as
+    `must_checkpoint` sets it)."""
+    rt = holder._clock._rt
+    if type(rt) is TrioRuntime:
+        holder._rt = TRIO
+    elif rt is not holder._rt:
+        holder._rt = runtime()
 
 
 def _duration_from_tokens(limit: float, tokens: float) -> float:
@@ -281,7 +319,7 @@ class Limiter:
         ```
     """
 
-    __slots__ = ("_burst", "_clock", "_last", "_last_event", "_limit", "_tokens")
+    __slots__ = ("_burst", "_clock", "_last", "_last_event", "_limit", "_rt", "_tokens")
 
     def __init__(self, limit: float, burst: int) -> None:
         """Make a full limiter.
@@ -296,6 +334,7 @@ class Limiter:
         self._last = -math.inf  # the time tokens was last updated; -inf: full at any t
         self._last_event = -math.inf  # the latest time of a rate-limited event (past or future)
         self._clock = RunClock()
+        self._rt: object = None  # hint: the runtime last used on (see must_checkpoint)
 
     def __repr__(self) -> str:
         return f"<Limiter limit={self._limit} burst={self._burst} at {id(self):#x}>"
@@ -335,20 +374,34 @@ class Limiter:
             tokens = burst
         return t, tokens
 
-    def _reserve(self, t: float, n: int, max_future: float) -> Reservation:
-        if self._limit == INF:
-            # Carries a zero limit, as Go's does: cancelled after the limit became
-            # finite, it gives back its own n tokens, not a full bucket.
-            return Reservation._create(self, True, n, t, 0.0)
+    def _take(self, t: float, n: int, max_future: float) -> float | None:
+        """Go's ``reserveN(t, n, maxFutureReserve)`` without the `Reservation`.
+
+        Takes *n* tokens at clock time *t* if they come within *max_future*
+        seconds, and returns the time to act on them; None (nothing taken) if
+        not. `allow` and `wait` call it directly, `_reserve` wraps its result.
+        """
+        limit = self._limit
+        if limit == INF:
+            return t  # (no state change: see _reserve)
         # A zero limit takes the same path, as in current Go: the tokens in the
         # bucket are granted, none are added, and what is missing would take
         # INF_DURATION. The burst is never spent (older Go took zero-limit grants
         # out of it), so a later set_limit refills the bucket as usual.
-        t, tokens = self._advance(t)
+        # _advance(t), inlined (the hot path of allow and wait):
+        last = self._last
+        if t < last:
+            last = t
+        # Never updated (last = -inf): a finite limit has had all the time in the
+        # world to fill the bucket; a zero limit adds nothing to the initial burst.
+        tokens = self._tokens + ((t - last) * limit if limit > 0 else 0.0)
+        burst = float(self._burst)
+        if tokens > burst:
+            tokens = burst
         tokens -= n
         wait = 0.0
         if tokens < 0:
-            wait = _duration_from_tokens(self._limit, -tokens)
+            wait = _duration_from_tokens(limit, -tokens)
             # Go's durations are whole nanoseconds (durationFromTokens truncates), so a
             # wait under one is none. On a float clock that also absorbs the rounding of
             # t - last: 0.8 - 0.7 is 0.0999...9 s, which must not refuse a 10/s allow().
@@ -361,14 +414,22 @@ class Limiter:
                     tokens = 0.0
         # (t + wait <= t + max_future: tokens due exactly at a deadline d, where
         # max_future = d - t, which the float subtraction may have rounded down.)
-        ok = n <= self._burst and (wait <= max_future or t + wait <= t + max_future)
-        if not ok:
-            return Reservation._create(self, False, 0, 0.0, self._limit)
-        r = Reservation._create(self, True, n, t + wait, self._limit)
+        if n > self._burst or not (wait <= max_future or t + wait <= t + max_future):
+            return None
+        when = t + wait
         self._last = t
         self._tokens = tokens
-        self._last_event = r._time_to_act
-        return r
+        self._last_event = when
+        return when
+
+    def _reserve(self, t: float, n: int, max_future: float) -> Reservation:
+        limit = self._limit
+        when = self._take(t, n, max_future)
+        if when is None:
+            return Reservation._create(self, False, 0, 0.0, limit)
+        # Under INF it carries a zero limit, as Go's does: cancelled after the limit
+        # became finite, it gives back its own n tokens, not a full bucket.
+        return Reservation._create(self, True, n, when, 0.0 if limit == INF else limit)
 
     def tokens_at(self, t: float) -> float:
         """The number of tokens available at clock time *t* (pure). Go: ``lim.TokensAt(t)``
@@ -390,7 +451,7 @@ class Limiter:
         if type(n) is not int or not 0 <= n <= _MAX_COUNT:
             _check_int(n, "allow(n)")
         _check_t(t, "allow_at")
-        return self._reserve(t, n, 0.0)._ok
+        return self._take(t, n, 0.0) is not None
 
     def reserve_at(self, t: float, n: int = 1) -> Reservation:
         """`reserve` at clock time *t* (pure). Go: ``lim.ReserveN(t, n)``
@@ -438,10 +499,17 @@ class Limiter:
             RuntimeError: No event loop runs in this thread, or the limiter is in
                 use by a loop running in another thread.
         """
+        rt = self._rt
+        if rt is not TRIO and rt is not None:
+            now = _loop_time(self)
+            if now is not None:
+                return now
         now, jump = self._clock.read(self)
         if jump:
             self._last += jump
             self._last_event += jump
+        if rt is not TRIO or type(self._clock._rt) is not TrioRuntime:
+            _hint(self)
         return now
 
     def tokens(self) -> float:
@@ -459,7 +527,7 @@ class Limiter:
         """
         if type(n) is not int or not 0 <= n <= _MAX_COUNT:
             _check_int(n, "allow(n)")
-        return self._reserve(self._now(), n, 0.0)._ok
+        return self._take(self._now(), n, 0.0) is not None
 
     def reserve(self, n: int = 1) -> Reservation:
         """Book *n* tokens now or in the future; the reservation says how long to wait.
@@ -507,7 +575,11 @@ class Limiter:
         waiting, the tokens are given back as far as `Reservation.cancel` can.
         Go: ``lim.WaitN(ctx, n)``
 
-        Checkpoint: always a cancel point and a schedule point.
+        Checkpoint: always a cancel point (a pending cancellation raises, and
+        takes nothing); a schedule point when it sleeps, and otherwise once
+        every few hundred calls served at once back to back (as the channels'
+        fast path), so a tight loop of waits that never sleep still lets other
+        tasks run.
 
         Raises:
             ValueError: *n* exceeds the burst ("rate: wait(n=5) exceeds
@@ -517,7 +589,8 @@ class Limiter:
                 or passed while waiting.
             Canceled: *ctx* was cancelled.
         """
-        _check_int(n, "wait(n)")
+        if type(n) is not int or not 0 <= n <= _MAX_COUNT:
+            _check_int(n, "wait(n)")
         if n > self._burst and self._limit != INF:
             raise ValueError(f"rate: wait(n={n}) exceeds limiter's burst {self._burst}")
         max_future = INF_DURATION
@@ -530,11 +603,17 @@ class Limiter:
             deadline = ctx.deadline()
             if deadline is not None:
                 max_future = deadline - now
-        r = self._reserve(now, n, max_future)
-        if not r._ok:
+        limit = self._limit
+        when = self._take(now, n, max_future)
+        if when is None:
             raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
-        delay = r._time_to_act - now
+        delay = when - now
         if delay <= 0:
+            # Granted at once, booked before the checkpoint (call order); still a
+            # cancel point, and a schedule point once the fast budget is spent.
+            if not must_checkpoint(self):
+                return
+            r = Reservation._create(self, True, n, when, 0.0 if limit == INF else limit)
             try:
                 await checkpoint()
             except BaseException:
@@ -543,6 +622,7 @@ class Limiter:
                 r._give_back(current_time())
                 raise
             return
+        r = Reservation._create(self, True, n, when, 0.0 if limit == INF else limit)
         try:
             await sleep(delay, ctx)
         except DeadlineExceeded:
@@ -575,7 +655,7 @@ class SlidingWindow:
         ```
     """
 
-    __slots__ = ("_clock", "_limit", "_log", "_window")
+    __slots__ = ("_clock", "_limit", "_log", "_rt", "_window")
 
     def __init__(self, limit: int, window: float) -> None:
         """Make an empty window.
@@ -596,6 +676,7 @@ class SlidingWindow:
         # `_when`.
         self._log: deque[float] = deque()
         self._clock = RunClock()
+        self._rt: object = None  # hint: the runtime last used on (see must_checkpoint)
 
     def __repr__(self) -> str:
         return f"<SlidingWindow limit={self._limit} window={self._window} at {id(self):#x}>"
@@ -629,9 +710,16 @@ class SlidingWindow:
 
         (As if no time had passed between the runs: see `RunClock`.)
         """
+        rt = self._rt
+        if rt is not TRIO and rt is not None:
+            now = _loop_time(self)
+            if now is not None:
+                return now
         now, jump = self._clock.read(self)
         if jump:
             self._log = deque([x + jump for x in self._log])
+        if rt is not TRIO or type(self._clock._rt) is not TrioRuntime:
+            _hint(self)
         return now
 
     def _forget(self, t: float) -> None:
@@ -670,10 +758,17 @@ class SlidingWindow:
         if n == 0:
             return True
         _check_t(t, "allow_at")
+        return self._admit(t, n)
+
+    def _admit(self, t: float, n: int) -> bool:
+        """`allow_at` once *t* and *n* (> 0) are checked."""
         self._forget(t)
         if self._when(t, n) > t:
             return False
-        self._log.extend([t] * n)
+        if n == 1:
+            self._log.append(t)
+        else:
+            self._log.extend([t] * n)
         return True
 
     def allow(self, n: int = 1) -> bool:
@@ -682,7 +777,12 @@ class SlidingWindow:
         Raises:
             ValueError: *n* is negative or exceeds the limit.
         """
-        return self.allow_at(self._now(), n)
+        t = self._now()
+        if type(n) is not int or not 0 <= n <= self._limit:
+            self._check(n, "allow")
+        if n == 0:
+            return True
+        return self._admit(t, n)
 
     def delay_at(self, t: float, n: int = 1) -> float:
         """Seconds from clock time *t* until *n* events would fit (pure; takes nothing).
@@ -705,14 +805,17 @@ class SlidingWindow:
         while waiting, the booking is withdrawn (later bookings keep their
         times); events due exactly at *ctx*'s deadline are granted.
 
-        Checkpoint: always a cancel point and a schedule point.
+        Checkpoint: always a cancel point (a pending cancellation raises, and
+        books nothing); a schedule point when it sleeps, and otherwise once
+        every few hundred calls served at once back to back (as `Limiter.wait`).
 
         Raises:
             ValueError: *n* exceeds the limit or is negative.
             DeadlineExceeded: *ctx*'s deadline would pass first, or passed.
             Canceled: *ctx* was cancelled.
         """
-        self._check(n, "wait")
+        if type(n) is not int or not 0 <= n <= self._limit:
+            self._check(n, "wait")
         now = self._now()  # (before ctx.err(): see Limiter.wait)
         if ctx is not None:
             check_ctx(ctx, "rate: SlidingWindow.wait(n, ctx)")
@@ -725,9 +828,16 @@ class SlidingWindow:
             deadline = ctx.deadline()
             if deadline is not None and when > deadline:
                 raise DeadlineExceeded(f"rate: wait(n={n}) would exceed context deadline")
-        self._log.extend([when] * n)
+        if n == 1:
+            self._log.append(when)
+        else:
+            self._log.extend([when] * n)
         try:
             if when <= now:
+                # Fits at once, booked before the checkpoint (call order); still a
+                # cancel point, and a schedule point once the fast budget is spent.
+                if not must_checkpoint(self):
+                    return
                 await checkpoint()
             else:
                 await sleep(when - now, ctx)

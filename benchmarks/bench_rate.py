@@ -18,11 +18,25 @@ first quarter of the run, against the 1000/s target, in %), ``max_in_window``
 ``window_bound`` (``burst + limit * W`` for asyncgo's limiter), ``jitter_ms``
 (standard deviation of the gap between admissions) and ``cpu_us`` (process CPU
 time per admission).
+
+Benchmarks ``limiter_allow_overhead`` and ``limiter_wait_overhead``: the cost of
+one call when tokens are always there (``Limiter(1e12, 10**9)``), one task, N
+calls back to back (200 000, 20 000 with ``--quick``), the median of 5 rounds
+(the implementations take turns). ``asyncgo``: ``lim.allow()`` /
+``await lim.wait()``; ``asyncgo SlidingWindow``: the same on
+``SlidingWindow(10**9, 1000.0)``; ``aiolimiter`` (asyncio only):
+``has_capacity()`` / ``await acquire()`` on ``AsyncLimiter(1e12, 1)``. Reported:
+``value`` = calls/s; ``metrics``: ``ns_per_call``, and on asyncgo's rows
+``vs_aiolimiter`` (asyncgo's calls/s / aiolimiter's, same run).
+
+``--only overhead`` (or ``--only admissions``) runs one of the two groups.
 """
 
 from __future__ import annotations
 
+import gc
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -133,14 +147,101 @@ def report(
     emit(bench, impl, backend, (len(times) - 1) / span, "events/s", **extra)
 
 
+async def overhead(backend: str, n: int, rounds: int = 5) -> None:
+    """Per-call cost with tokens always available: allow() and wait() vs aiolimiter."""
+
+    def allow_limiter() -> Callable[[], object]:
+        return rate.Limiter(1e12, 10**9).allow
+
+    def allow_window() -> Callable[[], object]:
+        return rate.SlidingWindow(10**9, 1000.0).allow
+
+    def allow_aiolimiter() -> Callable[[], object]:
+        from aiolimiter import AsyncLimiter
+
+        return AsyncLimiter(1e12, 1).has_capacity
+
+    def wait_limiter() -> Callable[[], Awaitable[object]]:
+        return rate.Limiter(1e12, 10**9).wait
+
+    def wait_window() -> Callable[[], Awaitable[object]]:
+        return rate.SlidingWindow(10**9, 1000.0).wait
+
+    def wait_aiolimiter() -> Callable[[], Awaitable[object]]:
+        from aiolimiter import AsyncLimiter
+
+        return AsyncLimiter(1e12, 1).acquire
+
+    async def time_sync(make: Callable[[], Callable[[], object]]) -> float:
+        call = make()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            call()
+        return time.perf_counter() - t0
+
+    async def time_async(make: Callable[[], Callable[[], Awaitable[object]]]) -> float:
+        call = make()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await call()
+        return time.perf_counter() - t0
+
+    aio = backend != "trio"
+    groups: list[tuple[str, list[tuple[str, Callable[[], Awaitable[float]]]], str]] = [
+        (
+            "limiter_allow_overhead",
+            [
+                ("asyncgo", lambda: time_sync(allow_limiter)),
+                ("asyncgo SlidingWindow", lambda: time_sync(allow_window)),
+            ]
+            + ([("aiolimiter", lambda: time_sync(allow_aiolimiter))] if aio else []),
+            "aiolimiter: has_capacity() (it has no allow: checks, takes nothing)",
+        ),
+        (
+            "limiter_wait_overhead",
+            [
+                ("asyncgo", lambda: time_async(wait_limiter)),
+                ("asyncgo SlidingWindow", lambda: time_async(wait_window)),
+            ]
+            + ([("aiolimiter", lambda: time_async(wait_aiolimiter))] if aio else []),
+            "aiolimiter: await acquire() (no cancel point when it need not wait)",
+        ),
+    ]
+    for bench, impls, note in groups:
+        times: dict[str, list[float]] = {impl: [] for impl, _ in impls}
+        for impl, fn in impls:  # warm-up
+            await fn()
+        for r in range(rounds):
+            for impl, fn in impls[r % len(impls) :] + impls[: r % len(impls)]:
+                gc.collect()
+                times[impl].append(await fn())
+        med = {impl: statistics.median(ts) for impl, ts in times.items()}
+        for impl, _ in impls:
+            metrics: dict[str, float] = {"ns_per_call": round(med[impl] / n * 1e9, 1)}
+            if impl.startswith("asyncgo") and "aiolimiter" in med:
+                metrics["vs_aiolimiter"] = round(med["aiolimiter"] / med[impl], 3)
+            emit(bench, impl, backend, n / med[impl], "calls/s", metrics=metrics, note=note)
+
+
 def main() -> None:
-    args = parse_args(__doc__ or "")
+    argv = sys.argv[1:]
+    only = ""
+    if "--only" in argv:  # (not a harness option: this script's own)
+        i = argv.index("--only")
+        only = argv[i + 1] if i + 1 < len(argv) else ""
+        del argv[i : i + 2]
+        check(only in ("overhead", "admissions"), "--only takes overhead or admissions")
+    args = parse_args(__doc__ or "", argv)
     backend = args.backend
     duration = 0.2 if args.quick else 2.0
     w = 0.1 if args.quick else 1.0
     n = int(LIMIT * duration)
 
     async def amain() -> None:
+        if only != "admissions":
+            await overhead(backend, 20_000 if args.quick else 200_000)
+        if only == "overhead":
+            return
         for k in (1, 10):
             bench = f"limiter_1000_per_s_{k}_tasks"
             impls: list[tuple[str, Callable[[], Awaitable[list[float]]]]] = [

@@ -739,3 +739,183 @@ def test_used_from_a_loop_in_another_thread_raises() -> None:
         return lim.allow()
 
     assert anyio.run(after, backend="asyncio") is False  # still drained
+
+
+# -- the fast path: wait served at once, allow without a Reservation (#5) -----------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["inf", "ample", "window"])
+async def test_a_tight_loop_of_waits_served_at_once_lets_others_run(kind: str) -> None:
+    """wait() served at once yields only every few hundred calls (the fast budget),
+    but it does yield: a loop that never sleeps cannot starve another task."""
+    lim: Limiter | SlidingWindow
+    if kind == "inf":
+        lim = Limiter(INF, 1)
+    elif kind == "ample":
+        lim = Limiter(1e12, 10**9)
+    else:
+        lim = SlidingWindow(10**9, 1000.0)
+    ran: list[int] = []
+
+    async def other() -> None:
+        ran.append(1)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        for _ in range(5000):
+            await lim.wait()
+            if ran:
+                break
+    assert ran, "5000 waits served at once never let another task run"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["limiter", "window"])
+async def test_waits_served_at_once_skip_most_schedule_points(kind: str) -> None:
+    """Between two yields of the budget, waits served at once do not yield: the
+    other task runs far fewer times than there are waits."""
+    lim: Limiter | SlidingWindow = (
+        Limiter(INF, 1) if kind == "limiter" else SlidingWindow(10**9, 1000.0)
+    )
+    turns = 0
+    done = False
+
+    async def other() -> None:
+        nonlocal turns
+        while not done:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other)
+        await anyio.lowlevel.checkpoint()
+        for _ in range(3000):
+            await lim.wait()
+        done = True
+    assert 1 <= turns < 300
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["limiter", "limiter-inf", "window"])
+async def test_a_pending_cancellation_makes_wait_raise_and_take_nothing(kind: str) -> None:
+    """Even on the fast path (tokens there), wait() is a cancel point: with a
+    cancellation pending (an anyio scope, or asyncio's Task.cancel) it raises, and
+    takes nothing."""
+    import asyncio
+
+    lim: Limiter | SlidingWindow
+    if kind == "limiter":
+        lim = Limiter(every(3600), 1000)
+    elif kind == "limiter-inf":
+        lim = Limiter(INF, 3)
+    else:
+        lim = SlidingWindow(1000, 3600.0)
+
+    def left() -> float:
+        if isinstance(lim, Limiter):
+            return lim.tokens()
+        return -len(lim._log)  # (a window of an hour: nothing leaves it)
+
+    for _ in range(3):
+        await lim.wait()  # warm the fast path (the runtime hint, the task's state)
+    before = left()
+    for _ in range(300):  # across a refill of the fast budget too
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await lim.wait()
+            pytest.fail("not cancelled")  # pragma: no cover
+        assert scope.cancelled_caught
+    assert left() == pytest.approx(before, abs=1e-3)
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return  # trio: a cancel scope is its only kind of cancellation
+    assert task is not None
+    task.cancel()  # asyncio's own cancel, pending when wait() is called
+    with pytest.raises(asyncio.CancelledError):
+        await lim.wait()
+    task.uncancel()
+    assert left() == pytest.approx(before, abs=1e-3)
+
+
+def _reference_allow(lim: Limiter, t: float, n: int) -> bool:
+    """Go's ``AllowN(t, n)``: ``reserveN(t, n, 0).ok``, as asyncgo computed it with a
+    Reservation before allow() got its own path (the arithmetic of ``_reserve``)."""
+    if lim._limit == INF:
+        return True
+    t, tokens = lim._advance(t)
+    tokens -= n
+    wait = 0.0
+    if tokens < 0:
+        wait = -tokens / lim._limit if lim._limit > 0 else INF_DURATION
+        if wait < 1e-9 or (wait < 1e-6 and wait <= 4.0 * math.ulp(t)):
+            wait = 0.0
+            if tokens > -1e-3:
+                tokens = 0.0
+    if not (n <= lim._burst and (wait <= 0.0 or t + wait <= t + 0.0)):
+        return False
+    lim._last, lim._tokens, lim._last_event = t, tokens, t + wait
+    return True
+
+
+def _twin_check(seed: int) -> None:
+    """allow_at on one limiter, the reserve arithmetic on a twin (and reserve_at /
+    cancel_at on both): the same answers and the same state after every call."""
+    import random
+
+    rnd = random.Random(seed)
+    limit = rnd.choice([0.0, 0.5, 10.0, 1e3, 1e10, INF])
+    burst = rnd.choice([0, 1, 3, 10, 1000])
+    a, b = Limiter(limit, burst), Limiter(limit, burst)
+    t = rnd.choice([0.0, 1000.0, 1.7e9])
+    for step in range(300):
+        op = rnd.random()
+        if op < 0.05:
+            new = rnd.choice([0.0, 1.0, 10.0, INF])
+            a.set_limit_at(t, new)
+            b.set_limit_at(t, new)
+        elif op < 0.08:
+            newb = rnd.choice([0, 1, 5, 100])
+            a.set_burst_at(t, newb)
+            b.set_burst_at(t, newb)
+        elif op < 0.15:  # a reservation held on both, cancelled later or not
+            n = rnd.choice([1, 2])
+            ra, rb = a.reserve_at(t, n), b.reserve_at(t, n)
+            assert (ra.ok, ra.time_to_act) == (rb.ok, rb.time_to_act)
+            if rnd.random() < 0.5:
+                ra.cancel_at(t)
+                rb.cancel_at(t)
+        else:
+            n = rnd.choice([0, 1, 1, 1, 2, 5, burst, burst + 1])
+            assert a.allow_at(t, n) == _reference_allow(b, t, n), (seed, step, t, n)
+        state_a = (a._tokens, a._last, a._last_event, a._limit, a._burst)
+        state_b = (b._tokens, b._last, b._last_event, b._limit, b._burst)
+        assert state_a == state_b, (seed, step)
+        t += rnd.choice([0.0, 0.0, 1e-10, 1e-9, 1e-4, 0.01, 0.1, 0.7, -0.05])
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_allow_state_equals_reserve_arithmetic(seed: int) -> None:
+    _twin_check(seed)
+
+
+def test_allow_on_the_clock_equals_reserve_on_a_twin() -> None:
+    """allow() on the loop's clock (the fast clock read) against reserve_at on a twin
+    at the same instants."""
+
+    async def main() -> None:
+        import random
+
+        rnd = random.Random(5)
+        a, b = Limiter(1e4, 5), Limiter(1e4, 5)
+        for _ in range(2000):
+            n = rnd.choice([0, 1, 1, 2, 6])
+            got = a.allow(n)
+            assert got == _reference_allow(b, a._clock._last, n)
+            assert (a._tokens, a._last, a._last_event) == (b._tokens, b._last, b._last_event)
+            if rnd.random() < 0.1:
+                await anyio.sleep(0)
+
+    for backend in ("asyncio", "trio"):
+        anyio.run(main, backend=backend)
