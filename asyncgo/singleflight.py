@@ -9,34 +9,47 @@ cancels, every call still running; no task of ours outlives it). Callers park
 on the call; a cancelled caller just leaves. When the last caller of a call
 leaves, the call is cancelled and forgotten, so the next ``do`` for that key
 starts afresh.
+
+The task group is the native core `asyncgo.Group` spawns with
+(``_backend/_taskgroup.py``: ``loop.create_task`` on asyncio, a nursery on
+trio), not anyio's, whose spawn costs two cancel scopes and a task name per
+call (issue #4): the Group is the core's group (``_fail``, ``_cut``,
+``_limit``, ``_release``) and each `_Call` the handle of its task. A call's
+task is named lazily, when a dump asks (``TASK_NAMERS``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, final
 
 from ._backend import (
     NOT_CLAIMED,
-    CancelScope,
-    TaskGroup,
+    TRIO,
     _diag,
     abandon,
     checkpoint,
-    create_task_group,
     get_cancelled_exc_class,
     must_checkpoint,
     new_parker,
     park_runtime,
     rescue,
+    runtime,
 )
-from ._backend._taskgroup import checkpoint_if_cancelled
+from ._backend._taskgroup import (
+    PENDING,
+    AsyncioCore,
+    Core,
+    checkpoint_if_cancelled,
+    make_core,
+)
+from ._backend._tasks import TASK_NAMERS, _trio_mod, current_task
 from ._backend._timers import Runtime, elsewhere, runtime_or_none
 from ._exceptions import not_a_function, not_awaitable, stray_cancellation
 
 if TYPE_CHECKING:
-    from types import TracebackType
+    from types import FrameType, TracebackType
     from typing import Self
 
 __all__ = ["Group"]
@@ -45,28 +58,37 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-def _leaves(excs: Sequence[BaseException]) -> list[BaseException]:
-    """The exceptions in *excs*, with every exception group flattened to its leaves."""
-    out: list[BaseException] = []
-    for e in excs:
-        if isinstance(e, BaseExceptionGroup):
-            out.extend(_leaves(e.exceptions))
-        else:
-            out.append(e)
-    return out
-
-
-def _among(e: BaseException, excs: list[BaseException]) -> bool:
-    """Whether *e* itself (not an equal exception) is in *excs*."""
-    return any(x is e for x in excs)
-
-
 class _Call:
-    """One in-flight call of ``fn(*args)`` and the callers waiting for it."""
+    """One in-flight call of ``fn(*args)`` and the callers waiting for it.
 
-    __slots__ = ("aborted", "done", "dups", "exc", "scope", "tb", "value", "waiters", "waiting")
+    Also the handle of the call's task for the task-group core, which writes the
+    task's end on ``_state`` / ``_value`` and keeps it in ``_task`` while it runs.
+    Callers park on ``waiters``, never on the handle (``_waiters`` stays None).
+    """
+
+    __slots__ = (
+        "_state",
+        "_task",
+        "_value",
+        "_waiters",
+        "aborted",
+        "done",
+        "dups",
+        "exc",
+        "running",
+        "scope",
+        "stopped",
+        "tb",
+        "value",
+        "waiters",
+        "waiting",
+    )
 
     def __init__(self) -> None:
+        self._state = PENDING
+        self._value: object = None
+        self._waiters: list[Any] | None = None
+        self._task: Any = None
         self.waiters: list[Any] = []  # parkers; cancelled ones stay until the call ends
         self.waiting = 0  # callers still waiting (live waiters)
         self.dups = 0  # callers that joined after the first (Go's c.dups)
@@ -75,7 +97,12 @@ class _Call:
         self.exc: BaseException | None = None
         self.tb: TracebackType | None = None
         self.aborted = False  # ended by the Group's own cancellation, not by fn
-        self.scope: CancelScope | None = None
+        self.running = False  # its task has started (and fn is called)
+        self.stopped = False  # cancelled because every caller has left
+        self.scope: Any = None  # trio: the call's cancel scope, while it runs (asyncio: none)
+
+    def _wake(self) -> None:
+        """(The core's call for handles with waiters: a call has none of its own.)"""
 
 
 _DO_ADVICE = "pass the async function and its arguments, g.do(key, f, *args), not g.do(key, f())"
@@ -120,31 +147,56 @@ class Group:
         ```
     """
 
-    __slots__ = ("__weakref__", "_calls", "_closed", "_home", "_rt", "_tg")
+    __slots__ = (
+        "__weakref__",
+        "_body_exc",
+        "_calls",
+        "_closed",
+        "_core",
+        "_cut",
+        "_fatal",
+        "_home",
+        "_rt",
+        "_trio",
+    )
+
+    #: No limit on the calls running at once (read by the task-group core).
+    _limit: int | None = None
 
     def __init__(self) -> None:
         """Make a Group; enter it with ``async with`` before calling `do`."""
         self._calls: dict[Hashable, _Call] = {}
-        self._tg: TaskGroup | None = None
+        self._core: Core | None = None  # the task group running the calls, while entered
         self._closed = False
         self._home: Runtime | None = None  # the event loop it was entered on
         self._rt: object = None
+        self._trio = False
+        self._cut = False  # (written by the core: a call's task was cancelled)
+        self._fatal: BaseException | None = None  # a call's BaseException (KeyboardInterrupt)
+        self._body_exc: BaseException | None = None  # what the block raised, while exiting
         if _diag.tracer is not None:
             _diag.tracer.created(self)
 
     def __repr__(self) -> str:
-        if self._tg is None:
+        if self._core is None:
             state = "closed" if self._closed else "not entered"
         else:
             state = "closing" if self._closed else "open"
         return f"<singleflight.Group {state} in_flight={len(self._calls)} at {id(self):#x}>"
 
     async def __aenter__(self) -> Self:
-        if self._tg is not None or self._closed:
+        if self._core is not None or self._closed:
             raise RuntimeError("singleflight: a Group can be entered only once")
-        tg = create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
+        rt = runtime()
+        core = make_core(self, rt)
+        await core.enter()
+        self._core = core
+        self._rt = rt
+        if rt is TRIO:
+            global _trio_cancel_scope
+            if _trio_cancel_scope is None:
+                _trio_cancel_scope = _trio_mod().CancelScope
+            self._trio = True
         self._home = runtime_or_none()
         return self
 
@@ -155,44 +207,59 @@ class Group:
         tb: TracebackType | None,
     ) -> bool | None:
         self._closed = True
-        tg = self._tg
-        if tg is None:
+        core = self._core
+        if core is None:
             raise RuntimeError(
                 "singleflight.Group: __aexit__ without __aenter__ (use `async with Group() as g:`)"
             )
+        self._body_exc = exc  # (for _fail: the block's own exception is not a call's)
         try:
-            return await tg.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as eg:
-            # The task group's group holds the body's own exception: as is
-            # (asyncio), or, if that is a group, maybe a copy of it with the same
-            # leaves (trio's nursery splits its Cancelled out). The body's leaves
-            # are not searched: a group the body raised is left whole.
-            leaves = _leaves(eg.exceptions)
-            body = [] if exc is None else _leaves([exc])
-            cancelled = get_cancelled_exc_class()
-            for leaf in leaves:
-                # A call's KeyboardInterrupt, SystemExit... (the only thing a call
-                # raises into the task group: its errors go to the callers) comes
-                # out as itself, and first, as out of an errgroup Group.
-                if not isinstance(leaf, (Exception, cancelled)) and not _among(leaf, body):
-                    context = leaf.__context__
-                    try:
-                        raise leaf
-                    finally:
-                        leaf.__context__ = context  # not chained to the group
-                        del leaf, context
-            # A group holding just the body's own exception is the task group's
-            # wrapping of it: let it propagate as itself, so that ``async with
-            # singleflight.Group()`` is transparent to errors -- an exception
-            # group the body raised included (whose leaves are compared, one by
-            # one, since trio may hand back a copy of it).
-            if exc is None or len(leaves) != len(body):
-                raise
-            if not all(a is b for a, b in zip(leaves, body, strict=True)):
-                raise
-            return False
+            # Cancels the calls if the block is left by an exception, then waits for
+            # them; returns the owner's cancellation if it is not the core's own.
+            cancel_exc = await core.exit(exc)
         finally:
-            self._tg = None
+            self._core = None  # no cycle Group <-> core; nothing may start any more
+            self._body_exc = None
+        fatal = self._fatal
+        if fatal is not None:
+            # A call's KeyboardInterrupt, SystemExit... (the only thing a call raises
+            # into the task group: its errors go to the callers) comes out as
+            # itself, and first, as out of an errgroup Group.
+            self._fatal = None
+            _raise_as_itself(fatal)
+        if exc is not None and not isinstance(exc, get_cancelled_exc_class()):
+            # The block's own exception propagates as itself, an exception group
+            # included: ``async with singleflight.Group()`` is transparent to errors.
+            return False
+        if cancel_exc is not None:
+            if cancel_exc is exc:
+                return False
+            _raise_as_itself(cancel_exc)
+        # A cancellation of the block that was the core's own (it aborted): taken back.
+        return exc is not None
+
+    def _fail(self, exc: BaseException) -> None:
+        """The core's report of what is not a cancellation: the block's exception, or a call's.
+
+        A call raises nothing but a BaseException that is not an Exception (its
+        errors go to its callers): it shuts the Group down, as the block's
+        exception does (every call is cancelled). Called by the core.
+        """
+        body = exc is self._body_exc
+        if not body and self._fatal is None:
+            self._fatal = exc
+        core = self._core
+        if core is not None:
+            core.abort()
+        if not body and not self._trio and isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            # asyncio re-raises these out of the event loop when a task raises them
+            # (docs/singleflight.md): the call's task still does. (Its exception is
+            # retrieved, as anyio's task group did: no "never retrieved" at exit.)
+            current_task().add_done_callback(_retrieve)
+            raise exc
+
+    def _release(self) -> None:
+        """(The core's call when a task ends in a group with a limit: never here.)"""
 
     async def do(
         self, key: Hashable, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts
@@ -229,18 +296,33 @@ class Group:
             )
         if must_checkpoint(self):
             await checkpoint()
-        tg = self._tg
+        core = self._core
         call = self._calls.get(key)
-        if tg is None or (self._closed and call is None):
+        if core is None or (self._closed and call is None):
             raise self._refused()
+        w = new_parker(park_runtime(self))
         if call is None:
             call = self._calls[key] = _Call()
-            tg.start_soon(self._run, key, call, fn, args, name=f"singleflight.Group.do({key!r})")
+            call.waiters.append(w)  # before the task exists: an eager task may end at once
+            call.waiting = 1
+            try:
+                started = core.spawn(
+                    call, _RUN_TRIO if self._trio else _RUN, (self, key, call, fn, args)
+                )
+            except BaseException:  # the event loop refused the task (a task factory raised)
+                if self._calls.get(key) is call:
+                    del self._calls[key]
+                abandon(w)
+                raise
+            if not started:  # (the core takes no more tasks: its block has ended)
+                if self._calls.get(key) is call:
+                    del self._calls[key]
+                abandon(w)
+                raise self._refused()
         else:
             call.dups += 1
-        w = new_parker(park_runtime(self))
-        call.waiters.append(w)
-        call.waiting += 1
+            call.waiters.append(w)
+            call.waiting += 1
         tracer = _diag.tracer
         if tracer is not None:
             tracer.parked(w, self, "singleflight do")
@@ -255,8 +337,7 @@ class Group:
                     # the next do() for the key starts a fresh one.
                     if self._calls.get(key) is call:
                         del self._calls[key]
-                    if call.scope is not None:
-                        call.scope.cancel()
+                    self._stop(call)
                 raise
         finally:
             if tracer is not None:
@@ -290,7 +371,7 @@ class Group:
 
     def _refused(self) -> RuntimeError:
         """The error of a `do` that can neither join a call in flight nor start one."""
-        if self._tg is None:
+        if self._core is None:
             if self._closed:
                 state = "is closed: its `async with` block has ended; call do() inside it"
             else:
@@ -319,43 +400,51 @@ class Group:
         fn: Callable[..., Awaitable[object]],
         args: tuple[object, ...],
     ) -> None:
+        """The call's task: ``fn(*args)``, its outcome kept for the callers, who are woken.
+
+        Raises nothing but cancellation and a BaseException that is not an
+        Exception (``fn``'s errors go to its callers). On asyncio the call has no
+        cancel scope of its own (`_stop` cancels it otherwise); on trio it runs in
+        one (`_run_trio`).
+        """
         if call.waiting == 0:  # every caller left before the call could start
             call.done = True
             return
+        call.running = True
         try:
-            with CancelScope() as scope:
-                call.scope = scope
-                try:
-                    r = fn(*args)
-                    if not isawaitable(r):
-                        raise not_awaitable(fn, r, "singleflight: Group.do")
-                    call.value = await r
-                except Exception as exc:  # goes to the callers, never to the task group
-                    call.exc = exc
-                    call.tb = exc.__traceback__
-                except BaseException as exc:
-                    if not isinstance(exc, get_cancelled_exc_class()):
-                        raise  # KeyboardInterrupt, SystemExit...: below
-                    if scope.cancel_called:
-                        raise  # every caller left: the call's scope takes it back
-                    # The Group's scope or an enclosing one: raised here, for the
-                    # task group to take back.
-                    await checkpoint_if_cancelled()
-                    # No scope of the call caused it: fn awaited something cancelled
-                    # elsewhere (a future, another task). Raised into the task group,
-                    # anyio would take it for a failed task and cancel the Group's
-                    # block; it is an error of this call, for its callers only.
-                    call.exc = stray_cancellation(
-                        f"singleflight: the call for key {key!r}",
-                        exc,
-                        "its callers get this error instead of being cancelled",
-                    )
+            try:
+                r = fn(*args)
+                if not isawaitable(r):
+                    raise not_awaitable(fn, r, "singleflight: Group.do")
+                call.value = await r
+            except Exception as exc:  # goes to the callers, never to the task group
+                call.exc = exc
+                call.tb = exc.__traceback__
+            except BaseException as exc:
+                if not isinstance(exc, get_cancelled_exc_class()):
+                    raise  # KeyboardInterrupt, SystemExit...: below
+                if call.stopped:
+                    raise  # every caller left: the call ends (trio: its scope takes it back)
+                # The Group's scope or an enclosing one: raised here, for the
+                # task group to take back.
+                await checkpoint_if_cancelled()
+                # No scope of the call caused it: fn awaited something cancelled
+                # elsewhere (a future, another task). Raised into the task group,
+                # it would be taken for the Group's own cancellation and end the
+                # call's task silently; it is an error of this call, for its callers.
+                call.exc = stray_cancellation(
+                    f"singleflight: the call for key {key!r}",
+                    exc,
+                    "its callers get this error instead of being cancelled",
+                )
         except BaseException as exc:
             # The Group's scope was cancelled, or fn raised KeyboardInterrupt,
-            # SystemExit... (which then shuts the Group down).
-            call.aborted = True
-            if not isinstance(exc, get_cancelled_exc_class()):
-                call.exc = exc  # for the callers' RuntimeError to name it, not to raise
+            # SystemExit... (which then shuts the Group down); or every caller left
+            # (no caller is left to tell).
+            if not call.stopped:
+                call.aborted = True
+                if not isinstance(exc, get_cancelled_exc_class()):
+                    call.exc = exc  # for the callers' RuntimeError to name it, not to raise
             raise
         finally:
             call.done = True
@@ -366,3 +455,68 @@ class Group:
                 if not w.done():
                     w.set_result(None)
             call.waiters.clear()
+
+    async def _run_trio(
+        self,
+        key: Hashable,
+        call: _Call,
+        fn: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+    ) -> None:
+        """`_run` in a cancel scope of the call's own (trio cancels a task only so)."""
+        with _trio_cancel_scope() as scope:
+            call.scope = scope
+            await self._run(key, call, fn, args)
+
+    def _stop(self, call: _Call) -> None:
+        """Cancel *call*: every caller has left. A call not yet started never runs ``fn``."""
+        call.stopped = True
+        if not call.running:
+            return  # (its task, once it starts, finds no caller waiting)
+        scope = call.scope
+        if scope is not None:  # trio
+            scope.cancel()
+            return
+        task = call._task
+        core = self._core
+        if task is None or not isinstance(core, AsyncioCore):
+            return  # (ended inside spawn, by an eager task factory; or the Group has ended)
+        # asyncio: the task is cancelled as the core cancels a task started after the
+        # Group was shut down: put under the core's cancelled anyio scope, which
+        # delivers the cancellation (never into a shielded scope of fn's). So the
+        # calls that are not cancelled -- nearly all -- need no cancel scope at all.
+        core._adopt_late(task)
+
+
+_RUN = Group._run  # one function object each: trio's task name is worked out once
+_RUN_TRIO = Group._run_trio
+_trio_cancel_scope: Any = None  # trio.CancelScope, once a Group is entered under trio
+
+
+def _retrieve(task: Any) -> None:
+    """Mark the exception of an ended asyncio task as retrieved."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _raise_as_itself(exc: BaseException) -> None:
+    """Raise *exc* from ``__aexit__`` without chaining it to what the block raised."""
+    context = exc.__context__
+    try:
+        raise exc
+    finally:
+        exc.__context__ = context
+        del exc, context
+
+
+def _call_name(f: FrameType) -> str:
+    """A call's task name in a task dump (`_backend._tasks.TASK_NAMERS`), as trio shows it."""
+    try:
+        key = repr(f.f_locals.get("key"))
+    except Exception:  # a key whose repr fails still names its task
+        key = "..."
+    return f"singleflight.Group.do({key})"
+
+
+TASK_NAMERS[Group._run.__code__] = _call_name
+TASK_NAMERS[Group._run_trio.__code__] = _call_name

@@ -24,6 +24,11 @@ Benchmarks (issue #4):
 * ``singleflight_1000``: rounds of 1000 concurrent identical requests for a new
   key, each backed by a 1 ms "backend call", requests/s; ``extra.calls`` counts
   backend calls (the deduplicated implementations make one per round).
+* ``singleflight_solo``: one task, ``do`` in a loop for one key, nobody else
+  asking, with an async function that returns at once, calls/s: the fixed cost
+  of one call -- singleflight starts a task for it; the peer is a lock per key
+  (a ``dict`` of ``anyio.Lock``, the entry dropped after the call) with no cache,
+  so that it calls the function every time too.
 
 Every implementation runs the same task structure; only the lock object
 differs. Only the work is timed (not spawning the tasks).
@@ -187,6 +192,36 @@ async def sf_rounds(impl: str, rounds: int, requests: int) -> tuple[float, int]:
     return rounds * requests / total, be.calls
 
 
+async def sf_solo(impl: str, n: int) -> float:
+    """Calls/s of *n* back-to-back ``do`` calls by one task (nobody to share with)."""
+    calls = 0
+
+    async def fn() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    got = 0
+    if impl == "asyncgo":
+        async with singleflight.Group() as sf:
+            t0 = perf_counter()
+            for _ in range(n):
+                got, shared = await sf.do("k", fn)
+            elapsed = perf_counter() - t0
+            check(not shared and not sf._calls, "singleflight_solo/asyncgo: shared, or kept")
+    else:  # "lock-per-key": what a user writes to run one call per key at a time
+        locks: dict[str, anyio.Lock] = {}
+        t0 = perf_counter()
+        for _ in range(n):
+            lock = locks.setdefault("k", anyio.Lock())
+            async with lock:
+                got = await fn()
+            locks.pop("k", None)
+        elapsed = perf_counter() - t0
+    check(got == calls == n, f"singleflight_solo/{impl}: {calls} calls for {n} requests")
+    return n / elapsed
+
+
 # -- driver -------------------------------------------------------------------------------
 
 
@@ -196,6 +231,7 @@ def main() -> None:
     n_unc = 20_000 if quick else 200_000
     n_con = 4_000 if quick else 50_000
     rounds = 2 if quick else 10
+    n_solo = 10_000 if quick else 100_000
     tasks, sem_tasks, sem_size = 8, 16, 4
 
     async def bench_main() -> None:
@@ -241,6 +277,16 @@ def main() -> None:
                 f"singleflight_1000/{name}: {calls} backend calls",
             )
             emit("singleflight_1000", name, backend, v, "requests/s", **extra)
+        for name in ("asyncgo", "lock-per-key"):
+            await sf_solo(name, 1_000)
+            v = await sf_solo(name, n_solo)
+            extra = {"n": n_solo}
+            if name == "lock-per-key":
+                extra["note"] = (
+                    "a dict of anyio.Lock per key, the entry dropped after the call; no "
+                    "cache: every request calls the function, as a lone singleflight caller does"
+                )
+            emit("singleflight_solo", name, backend, v, "calls/s", **extra)
 
     run(bench_main, backend)
 

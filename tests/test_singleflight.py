@@ -731,3 +731,274 @@ async def test_a_call_in_flight_can_be_joined_while_the_block_exits() -> None:
         RuntimeError, match=r"^singleflight: Group.do\(\) on a Group that is closed"
     ):
         await sf.do("k", slow)
+
+
+# -- the native task group (issue #4): a call's task is started like an errgroup task's ------
+
+
+class Steps:
+    """A call of *steps* checkpoints (None: until cancelled), counting how calls end."""
+
+    def __init__(self, steps: int | None) -> None:
+        self.steps = steps
+        self.calls = self.finished = self.cancelled = 0
+
+    async def fn(self) -> int:
+        self.calls += 1
+        try:
+            if self.steps is None:
+                await anyio.sleep_forever()
+            for _ in range(self.steps or 0):
+                await anyio.lowlevel.checkpoint()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled += 1
+            raise
+        self.finished += 1
+        return self.calls
+
+
+@pytest.mark.usefixtures("no_leaks")
+@pytest.mark.parametrize("steps", [0, 2, None])
+@pytest.mark.parametrize("delay", range(7))
+async def test_the_only_caller_cancelled_at_any_point(steps: int | None, delay: int) -> None:
+    """The lone caller cancelled after *delay* checkpoints of another task: before do(),
+    parked before the call's task has started, while fn runs, after fn has returned.
+    It is cancelled or gets the value; a call still running is cancelled; nothing is
+    left behind, and the next do() starts afresh."""
+    s = Steps(steps)
+    got: list[Any] = []
+    async with singleflight.Group() as sf:
+        baseline = task_count()
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def canceller() -> None:
+                    for _ in range(delay):
+                        await anyio.lowlevel.checkpoint()
+                    scope.cancel()
+
+                tg.start_soon(canceller)
+                got.append(await sf.do("k", s.fn))
+                await anyio.sleep_forever()
+        assert scope.cancelled_caught
+        await anyio.wait_all_tasks_blocked()
+        assert task_count() == baseline, "a call's task outlived its last caller"
+        assert not sf._calls
+        assert s.calls <= 1 and s.calls == s.finished + s.cancelled
+        if got:
+            assert got == [(1, False)] and s.finished == 1
+        elif steps is None:
+            assert s.finished == 0
+        s.steps = 0
+        assert await sf.do("k", s.fn) == (s.calls, False)
+
+
+@pytest.mark.usefixtures("no_leaks")
+@pytest.mark.parametrize("order", ["join first", "cancel first"])
+async def test_the_only_caller_cancelled_as_another_joins(order: str) -> None:
+    """The lone caller is cancelled in the same scheduling round as a second caller
+    asks for the key. Either the second joined first -- the call goes on for it
+    and it gets the shared value -- or it came after the first had left -- a new
+    call for it. Never an error, never a value of a cancelled call."""
+    for _ in range(10):
+        be = Backend()
+        first: list[Any] = []
+        second: list[Any] = []
+        async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+            scope = await tg.start(do_in_scope, sf, "k", be.fetch, first)
+            await anyio.wait_all_tasks_blocked()
+            assert be.running == 1
+            if order == "join first":
+                tg.start_soon(do_into, sf, "k", be.fetch, second, "k")
+                scope.cancel()
+            else:
+                scope.cancel()
+                tg.start_soon(do_into, sf, "k", be.fetch, second, "k")
+            await anyio.wait_all_tasks_blocked()
+            assert be.running == 1
+            be.release.set()
+        assert first == []
+        if be.calls == 1:
+            assert second == [("k#1", True)] and be.cancelled == 0
+        else:
+            assert second == [("k#2", False)] and be.calls == 2 and be.cancelled == 1
+        assert not sf._calls
+
+
+@pytest.mark.usefixtures("no_leaks")
+@pytest.mark.parametrize("how", ["normally", "by an exception", "by cancellation"])
+async def test_the_block_exits_while_a_cancelled_call_is_still_unwinding(how: str) -> None:
+    """Every caller left; the call is cancelled but finishes its shielded cleanup first
+    (the cancellation never interrupts a shielded scope of fn's). The block's exit
+    waits for it; no task is left."""
+    shielded = anyio.Event()
+    cleanup = anyio.Event()
+    log: list[str] = []
+
+    async def fn() -> str:
+        try:
+            with anyio.CancelScope(shield=True):
+                shielded.set()
+                await cleanup.wait()
+                log.append("cleanup done")
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            log.append("cancelled")
+            raise
+        return "not reached"
+
+    async def cancel_when_shielded(caller: anyio.CancelScope) -> None:
+        await shielded.wait()
+        caller.cancel()
+
+    async def releaser() -> None:
+        await anyio.wait_all_tasks_blocked()  # the block is waiting at its exit
+        log.append("released")
+        cleanup.set()
+
+    async with anyio.create_task_group() as helpers:  # outside the scope cancelled below
+        with anyio.CancelScope() as outer:
+            try:
+                async with singleflight.Group() as sf:
+                    with anyio.CancelScope() as caller:
+                        helpers.start_soon(cancel_when_shielded, caller)
+                        await sf.do("k", fn)
+                    assert caller.cancelled_caught
+                    await anyio.wait_all_tasks_blocked()
+                    assert log == [], "the cancellation broke into fn's shielded scope"
+                    assert not sf._calls
+                    helpers.start_soon(releaser)
+                    if how == "by an exception":
+                        raise Boom("left")
+                    if how == "by cancellation":
+                        outer.cancel()
+                        await anyio.lowlevel.checkpoint()
+            except Boom:
+                assert how == "by an exception"
+    assert log == ["released", "cleanup done", "cancelled"]
+    assert outer.cancelled_caught == (how == "by cancellation")
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_the_only_caller_cancelled_in_the_round_it_parks() -> None:
+    """A sibling task cancels the lone caller right after it parked, so the caller may
+    unwind before the call's task first runs (trio shuffles each scheduling round):
+    then fn is never called; else the call is cancelled. Either way nothing is left."""
+    s = Steps(None)
+    for _ in range(30):
+        async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+            out: list[Any] = []
+
+            async def caller(scope: anyio.CancelScope = scope, out: list[Any] = out) -> None:
+                with scope:
+                    out.append(await sf.do("k", s.fn))
+
+            async def canceller(scope: anyio.CancelScope = scope) -> None:
+                scope.cancel()  # runs right after the caller, in the same round
+
+            tg.start_soon(caller)
+            tg.start_soon(canceller)
+        assert out == [] and not sf._calls
+        assert s.calls == s.cancelled and s.finished == 0
+
+
+async def test_the_calls_task_is_named_after_its_key_in_a_dump() -> None:
+    """debug.tasks() and dump() show the call's task, named as before: lazily now."""
+    from asyncgo import debug
+
+    be = Backend()
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        tg.start_soon(sf.do, ("user", 1), be.fetch, "k")
+        await anyio.wait_all_tasks_blocked()
+        names = [t.name for t in debug.tasks()]
+        assert "singleflight.Group.do(('user', 1))" in names, names
+        assert "singleflight.Group.do(('user', 1))" in debug.dump()
+        be.release.set()
+
+
+async def test_the_call_runs_in_the_first_callers_context() -> None:
+    """Context variables: the call's task starts with a copy of its first caller's
+    context (as a task the caller started would); its changes stay in it."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[str] = []
+    release = anyio.Event()
+
+    async def fn() -> str:
+        seen.append(var.get())
+        var.set("changed by fn")
+        await release.wait()
+        return var.get()
+
+    async def caller(value: str, out: list[Any]) -> None:
+        var.set(value)
+        out.append(await sf.do("k", fn))
+        out.append(var.get())
+
+    first: list[Any] = []
+    second: list[Any] = []
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        tg.start_soon(caller, "first", first)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(caller, "second", second)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
+    assert seen == ["first"]
+    assert first == [("changed by fn", True), "first"]
+    assert second == [("changed by fn", True), "second"]
+    assert var.get() == "unset"
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_many_lone_calls_leave_nothing_behind() -> None:
+    async def fn(i: int) -> int:
+        return i
+
+    async with singleflight.Group() as sf:
+        baseline = task_count()
+        for i in range(300):
+            assert await sf.do(i % 3, fn, i) == (i, False)
+        assert not sf._calls and task_count() == baseline
+
+
+_FATAL_SCRIPT = """
+import sys, anyio
+from asyncgo import singleflight
+
+async def fn():
+    await anyio.sleep(0)
+    raise {exc}("from fn")
+
+async def main():
+    async with singleflight.Group() as sf:
+        await sf.do("k", fn)
+
+try:
+    anyio.run(main, backend="asyncio", backend_options={{"use_uvloop": {uvloop}}})
+except {exc} as e:
+    print("out of the run:", type(e).__name__, e)
+"""
+
+
+@pytest.mark.parametrize("exc", ["KeyboardInterrupt", "SystemExit"])
+async def test_a_calls_keyboardinterrupt_stops_the_asyncio_loop(
+    exc: str, anyio_backend: tuple[str, dict[str, object]]
+) -> None:
+    """docs/singleflight.md: on asyncio and uvloop, a call raising KeyboardInterrupt or
+    SystemExit stops the event loop itself (asyncio re-raises it out of the loop), as
+    any task's does -- with no "exception was never retrieved" about the call's task."""
+    import sys
+
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("trio: the Group shuts down (test_go_singleflight.py::test_goexit_do)")
+    uvloop = bool(anyio_backend[1].get("use_uvloop"))
+    script = _FATAL_SCRIPT.format(exc=exc, uvloop=uvloop)
+    proc = await anyio.run_process([sys.executable, "-c", script], check=False)
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert out.strip() == f"out of the run: {exc} from fn", (out, err)
+    # asyncio.run() complains about its main task, which raises it; never about the call's.
+    futures = [line for line in err.splitlines() if line.startswith("future: <Task")]
+    assert not [f for f in futures if "__main__.main" not in f], err
