@@ -1092,6 +1092,7 @@ class _Stream(Generic[T]):
             await it.aclose()
             if not ended:  # what it still had is gone: iterating it later must say so
                 it.__anext__ = _after_exit
+        cancelled: BaseException | None = None  # the consumer's cancellation, re-raised
         if exc is not None and not isinstance(exc, get_cancelled_exc_class()):
             # Wait for the tasks without handing the consumer's exception to the task
             # group, which would wrap it in an ExceptionGroup: it propagates as itself.
@@ -1099,33 +1100,28 @@ class _Stream(Generic[T]):
         elif exc is not None:
             # A cancellation: the task group must see it (its cancel-scope accounting),
             # but it is not ours to swallow -- our tasks never cancel the group's own
-            # scope -- so it goes on to the scope that cancelled the consumer...
-            failed: BaseException | None = None
+            # scope -- so it goes on to the scope that cancelled the consumer, unless
+            # a stage failed first (below).
             try:
                 await tg.__aexit__(exc_type, exc, tb)
-            except get_cancelled_exc_class():
-                # ... unless a stage failed first: errors win over cancellation, as in
-                # a task group (`Group`'s order): one that happened is never dropped.
-                failed = run.fatal()
-                if failed is None and run.error is not None and not run.delivered:
-                    run.delivered = True
-                    failed = run.error
-                if failed is None:
-                    raise
-            if failed is not None:
-                raise failed  # (out of the except block: its own __context__ is kept)
+            except get_cancelled_exc_class() as e:
+                cancelled = e
         else:
             await tg.__aexit__(None, None, None)
         # A stage's KeyboardInterrupt or SystemExit wins over the consumer's own
         # exception or cancellation, as it would in a task group.
         fatal = run.fatal()
         if fatal is not None:
-            raise fatal
-        if exc is not None:
+            raise fatal  # (out of any except block: its own __context__ is kept)
+        if exc is not None and cancelled is None:
             return False
+        # A stage's error not yet seen, also over the consumer's cancellation (errors
+        # win over cancellation, as in `Group`: one that happened is never dropped).
         if run.error is not None and not run.delivered:
             run.delivered = True
             raise run.error
+        if cancelled is not None:
+            raise cancelled
         return False
 
     # -- the consumer's side: async generators, no task group or scope inside -------
