@@ -3,11 +3,13 @@ another thread, and a race set up inside a checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from asyncgo._backend import FAST
@@ -68,3 +70,28 @@ def race_in_checkpoint(
 
     monkeypatch.setattr(module, "checkpoint", racing_checkpoint)
     FAST.budget = 0
+
+
+class Turns:
+    """How many times another task ran: `count` (see `turns_of_another_task`)."""
+
+    count = 0
+
+
+@contextlib.asynccontextmanager
+async def turns_of_another_task() -> AsyncIterator[Turns]:
+    """Run a task that counts its turns (one checkpoint each) while the block runs:
+    a tight loop in the block that never yields leaves ``turns.count`` where it was."""
+    turns = Turns()
+
+    async def ticker() -> None:
+        while True:
+            turns.count += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.lowlevel.checkpoint()
+        turns.count = 0
+        yield turns
+        tg.cancel_scope.cancel()

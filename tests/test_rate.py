@@ -11,6 +11,7 @@ import time as _time
 
 import anyio
 import pytest
+from _guards import turns_of_another_task
 
 from asyncgo import background, rate, with_cancel, with_timeout
 from asyncgo._exceptions import Canceled, DeadlineExceeded
@@ -756,18 +757,12 @@ async def test_a_tight_loop_of_waits_served_at_once_lets_others_run(kind: str) -
         lim = Limiter(1e12, 10**9)
     else:
         lim = SlidingWindow(10**9, 1000.0)
-    ran: list[int] = []
-
-    async def other() -> None:
-        ran.append(1)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(other)
+    async with turns_of_another_task() as turns:
         for _ in range(5000):
             await lim.wait()
-            if ran:
+            if turns.count:
                 break
-    assert ran, "5000 waits served at once never let another task run"
+    assert turns.count, "5000 waits served at once never let another task run"
 
 
 @pytest.mark.anyio
@@ -778,22 +773,10 @@ async def test_waits_served_at_once_skip_most_schedule_points(kind: str) -> None
     lim: Limiter | SlidingWindow = (
         Limiter(INF, 1) if kind == "limiter" else SlidingWindow(10**9, 1000.0)
     )
-    turns = 0
-    done = False
-
-    async def other() -> None:
-        nonlocal turns
-        while not done:
-            turns += 1
-            await anyio.lowlevel.checkpoint()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(other)
-        await anyio.lowlevel.checkpoint()
+    async with turns_of_another_task() as turns:
         for _ in range(3000):
             await lim.wait()
-        done = True
-    assert 1 <= turns < 300
+    assert 1 <= turns.count < 300
 
 
 @pytest.mark.anyio

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _guards import turns_of_another_task
 from _mypy import run_mypy
 
 from asyncgo import Case, Chan, ChanClosed, Selected, WouldBlock, recv, select, send
@@ -298,22 +299,10 @@ async def test_one_case_with_default_is_gos_non_blocking_send_and_receive() -> N
             await select(case, default=True)
             pytest.fail("select() completed in a cancelled scope")
         assert scope.cancelled_caught
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await anyio.sleep(0)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(ticker)
-        await anyio.sleep(0)
-        start = ticks
+    async with turns_of_another_task() as turns:
         for _ in range(3000):  # a polling loop that never finds the case ready
             assert (await select(recv(u), default=True)).index == -1
-        assert ticks - start >= 2, "a polling loop of select(default=True) never yielded"
-        tg.cancel_scope.cancel()
+        assert turns.count >= 2, "a polling loop of select(default=True) never yielded"
     a.close()
     assert await select(recv(a), default=True) == (0, None, False)
     with pytest.raises(ChanClosed):
