@@ -118,35 +118,25 @@ def _check_t(t: object, what: str) -> None:
 def _loop_time(holder: Limiter | SlidingWindow) -> float | None:
     """`RunClock.read` for *holder* on its fast path, or None to take the full one.
 
-    When the running loop is the asyncio (uvloop) loop of *holder*'s last
-    reading, which its ``_rt`` hint names (checked by `park_runtime`, without
-    the system call of ``asyncio._get_running_loop()`` on Python 3.11), and its
-    clock has not gone back, ``RunClock.read`` would return ``(now, 0.0)``:
-    record *now* as it would and return it. Anything else (trio, another loop,
-    no loop, a clock gone back) returns None: the caller reads the clock in
+    When the running loop is the asyncio (uvloop) loop *holder*'s ``_rt`` hint
+    names (checked by `park_runtime`, without the system call of
+    ``asyncio._get_running_loop()`` on Python 3.11), `RunClock.read_again` reads
+    it if it is also the loop of the last reading. Anything else (trio, another
+    loop, no loop, a clock gone back) returns None: the caller reads the clock in
     full, then calls `_hint`.
     """
-    clock = holder._clock
-    rt = clock._rt
-    if rt is not holder._rt or rt is None:
-        return None  # (trio: the clock's runtime is a TrioRuntime, the hint TRIO)
     try:
-        if park_runtime(holder) is not rt:
-            return None
+        rt = park_runtime(holder)
     except RuntimeError:  # no loop: the full read raises its own error
         return None
-    now = rt.time()
-    if now < clock._last:
-        return None
-    clock._last = now
-    return now
+    return holder._clock.read_again(rt)
 
 
 def _hint(holder: Limiter | SlidingWindow) -> None:
     """After a full clock read: *holder*'s ``_rt`` hint (for `must_checkpoint` and
-    `_loop_time`) is the asyncio loop just read; under trio, `TRIO` (as
-    `must_checkpoint` sets it)."""
-    rt = holder._clock._rt
+    `_loop_time`) is the loop just read; under trio, `TRIO` (as `must_checkpoint`
+    sets it)."""
+    rt = holder._clock.runtime
     if type(rt) is TrioRuntime:
         holder._rt = TRIO
     elif rt is not holder._rt:
@@ -508,7 +498,7 @@ class Limiter:
         if jump:
             self._last += jump
             self._last_event += jump
-        if rt is not TRIO or type(self._clock._rt) is not TrioRuntime:
+        if rt is not TRIO or type(self._clock.runtime) is not TrioRuntime:
             _hint(self)
         return now
 
@@ -718,7 +708,7 @@ class SlidingWindow:
         now, jump = self._clock.read(self)
         if jump:
             self._log = deque([x + jump for x in self._log])
-        if rt is not TRIO or type(self._clock._rt) is not TrioRuntime:
+        if rt is not TRIO or type(self._clock.runtime) is not TrioRuntime:
             _hint(self)
         return now
 

@@ -191,6 +191,24 @@ class RunClock:
         now = rt.time()
         return now, self._jump(holder, now, rt)
 
+    def read_again(self, rt: object) -> float | None:
+        """`read`'s common case without finding the running loop: *rt*, the running
+        asyncio loop (the caller has checked), is the loop of the last reading and
+        its clock has not gone back -- then its time (the jump is 0), recorded as
+        `read` would; else None (call `read`)."""
+        if rt is not self._rt or rt is None:
+            return None
+        now: float = rt.time()
+        if now < self._last:
+            return None
+        self._last = now
+        return now
+
+    @property
+    def runtime(self) -> Runtime | None:
+        """The loop (trio: the run) of the last reading, if any."""
+        return self._rt
+
     def jump(self, holder: object, now: float) -> float:
         """What to add to the times *holder* holds, *now* read from the running loop.
 
