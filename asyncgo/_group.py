@@ -195,6 +195,11 @@ class TaskHandle(Generic[T_co]):
                     tracer.unparked(p)
         elif must_checkpoint(g):
             await checkpoint()
+        if self._state == CANCELLED:
+            # The waiter's own cancellation, if it has one, wins over the task's: the
+            # scope that cancelled the task may enclose the waiter too, and its
+            # cancellation may reach the task first (trio raises it at the wait).
+            await checkpoint_if_cancelled()
         return self.result()
 
     def __await__(self) -> Generator[Any, None, T_co]:

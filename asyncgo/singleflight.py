@@ -353,7 +353,7 @@ class Group:
                 ) from call.exc
             raise RuntimeError(
                 f"singleflight: the call for key {key!r} was cancelled because its Group "
-                "was shut down"
+                "was shut down (or a cancel scope around the Group's block was cancelled)"
             )
         err = call.exc
         if err is not None:
@@ -481,11 +481,10 @@ class Group:
         core = self._core
         if task is None or not isinstance(core, AsyncioCore):
             return  # (ended inside spawn, by an eager task factory; or the Group has ended)
-        # asyncio: the task is cancelled as the core cancels a task started after the
-        # Group was shut down: put under the core's cancelled anyio scope, which
-        # delivers the cancellation (never into a shielded scope of fn's). So the
-        # calls that are not cancelled -- nearly all -- need no cancel scope at all.
-        core._adopt_late(task)
+        # asyncio: the core moves the task under a cancelled anyio scope of its own,
+        # which delivers the cancellation (never into a shielded scope of fn's). So
+        # the calls that are not cancelled -- nearly all -- need no cancel scope at all.
+        core.cancel_task(task)
 
 
 _RUN = Group._run  # one function object each: trio's task name is worked out once

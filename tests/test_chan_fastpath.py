@@ -548,10 +548,10 @@ async def test_plain_tasks_random_cancellation_lose_and_duplicate_nothing(
 async def test_group_task_cached_before_its_group_aborts_sees_the_abort(
     anyio_backend: tuple[str, dict[str, object]], eager: bool
 ) -> None:
-    """asyncgo's Group starts plain asyncio tasks; anyio gives one a state only when
-    the group aborts and adopts it. A task whose fast operations were cached before
-    that must see the abort at its very next fast operation (also when an eager
-    task factory ran its first operations inside the spawn)."""
+    """asyncgo's Group starts plain asyncio tasks, registered with anyio in a scope of
+    the group's, which its abort cancels. A task whose fast operations were cached
+    before that must see the abort at its very next fast operation (also when an
+    eager task factory ran its first operations inside the spawn)."""
     if eager and not hasattr(asyncio, "eager_task_factory"):
         pytest.skip("eager tasks need Python 3.12+")
     if eager and (anyio_backend[0] != "asyncio" or anyio_backend[1].get("use_uvloop")):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import math
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -660,6 +661,152 @@ async def test_shielded_body_not_interrupted_by_group_error() -> None:
                 order.append("shielded body")
             await anyio.sleep_forever()
     assert order == ["shielded body"]
+
+
+# -- scopes enclosing the block reach the tasks directly (trio's rule, every backend) --
+
+
+async def test_enclosing_scope_cancels_tasks_while_the_body_is_shielded() -> None:
+    """A cancelled scope around the block cancels the tasks at once, not through the
+    owner: the owner's shielded body sees them end, and the exit raises the
+    cancellation (the code after the block inside the scope does not run)."""
+    live = Live()
+    ended = anyio.Event()
+    after: list[str] = []
+
+    async def task() -> None:
+        try:
+            await live.forever()
+        finally:
+            ended.set()
+
+    with anyio.CancelScope() as outer:
+        async with Group() as g:
+            h = await g.go(task)
+            await anyio.wait_all_tasks_blocked()
+            outer.cancel()
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(30) as guard:  # before: the task ran on, a hang
+                    await ended.wait()
+                assert not guard.cancelled_caught
+                assert live.now == 0 and live.cancelled == 1
+                with pytest.raises(Canceled):  # the waiter is shielded: the task's outcome
+                    await h
+        after.append("after the block")  # pragma: no cover
+    assert outer.cancelled_caught
+    assert after == []
+    assert h.cancelled()
+
+
+async def test_a_tasks_own_scope_does_not_swallow_the_enclosing_cancellation() -> None:
+    reached: list[str] = []
+    done = anyio.Event()
+
+    async def task() -> None:
+        try:
+            with anyio.CancelScope():  # not the scope that was cancelled: re-raises
+                await anyio.sleep_forever()
+            reached.append("past its own scope")
+        finally:
+            done.set()
+
+    with anyio.CancelScope() as outer:
+        async with Group() as g:
+            h = await g.go(task)
+            await anyio.wait_all_tasks_blocked()
+            outer.cancel()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+                await done.wait()
+                assert h.cancelled()
+    assert outer.cancelled_caught
+    assert reached == []
+
+
+async def test_tasks_see_the_enclosing_deadline() -> None:
+    """``anyio.current_effective_deadline()`` in a task, in a nested group's task and
+    inside a task's own scope is the deadline of the scope around the block."""
+    seen: list[float] = []
+
+    async def task() -> None:
+        seen.append(anyio.current_effective_deadline())
+        with anyio.CancelScope():
+            seen.append(anyio.current_effective_deadline())
+
+    async def nested() -> None:
+        async with Group() as inner:
+            await inner.go(task)
+
+    with anyio.fail_after(1000) as scope:
+        async with Group() as g:
+            await g.go(task)
+            await g.go(nested)
+    assert seen == [scope.deadline] * 4
+    seen.clear()
+    with anyio.fail_after(1000):
+        with anyio.CancelScope(shield=True):  # a shield around the block hides it
+            async with Group() as g:
+                await g.go(task)
+    assert seen == [math.inf, math.inf]
+
+
+async def test_enclosing_deadline_cancels_a_task_with_a_shielded_body() -> None:
+    """The deadline of a scope around the block fires while the body is shielded:
+    the task is cancelled then, not when the body ends (MockClock-free: the body
+    waits for the task's end, with a generous guard)."""
+    live = Live()
+    ended = anyio.Event()
+
+    async def task() -> None:
+        try:
+            await live.forever()
+        finally:
+            ended.set()
+
+    with anyio.move_on_after(0.01) as outer:
+        async with Group() as g:
+            await g.go(task)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(30) as guard:
+                await ended.wait()
+            assert not guard.cancelled_caught
+    assert outer.cancelled_caught
+    assert live.now == 0
+
+
+async def test_enclosing_scope_reaches_an_eager_task_in_its_own_scope(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """A task that an eager task factory ran into a scope of its own inside the
+    spawn is put under the group's scope as well."""
+    if not hasattr(asyncio, "eager_task_factory"):
+        pytest.skip("eager tasks need Python 3.12+")
+    if anyio_backend[0] != "asyncio" or anyio_backend[1].get("use_uvloop"):
+        pytest.skip("asyncio's eager task factory, on asyncio's own loop")
+    ended = anyio.Event()
+    reached: list[str] = []
+
+    async def task() -> None:
+        try:
+            with anyio.CancelScope():  # entered eagerly, inside go()
+                await anyio.sleep_forever()
+            reached.append("past its own scope")
+        finally:
+            ended.set()
+
+    loop = asyncio.get_running_loop()
+    old = loop.get_task_factory()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    try:
+        with anyio.CancelScope() as outer:
+            async with Group() as g:
+                await g.go(task)
+                outer.cancel()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(30) as guard:
+                    await ended.wait()
+                assert not guard.cancelled_caught
+    finally:
+        loop.set_task_factory(old)
+    assert outer.cancelled_caught
+    assert reached == []
 
 
 async def test_task_own_timeouts_work() -> None:

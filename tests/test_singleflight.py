@@ -685,6 +685,48 @@ async def test_the_group_still_cancels_its_calls_when_an_outer_scope_is_cancelle
     assert len(errors) == 1 and "was shut down" in str(errors[0])
 
 
+async def test_an_outer_scope_cancels_a_call_while_the_body_is_shielded() -> None:
+    """A scope around the block reaches the calls at once (trio's rule, on every
+    backend), not only once the block's owner has been cancelled."""
+    be = Backend()
+    errors: list[BaseException] = []
+    told = anyio.Event()
+
+    async def outside_caller(sf: singleflight.Group) -> None:
+        try:
+            await sf.do("k", be.fetch, "k")
+        except RuntimeError as exc:
+            errors.append(exc)
+        finally:
+            told.set()
+
+    async with anyio.create_task_group() as outer:
+        with anyio.CancelScope() as scope:
+            async with singleflight.Group() as sf:
+                outer.start_soon(outside_caller, sf)
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+                with anyio.CancelScope(shield=True), anyio.move_on_after(30) as guard:
+                    await told.wait()  # before: the call ran on until the body ended
+                assert not guard.cancelled_caught
+    assert scope.cancelled_caught
+    assert be.cancelled == 1 and be.running == 0
+    assert len(errors) == 1 and "a cancel scope around" in str(errors[0])
+
+
+async def test_a_call_sees_the_deadline_around_the_block() -> None:
+    seen: list[float] = []
+
+    async def fn() -> int:
+        seen.append(anyio.current_effective_deadline())
+        return 1
+
+    with anyio.fail_after(1000) as scope:
+        async with singleflight.Group() as sf:
+            assert await sf.do("k", fn) == (1, False)
+    assert seen == [scope.deadline]
+
+
 async def test_a_call_in_flight_can_be_joined_while_the_block_exits() -> None:
     """While the block waits at its exit for a call, another task may still join that
     call (it runs anyway); only a new call is refused."""

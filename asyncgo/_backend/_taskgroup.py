@@ -10,10 +10,12 @@ with the running loop's own primitives instead:
   respects anyio shields and anyio counts its ``Task.cancel()`` /
   ``Task.uncancel()`` calls, and so that an enclosing anyio scope or a native
   ``Task.cancel()`` of the owner is told apart from our own cancellation.
-  Children are plain tasks: nothing of anyio's is made for them while the group
-  is healthy. Only when the group is aborted are the live children *adopted*
-  into a cancelled anyio scope (their outermost anyio scope, if they entered
-  one, is re-parented under it), so that anyio delivers the cancellation: level
+  Children are plain tasks registered with anyio in one scope of the group's
+  (made at the first spawn, under the owner's body scope), as anyio's own task
+  group registers its tasks: so an enclosing scope that is cancelled reaches
+  them at once, even while the owner's body is shielded, and
+  ``current_effective_deadline()`` in a task sees an enclosing deadline. Aborting
+  the group cancels that scope, so anyio delivers the cancellation: level
   triggered like trio, only once a task has started, and never into a shielded
   scope -- as anyio's own task group would.
 * trio (`TrioCore`): a trio nursery, used directly.
@@ -35,6 +37,7 @@ import asyncio
 from asyncio import CancelledError
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
+from weakref import ref as _ref
 
 from anyio._backends._asyncio import CancelScope as _AsyncioScope
 from anyio._backends._asyncio import TaskState as _TaskState
@@ -44,6 +47,11 @@ from anyio.lowlevel import checkpoint_if_cancelled
 from . import TRIO, forget_clean
 
 _NOTHING: Any = object()  # fn(*args) has not returned
+# anyio's task states, a WeakKeyDictionary, written as its __setitem__ does (its
+# ``data`` and ``_remove`` are not in typeshed).
+_states: Any = _task_states
+_states_setdefault: Callable[[Any, _TaskState], _TaskState] = _states.data.setdefault
+_states_remove: Callable[[Any], None] = _states._remove
 
 if TYPE_CHECKING:
     import trio
@@ -140,13 +148,15 @@ def _is_anyio_cancel(exc: BaseException) -> bool:
     return bool(args) and isinstance(args[0], str) and args[0].startswith("Cancelled ")
 
 
-def _adopt(task: asyncio.Task[Any], scope: _AsyncioScope) -> None:
-    """Put a running child under *scope* (cancelled), as if it had been spawned in it.
+def _adopt(task: asyncio.Task[Any], scope: _AsyncioScope, old: _AsyncioScope | None) -> None:
+    """Put a child that hangs from *old* (None: from nothing) under *scope*.
 
-    A task that never entered an anyio scope gets *scope* as its root; one that
-    did has its outermost scope re-parented under *scope*, so anyio's delivery
-    walks down to it and stops at shields, and its scopes stop swallowing
-    cancellations that are ours (trio's ``parent_cancellation_is_visible``).
+    A task directly in *old* (or with no anyio scope at all) gets *scope* as its
+    root; one that entered scopes of its own has the outermost of them
+    re-parented under *scope*, so anyio's delivery walks down to it and stops at
+    shields, and its scopes see the cancellations and deadlines of *scope* and
+    its parents (trio's ``parent_cancellation_is_visible``). A task already under
+    *scope* is left as it is.
     """
     state = _task_states.get(task)
     if state is None:
@@ -154,22 +164,37 @@ def _adopt(task: asyncio.Task[Any], scope: _AsyncioScope) -> None:
         scope._tasks.add(task)
         return
     s = state.cancel_scope
-    if s is None:
+    if s is old or s is None:
         state.cancel_scope = scope
+        if s is not None:
+            s._tasks.discard(task)
         scope._tasks.add(task)
         return
-    while s._parent_scope is not None:
+    while s._parent_scope is not old and s._parent_scope is not None:
         s = s._parent_scope
-    if s is not scope:
+    if s is not scope and s._parent_scope is old:
+        if old is not None:
+            old._child_scopes.discard(s)
         s._parent_scope = scope
         scope._child_scopes.add(s)
-        forget_clean()  # its scopes' walks now reach *scope* (cancelled)
+        forget_clean()  # its scopes' walks now reach *scope* (maybe cancelled)
 
 
 class AsyncioCore:
     """asyncio.TaskGroup's design, with anyio-compatible cancellation (module docstring)."""
 
-    __slots__ = ("_aborted", "_cscope", "_group", "_in_body", "_live", "_loop", "_scope", "_waiter")
+    __slots__ = (
+        "_aborted",
+        "_cscope",
+        "_dead",
+        "_group",
+        "_in_body",
+        "_live",
+        "_loop",
+        "_owner",
+        "_scope",
+        "_waiter",
+    )
 
     def __init__(self, group: _GroupLike, loop: asyncio.AbstractEventLoop) -> None:
         self._group = group
@@ -178,7 +203,9 @@ class AsyncioCore:
         self._waiter: asyncio.Future[None] | None = None
         self._aborted = False
         self._in_body = False
-        self._cscope: _AsyncioScope | None = None  # the children's scope, made on abort
+        self._cscope: _AsyncioScope | None = None  # the children's scope (first spawn)
+        self._dead: _AsyncioScope | None = None  # cancelled, for children cancelled alone
+        self._owner = 0  # id of the owner task, once the children's scope is made
         self._scope = _AsyncioScope()  # the owner's body
 
     async def enter(self) -> None:
@@ -198,8 +225,18 @@ class AsyncioCore:
             raise
         if not task.done():  # (an eager task factory may have run it to the end)
             h._task = task
-            if self._aborted:
-                self._adopt_late(task)
+            cs = self._cscope or self._children_scope()
+            # anyio's registration of a task-group child, in one dict operation: a
+            # WeakKeyDictionary's own methods cost about twice as much.
+            st = _TaskState(self._owner, cs)
+            if _states_setdefault(_ref(task, _states_remove), st) is st:
+                cs._tasks.add(task)
+            else:  # an eager task factory has run it into a scope of its own
+                _adopt(task, cs, None)
+            if self._aborted and cs._cancel_handle is None:
+                # A child started after the abort is cancelled once it starts, like
+                # in a trio nursery; anyio's delivery loop has stopped: restart it.
+                cs._deliver_cancellation(cs)
         return True
 
     async def _run(
@@ -232,10 +269,15 @@ class AsyncioCore:
                 h._wake()
             if self._group._limit is not None:
                 self._group._release()
-            cs = self._cscope
-            if cs is not None:
+            t = h._task
+            if t is not None:
                 # A done task left in an anyio scope would make older anyio retry forever.
-                cs._tasks.discard(h._task)
+                # (It ends in the scope it was put in: any scope it entered is exited.)
+                cs = self._cscope
+                if cs is not None:
+                    cs._tasks.discard(t)
+                    if self._dead is not None:
+                        self._dead._tasks.discard(t)
             h._task = None  # a finished task holds its frames (and its cancellation's)
             if not live:
                 w = self._waiter
@@ -246,29 +288,43 @@ class AsyncioCore:
         if self._aborted:
             return
         self._aborted = True
+        cs = self._cscope
+        if cs is not None:
+            cs.cancel()  # never entered: this only marks it (no host task to deliver to)
         if self._in_body:
             self._scope.cancel()  # anyio defers it if the owner is the running task
-        if self._live:
-            cs = self._children_scope()
-            for h in self._live:
-                t = h._task
-                if t is not None and not t.done():
-                    _adopt(t, cs)
+        if cs is not None and self._live:
             cs._deliver_cancellation(cs)
 
     def _children_scope(self) -> _AsyncioScope:
+        """The scope the children run in: a child of the owner's body scope."""
         cs = self._cscope
         if cs is None:
             cs = self._cscope = _AsyncioScope()
-            cs.cancel()  # never entered: this only marks it (no host task to deliver to)
+            parent = self._scope
+            self._owner = id(parent._host_task)  # anyio's TaskState.parent_id
+            cs._parent_scope = parent
+            parent._child_scopes.add(cs)
+            if self._aborted:
+                cs.cancel()
         return cs
 
-    def _adopt_late(self, task: asyncio.Task[Any]) -> None:
-        """A child started after the abort: cancelled once it starts, like in a trio nursery."""
+    def cancel_task(self, task: asyncio.Task[Any]) -> None:
+        """Cancel one child as a cancel scope of its own would (singleflight's ``_stop``).
+
+        It is moved under a cancelled scope of the group's, which delivers the
+        cancellation: once the task has started, and never into a shielded scope.
+        """
         cs = self._children_scope()
-        _adopt(task, cs)
-        if cs._cancel_handle is None:  # anyio's delivery loop has stopped: restart it
-            cs._deliver_cancellation(cs)
+        dead = self._dead
+        if dead is None:
+            dead = self._dead = _AsyncioScope()
+            dead._parent_scope = cs
+            cs._child_scopes.add(dead)
+            dead.cancel()  # never entered: this only marks it
+        _adopt(task, dead, cs)
+        if dead._cancel_handle is None:  # anyio's delivery loop has stopped: restart it
+            dead._deliver_cancellation(dead)
 
     async def exit(self, exc: BaseException | None) -> BaseException | None:
         self._in_body = False
@@ -306,6 +362,14 @@ class AsyncioCore:
             finally:
                 if shield is not None:
                     shield.__exit__(None, None, None)
+        if cancel_exc is None and group._cut:
+            # A child was cancelled, maybe by a scope enclosing the block while the
+            # body was shielded: then, as a trio nursery re-raises its children's
+            # Cancelled, the exit is where the owner's cancellation lands.
+            try:
+                await checkpoint_if_cancelled()
+            except CancelledError as e:
+                cancel_exc = e
         scope = self._scope
         if cancel_exc is not None:
             # Our scope takes back its own cancellation (and its Task.cancel() counts);
