@@ -95,3 +95,31 @@ async def turns_of_another_task() -> AsyncIterator[Turns]:
         turns.count = 0
         yield turns
         tg.cancel_scope.cancel()
+
+
+REGISTRATIONS = ["enrolled", "lazy"]
+
+
+def registration_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """For an autouse fixture parametrized over `REGISTRATIONS`: on asyncio and uvloop a
+    `Group` block inside an anyio cancel scope registers its tasks with anyio at spawn
+    ("enrolled"); one with no scope around it registers them only when it is cancelled
+    ("lazy", `asyncio.run` / `anyio.run` at top level). Tests run inside the anyio
+    runner's scope, so "lazy" forces the second mode on every block of the test. It
+    is skipped on trio and for tests that run no event loop."""
+    mode: str = request.param
+    if mode == "lazy":
+        if "anyio_backend" not in request.fixturenames:
+            pytest.skip("no event loop")
+        if request.getfixturevalue("anyio_backend")[0] != "asyncio":
+            pytest.skip("the lazy registration is asyncio's")
+        from asyncgo._backend import _taskgroup
+
+        enter = _taskgroup.AsyncioCore.enter
+
+        async def lazy_enter(self: _taskgroup.AsyncioCore) -> None:
+            await enter(self)
+            self._enrol = False
+
+        monkeypatch.setattr(_taskgroup.AsyncioCore, "enter", lazy_enter)
+    return mode

@@ -16,11 +16,18 @@ from typing import Any
 
 import anyio
 import pytest
+from _guards import REGISTRATIONS, registration_mode
 
 from asyncgo import Chan, ChanClosed, Group, Selected, recv, select
 from asyncgo._backend import BUDGET, FAST
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=REGISTRATIONS)
+def registration(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A Group test in both registration modes of asyncio's task group (see _guards)."""
+    return registration_mode(request, monkeypatch)
 
 
 async def recv_into(ch: Chan[Any], out: list[Any]) -> None:
@@ -546,7 +553,7 @@ async def test_plain_tasks_random_cancellation_lose_and_duplicate_nothing(
 
 @pytest.mark.parametrize("eager", [False, True])
 async def test_group_task_cached_before_its_group_aborts_sees_the_abort(
-    anyio_backend: tuple[str, dict[str, object]], eager: bool
+    anyio_backend: tuple[str, dict[str, object]], eager: bool, registration: str
 ) -> None:
     """asyncgo's Group starts plain asyncio tasks, registered with anyio in a scope of
     the group's, which its abort cancels. A task whose fast operations were cached
@@ -744,7 +751,7 @@ def reparents() -> bool:
     return hasattr(CancelScope, "_reparent")
 
 
-async def test_memo_group_abort_adopts_a_woken_task_with_its_own_scope() -> None:
+async def test_memo_group_abort_adopts_a_woken_task_with_its_own_scope(registration: str) -> None:
     """asyncgo's Group re-parents a running child's outermost scope under its
     cancelled children's scope when it aborts (``_adopt``). A child woken by the
     failing task just before (its waiter done, so anyio's delivery skips it this

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _guards import REGISTRATIONS, registration_mode
 
 from asyncgo import (
     Canceled,
@@ -33,6 +34,13 @@ from asyncgo._backend import _taskgroup
 from asyncgo._group import Group, TaskHandle
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True, params=REGISTRATIONS)
+def registration(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test in both registration modes of asyncio's task group (see _guards)."""
+    return registration_mode(request, monkeypatch)
+
 
 Cancelled = anyio.get_cancelled_exc_class
 
@@ -666,10 +674,12 @@ async def test_shielded_body_not_interrupted_by_group_error() -> None:
 # -- scopes enclosing the block reach the tasks directly (trio's rule, every backend) --
 
 
-async def test_enclosing_scope_cancels_tasks_while_the_body_is_shielded() -> None:
+async def test_enclosing_scope_cancels_tasks_while_the_body_is_shielded(registration: str) -> None:
     """A cancelled scope around the block cancels the tasks at once, not through the
     owner: the owner's shielded body sees them end, and the exit raises the
     cancellation (the code after the block inside the scope does not run)."""
+    if registration == "lazy":
+        pytest.skip("forced lazy registration: no scope around the block in production")
     live = Live()
     ended = anyio.Event()
     after: list[str] = []
@@ -722,9 +732,11 @@ async def test_a_tasks_own_scope_does_not_swallow_the_enclosing_cancellation() -
     assert reached == []
 
 
-async def test_tasks_see_the_enclosing_deadline() -> None:
+async def test_tasks_see_the_enclosing_deadline(registration: str) -> None:
     """``anyio.current_effective_deadline()`` in a task, in a nested group's task and
     inside a task's own scope is the deadline of the scope around the block."""
+    if registration == "lazy":
+        pytest.skip("forced lazy registration: no scope around the block in production")
     seen: list[float] = []
 
     async def task() -> None:
@@ -749,10 +761,12 @@ async def test_tasks_see_the_enclosing_deadline() -> None:
     assert seen == [math.inf, math.inf]
 
 
-async def test_enclosing_deadline_cancels_a_task_with_a_shielded_body() -> None:
+async def test_enclosing_deadline_cancels_a_task_with_a_shielded_body(registration: str) -> None:
     """The deadline of a scope around the block fires while the body is shielded:
     the task is cancelled then, not when the body ends (MockClock-free: the body
     waits for the task's end, with a generous guard)."""
+    if registration == "lazy":
+        pytest.skip("forced lazy registration: no scope around the block in production")
     live = Live()
     ended = anyio.Event()
 
@@ -773,7 +787,7 @@ async def test_enclosing_deadline_cancels_a_task_with_a_shielded_body() -> None:
 
 
 async def test_enclosing_scope_reaches_an_eager_task_in_its_own_scope(
-    anyio_backend: tuple[str, dict[str, object]],
+    anyio_backend: tuple[str, dict[str, object]], registration: str
 ) -> None:
     """A task that an eager task factory ran into a scope of its own inside the
     spawn is put under the group's scope as well."""
@@ -781,6 +795,8 @@ async def test_enclosing_scope_reaches_an_eager_task_in_its_own_scope(
         pytest.skip("eager tasks need Python 3.12+")
     if anyio_backend[0] != "asyncio" or anyio_backend[1].get("use_uvloop"):
         pytest.skip("asyncio's eager task factory, on asyncio's own loop")
+    if registration == "lazy":
+        pytest.skip("forced lazy registration: no scope around the block in production")
     ended = anyio.Event()
     reached: list[str] = []
 
@@ -807,6 +823,119 @@ async def test_enclosing_scope_reaches_an_eager_task_in_its_own_scope(
         loop.set_task_factory(old)
     assert outer.cancelled_caught
     assert reached == []
+
+
+@pytest.mark.parametrize("how", ["go", "slot"])
+async def test_a_task_started_after_the_enclosing_cancellation_is_cancelled(
+    how: str, registration: str
+) -> None:
+    """A task started (from a shielded body) after the scope around the block was
+    cancelled is cancelled at its first checkpoint, as in a trio nursery -- also
+    when anyio had stopped delivering that cancellation (everything it reached had
+    ended), and when the task takes the slot of one the cancellation ended."""
+    if registration == "lazy":
+        pytest.skip("forced lazy registration: no scope around the block in production")
+    live = Live()
+    with anyio.CancelScope() as outer:
+        async with Group(limit=1 if how == "slot" else None) as g:
+            if how == "slot":
+                await g.go(live.forever)
+                await anyio.wait_all_tasks_blocked()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(30) as guard:
+                outer.cancel()
+                await anyio.wait_all_tasks_blocked()  # anyio's delivery has stopped
+                h = await g.go(live.run, anyio.sleep, 20)  # "slot": waits for the first
+                with pytest.raises(Canceled):
+                    await h
+            assert not guard.cancelled_caught
+        pytest.fail("the code after the block ran")  # pragma: no cover
+    assert outer.cancelled_caught
+    assert live.now == 0 and live.cancelled == live.started
+
+
+async def test_a_nested_group_entered_in_an_eager_first_step_is_enclosed(
+    anyio_backend: tuple[str, dict[str, object]], registration: str
+) -> None:
+    """A Group entered in a task's eager first step (before the outer group has
+    registered the task) has no scope around it yet; once the outer group puts the
+    task under its own, the inner group's tasks see the enclosing deadline and are
+    cancelled by it while the middle body is shielded."""
+    if not hasattr(asyncio, "eager_task_factory"):
+        pytest.skip("eager tasks need Python 3.12+")
+    if anyio_backend[0] != "asyncio" or anyio_backend[1].get("use_uvloop"):
+        pytest.skip("asyncio's eager task factory, on asyncio's own loop")
+    if registration == "lazy":
+        pytest.skip("forced lazy registration: no scope around the block in production")
+    log: list[str] = []
+    leaf_ended = anyio.Event()
+
+    async def leaf() -> None:
+        await anyio.lowlevel.checkpoint()  # past its own eager first step
+        log.append(f"leaf deadline {anyio.current_effective_deadline()}")
+        try:
+            await anyio.sleep_forever()
+        except Cancelled():
+            log.append("leaf cancelled")
+            raise
+        finally:
+            leaf_ended.set()
+
+    async def mid() -> None:
+        async with Group() as inner:  # entered eagerly, inside the outer go()
+            await inner.go(leaf)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+                await leaf_ended.wait()
+                log.append("mid shield done")
+
+    loop = asyncio.get_running_loop()
+    old = loop.get_task_factory()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    try:
+        with anyio.CancelScope(deadline=anyio.current_time() + 1000) as outer:
+            async with Group() as g:
+                await g.go(mid)
+                await anyio.wait_all_tasks_blocked()
+                outer.cancel()
+    finally:
+        loop.set_task_factory(old)
+    assert log == [f"leaf deadline {outer.deadline}", "leaf cancelled", "mid shield done"]
+
+
+async def test_block_with_no_anyio_scope_around_it(anyio_backend_name: str) -> None:
+    """In a task that anyio knows nothing of (``asyncio.run``'s main task, a plain
+    ``create_task``), no anyio scope encloses the block: the tasks are registered with
+    anyio only when the group is cancelled, and that cancellation still waits for a
+    task's shield and is not swallowed by a task's own scope."""
+    if anyio_backend_name != "asyncio":
+        pytest.skip("asyncio's tasks (on trio every task is the runner's)")
+    order: list[str] = []
+    enrolled: list[bool] = []
+
+    async def shielded() -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.wait_all_tasks_blocked()
+            order.append("shielded work done")
+        await anyio.sleep_forever()
+
+    async def own_scope() -> None:
+        with anyio.CancelScope():
+            await anyio.sleep_forever()
+        order.append("past its own scope")  # pragma: no cover
+
+    async def bare() -> None:
+        with pytest.raises(Boom):
+            async with Group() as g:
+                enrolled.append(g._core._enrol)  # type: ignore[union-attr]
+                await g.go(shielded)
+                await g.go(own_scope)
+                await anyio.wait_all_tasks_blocked()
+                await g.go(fail, Boom())
+                await anyio.sleep_forever()
+
+    with anyio.fail_after(30):
+        await asyncio.get_running_loop().create_task(bare())
+    assert enrolled == [False]
+    assert order == ["shielded work done"]
 
 
 async def test_task_own_timeouts_work() -> None:

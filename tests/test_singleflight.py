@@ -14,10 +14,17 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from _guards import REGISTRATIONS, registration_mode
 
 from asyncgo import singleflight
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True, params=REGISTRATIONS)
+def registration(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test in both registration modes of asyncio's task group (see _guards)."""
+    return registration_mode(request, monkeypatch)
 
 
 class Boom(Exception):
@@ -685,9 +692,11 @@ async def test_the_group_still_cancels_its_calls_when_an_outer_scope_is_cancelle
     assert len(errors) == 1 and "was shut down" in str(errors[0])
 
 
-async def test_an_outer_scope_cancels_a_call_while_the_body_is_shielded() -> None:
+async def test_an_outer_scope_cancels_a_call_while_the_body_is_shielded(registration: str) -> None:
     """A scope around the block reaches the calls at once (trio's rule, on every
     backend), not only once the block's owner has been cancelled."""
+    if registration == "lazy":
+        pytest.skip("forced lazy registration: no scope around the block in production")
     be = Backend()
     errors: list[BaseException] = []
     told = anyio.Event()
@@ -714,7 +723,9 @@ async def test_an_outer_scope_cancels_a_call_while_the_body_is_shielded() -> Non
     assert len(errors) == 1 and "a cancel scope around" in str(errors[0])
 
 
-async def test_a_call_sees_the_deadline_around_the_block() -> None:
+async def test_a_call_sees_the_deadline_around_the_block(registration: str) -> None:
+    if registration == "lazy":
+        pytest.skip("forced lazy registration: no scope around the block in production")
     seen: list[float] = []
 
     async def fn() -> int:
