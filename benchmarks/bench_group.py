@@ -10,7 +10,11 @@ asyncgo is measured twice: ``asyncgo`` is ``await g.go(fn)``, the API as
 written in practice (a cancel point; like every asyncgo fast path it yields
 to the scheduler once per 256 spawns, so the first tasks run while later ones
 are being spawned); ``asyncgo try_go`` is the synchronous ``g.try_go(fn)``,
-which never yields -- the same shape as the peers' loops.
+which never yields -- the same shape as the peers' loops. ``asyncgo in scope``
+is ``await g.go(fn)`` with the block inside an anyio cancel scope: on asyncio
+and uvloop the group then registers each task with anyio at spawn, so that the
+scope's cancellation and deadline reach it directly (with no anyio scope around
+the block, as in the other rows, nothing outside can, and it does not).
 
 Benchmarks (issue #4):
 
@@ -70,6 +74,13 @@ async def asyncgo_go(n: int, fn: Callable[[], Awaitable[None]]) -> None:
             await g.go(fn)
 
 
+async def asyncgo_go_in_scope(n: int, fn: Callable[[], Awaitable[None]]) -> None:
+    with anyio.CancelScope():
+        async with Group() as g:
+            for _ in range(n):
+                await g.go(fn)
+
+
 async def asyncgo_try_go(n: int, fn: Callable[[], Awaitable[None]]) -> None:
     async with Group() as g:
         for _ in range(n):
@@ -97,7 +108,11 @@ async def anyio_taskgroup(n: int, fn: Callable[[], Awaitable[None]]) -> None:
 
 
 def spawn_peers(backend: str) -> list[tuple[str, Spawner]]:
-    impls: list[tuple[str, Spawner]] = [("asyncgo", asyncgo_go), ("asyncgo try_go", asyncgo_try_go)]
+    impls: list[tuple[str, Spawner]] = [
+        ("asyncgo", asyncgo_go),
+        ("asyncgo try_go", asyncgo_try_go),
+        ("asyncgo in scope", asyncgo_go_in_scope),
+    ]
     if backend in ("asyncio", "uvloop"):
         impls.append(("asyncio.TaskGroup", asyncio_taskgroup))
     if backend == "trio":
@@ -259,7 +274,9 @@ def main() -> None:
                             "asyncgo: `await g.go(f)`, which yields to the scheduler once per "
                             "256 spawns (the anti-starvation budget of every asyncgo fast "
                             "path); asyncgo try_go: `g.try_go(f)`, which never yields, like "
-                            "the peers' loops"
+                            "the peers' loops; asyncgo in scope: `await g.go(f)` with the block "
+                            "inside an anyio cancel scope (asyncio: each task is registered "
+                            "with anyio, so that the scope reaches it)"
                         )
                     else:
                         extra["limit"] = LIMIT
@@ -272,7 +289,8 @@ def main() -> None:
                     bench, name, backend, count / statistics.median(times[name]), "tasks/s", **extra
                 )
 
-        peers = [p for p in spawn_peers(backend) if p[0] != "asyncgo try_go"]
+        variants = ("asyncgo try_go", "asyncgo in scope")  # (first_error: asyncgo once)
+        peers = [p for p in spawn_peers(backend) if p[0] not in variants]
         times = {name: [] for name, _ in peers}
         for _ in range(rounds):
             for name, spawner in peers:
