@@ -13,6 +13,7 @@ import inspect
 import math
 import sys
 import traceback
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -899,6 +900,35 @@ async def test_a_nested_group_entered_in_an_eager_first_step_is_enclosed(
     finally:
         loop.set_task_factory(old)
     assert log == [f"leaf deadline {outer.deadline}", "leaf cancelled", "mid shield done"]
+
+
+async def test_cancelled_tasks_are_freed_without_the_cycle_collector(
+    anyio_backend_name: str,
+) -> None:
+    """A task that ends by cancellation keeps its exception, whose traceback holds
+    the frames it ran: none of the group's frames may name the task, or every
+    cancelled task (and its anyio state) lives on until a full garbage collection."""
+    if anyio_backend_name != "asyncio":
+        pytest.skip("asyncio's task objects")
+    refs: list[Any] = []
+
+    async def blocked() -> None:
+        refs.append(weakref.ref(asyncio.current_task()))  # type: ignore[arg-type]
+        await anyio.sleep_forever()
+
+    gc.disable()
+    try:
+        with pytest.raises(Boom):
+            async with Group() as g:
+                for _ in range(10):
+                    await g.go(blocked)
+                await anyio.wait_all_tasks_blocked()
+                await g.go(fail, Boom())
+        await anyio.lowlevel.checkpoint()  # (the loop drops its last references)
+        assert len(refs) == 10
+        assert [r for r in refs if r() is not None] == []
+    finally:
+        gc.enable()
 
 
 async def test_block_with_no_anyio_scope_around_it(anyio_backend_name: str) -> None:

@@ -313,15 +313,14 @@ class AsyncioCore:
                 h._wake()
             if self._group._limit is not None:
                 self._group._release()
-            t = h._task
-            if t is not None:
+            cs = self._cscope
+            if cs is not None and h._task is not None:
                 # A done task left in an anyio scope would make older anyio retry forever.
                 # (It ends in the scope it was put in: any scope it entered is exited.)
-                cs = self._cscope
-                if cs is not None:
-                    cs._tasks.discard(t)
-                    if self._dead is not None:
-                        self._dead._tasks.discard(t)
+                # No local names the task: the frame is in its exception's traceback.
+                cs._tasks.discard(h._task)
+                if self._dead is not None:
+                    self._dead._tasks.discard(h._task)
             h._task = None  # a finished task holds its frames (and its cancellation's)
             if not live:
                 w = self._waiter
