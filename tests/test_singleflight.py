@@ -665,37 +665,15 @@ async def test_a_stray_cancellation_from_fn_reaches_its_callers_only() -> None:
     assert be.cancelled == 0
 
 
-async def test_the_group_still_cancels_its_calls_when_an_outer_scope_is_cancelled() -> None:
+@pytest.mark.parametrize("body", ["waits", "shielded"])
+async def test_the_group_still_cancels_its_calls_when_an_outer_scope_is_cancelled(
+    body: str, registration: str
+) -> None:
     """A genuine cancellation (an enclosing scope of the block) is still one: the call
-    is cancelled and its callers outside are told the Group was shut down."""
-    be = Backend()
-    errors: list[BaseException] = []
-
-    async def outside_caller(sf: singleflight.Group) -> None:
-        try:
-            await sf.do("k", be.fetch, "k")
-        except RuntimeError as exc:
-            errors.append(exc)
-
-    reached: list[str] = []
-    async with anyio.create_task_group() as outer:
-        with anyio.CancelScope() as scope:
-            async with singleflight.Group() as sf:
-                outer.start_soon(outside_caller, sf)
-                await anyio.wait_all_tasks_blocked()
-                scope.cancel()
-                await anyio.sleep_forever()
-            reached.append("not reached")
-    assert scope.cancelled_caught
-    assert reached == []
-    assert be.cancelled == 1
-    assert len(errors) == 1 and "was shut down" in str(errors[0])
-
-
-async def test_an_outer_scope_cancels_a_call_while_the_body_is_shielded(registration: str) -> None:
-    """A scope around the block reaches the calls at once (trio's rule, on every
-    backend), not only once the block's owner has been cancelled."""
-    if registration == "lazy":
+    is cancelled and its callers outside are told the Group was shut down. The scope
+    reaches the calls at once (trio's rule, on every backend), also while the body
+    is shielded, not only once the block's owner has been cancelled."""
+    if body == "shielded" and registration == "lazy":
         pytest.skip("forced lazy registration: no scope around the block in production")
     be = Backend()
     errors: list[BaseException] = []
@@ -709,18 +687,24 @@ async def test_an_outer_scope_cancels_a_call_while_the_body_is_shielded(registra
         finally:
             told.set()
 
+    reached: list[str] = []
     async with anyio.create_task_group() as outer:
         with anyio.CancelScope() as scope:
             async with singleflight.Group() as sf:
                 outer.start_soon(outside_caller, sf)
                 await anyio.wait_all_tasks_blocked()
                 scope.cancel()
+                if body == "waits":
+                    await anyio.sleep_forever()
                 with anyio.CancelScope(shield=True), anyio.move_on_after(30) as guard:
                     await told.wait()  # before: the call ran on until the body ended
                 assert not guard.cancelled_caught
+            reached.append("not reached")
     assert scope.cancelled_caught
+    assert reached == []
     assert be.cancelled == 1 and be.running == 0
-    assert len(errors) == 1 and "a cancel scope around" in str(errors[0])
+    assert len(errors) == 1 and "was shut down" in str(errors[0])
+    assert "a cancel scope around" in str(errors[0])
 
 
 async def test_a_call_sees_the_deadline_around_the_block(registration: str) -> None:
