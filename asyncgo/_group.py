@@ -503,7 +503,7 @@ class Group:
             raise first
         finally:
             first.__context__ = context  # raising here must not chain it to the body's exc
-            del first, context
+            del first, context, cancel_exc, exc
 
     # -- internals ------------------------------------------------------------------------
 

@@ -1121,7 +1121,10 @@ class _Stream(Generic[T]):
             run.delivered = True
             raise run.error
         if cancelled is not None:
-            raise cancelled
+            try:
+                raise cancelled
+            finally:
+                del cancelled, exc  # this frame is in its traceback
         return False
 
     # -- the consumer's side: async generators, no task group or scope inside -------

@@ -916,6 +916,61 @@ async def test_cancelled_tasks_are_freed_without_the_cycle_collector(
         gc.enable()
 
 
+@pytest.mark.parametrize("where", ["group", "stream"])
+async def test_an_owner_cancelled_at_exit_leaves_no_cycle(
+    anyio_backend_name: str, where: str
+) -> None:
+    """The frames of a task cancelled while its ``async with Group()`` (or a pipeline's
+    ``stream()``) waits at exit are freed by refcounting: no exit frame keeps naming
+    the cancellation, whose traceback holds it (a cycle through every frame of the
+    task, and their locals, until a full garbage collection)."""
+    if anyio_backend_name != "asyncio":
+        pytest.skip("asyncio's frames")
+    import asyncgo._backend as backend
+    from asyncgo import pipeline
+
+    class Payload:
+        pass
+
+    refs: list[Any] = []
+
+    async def source() -> Any:
+        await anyio.sleep_forever()
+        yield 1  # pragma: no cover
+
+    async def owner() -> None:
+        payload = Payload()
+        refs.append(weakref.ref(payload))
+        if where == "group":
+            async with Group() as g:
+                await g.go(anyio.sleep_forever)
+        else:
+            async with pipeline(source()).stream() as items:
+                async for _ in items:  # pragma: no cover
+                    pass
+
+    gc.collect()
+    gc.disable()
+    try:
+        async with anyio.create_task_group() as tg:
+            scope = anyio.CancelScope()
+
+            async def run() -> None:
+                with scope:
+                    await owner()
+
+            tg.start_soon(run)
+            await anyio.wait_all_tasks_blocked()
+            scope.cancel()
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+        backend._states.clear()  # (bounded caches of recent tasks, not cycles)
+        backend._RUNNING_IN.clear()
+        assert refs[0]() is None
+    finally:
+        gc.enable()
+
+
 async def test_block_with_no_anyio_scope_around_it(anyio_backend_name: str) -> None:
     """In a task that anyio knows nothing of (``asyncio.run``'s main task, a plain
     ``create_task``), no anyio scope encloses the block: the tasks are registered with

@@ -426,9 +426,12 @@ class AsyncioCore:
         if cancel_exc is not None:
             # Our scope takes back its own cancellation (and its Task.cancel() counts);
             # anything else -- an enclosing scope, a native cancel -- propagates.
-            if scope.__exit__(type(cancel_exc), cancel_exc, cancel_exc.__traceback__):
-                return None
-            return cancel_exc
+            try:
+                if scope.__exit__(type(cancel_exc), cancel_exc, cancel_exc.__traceback__):
+                    return None
+                return cancel_exc
+            finally:
+                cancel_exc = exc = None  # this frame is in its traceback
         scope.__exit__(None, None, None)
         return None
 

@@ -571,16 +571,21 @@ async def wait_all_blocked() -> None:
     delay = 0.0
     while True:
         await sleep(delay)
-        for t in asyncio.all_tasks(loop):
-            if t is me:
-                continue
-            w = getattr(t, "_fut_waiter", None)
-            if w is None or w.done():
-                break
-        else:
+        if _all_blocked(loop, me):
             return
         # Busy: look again after a short, growing pause (anyio polls every 0.1 s).
         delay = min(delay * 2 or 0.001, 0.1)
+
+
+def _all_blocked(loop: asyncio.AbstractEventLoop, me: object) -> bool:
+    # (A function of its own: no local of the waiting frame holds a task while it
+    # sleeps, which would keep a task that ends meanwhile, and its frames, alive.)
+    for t in asyncio.all_tasks(loop):
+        if t is not me:
+            w = getattr(t, "_fut_waiter", None)
+            if w is None or w.done():
+                return False
+    return True
 
 
 async def sleep(seconds: float) -> None:
