@@ -1096,7 +1096,14 @@ class _Stream(Generic[T]):
         if exc is not None and not isinstance(exc, get_cancelled_exc_class()):
             # Wait for the tasks without handing the consumer's exception to the task
             # group, which would wrap it in an ExceptionGroup: it propagates as itself.
-            await tg.__aexit__(None, None, None)
+            try:
+                await tg.__aexit__(None, None, None)
+            except get_cancelled_exc_class():
+                # The consumer is being cancelled too (trio's task group exit is a
+                # checkpoint): its exception wins, as errors win over cancellation in
+                # `Group` -- e.g. a stage's KeyboardInterrupt it was handed. The tasks
+                # have ended; the cancellation comes again at the next checkpoint.
+                pass
         elif exc is not None:
             # A cancellation: the task group must see it (its cancel-scope accounting),
             # but it is not ours to swallow -- our tasks never cancel the group's own

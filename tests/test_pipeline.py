@@ -709,12 +709,15 @@ def _fatal_on_teardown(items: AsyncIterator[int]) -> AsyncIterator[int]:
 async def test_a_fatal_error_in_a_nested_pipelines_teardown_is_not_dropped(make: Any) -> None:
     """A pipeline used as a source (or merged) is stopped by the outer one's
     cancellation: a BaseException its stage raises then comes out, as it does from
-    a stage of the outer pipeline."""
-    with pytest.raises(Fatal, match="teardown"):
-        async with make().stream() as items:
-            async for x in items:
-                if x == 3:
-                    break
+    a stage of the outer pipeline -- also when it reaches the inner stream's consumer
+    while that task is being cancelled (trio's task group exit, a checkpoint, used to
+    replace it with the cancellation, in about one run in eight: hence the rounds)."""
+    for _ in range(30):
+        with pytest.raises(Fatal, match="teardown"):
+            async with make().stream() as items:
+                async for x in items:
+                    if x == 3:
+                        break
 
 
 async def test_first_error_wins() -> None:
