@@ -302,18 +302,11 @@ async def poll_empty(impl: str, n: int) -> float:
         for _ in range(n):
             if (await select(recv(ch), default=True)).index >= 0:
                 found += 1
-    elif impl == "asyncio.Queue":
-        q: asyncio.Queue[Any] = asyncio.Queue(1)
-        get, empty = q.get_nowait, asyncio.QueueEmpty
-        t0 = perf_counter()
-        for _ in range(n):
-            try:
-                get()
-                found += 1
-            except empty:
-                pass
     else:
-        if impl == "anyio stream":
+        if impl == "asyncio.Queue":
+            q: asyncio.Queue[Any] = asyncio.Queue(1)
+            get2, empty2 = q.get_nowait, asyncio.QueueEmpty
+        elif impl == "anyio stream":
             _tx, rx = anyio.create_memory_object_stream[Any](1)
             get2, empty2 = rx.receive_nowait, anyio.WouldBlock
         else:
