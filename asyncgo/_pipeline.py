@@ -1102,7 +1102,9 @@ class _Stream(Generic[T]):
                 # The consumer is being cancelled too (trio's task group exit is a
                 # checkpoint): its exception wins, as errors win over cancellation in
                 # `Group` -- e.g. a stage's KeyboardInterrupt it was handed. The tasks
-                # have ended; the cancellation comes again at the next checkpoint.
+                # have ended; a cancel scope's cancellation comes again at the next
+                # checkpoint (a native Task.cancel() is dropped, as asyncio.TaskGroup
+                # drops it when its body raised an error).
                 pass
         elif exc is not None:
             # A cancellation: the task group must see it (its cancel-scope accounting),
