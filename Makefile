@@ -7,12 +7,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench-smoke test313 bench bench-report docs clean
+.PHONY: demo test lint typecheck pytest bench-smoke test313 bench bench-report docs upgrade-deps clean
 
-$(STAMP): pyproject.toml
+EXTRAS := dev,bench,docs,fastapi,aiohttp,otel
+
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench,docs,fastapi,aiohttp,otel]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -45,6 +47,19 @@ bench: $(STAMP)
 
 bench-report: $(STAMP)
 	$(PY) benchmarks/run.py --report-only
+
+# Rewrite constraints.txt from the newest releases on the index (then run make test).
+upgrade-deps:
+	rm -rf .venv-upgrade
+	$(PYTHON) -m venv .venv-upgrade
+	.venv-upgrade/bin/python -m pip install --quiet --upgrade pip
+	.venv-upgrade/bin/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	sed -n '/^#/p;/^$$/q' constraints.txt > .constraints.new
+	echo >> .constraints.new
+	.venv-upgrade/bin/python -m pip freeze --exclude-editable >> .constraints.new
+	mv .constraints.new constraints.txt
+	rm -rf .venv-upgrade
+	@echo "constraints.txt updated: run make test (a fresh .venv is built from it)"
 
 clean:
 	rm -rf $(VENV) .venv313 .pytest_cache .mypy_cache .ruff_cache

@@ -14,10 +14,10 @@ if [ -z "$py" ]; then
   exit 0
 fi
 echo "test313: running the suite on $("$py" --version) ($py)"
-if [ ! -f .venv313/.installed ] || [ pyproject.toml -nt .venv313/.installed ]; then
+if [ ! -f .venv313/.installed ] || [ pyproject.toml -nt .venv313/.installed ] || [ constraints.txt -nt .venv313/.installed ]; then
   "$py" -m venv .venv313
   .venv313/bin/python -m pip install --quiet --upgrade pip
-  .venv313/bin/python -m pip install --quiet -e '.[dev,fastapi,aiohttp,otel]'
+  .venv313/bin/python -m pip install --quiet -c constraints.txt -e '.[dev,fastapi,aiohttp,otel]'
   touch .venv313/.installed
 fi
 .venv313/bin/python -m pytest -q -p no:cacheprovider -n 2
