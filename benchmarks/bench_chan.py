@@ -28,6 +28,11 @@ Benchmarks (issue #2):
   and catch the exception. asyncgo's poll is a cancel point (and yields every few
   hundred polls); the peers' never are.
 
+* ``recv_nowait_empty`` / ``nowait_pair``: the same poll with ``ch.recv_nowait()``
+  and ``except WouldBlock``, like for like with the peers' ``*_nowait`` receive;
+  and a ``send_nowait`` + ``recv_nowait`` pair on a buffered channel (capacity
+  16), pairs/s. Neither is a cancel point, for asyncgo or the peers.
+
 * ``*_plain_tasks`` (asyncio, uvloop; informational): ping-pong, buffered 1→1
   and 4→4 MPMC again, asyncgo against ``asyncio.Queue``, with the tasks started by
   ``asyncio.create_task`` and awaited with ``asyncio.gather`` -- what a plain
@@ -53,7 +58,7 @@ import anyio
 from _harness import check, emit, parse_args, run
 from _harness import timed_tasks as timed_anyio_tasks
 
-from asyncgo import Chan, recv, select
+from asyncgo import Chan, WouldBlock, recv, select
 
 Send = Callable[[Any], Awaitable[None]]
 Recv = Callable[[], Awaitable[Any]]
@@ -326,6 +331,41 @@ async def poll_empty(impl: str, n: int) -> float:
     return n / elapsed
 
 
+def nowait_ops(impl: str, n: int, pair: bool) -> float:
+    """Non-blocking operations/s: a receive on an empty channel, or a send + receive pair."""
+    if impl == "asyncgo":
+        ch = Chan[Any](16)
+        put, get, empty = ch.send_nowait, ch.recv_nowait, WouldBlock
+    elif impl == "asyncio.Queue":
+        q: asyncio.Queue[Any] = asyncio.Queue(16)
+        put, get, empty = q.put_nowait, q.get_nowait, asyncio.QueueEmpty
+    elif impl == "anyio stream":
+        tx, rx = anyio.create_memory_object_stream[Any](16)
+        put, get, empty = tx.send_nowait, rx.receive_nowait, anyio.WouldBlock
+    else:
+        import trio
+
+        ttx, trx = trio.open_memory_channel[Any](16)
+        put, get, empty = ttx.send_nowait, trx.receive_nowait, trio.WouldBlock
+    found = 0
+    t0 = perf_counter()
+    if pair:
+        for i in range(n):
+            put(i)
+            found += get() == i
+    else:
+        for _ in range(n):
+            try:
+                get()
+                found += 1
+            except empty:
+                pass
+    elapsed = perf_counter() - t0
+    want = n if pair else 0
+    check(found == want, f"nowait/{impl}: {found} items matched, expected {want}")
+    return n / elapsed
+
+
 # -- driver ----------------------------------------------------------------------------
 
 
@@ -399,6 +439,16 @@ def main() -> None:
             await poll_empty(name, warm)
             v = await poll_empty(name, n_poll)
             emit("poll_empty", name, backend, v, "polls/s", n=n_poll)
+        for bench, pair, unit in (
+            ("recv_nowait_empty", False, "polls/s"),
+            ("nowait_pair", True, "pairs/s"),
+        ):
+            for name, _make in impls:
+                if name == "asyncgo recv":
+                    continue
+                nowait_ops(name, warm, pair)
+                v = nowait_ops(name, n_poll, pair)
+                emit(bench, name, backend, v, unit, n=n_poll)
 
         # The same three again with plain asyncio tasks (informational).
         if backend in ("asyncio", "uvloop"):
