@@ -1,13 +1,13 @@
 # asyncgo developer commands. On a fresh machine with only Python 3.11+:
 #   make demo   -- virtualenv, install, run the showcase on asyncio, uvloop and trio
 #   make test   -- virtualenv, install, ruff + mypy --strict + pytest on all backends
-#                  (and the suite again on Python 3.13 when one is installed)
+#                  (and the suite again on Python 3.12 and 3.13 when they are installed)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench-smoke test313 bench bench-report docs upgrade-deps clean
+.PHONY: demo test lint typecheck pytest bench-smoke test312 test313 bench bench-report docs upgrade-deps clean
 
 EXTRAS := dev,bench,docs,fastapi,aiohttp,otel
 
@@ -30,10 +30,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -n 2
 
-test: lint typecheck pytest bench-smoke test313
+test: lint typecheck pytest bench-smoke test312 test313
+
+test312:
+	@bash .ci/pyversion.sh 3.12
 
 test313:
-	@bash .ci/py313.sh
+	@bash .ci/pyversion.sh 3.13
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
@@ -62,4 +65,4 @@ upgrade-deps:
 	@echo "constraints.txt updated: run make test (a fresh .venv is built from it)"
 
 clean:
-	rm -rf $(VENV) .venv313 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv312 .venv313 .pytest_cache .mypy_cache .ruff_cache
