@@ -554,6 +554,28 @@ async def test_send_cancelled_while_parked_delivered_nothing(cap: int) -> None:
     assert len(ch) == 0
 
 
+@pytest.mark.parametrize("cap", [0, 1])
+async def test_recv_nowait_after_close_skips_a_cancelled_sender(cap: int) -> None:
+    """A cancelled sender still queued when the channel closes: recv_nowait() drains the
+    buffer, then raises ChanClosed (not WouldBlock, and never the cancelled value)."""
+    ch = Chan[int](cap)
+    if cap:
+        ch.send_nowait(1)
+    sent: list[int] = []
+    async with anyio.create_task_group() as tg:
+        scope = await tg.start(send_in_cancel_scope, ch, 2, sent)
+        await anyio.wait_all_tasks_blocked()
+        scope.cancel()
+        ch.close()  # before the cancelled sender has run again
+        if cap:
+            assert ch.recv_nowait() == 1
+        with pytest.raises(ChanClosed):
+            ch.recv_nowait()
+    with pytest.raises(ChanClosed):
+        ch.recv_nowait()
+    assert sent == []
+
+
 async def test_cancelled_receivers_in_the_middle_keep_fifo_order() -> None:
     """Cancel every other one of many parked receivers (forcing queue compaction)."""
     ch = Chan[int]()
