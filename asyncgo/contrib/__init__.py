@@ -19,11 +19,18 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
 from .._chan import Chan, SendChan
-from .._context import Context
+from .._context import CancelCauseFunc, Context, with_cancel_cause, with_timeout
 from .._group import Group
 from .._pipeline import Pipeline
 
-__all__ = ["ClientDisconnected", "StreamSource", "effective_timeout", "encode_sse", "pump"]
+__all__ = [
+    "ClientDisconnected",
+    "StreamSource",
+    "effective_timeout",
+    "encode_sse",
+    "new_request_context",
+    "pump",
+]
 
 #: What a streaming response can stream: a pipeline, a channel or any async
 #: iterable, or a producer ``async def produce(tx: SendChan) -> None`` that the
@@ -58,6 +65,22 @@ def effective_timeout(default: float | None, header_value: str | None) -> float 
     if not math.isfinite(t) or t < 0:
         return default
     return t if default is None else min(default, t)
+
+
+def new_request_context(parent: Context, timeout: float | None) -> tuple[Context, CancelCauseFunc]:
+    """A request's context and its ``cancel(cause)``: a child of *parent*, done
+    *timeout* seconds from now (None: no deadline of its own).
+
+    What ``with_timeout(with_cancel_cause(parent)[0], timeout)`` would give, in one
+    context instead of two (the middlewares make one per request): ``err()`` is
+    `DeadlineExceeded` once the deadline passes; ``cancel(ClientDisconnected())``
+    makes it `Canceled` with that cause -- unless the deadline had already passed,
+    which then wins, as Go's timer would have fired first.
+    """
+    if timeout is None:
+        return with_cancel_cause(parent)
+    ctx = with_timeout(parent, timeout)[0]
+    return ctx, ctx._cancel  # (the node's cancel takes a cause, as with_cancel_cause's does)
 
 
 def encode_sse(item: object, *, event: str | None = None) -> bytes:

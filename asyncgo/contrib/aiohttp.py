@@ -42,10 +42,17 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from .._context import Context, current, with_cancel_cause, with_timeout
+from .._context import Context, current
 from .._debug_http import aiohttp_handler as _debug_handler
 from .._exceptions import Canceled, DeadlineExceeded
-from . import ClientDisconnected, StreamSource, effective_timeout, encode_sse, pump
+from . import (
+    ClientDisconnected,
+    StreamSource,
+    effective_timeout,
+    encode_sse,
+    new_request_context,
+    pump,
+)
 
 __all__ = [
     "CONTEXT_KEY",
@@ -107,14 +114,8 @@ def context_middleware(
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        base, disconnect = with_cancel_cause(current() if parent is None else parent)
         t = effective_timeout(timeout, None if header is None else request.headers.get(header))
-        ctx: Context
-        stop: Callable[[], None]
-        if t is None:
-            ctx, stop = base, disconnect
-        else:
-            ctx, stop = with_timeout(base, t)
+        ctx, disconnect = new_request_context(current() if parent is None else parent, t)
         request[CONTEXT_KEY] = ctx
         request[_DISCONNECT_KEY] = disconnect
         loop = asyncio.get_running_loop()
@@ -178,7 +179,6 @@ def context_middleware(
         finally:
             if poller is not None:
                 poller.cancel()
-            stop()
             disconnect()
 
     return middleware

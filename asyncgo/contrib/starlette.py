@@ -43,10 +43,17 @@ from typing import Any
 import anyio
 from starlette.responses import Response
 
-from .._context import Context, _current, current, with_cancel_cause, with_timeout
+from .._context import Context, _current, current
 from .._debug_http import asgi_app as _debug_asgi_app
 from .._exceptions import Canceled, DeadlineExceeded
-from . import ClientDisconnected, StreamSource, effective_timeout, encode_sse, pump
+from . import (
+    ClientDisconnected,
+    StreamSource,
+    effective_timeout,
+    encode_sse,
+    new_request_context,
+    pump,
+)
 
 __all__ = [
     "CONTEXT_KEY",
@@ -126,14 +133,7 @@ class ContextMiddleware:
             return
         arrival = _current.get()
         parent = current() if self._parent is None else self._parent
-        base, disconnect = with_cancel_cause(parent)
-        t = self._timeout_of(scope)
-        ctx: Context
-        stop: Callable[[], None]
-        if t is None:
-            ctx, stop = base, disconnect
-        else:
-            ctx, stop = with_timeout(base, t)
+        ctx, disconnect = new_request_context(parent, self._timeout_of(scope))
         scope[CONTEXT_KEY] = ctx
         state = scope.setdefault("state", {})
         state[CONTEXT_KEY] = ctx
@@ -183,7 +183,6 @@ class ContextMiddleware:
             if not started and isinstance(ctx.err(), DeadlineExceeded):
                 await self._send_timeout(send)
         finally:
-            stop()
             disconnect()
 
     async def _run_asyncio(
