@@ -62,7 +62,7 @@ upgrade-deps:
 	.venv-upgrade/bin/python -m pip freeze --exclude-editable >> .constraints.new
 	mv .constraints.new constraints.txt
 	rm -rf .venv-upgrade
-	@echo "constraints.txt updated: run make test (a fresh .venv is built from it)"
+	@echo "constraints.txt updated: run make test (it moves .venv to the new pins)"
 
 clean:
 	rm -rf $(VENV) .venv312 .venv313 .pytest_cache .mypy_cache .ruff_cache

@@ -19,7 +19,14 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
 from .._chan import Chan, SendChan
-from .._context import CancelCauseFunc, Context, with_cancel_cause, with_timeout
+from .._context import (
+    CancelCauseFunc,
+    Context,
+    _CauseCancelPair,
+    _tuple_new,
+    with_cancel_cause,
+    with_timeout,
+)
 from .._group import Group
 from .._pipeline import Pipeline
 
@@ -80,7 +87,9 @@ def new_request_context(parent: Context, timeout: float | None) -> tuple[Context
     if timeout is None:
         return with_cancel_cause(parent)
     ctx = with_timeout(parent, timeout)[0]
-    return ctx, ctx._cancel  # (the node's cancel takes a cause, as with_cancel_cause's does)
+    # The node's own cancel takes a cause, as the one with_cancel_cause hands out; the
+    # pair is the same context manager (cancel on exit) in both cases.
+    return _tuple_new(_CauseCancelPair, (ctx, ctx._cancel))
 
 
 def encode_sse(item: object, *, event: str | None = None) -> bytes:

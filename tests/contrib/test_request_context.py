@@ -41,7 +41,8 @@ async def test_with_timeout_the_deadline_ends_it() -> None:
 
 async def test_a_disconnect_after_an_unnoticed_deadline_leaves_deadline_exceeded() -> None:
     """Nobody looked at the context after its deadline passed: the deadline still wins
-    (Go's timer would have fired first), not the later disconnect."""
+    (Go's timer would have fired first), not the later disconnect -- as with the two
+    contexts the middlewares made before."""
     ctx, cancel = new_request_context(background(), 0.01)
     await anyio.sleep(0.05)  # past the deadline; nothing has read the context
     cancel(ClientDisconnected())
@@ -65,3 +66,10 @@ async def test_the_cancel_function_rejects_a_non_exception_cause() -> None:
             cancel("gone")  # type: ignore[arg-type]
         assert ctx.err() is None
         cancel()
+
+
+async def test_the_pair_cancels_on_leaving_a_with_block() -> None:
+    for timeout in (None, 30.0):
+        with new_request_context(background(), timeout) as ctx:
+            assert ctx.err() is None
+        assert isinstance(ctx.err(), Canceled)
