@@ -772,17 +772,25 @@ async def test_enclosing_deadline_cancels_a_task_with_a_shielded_body(registrati
     assert live.now == 0
 
 
-async def test_enclosing_scope_reaches_an_eager_task_in_its_own_scope(
+def _skip_unless_eager_and_enrolled(
     anyio_backend: tuple[str, dict[str, object]], registration: str
 ) -> None:
-    """A task that an eager task factory ran into a scope of its own inside the
-    spawn is put under the group's scope as well."""
+    """The eager-task tests need asyncio's eager task factory on asyncio's own loop,
+    with tasks registered at spawn (an anyio scope around the block)."""
     if not hasattr(asyncio, "eager_task_factory"):
         pytest.skip("eager tasks need Python 3.12+")
     if anyio_backend[0] != "asyncio" or anyio_backend[1].get("use_uvloop"):
         pytest.skip("asyncio's eager task factory, on asyncio's own loop")
     if registration == "lazy":
         pytest.skip("forced lazy registration: no scope around the block in production")
+
+
+async def test_enclosing_scope_reaches_an_eager_task_in_its_own_scope(
+    anyio_backend: tuple[str, dict[str, object]], registration: str
+) -> None:
+    """A task that an eager task factory ran into a scope of its own inside the
+    spawn is put under the group's scope as well."""
+    _skip_unless_eager_and_enrolled(anyio_backend, registration)
     ended = anyio.Event()
     reached: list[str] = []
 
@@ -846,12 +854,7 @@ async def test_a_nested_group_entered_in_an_eager_first_step_is_enclosed(
     registered the task) has no scope around it yet; once the outer group puts the
     task under its own, the inner group's tasks see the enclosing deadline and are
     cancelled by it while the middle body is shielded."""
-    if not hasattr(asyncio, "eager_task_factory"):
-        pytest.skip("eager tasks need Python 3.12+")
-    if anyio_backend[0] != "asyncio" or anyio_backend[1].get("use_uvloop"):
-        pytest.skip("asyncio's eager task factory, on asyncio's own loop")
-    if registration == "lazy":
-        pytest.skip("forced lazy registration: no scope around the block in production")
+    _skip_unless_eager_and_enrolled(anyio_backend, registration)
     log: list[str] = []
     leaf_ended = anyio.Event()
 
