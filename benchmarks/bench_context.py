@@ -16,7 +16,8 @@ Benchmarks:
   ``with anyio.fail_after(10): ...``, and the operation alone as a baseline.
 * ``timeout_select_done``: Go's idiom, ``select(recv(ch), recv(ctx.done()))``
   under ``with_timeout`` -- which arms a real timer on the loop for the
-  deadline -- against ``fail_after`` around a plain ``recv``.
+  deadline -- against ``fail_after`` around a plain send + ``recv`` (the same peer
+  as in ``timeout_fast_op``, timed again).
 
 Every timed section runs three times in the process; the best is reported.
 """

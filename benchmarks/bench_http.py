@@ -3,16 +3,19 @@
     .venv/bin/python benchmarks/bench_http.py --backend asyncio|uvloop [--quick]
 
 The server is uvicorn, one worker, in a subprocess (h11, access log off), on
-127.0.0.1 and a free port; the event loop is asyncio's or uvloop's (``--backend``;
-trio is not supported by uvicorn: nothing is measured). The load generator is an
-aiohttp client in this process: *concurrency* keep-alive connections, a fixed
+127.0.0.1 and a free port; the server's event loop is asyncio's or uvloop's
+(``--backend``; trio is not supported by uvicorn: nothing is measured). The load
+generator is an aiohttp client in this process, on a plain asyncio loop whatever the
+backend: *concurrency* keep-alive connections, a fixed
 number of ``GET /`` requests (warm-up first), each latency timed.
 
 Implementations:
 
-* ``starlette``: ``Starlette(routes=[Route("/", plain_text)])``;
+* ``starlette``: ``Starlette(routes=[Route("/", hello)])``, ``hello`` returning
+  ``PlainTextResponse("hello")``;
 * ``asyncgo``: the same app wrapped in ``asyncgo.contrib.starlette.ContextMiddleware``
-  (a Context with a deadline, a disconnect watcher task, the app run in ``ctx.scope()``).
+  with ``timeout=30.0`` (a Context with a deadline, a disconnect watcher task, the app
+  run in ``ctx.scope()``).
 
 Benchmarks: ``http_rps`` (requests/s, higher is better) and ``http_p99`` (ms,
 lower is better). The two servers run alternately, ``reps`` times each, and the

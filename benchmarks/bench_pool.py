@@ -7,39 +7,45 @@ Usage::
 One JSON object per line on stdout (the protocol of ``benchmarks/run.py``); progress
 on stderr. Benchmarks:
 
-* ``pool_io_1ms``: the seed article's worker-pool table: 1000 jobs that each sleep
-  1 ms, run one after the other (``serial``) and on 10 and 100 workers (``extra.workers``):
-  ``WorkerPool`` (jobs submitted one by one, results awaited through the handles),
-  ``aiometer`` (``amap(max_at_once=N)``), a hand-written pool of N tasks on an
-  ``asyncio.Queue`` (asyncio, uvloop) and ``task group (floor)``: N tasks each running
-  its share back to back, no queue at all. Value: jobs/s. ``metrics.speedup`` =
-  serial time / time, ``metrics.efficiency`` = speed-up / N (the article's Go pool:
-  ~95% at 100 workers), ``metrics.of_ideal`` = (1000 x 1 ms / N) / time.
-* ``pool_fanout_100us``: the article's fan-out table: 100 jobs of 100 us (a sleep) on
-  1, 4 and 8 workers; same metrics. Distorted by the event loops' timers, so reported
-  but not judged: asyncio waits for timers in whole milliseconds (``epoll`` timeouts
-  are rounded up), so a 100 us sleep takes ~1.1 ms -- and any pool that happens to keep
-  the loop busy (a ready callback makes it poll without waiting) sees its sleeps end
-  on time and looks 10x "better than ideal"; uvloop rounds the other way (a 100 us
-  timer fires on the next loop pass, ~4 us); trio is like asyncio.
-* ``pool_fanout_100us_thread``: the meaningful companion: the same 100 jobs on 1/4/8
-  workers, each blocking 100 us in a worker thread (``time.sleep`` in
-  ``anyio.to_thread.run_sync``: the OS's high-resolution timer, the GIL released), so
-  the waits really overlap and no event-loop timer is involved. It prices the pool
-  together with the thread hand-off (tens of us per job) that every implementation pays.
+* ``pool_io_1ms_w10`` / ``pool_io_1ms_w100``: the seed article's worker-pool table:
+  1000 jobs that each sleep 1 ms on 10 and 100 workers: ``WorkerPool`` (jobs submitted
+  one by one, results awaited through the handles), ``aiometer``
+  (``amap(max_at_once=N)``), a hand-written pool of N tasks on an ``asyncio.Queue``
+  (asyncio, uvloop) and ``task group (floor)``: N tasks each running its share back to
+  back, no queue at all, spawned by the loop's own group (``asyncio.TaskGroup``, a trio
+  nursery). Value: jobs/s. The jobs run one after the other are the ``serial`` row of
+  ``pool_io_1ms``. ``metrics.speedup`` = serial time / time, ``metrics.efficiency`` =
+  speed-up / N (the article's Go pool: ~95% at 100 workers), ``metrics.of_ideal`` =
+  (1000 x 1 ms / N) / time.
+* ``pool_fanout_100us_w1`` / ``_w4`` / ``_w8`` (``serial``: ``pool_fanout_100us``):
+  the article's fan-out table: 100 jobs of 100 us (a sleep) on 1, 4 and 8 workers; same
+  metrics. Distorted by the event loops' timers, so reported but not judged: asyncio
+  waits for timers in whole milliseconds (``epoll`` timeouts are rounded up), so a
+  100 us sleep takes ~1.1 ms -- and any pool that happens to keep the loop busy (a
+  ready callback makes it poll without waiting) sees its sleeps end on time and looks
+  10x "better than ideal"; uvloop rounds the other way (a 100 us timer fires on the
+  next loop pass, ~4 us); trio is like asyncio.
+* ``pool_fanout_100us_thread_w1`` / ``_w4`` / ``_w8`` (``serial``:
+  ``pool_fanout_100us_thread``): the meaningful companion: the same 100 jobs, each
+  blocking 100 us in a worker thread (``time.sleep`` in ``anyio.to_thread.run_sync``:
+  the OS's high-resolution timer, the GIL released), so the waits really overlap and no
+  event-loop timer is involved. It prices the pool together with the thread hand-off
+  (tens of us per job) that every implementation pays.
+* ``pool_overhead``: 20k trivial jobs (return at once) through each pool with 10
+  workers; value: microseconds per job (lower is better).
+* ``broadcast_1`` / ``_10`` / ``_100``: 20k values published to 1 and 10 subscribers,
+  2k to 100 (buffer 64, policy ``block``), each read by its own task; peer: one anyio
+  memory object stream per subscriber, the publisher sending to each. Value:
+  deliveries/s.
 
 Fairness: every implementation runs the same job function; serial and every pool are
-timed in the same interleaved rounds (best of the same number of runs), and each time
-includes starting and stopping the pool (the user pays for it): ``WorkerPool``'s
-``async with``, aiometer's task group, the hand-written pool's ``create_task`` and
-``gather``, the floor's task group.
-* ``pool_overhead``: trivial jobs (return at once) through each pool with 10 workers;
-  value: microseconds per job (lower is better).
-* ``broadcast``: 20k values published to 1 and 10 subscribers, 2k to 100 (buffer 64,
-  policy ``block``), each read by its own task; peer: one anyio memory object stream
-  per subscriber, the publisher sending to each. Value: deliveries/s.
+timed in the same interleaved rounds (best of the same number of runs: 5, broadcast 2),
+and each time includes starting and stopping the pool (the user pays for it):
+``WorkerPool``'s ``async with``, aiometer's task group, the hand-written pool's
+``create_task`` and ``gather``, the floor's task group.
 
-Every run checks its result (count and sum), so a lost or duplicated job is an error.
+Every run checks the sum of its results. Every job returns, and every broadcast value
+is, a positive number, so a lost or duplicated job or delivery changes the sum.
 """
 
 from __future__ import annotations
@@ -83,7 +89,7 @@ def make_thread_job(delay: float) -> Callable[[int], Awaitable[int]]:
 
     def block(x: int) -> int:
         time.sleep(delay)
-        return x
+        return x + 1
 
     async def thread_job(x: int) -> int:
         return await anyio.to_thread.run_sync(block, x)
@@ -95,13 +101,13 @@ def make_job(delay: float) -> Callable[[int], Awaitable[int]]:
     if delay <= 0:
 
         async def trivial(x: int) -> int:
-            return x
+            return x + 1
 
         return trivial
 
     async def job(x: int) -> int:
         await anyio.sleep(delay)
-        return x
+        return x + 1  # (never 0: a lost or duplicated job changes the sum)
 
     return job
 
@@ -144,16 +150,27 @@ async def run_queue_pool(job: Callable[[int], Awaitable[int]], n: int, workers: 
     return sum(results)
 
 
-async def run_floor(job: Callable[[int], Awaitable[int]], n: int, workers: int) -> int:
+async def run_floor(
+    job: Callable[[int], Awaitable[int]], n: int, workers: int, backend: str
+) -> int:
+    """The floor: `workers` tasks, each running its share of the jobs back to back, no
+    queue, spawned and joined by the event loop's own task group (the cheapest way)."""
     results: list[int] = []
 
     async def worker(k: int) -> None:
         for x in range(k, n, workers):
             results.append(await job(x))
 
-    async with anyio.create_task_group() as tg:
-        for k in range(workers):
-            tg.start_soon(worker, k)
+    if backend == "trio":
+        import trio
+
+        async with trio.open_nursery() as nursery:
+            for k in range(workers):
+                nursery.start_soon(worker, k)
+    else:
+        async with asyncio.TaskGroup() as tg:
+            for k in range(workers):
+                tg.create_task(worker(k))
     return sum(results)
 
 
@@ -168,7 +185,7 @@ async def bench_speedup(
     thread: bool = False,
 ) -> None:
     job = make_thread_job(delay) if thread else make_job(delay)
-    want = n * (n - 1) // 2
+    want = n * (n + 1) // 2
     # Serial and every pool in the same interleaved rounds: same window, same best-of-reps.
     runs: list[tuple[str, Callable[[], Awaitable[int]]]] = [("serial", lambda: run_serial(job, n))]
     per_w: dict[int, list[str]] = {}
@@ -176,7 +193,7 @@ async def bench_speedup(
         impls: list[tuple[str, Callable[[], Awaitable[int]]]] = [
             ("asyncgo", lambda w=w: run_pool(job, n, w)),  # type: ignore[misc]
             ("aiometer", lambda w=w: run_aiometer(job, n, w)),  # type: ignore[misc]
-            ("task group (floor)", lambda w=w: run_floor(job, n, w)),  # type: ignore[misc]
+            ("task group (floor)", lambda w=w: run_floor(job, n, w, backend)),  # type: ignore[misc]
         ]
         if backend != "trio":
             impls.append(("asyncio.Queue pool", lambda w=w: run_queue_pool(job, n, w)))  # type: ignore[misc]
@@ -215,7 +232,7 @@ async def bench_speedup(
 
 async def bench_overhead(backend: str, n: int, reps: int) -> None:
     job = make_job(0)
-    want = n * (n - 1) // 2
+    want = n * (n + 1) // 2
     impls: list[tuple[str, Callable[[], Awaitable[int]]]] = [
         ("asyncgo", lambda: run_pool(job, n, 10)),
         ("aiometer", lambda: run_aiometer(job, n, 10)),
@@ -246,7 +263,7 @@ async def bcast_asyncgo(m: int, subs: int) -> int:
     async with anyio.create_task_group() as tg:
         for k in range(subs):
             tg.start_soon(reader, k, bus.subscribe(buffer=64))
-        for i in range(m):
+        for i in range(1, m + 1):
             await bus.publish(i)
         bus.close()
     return sum(sums)
@@ -268,7 +285,7 @@ async def bcast_anyio(m: int, subs: int) -> int:
             tx, rx = anyio.create_memory_object_stream[int](64)
             senders.append(tx)
             tg.start_soon(reader, k, rx)
-        for i in range(m):
+        for i in range(1, m + 1):
             for tx in senders:
                 await tx.send(i)
         for tx in senders:
@@ -279,7 +296,7 @@ async def bcast_anyio(m: int, subs: int) -> int:
 async def bench_broadcast(backend: str, m_total: int, reps: int) -> None:
     for subs in (1, 10, 100):
         m = m_total if subs < 100 else m_total // 10  # the anyio peer is slow at 100
-        want = subs * m * (m - 1) // 2
+        want = subs * m * (m + 1) // 2
         impls: list[tuple[str, Callable[[], Awaitable[int]]]] = [
             ("asyncgo", lambda s=subs: bcast_asyncgo(m, s)),  # type: ignore[misc]
             ("anyio stream per subscriber", lambda s=subs: bcast_anyio(m, s)),  # type: ignore[misc]
