@@ -46,6 +46,16 @@ __all__ = [
 StreamSource = Pipeline[Any] | AsyncIterable[Any] | Callable[[SendChan[Any]], Awaitable[None]]
 
 
+def _missing_extra(module: str, extra: str, exc: ModuleNotFoundError) -> ModuleNotFoundError:
+    """The error an integration raises when its framework is not installed: it names
+    the extra that installs it (``import asyncgo.contrib.aiohttp`` without aiohttp)."""
+    package = (exc.name or "").partition(".")[0] or None  # (the distribution to install)
+    return ModuleNotFoundError(
+        f"{module} needs {package!r}, which is not installed: pip install 'asyncgo[{extra}]'",
+        name=package,
+    )
+
+
 class ClientDisconnected(Exception):
     """The cause of a request context cancelled because the client went away.
 

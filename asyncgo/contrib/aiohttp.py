@@ -39,8 +39,13 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from aiohttp import web
-from aiohttp.typedefs import Middleware
+from . import _missing_extra
+
+try:
+    from aiohttp import web
+    from aiohttp.typedefs import Middleware
+except ModuleNotFoundError as _exc:
+    raise _missing_extra(__name__, "aiohttp", _exc) from _exc
 
 from .._context import Context, current
 from .._debug_http import aiohttp_handler as _debug_handler

@@ -19,8 +19,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
-from starlette.requests import HTTPConnection
+from . import _missing_extra
+
+try:
+    from fastapi import Depends
+    from starlette.requests import HTTPConnection
+except ModuleNotFoundError as _exc:
+    raise _missing_extra(__name__, "fastapi", _exc) from _exc
 
 from .._context import Context
 from .starlette import (

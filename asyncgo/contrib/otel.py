@@ -47,8 +47,13 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
+from . import _missing_extra
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+except ModuleNotFoundError as _exc:
+    raise _missing_extra(__name__, "otel", _exc) from _exc
 
 from .._exceptions import Canceled, DeadlineExceeded, call_sync
 from .._group import Group

@@ -41,7 +41,13 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import Any
 
 import anyio
-from starlette.responses import Response
+
+from . import _missing_extra
+
+try:
+    from starlette.responses import Response
+except ModuleNotFoundError as _exc:
+    raise _missing_extra(__name__, "starlette", _exc) from _exc
 
 from .._context import Context, _current, current
 from .._debug_http import asgi_app as _debug_asgi_app
