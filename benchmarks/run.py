@@ -252,12 +252,17 @@ def aggregate(records: list[Row], run_id: str) -> list[Row]:
             row["note"] = extra0["note"]
         if extra0.get("targets"):
             row["targets"] = extra0["targets"]
-        # Keep the remaining scalar extras (sizes, capacities, ...) for the record.
-        row["extra"] = {
-            k: v
-            for k, v in extra0.items()
-            if k not in ("note", "targets", "metrics", "lower_is_better")
-        }
+        # Keep the remaining extras for the record: sizes and capacities (the same in
+        # every repetition), and measured numbers (vs_off, ratio_vs_plain, warmup_s...),
+        # which, like the value, are the median over the repetitions, not the first.
+        row["extra"] = {}
+        for k, v in extra0.items():
+            if k in ("note", "targets", "metrics", "lower_is_better"):
+                continue
+            nums = [r["extra"].get(k) for r in recs]
+            if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in nums):
+                v = statistics.median(nums)
+            row["extra"][k] = v
         rows.append(row)
     return rows
 
