@@ -53,6 +53,7 @@ __all__ = [
     "check",
     "emit",
     "parse_args",
+    "floor_tasks",
     "run",
     "timed_tasks",
 ]
@@ -135,3 +136,29 @@ async def timed_tasks(
     if len(ends) != len(tasks):  # pragma: no cover - a task raised: the group re-raised it
         raise BenchError("a benchmark task did not finish")
     return max(ends) - t0
+
+
+async def floor_tasks(
+    job: Callable[[int], Awaitable[int]], n: int, workers: int, backend: str
+) -> int:
+    """The floor of a pool: *workers* tasks, each running its share of ``job(0..n-1)``
+    back to back, no queue at all, spawned and joined by the event loop's own task
+    group (``asyncio.TaskGroup``, a trio nursery: the cheapest way there is). Returns
+    the sum of the results."""
+    results: list[int] = []
+
+    async def worker(k: int) -> None:
+        for x in range(k, n, workers):
+            results.append(await job(x))
+
+    if backend == "trio":
+        import trio
+
+        async with trio.open_nursery() as nursery:
+            for k in range(workers):
+                nursery.start_soon(worker, k)
+    else:
+        async with asyncio.TaskGroup() as tg:
+            for k in range(workers):
+                tg.create_task(worker(k))
+    return sum(results)

@@ -85,6 +85,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from _harness import floor_tasks  # noqa: E402
+
 from asyncgo import stages  # noqa: E402
 from asyncgo._pipeline import DEFAULT_BUFFER, pipeline  # noqa: E402
 
@@ -359,28 +361,6 @@ async def io_unordered(n: int, workers: int) -> int:
     return sum(await p.collect())
 
 
-async def io_tasks(n: int, workers: int, backend: str) -> int:
-    """The floor: `workers` tasks, each running its share of the jobs back to back,
-    spawned and joined by the event loop's own task group."""
-    results: list[int] = []
-
-    async def worker(k: int) -> None:
-        for x in range(k, n, workers):
-            results.append(await job(x))
-
-    if backend == "trio":
-        import trio
-
-        async with trio.open_nursery() as nursery:
-            for k in range(workers):
-                nursery.start_soon(worker, k)
-    else:
-        async with asyncio.TaskGroup() as tg:
-            for k in range(workers):
-                tg.create_task(worker(k))
-    return sum(results)
-
-
 async def io_anyio_tasks(n: int, workers: int) -> int:
     """The same tasks in an anyio task group."""
     results: list[int] = []
@@ -408,7 +388,7 @@ async def bench_io(backend: str, quick: bool) -> None:
         ("asyncgo", lambda: io_asyncgo(n, workers)),
         ("asyncgo ordered=False", lambda: io_unordered(n, workers)),
         ("aiometer", lambda: io_aiometer(n, workers)),
-        ("task group (floor)", lambda: io_tasks(n, workers, backend)),
+        ("task group (floor)", lambda: floor_tasks(job, n, workers, backend)),
         ("anyio task group", lambda: io_anyio_tasks(n, workers)),
     ]
     if backend != "trio":

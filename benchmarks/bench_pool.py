@@ -58,7 +58,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-from _harness import check, emit, parse_args, run
+from _harness import check, emit, floor_tasks, parse_args, run
 
 from asyncgo._pool import WorkerPool
 from asyncgo._pubsub import Broadcast
@@ -150,30 +150,6 @@ async def run_queue_pool(job: Callable[[int], Awaitable[int]], n: int, workers: 
     return sum(results)
 
 
-async def run_floor(
-    job: Callable[[int], Awaitable[int]], n: int, workers: int, backend: str
-) -> int:
-    """The floor: `workers` tasks, each running its share of the jobs back to back, no
-    queue, spawned and joined by the event loop's own task group (the cheapest way)."""
-    results: list[int] = []
-
-    async def worker(k: int) -> None:
-        for x in range(k, n, workers):
-            results.append(await job(x))
-
-    if backend == "trio":
-        import trio
-
-        async with trio.open_nursery() as nursery:
-            for k in range(workers):
-                nursery.start_soon(worker, k)
-    else:
-        async with asyncio.TaskGroup() as tg:
-            for k in range(workers):
-                tg.create_task(worker(k))
-    return sum(results)
-
-
 async def bench_speedup(
     bench: str,
     backend: str,
@@ -193,7 +169,7 @@ async def bench_speedup(
         impls: list[tuple[str, Callable[[], Awaitable[int]]]] = [
             ("asyncgo", lambda w=w: run_pool(job, n, w)),  # type: ignore[misc]
             ("aiometer", lambda w=w: run_aiometer(job, n, w)),  # type: ignore[misc]
-            ("task group (floor)", lambda w=w: run_floor(job, n, w, backend)),  # type: ignore[misc]
+            ("task group (floor)", lambda w=w: floor_tasks(job, n, w, backend)),  # type: ignore[misc]
         ]
         if backend != "trio":
             impls.append(("asyncio.Queue pool", lambda w=w: run_queue_pool(job, n, w)))  # type: ignore[misc]
