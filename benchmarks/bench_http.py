@@ -113,8 +113,13 @@ async def load(port: int, n: int, concurrency: int) -> tuple[float, list[float]]
                 if r.status != 200 or body != b"hello":
                     bad += 1
 
-        # Warm-up: connections open, code paths hot.
-        await asyncio.gather(*(s.get(url) for _ in range(concurrency)))
+        async def warm_up() -> None:
+            async with s.get(url) as r:
+                body = await r.read()
+            check(r.status == 200 and body == b"hello", f"warm-up: {r.status} {body!r}")
+
+        # Warm-up: connections open, code paths hot; each response read and released.
+        await asyncio.gather(*(warm_up() for _ in range(concurrency)))
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t0
