@@ -3,12 +3,13 @@
 Design (docs/singleflight.md): the shared call cannot run in the first
 caller's task, because that caller may be cancelled while others still wait for
 the result, and a cancelled task must stop promptly. So each shared call runs
-in a task of its own, in a task group owned by the `Group`, which is therefore
-entered with ``async with`` (Principle 1: leaving the block waits for, or
-cancels, every call still running; no task of ours outlives it). Callers park
-on the call; a cancelled caller just leaves. When the last caller of a call
-leaves, the call is cancelled and forgotten, so the next ``do`` for that key
-starts afresh.
+in a task of its own: in a task group owned by the `Group` when it is entered
+with ``async with`` (Principle 1: leaving the block waits for, or cancels, every
+call still running; no task of ours outlives it), else -- Go's zero value --
+in a task of no task group that its callers own (`spawn_detached`), the last
+to leave waiting for the cancelled call to end. Callers park on the call; a
+cancelled caller just leaves. When the last caller of a call leaves, the call
+is cancelled and forgotten, so the next ``do`` for that key starts afresh.
 
 The task group is the native core `asyncgo.Group` spawns with
 (``_backend/_taskgroup.py``: ``loop.create_task`` on asyncio, a nursery on
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, final
 from ._backend import (
     NOT_CLAIMED,
     TRIO,
+    CancelScope,
     _diag,
     abandon,
     checkpoint,
@@ -43,6 +45,7 @@ from ._backend._taskgroup import (
     Core,
     checkpoint_if_cancelled,
     make_core,
+    spawn_detached,
 )
 from ._backend._tasks import TASK_NAMERS, _trio_mod, current_task
 from ._backend._timers import Runtime, elsewhere, runtime_or_none
@@ -72,6 +75,7 @@ class _Call:
         "_value",
         "_waiters",
         "aborted",
+        "detached",
         "done",
         "dups",
         "exc",
@@ -100,6 +104,7 @@ class _Call:
         self.running = False  # its task has started (and fn is called)
         self.stopped = False  # cancelled because every caller has left
         self.scope: Any = None  # trio: the call's cancel scope, while it runs (asyncio: none)
+        self.detached = False  # runs in a task of no task group (a Group never entered)
 
     def _wake(self) -> None:
         """(The core's call for handles with waiters: a call has none of its own.)"""
@@ -112,8 +117,10 @@ _DO_ADVICE = "pass the async function and its arguments, g.do(key, f, *args), no
 class Group:
     """Suppress duplicate calls: concurrent ``do`` calls with one key share one call.
 
-    Go: ``singleflight.Group`` (golang.org/x/sync/singleflight). Unlike Go's,
-    it owns the tasks that run the calls, so it is used as ``async with``.
+    Go: ``singleflight.Group`` (golang.org/x/sync/singleflight). Use it as
+    ``async with`` (its block owns the tasks that run the calls), or, like Go's
+    zero value, without: each call's task is then owned by its callers, and the
+    last to leave a cancelled call waits for it to end.
 
     Rules:
 
@@ -127,6 +134,9 @@ class Group:
       caller's task; leaving the ``async with`` block waits for calls still
       running (and cancels them if the block is left by an exception);
       meanwhile a call in flight may still be joined, but none is started.
+      Never entered, the call's task belongs to its callers instead: the
+      last one to leave cancels it and waits until it has ended; a
+      KeyboardInterrupt or SystemExit of ``fn`` is raised in every caller.
       Nothing is cached: a call that has returned is forgotten at once.
 
     Keys may be any hashable value.
@@ -164,7 +174,7 @@ class Group:
     _limit: int | None = None
 
     def __init__(self) -> None:
-        """Make a Group; enter it with ``async with`` before calling `do`."""
+        """Make a Group: enter it with ``async with``, or call `do` without (Go's zero value)."""
         self._calls: dict[Hashable, _Call] = {}
         self._core: Core | None = None  # the task group running the calls, while entered
         self._closed = False
@@ -277,9 +287,10 @@ class Group:
 
         Raises:
             Exception: Whatever ``fn`` raised, in every caller of that call.
-            RuntimeError: The Group is not entered (``async with``) or has
-                ended, or it is closing and no call for *key* is in flight to
-                join; the call was cancelled by the Group's shutdown; or ``fn``
+            RuntimeError: The Group's ``async with`` block has ended, or it is
+                closing and no call for *key* is in flight to join; the call
+                was cancelled by the Group's shutdown (never entered: by its
+                event loop's); *key*'s calls run on another event loop; or ``fn``
                 raised a cancellation that no cancel scope of the call caused
                 (e.g. it awaited a future cancelled elsewhere): chained from
                 it, in every caller of that call.
@@ -289,26 +300,45 @@ class Group:
         if not callable(fn):
             raise not_a_function(fn, "singleflight: Group.do", _DO_ADVICE)
         if elsewhere(self._home):
-            raise RuntimeError(
-                f"singleflight: Group.do() from another event loop: {self!r} was entered "
-                f"on {self._home!r}, whose task group runs the calls; use it from that loop, "
-                "or give each loop a Group of its own"
-            )
+            if self._core is None and not self._closed and not self._calls:
+                self._home = None  # never entered and idle: it follows its caller's loop
+            else:
+                raise RuntimeError(
+                    f"singleflight: Group.do() from another event loop: {self!r} runs its "
+                    f"calls on {self._home!r}; use it from that loop, or give each loop a "
+                    "Group of its own"
+                )
         if must_checkpoint(self):
             await checkpoint()
         core = self._core
         call = self._calls.get(key)
-        if core is None or (self._closed and call is None):
+        if core is None:
+            if self._closed:
+                raise self._refused()
+            if self._home is None:  # never entered (Go's zero value): bind to this loop
+                self._rt = runtime()
+                self._home = runtime_or_none()
+        elif self._closed and call is None:
             raise self._refused()
-        w = new_parker(park_runtime(self))
+        rt = park_runtime(self)
+        w = new_parker(rt)
         if call is None:
             call = self._calls[key] = _Call()
             call.waiters.append(w)  # before the task exists: an eager task may end at once
             call.waiting = 1
             try:
-                started = core.spawn(
-                    call, _RUN_TRIO if self._trio else _RUN, (self, key, call, fn, args)
-                )
+                if core is not None:
+                    started = core.spawn(
+                        call, _RUN_TRIO if self._trio else _RUN, (self, key, call, fn, args)
+                    )
+                else:
+                    # Never entered: the call's task belongs to no task group; its
+                    # callers own it (the last to leave cancels it and waits for it).
+                    call.detached = True
+                    call._task = spawn_detached(
+                        rt, _RUN_DETACHED, (self, key, call, fn, args), _DETACHED_NAME
+                    )
+                    started = True
             except BaseException:  # the event loop refused the task (a task factory raised)
                 if self._calls.get(key) is call:
                     del self._calls[key]
@@ -338,6 +368,10 @@ class Group:
                     if self._calls.get(key) is call:
                         del self._calls[key]
                     self._stop(call)
+                    if call.detached:
+                        # No task group waits for the call's task: its last caller
+                        # does, as a task group's exit would (no task of ours is left).
+                        await self._wait_end(call)
                 raise
         finally:
             if tracer is not None:
@@ -345,6 +379,14 @@ class Group:
         # Woken by _run: the call has ended.
         if call.aborted:
             await checkpoint()  # our own cancellation, if that is what ended it, goes first
+            if call.detached:
+                err = call.exc
+                if err is not None:  # KeyboardInterrupt, SystemExit...: in every caller
+                    raise err.with_traceback(call.tb)
+                raise RuntimeError(
+                    f"singleflight: the call for key {key!r} was cancelled from outside "
+                    "(its event loop is shutting down)"
+                )
             if call.exc is not None:  # fn raised a BaseException that is not an Exception
                 raise RuntimeError(
                     f"singleflight: the call for key {key!r} ended by "
@@ -409,6 +451,7 @@ class Group:
         """
         if call.waiting == 0:  # every caller left before the call could start
             call.done = True
+            _wake(call)  # (a detached call's last caller waits for this)
             return
         call.running = True
         try:
@@ -444,17 +487,16 @@ class Group:
             if not call.stopped:
                 call.aborted = True
                 if not isinstance(exc, get_cancelled_exc_class()):
-                    call.exc = exc  # for the callers' RuntimeError to name it, not to raise
+                    # For the callers' RuntimeError to name it (detached: to raise it).
+                    call.exc = exc
+                    call.tb = exc.__traceback__
             raise
         finally:
             call.done = True
             call.scope = None
             if self._calls.get(key) is call:
                 del self._calls[key]
-            for w in call.waiters:
-                if not w.done():
-                    w.set_result(None)
-            call.waiters.clear()
+            _wake(call)
 
     async def _run_trio(
         self,
@@ -467,6 +509,54 @@ class Group:
         with _trio_cancel_scope() as scope:
             call.scope = scope
             await self._run(key, call, fn, args)
+
+    async def _run_detached(
+        self,
+        key: Hashable,
+        call: _Call,
+        fn: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+    ) -> None:
+        """`_run` in a task of no task group (the Group was never entered), in a cancel
+        scope of its own that `_stop` cancels.
+
+        Ends by returning, or by a cancellation from outside (its event loop shutting
+        down). A KeyboardInterrupt, SystemExit... of ``fn`` has no task group to shut
+        down: every caller raises it (`do`), and the task ends quietly.
+        """
+        with CancelScope() as scope:
+            call.scope = scope
+            if call._task is None:  # (trio: spawn_detached returns no handle)
+                call._task = current_task()
+            try:
+                await self._run(key, call, fn, args)
+            except BaseException as exc:
+                if isinstance(exc, get_cancelled_exc_class()):
+                    raise
+                del exc  # (its callers have it: call.exc)
+
+    async def _wait_end(self, call: _Call) -> None:
+        """Wait, shielded, until the detached *call* (cancelled: no caller is left) has ended.
+
+        Not from the call's own task: a call that waited for itself (``fn`` calling
+        ``do`` for its own key, a deadlock) was its own last caller.
+        """
+        if call.done or call._task is current_task():
+            return
+        w = new_parker(park_runtime(self))
+        call.waiters.append(w)
+        tracer = _diag.tracer
+        if tracer is not None:
+            tracer.parked(w, self, "singleflight do (its cancelled call ending)")
+        try:
+            with CancelScope(shield=True):
+                await w
+        except BaseException:
+            abandon(w)
+            raise
+        finally:
+            if tracer is not None:
+                tracer.unparked(w)
 
     def _stop(self, call: _Call) -> None:
         """Cancel *call*: every caller has left. A call not yet started never runs ``fn``."""
@@ -489,6 +579,18 @@ class Group:
 
 _RUN = Group._run  # one function object each: trio's task name is worked out once
 _RUN_TRIO = Group._run_trio
+_RUN_DETACHED = Group._run_detached
+_DETACHED_NAME = "singleflight.Group.do"
+
+
+def _wake(call: _Call) -> None:
+    """Wake every caller parked on *call* (it has ended)."""
+    for w in call.waiters:
+        if not w.done():
+            w.set_result(None)
+    call.waiters.clear()
+
+
 _trio_cancel_scope: Any = None  # trio.CancelScope, once a Group is entered under trio
 
 
@@ -519,3 +621,4 @@ def _call_name(f: FrameType) -> str:
 
 TASK_NAMERS[Group._run.__code__] = _call_name
 TASK_NAMERS[Group._run_trio.__code__] = _call_name
+TASK_NAMERS[Group._run_detached.__code__] = _call_name

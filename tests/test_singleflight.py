@@ -16,7 +16,7 @@ import anyio.lowlevel
 import pytest
 from _guards import REGISTRATIONS, registration_mode
 
-from asyncgo import singleflight
+from asyncgo import singleflight, testing
 
 pytestmark = pytest.mark.anyio
 
@@ -323,16 +323,13 @@ async def test_forget_starts_a_new_call_for_later_callers() -> None:
 # -- structure ---------------------------------------------------------------------------------
 
 
-async def test_do_outside_async_with_raises() -> None:
+async def test_do_after_the_block_raises() -> None:
     sf = singleflight.Group()
 
     async def f() -> int:
         return 1
 
-    with pytest.raises(
-        RuntimeError, match=r"^singleflight: Group.do\(\) on a Group that was not entered"
-    ):
-        await sf.do("k", f)
+    assert await sf.do("k", f) == (1, False)  # never entered: Go's zero value works
     async with sf:
         pass
     with pytest.raises(
@@ -1039,3 +1036,199 @@ async def test_a_calls_keyboardinterrupt_stops_the_asyncio_loop(
     # asyncio.run() complains about its main task, which raises it; never about the call's.
     futures = [line for line in err.splitlines() if line.startswith("future: <Task")]
     assert not [f for f in futures if "__main__.main" not in f], err
+
+
+# -- never entered: Go's zero value (`var g singleflight.Group`) -------------------------
+
+
+async def test_unentered_group_shares_one_call() -> None:
+    sf = singleflight.Group()
+    b = Backend()
+    out: list[Any] = []
+    async with testing.no_leaks():
+        async with anyio.create_task_group() as tg:
+            for _ in range(5):
+                tg.start_soon(do_into, sf, "k", b.fetch, out, "k")
+            await anyio.wait_all_tasks_blocked()
+            assert b.calls == 1 and b.running == 1
+            b.release.set()
+    assert out == [("k#1", True)] * 5
+    assert b.calls == 1 and b.cancelled == 0
+    assert "in_flight=0" in repr(sf)
+
+
+async def test_unentered_group_errors_reach_every_caller() -> None:
+    sf = singleflight.Group()
+    started = anyio.Event()
+    go = anyio.Event()
+
+    async def fail() -> int:
+        started.set()
+        await go.wait()
+        raise Boom("x")
+
+    errors: list[BaseException] = []
+
+    async def caller() -> None:
+        try:
+            await sf.do("k", fail)
+        except Boom as e:
+            errors.append(e)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(caller)
+        await started.wait()
+        tg.start_soon(caller)
+        await anyio.wait_all_tasks_blocked()
+        go.set()
+    assert len(errors) == 2 and errors[0] is errors[1]
+
+
+async def test_unentered_group_first_caller_cancelled_call_goes_on() -> None:
+    sf = singleflight.Group()
+    b = Backend()
+    out: list[Any] = []
+    first = anyio.CancelScope()
+    first_left = anyio.Event()
+
+    async def first_caller() -> None:
+        with first:
+            await sf.do("k", b.fetch, "k")
+        first_left.set()
+
+    async with testing.no_leaks():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first_caller)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(do_into, sf, "k", b.fetch, out, "k")
+            await anyio.wait_all_tasks_blocked()
+            first.cancel()
+            await first_left.wait()  # the first caller leaves at once...
+            assert b.running == 1 and b.cancelled == 0  # ...and the call goes on
+            b.release.set()
+    assert out == [("k#1", True)]
+    assert b.calls == 1 and b.cancelled == 0
+
+
+async def test_unentered_group_last_caller_leaving_waits_for_the_cancelled_call() -> None:
+    sf = singleflight.Group()
+    log: list[str] = []
+
+    async def slow() -> int:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            log.append("fn unwound")
+            await anyio.lowlevel.cancel_shielded_checkpoint()  # its unwinding takes a step
+            log.append("fn ended")
+        return 0  # pragma: no cover
+
+    async with testing.no_leaks():
+        with anyio.CancelScope() as scope:
+
+            async def cancel_soon() -> None:
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel_soon)
+                try:
+                    await sf.do("k", slow)
+                finally:
+                    log.append("do left")
+    assert log == ["fn unwound", "fn ended", "do left"]
+    assert "in_flight=0" in repr(sf)
+
+    # The key was forgotten: the next call is a fresh one.
+    async def quick() -> int:
+        return 7
+
+    assert await sf.do("k", quick) == (7, False)
+
+
+async def test_unentered_group_every_caller_gone_before_the_call_started() -> None:
+    sf = singleflight.Group()
+    ran: list[int] = []
+
+    async def fn() -> int:
+        ran.append(1)
+        return 1
+
+    async with testing.no_leaks():
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # do() is cancelled at its first checkpoint, or while parked
+            await sf.do("k", fn)
+    assert ran == []
+    assert "in_flight=0" in repr(sf)
+
+
+async def test_unentered_group_base_exception_is_raised_in_every_caller() -> None:
+    sf = singleflight.Group()
+    go = anyio.Event()
+
+    async def fatal() -> int:
+        await go.wait()
+        raise Fatal("stop")
+
+    got: list[BaseException] = []
+
+    async def caller() -> None:
+        try:
+            await sf.do("k", fatal)
+        except Fatal as e:
+            got.append(e)
+
+    async with testing.no_leaks():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            tg.start_soon(caller)
+            await anyio.wait_all_tasks_blocked()
+            go.set()
+    assert len(got) == 2 and isinstance(got[0], Fatal)
+
+
+async def test_unentered_group_call_runs_in_the_first_callers_context() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    sf = singleflight.Group()
+
+    async def read() -> str:
+        await anyio.lowlevel.checkpoint()
+        return var.get()
+
+    var.set("first caller's")
+    assert await sf.do("k", read) == ("first caller's", False)
+
+
+async def test_unentered_group_self_call_is_a_deadlock_the_detector_reports() -> None:
+    from asyncgo import Deadlock, debug
+
+    sf = singleflight.Group()
+
+    async def inner() -> int:
+        return 1
+
+    async def fn() -> int:
+        return (await sf.do("k", inner))[0]  # waits for itself
+
+    with pytest.raises(Deadlock) as info:
+        async with debug.detect_deadlocks():
+            await sf.do("k", fn)
+    assert "singleflight" in str(info.value)
+
+
+def test_unentered_group_follows_its_callers_from_run_to_run() -> None:
+    """A module-level Group (Go's package-level var) serves one event loop after another."""
+    sf = singleflight.Group()
+
+    async def f(x: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return x
+
+    async def main(x: int) -> tuple[int, bool]:
+        return await sf.do("k", f, x)
+
+    assert anyio.run(main, 1, backend="asyncio") == (1, False)
+    assert anyio.run(main, 2, backend="trio") == (2, False)
+    assert anyio.run(main, 3, backend="asyncio") == (3, False)

@@ -34,6 +34,7 @@ to keep this module free of imports from above ``_backend``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from asyncio import CancelledError
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -549,3 +550,23 @@ class TrioCore:
                     group._fail(leaf)
             return cancel_exc
         return None if swallowed else cancelled
+
+
+def spawn_detached(
+    rt: object, fn: Callable[..., Awaitable[object]], args: tuple[object, ...], name: str
+) -> Any:
+    """Start ``fn(*args)`` in a task of no task group, in a copy of the caller's context.
+
+    Its supervisor is the calling code, not a task group: `singleflight.Group` used
+    without ``async with`` (Go's zero value), whose last caller to leave cancels the
+    call and waits for its end. asyncio: a plain task, returned (keep it: the loop
+    holds its tasks weakly); trio: a system task (None is returned), which must end
+    by returning or by a cancellation -- anything else would crash the run.
+    """
+    ctx = contextvars.copy_context()
+    if rt is TRIO:
+        import trio
+
+        trio.lowlevel.spawn_system_task(fn, *args, name=name, context=ctx)
+        return None
+    return rt.create_task(fn(*args), name=name, context=ctx)  # type: ignore[attr-defined]
