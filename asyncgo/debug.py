@@ -1010,11 +1010,14 @@ class detect_deadlocks:
     singleflight) or waits for child tasks that are, and nothing else can wake
     any of them -- no cancel-scope deadline inside the block, no pending timer,
     ready callback, I/O source (socket, pipe, server, reader), signal handler
-    or callback from another thread -- the body is cancelled and the block
-    raises `Deadlock`, whose message lists who waits on what and the tasks'
-    stacks. Go: ``fatal error: all goroutines are asleep - deadlock!``
-    A task parked inside a shielded cancel scope, which that cancellation
-    cannot reach, gets `Deadlock` raised where it is parked instead.
+    or callback from another thread -- `Deadlock` is raised, its message
+    listing who waits on what and the tasks' stacks. Where: if the block's own
+    task is parked on an asyncgo primitive, at that operation (the body may
+    catch it and go on; the block then ends quietly); otherwise the body is
+    cancelled and the block raises it. Go: ``fatal error: all goroutines are
+    asleep - deadlock!`` A task parked inside a shielded cancel scope, which
+    that cancellation cannot reach, gets `Deadlock` raised where it is parked
+    instead.
 
     No false positives is the rule: a task sleeping, waiting on a socket, on
     ``anyio.to_thread``, on an anyio or asyncio primitive, or on a Context with
@@ -1051,6 +1054,7 @@ class detect_deadlocks:
         "_closing",
         "_enabled",
         "_prev",
+        "_raised",
         "_stuck",
         "_tg",
         "_token",
@@ -1069,6 +1073,7 @@ class detect_deadlocks:
         self._wscope: Any = None
         self._watcher = _Watcher()
         self._stuck: list[tuple[Any, _Wait | None]] = []  # the last look's, inside the block
+        self._raised: Deadlock | None = None  # raised where the block's own task was parked
 
     async def __aenter__(self) -> detect_deadlocks:
         if self.owner is not None:
@@ -1122,7 +1127,10 @@ class detect_deadlocks:
             if self._watcher in _TRACER.watchers:
                 _TRACER.watchers.remove(self._watcher)
             self._enabled.__exit__(None, None, None)
-        if self.report is not None and (exc is None or isinstance(exc, Exception)):
+        raised, self._raised = self._raised, None
+        if raised is not None and (exc is None or exc is raised):
+            pass  # raised where the block's task was parked: handled, or on its way out
+        elif self.report is not None and (exc is None or isinstance(exc, Exception)):
             raise Deadlock(self.report) from exc
         if exc is None:
             return given is not None
@@ -1173,15 +1181,8 @@ class detect_deadlocks:
                     if _TRACER.generation == sig[0]:
                         verdict, report = self._look(me)
                         if verdict == _DEADLOCK:
-                            if self.report is None:
-                                self.report = report
-                                self._body.cancel()
-                            else:
-                                # Asleep again after the body was cancelled: tasks
-                                # parked where the cancellation cannot reach them
-                                # (shielded scopes) would keep the block from ever
-                                # ending. Raise Deadlock where they are parked.
-                                self._fail_stuck()
+                            assert report is not None
+                            self._on_deadlock(report)
                             # Keep watching until the block ends.
                             seen = None
                             continue
@@ -1198,6 +1199,37 @@ class detect_deadlocks:
                 delay = min(delay * 2, 3600.0 if virtual else 1.0)
             with anyio.move_on_after(delay):
                 await self._watcher.event.wait()
+
+    def _on_deadlock(self, report: str) -> None:
+        """Act on a deadlock found: raise `Deadlock` where the block's own task is parked,
+        else cancel the body (the block then raises it); if that was done already, raise
+        it where the tasks are parked."""
+        if self.report is None:
+            self.report = report
+            if not self._fail_owner(report):
+                self._body.cancel()
+            return
+        if self._raised is not None and self._fail_owner(report):
+            # A new deadlock, after the body went on from the Deadlock raised at its
+            # park (a test's ``pytest.raises``): reported afresh.
+            self.report = report
+            return
+        # Asleep again after the body was cancelled, or while its Deadlock unwinds:
+        # tasks parked where no cancellation reaches them (shielded scopes) would
+        # keep the block from ever ending. Raise Deadlock where they are parked.
+        self._fail_stuck()
+
+    def _fail_owner(self, report: str) -> bool:
+        """Raise `Deadlock` where the block's own task is parked on an asyncgo primitive
+        (``await ch.recv()`` raises it: the body can catch it, e.g. ``pytest.raises``)."""
+        for t, w in self._stuck:
+            if t is self.owner and w is not None:
+                exc = Deadlock(report)
+                if fail_parker(w.waiter, exc):
+                    self._raised = exc
+                    self._stuck = []
+                    return True
+        return False
 
     def _fail_stuck(self) -> None:
         for _, w in self._stuck:

@@ -78,6 +78,43 @@ async def test_owner_itself_parked() -> None:
                 await Chan[int]().recv()
 
 
+async def test_owner_parked_gets_the_deadlock_where_it_waits() -> None:
+    """The block's own task parked on a primitive gets Deadlock raised there: the body can
+    catch it (``pytest.raises`` around the await), go on, and the block ends quietly."""
+    got: list[int] = []
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            ch = Chan[int]()
+            with pytest.raises(Deadlock, match=r"\(owner of the detect_deadlocks\(\) block\)"):
+                await ch.recv()
+            buffered = Chan[int](1)  # the body goes on
+            await buffered.send(1)
+            got.append(await buffered.recv())
+            # A second deadlock in the same block: raised afresh, with its own report.
+            mu = Mutex()
+            await mu.lock()
+            with pytest.raises(Deadlock, match=r"\[mutex lock, ") as second:
+                await mu.lock()
+            assert "[chan recv, " not in str(second.value)
+        with pytest.raises(WouldBlock):
+            ch.recv_nowait()  # the failed recv took nothing, and left nothing behind
+    assert got == [1]
+
+
+async def test_owner_deadlock_not_caught_leaves_the_block_as_itself() -> None:
+    raised: list[Deadlock] = []
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                try:
+                    await Chan[int]().send(1)
+                except Deadlock as e:
+                    raised.append(e)
+                    raise
+    assert ei.value is raised[0]
+    assert "[chan send, " in str(ei.value)
+
+
 async def test_lock_order_inversion() -> None:
     async def transfer(first: Mutex, second: Mutex, wg: WaitGroup) -> None:
         async with first:

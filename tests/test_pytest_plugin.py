@@ -144,6 +144,28 @@ async def test_idioms_still_pass():
     assert "test_inversion[asyncio]" in out and "test_inversion[trio]" in out
 
 
+def test_a_test_can_expect_its_deadlock(pytester: pytest.Pytester) -> None:
+    """Under the plugin's detection, a test's own task parked on a primitive gets Deadlock
+    raised where it waits: ``pytest.raises`` around the await catches it."""
+    body = """
+    ch = Chan[int]()
+    with pytest.raises(Deadlock, match="all tasks are asleep - deadlock!"):
+        await ch.recv()
+    buffered = Chan[int](1)  # the test goes on
+    await buffered.send(1)
+    assert await buffered.recv() == 1
+"""
+    pytester.makepyfile(
+        ANYIO_HEADER + "from asyncgo import Deadlock\n\nasync def test_expects_deadlock():" + body
+    )
+    run_anyio(pytester).assert_outcomes(passed=2)
+    pytester.makepyfile(
+        "import pytest\nfrom asyncgo import Chan, Deadlock\n\n"
+        "async def test_expects_deadlock():" + body
+    )
+    run_asyncio(pytester).assert_outcomes(passed=1)
+
+
 def test_deadlock_detection_can_be_turned_off(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         ANYIO_HEADER

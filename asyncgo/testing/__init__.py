@@ -1,4 +1,4 @@
-"""Testing helpers: `no_leaks` (Go's goleak) and the pytest plugin.
+"""Testing helpers: `no_leaks` (Go's goleak), `detect_deadlocks` and the pytest plugin.
 
 The pytest plugin (``asyncgo.testing.pytest_plugin``, registered as the
 ``asyncgo`` pytest11 entry point) runs every async test with deadlock
@@ -8,10 +8,14 @@ docs/diagnostics.md.
 
 from __future__ import annotations
 
+from .._exceptions import Deadlock as Deadlock
+from ..debug import detect_deadlocks as detect_deadlocks
 from ._leaks import TaskLeakError as TaskLeakError
 from ._leaks import no_leaks as no_leaks
 
-__all__ = ["TaskLeakError", "no_leaks"]
+# detect_deadlocks and Deadlock live in asyncgo.debug and asyncgo; they are here too,
+# beside no_leaks, where a test looks for them.
+__all__ = ["Deadlock", "TaskLeakError", "detect_deadlocks", "no_leaks"]
 
 
 def _fixup_module_metadata() -> None:
