@@ -133,10 +133,15 @@ class Semaphore:
         behind this one proceed if they now fit. Checkpoint: always a cancel
         point; yields only when it must wait.
 
+        *n* larger than the size can never be granted. With a *ctx* that can end,
+        it waits for the ctx, as Go's does, without queueing (the waiters behind
+        it are not held back), and raises ``ctx.err()``; without one (or with one
+        that can never end, `background()`), it raises `ValueError` at once
+        instead of waiting forever.
+
         Raises:
             ValueError: *n* is negative, or larger than the semaphore's size
-                (such a request could never be granted: Go's would block
-                forever).
+                with no ctx that can end.
             TypeError: *n* is not an int.
             Exception: ``ctx.err()`` (e.g. `Canceled`, `DeadlineExceeded`) when
                 the ctx ends first.
@@ -144,10 +149,12 @@ class Semaphore:
         if type(n) is not int or n < 0:
             _check_n(n, "acquire")
         if n > self._size:
-            raise ValueError(
-                f"semaphore: acquire(n={n}) exceeds the semaphore size {self._size}: "
-                "it could never be granted"
-            )
+            if ctx is None or getattr(ctx, "_cn", False) is None:  # (a ctx that never ends)
+                raise ValueError(
+                    f"semaphore: acquire(n={n}) exceeds the semaphore size {self._size}: "
+                    "it could never be granted"
+                )
+            await self._doomed(ctx)
         done: Chan[object] | None = None
         if ctx is not None:
             if not (callable(getattr(ctx, "done", None)) and callable(getattr(ctx, "err", None))):
@@ -169,6 +176,14 @@ class Semaphore:
                 self._cur += n
                 return
         await self._park(n, ctx, done)
+
+    async def _doomed(self, ctx: _Context) -> None:
+        """Go's acquire of more than the size: wait for *ctx*, queued nowhere (it holds
+        nobody back), then raise ``ctx.err()``."""
+        if not (callable(getattr(ctx, "done", None)) and callable(getattr(ctx, "err", None))):
+            check_ctx(ctx, "sync: Semaphore.acquire(n, ctx)")
+        await chan_of(ctx.done()).recv_ok()
+        raise _ctx_error(ctx)
 
     async def _park(self, n: int, ctx: _Context | None, done: Chan[object] | None) -> None:
         """Wait in the queue for *n* tokens (and, with *ctx*, on its done channel too)."""

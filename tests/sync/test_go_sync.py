@@ -1127,18 +1127,19 @@ async def test_weighted_acquire() -> None:
 async def test_weighted_doesnt_block_if_too_big() -> None:
     """TestWeightedDoesntBlockIfTooBig: a doomed Acquire(n+1) does not block Acquire(1)s.
 
-    asyncgo's documented difference: it raises ValueError at once (Go's waits
-    for its ctx to end), and it never enters the queue.
+    As in Go, the doomed acquire waits for its ctx (it never enters the queue) and
+    then fails with ``ctx.err()``.
     """
     n = 2
     sem = Semaphore(n)
     ctx, cancel = with_cancel(background())
-    try:
-        with pytest.raises(ValueError, match="exceeds the semaphore size"):
+    doomed: list[BaseException] = []
+
+    async def too_big() -> None:
+        try:
             await sem.acquire(n + 1, ctx)
-        assert not sem.try_acquire(n + 1)  # TryAcquire(n > size) is just false, as in Go
-    finally:
-        cancel()
+        except Canceled as e:
+            doomed.append(e)
 
     async def one() -> None:
         await sem.acquire(1, background())
@@ -1146,9 +1147,15 @@ async def test_weighted_doesnt_block_if_too_big() -> None:
         sem.release(1)
 
     with anyio.fail_after(HANG):
-        async with anyio.create_task_group() as tg:
-            for _ in range(n * 3):
-                tg.start_soon(one)
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(too_big)
+            await anyio.wait_all_tasks_blocked()
+            async with anyio.create_task_group() as tg:
+                for _ in range(n * 3):
+                    tg.start_soon(one)
+            assert not sem.try_acquire(n + 1)  # TryAcquire(n > size) is just false, as in Go
+            cancel()
+    assert len(doomed) == 1 and doomed[0] is ctx.err()
     assert sem.try_acquire(n)
 
 

@@ -162,6 +162,42 @@ async def test_acquire_more_than_size_raises_instead_of_blocking_forever() -> No
     assert sem.try_acquire(3)
 
 
+async def test_acquire_more_than_size_with_a_ctx_waits_for_it_like_go() -> None:
+    """Go's acquire of more than the size waits for its ctx and returns ctx.Err(); it is
+    queued nowhere, so smaller acquires go on meanwhile. A ctx that can never end
+    (background) cannot end the wait: ValueError at once, as without a ctx."""
+    sem = Semaphore(2)
+    with pytest.raises(ValueError, match=r"exceeds the semaphore size 2"):
+        await sem.acquire(3, asyncgo.background())
+    ctx, cancel = asyncgo.with_cancel(asyncgo.background())
+    got: list[BaseException] = []
+
+    async def doomed() -> None:
+        try:
+            await sem.acquire(3, ctx)
+        except Canceled as e:
+            got.append(e)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(doomed)
+            await anyio.wait_all_tasks_blocked()
+            assert got == []
+            await sem.acquire(2)  # not held back by the doomed request
+            sem.release(2)
+            cancel()
+    assert len(got) == 1 and got[0] is ctx.err()
+    assert sem.try_acquire(2)
+    sem.release(2)
+    # Cancelled while it waits for its ctx: nothing taken, nothing left behind.
+    ctx2, cancel2 = asyncgo.with_cancel(asyncgo.background())
+    with anyio.move_on_after(0.01) as scope:
+        await sem.acquire(3, ctx2)
+    assert scope.cancelled_caught
+    cancel2()
+    assert sem.try_acquire(2)
+
+
 def test_try_acquire_more_than_size_is_false_like_go() -> None:
     assert not Semaphore(3).try_acquire(4)
 
