@@ -17,6 +17,7 @@ from . import time as time
 from ._chan import Chan as Chan
 from ._chan import RecvChan as RecvChan
 from ._chan import SendChan as SendChan
+from ._chan import WrongDirection as WrongDirection
 from ._context import Context as Context
 from ._context import after_func as after_func
 from ._context import background as background
@@ -97,6 +98,7 @@ __all__ = [
     "WaitGroup",
     "WorkerPool",
     "WouldBlock",
+    "WrongDirection",
     "after_func",
     "background",
     "current",

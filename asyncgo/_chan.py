@@ -1062,7 +1062,7 @@ class _SendView(SendChan[T]):
 
     def __getattr__(self, name: str) -> object:
         if name in _RECV_ONLY:
-            raise AttributeError(
+            raise WrongDirection(
                 f"cannot {name.strip('_')} on a send-only channel (SendChan): "
                 "receive from the Chan itself or its recv_only() view"
             )
@@ -1101,11 +1101,19 @@ class _RecvView(RecvChan[T]):
 
     def __getattr__(self, name: str) -> object:
         if name in _SEND_ONLY:
-            raise AttributeError(
+            raise WrongDirection(
                 f"cannot {name} on a receive-only channel (RecvChan): "
                 "only the sending side may send or close"
             )
         raise AttributeError(f"'RecvChan' object has no attribute {name!r}")
+
+
+class WrongDirection(AttributeError, TypeError):
+    """A send on a receive-only view, or a receive on a send-only one.
+
+    Both an `AttributeError` (the view has no such method: ``hasattr(rx, "send")``
+    is False) and a `TypeError` (Go rejects it at compile time, a type error).
+    """
 
 
 # Python reports some misuse by the class name (``async for`` over a send-only view:
@@ -1121,11 +1129,15 @@ def chan_of(c: object, op: str = "") -> Chan[object]:
         return c
     if type(c) is _SendView:
         if op == "recv":
-            raise TypeError("recv case on a send-only channel (SendChan): cannot receive from it")
+            raise WrongDirection(
+                "recv case on a send-only channel (SendChan): cannot receive from it"
+            )
         return c._ch
     if type(c) is _RecvView:
         if op == "send":
-            raise TypeError("send case on a receive-only channel (RecvChan): cannot send on it")
+            raise WrongDirection(
+                "send case on a receive-only channel (RecvChan): cannot send on it"
+            )
         return c._ch
     raise TypeError(
         f"{op}() expects a Chan, SendChan or RecvChan (or None), not {type(c).__name__}"

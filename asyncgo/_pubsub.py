@@ -44,11 +44,13 @@ Policy = Literal["block", "drop_oldest", "drop_newest", "disconnect"]
 _POLICIES = ("block", "drop_oldest", "drop_newest", "disconnect")
 
 
-class Disconnected(Exception):
+class Disconnected(ChanClosed):
     """Raised by a subscription's iteration when a ``"disconnect"`` policy closed it.
 
     Raised after every value received before the disconnection has been read.
-    The message says why (``subscriber fell behind: buffer of N full``).
+    The message says why (``subscriber fell behind: buffer of N full``). A
+    `ChanClosed`: the subscriber's channel is closed, with a reason (``except
+    ChanClosed`` around ``sub.recv()`` catches both ends of a subscription).
 
     Example:
         ```python

@@ -803,6 +803,9 @@ async def test_send_only_view() -> None:
     for name in ("recv", "recv_ok", "recv_nowait"):
         with pytest.raises(AttributeError, match=r"send-only"):
             getattr(tx, name)
+        with pytest.raises(TypeError, match=r"send-only"):  # (also a TypeError, as in Go)
+            getattr(tx, name)
+        assert not hasattr(tx, name)
     with pytest.raises(TypeError, match=r"SendChan. object is not an async iterable"):
         aiter(tx)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match=r"'async for' requires .* got SendChan$"):
@@ -821,6 +824,9 @@ async def test_recv_only_view() -> None:
     for name in ("send", "send_nowait", "close"):
         with pytest.raises(AttributeError, match=r"receive-only"):
             getattr(rx, name)
+        with pytest.raises(TypeError, match=r"receive-only"):  # (also a TypeError, as in Go)
+            getattr(rx, name)
+        assert not hasattr(rx, name)
     for i in range(3):
         ch.send_nowait(i)
     assert (len(rx), rx.cap, rx.closed) == (3, 3, False)

@@ -476,3 +476,19 @@ async def test_a_topic_is_kept_while_a_publish_to_it_waits(
         assert len(sub) == 1
         assert await sub.recv() == 42
     assert repr(ps) == "<PubSub topics=0>"  # forgotten once idle
+
+
+async def test_a_disconnect_is_a_chan_closed_with_its_reason() -> None:
+    """The disconnected subscriber's channel is closed: `except ChanClosed` around recv()
+    catches it too, and the reason says why."""
+    assert issubclass(Disconnected, ChanClosed)
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=1, policy="disconnect") as sub:
+        bus.publish_nowait(1)
+        bus.publish_nowait(2)  # the buffer is full: disconnected
+        assert await sub.recv() == 1  # what it had is still read
+        with pytest.raises(ChanClosed, match=r"^subscriber fell behind: buffer of 1 full$") as ei:
+            await sub.recv()
+        assert isinstance(ei.value, Disconnected)
+        assert sub.reason == str(ei.value)
+
