@@ -16,10 +16,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Generic, TypeVar, final, overload
 
 from asyncgo._backend import checkpoint, must_checkpoint
-from asyncgo._exceptions import not_a_function, not_awaitable
+from asyncgo._exceptions import not_a_function
 
 from ._mutex import Mutex
 
@@ -86,17 +86,17 @@ class Once:
     def __repr__(self) -> str:
         return f"<Once done={self._done} at {id(self):#x}>"
 
-    async def do(self, fn: Callable[[], Awaitable[object]]) -> None:
+    async def do(self, fn: Callable[[], Awaitable[object] | object]) -> None:
         """Call ``fn()`` unless a call of this Once has completed; wait for a running one.
 
+        ``fn`` is an async function (its result is awaited) or, as in Go, a plain
+        one (called on the event loop: keep it short).
         Go: ``once.Do(f)``
 
         Raises:
             Exception: Whatever ``fn`` raised, in the caller that ran it.
-            TypeError: ``fn`` is not an async function (e.g. ``once.do(f())``
-                for ``once.do(f)``: then the Once stays not done; or a sync
-                function, which has run: then, like any raising ``fn``, it
-                counts as done).
+            TypeError: ``fn`` cannot be called (e.g. ``once.do(f())`` for
+                ``once.do(f)``); the Once stays not done.
         """
         if not callable(fn):  # (also once done: f() would be a coroutine never awaited)
             raise not_a_function(
@@ -108,7 +108,7 @@ class Once:
             return
         await self._do_slow(fn)  # locking is the cancel point
 
-    async def _do_slow(self, fn: Callable[[], Awaitable[object]]) -> None:
+    async def _do_slow(self, fn: Callable[[], Awaitable[object] | object]) -> None:
         mu = self._mu
         await mu.lock()
         try:
@@ -116,9 +116,8 @@ class Once:
                 return
             try:
                 r = fn()
-                if not isawaitable(r):
-                    raise not_awaitable(fn, r, "sync: Once.do")
-                await r
+                if isawaitable(r):  # (else a plain function: it has run)
+                    await r
             except Exception:
                 if not self._retry:
                     self._done = True
@@ -131,10 +130,10 @@ class Once:
 class _Result(Generic[T]):
     __slots__ = ("exc", "fn", "tb", "value")
 
-    def __init__(self, fn: Callable[[], Awaitable[T]]) -> None:
+    def __init__(self, fn: Callable[[], Awaitable[T]] | Callable[[], T]) -> None:
         # The function, until a call of it is done: then dropped, so that it (and
         # what its closure holds) can be freed -- Go's OnceFunc/OnceValue do the same.
-        self.fn: Callable[[], Awaitable[T]] | None = fn
+        self.fn: Callable[[], Awaitable[T]] | Callable[[], T] | None = fn
         self.value: T | None = None
         self.exc: BaseException | None = None
         self.tb: TracebackType | None = None
@@ -151,10 +150,20 @@ def _wraps(fn: Callable[..., object]) -> Callable[[F], F]:
     return decorate
 
 
+@overload
 def once_value(
     fn: Callable[[], Awaitable[T]], *, retry_on_error: bool = False
+) -> Callable[[], Coroutine[object, object, T]]: ...
+@overload
+def once_value(
+    fn: Callable[[], T], *, retry_on_error: bool = False
+) -> Callable[[], Coroutine[object, object, T]]: ...
+def once_value(
+    fn: Callable[[], Awaitable[T]] | Callable[[], T], *, retry_on_error: bool = False
 ) -> Callable[[], Coroutine[object, object, T]]:
     """Return an async function that calls ``fn()`` once and returns its value ever after.
+
+    ``fn`` is an async function (its result is awaited) or, as in Go, a plain one.
 
     Concurrent callers wait for the first call. If ``fn`` raises an
     `Exception`, every call -- now and later -- raises that same exception (Go's
@@ -182,13 +191,13 @@ def once_value(
 
     Raises:
         TypeError: *fn* cannot be called (e.g. ``once_value(f())`` for
-            ``once_value(f)``); calls raise it when ``fn`` is a sync function.
+            ``once_value(f)``).
     """
     return _once_value(fn, retry_on_error, "once_value")
 
 
 def _once_value(
-    fn: Callable[[], Awaitable[T]], retry_on_error: bool, what: str
+    fn: Callable[[], Awaitable[T]] | Callable[[], T], retry_on_error: bool, what: str
 ) -> Callable[[], Coroutine[object, object, T]]:
     if not callable(fn):
         raise not_a_function(
@@ -202,9 +211,7 @@ def _once_value(
         assert f is not None  # dropped only once done, and then run() is not called
         try:
             r = f()
-            if not isawaitable(r):
-                raise not_awaitable(f, r, f"sync: {what}")
-            res.value = await r
+            res.value = await r if isawaitable(r) else r  # (a plain function: its value)
         except Exception as exc:
             if not retry_on_error:
                 res.exc = exc
@@ -229,9 +236,11 @@ def _once_value(
 
 
 def once_func(
-    fn: Callable[[], Awaitable[object]], *, retry_on_error: bool = False
+    fn: Callable[[], Awaitable[object] | object], *, retry_on_error: bool = False
 ) -> Callable[[], Coroutine[object, object, None]]:
     """Return an async function that calls ``fn()`` only the first time it is called.
+
+    ``fn`` is an async function (its result is awaited) or, as in Go, a plain one.
 
     Concurrent callers wait for the first call. If ``fn`` raises an
     `Exception`, every call -- now and later -- raises that same exception (Go's
@@ -253,7 +262,7 @@ def once_func(
 
     Raises:
         TypeError: *fn* cannot be called (e.g. ``once_func(f())`` for
-            ``once_func(f)``); calls raise it when ``fn`` is a sync function.
+            ``once_func(f)``).
     """
     value = _once_value(fn, retry_on_error, "once_func")
 

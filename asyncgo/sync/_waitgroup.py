@@ -57,8 +57,8 @@ class WaitGroup:
     def __repr__(self) -> str:
         return f"<WaitGroup count={self._count} waiters={len(self._q)} at {id(self):#x}>"
 
-    def add(self, delta: int) -> None:
-        """Add *delta* (which may be negative) to the counter.
+    def add(self, delta: int = 1) -> None:
+        """Add *delta* (which may be negative; 1 if omitted) to the counter.
 
         When the counter reaches zero, every task blocked in `wait` wakes.
         Go: ``wg.Add(delta)``

@@ -1350,22 +1350,34 @@ def test_once_func_with_a_coroutine_object_names_the_misuse(make: Any) -> None:
         make(42)
 
 
-async def test_once_do_with_a_sync_function_names_the_misuse() -> None:
-    """A sync f runs (as Go's would) and the caller gets a TypeError saying f is not async."""
+async def test_once_do_with_a_plain_function_runs_it_once_like_go() -> None:
+    """Go's ``once.Do(f)`` takes a plain func: so does ``once.do``, and ``once_value`` /
+    ``once_func`` (their calls are still awaited)."""
     once = Once()
     ran: list[int] = []
 
     def init() -> None:
         ran.append(1)
 
-    with pytest.raises(
-        TypeError, match=r"Once.do\(\) takes an async function.*init.*returned None"
-    ):
-        await once.do(init)  # type: ignore[arg-type]
-    assert ran == [1]
-    await once.do(init)  # type: ignore[arg-type]  # it ran: done, as for any raising f
+    await once.do(init)
+    await once.do(init)
     assert ran == [1]
 
-    v = once_value(init)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"once_value\(\) takes an async function.*returned None"):
-        await v()
+    def compute() -> int:
+        ran.append(2)
+        return 42
+
+    v = once_value(compute)
+    assert await v() == 42 and await v() == 42
+    f = once_func(init)
+    await f()
+    await f()
+    assert ran == [1, 2, 1]
+
+    def fail() -> None:
+        raise ValueError("boom")
+
+    failing = Once()
+    with pytest.raises(ValueError, match="boom"):
+        await failing.do(fail)
+    await failing.do(fail)  # a raising call counts as done, as in Go

@@ -147,3 +147,15 @@ async def test_random_cancellation_stress(seed: int) -> None:
                 await anyio.lowlevel.checkpoint()
         assert woke == sum(not s.cancelled_caught for s in scopes)
         assert len(wg._q) == 0
+
+
+async def test_add_without_a_delta_adds_one() -> None:
+    wg = WaitGroup()
+    wg.add()
+    wg.add()
+    assert "count=2" in repr(wg)
+    wg.done()
+    wg.done()
+    with anyio.fail_after(10):
+        await wg.wait()  # zero: returns at once
+
