@@ -1113,6 +1113,18 @@ class WrongDirection(AttributeError, TypeError):
 
     Both an `AttributeError` (the view has no such method: ``hasattr(rx, "send")``
     is False) and a `TypeError` (Go rejects it at compile time, a type error).
+
+    Example:
+        ```python
+        ch = Chan[int](1)
+        rx = ch.recv_only()
+        try:
+            rx.send_nowait(1)  # type: ignore[attr-defined]  # (the type checker says so too)
+        except WrongDirection as e:
+            assert isinstance(e, TypeError) and isinstance(e, AttributeError)
+            assert "receive-only" in str(e)
+        assert not hasattr(rx, "send")
+        ```
     """
 
 

@@ -491,4 +491,3 @@ async def test_a_disconnect_is_a_chan_closed_with_its_reason() -> None:
             await sub.recv()
         assert isinstance(ei.value, Disconnected)
         assert sub.reason == str(ei.value)
-

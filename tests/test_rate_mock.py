@@ -136,9 +136,7 @@ async def test_sliding_window_cancel_withdraws_booking() -> None:
 
 @pytest.mark.parametrize("limit", [1, 3])
 @pytest.mark.parametrize("how", ["cancelled", "ctx"])
-async def test_sliding_window_withdrawn_booking_keeps_the_real_events(
-    limit: int, how: str
-) -> None:
+async def test_sliding_window_withdrawn_booking_keeps_the_real_events(limit: int, how: str) -> None:
     # The booking used to push the oldest real event out of a log capped at `limit`;
     # withdrawing it could not bring it back, and the window let limit+1 events in.
     w = rate.SlidingWindow(limit, 1.0)

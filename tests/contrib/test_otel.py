@@ -288,7 +288,6 @@ async def test_failing_thread_job_raises_its_own_error_and_marks_the_span(
     assert "asyncgo.cancelled" not in span.attributes
 
 
-
 async def _thread_fetch(x: int) -> int:
     return x
 
