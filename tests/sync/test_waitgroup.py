@@ -158,4 +158,3 @@ async def test_add_without_a_delta_adds_one() -> None:
     wg.done()
     with anyio.fail_after(10):
         await wg.wait()  # zero: returns at once
-
