@@ -287,8 +287,10 @@ class Group:
 
         Raises:
             Exception: Whatever ``fn`` raised, in every caller of that call.
-            RuntimeError: The Group's ``async with`` block has ended, or it is
-                closing and no call for *key* is in flight to join; the call
+            RuntimeError: ``fn`` calls ``do`` for its own key (it would wait
+                for itself; in every caller of that call); the Group's ``async
+                with`` block has ended, or it is closing and no call for *key*
+                is in flight to join; the call
                 was cancelled by the Group's shutdown (never entered: by its
                 event loop's); *key*'s calls run on another event loop; or ``fn``
                 raised a cancellation that no cancel scope of the call caused
@@ -350,6 +352,13 @@ class Group:
                 abandon(w)
                 raise self._refused()
         else:
+            task = call._task
+            if task is not None and task is current_task():
+                abandon(w)
+                raise RuntimeError(
+                    f"singleflight: fn calls do() for its own key {key!r}: the call would "
+                    "wait for itself forever (Go: a deadlock)"
+                )
             call.dups += 1
             call.waiters.append(w)
             call.waiting += 1
@@ -508,7 +517,11 @@ class Group:
         """`_run` in a cancel scope of the call's own (trio cancels a task only so)."""
         with _trio_cancel_scope() as scope:
             call.scope = scope
-            await self._run(key, call, fn, args)
+            call._task = current_task()  # (the core keeps no handle on trio: for `do`)
+            try:
+                await self._run(key, call, fn, args)
+            finally:
+                call._task = None
 
     async def _run_detached(
         self,

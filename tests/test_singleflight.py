@@ -528,23 +528,41 @@ async def test_do_from_another_event_loop_raises(other: str) -> None:
         assert await sf.do("k", fn) == ("v", False)  # from its own loop: fine
 
 
-async def test_fn_calling_do_for_its_own_key_is_a_deadlock_the_detector_reports() -> None:
-    from asyncgo import Deadlock, debug
+@pytest.mark.parametrize("entered", [True, False])
+async def test_fn_calling_do_for_its_own_key_raises_at_once(entered: bool) -> None:
+    """Go would deadlock; the call's own task joining its key raises RuntimeError instead,
+    which fails the call in every caller; nothing is left behind, the key is free again."""
+    sf = singleflight.Group()
 
     async def inner() -> int:
         return 1
 
-    # Out of the Group's block, so that its exit cancels the call waiting for itself.
-    # (No deadline around it: a deadline could wake the tasks, so it is no deadlock.)
-    with pytest.raises(Deadlock) as info:
-        async with singleflight.Group() as sf:
+    async def fn() -> int:
+        return (await sf.do("k", inner))[0]  # would wait for itself
 
-            async def fn() -> int:
-                return (await sf.do("k", inner))[0]  # waits for itself
+    async def run() -> None:
+        errors: list[BaseException] = []
 
-            async with debug.detect_deadlocks():
+        async def caller() -> None:
+            try:
                 await sf.do("k", fn)
-    assert "singleflight" in str(info.value)
+            except RuntimeError as e:
+                errors.append(e)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            tg.start_soon(caller)
+        assert len(errors) == 2 and errors[0] is errors[1]
+        assert "fn calls do() for its own key 'k'" in str(errors[0])
+        assert await sf.do("k", inner) == (1, False)  # the key is free again
+
+    async with testing.no_leaks():
+        with anyio.fail_after(10):
+            if entered:
+                async with sf:
+                    await run()
+            else:
+                await run()
 
 
 # -- found by a second audit: the block's exception groups, stray cancellations, closing ----
@@ -1199,23 +1217,6 @@ async def test_unentered_group_call_runs_in_the_first_callers_context() -> None:
 
     var.set("first caller's")
     assert await sf.do("k", read) == ("first caller's", False)
-
-
-async def test_unentered_group_self_call_is_a_deadlock_the_detector_reports() -> None:
-    from asyncgo import Deadlock, debug
-
-    sf = singleflight.Group()
-
-    async def inner() -> int:
-        return 1
-
-    async def fn() -> int:
-        return (await sf.do("k", inner))[0]  # waits for itself
-
-    with pytest.raises(Deadlock) as info:
-        async with debug.detect_deadlocks():
-            await sf.do("k", fn)
-    assert "singleflight" in str(info.value)
 
 
 def test_unentered_group_follows_its_callers_from_run_to_run() -> None:
