@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, final
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, final
 
 from ._backend import (
     NOT_CLAIMED,
@@ -389,9 +389,8 @@ class Group:
         if call.aborted:
             await checkpoint()  # our own cancellation, if that is what ended it, goes first
             if call.detached:
-                err = call.exc
-                if err is not None:  # KeyboardInterrupt, SystemExit...: in every caller
-                    raise err.with_traceback(call.tb)
+                if call.exc is not None:  # KeyboardInterrupt, SystemExit...: in every caller
+                    _raise_shared(call.exc, call.tb)
                 raise RuntimeError(
                     f"singleflight: the call for key {key!r} was cancelled from outside "
                     "(its event loop is shutting down)"
@@ -406,18 +405,8 @@ class Group:
                 f"singleflight: the call for key {key!r} was cancelled because its Group "
                 "was shut down (or a cancel scope around the Group's block was cancelled)"
             )
-        err = call.exc
-        if err is not None:
-            # The same exception in every caller, each time with the call's own
-            # traceback (re-raising it as is would pile up every caller's frames),
-            # and its own __context__: raised here, inside a caller's ``except``,
-            # Python would chain it to what that caller was handling.
-            context, suppress = err.__context__, err.__suppress_context__
-            try:
-                raise err.with_traceback(call.tb)
-            finally:
-                err.__context__, err.__suppress_context__ = context, suppress
-                del err, context
+        if call.exc is not None:
+            _raise_shared(call.exc, call.tb)
         return call.value, call.dups > 0  # type: ignore[return-value]
 
     def _refused(self) -> RuntimeError:
@@ -611,6 +600,22 @@ def _retrieve(task: Any) -> None:
     """Mark the exception of an ended asyncio task as retrieved."""
     if not task.cancelled():
         task.exception()
+
+
+def _raise_shared(err: BaseException, tb: TracebackType | None) -> NoReturn:
+    """Raise the call's exception in one of its callers.
+
+    The same exception in every caller, each time with the call's own traceback
+    (re-raising it as is would pile up every caller's frames), and its own
+    __context__: raised inside a caller's ``except``, Python would chain it to
+    what that caller was handling.
+    """
+    context, suppress = err.__context__, err.__suppress_context__
+    try:
+        raise err.with_traceback(tb)
+    finally:
+        err.__context__, err.__suppress_context__ = context, suppress
+        del err, context
 
 
 def _raise_as_itself(exc: BaseException) -> None:
