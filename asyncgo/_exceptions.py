@@ -112,7 +112,10 @@ class Deadlock(Exception):
     """Every task of a deadlock-detection scope is asleep on asyncgo primitives.
 
     Go: ``fatal error: all goroutines are asleep - deadlock!``. The message
-    lists who waits on what.
+    lists who waits on what. Raised where the scope's own task is parked, when
+    it waits on an asyncgo primitive itself (so ``try``/``pytest.raises``
+    around that ``await`` catches it); else by the scope's block, whose body is
+    cancelled (`asyncgo.debug.detect_deadlocks`).
 
     Example:
         ```python
