@@ -65,7 +65,8 @@ class _Call:
     """One in-flight call of ``fn(*args)`` and the callers waiting for it.
 
     Also the handle of the call's task for the task-group core, which writes the
-    task's end on ``_state`` / ``_value`` and keeps it in ``_task`` while it runs.
+    task's end on ``_state`` / ``_value`` and keeps it in ``_task`` while it runs
+    (asyncio; on trio, and for a detached call, the Group sets ``_task`` itself).
     Callers park on ``waiters``, never on the handle (``_waiters`` stays None).
     """
 
@@ -103,7 +104,7 @@ class _Call:
         self.aborted = False  # ended by the Group's own cancellation, not by fn
         self.running = False  # its task has started (and fn is called)
         self.stopped = False  # cancelled because every caller has left
-        self.scope: Any = None  # trio: the call's cancel scope, while it runs (asyncio: none)
+        self.scope: Any = None  # its cancel scope while it runs (trio, detached; else none)
         self.detached = False  # runs in a task of no task group (a Group never entered)
 
     def _wake(self) -> None:
@@ -236,7 +237,7 @@ class Group:
             # into the task group: its errors go to the callers) comes out as
             # itself, and first, as out of an errgroup Group.
             self._fatal = None
-            _raise_as_itself(fatal)
+            _raise_shared(fatal, fatal.__traceback__)
         if exc is not None and not isinstance(exc, get_cancelled_exc_class()):
             # The block's own exception propagates as itself, an exception group
             # included: ``async with singleflight.Group()`` is transparent to errors.
@@ -244,7 +245,7 @@ class Group:
         if cancel_exc is not None:
             if cancel_exc is exc:
                 return False
-            _raise_as_itself(cancel_exc)
+            _raise_shared(cancel_exc, cancel_exc.__traceback__)
         # A cancellation of the block that was the core's own (it aborted): taken back.
         return exc is not None
 
@@ -603,7 +604,7 @@ def _retrieve(task: Any) -> None:
 
 
 def _raise_shared(err: BaseException, tb: TracebackType | None) -> NoReturn:
-    """Raise the call's exception in one of its callers.
+    """Raise the call's exception in one of its callers (or *err* out of ``__aexit__``).
 
     The same exception in every caller, each time with the call's own traceback
     (re-raising it as is would pile up every caller's frames), and its own
@@ -616,16 +617,6 @@ def _raise_shared(err: BaseException, tb: TracebackType | None) -> NoReturn:
     finally:
         err.__context__, err.__suppress_context__ = context, suppress
         del err, context
-
-
-def _raise_as_itself(exc: BaseException) -> None:
-    """Raise *exc* from ``__aexit__`` without chaining it to what the block raised."""
-    context = exc.__context__
-    try:
-        raise exc
-    finally:
-        exc.__context__ = context
-        del exc, context
 
 
 def _call_name(f: FrameType) -> str:

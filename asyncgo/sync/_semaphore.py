@@ -148,13 +148,6 @@ class Semaphore:
         """
         if type(n) is not int or n < 0:
             _check_n(n, "acquire")
-        if n > self._size:
-            if ctx is None or getattr(ctx, "_cn", False) is None:  # (a ctx that never ends)
-                raise ValueError(
-                    f"semaphore: acquire(n={n}) exceeds the semaphore size {self._size}: "
-                    "it could never be granted"
-                )
-            await self._doomed(ctx)
         done: Chan[object] | None = None
         if ctx is not None:
             if not (callable(getattr(ctx, "done", None)) and callable(getattr(ctx, "err", None))):
@@ -164,6 +157,15 @@ class Semaphore:
             # if the tokens are free (Go's semaphore does the same).
             if done._closed:
                 raise _ctx_error(ctx)
+        if n > self._size:
+            if done is None or getattr(ctx, "_cn", False) is None:  # (a ctx that never ends)
+                raise ValueError(
+                    f"semaphore: acquire(n={n}) exceeds the semaphore size {self._size}: "
+                    "it could never be granted"
+                )
+            # Go: it waits for the ctx, queued nowhere (it holds nobody back).
+            await done.recv_ok()
+            raise _ctx_error(ctx)  # type: ignore[arg-type]
         if self._size - self._cur >= n and self._q.head() is None:
             # Granting at once is still a cancel point (parking is one anyway).
             if not must_checkpoint(self):
@@ -176,14 +178,6 @@ class Semaphore:
                 self._cur += n
                 return
         await self._park(n, ctx, done)
-
-    async def _doomed(self, ctx: _Context) -> None:
-        """Go's acquire of more than the size: wait for *ctx*, queued nowhere (it holds
-        nobody back), then raise ``ctx.err()``."""
-        if not (callable(getattr(ctx, "done", None)) and callable(getattr(ctx, "err", None))):
-            check_ctx(ctx, "sync: Semaphore.acquire(n, ctx)")
-        await chan_of(ctx.done()).recv_ok()
-        raise _ctx_error(ctx)
 
     async def _park(self, n: int, ctx: _Context | None, done: Chan[object] | None) -> None:
         """Wait in the queue for *n* tokens (and, with *ctx*, on its done channel too)."""
