@@ -51,6 +51,7 @@ from types import FrameType, MappingProxyType, TracebackType
 from typing import Any, final
 
 from ._backend import _diag, _tasks, anyio, create_task_group, fail_parker
+from ._backend._taskgroup import _leaves
 from ._debug_http import aiohttp_handler as aiohttp_handler
 from ._debug_http import asgi_app as asgi_app
 from ._exceptions import Deadlock
@@ -974,6 +975,16 @@ async def _exit_beside(tg: Any, exc: BaseException | None) -> bool:
     return False
 
 
+def _first_ours(exc: BaseException, raised: list[Deadlock]) -> Deadlock | None:
+    """If *exc* is an exception group of *raised* Deadlocks (and cancellations), the
+    one of them raised first; else None."""
+    leaves = _leaves(exc)
+    cancelled = anyio.get_cancelled_exc_class()
+    if not all(isinstance(e, cancelled) or any(e is r for r in raised) for e in leaves):
+        return None
+    return next((r for r in raised if any(e is r for e in leaves)), None)
+
+
 class _Watcher:
     """The kick a parked task gives a scope's watcher (same thread: same loop)."""
 
@@ -1012,12 +1023,15 @@ class detect_deadlocks:
     ready callback, I/O source (socket, pipe, server, reader), signal handler
     or callback from another thread -- `Deadlock` is raised, its message
     listing who waits on what and the tasks' stacks. Where: if the block's own
-    task is parked on an asyncgo primitive, at that operation (the body may
-    catch it and go on; the block then ends quietly); otherwise the body is
-    cancelled and the block raises it. Go: ``fatal error: all goroutines are
-    asleep - deadlock!`` A task parked inside a shielded cancel scope, which
-    that cancellation cannot reach, gets `Deadlock` raised where it is parked
-    instead.
+    task is parked on an asyncgo primitive, at that operation; if it waits for
+    child tasks (a `Group`'s exit), where each parked task of the block waits --
+    a `Group` re-raises the first as itself, a native task group raises them in
+    an ExceptionGroup. The body may catch it and go on; the block then ends
+    quietly (not caught, it raises one `Deadlock`). If that cannot end the
+    deadlock (a task caught it and parked again), the body is cancelled and the
+    block raises it. Go: ``fatal error: all goroutines are asleep - deadlock!``
+    A task parked inside a shielded cancel scope, which a cancellation cannot
+    reach, gets `Deadlock` raised where it is parked.
 
     No false positives is the rule: a task sleeping, waiting on a socket, on
     ``anyio.to_thread``, on an anyio or asyncio primitive, or on a Context with
@@ -1050,9 +1064,11 @@ class detect_deadlocks:
 
     __slots__ = (
         "_body",
+        "_cancelled",
         "_chain",
         "_closing",
         "_enabled",
+        "_failed",
         "_prev",
         "_raised",
         "_stuck",
@@ -1073,7 +1089,11 @@ class detect_deadlocks:
         self._wscope: Any = None
         self._watcher = _Watcher()
         self._stuck: list[tuple[Any, _Wait | None]] = []  # the last look's, inside the block
-        self._raised: Deadlock | None = None  # raised where the block's own task was parked
+        # Deadlock raised where tasks of the block were parked (and those tasks): the
+        # body or its task groups may catch it; and whether the body was cancelled.
+        self._raised: list[Deadlock] = []
+        self._failed: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._cancelled = False
 
     async def __aenter__(self) -> detect_deadlocks:
         if self.owner is not None:
@@ -1127,9 +1147,17 @@ class detect_deadlocks:
             if self._watcher in _TRACER.watchers:
                 _TRACER.watchers.remove(self._watcher)
             self._enabled.__exit__(None, None, None)
-        raised, self._raised = self._raised, None
-        if raised is not None and (exc is None or exc is raised):
-            pass  # raised where the block's task was parked: handled, or on its way out
+        raised, self._raised = self._raised, []
+        self._failed = weakref.WeakSet()
+        if self.report is not None and not self._cancelled and raised:
+            # Raised where tasks were parked: handled (exc None), or on its way out --
+            # as itself, or from a task group (an ExceptionGroup of them: one report).
+            if exc is not None and not any(exc is r for r in raised):
+                first = _first_ours(exc, raised)
+                if first is not None:  # the earliest report: later ones follow from it
+                    raise Deadlock(str(first)) from None
+                if isinstance(exc, Exception):
+                    raise Deadlock(self.report) from exc
         elif self.report is not None and (exc is None or isinstance(exc, Exception)):
             raise Deadlock(self.report) from exc
         if exc is None:
@@ -1201,35 +1229,49 @@ class detect_deadlocks:
                 await self._watcher.event.wait()
 
     def _on_deadlock(self, report: str) -> None:
-        """Act on a deadlock found: raise `Deadlock` where the block's own task is parked,
-        else cancel the body (the block then raises it); if that was done already, raise
-        it where the tasks are parked."""
-        if self.report is None:
-            self.report = report
-            if not self._fail_owner(report):
-                self._body.cancel()
+        """Act on a deadlock found: raise `Deadlock` where the tasks of the block are
+        parked -- the block's own task if it is, else the others -- and if that cannot
+        end it (a task caught it and parked again), cancel the body instead."""
+        if self._cancelled:
+            # Asleep again after the body was cancelled: tasks parked where no
+            # cancellation reaches them (shielded scopes) would keep the block from
+            # ever ending. Raise Deadlock where they are parked.
+            self._fail_stuck()
             return
-        if self._raised is not None and self._fail_owner(report):
-            # A new deadlock, after the body went on from the Deadlock raised at its
-            # park (a test's ``pytest.raises``): reported afresh.
+        if self._fail_owner(report):
+            # (Also a new deadlock after the body went on from an earlier one, e.g.
+            # caught by a test's ``pytest.raises``: reported afresh.)
             self.report = report
             return
-        # Asleep again after the body was cancelled, or while its Deadlock unwinds:
-        # tasks parked where no cancellation reaches them (shielded scopes) would
-        # keep the block from ever ending. Raise Deadlock where they are parked.
-        self._fail_stuck()
+        parked = [(t, w) for t, w in self._stuck if w is not None]
+        if not any(t in self._failed for t, _ in parked) and self._fail_parked(parked, report):
+            self.report = report
+            return
+        # A task got Deadlock already and is parked again (it caught it), or none could
+        # be woken: cancel the body, and the block raises Deadlock.
+        self.report = report
+        self._cancelled = True
+        self._stuck = []
+        self._body.cancel()
 
     def _fail_owner(self, report: str) -> bool:
         """Raise `Deadlock` where the block's own task is parked on an asyncgo primitive
         (``await ch.recv()`` raises it: the body can catch it, e.g. ``pytest.raises``)."""
-        for t, w in self._stuck:
-            if t is self.owner and w is not None:
+        return self._fail_parked([(t, w) for t, w in self._stuck if t is self.owner], report)
+
+    def _fail_parked(self, parked: Iterable[tuple[Any, _Wait | None]], report: str) -> bool:
+        """Raise `Deadlock` where each of *parked* waits (their groups pass it on)."""
+        done = False
+        for t, w in parked:
+            if w is not None:
                 exc = Deadlock(report)
                 if fail_parker(w.waiter, exc):
-                    self._raised = exc
-                    self._stuck = []
-                    return True
-        return False
+                    self._raised.append(exc)
+                    self._failed.add(t)
+                    done = True
+        if done:
+            self._stuck = []
+        return done
 
     def _fail_stuck(self) -> None:
         for _, w in self._stuck:

@@ -177,6 +177,113 @@ async def test_select_and_rwmutex() -> None:
     assert '"reader" [rwmutex rlock, ' in msg and "rw = RWMutex()" in msg
 
 
+# -- where Deadlock is raised when the block's task waits for its children --------------
+
+
+async def test_children_get_the_deadlock_and_the_group_raises_it() -> None:
+    """The block's task waits in a Group's exit for children parked on channels: each
+    child gets Deadlock where it is parked, and the Group raises the first as itself, so
+    ``pytest.raises`` around the Group catches it (as under the pytest plugin); the body
+    goes on and the block ends quietly. The failed operations take or send nothing."""
+    from asyncgo import Group
+
+    got: list[int] = []
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks() as scope:
+            a, b = Chan[int](), Chan[int]()
+            with pytest.raises(Deadlock) as ei:
+                async with Group() as g:
+                    await g.go(a.recv)
+                    await g.go(b.send, 1)
+            buffered = Chan[int](1)  # the body goes on
+            await buffered.send(1)
+            got.append(await buffered.recv())
+    assert got == [1]
+    msg = str(ei.value)
+    assert msg.startswith("all tasks are asleep - deadlock!")
+    assert "[chan recv, " in msg and "[chan send, " in msg
+    assert "(owner of the detect_deadlocks() block) waits for its child tasks" in msg
+    assert scope.report == msg
+    assert len(g.errors) == 2 and all(type(e) is Deadlock for e in g.errors)
+    with pytest.raises(WouldBlock):
+        a.send_nowait(1)  # the failed recv left no waiter behind
+    with pytest.raises(WouldBlock):
+        b.recv_nowait()  # the failed send left nothing behind
+
+
+async def test_a_second_deadlock_among_new_children_is_raised_afresh() -> None:
+    from asyncgo import Group
+
+    reports: list[str] = []
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            for make in (Mutex, WaitGroup):
+                prim = make()
+                if isinstance(prim, Mutex):
+                    await prim.lock()
+                    wait = prim.lock
+                else:
+                    prim.add(1)
+                    wait = prim.wait
+                with pytest.raises(Deadlock) as ei:
+                    async with Group() as g:
+                        await g.go(wait)
+                reports.append(str(ei.value))
+                if isinstance(prim, Mutex):
+                    prim.unlock()
+    assert "[mutex lock, " in reports[0] and "[waitgroup wait, " not in reports[0]
+    assert "[waitgroup wait, " in reports[1] and "[mutex lock, " not in reports[1]
+
+
+async def test_anyio_task_group_children_get_deadlock_in_an_exception_group() -> None:
+    """A native task group wraps its children's Deadlocks: ``except*`` catches them; not
+    caught, the block raises one Deadlock with the report (not the group)."""
+    caught: list[int] = []
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            ch = Chan[int]()
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(send_one, ch, 1)
+                    tg.start_soon(send_one, ch, 2)
+            except* Deadlock as eg:
+                caught.append(len(eg.exceptions))
+    assert caught in ([1], [2])  # the first to raise cancels the other (or both raise)
+    with pytest.raises(WouldBlock):
+        ch.recv_nowait()
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(send_one, ch, 1)
+    assert type(ei.value) is Deadlock and "[chan send, " in str(ei.value)
+    assert ei.value.__suppress_context__  # one report, not the group of its copies
+
+
+async def test_a_child_that_swallows_deadlock_is_cancelled() -> None:
+    """A child that catches Deadlock and parks again cannot end the deadlock: the body is
+    then cancelled, and the block raises Deadlock."""
+    seen: list[str] = []
+
+    async def stubborn(ch: Chan[int]) -> None:
+        while True:
+            try:
+                await ch.recv()
+            except Deadlock:
+                seen.append("deadlock")
+            except BaseException:
+                seen.append("cancelled")
+                raise
+
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(stubborn, Chan[int](), name="stubborn")
+    assert seen == ["deadlock", "cancelled"]
+    assert '"stubborn" [chan recv, ' in str(ei.value)
+
+
 @pytest.mark.parametrize("how", ["select()", "nil channels", "nil in a child"])
 async def test_select_on_nothing(how: str) -> None:
     """Go: ``select {}`` and a select on nil channels only block forever, so a

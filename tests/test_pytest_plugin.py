@@ -166,6 +166,54 @@ def test_a_test_can_expect_its_deadlock(pytester: pytest.Pytester) -> None:
     run_asyncio(pytester).assert_outcomes(passed=1)
 
 
+def test_a_test_can_expect_a_deadlock_among_its_tasks(pytester: pytest.Pytester) -> None:
+    """The test's task waits in a Group's exit for children parked on channels: each
+    child gets Deadlock where it waits, and the Group raises it as itself, so
+    ``pytest.raises`` around the Group catches it; a native task group raises them in
+    an ExceptionGroup (``except*``)."""
+    body = """
+    a, b = Chan[int](), Chan[int]()
+    with pytest.raises(Deadlock, match="all tasks are asleep - deadlock!"):
+        async with Group() as g:
+            await g.go(a.recv)
+            await g.go(b.send, 1)
+    caught = 0
+    try:
+        async with TG() as tg:
+            tg.start_soon(a.recv)
+    except* Deadlock:
+        caught += 1
+    assert caught == 1
+    buffered = Chan[int](1)  # the test goes on
+    await buffered.send(1)
+    assert await buffered.recv() == 1
+"""
+    pytester.makepyfile(
+        ANYIO_HEADER
+        + "from asyncgo import Deadlock, Group\nTG = anyio.create_task_group\n\n"
+        + "async def test_expects_deadlock():"
+        + body
+    )
+    run_anyio(pytester).assert_outcomes(passed=2)
+    pytester.makepyfile(
+        "import asyncio\nimport pytest\nfrom asyncgo import Chan, Deadlock, Group\n"
+        "TG = asyncio.TaskGroup\n\n"
+        "class Shim:\n"
+        "    def __init__(self):\n"
+        "        self.tg = asyncio.TaskGroup()\n"
+        "    async def __aenter__(self):\n"
+        "        await self.tg.__aenter__()\n"
+        "        return self\n"
+        "    async def __aexit__(self, *exc):\n"
+        "        return await self.tg.__aexit__(*exc)\n"
+        "    def start_soon(self, fn):\n"
+        "        self.tg.create_task(fn())\n"
+        "TG = Shim\n\n"
+        "async def test_expects_deadlock():" + body
+    )
+    run_asyncio(pytester).assert_outcomes(passed=1)
+
+
 def test_deadlock_detection_can_be_turned_off(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         ANYIO_HEADER
