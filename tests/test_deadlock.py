@@ -211,6 +211,34 @@ async def test_children_get_the_deadlock_and_the_group_raises_it() -> None:
         b.recv_nowait()  # the failed send left nothing behind
 
 
+@pytest.mark.parametrize("shape", ["nested groups", "singleflight"])
+async def test_deadlock_deep_in_groups_is_raised_as_itself(shape: str) -> None:
+    """Tasks parked two groups down, or callers of a shared singleflight call: the
+    Deadlock raised where they wait comes out of the outer Group as itself."""
+    from asyncgo import Group, singleflight
+
+    a = Chan[int]()
+
+    async def inner() -> None:
+        async with Group() as g:
+            await g.go(a.recv)
+            await g.go(a.recv)
+
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            with pytest.raises(Deadlock, match="all tasks are asleep - deadlock!"):
+                if shape == "nested groups":
+                    async with Group() as g:
+                        await g.go(inner)
+                        await g.go(inner)
+                else:
+                    async with singleflight.Group() as sg, Group() as g:
+                        for _ in range(3):
+                            await g.go(sg.do, "k", a.recv)
+    with pytest.raises(WouldBlock):
+        a.send_nowait(1)  # no receiver left behind
+
+
 async def test_a_second_deadlock_among_new_children_is_raised_afresh() -> None:
     from asyncgo import Group
 
