@@ -143,6 +143,15 @@ def _hint(holder: Limiter | SlidingWindow) -> None:
         holder._rt = runtime()
 
 
+def _same_time(a: float, b: float) -> bool:
+    """Whether clock times *a* and *b* are one instant: within Go's nanosecond, or a
+    few units of the float clock's rounding (``(t + 0.2) - 0.1 != t + 0.1``)."""
+    if a == b:
+        return True
+    m = max(abs(a), abs(b))
+    return m < INF and abs(a - b) <= max(_NS, 4.0 * math.ulp(m))
+
+
 def _duration_from_tokens(limit: float, tokens: float) -> float:
     if limit <= 0:
         return INF_DURATION
@@ -268,16 +277,20 @@ class Reservation:
             return
         # The time between the limiter's last event and this reservation's says
         # how many tokens were reserved after this one: those are not restored.
-        restore = self._tokens - _tokens_from_duration(
-            self._limit, lim._last_event - self._time_to_act
-        )
+        # (Compared as instants: Go's times are whole nanoseconds, where cancelling
+        # the latest reservations one after the other steps back exactly; float
+        # times step back to within a rounding of the one before.)
+        latest = _same_time(self._time_to_act, lim._last_event)
+        restore = float(self._tokens)
+        if not latest:
+            restore -= _tokens_from_duration(self._limit, lim._last_event - self._time_to_act)
         if restore <= 0:
             return
         t, tokens = lim._advance(t)
         tokens = min(tokens + restore, float(lim._burst))
         lim._last = t
         lim._tokens = tokens
-        if self._time_to_act == lim._last_event:
+        if latest:
             prev = self._time_to_act + _duration_from_tokens(self._limit, -self._tokens)
             if prev >= t:
                 lim._last_event = prev
@@ -402,6 +415,12 @@ class Limiter:
                 wait = 0.0
                 if tokens > -_CRUMB:
                     tokens = 0.0
+            elif limit == 0 and tokens > -1e-9:
+                # No refill, so no wait says it is rounding: a shortfall of a
+                # billionth of a token is (0.3 - 0.2 s at 10/s is 0.999...8 tokens,
+                # kept by set_limit(0): Go's exact nanoseconds make it 1).
+                wait = 0.0
+                tokens = 0.0
         # (t + wait <= t + max_future: tokens due exactly at a deadline d, where
         # max_future = d - t, which the float subtraction may have rounded down.)
         if n > self._burst or not (wait <= max_future or t + wait <= t + max_future):

@@ -172,6 +172,44 @@ def test_float_clock_rounding_does_not_refuse(base: float) -> None:
     assert lim.reserve_at(base + 0.05).delay_from(base + 0.05) == pytest.approx(0.05)
 
 
+@pytest.mark.parametrize("base", [0.2, T0, 170.659, 469.298, 1e5 + 0.123, 1e7 + 0.7])
+def test_cancelling_the_latest_reservations_one_by_one_gives_every_token_back(
+    base: float,
+) -> None:
+    """Go's CancelAt (TestCancelMulti): cancelling the latest reservation moves
+    lastEvent back to the one before it, exactly in Go's nanoseconds, so cancelling
+    last-first restores the bucket. On a float clock ``(T + 0.2) - 0.1`` is not always
+    ``T + 0.1``: at about half of all T the earlier cancels missed it and kept tokens
+    (found by an audit against a line-by-line model of rate.go)."""
+    for n in (2, 3, 5):
+        lim = Limiter(10, 1)
+        rs = [lim.reserve_at(base) for _ in range(n)]  # act at T, T + 0.1, T + 0.2...
+        assert rs[-1].delay_from(base) == pytest.approx((n - 1) * D)
+        for r in reversed(rs):
+            r.cancel_at(base)
+        assert lim.tokens_at(base) == pytest.approx(1.0), (n, base)
+        assert lim.allow_at(base)  # as if none was ever made
+        assert lim.reserve_at(base).delay_from(base) == pytest.approx(D)
+
+
+@pytest.mark.parametrize("base", [0.0, 0.2, T0, 1e5 + 0.2])
+def test_tokens_earned_before_a_zero_limit_are_granted(base: float) -> None:
+    """Go: SetLimitAt keeps the tokens earned (TestSetAfterZeroLimit the other way
+    round): 100 ms at 10/s is one token, which a zero limit then grants. On a float
+    clock 0.3 - 0.2 is 0.0999...8 s: the bucket held 0.999...8 tokens, and at limit 0
+    that crumb was an infinite wait, so the token was refused for good."""
+    lim = Limiter(10, 1)
+    assert lim.allow_at(base + 0.2)
+    lim.set_limit_at(base + 0.3, 0)
+    assert lim.allow_at(base + 0.3)
+    assert not lim.allow_at(base + 0.3)  # none is added at limit 0
+    assert lim.reserve_at(base + 5).delay_from(base + 5) == INF_DURATION
+    lim = Limiter(3, 1)
+    assert lim.allow_at(base)
+    lim.set_limit_at(base + 0.2, 0)  # 0.6 of a token: a real shortfall still counts
+    assert not lim.allow_at(base + 0.2)
+
+
 @pytest.mark.anyio
 async def test_limiter_no_truncation_errors() -> None:
     """Go: TestLimiter_noTruncationErrors (issue 34861)."""
