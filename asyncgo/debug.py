@@ -985,6 +985,29 @@ def _first_ours(exc: BaseException, raised: list[Deadlock]) -> Deadlock | None:
     return next((r for r in raised if any(e is r for e in leaves)), None)
 
 
+def _involves(exc: BaseException, raised: list[Deadlock]) -> bool:
+    """Whether one of *raised* is in *exc* (a group) or in its cause or context chain."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if any(e is r for r in raised):
+            return True
+        if isinstance(e, BaseExceptionGroup):
+            todo.extend(e.exceptions)
+        todo.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+    return False
+
+
+#: Deadlocks one block raises where tasks are parked before it cancels its body
+#: instead: code that catches every Deadlock and deadlocks again (a retry loop)
+#: would otherwise never end.
+_MAX_RAISES = 20
+
+
 class _Watcher:
     """The kick a parked task gives a scope's watcher (same thread: same loop)."""
 
@@ -1024,12 +1047,14 @@ class detect_deadlocks:
     or callback from another thread -- `Deadlock` is raised, its message
     listing who waits on what and the tasks' stacks. Where: if the block's own
     task is parked on an asyncgo primitive, at that operation; if it waits for
-    child tasks (a `Group`'s exit), where each parked task of the block waits --
-    a `Group` re-raises the first as itself, a native task group raises them in
-    an ExceptionGroup. The body may catch it and go on; the block then ends
+    child tasks (a `Group`'s exit), where each parked task of that group waits
+    (tasks it does not wait for, such as a pool's idle workers, are left alone)
+    -- a `Group` re-raises the first as itself, a native task group raises them
+    in an ExceptionGroup. The body may catch it and go on; the block then ends
     quietly (not caught, it raises one `Deadlock`). If that cannot end the
-    deadlock (a task caught it and parked again), the body is cancelled and the
-    block raises it. Go: ``fatal error: all goroutines are asleep - deadlock!``
+    deadlock (a task caught it and parked again; the 21st deadlock of a block),
+    the body is cancelled and the block raises it. Go: ``fatal error: all
+    goroutines are asleep - deadlock!``
     A task parked inside a shielded cancel scope, which a cancellation cannot
     reach, gets `Deadlock` raised where it is parked.
 
@@ -1071,6 +1096,7 @@ class detect_deadlocks:
         "_failed",
         "_prev",
         "_raised",
+        "_rounds",
         "_stuck",
         "_tg",
         "_token",
@@ -1094,6 +1120,7 @@ class detect_deadlocks:
         self._raised: list[Deadlock] = []
         self._failed: weakref.WeakSet[Any] = weakref.WeakSet()
         self._cancelled = False
+        self._rounds = 0  # deadlocks raised where tasks are parked
 
     async def __aenter__(self) -> detect_deadlocks:
         if self.owner is not None:
@@ -1156,8 +1183,9 @@ class detect_deadlocks:
                 first = _first_ours(exc, raised)
                 if first is not None:  # the earliest report: later ones follow from it
                     raise Deadlock(str(first)) from None
-                if isinstance(exc, Exception):
-                    raise Deadlock(self.report) from exc
+                if isinstance(exc, Exception) and _involves(exc, raised):
+                    raise Deadlock(self.report) from exc  # (what a handler made of it)
+                # Else raised after the Deadlock was handled: itself.
         elif self.report is not None and (exc is None or isinstance(exc, Exception)):
             raise Deadlock(self.report) from exc
         if exc is None:
@@ -1238,21 +1266,36 @@ class detect_deadlocks:
             # ever ending. Raise Deadlock where they are parked.
             self._fail_stuck()
             return
-        if self._fail_owner(report):
-            # (Also a new deadlock after the body went on from an earlier one, e.g.
-            # caught by a test's ``pytest.raises``: reported afresh.)
-            self.report = report
-            return
-        parked = [(t, w) for t, w in self._stuck if w is not None]
-        if not any(t in self._failed for t, _ in parked) and self._fail_parked(parked, report):
-            self.report = report
-            return
-        # A task got Deadlock already and is parked again (it caught it), or none could
-        # be woken: cancel the body, and the block raises Deadlock.
+        if self._rounds < _MAX_RAISES:
+            self._rounds += 1
+            if self._fail_owner(report):
+                # (Also a new deadlock after the body went on from an earlier one, e.g.
+                # caught by a test's ``pytest.raises``: reported afresh.)
+                self.report = report
+                return
+            parked = self._awaited([(t, w) for t, w in self._stuck if w is not None])
+            if not any(t in self._failed for t, _ in parked) and self._fail_parked(parked, report):
+                self.report = report
+                return
+        # A task got Deadlock already and is parked again (it caught it), the code
+        # keeps catching it, or no task could be woken: cancel the body, and the
+        # block raises Deadlock.
         self.report = report
         self._cancelled = True
         self._stuck = []
         self._body.cancel()
+
+    def _awaited(self, parked: list[tuple[Any, _Wait]]) -> list[tuple[Any, _Wait]]:
+        """Of *parked*, those the block's task waits for: the tasks under its innermost
+        cancel scope that has any (the task group it is leaving), so that tasks it is
+        not waiting for -- the idle workers of a pool open around that group -- are
+        left alone. All of them if the scopes are unknown."""
+        chains = {id(t): {id(s) for s in _tasks.scope_chain(t)} for t, _ in parked}
+        for scope in _tasks.scope_chain(self.owner):
+            under = [(t, w) for t, w in parked if id(scope) in chains[id(t)]]
+            if under:
+                return under
+        return parked
 
     def _fail_owner(self, report: str) -> bool:
         """Raise `Deadlock` where the block's own task is parked on an asyncgo primitive

@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Self
 
 import anyio
@@ -261,6 +262,82 @@ async def test_a_second_deadlock_among_new_children_is_raised_afresh() -> None:
                     prim.unlock()
     assert "[mutex lock, " in reports[0] and "[waitgroup wait, " not in reports[0]
     assert "[waitgroup wait, " in reports[1] and "[mutex lock, " not in reports[1]
+
+
+async def test_tasks_the_block_does_not_wait_for_are_left_alone() -> None:
+    """Only the tasks of the group the block's task is leaving get Deadlock: the idle
+    workers of a pool, or the stages of a pipeline, open around that group keep working,
+    so the body can go on with them (found by review: they got Deadlock too, and the
+    pool then failed the body)."""
+    from asyncgo import Group, WorkerPool, pipeline
+
+    async def job() -> int:
+        return 41
+
+    async def double(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        async for x in items:
+            yield 2 * x
+
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            ch = Chan[int]()
+            src = Chan[int](1)
+            async with WorkerPool(workers=2) as pool:
+                async with (pipeline(src) | double).stream() as out:
+                    with pytest.raises(Deadlock):
+                        async with Group() as g:
+                            await g.go(ch.recv)
+                    assert pool.stats().workers == 2
+                    assert await (await pool.submit(job)) == 41
+                    await src.send(4)
+                    assert await out.__anext__() == 8
+                    src.close()
+
+
+async def test_an_error_after_a_handled_deadlock_comes_out_as_itself() -> None:
+    """A later, unrelated error is not turned into the Deadlock the body handled; one
+    a handler made of the Deadlock (chained to it) is."""
+    from asyncgo import Group
+
+    with anyio.fail_after(BOUND):
+        with pytest.raises(ValueError, match="the real failure"):
+            async with debug.detect_deadlocks():
+                with pytest.raises(Deadlock):
+                    async with Group() as g:
+                        await g.go(Chan[int]().recv)
+                raise ValueError("the real failure")
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                try:
+                    async with Group() as g:
+                        await g.go(Chan[int]().recv)
+                except Deadlock as e:
+                    raise ValueError("converted") from e
+    assert isinstance(ei.value.__cause__, ValueError)
+
+
+@pytest.mark.parametrize("who", ["the block's task", "a group's children"])
+async def test_code_that_keeps_catching_deadlock_is_cancelled(who: str) -> None:
+    """A loop that catches every error and deadlocks again (a supervisor restarting its
+    workers) gets Deadlock a bounded number of times, then the body is cancelled and the
+    block raises Deadlock (found by review: it spun forever)."""
+    from asyncgo import Group
+
+    caught = 0
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock, match="all tasks are asleep"):
+            async with debug.detect_deadlocks():
+                ch = Chan[int]()
+                while True:
+                    try:
+                        if who == "the block's task":
+                            await ch.recv()
+                        else:
+                            async with Group() as g:
+                                await g.go(ch.recv)
+                    except Exception:
+                        caught += 1
+    assert 1 <= caught <= 20
 
 
 async def test_anyio_task_group_children_get_deadlock_in_an_exception_group() -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "loop_token",
     "num_tasks_hint",
     "pending_deadline",
+    "scope_chain",
     "sleep",
     "task_context",
     "task_done",
@@ -464,6 +465,29 @@ def pending_deadline(
             counting = False
         scope = scope._parent_scope
     return found
+
+
+def scope_chain(task: Any) -> list[Any]:
+    """*task*'s cancel scopes, innermost first, through those of the tasks that
+    started it (a child's scopes continue in its parent's); empty if unknown.
+
+    A task started in a task group has that group's scope in its chain: the tasks
+    a group waits for are those with its owner's innermost scope in theirs.
+    """
+    out: list[Any] = []
+    if hasattr(task, "_cancel_status"):  # trio
+        status = task._cancel_status
+        while status is not None:
+            out.append(status._scope)
+            status = status._parent
+        return out
+    if _anyio_task_states is None:  # pragma: no cover
+        return out
+    scope = getattr(_anyio_task_states.get(task), "cancel_scope", None)
+    while scope is not None:
+        out.append(scope)
+        scope = getattr(scope, "_parent_scope", None)
+    return out
 
 
 def loop_activity(handles: set[int]) -> tuple[str, bool] | None:
