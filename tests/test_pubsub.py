@@ -491,3 +491,34 @@ async def test_a_disconnect_is_a_chan_closed_with_its_reason() -> None:
             await sub.recv()
         assert isinstance(ei.value, Disconnected)
         assert sub.reason == str(ei.value)
+
+
+async def test_a_publish_waits_for_full_block_subscribers_in_subscription_order() -> None:
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=1) as first, bus.subscribe(buffer=1) as second:
+        await bus.publish(1)  # both full now
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bus.publish, 2)
+            await anyio.wait_all_tasks_blocked()
+            assert await second.recv() == 1  # room in `second`, but it waits for `first`
+            await anyio.wait_all_tasks_blocked()
+            assert len(second) == 0
+            assert await first.recv() == 1
+        assert await first.recv() == 2
+        assert await second.recv() == 2
+
+
+async def test_a_queued_publish_serves_who_subscribed_while_it_was_queued() -> None:
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=0) as stuck:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(bus.publish, 1)  # waits for a reader of `stuck`
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(bus.publish, 2)  # queued behind it
+            await anyio.wait_all_tasks_blocked()
+            async with bus.subscribe(buffer=4) as late:
+                assert await stuck.recv() == 1
+                assert await stuck.recv() == 2
+                await anyio.wait_all_tasks_blocked()
+                assert len(late) == 1  # 1 was published before it subscribed...
+                assert await late.recv() == 2  # ...2 after: not missed
