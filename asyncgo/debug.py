@@ -1258,8 +1258,9 @@ class detect_deadlocks:
 
     def _on_deadlock(self, report: str) -> None:
         """Act on a deadlock found: raise `Deadlock` where the tasks of the block are
-        parked -- the block's own task if it is, else the others -- and if that cannot
-        end it (a task caught it and parked again), cancel the body instead."""
+        parked -- the block's own task if it is, else those it waits for -- and if that
+        cannot end it (a task caught it and parked again, or `_MAX_RAISES` were raised
+        already), cancel the body instead."""
         if self._cancelled:
             # Asleep again after the body was cancelled: tasks parked where no
             # cancellation reaches them (shielded scopes) would keep the block from
