@@ -1264,8 +1264,20 @@ class detect_deadlocks:
         if self._cancelled:
             # Asleep again after the body was cancelled: tasks parked where no
             # cancellation reaches them (shielded scopes) would keep the block from
-            # ever ending. Raise Deadlock where they are parked.
-            self._fail_stuck()
+            # ever ending. Raise Deadlock where they are parked -- up to the cap
+            # again: a shielded task that keeps catching it is left hanging (as
+            # without detection) rather than spinning.
+            if self._rounds < 2 * _MAX_RAISES:
+                self._rounds += 1
+                self._fail_stuck()
+            elif self._rounds == 2 * _MAX_RAISES:
+                self._rounds += 1
+                _log.warning(
+                    "detect_deadlocks: tasks in shielded scopes keep catching Deadlock "
+                    "and parking again; nothing can end them, and the block waits for "
+                    "them:\n%s",
+                    report,
+                )
             return
         if self._rounds < _MAX_RAISES:
             self._rounds += 1
@@ -1291,6 +1303,20 @@ class detect_deadlocks:
         cancel scope that has any (the task group it is leaving), so that tasks it is
         not waiting for -- the idle workers of a pool open around that group -- are
         left alone. All of them if the scopes are unknown."""
+        awaited = _tasks.awaited_tasks(self.owner)
+        if awaited:  # ``await task`` or ``gather()``: those tasks and their descendants
+            tasks = _tasks.all_tasks()
+
+            def descends(t: Any) -> bool:
+                for _ in range(1000):  # (a bound: parents form no cycle)
+                    if t is None:
+                        return False
+                    if any(t is a for a in awaited):
+                        return True
+                    t = _tasks.task_parent(t, tasks)
+                return False
+
+            return [(t, w) for t, w in parked if descends(t)] or parked
         chains = {id(t): {id(s) for s in _tasks.scope_chain(t)} for t, _ in parked}
         for scope in _tasks.scope_chain(self.owner):
             under = [(t, w) for t, w in parked if id(scope) in chains[id(t)]]
@@ -1355,10 +1381,12 @@ class detect_deadlocks:
                     return _NO, None
             ctx = _tasks.task_context(t)
             inside = ctx is not None and self in ctx.get(_SCOPES, ())
-            # Once the body was cancelled (a deadlock found), a task waiting for its
-            # children is not woken by that cancellation: only they can end its wait.
-            settled = w is None and self.report is not None
-            if _tasks.pending_deadline(t, stop if inside else None, set(), deadlines_only=settled):
+            # A task waiting for its children is not woken by a cancellation already
+            # delivered (the body's, once a deadlock was found, or any other): only
+            # they can end its wait; a deadline still could, by cancelling them.
+            if _tasks.pending_deadline(
+                t, stop if inside else None, set(), deadlines_only=w is None
+            ):
                 return _NO, None
             if t is self.owner:
                 owner_seen = True

@@ -21,6 +21,7 @@ from _guards import wall_guard
 
 from asyncgo import (
     Chan,
+    ChanClosed,
     Context,
     DeadlineExceeded,
     Deadlock,
@@ -292,6 +293,56 @@ async def test_tasks_the_block_does_not_wait_for_are_left_alone() -> None:
                     await src.send(4)
                     assert await out.__anext__() == 8
                     src.close()
+
+
+@pytest.mark.parametrize("how", ["await", "gather"])
+async def test_a_task_awaited_directly_gets_the_deadlock_not_a_pool_around(
+    anyio_backend_name: str, how: str
+) -> None:
+    """The block's task awaits a plain asyncio task (``await t``, ``gather``): that task
+    gets Deadlock, not the idle workers of a pool open around (found by review: the
+    pool's scope was taken for the group being waited for)."""
+    if anyio_backend_name != "asyncio":
+        pytest.skip("asyncio tasks")
+    import asyncio
+
+    from asyncgo import WorkerPool
+
+    async def job() -> int:
+        return 41
+
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            ch = Chan[int]()
+            async with WorkerPool(workers=2) as pool:
+                t = asyncio.create_task(ch.recv())
+                with pytest.raises(Deadlock):
+                    await (asyncio.gather(t) if how == "gather" else t)
+                assert pool.stats().workers == 2
+                assert await (await pool.submit(job)) == 41
+
+
+async def test_a_cancelled_owner_waiting_for_a_shielded_child_is_a_deadlock() -> None:
+    """The block's task, cancelled at a Group's exit, waits for a child parked in a
+    shielded scope: the cancellation already delivered cannot wake it (found by
+    review: on trio the detector counted it as a pending wake-up and hung)."""
+    from asyncgo import Group
+
+    ch = Chan[int]()
+
+    async def shielded() -> None:
+        with anyio.CancelScope(shield=True):
+            await ch.recv()
+
+    async with HangGuard(ch):
+        with pytest.raises(Deadlock, match=r"\[chan recv, "):
+            async with debug.detect_deadlocks():
+                with anyio.CancelScope() as outer:
+                    async with Group() as g:
+                        await g.go(shielded)
+                        await anyio.sleep(0)
+                        outer.cancel()
+                        await anyio.sleep(0)
 
 
 async def test_an_error_after_a_handled_deadlock_comes_out_as_itself() -> None:
@@ -1007,3 +1058,43 @@ async def test_a_deadlock_after_a_process_job_on_trio(anyio_backend_name: str) -
         with pytest.raises(Deadlock):
             async with debug.detect_deadlocks():
                 await Chan[int]().recv()
+
+
+async def test_a_shielded_task_that_keeps_catching_deadlock_is_left_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing can end a task that catches every Deadlock inside a shielded scope: after
+    the cap the watcher stops raising it (it spun forever: found by review), logs why,
+    and the block waits for it as it would without detection -- here until a thread
+    closes the channel."""
+    from asyncgo import Group
+
+    ch = Chan[int]()
+    caught = 0
+
+    async def stubborn() -> None:
+        nonlocal caught
+        with anyio.CancelScope(shield=True):
+            while True:
+                try:
+                    await ch.recv()
+                except Deadlock:
+                    caught += 1
+
+    token = anyio.lowlevel.current_token()
+
+    def close_later() -> None:
+        time.sleep(1.0)
+        anyio.from_thread.run_sync(ch.close, token=token)
+
+    closer = threading.Thread(target=close_later, daemon=True)
+    with caplog.at_level("WARNING", logger="asyncgo.debug"):
+        closer.start()
+        with pytest.raises(Deadlock) as ei:
+            async with debug.detect_deadlocks():
+                async with Group() as g:
+                    await g.go(stubborn)
+        closer.join()
+    assert 1 <= caught <= 40
+    assert isinstance(ei.value.__cause__, ChanClosed)  # what ended the wait
+    assert "keep catching Deadlock" in caplog.text

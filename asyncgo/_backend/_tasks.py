@@ -35,6 +35,7 @@ from typing import Any, Self
 __all__ = [
     "BodyScope",
     "all_tasks",
+    "awaited_tasks",
     "backend_name",
     "current_task",
     "loop_activity",
@@ -465,6 +466,18 @@ def pending_deadline(
             counting = False
         scope = scope._parent_scope
     return found
+
+
+def awaited_tasks(task: Any) -> list[Any]:
+    """The tasks *task* awaits directly (``await other_task``, ``asyncio.gather()``
+    of tasks); empty if it awaits none (trio has no such wait)."""
+    waiter = getattr(task, "_fut_waiter", None)
+    if isinstance(waiter, asyncio.Task):
+        return [waiter]
+    children = getattr(waiter, "_children", None)
+    if children is not None and type(waiter).__name__ == "_GatheringFuture":
+        return [c for c in children if isinstance(c, asyncio.Task)]
+    return []
 
 
 def scope_chain(task: Any) -> list[Any]:
