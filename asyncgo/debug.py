@@ -1008,6 +1008,22 @@ def _involves(exc: BaseException, raised: list[Deadlock]) -> bool:
 _MAX_RAISES = 20
 
 
+def _waits_under(
+    v: Any, t: Any, scope: int | None, chains: dict[int, set[int]], tasks: list[Any]
+) -> bool:
+    """Whether task *v* is among those *t* waits for: under the scope (id) that holds
+    them, or, when *t* awaits tasks directly (*scope* None), started by *t* or below."""
+    if scope is not None:
+        return scope in chains.get(id(v), set())
+    for _ in range(1000):  # (a bound: parents form no cycle)
+        v = _tasks.task_parent(v, tasks)
+        if v is None:
+            return False
+        if v is t:
+            return True
+    return False
+
+
 class _Watcher:
     """The kick a parked task gives a scope's watcher (same thread: same loop)."""
 
@@ -1047,8 +1063,9 @@ class detect_deadlocks:
     or callback from another thread -- `Deadlock` is raised, its message
     listing who waits on what and the tasks' stacks. Where: if the block's own
     task is parked on an asyncgo primitive, at that operation; if it waits for
-    child tasks (a `Group`'s exit), where each parked task of that group waits
-    (tasks it does not wait for, such as a pool's idle workers, are left alone)
+    child tasks (a `Group`'s exit), where each parked task of the innermost such
+    group waits (tasks nobody waits for, such as a pool's idle workers, are left
+    alone)
     -- a `Group` re-raises the first as itself, a native task group raises them
     in an ExceptionGroup. The body may catch it and go on; the block then ends
     quietly (not caught, it raises one `Deadlock`). If that cannot end the
@@ -1299,30 +1316,57 @@ class detect_deadlocks:
         self._body.cancel()
 
     def _awaited(self, parked: list[tuple[Any, _Wait]]) -> list[tuple[Any, _Wait]]:
-        """Of *parked*, those the block's task waits for: the tasks under its innermost
-        cancel scope that has any (the task group it is leaving), so that tasks it is
-        not waiting for -- the idle workers of a pool open around that group -- are
-        left alone. All of them if the scopes are unknown."""
-        awaited = _tasks.awaited_tasks(self.owner)
-        if awaited:  # ``await task`` or ``gather()``: those tasks and their descendants
-            tasks = _tasks.all_tasks()
+        """Of *parked*, those the waiting tasks of the block wait for -- the tasks a
+        group holds, for the innermost waiting tasks (a child leaving a group of its
+        own, rather than the block's task leaving the group around it) -- so that
+        tasks nobody waits for, such as the idle workers of a pool open around that
+        group, are left alone. All of them if that cannot be told."""
+        if not parked:
+            return parked
+        tasks = _tasks.all_tasks()
+        chains = {id(t): {id(s) for s in _tasks.scope_chain(t)} for t, _ in self._stuck}
+        waits: list[tuple[Any, int | None, list[tuple[Any, _Wait]]]] = []
+        for t, w in self._stuck:
+            if w is None or t is self.owner:
+                scope, under = self._waited_for(t, parked, chains, tasks)
+                if under:
+                    waits.append((t, scope, under))
+        # The innermost waiters: those none of whose waited-for tasks waits itself.
+        out: list[tuple[Any, _Wait]] = []
+        for t, scope, under in waits:
+            if not any(
+                v is not t and _waits_under(v, t, scope, chains, tasks) for v, _, _ in waits
+            ):
+                out.extend(e for e in under if not any(e[0] is o[0] for o in out))
+        return out or parked
 
-            def descends(t: Any) -> bool:
-                for _ in range(1000):  # (a bound: parents form no cycle)
-                    if t is None:
+    def _waited_for(
+        self,
+        t: Any,
+        parked: list[tuple[Any, _Wait]],
+        chains: dict[int, set[int]],
+        tasks: list[Any],
+    ) -> tuple[int | None, list[tuple[Any, _Wait]]]:
+        """The parked tasks *t* waits for, and the id of the scope that holds them
+        (None when it awaits tasks directly: those and their descendants)."""
+        awaited = _tasks.awaited_tasks(t)
+        if awaited:  # ``await task`` or ``gather()``
+
+            def descends(v: Any) -> bool:
+                for _ in range(1000):
+                    if v is None:
                         return False
-                    if any(t is a for a in awaited):
+                    if any(v is a for a in awaited):
                         return True
-                    t = _tasks.task_parent(t, tasks)
+                    v = _tasks.task_parent(v, tasks)
                 return False
 
-            return [(t, w) for t, w in parked if descends(t)] or parked
-        chains = {id(t): {id(s) for s in _tasks.scope_chain(t)} for t, _ in parked}
-        for scope in _tasks.scope_chain(self.owner):
-            under = [(t, w) for t, w in parked if id(scope) in chains[id(t)]]
+            return None, [(v, w) for v, w in parked if descends(v)]
+        for scope in _tasks.scope_chain(t):
+            under = [(v, w) for v, w in parked if id(scope) in chains.get(id(v), set())]
             if under:
-                return under
-        return parked
+                return id(scope), under
+        return None, []
 
     def _fail_owner(self, report: str) -> bool:
         """Raise `Deadlock` where the block's own task is parked on an asyncgo primitive

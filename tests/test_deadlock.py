@@ -295,6 +295,34 @@ async def test_tasks_the_block_does_not_wait_for_are_left_alone() -> None:
                     src.close()
 
 
+async def test_a_child_catching_its_own_groups_deadlock_keeps_its_pool() -> None:
+    """The block's task waits for a child that waits for a group of its own: Deadlock goes
+    to that innermost group's tasks, so the child can catch it and go on with the pool it
+    opened around it (found by review: the block's task's group was taken, and the
+    pool's idle workers got Deadlock too)."""
+    from asyncgo import Group, WorkerPool
+
+    async def job() -> int:
+        return 41
+
+    got: list[object] = []
+    ch = Chan[int]()
+
+    async def child() -> None:
+        async with WorkerPool(workers=2) as pool:
+            with pytest.raises(Deadlock):
+                async with Group() as g:
+                    await g.go(ch.recv)
+            got.append(pool.stats().workers)
+            got.append(await (await pool.submit(job)))
+
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            async with Group() as g:
+                await g.go(child)
+    assert got == [2, 41]
+
+
 @pytest.mark.parametrize("how", ["await", "gather"])
 async def test_a_task_awaited_directly_gets_the_deadlock_not_a_pool_around(
     anyio_backend_name: str, how: str
