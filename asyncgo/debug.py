@@ -1015,12 +1015,17 @@ def _waits_under(
     them, or, when *t* awaits tasks directly (*scope* None), started by *t* or below."""
     if scope is not None:
         return scope in chains.get(id(v), set())
+    return _descends(_tasks.task_parent(v, tasks), [t], tasks)
+
+
+def _descends(v: Any, roots: list[Any], tasks: list[Any]) -> bool:
+    """Whether task *v* is one of *roots* or was started by one of them (or below)."""
     for _ in range(1000):  # (a bound: parents form no cycle)
-        v = _tasks.task_parent(v, tasks)
         if v is None:
             return False
-        if v is t:
+        if any(v is r for r in roots):
             return True
+        v = _tasks.task_parent(v, tasks)
     return False
 
 
@@ -1351,17 +1356,7 @@ class detect_deadlocks:
         (None when it awaits tasks directly: those and their descendants)."""
         awaited = _tasks.awaited_tasks(t)
         if awaited:  # ``await task`` or ``gather()``
-
-            def descends(v: Any) -> bool:
-                for _ in range(1000):
-                    if v is None:
-                        return False
-                    if any(v is a for a in awaited):
-                        return True
-                    v = _tasks.task_parent(v, tasks)
-                return False
-
-            return None, [(v, w) for v, w in parked if descends(v)]
+            return None, [(v, w) for v, w in parked if _descends(v, awaited, tasks)]
         for scope in _tasks.scope_chain(t):
             under = [(v, w) for v, w in parked if id(scope) in chains.get(id(v), set())]
             if under:
