@@ -382,6 +382,19 @@ def _closed_link() -> _Link:
     return link
 
 
+def _raised_by_cancellation(exc: BaseException) -> bool:
+    """Whether *exc* was raised while a cancellation (or a generator's close) unwound."""
+    cancelled = get_cancelled_exc_class()
+    seen = 0
+    e = exc.__context__
+    while e is not None and seen < 32:
+        if isinstance(e, cancelled | GeneratorExit):
+            return True
+        e = e.__context__
+        seen += 1
+    return False
+
+
 class _Run:
     """The state shared by the tasks of one pipeline run: first error, stop flags, scopes."""
 
@@ -423,7 +436,8 @@ class _Run:
         they raise while they are being cancelled (a ``finally`` that fails) is
         dropped, as it is once the whole run stops; the stages after go on.
         """
-        if self.cut and current_effective_deadline() == -math.inf:
+        cancelled = current_effective_deadline() == -math.inf
+        if self.cut and cancelled:
             return
         ctx = self.ctx
         if ctx is not None and exc is ctx.err():
@@ -431,6 +445,17 @@ class _Run:
             # it): a clean stop, not the pipeline's failure.
             self.ctx_done()
             return
+        if not self.stopping and _raised_by_cancellation(exc):
+            # Raised *because* a stop cancelled the task (a `finally` that fails once
+            # interrupted): dropped, as once the run stops. Its cancellation came from
+            # the ctx's end, or from a scope enclosing the whole stream -- then the
+            # output must not look complete (_end_of_output).
+            if ctx is not None and ctx.err() is not None:
+                self.ctx_done()
+                return
+            if cancelled:
+                self.killed = True
+                return
         if self.error is None and not self.stopping:
             self.error = exc
         self.stop()
@@ -1245,7 +1270,9 @@ class _Output(Generic[T]):
                 break
             for item in batch:  # type: ignore[union-attr]  # ok: a list
                 yield item
-        self.__anext__ = _finished
+        # Cut short by a cancellation from outside: the output did not end (the block's
+        # exit then makes a later __anext__ raise RuntimeError, not StopAsyncIteration).
+        self.__anext__ = self._restart if run.killed else _finished
         await stream._end_of_output()
 
 

@@ -172,6 +172,22 @@ class _Fn:
         return await result
 
 
+def _call_each(fn: Callable[[Any], Any], batch: list[Any]) -> list[Any]:
+    """``[fn(x) for x in batch]``; if a call raises, the coroutines returned before it are
+    closed (they will never be awaited: no "never awaited" warning)."""
+    out: list[Any] = []
+    append = out.append
+    try:
+        for x in batch:
+            append(fn(x))
+    except BaseException:
+        for r in out:
+            if inspect.iscoroutine(r):
+                r.close()
+        raise
+    return out
+
+
 _EXECUTOR_ADVICE = "drop executor= to await it on the event loop"
 
 
@@ -256,7 +272,7 @@ class _Map(TaskStage[T, U]):
                     await tx.put(await fn(item))
             return
         while (batch := await rx.next_batch()) is not None:
-            out = [fn(x) for x in batch]
+            out = _call_each(fn, batch)
             if w.all_plain(out):
                 await tx.put_many(out)
                 continue
@@ -640,7 +656,7 @@ class _Filter(TaskStage[T, T]):
                         await tx.put(item)
             return
         while (batch := await rx.next_batch()) is not None:
-            keep = [pred(x) for x in batch]
+            keep = _call_each(pred, batch)
             if w.all_plain(keep):
                 await tx.put_many(list(compress(batch, keep)))
                 continue
@@ -1411,7 +1427,7 @@ class _Tap(TaskStage[T, T]):
                     await tx.put(item)
             return
         while (batch := await rx.next_batch()) is not None:
-            results = [fn(x) for x in batch]
+            results = _call_each(fn, batch)
             if not w.all_plain(results):
                 # Some results are awaitables (see _Map._serial).
                 await _settle_all(w, results)

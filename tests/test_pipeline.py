@@ -365,6 +365,66 @@ async def test_stages_cut_off_by_take_drop_their_cleanup_errors(where: str) -> N
         assert sorted([x async for x in items]) == [0, 1, 2]
 
 
+async def fails_on_cleanup_once_stopped(items: AsyncIterator[int]) -> AsyncIterator[int]:
+    try:
+        async for x in items:
+            yield x
+            await anyio.sleep_forever()  # waits on something slow: only a stop ends it
+    finally:
+        raise CleanupError("cleanup failed once interrupted")  # noqa: B012
+
+
+async def test_a_cleanup_error_raised_because_the_ctx_ended_is_dropped() -> None:
+    """A stage's ``finally`` that fails because the run's ctx ended (and cancelled it)
+    fails while the pipeline stops: dropped (docs/pipelines.md), ``ctx.err()`` comes
+    out. The CleanupError used to replace it (found by a fuzzer)."""
+    ctx, cancel = with_cancel(background())
+    seen: list[int] = []
+    with pytest.raises(Canceled) as caught:
+        async with (pipeline([1, 2, 3]) | fails_on_cleanup_once_stopped).stream(ctx) as items:
+            async for x in items:
+                seen.append(x)
+                await anyio.wait_all_tasks_blocked()  # the stage is in its sleep
+                cancel()
+    assert caught.value is ctx.err()
+    assert seen == [1]
+    with with_timeout(background(), 0.05) as ctx, pytest.raises(DeadlineExceeded) as late:
+        await (pipeline([1, 2, 3]) | fails_on_cleanup_once_stopped).collect(ctx)
+    assert late.value is ctx.err()
+
+
+async def test_a_cleanup_error_raised_because_an_outer_scope_was_cancelled_is_dropped() -> None:
+    """The same when a scope around the whole stream is cancelled: the cancellation
+    propagates to that scope, which catches it; the CleanupError used to come out
+    instead and the cancellation was lost."""
+    seen: list[int] = []
+    with anyio.CancelScope() as scope:
+        async with (pipeline([1, 2, 3]) | fails_on_cleanup_once_stopped).stream() as items:
+            async for x in items:
+                seen.append(x)
+                scope.cancel()
+                with anyio.CancelScope(shield=True):  # the stages unwind meanwhile
+                    await anyio.wait_all_tasks_blocked()
+    assert scope.cancelled_caught
+    assert seen == [1]
+
+
+async def test_a_stage_error_racing_an_outer_cancel_is_not_dropped() -> None:
+    """Only errors raised *because of* the stop are dropped: a stage that fails on its
+    own (a timeout of its own, whose TimeoutError carries a cancellation as context)
+    still fails the pipeline."""
+
+    async def times_out(x: int) -> int:
+        with anyio.fail_after(0):
+            await anyio.sleep_forever()
+        return x
+
+    with pytest.raises(TimeoutError):
+        await (pipeline([1]) | stages.map(times_out)).collect()
+    with pytest.raises(TimeoutError):
+        await (pipeline([1]) | stages.map(times_out, workers=2)).collect()
+
+
 async def test_an_error_after_take_still_fails_the_pipeline() -> None:
     """Only the stages cut off are let off: one after take(n) raising is an error."""
 
@@ -1553,3 +1613,26 @@ async def test_iterating_the_output_after_the_block_exited_raises() -> None:
     async with pipeline([1, 2]).stream() as closed:
         await closed.aclose()
     assert [x async for x in closed] == []
+
+
+async def test_iterating_after_an_outer_scope_cut_the_stream_short_raises() -> None:
+    """A scope around the block cancelled mid-stream: the output did not end, so a
+    later ``__anext__`` raises RuntimeError too. It used to end silently, because the
+    stages, killed, closed their links (found by a fuzzer)."""
+
+    async def naturals() -> AsyncIterator[int]:
+        for n in itertools.count():
+            await anyio.sleep(0)
+            yield n
+
+    seen: list[int] = []
+    with anyio.CancelScope() as scope:
+        async with pipeline(naturals, buffer=0).stream() as items:
+            async for x in items:
+                seen.append(x)
+                if len(seen) == 3:
+                    scope.cancel()
+    assert scope.cancelled_caught
+    assert seen == [0, 1, 2]
+    with pytest.raises(RuntimeError, match="after its stream\\(\\) block exited"):
+        await items.__anext__()

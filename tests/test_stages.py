@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -1099,6 +1100,25 @@ async def test_fan_out_of_a_tee_closes_its_channel_when_the_last_copy_ends() -> 
     assert sorted(out) == list(range(50))
     assert sorted(got) == list(range(50))
     assert ch.closed
+
+
+def awaitable_until_3(x: int) -> Any:
+    if x == 3:
+        raise ValueError("bad item")
+    return fetch10(x)  # a sync callable returning an awaitable: awaited (docs)
+
+
+@pytest.mark.parametrize("make", [stages.map, stages.filter, stages.tap])
+async def test_coroutines_made_before_a_sync_call_raised_are_closed(make: Any) -> None:
+    """A sync callable that returned coroutines for the first items of a batch and
+    then raised: those coroutines are closed, not left to warn "never awaited" (which
+    ``-W error`` turns into a failure). They used to be dropped (found by a fuzzer)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="bad item"):
+            await (pipeline(range(10)) | make(awaitable_until_3)).collect()
+        gc.collect()
+    assert not [w for w in caught if "never awaited" in str(w.message)]
 
 
 # -- executors: a sync function that returns an awaitable is refused -------------------
