@@ -78,7 +78,10 @@ async def main() -> None:
         await say("hello", out)
     print("say:", out)
     assert sorted(out) == ["hello"] * 3 + ["world"] * 3
-    assert set(out[:2]) == {"hello", "world"}, "the two run at the same time"
+    # The two run at the same time: neither says all three lines before the other
+    # starts. (Which comes first within a tick is the scheduler's choice; trio picks
+    # at random, and on a loaded machine one may say two lines in a row.)
+    assert out[:3] not in (["hello"] * 3, ["world"] * 3), "the two run at the same time"
 
     # 2. A value handed over on an unbuffered channel.
     ch = Chan[str]()

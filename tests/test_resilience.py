@@ -686,12 +686,24 @@ async def test_retry_only_retry_on() -> None:
 
 
 async def test_retry_stops_before_deadline_real_time() -> None:
-    ctx, cancel = with_timeout(background(), 0.05)
+    """One real 20 ms backoff, then a 20 s one that would pass the 5 s deadline: retry
+    gives up at once with the attempt's error. (A 0.05 s deadline could pass before
+    the first attempt or during the 20 ms sleep on a loaded machine: DeadlineExceeded
+    instead of Boom. The exact times are asserted on the virtual clock below.)"""
+    ctx, cancel = with_timeout(background(), 5)
     t0 = _time.perf_counter()
     with pytest.raises(Boom) as info:
-        await retry(boom, attempts=100, backoff=Backoff(initial=0.02, jitter=False), ctx=ctx)
-    assert _time.perf_counter() - t0 < 0.5
-    assert "would pass the context deadline" in info.value.__notes__[0]
+        await retry(
+            boom,
+            attempts=100,
+            backoff=Backoff(initial=0.02, multiplier=1000, maximum=60, jitter=False),
+            ctx=ctx,
+        )
+    assert _time.perf_counter() - t0 < 4  # gave up: waited neither 20 s nor the deadline
+    assert info.value.__notes__ == [
+        "retry: gave up after 2 of 100 attempts: the next backoff (20 s) would pass "
+        "the context deadline"
+    ]
     cancel()
 
 

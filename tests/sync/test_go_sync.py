@@ -1099,8 +1099,10 @@ async def test_weighted_acquire() -> None:
     ctx = background()
     sem = Semaphore(2)
 
-    async def try_acquire(n: int) -> bool:
-        tctx, cancel = with_timeout(ctx, 0.05)
+    async def try_acquire(n: int, timeout: float = 0.05) -> bool:
+        # (a try expected to succeed gets a long timeout: a ctx already done fails at
+        # once, even with tokens free, and 0.05 s can pass before the acquire under load)
+        tctx, cancel = with_timeout(ctx, timeout)
         try:
             await sem.acquire(n, tctx)
         except DeadlineExceeded:
@@ -1112,10 +1114,10 @@ async def test_weighted_acquire() -> None:
     tries: list[bool] = []
     with anyio.fail_after(HANG):
         await sem.acquire(1, ctx)
-        tries.append(await try_acquire(1))
+        tries.append(await try_acquire(1, HANG))
         tries.append(await try_acquire(1))
         sem.release(2)
-        tries.append(await try_acquire(1))
+        tries.append(await try_acquire(1, HANG))
         await sem.acquire(1, ctx)
         tries.append(await try_acquire(1))
     assert tries == [True, False, True, False]
