@@ -45,7 +45,7 @@ async def test_breaker_state_machine() -> None:
     b = CircuitBreaker(
         failure_threshold=2,
         window=10,
-        recovery_time=0.1,
+        recovery_time=0.5,  # (0.1 s: a stall of a loaded machine could half-open it early)
         success_threshold=2,
         half_open_max_calls=2,
         on_state_change=lambda old, new: changes.append((old, new)),
@@ -60,7 +60,7 @@ async def test_breaker_state_machine() -> None:
     assert st(b) is State.OPEN
     with pytest.raises(CircuitOpen, match=r"^circuit breaker 'db' is open; a probe is allowed in"):
         await b.call(ok)
-    await anyio.sleep(0.11)
+    await anyio.sleep(0.51)
     assert st(b) is State.HALF_OPEN
     assert await b.call(ok) == "ok"
     assert st(b) is State.HALF_OPEN  # one success of two

@@ -421,7 +421,11 @@ async def test_batch_by_size() -> None:
 
 
 async def test_batch_timeout_sends_a_short_batch() -> None:
-    """Same structure as the virtual-clock test; a real 20 ms timeout, no time assertion."""
+    """Same structure as the virtual-clock test; a real 20 ms timeout, no time assertion.
+
+    Only the timeout can release the first items, so no batch mixes them with the
+    later ones; how they are grouped is the virtual-clock test's to check (a stall of
+    20 ms between two yields on a loaded machine splits them here)."""
     first_seen = anyio.Event()
 
     async def source() -> AsyncIterator[int]:
@@ -437,7 +441,9 @@ async def test_batch_timeout_sends_a_short_batch() -> None:
             async for b in items:
                 out.append(b)
                 first_seen.set()
-    assert out == [[0, 1, 2], [3, 4]]
+    assert [x for b in out for x in b] == [0, 1, 2, 3, 4]
+    assert all(set(b) <= {0, 1, 2} or set(b) <= {3, 4} for b in out), out
+    assert all(b for b in out)  # no empty batch
 
 
 class TestBatchOnVirtualClock:
