@@ -5,8 +5,12 @@ buffered channels, with random cancellation at every await point (cancel scopes
 cancelled by other tasks after a random number of checkpoints, or before the
 operation starts), closing while senders are active, then draining. The check
 is always the same: the multiset of values received equals the multiset of
-sends that reported success. Plus a Hypothesis state machine for the nowait API
-against a deque model, and asyncio's native ``Task.cancel()`` racing a wake-up.
+sends that reported success, and each receiver got the values of one sender on
+one channel in the order they were sent (Go's FIFO). On asyncio and uvloop some
+operations run under a native ``asyncio.timeout()``, which, unlike a cancel
+scope, can cancel a waiter that was already handed its value. Plus a Hypothesis
+state machine for the nowait API against a deque model, and asyncio's native
+``Task.cancel()`` racing a wake-up.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+import sniffio
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -44,14 +49,30 @@ def asyncio_only(anyio_backend: tuple[str, dict[str, object]]) -> None:
 
 
 class Ledger:
-    """What happened: values whose send reported success, and values received."""
+    """What happened: values whose send reported success, and values received.
+
+    Values are fresh and increasing, so a sender's later send has the larger value;
+    ``origin`` maps a sent value to its (sender, channel), ``by_receiver`` lists what
+    each receiver got, in order.
+    """
 
     def __init__(self) -> None:
         self.sent: list[int] = []
         self.received: list[int] = []
+        self.origin: dict[int, tuple[int, int]] = {}
+        self.by_receiver: dict[object, list[int]] = {}
         self.next_value = 0
         self.cancelled = 0
+        self.timeouts = 0
         self.closed_errors = 0
+
+    def sent_on(self, v: int, sender: int, ch: Chan[int]) -> None:
+        self.sent.append(v)
+        self.origin[v] = (sender, id(ch))
+
+    def got(self, receiver: object, v: int) -> None:
+        self.received.append(v)
+        self.by_receiver.setdefault(receiver, []).append(v)
 
     def fresh(self) -> int:
         self.next_value += 1
@@ -67,6 +88,12 @@ class Ledger:
         extra = Counter(self.received) - Counter(self.sent)
         assert not missing, f"sent (send returned) but never received: {sorted(missing)}"
         assert not extra, f"received but no send reported success: {sorted(extra)}"
+        for receiver, values in self.by_receiver.items():
+            last: dict[tuple[int, int], int] = {}
+            for v in values:
+                key = self.origin[v]
+                assert last.get(key, 0) < v, f"{receiver} got {v} after {last[key]} (same sender)"
+                last[key] = v
 
 
 async def cancel_after(scope: anyio.CancelScope, checkpoints: int) -> None:
@@ -82,9 +109,17 @@ async def run_op(
     op: Callable[[], Awaitable[None]],
     p_cancel: float,
 ) -> None:
-    """Run *op*, maybe inside a scope that another task (or this one, up front) cancels."""
+    """Run *op*, maybe inside a scope that another task (or this one, up front) cancels,
+    or (asyncio) under a native timeout of a few microseconds."""
     if rng.random() >= p_cancel:
         await op()
+        return
+    if rng.random() < 0.3 and sniffio.current_async_library() == "asyncio":
+        try:
+            async with asyncio.timeout(rng.choice([0, 1e-5, 1e-4])):
+                await op()
+        except TimeoutError:
+            ledger.timeouts += 1
         return
     with anyio.CancelScope() as scope:
         if rng.random() < 0.15:
@@ -97,14 +132,20 @@ async def run_op(
 
 
 async def random_schedule(
-    seed: int, cap: int, *, n_chans: int = 2, early_close: bool | None = None
+    seed: int,
+    cap: int,
+    *,
+    n_chans: int = 2,
+    early_close: bool | None = None,
+    crowd: bool = False,
 ) -> Ledger:
     rng = Random(seed)
     chans = [Chan[int](cap) for _ in range(n_chans)]
     ledger = Ledger()
     p_cancel = rng.choice([0.1, 0.3, 0.5])
-    n_senders = rng.randint(3, 6)
-    ops_per_sender = rng.randint(20, 40)
+    # A crowd: many senders with few ops each, so waiter queues grow long.
+    n_senders = rng.randint(30, 60) if crowd else rng.randint(3, 6)
+    ops_per_sender = rng.randint(4, 8) if crowd else rng.randint(20, 40)
     if early_close is None:
         early_close = rng.random() < 0.3
     senders_done = anyio.Event()
@@ -120,11 +161,11 @@ async def random_schedule(
                 try:
                     if kind == "send":
                         await ch.send(v)
-                        ledger.sent.append(v)
+                        ledger.sent_on(v, k, ch)
                     elif kind == "send_nowait":
                         try:
                             ch.send_nowait(v)
-                            ledger.sent.append(v)
+                            ledger.sent_on(v, k, ch)
                         except WouldBlock:
                             await anyio.sleep(0)
                     elif kind == "select":
@@ -136,7 +177,9 @@ async def random_schedule(
                         r = await select(*(c for c, _ in pairs), default=srng.random() < 0.2)
                         if r.index >= 0:
                             assert r == (r.index, None, True)
-                            ledger.sent.append(pairs[r.index][1])
+                            case, x = pairs[r.index]
+                            assert case.chan is not None
+                            ledger.sent_on(x, k, case.chan)
                         else:
                             await anyio.sleep(0)
                     else:  # a select mixing send and recv cases on the same channels
@@ -144,9 +187,9 @@ async def random_schedule(
                         r = await select(send(a, v), recv(b), send(b, v))  # v sent at most once
                         if r.index in (0, 2):
                             assert r.value is None and r.ok
-                            ledger.sent.append(v)
+                            ledger.sent_on(v, k, a if r.index == 0 else b)
                         elif r.ok:
-                            ledger.received.append(r.value)
+                            ledger.got(("sender", k), r.value)  # type: ignore[arg-type]
                 except ChanClosed as exc:
                     assert str(exc) == "send on closed channel"
                     ledger.closed_errors += 1
@@ -155,6 +198,7 @@ async def random_schedule(
 
     async def dedicated_receiver(ch: Chan[int], k: int) -> None:
         rrng = Random(seed * 2000 + k)
+        me = ("receiver", k)
         while True:
             kind = rrng.choice(["recv", "recv_ok", "recv_nowait", "anext"])
             done = False
@@ -163,27 +207,27 @@ async def random_schedule(
                 nonlocal done
                 if kind == "recv":
                     try:
-                        ledger.received.append(await ch.recv())
+                        ledger.got(me, await ch.recv())
                     except ChanClosed as exc:
                         assert str(exc) == "recv on closed channel"
                         done = True
                 elif kind == "recv_ok":
                     v, ok = await ch.recv_ok()
                     if ok:
-                        ledger.received.append(v)  # type: ignore[arg-type]
+                        ledger.got(me, v)  # type: ignore[arg-type]
                     else:
                         assert v is None
                         done = True
                 elif kind == "recv_nowait":
                     try:
-                        ledger.received.append(ch.recv_nowait())
+                        ledger.got(me, ch.recv_nowait())
                     except WouldBlock:
                         await anyio.sleep(0)
                     except ChanClosed:
                         done = True
                 else:
                     try:
-                        ledger.received.append(await ch.__anext__())
+                        ledger.got(me, await ch.__anext__())
                     except StopAsyncIteration:
                         done = True
 
@@ -207,7 +251,7 @@ async def random_schedule(
             if result:
                 r = result[0]
                 if r.ok:
-                    ledger.received.append(r.value)  # type: ignore[arg-type]
+                    ledger.got(("select", k), r.value)  # type: ignore[arg-type]
                 else:
                     closed = cases[r.index].chan
                     assert closed is not None and closed.closed and len(closed) == 0
@@ -244,6 +288,14 @@ async def test_random_schedule_conserves_items(seed: int, cap: int) -> None:
     assert ledger.sent or ledger.closed_errors  # the schedule did something
 
 
+@pytest.mark.parametrize("cap", [0, 3])
+@pytest.mark.parametrize("seed", range(3))
+async def test_random_schedule_with_a_crowd_of_senders(seed: int, cap: int) -> None:
+    """Dozens of senders: long waiter queues, cancelled entries compacted away."""
+    ledger = await random_schedule(500 + seed, cap, crowd=True)
+    assert ledger.sent or ledger.closed_errors
+
+
 async def test_random_schedules_reach_the_interesting_states() -> None:
     """Across seeds, the stress exercises cancellation, closing on senders, and mixed selects."""
     cancelled = closed_errors = 0
@@ -253,6 +305,19 @@ async def test_random_schedules_reach_the_interesting_states() -> None:
         closed_errors += ledger.closed_errors
     assert cancelled > 20
     assert closed_errors > 0
+
+
+async def test_native_timeouts_reach_waiters_handed_a_value() -> None:
+    """On asyncio the native timeouts of the stress do cancel waiters (some after the
+    hand-over, the race a cancel scope never makes): the FIFO and conservation checks
+    ran through that path."""
+    if sniffio.current_async_library() != "asyncio":
+        pytest.skip("asyncio.timeout() is asyncio's")
+    timeouts = 0
+    for seed in range(6):
+        ledger = await random_schedule(200 + seed, seed % 2)
+        timeouts += ledger.timeouts
+    assert timeouts > 5
 
 
 # -- selects pairing up with selects ------------------------------------------------------
