@@ -611,6 +611,8 @@ class Group:
     def _fail(self, exc: BaseException) -> None:
         """A task or the body raised *exc* (not a cancellation)."""
         if isinstance(exc, Exception):
+            if any(e is exc for e in self._errors):
+                return  # a task's error re-raised by the body (or a task) from `await h`
             self._errors.append(exc)
         elif self._fatal is None:
             self._fatal = exc

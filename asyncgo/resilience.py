@@ -552,7 +552,8 @@ class CircuitBreaker:
         old = self._state
         self._gen += 1
         self._state = new
-        self._probes = 0
+        # (probes still in flight from an earlier half-open state keep their slots:
+        # at most half_open_max_calls probe calls run at once, whatever their generation)
         self._probe_successes = 0
         if new is State.OPEN:
             self._opened_at = now
@@ -590,8 +591,7 @@ class CircuitBreaker:
 
     def _release(self, ticket: _Ticket) -> None:
         """End the call of *ticket* uncounted: it never ran (*fn* was not async)."""
-        gen, probe = ticket
-        if probe and gen == self._gen:
+        if ticket[1]:  # a probe: its slot is free again, whatever the state now
             self._probes -= 1
 
     def _exit(self, ticket: _Ticket, exc: BaseException | None, now: float) -> None:
@@ -609,10 +609,11 @@ class CircuitBreaker:
                 self._failures += 1
             else:
                 self._successes += 1
+        if probe:
+            self._probes -= 1
         if gen != self._gen:
             return  # started in an earlier state: its outcome does not count now
         if probe:
-            self._probes -= 1
             if failed:
                 self._set(State.OPEN, now)
             elif not neutral:

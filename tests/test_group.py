@@ -218,6 +218,20 @@ async def test_first_error_reraised_as_itself_with_traceback() -> None:
     assert live.now == 0 and live.cancelled == 3
 
 
+async def test_a_tasks_error_reraised_by_the_body_is_listed_once() -> None:
+    """``await h`` of a failed task raises its error (the same object); the body letting
+    it out does not make it a second error: one happened, ``g.errors`` lists one. It
+    used to be listed twice (found by a fuzzer)."""
+    err = Boom("once")
+    with pytest.raises(Boom) as info:
+        async with Group() as g:
+            h = await g.go(fail, err)
+            with anyio.CancelScope(shield=True):  # the body sees the error, not a cancel
+                await h
+    assert info.value is err
+    assert g.errors == [err]
+
+
 async def test_first_error_cancels_ctx_with_cause() -> None:
     err = Boom()
     seen: list[BaseException | None] = []

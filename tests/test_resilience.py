@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import re
@@ -145,6 +146,58 @@ async def test_half_open_lets_only_n_probes_through() -> None:
         assert len(refused) == 4
         release.set()
     assert st(b) is State.CLOSED
+
+
+async def test_probes_of_an_earlier_half_open_state_keep_their_slots() -> None:
+    """``half_open_max_calls`` bounds the probes in flight whatever half-open state let
+    them in: a probe still running when another probe's failure reopened the breaker
+    keeps its slot in the next half-open state. (gobreaker counts per generation; the
+    docs promise at most that many probes at once, which protects a recovering
+    dependency.) Three ran at once here before (found by a fuzzer)."""
+    b = CircuitBreaker(
+        failure_threshold=1, recovery_time=0, half_open_max_calls=2, failure_on=ConnectionError
+    )
+    running = peak = 0
+    release = anyio.Event()
+
+    async def probe(fail: bool) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            if fail:
+                raise ConnectionError("down")
+            await release.wait()
+        finally:
+            running -= 1
+
+    async def call(fail: bool) -> None:
+        with contextlib.suppress(ConnectionError, CircuitOpen):
+            await b.call(probe, fail)
+
+    await call(True)  # open, and half-open at once (recovery 0)
+    assert st(b) is State.HALF_OPEN
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, False)  # probe 1: stays in flight
+        await anyio.wait_all_tasks_blocked()
+        await call(True)  # probe 2 fails: open, then half-open again
+        assert st(b) is State.HALF_OPEN
+        for _ in range(3):
+            tg.start_soon(call, False)  # one more slot only: probe 1 holds the other
+        await anyio.wait_all_tasks_blocked()
+        assert (running, peak) == (2, 2)
+        assert b.stats().rejected == 2
+        release.set()
+    assert st(b) is State.CLOSED
+    # every slot came back: two probes at once again after the next failure
+    await call(True)
+    release = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(call, False)
+        await anyio.wait_all_tasks_blocked()
+        assert running == 2
+        release.set()
 
 
 async def test_decorator_and_stale_generation() -> None:
