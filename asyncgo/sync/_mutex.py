@@ -310,9 +310,14 @@ class Mutex:
             if not self._locked:
                 self._locked = True
                 return
-        # Wait (parking is the cancel point); park(), inlined. Granted by unlock(),
-        # which leaves _locked set: the lock changes hands without ever being free,
-        # so no one can barge in.
+        # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
+        # loop step late: a release in between would grant it to a cancelled task. So a
+        # pending cancellation is raised here, before queueing (as trio does).
+        if must_checkpoint(self):
+            await checkpoint()
+            return await self.lock()  # (not cancelled after all: the state may have moved)
+        # Wait; park(), inlined. Granted by unlock(), which leaves _locked set: the
+        # lock changes hands without ever being free, so no one can barge in.
         rt = parking_runtime(self)
         w = new_parker(rt)
         q = self._q

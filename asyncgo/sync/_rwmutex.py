@@ -101,6 +101,12 @@ class RWMutex:
                     self._admit_readers()
                 self._readers += 1
                 return
+        # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
+        # loop step late: a release in between would grant it to a cancelled task. So a
+        # pending cancellation is raised here, before queueing (as trio does).
+        if must_checkpoint(self):
+            await checkpoint()
+            return await self.rlock()  # (not cancelled after all: the state may have moved)
         # Granted by unlock() (or by a waiting writer's cancellation), which counts us in.
         self._bind_both()
         await park(self._rq, 0, self, "rwmutex rlock")
@@ -162,6 +168,12 @@ class RWMutex:
             if self._free_for_writer():
                 self._writer = True
                 return
+        # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
+        # loop step late: a release in between would grant it to a cancelled task. So a
+        # pending cancellation is raised here, before queueing (as trio does).
+        if must_checkpoint(self):
+            await checkpoint()
+            return await self.lock()  # (not cancelled after all: the state may have moved)
         if self._rq.q and not self._writer and self._wq.head() is None:
             # The readers queued behind a writer that was cancelled (its task not
             # resumed yet) go first, as they would have had it resumed.

@@ -177,6 +177,12 @@ class Semaphore:
             if self._size - self._cur >= n and self._q.head() is None:
                 self._cur += n
                 return
+        # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
+        # loop step late: a release in between would grant it to a cancelled task. So a
+        # pending cancellation is raised here, before queueing (as trio does).
+        if must_checkpoint(self):
+            await checkpoint()
+            return await self.acquire(n, ctx)  # (not cancelled after all: the state may have moved)
         await self._park(n, ctx, done)
 
     async def _park(self, n: int, ctx: _Context | None, done: Chan[object] | None) -> None:
@@ -309,6 +315,12 @@ class Semaphore:
                 "semaphore: async with (acquire(n=1)) exceeds the semaphore size 0: "
                 "it could never be granted"
             )
+        # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
+        # loop step late: a release in between would grant it to a cancelled task. So a
+        # pending cancellation is raised here, before queueing (as trio does).
+        if must_checkpoint(self):
+            await checkpoint()
+            return await self.__aenter__()  # (not cancelled after all: the state may have moved)
         # _park(1, None, None), inlined: the contended path of ``async with sem``
         rt = parking_runtime(self)
         w = new_parker(rt)

@@ -104,4 +104,10 @@ class WaitGroup:
             await checkpoint()
             if self._count == 0:
                 return
+        # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
+        # loop step late: a release in between would grant it to a cancelled task. So a
+        # pending cancellation is raised here, before queueing (as trio does).
+        if must_checkpoint(self):
+            await checkpoint()
+            return await self.wait()  # (not cancelled after all: the state may have moved)
         await park(self._q, 0, self, "waitgroup wait")

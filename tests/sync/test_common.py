@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
+from asyncgo import Canceled, background, with_cancel
 from asyncgo.sync import Cond, Mutex, RWMutex, Semaphore, WaitGroup
 
 pytestmark = pytest.mark.anyio
@@ -129,6 +131,78 @@ async def test_waiting_in_an_already_cancelled_scope_raises_and_holds_nothing(wh
         pytest.fail(f"{what}() waited in a cancelled scope and returned")
     assert scope.cancelled_caught
     assert all(q.head() is None for q in queues)
+
+
+def _busy_mutex() -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
+    m = Mutex()
+    assert m.try_lock()
+    return m.lock, m.unlock
+
+
+def _busy_semaphore() -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
+    s = Semaphore(1)
+    assert s.try_acquire(1)
+    return s.acquire, s.release
+
+
+def _write_locked() -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
+    rw = RWMutex()
+    assert rw.try_lock()
+    return rw.rlock, rw.unlock
+
+
+def _read_locked() -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
+    rw = RWMutex()
+    assert rw.try_rlock()
+    return rw.lock, rw.runlock
+
+
+def _counting() -> tuple[Callable[[], Awaitable[None]], Callable[[], None]]:
+    wg = WaitGroup()
+    wg.add(1)
+    return wg.wait, wg.done
+
+
+FREED_AT_ONCE = {
+    "Mutex.lock": _busy_mutex,
+    "Semaphore.acquire": _busy_semaphore,
+    "RWMutex.rlock": _write_locked,
+    "RWMutex.lock": _read_locked,
+    "WaitGroup.wait": _counting,
+}
+
+
+@pytest.mark.parametrize("how", ["scope", "ctx.scope"])
+@pytest.mark.parametrize("what", list(FREED_AT_ONCE))
+async def test_a_wait_in_an_already_cancelled_scope_is_not_granted(what: str, how: str) -> None:
+    """Freed in the same loop step as the wait started: still no grant, on every backend.
+    On asyncio anyio delivers a scope's cancellation one step late, and the waiter,
+    queued, used to be granted the lock (or tokens, or its wake-up) and return
+    holding it inside its cancelled scope (found by a fuzzer)."""
+    wait, free = FREED_AT_ONCE[what]()
+    outcome: list[str] = []
+
+    async def waiter() -> None:
+        if how == "scope":
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await wait()
+                outcome.append("returned")
+            outcome.append("cancelled" if scope.cancelled_caught else "not cancelled")
+        else:
+            ctx, cancel = with_cancel(background())
+            cancel()
+            with pytest.raises(Canceled):
+                with ctx.scope():
+                    await wait()
+                    outcome.append("returned")
+            outcome.append("cancelled")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(waiter)
+        await anyio.lowlevel.checkpoint()  # the waiter runs and waits
+        free()  # in the same loop step
+    assert outcome == ["cancelled"]
 
 
 @pytest.mark.parametrize("what", list(BLOCKED))
