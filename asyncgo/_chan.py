@@ -39,6 +39,7 @@ from ._backend import (
     TRIO,
     _diag,
     asyncio_yield,
+    cancel_pending,
     check_slow,
     checkpoint,
     current_tasks_get,
@@ -659,6 +660,9 @@ class Chan(SendChan[T], RecvChan[T]):
                 await checkpoint()
             if self._poll_send(value):
                 return
+        if cancel_pending(self):
+            await checkpoint()  # (as in recv: a pending cancellation, before queueing)
+            return await self._send_slow(value)
         if not await self._park(False, value):
             raise ChanClosed("send on closed channel")
 
@@ -732,6 +736,15 @@ class Chan(SendChan[T], RecvChan[T]):
         elif _diag.tracer is None:
             # It must wait (unbuffered with no receiver, or a full buffer): park,
             # the cancel point. Inlined: no coroutine between the task and its parker.
+            w = _ctg(self._rt)  # (as in recv: a pending cancellation, before queueing)
+            if (
+                (w := _task_state(w)) is None
+                or (w.st.cancel_scope is not w.clean and _task_cancelled(w))
+                if w is not None
+                else self._rt is not TRIO
+            ) and cancel_pending(self):
+                await checkpoint()
+                return await self.send(value)
             w = self._park_sender(value)
             try:
                 w = await w[0]
@@ -823,6 +836,18 @@ class Chan(SendChan[T], RecvChan[T]):
                 w = self._poll_recv()
         if w is EMPTY:
             # Nothing to receive: park (the cancel point).
+            # anyio's cancellation may be on its way (asyncio: it lands a loop step
+            # late): take it before queueing, or a sender could hand us an item in
+            # between. cancel_pending(self), its common case inlined.
+            w = _ctg(self._rt)
+            if (
+                (w := _task_state(w)) is None
+                or (w.st.cancel_scope is not w.clean and _task_cancelled(w))
+                if w is not None
+                else self._rt is not TRIO
+            ) and cancel_pending(self):
+                await checkpoint()
+                return await self.recv()
             if _diag.tracer is None:
                 w = self._park_recv()
                 try:
@@ -886,6 +911,18 @@ class Chan(SendChan[T], RecvChan[T]):
                 w = self._poll_recv()
         if w is EMPTY:
             # Nothing to receive: park (the cancel point).
+            # anyio's cancellation may be on its way (asyncio: it lands a loop step
+            # late): take it before queueing, or a sender could hand us an item in
+            # between. cancel_pending(self), its common case inlined.
+            w = _ctg(self._rt)
+            if (
+                (w := _task_state(w)) is None
+                or (w.st.cancel_scope is not w.clean and _task_cancelled(w))
+                if w is not None
+                else self._rt is not TRIO
+            ) and cancel_pending(self):
+                await checkpoint()
+                return await self.recv_ok()
             if _diag.tracer is None:
                 w = self._park_recv()
                 try:
@@ -971,6 +1008,18 @@ class Chan(SendChan[T], RecvChan[T]):
                 w = self._poll_recv()
         if w is EMPTY:
             # Nothing to receive: park (the cancel point).
+            # anyio's cancellation may be on its way (asyncio: it lands a loop step
+            # late): take it before queueing, or a sender could hand us an item in
+            # between. cancel_pending(self), its common case inlined.
+            w = _ctg(self._rt)
+            if (
+                (w := _task_state(w)) is None
+                or (w.st.cancel_scope is not w.clean and _task_cancelled(w))
+                if w is not None
+                else self._rt is not TRIO
+            ) and cancel_pending(self):
+                await checkpoint()
+                return await self.__anext__()
             if _diag.tracer is None:
                 w = self._park_recv()
                 try:

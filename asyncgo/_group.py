@@ -29,6 +29,7 @@ from ._backend import (
     NOT_CLAIMED,
     _diag,
     abandon,
+    cancel_pending,
     checkpoint,
     get_cancelled_exc_class,
     must_checkpoint,
@@ -172,6 +173,10 @@ class TaskHandle(Generic[T_co]):
             BaseException: Whatever the task raised, as itself.
         """
         g = self._group
+        if self._state == PENDING and cancel_pending(g):
+            # A cancellation on its way (asyncio delivers it a step late): take it
+            # before waiting, or a task finishing meanwhile would be our result.
+            await checkpoint()
         if self._state == PENDING:
             rt = park_runtime(g)
             p = new_parker(rt)

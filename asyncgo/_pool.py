@@ -50,6 +50,7 @@ from ._backend import (
     _diag,
     abandon,
     anyio,
+    cancel_pending,
     checkpoint,
     get_cancelled_exc_class,
     must_checkpoint,
@@ -333,6 +334,10 @@ class JobHandle(Generic[R_co]):
         # A generator, not a coroutine: awaiting a finished handle (the common case
         # when results are collected after submitting) costs no coroutine object.
         # (A finished handle is a value: like result(), any thread may read it.)
+        if self._state < _DONE and cancel_pending(self._pool):
+            # A cancellation on its way (asyncio delivers it a step late): take it
+            # before waiting, or a job finishing meanwhile would be our result.
+            yield from checkpoint().__await__()
         if self._state < _DONE:
             yield from self._park()
         elif must_checkpoint(self._pool):

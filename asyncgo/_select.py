@@ -23,6 +23,7 @@ from ._backend import (
     TRIO,
     _diag,
     abandon,
+    cancel_pending,
     check_slow,
     checkpoint,
     current_tasks_get,
@@ -377,6 +378,11 @@ async def select(
         return _DEFAULT
     if not any(c.chan is not None for c in cases):
         await _park_forever(holder)  # Go: a select on nil channels only blocks forever
+    if cancel_pending(holder):
+        # anyio's cancellation is on its way (asyncio): take it before queueing on
+        # any channel, or a partner could commit a case in between (see Chan.recv).
+        await checkpoint()
+        return await select(*cases, default=default)
 
     # Pass 2: park one waiter on every channel, queueing the entries in the
     # random poll order: a partner takes the first live entry of a queue, so

@@ -7,6 +7,7 @@ Racy states are reached with ``anyio.wait_all_tasks_blocked()``, never with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from _guards import in_thread
 from _mypy import run_mypy
@@ -28,6 +30,7 @@ from asyncgo import (
     SendChan,
     WouldBlock,
     background,
+    debug,
     recv,
     select,
     send,
@@ -1232,3 +1235,86 @@ def test_a_loop_that_moved_to_another_thread_does_not_fool_parking(second: str) 
         other.join()
         l1.close()
     assert got == 2
+
+
+# -- a wait started in an already-cancelled scope --------------------------------------
+
+
+def _wait_to_recv(ch: Chan[int]) -> Callable[[], Awaitable[object]]:
+    return ch.recv
+
+
+def _wait_to_recv_ok(ch: Chan[int]) -> Callable[[], Awaitable[object]]:
+    return ch.recv_ok
+
+
+def _wait_in_async_for(ch: Chan[int]) -> Callable[[], Awaitable[object]]:
+    return ch.__anext__
+
+
+def _wait_in_select(ch: Chan[int]) -> Callable[[], Awaitable[object]]:
+    return lambda: select(recv(ch), recv(None))
+
+
+PRECANCELLED_RECEIVES = {
+    "recv": _wait_to_recv,
+    "recv_ok": _wait_to_recv_ok,
+    "anext": _wait_in_async_for,
+    "select": _wait_in_select,
+}
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["plain", "traced"])
+@pytest.mark.parametrize("what", list(PRECANCELLED_RECEIVES))
+async def test_a_receive_in_an_already_cancelled_scope_takes_nothing(
+    what: str, traced: bool
+) -> None:
+    """A sender arriving in the same loop step finds no receiver: the receive raised
+    before queueing, on every backend. On asyncio anyio delivers the cancellation a
+    step late, and the receive used to be queued and handed the item, returning it
+    inside its cancelled scope (trio was right)."""
+    ch = Chan[int]()
+    wait = PRECANCELLED_RECEIVES[what](ch)
+    outcome: list[object] = []
+
+    async def receiver() -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            outcome.append(await wait())
+        outcome.append("cancelled" if scope.cancelled_caught else "not cancelled")
+
+    with debug.enabled() if traced else contextlib.nullcontext():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receiver)
+            await anyio.lowlevel.checkpoint()  # the receiver runs and waits
+            with pytest.raises(WouldBlock):
+                ch.send_nowait(1)  # in the same loop step
+    assert outcome == ["cancelled"]
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["plain", "traced"])
+@pytest.mark.parametrize("how", ["send", "select"])
+async def test_a_send_in_an_already_cancelled_scope_delivers_nothing(
+    how: str, traced: bool
+) -> None:
+    """The same for a sender: a receiver polling in the same loop step finds nothing."""
+    ch = Chan[int]()
+    outcome: list[object] = []
+
+    async def sender() -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            if how == "send":
+                await ch.send(1)
+            else:
+                await select(send(ch, 1))
+            outcome.append("sent")
+        outcome.append("cancelled" if scope.cancelled_caught else "not cancelled")
+
+    with debug.enabled() if traced else contextlib.nullcontext():
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sender)
+            await anyio.lowlevel.checkpoint()  # the sender runs and waits
+            with pytest.raises(WouldBlock):
+                ch.recv_nowait()
+    assert outcome == ["cancelled"]

@@ -1767,3 +1767,24 @@ async def test_starting_a_task_from_another_threads_loop_raises(how: str) -> Non
         assert err is None, repr(err)
         await g.go(job)  # the group works on, on its own loop
     assert ran == [threading.current_thread().name]
+
+
+async def returns_one() -> int:
+    return 1
+
+
+async def test_await_h_in_an_already_cancelled_scope_raises_though_the_task_ended() -> None:
+    """``await h`` in a scope already cancelled raises the cancellation, on every backend.
+    On asyncio anyio delivers it a loop step late, and a task finishing in that step
+    used to hand the waiter its result inside the cancelled scope (trio was right)."""
+    caught: list[bool] = []
+    async with Group() as g:
+        for _ in range(10):
+            h = g.go_nowait(returns_one)  # it runs before the cancellation lands
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await h
+                pytest.fail("await h returned in a cancelled scope")
+            caught.append(scope.cancelled_caught)
+            assert await h == 1
+    assert caught == [True] * 10

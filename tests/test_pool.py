@@ -1717,3 +1717,24 @@ async def test_fail_fast_keeps_the_failures_own_context() -> None:
                 await pool.submit(anyio.sleep, 0)  # runs into the abort: PoolClosed
         assert info.value is h.exception()
         assert isinstance(info.value.__context__, context), repr(info.value.__context__)
+
+
+async def returns_one() -> int:
+    return 1
+
+
+async def test_await_of_a_handle_in_an_already_cancelled_scope_raises() -> None:
+    """As ``await h`` of a `Group` task: the cancellation, not the result of a job that
+    finished in the loop step before it landed (asyncio used to return it)."""
+    caught: list[bool] = []
+    async with WorkerPool(workers=2) as pool:
+        for _ in range(10):
+            h = pool.try_submit(returns_one)
+            assert h is not None
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await h
+                pytest.fail("await h returned in a cancelled scope")
+            caught.append(scope.cancelled_caught)
+            assert await h == 1
+    assert caught == [True] * 10

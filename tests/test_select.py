@@ -703,8 +703,10 @@ def test_a_select_refused_for_another_loops_channel_binds_none_of_the_others(
     a, fresh = Chan[int](), Chan[int]()
 
     async def bind_a() -> None:
-        with anyio.move_on_after(0):
-            await a.recv()  # parked: a belongs to this (then finished) loop
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(a.recv)  # parked: a belongs to this (then finished) loop
+            await anyio.wait_all_tasks_blocked()
+            tg.cancel_scope.cancel()
 
     async def refused() -> None:
         for _ in range(20):  # the cases are queued in random order: fresh first, surely

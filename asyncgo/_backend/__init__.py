@@ -76,6 +76,7 @@ __all__ = [
     "check_slow",
     "current_tasks_get",
     "must_checkpoint",
+    "cancel_pending",
     "new_parker",
     "parker_for",
     "park_runtime",
@@ -627,6 +628,33 @@ def must_checkpoint(holder: Any) -> bool:
             fc.budget -= 1
             return entry.st.cancel_scope is not entry.clean and task_cancelled(entry)
     return check_slow(holder, task)
+
+
+def cancel_pending(holder: Any) -> bool:
+    """True when the current asyncio task has an anyio cancellation on its way.
+
+    For the park paths, just before they queue a waiter: parking is their cancel
+    point, but anyio delivers a scope's cancellation on asyncio one loop step
+    after ``cancel()`` (or after entering an already-cancelled scope), so a waiter
+    queued meanwhile could be handed a value or a lock first, and its operation
+    would complete inside a cancelled scope. Raising it first (``await
+    checkpoint()``) is what trio does by itself: a wait in a cancelled scope is
+    aborted at once (False there). Unlike `must_checkpoint`, the budget is not
+    involved: the park yields anyway.
+    """
+    rt = holder._rt
+    task = _current_tasks_get(rt)
+    if task is None:
+        if rt is TRIO:
+            return False  # trio aborts a wait in a cancelled scope itself
+        rt = park_runtime(holder)  # the hint was unset or stale: refresh it
+        task = None if rt is TRIO else _current_tasks_get(rt)
+        if task is None:
+            return False
+    entry = _states.get(task)
+    if entry is None:
+        return must_checkpoint(holder)  # (caches the task's state)
+    return entry.st.cancel_scope is not entry.clean and task_cancelled(entry)
 
 
 def check_slow(holder: Any, task: Any) -> bool:
