@@ -849,7 +849,17 @@ class Chan(SendChan[T], RecvChan[T]):
                 await checkpoint()
                 return await self.recv()
             if _diag.tracer is None:
-                w = self._park_recv()
+                # self._park_recv(), inlined (the ping-pong path: one call less)
+                w = parker_for(self)
+                if self._rt is not self._loop:
+                    self._bind(w)
+                if self._rw is None and not self._recvq:
+                    self._rw = w
+                else:
+                    q = self._recvq
+                    if q is None:
+                        q = self._recvq = deque()
+                    q.append(w)
                 try:
                     w = await w  # still the parker if this raises
                 except BaseException:
