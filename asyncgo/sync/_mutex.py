@@ -21,6 +21,7 @@ from asyncgo._backend import (
     TRIO,
     _diag,
     abandon,
+    cancel_pending,
     checkpoint,
     must_checkpoint,
     new_parker,
@@ -313,7 +314,7 @@ class Mutex:
         # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
         # loop step late: a release in between would grant it to a cancelled task. So a
         # pending cancellation is raised here, before queueing (as trio does).
-        if must_checkpoint(self):
+        if cancel_pending(self):
             await checkpoint()
             return await self.lock()  # (not cancelled after all: the state may have moved)
         # Wait; park(), inlined. Granted by unlock(), which leaves _locked set: the

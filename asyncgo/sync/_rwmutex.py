@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, final
 
-from asyncgo._backend import _diag, checkpoint, must_checkpoint
+from asyncgo._backend import _diag, cancel_pending, checkpoint, must_checkpoint
 
 from ._mutex import WaitQueue, park
 
@@ -104,7 +104,7 @@ class RWMutex:
         # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
         # loop step late: a release in between would grant it to a cancelled task. So a
         # pending cancellation is raised here, before queueing (as trio does).
-        if must_checkpoint(self):
+        if cancel_pending(self):
             await checkpoint()
             return await self.rlock()  # (not cancelled after all: the state may have moved)
         # Granted by unlock() (or by a waiting writer's cancellation), which counts us in.
@@ -171,7 +171,7 @@ class RWMutex:
         # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
         # loop step late: a release in between would grant it to a cancelled task. So a
         # pending cancellation is raised here, before queueing (as trio does).
-        if must_checkpoint(self):
+        if cancel_pending(self):
             await checkpoint()
             return await self.lock()  # (not cancelled after all: the state may have moved)
         if self._rq.q and not self._writer and self._wq.head() is None:

@@ -9,6 +9,7 @@ from asyncgo._backend import (
     NOT_CLAIMED,
     _diag,
     abandon,
+    cancel_pending,
     checkpoint,
     must_checkpoint,
     new_parker,
@@ -180,7 +181,7 @@ class Semaphore:
         # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
         # loop step late: a release in between would grant it to a cancelled task. So a
         # pending cancellation is raised here, before queueing (as trio does).
-        if must_checkpoint(self):
+        if cancel_pending(self):
             await checkpoint()
             return await self.acquire(n, ctx)  # (not cancelled after all: the state may have moved)
         await self._park(n, ctx, done)
@@ -318,7 +319,7 @@ class Semaphore:
         # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
         # loop step late: a release in between would grant it to a cancelled task. So a
         # pending cancellation is raised here, before queueing (as trio does).
-        if must_checkpoint(self):
+        if cancel_pending(self):
             await checkpoint()
             return await self.__aenter__()  # (not cancelled after all: the state may have moved)
         # _park(1, None, None), inlined: the contended path of ``async with sem``

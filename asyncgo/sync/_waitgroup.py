@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import final
 
-from asyncgo._backend import _diag, checkpoint, must_checkpoint
+from asyncgo._backend import _diag, cancel_pending, checkpoint, must_checkpoint
 
 from ._mutex import WaitQueue, park
 
@@ -107,7 +107,7 @@ class WaitGroup:
         # Parking is the cancel point, but on asyncio anyio delivers a scope's cancel one
         # loop step late: a release in between would grant it to a cancelled task. So a
         # pending cancellation is raised here, before queueing (as trio does).
-        if must_checkpoint(self):
+        if cancel_pending(self):
             await checkpoint()
             return await self.wait()  # (not cancelled after all: the state may have moved)
         await park(self._q, 0, self, "waitgroup wait")
