@@ -343,11 +343,19 @@ class Context:
             return
         rt = self._rt
         if rt is not None and not on_loop_thread(rt):
-            run_on_loop(rt, self._cancel_here, cause)
+            # The loop ends it on its next turn; the first cancel() called wins (its
+            # cause), even over a later one made on the loop's thread meanwhile.
+            pending = (cause,)
+            if _cancelling.setdefault(self, pending) is pending:
+                run_on_loop(rt, self._cancel_here, cause)
         else:
             self._cancel_here(cause)
 
     def _cancel_here(self, cause: BaseException | None) -> None:
+        if _cancelling:
+            pending = _cancelling.pop(self, None)
+            if pending is not None:  # a cancel() from another thread came first
+                cause = pending[0]
         if self._err is not None:
             return
         d = self._deadline
@@ -416,6 +424,13 @@ class Context:
                 if now >= n._deadline:  # type: ignore[operator]
                     x = _expiring.pop(n, None) if _expiring else None
                     e = c = DeadlineExceeded() if x is None else x
+            if _cancelling and n is not self and type(e) is Canceled:
+                pending = _cancelling.pop(n, None)
+                if pending is not None:
+                    # Its own cancel() from another thread came first (still on its
+                    # way to the loop): Go's would have ended it, and its subtree, then.
+                    e = Canceled()
+                    c = e if pending[0] is None else pending[0]
             n._err = e
             n._cause = c
             n._up = None
@@ -457,6 +472,11 @@ class Context:
         ):
             self._expire()  # (as the walk does: Go's timer would have fired first)
             return
+        if _cancelling and type(err) is Canceled:
+            pending = _cancelling.pop(self, None)
+            if pending is not None:  # (as the walk does: its own cancel() came first)
+                err = Canceled()
+                cause = err if pending[0] is None else pending[0]
         self._finish(err, cause)
 
     def _close_done(self) -> None:
@@ -676,6 +696,10 @@ _never: tuple[object, RecvChan[None]] | None = None
 # whose deadline passed unnoticed: the loop, which ends the context, uses it (_expire).
 _expiring: WeakKeyDictionary[Context, DeadlineExceeded] = WeakKeyDictionary()
 
+# The cause of a cancel() made off the loop's thread, until the loop ends the context
+# (_cancel_here): the first cancel() called wins, whichever reaches the loop first.
+_cancelling: WeakKeyDictionary[Context, tuple[BaseException | None]] = WeakKeyDictionary()
+
 
 def _never_done() -> RecvChan[None]:
     global _never
@@ -866,14 +890,21 @@ class _AfterFunc:
         run_callback(fn, "after_func")
 
     def stop(self) -> bool:
-        """Stop *fn* from being run; False if it already ran (or started) or was stopped.
+        """Stop *fn* from being run; False if it ran, was stopped, or the context is done.
+
+        Once the context is done *fn* counts as started, as in Go, even if its turn
+        among the callbacks has not come yet.
 
         Go: the ``stop`` function returned by ``context.AfterFunc``.
         """
         if self.state != _PENDING:
             return False
-        self.state = _STOPPED
         n = self.node
+        if n is not None and n._err is not None:
+            # Done, and fn's turn has not come yet (another callback of this
+            # cancellation is calling stop()): Go has started every fn by then.
+            return False
+        self.state = _STOPPED
         self.fn = self.node = None
         if n is not None and n._cbs is not None:
             n._cbs.pop(self, None)
@@ -1416,7 +1447,8 @@ def after_func(ctx: Context, fn: Callable[[], object]) -> Callable[[], bool]:
     is. It should be quick; an exception it raises is reported through
     ``sys.unraisablehook`` (it has no caller to go to) and does not stop the
     cancellation. ``stop()`` unregisters *fn* and returns True if that stopped it
-    from running, False if it already ran or was stopped before.
+    from running, False if it already ran, was stopped before, or the context is
+    done (then *fn* counts as started, as in Go).
     Go: ``context.AfterFunc`` (which runs ``f`` in a goroutine of its own).
 
     Raises:

@@ -12,6 +12,7 @@ import gc
 import math
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -571,6 +572,35 @@ async def test_after_func_callbacks_run_in_registration_order() -> None:
         after_func(ctx, lambda i=i: seen.append(i))
     cancel()
     assert seen == [0, 1, 2, 3, 4]
+
+
+async def test_after_func_stop_inside_a_callback_of_the_same_cancellation() -> None:
+    # Go starts every AfterFunc of a cancellation before any runs: once the context
+    # is done, stop() returns False and the other fn still runs -- on the same
+    # context, and on a descendant reached by the same walk.
+    ctx, cancel = with_cancel(background())
+    child, cancel_child = with_cancel(ctx)
+    seen: list[tuple[str, bool]] = []
+    stops: list[Callable[[], bool]] = []
+    stops.append(after_func(ctx, lambda: seen.append(("a", stops[1]()))))
+    stops.append(after_func(ctx, lambda: seen.append(("b", stops[2]()))))
+    stops.append(after_func(child, lambda: seen.append(("c", True))))
+    cancel()
+    assert sorted(seen) == [("a", False), ("b", False), ("c", True)]
+    assert [stop() for stop in stops] == [False, False, False]
+    cancel_child()
+
+
+async def test_after_func_stop_from_a_callback_of_another_context() -> None:
+    # A callback of one cancellation may still stop an fn of a context that is not done.
+    ctx, cancel = with_cancel(background())
+    other, cancel_other = with_cancel(background())
+    seen: list[object] = []
+    stop_other = after_func(other, lambda: seen.append("other"))
+    after_func(ctx, lambda: seen.append(stop_other()))
+    cancel()
+    cancel_other()
+    assert seen == [True]
 
 
 async def test_after_func_bad_input() -> None:

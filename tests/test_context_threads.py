@@ -193,6 +193,44 @@ async def test_err_from_other_thread_is_the_instance_the_loop_keeps() -> None:
     cancel()
 
 
+async def test_first_cancel_wins_even_while_on_its_way_to_the_loop() -> None:
+    # cancel(X) from another thread has returned, but the loop has not run it yet: a
+    # later cancel(Y) on the loop's thread changes nothing (Go: the first cancel wins).
+    ctx, cancel = with_cancel_cause(background())
+    x, y = ValueError("X"), KeyError("Y")
+    th = threading.Thread(target=cancel, args=(x,))
+    th.start()
+    th.join()  # (the loop is blocked meanwhile: the hand-over is still queued)
+    cancel(y)
+    assert type(ctx.err()) is Canceled
+    assert ctx.cause() is x
+    with anyio.fail_after(BOUND):
+        await ctx.wait()
+    assert ctx.cause() is x
+
+
+async def test_first_cancel_from_a_thread_wins_over_the_parents_walk() -> None:
+    # The child's own cancel(X), made first (off the loop), is still on its way when the
+    # parent is cancelled on the loop: the child, and its subtree, keep X as cause.
+    parent, cancel_parent = with_cancel_cause(background())
+    child, cancel_child = with_cancel_cause(parent)
+    grandchild, cancel_grandchild = with_cancel(child)
+    x, p = ValueError("X"), KeyError("P")
+    th = threading.Thread(target=cancel_child, args=(x,))
+    th.start()
+    th.join()
+    cancel_parent(p)
+    assert parent.cause() is p
+    assert child.cause() is x
+    assert grandchild.cause() is x
+    assert grandchild.err() is child.err()
+    assert child.err() is not parent.err()
+    await anyio.sleep(0)
+    await anyio.sleep(0)  # the hand-over ran: it changed nothing
+    assert child.cause() is x
+    cancel_grandchild()
+
+
 # -- a BaseException raised by a callback does not stop the walk --------------------------
 
 
