@@ -482,7 +482,18 @@ class Limiter:
         """
         limit = _check_limit(limit, "set_limit(limit)")
         _check_t(t, "set_limit_at")
-        self._last, self._tokens = self._advance(t)
+        t, tokens = self._advance(t)
+        old = self._limit
+        if 0 < old < INF and limit != old:
+            # The tokens counted at the old rate carry the float clock's rounding of
+            # t - last (a few ulps of t, times that rate), which Go's whole
+            # nanoseconds do not: at the new rate it would become a wait (10 ms at
+            # 100/s, a day into the clock, is 0.9999999995 tokens: then 1 ns at 0.5/s).
+            r = round(tokens)
+            if tokens != r and abs(tokens - r) <= min(4.0 * math.ulp(t) * old, _CRUMB):
+                tokens = float(r)
+        self._last = t
+        self._tokens = tokens
         self._limit = limit
 
     def set_burst_at(self, t: float, burst: int) -> None:

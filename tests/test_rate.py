@@ -282,6 +282,24 @@ def test_set_limit_mid_stream() -> None:
     assert lim.tokens_at(T[9] + 0.01) == 1
 
 
+@pytest.mark.parametrize("base", [0.0, 1.0, 86488.972, 3.7e6, 1.6e9])
+def test_set_limit_keeps_a_due_token_despite_clock_rounding(base: float) -> None:
+    # 10 ms at 100/s is one whole token (Go's nanoseconds: exactly 1.0), but
+    # (base + 0.01) - base rounds below 0.01 s on a large clock: the shortfall, tiny at
+    # 100/s, must not become a wait at the new, lower limit.
+    lim = Limiter(100, 1)
+    assert lim.allow_at(base)
+    lim.set_limit_at(base + 0.01, 0.5)
+    assert lim.tokens_at(base + 0.01) == 1.0
+    assert lim.allow_at(base + 0.01)
+    # A real shortfall (half a token) is kept as it is.
+    lim = Limiter(100, 1)
+    assert lim.allow_at(base)
+    lim.set_limit_at(base + 0.005, 0.5)
+    assert lim.tokens_at(base + 0.005) == pytest.approx(0.5, abs=1e-3)
+    assert not lim.allow_at(base + 0.005)
+
+
 def test_set_burst() -> None:
     lim = Limiter(10, 1)
     lim.set_burst_at(T[0], 5)
