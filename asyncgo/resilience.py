@@ -34,6 +34,7 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Final,
+    ParamSpec,
     Protocol,
     TypeVar,
     TypeVarTuple,
@@ -64,6 +65,7 @@ __all__ = [
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+P = ParamSpec("P")
 
 
 def _number(where: str, v: object) -> float:
@@ -642,8 +644,8 @@ class CircuitBreaker:
 
     # -- the three ways to use it -----------------------------------------------
 
-    async def call(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
-        """Call ``await fn(*args)`` through the breaker.
+    async def call(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``await fn(*args, **kwargs)`` through the breaker.
 
         Raises:
             CircuitOpen: The breaker is open, or half-open with every probe slot taken.
@@ -655,7 +657,7 @@ class CircuitBreaker:
             raise not_a_function(fn, "resilience: CircuitBreaker.call", _CALL_ADVICE)
         ticket = self._enter(self._now())
         try:
-            aw = fn(*args)
+            aw = fn(*args, **kwargs)
             if isawaitable(cast("object", aw)):  # (typed awaitable; a sync fn is a misuse)
                 result = await aw
         except BaseException as exc:
@@ -667,10 +669,10 @@ class CircuitBreaker:
         self._exit(ticket, None, self._now())
         return result
 
-    def __call__(
-        self, fn: Callable[[*Ts], Awaitable[T]]
-    ) -> Callable[[*Ts], Coroutine[Any, Any, T]]:
+    def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
         """Decorate an async function so that every call goes through the breaker.
+
+        The wrapper keeps *fn*'s signature: keyword arguments are passed on.
 
         Raises:
             TypeError: *fn* is not callable (``@breaker`` on a coroutine object).
@@ -679,8 +681,8 @@ class CircuitBreaker:
             raise not_a_function(fn, "resilience: CircuitBreaker", "decorate the function itself")
 
         @functools.wraps(fn)
-        async def guarded(*args: *Ts) -> T:
-            return await self.call(fn, *args)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await self.call(fn, *args, **kwargs)
 
         return guarded
 
@@ -812,6 +814,9 @@ _RetryOn = type[BaseException] | tuple[type[BaseException], ...]
 _RETRY_ADVICE = "pass the async function and its arguments, retry(f, *args), not retry(f())"
 
 
+_NO_KWARGS: Final[dict[str, Any]] = {}
+
+
 def _backoff_seconds(backoff: object, pause: object) -> float:
     """A backoff function's pause as seconds (the error, raised while handling the
     call's exception, keeps it as ``__context__``)."""
@@ -821,8 +826,9 @@ def _backoff_seconds(backoff: object, pause: object) -> float:
 
 
 async def _retry(
-    fn: Callable[[*Ts], Awaitable[T]],
-    args: tuple[*Ts],
+    fn: Callable[..., Awaitable[T]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
     attempts: int,
     backoff: Backoff | Callable[[int], float],
     retry_on: _RetryOn,
@@ -837,7 +843,7 @@ async def _retry(
             if err is not None:
                 raise err
         try:
-            aw = fn(*args)
+            aw = fn(*args, **kwargs)
             if isawaitable(cast("object", aw)):  # (typed awaitable; a sync fn is a misuse)
                 return await aw
         except Exception as exc:
@@ -866,10 +872,8 @@ async def _retry(
 class RetryDecorator(Protocol):
     """What ``retry(attempts=...)`` returns: wraps an async function in `retry`."""
 
-    def __call__(
-        self, fn: Callable[[*Ts], Awaitable[T]], /
-    ) -> Callable[[*Ts], Coroutine[Any, Any, T]]:
-        """Wrap *fn*."""
+    def __call__(self, fn: Callable[P, Awaitable[T]], /) -> Callable[P, Coroutine[Any, Any, T]]:
+        """Wrap *fn* (its signature kept: keyword arguments are passed on)."""
         ...
 
 
@@ -915,7 +919,9 @@ def retry(  # type: ignore[misc]  # mypy: TypeVarTuple *args vs the keyword-only
     re-raised at once. When it gives up, the last error is re-raised as
     itself, with a note (``add_note``) giving the number of attempts.
 
-    Without *fn*, returns a decorator: ``@retry(attempts=5)``.
+    Without *fn*, returns a decorator: ``@retry(attempts=5)``; the decorated
+    function keeps its signature (keyword arguments are passed on). The direct
+    form passes *args* only: bind keywords with ``functools.partial``.
 
     Never retried, whatever *retry_on* says: cancellation (the backend's, and
     `Canceled` -- a ctx given to *fn* was cancelled: its caller went away),
@@ -971,15 +977,15 @@ def retry(  # type: ignore[misc]  # mypy: TypeVarTuple *args vs the keyword-only
         raise not_a_function(fn, "resilience: retry", _RETRY_ADVICE)
     if fn is None:
 
-        def decorate(f: Callable[[*Ts], Awaitable[T]]) -> Callable[[*Ts], Coroutine[Any, Any, T]]:
+        def decorate(f: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
             if not callable(f):
                 raise not_a_function(f, "resilience: retry", "decorate the function itself")
 
             @functools.wraps(f)
-            async def retried(*a: *Ts) -> T:
-                return await _retry(f, a, attempts, backoff, retry_on, ctx)
+            async def retried(*a: P.args, **kw: P.kwargs) -> T:
+                return await _retry(f, a, kw, attempts, backoff, retry_on, ctx)
 
             return retried
 
         return decorate  # type: ignore[return-value]
-    return _retry(fn, args, attempts, backoff, retry_on, ctx)
+    return _retry(fn, args, _NO_KWARGS, attempts, backoff, retry_on, ctx)

@@ -200,6 +200,44 @@ async def test_probes_of_an_earlier_half_open_state_keep_their_slots() -> None:
         release.set()
 
 
+async def test_decorators_pass_keyword_arguments_on() -> None:
+    # @breaker and @retry(...) keep the signature: defaults, names and keyword-only
+    # parameters work through the wrapper, as inspect.signature() says they do.
+    import inspect
+
+    b = CircuitBreaker(failure_threshold=2, recovery_time=60)
+    calls: list[tuple[str, int, str]] = []
+
+    @b
+    async def order(sku: str, qty: int = 1, *, tag: str = "") -> int:
+        calls.append((sku, qty, tag))
+        return qty
+
+    tries: list[float] = []
+
+    @retry(attempts=3, backoff=lambda i: 0.0, retry_on=ConnectionError)
+    async def put(url: str, *, timeout: float = 1.0) -> str:
+        tries.append(timeout)
+        if len(tries) < 2:
+            raise ConnectionError("again")
+        return f"{url} {timeout}"
+
+    assert await order("a") == 1
+    assert await order(sku="b", qty=2, tag="x") == 2
+    assert await b.call(order, "c", tag="y") == 1
+    assert await b.call(order, "d", qty=3) == 3
+    assert calls == [("a", 1, ""), ("b", 2, "x"), ("c", 1, "y"), ("d", 3, "")]
+    assert b.stats().successes == 6  # (b.call(order, ...) goes through b twice)
+    assert await put("u", timeout=2.5) == "u 2.5"
+    assert tries == [2.5, 2.5]  # the keyword reached every attempt
+    with pytest.raises(TypeError, match="unexpected keyword argument 'qty2'"):
+        await order("e", qty2=1)  # type: ignore[call-arg]
+    assert st(b) is State.CLOSED  # (one failure: the threshold is 2)
+    sig = "(sku: 'str', qty: 'int' = 1, *, tag: 'str' = '') -> 'int'"
+    assert str(inspect.signature(order)) == sig
+    assert str(inspect.signature(put)) == "(url: 'str', *, timeout: 'float' = 1.0) -> 'str'"
+
+
 async def test_decorator_and_stale_generation() -> None:
     b = CircuitBreaker(failure_threshold=1, recovery_time=60)
     gate = anyio.Event()

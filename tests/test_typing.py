@@ -56,6 +56,16 @@ async def get(url: str) -> bytes:
     return b""
 
 
+@breaker
+async def order(sku: str, qty: int = 1, *, tag: str = "") -> int:
+    return qty
+
+
+@retry(attempts=2)
+async def put(url: str, *, timeout: float = 1.0) -> bytes:
+    return b""
+
+
 @no_leaks(grace=0.5)
 async def check() -> None: ...
 
@@ -85,6 +95,11 @@ async def main() -> None:
     t2 = asyncio.create_task(get("u"))
     t3 = asyncio.create_task(retry(count, 1, attempts=5))
     t4 = asyncio.create_task(check())
+    # The decorators keep the signature: defaults, names, keyword-only parameters.
+    assert_type(await order("A-1"), int)
+    assert_type(await order(sku="A-1", qty=2, tag="x"), int)
+    assert_type(await put("u", timeout=2.0), bytes)
+    assert_type(await breaker.call(order, "A-1", tag="x"), int)
     print(keep, jobs, t1, t2, t3, t4)
 """
 
@@ -95,3 +110,36 @@ def test_handles_results_and_wrappers_type_check(tmp_path: Path) -> None:
     snippet.write_text(textwrap.dedent(SNIPPET))
     out = run_mypy(tmp_path / "cache", snippet)
     assert not out.strip(), out
+
+
+NEGATIVE = """\
+from asyncgo import CircuitBreaker, retry
+
+breaker = CircuitBreaker()
+
+
+@breaker
+async def order(sku: str, qty: int = 1, *, tag: str = "") -> int:
+    return qty
+
+
+@retry(attempts=2)
+async def put(url: str, *, timeout: float = 1.0) -> bytes:
+    return b""
+
+
+async def main() -> None:
+    await order(1)  # line 17: wrong type
+    await order("A-1", tag=3)  # line 18: wrong keyword type
+    await put("u", timeot=2.0)  # line 19: unknown keyword
+    await breaker.call(order, "A-1", qty="2")  # line 20: wrong keyword type
+"""
+
+
+def test_decorated_signatures_reject_wrong_calls(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    snippet = tmp_path / "negative.py"
+    snippet.write_text(NEGATIVE)
+    out = run_mypy(tmp_path / "cache", snippet)
+    lines = {int(x.split(":")[1]) for x in out.splitlines() if ": error:" in x}
+    assert lines == {17, 18, 19, 20}, out
