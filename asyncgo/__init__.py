@@ -123,6 +123,18 @@ def _fixup_module_metadata() -> None:
     for name in __all__:
         obj = globals()[name]
         if getattr(obj, "__module__", "").startswith("asyncgo."):
+            own = getattr(obj, "__dict__", {}).get("__annotations__")
+            if own and isinstance(obj, type):
+                # typing.get_type_hints() looks a class's (string) annotations up in
+                # the module that __module__ names: resolve them where they were written.
+                import typing
+
+                try:
+                    hints = typing.get_type_hints(obj)
+                except NameError:  # pragma: no cover - a name only known to type checkers
+                    pass
+                else:
+                    obj.__annotations__ = {k: hints[k] for k in own}
             try:
                 obj.__module__ = __name__
             except (AttributeError, TypeError):  # pragma: no cover

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from threading import get_ident as _get_ident
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, final
 
 from ._backend import (
@@ -52,7 +53,6 @@ from ._exceptions import Canceled, WouldBlock
 
 if TYPE_CHECKING:
     from contextvars import Token
-    from types import TracebackType
 
 __all__ = ["Group", "TaskHandle"]
 

@@ -67,12 +67,11 @@ from ._backend import (
 )
 from ._backend._tasks import TASK_NAMERS
 from ._chan import Chan, RecvChan, SendChan
-from ._context import _current, background, check_ctx, ended
+from ._context import Context, _current, background, check_ctx, ended
 from ._exceptions import WouldBlock
 from ._group import Group
 
 if TYPE_CHECKING:
-    from ._context import Context
     from .stages import Merge
 
 __all__ = ["DEFAULT_BUFFER", "Pipeline", "Stage", "TaskStage", "pipeline"]

@@ -21,12 +21,9 @@ from typing import TYPE_CHECKING, Final, final
 
 from ._backend import TRIO, checkpoint, current_time, must_checkpoint, park_runtime, runtime
 from ._backend._timers import RunClock, TrioRuntime
-from ._context import check_ctx, ended
+from ._context import Context, check_ctx, ended
 from ._exceptions import DeadlineExceeded
 from .time import sleep
-
-if TYPE_CHECKING:
-    from ._context import Context
 
 __all__ = ["INF", "INF_DURATION", "Limiter", "Reservation", "SlidingWindow", "every"]
 

@@ -30,8 +30,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from inspect import isawaitable
+from types import TracebackType
 from typing import (
-    TYPE_CHECKING,
     Any,
     Final,
     ParamSpec,
@@ -45,14 +45,9 @@ from typing import (
 
 from ._backend import current_time
 from ._backend._timers import RunClock
-from ._context import check_ctx, ended
+from ._context import Context, check_ctx, ended
 from ._exceptions import Canceled, check_sync_callable, not_a_function, not_awaitable
 from .time import _seconds, sleep
-
-if TYPE_CHECKING:
-    from types import TracebackType
-
-    from ._context import Context
 
 __all__ = [
     "Backoff",

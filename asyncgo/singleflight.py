@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, TypeVarTuple, final
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar, TypeVarTuple, final
 
 from ._backend import (
     NOT_CLAIMED,
@@ -52,8 +53,7 @@ from ._backend._timers import Runtime, elsewhere, runtime_or_none
 from ._exceptions import not_a_function, not_awaitable, stray_cancellation
 
 if TYPE_CHECKING:
-    from types import FrameType, TracebackType
-    from typing import Self
+    from types import FrameType
 
 __all__ = ["Group"]
 

@@ -6,6 +6,7 @@ import __future__
 import inspect
 import pickle
 import types
+import typing
 
 import pytest
 
@@ -126,3 +127,43 @@ def test_reprs_name_the_public_class() -> None:
     assert "asyncgo.ChanClosed" in repr(ChanClosed) or repr(ChanClosed) == (
         "<class 'asyncgo.ChanClosed'>"
     )
+
+
+_MODULES = [
+    asyncgo, asyncgo.sync, asyncgo.rate, asyncgo.singleflight, asyncgo.time,
+    asyncgo.stages, asyncgo.debug, asyncgo.testing, asyncgo.resilience,
+]  # fmt: skip
+
+
+_DUNDERS = ("__init__", "__call__", "__aenter__", "__aexit__")
+
+
+def _annotated() -> list[tuple[str, object]]:
+    """Every public function, class and public method (with its dunder protocol methods)."""
+    found: dict[int, tuple[str, object]] = {}
+    for mod in _MODULES:
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            found.setdefault(id(obj), (f"{mod.__name__}.{name}", obj))
+            if inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    if isinstance(member, (staticmethod, classmethod)):
+                        member = member.__func__
+                    if isinstance(member, property):
+                        member = member.fget
+                    if inspect.isfunction(member) and (
+                        not attr.startswith("_") or attr in _DUNDERS
+                    ):
+                        found.setdefault(id(member), (f"{mod.__name__}.{name}.{attr}", member))
+    return sorted(found.values(), key=lambda x: x[0])
+
+
+@pytest.mark.parametrize(
+    ("name", "obj"), _annotated(), ids=lambda x: x if isinstance(x, str) else ""
+)
+def test_type_hints_resolve_at_run_time(name: str, obj: object) -> None:
+    # typing.get_type_hints() is what runtime tools (FastAPI, pydantic, typeguard,
+    # sphinx) call: no annotation may name something only type checkers import.
+    assert isinstance(typing.get_type_hints(obj), dict)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, TypeVar, final
+from types import TracebackType
+from typing import TypeVar, final
 
 from asyncgo._backend import (
     NOT_CLAIMED,
@@ -21,9 +22,6 @@ from asyncgo._backend import (
 from asyncgo._exceptions import is_async
 
 from ._mutex import Locker, Mutex, WaitQueue
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = ["Cond"]
 

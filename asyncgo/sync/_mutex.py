@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections import deque
 from threading import get_ident as _get_ident
-from typing import TYPE_CHECKING, Any, Protocol, final
+from types import TracebackType
+from typing import Any, Protocol, final
 
 from asyncgo._backend import (
     NOT_CLAIMED,
@@ -29,9 +30,6 @@ from asyncgo._backend import (
     rescue,
     thread_id,
 )
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = ["Locker", "Mutex", "WaitQueue", "park", "parking_runtime"]
 

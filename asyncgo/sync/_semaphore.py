@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Protocol, final
+from types import TracebackType
+from typing import Protocol, final
 
 from asyncgo._backend import (
     NOT_CLAIMED,
@@ -20,9 +21,6 @@ from asyncgo._context import check_ctx
 from asyncgo._exceptions import Canceled
 
 from ._mutex import WaitQueue, parking_runtime
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = ["Semaphore"]
 
