@@ -143,21 +143,36 @@ class ContextMiddleware:
         scope[CONTEXT_KEY] = ctx
         state = scope.setdefault("state", {})
         state[CONTEXT_KEY] = ctx
-        started = complete = dropped = False
+        started = complete = dropped = late = False
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
 
         async def app_send(msg: Message) -> None:
-            nonlocal started, complete, dropped
+            nonlocal started, complete, dropped, late
             if dropped:
                 return  # the rest of a response replaced by the 504
+            shield = late
             if msg["type"] == "http.response.start":
                 # A handler that never reached a checkpoint (no await that yields, a
                 # blocking call, a sync endpoint in a thread) was not cancelled: its
                 # response comes after the deadline and is replaced by the 504 (sent
                 # below, outside the scope). err() notices a passed deadline itself.
-                if isinstance(ctx.err(), DeadlineExceeded):
+                err = ctx.err()
+                if isinstance(err, DeadlineExceeded):
                     dropped = True
                     return
                 started = True
+                # A response started once the ctx was cancelled (a handler's answer to
+                # ctx.done(): the parent's end, a server shutting down) is sent whole:
+                # cutting it would only break the server's protocol state (hypercorn on
+                # trio, whose send() checkpoints, raised from h11 and went down). The
+                # start of any response is never cut (on trio a checkpoint in the
+                # server's send() could take a cancellation arriving meanwhile).
+                shield = late = err is not None
+                if loop is None:
+                    shield = True
             elif msg["type"] == "http.response.body" and not msg.get("more_body", False):
                 complete = True
             # Out of the request's scope: a server may start its next task in send()
@@ -165,7 +180,11 @@ class ContextMiddleware:
             # would inherit current() -- and derive its request context from ours.
             token = _current.set(arrival)
             try:
-                await send(msg)
+                if shield:
+                    with anyio.CancelScope(shield=True):
+                        await send(msg)
+                else:
+                    await send(msg)
             finally:
                 _current.reset(token)
 
@@ -177,10 +196,6 @@ class ContextMiddleware:
         # the app: enough to see a disconnect once the body has been read (at once,
         # for bodiless requests) while the app runs. On asyncio (uvicorn, hypercorn)
         # it is a bare asyncio task, several times cheaper than an anyio task group.
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
         try:
             if loop is not None:
                 await self._run_asyncio(loop, ctx, scope, receive, app_send, on_disconnect)
@@ -212,13 +227,18 @@ class ContextMiddleware:
 
         async def watch(q: asyncio.Queue[Message]) -> None:
             nonlocal ended
+            last: Message | None = None
             try:
                 while True:
                     msg = await receive()
                     if msg["type"] == "http.disconnect":
                         on_disconnect()
                         return
+                    if last is not None and q.full() and _empty_end(msg):
+                        last["more_body"] = False  # (still queued: see _empty_end)
+                        continue
                     await q.put(msg)
+                    last = msg
             finally:
                 ended = True
                 if q.empty():  # wake an app_receive() waiting on the queue
@@ -279,13 +299,18 @@ class ContextMiddleware:
         tx, rx = anyio.create_memory_object_stream[Message](1)
 
         async def watch() -> None:
+            last: Message | None = None
             async with tx:
                 while True:
                     msg = await receive()
                     if msg["type"] == "http.disconnect":
                         on_disconnect()
                         return
+                    if last is not None and tx.statistics().current_buffer_used and _empty_end(msg):
+                        last["more_body"] = False  # (still queued: see _empty_end)
+                        continue
                     await tx.send(msg)
+                    last = msg
 
         async def app_receive() -> Message:
             try:
@@ -328,6 +353,17 @@ class ContextMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": self._body})
+
+
+def _empty_end(msg: Message) -> bool:
+    """Whether *msg* only ends the request body (no bytes, no more to come).
+
+    Servers may end a body that way (hypercorn: the data, then an empty message).
+    The watcher, one message ahead of an app that does not read the body, folds it
+    into the message still queued for the app (the watcher's own: ``more_body``
+    becomes False) instead of waiting for room, so it goes on to see a disconnect.
+    """
+    return msg["type"] == "http.request" and not msg.get("body") and not msg.get("more_body")
 
 
 def get_context(request: Any) -> Context:

@@ -24,6 +24,7 @@ from starlette.routing import Route  # noqa: E402
 
 import asyncgo  # noqa: E402
 from asyncgo import DeadlineExceeded, current  # noqa: E402
+from asyncgo.contrib import ClientDisconnected  # noqa: E402
 from asyncgo.contrib.starlette import ContextMiddleware, EventStreamResponse, get_context  # noqa: E402
 
 pytestmark = [
@@ -183,3 +184,105 @@ async def test_a_base_exception_from_the_app_propagates_as_itself(
     mw = ContextMiddleware(app)  # type: ignore[arg-type]
     with pytest.raises(exc_type):
         await mw({"type": "http", "headers": []}, receive, send)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_response_made_after_the_ctx_was_cancelled_is_sent_whole(stream: bool) -> None:
+    # The handler answers ctx.done() (the parent's end: a server shutting down). Its
+    # response, started in the cancelled scope, must reach a server whose send()
+    # checkpoints (hypercorn on trio) uncut: a cancellation inside it broke the
+    # server's protocol state (h11 raised, and the whole server went down).
+    app_ctx, cancel_app = asyncgo.with_cancel(asyncgo.background())
+    waiting = anyio.Event()
+
+    async def answer(request: Request) -> JSONResponse | StreamingResponse:
+        ctx = get_context(request)
+        waiting.set()
+        await asyncgo.select(asyncgo.recv(ctx.done()))
+        err = type(ctx.err()).__name__
+        if not stream:
+            return JSONResponse({"err": err})
+
+        async def parts():  # type: ignore[no-untyped-def]
+            yield err.encode()
+
+        return StreamingResponse(parts())
+
+    app = Starlette(routes=[Route("/answer", answer)])
+    app.add_middleware(ContextMiddleware, parent=app_ctx)
+    asked = False
+    calls: list[str] = []
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    async def send(msg: dict[str, object]) -> None:
+        calls.append(str(msg["type"]))
+        await anyio.lowlevel.checkpoint()  # a server whose send() yields
+        sent.append(msg)
+
+    scope = _http_scope("GET", "/answer")
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(app, scope, receive, send)
+            await waiting.wait()
+            cancel_app()
+    assert len(sent) == len(calls), calls  # no send() was cut
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200
+    body = b"".join(m.get("body", b"") for m in sent[1:])  # type: ignore[misc]
+    assert body in (b'{"err":"Canceled"}', b"Canceled")
+    assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body", False)
+
+
+def _http_scope(method: str, path: str) -> dict[str, object]:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "root_path": "", "headers": [], "client": ("127.0.0.1", 1), "server": ("t", 80),
+    }  # fmt: skip
+
+
+async def test_a_disconnect_after_an_unread_body_ended_by_an_empty_message() -> None:
+    # hypercorn ends a body with an empty message after the data. An app that does
+    # not read the body still sees the disconnect that follows: the watcher, one
+    # message ahead, folds that empty end into the message still queued for the app.
+    waiting = anyio.Event()
+    seen: list[object] = []
+
+    async def upload(request: Request) -> JSONResponse:
+        ctx = get_context(request)
+        waiting.set()
+        await asyncgo.select(asyncgo.recv(ctx.done()))
+        seen.append(ctx.cause())
+        with anyio.CancelScope(shield=True):  # (in the request's cancelled scope)
+            seen.append(await request.body())  # the body, whole, and its end
+        return JSONResponse({})
+
+    app = Starlette(routes=[Route("/upload", upload, methods=["POST"])])
+    app.add_middleware(ContextMiddleware, watch_after=0)
+    messages = [
+        {"type": "http.request", "body": b"0123456789", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, object]:
+        if messages and messages[0]["type"] == "http.disconnect":
+            await waiting.wait()  # the app waits on ctx.done() (trio starts tasks in any order)
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(msg: dict[str, object]) -> None:
+        pass
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(app, _http_scope("POST", "/upload"), receive, send)
+            await waiting.wait()
+    assert isinstance(seen[0], ClientDisconnected)
+    assert seen[1] == b"0123456789"
