@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, final
 from weakref import WeakKeyDictionary, ref
 
 from ._backend import sleep as _sleep
@@ -352,7 +352,7 @@ class Context:
             self._cancel_here(cause)
 
     def _cancel_here(self, cause: BaseException | None) -> None:
-        if _cancelling:
+        if _cancelling_refs:  # (a WeakKeyDictionary's own len() is Python code)
             pending = _cancelling.pop(self, None)
             if pending is not None:  # a cancel() from another thread came first
                 cause = pending[0]
@@ -407,6 +407,7 @@ class Context:
         # A node bound to no loop (made before any ran) is cancelled on the caller's
         # thread: its descendants bound to a loop running elsewhere are handed to it.
         mixed = self._rt is None
+        from_threads = bool(_cancelling_refs)  # cancel()s from other threads on their way
         now: float | None = None
         finished: list[Context] = []
         stack: list[tuple[Context, Canceled | DeadlineExceeded, BaseException]] = [
@@ -424,7 +425,7 @@ class Context:
                 if now >= n._deadline:  # type: ignore[operator]
                     x = _expiring.pop(n, None) if _expiring else None
                     e = c = DeadlineExceeded() if x is None else x
-            if _cancelling and n is not self and type(e) is Canceled:
+            if from_threads and n is not self and type(e) is Canceled:
                 pending = _cancelling.pop(n, None)
                 if pending is not None:
                     # Its own cancel() from another thread came first (still on its
@@ -472,7 +473,7 @@ class Context:
         ):
             self._expire()  # (as the walk does: Go's timer would have fired first)
             return
-        if _cancelling and type(err) is Canceled:
+        if _cancelling_refs and type(err) is Canceled:
             pending = _cancelling.pop(self, None)
             if pending is not None:  # (as the walk does: its own cancel() came first)
                 err = Canceled()
@@ -699,6 +700,7 @@ _expiring: WeakKeyDictionary[Context, DeadlineExceeded] = WeakKeyDictionary()
 # The cause of a cancel() made off the loop's thread, until the loop ends the context
 # (_cancel_here): the first cancel() called wins, whichever reaches the loop first.
 _cancelling: WeakKeyDictionary[Context, tuple[BaseException | None]] = WeakKeyDictionary()
+_cancelling_refs: dict[Any, Any] = _cancelling.data  # type: ignore[attr-defined]  # (its dict)
 
 
 def _never_done() -> RecvChan[None]:
