@@ -28,6 +28,7 @@ from asyncgo import (
     WouldBlock,
     background,
     debug,
+    rate,
     recv,
     select,
     with_cancel,
@@ -1047,6 +1048,18 @@ class TestVirtualClock:
                     tg.start_soon(ch.recv)  # nobody will send once the thread is done
                     tg.start_soon(anyio.to_thread.run_sync, time.sleep, 0.3)
         assert not guard.cancelled_caught
+
+    async def test_the_watcher_does_not_move_the_clock_while_a_thread_runs(self) -> None:
+        # Its back-off timer was a deadline autojump leapt to whenever every task
+        # waited (here on a thread): the clock the test reads moved by hours (a rate
+        # limiter refilled, a breaker recovered) and the watcher spun.
+        lim = rate.Limiter(1 / 60, 1)
+        async with debug.detect_deadlocks():
+            t0 = anyio.current_time()
+            assert lim.allow()
+            await anyio.to_thread.run_sync(time.sleep, 0.2)
+            assert anyio.current_time() - t0 < 1.0
+            assert not lim.allow()  # a minute per token: none has come back
 
 
 @pytest.mark.parametrize("how", ["leave-the-block", "shutdown"])
