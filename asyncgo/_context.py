@@ -426,12 +426,9 @@ class Context:
                     x = _expiring.pop(n, None) if _expiring else None
                     e = c = DeadlineExceeded() if x is None else x
             if from_threads and n is not self and type(e) is Canceled:
-                pending = _cancelling.pop(n, None)
-                if pending is not None:
-                    # Its own cancel() from another thread came first (still on its
-                    # way to the loop): Go's would have ended it, and its subtree, then.
-                    e = Canceled()
-                    c = e if pending[0] is None else pending[0]
+                # Its own cancel() from another thread came first (still on its way to
+                # the loop): Go's would have ended it, and its subtree, then.
+                e, c = _taken_cancel(n) or (e, c)
             n._err = e
             n._cause = c
             n._up = None
@@ -474,10 +471,7 @@ class Context:
             self._expire()  # (as the walk does: Go's timer would have fired first)
             return
         if _cancelling_refs and type(err) is Canceled:
-            pending = _cancelling.pop(self, None)
-            if pending is not None:  # (as the walk does: its own cancel() came first)
-                err = Canceled()
-                cause = err if pending[0] is None else pending[0]
+            err, cause = _taken_cancel(self) or (err, cause)  # (as the walk does)
         self._finish(err, cause)
 
     def _close_done(self) -> None:
@@ -701,6 +695,16 @@ _expiring: WeakKeyDictionary[Context, DeadlineExceeded] = WeakKeyDictionary()
 # (_cancel_here): the first cancel() called wins, whichever reaches the loop first.
 _cancelling: WeakKeyDictionary[Context, tuple[BaseException | None]] = WeakKeyDictionary()
 _cancelling_refs: dict[Any, Any] = _cancelling.data  # type: ignore[attr-defined]  # (its dict)
+
+
+def _taken_cancel(n: Context) -> tuple[Canceled, BaseException] | None:
+    """The err and cause of *n*'s own cancel() from another thread, still on its way to
+    the loop (taken: its hand-over then changes nothing); None if there is none."""
+    pending = _cancelling.pop(n, None)
+    if pending is None:
+        return None
+    err = Canceled()
+    return err, (err if pending[0] is None else pending[0])
 
 
 def _never_done() -> RecvChan[None]:

@@ -170,9 +170,8 @@ class ContextMiddleware:
                 # trio, whose send() checkpoints, raised from h11 and went down). The
                 # start of any response is never cut (on trio a checkpoint in the
                 # server's send() could take a cancellation arriving meanwhile).
-                shield = late = err is not None
-                if loop is None:
-                    shield = True
+                late = err is not None
+                shield = late or loop is None
             elif msg["type"] == "http.response.body" and not msg.get("more_body", False):
                 complete = True
             # Out of the request's scope: a server may start its next task in send()
