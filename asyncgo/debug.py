@@ -1053,6 +1053,7 @@ class _Watcher:
 
 # Verdicts of one look at the loop.
 _DEADLOCK, _TRANSIENT, _NO = "deadlock", "transient", "no"
+_THREAD = "thread"  # every task asleep, but a thread started in the block runs
 
 
 @final
@@ -1084,9 +1085,10 @@ class detect_deadlocks:
     ``anyio.to_thread``, on an anyio or asyncio primitive, or on a Context with
     a deadline means no deadlock -- so a deadlock that involves only some
     tasks while another task waits on I/O is not reported (neither does Go's).
-    A thread that was not started through ``to_thread`` (a bare
-    ``threading.Thread`` calling ``from_thread``) is invisible: do not rely on
-    detection then. Deadlines of scopes *around* the block do not count: the
+    A thread started inside the block (a bare ``threading.Thread`` or
+    ``threading.Timer`` that may call ``from_thread`` or a context's
+    ``cancel()``) holds reports off while it runs; threads that were running
+    before the block, and idle thread-pool workers, do not. Deadlines of scopes *around* the block do not count: the
     block reports before an enclosing ``fail_after`` fires.
 
     Cost: diagnostics are on inside the block (see `enabled`), each park kicks
@@ -1111,6 +1113,7 @@ class detect_deadlocks:
 
     __slots__ = (
         "_body",
+        "_busy",
         "_cancelled",
         "_chain",
         "_closing",
@@ -1121,6 +1124,7 @@ class detect_deadlocks:
         "_rounds",
         "_stuck",
         "_tg",
+        "_threads",
         "_token",
         "_watcher",
         "_wscope",
@@ -1143,6 +1147,10 @@ class detect_deadlocks:
         self._failed: weakref.WeakSet[Any] = weakref.WeakSet()
         self._cancelled = False
         self._rounds = 0  # deadlocks raised where tasks are parked
+        # Threads there before the block (left out), and those running since that
+        # may still wake a task (the last look's).
+        self._threads: dict[int, threading.Thread | None] = {}
+        self._busy: list[threading.Thread | int] = []
 
     async def __aenter__(self) -> detect_deadlocks:
         if self.owner is not None:
@@ -1152,6 +1160,7 @@ class detect_deadlocks:
         self._enabled = enabled()
         self._enabled.__enter__()
         self.owner = _tasks.current_task()
+        self._threads = _tasks.threads_now()
         self._tg = create_task_group()
         await self._tg.__aenter__()
         try:
@@ -1219,6 +1228,7 @@ class detect_deadlocks:
     def _stop_watcher(self) -> None:
         self._closing = True
         self._stuck = []  # (holds tasks)
+        self._busy = []
         if self._wscope is not None:
             self._wscope.cancel()
 
@@ -1245,6 +1255,7 @@ class detect_deadlocks:
     async def _watch_loop(self, me: object, virtual: bool) -> None:
         seen: tuple[int, int] | None = None
         delay = 0.01
+        threads = 0.005  # the pause between looks while a thread runs
         while True:
             self._watcher.arm()
             await _tasks.wait_all_blocked()
@@ -1267,6 +1278,20 @@ class detect_deadlocks:
                 if verdict == _TRANSIENT:
                     await _tasks.sleep(0.001)
                     continue
+                if verdict == _THREAD:
+                    # A thread started in the block runs: it may yet wake a task, or
+                    # end without a word. Look again when it ends, or after a pause
+                    # growing to 0.25 s, even if nothing moved.
+                    busy, self._busy = self._busy, []
+                    seen = None
+                    if virtual:  # (real time, not a timer on the virtual clock)
+                        await _tasks.join_threads(busy, 0.05)
+                        continue
+                    threads = min(threads * 2, 0.25)
+                    with anyio.move_on_after(threads):
+                        await self._watcher.event.wait()
+                    continue
+                threads = 0.005
                 seen = sig
                 delay = 0.01
             else:
@@ -1443,6 +1468,10 @@ class detect_deadlocks:
             return (_TRANSIENT if activity[1] else _NO), None
         if self._inner_scope_open():
             return _NO, None  # the innermost scope reports (it sees the same)
+        busy = _tasks.busy_threads(self._threads)
+        if busy:
+            self._busy = busy
+            return _THREAD, None
         self._stuck = ours
         return _DEADLOCK, self._report(all_, stuck, me)
 
@@ -2012,3 +2041,7 @@ class watch_blocking:
             except Exception:
                 _log.exception("watch_blocking: on_block(%r) raised", self._on_block)
         return True
+
+
+# The watchdog calls into the loop, but wakes no task: not a thread to wait for.
+_tasks.QUIET_THREAD_CODES.add(watch_blocking._watch.__code__)

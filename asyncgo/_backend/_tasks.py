@@ -595,6 +595,137 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
     return None
 
 
+# -- threads the loop did not start --------------------------------------------------------
+
+#: Thread entry points that never wake a task of the loop: code objects of the
+#: functions whose frame a quiet thread runs (asyncgo's own watchdog and waits).
+QUIET_THREAD_CODES: set[CodeType] = set()
+
+# Modules whose threads never call into an event loop: process pools' manager
+# and feeder threads, pytest-xdist's execnet I/O, pytest-timeout, OpenTelemetry's
+# exporters.
+_QUIET_MODULES = (
+    "concurrent.futures.process",
+    "multiprocessing.",
+    "execnet.",
+    "pytest_timeout",
+    "opentelemetry.",
+)
+
+
+def _idle_pool_codes() -> set[CodeType]:
+    """The loops of worker threads waiting for a job: a thread whose innermost frame
+    (below `threading` and `queue`) is one of these is idle; one running a job is
+    awaited by the task that gave it (a wait the watcher already sees)."""
+    codes: set[CodeType] = set()
+
+    def add(module: str, *path: str) -> None:
+        obj: Any = sys.modules.get(module)
+        for name in path:
+            obj = getattr(obj, name, None)
+        code = getattr(obj, "__code__", None)
+        if isinstance(code, CodeType):
+            codes.add(code)
+
+    add("concurrent.futures.thread", "_worker")
+    add("anyio._backends._asyncio", "WorkerThread", "run")
+    add("trio._core._thread_cache", "WorkerThread", "_work")
+    for io in ("_io_epoll", "_io_kqueue", "_io_windows"):  # trio's guest-mode I/O wait
+        for cls in ("EpollIOManager", "KqueueIOManager", "WindowsIOManager"):
+            add(f"trio._core.{io}", cls, "get_events")
+    return codes
+
+
+def threads_now() -> dict[int, threading.Thread | None]:
+    """Every Python thread, by ident (None: one `threading` does not know)."""
+    known: dict[int, threading.Thread | None] = {
+        t.ident: t for t in threading.enumerate() if t.ident is not None
+    }
+    for ident in sys._current_frames():
+        known.setdefault(ident, None)
+    return known
+
+
+def busy_threads(before: dict[int, threading.Thread | None]) -> list[threading.Thread | int]:
+    """Threads started since *before* (a `threads_now()`) that may yet wake a task.
+
+    A bare ``threading.Thread`` or ``threading.Timer`` that will call
+    ``from_thread``, ``call_soon_threadsafe``, ``run_sync_soon`` or a context's
+    ``cancel()`` is invisible to the loop until it does. Left out: the loop's own
+    thread, threads that were there before (a test's infrastructure), idle workers
+    of thread pools (``to_thread``, executors, trio's thread cache) and their
+    guest-mode I/O wait, and threads of modules that never call into a loop.
+    """
+    frames = sys._current_frames()
+    me = threading.get_ident()
+    now = threads_now()
+    skip = {threading.__file__, _queue_file()}
+    idle = _idle_pool_codes()
+    out: list[threading.Thread | int] = []
+    for ident, frame in frames.items():
+        thread = now.get(ident)
+        if ident == me or (ident in before and before[ident] is thread):
+            continue
+        if isinstance(thread, threading.Timer):  # waiting: only `threading` frames
+            fn = thread.function
+            if not thread.finished.is_set() and not (
+                getattr(fn, "__code__", None) in QUIET_THREAD_CODES
+                or _quiet_module(getattr(fn, "__module__", None))
+            ):
+                out.append(thread)
+            continue
+        f: FrameType | None = frame
+        while f is not None and f.f_code.co_filename in skip:
+            f = f.f_back
+        if f is None:
+            # Only `threading`'s frames: a thread ending (run() dropped its target),
+            # or starting, or running a target of C code (``time.sleep``).
+            target = getattr(thread, "_target", None)
+            if target is None or _quiet_module(getattr(target, "__module__", None)):
+                continue
+        elif f.f_code in idle or _quiet_stack(f):
+            continue  # idle in a pool, or quiet
+        out.append(thread if thread is not None else ident)
+    return out
+
+
+def _queue_file() -> str:
+    import queue
+
+    return queue.__file__
+
+
+def _quiet_module(name: object) -> bool:
+    return isinstance(name, str) and (name + ".").startswith(_QUIET_MODULES)
+
+
+def _quiet_stack(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code in QUIET_THREAD_CODES or _quiet_module(frame.f_globals.get("__name__")):
+            return True
+        frame = frame.f_back
+    return False
+
+
+async def join_threads(threads: list[threading.Thread | int], timeout: float) -> None:
+    """Wait, in a worker thread, until the first of *threads* ends or *timeout*
+    (seconds of real time) passes: no timer on the loop's (virtual) clock."""
+    import anyio.to_thread
+
+    first = next((t for t in threads if isinstance(t, threading.Thread)), None)
+    if first is None:
+        await anyio.to_thread.run_sync(_pause, timeout, abandon_on_cancel=True)
+    else:
+        await anyio.to_thread.run_sync(first.join, timeout, abandon_on_cancel=True)
+
+
+def _pause(seconds: float) -> None:
+    threading.Event().wait(seconds)
+
+
+QUIET_THREAD_CODES.add(_pause.__code__)
+
+
 # -- the watcher's tools ---------------------------------------------------------------
 
 
