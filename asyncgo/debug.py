@@ -1088,8 +1088,9 @@ class detect_deadlocks:
     A thread started inside the block (a bare ``threading.Thread`` or
     ``threading.Timer`` that may call ``from_thread`` or a context's
     ``cancel()``) holds reports off while it runs; threads that were running
-    before the block, and idle thread-pool workers, do not. Deadlines of scopes *around* the block do not count: the
-    block reports before an enclosing ``fail_after`` fires.
+    before the block, and idle thread-pool workers, do not. Deadlines of scopes
+    *around* the block do not count: the block reports before an enclosing
+    ``fail_after`` fires.
 
     Cost: diagnostics are on inside the block (see `enabled`), each park kicks
     the watcher, which then waits for the loop to go idle and looks at every
