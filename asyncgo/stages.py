@@ -37,7 +37,7 @@ from collections.abc import (
 from functools import partial
 from itertools import compress
 from types import FrameType, GeneratorType
-from typing import Any, Literal, Protocol, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, final, overload
 
 from ._backend import CancelScope, anyio, create_task_group, current_time, to_thread
 from ._backend._tasks import TASK_NAMERS
@@ -85,6 +85,14 @@ __all__ = [
 
 T = TypeVar("T")
 U = TypeVar("U")
+
+if TYPE_CHECKING:
+    from typing_extensions import deprecated
+else:
+
+    def deprecated(msg: str, /) -> Callable[[T], T]:  # typing_extensions is no dependency
+        return lambda f: f
+
 
 Executor = Literal["thread", "process"]
 
@@ -551,6 +559,18 @@ def map(  # noqa: A001 - the stage is called map, like Go's and aiostream's
     executor: None = ...,
 ) -> TaskStage[T, U]: ...
 @overload
+@deprecated(
+    "stages.map(fn, executor=...) runs sync functions: a fn returning an awaitable "
+    "raises TypeError; drop executor= to await it on the event loop"
+)
+def map(  # noqa: A001
+    fn: Callable[[T], Awaitable[U]],
+    *,
+    workers: int | None = ...,
+    ordered: bool = ...,
+    executor: Executor,
+) -> TaskStage[T, U]: ...
+@overload
 def map(  # noqa: A001
     fn: Callable[[T], U],
     *,
@@ -752,7 +772,10 @@ def flat_map(
 
 
 @final
-class _Batch(TaskStage[T, list[T]]):
+class _Batch(TaskStage[Any, list[Any]]):
+    # Not generic: its __call__ is, so ``pipeline(range(3)) | stages.batch(...)`` is a
+    # Pipeline[list[int]]; TaskStage[T, list[T]] would leave T to nothing in the factory's
+    # arguments (Unknown to pyright).
     __slots__ = ("_size", "_timeout")
 
     def __init__(self, size: int, timeout: float | None) -> None:
@@ -815,7 +838,7 @@ class _Batch(TaskStage[T, list[T]]):
 _TIMED_OUT = object()
 
 
-def batch(size: int, timeout: float | None = None) -> TaskStage[T, list[T]]:
+def batch(size: int, timeout: float | None = None) -> _Batch:
     """Group items into lists of *size*; the last list may be shorter.
 
     With *timeout* (seconds), a list is also sent, short, once its first item has
@@ -845,7 +868,10 @@ def batch(size: int, timeout: float | None = None) -> TaskStage[T, list[T]]:
 
 
 @final
-class _Take(TaskStage[T, T]):
+class _Take(TaskStage[Any, Any]):
+    # Not generic: its __call__ is, so ``pipeline(range(3)) | stages.take(...)`` is a
+    # Pipeline[int]; TaskStage[T, T] would leave T to nothing in the factory's
+    # arguments (Unknown to pyright).
     __slots__ = ("_n",)
 
     def __init__(self, n: int) -> None:
@@ -874,7 +900,7 @@ class _Take(TaskStage[T, T]):
         # Returning stops the stages before this one: they have no reader any more.
 
 
-def take(n: int) -> TaskStage[T, T]:
+def take(n: int) -> _Take:
     """Pass on the first *n* items, then end the stream and stop the stages before.
 
     Go: ``for i := 0; i < n; i++ { out <- <-in }`` then ``cancel()`` upstream.
@@ -913,7 +939,7 @@ class _Buffer:
         return items
 
 
-def buffer(n: int) -> Stage[T, T]:
+def buffer(n: int) -> _Buffer:
     """Let up to *n* items wait between the stage before and the stage after.
 
     It starts no task: it sets the size of that one link, instead of the
@@ -955,6 +981,11 @@ class Merge(TaskStage[T, T]):
 
     def __repr__(self) -> str:
         return f"stages.merge({', '.join(_qualname(s) for s in self._sources)})"
+
+    if TYPE_CHECKING:
+        # The input's items pass on too: ``Pipeline[int] | merge(strs)`` gives
+        # ``int | str``. (At run time: TaskStage's, which raises TypeError.)
+        def __call__(self, items: AsyncIterator[U], /) -> AsyncIterator[T | U]: ...
 
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
         async def forward() -> None:
@@ -1323,7 +1354,10 @@ broadcast = tee
 
 
 @final
-class _RateLimit(TaskStage[T, T]):
+class _RateLimit(TaskStage[Any, Any]):
+    # Not generic: its __call__ is, so ``pipeline(range(3)) | stages.rate_limit(...)`` is a
+    # Pipeline[int]; TaskStage[T, T] would leave T to nothing in the factory's
+    # arguments (Unknown to pyright).
     __slots__ = ("_limiter",)
 
     def __init__(self, limiter: Limiter) -> None:
@@ -1378,7 +1412,7 @@ async def _wait_or_refused(wait: Callable[..., Awaitable[None]], ctx: Context) -
     return True
 
 
-def rate_limit(limiter: Limiter) -> TaskStage[T, T]:
+def rate_limit(limiter: Limiter) -> _RateLimit:
     """Pass items on no faster than *limiter* allows: ``await limiter.wait(1, ctx)`` each.
 
     *limiter* is an `asyncgo.rate.Limiter` or anything with the same ``wait``;
