@@ -1116,3 +1116,59 @@ def test_memo_with_a_cancel_bound_in_an_earlier_event_loop() -> None:
         """
     )
     assert out.split() == ["raised", "3"]
+
+
+# -- the per-task cache: every task that takes turns, finished ones swept ----------------
+
+
+async def test_the_task_cache_keeps_every_live_task_and_sweeps_finished_ones(
+    anyio_backend_name: str,
+) -> None:
+    """More than 64 tasks taking turns on channels all stay cached (it was emptied when
+    64 were in: 65 producers on one channel then missed on nearly every send, 0.7x an
+    asyncio.Queue), and finished tasks leave it as it grows: it keeps about as many as
+    are alive, not every task that ever sent."""
+    import weakref
+
+    from asyncgo import _backend as backend
+
+    n = 300
+    ch = Chan[int](n)
+    go = Chan[None]()
+    seen: list[asyncio.Task[Any]] = []
+
+    async def producer(i: int) -> None:
+        await ch.send(i)
+        if anyio_backend_name == "asyncio":
+            seen.append(asyncio.current_task())  # type: ignore[arg-type]
+        await go.recv_ok()  # all alive at once
+        await ch.send(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(n):
+            tg.start_soon(producer, i)
+        for _ in range(n):
+            await ch.recv()
+        await anyio.wait_all_tasks_blocked()
+        if anyio_backend_name == "asyncio":
+            assert len(seen) == n
+            assert all(t in backend.TASK_STATES for t in seen)  # none dropped
+        go.close()
+        for _ in range(n):
+            await ch.recv()
+    refs = [weakref.ref(t) for t in seen]
+    seen.clear()
+
+    async def short(i: int) -> None:
+        await ch.send(i)
+        assert await ch.recv() == i
+
+    for batch in range(20):  # many short-lived tasks, a few alive at a time
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(short, i)
+    assert len(backend.TASK_STATES) <= max(backend._SWEEP_MIN, 2 * 50) + 50
+    import gc
+
+    gc.collect()
+    assert sum(r() is not None for r in refs) == 0  # the finished producers were let go

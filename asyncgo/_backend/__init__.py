@@ -348,10 +348,27 @@ class FastCheck:
 # gives a task its state once and never replaces it: before the task first runs,
 # or (a plain asyncio task) when it enters its first anyio scope -- until then
 # its entry holds a `_LateState` that keeps looking -- so an entry never goes
-# stale. Bounded: emptied when full; it keeps at most that many finished tasks
-# alive meanwhile.
+# stale. Swept of finished tasks whenever it has doubled since the last sweep
+# (amortized O(1) per entry): it holds every task that takes turns, however many
+# (emptying it when 64 were in, as it did, made 65 producers on one channel miss
+# on nearly every send), and keeps about as many finished tasks alive as there
+# are live ones. Emptied past `_STATES_MAX`.
 _states: dict[Any, Any] = globals().get("_states", {})  # (a reload keeps the one _chan reads)
-_STATES_MAX = 64
+_STATES_MAX = 1 << 16
+_SWEEP_MIN = 64
+_sweep_at = _SWEEP_MIN  # the size at which the next sweep runs
+
+
+def _sweep_states() -> None:
+    """Drop the entries of finished tasks; empty the cache past `_STATES_MAX`."""
+    global _sweep_at
+    for t in [t for t in _states if t.done()]:
+        del _states[t]
+    n = len(_states)
+    if n > _STATES_MAX:
+        _states.clear()
+        n = 0
+    _sweep_at = max(_SWEEP_MIN, 2 * n)
 
 #: ``_states`` for the channels' inlined check: a hit is a task seen lately
 #: whose anyio state is known; a miss (None) goes to `check_slow`, which adds it.
@@ -702,8 +719,8 @@ def check_slow(holder: Any, task: Any) -> bool:
                 # will give it a state, which the entry looks up until then.
                 state = _LateState(task)
             entry = TaskCheck(state)
-        if len(_states) >= _STATES_MAX:
-            _states.clear()
+        if len(_states) >= _sweep_at:
+            _sweep_states()
         _states[task] = entry
     return entry.st.cancel_scope is not entry.clean and task_cancelled(entry)
 
