@@ -370,6 +370,7 @@ def _sweep_states() -> None:
         n = 0
     _sweep_at = max(_SWEEP_MIN, 2 * n)
 
+
 #: ``_states`` for the channels' inlined check: a hit is a task seen lately
 #: whose anyio state is known; a miss (None) goes to `check_slow`, which adds it.
 TASK_STATES = _states
