@@ -132,6 +132,81 @@ async def test_a_waitgroup_released_by_a_thread() -> None:
     t.join()
 
 
+def closer(ch: Chan[int]) -> Callable[..., None]:
+    """A function that closes *ch* on its loop from any thread (any arguments)."""
+    token = anyio.lowlevel.current_token()
+
+    def close(*_: object) -> None:
+        anyio.from_thread.run_sync(ch.close, token=token)
+
+    return close
+
+
+def slow_close(close: Callable[..., None]) -> None:
+    time.sleep(PAUSE)
+    close()
+
+
+async def test_a_job_given_to_a_pool_thread_started_before_the_block() -> None:
+    """A pool's worker is there before the block (a module-level executor, warmed
+    up): a job it is given inside the block is seen, whenever its thread started."""
+    ch = Chan[int]()
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        ex.submit(lambda: None).result()  # its worker now exists, idle
+        with anyio.fail_after(BOUND):
+            async with debug.detect_deadlocks():
+                ex.submit(slow_close, closer(ch))
+                with pytest.raises(ChanClosed):
+                    await ch.recv()
+
+
+async def test_a_job_handed_to_a_multiprocessing_thread_pool() -> None:
+    """The job goes through the pool's own queue and handler thread: the watcher
+    gives other threads real time before it reports."""
+    import multiprocessing.pool
+
+    ch = Chan[int]()
+    pool = multiprocessing.pool.ThreadPool(1)
+    try:
+        with anyio.fail_after(BOUND):
+            async with debug.detect_deadlocks():
+                pool.apply_async(slow_close, (closer(ch),))
+                with pytest.raises(ChanClosed):
+                    await ch.recv()
+    finally:
+        pool.terminate()
+
+
+@pytest.mark.parametrize("kind", ["ProcessPoolExecutor", "multiprocessing.Pool"])
+async def test_a_process_pool_callback(kind: str) -> None:
+    """A job runs in another process; a thread of the pool runs its callback."""
+    import multiprocessing
+
+    ch = Chan[int]()
+    close = closer(ch)
+    mp = multiprocessing.get_context("spawn")
+    if kind == "ProcessPoolExecutor":
+        ex = concurrent.futures.ProcessPoolExecutor(1, mp_context=mp)
+        try:
+            with anyio.fail_after(BOUND):
+                async with debug.detect_deadlocks():
+                    ex.submit(time.sleep, PAUSE).add_done_callback(close)
+                    with pytest.raises(ChanClosed):
+                        await ch.recv()
+        finally:
+            ex.shutdown(wait=False, cancel_futures=True)
+    else:
+        pool = mp.Pool(1)
+        try:
+            with anyio.fail_after(BOUND):
+                async with debug.detect_deadlocks():
+                    pool.apply_async(time.sleep, (PAUSE,), callback=close)
+                    with pytest.raises(ChanClosed):
+                        await ch.recv()
+        finally:
+            pool.terminate()
+
+
 # -- detection goes on ------------------------------------------------------------------
 
 

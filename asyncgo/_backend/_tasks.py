@@ -597,111 +597,176 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
 
 # -- threads the loop did not start --------------------------------------------------------
 
-#: Thread entry points that never wake a task of the loop: code objects of the
-#: functions whose frame a quiet thread runs (asyncgo's own watchdog and waits).
+#: Code run by quiet threads, which never wake a task of the loop: asyncgo's own
+#: watchdog and waits. A thread with one of these in its stack is left out.
 QUIET_THREAD_CODES: set[CodeType] = set()
 
-# Modules whose threads never call into an event loop: process pools' manager
-# and feeder threads, pytest-xdist's execnet I/O, pytest-timeout, OpenTelemetry's
-# exporters.
+# Libraries whose own code, on top of a thread's stack, never calls into an event
+# loop: process and thread pools' bookkeeping threads, pytest-xdist's execnet I/O,
+# pytest-timeout, OpenTelemetry's exporters. (A job or callback of the user that
+# such a thread runs is on top of it, and counts.)
 _QUIET_MODULES = (
-    "concurrent.futures.process",
+    "concurrent.futures.",
     "multiprocessing.",
     "execnet.",
-    "pytest_timeout",
+    "pytest_timeout.",
     "opentelemetry.",
+    "trio._threads.",  # a thread-cache worker handing a job's result back
+    "trio._core._thread_cache.",
 )
 
+# Plumbing under a thread's own code: skipped from the innermost frame out.
+_PLUMBING = frozenset(
+    m.__file__ for m in (threading, __import__("queue"), __import__("selectors")) if m.__file__
+)
 
-def _idle_pool_codes() -> set[CodeType]:
-    """The loops of worker threads waiting for a job: a thread whose innermost frame
-    (below `threading` and `queue`) is one of these is idle; one running a job is
-    awaited by the task that gave it (a wait the watcher already sees)."""
-    codes: set[CodeType] = set()
+#: What `threads_now` records of a thread: its `threading.Thread`, or for one
+#: `threading` does not know, the code of its outermost frame (an ident is reused).
+ThreadKey = threading.Thread | CodeType | None
 
-    def add(module: str, *path: str) -> None:
+
+def _pool_codes() -> tuple[set[CodeType], set[CodeType]]:
+    """The loops of worker threads, and their idle waits.
+
+    A pool's worker (anyio's, asyncio's executor, concurrent.futures', trio's thread
+    cache) whose innermost frame is its loop waits for a job; one with that loop
+    further down its stack runs a job -- whenever the thread was started. trio's
+    guest-mode I/O wait runs on its thread cache and is the loop's own.
+    """
+    loops: set[CodeType] = set()
+    idle: set[CodeType] = set()
+
+    def code(module: str, *path: str) -> CodeType | None:
         obj: Any = sys.modules.get(module)
         for name in path:
             obj = getattr(obj, name, None)
-        code = getattr(obj, "__code__", None)
-        if isinstance(code, CodeType):
-            codes.add(code)
+        c = getattr(obj, "__code__", None)
+        return c if isinstance(c, CodeType) else None
 
-    add("concurrent.futures.thread", "_worker")
-    add("anyio._backends._asyncio", "WorkerThread", "run")
-    add("trio._core._thread_cache", "WorkerThread", "_work")
-    for io in ("_io_epoll", "_io_kqueue", "_io_windows"):  # trio's guest-mode I/O wait
+    for c in (
+        code("concurrent.futures.thread", "_worker"),
+        code("anyio._backends._asyncio", "WorkerThread", "run"),
+        code("trio._core._thread_cache", "WorkerThread", "_work"),
+    ):
+        if c is not None:
+            loops.add(c)
+            idle.add(c)
+    for io in ("_io_epoll", "_io_kqueue", "_io_windows"):
         for cls in ("EpollIOManager", "KqueueIOManager", "WindowsIOManager"):
-            add(f"trio._core.{io}", cls, "get_events")
-    return codes
+            c = code(f"trio._core.{io}", cls, "get_events")
+            if c is not None:
+                idle.add(c)
+    return loops, idle
 
 
-def threads_now() -> dict[int, threading.Thread | None]:
-    """Every Python thread, by ident (None: one `threading` does not know)."""
-    known: dict[int, threading.Thread | None] = {
-        t.ident: t for t in threading.enumerate() if t.ident is not None
-    }
-    for ident in sys._current_frames():
-        known.setdefault(ident, None)
+def _outermost(frame: FrameType | None) -> CodeType | None:
+    code = None
+    while frame is not None:
+        code = frame.f_code
+        frame = frame.f_back
+    return code
+
+
+def threads_now() -> dict[int, ThreadKey]:
+    """Every Python thread but this one, by ident (see `ThreadKey`)."""
+    known: dict[int, ThreadKey] = {t.ident: t for t in threading.enumerate() if t.ident is not None}
+    for ident, frame in sys._current_frames().items():
+        if ident not in known:
+            known[ident] = _outermost(frame)
     return known
 
 
-def busy_threads(before: dict[int, threading.Thread | None]) -> list[threading.Thread | int]:
-    """Threads started since *before* (a `threads_now()`) that may yet wake a task.
+def busy_threads(before: dict[int, ThreadKey]) -> list[threading.Thread | int]:
+    """Threads that may yet wake a task, though the loop cannot see them.
 
-    A bare ``threading.Thread`` or ``threading.Timer`` that will call
-    ``from_thread``, ``call_soon_threadsafe``, ``run_sync_soon`` or a context's
-    ``cancel()`` is invisible to the loop until it does. Left out: the loop's own
-    thread, threads that were there before (a test's infrastructure), idle workers
-    of thread pools (``to_thread``, executors, trio's thread cache) and their
-    guest-mode I/O wait, and threads of modules that never call into a loop.
+    A bare ``threading.Thread`` or ``threading.Timer`` started since *before* (a
+    `threads_now()`) that will call ``from_thread``, ``call_soon_threadsafe``,
+    ``run_sync_soon`` or a context's ``cancel()``, and a pool's worker thread
+    running a job (or a library's thread running a callback), whenever it was
+    started. Left out: the loop's own thread, other threads there before (a test's
+    infrastructure), idle pool workers, library code waiting in its own threads,
+    and threads that are ending.
     """
     frames = sys._current_frames()
     me = threading.get_ident()
     now = threads_now()
-    skip = {threading.__file__, _queue_file()}
-    idle = _idle_pool_codes()
+    loops, idle = _pool_codes()
     out: list[threading.Thread | int] = []
     for ident, frame in frames.items():
+        if ident == me:
+            continue
         thread = now.get(ident)
-        if ident == me or (ident in before and before[ident] is thread):
+        key = thread if isinstance(thread, threading.Thread) else _outermost(frame)
+        pre = ident in before and before[ident] is key
+        if isinstance(thread, threading.Thread) and _library_work_pending(thread):
+            out.append(thread)
             continue
         if isinstance(thread, threading.Timer):  # waiting: only `threading` frames
             fn = thread.function
-            if not thread.finished.is_set() and not (
-                getattr(fn, "__code__", None) in QUIET_THREAD_CODES
+            if not (
+                pre
+                or thread.finished.is_set()
+                or getattr(fn, "__code__", None) in QUIET_THREAD_CODES
                 or _quiet_module(getattr(fn, "__module__", None))
             ):
                 out.append(thread)
             continue
         f: FrameType | None = frame
-        while f is not None and f.f_code.co_filename in skip:
+        while f is not None and f.f_code.co_filename in _PLUMBING:
             f = f.f_back
         if f is None:
-            # Only `threading`'s frames: a thread ending (run() dropped its target),
-            # or starting, or running a target of C code (``time.sleep``).
+            # Only plumbing: a thread ending (run() dropped its target), or starting,
+            # or running a target of C code (``time.sleep``).
             target = getattr(thread, "_target", None)
-            if target is None or _quiet_module(getattr(target, "__module__", None)):
-                continue
-        elif f.f_code in idle or _quiet_stack(f):
-            continue  # idle in a pool, or quiet
-        out.append(thread if thread is not None else ident)
+            if (
+                not pre
+                and target is not None
+                and not _quiet_module(getattr(target, "__module__", None))
+            ):
+                out.append(thread if isinstance(thread, threading.Thread) else ident)
+            continue
+        if f.f_code in idle or _quiet_module(f.f_globals.get("__name__")):
+            continue  # an idle pool worker, or a library waiting in its own code
+        if _stack_has(f, QUIET_THREAD_CODES):
+            continue
+        if pre and not _runs_for_a_pool(f, loops):
+            continue  # there before: the test's infrastructure
+        out.append(thread if isinstance(thread, threading.Thread) else ident)
     return out
 
 
-def _queue_file() -> str:
-    import queue
-
-    return queue.__file__
+def _library_work_pending(thread: threading.Thread) -> bool:
+    """Whether *thread* is a process pool's thread with jobs out, whose results (and
+    done-callbacks, which may wake a task) it will hand on: `ProcessPoolExecutor`'s
+    manager thread, a `multiprocessing` pool's result handler."""
+    items = getattr(thread, "pending_work_items", None)  # concurrent.futures.process
+    if isinstance(items, dict) and items:
+        return True
+    mp = sys.modules.get("multiprocessing.pool")
+    handle = getattr(getattr(mp, "Pool", None), "_handle_results", None)
+    if handle is not None and getattr(thread, "_target", None) is handle:
+        args: Any = getattr(thread, "_args", ())
+        return len(args) > 2 and bool(args[2])  # (outqueue, get, cache): results due
+    return False
 
 
 def _quiet_module(name: object) -> bool:
     return isinstance(name, str) and (name + ".").startswith(_QUIET_MODULES)
 
 
-def _quiet_stack(frame: FrameType | None) -> bool:
+def _stack_has(frame: FrameType | None, codes: set[CodeType]) -> bool:
     while frame is not None:
-        if frame.f_code in QUIET_THREAD_CODES or _quiet_module(frame.f_globals.get("__name__")):
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _runs_for_a_pool(frame: FrameType | None, loops: set[CodeType]) -> bool:
+    """Whether a pool's worker loop or a library's thread runs this code (a job, a
+    callback): such a thread, started before the block, may have been given it since."""
+    while frame is not None:
+        if frame.f_code in loops or _quiet_module(frame.f_globals.get("__name__")):
             return True
         frame = frame.f_back
     return False
@@ -713,17 +778,17 @@ async def join_threads(threads: list[threading.Thread | int], timeout: float) ->
     import anyio.to_thread
 
     first = next((t for t in threads if isinstance(t, threading.Thread)), None)
-    if first is None:
-        await anyio.to_thread.run_sync(_pause, timeout, abandon_on_cancel=True)
+    await anyio.to_thread.run_sync(_join, first, timeout, abandon_on_cancel=True)
+
+
+def _join(thread: threading.Thread | None, timeout: float) -> None:
+    if thread is None or thread is threading.current_thread():
+        threading.Event().wait(timeout)
     else:
-        await anyio.to_thread.run_sync(first.join, timeout, abandon_on_cancel=True)
+        thread.join(timeout)
 
 
-def _pause(seconds: float) -> None:
-    threading.Event().wait(seconds)
-
-
-QUIET_THREAD_CODES.add(_pause.__code__)
+QUIET_THREAD_CODES.add(_join.__code__)
 
 
 # -- the watcher's tools ---------------------------------------------------------------
