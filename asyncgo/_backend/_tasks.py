@@ -668,7 +668,7 @@ def _outermost(frame: FrameType | None) -> CodeType | None:
 
 
 def threads_now() -> dict[int, ThreadKey]:
-    """Every Python thread but this one, by ident (see `ThreadKey`)."""
+    """Every Python thread, by ident (see `ThreadKey`)."""
     known: dict[int, ThreadKey] = {t.ident: t for t in threading.enumerate() if t.ident is not None}
     for ident, frame in sys._current_frames().items():
         if ident not in known:
