@@ -1087,9 +1087,9 @@ class detect_deadlocks:
     tasks while another task waits on I/O is not reported (neither does Go's).
     A thread started inside the block (a bare ``threading.Thread`` or
     ``threading.Timer`` that may call ``from_thread`` or a context's
-    ``cancel()``) holds reports off while it runs, as does a thread pool's
-    worker running a job; other threads that were running before the block, and
-    idle pool workers, do not. Deadlines of scopes
+    ``cancel()``) holds reports off while it runs, as does a thread pool with
+    jobs out (a `ThreadPoolExecutor`, a `multiprocessing` pool); other threads
+    that were running before the block, and idle pools, do not. Deadlines of scopes
     *around* the block do not count: the block reports before an enclosing
     ``fail_after`` fires.
 
@@ -1151,8 +1151,8 @@ class detect_deadlocks:
         self._rounds = 0  # deadlocks raised where tasks are parked
         # Threads there before the block (left out), and those running since that
         # may still wake a task (the last look's).
-        self._threads: dict[int, _tasks.ThreadKey] = {}
-        self._busy: list[threading.Thread | int] = []
+        self._threads: dict[int, Any] = {}
+        self._busy: list[threading.Thread | None] = []
 
     async def __aenter__(self) -> detect_deadlocks:
         if self.owner is not None:
@@ -1267,12 +1267,7 @@ class detect_deadlocks:
                 if verdict == _DEADLOCK:
                     # Confirm after letting anything already scheduled run (a callback
                     # from a thread, a cancellation in flight): nothing may have moved.
-                    if not virtual and threading.active_count() > 1:
-                        # Other threads get the GIL only when the loop blocks (or every
-                        # 5 ms): a job just handed to a pool's queue is not running yet.
-                        # (Not under a virtual clock: while the watcher waits in real
-                        # time, autojump would leap to the test's own deadlines.)
-                        await _tasks.sleep(0.01)
+                    _tasks.let_threads_run()
                     await _tasks.sleep(0)
                     await _tasks.sleep(0)
                     if _TRACER.generation == sig[0]:
@@ -1936,6 +1931,7 @@ class watch_blocking:
         self._thread = threading.Thread(
             target=self._watch, name="asyncgo blocking watchdog", daemon=True
         )
+        _tasks.QUIET_THREADS.add(self._thread)  # it calls into the loop, but wakes no task
         self._thread.start()
         return self
 
@@ -2049,7 +2045,3 @@ class watch_blocking:
             except Exception:
                 _log.exception("watch_blocking: on_block(%r) raised", self._on_block)
         return True
-
-
-# The watchdog calls into the loop, but wakes no task: not a thread to wait for.
-_tasks.QUIET_THREAD_CODES.add(watch_blocking._watch.__code__)

@@ -177,34 +177,37 @@ async def test_a_job_handed_to_a_multiprocessing_thread_pool() -> None:
         pool.terminate()
 
 
-@pytest.mark.parametrize("kind", ["ProcessPoolExecutor", "multiprocessing.Pool"])
-async def test_a_process_pool_callback(kind: str) -> None:
-    """A job runs in another process; a thread of the pool runs its callback."""
+async def test_a_callback_run_by_a_multiprocessing_pool() -> None:
+    """The pool's result-handler thread runs a job's callback: it counts while results
+    are due. (A thread pool here: a process pool's callbacks go the same way.)"""
+    import multiprocessing.pool
+
+    ch = Chan[int]()
+    pool = multiprocessing.pool.ThreadPool(1)
+    try:
+        with anyio.fail_after(BOUND):
+            async with debug.detect_deadlocks():
+                pool.apply_async(time.sleep, (PAUSE,), callback=closer(ch))
+                with pytest.raises(ChanClosed):
+                    await ch.recv()
+    finally:
+        pool.terminate()
+
+
+async def test_a_process_pool_executor_done_callback() -> None:
+    """A job runs in another process; the executor's thread runs its done-callback."""
     import multiprocessing
 
     ch = Chan[int]()
-    close = closer(ch)
-    mp = multiprocessing.get_context("spawn")
-    if kind == "ProcessPoolExecutor":
-        ex = concurrent.futures.ProcessPoolExecutor(1, mp_context=mp)
-        try:
-            with anyio.fail_after(BOUND):
-                async with debug.detect_deadlocks():
-                    ex.submit(time.sleep, PAUSE).add_done_callback(close)
-                    with pytest.raises(ChanClosed):
-                        await ch.recv()
-        finally:
-            ex.shutdown(wait=False, cancel_futures=True)
-    else:
-        pool = mp.Pool(1)
-        try:
-            with anyio.fail_after(BOUND):
-                async with debug.detect_deadlocks():
-                    pool.apply_async(time.sleep, (PAUSE,), callback=close)
-                    with pytest.raises(ChanClosed):
-                        await ch.recv()
-        finally:
-            pool.terminate()
+    ex = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        with anyio.fail_after(BOUND):
+            async with debug.detect_deadlocks():
+                ex.submit(time.sleep, PAUSE).add_done_callback(closer(ch))
+                with pytest.raises(ChanClosed):
+                    await ch.recv()
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 # -- detection goes on ------------------------------------------------------------------
@@ -243,6 +246,35 @@ async def test_idle_pool_threads_do_not_hold_detection_off(anyio_backend_name: s
                     assert await anyio.to_thread.run_sync(fut.result) == 9
                     await Chan[int]().recv()  # the executor's worker idles
             await Chan[int]().recv()
+
+
+async def test_a_jam_once_a_pools_jobs_are_done_is_reported() -> None:
+    """Pools started inside the block whose work is done do not hold a report off."""
+    import multiprocessing.pool
+
+    ch = Chan[int]()
+    pool = multiprocessing.pool.ThreadPool(2)
+    try:
+        with anyio.fail_after(BOUND), pytest.raises(Deadlock, match="chan recv"):
+            async with debug.detect_deadlocks():
+                with concurrent.futures.ThreadPoolExecutor(2) as ex:
+                    assert await anyio.to_thread.run_sync(ex.submit(lambda: 1).result) == 1
+                    assert await anyio.to_thread.run_sync(pool.apply_async(int, ("2",)).get) == 2
+                    await ch.recv()
+    finally:
+        pool.terminate()
+
+
+async def test_a_raw_thread_started_in_the_block() -> None:
+    """``_thread.start_new_thread``: `threading` does not know it, but counts it."""
+    import _thread
+
+    ch = Chan[int]()
+    with anyio.fail_after(BOUND):
+        async with debug.detect_deadlocks():
+            _thread.start_new_thread(slow_close, (closer(ch),))
+            with pytest.raises(ChanClosed):
+                await ch.recv()
 
 
 async def test_threads_there_before_the_block_are_left_out() -> None:

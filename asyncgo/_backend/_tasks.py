@@ -20,12 +20,15 @@ Nothing here runs unless diagnostics are used.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextvars
 import gc
 import math
 import sys
 import threading
+import time
+import weakref
 from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -596,156 +599,117 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
 
 
 # -- threads the loop did not start --------------------------------------------------------
+#
+# Told apart by their `threading.Thread` objects only -- never by their frames: on
+# CPython 3.12.1 and 3.13.0, ``sys._current_frames()`` called while another thread
+# pickles (a `multiprocessing.pool.ThreadPool` job) corrupts memory and crashes.
 
-#: Code run by quiet threads, which never wake a task of the loop: asyncgo's own
-#: watchdog and waits. A thread with one of these in its stack is left out.
-QUIET_THREAD_CODES: set[CodeType] = set()
+#: Threads of asyncgo's own that never wake a task (the blocking watchdog).
+QUIET_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
-# Libraries whose own code, on top of a thread's stack, never calls into an event
-# loop: process and thread pools' bookkeeping threads, pytest-xdist's execnet I/O,
-# pytest-timeout, OpenTelemetry's exporters. (A job or callback of the user that
-# such a thread runs is on top of it, and counts.)
+# Where the thread classes and entry points of threads that never call into an event
+# loop by themselves live: the workers of anyio's and trio's thread pools (their jobs
+# are awaited by a task, which the watcher sees) and trio's guest-mode I/O wait;
+# process and thread pools' bookkeeping (their jobs and callbacks:
+# `_library_work_pending`); pytest-xdist's execnet I/O, pytest-timeout,
+# OpenTelemetry's exporters. (A thread whose entry point is ``anyio.from_thread``
+# or a context's ``cancel`` counts.)
 _QUIET_MODULES = (
+    "anyio._backends.",
+    "trio._core.",
     "concurrent.futures.",
     "multiprocessing.",
     "execnet.",
     "pytest_timeout.",
     "opentelemetry.",
-    "trio._threads.",  # a thread-cache worker handing a job's result back
-    "trio._core._thread_cache.",
 )
 
-# Plumbing under a thread's own code: skipped from the innermost frame out.
-_PLUMBING = frozenset(
-    m.__file__ for m in (threading, __import__("queue"), __import__("selectors")) if m.__file__
-)
 
-#: What `threads_now` records of a thread: its `threading.Thread`, or for one
-#: `threading` does not know, the code of its outermost frame (an ident is reused).
-ThreadKey = threading.Thread | CodeType | None
-
-
-def _pool_codes() -> tuple[set[CodeType], set[CodeType]]:
-    """The loops of worker threads, and their idle waits.
-
-    A pool's worker (anyio's, asyncio's executor, concurrent.futures', trio's thread
-    cache) whose innermost frame is its loop waits for a job; one with that loop
-    further down its stack runs a job -- whenever the thread was started. trio's
-    guest-mode I/O wait runs on its thread cache and is the loop's own.
-    """
-    loops: set[CodeType] = set()
-    idle: set[CodeType] = set()
-
-    def code(module: str, *path: str) -> CodeType | None:
-        obj: Any = sys.modules.get(module)
-        for name in path:
-            obj = getattr(obj, name, None)
-        c = getattr(obj, "__code__", None)
-        return c if isinstance(c, CodeType) else None
-
-    for c in (
-        code("concurrent.futures.thread", "_worker"),
-        code("anyio._backends._asyncio", "WorkerThread", "run"),
-        code("trio._core._thread_cache", "WorkerThread", "_work"),
-    ):
-        if c is not None:
-            loops.add(c)
-            idle.add(c)
-    for io in ("_io_epoll", "_io_kqueue", "_io_windows"):
-        for cls in ("EpollIOManager", "KqueueIOManager", "WindowsIOManager"):
-            c = code(f"trio._core.{io}", cls, "get_events")
-            if c is not None:
-                idle.add(c)
-    return loops, idle
-
-
-def _outermost(frame: FrameType | None) -> CodeType | None:
-    code = None
-    while frame is not None:
-        code = frame.f_code
-        frame = frame.f_back
-    return code
-
-
-def threads_now() -> dict[int, ThreadKey]:
-    """Every Python thread, by ident (see `ThreadKey`)."""
-    known: dict[int, ThreadKey] = {t.ident: t for t in threading.enumerate() if t.ident is not None}
-    for ident, frame in sys._current_frames().items():
-        if ident not in known:
-            known[ident] = _outermost(frame)
-    return known
-
-
-def busy_threads(before: dict[int, ThreadKey]) -> list[threading.Thread | int]:
+def busy_threads(before: dict[int, threading.Thread]) -> list[threading.Thread | None]:
     """Threads that may yet wake a task, though the loop cannot see them.
 
     A bare ``threading.Thread`` or ``threading.Timer`` started since *before* (a
-    `threads_now()`) that will call ``from_thread``, ``call_soon_threadsafe``,
-    ``run_sync_soon`` or a context's ``cancel()``, and a pool's worker thread
-    running a job (or a library's thread running a callback), whenever it was
-    started. Left out: the loop's own thread, other threads there before (a test's
-    infrastructure), idle pool workers, library code waiting in its own threads,
-    and threads that are ending.
+    `threads_now()`) -- one that may call ``from_thread``, ``call_soon_threadsafe``,
+    ``run_sync_soon`` or a context's ``cancel()`` -- and, whenever they were
+    started, a thread pool with jobs queued or running, and a process pool with
+    jobs out, whose done-callbacks its thread will run. Left out: this thread,
+    other threads there before (a test's infrastructure), idle pools, and the
+    threads of libraries that never call into a loop. None stands for threads
+    started with ``_thread.start_new_thread`` since *before*: `threading` does
+    not know them, only how many there are.
     """
-    frames = sys._current_frames()
-    me = threading.get_ident()
-    now = threads_now()
-    loops, idle = _pool_codes()
-    out: list[threading.Thread | int] = []
-    for ident, frame in frames.items():
-        if ident == me:
+    me = threading.current_thread()
+    out: list[threading.Thread | None] = []
+    if _raw_threads() > before.get(_RAW, 0):  # type: ignore[operator]
+        out.append(None)
+    for t in threading.enumerate():
+        if t is me or t in QUIET_THREADS or not t.is_alive():
             continue
-        thread = now.get(ident)
-        key = thread if isinstance(thread, threading.Thread) else _outermost(frame)
-        pre = ident in before and before[ident] is key
-        if isinstance(thread, threading.Thread) and _library_work_pending(thread):
-            out.append(thread)
+        if _library_work_pending(t):
+            out.append(t)
             continue
-        if isinstance(thread, threading.Timer):  # waiting: only `threading` frames
-            fn = thread.function
-            if not (
-                pre
-                or thread.finished.is_set()
-                or getattr(fn, "__code__", None) in QUIET_THREAD_CODES
-                or _quiet_module(getattr(fn, "__module__", None))
-            ):
-                out.append(thread)
-            continue
-        f: FrameType | None = frame
-        while f is not None and f.f_code.co_filename in _PLUMBING:
-            f = f.f_back
-        if f is None:
-            # Only plumbing: a thread ending (run() dropped its target), or starting,
-            # or running a target of C code (``time.sleep``).
-            target = getattr(thread, "_target", None)
-            if (
-                not pre
-                and target is not None
-                and not _quiet_module(getattr(target, "__module__", None))
-            ):
-                out.append(thread if isinstance(thread, threading.Thread) else ident)
-            continue
-        if f.f_code in idle or _quiet_module(f.f_globals.get("__name__")):
-            continue  # an idle pool worker, or a library waiting in its own code
-        if _stack_has(f, QUIET_THREAD_CODES):
-            continue
-        if pre and not _runs_for_a_pool(f, loops):
+        if before.get(t.ident or 0) is t:
             continue  # there before: the test's infrastructure
-        out.append(thread if isinstance(thread, threading.Thread) else ident)
+        if isinstance(t, threading.Timer):
+            fn = t.function
+            if not t.finished.is_set() and not _quiet_module(getattr(fn, "__module__", None)):
+                out.append(t)
+            continue
+        target = getattr(t, "_target", None)
+        if _quiet_module(type(t).__module__) or (
+            target is not None and _quiet_module(getattr(target, "__module__", None))
+        ):
+            continue
+        out.append(t)
     return out
 
 
+_RAW = -1  # `threads_now`'s key for the count of `_raw_threads`
+
+
+def threads_now() -> dict[int, Any]:
+    """Every `threading` thread, by ident, and at ``_RAW`` how many others run."""
+    out: dict[int, Any] = {t.ident: t for t in threading.enumerate() if t.ident is not None}
+    out[_RAW] = _raw_threads()
+    return out
+
+
+def _raw_threads() -> int:
+    """How many threads run that `threading` does not know (``_thread.start_new_thread``)."""
+    main = threading.main_thread()
+    known = sum(
+        1
+        for t in threading.enumerate()
+        if t is not main and not isinstance(t, threading._DummyThread)
+    )
+    return max(0, _thread._count() - known)
+
+
 def _library_work_pending(thread: threading.Thread) -> bool:
-    """Whether *thread* is a process pool's thread with jobs out, whose results (and
-    done-callbacks, which may wake a task) it will hand on: `ProcessPoolExecutor`'s
-    manager thread, a `multiprocessing` pool's result handler."""
+    """Whether *thread* belongs to a pool with work out that may end in a call into
+    the loop: a `ThreadPoolExecutor` worker while the executor has jobs queued or
+    running (a job given to a pool started before the block counts too), a
+    `multiprocessing` pool (threads or processes) with results due, whose
+    callbacks its result handler runs, a `ProcessPoolExecutor` with jobs out."""
+    target = getattr(thread, "_target", None)
+    cft = sys.modules.get("concurrent.futures.thread")
+    if cft is not None and target is getattr(cft, "_worker", None):
+        args: Any = getattr(thread, "_args", ())
+        executor = args[0]() if args and callable(args[0]) else None
+        if executor is None:
+            return False
+        try:
+            idle = executor._idle_semaphore._value
+            return bool(executor._work_queue.qsize()) or len(executor._threads) > idle
+        except AttributeError:  # pragma: no cover - concurrent.futures changed
+            return True
     items = getattr(thread, "pending_work_items", None)  # concurrent.futures.process
-    if isinstance(items, dict) and items:
-        return True
+    if isinstance(items, dict):
+        return bool(items)
     mp = sys.modules.get("multiprocessing.pool")
     handle = getattr(getattr(mp, "Pool", None), "_handle_results", None)
-    if handle is not None and getattr(thread, "_target", None) is handle:
-        args: Any = getattr(thread, "_args", ())
+    if handle is not None and target is handle:
+        args = getattr(thread, "_args", ())
         return len(args) > 2 and bool(args[2])  # (outqueue, get, cache): results due
     return False
 
@@ -754,30 +718,24 @@ def _quiet_module(name: object) -> bool:
     return isinstance(name, str) and (name + ".").startswith(_QUIET_MODULES)
 
 
-def _stack_has(frame: FrameType | None, codes: set[CodeType]) -> bool:
-    while frame is not None:
-        if frame.f_code in codes:
-            return True
-        frame = frame.f_back
-    return False
+def let_threads_run() -> None:
+    """Block this thread for a millisecond, so that other threads take the GIL.
+
+    A thread started by ``_thread.start_new_thread`` (unlike ``Thread.start()``)
+    runs, and is counted, only once it gets the GIL, and the loop's thread
+    releases it only when it blocks or every 5 ms. Called before a deadlock is
+    reported: the loop is idle then anyway.
+    """
+    if threading.active_count() > 1 or _thread._count():
+        time.sleep(0.001)
 
 
-def _runs_for_a_pool(frame: FrameType | None, loops: set[CodeType]) -> bool:
-    """Whether a pool's worker loop or a library's thread runs this code (a job, a
-    callback): such a thread, started before the block, may have been given it since."""
-    while frame is not None:
-        if frame.f_code in loops or _quiet_module(frame.f_globals.get("__name__")):
-            return True
-        frame = frame.f_back
-    return False
-
-
-async def join_threads(threads: list[threading.Thread | int], timeout: float) -> None:
+async def join_threads(threads: list[threading.Thread | None], timeout: float) -> None:
     """Wait, in a worker thread, until the first of *threads* ends or *timeout*
     (seconds of real time) passes: no timer on the loop's (virtual) clock."""
     import anyio.to_thread
 
-    first = next((t for t in threads if isinstance(t, threading.Thread)), None)
+    first = next((t for t in threads if t is not None), None)
     await anyio.to_thread.run_sync(_join, first, timeout, abandon_on_cancel=True)
 
 
@@ -786,9 +744,6 @@ def _join(thread: threading.Thread | None, timeout: float) -> None:
         threading.Event().wait(timeout)
     else:
         thread.join(timeout)
-
-
-QUIET_THREAD_CODES.add(_join.__code__)
 
 
 # -- the watcher's tools ---------------------------------------------------------------
