@@ -1151,7 +1151,7 @@ class detect_deadlocks:
         self._rounds = 0  # deadlocks raised where tasks are parked
         # Threads there before the block (left out), and those running since that
         # may still wake a task (the last look's).
-        self._threads: dict[int, Any] = {}
+        self._threads: _tasks.ThreadsSeen | None = None
         self._busy: list[threading.Thread | None] = []
 
     async def __aenter__(self) -> detect_deadlocks:
@@ -1162,7 +1162,7 @@ class detect_deadlocks:
         self._enabled = enabled()
         self._enabled.__enter__()
         self.owner = _tasks.current_task()
-        self._threads = _tasks.threads_now()
+        self._threads = _tasks.ThreadsSeen()
         self._tg = create_task_group()
         await self._tg.__aenter__()
         try:
@@ -1471,6 +1471,7 @@ class detect_deadlocks:
             return (_TRANSIENT if activity[1] else _NO), None
         if self._inner_scope_open():
             return _NO, None  # the innermost scope reports (it sees the same)
+        assert self._threads is not None  # (taken as the block is entered)
         busy = _tasks.busy_threads(self._threads)
         if busy:
             self._busy = busy

@@ -625,11 +625,22 @@ _QUIET_MODULES = (
 )
 
 
-def busy_threads(before: dict[int, threading.Thread]) -> list[threading.Thread | None]:
+class ThreadsSeen:
+    """The threads running now: every `threading` thread by ident, and how many
+    others (``_thread.start_new_thread``: counted, not known)."""
+
+    __slots__ = ("raw", "threads")
+
+    def __init__(self) -> None:
+        self.threads = {t.ident: t for t in threading.enumerate() if t.ident is not None}
+        self.raw = _raw_threads()
+
+
+def busy_threads(before: ThreadsSeen) -> list[threading.Thread | None]:
     """Threads that may yet wake a task, though the loop cannot see them.
 
     A bare ``threading.Thread`` or ``threading.Timer`` started since *before* (a
-    `threads_now()`) -- one that may call ``from_thread``, ``call_soon_threadsafe``,
+    `ThreadsSeen`) -- one that may call ``from_thread``, ``call_soon_threadsafe``,
     ``run_sync_soon`` or a context's ``cancel()`` -- and, whenever they were
     started, a thread pool with jobs queued or running, and a process pool with
     jobs out, whose done-callbacks its thread will run. Left out: this thread,
@@ -640,7 +651,7 @@ def busy_threads(before: dict[int, threading.Thread]) -> list[threading.Thread |
     """
     me = threading.current_thread()
     out: list[threading.Thread | None] = []
-    if _raw_threads() > before.get(_RAW, 0):  # type: ignore[operator]
+    if _raw_threads() > before.raw:
         out.append(None)
     for t in threading.enumerate():
         if t is me or t in QUIET_THREADS or not t.is_alive():
@@ -648,7 +659,7 @@ def busy_threads(before: dict[int, threading.Thread]) -> list[threading.Thread |
         if _library_work_pending(t):
             out.append(t)
             continue
-        if before.get(t.ident or 0) is t:
+        if before.threads.get(t.ident or 0) is t:
             continue  # there before: the test's infrastructure
         if isinstance(t, threading.Timer):
             fn = t.function
@@ -661,16 +672,6 @@ def busy_threads(before: dict[int, threading.Thread]) -> list[threading.Thread |
         ):
             continue
         out.append(t)
-    return out
-
-
-_RAW = -1  # `threads_now`'s key for the count of `_raw_threads`
-
-
-def threads_now() -> dict[int, Any]:
-    """Every `threading` thread, by ident, and at ``_RAW`` how many others run."""
-    out: dict[int, Any] = {t.ident: t for t in threading.enumerate() if t.ident is not None}
-    out[_RAW] = _raw_threads()
     return out
 
 
@@ -740,7 +741,7 @@ async def join_threads(threads: list[threading.Thread | None], timeout: float) -
 
 
 def _join(thread: threading.Thread | None, timeout: float) -> None:
-    if thread is None or thread is threading.current_thread():
+    if thread is None:
         threading.Event().wait(timeout)
     else:
         thread.join(timeout)
