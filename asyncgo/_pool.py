@@ -48,6 +48,7 @@ from ._backend import (
     NOT_CLAIMED,
     CancelScope,
     _diag,
+    _ticker,
     abandon,
     anyio,
     cancel_pending,
@@ -599,6 +600,7 @@ class WorkerPool:
         self._cancelled_list: list[JobHandle[Any]] = []  # by the abort (see shutdown)
         self._aborted_by_timeout = False  # the abort was a shutdown(timeout)'s
         self._cancelled_exc: type[BaseException] = BaseException  # set on entry
+        self._ticker: _ticker.Ticker | None = None  # held while the block runs
         self._nworkers = 0
         self._idle = 0
         # Counters (stats): queued and running are derived from them, so the sum holds.
@@ -627,6 +629,8 @@ class WorkerPool:
         core = crew.core = make_core(crew, runtime())
         await core.enter()
         self._crew = crew
+        if self._executor is None:
+            self._ticker = _ticker.hold()  # timers on time for short jobs (see _ticker)
         self._open_tid = self._tid
         for _ in range(self._initial):
             self._spawn()
@@ -641,11 +645,20 @@ class WorkerPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        crew = self._crew
-        if crew is None:
+        if self._crew is None:
             raise RuntimeError(
                 "WorkerPool: __aexit__ without __aenter__ (use `async with WorkerPool() as pool:`)"
             )
+        try:
+            return await self._exit(exc)
+        finally:
+            ticker, self._ticker = self._ticker, None
+            if ticker is not None:
+                await ticker.release()
+
+    async def _exit(self, exc: BaseException | None) -> bool | None:
+        crew = self._crew
+        assert crew is not None
         # What propagates from the block: the body's exception, or what interrupted
         # the graceful shutdown -- a cancellation (from outside, or the pool's own
         # when a task of the crew failed and aborted it: see _Crew) or e.g. a
@@ -981,6 +994,7 @@ class WorkerPool:
             # waits for it instead.)
             run_sync = partial(anyio.to_process.run_sync, cancellable=True, limiter=self._limiter)
         cancelled_exc = self._cancelled_exc
+        ticker = self._ticker
         # debug.labels(): those of the job it runs, else the pool's (set by _worker).
         # Tracked here, not read back: a job's own labels() blocks restore them.
         labels = idle_labels = self._labels
@@ -1031,6 +1045,8 @@ class WorkerPool:
             job._state = _RUNNING
             job._scope = w
             self._started += 1
+            if ticker is not None:
+                ticker.job()
             if job._labels is not labels:  # the submitter's, in place of the worker's
                 labels = job._labels
                 _labels_set(labels)

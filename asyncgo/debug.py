@@ -50,7 +50,7 @@ from time import monotonic
 from types import FrameType, MappingProxyType, TracebackType
 from typing import Any, final
 
-from ._backend import _diag, _tasks, anyio, create_task_group, fail_parker
+from ._backend import _diag, _tasks, _ticker, anyio, create_task_group, fail_parker
 from ._backend._taskgroup import _leaves
 from ._debug_http import aiohttp_handler as aiohttp_handler
 from ._debug_http import asgi_app as asgi_app
@@ -939,13 +939,19 @@ def _is_internal(task: object) -> bool:
 
 #: asyncgo's own helper tasks, left out of `tasks()`, `dump()` and `num_tasks()` like
 #: Go's dump leaves out the runtime's: trio's timer service (a system task that exists
-#: while an asyncgo timer or context deadline is pending). The deadlock detector still
-#: sees it: a pending timer means "not a deadlock".
-_HELPERS = frozenset({"asyncgo timers"})
+#: while an asyncgo timer or context deadline is pending) and the pools' ticker (one
+#: that exists while a `WorkerPool` or ``stages.map`` runs: _backend._ticker). The
+#: deadlock detector still sees the timer service (a pending timer means "not a
+#: deadlock"), not the ticker, which wakes the loop but never a task.
+_HELPERS = frozenset({"asyncgo timers", _ticker.TICKER_TASK})
 
 
 def _is_helper(task: object) -> bool:
     return _is_internal(task) or _tasks.task_name(task) in _HELPERS
+
+
+def _is_ticker(task: object) -> bool:
+    return _tasks.task_name(task) == _ticker.TICKER_TASK
 
 
 def _only_cancelled(exc: BaseException) -> bool:
@@ -1435,8 +1441,8 @@ class detect_deadlocks:
         ours: list[tuple[Any, _Wait | None]] = []  # of them, the tasks inside the block
         owner_seen = False
         for t in all_:
-            if t is me or _is_internal(t) or _tasks.is_anyio_janitor(t):
-                continue  # (the janitor sleeps until the loop ends: it wakes nobody)
+            if t is me or _is_internal(t) or _tasks.is_anyio_janitor(t) or _is_ticker(t):
+                continue  # (the janitor sleeps until the loop ends, the ticker wakes the loop)
             if _tasks.task_state(t, me) != "waiting":
                 return _TRANSIENT, None
             w = waits.get(t)

@@ -39,7 +39,7 @@ from itertools import compress
 from types import FrameType, GeneratorType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, final, overload
 
-from ._backend import CancelScope, anyio, create_task_group, current_time, to_thread
+from ._backend import CancelScope, _ticker, anyio, create_task_group, current_time, to_thread
 from ._backend._tasks import TASK_NAMERS
 from ._chan import RecvChan, SendChan
 from ._context import Context, _current, background, current, ended
@@ -306,10 +306,16 @@ class _Map(TaskStage[T, U]):
         workers = self._workers
         limiter = anyio.CapacityLimiter(workers) if self._executor else None
         pool = _Pool(rx, tx, self._caller(limiter), self._ordered, workers, run, self)
-        async with Group(background()) as g:
-            work = pool.work_ordered if self._ordered else pool.work_unordered
-            pool.spawn = partial(g.go_nowait, work)
-            pool.grow()
+        if self._executor is None:
+            pool.ticker = _ticker.hold()  # timers on time for short calls (see _ticker)
+        try:
+            async with Group(background()) as g:
+                work = pool.work_ordered if self._ordered else pool.work_unordered
+                pool.spawn = partial(g.go_nowait, work)
+                pool.grow()
+        finally:
+            if pool.ticker is not None:
+                await pool.ticker.release()
 
 
 @final
@@ -343,6 +349,7 @@ class _Pool:
         "stage",
         "starting",
         "taken",
+        "ticker",
         "tx",
         "window",
     )
@@ -379,6 +386,7 @@ class _Pool:
         self.eof = False
         self.more = _Lot()  # workers waiting for the input
         self.room = _Lot()  # workers waiting for the window to move (ordered)
+        self.ticker: _ticker.Ticker | None = None  # the loop's, held while the stage runs
         if not ordered and workers > 1 and isinstance(tx, _Link):
             # Every worker sends its own results: they take turns (ordered, only the
             # emitting worker sends).
@@ -441,6 +449,7 @@ class _Pool:
         _current.set(self.cur)  # (this task's own context: nothing to reset)
         self.starting -= 1
         call = self.call
+        ticker = self.ticker
         queue = self.queue
         tx = self.tx
         link = tx if isinstance(tx, _Link) else None
@@ -451,6 +460,8 @@ class _Pool:
                 item = queue.popleft()
                 if self.spare:
                     self.grow()
+                if ticker is not None:
+                    ticker.job()
                 result = await call(item)
                 if link is None:
                     await tx.put(result)
@@ -473,6 +484,7 @@ class _Pool:
         _current.set(self.cur)
         self.starting -= 1
         call = self.call
+        ticker = self.ticker
         queue = self.queue
         done = self.done
         window = self.window
@@ -489,6 +501,8 @@ class _Pool:
                 item = queue.popleft()
                 if self.spare:
                     self.grow()
+                if ticker is not None:
+                    ticker.job()
                 result = await call(item)
                 if seq != self.next_out or self.emitting:
                     # An earlier item is still running, or being sent on (that worker's

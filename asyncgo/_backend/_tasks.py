@@ -544,7 +544,7 @@ def _asyncio_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
         selector = getattr(loop, "_selector", None)
         if selector is not None:
             own = loop._ssock.fileno() if getattr(loop, "_ssock", None) is not None else -1
-            if any(fd != own for fd in selector.get_map()):
+            if any(fd != own and fd not in QUIET_FDS for fd in selector.get_map()):
                 return "I/O sources (sockets, pipes or readers)", False
         elif not hasattr(loop, "_proactor"):  # pragma: no cover
             return "unknown event loop", False
@@ -588,9 +588,10 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
             if any(not getattr(t, "is_closing", bool)() for t in list(r.values())):
                 return "open transports", False
         elif type(r) is dict:
-            for v in r.values():
+            for k, v in r.items():
                 if type(v).__name__ == "UVPoll":
-                    polls += 1
+                    if k not in QUIET_FDS:
+                        polls += 1
                 elif type(v).__name__ == "Handle" and callable(getattr(v, "cancelled", None)):
                     return "signal handlers", False
     if polls > 1:
@@ -603,6 +604,10 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
 # Told apart by their `threading.Thread` objects only -- never by their frames: on
 # CPython 3.12.1 and 3.13.0, ``sys._current_frames()`` called while another thread
 # pickles (a `multiprocessing.pool.ThreadPool` job) corrupts memory and crashes.
+
+#: File descriptors of asyncgo's own that wake the loop but never a task (the
+#: ticker's timerfd: asyncgo._backend._ticker).
+QUIET_FDS: set[int] = set()
 
 #: Threads of asyncgo's own that never wake a task (the blocking watchdog).
 QUIET_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()

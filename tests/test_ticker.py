@@ -1,0 +1,312 @@
+"""The pools' ticker: loop wake-ups that keep short jobs' timers on time (Linux).
+
+`WorkerPool` and ``stages.map(workers=n)`` hold their loop's ticker while they
+run. These tests check its lifecycle on asyncio, uvloop and trio -- it starts
+with the first job, stops when jobs stop starting (asyncio) and with the last
+holder, and leaves no task, reader or descriptor behind -- that the deadlock
+detector does not take it for something that could wake a task, and that it is
+off under trio's ``MockClock``, with ``ASYNCGO_TICK_US=0`` and where there is
+no ``timerfd``. Its effect on speed is measured in benchmarks/ (bench_pool.py,
+bench_pipeline.py), not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import sys
+import warnings
+
+import anyio
+import pytest
+import trio
+import trio.testing
+
+from asyncgo import Chan, Deadlock, WorkerPool, debug, pipeline, stages
+from asyncgo._backend import _tasks, _ticker
+
+pytestmark = pytest.mark.anyio
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timerfd: Linux")
+
+BOUND = 10  # seconds: a hang guard, never reached unless something is broken
+
+
+def current_ticker() -> _ticker.Ticker | None:
+    """The running loop's ticker, if one was ever held on it (without holding it)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        if _ticker._trio_runvar is None:
+            return None
+        try:
+            return _ticker._trio_runvar.get()  # type: ignore[no-any-return]
+        except LookupError:
+            return None
+    return _ticker._asyncio_tickers.get(loop)
+
+
+def ticker_tasks() -> list[trio.lowlevel.Task]:
+    """trio: the ticker's system tasks alive now (none on asyncio: it has no task)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        found = []
+        stack = [trio.lowlevel.current_root_task()]
+        while stack:
+            task = stack.pop()
+            if task is None:
+                continue
+            if task.name == _ticker.TICKER_TASK:
+                found.append(task)
+            for nursery in task.child_nurseries:
+                stack.extend(nursery.child_tasks)
+        return found
+    return []
+
+
+def assert_stopped(t: _ticker.Ticker) -> None:
+    assert not t.active
+    assert t._holders == 0
+    assert t._fd is None and t._hook is None
+    assert not _tasks.QUIET_FDS
+    assert ticker_tasks() == []
+
+
+@linux_only
+async def test_a_pool_ticks_while_jobs_run_and_stops_with_its_block() -> None:
+    seen: list[bool] = []
+
+    async def job(x: int) -> int:
+        t = current_ticker()
+        seen.append(t is not None and t.active)
+        await anyio.sleep(0.001)
+        return x
+
+    with anyio.fail_after(BOUND):
+        async with WorkerPool(workers=4) as pool:
+            assert pool._ticker is not None and not pool._ticker.active  # no job yet
+            hs = [await pool.submit(job, i) for i in range(20)]
+            assert [await h for h in hs] == list(range(20))
+            t = pool._ticker
+    assert seen and all(seen), "a job ran while the ticker slept"
+    assert pool._ticker is None
+    assert_stopped(t)
+
+
+@linux_only
+async def test_map_ticks_while_calls_run_and_stops_with_the_stage() -> None:
+    seen: list[bool] = []
+
+    async def call(x: int) -> int:
+        t = current_ticker()
+        seen.append(t is not None and t.active)
+        await anyio.sleep(0.001)
+        return x * 2
+
+    with anyio.fail_after(BOUND):
+        out = await (pipeline(range(30)) | stages.map(call, workers=5)).collect()
+    assert out == [2 * x for x in range(30)]
+    assert seen and all(seen)
+    t = current_ticker()
+    assert t is not None
+    assert_stopped(t)
+
+
+@linux_only
+async def test_a_serial_map_and_an_executor_pool_hold_no_ticker() -> None:
+    # (one call at a time cannot fall into lock-step waves; thread jobs use no loop timer)
+    assert await (pipeline(range(3)) | stages.map(lambda x: x + 1)).collect() == [1, 2, 3]
+    async with WorkerPool(workers=2, executor="thread") as pool:
+        assert pool._ticker is None
+        assert await (await pool.submit(abs, -3)) == 3
+    t = current_ticker()
+    assert t is None or (t._holders == 0 and not t.active)
+
+
+@linux_only
+async def test_pools_share_the_loop_ticker_until_the_last_one_ends() -> None:
+    gate = anyio.Event()
+
+    async def job() -> None:
+        await gate.wait()
+
+    with anyio.fail_after(BOUND):
+        async with WorkerPool(workers=1) as a:
+            ha = await a.submit(job)
+            async with WorkerPool(workers=1) as b:
+                assert a._ticker is b._ticker is not None
+                t = a._ticker
+                assert t._holders == 2
+                hb = await b.submit(anyio.sleep, 0)
+                await hb
+            assert t._holders == 1
+            gate.set()
+            await ha
+    assert_stopped(t)
+
+
+@linux_only
+async def test_the_ticker_stops_and_restarts_with_the_jobs(anyio_backend_name: str) -> None:
+    if anyio_backend_name == "trio":
+        pytest.skip("trio's ticker arms at each wait and stays until the pool ends")
+    gate = anyio.Event()
+    async with WorkerPool(workers=2) as pool:
+        t = pool._ticker
+        assert t is not None
+        with anyio.fail_after(BOUND):
+            h = await pool.submit(gate.wait)  # a long job: no job starts after it
+            while t.active:  # (LINGER_NS, 5 ms, later)
+                await anyio.sleep(0.002)
+            assert t._fd is None and not _tasks.QUIET_FDS
+            h2 = await pool.submit(anyio.sleep, 0)
+            await h2
+            assert t.active  # the next job started it again
+            gate.set()
+            await h
+    assert_stopped(t)
+
+
+@linux_only
+async def test_trio_arms_the_timer_for_each_short_wait_while_jobs_start(
+    anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if anyio_backend_name != "trio":
+        pytest.skip("asyncio's ticker is periodic")
+    armed: list[int] = []
+    real_set = _ticker._TimerFd.set
+
+    def spy(self: _ticker._TimerFd, first_ns: int, every_ns: int) -> None:
+        armed.append(first_ns)
+        real_set(self, first_ns, every_ns)
+
+    monkeypatch.setattr(_ticker._TimerFd, "set", spy)
+
+    async def job() -> None:
+        await trio.sleep(0.0005)
+
+    with anyio.fail_after(BOUND):
+        async with WorkerPool(workers=10) as pool:
+            hs = [await pool.submit(job) for _ in range(50)]
+            for h in hs:
+                await h
+    assert armed, "no wait was shortened"
+    # each shot is the loop's own timeout: at most the 0.5 ms sleep, never a whole-ms tick
+    assert all(0 < ns <= 500_000 for ns in armed)
+
+
+@linux_only
+async def test_a_deadlock_inside_a_ticking_pool_is_still_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_ticker, "LINGER_NS", 10**15)  # it ticks on while all are stuck
+    never = Chan[int]()
+    caught: list[Deadlock] = []
+    with anyio.move_on_after(BOUND):  # (a hang guard)
+        try:
+            async with debug.detect_deadlocks():
+                async with WorkerPool(workers=2) as pool:
+                    h = await pool.submit(never.recv)
+                    while not h.running():
+                        await anyio.sleep(0)
+                    assert pool._ticker is not None and pool._ticker.active
+                    await h
+        except Deadlock as e:
+            caught.append(e)
+        except ExceptionGroup as eg:  # pragma: no cover - reported as a group
+            caught.extend(x for x in eg.exceptions if isinstance(x, Deadlock))
+    assert caught, "the ticker hid the deadlock"
+    t = current_ticker()
+    assert t is not None
+    assert_stopped(t)
+
+
+@linux_only
+async def test_debug_tasks_leaves_the_ticker_out() -> None:
+    async with WorkerPool(workers=1) as pool:
+        h = await pool.submit(anyio.sleep, 0.05)
+        names = {t.name for t in debug.tasks()}
+        assert _ticker.TICKER_TASK not in names
+        await h
+
+
+class TestMockClock:
+    """Under a virtual clock every wait is exact already: no ticker."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
+
+    async def test_no_ticker_under_mockclock(self) -> None:
+        async with WorkerPool(workers=4) as pool:
+            assert pool._ticker is None
+            hs = [await pool.submit(anyio.sleep, 1) for _ in range(8)]
+            for h in hs:
+                await h
+        assert ticker_tasks() == []
+
+
+async def test_tick_us_zero_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_ticker, "TICK_NS", 0)
+    async with WorkerPool(workers=2) as pool:
+        assert pool._ticker is None
+        assert await (await pool.submit(anyio.sleep, 0.001)) is None
+    assert await (pipeline(range(4)) | stages.map(abs, workers=2)).collect() == [0, 1, 2, 3]
+    assert ticker_tasks() == []
+
+
+async def test_no_timerfd_means_no_ticker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_ticker, "_supported", False)
+    async with WorkerPool(workers=2) as pool:
+        assert pool._ticker is None
+        assert await (await pool.submit(anyio.sleep, 0.001)) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "ns"),
+    [("", 100_000), ("250", 250_000), ("0", 0), (" 50.5 ", 50_500), ("1000000", 10**9)],
+)
+def test_tick_us_setting(monkeypatch: pytest.MonkeyPatch, raw: str, ns: int) -> None:
+    monkeypatch.setenv("ASYNCGO_TICK_US", raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _ticker._tick_ns() == ns
+
+
+@pytest.mark.parametrize("raw", ["fast", "-1", "nan", "2000000"])
+def test_a_bad_tick_us_setting_warns_and_keeps_the_default(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("ASYNCGO_TICK_US", raw)
+    with pytest.warns(RuntimeWarning, match="ASYNCGO_TICK_US"):
+        assert _ticker._tick_ns() == 100_000
+
+
+@linux_only
+@pytest.mark.parametrize("path", ["os", "ctypes"])
+def test_timerfd_fires_once_or_periodically(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    if path == "os" and not hasattr(os, "timerfd_create"):
+        pytest.skip("os.timerfd_create: Python 3.13+")
+    if path == "ctypes":
+        monkeypatch.delattr(os, "timerfd_create", raising=False)
+    fd = _ticker._TimerFd()
+    try:
+        assert (fd._spec is None) == (path == "os")
+        assert fd.read() == 0  # not armed: nothing to read, no blocking
+        fd.set(1_000_000, 0)  # once, in 1 ms
+        r, _, _ = select.select([fd.fd], [], [], BOUND)
+        assert r == [fd.fd]
+        assert fd.read() == 1
+        assert fd.read() == 0
+        fd.set(200_000, 200_000)  # every 0.2 ms
+        total = 0
+        while total < 3:
+            r, _, _ = select.select([fd.fd], [], [], BOUND)
+            assert r == [fd.fd]
+            total += fd.read()
+        fd.set(0, 0)  # disarmed
+        fd.read()
+        r, _, _ = select.select([fd.fd], [], [], 0.01)
+        assert r == []
+    finally:
+        fd.close()
