@@ -71,6 +71,9 @@ def _tick_ns() -> int:
 TICK_NS = _tick_ns()
 #: With no job started for this long (ns), the ticker stops until the next one.
 LINGER_NS = 5_000_000
+#: asyncio: the first tick, 1 ms after the first job starts. Earlier ticks could not
+#: help a wait of 1 ms or more, and a pool that is done sooner pays for none.
+_FIRST_TICK_NS = 1_000_000
 #: trio: waits longer than this (seconds) are left to the loop (1 ms late is < 1 %).
 _PRECISE_UP_TO = 0.1
 
@@ -223,7 +226,7 @@ class Ticker:
         _tasks.QUIET_FDS.add(fd.fd)
         try:
             self._loop.add_reader(fd.fd, self._tick)
-            fd.set(TICK_NS, TICK_NS)
+            fd.set(_FIRST_TICK_NS, TICK_NS)
         except BaseException:
             self._stop()
             raise
