@@ -768,7 +768,8 @@ def tasks() -> list[TaskInfo]:
     when diagnostics were on as they were made, where), and for how long; other
     tasks show their state and await stack. Call it from async code (any
     backend); it does not yield. trio's own two internal system tasks, asyncgo's
-    timer service on trio and the deadlock detector's watcher tasks are left out.
+    timer service and pool ticker on trio, and the deadlock detector's watcher
+    tasks are left out.
 
     Example:
         ```python
