@@ -13,6 +13,7 @@ bench_pipeline.py), not here.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import select
 import sys
@@ -310,3 +311,17 @@ def test_timerfd_fires_once_or_periodically(monkeypatch: pytest.MonkeyPatch, pat
         assert r == []
     finally:
         fd.close()
+
+
+@linux_only
+def test_a_loop_is_not_kept_alive_by_its_ticker() -> None:
+    # The ticker is the loop's value in a WeakKeyDictionary: holding its loop strongly
+    # would keep every loop that ever ran a pool (and its ticker) alive for good.
+    async def main() -> None:
+        async with WorkerPool(workers=2) as pool:
+            await (await pool.submit(anyio.sleep, 0.001))
+
+    for _ in range(200):
+        asyncio.run(main())
+    gc.collect()
+    assert len(_ticker._asyncio_tickers) < 100

@@ -182,7 +182,9 @@ class Ticker:
     __slots__ = ("_fd", "_holders", "_hook", "_loop", "_seen", "_since", "active", "jobs")
 
     def __init__(self, loop: AbstractEventLoop | None) -> None:
-        self._loop = loop  # None: trio
+        # None: trio. Weak: the ticker is the loop's value in _asyncio_tickers, which
+        # must not keep its key alive.
+        self._loop = None if loop is None else weakref.ref(loop)
         self._fd: _TimerFd | None = None
         self._holders = 0
         self._hook: _TrioHook | None = None  # trio: the system task's, while it runs
@@ -222,10 +224,12 @@ class Ticker:
         if self._loop is None:
             self._start_trio()
             return
+        loop = self._loop()
+        assert loop is not None  # (called on it)
         fd = self._fd = _TimerFd()
         _tasks.QUIET_FDS.add(fd.fd)
         try:
-            self._loop.add_reader(fd.fd, self._tick)
+            loop.add_reader(fd.fd, self._tick)
             fd.set(_FIRST_TICK_NS, TICK_NS)
         except BaseException:
             self._stop()
@@ -258,9 +262,10 @@ class Ticker:
             return
         self._fd = None
         _tasks.QUIET_FDS.discard(fd.fd)
+        loop = self._loop()
         try:
-            if not self._loop.is_closed():
-                self._loop.remove_reader(fd.fd)
+            if loop is not None and not loop.is_closed():
+                loop.remove_reader(fd.fd)
         finally:
             fd.close()
 
