@@ -629,14 +629,18 @@ class WorkerPool:
         core = crew.core = make_core(crew, runtime())
         await core.enter()
         self._crew = crew
-        if self._executor is None:
-            self._ticker = _ticker.hold()  # timers on time for short jobs (see _ticker)
         self._open_tid = self._tid
         for _ in range(self._initial):
             self._spawn()
         if self._ctx is not None:
             self._ctx_scope = CancelScope()
             self._start(self._watch_ctx, self._ctx, self._ctx_scope)
+        if self._executor is None:
+            # Timers on time for short jobs (see _ticker). Last: nothing can fail
+            # after it (a failed __aenter__ gets no __aexit__ to release it). The
+            # workers read it when they first run, after this returns (with an eager
+            # task factory, those that ran at once go without: speed only).
+            self._ticker = _ticker.hold()
         return self
 
     async def __aexit__(
