@@ -325,3 +325,31 @@ def test_a_loop_is_not_kept_alive_by_its_ticker() -> None:
         asyncio.run(main())
     gc.collect()
     assert len(_ticker._asyncio_tickers) < 100
+
+
+@linux_only
+async def test_no_descriptor_left_means_the_jobs_run_without_ticks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[int] = []
+
+    def no_fd(self: _ticker._TimerFd) -> None:
+        made.append(1)
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(_ticker._TimerFd, "__init__", no_fd)
+
+    async def job(x: int) -> int:
+        await anyio.sleep(0.001)
+        return x
+
+    with anyio.fail_after(BOUND):
+        async with WorkerPool(workers=4) as pool:
+            hs = [await pool.submit(job, i) for i in range(20)]
+            assert [await h for h in hs] == list(range(20))
+        out = await (pipeline(range(20)) | stages.map(job, workers=4)).collect()
+    assert out == list(range(20))
+    assert 1 <= len(made) <= 2, "a job start retried the descriptor"  # once per holding
+    t = current_ticker()
+    assert t is not None
+    assert_stopped(t)

@@ -220,22 +220,29 @@ class Ticker:
     def _start(self) -> None:
         if self._holders <= 0:
             return
+        # Active also if it fails below (no descriptor left, a closing loop): the jobs
+        # then run with the loop's own timers, and no job retries until a release.
         self.active = True
         if self._loop is None:
             self._start_trio()
             return
         loop = self._loop()
-        assert loop is not None  # (called on it)
-        fd = self._fd = _TimerFd()
-        _tasks.QUIET_FDS.add(fd.fd)
+        if loop is None:  # pragma: no cover - held, so its loop is alive
+            return
+        try:
+            fd = _TimerFd()
+        except OSError:
+            return
         try:
             loop.add_reader(fd.fd, self._tick)
-            fd.set(_FIRST_TICK_NS, TICK_NS)
-        except BaseException:
-            self._stop()
-            raise
+        except Exception:  # (e.g. RuntimeError: the loop is closed)
+            fd.close()
+            return
+        self._fd = fd
+        _tasks.QUIET_FDS.add(fd.fd)
         self._seen = self.jobs
         self._since = 0
+        fd.set(_FIRST_TICK_NS, TICK_NS)
 
     def _tick(self) -> None:
         fd = self._fd
@@ -298,7 +305,12 @@ class _TrioHook:
         import trio
 
         lowlevel = trio.lowlevel
-        fd = self._fd = _TimerFd()
+        try:
+            fd = _TimerFd()
+        except OSError:  # no descriptor left: the loop's own timers (see Ticker._start)
+            self.exited.set()
+            return
+        self._fd = fd
         added = False
         try:
             with self.scope:
