@@ -998,7 +998,6 @@ class WorkerPool:
             # waits for it instead.)
             run_sync = partial(anyio.to_process.run_sync, cancellable=True, limiter=self._limiter)
         cancelled_exc = self._cancelled_exc
-        ticker = self._ticker
         # debug.labels(): those of the job it runs, else the pool's (set by _worker).
         # Tracked here, not read back: a job's own labels() blocks restore them.
         labels = idle_labels = self._labels
@@ -1049,6 +1048,7 @@ class WorkerPool:
             job._state = _RUNNING
             job._scope = w
             self._started += 1
+            ticker = self._ticker  # (read per job: a worker may run before it is held)
             if ticker is not None:
                 ticker.job()
             if job._labels is not labels:  # the submitter's, in place of the worker's

@@ -31,6 +31,7 @@ the loop, never a task.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -38,6 +39,7 @@ import time
 import warnings
 import weakref
 from asyncio import AbstractEventLoop, _get_running_loop
+from contextvars import Context
 from typing import Any, cast
 
 from . import _tasks
@@ -162,24 +164,44 @@ _supported: bool | None = None
 
 
 def _timerfd_works() -> bool:
-    """Whether this platform has ``timerfd`` (probed once)."""
+    """Whether this platform has ``timerfd`` (probed until it answers for sure)."""
     global _supported
     if _supported is None:
-        _supported = False
-        if sys.platform.startswith("linux"):
-            try:
-                _TimerFd().close()
-            except (OSError, AttributeError):  # pragma: no cover - no timerfd here
-                pass
-            else:
-                _supported = True
+        if not sys.platform.startswith("linux"):
+            _supported = False
+            return False
+        try:
+            _TimerFd().close()
+        except AttributeError:  # pragma: no cover - a libc without timerfd_create
+            _supported = False
+        except OSError as exc:
+            if exc.errno in (errno.ENOSYS, errno.EINVAL, errno.EPERM):  # pragma: no cover
+                _supported = False
+            return False  # (else: out of descriptors or memory now; ask again later)
+        else:
+            _supported = True
     return _supported
+
+
+#: After the timerfd could not be made (no descriptor left), this many job starts go
+#: by before the next try.
+_RETRY_JOBS = 1000
 
 
 class Ticker:
     """One loop's wake-ups; `hold` gives the running loop's (None where there are none)."""
 
-    __slots__ = ("_fd", "_holders", "_hook", "_loop", "_seen", "_since", "active", "jobs")
+    __slots__ = (
+        "_fd",
+        "_holders",
+        "_hook",
+        "_loop",
+        "_retry_at",
+        "_seen",
+        "_since",
+        "active",
+        "jobs",
+    )
 
     def __init__(self, loop: AbstractEventLoop | None) -> None:
         # None: trio. Weak: the ticker is the loop's value in _asyncio_tickers, which
@@ -192,6 +214,7 @@ class Ticker:
         self.jobs = 0  # jobs started (by every holder)
         self._seen = 0  # ... as of the last tick
         self._since = 0  # expirations since a job last started
+        self._retry_at = 0  # the job count from which a failed start is tried again
 
     def __repr__(self) -> str:
         return f"<Ticker holders={self._holders} active={self.active}>"
@@ -206,6 +229,8 @@ class Ticker:
         """A holder is done: the ticker stops with the last one (trio: its task has
         exited on return, so a leak check right after the holder's block sees none)."""
         self._holders -= 1
+        if self._holders == 0:
+            self._retry_at = 0  # (the next holder tries at once)
         if self._holders == 0 and self.active:
             hook = self._hook
             self._stop()
@@ -218,12 +243,10 @@ class Ticker:
     # -- asyncio, uvloop: a periodic timer while jobs start ------------------------------
 
     def _start(self) -> None:
-        if self._holders <= 0:
+        if self._holders <= 0 or self.jobs < self._retry_at:
             return
-        # Active also if it fails below (no descriptor left, a closing loop): the jobs
-        # then run with the loop's own timers, and no job retries until a release.
-        self.active = True
         if self._loop is None:
+            self.active = True
             self._start_trio()
             return
         loop = self._loop()
@@ -231,18 +254,32 @@ class Ticker:
             return
         try:
             fd = _TimerFd()
-        except OSError:
+        except OSError:  # no descriptor left: the loop's own timers for a while
+            self._retry_at = self.jobs + _RETRY_JOBS
             return
         try:
-            loop.add_reader(fd.fd, self._tick)
+            # In an empty context: the reader's handle keeps the context it is made
+            # in alive, and this one is a job's.
+            Context().run(loop.add_reader, fd.fd, self._tick)
         except Exception:  # (e.g. RuntimeError: the loop is closed)
             fd.close()
+            self._retry_at = self.jobs + _RETRY_JOBS
             return
+        self.active = True
         self._fd = fd
         _tasks.QUIET_FDS.add(fd.fd)
         self._seen = self.jobs
         self._since = 0
         fd.set(_FIRST_TICK_NS, TICK_NS)
+
+    def __del__(self) -> None:
+        # Only a loop closed while a pool still held its ticker (a block never
+        # left) gets here with the descriptor open.
+        fd = self._fd
+        if fd is not None:
+            self._fd = None
+            _tasks.QUIET_FDS.discard(fd.fd)
+            fd.close()
 
     def _tick(self) -> None:
         fd = self._fd
@@ -307,7 +344,12 @@ class _TrioHook:
         lowlevel = trio.lowlevel
         try:
             fd = _TimerFd()
-        except OSError:  # no descriptor left: the loop's own timers (see Ticker._start)
+        except OSError:  # no descriptor left: the loop's own timers for a while
+            ticker = self.ticker
+            if ticker._hook is self:
+                ticker._hook = None
+                ticker.active = False
+                ticker._retry_at = ticker.jobs + _RETRY_JOBS
             self.exited.set()
             return
         self._fd = fd
