@@ -638,8 +638,7 @@ class WorkerPool:
         if self._executor is None:
             # Timers on time for short jobs (see _ticker). Last: nothing can fail
             # after it (a failed __aenter__ gets no __aexit__ to release it). The
-            # workers read it when they first run, after this returns (with an eager
-            # task factory, those that ran at once go without: speed only).
+            # workers read it at each job (an eager task factory runs them earlier).
             self._ticker = _ticker.hold()
         return self
 
