@@ -246,8 +246,13 @@ class Ticker:
         if self._holders <= 0 or self.jobs < self._retry_at:
             return
         if self._loop is None:
-            self.active = True
-            self._start_trio()
+            try:
+                self._start_trio()
+            except RuntimeError:  # pragma: no cover - the run is ending
+                self._hook = None
+                self._retry_at = self.jobs + _RETRY_JOBS
+            else:
+                self.active = True
             return
         loop = self._loop()
         if loop is None:  # pragma: no cover - held, so its loop is alive
@@ -278,8 +283,11 @@ class Ticker:
         fd = self._fd
         if fd is not None:
             self._fd = None
-            _tasks.QUIET_FDS.discard(fd.fd)
-            fd.close()
+            try:
+                _tasks.QUIET_FDS.discard(fd.fd)
+                fd.close()
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass
 
     def _tick(self) -> None:
         fd = self._fd
