@@ -13,8 +13,9 @@ A `Ticker` fixes that for the loop it belongs to, with a Linux ``timerfd`` that
 the loop waits on like any other file descriptor -- no thread, no busy wait:
 
 * asyncio and uvloop: while jobs start, the timer fires every `TICK_NS`
-  (100 µs), so the loop wakes and runs the timers due by then. It stops when no
-  job has started for `LINGER_NS` (5 ms): long jobs do not keep it running.
+  (100 µs; the first time 1 ms after a job starts), so the loop wakes and runs
+  the timers due by then. It stops when no job has started for `LINGER_NS`
+  (5 ms): long jobs do not keep it running.
 * trio: an instrument sees each wait the loop is about to make (its exact
   timeout) and sets the timer to fire then, once: the loop wakes on time for
   the deadline it would otherwise overshoot. A system task, ``asyncgo ticker``,
@@ -26,7 +27,8 @@ microseconds (``0`` turns it off). Elsewhere than Linux it is off: kqueue
 (macOS, BSD) waits to the nanosecond already.
 
 The deadlock detector ignores the ticker (`QUIET_FDS`, the task's name): it wakes
-the loop, never a task.
+the loop, never a task. With no descriptor left the jobs run on the loop's own
+timers, and the ticker tries again `_RETRY_JOBS` job starts later.
 """
 
 from __future__ import annotations
