@@ -97,10 +97,7 @@ class _TimerFd:
         lib = _libc()
         fd = lib.timerfd_create(time.CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
         if fd < 0:
-            import ctypes
-
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
+            raise _ctypes_error()
         self.fd = fd
         self._spec = _itimerspec()
         self._settime = lib.timerfd_settime
@@ -114,10 +111,7 @@ class _TimerFd:
         spec.it_value.tv_sec, spec.it_value.tv_nsec = divmod(first_ns, 1_000_000_000)
         spec.it_interval.tv_sec, spec.it_interval.tv_nsec = divmod(every_ns, 1_000_000_000)
         if self._settime(self.fd, 0, spec, None) < 0:  # pragma: no cover - bad fd
-            import ctypes
-
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
+            raise _ctypes_error()
 
     def read(self) -> int:
         """The number of expirations since the last read (0 if none)."""
@@ -160,6 +154,14 @@ def _libc() -> Any:
         _itimerspec = itimerspec
         _lib = lib
     return _lib
+
+
+def _ctypes_error() -> OSError:
+    """The error of the libc call just made through ctypes."""
+    import ctypes
+
+    err = ctypes.get_errno()
+    return OSError(err, os.strerror(err))
 
 
 _supported: bool | None = None
