@@ -3,10 +3,11 @@
 `WorkerPool` and ``stages.map(workers=n)`` hold their loop's ticker while they
 run. These tests check its lifecycle on asyncio, uvloop and trio -- it starts
 with the first job, stops when jobs stop starting (asyncio) and with the last
-holder, and leaves no task, reader or descriptor behind -- that the deadlock
-detector does not take it for something that could wake a task, and that it is
-off under trio's ``MockClock``, with ``ASYNCGO_TICK_US=0`` and where there is
-no ``timerfd``. Its effect on speed is measured in benchmarks/ (bench_pool.py,
+holder, and leaves no task, reader, descriptor or selector wrapper behind --
+that asyncio and trio set the timer to each short wait (and none while busy),
+that the deadlock detector does not take it for something that could wake a
+task, and that it is off under trio's ``MockClock``, with ``ASYNCGO_TICK_US=0``
+and where there is no ``timerfd``. Its effect on speed is measured in benchmarks/ (bench_pool.py,
 bench_pipeline.py), not here.
 """
 
@@ -66,12 +67,22 @@ def ticker_tasks() -> list[trio.lowlevel.Task]:
     return []
 
 
+def loop_selector() -> object | None:
+    """asyncio: the running loop's selector (None on uvloop and trio)."""
+    try:
+        return getattr(asyncio.get_running_loop(), "_selector", None)
+    except RuntimeError:
+        return None
+
+
 def assert_stopped(t: _ticker.Ticker) -> None:
     assert not t.active
     assert t._holders == 0
-    assert t._fd is None and t._hook is None
+    assert t._fd is None and t._hook is None and t._selector is None
     assert not _tasks.QUIET_FDS
     assert ticker_tasks() == []
+    selector = loop_selector()
+    assert selector is None or "select" not in vars(selector), "the selector is still wrapped"
 
 
 @linux_only
@@ -169,11 +180,13 @@ async def test_the_ticker_stops_and_restarts_with_the_jobs(anyio_backend_name: s
 
 
 @linux_only
-async def test_trio_arms_the_timer_for_each_short_wait_while_jobs_start(
+async def test_the_timer_is_set_to_each_short_wait_while_jobs_start(
     anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if anyio_backend_name != "trio":
-        pytest.skip("asyncio's ticker is periodic")
+    if anyio_backend_name == "trio":
+        pass  # (its instrument's before_io_wait)
+    elif loop_selector() is None:
+        pytest.skip("uvloop: no selector to wrap; its ticker is periodic")
     armed: list[int] = []
     real_set = _ticker._TimerFd.set
 
@@ -184,16 +197,63 @@ async def test_trio_arms_the_timer_for_each_short_wait_while_jobs_start(
     monkeypatch.setattr(_ticker._TimerFd, "set", spy)
 
     async def job() -> None:
-        await trio.sleep(0.0005)
+        await anyio.sleep(0.0005)
 
     with anyio.fail_after(BOUND):
         async with WorkerPool(workers=10) as pool:
             hs = [await pool.submit(job) for _ in range(50)]
             for h in hs:
                 await h
+            t = pool._ticker
     assert armed, "no wait was shortened"
     # each shot is the loop's own timeout: at most the 0.5 ms sleep, never a whole-ms tick
     assert all(0 < ns <= 500_000 for ns in armed)
+    assert t is not None
+    assert_stopped(t)
+
+
+@linux_only
+async def test_a_busy_loop_sets_no_timer(
+    anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Jobs that never wait on a timer: the loop never waits for one, so nothing is set.
+    if anyio_backend_name != "trio" and loop_selector() is None:
+        pytest.skip("uvloop: its ticker is periodic")
+    armed: list[int] = []
+    monkeypatch.setattr(_ticker._TimerFd, "set", lambda self, a, b: armed.append(a))
+    async with WorkerPool(workers=4) as pool:
+        hs = [await pool.submit(anyio.sleep, 0) for _ in range(200)]
+        for h in hs:
+            await h
+        assert pool._ticker is not None and pool._ticker.active
+    assert armed == []
+
+
+@linux_only
+async def test_a_selector_wrapped_before_is_restored(anyio_backend_name: str) -> None:
+    selector = loop_selector()
+    if selector is None:
+        pytest.skip("asyncio's selector loops only")
+    calls: list[object] = []
+    own = selector.select  # type: ignore[attr-defined]
+
+    def theirs(timeout: float | None = None) -> object:
+        calls.append(timeout)
+        return own(timeout)
+
+    selector.select = theirs  # type: ignore[attr-defined]
+    try:
+        async with WorkerPool(workers=2) as pool:
+            hs = [await pool.submit(anyio.sleep, 0.001) for _ in range(6)]
+            for h in hs:
+                await h
+            assert vars(selector)["select"] is not theirs  # (wrapped over it)
+        assert vars(selector)["select"] is theirs
+        n = len(calls)
+        await anyio.sleep(0.001)
+        assert len(calls) > n  # theirs still runs, and ran all along
+    finally:
+        del selector.select  # type: ignore[attr-defined]
 
 
 @linux_only

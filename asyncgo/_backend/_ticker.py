@@ -12,18 +12,24 @@ timers are exact, 95 %).
 A `Ticker` fixes that for the loop it belongs to, with a Linux ``timerfd`` that
 the loop waits on like any other file descriptor -- no thread, no busy wait:
 
-* asyncio and uvloop: while jobs start, the timer fires every `TICK_NS`
-  (100 µs; the first time 1 ms after a job starts), so the loop wakes and runs
-  the timers due by then. It stops when no job has started for `LINGER_NS`
-  (5 ms): long jobs do not keep it running.
+* asyncio (its selector loops): the loop's selector is wrapped, so each wait the
+  loop is about to make for a timer due within 0.1 s sets the timer to fire at
+  that timer's exact time, once: the loop wakes on time instead of up to 1 ms
+  late, and a busy loop, which does not wait, pays nothing. It stops at the
+  first wait after no job has started for `LINGER_NS` (5 ms): long jobs do not
+  keep it.
+* uvloop (no selector to wrap): while jobs start, the timer fires every
+  `TICK_NS` (100 µs; the first time 1 ms after a job starts), so the loop wakes
+  and runs the timers due by then. It stops when no job has started for
+  `LINGER_NS`.
 * trio: an instrument sees each wait the loop is about to make (its exact
-  timeout) and sets the timer to fire then, once: the loop wakes on time for
-  the deadline it would otherwise overshoot. A system task, ``asyncgo ticker``,
-  waits on the descriptor. Not under a virtual clock (trio's ``MockClock``).
+  timeout) and sets the timer the same way as on asyncio. A system task,
+  ``asyncgo ticker``, waits on the descriptor. Not under a virtual clock
+  (trio's ``MockClock``).
 
 `WorkerPool` and ``stages.map(workers=n)`` hold the loop's ticker while they run
-and count each job they start. ``ASYNCGO_TICK_US`` sets the period in
-microseconds (``0`` turns it off). Elsewhere than Linux it is off: kqueue
+and count each job they start. ``ASYNCGO_TICK_US`` sets uvloop's period in
+microseconds (``0`` turns the ticker off on every loop). Elsewhere than Linux it is off: kqueue
 (macOS, BSD) waits to the nanosecond already.
 
 The deadlock detector ignores the ticker (`QUIET_FDS`, the task's name): it wakes
@@ -36,6 +42,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import selectors
 import sys
 import time
 import warnings
@@ -71,14 +78,14 @@ def _tick_ns() -> int:
     return int(us * 1000)
 
 
-#: The period of the asyncio ticker, in nanoseconds (0: no ticker).
+#: The period of the uvloop ticker, in nanoseconds (0: no ticker on any loop).
 TICK_NS = _tick_ns()
 #: With no job started for this long (ns), the ticker stops until the next one.
 LINGER_NS = 5_000_000
-#: asyncio: the first tick, 1 ms after the first job starts. Earlier ticks could not
+#: uvloop: the first tick, 1 ms after the first job starts. Earlier ticks could not
 #: help a wait of 1 ms or more, and a pool that is done sooner pays for none.
 _FIRST_TICK_NS = 1_000_000
-#: trio: waits longer than this (seconds) are left to the loop (1 ms late is < 1 %).
+#: asyncio, trio: waits longer than this (seconds) are left to the loop (1 ms late is < 1 %).
 _PRECISE_UP_TO = 0.1
 
 
@@ -202,6 +209,7 @@ class Ticker:
         "_loop",
         "_retry_at",
         "_seen",
+        "_selector",
         "_since",
         "active",
         "jobs",
@@ -217,7 +225,10 @@ class Ticker:
         self.active = False
         self.jobs = 0  # jobs started (by every holder)
         self._seen = 0  # ... as of the last tick
-        self._since = 0  # expirations since a job last started
+        self._since = 0  # uvloop: expirations since a job last started; asyncio: its time
+        # asyncio: the selector whose select() this ticker wrapped, and the wrapper
+        # (weak: the selector leads to its loop, the key of this ticker's entry)
+        self._selector: tuple[weakref.ref[selectors.BaseSelector], weakref.ref[Any]] | None = None
         self._retry_at = 0  # the job count from which a failed start is tried again
 
     def __repr__(self) -> str:
@@ -278,8 +289,37 @@ class Ticker:
         self._fd = fd
         _tasks.QUIET_FDS.add(fd.fd)
         self._seen = self.jobs
-        self._since = 0
-        fd.set(_FIRST_TICK_NS, TICK_NS)
+        selector = getattr(loop, "_selector", None)
+        if isinstance(selector, selectors.BaseSelector):
+            self._since = time.monotonic_ns()
+            self._wrap(selector, fd)
+        else:  # uvloop: periodic
+            self._since = 0
+            fd.set(_FIRST_TICK_NS, TICK_NS)
+
+    def _wrap(self, selector: selectors.BaseSelector, fd: _TimerFd) -> None:
+        """asyncio: set the timer to each short wait of the loop's selector."""
+        select = selector.select
+        arm = fd.set
+        now_ns = time.monotonic_ns
+
+        def precise_select(timeout: float | None = None) -> Any:
+            if timeout != 0 and self._fd is fd:  # (not a stale wrapper: see _stop)
+                jobs = self.jobs
+                if jobs != self._seen:
+                    self._seen = jobs
+                    self._since = now_ns()
+                elif now_ns() - self._since > LINGER_NS:
+                    self._stop()  # no job started lately: the loop's own wait will do
+                    return select(timeout)
+                if timeout is not None and timeout <= _PRECISE_UP_TO:
+                    arm(math.ceil(timeout * 1e9), 0)
+            return select(timeout)
+
+        # (the selector's own select() may be wrapped already: restored by _stop)
+        precise_select.wrapped = vars(selector).get("select", _NONE)  # type: ignore[attr-defined]
+        selector.select = precise_select  # type: ignore[method-assign]
+        self._selector = (weakref.ref(selector), weakref.ref(precise_select))
 
     def __del__(self) -> None:
         # Only a loop closed while a pool still held its ticker (a block never
@@ -298,6 +338,8 @@ class Ticker:
         if fd is None:  # pragma: no cover - stopped in this very iteration
             return
         n = fd.read()
+        if self._selector is not None:
+            return  # asyncio: the wrapped selector tracks the jobs
         if self.jobs != self._seen:
             self._seen = self.jobs
             self._since = 0
@@ -318,6 +360,17 @@ class Ticker:
             return
         self._fd = None
         _tasks.QUIET_FDS.discard(fd.fd)
+        wrapped, self._selector = self._selector, None
+        if wrapped is not None:
+            selector: Any = wrapped[0]()
+            wrapper: Any = wrapped[1]()
+            # Unwrapped unless something wrapped it again since (then the wrapper
+            # stays, passing every call through: it no longer has the fd).
+            if wrapper is not None and vars(selector).get("select") is wrapper:
+                if wrapper.wrapped is _NONE:
+                    del selector.select
+                else:
+                    selector.select = wrapper.wrapped
         loop = self._loop()
         try:
             if loop is not None and not loop.is_closed():
@@ -402,6 +455,7 @@ class _TrioHook:
         fd.set(max(int(timeout * 1e9), 1), 0)
 
 
+_NONE = object()
 _asyncio_tickers: weakref.WeakKeyDictionary[AbstractEventLoop, Ticker] = weakref.WeakKeyDictionary()
 _trio_runvar: Any = None
 
