@@ -22,16 +22,17 @@ class Pool(Generic[T]):
 
     `get` returns the object most recently `put` back (last in, first out,
     so the warmest one), or a new one made by the factory when the pool is
-    empty. `put` returns an object to the pool; beyond *max_idle* idle objects
-    it is dropped. Objects are reused as they are: reset them before `put`
-    (or after `get`).
+    empty (None with no factory, as Go's ``Get`` with no ``New`` returns nil:
+    type such a pool ``Pool[X | None]``). `put` returns an object to the
+    pool; beyond *max_idle* idle objects it is dropped. Objects are reused as
+    they are: reset them before `put` (or after `get`).
 
     Unlike Go's ``sync.Pool``, which may drop idle objects at any garbage
     collection, this pool is deterministic: an object put back stays until a
     `get` takes it or `clear` drops it. Neither method waits, so both are plain
     functions; they are also safe to call from threads (``to_thread`` workers).
 
-    Go: ``sync.Pool{New: factory}``
+    Go: ``sync.Pool{New: factory}``; ``Pool()``: a zero ``sync.Pool``
 
     Example:
         ```python
@@ -47,15 +48,16 @@ class Pool(Generic[T]):
 
     __slots__ = ("__weakref__", "_items", "_max_idle", "_new")
 
-    def __init__(self, new: Callable[[], T], *, max_idle: int | None = None) -> None:
-        """Make an empty pool whose `get` calls *new()* when it has nothing idle.
+    def __init__(self, new: Callable[[], T] | None = None, *, max_idle: int | None = None) -> None:
+        """Make an empty pool whose `get` calls *new()* when it has nothing idle
+        (returns None then, with no *new*).
 
         Raises:
             TypeError: *new* is not callable, or is an async function (`get`
                 is sync: it would hand out coroutines).
             ValueError: *max_idle* is negative.
         """
-        if not callable(new):
+        if new is not None and not callable(new):
             raise TypeError(f"sync: Pool(new) needs a factory callable, not {type(new).__name__}")
         if iscoroutinefunction(new):
             raise TypeError(_ASYNC_FACTORY.format(getattr(new, "__qualname__", None) or repr(new)))
@@ -77,6 +79,8 @@ class Pool(Generic[T]):
         try:
             return self._items.pop()
         except IndexError:
+            if self._new is None:
+                return None  # type: ignore[return-value]  # (Go: nil; see the class)
             x = self._new()
         if iscoroutine(x):  # an async factory that iscoroutinefunction() does not see
             x.close()

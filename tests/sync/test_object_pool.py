@@ -62,9 +62,20 @@ def test_clear_drops_idle_objects() -> None:
     assert "idle=0" in repr(pool)
 
 
+def test_no_factory_is_go_zero_pool() -> None:
+    # Go: var p sync.Pool; p.Get() is nil until something is put.
+    pool: Pool[bytearray | None] = Pool()
+    assert pool.get() is None
+    buf = bytearray(b"x")
+    pool.put(buf)
+    assert pool.get() is buf
+    assert pool.get() is None
+    assert len(pool) == 0
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(TypeError, match="factory"):
-        Pool(None)  # type: ignore[arg-type]
+        Pool(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="negative"):
         Pool(object, max_idle=-1)
 
