@@ -457,3 +457,66 @@ def test_running_out_of_descriptors_does_not_turn_the_ticker_off_for_good(
     assert _ticker._supported is None  # not remembered: asked again
     assert _ticker._timerfd_works()
     assert _ticker._supported is True
+
+
+@linux_only
+def test_threads_making_their_first_timers_at_once_share_one_ctypes_setup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each thread building its own itimerspec type and argtypes could mix one's type
+    # with the other's function: every later timerfd_settime then fails.
+    import ctypes
+    import threading
+    import time
+
+    monkeypatch.delattr(os, "timerfd_create", raising=False)  # (3.13: the ctypes path)
+    monkeypatch.setattr(_ticker, "_api", None)
+    real_cdll = ctypes.CDLL
+
+    def slow_cdll(*args: object, **kwargs: object) -> object:
+        time.sleep(0.01)  # (every thread reaches the setup before one finishes it)
+        return real_cdll(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ctypes, "CDLL", slow_cdll)
+    start = threading.Barrier(8)
+    got: list[object] = []
+
+    def first_timer() -> None:
+        start.wait()
+        got.append(_ticker._libc())
+        fd = _ticker._TimerFd()
+        try:
+            fd.set(1_000_000, 0)  # raised ctypes.ArgumentError with mixed types
+        finally:
+            fd.close()
+
+    threads = [threading.Thread(target=first_timer) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(BOUND)
+    assert len(got) == 8
+    assert all(api is got[0] for api in got)
+
+
+@linux_only
+async def test_a_timer_that_cannot_be_set_fails_no_job_and_no_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(self: _ticker._TimerFd, first_ns: int, every_ns: int) -> None:
+        raise OSError(9, "Bad file descriptor")
+
+    monkeypatch.setattr(_ticker._TimerFd, "set", broken)
+
+    async def job(x: int) -> int:
+        await anyio.sleep(0.001)
+        return x
+
+    with anyio.fail_after(BOUND):
+        async with WorkerPool(workers=4) as pool:
+            hs = [await pool.submit(job, i) for i in range(20)]
+            assert [await h for h in hs] == list(range(20))
+            t = pool._ticker
+            assert t is not None
+            assert t._retry_at > t.jobs  # given up for a while, not retried per job
+    assert_stopped(t)

@@ -44,6 +44,7 @@ import math
 import os
 import selectors
 import sys
+import threading
 import time
 import warnings
 import weakref
@@ -101,12 +102,12 @@ class _TimerFd:
             self._spec: Any = None
             self._settime: Any = getattr(os, "timerfd_settime_ns")  # noqa: B009
             return
-        lib = _libc()
+        lib, itimerspec = _libc()
         fd = lib.timerfd_create(time.CLOCK_MONOTONIC, _TFD_NONBLOCK | _TFD_CLOEXEC)
         if fd < 0:
             raise _ctypes_error()
         self.fd = fd
-        self._spec = _itimerspec()
+        self._spec = itimerspec()
         self._settime = lib.timerfd_settime
 
     def set(self, first_ns: int, every_ns: int) -> None:
@@ -133,13 +134,21 @@ class _TimerFd:
 
 _TFD_NONBLOCK = getattr(os, "O_NONBLOCK", 0o4000)  # (timerfd.h: TFD_NONBLOCK = O_NONBLOCK)
 _TFD_CLOEXEC = getattr(os, "O_CLOEXEC", 0o2000000)
-_lib: Any = None
-_itimerspec: Any = None
+_api_lock = threading.Lock()
+_api: tuple[Any, Any] | None = None  # (libc, its itimerspec type): one value, set once
 
 
-def _libc() -> Any:
-    global _lib, _itimerspec
-    if _lib is None:
+def _libc() -> tuple[Any, Any]:
+    """libc with ``timerfd_settime``'s argument types, and the ``itimerspec`` type
+    they name (made once, under a lock: two threads' first pools would otherwise
+    mix one's type with the other's function, whose every call then fails)."""
+    global _api
+    api = _api
+    if api is not None:
+        return api
+    with _api_lock:
+        if _api is not None:
+            return _api
         import ctypes
 
         class timespec(ctypes.Structure):
@@ -158,9 +167,8 @@ def _libc() -> Any:
             ctypes.c_void_p,
         ]
         lib.timerfd_settime.restype = ctypes.c_int
-        _itimerspec = itimerspec
-        _lib = lib
-    return _lib
+        api = _api = (lib, itimerspec)
+    return api
 
 
 def _ctypes_error() -> OSError:
@@ -295,7 +303,22 @@ class Ticker:
             self._wrap(selector, fd)
         else:  # uvloop: periodic
             self._since = 0
-            fd.set(_FIRST_TICK_NS, TICK_NS)
+            try:
+                fd.set(_FIRST_TICK_NS, TICK_NS)
+            except Exception:
+                self._give_up()
+
+    def _give_up(self) -> None:
+        """Setting the timer failed: the loop's own timers until `_RETRY_JOBS` later.
+
+        The ticker only makes timers more exact; it must never fail a job or the
+        loop it wakes.
+        """
+        self._retry_at = self.jobs + _RETRY_JOBS
+        try:
+            self._stop()
+        except Exception:  # pragma: no cover - nothing left to undo
+            pass
 
     def _wrap(self, selector: selectors.BaseSelector, fd: _TimerFd) -> None:
         """asyncio: set the timer to each short wait of the loop's selector."""
@@ -305,15 +328,18 @@ class Ticker:
 
         def precise_select(timeout: float | None = None) -> Any:
             if timeout != 0 and self._fd is fd:  # (not a stale wrapper: see _stop)
-                jobs = self.jobs
-                if jobs != self._seen:
-                    self._seen = jobs
-                    self._since = now_ns()
-                elif now_ns() - self._since > LINGER_NS:
-                    self._stop()  # no job started lately: the loop's own wait will do
-                    return select(timeout)
-                if timeout is not None and timeout <= _PRECISE_UP_TO:
-                    arm(math.ceil(timeout * 1e9), 0)
+                try:
+                    jobs = self.jobs
+                    if jobs != self._seen:
+                        self._seen = jobs
+                        self._since = now_ns()
+                    elif now_ns() - self._since > LINGER_NS:
+                        self._stop()  # no job started lately: the loop's own wait will do
+                        return select(timeout)
+                    if timeout is not None and timeout <= _PRECISE_UP_TO:
+                        arm(math.ceil(timeout * 1e9), 0)
+                except Exception:  # (never out of the loop's select)
+                    self._give_up()
             return select(timeout)
 
         # (the selector's own select() may be wrapped already: restored by _stop)
@@ -452,7 +478,12 @@ class _TrioHook:
             self._since = time.monotonic_ns()
         elif time.monotonic_ns() - self._since > LINGER_NS:
             return  # no job started lately: the loop's own wait will do
-        fd.set(max(int(timeout * 1e9), 1), 0)
+        try:
+            fd.set(max(int(timeout * 1e9), 1), 0)
+        except Exception:  # (trio would log it and disable the instrument)
+            self._fd = None  # no more shots
+            self.ticker._retry_at = self.ticker.jobs + _RETRY_JOBS
+            self.scope.cancel()  # the task ends; a job after the retry count restarts it
 
 
 _NONE = object()
