@@ -67,6 +67,11 @@ def ticker_tasks() -> list[trio.lowlevel.Task]:
     return []
 
 
+async def sleep_then_return(x: int) -> int:
+    await anyio.sleep(0.001)
+    return x
+
+
 def loop_selector() -> object | None:
     """asyncio: the running loop's selector (None on uvloop and trio)."""
     try:
@@ -400,15 +405,11 @@ async def test_no_descriptor_left_means_the_jobs_run_without_ticks(
     monkeypatch.setattr(_ticker, "_supported", True)  # (probed before: Linux has it)
     monkeypatch.setattr(_ticker._TimerFd, "__init__", no_fd)
 
-    async def job(x: int) -> int:
-        await anyio.sleep(0.001)
-        return x
-
     with anyio.fail_after(BOUND):
         async with WorkerPool(workers=4) as pool:
-            hs = [await pool.submit(job, i) for i in range(20)]
+            hs = [await pool.submit(sleep_then_return, i) for i in range(20)]
             assert [await h for h in hs] == list(range(20))
-        out = await (pipeline(range(20)) | stages.map(job, workers=4)).collect()
+        out = await (pipeline(range(20)) | stages.map(sleep_then_return, workers=4)).collect()
     assert out == list(range(20))
     assert len(made) == 2, "a job start retried the descriptor"  # once per holding
     t = current_ticker()
@@ -508,13 +509,9 @@ async def test_a_timer_that_cannot_be_set_fails_no_job_and_no_loop(
 
     monkeypatch.setattr(_ticker._TimerFd, "set", broken)
 
-    async def job(x: int) -> int:
-        await anyio.sleep(0.001)
-        return x
-
     with anyio.fail_after(BOUND):
         async with WorkerPool(workers=4) as pool:
-            hs = [await pool.submit(job, i) for i in range(20)]
+            hs = [await pool.submit(sleep_then_return, i) for i in range(20)]
             assert [await h for h in hs] == list(range(20))
             t = pool._ticker
             assert t is not None
