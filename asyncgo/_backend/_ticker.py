@@ -29,8 +29,8 @@ the loop waits on like any other file descriptor -- no thread, no busy wait:
 
 `WorkerPool` and ``stages.map(workers=n)`` hold the loop's ticker while they run
 and count each job they start. ``ASYNCGO_TICK_US`` sets uvloop's period in
-microseconds (``0`` turns the ticker off on every loop). Elsewhere than Linux it is off: kqueue
-(macOS, BSD) waits to the nanosecond already.
+microseconds (``0`` turns the ticker off on every loop). Elsewhere than Linux it
+is off: kqueue (macOS, BSD) waits to the nanosecond already.
 
 The deadlock detector ignores the ticker (`QUIET_FDS`, the task's name): it wakes
 the loop, never a task. With no descriptor left the jobs run on the loop's own
