@@ -232,7 +232,7 @@ class Ticker:
         self._hook: _TrioHook | None = None  # trio: the system task's, while it runs
         self.active = False
         self.jobs = 0  # jobs started (by every holder)
-        self._seen = 0  # ... as of the last tick
+        self._seen = 0  # ... as of the last tick (uvloop) or wait (asyncio)
         self._since = 0  # uvloop: expirations since a job last started; asyncio: its time
         # asyncio: the selector whose select() this ticker wrapped, and the wrapper
         # (weak: the selector leads to its loop, the key of this ticker's entry)
@@ -263,7 +263,7 @@ class Ticker:
                 with trio.CancelScope(shield=True):
                     await hook.exited.wait()
 
-    # -- asyncio, uvloop: a periodic timer while jobs start ------------------------------
+    # -- asyncio: the timer set to each wait; uvloop: a periodic timer ------------------
 
     def _start(self) -> None:
         if self._holders <= 0 or self.jobs < self._retry_at:

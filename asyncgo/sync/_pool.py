@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from inspect import iscoroutine, iscoroutinefunction
-from typing import Generic, TypeVar, final
+from typing import Generic, TypeVar, final, overload
 
 __all__ = ["Pool"]
 
@@ -48,6 +48,12 @@ class Pool(Generic[T]):
 
     __slots__ = ("__weakref__", "_items", "_max_idle", "_new")
 
+    @overload
+    def __init__(self: Pool[T], new: Callable[[], T], *, max_idle: int | None = None) -> None: ...
+    @overload
+    def __init__(
+        self: Pool[T | None], new: None = None, *, max_idle: int | None = None
+    ) -> None: ...
     def __init__(self, new: Callable[[], T] | None = None, *, max_idle: int | None = None) -> None:
         """Make an empty pool whose `get` calls *new()* when it has nothing idle
         (returns None then, with no *new*).
@@ -88,7 +94,10 @@ class Pool(Generic[T]):
         return x
 
     def put(self, x: T) -> None:
-        """Return *x* to the pool (dropped if *max_idle* objects are idle). Go: ``p.Put(x)``."""
+        """Return *x* to the pool (dropped if *max_idle* objects are idle; None is
+        ignored, as Go's ``Put(nil)`` is). Go: ``p.Put(x)``."""
+        if x is None:
+            return
         if self._max_idle is None or len(self._items) < self._max_idle:
             self._items.append(x)
 

@@ -73,9 +73,21 @@ def test_no_factory_is_go_zero_pool() -> None:
     assert len(pool) == 0
 
 
+def test_put_none_is_ignored_like_go_put_nil() -> None:
+    # Go: func (p *Pool) Put(x any) { if x == nil { return } ... }
+    zero: Pool[bytearray | None] = Pool()
+    zero.put(None)
+    assert len(zero) == 0
+    assert zero.get() is None
+    made: Pool[list[int] | None] = Pool(list)
+    made.put(None)
+    assert len(made) == 0
+    assert made.get() == []  # the factory's, not the None
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(TypeError, match="factory"):
-        Pool(42)  # type: ignore[arg-type]
+        Pool(42)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="negative"):
         Pool(object, max_idle=-1)
 
