@@ -19,6 +19,7 @@ import os
 import select
 import sys
 import warnings
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -67,6 +68,18 @@ def ticker_tasks() -> list[trio.lowlevel.Task]:
     return []
 
 
+def noting_the_ticker(seen: list[bool], factor: int) -> Callable[[int], Awaitable[int]]:
+    """A job that notes whether the loop's ticker is active while it runs."""
+
+    async def job(x: int) -> int:
+        t = current_ticker()
+        seen.append(t is not None and t.active)
+        await anyio.sleep(0.001)
+        return x * factor
+
+    return job
+
+
 async def sleep_then_return(x: int) -> int:
     await anyio.sleep(0.001)
     return x
@@ -93,12 +106,7 @@ def assert_stopped(t: _ticker.Ticker) -> None:
 @linux_only
 async def test_a_pool_ticks_while_jobs_run_and_stops_with_its_block() -> None:
     seen: list[bool] = []
-
-    async def job(x: int) -> int:
-        t = current_ticker()
-        seen.append(t is not None and t.active)
-        await anyio.sleep(0.001)
-        return x
+    job = noting_the_ticker(seen, 1)
 
     with anyio.fail_after(BOUND):
         async with WorkerPool(workers=4) as pool:
@@ -114,12 +122,7 @@ async def test_a_pool_ticks_while_jobs_run_and_stops_with_its_block() -> None:
 @linux_only
 async def test_map_ticks_while_calls_run_and_stops_with_the_stage() -> None:
     seen: list[bool] = []
-
-    async def call(x: int) -> int:
-        t = current_ticker()
-        seen.append(t is not None and t.active)
-        await anyio.sleep(0.001)
-        return x * 2
+    call = noting_the_ticker(seen, 2)
 
     with anyio.fail_after(BOUND):
         out = await (pipeline(range(30)) | stages.map(call, workers=5)).collect()
