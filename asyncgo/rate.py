@@ -17,9 +17,20 @@ from __future__ import annotations
 import math
 import numbers
 from collections import deque
-from typing import TYPE_CHECKING, Final, final
+from threading import get_ident as _get_ident
+from typing import TYPE_CHECKING, Any, Final, final
 
-from ._backend import TRIO, checkpoint, current_time, must_checkpoint, park_runtime, runtime
+from ._backend import (
+    _RUNNING_IN,
+    _THREAD_ID_LOOPS,
+    TRIO,
+    checkpoint,
+    current_tasks_get,
+    current_time,
+    must_checkpoint,
+    park_runtime,
+    runtime,
+)
 from ._backend._timers import RunClock, TrioRuntime
 from ._context import Context, check_ctx, ended
 from ._exceptions import DeadlineExceeded
@@ -116,17 +127,31 @@ def _loop_time(holder: Limiter | SlidingWindow) -> float | None:
     """`RunClock.read` for *holder* on its fast path, or None to take the full one.
 
     When the running loop is the asyncio (uvloop) loop *holder*'s ``_rt`` hint
-    names (checked by `park_runtime`, without the system call of
+    names (checked as `park_runtime` does, without the system call of
     ``asyncio._get_running_loop()`` on Python 3.11), `RunClock.read_again` reads
     it if it is also the loop of the last reading. Anything else (trio, another
     loop, no loop, a clock gone back) returns None: the caller reads the clock in
     full, then calls `_hint`.
     """
+    rt: Any = holder._rt
+    clock = holder._clock
+    last_rt: Any = clock._rt
+    if rt is last_rt and (
+        (type(rt) in _THREAD_ID_LOOPS and rt._thread_id == _get_ident())
+        or _RUNNING_IN.get(current_tasks_get(rt)) == _get_ident()
+    ):
+        # park_runtime's and read_again's common case, inlined (the hot path of
+        # allow and wait): the loop of the last reading, running in this thread.
+        now: float = rt.time()
+        if now >= clock._last:
+            clock._last = now
+            return now
+        return None
     try:
         rt = park_runtime(holder)
     except RuntimeError:  # no loop: the full read raises its own error
         return None
-    return holder._clock.read_again(rt)
+    return clock.read_again(rt)
 
 
 def _hint(holder: Limiter | SlidingWindow) -> None:
