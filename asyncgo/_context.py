@@ -51,6 +51,7 @@ from ._backend._timers import (
     TimerHandle,
     TrioRuntime,
     asyncio_loop,
+    call_at,
     cancel_timer,
     current_runtime,
     loop_key,
@@ -609,7 +610,7 @@ class Context:
             wr = self._wr
             if wr is None:
                 wr = self._wr = ref(self)
-            self._timer = self._rt.call_at(self._deadline, _deadline_fired, wr)  # type: ignore[union-attr, arg-type]
+            self._timer = call_at(self._rt, self._deadline, _deadline_fired, wr)  # type: ignore[arg-type]
             if self._cbs or self._kids:
                 self._push_back_scopes()
 
@@ -773,7 +774,7 @@ def _bury(
             return
     if own_deadline is not None and rt is not None and not run_is_over(rt):
         orphan.rt = rt
-        orphan.timer = rt.call_at(own_deadline, orphan.fire)
+        orphan.timer = call_at(rt, own_deadline, orphan.fire)
 
 
 @final

@@ -10,14 +10,18 @@ stopped, or its channel is garbage.
 The channels deliver the time a timer was *due* (Go sends that too). Like Go
 1.23, `Timer.stop` and `Timer.reset` (and `Ticker.stop` / `Ticker.reset`) discard
 a value that was delivered but not yet received, so no stale time is ever
-received after they return.
+received after they return; and a receive (or `select`, or ``len()``) from a
+timer's channel once its due time has come finds the value, even if the loop
+has not run the timer yet (a task busy past it, or uvloop's millisecond timers).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from collections import deque
 from collections.abc import Callable
+from threading import get_ident
 from types import TracebackType
 from typing import TYPE_CHECKING, cast, final
 from weakref import ref
@@ -27,6 +31,7 @@ from ._backend._timers import (
     Runtime,
     TimerHandle,
     TrioRuntime,
+    call_at,
     cancel_timer,
     current_runtime,
     loop_key,
@@ -93,6 +98,37 @@ def _misuse(rt: Runtime, what: str, arming: bool) -> None:
 
 
 @final
+class _DueBuffer(deque[float]):
+    """A timer channel's buffer: found empty once the timer is due, it runs the timer.
+
+    Go 1.23 runs a due timer on any receive from its channel, so a task that finds
+    the clock past a timer's due time also finds its value -- even when the loop
+    has not run the timer yet: the task kept it busy past that time, or woke in
+    the same loop step (uvloop's timers count whole milliseconds, so a sleep until
+    the due time may end in the step before the timer's). Every receive path (and
+    `select`, ``len()``) tests the buffer's length, so they all go through here.
+    """
+
+    __slots__ = ("alarm",)
+
+    def __init__(self, alarm: _Alarm) -> None:
+        super().__init__()
+        self.alarm = alarm
+
+    def __len__(self) -> int:
+        n = deque.__len__(self)
+        if n == 0:
+            a = self.alarm
+            h = a.handle
+            # (On the loop's thread only: the loop's timers are not thread-safe.)
+            if h is not None and a.tid == get_ident() and a.rt.time() >= a.when:
+                h.cancel()
+                a._fire()  # (which clears the handle first: no recursion)
+                n = deque.__len__(self)
+        return n
+
+
+@final
 class _Alarm:
     """One scheduled timer: sends its due time on a channel, or calls a function.
 
@@ -101,14 +137,16 @@ class _Alarm:
     an ``after()`` nobody waits for any more leaves nothing scheduled.
     """
 
-    __slots__ = ("__weakref__", "ch", "fn", "handle", "period", "rt", "when")
+    __slots__ = ("__weakref__", "ch", "fn", "handle", "period", "rt", "tid", "when")
 
     def __init__(
         self, rt: Runtime, ch: Chan[float] | None, fn: Callable[[], object] | None, period: float
     ) -> None:
         self.rt = rt
+        self.tid = get_ident()  # the loop's thread (made there: current_runtime())
         if ch is not None:  # only this loop fills it: no waiting from another one
             ch._bind_loop(loop_key(rt))
+            ch._buf = _DueBuffer(self)  # (a new channel: its buffer is empty)
         self.ch = None if ch is None else ref(ch, self._chan_gone)
         self.fn = fn
         self.period = period
@@ -117,7 +155,7 @@ class _Alarm:
 
     def start(self, when: float) -> None:
         self.when = when
-        self.handle = self.rt.call_at(when, self._fire)
+        self.handle = call_at(self.rt, when, self._fire)
 
     def start_in(self, seconds: float) -> None:
         """Start a one-shot channel timer *seconds* from now; its channel is empty.
@@ -137,6 +175,11 @@ class _Alarm:
             ch.send_nowait(now)  # never blocks: the buffer is empty, or a receiver waits
 
     def _fire(self) -> None:
+        if self.rt.time() < self.when:
+            # Early (asyncio runs a timer up to its clock's resolution early):
+            # never before the clock reaches the due time, as in Go.
+            self.start(self.when)
+            return
         self.handle = None
         fn = self.fn
         if fn is not None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gc
 import math
+import time
 import weakref
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -30,7 +32,8 @@ from asyncgo import (
     with_cancel_cause,
     with_timeout,
 )
-from asyncgo.time import Ticker, Timer, after, after_func, sleep
+from asyncgo._backend._timers import call_at
+from asyncgo.time import Ticker, Timer, _Alarm, after, after_func, sleep
 
 pytestmark = pytest.mark.anyio
 
@@ -224,6 +227,163 @@ async def test_timer_as_context_manager_stops_on_exit() -> None:
     assert t.stop() is False
     check_timers(0)
     assert "idle" in repr(t)
+
+
+# -- a due timer's value is there to receive (Go 1.23) -------------------------------------
+
+
+def _hold_the_loop(seconds: float) -> None:
+    """Keep the loop from running anything, its timers included, for *seconds*."""
+    end = anyio.current_time() + seconds
+    while anyio.current_time() < end:
+        time.sleep(seconds / 4)
+
+
+async def _take_nowait(c: Any) -> float:
+    return float(c.recv_nowait())
+
+
+async def _take_by_select(c: Any) -> float:
+    r = await select(recv(c), default=True)
+    assert r.index == 0, "nothing to receive from a timer past its due time"
+    return float(r.value)
+
+
+async def _take_by_len_then_recv(c: Any) -> float:
+    assert len(c) == 1
+    return float(await c.recv())
+
+
+@pytest.mark.parametrize("take", [_take_nowait, _take_by_select, _take_by_len_then_recv])
+async def test_a_receive_past_the_due_time_finds_the_value_before_the_loop_ran_the_timer(
+    take: Any,
+) -> None:
+    """Go 1.23 runs a due timer on any receive from its channel: a task that kept the
+    loop busy past the due time (so the loop could not run the timer) still gets it."""
+    t0 = anyio.current_time()
+    t = Timer(0.005)
+    _hold_the_loop(0.02)
+    v = await take(t.c)
+    assert t0 + 0.005 <= v <= anyio.current_time()
+    assert nothing_ready(t.c)
+    assert t.stop() is False  # fired (just now) and received
+    check_timers(0)
+
+
+async def test_a_ticker_past_its_due_time_delivers_its_tick_and_stays_on_the_grid() -> None:
+    tk = Ticker(0.005)
+    first_due = tk._alarm.when
+    _hold_the_loop(0.023)
+    assert tk.c.recv_nowait() == first_due
+    with anyio.fail_after(SLACK):
+        nxt = await tk.c.recv()
+    periods = (nxt - first_due) / 0.005
+    assert round(periods) >= 4 and abs(periods - round(periods)) < 1e-6  # missed ones dropped
+    tk.stop()
+    check_timers(0)
+
+
+async def test_stop_of_a_due_timer_the_loop_has_not_run_leaves_nothing_to_receive() -> None:
+    t = Timer(0.005)
+    _hold_the_loop(0.02)
+    assert t.stop() is True  # Go: stop() runs it, then drains it: it was pending
+    assert nothing_ready(t.c)
+    check_timers(0)
+
+
+async def test_a_sleep_until_the_due_time_finds_the_value() -> None:
+    """On every loop: uvloop's timers count whole milliseconds, and a timer used to
+    land a millisecond late (or a sleep to end a step early) now and then."""
+    missed = []
+    for i in range(150):
+        t = Timer((0.001, 0.0015, 0.003)[i % 3])
+        due = t._alarm.when
+        await anyio.sleep_until(due)
+        if anyio.current_time() >= due and nothing_ready(t.c):
+            missed.append(i)
+    assert not missed
+    check_timers(0)
+
+
+def test_a_timer_on_a_millisecond_loop_is_due_at_the_first_tick_that_reaches_its_time() -> None:
+    """uvloop counts a timer from its clock read again as the timer starts: a
+    millisecond that ticked over in between must not make the timer late."""
+
+    class Handle:
+        def __init__(self, ms: int) -> None:
+            self.ms, self.cancelled = ms, False
+
+        def when(self) -> float:
+            return self.ms / 1000
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    class MsLoop:  # uvloop's arithmetic, on a clock read from a script
+        def __init__(self, *readings: int) -> None:
+            self.readings = list(readings)
+            self.started: list[Handle] = []
+
+        def time(self) -> float:
+            return self.readings.pop(0) / 1000
+
+        def call_later(self, delay: float, fn: Any, *args: Any) -> Any:
+            if round(delay * 1000) == 0:
+                return object()  # uvloop: a call_soon handle, with no when()
+            h = Handle(self.readings.pop(0) + round(delay * 1000))  # the clock, read anew
+            self.started.append(h)
+            return h
+
+        def call_at(self, when: float, fn: Any, *args: Any) -> Any:
+            raise AssertionError("uvloop's call_at rounds from a stale reading")
+
+    MsLoop.__module__ = "uvloop.loop"
+    # due 10.0105: the first tick at or after it is 10011 ms. The clock ticks over
+    # between the reading and the start (10000 -> 10001): 10012, a tick late, so
+    # the timer starts again and lands on 10011.
+    loop = MsLoop(10000, 10001, 10001, 10001)
+    h = call_at(cast("Any", loop), 10.0105, print)
+    assert [x.ms for x in loop.started] == [10012, 10011]
+    assert loop.started[0].cancelled and not loop.started[1].cancelled
+    assert h is loop.started[1]
+    # Just past a tick (float rounding): not that tick, the next one, never early.
+    loop = MsLoop(10000, 10000)
+    call_at(cast("Any", loop), 10.011000000001, print)
+    assert [x.ms for x in loop.started] == [10012]
+    loop = MsLoop(10000, 10000)
+    call_at(cast("Any", loop), 10.011, print)
+    assert [x.ms for x in loop.started] == [10011]
+    # Due already: at once.
+    loop = MsLoop(10011)
+    call_at(cast("Any", loop), 10.011, print)
+    assert loop.started == []
+
+
+def test_a_timer_run_early_waits_for_its_due_time() -> None:
+    """asyncio runs a timer up to its clock's resolution early: never before the due time."""
+
+    class Clock:
+        now = 1.0
+        armed: list[float] = []
+
+        def time(self) -> float:
+            return self.now
+
+        def call_at(self, when: float, fn: Any, *args: Any) -> Any:
+            self.armed.append(when)
+            return SimpleNamespace(cancel=lambda: None)
+
+    rt = Clock()
+    ch: Chan[float] = Chan(1)
+    alarm = _Alarm(cast("Any", rt), ch, None, 0.0)
+    alarm.start(2.0)
+    rt.now = 2.0 - 1e-9
+    alarm._fire()  # early: armed again, nothing sent
+    assert rt.armed == [2.0, 2.0]
+    assert nothing_ready(ch)
+    rt.now = 2.0
+    alarm._fire()
+    assert ch.recv_nowait() == 2.0
 
 
 async def test_dropped_timer_cancels_its_alarm() -> None:

@@ -23,6 +23,7 @@ timer fired, as on asyncio.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import traceback
@@ -39,6 +40,7 @@ __all__ = [
     "Runtime",
     "TimerHandle",
     "TrioRuntime",
+    "call_at",
     "cancel_timer",
     "current_runtime",
     "new_cancel_scope",
@@ -234,6 +236,53 @@ class RunClock:
             if old is not None and (type(old) is TrioRuntime or type(rt) is TrioRuntime):
                 return now - last
         return now - last if now < last else 0.0
+
+
+#: Loop classes whose timers count whole milliseconds (uvloop's), and the others:
+#: `call_at` learns each class once.
+_MS_LOOPS: set[type] = set()
+_EXACT_LOOPS: set[type] = set()
+
+
+def call_at(rt: Runtime, when: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
+    """``rt.call_at(when, fn, *args)``, due at the first tick of the loop's clock that
+    reaches *when*, on every loop.
+
+    asyncio's and trio's timers are exact. uvloop counts a timer in whole
+    milliseconds: its ``call_at`` turns *when* into a delay from one reading of its
+    clock, rounds it to a millisecond (half a millisecond early or late), and adds
+    it to the next reading, so a millisecond that ticks over in between makes the
+    timer a millisecond late. A task that sleeps until *when* would then wake (at
+    the right millisecond) before the timer has run, and find no value in a
+    `Timer`'s channel. So on uvloop the delay is counted in whole milliseconds to
+    the tick that reaches *when*, and the timer is started again (a few tries) if
+    the clock ticked over before it started.
+    """
+    cls = type(rt)
+    if cls in _EXACT_LOOPS:
+        return rt.call_at(when, fn, *args)
+    if cls not in _MS_LOOPS:
+        if not cls.__module__.startswith("uvloop"):
+            _EXACT_LOOPS.add(cls)
+            return rt.call_at(when, fn, *args)
+        _MS_LOOPS.add(cls)
+    if not abs(when) < 1e12:  # inf, nan (or absurd): nothing to align
+        return rt.call_at(when, fn, *args)
+    # The millisecond at which the loop's clock first reads *when* or later.
+    due_ms = math.ceil(when * 1000.0)
+    while (due_ms - 1) / 1000.0 >= when:
+        due_ms -= 1
+    while due_ms / 1000.0 < when:
+        due_ms += 1
+    loop = cast("Any", rt)
+    for _ in range(3):
+        now_ms = round(loop.time() * 1000.0)  # (uvloop reads its clock anew)
+        h = loop.call_later(max(due_ms - now_ms, 0) / 1000.0, fn, *args)
+        started = getattr(h, "when", None)  # (none: due already, a call_soon)
+        if started is None or round(started() * 1000.0) <= due_ms:
+            break
+        h.cancel()
+    return cast("TimerHandle", h)
 
 
 def run_on_loop(rt: Runtime, fn: Callable[..., object], *args: Any) -> None:
