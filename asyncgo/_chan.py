@@ -347,7 +347,11 @@ class Chan(SendChan[T], RecvChan[T]):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<Chan cap={self._cap} len={len(self)} {state} at {id(self):#x}>"
+        buf = self._buf
+        # (deque's own count: a timer channel's len() may run its due timer, and a
+        # repr -- debug.dump()'s, say -- must change nothing)
+        n = deque.__len__(buf) if buf is not None else 0
+        return f"<Chan cap={self._cap} len={n} {state} at {id(self):#x}>"
 
     def send_only(self) -> SendChan[T]:
         """A view of this channel that can only send and close. Go: ``chan<- T``."""

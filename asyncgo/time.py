@@ -38,6 +38,7 @@ from ._backend._timers import (
     on_loop_thread,
     run_is_over,
     running_elsewhere,
+    runtime_or_none,
 )
 from ._chan import Chan, RecvChan
 from ._context import Context, check_callback, check_ctx, run_callback, sleep_or_done
@@ -101,8 +102,9 @@ def _misuse(rt: Runtime, what: str, arming: bool) -> None:
 class _DueBuffer(deque[float]):
     """A timer channel's buffer: found empty once the timer is due, it runs the timer.
 
-    Go 1.23 runs a due timer on any receive from its channel, so a task that finds
-    the clock past a timer's due time also finds its value -- even when the loop
+    Go 1.23 runs a due timer on any receive from its channel (before it looks at
+    the buffer), so a task that finds the clock past a timer's due time also
+    finds its value -- even when the loop
     has not run the timer yet: the task kept it busy past that time, or woke in
     the same loop step (uvloop's timers count whole milliseconds, so a sleep until
     the due time may end in the step before the timer's). Every receive path (and
@@ -116,16 +118,21 @@ class _DueBuffer(deque[float]):
         self.alarm = alarm
 
     def __len__(self) -> int:
-        n = deque.__len__(self)
-        if n == 0:
-            a = self.alarm
-            h = a.handle
-            # (On the loop's thread only: the loop's timers are not thread-safe.)
-            if h is not None and a.tid == get_ident() and a.rt.time() >= a.when:
-                h.cancel()
-                a._fire()  # (which clears the handle first: no recursion)
-                n = deque.__len__(self)
-        return n
+        a = self.alarm
+        h = a.handle
+        # A due tick of a Ticker whose last tick waits is dropped (Go's rule), and
+        # it re-arms on its grid. Only in the timer's own loop, running now: the
+        # loop's timers are not thread-safe, and a loop closed (a trio run over)
+        # never fires its timers again.
+        if (
+            h is not None
+            and a.tid == get_ident()
+            and runtime_or_none() is a.rt
+            and a.rt.time() >= a.when
+        ):
+            h.cancel()
+            a._fire()  # (which clears the handle first: no recursion)
+        return deque.__len__(self)
 
 
 @final

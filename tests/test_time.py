@@ -305,6 +305,80 @@ async def test_a_sleep_until_the_due_time_finds_the_value() -> None:
     check_timers(0)
 
 
+def _mock_trio() -> Any:
+    import trio.testing
+
+    return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [pytest.param("asyncio", id="asyncio"), pytest.param(_mock_trio(), id="trio-mockclock")],
+)
+@pytest.mark.parametrize("held", [False, True])
+async def test_a_due_tick_is_dropped_while_the_last_one_waits(
+    anyio_backend: Any, held: bool
+) -> None:
+    """Go runs a due ticker on a receive before it looks at the buffer: a tick due
+    while the last one is still there is dropped, and the next one is on the grid.
+    Exact on trio's MockClock (``held``: the clock jumps with no loop step between);
+    asyncio sleeps in real time, with a period long enough for its steps."""
+    clock: Any = None if anyio_backend == "asyncio" else anyio_backend[1]["clock"]
+    p = 0.2 if clock is None else 0.01
+    tk = Ticker(p)
+    t0 = tk._alarm.when - p
+    await anyio.sleep(1.5 * p)  # tick 1 waits in the buffer
+    assert len(tk.c) == 1
+    if held:  # tick 2 due, not run by the loop
+        if clock is not None:
+            clock.jump(p)
+        else:
+            _hold_the_loop(p)
+    else:
+        await anyio.sleep(p)  # tick 2 due and run by the loop: dropped there
+    assert tk.c.recv_nowait() == t0 + p
+    assert nothing_ready(tk.c)  # tick 2 was dropped
+    with anyio.fail_after(SLACK):
+        v = await tk.c.recv()
+    assert round((v - t0) / p, 6) == 3.0  # tick 3, on the grid
+    tk.stop()
+
+
+@pytest.mark.parametrize("kind", ["Timer", "Ticker"])
+def test_a_timer_channel_read_once_its_loop_is_over_changes_nothing(
+    anyio_backend: tuple[str, dict[str, object]], kind: str
+) -> None:
+    """A loop closed, or a trio run over, never fires its timers again: not even a
+    receive, len() or repr() of a due timer's channel (in no loop, or in a later one)."""
+    made: list[Any] = []
+
+    async def arm() -> None:
+        made.append(Timer(0.001) if kind == "Timer" else Ticker(0.001))
+
+    name, options = anyio_backend
+    anyio.run(arm, backend=name, backend_options=options)
+    t = made[0]
+    time.sleep(0.01)  # due
+    assert len(t.c) == 0 and "len=0" in repr(t.c) and nothing_ready(t.c)
+
+    async def read_in_a_later_run() -> int:
+        return len(t.c)
+
+    assert anyio.run(read_in_a_later_run, backend=name, backend_options=options) == 0
+    assert nothing_ready(t.c)
+    t.stop()
+
+
+async def test_the_repr_of_a_due_timer_channel_changes_nothing() -> None:
+    """(debug.dump() shows channels: looking must not run the timer.)"""
+    t = Timer(0.001)
+    _hold_the_loop(0.01)
+    assert "len=0" in repr(t.c)
+    assert t._alarm.handle is not None  # still the loop's to run
+    assert len(t.c) == 1  # a receive-side look runs it
+    t.stop()
+
+
 def test_a_timer_on_a_millisecond_loop_is_due_at_the_first_tick_that_reaches_its_time() -> None:
     """uvloop counts a timer from its clock read again as the timer starts: a
     millisecond that ticked over in between must not make the timer late."""
@@ -353,6 +427,16 @@ def test_a_timer_on_a_millisecond_loop_is_due_at_the_first_tick_that_reaches_its
     loop = MsLoop(10000, 10000)
     call_at(cast("Any", loop), 10.011, print)
     assert [x.ms for x in loop.started] == [10011]
+    # The clock ticks over at every try: the last try's timer is kept, late (a
+    # cancelled one would never fire).
+    loop = MsLoop(10000, 10001, 10001, 10002, 10002, 10003)
+    h = call_at(cast("Any", loop), 10.0105, print)
+    assert [x.cancelled for x in loop.started] == [True, True, False]
+    assert h is loop.started[2] and h.ms == 10012
+    # A subclass of uvloop's loop (defined elsewhere) counts milliseconds too.
+    sub = type("MyLoop", (MsLoop,), {"__module__": "myapp"})(10000, 10000)
+    call_at(cast("Any", sub), 10.0105, print)
+    assert [x.ms for x in sub.started] == [10011]
     # Due already: at once.
     loop = MsLoop(10011)
     call_at(cast("Any", loop), 10.011, print)

@@ -262,7 +262,7 @@ def call_at(rt: Runtime, when: float, fn: Callable[..., object], *args: Any) -> 
     if cls in _EXACT_LOOPS:
         return rt.call_at(when, fn, *args)
     if cls not in _MS_LOOPS:
-        if not cls.__module__.startswith("uvloop"):
+        if not any(c.__module__.startswith("uvloop") for c in cls.__mro__):
             _EXACT_LOOPS.add(cls)
             return rt.call_at(when, fn, *args)
         _MS_LOOPS.add(cls)
@@ -275,14 +275,15 @@ def call_at(rt: Runtime, when: float, fn: Callable[..., object], *args: Any) -> 
     while due_ms / 1000.0 < when:
         due_ms += 1
     loop = cast("Any", rt)
-    for _ in range(3):
+    tries = 3
+    while True:
         now_ms = round(loop.time() * 1000.0)  # (uvloop reads its clock anew)
         h = loop.call_later(max(due_ms - now_ms, 0) / 1000.0, fn, *args)
         started = getattr(h, "when", None)  # (none: due already, a call_soon)
-        if started is None or round(started() * 1000.0) <= due_ms:
-            break
+        tries -= 1
+        if started is None or round(started() * 1000.0) <= due_ms or tries == 0:
+            return cast("TimerHandle", h)  # (the last try's, late or not)
         h.cancel()
-    return cast("TimerHandle", h)
 
 
 def run_on_loop(rt: Runtime, fn: Callable[..., object], *args: Any) -> None:
