@@ -337,10 +337,14 @@ async def test_a_due_tick_is_dropped_while_the_last_one_waits(
     else:
         await anyio.sleep(p)  # tick 2 due and run by the loop: dropped there
     assert tk.c.recv_nowait() == t0 + p
-    assert nothing_ready(tk.c)  # tick 2 was dropped
+    if clock is not None:
+        assert nothing_ready(tk.c)  # tick 2 was dropped
     with anyio.fail_after(SLACK):
         v = await tk.c.recv()
-    assert round((v - t0) / p, 6) == 3.0  # tick 3, on the grid
+    k = round((v - t0) / p, 6)
+    # Tick 2 was dropped: tick 3 (or, on a real clock slowed down, a later one), on
+    # the grid.
+    assert k == 3.0 if clock is not None else (k >= 3.0 and k == int(k))
     tk.stop()
 
 
@@ -353,13 +357,18 @@ def test_a_timer_channel_read_once_its_loop_is_over_changes_nothing(
     made: list[Any] = []
 
     async def arm() -> None:
-        made.append(Timer(0.001) if kind == "Timer" else Ticker(0.001))
+        made.append(Timer(0.02) if kind == "Timer" else Ticker(0.02))
 
     name, options = anyio_backend
     anyio.run(arm, backend=name, backend_options=options)
     t = made[0]
-    time.sleep(0.01)  # due
-    assert len(t.c) == 0 and "len=0" in repr(t.c) and nothing_ready(t.c)
+    # (A run slowed down past the due time fired it already: the value is there.)
+    n = 1 if t._alarm.handle is None or len(t.c._ch._buf) else 0
+    time.sleep(0.03)  # due
+    assert len(t.c) == n and f"len={n}" in repr(t.c)
+    if n:
+        t.c.recv_nowait()
+    assert nothing_ready(t.c)
 
     async def read_in_a_later_run() -> int:
         return len(t.c)
