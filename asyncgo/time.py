@@ -103,12 +103,12 @@ class _DueBuffer(deque[float]):
     """A timer channel's buffer: found empty once the timer is due, it runs the timer.
 
     Go 1.23 runs a due timer on any receive from its channel (before it looks at
-    the buffer), so a task that finds the clock past a timer's due time also
-    finds its value -- even when the loop
-    has not run the timer yet: the task kept it busy past that time, or woke in
-    the same loop step (uvloop's timers count whole milliseconds, so a sleep until
-    the due time may end in the step before the timer's). Every receive path (and
-    `select`, ``len()``) tests the buffer's length, so they all go through here.
+    the buffer), so a task that finds the clock past a timer's due time also finds
+    its value -- even when the loop has not run the timer yet: the task kept it
+    busy past that time, or woke in the same loop step (uvloop's timers count whole
+    milliseconds, so a sleep until the due time may end in the step before the
+    timer's). Every receive path (and `select`, ``len()``) tests the buffer's
+    length, so they all go through here.
     """
 
     __slots__ = ("alarm",)
