@@ -114,22 +114,29 @@ async def main() -> None:
         assert db.queries == 6
 
         # A caller that gives up does not cancel the query for the others.
-        started = anyio.Event()
+        release = anyio.Event()
 
         async def slow_query(user_id: str) -> dict[str, str]:
-            started.set()
+            await release.wait()  # (the query holds until both callers have come)
             return await db.query_user(user_id)
 
         got: list[tuple[dict[str, str], bool]] = []
+        impatient = anyio.CancelScope()
 
         async def patient() -> None:
             got.append(await sf.do("slow", slow_query, "slow"))
 
+        async def impatient_caller() -> None:
+            with impatient:
+                await sf.do("slow", slow_query, "slow")
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(patient)
-            await started.wait()  # the patient caller's query is running
-            with anyio.move_on_after(0.001):  # an impatient caller joins, then leaves early
-                await sf.do("slow", slow_query, "slow")
+            tg.start_soon(impatient_caller)
+            await anyio.wait_all_tasks_blocked()  # both callers wait for the one query
+            impatient.cancel()  # one of them gives up...
+            await anyio.wait_all_tasks_blocked()
+            release.set()  # ...and the query goes on for the other
         print("the impatient caller left; the patient one got", got)
         assert got == [({"id": "slow", "name": "user slow"}, True)]
         assert db.queries == 7, "one query for both callers"
