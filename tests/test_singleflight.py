@@ -533,11 +533,15 @@ async def test_fn_calling_do_for_its_own_key_raises_at_once(entered: bool) -> No
     """Go would deadlock; the call's own task joining its key raises RuntimeError instead,
     which fails the call in every caller; nothing is left behind, the key is free again."""
     sf = singleflight.Group()
+    both_in = anyio.Event()
 
     async def inner() -> int:
         return 1
 
     async def fn() -> int:
+        # (Once both callers wait for this call: a caller whose do() met a schedule
+        # point could otherwise come after the call ended, and start one of its own.)
+        await both_in.wait()
         return (await sf.do("k", inner))[0]  # would wait for itself
 
     async def run() -> None:
@@ -552,6 +556,8 @@ async def test_fn_calling_do_for_its_own_key_raises_at_once(entered: bool) -> No
         async with anyio.create_task_group() as tg:
             tg.start_soon(caller)
             tg.start_soon(caller)
+            await anyio.wait_all_tasks_blocked()
+            both_in.set()
         assert len(errors) == 2 and errors[0] is errors[1]
         assert "fn calls do() for its own key 'k'" in str(errors[0])
         assert await sf.do("k", inner) == (1, False)  # the key is free again
