@@ -238,10 +238,9 @@ class RunClock:
         return now - last if now < last else 0.0
 
 
-#: Loop classes whose timers count whole milliseconds (uvloop's), and the others:
+#: ``{loop class: whether its timers count whole milliseconds}`` (uvloop's do):
 #: `call_at` learns each class once.
-_MS_LOOPS: set[type] = set()
-_EXACT_LOOPS: set[type] = set()
+_MS_LOOPS: dict[type, bool] = {}
 
 
 def call_at(rt: Runtime, when: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
@@ -259,14 +258,10 @@ def call_at(rt: Runtime, when: float, fn: Callable[..., object], *args: Any) -> 
     the clock ticked over before it started.
     """
     cls = type(rt)
-    if cls in _EXACT_LOOPS:
-        return rt.call_at(when, fn, *args)
-    if cls not in _MS_LOOPS:
-        if not any(c.__module__.startswith("uvloop") for c in cls.__mro__):
-            _EXACT_LOOPS.add(cls)
-            return rt.call_at(when, fn, *args)
-        _MS_LOOPS.add(cls)
-    if not abs(when) < 1e12:  # inf, nan (or absurd): nothing to align
+    ms = _MS_LOOPS.get(cls)
+    if ms is None:
+        ms = _MS_LOOPS[cls] = any(c.__module__.startswith("uvloop") for c in cls.__mro__)
+    if not ms or not abs(when) < 1e12:  # (inf, nan or absurd: nothing to align)
         return rt.call_at(when, fn, *args)
     # The millisecond at which the loop's clock first reads *when* or later.
     due_ms = math.ceil(when * 1000.0)
