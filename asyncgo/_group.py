@@ -48,7 +48,7 @@ from ._backend._taskgroup import (
     checkpoint_if_cancelled,
     make_core,
 )
-from ._context import Context, _current, check_ctx, current, register_after, with_cancel_cause
+from ._context import Context, _current, check_ctx, current, with_cancel_cause
 from ._exceptions import Canceled, WouldBlock
 
 if TYPE_CHECKING:
@@ -303,7 +303,6 @@ class Group:
         "_slotq",
         "_spawn",
         "_state",
-        "_stop",
         "_tid",
         "_token",
     )
@@ -454,8 +453,17 @@ class Group:
         self._state = _OPEN
         self._tid = _get_ident()  # the thread that may start tasks (see go)
         self._token: Token[Context | None] = _current.set(self._ctx)
-        # After the core exists: the callback runs at once if the parent is already done.
-        self._stop = register_after(self._ctx, self._on_ctx_done)
+        # After the core exists: the group hears of its parent's end (cancel, deadline)
+        # as a callback of its fresh context node -- as `register_after` would, without
+        # its handle (the node belongs to this loop, and only the group removes it).
+        c = self._ctx
+        if c._err is None:
+            c._cbs = {self: self._on_ctx_done}
+            if c._owner is not None:  # a deadline above: its timer must run to tell us
+                c.err()  # (one that passed unnoticed ends it now, calling back)
+                c._arm()
+        else:
+            self._on_ctx_done()  # the parent was done already
         return self
 
     async def __aexit__(
@@ -476,7 +484,9 @@ class Group:
             self._tid = 0
             self._core = None  # no cycle group <-> core; nothing may start any more
             self._spawn = _refuse
-            self._stop()
+            cbs = self._ctx._cbs  # type: ignore[union-attr]
+            if cbs is not None:
+                cbs.pop(self, None)
             try:
                 _current.reset(self._token)
             except ValueError:  # exited in another context than entered (a misused fixture)
