@@ -590,6 +590,7 @@ class WorkerPool:
         self._closed = False
         self._aborted = False
         self._abort_msg = "job cancelled by WorkerPool shutdown"
+        self._closed_by: BaseException | None = None  # the ctx's err(), if it closed us
         self._error: BaseException | None = None
         # Closed once the intake is closed and every worker has exited: shutdown()
         # waits on it -- a channel, so that a shutdown waiting for a job stuck on
@@ -721,7 +722,8 @@ class WorkerPool:
     async def _watch_ctx(self, ctx: Context, scope: CancelScope) -> None:
         with scope:
             await ctx.wait()
-            self._abort(f"job cancelled: the WorkerPool's context is done ({ctx.err()!r})")
+            err = self._closed_by = ctx.err()
+            self._abort(f"job cancelled: the WorkerPool's context is done ({err!r})")
 
     def _start(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Start ``fn(*args)`` as one of the pool's tasks."""
@@ -1158,7 +1160,7 @@ class WorkerPool:
         if self._crew is None:
             raise RuntimeError("WorkerPool: submit outside its async with block")
         if self._closed:
-            raise PoolClosed("submit to a closed WorkerPool")
+            raise self._refused()
         # The thread tells a foreign loop apart at the cost of one call (the running
         # loop costs a system call on Python 3.11); _check_loop is exact.
         if _get_ident() != self._tid:
@@ -1167,6 +1169,17 @@ class WorkerPool:
     def _check_loop(self, where: str) -> None:
         if _get_ident() != self._tid or elsewhere(self._home):
             self._wrong_loop(where)
+
+    def _refused(self) -> PoolClosed:
+        """What a submit to the closed pool raises: chained from the ctx's error when the
+        pool's context closed it (a submitter sharing that ctx may get here before its
+        own next checkpoint raises that error)."""
+        by = self._closed_by
+        if by is None:
+            return PoolClosed("submit to a closed WorkerPool")
+        e = PoolClosed(f"submit to a WorkerPool closed by its context ({type(by).__name__})")
+        e.__cause__ = by
+        return e
 
     def _wrong_loop(self, where: str) -> None:
         raise RuntimeError(
@@ -1216,9 +1229,9 @@ class WorkerPool:
             try:
                 await jobs.send(job)
             except ChanClosed:
-                raise PoolClosed("submit to a closed WorkerPool") from None
+                raise self._refused() from self._closed_by
         except ChanClosed:
-            raise PoolClosed("submit to a closed WorkerPool") from None
+            raise self._refused() from self._closed_by
         else:
             job._state = _QUEUED
             self._submitted += 1

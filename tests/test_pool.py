@@ -226,8 +226,45 @@ async def test_ctx_cancel_aborts_pool() -> None:
         cancel()
         with pytest.raises(Canceled):
             await h
-        with pytest.raises(PoolClosed):
+        with pytest.raises(PoolClosed, match=r"closed by its context \(Canceled\)") as info:
             await pool.submit(sleepy, 2)
+        assert info.value.__cause__ is ctx.err()  # why it closed, for a ctx-sharing caller
+        with pytest.raises(PoolClosed) as info:
+            pool.try_submit(sleepy, 3)
+        assert info.value.__cause__ is ctx.err()
+
+
+async def test_submit_racing_the_ctx_abort_is_chained_to_the_ctx_error() -> None:
+    """A submitter sharing the pool's ctx, woken by the ctx's end before the pool's
+    watcher: its submit waits for room until the abort closes the queue."""
+    gate = anyio.Event()
+
+    async def held() -> None:
+        await gate.wait()
+
+    ctx, cancel = with_cancel(background())
+    async with WorkerPool(workers=1, queue_size=1, ctx=ctx) as pool:
+        await pool.submit(held)
+        await pool.submit(held)  # the queue is full now
+        async with anyio.create_task_group() as tg:
+            caught: list[BaseException] = []
+
+            async def submitter() -> None:
+                try:
+                    await pool.submit(held)
+                except PoolClosed as e:
+                    caught.append(e)
+
+            tg.start_soon(submitter)
+            await anyio.wait_all_tasks_blocked()
+            cancel()
+        assert len(caught) == 1 and isinstance(caught[0].__cause__, Canceled)
+        assert caught[0].__cause__ is ctx.err()
+    with pytest.raises(PoolClosed) as info:
+        async with WorkerPool(workers=1) as pool:
+            await pool.shutdown()
+            await pool.submit(held)
+    assert info.value.__cause__ is None and str(info.value) == "submit to a closed WorkerPool"
 
 
 # -- map -----------------------------------------------------------------------------
