@@ -1477,6 +1477,23 @@ async def test_parent_ctx_deadline(anyio_backend_name: str) -> None:
     cancel()
 
 
+async def test_parent_deadline_passed_unnoticed() -> None:
+    """The parent's deadline passed while the loop was held (no timer has run, nobody
+    asked err()): entering the group ends its context at once, and the block too."""
+    import time as _time
+
+    parent, cancel = with_deadline(background(), anyio.current_time() + 0.001)
+    _time.sleep(0.01)  # past the deadline without a checkpoint: nothing noticed it
+    live = Live()
+    with pytest.raises(DeadlineExceeded):
+        async with Group(parent) as g:
+            assert isinstance(g.ctx.err(), DeadlineExceeded)
+            g.try_go(live.forever)
+            await anyio.sleep_forever()
+    assert live.now == 0
+    cancel()
+
+
 async def test_parent_already_done() -> None:
     parent, cancel = with_cancel(background())
     cancel()
