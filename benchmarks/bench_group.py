@@ -26,6 +26,9 @@ Benchmarks (issue #4):
   peers: the usual pattern, a semaphore acquired before each spawn and
   released when the task ends (``asyncio.Semaphore``, ``trio.CapacityLimiter``,
   ``anyio.Semaphore``), since their task groups have no limit.
+* ``small_groups``: N/10 groups one after another, each with two trivial tasks
+  (``await g.go(f)`` twice), groups/s: the fixed cost of a block, as in a request
+  handler fanning out to two backends. No target.
 * ``first_error``: spawn N/10 tasks blocked forever and one that fails; time
   until the group has cancelled them all and re-raised, tasks/s.
 
@@ -124,6 +127,51 @@ def spawn_peers(backend: str) -> list[tuple[str, Spawner]]:
 
 def native(backend: str) -> str:
     return "trio nursery" if backend == "trio" else "asyncio.TaskGroup"
+
+
+# -- many small groups: the fixed cost of a block ----------------------------------------
+
+SMALL = 2  # tasks per group: a request's fan-out to two backends
+
+
+async def asyncgo_small(n: int, fn: Callable[[], Awaitable[None]]) -> None:
+    for _ in range(n):
+        async with Group() as g:
+            for _ in range(SMALL):
+                await g.go(fn)
+
+
+async def asyncio_small(n: int, fn: Callable[[], Awaitable[None]]) -> None:
+    for _ in range(n):
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(SMALL):
+                tg.create_task(fn())  # type: ignore[arg-type]
+
+
+async def trio_small(n: int, fn: Callable[[], Awaitable[None]]) -> None:
+    import trio
+
+    for _ in range(n):
+        async with trio.open_nursery() as nursery:
+            for _ in range(SMALL):
+                nursery.start_soon(fn)
+
+
+async def anyio_small(n: int, fn: Callable[[], Awaitable[None]]) -> None:
+    for _ in range(n):
+        async with anyio.create_task_group() as tg:
+            for _ in range(SMALL):
+                tg.start_soon(fn)
+
+
+def small_peers(backend: str) -> list[tuple[str, Spawner]]:
+    impls: list[tuple[str, Spawner]] = [("asyncgo", asyncgo_small)]
+    if backend in ("asyncio", "uvloop"):
+        impls.append(("asyncio.TaskGroup", asyncio_small))
+    if backend == "trio":
+        impls.append(("trio nursery", trio_small))
+    impls.append(("anyio task group", anyio_small))
+    return impls
 
 
 # -- with a limit ------------------------------------------------------------------------
@@ -255,6 +303,7 @@ def main() -> None:
         for bench, peers, fn, count in (
             ("spawn_join", spawn_peers(backend), trivial, n),
             ("spawn_join_limit", limit_peers(backend), one_checkpoint, n),
+            ("small_groups", small_peers(backend), trivial, n // 10),
         ):
             names = [name for name, _ in peers]
             times: dict[str, list[float]] = {name: [] for name in names}
@@ -265,7 +314,8 @@ def main() -> None:
                 for name, spawner in peers:
                     done = 0
                     times[name].append(await timed(lambda s=spawner: s(count, fn)))
-                    check(done == count, f"{bench}/{name}: {done} of {count} tasks ran")
+                    ran = count * SMALL if bench == "small_groups" else count
+                    check(done == ran, f"{bench}/{name}: {done} of {ran} tasks ran")
             for name in names:
                 extra: dict[str, Any] = {"n": count, "rounds": rounds}
                 if name == "asyncgo":
@@ -279,6 +329,13 @@ def main() -> None:
                             "inside an anyio cancel scope (asyncio: each task is registered "
                             "with anyio, so that the scope reaches it)"
                         )
+                    elif bench == "small_groups":
+                        extra["note"] = (
+                            f"n groups of {SMALL} trivial tasks each (`await g.go(f)`), one "
+                            "after another: the fixed cost of entering and leaving a block "
+                            "(a context and, on asyncio, an anyio cancel scope per group); "
+                            "groups/s, no target"
+                        )
                     else:
                         extra["limit"] = LIMIT
                         extra["note"] = (
@@ -286,9 +343,8 @@ def main() -> None:
                             "trio.CapacityLimiter, anyio.Semaphore) is acquired before each "
                             "spawn and released when the task ends"
                         )
-                emit(
-                    bench, name, backend, count / statistics.median(times[name]), "tasks/s", **extra
-                )
+                unit = "groups/s" if bench == "small_groups" else "tasks/s"
+                emit(bench, name, backend, count / statistics.median(times[name]), unit, **extra)
 
         variants = ("asyncgo try_go", "asyncgo in scope")  # (first_error: asyncgo once)
         peers = [p for p in spawn_peers(backend) if p[0] not in variants]
