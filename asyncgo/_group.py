@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, TypeVarTuple, final
 
 from ._backend import (
     NOT_CLAIMED,
+    TRIO,
     _diag,
     abandon,
     cancel_pending,
@@ -48,7 +49,7 @@ from ._backend._taskgroup import (
     checkpoint_if_cancelled,
     make_core,
 )
-from ._context import Context, _current, check_ctx, current, with_cancel_cause
+from ._context import Context, _current, _node, check_ctx, current
 from ._exceptions import Canceled, WouldBlock
 
 if TYPE_CHECKING:
@@ -446,22 +447,30 @@ class Group:
         if n is not None and n._rt is not None:
             # A ctx of a loop running in another thread would end the group there.
             n._home("Group(ctx)")
-        self._ctx, self._cancel = with_cancel_cause(parent)
+        # with_cancel_cause(parent), without the pair (parent is a checked Context) and,
+        # on asyncio, without looking the loop up again (it is the node's runtime).
+        c = self._ctx = _node(parent, "with_cancel_cause", None if rt is TRIO else rt)  # type: ignore[arg-type]
+        self._cancel = c._cancel
         core = self._core = make_core(self, rt)
         self._spawn = core.spawn
-        await core.enter()
+        if rt is TRIO:
+            await core.enter()
+        else:
+            core.enter_now()  # type: ignore[attr-defined]  # (AsyncioCore: nothing to await)
         self._state = _OPEN
         self._tid = _get_ident()  # the thread that may start tasks (see go)
         self._token: Token[Context | None] = _current.set(self._ctx)
         # After the core exists: the group hears of its parent's end (cancel, deadline)
         # as a callback of its fresh context node -- as `register_after` would, without
         # its handle (the node belongs to this loop, and only the group removes it).
-        c = self._ctx
         if c._err is None:
-            c._cbs = {self: self._on_ctx_done}
-            if c._owner is not None:  # a deadline above: its timer must run to tell us
-                c.err()  # (one that passed unnoticed ends it now, calling back)
-                c._arm()
+            # (No parent node: the parent can never end -- background(), without_cancel()
+            # -- and only the group itself cancels g.ctx, after setting _aborted.)
+            if c._up is not None:
+                c._cbs = {self: self._on_ctx_done}
+                if c._owner is not None:  # a deadline above: its timer must run to tell us
+                    c.err()  # (one that passed unnoticed ends it now, calling back)
+                    c._arm()
         else:
             self._on_ctx_done()  # the parent was done already
         return self
@@ -478,7 +487,10 @@ class Group:
                 "Group: __aexit__ without __aenter__ (use `async with Group() as g:`)"
             )
         try:
-            cancel_exc = await core.exit(exc)
+            if exc is None and self._rt is not TRIO and core.exit_now():  # type: ignore[attr-defined]
+                cancel_exc = None  # (no child left to wait for: nothing to await)
+            else:
+                cancel_exc = await core.exit(exc)
         finally:
             self._state = _CLOSED
             self._tid = 0
@@ -494,7 +506,13 @@ class Group:
         first: BaseException | None = self._fatal
         if first is None and self._errors:
             first = self._errors[0]
-        self._cancel(first)  # Go: Wait cancels the context, with the first error as cause
+        # Go: Wait cancels the context, with the first error as cause. (A node of the
+        # running asyncio loop: on its thread, so `Context._cancel` would end it here.)
+        c = self._ctx
+        if c._rt is self._rt:  # type: ignore[union-attr]
+            c._cancel_here(first)  # type: ignore[union-attr]
+        else:
+            self._cancel(first)
         if first is None:
             first = cancel_exc
             if first is None:

@@ -153,6 +153,8 @@ def runtime() -> object:
     """The running asyncio loop, or `TRIO` (slow: use a cached hint where possible)."""
     loop = _get_running_loop()
     if loop is not None:
+        if type(loop) in _THREAD_ID_LOOPS:
+            return loop
         if isinstance(getattr(loop, "_thread_id", None), int):
             _THREAD_ID_LOOPS.add(type(loop))
         else:

@@ -53,6 +53,10 @@ _NOTHING: Any = object()  # fn(*args) has not returned
 _states: Any = _task_states
 _states_setdefault: Callable[[Any, _TaskState], _TaskState] = _states.data.setdefault
 _states_remove: Callable[[Any], None] = _states._remove
+# anyio's CancelScope.__enter__, without asyncgo's wrapper (see AsyncioCore.enter_now).
+_raw_enter: Callable[[_AsyncioScope], object] = getattr(
+    _AsyncioScope.__enter__, "__wrapped__", _AsyncioScope.__enter__
+)
 
 if TYPE_CHECKING:
     import trio
@@ -196,6 +200,50 @@ class _BodyScope(_AsyncioScope):
     core: AsyncioCore
 
 
+def _slots(cls: type) -> list[str]:
+    return [n for c in cls.__mro__ for n in c.__dict__.get("__slots__", ()) if n != "__weakref__"]
+
+
+def _fast_body_scope() -> _BodyScope:
+    """``_BodyScope()``: anyio's ``CancelScope()`` (no deadline, no shield), its
+    attributes written directly -- its ``__new__`` and ``__init__`` are Python code."""
+    s: Any = _new_scope(_BodyScope)
+    s._deadline = _INF
+    s._shield = False
+    s._parent_scope = None
+    s._child_scopes = set()
+    s._cancel_called = False
+    s._cancel_reason = None
+    s._cancelled_caught = False
+    s._active = False
+    s._timeout_handle = None
+    s._cancel_handle = None
+    s._tasks = set()
+    s._host_task = None
+    s._cancelling_at_enter = 0
+    s._pending_uncancellations = 0
+    return s  # type: ignore[no-any-return]
+
+
+def _check_fast_body_scope() -> bool:
+    """Whether `_fast_body_scope` builds what anyio's constructor does (this anyio)."""
+    try:
+        ref_, fast = _BodyScope(), _fast_body_scope()
+        names = _slots(_BodyScope)
+        return all(n == "core" or getattr(ref_, n) == getattr(fast, n) for n in names) and all(
+            hasattr(ref_, n) == hasattr(fast, n) for n in names
+        )
+    except Exception:  # pragma: no cover - anyio changed
+        return False
+
+
+_INF = float("inf")
+_new_scope: Any = object.__new__
+_new_body_scope: Callable[[], _BodyScope] = (
+    _fast_body_scope if _check_fast_body_scope() else _BodyScope
+)
+
+
 class AsyncioCore:
     """asyncio.TaskGroup's design, with anyio-compatible cancellation (module docstring)."""
 
@@ -224,12 +272,19 @@ class AsyncioCore:
         self._dead: _AsyncioScope | None = None  # cancelled, for children cancelled alone
         self._owner = 0  # id of the owner task, once the children's scope is made
         self._enrol = False  # register each child with anyio at spawn (see enter)
-        scope = self._scope = _BodyScope()  # the owner's body
+        scope = self._scope = _new_body_scope()  # the owner's body
         scope.core = self
 
     async def enter(self) -> None:
+        self.enter_now()
+
+    def enter_now(self) -> None:
+        """`enter`, which awaits nothing on asyncio: `Group` calls it directly."""
         scope = self._scope
-        scope.__enter__()
+        # anyio's own __enter__, not asyncgo's wrapper (`watch_anyio_scopes`): that one
+        # forgets the host task's clean-scope memo if it remembers this scope, which
+        # a scope never entered before cannot be.
+        _raw_enter(scope)
         self._in_body = True
         # Inside an anyio scope, the children are registered with anyio at spawn, so
         # that its cancellation and deadline reach them directly (trio's rule). With
@@ -379,6 +434,15 @@ class AsyncioCore:
         if dead._cancel_handle is None:  # anyio's delivery loop has stopped: restart it
             dead._deliver_cancellation(dead)
 
+    def exit_now(self) -> bool:
+        """``exit(None)`` when it would await nothing (no child left, none cut short):
+        True if done, else call `exit`. `Group` calls it directly."""
+        if self._live or self._group._cut:
+            return False
+        self._in_body = False
+        self._scope.__exit__(None, None, None)
+        return True
+
     async def exit(self, exc: BaseException | None) -> BaseException | None:
         self._in_body = False
         group = self._group
@@ -459,14 +523,21 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+_trio: Any = None  # the trio module, once a TrioCore was made
+
+
 class TrioCore:
     """A trio nursery, with the children's outcomes caught before it sees them."""
 
     __slots__ = ("_cm", "_group", "_last_fn", "_last_name", "_nursery", "_trio")
 
     def __init__(self, group: _GroupLike) -> None:
-        import trio
+        global _trio
+        trio = _trio
+        if trio is None:  # (an import statement costs a lookup in sys.modules each time)
+            import trio as trio_
 
+            trio = _trio = trio_
         self._trio = trio
         self._group = group
         self._last_fn: object = None
