@@ -1805,3 +1805,28 @@ async def test_await_h_in_an_already_cancelled_scope_raises_though_the_task_ende
             caught.append(scope.cancelled_caught)
             assert await h == 1
     assert caught == [True] * 10
+
+
+def test_body_scope_built_directly_matches_anyios_constructor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The body's anyio scope is built without anyio's (Python) constructor when a
+    check at import finds both give the same scope -- else anyio's is used."""
+    assert _taskgroup._check_fast_body_scope()
+    assert _taskgroup._new_body_scope is _taskgroup._fast_body_scope
+    made, fast = _taskgroup._BodyScope(), _taskgroup._fast_body_scope()
+    for name in _taskgroup._slots(_taskgroup._BodyScope):
+        assert hasattr(made, name) == hasattr(fast, name), name
+        if name != "core" and hasattr(made, name):
+            assert getattr(made, name) == getattr(fast, name), name
+    assert type(fast._child_scopes) is set and fast._child_scopes is not made._child_scopes
+
+    original = _taskgroup._fast_body_scope
+
+    def missing_one() -> Any:
+        s = original()
+        del s._tasks  # as if anyio had gained a field this does not set
+        return s
+
+    monkeypatch.setattr(_taskgroup, "_fast_body_scope", missing_one)
+    assert not _taskgroup._check_fast_body_scope()
