@@ -1830,3 +1830,24 @@ def test_body_scope_built_directly_matches_anyios_constructor(
 
     monkeypatch.setattr(_taskgroup, "_fast_body_scope", missing_one)
     assert not _taskgroup._check_fast_body_scope()
+
+
+async def test_a_finished_group_is_freed_without_the_garbage_collector() -> None:
+    """No reference cycle through a group's core (asyncio: core <-> body scope): a
+    request's group goes when its last reference does, not at the next collection."""
+
+    async def nop() -> None:
+        pass
+
+    gc.collect()
+    gc.disable()
+    try:
+        g = Group()
+        async with g:
+            await g.go(nop)
+            await g.go(nop)
+        r = weakref.ref(g)
+        del g
+        assert r() is None
+    finally:
+        gc.enable()

@@ -183,7 +183,7 @@ def _adopt(task: asyncio.Task[Any], scope: _AsyncioScope, old: _AsyncioScope | N
             s._parent_scope = scope
             scope._child_scopes.add(s)
             forget_clean()  # its scopes' walks now reach *scope* (maybe cancelled)
-            if type(s) is _BodyScope:  # the body of a Group of the task's: now enclosed
+            if type(s) is _BodyScope and s.core is not None:  # a Group's body: now enclosed
                 s.core._enrol_all()
             return
         if parent is None:  # pragma: no cover - hangs from neither: leave it
@@ -197,7 +197,9 @@ class _BodyScope(_AsyncioScope):
 
     __slots__ = ("core",)
 
-    core: AsyncioCore
+    # None once the block is left: no cycle core <-> scope, so that a finished group is
+    # freed when its last reference goes, not by the garbage collector.
+    core: AsyncioCore | None
 
 
 def _slots(cls: type) -> list[str]:
@@ -440,7 +442,11 @@ class AsyncioCore:
         if self._live or self._group._cut:
             return False
         self._in_body = False
-        self._scope.__exit__(None, None, None)
+        scope = self._scope
+        try:
+            scope.__exit__(None, None, None)
+        finally:
+            scope.core = None
         return True
 
     async def exit(self, exc: BaseException | None) -> BaseException | None:
@@ -496,8 +502,12 @@ class AsyncioCore:
                     return None
                 return cancel_exc
             finally:
+                scope.core = None
                 cancel_exc = exc = None  # this frame is in its traceback
-        scope.__exit__(None, None, None)
+        try:
+            scope.__exit__(None, None, None)
+        finally:
+            scope.core = None
         return None
 
 
