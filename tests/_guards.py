@@ -104,22 +104,24 @@ def registration_mode(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
     """For an autouse fixture parametrized over `REGISTRATIONS`: on asyncio and uvloop a
     `Group` block inside an anyio cancel scope registers its tasks with anyio at spawn
     ("enrolled"); one with no scope around it registers them only when it is cancelled
-    ("lazy", `asyncio.run` / `anyio.run` at top level). Tests run inside the anyio
-    runner's scope, so "lazy" forces the second mode on every block of the test. It
-    is skipped on trio and for tests that run no event loop."""
+    ("lazy", `asyncio.run` / `anyio.run` at top level). Whether a test's task has an
+    anyio scope around it depends on anyio's runner, so each mode is forced on every
+    block of the test. "lazy" is skipped on trio and for tests that run no event
+    loop; "enrolled" changes nothing there."""
     mode: str = request.param
     if mode == "lazy":
         if "anyio_backend" not in request.fixturenames:
             pytest.skip("no event loop")
         if request.getfixturevalue("anyio_backend")[0] != "asyncio":
             pytest.skip("the lazy registration is asyncio's")
-        from asyncgo._backend import _taskgroup
+    from asyncgo._backend import _taskgroup
 
-        enter = _taskgroup.AsyncioCore.enter
+    enter_now = _taskgroup.AsyncioCore.enter_now  # (Group's; `enter` calls it too)
+    enrol = mode == "enrolled"
 
-        async def lazy_enter(self: _taskgroup.AsyncioCore) -> None:
-            await enter(self)
-            self._enrol = False
+    def forced_enter_now(self: _taskgroup.AsyncioCore) -> None:
+        enter_now(self)
+        self._enrol = enrol
 
-        monkeypatch.setattr(_taskgroup.AsyncioCore, "enter", lazy_enter)
+    monkeypatch.setattr(_taskgroup.AsyncioCore, "enter_now", forced_enter_now)
     return mode

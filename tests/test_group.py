@@ -988,7 +988,9 @@ async def test_an_owner_cancelled_at_exit_leaves_no_cycle(
         gc.enable()
 
 
-async def test_block_with_no_anyio_scope_around_it(anyio_backend_name: str) -> None:
+async def test_block_with_no_anyio_scope_around_it(
+    anyio_backend_name: str, registration: str
+) -> None:
     """In a task that anyio knows nothing of (``asyncio.run``'s main task, a plain
     ``create_task``), no anyio scope encloses the block: the tasks are registered with
     anyio only when the group is cancelled, and that cancellation still waits for a
@@ -1021,7 +1023,7 @@ async def test_block_with_no_anyio_scope_around_it(anyio_backend_name: str) -> N
 
     with anyio.fail_after(30):
         await asyncio.get_running_loop().create_task(bare())
-    assert enrolled == [False]
+    assert enrolled == [registration == "enrolled"]  # ("lazy": what such a block gets)
     assert order == ["shielded work done"]
 
 
@@ -1851,3 +1853,16 @@ async def test_a_finished_group_is_freed_without_the_garbage_collector() -> None
         assert r() is None
     finally:
         gc.enable()
+
+
+async def test_the_registration_mode_is_in_force(
+    registration: str, anyio_backend_name: str
+) -> None:
+    """The fixture's "lazy" mode really makes the blocks lazy (guards the guard)."""
+    async with Group() as g:
+        core = g._core
+        if anyio_backend_name == "trio":
+            assert not isinstance(core, _taskgroup.AsyncioCore)
+        else:
+            assert isinstance(core, _taskgroup.AsyncioCore)
+            assert core._enrol is (registration == "enrolled")
