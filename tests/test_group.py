@@ -1479,33 +1479,29 @@ async def test_parent_ctx_deadline(anyio_backend_name: str) -> None:
     cancel()
 
 
-async def test_parent_deadline_passed_unnoticed() -> None:
-    """The parent's deadline passed while the loop was held (no timer has run, nobody
-    asked err()): entering the group ends its context at once, and the block too."""
+@pytest.mark.parametrize("how", ["cancelled", "deadline passed unnoticed"])
+async def test_parent_already_done(how: str) -> None:
+    """A parent done before the block -- also one whose deadline passed while the loop
+    was held (no timer has run, nobody asked err()): the group's context is done at
+    entry, and the block ends with the parent's error."""
     import time as _time
 
-    parent, cancel = with_deadline(background(), anyio.current_time() + 0.001)
-    _time.sleep(0.01)  # past the deadline without a checkpoint: nothing noticed it
+    if how == "cancelled":
+        parent, cancel = with_cancel(background())
+        cancel()
+        expected: type[Exception] = Canceled
+    else:
+        parent, cancel = with_deadline(background(), anyio.current_time() + 0.001)
+        _time.sleep(0.01)  # past the deadline without a checkpoint: nothing noticed it
+        expected = DeadlineExceeded
     live = Live()
-    with pytest.raises(DeadlineExceeded):
+    with pytest.raises(expected):
         async with Group(parent) as g:
-            assert isinstance(g.ctx.err(), DeadlineExceeded)
+            assert isinstance(g.ctx.err(), expected)
             g.try_go(live.forever)
             await anyio.sleep_forever()
     assert live.now == 0
     cancel()
-
-
-async def test_parent_already_done() -> None:
-    parent, cancel = with_cancel(background())
-    cancel()
-    live = Live()
-    with pytest.raises(Canceled):
-        async with Group(parent) as g:
-            assert isinstance(g.ctx.err(), Canceled)
-            g.try_go(live.forever)
-            await anyio.sleep_forever()
-    assert live.now == 0
 
 
 async def test_well_behaved_tasks_return_ctx_err() -> None:
