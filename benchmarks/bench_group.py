@@ -29,6 +29,8 @@ Benchmarks (issue #4):
 * ``small_groups``: N/10 groups one after another, each with two trivial tasks
   (``await g.go(f)`` twice), groups/s: the fixed cost of a block, as in a request
   handler fanning out to two backends. No target.
+* ``medium_groups``: groups of 256 trivial tasks one after another (100k tasks in
+  all), tasks/s: the per-task cost without 100k tasks alive at once. No target.
 * ``first_error``: spawn N/10 tasks blocked forever and one that fails; time
   until the group has cancelled them all and re-raised, tasks/s.
 
@@ -129,49 +131,26 @@ def native(backend: str) -> str:
     return "trio nursery" if backend == "trio" else "asyncio.TaskGroup"
 
 
-# -- many small groups: the fixed cost of a block ----------------------------------------
+# -- many groups, one after another: the fixed cost of a block --------------------------
 
 SMALL = 2  # tasks per group: a request's fan-out to two backends
+MEDIUM = 256  # tasks per group: a batch
 
 
-async def asyncgo_small(n: int, fn: Callable[[], Awaitable[None]]) -> None:
-    for _ in range(n):
-        async with Group() as g:
-            for _ in range(SMALL):
-                await g.go(fn)
+def blocks_peers(backend: str, k: int) -> list[tuple[str, Spawner]]:
+    """The one-group spawners above, run as n groups of *k* tasks each."""
+
+    def blocks(spawner: Spawner) -> Spawner:
+        async def run(n: int, fn: Callable[[], Awaitable[None]]) -> None:
+            for _ in range(n):
+                await spawner(k, fn)
+
+        return run
+
+    return [(name, blocks(spawner)) for name, spawner in spawn_peers(backend) if name in PEERS]
 
 
-async def asyncio_small(n: int, fn: Callable[[], Awaitable[None]]) -> None:
-    for _ in range(n):
-        async with asyncio.TaskGroup() as tg:
-            for _ in range(SMALL):
-                tg.create_task(fn())  # type: ignore[arg-type]
-
-
-async def trio_small(n: int, fn: Callable[[], Awaitable[None]]) -> None:
-    import trio
-
-    for _ in range(n):
-        async with trio.open_nursery() as nursery:
-            for _ in range(SMALL):
-                nursery.start_soon(fn)
-
-
-async def anyio_small(n: int, fn: Callable[[], Awaitable[None]]) -> None:
-    for _ in range(n):
-        async with anyio.create_task_group() as tg:
-            for _ in range(SMALL):
-                tg.start_soon(fn)
-
-
-def small_peers(backend: str) -> list[tuple[str, Spawner]]:
-    impls: list[tuple[str, Spawner]] = [("asyncgo", asyncgo_small)]
-    if backend in ("asyncio", "uvloop"):
-        impls.append(("asyncio.TaskGroup", asyncio_small))
-    if backend == "trio":
-        impls.append(("trio nursery", trio_small))
-    impls.append(("anyio task group", anyio_small))
-    return impls
+PEERS = ("asyncgo", "asyncio.TaskGroup", "trio nursery", "anyio task group")
 
 
 # -- with a limit ------------------------------------------------------------------------
@@ -303,7 +282,8 @@ def main() -> None:
         for bench, peers, fn, count in (
             ("spawn_join", spawn_peers(backend), trivial, n),
             ("spawn_join_limit", limit_peers(backend), one_checkpoint, n),
-            ("small_groups", small_peers(backend), trivial, n // 10),
+            ("small_groups", blocks_peers(backend, SMALL), trivial, n // 10),
+            ("medium_groups", blocks_peers(backend, MEDIUM), trivial, n // MEDIUM),
         ):
             names = [name for name, _ in peers]
             times: dict[str, list[float]] = {name: [] for name in names}
@@ -314,7 +294,8 @@ def main() -> None:
                 for name, spawner in peers:
                     done = 0
                     times[name].append(await timed(lambda s=spawner: s(count, fn)))
-                    ran = count * SMALL if bench == "small_groups" else count
+                    k = {"small_groups": SMALL, "medium_groups": MEDIUM}.get(bench, 1)
+                    ran = count * k
                     check(done == ran, f"{bench}/{name}: {done} of {ran} tasks ran")
             for name in names:
                 extra: dict[str, Any] = {"n": count, "rounds": rounds}
@@ -336,6 +317,12 @@ def main() -> None:
                             "(a context and, on asyncio, an anyio cancel scope per group); "
                             "groups/s, no target"
                         )
+                    elif bench == "medium_groups":
+                        extra["note"] = (
+                            f"n groups of {MEDIUM} trivial tasks each, one after another: "
+                            "the per-task cost where the native group does not hold 100 000 "
+                            "tasks alive at once; tasks/s, no target"
+                        )
                     else:
                         extra["limit"] = LIMIT
                         extra["note"] = (
@@ -343,8 +330,11 @@ def main() -> None:
                             "trio.CapacityLimiter, anyio.Semaphore) is acquired before each "
                             "spawn and released when the task ends"
                         )
+                rate = count / statistics.median(times[name])
+                if bench == "medium_groups":
+                    rate *= MEDIUM
                 unit = "groups/s" if bench == "small_groups" else "tasks/s"
-                emit(bench, name, backend, count / statistics.median(times[name]), unit, **extra)
+                emit(bench, name, backend, rate, unit, **extra)
 
         variants = ("asyncgo try_go", "asyncgo in scope")  # (first_error: asyncgo once)
         peers = [p for p in spawn_peers(backend) if p[0] not in variants]
