@@ -12,7 +12,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Self
 
 import anyio
@@ -34,6 +34,7 @@ from asyncgo import (
     with_cancel,
     with_timeout,
 )
+from asyncgo import time as gotime
 from asyncgo.sync import Mutex, RWMutex, WaitGroup
 
 pytestmark = pytest.mark.anyio
@@ -541,9 +542,15 @@ async def test_detection_is_repeatable_and_scoped() -> None:
 # -- look-alikes: not deadlocks ------------------------------------------------------
 
 
-async def test_not_a_deadlock_timer() -> None:
+SLEEPS = pytest.mark.parametrize(
+    "nap", [anyio.sleep, gotime.sleep], ids=["anyio.sleep", "asyncgo.time.sleep"]
+)
+
+
+@SLEEPS
+async def test_not_a_deadlock_timer(nap: Callable[[float], Awaitable[None]]) -> None:
     async def late(ch: Chan[int]) -> None:
-        await anyio.sleep(0.2)
+        await nap(0.2)
         await ch.send(7)
 
     with anyio.fail_after(BOUND):
@@ -939,7 +946,10 @@ async def test_a_task_parked_before_diagnostics_were_on_counts_as_asleep(kind: s
 
 
 @NO_AMBIENT_SCOPE
-async def test_a_task_parked_before_diagnostics_were_on_can_still_be_woken() -> None:
+@SLEEPS
+async def test_a_task_parked_before_diagnostics_were_on_can_still_be_woken(
+    nap: Callable[[float], Awaitable[None]],
+) -> None:
     """No false positive: tasks parked early, one of which a sleeper will feed, are not a
     deadlock; the jam that follows, beside the other one, is reported."""
     assert not debug.is_enabled()
@@ -951,7 +961,7 @@ async def test_a_task_parked_before_diagnostics_were_on_can_still_be_woken() -> 
             got.append(j)
 
     async def feed_later() -> None:
-        await anyio.sleep(0.05)
+        await nap(0.05)
         await jobs.send(7)
 
     async with anyio.create_task_group() as outer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.to_process
@@ -12,6 +13,7 @@ import pytest
 from _guards import wall_guard
 
 from asyncgo import Chan, debug
+from asyncgo import time as gotime
 from asyncgo.testing import TaskLeakError, no_leaks
 
 pytestmark = pytest.mark.anyio
@@ -239,7 +241,10 @@ class TestMockClockAutojump:
 
         return "trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}
 
-    async def test_a_leaked_sleeper_is_reported(self) -> None:
+    @pytest.mark.parametrize("nap", [anyio.sleep, gotime.sleep], ids=["anyio", "asyncgo"])
+    async def test_a_leaked_sleeper_is_reported(
+        self, nap: Callable[[float], Awaitable[None]]
+    ) -> None:
         import trio
 
         clock = trio.lowlevel.current_clock()
@@ -248,12 +253,12 @@ class TestMockClockAutojump:
                 start = trio.current_time()
                 with pytest.raises(TaskLeakError, match='"hour-sleeper"'):
                     async with no_leaks(grace=0.2):
-                        tg.start_soon(anyio.sleep, 3600, name="hour-sleeper")
+                        tg.start_soon(nap, 3600, name="hour-sleeper")
                 assert trio.current_time() - start < 60  # not jumped to its deadline
                 assert clock.autojump_threshold == 0  # type: ignore[attr-defined]
                 # a task sleeping less than the grace ends within it, as on a real clock
                 async with no_leaks(grace=5):
-                    tg.start_soon(anyio.sleep, 0.05, name="almost-done")
+                    tg.start_soon(nap, 0.05, name="almost-done")
 
                 async def spin() -> None:  # never lets every task block: no jumps
                     while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import math
+import random
 import time
 import weakref
 from types import SimpleNamespace
@@ -749,6 +750,108 @@ async def test_sleep_without_context() -> None:
     await sleep(0.02)
     assert 0.015 <= anyio.current_time() - t0 < SLACK
     await sleep(-1)  # returns at once
+
+
+async def test_sleeps_wake_in_deadline_order_never_early(
+    anyio_backend: tuple[str, dict[str, object]],
+) -> None:
+    """Many tasks sleeping at once (on trio, all on the run's timer heap): a shorter
+    sleep, begun at the same time, never wakes after a longer one (the durations are
+    5 ms apart, more than any loop's timer rounding), and each wakes no earlier than
+    its own duration -- except on uvloop, which counts a timer from the time it
+    cached when its loop iteration began, so a sleep begun late in a long iteration
+    (a loaded machine) ends early by that much."""
+    uvloop = bool(anyio_backend[1].get("use_uvloop"))
+    rng = random.Random(11)
+    durations = [0.005 * (i + 1) for i in range(12)]
+    rng.shuffle(durations)
+    woke: list[tuple[float, float]] = []
+    t0 = anyio.current_time()
+
+    async def sleeper(d: float) -> None:
+        await sleep(d)
+        woke.append((d, anyio.current_time() - t0))
+
+    async with anyio.create_task_group() as tg:
+        for d in durations:
+            tg.start_soon(sleeper, d)
+    assert sorted(woke) == woke  # in deadline order
+    assert all((uvloop or d <= took) and took < SLACK for d, took in woke)
+    check_timers(0)
+
+
+@pytest.mark.parametrize("when", ["before", "while_asleep", "at_once_after"])
+async def test_a_cancelled_sleep_raises_and_drops_its_timer(when: str) -> None:
+    """Cancelled before it starts, while it sleeps, or in the same tick as other
+    sleepers wake: the sleep raises the backend's cancellation, the others still
+    wake, and no timer is left behind."""
+    others_done: list[float] = []
+
+    async def other(d: float) -> None:
+        await sleep(d)
+        others_done.append(d)
+
+    async with anyio.create_task_group() as tg:
+        for d in (0.001, 0.002):
+            tg.start_soon(other, d)
+        with anyio.CancelScope() as scope:
+            if when == "before":
+                scope.cancel()
+            elif when == "while_asleep":
+                tg.start_soon(_cancel_soon, scope, 0.0)
+            else:
+                tg.start_soon(_cancel_soon, scope, 0.001)
+            await sleep(3600)
+        assert scope.cancelled_caught
+    assert sorted(others_done) == [0.001, 0.002]
+    check_timers(0)
+
+
+async def _cancel_soon(scope: anyio.CancelScope, after: float) -> None:
+    if after:
+        await sleep(after)
+    else:
+        await anyio.wait_all_tasks_blocked()
+    scope.cancel()
+
+
+async def test_sleep_forever_is_cancellable_and_leaves_no_timer() -> None:
+    with anyio.move_on_after(0.01) as scope:
+        await sleep(math.inf)
+    assert scope.cancelled_caught
+    check_timers(0)
+
+
+async def test_random_cancellation_of_many_sleepers() -> None:
+    """Seeded stress: 200 sleepers of random length, a random half cancelled at random
+    moments. Each either slept its full time or was cancelled, never both or
+    neither; no timer and no task is left."""
+    for seed in range(3):
+        rng = random.Random(seed)
+        outcome: dict[int, str] = {}
+        t0 = anyio.current_time()
+
+        async def sleeper(i: int, d: float, scope: anyio.CancelScope) -> None:
+            with scope:
+                await sleep(d)
+                assert anyio.current_time() - t0 >= d
+                outcome[i] = "slept"
+                return
+            outcome[i] = "cancelled"
+
+        async def canceller(scope: anyio.CancelScope, after: float) -> None:
+            await sleep(after)
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                scope = anyio.CancelScope()
+                d = rng.uniform(0.0005, 0.02)
+                tg.start_soon(sleeper, i, d, scope)
+                if rng.random() < 0.5:
+                    tg.start_soon(canceller, scope, rng.uniform(0, 0.02))
+        assert len(outcome) == 200
+        check_timers(0)
 
 
 async def test_sleep_returns_when_the_context_lasts() -> None:

@@ -146,6 +146,64 @@ async def test_after_delivers_the_due_time() -> None:
     assert now() == t0 + 2.5
 
 
+async def test_sleeps_end_exactly_on_time_in_order() -> None:
+    """``gotime.sleep`` on the run's timer heap: each of many sleepers wakes at exactly
+    its own deadline (trio runs the ones due together in any order); a sleep cut
+    short by a deadline ends at that deadline and leaves no timer."""
+    rng = random.Random(5)
+    t0 = now()
+    woke: list[tuple[float, int]] = []
+
+    async def sleeper(i: int, d: float) -> None:
+        await gotime.sleep(d)
+        woke.append((now(), i))
+
+    plan = [(i, float(rng.randint(1, 20))) for i in range(100)]
+    async with trio.open_nursery() as n:
+        for i, d in plan:
+            n.start_soon(sleeper, i, d)
+    expected = sorted(((t0 + d, i) for i, d in plan), key=lambda e: e[0])
+    assert [w for w, _ in woke] == [w for w, _ in expected]
+    assert {i: w for w, i in woke} == {i: t0 + d for i, d in plan}
+    t1 = now()
+    with trio.move_on_at(t1 + 3):
+        await gotime.sleep(3600)
+    assert now() == t1 + 3
+    assert check_no_timers()
+
+
+@pytest.mark.parametrize("order", ["scope_first", "sleep_first"])
+async def test_a_deadline_due_with_the_sleep_wins(order: str) -> None:
+    """A cancel scope whose deadline is the sleep's own end cancels it, as it cancels
+    ``trio.sleep``: the timer wakes the task first, but the cancellation is raised
+    before the sleep returns (whichever was armed first)."""
+    t0 = now()
+    with trio.CancelScope() as scope:
+        if order == "scope_first":
+            scope.deadline = t0 + 1
+            await gotime.sleep(1)
+        else:
+            async with trio.open_nursery() as n:
+
+                async def arm() -> None:
+                    await trio.testing.wait_all_tasks_blocked()
+                    scope.deadline = t0 + 1
+
+                n.start_soon(arm)
+                await gotime.sleep(1)
+        raise AssertionError("the sleep returned")  # pragma: no cover
+    assert scope.cancelled_caught
+    assert now() == t0 + 1
+    assert check_no_timers()
+
+
+def check_no_timers() -> bool:
+    from asyncgo._backend._timers import TrioRuntime, runtime_or_none
+
+    rt = runtime_or_none()
+    return type(rt) is TrioRuntime and rt.pending() == 0
+
+
 async def test_ticker_ticks_on_the_grid() -> None:
     t0 = now()
     with gotime.Ticker(2) as t:
