@@ -498,6 +498,9 @@ async def sleep(seconds: float, ctx: Context | None = None) -> None:
         assert outcome == "deadline"
         ```
     """
+    if ctx is None and type(seconds) is float and seconds > 0.0:  # (NaN is not > 0)
+        await _sleep(seconds)
+        return
     seconds = max(_seconds(seconds, "sleep"), 0.0)
     if ctx is None:
         await _sleep(seconds)

@@ -736,6 +736,35 @@ async def test_waits_given_the_ctx_see_its_end_first_inside_its_scope(how: str) 
     sem.release()
 
 
+@pytest.mark.parametrize("budget", [1, 2, 256])
+async def test_a_new_tasks_select_on_done_parks_without_yielding_first(budget: int) -> None:
+    """Found by a flaky test: a task's first park used the fast path's budget, so one
+    new task in 256 yielded before its select on ``ctx.done()`` parked; a cancel made
+    meanwhile (here: as soon as the task says it is about to wait) then cut the select
+    with the scope's cancellation instead of returning the done case."""
+    from asyncgo import _backend
+
+    ctx, cancel = with_cancel(background())
+    seen: list[object] = []
+    about_to_wait = anyio.Event()
+
+    async def handler() -> None:
+        try:
+            with ctx.scope():
+                about_to_wait.set()
+                _backend.FAST.budget = budget  # (1: the next budgeted check yields)
+                r = await select(recv(ctx.done()))
+                seen.append(r.index)
+        except Canceled as exc:
+            seen.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(handler)
+        await about_to_wait.wait()
+        cancel()
+    assert seen == [0]
+
+
 async def test_a_collected_childs_done_channel_closes_before_the_parents_scope_is_cancelled() -> (
     None
 ):

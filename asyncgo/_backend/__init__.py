@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 from asyncio import _get_running_loop
+from asyncio import sleep as _asyncio_sleep
 from collections.abc import Callable, Coroutine
 from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, cast
@@ -125,8 +126,10 @@ def sleep(seconds: float) -> Coroutine[Any, Any, None]:
     clock (a ``MockClock`` included). (A plain function returning the coroutine to
     await: one coroutine layer less per sleep.)
     """
-    if seconds <= 0 or _get_running_loop() is not None:
-        return anyio.sleep(seconds)
+    if _get_running_loop() is not None:
+        return _asyncio_sleep(seconds)  # (what anyio.sleep awaits there, two layers down)
+    if seconds <= 0:
+        return anyio.lowlevel.checkpoint()
     return cast("TrioRuntime", _timers.current_runtime()).sleep(seconds)
 
 
@@ -690,7 +693,14 @@ def cancel_pending(holder: Any) -> bool:
             return False
     entry = _states.get(task)
     if entry is None:
-        return must_checkpoint(holder)  # (caches the task's state)
+        # (Not must_checkpoint: a spent budget would yield here, before the park,
+        # where a cancellation could cut a select on a ctx's done() that has just
+        # been closed -- which `Context.scope` promises the select sees as a result.)
+        if task._must_cancel:
+            return True
+        entry = _new_entry(task)
+        if entry is None:  # pragma: no cover - anyio changed its internals
+            return False
     return entry.st.cancel_scope is not entry.clean and task_cancelled(entry)
 
 
@@ -728,21 +738,29 @@ def check_slow(holder: Any, task: Any) -> bool:
         return True
     entry = _states.get(task)
     if entry is None:
-        if _anyio_states_get is None:  # pragma: no cover - anyio changed its internals
+        entry = _new_entry(task)
+        if entry is None:  # pragma: no cover - anyio changed its internals
             return False
-        if _redelivering and task in _redelivering:
-            entry = _REDELIVERING
-        else:
-            state = _anyio_states_get(_ref(task))
-            if state is None:
-                # Not (yet) an anyio task: entering its first anyio cancel scope
-                # will give it a state, which the entry looks up until then.
-                state = _LateState(task)
-            entry = TaskCheck(state)
-        if len(_states) >= _sweep_at:
-            _sweep_states()
-        _states[task] = entry
     return entry.st.cancel_scope is not entry.clean and task_cancelled(entry)
+
+
+def _new_entry(task: Any) -> TaskCheck | None:
+    """Cache and return *task*'s `TaskCheck` (None if anyio's internals moved)."""
+    if _anyio_states_get is None:  # pragma: no cover - anyio changed its internals
+        return None
+    if _redelivering and task in _redelivering:
+        entry = _REDELIVERING
+    else:
+        state = _anyio_states_get(_ref(task))
+        if state is None:
+            # Not (yet) an anyio task: entering its first anyio cancel scope
+            # will give it a state, which the entry looks up until then.
+            state = _LateState(task)
+        entry = TaskCheck(state)
+    if len(_states) >= _sweep_at:
+        _sweep_states()
+    _states[task] = entry
+    return entry
 
 
 async def checkpoint() -> None:

@@ -415,6 +415,9 @@ def _deliver_ki() -> bool:
 _COMPACT_MIN = 64
 
 
+_SUCCEEDED: Any = None  # trio.lowlevel.Abort.SUCCEEDED, set by the first TrioRuntime
+
+
 class TrioRuntime:
     """Timers for one trio run: a heap of deadlines and the system task serving it."""
 
@@ -435,6 +438,8 @@ class TrioRuntime:
     def __init__(self) -> None:
         import trio
 
+        global _SUCCEEDED
+        _SUCCEEDED = trio.lowlevel.Abort.SUCCEEDED
         self._trio = trio
         self._token = trio.lowlevel.current_trio_token()
         self._clock = trio.lowlevel.current_clock()
@@ -501,13 +506,16 @@ class TrioRuntime:
 
         def abort(_: object) -> Any:
             timer.cancel()
-            return lowlevel.Abort.SUCCEEDED
+            return _SUCCEEDED
 
         await lowlevel.wait_task_rescheduled(abort)
         # A cancellation that came after the timer woke the task, before it ran (a
         # deadline due at the same tick: timers fire first, in after_io_wait) still
         # wins, as it does over trio.sleep, whose own scope has expired by then too.
-        await lowlevel.checkpoint_if_cancelled()
+        # (trio's checkpoint_if_cancelled() reads the same flag, one coroutine deeper.)
+        status = getattr(task, "_cancel_status", None)
+        if status is None or status.effectively_cancelled:
+            await lowlevel.checkpoint_if_cancelled()
 
     def pending(self) -> int:
         """How many timers are scheduled and not cancelled."""
