@@ -50,7 +50,7 @@ from time import monotonic
 from types import FrameType, MappingProxyType, TracebackType
 from typing import Any, final
 
-from ._backend import _diag, _tasks, _ticker, anyio, create_task_group, fail_parker
+from ._backend import _diag, _tasks, _ticker, _timers, anyio, create_task_group, fail_parker
 from ._backend._taskgroup import _leaves
 from ._debug_http import aiohttp_handler as aiohttp_handler
 from ._debug_http import asgi_app as asgi_app
@@ -940,19 +940,29 @@ def _is_internal(task: object) -> bool:
 
 #: asyncgo's own helper tasks, left out of `tasks()`, `dump()` and `num_tasks()` like
 #: Go's dump leaves out the runtime's: trio's timer service (a system task that exists
-#: while an asyncgo timer or context deadline is pending) and the pools' ticker (one
-#: that exists while a `WorkerPool` or ``stages.map`` runs: _backend._ticker). The
-#: deadlock detector still sees the timer service (a pending timer means "not a
-#: deadlock"), not the ticker, which wakes the loop but never a task.
-_HELPERS = frozenset({"asyncgo timers", _ticker.TICKER_TASK})
+#: from a run's first asyncgo timer, sleep or context deadline to the run's end, parked
+#: while none is pending) and the pools' ticker (one that exists while a `WorkerPool`
+#: or ``stages.map`` runs: _backend._ticker). The deadlock detector still sees the
+#: timer service while a timer is pending (then it is "not a deadlock"), not the
+#: ticker, which wakes the loop but never a task.
+_TIMERS_TASK = "asyncgo timers"
+_HELPERS = frozenset({_TIMERS_TASK, _ticker.TICKER_TASK})
 
 
 def _is_helper(task: object) -> bool:
     return _is_internal(task) or _tasks.task_name(task) in _HELPERS
 
 
-def _is_ticker(task: object) -> bool:
-    return _tasks.task_name(task) == _ticker.TICKER_TASK
+def _wakes_nothing(task: object) -> bool:
+    """*task* is asyncgo's helper and can wake no task: the ticker, or trio's timer
+    service parked with no timer pending."""
+    name = _tasks.task_name(task)
+    if name == _ticker.TICKER_TASK:
+        return True
+    if name != _TIMERS_TASK:
+        return False
+    rt = _timers.runtime_or_none()
+    return type(rt) is _timers.TrioRuntime and rt.idle()
 
 
 def _only_cancelled(exc: BaseException) -> bool:
@@ -1442,7 +1452,7 @@ class detect_deadlocks:
         ours: list[tuple[Any, _Wait | None]] = []  # of them, the tasks inside the block
         owner_seen = False
         for t in all_:
-            if t is me or _is_internal(t) or _tasks.is_anyio_janitor(t) or _is_ticker(t):
+            if t is me or _is_internal(t) or _tasks.is_anyio_janitor(t) or _wakes_nothing(t):
                 continue  # (the janitor sleeps until the loop ends, the ticker wakes the loop)
             if _tasks.task_state(t, me) != "waiting":
                 return _TRANSIENT, None

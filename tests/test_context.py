@@ -1151,7 +1151,14 @@ async def test_no_task_per_context() -> None:
     # Not a fixed sleep: under a stall that outlasts it, trio wakes this task in the
     # same batch as the (cancelled) timer task, in random order.
     await anyio.wait_all_tasks_blocked()
-    assert other_tasks() - before == set()  # trio's timer task left with the last timer
+    left = other_tasks() - before
+    # trio's timer task waits, parked, for the run's next timer (it ends with the run)
+    assert len(left) <= 1
+    if left:
+        from asyncgo._backend._timers import TrioRuntime, runtime_or_none
+
+        rt = runtime_or_none()
+        assert type(rt) is TrioRuntime and rt.idle() and rt.serving
 
 
 async def test_a_waiter_outlives_its_dropped_context() -> None:

@@ -542,6 +542,24 @@ async def test_detection_is_repeatable_and_scoped() -> None:
 # -- look-alikes: not deadlocks ------------------------------------------------------
 
 
+@pytest.mark.parametrize("timer", ["sleep", "context_deadline", "timer_stopped"])
+async def test_a_deadlock_after_the_runs_timers_ended_is_reported(timer: str) -> None:
+    """On trio the timer task outlives the timers (parked until the run's next one):
+    while none is pending it can wake nothing, and a deadlock is still one."""
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock):
+            async with debug.detect_deadlocks():
+                if timer == "sleep":
+                    await gotime.sleep(0.001)
+                elif timer == "context_deadline":
+                    ctx, _ = with_timeout(background(), 0.001)
+                    await ctx.wait()
+                else:
+                    gotime.Timer(3600).stop()
+                await anyio.lowlevel.checkpoint()
+                await Chan[int]().recv()
+
+
 SLEEPS = pytest.mark.parametrize(
     "nap", [anyio.sleep, gotime.sleep], ids=["anyio.sleep", "asyncgo.time.sleep"]
 )

@@ -197,6 +197,39 @@ async def test_a_deadline_due_with_the_sleep_wins(order: str) -> None:
     assert check_no_timers()
 
 
+def _timer_tasks() -> list[object]:
+    system = trio.lowlevel.current_root_task().child_nurseries
+    return [t for n in system for t in n.child_tasks if t.name == "asyncgo timers"]
+
+
+async def test_one_timer_task_per_run_parked_between_timers() -> None:
+    """A task that sleeps again and again (or arms a timeout per request) does not
+    start a system task per timer: the run's timer task waits, parked with no
+    deadline, between them, and the clock does not move for it."""
+    await gotime.sleep(1)
+    first = _timer_tasks()
+    assert len(first) == 1
+    for _ in range(5):
+        t0 = now()
+        await gotime.sleep(2)
+        assert now() == t0 + 2
+        ctx, cancel = with_timeout(background(), 10)
+        ctx.done()  # arms the deadline's timer
+        cancel()
+        assert _timer_tasks() == first
+    from asyncgo._backend._timers import TrioRuntime, runtime_or_none
+
+    rt = runtime_or_none()
+    assert type(rt) is TrioRuntime
+    await trio.testing.wait_all_tasks_blocked()
+    assert rt.idle() and rt.pending() == 0
+    t0 = now()
+    with trio.move_on_after(5):  # nothing pending: the MockClock jumps to this deadline
+        await trio.sleep_forever()
+    assert now() == t0 + 5
+    assert _timer_tasks() == first
+
+
 def check_no_timers() -> bool:
     from asyncgo._backend._timers import TrioRuntime, runtime_or_none
 

@@ -426,6 +426,7 @@ class TrioRuntime:
         "_crash",
         "_dead",
         "_heap",
+        "_idle",
         "_live",
         "_seq",
         "_sleeper",
@@ -449,6 +450,7 @@ class TrioRuntime:
         self._dead = 0  # cancelled entries still in the heap
         self._seq = 0  # tie-breaker: equal deadlines fire in call order
         self._sleeper: Any = None  # the server's CancelScope while it waits
+        self._idle: Any = None  # the server task while it waits with no timer pending
         self.serving = False  # whether the system task exists
         self._crash: BaseException | None = None  # what a callback raised, for the task
 
@@ -486,6 +488,8 @@ class TrioRuntime:
             lowlevel.spawn_system_task(self._serve, name="asyncgo timers")
         elif self._sleeper is not None and when < self._sleeper.deadline:
             self._sleeper.deadline = when
+        elif self._idle is not None:
+            self._wake_idle()
         return t
 
     async def sleep(self, seconds: float) -> None:
@@ -587,6 +591,8 @@ class TrioRuntime:
             self._crash = exc
         if self._sleeper is not None:
             self._sleeper.cancel()  # wake the timer task: it raises it
+        elif self._idle is not None:
+            self._wake_idle()
 
     def after_io_wait(self, timeout: float) -> None:
         """trio instrument hook: fire due timers before trio runs the tasks of this tick.
@@ -599,8 +605,26 @@ class TrioRuntime:
         """
         self._fire_due()
 
+    def idle(self) -> bool:
+        """Whether the timer task waits with no timer pending (for the deadlock
+        detector: then it can wake nothing)."""
+        return self._idle is not None
+
+    def _wake_idle(self) -> None:
+        task, self._idle = self._idle, None
+        self._trio.lowlevel.reschedule(task)
+
+    def _unidle(self, _: object) -> Any:
+        self._idle = None  # (the run is ending: its system tasks are cancelled)
+        return self._trio.lowlevel.Abort.SUCCEEDED
+
     async def _serve(self) -> None:
+        # With no timer pending, the task waits (parked: no deadline, nothing for a
+        # MockClock to jump to) until the next call_at, rather than ending: a task
+        # that sleeps or times out again and again would otherwise start a system
+        # task and add an instrument for each timer. It ends with the run.
         trio = self._trio
+        lowlevel = trio.lowlevel
         try:
             while True:
                 self._fire_due()
@@ -613,12 +637,15 @@ class TrioRuntime:
                         exc = None
                 heap = self._heap
                 if not heap:
-                    return
+                    self._idle = lowlevel.current_task()
+                    await lowlevel.wait_task_rescheduled(self._unidle)
+                    continue
                 with trio.CancelScope(deadline=heap[0][0]) as self._sleeper:
                     await trio.sleep_forever()
                 self._sleeper = None
         finally:
             self._sleeper = None
+            self._idle = None
             self.serving = False
             try:
                 trio.lowlevel.remove_instrument(self)
