@@ -8,6 +8,7 @@ time below is exact: it is the clock value itself, not a measurement.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import anyio
 import pytest
@@ -228,6 +229,67 @@ async def test_one_timer_task_per_run_parked_between_timers() -> None:
         await trio.sleep_forever()
     assert now() == t0 + 5
     assert _timer_tasks() == first
+
+
+@pytest.mark.parametrize("started", ["at_shutdown", "before_shutdown"])
+def test_a_shielded_sleep_in_a_system_task_outlives_the_runs_end(started: str) -> None:
+    """Found by a review: when the main task returns, trio cancels its system tasks,
+    the timer task among them. A shielded sleep in another system task's cleanup
+    (begun then, or earlier) must still end, as ``trio.sleep`` would, not hang the
+    run's end: the timer task serves the sleeps' timers to the end, shielded."""
+    import threading
+
+    state: dict[str, float] = {}
+
+    async def main() -> None:
+        async def system_task() -> None:
+            try:
+                if started == "before_shutdown":
+                    with trio.CancelScope(shield=True):
+                        await gotime.sleep(10)
+                else:
+                    await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    await gotime.sleep(2)
+                state["ended"] = trio.current_time()
+
+        trio.lowlevel.spawn_system_task(system_task)
+        await gotime.sleep(0.5)  # (the timer task exists)
+
+    def run() -> None:
+        trio.run(main, clock=MockClock(autojump_threshold=0))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(60)  # (a hang guard, not a timing: the clock is virtual)
+    assert not t.is_alive(), "the run's end hangs"
+    assert state["ended"] == (12.0 if started == "before_shutdown" else 2.5)
+
+
+def test_sleep_in_trio_guest_mode_on_asyncio() -> None:
+    """Guest mode is not supported (docs/relation.md), but a plain sleep works there,
+    as it did when it was anyio's: no asyncio task runs trio's code."""
+    import asyncio
+
+    async def trio_main() -> str:
+        t0 = trio.current_time()
+        await gotime.sleep(0.01)
+        await gotime.sleep(0)
+        assert trio.current_time() - t0 >= 0.01
+        return "ok"
+
+    async def host() -> object:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        trio.lowlevel.start_guest_run(
+            trio_main,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=done.set_result,
+        )
+        return (await done).unwrap()
+
+    assert asyncio.run(host()) == "ok"
 
 
 def check_no_timers() -> bool:

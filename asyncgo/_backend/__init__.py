@@ -126,8 +126,11 @@ def sleep(seconds: float) -> Coroutine[Any, Any, None]:
     clock (a ``MockClock`` included). (A plain function returning the coroutine to
     await: one coroutine layer less per sleep.)
     """
-    if _get_running_loop() is not None:
-        return _asyncio_sleep(seconds)  # (what anyio.sleep awaits there, two layers down)
+    loop = _get_running_loop()
+    if loop is not None:
+        if _current_tasks_get(loop) is not None:
+            return _asyncio_sleep(seconds)  # (what anyio.sleep awaits there, two layers down)
+        return anyio.sleep(seconds)  # (no asyncio task: trio as a guest of that loop)
     if seconds <= 0:
         return anyio.lowlevel.checkpoint()
     return cast("TrioRuntime", _timers.current_runtime()).sleep(seconds)

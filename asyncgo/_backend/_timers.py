@@ -605,6 +605,17 @@ class TrioRuntime:
         """
         self._fire_due()
 
+    async def _serve_sleeps(self) -> None:
+        reschedule = self._trio.lowlevel.reschedule
+        while True:
+            self._fire_due()
+            heap = self._heap
+            if not any(e[2].fn is reschedule for e in heap):
+                return
+            with self._trio.CancelScope(deadline=heap[0][0], shield=True) as self._sleeper:
+                await self._trio.sleep_forever()
+            self._sleeper = None
+
     def idle(self) -> bool:
         """Whether the timer task waits with no timer pending (for the deadlock
         detector: then it can wake nothing)."""
@@ -626,23 +637,32 @@ class TrioRuntime:
         trio = self._trio
         lowlevel = trio.lowlevel
         try:
-            while True:
-                self._fire_due()
-                exc = self._crash
-                if exc is not None:
-                    self._crash = None
-                    try:
-                        raise exc
-                    finally:
-                        exc = None
-                heap = self._heap
-                if not heap:
-                    self._idle = lowlevel.current_task()
-                    await lowlevel.wait_task_rescheduled(self._unidle)
-                    continue
-                with trio.CancelScope(deadline=heap[0][0]) as self._sleeper:
-                    await trio.sleep_forever()
-                self._sleeper = None
+            try:
+                while True:
+                    self._fire_due()
+                    exc = self._crash
+                    if exc is not None:
+                        self._crash = None
+                        try:
+                            raise exc
+                        finally:
+                            exc = None
+                    heap = self._heap
+                    if not heap:
+                        self._idle = lowlevel.current_task()
+                        await lowlevel.wait_task_rescheduled(self._unidle)
+                        continue
+                    with trio.CancelScope(deadline=heap[0][0]) as self._sleeper:
+                        await trio.sleep_forever()
+                    self._sleeper = None
+            except trio.Cancelled:
+                # The run is ending (trio cancels its system tasks): a task still in
+                # a `sleep` here -- shielded, in cleanup code -- would sleep to its
+                # end with trio.sleep, so its timer is served to the end (shielded);
+                # the other timers are dropped, as before.
+                self._sleeper = self._idle = None
+                await self._serve_sleeps()
+                raise
         finally:
             self._sleeper = None
             self._idle = None
