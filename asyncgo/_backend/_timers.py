@@ -627,7 +627,7 @@ class TrioRuntime:
 
     def _unidle(self, _: object) -> Any:
         self._idle = None  # (the run is ending: its system tasks are cancelled)
-        return self._trio.lowlevel.Abort.SUCCEEDED
+        return _SUCCEEDED
 
     async def _serve(self) -> None:
         # With no timer pending, the task waits (parked: no deadline, nothing for a
