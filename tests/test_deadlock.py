@@ -560,8 +560,18 @@ async def test_a_deadlock_after_the_runs_timers_ended_is_reported(timer: str) ->
                 await Chan[int]().recv()
 
 
+async def _sleep_with_ctx(seconds: float) -> None:
+    ctx, cancel = with_cancel(background())
+    try:
+        await gotime.sleep(seconds, ctx)
+    finally:
+        cancel()
+
+
 SLEEPS = pytest.mark.parametrize(
-    "nap", [anyio.sleep, gotime.sleep], ids=["anyio.sleep", "asyncgo.time.sleep"]
+    "nap",
+    [anyio.sleep, gotime.sleep, _sleep_with_ctx],
+    ids=["anyio.sleep", "asyncgo.time.sleep", "asyncgo.time.sleep(ctx)"],
 )
 
 

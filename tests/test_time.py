@@ -34,6 +34,7 @@ from asyncgo import (
     with_timeout,
 )
 from asyncgo._backend._timers import call_at
+from asyncgo._chan import chan_of
 from asyncgo.time import Ticker, Timer, _Alarm, after, after_func, sleep
 
 pytestmark = pytest.mark.anyio
@@ -822,19 +823,30 @@ async def test_sleep_forever_is_cancellable_and_leaves_no_timer() -> None:
     check_timers(0)
 
 
-async def test_random_cancellation_of_many_sleepers() -> None:
+@pytest.mark.parametrize("with_ctx", [False, True])
+async def test_random_cancellation_of_many_sleepers(
+    anyio_backend: tuple[str, dict[str, object]], with_ctx: bool
+) -> None:
     """Seeded stress: 200 sleepers of random length, a random half cancelled at random
-    moments. Each either slept its full time or was cancelled, never both or
-    neither; no timer and no task is left."""
+    moments; with a context, that context is also cancelled at a random moment.
+    Each either slept its full time (uvloop: see the ordering test) or was
+    cancelled, or got ``Canceled`` from its context, exactly one of them; no timer,
+    no task and no receiver on the context's done channel is left."""
+    uvloop = bool(anyio_backend[1].get("use_uvloop"))
     for seed in range(3):
         rng = random.Random(seed)
         outcome: dict[int, str] = {}
         t0 = anyio.current_time()
+        ctx, cancel_ctx = with_cancel(background())
 
         async def sleeper(i: int, d: float, scope: anyio.CancelScope) -> None:
             with scope:
-                await sleep(d)
-                assert anyio.current_time() - t0 >= d
+                try:
+                    await (sleep(d, ctx) if with_ctx else sleep(d))
+                except Canceled:
+                    outcome[i] = "ctx"
+                    return
+                assert uvloop or anyio.current_time() - t0 >= d
                 outcome[i] = "slept"
                 return
             outcome[i] = "cancelled"
@@ -843,7 +855,13 @@ async def test_random_cancellation_of_many_sleepers() -> None:
             await sleep(after)
             scope.cancel()
 
+        async def cancel_ctx_later(after: float) -> None:
+            await sleep(after)
+            cancel_ctx()
+
         async with anyio.create_task_group() as tg:
+            if with_ctx:
+                tg.start_soon(cancel_ctx_later, rng.uniform(0.005, 0.02))
             for i in range(200):
                 scope = anyio.CancelScope()
                 d = rng.uniform(0.0005, 0.02)
@@ -851,6 +869,10 @@ async def test_random_cancellation_of_many_sleepers() -> None:
                 if rng.random() < 0.5:
                     tg.start_soon(canceller, scope, rng.uniform(0, 0.02))
         assert len(outcome) == 200
+        if with_ctx:
+            done = chan_of(ctx.done())
+            assert done._rw is None and not done._recvq
+        cancel_ctx()
         check_timers(0)
 
 

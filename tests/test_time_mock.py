@@ -28,6 +28,7 @@ from asyncgo import (
     with_timeout,
 )
 from asyncgo import time as gotime
+from asyncgo._chan import chan_of
 
 pytestmark = pytest.mark.anyio
 
@@ -195,6 +196,39 @@ async def test_a_deadline_due_with_the_sleep_wins(order: str) -> None:
         raise AssertionError("the sleep returned")  # pragma: no cover
     assert scope.cancelled_caught
     assert now() == t0 + 1
+    assert check_no_timers()
+
+
+@pytest.mark.parametrize("ends", ["sleep", "ctx_same_tick", "scope_same_tick", "cancel"])
+async def test_sleep_with_a_context_on_the_timer_heap(ends: str) -> None:
+    """``sleep(s, ctx)`` waits on the ctx's done channel with a timer of the run's heap:
+    it ends exactly on time; a ctx ending at the same tick raises its err; a scope
+    deadline at the same tick cancels it (as it cancels ``trio.sleep``); a cancel
+    midway raises. No timer and no receiver is left on the done channel."""
+    t0 = now()
+    ctx, cancel = with_timeout(background(), 5 if ends == "ctx_same_tick" else 3600)
+    outcome: object = None
+    with trio.CancelScope() as scope:
+        if ends == "scope_same_tick":
+            scope.deadline = t0 + 5
+        elif ends == "cancel":
+            gotime.after_func(2, scope.cancel)
+        try:
+            await gotime.sleep(5, ctx)
+            outcome = "slept"
+        except DeadlineExceeded as exc:
+            outcome = exc
+    expected = {
+        "sleep": ("slept", t0 + 5),
+        "ctx_same_tick": (ctx.err(), t0 + 5),
+        "scope_same_tick": (None, t0 + 5),
+        "cancel": (None, t0 + 2),
+    }[ends]
+    assert (outcome, now()) == expected
+    assert scope.cancelled_caught is (ends in ("scope_same_tick", "cancel"))
+    done = chan_of(ctx.done())
+    assert done._rw is None and not done._recvq
+    cancel()
     assert check_no_timers()
 
 
