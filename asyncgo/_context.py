@@ -45,7 +45,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, final
 from weakref import WeakKeyDictionary, ref
 
-from ._backend import NOT_CLAIMED, fail_parker
+from ._backend import NOT_CLAIMED, _diag, fail_parker
 from ._backend import sleep as _sleep
 from ._backend._timers import (
     Runtime,
@@ -1018,6 +1018,9 @@ async def _recv_until(rt: TrioRuntime, done: Chan[Any], seconds: float) -> None:
     """
     w = done._park_recv()
     timer = rt.call_at(rt.time() + seconds, _time_up, w)
+    tracer = _diag.tracer
+    if tracer is not None:  # (diagnostics on: a "chan recv" on the done channel, as before)
+        tracer.parked(w, done, "chan recv")
     try:
         await w
     except BaseException as exc:
@@ -1029,6 +1032,8 @@ async def _recv_until(rt: TrioRuntime, done: Chan[Any], seconds: float) -> None:
         done._rpend -= 1  # (claimed: closed, or, never for a done channel, an item)
     finally:
         timer.cancel()
+        if tracer is not None:
+            tracer.unparked(w)
 
 
 # -- scope() and current() ---------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import subprocess
@@ -13,7 +14,8 @@ from typing import Any
 import anyio
 import pytest
 
-from asyncgo import Chan, debug, recv, select
+from asyncgo import Canceled, Chan, background, debug, recv, select, with_cancel
+from asyncgo import time as gotime
 from asyncgo._backend import _diag
 from asyncgo.sync import Mutex
 
@@ -78,6 +80,33 @@ async def test_parked_task_shows_op_primitive_site_and_stack(diagnostics: None) 
         assert "line, ch = here(), Chan[int]()" in text  # the source line that made it
         assert "test_debug.receiver(...)" in text
         await ch.send(1)
+
+
+@pytest.mark.parametrize("with_ctx", [False, True])
+async def test_a_sleep_with_a_context_shows_its_wait_on_the_done_channel(
+    diagnostics: None, with_ctx: bool
+) -> None:
+    """Found by a review: ``sleep(s, ctx)`` (on trio, a timer of the run's heap ends its
+    wait) still shows as a receive on the context's done channel; a plain sleep is a
+    timer, not a park."""
+    ctx, cancel = with_cancel(background())
+
+    async def napper() -> None:
+        with contextlib.suppress(Canceled):
+            await (gotime.sleep(3600, ctx) if with_ctx else gotime.sleep(3600))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(napper, name="napper")
+        await anyio.wait_all_tasks_blocked()
+        info = by_name(debug.tasks(), "napper")
+        if with_ctx:
+            assert (info.state, info.op) == ("parked", "chan recv")
+            assert "[chan recv" in debug.dump()
+            cancel()
+        else:
+            assert (info.state, info.op) == ("waiting", None)
+            tg.cancel_scope.cancel()
+    cancel()
 
 
 async def test_dump_groups_identical_stacks_with_counts(diagnostics: None) -> None:
