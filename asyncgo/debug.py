@@ -945,8 +945,7 @@ def _is_internal(task: object) -> bool:
 #: or ``stages.map`` runs: _backend._ticker). The deadlock detector still sees the
 #: timer service while a timer is pending (then it is "not a deadlock"), not the
 #: ticker, which wakes the loop but never a task.
-_TIMERS_TASK = "asyncgo timers"
-_HELPERS = frozenset({_TIMERS_TASK, _ticker.TICKER_TASK})
+_HELPERS = frozenset({_timers.TIMERS_TASK, _ticker.TICKER_TASK})
 
 
 def _is_helper(task: object) -> bool:
@@ -959,7 +958,7 @@ def _wakes_nothing(task: object) -> bool:
     name = _tasks.task_name(task)
     if name == _ticker.TICKER_TASK:
         return True
-    if name != _TIMERS_TASK:
+    if name != _timers.TIMERS_TASK:
         return False
     rt = _timers.runtime_or_none()
     return type(rt) is _timers.TrioRuntime and rt.idle()

@@ -415,6 +415,9 @@ def _deliver_ki() -> bool:
 _COMPACT_MIN = 64
 
 
+#: The name of the trio system task that serves a run's timers.
+TIMERS_TASK = "asyncgo timers"
+
 _SUCCEEDED: Any = None  # trio.lowlevel.Abort.SUCCEEDED, set by the first TrioRuntime
 
 
@@ -485,7 +488,7 @@ class TrioRuntime:
             self.serving = True
             lowlevel = self._trio.lowlevel
             lowlevel.add_instrument(self)  # from the next tick on, see after_io_wait
-            lowlevel.spawn_system_task(self._serve, name="asyncgo timers")
+            lowlevel.spawn_system_task(self._serve, name=TIMERS_TASK)
         elif self._sleeper is not None and when < self._sleeper.deadline:
             self._sleeper.deadline = when
         elif self._idle is not None:
