@@ -511,10 +511,12 @@ async def test_ticker_keeps_one_pending_tick_for_a_slow_reader() -> None:
     await anyio.sleep(0.1)
     assert len(t.c) == 1
     first = t.c.recv_nowait()
-    assert nothing_ready(t.c)
+    # The next tick is a fresh one: the ones due while nobody read were dropped,
+    # not queued. (It may be ready at once: the clock may just have crossed the
+    # next grid point, and Go 1.23 delivers a due tick on any receive.)
     with anyio.fail_after(SLACK):
         nxt = await t.c.recv()
-    assert nxt - first >= 0.05  # the ones in between were dropped
+    assert nxt - first >= 0.05
     t.stop()
 
 
