@@ -45,7 +45,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, final
 from weakref import WeakKeyDictionary, ref
 
-from ._backend import NOT_CLAIMED, _diag, fail_parker
 from ._backend import sleep as _sleep
 from ._backend._timers import (
     Runtime,
@@ -989,7 +988,7 @@ async def sleep_or_done(seconds: float, ctx: Context) -> None:
             # that run's clock until a loop takes it over)
             rt = asyncio_loop() or current_runtime()
             if type(rt) is TrioRuntime and not done.closed:
-                await _recv_until(rt, done, seconds)
+                await done._recv_until(rt, seconds)
             else:
                 with new_cancel_scope(rt, rt.time() + seconds):
                     await done.recv_ok()
@@ -998,42 +997,6 @@ async def sleep_or_done(seconds: float, ctx: Context) -> None:
             return
     cause = ctx.cause()
     raise err.with_traceback(None) from (None if cause is err else cause)
-
-
-class _TimeUp(Exception):
-    """What `_recv_until`'s timer wakes its receive with."""
-
-
-def _time_up(w: Any) -> None:
-    fail_parker(w, _TimeUp())  # (nothing if the receive was claimed or cancelled)
-
-
-async def _recv_until(rt: TrioRuntime, done: Chan[Any], seconds: float) -> None:
-    """trio: wait on *done* (a done channel, open) for at most *seconds*.
-
-    `recv_ok`'s own park, with a timer of the run's heap that wakes it with
-    `_TimeUp` (taken like a cancellation: the receive does not happen) instead of
-    a cancel scope, whose deadline raises and catches a ``Cancelled``: a third of
-    the CPU time. A cancellation due at the same tick as the timer still wins.
-    """
-    w = done._park_recv()
-    timer = rt.call_at(rt.time() + seconds, _time_up, w)
-    tracer = _diag.tracer
-    if tracer is not None:  # (diagnostics on: a "chan recv" on the done channel, as before)
-        tracer.parked(w, done, "chan recv")
-    try:
-        await w
-    except BaseException as exc:
-        if done._unpark(w) is NOT_CLAIMED:
-            if type(exc) is not _TimeUp:
-                raise
-            await rt._trio.lowlevel.checkpoint_if_cancelled()
-    else:
-        done._rpend -= 1  # (claimed: closed, or, never for a done channel, an item)
-    finally:
-        timer.cancel()
-        if tracer is not None:
-            tracer.unparked(w)
 
 
 # -- scope() and current() ---------------------------------------------------------------
