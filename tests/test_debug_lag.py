@@ -27,6 +27,7 @@ pytestmark = pytest.mark.anyio
 
 WATCHDOG = "asyncgo blocking watchdog"
 MONITOR = "asyncgo lag monitor"
+BOUND = 10  # seconds: a hang guard, never reached unless something is broken
 
 #: Tests of a block's own scope opt out of the asyncgo pytest plugin's ambient
 #: deadlock detection, when the plugin is loaded (it is not by default here).
@@ -37,13 +38,29 @@ NO_AMBIENT_SCOPE = (
 )
 
 
-def parse_upload() -> None:
-    """The bug under test: sync work on the event loop's thread."""
-    time.sleep(0.3)
+def parse_upload(until: Callable[[], bool] | None = None) -> None:
+    """The bug under test: sync work on the event loop's thread.
+
+    With *until*: 0.3 s at a time until ``until()`` holds (the watchdog has reported
+    it), at most BOUND seconds -- one episode still, and the same blocking line; a
+    single 0.3 s, under CPU load, could end before the watchdog thread had a turn.
+    """
+    deadline = time.monotonic() + BOUND
+    while True:
+        time.sleep(0.3)
+        if until is None or until() or time.monotonic() >= deadline:
+            return
 
 
-def render_page() -> None:
-    time.sleep(0.3)
+def render_page(until: Callable[[], bool] | None = None) -> None:
+    if until is None:
+        time.sleep(0.3)
+        return
+    # Until *until()* holds (the watchdog has reported it), at most BOUND seconds: a
+    # fixed 0.3 s, under CPU load, could end before the watchdog thread had a turn.
+    deadline = time.monotonic() + BOUND
+    while not until() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def watchdogs() -> list[threading.Thread]:
@@ -222,13 +239,23 @@ async def test_lag_monitor_leaves_the_body_exception_alone() -> None:
 
 
 async def test_lag_monitor_is_cancelled_with_its_body() -> None:
+    # Cancelled once the monitor has measured (a 0.05 s deadline, under CPU load,
+    # could expire while the block was being entered: no monitor, `lag` unbound).
     before = raw_tasks()
-    with anyio.move_on_after(0.05) as scope:
-        async with debug.monitor_lag(interval=0.01) as lag:
+    lag = debug.monitor_lag(interval=0.01)
+    with anyio.CancelScope() as scope:
+        async with lag:
+            with anyio.fail_after(BOUND):
+                while lag.stats().count < 1:
+                    await anyio.sleep(0.005)
+            scope.cancel()
             await anyio.sleep_forever()
     assert scope.cancelled_caught
     assert [n for t, n in raw_tasks().items() if t not in before] == []
-    assert lag.stats().count >= 1
+    count = lag.stats().count
+    assert count >= 1
+    await anyio.sleep(0.03)
+    assert lag.stats().count == count  # nothing measures after the cancelled block
 
 
 async def test_lag_monitor_is_entered_once() -> None:
@@ -261,7 +288,7 @@ async def test_watchdog_reports_the_blocking_function_once() -> None:
     reports: list[debug.BlockingReport] = []
     with debug.watch_blocking(threshold=0.05, on_block=reports.append) as w:
         assert len(watchdogs()) == 1
-        parse_upload()
+        parse_upload(until=lambda: bool(reports))
         await anyio.sleep(0)
     [r] = reports_of(parse_upload, reports)  # one report for the whole 0.3 s episode
     assert r.stack[0].function.endswith(".parse_upload")  # the blocking call's caller on top
@@ -282,7 +309,7 @@ async def test_watchdog_reports_the_blocking_function_once() -> None:
 async def test_watchdog_logs_a_warning_by_default(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="asyncgo.debug")
     with debug.watch_blocking(threshold=0.05):
-        render_page()
+        render_page(until=lambda: any("render_page" in r.getMessage() for r in caplog.records))
         await anyio.sleep(0)
     [rec] = [r for r in caplog.records if "render_page" in r.getMessage()]
     assert rec.name == "asyncgo.debug" and rec.levelno == logging.WARNING
@@ -291,10 +318,34 @@ async def test_watchdog_logs_a_warning_by_default(caplog: pytest.LogCaptureFixtu
 
 
 async def test_each_blocking_episode_is_reported() -> None:
+    """Each blocking call is reported once, by name, and the loop's answer in between
+    ends the first episode. Each call blocks until the watchdog has reported it (then
+    0.25 s more, five thresholds, for a second report to show if there were one), and
+    the loop answers before the second call: a fixed 0.3 s block and 0.1 s pause, under
+    CPU load, could leave the watchdog thread no turn to ping inside the second block."""
     reports: list[debug.BlockingReport] = []
-    with debug.watch_blocking(threshold=0.05, on_block=reports.append):
+    reported = {"parse_upload": threading.Event(), "render_page": threading.Event()}
+
+    def on_block(report: debug.BlockingReport) -> None:
+        reports.append(report)
+        for name, event in reported.items():
+            if any(f.function.endswith("." + name) for f in report.stack):
+                event.set()
+
+    def parse_upload() -> None:
+        reported["parse_upload"].wait(BOUND)  # (never reported: the asserts below fail)
+        time.sleep(0.25)
+
+    def render_page() -> None:
+        reported["render_page"].wait(BOUND)
+        time.sleep(0.25)
+
+    with debug.watch_blocking(threshold=0.05, on_block=on_block) as w:
         parse_upload()
-        await anyio.sleep(0.1)  # the loop answers: the first episode ends
+        answered = w._answered  # (the loop has not run since the block began)
+        with anyio.fail_after(BOUND):  # the loop answers: the first episode ends
+            while w._answered == answered:
+                await anyio.sleep(0.001)
         render_page()
         await anyio.sleep(0)
     assert len(reports_of(parse_upload, reports)) == 1
@@ -357,7 +408,7 @@ async def test_an_on_block_that_raises_is_logged(caplog: pytest.LogCaptureFixtur
         raise RuntimeError("exporter down")
 
     with debug.watch_blocking(threshold=0.05, on_block=on_block) as w:
-        parse_upload()
+        parse_upload(until=lambda: any("on_block" in r.getMessage() for r in caplog.records))
         await anyio.sleep(0)
     assert w.episodes >= 1
     [rec] = [r for r in caplog.records if "on_block" in r.getMessage()]
@@ -419,7 +470,7 @@ def test_watchdog_reports_the_loop_thread_not_the_main_thread(runner: str) -> No
     async def main() -> None:
         loop_thread.append(threading.get_ident())
         with debug.watch_blocking(threshold=0.05, on_block=reports.append):
-            parse_upload()
+            parse_upload(until=lambda: bool(reports))
             await anyio.sleep(0)
 
     t = threading.Thread(

@@ -88,10 +88,13 @@ async def test_grace_lets_finishing_tasks_end() -> None:
     async with anyio.create_task_group() as outer:
         async with no_leaks(grace=5):
             outer.start_soon(anyio.sleep, 0.05, name="almost-done")
-        # and without grace it is a leak
+        # and without grace it is a leak (a task that surely has not ended at the check:
+        # a 0.05 s sleep could, after a stall of a loaded machine)
+        ev = anyio.Event()
         with pytest.raises(TaskLeakError, match='"almost-done-2" \\[waiting\\]'):
             async with no_leaks(grace=0):
-                outer.start_soon(anyio.sleep, 0.05, name="almost-done-2")
+                outer.start_soon(ev.wait, name="almost-done-2")
+        ev.set()
 
 
 async def test_allow_list() -> None:

@@ -374,7 +374,7 @@ async def test_wait_burst_then_steady() -> None:
     for _ in range(10):
         await lim.wait()
     elapsed = _time.perf_counter() - t0
-    assert 0.08 < elapsed < 1.0  # 10 tokens at 100/s: ~0.1 s
+    assert 0.08 < elapsed < 3.0  # 10 tokens at 100/s: ~0.1 s (generous: a loaded machine)
 
 
 @pytest.mark.anyio
@@ -542,7 +542,7 @@ async def test_waiters_share_the_rate() -> None:
         for i in range(10):
             tg.start_soon(w, i)
     assert sorted(order) == list(range(10))
-    assert 0.03 < _time.perf_counter() - t0 < 1.0
+    assert 0.03 < _time.perf_counter() - t0 < 3.0
 
 
 @pytest.mark.anyio
@@ -551,7 +551,7 @@ async def test_sliding_window_wait() -> None:
     t0 = _time.perf_counter()
     for _ in range(7):
         await w.wait()
-    assert 0.18 < _time.perf_counter() - t0 < 1.5  # 3, 3 after 0.1 s, 1 after 0.2 s
+    assert 0.18 < _time.perf_counter() - t0 < 3.0  # 3, 3 after 0.1 s, 1 after 0.2 s
     # A full window refuses at once when its slots come after the deadline. (On `w`
     # with a 0.01 s deadline this raced the clock: a last wake-up 90 ms late, under
     # CPU load, found the slots nearly free and the wait was granted in time.)
@@ -583,7 +583,7 @@ async def test_wait_after_set_nonzero_after_zero() -> None:
     lim.set_limit(10)
     t0 = _time.perf_counter()
     await lim.wait(1)  # was: ValueError "exceeds limiter's burst 0"
-    assert 0.08 < _time.perf_counter() - t0 < 1.0  # a token in ~100 ms
+    assert 0.08 < _time.perf_counter() - t0 < 3.0  # a token in ~100 ms
     assert lim.burst == 1
 
 
