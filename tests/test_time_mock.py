@@ -265,6 +265,54 @@ async def test_one_timer_task_per_run_parked_between_timers() -> None:
     assert _timer_tasks() == first
 
 
+class _Steps(trio.abc.Instrument):
+    """Counts the steps of the tasks named *name*."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == self.name:
+            self.steps += 1
+
+
+async def test_the_timer_task_is_not_woken_for_each_tick_that_fires_timers() -> None:
+    """The run's timers fire in the ``after_io_wait`` hook, and the timer task's wait
+    is moved on to the next deadline there (or to none, once none is left) before
+    trio expires deadlines: 100 sleepers on 20 distinct deadlines, waves of them,
+    and timeouts armed and dropped, cost the timer task no step at all. (It used to
+    wake, through a ``Cancelled``, at every tick that fired a timer.) The sleeps still
+    end exactly on time."""
+    await gotime.sleep(1)  # (the timer task exists, and waits)
+    await trio.testing.wait_all_tasks_blocked()
+    steps = _Steps("asyncgo timers")
+    trio.lowlevel.add_instrument(steps)
+    try:
+        rng = random.Random(3)
+        for _ in range(3):
+            t0 = now()
+            woke: list[float] = []
+
+            async def sleeper(d: float, t0: float = t0, woke: list[float] = woke) -> None:
+                await gotime.sleep(d)
+                woke.append(now() - t0)
+
+            plan = [float(rng.randint(1, 20)) for _ in range(100)]
+            async with trio.open_nursery() as n:
+                for d in plan:
+                    n.start_soon(sleeper, d)
+            assert woke == sorted(plan)
+            ctx, cancel = with_timeout(background(), 10)
+            ctx.done()  # arms the deadline's timer
+            cancel()  # drops it: no timer left
+            await gotime.sleep(0.5)
+        assert steps.steps == 0
+    finally:
+        trio.lowlevel.remove_instrument(steps)
+    assert check_no_timers()
+
+
 @pytest.mark.parametrize("started", ["at_shutdown", "before_shutdown"])
 def test_a_shielded_sleep_in_a_system_task_outlives_the_runs_end(started: str) -> None:
     """Found by a review: when the main task returns, trio cancels its system tasks,

@@ -12,13 +12,17 @@ same three methods, with asyncio's names and meaning:
   thread; raises `RuntimeError` once the loop is closed or the run is over.
 
 asyncio has all three. trio has no call-at API, so `TrioRuntime` keeps a heap of
-deadlines served by *one* system task per run, which exists only while some
-timer is pending: it exits when the last one fires or is cancelled, so no timer
-leaves a task behind (and ``trio``'s ``MockClock(autojump_threshold=0)`` jumps
-straight to the next deadline). While it exists, the runtime is also a trio
-instrument whose ``after_io_wait`` hook fires due timers before trio runs the
-tasks woken at that tick, so a task that wakes at a timer's due time finds the
-timer fired, as on asyncio.
+deadlines and *one* system task per run, started by the first timer and ended
+with the run. The runtime is also a trio instrument whose ``after_io_wait`` hook
+fires the due timers at every tick, before trio runs the tasks woken at that tick
+(so a task that wakes at a timer's due time finds the timer fired, as on
+asyncio), and then moves the task's wait on to the next timer's deadline. The
+task's wait is only there for trio's I/O wait to end at that deadline: it is
+woken only when that deadline passes before the hook could move it (a timer that
+a callback set for now, or one that came due in the microseconds between the hook
+and trio's own reading of the clock), or to raise what a callback raised that must
+end the run. With no timer pending it waits with no deadline, so ``trio``'s
+``MockClock(autojump_threshold=0)`` jumps straight to the next deadline of the run.
 """
 
 from __future__ import annotations
@@ -243,6 +247,15 @@ class RunClock:
 _MS_LOOPS: dict[type, bool] = {}
 
 
+def _ms_loop(rt: object) -> bool:
+    """Whether *rt*'s timers (and clock) count whole milliseconds: uvloop's do."""
+    cls = type(rt)
+    ms = _MS_LOOPS.get(cls)
+    if ms is None:
+        ms = _MS_LOOPS[cls] = any(c.__module__.startswith("uvloop") for c in cls.__mro__)
+    return ms
+
+
 def call_at(rt: Runtime, when: float, fn: Callable[..., object], *args: Any) -> TimerHandle:
     """``rt.call_at(when, fn, *args)``, due at the first tick of the loop's clock that
     reaches *when*, on every loop.
@@ -257,11 +270,7 @@ def call_at(rt: Runtime, when: float, fn: Callable[..., object], *args: Any) -> 
     the tick that reaches *when*, and the timer is started again (a few tries) if
     the clock ticked over before it started.
     """
-    cls = type(rt)
-    ms = _MS_LOOPS.get(cls)
-    if ms is None:
-        ms = _MS_LOOPS[cls] = any(c.__module__.startswith("uvloop") for c in cls.__mro__)
-    if not ms or not abs(when) < 1e12:  # (inf, nan or absurd: nothing to align)
+    if not _ms_loop(rt) or not abs(when) < 1e12:  # (inf, nan or absurd: nothing to align)
         return rt.call_at(when, fn, *args)
     # The millisecond at which the loop's clock first reads *when* or later.
     due_ms = math.ceil(when * 1000.0)
@@ -532,11 +541,16 @@ class TrioRuntime:
         self._live -= 1
         self._dead += 1
         if self._live == 0:
-            # Nothing left to wait for: let the server exit now, not at a stale deadline.
+            # Nothing left to wait for: no stale deadline for the server's wait (which
+            # the next call_at moves up); a shielded one (_serve_sleeps) wakes to end.
             self._heap.clear()
             self._dead = 0
-            if self._sleeper is not None:
-                self._sleeper.cancel()
+            s = self._sleeper
+            if s is not None:
+                if s.shield:
+                    s.cancel()
+                else:
+                    s.deadline = math.inf
         elif self._dead >= _COMPACT_MIN and 2 * self._dead >= len(self._heap):
             self._heap = [e for e in self._heap if e[2].fn is not None]
             heapify(self._heap)
@@ -549,26 +563,36 @@ class TrioRuntime:
         them on its next iteration: one that re-arms itself at zero delay cannot
         keep this loop (and, on a MockClock, the run) busy.
         """
-        now = self._clock.current_time()
+        clock = self._clock
+        now = clock.current_time()
         heap = self._heap
         seq = self._seq
-        while heap and (heap[0][2].fn is None or (heap[0][0] <= now and heap[0][1] <= seq)):
-            t = heappop(heap)[2]
-            fn = t.fn
-            if fn is None:
-                self._dead -= 1
-                continue
-            args = t.args
-            t.fn = None
-            t.args = ()
-            self._live -= 1
-            try:
-                fn(*args)
-            except BaseException as exc:  # nothing may escape: see _callback_raised
-                self._callback_raised(exc, fn)
-            # Drop the references before sleeping: a fired timer keeps nothing alive.
-            t = fn = args = None  # type: ignore[assignment]
-            heap = self._heap  # a callback may have cancelled enough to compact it
+        while True:
+            while heap and (heap[0][2].fn is None or (heap[0][0] <= now and heap[0][1] <= seq)):
+                t = heappop(heap)[2]
+                fn = t.fn
+                if fn is None:
+                    self._dead -= 1
+                    continue
+                args = t.args
+                t.fn = None
+                t.args = ()
+                self._live -= 1
+                try:
+                    fn(*args)
+                except BaseException as exc:  # nothing may escape: see _callback_raised
+                    self._callback_raised(exc, fn)
+                # Drop the references before sleeping: a fired timer keeps nothing alive.
+                t = fn = args = None  # type: ignore[assignment]
+                heap = self._heap  # a callback may have cancelled enough to compact it
+            if not heap or heap[0][0] <= now:
+                return  # (none left, or the next was set during this pass: next pass)
+            # Also those that came due while these callbacks ran (a real clock): or
+            # trio's deadline for the next one would expire at once, for a wake-up.
+            later = clock.current_time()
+            if heap[0][0] > later:
+                return
+            now = later
 
     def _callback_raised(self, exc: BaseException, fn: object) -> None:
         """Deal with what a timer callback raised, without raising it here.
@@ -605,8 +629,21 @@ class TrioRuntime:
         that wakes at or after a timer's due time always finds its value in the
         channel (as on asyncio, where due ``call_at`` callbacks run before the
         tasks they wake; Go 1.23 runs a due timer on any receive from its channel).
+
+        The server task's wait is then moved on to the next timer's deadline (none
+        if no timer is left), before trio expires the deadlines of this tick: the
+        task is not woken -- a ``Cancelled`` raised and caught in it, and a task
+        step -- at every tick that fires timers (see the module's docstring). (Not
+        the shielded wait of `_serve_sleeps`: it must wake to see whether a sleep
+        is left.)
         """
         self._fire_due()
+        s = self._sleeper
+        if s is not None and not s.shield:
+            heap = self._heap
+            d = heap[0][0] if heap else math.inf
+            if s.deadline < d:
+                s.deadline = d
 
     async def _serve_sleeps(self) -> None:
         reschedule = self._trio.lowlevel.reschedule
@@ -622,7 +659,10 @@ class TrioRuntime:
     def idle(self) -> bool:
         """Whether the timer task waits with no timer pending (for the deadlock
         detector: then it can wake nothing)."""
-        return self._idle is not None
+        s = self._sleeper
+        return self._idle is not None or (
+            s is not None and s.deadline == math.inf and not s.shield and not s.cancel_called
+        )
 
     def _wake_idle(self) -> None:
         task, self._idle = self._idle, None
