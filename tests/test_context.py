@@ -366,7 +366,20 @@ async def test_with_timeout_deadline_is_on_the_backend_clock() -> None:
     after = anyio.current_time()
     d = ctx.deadline()
     assert d is not None
-    assert before + 5 <= d <= after + 5
+    assert before + 5 <= d <= after + 5  # as computed (uvloop too: see on_tick)
+
+
+async def test_a_sleep_as_long_as_the_timeout_ends_it() -> None:
+    """A task that sleeps as long as a context's timeout, begun after it, finds it done.
+
+    On uvloop ``now + 0.001`` used to come out an ulp past the next millisecond tick
+    (about one time in five, on a clock of this machine's size), and a sleep that
+    uvloop ended at that tick found ``err()`` still None."""
+    for _ in range(200):
+        ctx, cancel = with_timeout(background(), 0.001)
+        await gotime.sleep(0.001)
+        assert type(ctx.err()) is DeadlineExceeded
+        cancel()
 
 
 async def test_a_child_with_a_later_deadline_ends_with_its_parent() -> None:

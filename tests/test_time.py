@@ -748,6 +748,21 @@ def test_reset_once_its_loop_is_over_raises_and_changes_nothing(
 # -- sleep ---------------------------------------------------------------------------------
 
 
+async def test_sleep_never_ends_before_its_time_on_the_loops_clock() -> None:
+    """Go's TestSleep: the clock reads at least start + d after ``sleep(d)``.
+
+    uvloop ends its own sleeps at a millisecond tick of its clock, and that tick can
+    read below ``start + d`` in floats (``65911.865 + 0.001 == 65911.86600000001``:
+    about one time in five on a clock of this machine's size, and half a millisecond
+    short for a delay that rounds down): asyncgo's sleep there wakes at the first
+    tick that reaches it, as its timers do."""
+    for i in range(300):
+        d = (0.001, 0.0015, 0.003, 0.0004)[i % 4]
+        t0 = anyio.current_time()
+        await sleep(d)
+        assert anyio.current_time() >= t0 + d, (i, d)
+
+
 async def test_sleep_without_context() -> None:
     t0 = anyio.current_time()
     await sleep(0.02)

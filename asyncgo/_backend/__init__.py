@@ -129,6 +129,17 @@ def sleep(seconds: float) -> Coroutine[Any, Any, None]:
     loop = _get_running_loop()
     if loop is not None:
         if _current_tasks_get(loop) is not None:
+            if 0 < seconds < 1e9 and _timers.ms_loop(loop):
+                # uvloop rounds the delay to a millisecond and ends the sleep at that
+                # tick of its clock, which reads T / 1000: a tick that can read below
+                # now + seconds in floats (65911.865 + 0.001 == 65911.86600000001; and
+                # half a millisecond short for a delay that rounds down), so a task
+                # would wake before a timer or deadline due then, and measure a sleep
+                # shorter than asked. The next tick is the first that reaches it.
+                now = loop.time()
+                ms = round(seconds * 1000.0)
+                if (round(now * 1000.0) + ms) / 1000.0 < now + seconds:
+                    seconds = (ms + 1) / 1000.0
             return _asyncio_sleep(seconds)  # (what anyio.sleep awaits there, two layers down)
         return anyio.sleep(seconds)  # (no asyncio task: trio as a guest of that loop)
     if seconds <= 0:

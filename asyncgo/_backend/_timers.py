@@ -247,7 +247,7 @@ class RunClock:
 _MS_LOOPS: dict[type, bool] = {}
 
 
-def _ms_loop(rt: object) -> bool:
+def ms_loop(rt: object) -> bool:
     """Whether *rt*'s timers (and clock) count whole milliseconds: uvloop's do."""
     cls = type(rt)
     ms = _MS_LOOPS.get(cls)
@@ -270,7 +270,7 @@ def call_at(rt: Runtime, when: float, fn: Callable[..., object], *args: Any) -> 
     the tick that reaches *when*, and the timer is started again (a few tries) if
     the clock ticked over before it started.
     """
-    if not _ms_loop(rt) or not abs(when) < 1e12:  # (inf, nan or absurd: nothing to align)
+    if not ms_loop(rt) or not abs(when) < 1e12:  # (inf, nan or absurd: nothing to align)
         return rt.call_at(when, fn, *args)
     # The millisecond at which the loop's clock first reads *when* or later.
     due_ms = math.ceil(when * 1000.0)
