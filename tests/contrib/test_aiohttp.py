@@ -199,16 +199,28 @@ async def test_header_lowers_but_never_raises_deadline() -> None:
 
 
 async def test_deadline_gives_504_json_and_cancels_tasks() -> None:
-    probe = Probe()
-    async with serve(make_app(probe, timeout=0.3)) as url, aiohttp.ClientSession() as s:
-        with anyio.fail_after(WAIT):
-            async with s.get(url + "/hang") as r:
-                assert r.status == 504
-                assert r.content_type == "application/json"
-                assert await r.json() == {"detail": "deadline exceeded"}
-    assert probe.finished == probe.started == 3
-    assert probe.ctx is not None
-    assert isinstance(probe.ctx.err(), DeadlineExceeded)
+    """The deadline cancels the handler's three tasks, which end before the 504 (JSON).
+
+    The 0.3 s deadline runs from the request's arrival: on a loaded machine the handler
+    may not have started its tasks by then (its first ``g.go`` is a cancel point, so
+    it raises there and starts none; seen at 1 in 200 under CPU load). Such an attempt
+    is still a 504 whose context says DeadlineExceeded, but it tests nothing about the
+    tasks: it is made again (a few times at most, each a fresh server and app)."""
+    for _attempt in range(5):
+        probe = Probe()
+        async with serve(make_app(probe, timeout=0.3)) as url, aiohttp.ClientSession() as s:
+            with anyio.fail_after(WAIT):
+                async with s.get(url + "/hang") as r:
+                    assert r.status == 504
+                    assert r.content_type == "application/json"
+                    assert await r.json() == {"detail": "deadline exceeded"}
+        assert probe.ctx is not None
+        assert isinstance(probe.ctx.err(), DeadlineExceeded)
+        if probe.entered.is_set():  # the three tasks ran before the deadline: the real test
+            break
+    else:
+        pytest.fail("the handler never started its three tasks within the 0.3 s deadline")
+    assert probe.finished == probe.started == 3  # all three were cancelled, and ended
 
 
 async def test_passed_deadline_without_checkpoint_gives_504() -> None:
