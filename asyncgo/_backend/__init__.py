@@ -48,6 +48,7 @@ from . import _asyncio, _diag, _timers
 from ._asyncio import anyio_states_get as _anyio_states_get
 from ._asyncio import checkpoint as _asyncio_yield
 from ._asyncio import current_tasks_get as _current_tasks_get
+from ._timers import _MS_LOOPS
 
 if TYPE_CHECKING:
     from ._timers import TrioRuntime
@@ -129,7 +130,10 @@ def sleep(seconds: float) -> Coroutine[Any, Any, None]:
     loop = _get_running_loop()
     if loop is not None:
         if _current_tasks_get(loop) is not None:
-            if 0 < seconds < 1e9 and _timers.ms_loop(loop):
+            ms_loop = _MS_LOOPS.get(type(loop))
+            if ms_loop is None:
+                ms_loop = _timers.ms_loop(loop)
+            if ms_loop and 0 < seconds < 1e9:
                 # uvloop rounds the delay to a millisecond and ends the sleep at that
                 # tick of its clock, which reads T / 1000: a tick that can read below
                 # now + seconds in floats (65911.865 + 0.001 == 65911.86600000001; and
