@@ -1048,12 +1048,17 @@ def _descends(v: Any, roots: list[Any], tasks: list[Any]) -> bool:
 class _Watcher:
     """The kick a parked task gives a scope's watcher (same thread: same loop)."""
 
-    __slots__ = ("event", "kicked", "thread")
+    __slots__ = ("event", "fired", "kicked", "thread")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
         self.event: Any = None
         self.kicked = False  # set by the first kick since the watcher last armed its event
+        self.fired = False  # asyncgo timers fired (under a virtual clock) since last seen
+
+    def timers_fired(self) -> None:
+        self.fired = True
+        self.kick()
 
     def arm(self) -> Any:
         self.kicked = False
@@ -1263,22 +1268,36 @@ class detect_deadlocks:
             # Under a virtual clock the back-off's timer fires only when the clock
             # moves (a MockClock moved by hand, or autojump, which leaps at once):
             # a task that ends without parking anything must kick the watcher.
-            stop_kicks = _tasks.on_task_exit(self._watcher.kick) if virtual else None
+            # So must an asyncgo timer that fires without moving any task (the last
+            # thing that could wake one, perhaps).
+            stops = (
+                [
+                    _tasks.on_task_exit(self._watcher.kick),
+                    _timers.on_fire(self._watcher.timers_fired),
+                ]
+                if virtual
+                else []
+            )
             try:
                 await self._watch_loop(me, virtual)
             finally:
-                if stop_kicks is not None:
-                    stop_kicks()
+                for stop in stops:
+                    stop()
 
     async def _watch_loop(self, me: object, virtual: bool) -> None:
         seen: tuple[int, int] | None = None
         delay = 0.01
         threads = 0.005  # the pause between looks while a thread runs
+        time_passed = False
         while True:
             self._watcher.arm()
             await _tasks.wait_all_blocked()
             sig = (_TRACER.generation, _tasks.num_tasks_hint())
-            if sig != seen:
+            # Nothing parked, woke or ended since the last look: the same verdict,
+            # unless time passed -- a timer that fired without moving a task (a no-op
+            # callback, a value nobody receives) may have been the last thing able to
+            # wake one. So a back-off that ran out looks again.
+            if sig != seen or time_passed:
                 verdict, report = self._look(me)
                 if verdict == _DEADLOCK:
                     # Confirm after letting anything already scheduled run (a callback
@@ -1311,20 +1330,25 @@ class detect_deadlocks:
                         await self._watcher.event.wait()
                     continue
                 threads = 0.005
+                # Back off while nothing moves (looking only because time passed):
+                # a timer firing, or a task that ends without parking anything, is
+                # seen at the next look, hence the 1 s cap.
+                delay = 0.01 if sig != seen else min(delay * 2, 1.0)
                 seen = sig
-                delay = 0.01
             else:
-                # Nothing moved: back off. A task that ends without parking
-                # anything is only seen at the next look, hence the 1 s cap.
                 delay = min(delay * 2, 1.0)
+            time_passed = False
             if virtual:
                 # Under a virtual clock no timer of ours: autojump would leap to it
                 # whenever every task waits (on a thread, a socket), moving the
-                # clock the test reads by hours. Parks and task exits kick us.
+                # clock the test reads by hours. Parks, task exits and asyncgo timers
+                # firing kick us.
                 await self._watcher.event.wait()
+                time_passed, self._watcher.fired = self._watcher.fired, False
                 continue
-            with anyio.move_on_after(delay):
+            with anyio.move_on_after(delay) as backoff:
                 await self._watcher.event.wait()
+            time_passed = backoff.cancelled_caught
 
     def _on_deadlock(self, report: str) -> None:
         """Act on a deadlock found: raise `Deadlock` where the tasks of the block are

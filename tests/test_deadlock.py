@@ -8,6 +8,7 @@ primitive, a deadline inside the scope) must run to completion untouched.
 
 from __future__ import annotations
 
+import math
 import socket
 import sys
 import threading
@@ -560,6 +561,50 @@ async def test_a_deadlock_after_the_runs_timers_ended_is_reported(timer: str) ->
                 await Chan[int]().recv()
 
 
+def _timer_that_wakes_nobody(kind: str) -> object:
+    """A timer whose firing moves no task: a no-op callback, or a value left in a
+    channel nobody reads. The last one ends the only thing that could wake a task."""
+    if kind == "after_func":
+        return gotime.after_func(0.05, lambda: None)
+    if kind == "timer":
+        return gotime.Timer(0.05)  # (its channel gets a value nobody receives)
+    return gotime.after(0.05)
+
+
+TIMERS_THAT_WAKE_NOBODY = pytest.mark.parametrize("kind", ["after_func", "timer", "after"])
+
+
+@TIMERS_THAT_WAKE_NOBODY
+async def test_a_deadlock_that_begins_when_a_timer_fires_is_reported(kind: str) -> None:
+    """While the timer is pending it is "not a deadlock" (it could wake a task);
+    once it has fired, moving nobody, it is one. Nothing parked or ended at that
+    moment, which the watcher waited for before looking again: it hung."""
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock, match=r"\[chan recv, "):
+            async with debug.detect_deadlocks():
+                keep = _timer_that_wakes_nobody(kind)
+                await Chan[int]().recv()
+    assert keep is not None
+
+
+async def test_the_watcher_backs_off_while_nothing_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Looking again as time passes (for timers that fire without moving a task) must
+    back off, not look every 10 ms: 1.3 s of a lone sleep is about 8 looks (10 ms
+    doubling), not 130."""
+    looks = 0
+    look = debug.detect_deadlocks._look
+
+    def counting(self: debug.detect_deadlocks, me: object) -> tuple[str, str | None]:
+        nonlocal looks
+        looks += 1
+        return look(self, me)
+
+    monkeypatch.setattr(debug.detect_deadlocks, "_look", counting)
+    async with debug.detect_deadlocks():
+        await anyio.sleep(1.3)
+    assert 2 <= looks <= 20
+
+
 async def _sleep_with_ctx(seconds: float) -> None:
     ctx, cancel = with_cancel(background())
     try:
@@ -1086,6 +1131,22 @@ class TestVirtualClock:
                     tg.start_soon(ch.recv)  # nobody will send once the thread is done
                     tg.start_soon(anyio.to_thread.run_sync, time.sleep, 0.3)
         assert not guard.cancelled_caught
+
+    @TIMERS_THAT_WAKE_NOBODY
+    async def test_a_deadlock_that_begins_when_a_timer_fires_is_reported(
+        self, kind: str, request: pytest.FixtureRequest
+    ) -> None:
+        # No back-off timer under a virtual clock: the firing itself must kick the
+        # watcher (autojump leaps to the timer; by hand, the test moves the clock).
+        clock = request.getfixturevalue("anyio_backend")[1]["clock"]
+        with wall_guard(BOUND) as guard, pytest.raises(Deadlock):
+            async with debug.detect_deadlocks():
+                keep = _timer_that_wakes_nobody(kind)
+                if clock.autojump_threshold == math.inf:
+                    clock.jump(0.1)
+                await Chan[int]().recv()
+        assert not guard.cancelled_caught
+        assert keep is not None
 
     async def test_the_watcher_does_not_move_the_clock_while_a_thread_runs(self) -> None:
         # Its back-off timer was a deadline autojump leapt to whenever every task

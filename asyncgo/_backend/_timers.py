@@ -377,6 +377,32 @@ def report_exception(exc: BaseException, obj: object, err_msg: str) -> None:
 # -- trio ----------------------------------------------------------------------------
 
 
+#: Called (no arguments, on the run's thread) after trio's timer service fired timers:
+#: the deadlock detector's watcher, which under a virtual clock has no back-off timer
+#: of its own to notice that a timer fired without moving any task. See `on_fire`.
+FIRE_HOOKS: list[Callable[[], object]] = []
+
+
+def on_fire(fn: Callable[[], object]) -> Callable[[], None]:
+    """Call ``fn()`` after asyncgo timers of this thread's trio run fire, until the
+    returned function is called. *fn* must not raise."""
+    me = threading.get_ident()
+
+    def hook() -> None:
+        if threading.get_ident() == me:
+            fn()
+
+    FIRE_HOOKS.append(hook)
+
+    def remove() -> None:
+        try:
+            FIRE_HOOKS.remove(hook)
+        except ValueError:
+            pass
+
+    return remove
+
+
 class TrioTimer:
     """A pending ``TrioRuntime.call_at`` call; ``cancel()`` drops it."""
 
@@ -567,6 +593,7 @@ class TrioRuntime:
         now = clock.current_time()
         heap = self._heap
         seq = self._seq
+        fired = 0
         while True:
             while heap and (heap[0][2].fn is None or (heap[0][0] <= now and heap[0][1] <= seq)):
                 t = heappop(heap)[2]
@@ -578,6 +605,7 @@ class TrioRuntime:
                 t.fn = None
                 t.args = ()
                 self._live -= 1
+                fired += 1
                 try:
                     fn(*args)
                 except BaseException as exc:  # nothing may escape: see _callback_raised
@@ -586,13 +614,16 @@ class TrioRuntime:
                 t = fn = args = None  # type: ignore[assignment]
                 heap = self._heap  # a callback may have cancelled enough to compact it
             if not heap or heap[0][0] <= now:
-                return  # (none left, or the next was set during this pass: next pass)
+                break  # (none left, or the next was set during this pass: next pass)
             # Also those that came due while these callbacks ran (a real clock): or
             # trio's deadline for the next one would expire at once, for a wake-up.
             later = clock.current_time()
             if heap[0][0] > later:
-                return
+                break
             now = later
+        if fired and FIRE_HOOKS:
+            for hook in tuple(FIRE_HOOKS):
+                hook()
 
     def _callback_raised(self, exc: BaseException, fn: object) -> None:
         """Deal with what a timer callback raised, without raising it here.
