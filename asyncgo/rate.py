@@ -399,6 +399,39 @@ class Limiter:
             tokens = burst
         return t, tokens
 
+    def _take_at_once(self, n: int) -> float | None:
+        """The common case of `allow` and `wait`, in one call: *n* (a checked count)
+        tokens in the bucket now, on the loop of the last clock reading (the fast path
+        of `_loop_time`), at a finite, positive limit. Takes them and returns the time
+        now; None, having changed nothing, for anything else -- the caller then takes
+        the general path (`_now` and `_take`), which decides the same way."""
+        rt: Any = self._rt
+        clock = self._clock
+        last_rt: Any = clock._rt
+        if rt is not last_rt or not (
+            (type(rt) in _THREAD_ID_LOOPS and rt._thread_id == _get_ident())
+            or _RUNNING_IN.get(current_tasks_get(rt)) == _get_ident()
+        ):
+            return None
+        limit = self._limit
+        now: float = rt.time()
+        last = self._last
+        if now < clock._last or now < last or not 0 < limit < INF:
+            return None
+        # _take(now, n, max_future >= 0) when the tokens are there: no wait.
+        tokens = self._tokens + (now - last) * limit
+        burst = float(self._burst)
+        if tokens > burst:
+            tokens = burst
+        tokens -= n
+        if tokens < 0:
+            return None
+        clock._last = now
+        self._last = now
+        self._tokens = tokens
+        self._last_event = now
+        return now
+
     def _take(self, t: float, n: int, max_future: float) -> float | None:
         """Go's ``reserveN(t, n, maxFutureReserve)`` without the `Reservation`.
 
@@ -569,6 +602,8 @@ class Limiter:
         """
         if type(n) is not int or not 0 <= n <= _MAX_COUNT:
             _check_int(n, "allow(n)")
+        if self._take_at_once(n) is not None:
+            return True
         return self._take(self._now(), n, 0.0) is not None
 
     def reserve(self, n: int = 1) -> Reservation:
@@ -633,6 +668,12 @@ class Limiter:
         """
         if type(n) is not int or not 0 <= n <= _MAX_COUNT:
             _check_int(n, "wait(n)")
+        if ctx is None:
+            now = self._take_at_once(n)  # (n <= tokens <= burst: no ValueError due)
+            if now is not None:
+                if must_checkpoint(self):
+                    await self._checkpoint_granted(n, now)
+                return
         if n > self._burst and self._limit != INF:
             raise ValueError(f"rate: wait(n={n}) exceeds limiter's burst {self._burst}")
         max_future = INF_DURATION
@@ -653,16 +694,8 @@ class Limiter:
         if delay <= 0:
             # Granted at once, booked before the checkpoint (call order); still a
             # cancel point, and a schedule point once the fast budget is spent.
-            if not must_checkpoint(self):
-                return
-            r = Reservation._create(self, True, n, when, 0.0 if limit == INF else limit)
-            try:
-                await checkpoint()
-            except BaseException:
-                # Cancelled before acting on tokens it got at once: every one goes
-                # back (Reservation.cancel gives back none whose time has come).
-                r._give_back(current_time())
-                raise
+            if must_checkpoint(self):
+                await self._checkpoint_granted(n, when)
             return
         r = Reservation._create(self, True, n, when, 0.0 if limit == INF else limit)
         try:
@@ -676,6 +709,18 @@ class Limiter:
             raise
         except BaseException:
             r.cancel()
+            raise
+
+    async def _checkpoint_granted(self, n: int, when: float) -> None:
+        """`wait`'s checkpoint after *n* tokens were granted at once (due *when*)."""
+        limit = self._limit
+        r = Reservation._create(self, True, n, when, 0.0 if limit == INF else limit)
+        try:
+            await checkpoint()
+        except BaseException:
+            # Cancelled before acting on tokens it got at once: every one goes
+            # back (Reservation.cancel gives back none whose time has come).
+            r._give_back(current_time())
             raise
 
 
