@@ -18,20 +18,29 @@ from types import TracebackType
 from typing import Any, Protocol, final
 
 from asyncgo._backend import (
+    FAST,
     NOT_CLAIMED,
+    TASK_STATES,
     TRIO,
     _diag,
     abandon,
     cancel_pending,
     checkpoint,
+    current_tasks_get,
     must_checkpoint,
     new_parker,
     park_runtime,
     rescue,
+    task_cancelled,
     thread_id,
 )
 
 __all__ = ["Locker", "Mutex", "WaitQueue", "park", "parking_runtime"]
+
+_FAST = FAST
+_ctg = current_tasks_get
+_task_state = TASK_STATES.get
+_task_cancelled = task_cancelled
 
 #: A queue entry: the parked task's parker and what it asked for (a semaphore
 #: weight; else 0). Claimers call ``parker.set_result(None)`` when not ``done()``.
@@ -301,8 +310,20 @@ class Mutex:
         """
         if not self._locked:
             # Unlocked implies no live waiter: unlock() hands the lock to one if
-            # any. Taking it at once is still a cancel point.
-            if not must_checkpoint(self):
+            # any. Taking it at once is still a cancel point: must_checkpoint(),
+            # its asyncio branch inlined (as the channels' fast paths).
+            t = _ctg(self._rt)
+            if (
+                t is not None
+                and _FAST.budget > 0
+                and not t._must_cancel
+                and (st := _task_state(t)) is not None
+            ):
+                _FAST.budget -= 1
+                if st.st.cancel_scope is st.clean or not _task_cancelled(st):
+                    self._locked = True
+                    return
+            elif not must_checkpoint(self):
                 self._locked = True
                 return
             await checkpoint()
