@@ -1048,17 +1048,27 @@ def _descends(v: Any, roots: list[Any], tasks: list[Any]) -> bool:
 class _Watcher:
     """The kick a parked task gives a scope's watcher (same thread: same loop)."""
 
-    __slots__ = ("event", "fired", "kicked", "thread")
+    __slots__ = ("due", "event", "kicked", "stale", "thread")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
         self.event: Any = None
         self.kicked = False  # set by the first kick since the watcher last armed its event
-        self.fired = False  # asyncgo timers fired (under a virtual clock) since last seen
+        # Under a virtual clock (no back-off timer): whether time passed since the last
+        # look (an asyncgo timer fired, or the clock reached `due`), and the clock time
+        # at which the back-off would have run out.
+        self.stale = False
+        self.due = math.inf
 
-    def timers_fired(self) -> None:
-        self.fired = True
+    def look_again(self) -> None:
+        self.stale = True
         self.kick()
+
+    def clock_turn(self) -> None:
+        """Each turn of a trio run under a virtual clock: the back-off ran out?"""
+        if self.due != math.inf and _tasks.trio_now() >= self.due:
+            self.due = math.inf
+            self.look_again()
 
     def arm(self) -> Any:
         self.kicked = False
@@ -1269,11 +1279,15 @@ class detect_deadlocks:
             # moves (a MockClock moved by hand, or autojump, which leaps at once):
             # a task that ends without parking anything must kick the watcher.
             # So must an asyncgo timer that fires without moving any task (the last
-            # thing that could wake one, perhaps).
+            # thing that could wake one, perhaps), and the clock moving past where the
+            # back-off would have run out (a deadline that expired, moving no task):
+            # checked at each turn of the loop, a timer no clock can jump to.
+            w = self._watcher
             stops = (
                 [
-                    _tasks.on_task_exit(self._watcher.kick),
-                    _timers.on_fire(self._watcher.timers_fired),
+                    _tasks.on_task_exit(w.kick),
+                    _timers.on_fire(w.look_again),
+                    _tasks.on_loop_turn(w.clock_turn),
                 ]
                 if virtual
                 else []
@@ -1342,9 +1356,12 @@ class detect_deadlocks:
                 # Under a virtual clock no timer of ours: autojump would leap to it
                 # whenever every task waits (on a thread, a socket), moving the
                 # clock the test reads by hours. Parks, task exits and asyncgo timers
-                # firing kick us.
-                await self._watcher.event.wait()
-                time_passed, self._watcher.fired = self._watcher.fired, False
+                # firing kick us, and the clock reaching `due` (see clock_turn).
+                w = self._watcher
+                w.due = anyio.current_time() + delay
+                await w.event.wait()
+                w.due = math.inf
+                time_passed, w.stale = w.stale, False
                 continue
             with anyio.move_on_after(delay) as backoff:
                 await self._watcher.event.wait()

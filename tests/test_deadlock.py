@@ -587,6 +587,27 @@ async def test_a_deadlock_that_begins_when_a_timer_fires_is_reported(kind: str) 
     assert keep is not None
 
 
+async def _deadline_cancels_a_group_whose_child_is_shielded() -> None:
+    async def child() -> None:
+        with anyio.CancelScope(shield=True):
+            await Chan[int]().recv()  # nothing can ever wake it
+
+    with anyio.move_on_after(0.05):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(child)
+
+
+async def test_a_deadlock_that_begins_when_a_deadline_expires_is_reported() -> None:
+    """The deadline cancels the group, which cannot reach its shielded child: from
+    then on the owner waits for a task nothing can wake. An expired (cancelled)
+    scope's deadline is no longer a pending wake-up; on trio it counted as one
+    forever."""
+    with anyio.fail_after(BOUND):
+        with pytest.raises(Deadlock, match=r"\[chan recv, "):
+            async with debug.detect_deadlocks():
+                await _deadline_cancels_a_group_whose_child_is_shielded()
+
+
 async def test_the_watcher_backs_off_while_nothing_moves(monkeypatch: pytest.MonkeyPatch) -> None:
     """Looking again as time passes (for timers that fire without moving a task) must
     back off, not look every 10 ms: 1.3 s of a lone sleep is about 8 looks (10 ms
@@ -1147,6 +1168,19 @@ class TestVirtualClock:
                 await Chan[int]().recv()
         assert not guard.cancelled_caught
         assert keep is not None
+
+    async def test_a_deadlock_that_begins_when_a_deadline_expires_is_reported(
+        self, request: pytest.FixtureRequest
+    ) -> None:
+        # Nothing parks, ends or fires then: the clock passing the back-off's due time
+        # (checked at each turn of the loop, no deadline to jump to) kicks the watcher.
+        clock = request.getfixturevalue("anyio_backend")[1]["clock"]
+        with wall_guard(BOUND) as guard, pytest.raises(Deadlock):
+            async with debug.detect_deadlocks():
+                if clock.autojump_threshold == math.inf:
+                    clock.rate = 1.0  # (by hand: nobody is left to move it, so let it flow)
+                await _deadline_cancels_a_group_whose_child_is_shielded()
+        assert not guard.cancelled_caught
 
     async def test_the_watcher_does_not_move_the_clock_while_a_thread_runs(self) -> None:
         # Its back-off timer was a deadline autojump leapt to whenever every task

@@ -436,7 +436,9 @@ def pending_deadline(
     come first -- but the ids of their timer handles are still added to
     *handles*, as are every scope's, so that `loop_activity` does not count
     those timers as unknown wake-ups. *deadlines_only*: a scope already
-    cancelled does not count (its cancellation has been delivered).
+    cancelled does not count (its cancellation has been delivered). Nor does the
+    deadline of a scope already cancelled: it has passed, or can only cancel the
+    scope again, which wakes nothing more.
     """
     cancels = not deadlines_only
     found = False
@@ -447,7 +449,7 @@ def pending_deadline(
             scope = status._scope
             if scope is stop:
                 counting = False
-            if counting and ((cancels and scope.cancel_called) or scope.deadline != math.inf):
+            if counting and (cancels if scope.cancel_called else scope.deadline != math.inf):
                 found = True
             if scope.shield:  # nothing further out can cancel this task
                 counting = False
@@ -463,7 +465,7 @@ def pending_deadline(
         h = getattr(scope, "_timeout_handle", None)
         if h is not None:
             handles.add(id(h))
-        if counting and ((cancels and scope._cancel_called) or scope._deadline != math.inf):
+        if counting and (cancels if scope._cancel_called else scope._deadline != math.inf):
             found = True
         if scope._shield:  # nothing further out can cancel this task
             counting = False
@@ -860,11 +862,34 @@ class _OnTaskExit:
 def on_task_exit(fn: Callable[[], object]) -> Callable[[], None]:
     """trio: call ``fn()`` whenever a task of the run exits, until the returned
     function is called. (asyncio: a no-op; its loops have no virtual clock.)"""
+    return _add_instrument(_OnTaskExit(fn))  # (duck-typed: one hook)
+
+
+class _AfterIoWait:
+    """A trio instrument calling *fn* once per turn of the run loop, before trio
+    expires the deadlines of that turn (its only hook)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self.fn = fn
+
+    def after_io_wait(self, timeout: float) -> None:
+        self.fn()
+
+
+def on_loop_turn(fn: Callable[[], object]) -> Callable[[], None]:
+    """trio: call ``fn()`` at every turn of the run loop, until the returned function
+    is called. (asyncio: a no-op, as `on_task_exit`.) *fn* must be cheap, and must
+    not raise."""
+    return _add_instrument(_AfterIoWait(fn))
+
+
+def _add_instrument(hook: object) -> Callable[[], None]:
     if _get_running_loop() is not None:
         return lambda: None
     lowlevel = _trio_mod().lowlevel
-    hook = _OnTaskExit(fn)
-    lowlevel.add_instrument(hook)  # duck-typed: one hook
+    lowlevel.add_instrument(hook)
 
     def remove() -> None:
         try:
@@ -873,6 +898,11 @@ def on_task_exit(fn: Callable[[], object]) -> Callable[[], None]:
             pass
 
     return remove
+
+
+def trio_now() -> float:
+    """The running trio run's clock (its ``current_time()``)."""
+    return _trio_mod().current_time()  # type: ignore[no-any-return]
 
 
 def virtual_clock() -> bool:
