@@ -847,42 +847,25 @@ def num_tasks_hint() -> int:
     return len(all_tasks())
 
 
-class _OnTaskExit:
-    """A trio instrument calling *fn* as any task exits (its only hook)."""
+class _Hook:
+    """A trio instrument with one hook, *name*, which calls ``fn()``."""
 
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self.fn = fn
-
-    def task_exited(self, task: object) -> None:
-        self.fn()
+    def __init__(self, name: str, fn: Callable[[], object]) -> None:
+        setattr(self, name, lambda *_: fn())  # (trio finds hooks with dir())
 
 
 def on_task_exit(fn: Callable[[], object]) -> Callable[[], None]:
     """trio: call ``fn()`` whenever a task of the run exits, until the returned
     function is called. (asyncio: a no-op; its loops have no virtual clock.)"""
-    return _add_instrument(_OnTaskExit(fn))  # (duck-typed: one hook)
-
-
-class _AfterIoWait:
-    """A trio instrument calling *fn* once per turn of the run loop, before trio
-    expires the deadlines of that turn (its only hook)."""
-
-    __slots__ = ("fn",)
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self.fn = fn
-
-    def after_io_wait(self, timeout: float) -> None:
-        self.fn()
+    return _add_instrument(_Hook("task_exited", fn))
 
 
 def on_loop_turn(fn: Callable[[], object]) -> Callable[[], None]:
-    """trio: call ``fn()`` at every turn of the run loop, until the returned function
-    is called. (asyncio: a no-op, as `on_task_exit`.) *fn* must be cheap, and must
-    not raise."""
-    return _add_instrument(_AfterIoWait(fn))
+    """trio: call ``fn()`` at every turn of the run loop (after its wait for I/O,
+    before it expires the deadlines of that turn), until the returned function is
+    called. (asyncio: a no-op, as `on_task_exit`.) *fn* must be cheap, and must not
+    raise."""
+    return _add_instrument(_Hook("after_io_wait", fn))
 
 
 def _add_instrument(hook: object) -> Callable[[], None]:
