@@ -72,9 +72,13 @@ class WaitGroup:
             raise TypeError(f"sync: WaitGroup.add() takes an int, not {type(delta).__name__}")
         count = self._count + delta
         if count < 0:
-            raise ValueError(
-                f"sync: negative WaitGroup counter ({self._count} {delta:+d} = {count}): "
+            what = (
                 "done() was called more times than add() counted"
+                if delta == -1
+                else f"add({delta}) takes away more than the counter holds"
+            )
+            raise ValueError(
+                f"sync: negative WaitGroup counter ({self._count} {delta:+d} = {count}): {what}"
             )
         if count == 0 and self._q.q:
             self._q.check_thread(self)  # before changing anything
