@@ -1003,12 +1003,17 @@ class WorkerPool:
         # Tracked here, not read back: a job's own labels() blocks restore them.
         labels = idle_labels = self._labels
         job: JobHandle[Any] | None
+        value: Any = None
         while True:
             if self._nworkers > self._max:
                 return True  # resize() shrank the pool: retire between jobs
             try:
                 job = recv_nowait()  # the next job without a scheduler round trip
             except WouldBlock:
+                # An idle worker holds neither its last job nor that job's result: the
+                # caller may have let go of them (a large response, an exception with
+                # its traceback), and the worker may wait a long time.
+                job = value = None
                 if labels is not idle_labels:  # (the last job's: not while idle)
                     labels = idle_labels
                     _labels_set(labels)

@@ -6,9 +6,11 @@ The autouse ``no_leaks`` fixture fails a test that leaves a task running.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -56,6 +58,41 @@ async def test_results_and_failures_per_job() -> None:
     assert s == PoolStats(
         submitted=21, running=0, queued=0, done=20, failed=1, cancelled=0, workers=0
     )
+
+
+class _Big:
+    """A result (or an error's payload) whose lifetime the test watches."""
+
+
+async def test_idle_workers_keep_no_job_or_result_alive() -> None:
+    """Once the caller lets go of a handle, an idle worker must not keep it, its
+    result or its exception (and traceback) alive -- as concurrent.futures' workers."""
+    refs: list[weakref.ref[_Big]] = []
+
+    async def make() -> _Big:
+        await anyio.sleep(0)
+        big = _Big()
+        refs.append(weakref.ref(big))
+        return big
+
+    async def fail() -> None:
+        big = _Big()
+        refs.append(weakref.ref(big))
+        raise ValueError(big)
+
+    async with WorkerPool(workers=4) as pool:
+        handles = [await pool.submit(make) for _ in range(6)]
+        handles += [await pool.submit(fail) for _ in range(2)]
+        for h in handles:
+            try:
+                await h
+            except ValueError:
+                pass
+        del h, handles
+        await anyio.wait_all_tasks_blocked()  # every worker parked, waiting for a job
+        gc.collect()
+        assert len(refs) == 8
+        assert [r() for r in refs] == [None] * 8
 
 
 async def test_submit_after_shutdown_raises_pool_closed() -> None:
