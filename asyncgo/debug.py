@@ -1048,12 +1048,17 @@ def _descends(v: Any, roots: list[Any], tasks: list[Any]) -> bool:
 class _Watcher:
     """The kick a parked task gives a scope's watcher (same thread: same loop)."""
 
-    __slots__ = ("due", "event", "kicked", "stale", "thread")
+    __slots__ = ("due", "event", "idle", "kicked", "loop", "stale", "task", "thread")
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
         self.event: Any = None
         self.kicked = False  # set by the first kick since the watcher last armed its event
+        # asyncio: the watcher's loop and task (None under trio), and the pending wait
+        # for the loop to go idle that a kick starts.
+        self.loop: Any = None
+        self.task: Any = None
+        self.idle: _tasks.IdleWait | None = None
         # Under a virtual clock (no back-off timer): whether time passed since the last
         # look (an asyncgo timer fired, or the clock reached `due`), and the clock time
         # at which the back-off would have run out.
@@ -1079,7 +1084,25 @@ class _Watcher:
         self.kicked = True
         ev = self.event
         if ev is not None:
+            if self.loop is None:
+                ev.set()
+            elif self.idle is None:
+                # asyncio: wake the watcher once the loop is idle, not now (see
+                # IdleWait): woken but not yet run at every park, it would make a
+                # test's anyio.wait_all_tasks_blocked() sleep 0.1 s each time.
+                self.idle = _tasks.IdleWait(self.loop, self.task, self._idle)
+
+    def _idle(self) -> None:
+        self.idle = None
+        ev = self.event
+        if ev is not None:
             ev.set()
+
+    def stop(self) -> None:
+        idle = self.idle
+        if idle is not None:
+            self.idle = None
+            idle.cancel()
 
 
 # Verdicts of one look at the loop.
@@ -1283,6 +1306,8 @@ class detect_deadlocks:
             # back-off would have run out (a deadline that expired, moving no task):
             # checked at each turn of the loop, a timer no clock can jump to.
             w = self._watcher
+            w.loop = _tasks.asyncio_loop()
+            w.task = me
             stops = (
                 [
                     _tasks.on_task_exit(w.kick),
@@ -1295,6 +1320,7 @@ class detect_deadlocks:
             try:
                 await self._watch_loop(me, virtual)
             finally:
+                w.stop()
                 for stop in stops:
                     stop()
 

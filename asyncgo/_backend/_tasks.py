@@ -36,8 +36,11 @@ from types import CodeType, FrameType, TracebackType
 from typing import Any, Self
 
 __all__ = [
+    "QUIET_TIMERS",
     "BodyScope",
+    "IdleWait",
     "all_tasks",
+    "asyncio_loop",
     "awaited_tasks",
     "backend_name",
     "current_task",
@@ -107,6 +110,11 @@ def _trio_mod() -> Any:
 
         _trio = trio
     return _trio
+
+
+def asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio (or uvloop) loop; None under trio or outside any loop."""
+    return _get_running_loop()
 
 
 def backend_name() -> str:
@@ -535,7 +543,12 @@ def _asyncio_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
             return "ready callbacks", True
         for h in loop._scheduled:
             # (anyio's sleep_forever() is a timer at +inf: it never fires)
-            if not h._cancelled and id(h) not in handles and h._when != math.inf:
+            if (
+                not h._cancelled
+                and id(h) not in handles
+                and h._when != math.inf
+                and id(h) not in QUIET_TIMERS
+            ):
                 return f"a pending timer ({h!r})", False
         if getattr(loop, "_signal_handlers", None):
             return "signal handlers", False
@@ -579,7 +592,12 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
             for h in r:
                 name = type(h).__name__
                 if name == "TimerHandle":
-                    if not h.cancelled() and id(h) not in handles and h.when() != math.inf:
+                    if (
+                        not h.cancelled()
+                        and id(h) not in handles
+                        and h.when() != math.inf
+                        and id(h) not in QUIET_TIMERS
+                    ):
                         return f"a pending timer ({h!r})", False
                 elif name == "Server":
                     return "a listening server", False
@@ -610,6 +628,9 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
 #: File descriptors of asyncgo's own that wake the loop but never a task (the
 #: ticker's timerfd: asyncgo._backend._ticker).
 QUIET_FDS: set[int] = set()
+
+#: Timers of asyncgo's own that never wake a task, by id (`IdleWait`'s polls).
+QUIET_TIMERS: set[int] = set()
 
 #: Threads of asyncgo's own that never wake a task (the blocking watchdog).
 QUIET_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
@@ -764,13 +785,64 @@ async def wait_all_blocked() -> None:
         await _trio_mod().testing.wait_all_tasks_blocked()
         return
     me = asyncio.current_task(loop)
-    delay = 0.0
-    while True:
-        await sleep(delay)
-        if _all_blocked(loop, me):
+    # (Not checked at once: callbacks already scheduled run first -- such as anyio's
+    # delivery of a cancellation to a scope just left.)
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not fut.done():  # (cancelled)
+            fut.set_result(None)
+
+    idle = IdleWait(loop, me, wake)
+    try:
+        await fut
+    finally:
+        idle.cancel()
+
+
+class IdleWait:
+    """asyncio: call *fn* once every task of *loop* but *me* is blocked.
+
+    Checked from loop callbacks, first at once and then after a short, growing
+    pause while the loop is busy -- not by a task polling: the task waiting for
+    this stays parked on a pending future meanwhile. A task that is runnable, or
+    woken but not yet run, counts as busy for anyone else polling the same way
+    (anyio's ``wait_all_tasks_blocked`` sleeps 0.1 s whenever it sees one), and a
+    deadlock watcher woken at every park would be seen so right after each park.
+    Its timers are in `QUIET_TIMERS`: they wake no task.
+    """
+
+    __slots__ = ("fn", "handle", "loop", "me")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, me: object, fn: Callable[[], object]
+    ) -> None:
+        self.loop = loop
+        self.me = me
+        self.fn: Callable[[], object] | None = fn
+        self.handle: asyncio.Handle | None = loop.call_soon(self._poll, 0.0)
+
+    def _poll(self, delay: float) -> None:
+        QUIET_TIMERS.discard(id(self.handle))
+        self.handle = None
+        fn = self.fn
+        if fn is None:
             return
-        # Busy: look again after a short, growing pause (anyio polls every 0.1 s).
-        delay = min(delay * 2 or 0.001, 0.1)
+        if _all_blocked(self.loop, self.me):
+            self.fn = None
+            fn()
+            return
+        delay = min(delay * 2 or 0.001, 0.1)  # (anyio polls every 0.1 s)
+        h = self.handle = self.loop.call_later(delay, self._poll, delay)
+        QUIET_TIMERS.add(id(h))
+
+    def cancel(self) -> None:
+        self.fn = None
+        h = self.handle
+        if h is not None:
+            self.handle = None
+            h.cancel()
+            QUIET_TIMERS.discard(id(h))
 
 
 def _all_blocked(loop: asyncio.AbstractEventLoop, me: object) -> bool:
