@@ -752,6 +752,7 @@ async def _drive(it: AsyncIterator[Any], tx: _Sink) -> None:
             batch = pending
             pending = tx.pending = []
             await send(batch)
+            del batch  # (not kept while the next items are awaited: they may be long)
     await tx.flush()
 
 
@@ -1264,6 +1265,7 @@ class _Output(Generic[T]):
         ctx = run.ctx
         chan = link.chan
         batch: list[T] | None
+        pending: list[T] | None
         while True:
             if run.stopping or (ctx is not None and ctx.err() is not None):
                 break
@@ -1276,6 +1278,7 @@ class _Output(Generic[T]):
                         yield item
                     continue
                 link.hungry = True
+            batch = pending = None  # (no old items kept while the next are awaited)
             try:
                 batch, ok = await chan.recv_ok()
             except BaseException:

@@ -455,8 +455,10 @@ class _Pool:
         link = tx if isinstance(tx, _Link) else None
         try:
             while True:
-                if not queue and not await self._refill():
-                    return
+                if not queue:
+                    item = result = pending = None  # (waiting for input, hold no old items)
+                    if not await self._refill():
+                        return
                 item = queue.popleft()
                 if self.spare:
                     self.grow()
@@ -494,6 +496,7 @@ class _Pool:
             while True:
                 seq = self.taken
                 if not queue or seq - self.next_out >= window:
+                    item = result = pending = None  # (waiting for input, hold no old items)
                     if not await self._refill():
                         return
                     continue

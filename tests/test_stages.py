@@ -15,6 +15,7 @@ import re
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
@@ -70,6 +71,49 @@ async def test_map_sync_and_async() -> None:
     assert await (pipeline(range(300)) | stages.map(double)).collect() == list(range(0, 600, 2))
     # a sync callable returning awaitables is awaited
     assert await (pipeline(range(5)) | stages.map(lambda x: double(x))).collect() == [0, 2, 4, 6, 8]
+
+
+class _Obj:
+    """An item or result whose lifetime a test watches."""
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+async def test_a_pipeline_waiting_for_input_keeps_no_old_items_or_results(ordered: bool) -> None:
+    """A long-lived pipeline (reading a channel) that waits for more input must not
+    keep old items and results alive meanwhile -- in its workers, its source pump or
+    its output -- once the consumer has let go of them. (Only the last item, a
+    sentinel here, may stay where it was last handled.)"""
+    refs: list[weakref.ref[_Obj]] = []
+
+    async def work(item: _Obj | int) -> _Obj | int:
+        await anyio.sleep(0)
+        if isinstance(item, int):
+            return item
+        out = _Obj()
+        refs.append(weakref.ref(out))
+        return out
+
+    src = Chan[_Obj | int]()
+    async with (pipeline(src) | stages.map(work, workers=8, ordered=ordered)).stream() as out:
+        async with anyio.create_task_group() as tg:
+
+            async def feed() -> None:
+                for _ in range(64):
+                    item = _Obj()
+                    refs.append(weakref.ref(item))
+                    await src.send(item)
+                    del item
+
+            tg.start_soon(feed)
+            for _ in range(64):
+                await out.__anext__()
+        await src.send(-1)  # the sentinel: every worker has run a job since
+        assert await out.__anext__() == -1
+        await anyio.wait_all_tasks_blocked()  # every stage waits for input
+        gc.collect()
+        assert len(refs) == 128
+        assert sum(r() is not None for r in refs) == 0
+        src.close()
 
 
 async def plus100(x: int) -> int:
