@@ -1099,6 +1099,9 @@ class _Watcher:
             ev.set()
 
     def stop(self) -> None:
+        """The watcher has ended: later kicks (tasks parking until the block has
+        removed it from the tracer) do nothing."""
+        self.event = None
         idle = self.idle
         if idle is not None:
             self.idle = None

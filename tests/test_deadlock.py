@@ -646,6 +646,36 @@ async def test_the_watcher_does_not_slow_anyios_wait_all_tasks_blocked(
     assert polls <= 5
 
 
+@NO_AMBIENT_SCOPE
+async def test_a_park_after_the_watcher_ended_leaves_no_poll_behind() -> None:
+    """A task parking after the block's watcher ended, but before the block took it
+    off the tracer (a fixture's worker going back to its channel), kicked it: on
+    asyncio that started a wait for an idle loop nobody would cancel, whose timer,
+    left pending as the loop closed, was taken for asyncgo's own timer afterwards
+    (by its id, reused for a user's timer: a false Deadlock in a later test)."""
+    from asyncgo._backend import _tasks
+
+    ch = Chan[int]()
+    seen: list[object] = []
+
+    async def worker() -> None:
+        async for _ in ch:
+            await anyio.sleep(0)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker)
+        block = debug.detect_deadlocks()
+        async with block:
+            await ch.send(1)  # the worker parks again on its way out of the job
+        watcher = block._watcher
+        watcher.kick()  # (what such a park does)
+        seen.append(watcher.idle)
+        await anyio.wait_all_tasks_blocked()
+        ch.close()
+    assert seen == [None]
+    assert len(_tasks.QUIET_TIMERS) == 0
+
+
 async def test_the_watcher_backs_off_while_nothing_moves(monkeypatch: pytest.MonkeyPatch) -> None:
     """Looking again as time passes (for timers that fire without moving a task) must
     back off, not look every 10 ms: 1.3 s of a lone sleep is about 8 looks (10 ms

@@ -547,7 +547,7 @@ def _asyncio_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
                 not h._cancelled
                 and id(h) not in handles
                 and h._when != math.inf
-                and id(h) not in QUIET_TIMERS
+                and h not in QUIET_TIMERS
             ):
                 return f"a pending timer ({h!r})", False
         if getattr(loop, "_signal_handlers", None):
@@ -596,7 +596,7 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
                         not h.cancelled()
                         and id(h) not in handles
                         and h.when() != math.inf
-                        and id(h) not in QUIET_TIMERS
+                        and h not in QUIET_TIMERS
                     ):
                         return f"a pending timer ({h!r})", False
                 elif name == "Server":
@@ -629,8 +629,10 @@ def _uvloop_activity(loop: Any, handles: set[int]) -> tuple[str, bool] | None:
 #: ticker's timerfd: asyncgo._backend._ticker).
 QUIET_FDS: set[int] = set()
 
-#: Timers of asyncgo's own that never wake a task, by id (`IdleWait`'s polls).
-QUIET_TIMERS: set[int] = set()
+#: Timers of asyncgo's own that never wake a task (`IdleWait`'s polls). Held weakly
+#: and told apart by identity: a poll left pending in a loop that closed is never
+#: mistaken for a timer made later at the same address.
+QUIET_TIMERS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 #: Threads of asyncgo's own that never wake a task (the blocking watchdog).
 QUIET_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
@@ -823,8 +825,9 @@ class IdleWait:
         self.handle: asyncio.Handle | None = loop.call_soon(self._poll, 0.0)
 
     def _poll(self, delay: float) -> None:
-        QUIET_TIMERS.discard(id(self.handle))
-        self.handle = None
+        if self.handle is not None:
+            QUIET_TIMERS.discard(self.handle)
+            self.handle = None
         fn = self.fn
         if fn is None:
             return
@@ -834,7 +837,7 @@ class IdleWait:
             return
         delay = min(delay * 2 or 0.001, 0.1)  # (anyio polls every 0.1 s)
         h = self.handle = self.loop.call_later(delay, self._poll, delay)
-        QUIET_TIMERS.add(id(h))
+        QUIET_TIMERS.add(h)
 
     def cancel(self) -> None:
         self.fn = None
@@ -842,7 +845,7 @@ class IdleWait:
         if h is not None:
             self.handle = None
             h.cancel()
-            QUIET_TIMERS.discard(id(h))
+            QUIET_TIMERS.discard(h)
 
 
 def _all_blocked(loop: asyncio.AbstractEventLoop, me: object) -> bool:
