@@ -1309,7 +1309,7 @@ class detect_deadlocks:
             # back-off would have run out (a deadline that expired, moving no task):
             # checked at each turn of the loop, a timer no clock can jump to.
             w = self._watcher
-            w.loop = _tasks.asyncio_loop()
+            w.loop = _timers.asyncio_loop()
             w.task = me
             stops = (
                 [

@@ -40,7 +40,6 @@ __all__ = [
     "BodyScope",
     "IdleWait",
     "all_tasks",
-    "asyncio_loop",
     "awaited_tasks",
     "backend_name",
     "current_task",
@@ -110,11 +109,6 @@ def _trio_mod() -> Any:
 
         _trio = trio
     return _trio
-
-
-def asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    """The running asyncio (or uvloop) loop; None under trio or outside any loop."""
-    return _get_running_loop()
 
 
 def backend_name() -> str:
