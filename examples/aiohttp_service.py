@@ -7,8 +7,12 @@ Run it::
 
 Routes: ``/search?q=`` (fan-out under one deadline), ``/quote`` (rate-limited),
 ``/users/{id}`` (singleflight + cache), ``POST /jobs`` and ``/jobs/{id}``
-(background jobs), ``/events`` (SSE of a pipeline), ``/debug/tasks`` (the task
-dump, with ``ASYNCGO_DEBUG_HTTP=1``, loopback only).
+(background jobs), ``/events`` (SSE of a pipeline, ended by the request's 2 s
+deadline like any request), ``/debug/tasks`` (the task dump, with
+``ASYNCGO_DEBUG_HTTP=1``, loopback only).
+
+aiohttp runs on asyncio (and uvloop) only; for trio, use the FastAPI / Starlette
+example under hypercorn.
 """
 
 from __future__ import annotations
@@ -184,7 +188,7 @@ async def self_test() -> None:
                 job = (await r.json())["job"]
             await asyncio.sleep(0.8)
             print("job:", await status(f"/jobs/{job}"))
-            async with c.get("/events", headers={"Request-Timeout": "30"}) as r:
+            async with c.get("/events") as r:
                 n = 0
                 async for line in r.content:
                     if line.startswith(b"data:"):
