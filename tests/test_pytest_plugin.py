@@ -89,6 +89,8 @@ def test_pytest_asyncio_deadlock_fails_with_the_report(pytester: pytest.Pytester
     assert '"sender-a" [chan send, ' in out and '"sender-b" [chan send, ' in out
     assert "ch = Chan[int]()" in out
     assert "[chan recv, " in out
+    # each failure says how to turn detection off for a test that is not stuck
+    assert out.count("mark it @pytest.mark.asyncgo_detect_deadlocks(False)") == 2
     # strict mode: only marked tests are pytest-asyncio's; the wrapper keeps the marker
     pytester.makepyfile(
         """
@@ -142,6 +144,7 @@ async def test_idioms_still_pass():
     assert out.count("all tasks are asleep - deadlock!") >= 2
     assert "[mutex lock, " in out and "a, b = Mutex(), Mutex()" in out
     assert "test_inversion[asyncio]" in out and "test_inversion[trio]" in out
+    assert out.count("mark it @pytest.mark.asyncgo_detect_deadlocks(False)") == 2
 
 
 def test_a_test_can_expect_its_deadlock(pytester: pytest.Pytester) -> None:
@@ -663,3 +666,14 @@ def test_asyncgo_ctx_misuse_is_named(pytester: pytest.Pytester) -> None:
             "which has no 'done'*",
         ]
     )
+
+
+@pytest.mark.parametrize("name", ["asyncgo_leak_grace", "asyncgo_context_timeout"])
+def test_a_bad_ini_value_stops_the_session_once(pytester: pytest.Pytester, name: str) -> None:
+    """Checked when the plugin is configured: a usage error before any test runs, not
+    a failure of every test that reads the value (or none, if no test does)."""
+    pytester.makepyfile(ANYIO_HEADER + "\nasync def test_a():\n    pass\n")
+    result = run_anyio(pytester, extra=f"{name} = abc")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"{name} must be a number of seconds, not 'abc'" in result.stderr.str()
+    assert "test_a" not in result.stdout.str()  # no test ran

@@ -38,7 +38,7 @@ from typing import Any, TypeGuard
 
 import pytest
 
-from asyncgo import debug
+from asyncgo import Deadlock, debug
 from asyncgo.testing._leaks import no_leaks
 
 __all__ = [
@@ -111,6 +111,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "asyncgo_context(timeout=None): the deadline of the asyncgo_ctx fixture's Context",
     )
+    # A bad value stops the session here, once, not every test that reads it.
+    _float_ini(config, "asyncgo_leak_grace")
+    _float_ini(config, "asyncgo_context_timeout")
 
 
 def _float_ini(config: pytest.Config, name: str) -> float | None:
@@ -241,25 +244,43 @@ def _wrap(
     @functools.wraps(fn)
     async def asyncgo_test(*args: Any, **kwargs: Any) -> Any:
         # (a hypothesis test's inner test: one call, so one check, per example)
-        async with AsyncExitStack() as stack:
-            if leaks is not None:
-                await stack.enter_async_context(leaks)
-            if wants_ctx and isinstance(kwargs.get(_CTX), _CtxPlaceholder):
-                from asyncgo._context import background, with_cancel, with_timeout
+        try:
+            async with AsyncExitStack() as stack:
+                if leaks is not None:
+                    await stack.enter_async_context(leaks)
+                if wants_ctx and isinstance(kwargs.get(_CTX), _CtxPlaceholder):
+                    from asyncgo._context import background, with_cancel, with_timeout
 
-                if ctx_timeout is None:
-                    ctx, cancel = with_cancel(background())
-                else:
-                    ctx, cancel = with_timeout(background(), ctx_timeout)
-                stack.callback(cancel)
-                kwargs[_CTX] = ctx
-            if deadlocks:
-                await stack.enter_async_context(debug.detect_deadlocks())
-            return await fn(*args, **kwargs)
+                    if ctx_timeout is None:
+                        ctx, cancel = with_cancel(background())
+                    else:
+                        ctx, cancel = with_timeout(background(), ctx_timeout)
+                    stack.callback(cancel)
+                    kwargs[_CTX] = ctx
+                if deadlocks:
+                    await stack.enter_async_context(debug.detect_deadlocks())
+                return await fn(*args, **kwargs)
+        except (Deadlock, BaseExceptionGroup) as exc:
+            if deadlocks and (isinstance(exc, Deadlock) or exc.subgroup(Deadlock) is not None):
+                _hint(exc)
+            raise
 
     # (anyio's plugin marks its own hypothesis wrapper so: this one is not it)
     asyncgo_test.__dict__.pop(_ANYIO_ORIGINAL, None)
     return asyncgo_test
+
+
+_DEADLOCK_HINT = (
+    "(asyncgo's pytest plugin runs every async test under detect_deadlocks(). If a "
+    "thread started before the test, or another process, will wake a task, the test "
+    "is not stuck: mark it @pytest.mark.asyncgo_detect_deadlocks(False).)"
+)
+
+
+def _hint(exc: BaseException) -> None:
+    """Tell how to turn detection off, below a `Deadlock` the plugin's scope raised."""
+    if _DEADLOCK_HINT not in getattr(exc, "__notes__", ()):
+        exc.add_note(_DEADLOCK_HINT)
 
 
 #: The attribute anyio's pytest plugin sets on its wrapper of a hypothesis test's
