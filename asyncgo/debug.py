@@ -1152,8 +1152,8 @@ class detect_deadlocks:
 
     Cost: diagnostics are on inside the block (see `enabled`), each park kicks
     the watcher, which then waits for the loop to go idle and looks at every
-    task once; an idle loop costs it a wake-up now and then (backing off to one
-    a second). Nested blocks: the innermost reports. Tasks the body started
+    task once; on asyncio an idle loop costs it a wake-up now and then (backing
+    off to one a second), on trio none. Nested blocks: the innermost reports. Tasks the body started
     in task groups from outside the block are reported but not cancelled.
 
     Example:
@@ -1308,26 +1308,32 @@ class detect_deadlocks:
             # thing that could wake one, perhaps), and the clock moving past where the
             # back-off would have run out (a deadline that expired, moving no task):
             # checked at each turn of the loop, a timer no clock can jump to.
+            # On trio with the system clock, the same hooks, and no timer either: a
+            # back-off timer would end each idle period of the loop, and
+            # trio.testing.wait_all_tasks_blocked(cushion) would never see one. There
+            # time can only act through a deadline, so `due` is the run's next
+            # deadline: a look at the loop's turn that expires it (see _watch_loop).
             w = self._watcher
             w.loop = _timers.asyncio_loop()
             w.task = me
+            hooks = w.loop is None  # trio
             stops = (
                 [
                     _tasks.on_task_exit(w.kick),
                     _timers.on_fire(w.look_again),
                     _tasks.on_loop_turn(w.clock_turn),
                 ]
-                if virtual
+                if hooks
                 else []
             )
             try:
-                await self._watch_loop(me, virtual)
+                await self._watch_loop(me, virtual, hooks)
             finally:
                 w.stop()
                 for stop in stops:
                     stop()
 
-    async def _watch_loop(self, me: object, virtual: bool) -> None:
+    async def _watch_loop(self, me: object, virtual: bool, hooks: bool) -> None:
         seen: tuple[int, int] | None = None
         delay = 0.01
         threads = 0.005  # the pause between looks while a thread runs
@@ -1381,13 +1387,19 @@ class detect_deadlocks:
             else:
                 delay = min(delay * 2, 1.0)
             time_passed = False
-            if virtual:
+            if hooks:
                 # Under a virtual clock no timer of ours: autojump would leap to it
                 # whenever every task waits (on a thread, a socket), moving the
                 # clock the test reads by hours. Parks, task exits and asyncgo timers
                 # firing kick us, and the clock reaching `due` (see clock_turn).
+                # That is where the back-off runs out, or the run's next deadline if
+                # sooner: one that expires cancelling no task (a parent's scope,
+                # around children in a shielded scope, or none at all) may have been
+                # all that could wake one. On trio with the system clock, only the
+                # deadline (see _watch).
                 w = self._watcher
-                w.due = anyio.current_time() + delay
+                due = _tasks.trio_next_deadline()
+                w.due = min(due, anyio.current_time() + delay) if virtual else due
                 await w.event.wait()
                 w.due = math.inf
                 time_passed, w.stale = w.stale, False

@@ -587,17 +587,22 @@ async def test_a_deadlock_that_begins_when_a_timer_fires_is_reported(kind: str) 
     assert keep is not None
 
 
-async def _deadline_cancels_a_group_whose_child_is_shielded() -> None:
+async def _deadline_cancels_a_group_whose_child_is_shielded(deadline: float = 0.05) -> None:
     async def child() -> None:
         with anyio.CancelScope(shield=True):
             await Chan[int]().recv()  # nothing can ever wake it
 
-    with anyio.move_on_after(0.05):
+    with anyio.move_on_after(deadline):
         async with anyio.create_task_group() as tg:
             tg.start_soon(child)
 
 
-async def test_a_deadlock_that_begins_when_a_deadline_expires_is_reported() -> None:
+# (Before and after the watcher's first back-off, 10 ms: the expiry moves no task.)
+DEADLINES = pytest.mark.parametrize("deadline", [0.005, 0.05])
+
+
+@DEADLINES
+async def test_a_deadlock_that_begins_when_a_deadline_expires_is_reported(deadline: float) -> None:
     """The deadline cancels the group, which cannot reach its shielded child: from
     then on the owner waits for a task nothing can wake. An expired (cancelled)
     scope's deadline is no longer a pending wake-up; on trio it counted as one
@@ -605,7 +610,7 @@ async def test_a_deadlock_that_begins_when_a_deadline_expires_is_reported() -> N
     with anyio.fail_after(BOUND):
         with pytest.raises(Deadlock, match=r"\[chan recv, "):
             async with debug.detect_deadlocks():
-                await _deadline_cancels_a_group_whose_child_is_shielded()
+                await _deadline_cancels_a_group_whose_child_is_shielded(deadline)
 
 
 async def test_the_watcher_does_not_slow_anyios_wait_all_tasks_blocked(
@@ -676,10 +681,13 @@ async def test_a_park_after_the_watcher_ended_leaves_no_poll_behind() -> None:
     assert len(_tasks.QUIET_TIMERS) == 0
 
 
-async def test_the_watcher_backs_off_while_nothing_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_watcher_backs_off_while_nothing_moves(
+    monkeypatch: pytest.MonkeyPatch, anyio_backend_name: str
+) -> None:
     """Looking again as time passes (for timers that fire without moving a task) must
     back off, not look every 10 ms: 1.3 s of a lone sleep is about 8 looks (10 ms
-    doubling), not 130."""
+    doubling), not 130. On trio there is no back-off timer: one look as the task
+    parks, perhaps one as its deadline passes."""
     looks = 0
     look = debug.detect_deadlocks._look
 
@@ -691,7 +699,10 @@ async def test_the_watcher_backs_off_while_nothing_moves(monkeypatch: pytest.Mon
     monkeypatch.setattr(debug.detect_deadlocks, "_look", counting)
     async with debug.detect_deadlocks():
         await anyio.sleep(1.3)
-    assert 2 <= looks <= 20
+    if anyio_backend_name == "trio":
+        assert 1 <= looks <= 2
+    else:
+        assert 2 <= looks <= 20
 
 
 async def _sleep_with_ctx(seconds: float) -> None:
@@ -1237,17 +1248,20 @@ class TestVirtualClock:
         assert not guard.cancelled_caught
         assert keep is not None
 
+    @DEADLINES
     async def test_a_deadlock_that_begins_when_a_deadline_expires_is_reported(
-        self, request: pytest.FixtureRequest
+        self, request: pytest.FixtureRequest, deadline: float
     ) -> None:
-        # Nothing parks, ends or fires then: the clock passing the back-off's due time
-        # (checked at each turn of the loop, no deadline to jump to) kicks the watcher.
+        # Nothing parks, ends or fires then: the clock reaching the watcher's due time
+        # (checked at each turn of the loop) kicks it. A deadline before the back-off
+        # ran out, and then none left to jump to, hung the test: the due time is now
+        # the run's next deadline when that comes first.
         clock = request.getfixturevalue("anyio_backend")[1]["clock"]
         with wall_guard(BOUND) as guard, pytest.raises(Deadlock):
             async with debug.detect_deadlocks():
                 if clock.autojump_threshold == math.inf:
                     clock.rate = 1.0  # (by hand: nobody is left to move it, so let it flow)
-                await _deadline_cancels_a_group_whose_child_is_shielded()
+                await _deadline_cancels_a_group_whose_child_is_shielded(deadline)
         assert not guard.cancelled_caught
 
     async def test_the_watcher_does_not_move_the_clock_while_a_thread_runs(self) -> None:
@@ -1261,6 +1275,59 @@ class TestVirtualClock:
             await anyio.to_thread.run_sync(time.sleep, 0.2)
             assert anyio.current_time() - t0 < 1.0
             assert not lim.allow()  # a minute per token: none has come back
+
+
+class TestTrioSystemClock:
+    """On trio with the system clock the watcher sets no timer: task parks and exits,
+    asyncgo timers firing and the run's next deadline passing wake it."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "trio"
+
+    async def test_trios_wait_all_tasks_blocked_reaches_a_long_cushion(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The watcher's back-off timer, capped at a look a second, ended every idle
+        period of the loop: a cushion of 1 s or more was never reached (the test hung),
+        a shorter one took about twice as long."""
+        import trio.testing
+
+        looks = 0
+        look = debug.detect_deadlocks._look
+
+        def counting(self: debug.detect_deadlocks, me: object) -> tuple[str, str | None]:
+            nonlocal looks
+            looks += 1
+            return look(self, me)
+
+        monkeypatch.setattr(debug.detect_deadlocks, "_look", counting)
+        ch = Chan[int]()
+        got: list[int] = []
+        with wall_guard(BOUND) as guard:
+            async with debug.detect_deadlocks():
+                async with anyio.create_task_group() as tg:
+
+                    async def take() -> None:
+                        got.append(await ch.recv())
+
+                    tg.start_soon(take)
+                    await anyio.wait_all_tasks_blocked()
+                    before = looks
+                    await trio.testing.wait_all_tasks_blocked(cushion=1.0)
+                    during = looks - before
+                    await ch.send(1)
+        assert not guard.cancelled_caught
+        assert got == [1]
+        assert during <= 1  # (the look the receiver's park asked for, if it came late)
+
+    async def test_a_jam_after_a_sleep_is_reported(self) -> None:
+        with wall_guard(BOUND) as guard, pytest.raises(Deadlock, match=r"\[chan recv, "):
+            async with debug.detect_deadlocks():
+                ch = Chan[int]()
+                await anyio.sleep(0.05)
+                await ch.recv()
+        assert not guard.cancelled_caught
 
 
 @pytest.mark.parametrize("how", ["leave-the-block", "shutdown"])

@@ -957,6 +957,14 @@ def trio_now() -> float:
     return _trio_mod().current_time()  # type: ignore[no-any-return]
 
 
+def trio_next_deadline() -> float:
+    """The running trio run's next deadline on its clock (inf: none), as
+    ``current_statistics()`` tells it."""
+    trio = _trio_mod()
+    left = trio.lowlevel.current_statistics().seconds_to_next_deadline
+    return math.inf if left == math.inf else trio.current_time() + left
+
+
 def virtual_clock() -> bool:
     """Whether the run's clock is not the system's (trio's ``MockClock``): waits are free."""
     if _get_running_loop() is not None:
