@@ -1048,7 +1048,9 @@ def _descends(v: Any, roots: list[Any], tasks: list[Any]) -> bool:
 class _Watcher:
     """The kick a parked task gives a scope's watcher (same thread: same loop)."""
 
-    __slots__ = ("due", "event", "idle", "kicked", "loop", "stale", "task", "thread")
+    __slots__ = (
+        "due", "event", "idle", "kicked", "loop", "stale", "task", "thread", "token", "woke"
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.thread = threading.get_ident()
@@ -1059,21 +1061,40 @@ class _Watcher:
         self.loop: Any = None
         self.task: Any = None
         self.idle: _tasks.IdleWait | None = None
-        # Under a virtual clock (no back-off timer): whether time passed since the last
-        # look (an asyncgo timer fired, or the clock reached `due`), and the clock time
-        # at which the back-off would have run out.
+        # trio (no back-off timer): whether time passed since the last look (an
+        # asyncgo timer fired, or the clock reached `due`); the clock time to look
+        # again at (the run's next deadline, or under a virtual clock where the
+        # back-off runs out if sooner); whether the loop's last wait for I/O was an
+        # idle one.
         self.stale = False
         self.due = math.inf
+        self.woke = False
+        self.token: Any = None  # trio: the run's token
 
     def look_again(self) -> None:
         self.stale = True
         self.kick()
 
-    def clock_turn(self) -> None:
-        """Each turn of a trio run under a virtual clock: the back-off ran out?"""
-        if self.due != math.inf and _tasks.trio_now() >= self.due:
+    def clock_turn(self, timeout: float) -> None:
+        """Each turn of a trio run, before its wait for I/O (*timeout*: how long it
+        may wait; 0 while tasks are runnable).
+
+        Look if the clock reached `due` (a deadline that expired moving no task may
+        have been all that could wake one), or if the last wait was an idle one and
+        something ended it -- I/O, a thread's callback, a deadline, trio's
+        ``wait_all_tasks_blocked(cushion)`` -- since what it woke may have moved
+        with no park or exit to tell, and has run by now. (Not as that wait ends:
+        a watcher runnable then would keep trio from seeing the idle cushion it
+        waited for.) About to wait idle, the look is asked for through the run's
+        token, which ends the wait at once.
+        """
+        if self.woke or (self.due != math.inf and _tasks.trio_now() >= self.due):
             self.due = math.inf
-            self.look_again()
+            if timeout > 0:
+                self.token.run_sync_soon(self.look_again)
+            else:
+                self.look_again()
+        self.woke = timeout > 0
 
     def arm(self) -> Any:
         self.kicked = False
@@ -1311,12 +1332,17 @@ class detect_deadlocks:
             # On trio with the system clock, the same hooks, and no timer either: a
             # back-off timer would end each idle period of the loop, and
             # trio.testing.wait_all_tasks_blocked(cushion) would never see one. There
-            # time can only act through a deadline, so `due` is the run's next
-            # deadline: a look at the loop's turn that expires it (see _watch_loop).
+            # a task only moves unseen (no park, no exit) when something ends an idle
+            # wait of the loop -- I/O, a thread, a deadline, that cushion -- and time
+            # only acts through a deadline: the watcher looks at the turn after such
+            # a wait, and at the turn that passes the run's next deadline (`due`,
+            # see clock_turn).
             w = self._watcher
             w.loop = _timers.asyncio_loop()
             w.task = me
             hooks = w.loop is None  # trio
+            if hooks:
+                w.token = _tasks.trio_token()
             stops = (
                 [
                     _tasks.on_task_exit(w.kick),

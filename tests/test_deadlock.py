@@ -1321,6 +1321,41 @@ class TestTrioSystemClock:
         assert got == [1]
         assert during <= 1  # (the look the receiver's park asked for, if it came late)
 
+    async def test_a_jam_after_an_io_wake_is_reported(self) -> None:
+        """The owner, woken by I/O (from a thread the block does not wait for), leaves
+        its nursery for a child nobody will wake: no park, no task exit, no deadline
+        tells the watcher. It looks at the turn after the loop's idle wait ended."""
+        import trio
+
+        a, b = socket.socketpair()
+        writer = threading.Timer(0.2, b.send, (b"x",))
+        writer.start()  # (before the block: a thread the watcher does not wait for)
+        try:
+            with wall_guard(BOUND) as guard, pytest.raises(Deadlock, match=r"\[chan recv, "):
+                async with debug.detect_deadlocks():
+                    ch = Chan[int]()
+                    async with trio.open_nursery() as n:
+                        n.start_soon(ch.recv)
+                        await trio.lowlevel.wait_readable(a)
+                        assert a.recv(1) == b"x"
+            assert not guard.cancelled_caught
+        finally:
+            writer.cancel()
+            a.close()
+            b.close()
+
+    async def test_a_jam_after_a_cushion_wake_is_reported(self) -> None:
+        """The same after trio's idle cushion wakes the owner."""
+        import trio.testing
+
+        with wall_guard(BOUND) as guard, pytest.raises(Deadlock, match=r"\[chan recv, "):
+            async with debug.detect_deadlocks():
+                ch = Chan[int]()
+                async with trio.open_nursery() as n:
+                    n.start_soon(ch.recv)
+                    await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        assert not guard.cancelled_caught
+
     async def test_a_jam_after_a_sleep_is_reported(self) -> None:
         with wall_guard(BOUND) as guard, pytest.raises(Deadlock, match=r"\[chan recv, "):
             async with debug.detect_deadlocks():

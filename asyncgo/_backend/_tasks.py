@@ -917,10 +917,11 @@ def num_tasks_hint() -> int:
 
 
 class _Hook:
-    """A trio instrument with one hook, *name*, which calls ``fn()``."""
+    """A trio instrument with one hook, *name*, which calls *fn* (with the hook's
+    arguments when *args*)."""
 
-    def __init__(self, name: str, fn: Callable[[], object]) -> None:
-        setattr(self, name, lambda *_: fn())  # (trio finds hooks with dir())
+    def __init__(self, name: str, fn: Callable[..., object], args: bool = False) -> None:
+        setattr(self, name, fn if args else lambda *_: fn())  # (trio finds hooks with dir())
 
 
 def on_task_exit(fn: Callable[[], object]) -> Callable[[], None]:
@@ -929,12 +930,18 @@ def on_task_exit(fn: Callable[[], object]) -> Callable[[], None]:
     return _add_instrument(_Hook("task_exited", fn))
 
 
-def on_loop_turn(fn: Callable[[], object]) -> Callable[[], None]:
-    """trio: call ``fn()`` at every turn of the run loop (after its wait for I/O,
-    before it expires the deadlines of that turn), until the returned function is
-    called. (asyncio: a no-op, as `on_task_exit`.) *fn* must be cheap, and must not
-    raise."""
-    return _add_instrument(_Hook("after_io_wait", fn))
+def on_loop_turn(fn: Callable[[float], object]) -> Callable[[], None]:
+    """trio: call ``fn(timeout)`` at every turn of the run loop, just before its wait
+    for I/O (*timeout*: how long that wait may last, 0 when tasks are runnable;
+    the deadlines that passed have been expired and the tasks they woke have run),
+    until the returned function is called. (asyncio: a no-op, as `on_task_exit`.)
+    *fn* must be cheap, and must not raise."""
+    return _add_instrument(_Hook("before_io_wait", fn, args=True))
+
+
+def trio_token() -> Any:
+    """The running trio run's token (``run_sync_soon`` wakes its loop)."""
+    return _trio_mod().lowlevel.current_trio_token()
 
 
 def _add_instrument(hook: object) -> Callable[[], None]:
