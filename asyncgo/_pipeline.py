@@ -607,6 +607,21 @@ class TaskStage(Generic[T_contra, U_co]):
         """The runner's hook; the built-in stages override it with list-level loops."""
         await _run_channels(self, rx, tx)
 
+    def _never_ran(self) -> None:
+        """The runner's hook for a run stopped before any stage started (its ctx was
+        done): what ``_run`` would have done on its way out (tee: close its channels)."""
+
+
+def _never_ran(obj: object) -> None:
+    """Call `TaskStage._never_ran` on every stage of *obj* (a pipeline, a stage or a
+    source), nested ones included."""
+    if isinstance(obj, Pipeline):
+        _never_ran(obj._source)
+        for stage, _ in obj._nodes:
+            _never_ran(stage)
+    elif isinstance(obj, TaskStage):
+        obj._never_ran()
+
 
 #: The `stages` factory functions (``stages.filter``...), by id, with the message for
 #: one used uncalled (``| stages.filter``): filled in by `asyncgo.stages`.
@@ -1040,6 +1055,7 @@ class _Stream(Generic[T]):
         if ctx is not None:
             err = ended(ctx)
             if err is not None:
+                _never_ran(self._pipeline)  # (a tee's channels are closed as it stops)
                 raise err
         tg = self._tg = create_task_group()
         await tg.__aenter__()

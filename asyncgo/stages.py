@@ -54,6 +54,7 @@ from ._pipeline import (
     _check_size,
     _Link,
     _Lot,
+    _never_ran,
     _NullLink,
     _refuse_factory,
     _Run,
@@ -1004,6 +1005,10 @@ class Merge(TaskStage[T, T]):
         # ``int | str``. (At run time: TaskStage's, which raises TypeError.)
         def __call__(self, items: AsyncIterator[U], /) -> AsyncIterator[T | U]: ...
 
+    def _never_ran(self) -> None:
+        for source in self._sources:
+            _never_ran(source)
+
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
         async def forward() -> None:
             while (batch := await rx.next_batch()) is not None:
@@ -1050,6 +1055,9 @@ class _FanOut(TaskStage[T, U]):
 
     def __repr__(self) -> str:
         return f"stages.fan_out({self._n}, {_qualname(self._stage)})"
+
+    def _never_ran(self) -> None:
+        _never_ran(self._stage)
 
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
         # The copies share one queue of single items (the link hands over lists), so
@@ -1262,6 +1270,14 @@ class _Tee(TaskStage[T, T]):
 
     def __repr__(self) -> str:
         return f"stages.tee({', '.join(_qualname(s) for s in self._sinks)})"
+
+    def _never_ran(self) -> None:
+        for sink in self._sinks:
+            if isinstance(sink, SendChan):
+                if not self._running and not sink.closed:
+                    sink.close()
+            else:
+                _never_ran(sink)
 
     async def _run(self, rx: _Link, tx: _Sink, run: _Run) -> None:
         size = tx.size if isinstance(tx, _Link) else rx.size

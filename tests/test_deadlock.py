@@ -1319,7 +1319,9 @@ class TestTrioSystemClock:
                     await ch.send(1)
         assert not guard.cancelled_caught
         assert got == [1]
-        assert during <= 1  # (the look the receiver's park asked for, if it came late)
+        # (the look the receiver's park asked for, if it came late, and one or two for
+        # the wakes that end the waits before: not a look every so often)
+        assert during <= 3
 
     async def test_a_jam_after_an_io_wake_is_reported(self) -> None:
         """The owner, woken by I/O (from a thread the block does not wait for), leaves

@@ -1159,6 +1159,34 @@ async def test_fan_out_of_a_tee_closes_its_channel_when_the_last_copy_ends() -> 
     assert ch.closed
 
 
+@pytest.mark.parametrize("how", ["stream", "collect", "run"])
+async def test_tee_closes_its_channels_when_the_ctx_was_done_before_the_start(how: str) -> None:
+    """No stage runs when the ctx is done already, but the tee's channels are closed
+    as when it stops (Go: the tee goroutine's ``defer close(out)``): readers of them,
+    nested in ``fan_out``, in a stage sink or in a merged pipeline, do not hang."""
+    ctx, cancel = with_cancel(background())
+    cancel()
+    a, b, c, d = Chan[int](4), Chan[int](4), Chan[int](4), Chan[int](4)
+    p = (
+        pipeline(range(3))
+        | stages.tee(a, stages.tee(b))
+        | stages.fan_out(2, stages.tee(c))
+        | stages.merge(pipeline([7]) | stages.tee(d))
+    )
+    with pytest.raises(Canceled):
+        if how == "stream":
+            async with p.stream(ctx) as items:
+                async for _ in items:
+                    pass
+        elif how == "collect":
+            await p.collect(ctx)
+        else:
+            await p.run(ctx)
+    assert [ch.closed for ch in (a, b, c, d)] == [True] * 4
+    for ch in (a, b, c, d):
+        assert [x async for x in ch] == []  # (closed and empty: no stage ran)
+
+
 def awaitable_until_3(x: int) -> Any:
     if x == 3:
         raise ValueError("bad item")
