@@ -1049,7 +1049,8 @@ class _Watcher:
     """The kick a parked task gives a scope's watcher (same thread: same loop)."""
 
     __slots__ = (
-        "due", "event", "idle", "kicked", "loop", "stale", "task", "thread", "token", "woke"
+        "due", "event", "idle", "kicked", "last", "loop", "moved", "owed", "spacing", "stale",
+        "task", "thread", "token", "until", "waiting", "woke",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -1069,7 +1070,21 @@ class _Watcher:
         self.stale = False
         self.due = math.inf
         self.woke = False
+        # Under a virtual clock: whether a task other than the watcher took a step
+        # since the last turn of the loop (autojump waits for I/O with no timeout:
+        # `woke` cannot tell an idle wait there).
+        self.moved = False
         self.token: Any = None  # trio: the run's token
+        self.waiting = False  # trio: the watcher waits for a kick (not in a pause)
+        # trio, system clock: looks forced by the loop's wake-ups are spaced (a task
+        # sleeping 1 ms in a loop beside many parked ones would make one a
+        # millisecond): the time of the last look, the spacing (10 ms, doubling to
+        # a second while the looks find nothing new; 0 under a virtual clock), the
+        # time a look is owed at (inf: none) and the end of the watcher's wait.
+        self.last = -math.inf
+        self.spacing = 0.0
+        self.owed = math.inf
+        self.until = math.inf
 
     def look_again(self) -> None:
         self.stale = True
@@ -1086,15 +1101,36 @@ class _Watcher:
         with no park or exit to tell, and has run by now. (Not as that wait ends:
         a watcher runnable then would keep trio from seeing the idle cushion it
         waited for.) About to wait idle, the look is asked for through the run's
-        token, which ends the wait at once.
+        token, which ends the wait at once -- if the watcher waits for a kick: in
+        a pause of its own, a callback pending would only look like activity.
         """
-        if self.woke or (self.due != math.inf and _tasks.trio_now() >= self.due):
+        if self.woke or self.moved or (self.due != math.inf and _tasks.trio_now() >= self.due):
             self.due = math.inf
-            if timeout > 0:
-                self.token.run_sync_soon(self.look_again)
-            else:
-                self.look_again()
+            self.moved = False
+            now = _tasks.trio_now()
+            if now >= self.until:
+                pass  # the watcher's own wait ran out: it looks anyway
+            elif now - self.last >= self.spacing:
+                if timeout > 0 and self.waiting:
+                    self.token.run_sync_soon(self.look_again)
+                else:  # (or it will look when its pause ends, see _watch_loop)
+                    self.look_again()
+            elif self.owed == math.inf:
+                # Too soon after the last look: owe one when the spacing runs out. A
+                # waiting watcher is woken to wait with that deadline (a plain kick:
+                # it looks at once only if a task parked or ended meanwhile).
+                self.owed = self.last + self.spacing
+                if self.waiting:
+                    if timeout > 0:
+                        self.token.run_sync_soon(self.kick)
+                    else:
+                        self.kick()
         self.woke = timeout > 0
+
+    def stepped(self, task: object) -> None:
+        """Before each step of a task, under a virtual clock: one moved, unseen?"""
+        if task is not self.task:
+            self.moved = True
 
     def arm(self) -> Any:
         self.kicked = False
@@ -1174,8 +1210,10 @@ class detect_deadlocks:
     Cost: diagnostics are on inside the block (see `enabled`), each park kicks
     the watcher, which then waits for the loop to go idle and looks at every
     task once; on asyncio an idle loop costs it a wake-up now and then (backing
-    off to one a second), on trio none. Nested blocks: the innermost reports. Tasks the body started
-    in task groups from outside the block are reported but not cancelled.
+    off to one a second), on trio none (a wake-up of the loop, by I/O or a
+    deadline, costs a look, spaced as that back-off). Nested blocks: the
+    innermost reports. Tasks the body started in task groups from outside the
+    block are reported but not cancelled.
 
     Example:
         ```python
@@ -1336,7 +1374,8 @@ class detect_deadlocks:
             # wait of the loop -- I/O, a thread, a deadline, that cushion -- and time
             # only acts through a deadline: the watcher looks at the turn after such
             # a wait, and at the turn that passes the run's next deadline (`due`,
-            # see clock_turn).
+            # see clock_turn). Under autojump the loop never waits idle (it jumps the
+            # clock instead): there a step of any other task asks for that look.
             w = self._watcher
             w.loop = _timers.asyncio_loop()
             w.task = me
@@ -1352,6 +1391,8 @@ class detect_deadlocks:
                 if hooks
                 else []
             )
+            if virtual:
+                stops.append(_tasks.on_task_step(w.stepped))
             try:
                 await self._watch_loop(me, virtual, hooks)
             finally:
@@ -1374,6 +1415,11 @@ class detect_deadlocks:
             # wake one. So a back-off that ran out looks again.
             if sig != seen or time_passed:
                 verdict, report = self._look(me)
+                if hooks and not virtual:
+                    w = self._watcher
+                    w.last = _tasks.trio_now()
+                    w.owed = math.inf
+                    w.spacing = 0.01 if sig != seen else min(w.spacing * 2, 1.0)
                 if verdict == _DEADLOCK:
                     # Confirm after letting anything already scheduled run (a callback
                     # from a thread, a cancellation in flight): nothing may have moved.
@@ -1423,11 +1469,25 @@ class detect_deadlocks:
                 # around children in a shielded scope, or none at all) may have been
                 # all that could wake one. On trio with the system clock, only the
                 # deadline (see _watch).
+                # (A look asked for while we were not waiting here -- in the pause
+                # of a transient verdict, say -- is owed now.)
                 w = self._watcher
-                due = _tasks.trio_next_deadline()
-                w.due = min(due, anyio.current_time() + delay) if virtual else due
-                await w.event.wait()
-                w.due = math.inf
+                if not w.stale:
+                    due = _tasks.trio_next_deadline()
+                    w.due = min(due, anyio.current_time() + delay) if virtual else due
+                    w.waiting = True
+                    try:
+                        if w.owed == math.inf:
+                            await w.event.wait()
+                        else:  # (system clock only: see clock_turn)
+                            w.until = w.owed
+                            with anyio.move_on_at(w.owed) as pause:
+                                await w.event.wait()
+                            if pause.cancelled_caught:
+                                w.stale = True
+                    finally:
+                        w.waiting = False
+                        w.due = w.until = math.inf
                 time_passed, w.stale = w.stale, False
                 continue
             with anyio.move_on_after(delay) as backoff:

@@ -1264,6 +1264,33 @@ class TestVirtualClock:
                 await _deadline_cancels_a_group_whose_child_is_shielded(deadline)
         assert not guard.cancelled_caught
 
+    async def test_a_jam_after_a_wake_from_a_thread_is_reported(self) -> None:
+        # The owner, woken as its to_thread job ends (a callback from the thread: no
+        # park, no exit, and under autojump the loop never waits idle), leaves its
+        # group for a child nobody will wake: the owner's step asks for a look.
+        with wall_guard(BOUND) as guard, pytest.raises(Deadlock, match=r"\[chan recv, "):
+            async with debug.detect_deadlocks():
+                ch = Chan[int]()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ch.recv)
+                    await anyio.to_thread.run_sync(time.sleep, 0.05)
+        assert not guard.cancelled_caught
+
+    async def test_trios_wait_all_tasks_blocked_reaches_its_cushion(self) -> None:
+        # (A look asked for through the run's token, while the watcher paused, made
+        # another one: a wake-up every turn, and the idle cushion never came.)
+        import trio.testing
+
+        ch = Chan[int]()
+        with wall_guard(BOUND) as guard:
+            async with debug.detect_deadlocks():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(ch.recv)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await trio.testing.wait_all_tasks_blocked(cushion=0.2)
+                    await ch.send(1)
+        assert not guard.cancelled_caught
+
     async def test_the_watcher_does_not_move_the_clock_while_a_thread_runs(self) -> None:
         # Its back-off timer was a deadline autojump leapt to whenever every task
         # waited (here on a thread): the clock the test reads moved by hours (a rate
@@ -1357,6 +1384,33 @@ class TestTrioSystemClock:
                     n.start_soon(ch.recv)
                     await trio.testing.wait_all_tasks_blocked(cushion=0.05)
         assert not guard.cancelled_caught
+
+    async def test_looks_forced_by_the_loops_wake_ups_are_spaced(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Every wake-up of the idle loop (here a 1 ms sleep, 400 times) asks for a look,
+        which walks every task: spaced 10 ms, doubling to a second while they find
+        nothing new, not one a millisecond (about 400 here)."""
+        looks = 0
+        look = debug.detect_deadlocks._look
+
+        def counting(self: debug.detect_deadlocks, me: object) -> tuple[str, str | None]:
+            nonlocal looks
+            looks += 1
+            return look(self, me)
+
+        monkeypatch.setattr(debug.detect_deadlocks, "_look", counting)
+        ch = Chan[int]()
+        async with debug.detect_deadlocks():
+            async with anyio.create_task_group() as tg:
+                for _ in range(50):
+                    tg.start_soon(ch.recv)
+                await anyio.wait_all_tasks_blocked()
+                for _ in range(400):
+                    await anyio.sleep(0.001)
+                for i in range(50):
+                    await ch.send(i)
+        assert looks <= 60
 
     async def test_a_jam_after_a_sleep_is_reported(self) -> None:
         with wall_guard(BOUND) as guard, pytest.raises(Deadlock, match=r"\[chan recv, "):

@@ -939,6 +939,13 @@ def on_loop_turn(fn: Callable[[float], object]) -> Callable[[], None]:
     return _add_instrument(_Hook("before_io_wait", fn, args=True))
 
 
+def on_task_step(fn: Callable[[object], object]) -> Callable[[], None]:
+    """trio: call ``fn(task)`` before each step of a task of the run, until the
+    returned function is called. (asyncio: a no-op, as `on_task_exit`.) *fn* must
+    be cheap, and must not raise."""
+    return _add_instrument(_Hook("before_task_step", fn, args=True))
+
+
 def trio_token() -> Any:
     """The running trio run's token (``run_sync_soon`` wakes its loop)."""
     return _trio_mod().lowlevel.current_trio_token()
