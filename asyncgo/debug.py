@@ -1434,6 +1434,10 @@ class detect_deadlocks:
                             # Keep watching until the block ends.
                             seen = None
                             continue
+                    else:
+                        # A task moved meanwhile (woken from a thread, say): look again
+                        # once it settles -- it may leave no park or exit to tell.
+                        verdict = _TRANSIENT
                 if verdict == _TRANSIENT:
                     await _tasks.sleep(0.001)
                     continue

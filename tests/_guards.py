@@ -17,13 +17,19 @@ from asyncgo._backend import FAST
 
 @contextmanager
 def wall_guard(seconds: float) -> Iterator[anyio.CancelScope]:
-    """A cancel scope cancelled after *seconds* of wall time (trio): a bound that a
-    virtual clock standing still cannot hold off, so a regression fails, not hangs."""
-    import trio
+    """A cancel scope cancelled after *seconds* of wall time (any backend): a bound
+    that a virtual clock standing still cannot hold off, and that is no deadline
+    inside a `detect_deadlocks` block, so a regression fails, not hangs."""
+    import asyncio
 
-    token = trio.lowlevel.current_trio_token()
+    try:
+        call_soon = asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:  # trio
+        import trio
+
+        call_soon = trio.lowlevel.current_trio_token().run_sync_soon
     with anyio.CancelScope() as scope:
-        timer = threading.Timer(seconds, token.run_sync_soon, (scope.cancel,))
+        timer = threading.Timer(seconds, call_soon, (scope.cancel,))
         timer.daemon = True
         timer.start()
         try:

@@ -1304,6 +1304,37 @@ class TestVirtualClock:
             assert not lim.allow()  # a minute per token: none has come back
 
 
+async def test_a_task_woken_while_a_deadlock_is_confirmed_is_looked_at_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The watcher confirms a deadlock after letting what is scheduled run; a task woken
+    then (here by a send standing in for a thread's callback) voids it. The watcher
+    must look again once that task settles: leaving its group for a child nobody will
+    wake, it parks nothing and does not end. (The watcher now treats the voided
+    verdict as transient; before, on trio, only a wake-up left over from an earlier
+    idle wait of the loop made it look again.)"""
+    from asyncgo._backend import _tasks
+
+    ch_owner, ch_child = Chan[int](), Chan[int]()
+    real = _tasks.let_threads_run
+    fired: list[bool] = []
+
+    def wake_the_owner() -> None:
+        if not fired:
+            fired.append(True)
+            ch_owner.send_nowait(1)  # (its receiver is parked: the deadlock is off)
+        real()
+
+    monkeypatch.setattr(_tasks, "let_threads_run", wake_the_owner)
+    with wall_guard(BOUND) as guard, pytest.raises(Deadlock, match=r"\[chan recv, "):
+        async with debug.detect_deadlocks():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ch_child.recv)
+                assert await ch_owner.recv() == 1
+    assert fired == [True]
+    assert not guard.cancelled_caught
+
+
 class TestTrioSystemClock:
     """On trio with the system clock the watcher sets no timer: task parks and exits,
     asyncgo timers firing and the run's next deadline passing wake it."""
