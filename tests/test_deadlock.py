@@ -681,28 +681,38 @@ async def test_a_park_after_the_watcher_ended_leaves_no_poll_behind() -> None:
     assert len(_tasks.QUIET_TIMERS) == 0
 
 
+class Looks:
+    """How many times the deadlock watchers have looked at the tasks."""
+
+    n = 0
+
+
+@pytest.fixture
+def looks(monkeypatch: pytest.MonkeyPatch) -> Looks:
+    counter = Looks()
+    look = debug.detect_deadlocks._look
+
+    def counting(self: debug.detect_deadlocks, me: object) -> tuple[str, str | None]:
+        counter.n += 1
+        return look(self, me)
+
+    monkeypatch.setattr(debug.detect_deadlocks, "_look", counting)
+    return counter
+
+
 async def test_the_watcher_backs_off_while_nothing_moves(
-    monkeypatch: pytest.MonkeyPatch, anyio_backend_name: str
+    looks: Looks, anyio_backend_name: str
 ) -> None:
     """Looking again as time passes (for timers that fire without moving a task) must
     back off, not look every 10 ms: 1.3 s of a lone sleep is about 8 looks (10 ms
     doubling), not 130. On trio there is no back-off timer: one look as the task
     parks, perhaps one as its deadline passes."""
-    looks = 0
-    look = debug.detect_deadlocks._look
-
-    def counting(self: debug.detect_deadlocks, me: object) -> tuple[str, str | None]:
-        nonlocal looks
-        looks += 1
-        return look(self, me)
-
-    monkeypatch.setattr(debug.detect_deadlocks, "_look", counting)
     async with debug.detect_deadlocks():
         await anyio.sleep(1.3)
     if anyio_backend_name == "trio":
-        assert 1 <= looks <= 2
+        assert 1 <= looks.n <= 2
     else:
-        assert 2 <= looks <= 20
+        assert 2 <= looks.n <= 20
 
 
 async def _sleep_with_ctx(seconds: float) -> None:
@@ -1343,23 +1353,12 @@ class TestTrioSystemClock:
     def anyio_backend(self) -> str:
         return "trio"
 
-    async def test_trios_wait_all_tasks_blocked_reaches_a_long_cushion(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_trios_wait_all_tasks_blocked_reaches_a_long_cushion(self, looks: Looks) -> None:
         """The watcher's back-off timer, capped at a look a second, ended every idle
         period of the loop: a cushion of 1 s or more was never reached (the test hung),
         a shorter one took about twice as long."""
         import trio.testing
 
-        looks = 0
-        look = debug.detect_deadlocks._look
-
-        def counting(self: debug.detect_deadlocks, me: object) -> tuple[str, str | None]:
-            nonlocal looks
-            looks += 1
-            return look(self, me)
-
-        monkeypatch.setattr(debug.detect_deadlocks, "_look", counting)
         ch = Chan[int]()
         got: list[int] = []
         with wall_guard(BOUND) as guard:
@@ -1371,9 +1370,9 @@ class TestTrioSystemClock:
 
                     tg.start_soon(take)
                     await anyio.wait_all_tasks_blocked()
-                    before = looks
+                    before = looks.n
                     await trio.testing.wait_all_tasks_blocked(cushion=1.0)
-                    during = looks - before
+                    during = looks.n - before
                     await ch.send(1)
         assert not guard.cancelled_caught
         assert got == [1]
@@ -1416,21 +1415,10 @@ class TestTrioSystemClock:
                     await trio.testing.wait_all_tasks_blocked(cushion=0.05)
         assert not guard.cancelled_caught
 
-    async def test_looks_forced_by_the_loops_wake_ups_are_spaced(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    async def test_looks_forced_by_the_loops_wake_ups_are_spaced(self, looks: Looks) -> None:
         """Every wake-up of the idle loop (here a 1 ms sleep, 400 times) asks for a look,
         which walks every task: spaced 10 ms, doubling to a second while they find
         nothing new, not one a millisecond (about 400 here)."""
-        looks = 0
-        look = debug.detect_deadlocks._look
-
-        def counting(self: debug.detect_deadlocks, me: object) -> tuple[str, str | None]:
-            nonlocal looks
-            looks += 1
-            return look(self, me)
-
-        monkeypatch.setattr(debug.detect_deadlocks, "_look", counting)
         ch = Chan[int]()
         async with debug.detect_deadlocks():
             async with anyio.create_task_group() as tg:
@@ -1441,7 +1429,7 @@ class TestTrioSystemClock:
                     await anyio.sleep(0.001)
                 for i in range(50):
                     await ch.send(i)
-        assert looks <= 60
+        assert looks.n <= 60
 
     async def test_a_jam_after_a_sleep_is_reported(self) -> None:
         with wall_guard(BOUND) as guard, pytest.raises(Deadlock, match=r"\[chan recv, "):
