@@ -1439,7 +1439,10 @@ class detect_deadlocks:
                         # once it settles -- it may leave no park or exit to tell.
                         verdict = _TRANSIENT
                 if verdict == _TRANSIENT:
-                    await _tasks.sleep(0.001)
+                    # (Under a virtual clock no timer: moved by hand, the clock might
+                    # never reach it. The next wait for the others to block is the
+                    # pause there.)
+                    await _tasks.sleep(0 if virtual else 0.001)
                     continue
                 if verdict == _THREAD:
                     # A thread started in the block runs: it may yet wake a task, or

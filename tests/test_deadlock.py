@@ -1286,6 +1286,13 @@ class TestVirtualClock:
                     await anyio.to_thread.run_sync(time.sleep, 0.05)
         assert not guard.cancelled_caught
 
+    async def test_a_task_woken_while_a_deadlock_is_confirmed_is_looked_at_again(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The voided verdict counts as transient: its pause must not be a timer on the
+        # virtual clock, which a clock moved by hand never reaches (the test hung).
+        await test_a_task_woken_while_a_deadlock_is_confirmed_is_looked_at_again(monkeypatch)
+
     async def test_trios_wait_all_tasks_blocked_reaches_its_cushion(self) -> None:
         # (A look asked for through the run's token, while the watcher paused, made
         # another one: a wake-up every turn, and the idle cushion never came.)
