@@ -1050,7 +1050,7 @@ class _Watcher:
 
     __slots__ = (
         "due", "event", "idle", "kicked", "last", "loop", "moved", "owed", "spacing", "stale",
-        "task", "thread", "token", "until", "waiting", "woke",
+        "task", "thread", "token", "waiting", "woke",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -1080,11 +1080,10 @@ class _Watcher:
         # sleeping 1 ms in a loop beside many parked ones would make one a
         # millisecond): the time of the last look, the spacing (10 ms, doubling to
         # a second while the looks find nothing new; 0 under a virtual clock), the
-        # time a look is owed at (inf: none) and the end of the watcher's wait.
+        # time a look is owed at (inf: none).
         self.last = -math.inf
         self.spacing = 0.0
         self.owed = math.inf
-        self.until = math.inf
 
     def look_again(self) -> None:
         self.stale = True
@@ -1108,9 +1107,7 @@ class _Watcher:
             self.due = math.inf
             self.moved = False
             now = _tasks.trio_now()
-            if now >= self.until:
-                pass  # the watcher's own wait ran out: it looks anyway
-            elif now - self.last >= self.spacing:
+            if now - self.last >= self.spacing:
                 if timeout > 0 and self.waiting:
                     self.token.run_sync_soon(self.look_again)
                 else:  # (or it will look when its pause ends, see _watch_loop)
@@ -1487,14 +1484,13 @@ class detect_deadlocks:
                         if w.owed == math.inf:
                             await w.event.wait()
                         else:  # (system clock only: see clock_turn)
-                            w.until = w.owed
                             with anyio.move_on_at(w.owed) as pause:
                                 await w.event.wait()
                             if pause.cancelled_caught:
                                 w.stale = True
                     finally:
                         w.waiting = False
-                        w.due = w.until = math.inf
+                        w.due = math.inf
                 time_passed, w.stale = w.stale, False
                 continue
             with anyio.move_on_after(delay) as backoff:
