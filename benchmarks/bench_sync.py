@@ -21,6 +21,16 @@ Benchmarks (issue #4):
   non-atomic increment inside is never lost.
 * ``semaphore_contended``: size 4, 16 tasks, a checkpoint inside, ops/s; checks
   that at most 4 holders are ever inside.
+* ``rwmutex_read_mostly``: 8 tasks, each taking the lock around a checkpoint,
+  one operation in 8 a write and the rest reads, ops/s; checks that a writer is
+  always alone inside and, for the RW locks, that readers did share the lock.
+  Peers: the backend's plain lock (``asyncio.Lock``, ``trio.Lock``) and
+  ``anyio.Lock``, used for reads and writes alike -- what a user without a
+  readers-writer lock writes (asyncio, anyio and trio offer none).
+* ``cond_pingpong``: two tasks taking turns through a condition variable (each
+  waits, under the lock, until the shared turn is its own, then passes it and
+  signals), round trips/s; checks the turns alternate. Peers:
+  ``asyncio.Condition``, ``anyio.Condition``, ``trio.Condition``.
 * ``singleflight_1000``: rounds of 1000 concurrent identical requests for a new
   key, each backed by a 1 ms "backend call", requests/s; ``extra.calls`` counts
   backend calls (the deduplicated implementations make one per round).
@@ -46,7 +56,7 @@ import anyio.lowlevel
 from _harness import check, emit, parse_args, run, timed_tasks
 
 from asyncgo import singleflight
-from asyncgo.sync import Mutex, Semaphore
+from asyncgo.sync import Cond, Mutex, RWMutex, Semaphore
 
 Factory = Callable[[], Any]
 
@@ -130,6 +140,86 @@ async def semaphore_contended(
     check(peak <= size, f"{bench}/{impl}: {peak} holders of a semaphore of size {size}")
     check(done == per * tasks, f"{bench}/{impl}: {done} acquisitions, expected {per * tasks}")
     return per * tasks / elapsed
+
+
+# -- readers-writer lock and condition variable -------------------------------------------------
+
+
+def rw_peers(backend: str) -> list[tuple[str, Factory]]:
+    """asyncgo's RWMutex, then the plain locks a user would use for reads and writes."""
+    impls: list[tuple[str, Factory]] = [("asyncgo", RWMutex)]
+    for name, make in lock_peers(backend)[1:]:
+        if "fast_acquire" not in name:
+            impls.append((name, make))
+    return impls
+
+
+async def rw_read_mostly(make: Factory, n: int, tasks: int, bench: str, impl: str) -> float:
+    lock = make()
+    if impl == "asyncgo":
+        read_cm, write_cm = lock.read(), lock.write()
+    else:
+        read_cm = write_cm = lock
+    readers = writers = most_readers = ops = 0
+    per = n // tasks
+
+    async def worker(k: int) -> None:
+        nonlocal readers, writers, most_readers, ops
+        for i in range(per):
+            if (i + k) % 8 == 0:
+                async with write_cm:
+                    writers += 1
+                    check(writers == 1 and readers == 0, f"{bench}/{impl}: writer not alone")
+                    await anyio.lowlevel.checkpoint()
+                    writers -= 1
+            else:
+                async with read_cm:
+                    readers += 1
+                    check(writers == 0, f"{bench}/{impl}: reader beside a writer")
+                    most_readers = max(most_readers, readers)
+                    await anyio.lowlevel.checkpoint()
+                    readers -= 1
+            ops += 1
+
+    elapsed = await timed_tasks([lambda k=k: worker(k) for k in range(tasks)])
+    check(ops == per * tasks, f"{bench}/{impl}: {ops} operations, expected {per * tasks}")
+    if impl == "asyncgo":
+        check(most_readers > 1, f"{bench}/{impl}: readers never shared the lock")
+    return per * tasks / elapsed
+
+
+def cond_peers(backend: str) -> list[tuple[str, Factory]]:
+    impls: list[tuple[str, Factory]] = [("asyncgo", Cond)]
+    if backend in ("asyncio", "uvloop"):
+        impls.append(("asyncio.Condition", asyncio.Condition))
+    impls.append(("anyio.Condition", anyio.Condition))
+    if backend == "trio":
+        import trio
+
+        impls.append(("trio.Condition", trio.Condition))
+    return impls
+
+
+async def cond_pingpong(make: Factory, n: int, bench: str, impl: str) -> float:
+    """Round trips/s: two tasks pass a turn back and forth through one condition."""
+    cond = make()
+    notify = cond.signal if impl == "asyncgo" else cond.notify
+    turn = 0
+    trail: list[int] = []
+
+    async def player(me: int) -> None:
+        nonlocal turn
+        for _ in range(n):
+            async with cond:
+                while turn != me:
+                    await cond.wait()
+                trail.append(me)
+                turn = 1 - me
+                notify()
+
+    elapsed = await timed_tasks([lambda: player(0), lambda: player(1)])
+    check(trail == [0, 1] * n, f"{bench}/{impl}: the turns did not alternate")
+    return n / elapsed
 
 
 # -- singleflight ---------------------------------------------------------------------------
@@ -235,6 +325,7 @@ def main() -> None:
     tasks, sem_tasks, sem_size = 8, 16, 4
 
     async def bench_main() -> None:
+        extra: dict[str, Any]
         for name, make in lock_peers(backend):
             await uncontended(make, 1_000)
             v = await uncontended(make, n_unc)
@@ -262,9 +353,20 @@ def main() -> None:
                 tasks=sem_tasks,
                 size=sem_size,
             )
+        for name, make in rw_peers(backend):
+            await rw_read_mostly(make, 400, tasks, "warmup", name)
+            v = await rw_read_mostly(make, n_con, tasks, "rwmutex_read_mostly", name)
+            extra = {"n": n_con, "tasks": tasks, "writes": "1 in 8"}
+            if name != "asyncgo":
+                extra["note"] = "a plain lock for reads and writes alike"
+            emit("rwmutex_read_mostly", name, backend, v, "ops/s", **extra)
+        for name, make in cond_peers(backend):
+            await cond_pingpong(make, 200, "warmup", name)
+            v = await cond_pingpong(make, n_con // 2, "cond_pingpong", name)
+            emit("cond_pingpong", name, backend, v, "round trips/s", n=n_con // 2)
         for name in ("asyncgo", "lock-per-key cache", "no dedup"):
             v, calls = await sf_rounds(name, rounds, 1000)
-            extra: dict[str, Any] = {"rounds": rounds, "requests_per_round": 1000, "calls": calls}
+            extra = {"rounds": rounds, "requests_per_round": 1000, "calls": calls}
             if name == "lock-per-key cache":
                 extra["note"] = (
                     "a dict of anyio.Lock per key; the first request computes and caches "

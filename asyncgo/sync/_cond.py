@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TypeVar, final
+from typing import Any, TypeVar, final
 
 from asyncgo._backend import (
     NOT_CLAIMED,
@@ -119,8 +119,10 @@ class Cond:
         rt = park_runtime(self)
         w = new_parker(rt)
         q = self._q
-        q.bind(w, rt, self)
-        entry = q.push(w, 0)
+        if rt is not q._loop:
+            q.bind(w, rt, self)
+        entry = (w, 0)  # q.push(w, 0), inlined
+        q.q.append(entry)
         try:
             self.L.unlock()
         except BaseException:
@@ -141,6 +143,10 @@ class Cond:
         finally:
             if tracer is not None:
                 tracer.unparked(w)
+        L = self.L
+        if type(L) is Mutex and not L._locked:  # _relock's fast path, inlined
+            L._locked = True
+            return
         cancelled = await self._relock()
         if cancelled is not None:
             # A native Task.cancel() met while re-locking (asyncio): raised, so the
@@ -214,10 +220,10 @@ class Cond:
                     raise
         return cancelled
 
-    async def __aenter__(self) -> None:
-        await self.L.lock()
+    def __aenter__(self) -> Coroutine[Any, Any, None]:
         if _unheld.get() is self:  # left by a wait() outside any block (Go style): stale
             _unheld.set(None)
+        return self.L.lock()
 
     async def __aexit__(
         self,
