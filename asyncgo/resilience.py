@@ -44,7 +44,7 @@ from typing import (
 )
 
 from ._backend import current_time
-from ._backend._timers import RunClock
+from ._backend._timers import RunClock, asyncio_loop
 from ._context import Context, check_ctx, ended
 from ._exceptions import Canceled, check_sync_callable, not_a_function, not_awaitable
 from .time import _seconds, sleep
@@ -535,6 +535,11 @@ class CircuitBreaker:
         random offset); asyncio loops all read ``time.monotonic()``, so from one
         to the next time really passed. See `RunClock`.
         """
+        loop = asyncio_loop()
+        if loop is not None:  # the common case: the loop of the last reading, no jump
+            now_: float | None = self._clock.read_again(loop)
+            if now_ is not None:
+                return now_
         now = current_time()
         jump = self._clock.jump(self, now)
         if jump:

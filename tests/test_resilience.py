@@ -336,6 +336,7 @@ class FakeClock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(resilience, "current_time", fake)
+    monkeypatch.setattr(resilience, "asyncio_loop", lambda: None)  # no loop-clock fast path
     return fake
 
 
