@@ -285,8 +285,8 @@ class Reservation:
             TypeError: *t* is not a number.
         """
         _check_t(t, "cancel_at")
-        if self._time_to_act < t:
-            return  # its time has come: the tokens count as used
+        if self._time_to_act < t and not _same_time(self._time_to_act, t):
+            return  # its time has come: the tokens count as used (at that instant, not yet)
         self._give_back(t)
 
     def _give_back(self, t: float) -> None:
@@ -305,6 +305,13 @@ class Reservation:
         latest = _same_time(self._time_to_act, lim._last_event)
         restore = float(self._tokens)
         if not latest:
+            # Later reservations booked all of it when the last event is (within a
+            # rounding) this one's time plus the time its tokens take: nothing to give
+            # back, and nothing given, so a later cancel -- once those reservations are
+            # cancelled -- still can (a crumb of 1e-13 given here would spend it).
+            booked_until = self._time_to_act + _duration_from_tokens(self._limit, restore)
+            if lim._last_event >= booked_until or _same_time(lim._last_event, booked_until):
+                return
             restore -= _tokens_from_duration(self._limit, lim._last_event - self._time_to_act)
         if restore <= 0:
             return

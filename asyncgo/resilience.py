@@ -362,6 +362,7 @@ class CircuitBreaker:
         "_on_state_change",
         "_opened",
         "_opened_at",
+        "_pending",
         "_probe_successes",
         "_probes",
         "_rate",
@@ -475,6 +476,7 @@ class CircuitBreaker:
         self._failure_on = failure_on
         self._ignore = ignore
         self._on_state_change = on_state_change
+        self._pending: list[tuple[State, State]] | None = None  # transitions to tell
         self._name = name
         self._state = State.CLOSED
         self._gen = 0
@@ -564,7 +566,18 @@ class CircuitBreaker:
             self._recent.clear()
             self._recent_ok.clear()
         if old is not new and self._on_state_change is not None:
-            self._on_state_change(old, new)
+            pending = self._pending
+            if pending is not None:
+                # A transition made while `on_state_change` runs (it read the state,
+                # past the recovery time): told once that call returns, in order.
+                pending.append((old, new))
+                return
+            self._pending = pending = [(old, new)]
+            try:
+                while pending:
+                    self._on_state_change(*pending.pop(0))
+            finally:
+                self._pending = None
 
     def _state_at(self, now: float) -> State:
         if self._state is State.OPEN and now >= self._opened_at + self._recovery_time:

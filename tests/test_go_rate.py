@@ -192,6 +192,49 @@ def test_cancelling_the_latest_reservations_one_by_one_gives_every_token_back(
         assert lim.reserve_at(base).delay_from(base) == pytest.approx(D)
 
 
+@pytest.mark.parametrize("limit", [3.0, 7.0, 8.0, 10.0])
+def test_a_cancel_that_gives_nothing_back_leaves_the_reservation_cancellable(
+    limit: float,
+) -> None:
+    """Go's CancelAt: r2 cancelled while r3 (booked after it) holds all its time gives
+    back nothing; once r3 is cancelled, r2 is the latest and cancelling it gives its
+    token back. On a float clock ``1 - limit * (t3 - t2)`` could come out +1e-13: that
+    crumb was "given back" and marked r2 spent, losing a token (soak against a port of
+    rate.go on whole nanoseconds)."""
+    for k in range(200):
+        base = 1000.0 + k * 0.013
+        lim = Limiter(limit, 1)
+        assert lim.allow_at(base)  # the bucket is empty
+        r2 = lim.reserve_at(base)
+        r3 = lim.reserve_at(base)
+        r2.cancel_at(base)  # r3 booked after it: nothing back
+        assert lim.tokens_at(base) == pytest.approx(-2.0), (limit, base)
+        r3.cancel_at(base)
+        r2.cancel_at(base)  # now the latest: its token comes back
+        assert lim.tokens_at(base) == pytest.approx(0.0), (limit, base)
+
+
+def test_cancel_at_the_due_instant_gives_the_tokens_back() -> None:
+    """Go's CancelAt returns early only if ``timeToAct.Before(t)``: at the due instant
+    itself the tokens go back. A booked time a few ulps below the clock reading of
+    that instant (``100.03399999999999`` for ``100.034``) gave nothing back."""
+    for k in range(2000):
+        t1 = round(100 + k * 0.007, 3)
+        t2 = round(t1 + 0.010, 3)
+        due = round(t2 + 0.010, 3)  # the clock reading of the instant the tokens are due
+        lim = Limiter(100.0, 2)
+        assert lim.allow_at(t1, 2)
+        r = lim.reserve_at(t2, 2)  # one token by t2, the other 10 ms later
+        before = lim.tokens_at(due)
+        r.cancel_at(due)
+        assert lim.tokens_at(due) - before == pytest.approx(2.0), (t1, r.time_to_act, due)
+    lim = Limiter(10, 1)
+    lim.allow_at(0.0)
+    r = lim.reserve_at(0.0)  # due at 0.1
+    r.cancel_at(0.1 + 1e-6)  # a microsecond late: too late, nothing back
+    assert lim.tokens_at(0.1 + 1e-6) == pytest.approx(1e-5)
+
+
 @pytest.mark.parametrize("base", [0.0, 0.2, T0, 1e5 + 0.2])
 def test_tokens_earned_before_a_zero_limit_are_granted(base: float) -> None:
     """Go: SetLimitAt keeps the tokens earned (TestSetAfterZeroLimit the other way

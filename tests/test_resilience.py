@@ -105,6 +105,40 @@ async def test_failed_probe_reopens() -> None:
     assert b.stats().opened == 2
 
 
+async def test_state_change_callback_reading_the_breaker_is_not_reentered() -> None:
+    """A callback that reads the breaker (metrics) past the recovery time makes the
+    next transition: it is told after the first call returns, not nested inside it
+    (soak 3: with recovery_time=0 the OPEN -> HALF_OPEN call ran inside, and finished
+    before, the CLOSED -> OPEN one)."""
+    log: list[str] = []
+    depth = 0
+
+    def on_change(old: State, new: State) -> None:
+        nonlocal depth
+        depth += 1
+        log.append(f"{old.name}->{new.name} in {watched.stats().state.name} depth {depth}")
+        depth -= 1
+
+    b = watched = CircuitBreaker(failure_threshold=1, recovery_time=0, on_state_change=on_change)
+    with pytest.raises(Boom):
+        await b.call(boom)
+    assert log == ["CLOSED->OPEN in HALF_OPEN depth 1", "OPEN->HALF_OPEN in HALF_OPEN depth 1"]
+    assert await b.call(ok) == "ok"  # the probe closes it; the callback still works
+    assert log[2:] == ["HALF_OPEN->CLOSED in CLOSED depth 1"]
+
+    def fails(old: State, new: State) -> None:
+        raise RuntimeError("metrics down")
+
+    b2 = CircuitBreaker(failure_threshold=1, recovery_time=0, on_state_change=fails)
+    with pytest.raises(RuntimeError, match="metrics down"):
+        await b2.call(boom)  # the callback's error reaches the call, as before
+    watched = b2
+    b2._on_state_change = on_change  # it still tells the next transitions
+    log.clear()
+    assert b2.state is State.HALF_OPEN
+    assert log == ["OPEN->HALF_OPEN in HALF_OPEN depth 1"]
+
+
 async def test_failures_outside_window_do_not_count() -> None:
     b = CircuitBreaker(failure_threshold=2, window=0.02)
     with pytest.raises(Boom):
