@@ -41,13 +41,16 @@ Benchmarks (issue #4):
   so that it calls the function every time too.
 
 Every implementation runs the same task structure; only the lock object
-differs. Only the work is timed (not spawning the tasks).
+differs. Only the work is timed (not spawning the tasks). The lock, semaphore,
+RWMutex and Cond rows run in 5 rounds after a warm-up, the implementations
+interleaved, and report the median round.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import statistics
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
 
@@ -99,6 +102,26 @@ async def uncontended(make: Factory, n: int) -> float:
         async with lock:
             pass
     return n / (perf_counter() - t0)
+
+
+ROUNDS = 5
+
+Measure = Callable[[str, Factory, int], Awaitable[float]]
+
+
+async def interleaved(
+    peers: list[tuple[str, Factory]], n: int, measure: Measure
+) -> dict[str, float]:
+    """``measure(name, make, n / ROUNDS)`` for each peer, ROUNDS rounds interleaved after
+    a warm-up: the median of each. (One loop lasts a fraction of a second; a single
+    one per peer is at the mercy of the machine's stalls.)"""
+    runs: dict[str, list[float]] = {name: [] for name, _ in peers}
+    for name, make in peers:
+        await measure(name, make, max(n // 100, 16))
+    for _ in range(ROUNDS):
+        for name, make in peers:
+            runs[name].append(await measure(name, make, n // ROUNDS))
+    return {name: statistics.median(v) for name, v in runs.items()}
 
 
 async def mutex_contended(make: Factory, n: int, tasks: int, bench: str, impl: str) -> float:
@@ -326,44 +349,40 @@ def main() -> None:
 
     async def bench_main() -> None:
         extra: dict[str, Any]
-        for name, make in lock_peers(backend):
-            await uncontended(make, 1_000)
-            v = await uncontended(make, n_unc)
-            emit("mutex_uncontended", name, backend, v, "ops/s", n=n_unc)
-        for name, make in lock_peers(backend):
-            await mutex_contended(make, 400, tasks, "warmup", name)
-            v = await mutex_contended(make, n_con, tasks, "mutex_contended", name)
-            emit("mutex_contended", name, backend, v, "ops/s", n=n_con, tasks=tasks)
-        for name, make in semaphore_peers(backend, 10):
-            await uncontended(make, 1_000)
-            v = await uncontended(make, n_unc)
-            emit("semaphore_uncontended", name, backend, v, "ops/s", n=n_unc, size=10)
-        for name, make in semaphore_peers(backend, sem_size):
-            await semaphore_contended(make, 400, sem_tasks, sem_size, "warmup", name)
-            v = await semaphore_contended(
-                make, n_con, sem_tasks, sem_size, "semaphore_contended", name
-            )
-            emit(
-                "semaphore_contended",
-                name,
-                backend,
-                v,
-                "ops/s",
-                n=n_con,
-                tasks=sem_tasks,
-                size=sem_size,
-            )
-        for name, make in rw_peers(backend):
-            await rw_read_mostly(make, 400, tasks, "warmup", name)
-            v = await rw_read_mostly(make, n_con, tasks, "rwmutex_read_mostly", name)
-            extra = {"n": n_con, "tasks": tasks, "writes": "1 in 8"}
+
+        def unc(name: str, make: Factory, n: int) -> Awaitable[float]:
+            return uncontended(make, n)
+
+        def mcon(name: str, make: Factory, n: int) -> Awaitable[float]:
+            return mutex_contended(make, n, tasks, "mutex_contended", name)
+
+        def scon(name: str, make: Factory, n: int) -> Awaitable[float]:
+            return semaphore_contended(make, n, sem_tasks, sem_size, "semaphore_contended", name)
+
+        def rw(name: str, make: Factory, n: int) -> Awaitable[float]:
+            return rw_read_mostly(make, n, tasks, "rwmutex_read_mostly", name)
+
+        def cond(name: str, make: Factory, n: int) -> Awaitable[float]:
+            return cond_pingpong(make, n, "cond_pingpong", name)
+
+        r = ROUNDS
+        for name, v in (await interleaved(lock_peers(backend), n_unc, unc)).items():
+            emit("mutex_uncontended", name, backend, v, "ops/s", n=n_unc, rounds=r)
+        for name, v in (await interleaved(lock_peers(backend), n_con, mcon)).items():
+            emit("mutex_contended", name, backend, v, "ops/s", n=n_con, tasks=tasks, rounds=r)
+        for name, v in (await interleaved(semaphore_peers(backend, 10), n_unc, unc)).items():
+            emit("semaphore_uncontended", name, backend, v, "ops/s", n=n_unc, size=10, rounds=r)
+        peers = semaphore_peers(backend, sem_size)
+        for name, v in (await interleaved(peers, n_con, scon)).items():
+            extra = {"n": n_con, "tasks": sem_tasks, "size": sem_size, "rounds": r}
+            emit("semaphore_contended", name, backend, v, "ops/s", **extra)
+        for name, v in (await interleaved(rw_peers(backend), n_con, rw)).items():
+            extra = {"n": n_con, "tasks": tasks, "writes": "1 in 8", "rounds": r}
             if name != "asyncgo":
                 extra["note"] = "a plain lock for reads and writes alike"
             emit("rwmutex_read_mostly", name, backend, v, "ops/s", **extra)
-        for name, make in cond_peers(backend):
-            await cond_pingpong(make, 200, "warmup", name)
-            v = await cond_pingpong(make, n_con // 2, "cond_pingpong", name)
-            emit("cond_pingpong", name, backend, v, "round trips/s", n=n_con // 2)
+        for name, v in (await interleaved(cond_peers(backend), n_con // 2, cond)).items():
+            emit("cond_pingpong", name, backend, v, "round trips/s", n=n_con // 2, rounds=r)
         for name in ("asyncgo", "lock-per-key cache", "no dedup"):
             v, calls = await sf_rounds(name, rounds, 1000)
             extra = {"rounds": rounds, "requests_per_round": 1000, "calls": calls}
