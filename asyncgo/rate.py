@@ -321,7 +321,7 @@ class Reservation:
         lim._tokens = tokens
         if latest:
             prev = self._time_to_act + _duration_from_tokens(self._limit, -self._tokens)
-            if prev >= t:
+            if prev >= t or _same_time(prev, t):
                 lim._last_event = prev
         # Given back once: a second cancel gives nothing (Go's CancelAt would
         # restore the tokens again, minting some; cancel is idempotent here).

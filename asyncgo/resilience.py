@@ -573,11 +573,19 @@ class CircuitBreaker:
                 pending.append((old, new))
                 return
             self._pending = pending = [(old, new)]
+            error: BaseException | None = None
             try:
                 while pending:
-                    self._on_state_change(*pending.pop(0))
+                    try:
+                        self._on_state_change(*pending.pop(0))
+                    except BaseException as exc:  # told anyway: every transition is told
+                        if error is None:
+                            error = exc
+                if error is not None:
+                    raise error  # the first, once every transition was told
             finally:
                 self._pending = None
+                error = None
 
     def _state_at(self, now: float) -> State:
         if self._state is State.OPEN and now >= self._opened_at + self._recovery_time:

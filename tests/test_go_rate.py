@@ -228,6 +228,16 @@ def test_cancel_at_the_due_instant_gives_the_tokens_back() -> None:
         before = lim.tokens_at(due)
         r.cancel_at(due)
         assert lim.tokens_at(due) - before == pytest.approx(2.0), (t1, r.time_to_act, due)
+    for k in range(2000):  # the latest cancelled, then the one before it, at its due instant
+        base = round(61000 + k * 0.0137, 3)
+        lim = Limiter(10, 1)
+        assert lim.allow_at(base)
+        t1 = round(base + 0.1, 3)  # the clock reading when r1 is due
+        r1 = lim.reserve_at(base)
+        r2 = lim.reserve_at(base)
+        r2.cancel_at(t1)  # the latest: its token back, and r1 is the latest now
+        r1.cancel_at(t1)
+        assert lim.tokens_at(t1) == pytest.approx(1.0), (base, t1)
     lim = Limiter(10, 1)
     lim.allow_at(0.0)
     r = lim.reserve_at(0.0)  # due at 0.1

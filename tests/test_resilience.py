@@ -127,16 +127,19 @@ async def test_state_change_callback_reading_the_breaker_is_not_reentered() -> N
     assert log[2:] == ["HALF_OPEN->CLOSED in CLOSED depth 1"]
 
     def fails(old: State, new: State) -> None:
-        raise RuntimeError("metrics down")
+        log.append(f"{old.name}->{new.name}")
+        if new is State.OPEN:
+            watched.state  # noqa: B018  (recovery_time=0: makes OPEN -> HALF_OPEN, told next)
+            raise RuntimeError("metrics down")
 
-    b2 = CircuitBreaker(failure_threshold=1, recovery_time=0, on_state_change=fails)
-    with pytest.raises(RuntimeError, match="metrics down"):
-        await b2.call(boom)  # the callback's error reaches the call, as before
-    watched = b2
-    b2._on_state_change = on_change  # it still tells the next transitions
+    b2 = watched = CircuitBreaker(failure_threshold=1, recovery_time=0, on_state_change=fails)
     log.clear()
+    with pytest.raises(RuntimeError, match="metrics down"):
+        await b2.call(boom)  # the callback's error reaches the call, as before...
+    assert log == ["CLOSED->OPEN", "OPEN->HALF_OPEN"]  # ...once every transition was told
     assert b2.state is State.HALF_OPEN
-    assert log == ["OPEN->HALF_OPEN in HALF_OPEN depth 1"]
+    assert await b2.call(ok) == "ok"
+    assert log[2:] == ["HALF_OPEN->CLOSED"]
 
 
 async def test_failures_outside_window_do_not_count() -> None:

@@ -221,9 +221,16 @@ class Cond:
         return cancelled
 
     def __aenter__(self) -> Coroutine[Any, Any, None]:
-        if _unheld.get() is self:  # left by a wait() outside any block (Go style): stale
-            _unheld.set(None)
-        return self.L.lock()
+        if _unheld.get() is self:
+            return self._enter_unheld()
+        return self.L.lock()  # the common case: no coroutine of our own
+
+    async def _enter_unheld(self) -> None:
+        await self.L.lock()
+        # Locked: the flag, left by a wait() outside any block (Go style), is stale.
+        # (Cleared only now: if this lock fails, the block around it -- whose wait()
+        # could not lock L again -- must still leave L alone.)
+        _unheld.set(None)
 
     async def __aexit__(
         self,

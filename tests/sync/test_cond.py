@@ -411,3 +411,35 @@ async def test_a_failed_relock_outside_any_block_leaves_no_mark_on_the_next_bloc
     async with cond:
         cond.broadcast()
     assert not cond.L.locked()  # type: ignore[attr-defined]
+
+
+async def test_a_failed_enter_inside_a_block_whose_relock_failed_leaves_the_lock_alone() -> None:
+    """A's wait() re-lock failed (Deadlock: B holds cond.L for good); A catches it and
+    tries ``async with cond:`` again, which fails too. Leaving A's block must still
+    leave B's lock alone: the enter cleared the block's "not held" mark before its
+    lock had succeeded (review of 986126f)."""
+    from asyncgo import Chan, Deadlock
+
+    cond = Cond()
+    never = Chan[int]()
+    b_errors: list[BaseException] = []
+
+    async def hold() -> None:
+        try:
+            async with cond:
+                cond.signal()
+                await never.recv()
+        except BaseException as e:
+            if not isinstance(e, anyio.get_cancelled_exc_class()):
+                b_errors.append(e)
+            raise
+
+    async def wait() -> None:
+        async with cond:  # block A
+            with pytest.raises(Deadlock):
+                await cond.wait()  # signalled; the re-lock waits for B for ever
+            async with cond:  # fails too: Deadlock, and propagates
+                pass
+
+    assert await _deadlock_in_the_relock(cond, hold, wait)  # still B's after block A
+    assert b_errors == []
