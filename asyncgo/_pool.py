@@ -48,7 +48,6 @@ from ._backend import (
     NOT_CLAIMED,
     CancelScope,
     _diag,
-    _process,
     _ticker,
     abandon,
     anyio,
@@ -998,7 +997,7 @@ class WorkerPool:
             # (A thread cannot be killed, and anyio's cancellable=True for threads
             # would abandon it, still running, past the pool's block: the worker
             # waits for it instead.)
-            run_sync = partial(_process.run_sync, limiter=self._limiter)
+            run_sync = partial(anyio.to_process.run_sync, cancellable=True, limiter=self._limiter)
         cancelled_exc = self._cancelled_exc
         # debug.labels(): those of the job it runs, else the pool's (set by _worker).
         # Tracked here, not read back: a job's own labels() blocks restore them.

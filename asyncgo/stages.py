@@ -39,15 +39,7 @@ from itertools import compress
 from types import FrameType, GeneratorType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, final, overload
 
-from ._backend import (
-    CancelScope,
-    _process,
-    _ticker,
-    anyio,
-    create_task_group,
-    current_time,
-    to_thread,
-)
+from ._backend import CancelScope, _ticker, anyio, create_task_group, current_time, to_thread
 from ._backend._tasks import TASK_NAMERS
 from ._chan import RecvChan, SendChan
 from ._context import Context, _current, background, current, ended
@@ -266,9 +258,9 @@ class _Map(TaskStage[T, U]):
             call = partial(call_sync, fn, "stages.map(executor='thread')", _EXECUTOR_ADVICE)
             return lambda item: to_thread.run_sync(call, item, limiter=limiter)
         if self._executor == "process":
-            run_sync = _process.run_sync
+            run_sync = anyio.to_process.run_sync
             call = partial(call_sync, fn, "stages.map(executor='process')", _EXECUTOR_ADVICE)
-            return lambda item: run_sync(call, item, limiter=limiter)
+            return lambda item: run_sync(call, item, cancellable=True, limiter=limiter)
         if self._fn.is_async:
             return fn  # no wrapper layer per call
         return self._fn  # checks each result: awaited if awaitable

@@ -1389,49 +1389,6 @@ async def test_shutdown_timeout_kills_running_process_job_and_reports_it(tmp_pat
     assert_accounted(pool)
 
 
-def child_pids() -> set[int]:
-    """This process's children (Linux: /proc/self/task/*/children)."""
-    pids: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            pids.update(int(p) for p in f.read().split())
-    return pids
-
-
-@pytest.mark.skipif(
-    not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"),
-    reason="needs Linux's /proc/<pid>/task/<tid>/children",
-)
-async def test_a_process_job_cancelled_while_its_worker_starts_leaves_no_process() -> None:
-    """anyio re-raises a cancellation that lands while it starts a worker process
-    without killing that process: the worker stayed up, idle and outside anyio's pool
-    (which anyio stops at the end of the run), until the program exited (soak 4: 4
-    such processes per run). The pool has its workers started under a shield."""
-    import anyio.to_process
-
-    before = child_pids()
-    async with WorkerPool(workers=2, executor="process") as pool:
-        hs = [await pool.submit(sync_square, i) for i in range(2)]
-        await anyio.wait_all_tasks_blocked()  # the jobs wait for their workers to start
-        await pool.shutdown(timeout=0)
-    for h in hs:
-        with pytest.raises(JobCancelled):
-            await h
-    pool_workers = anyio.to_process._process_pool_workers.get(set())  # type: ignore[attr-defined]
-    anyios = {p.pid for p in pool_workers}
-    strays = child_pids() - before - anyios
-    # (a killed job's worker is reaped by its own cancellation: none of those either)
-    assert not {p for p in strays if _alive(p)}, strays
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"  # (a zombie is dead)
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 async def test_shutdown_timeout_waits_for_a_running_thread_job_and_reports_it(
     tmp_path: Any,
 ) -> None:
