@@ -356,17 +356,13 @@ async def _deadlock_in_the_relock(
     return bool(locked)
 
 
-async def test_deadlock_in_the_relock_leaves_the_other_tasks_lock_alone() -> None:
-    """The detector failing wait()'s shielded re-lock must not free a lock held by another.
-
-    A's `async with cond:` used to unlock cond.L on the way out -- B's lock (a Mutex
-    has no owner) -- and B's own unlock then failed.
-    """
+def _signal_and_hold(cond: Cond) -> tuple[Callable[[], Awaitable[None]], list[BaseException]]:
+    """B's part for `_deadlock_in_the_relock`: in ``async with cond:``, signal, then park
+    for good; and the list of the errors (not cancellations) B met."""
     from asyncgo import Chan
 
-    cond = Cond()
     never = Chan[int]()
-    b_errors: list[BaseException] = []
+    errors: list[BaseException] = []
 
     async def hold() -> None:
         try:
@@ -375,8 +371,20 @@ async def test_deadlock_in_the_relock_leaves_the_other_tasks_lock_alone() -> Non
                 await never.recv()
         except BaseException as e:
             if not isinstance(e, anyio.get_cancelled_exc_class()):
-                b_errors.append(e)
+                errors.append(e)
             raise
+
+    return hold, errors
+
+
+async def test_deadlock_in_the_relock_leaves_the_other_tasks_lock_alone() -> None:
+    """The detector failing wait()'s shielded re-lock must not free a lock held by another.
+
+    A's `async with cond:` used to unlock cond.L on the way out -- B's lock (a Mutex
+    has no owner) -- and B's own unlock then failed.
+    """
+    cond = Cond()
+    hold, b_errors = _signal_and_hold(cond)
 
     async def wait() -> None:
         async with cond:
@@ -418,21 +426,10 @@ async def test_a_failed_enter_inside_a_block_whose_relock_failed_leaves_the_lock
     tries ``async with cond:`` again, which fails too. Leaving A's block must still
     leave B's lock alone: the enter cleared the block's "not held" mark before its
     lock had succeeded (review of 986126f)."""
-    from asyncgo import Chan, Deadlock
+    from asyncgo import Deadlock
 
     cond = Cond()
-    never = Chan[int]()
-    b_errors: list[BaseException] = []
-
-    async def hold() -> None:
-        try:
-            async with cond:
-                cond.signal()
-                await never.recv()
-        except BaseException as e:
-            if not isinstance(e, anyio.get_cancelled_exc_class()):
-                b_errors.append(e)
-            raise
+    hold, b_errors = _signal_and_hold(cond)
 
     async def wait() -> None:
         async with cond:  # block A
