@@ -304,7 +304,9 @@ class Reservation:
         # times step back to within a rounding of the one before.)
         latest = _same_time(self._time_to_act, lim._last_event)
         restore = float(self._tokens)
-        if not latest:
+        if not latest and self._limit > 0:
+            # (With a zero limit nothing refills, so no later reservation counted on
+            # these tokens' time: all of them go back, in any order, as in Go.)
             # Later reservations booked all of it when the last event is (within a
             # rounding) this one's time plus the time its tokens take: nothing to give
             # back, and nothing given, so a later cancel -- once those reservations are

@@ -164,6 +164,29 @@ def test_cancel_first() -> None:
     assert lim.reserve_at(T[1], 2).time_to_act == approx(T[2])
 
 
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+@pytest.mark.parametrize("paused", [False, True])
+def test_cancel_at_zero_limit_restores_all(order: tuple[int, int], paused: bool) -> None:
+    """With a zero limit nothing refills, so no later reservation counted on a
+    reservation's tokens: cancelling gives them all back, in either order (Go's
+    CancelAt: tokensFromDuration is 0). Also for a limiter paused by set_limit(0),
+    and for a reservation whose delay is infinite."""
+    if paused:
+        lim = Limiter(10, 4)
+        lim.set_limit_at(T[0], 0)
+    else:
+        lim = Limiter(0, 4)
+    rs = [lim.reserve_at(T[0], 2), lim.reserve_at(T[0], 2)]
+    for i in order:
+        rs[i].cancel_at(T[0])
+    assert lim.tokens_at(T[0]) == approx(4)
+    rs = [lim.reserve_at(T[0], 4), lim.reserve_at(T[0], 3)]
+    assert rs[0].ok and rs[1].ok and rs[1].delay_from(T[0]) == INF_DURATION
+    for i in order:
+        rs[i].cancel_at(T[0])
+    assert lim.tokens_at(T[0]) == approx(4)
+
+
 def test_inf_allows_everything() -> None:
     lim = Limiter(INF, 0)
     assert lim.allow_at(T[0], 1000)
