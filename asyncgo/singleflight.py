@@ -22,6 +22,7 @@ task is named lazily, when a dump asks (``TASK_NAMERS``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
+from contextvars import ContextVar
 from inspect import isawaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar, TypeVarTuple, final
@@ -80,6 +81,7 @@ class _Call:
         "done",
         "dups",
         "exc",
+        "outer",
         "running",
         "scope",
         "stopped",
@@ -102,6 +104,7 @@ class _Call:
         self.exc: BaseException | None = None
         self.tb: TracebackType | None = None
         self.aborted = False  # ended by the Group's own cancellation, not by fn
+        self.outer: _Call | None = None  # the call whose fn started this one's task, if any
         self.running = False  # its task has started (and fn is called)
         self.stopped = False  # cancelled because every caller has left
         self.scope: Any = None  # its cancel scope while it runs (trio, detached; else none)
@@ -453,6 +456,10 @@ class Group:
             _wake(call)  # (a detached call's last caller waits for this)
             return
         call.running = True
+        # (The call's task runs in a copy of its first caller's context: this
+        # reaches fn and the tasks it starts, for `_wait_end`.)
+        call.outer = _inside.get()
+        _inside.set(call)
         try:
             try:
                 r = fn(*args)
@@ -541,11 +548,19 @@ class Group:
     async def _wait_end(self, call: _Call) -> None:
         """Wait, shielded, until the detached *call* (cancelled: no caller is left) has ended.
 
-        Not from the call's own task: a call that waited for itself (``fn`` calling
-        ``do`` for its own key, a deadlock) was its own last caller.
+        Not from inside the call: from its own task (``fn`` calling ``do`` for its
+        own key), or from a task started inside ``fn`` (or inside a call that ``fn``
+        started), which the call waits for -- a deadlock cycle whose last caller,
+        waiting here, would keep the call, and so the event loop's shutdown, from
+        ever ending.
         """
         if call.done or call._task is current_task():
             return
+        c = _inside.get()
+        while c is not None:
+            if c is call:
+                return
+            c = c.outer
         w = new_parker(park_runtime(self))
         call.waiters.append(w)
         tracer = _diag.tracer
@@ -580,6 +595,8 @@ class Group:
         core.cancel_task(task)
 
 
+# The call whose fn the current task runs in, or was started from (see `_wait_end`).
+_inside: ContextVar[_Call | None] = ContextVar("asyncgo.singleflight.inside", default=None)
 _RUN = Group._run  # one function object each: trio's task name is worked out once
 _RUN_TRIO = Group._run_trio
 _RUN_DETACHED = Group._run_detached

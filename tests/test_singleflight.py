@@ -1062,6 +1062,66 @@ async def test_a_calls_keyboardinterrupt_stops_the_asyncio_loop(
     assert not [f for f in futures if "__main__.main" not in f], err
 
 
+_CYCLE_SCRIPT = """
+import faulthandler, anyio
+from asyncgo import Deadlock, debug, singleflight
+faulthandler.dump_traceback_later(40, exit=True)   # a hang fails with a traceback
+
+sf = singleflight.Group()                      # never entered (Go's zero value)
+
+async def fn_a():                              # waits for a task that joins its own call
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sf.do, "a", fn_a)
+    return 1
+
+async def fn_b():                              # the same, one call further down
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sf.do, "a", fn_c)
+    return 2
+
+async def fn_c():
+    return await sf.do("b", fn_b)
+
+async def main():
+    if {detect}:
+        try:
+            async with debug.detect_deadlocks():
+                await sf.do("a", fn_{first})
+        except Deadlock as e:
+            print("deadlock:", "singleflight" in str(e))
+    else:
+        with anyio.move_on_after(0.05):
+            await sf.do("a", fn_{first})
+        print("gave up")
+
+anyio.run(main, backend={backend!r}, backend_options={options!r})
+print("run ended")
+"""
+
+
+@pytest.mark.parametrize("detect", [True, False])
+@pytest.mark.parametrize("first", ["a", "c"])
+async def test_unentered_group_deadlock_cycle_lets_the_run_end(
+    detect: bool, first: str, anyio_backend: tuple[str, dict[str, object]]
+) -> None:
+    """A cycle through another task (fn waits for a task that joins its own call, also
+    through a second call) is a deadlock (docs/singleflight.md); after its callers
+    gave up, the event loop's shutdown cancels the call and that task. The task,
+    the call's last caller, must not wait (shielded) for the call, which waits for
+    it: the run ended on no backend (black-box review)."""
+    import sys
+
+    script = _CYCLE_SCRIPT.format(
+        detect=detect, first=first, backend=anyio_backend[0], options=anyio_backend[1]
+    )
+    with anyio.fail_after(120):
+        proc = await anyio.run_process([sys.executable, "-c", script], check=False)
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert proc.returncode == 0, err
+    first_line = "deadlock: True" if detect else "gave up"
+    assert out.split() == [*first_line.split(), "run", "ended"], (out, err)
+
+
 # -- never entered: Go's zero value (`var g singleflight.Group`) -------------------------
 
 
