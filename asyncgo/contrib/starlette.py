@@ -197,7 +197,7 @@ class ContextMiddleware:
         # it is a bare asyncio task, several times cheaper than an anyio task group.
         try:
             if loop is not None:
-                await self._run_asyncio(loop, ctx, scope, receive, app_send, on_disconnect)
+                await self._run_asyncio(loop, ctx, arrival, scope, receive, app_send, on_disconnect)
             else:
                 await self._run_anyio(ctx, scope, receive, app_send, on_disconnect)
             if not started and isinstance(ctx.err(), DeadlineExceeded):
@@ -209,6 +209,7 @@ class ContextMiddleware:
         self,
         loop: asyncio.AbstractEventLoop,
         ctx: Context,
+        arrival: Context | None,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -226,6 +227,9 @@ class ContextMiddleware:
 
         async def watch(q: asyncio.Queue[Message]) -> None:
             nonlocal ended
+            # The server's receive() out of the request's context (see app_receive);
+            # this task may have been started inside it, from app_receive.
+            _current.set(arrival)
             last: Message | None = None
             try:
                 while True:
@@ -258,9 +262,15 @@ class ContextMiddleware:
                     return {"type": "http.disconnect"}
                 return await q.get()
             in_receive = True
+            # Out of the request's context, as app_send: uvicorn's receive() resumes
+            # reading the connection (on asyncio a reader callback that copies the
+            # current contextvars, in which the next request on the connection then
+            # starts), so current() there must not be this request's ctx.
+            token = _current.set(arrival)
             try:
                 msg = await receive()
             finally:
+                _current.reset(token)
                 in_receive = False
             if msg["type"] == "http.disconnect":
                 ended = True

@@ -19,7 +19,7 @@ pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
 from _servers import serve_uvicorn as serve  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
 from starlette.responses import StreamingResponse  # noqa: E402
 
 import asyncgo  # noqa: E402
@@ -484,6 +484,62 @@ async def test_a_pipelined_request_gets_a_context_of_its_own() -> None:
     assert seen["left"] > 30  # its own 60 s, not the first request's 5 s
     assert seen["ctx"].err() is not None  # ended with its own request...
     assert not isinstance(seen["ctx"].cause(), ClientDisconnected)
+
+
+async def _read_response(r: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    head = await r.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    n = [int(h.split(b":")[1]) for h in lines if h.lower().startswith(b"content-length:")]
+    return lines[0], await r.readexactly(n[0] if n else 0)
+
+
+@pytest.mark.parametrize("how", ["large upload", "pipelined post"])
+async def test_the_next_request_on_a_connection_gets_a_context_of_its_own(how: str) -> None:
+    # uvicorn's receive() resumes reading the connection; on asyncio the reader
+    # callback then registered copies the current contextvars, and the next request on
+    # the connection starts in that copy: receive() called inside the request's scope
+    # made the next request's context a child of this one's -- cancelled when this
+    # one ended, so its handler was cancelled at once and the client got a 500
+    # (integrations soak: after a body over 64 KiB, or a pipelined POST).
+    seen: list[tuple[Context, Context, BaseException | None]] = []
+    app = FastAPI()
+    app.add_middleware(ContextMiddleware, timeout=60.0)
+
+    @app.post("/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        return {"n": len(await request.body())}
+
+    @app.get("/info")
+    async def info(ctx: RequestContext) -> dict[str, bool]:
+        seen.append((ctx, current(), ctx.err()))
+        await asyncgo.time.sleep(0.001, ctx)  # raises ctx.err() if ctx is done
+        return {"ok": True}
+
+    ok = b'{"ok":true}'
+    async with serve(app) as url:
+        host, port = url.rsplit("/", 1)[1].split(":")
+        for _ in range(3):
+            r, w = await asyncio.open_connection(host, int(port))
+            try:
+                with anyio.fail_after(WAIT):
+                    if how == "large upload":  # over uvicorn's 64 KiB: reading pauses
+                        body = b"x" * (1 << 20)
+                        post = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                        w.write(post % len(body) + body)
+                        assert await _read_response(r) == (b"HTTP/1.1 200 OK", b'{"n":1048576}')
+                    else:
+                        w.write(
+                            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab"
+                            b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"
+                        )
+                        assert await _read_response(r) == (b"HTTP/1.1 200 OK", b'{"n":2}')
+                        assert await _read_response(r) == (b"HTTP/1.1 200 OK", ok)
+                    w.write(b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n")
+                    assert await _read_response(r) == (b"HTTP/1.1 200 OK", ok)
+            finally:
+                w.close()
+    assert seen and all(err is None and c is ctx for ctx, c, err in seen), seen
+    assert len({id(ctx) for ctx, _, _ in seen}) == len(seen)
 
 
 @pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
