@@ -3,7 +3,8 @@
 Times are floats on ``anyio.current_time()``'s clock (the event loop's), and
 durations float seconds, so trio's ``MockClock`` drives all of them in tests.
 Every timer is one ``call_at`` on the running loop (on trio, an entry in one heap
-served by one system task per run, which exists only while a timer is pending):
+served by one system task per run, started by its first timer and parked while no
+timer is pending):
 no task per timer, and nothing stays scheduled once a timer has fired, been
 stopped, or its channel is garbage.
 
