@@ -1182,6 +1182,15 @@ class _Stream(Generic[T]):
         if fatal is not None:
             raise fatal  # (out of any except block: its own __context__ is kept)
         if exc is not None and cancelled is None:
+            err = run.error
+            if err is not None and not run.delivered:
+                # The consumer's exception propagates, as itself; a stage's error it
+                # never read is named on it rather than dropped without a trace.
+                run.delivered = True
+                exc.add_note(
+                    f"(asyncgo: a stage of this pipeline also failed, with "
+                    f"{type(err).__qualname__}: {err}; the consumer's error propagates)"
+                )
             return False
         # A stage's error not yet seen, also over the consumer's cancellation (errors
         # win over cancellation, as in `Group`: one that happened is never dropped).

@@ -1323,7 +1323,8 @@ class WorkerPool:
             PoolClosed: (from the iterator) the pool closed before every item was queued.
             RuntimeError: Called outside the pool's ``async with`` block, or from
                 another thread or event loop.
-            TypeError: *items* is not an iterable or an async iterable.
+            TypeError: *items* is not an iterable or an async iterable, or
+                *ordered* is not a bool.
             ValueError: *window* < 1.
 
         Example:
@@ -1345,6 +1346,8 @@ class WorkerPool:
                 f"WorkerPool.map: items must be an iterable or an async iterable, "
                 f"not {type(items).__name__}"
             )
+        if not isinstance(ordered, bool):
+            raise TypeError(f"WorkerPool.map: ordered must be a bool, not {type(ordered).__name__}")
         if window is None:
             window = self._max + self._queue_size
         _check_ints("WorkerPool.map", window=window)

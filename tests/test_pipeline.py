@@ -811,6 +811,36 @@ async def test_consumer_error_propagates_as_itself() -> None:
     assert probe.closed_in == probe.ran_in
 
 
+async def test_a_stage_error_not_read_is_named_on_the_consumers_own_error() -> None:
+    """The consumer's exception propagates as itself; a stage's error it never read
+    is not dropped without a trace: a note names it (black-box review)."""
+    got, raised = anyio.Event(), anyio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        yield 1
+        await got.wait()
+        raised.set()
+        raise Boom("the root cause")
+
+    with pytest.raises(KeyError) as info:
+        async with (pipeline(source) | stages.map(lambda x: x)).stream() as items:
+            assert await items.__anext__() == 1
+            got.set()
+            await raised.wait()
+            await anyio.wait_all_tasks_blocked()  # the stage's error has reached the run
+            raise KeyError("consumer")
+    assert info.value.__notes__ == [
+        "(asyncgo: a stage of this pipeline also failed, with Boom: the root cause; "
+        "the consumer's error propagates)"
+    ]
+    # Read, the stage's error comes out instead, and no note is added anywhere.
+    with pytest.raises(Boom) as info2:
+        async with (pipeline(source) | stages.map(lambda x: x)).stream() as items:
+            async for _ in items:
+                pass
+    assert not hasattr(info2.value, "__notes__")
+
+
 async def test_stage_returning_a_non_iterator_is_a_clear_type_error() -> None:
     with pytest.raises(TypeError, match="returned int, not an async iterator"):
         await (pipeline(range(3)) | (lambda items: 42)).collect()  # type: ignore[operator]

@@ -350,6 +350,14 @@ async def test_map_of_a_non_iterable_is_a_type_error_at_the_call() -> None:
             pool.map(double, 42)  # type: ignore[call-overload]
 
 
+@pytest.mark.parametrize("ordered", ["false", None, 0])
+async def test_map_ordered_must_be_a_bool(ordered: object) -> None:
+    # As stages.map: a truthy string was taken as ordered, None as unordered.
+    async with WorkerPool(workers=2) as pool:
+        with pytest.raises(TypeError, match="WorkerPool.map: ordered must be a bool, not"):
+            pool.map(double, [1], ordered=ordered)  # type: ignore[call-overload]
+
+
 async def test_map_raises_failure_and_break_is_safe() -> None:
     async def maybe(x: int) -> int:
         if x == 5:
