@@ -17,7 +17,6 @@ from asyncgo._backend import (
     rescue,
 )
 from asyncgo._chan import Chan, Entry, RecvChan, chan_of
-from asyncgo._context import check_ctx
 from asyncgo._exceptions import Canceled
 
 from ._mutex import WaitQueue, parking_runtime
@@ -150,7 +149,11 @@ class Semaphore:
         done: Chan[object] | None = None
         if ctx is not None:
             if not (callable(getattr(ctx, "done", None)) and callable(getattr(ctx, "err", None))):
-                check_ctx(ctx, "sync: Semaphore.acquire(n, ctx)")  # (a context-like object passes)
+                raise TypeError(
+                    "sync: Semaphore.acquire(n, ctx): ctx must be an asyncgo Context, an "
+                    "object with done() (a channel closed when done) and err(), or None; "
+                    f"not {type(ctx).__name__}"
+                )
             done = chan_of(ctx.done())
             # ctx becoming done "happened before" acquiring: prefer to fail even
             # if the tokens are free (Go's semaphore does the same).
