@@ -22,7 +22,6 @@ task is named lazily, when a dump asks (``TASK_NAMERS``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
-from contextvars import ContextVar
 from inspect import isawaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar, TypeVarTuple, final
@@ -49,7 +48,7 @@ from ._backend._taskgroup import (
     make_core,
     spawn_detached,
 )
-from ._backend._tasks import TASK_NAMERS, _trio_mod, current_task
+from ._backend._tasks import TASK_NAMERS, _trio_mod, all_tasks, current_task, task_parent
 from ._backend._timers import Runtime, elsewhere, runtime_or_none
 from ._exceptions import not_a_function, not_awaitable, stray_cancellation
 
@@ -81,7 +80,6 @@ class _Call:
         "done",
         "dups",
         "exc",
-        "outer",
         "running",
         "scope",
         "stopped",
@@ -104,7 +102,6 @@ class _Call:
         self.exc: BaseException | None = None
         self.tb: TracebackType | None = None
         self.aborted = False  # ended by the Group's own cancellation, not by fn
-        self.outer: _Call | None = None  # the call whose fn started this one's task, if any
         self.running = False  # its task has started (and fn is called)
         self.stopped = False  # cancelled because every caller has left
         self.scope: Any = None  # its cancel scope while it runs (trio, detached; else none)
@@ -456,10 +453,6 @@ class Group:
             _wake(call)  # (a detached call's last caller waits for this)
             return
         call.running = True
-        # (The call's task runs in a copy of its first caller's context: this
-        # reaches fn and the tasks it starts, for `_wait_end`.)
-        call.outer = _inside.get()
-        _inside.set(call)
         try:
             try:
                 r = fn(*args)
@@ -548,19 +541,14 @@ class Group:
     async def _wait_end(self, call: _Call) -> None:
         """Wait, shielded, until the detached *call* (cancelled: no caller is left) has ended.
 
-        Not from inside the call: from its own task (``fn`` calling ``do`` for its
-        own key), or from a task started inside ``fn`` (or inside a call that ``fn``
-        started), which the call waits for -- a deadlock cycle whose last caller,
-        waiting here, would keep the call, and so the event loop's shutdown, from
-        ever ending.
+        Not from the call's own task: a call that waited for itself (``fn`` calling
+        ``do`` for its own key, a deadlock) was its own last caller. Nor from a task
+        that ``fn`` started in a task group of its own, which the call waits for (the
+        same deadlock through another task): waiting here, it would keep the call,
+        and so the event loop's shutdown, from ever ending.
         """
-        if call.done or call._task is current_task():
+        if call.done or call._task is current_task() or _started_inside(call):
             return
-        c = _inside.get()
-        while c is not None:
-            if c is call:
-                return
-            c = c.outer
         w = new_parker(park_runtime(self))
         call.waiters.append(w)
         tracer = _diag.tracer
@@ -595,12 +583,31 @@ class Group:
         core.cancel_task(task)
 
 
-# The call whose fn the current task runs in, or was started from (see `_wait_end`).
-_inside: ContextVar[_Call | None] = ContextVar("asyncgo.singleflight.inside", default=None)
 _RUN = Group._run  # one function object each: trio's task name is worked out once
 _RUN_TRIO = Group._run_trio
 _RUN_DETACHED = Group._run_detached
 _DETACHED_NAME = "singleflight.Group.do"
+
+
+def _started_inside(call: _Call) -> bool:
+    """Whether the current task descends, through task groups, from *call*'s task.
+
+    Such a task is one the call waits for. A task that ``fn`` started in a task
+    group from outside is not: its parent is that group's task. (asyncio: known for
+    tasks of anyio task groups; for others, no parent is known and this says no.)
+    """
+    target = call._task
+    if target is None:
+        return False
+    tasks = all_tasks()
+    t = current_task()
+    for _ in range(len(tasks)):
+        t = task_parent(t, tasks)
+        if t is None:
+            return False
+        if t is target:
+            return True
+    return False
 
 
 def _wake(call: _Call) -> None:
