@@ -1187,10 +1187,15 @@ class _Stream(Generic[T]):
                 # The consumer's exception propagates, as itself; a stage's error it
                 # never read is named on it rather than dropped without a trace.
                 run.delivered = True
-                exc.add_note(
-                    f"(asyncgo: a stage of this pipeline also failed, with "
-                    f"{type(err).__qualname__}: {err}; the consumer's error propagates)"
-                )
+                if err is not exc:  # (one object raised by both: nothing to name)
+                    try:
+                        text = str(err)
+                    except Exception:
+                        text = "<exception str() failed>"
+                    exc.add_note(
+                        f"(asyncgo: a stage of this pipeline also failed, with "
+                        f"{type(err).__qualname__}: {text}; the consumer's error propagates)"
+                    )
             return False
         # A stage's error not yet seen, also over the consumer's cancellation (errors
         # win over cancellation, as in `Group`: one that happened is never dropped).

@@ -841,6 +841,50 @@ async def test_a_stage_error_not_read_is_named_on_the_consumers_own_error() -> N
     assert not hasattr(info2.value, "__notes__")
 
 
+async def test_no_note_for_the_consumers_own_error_object_or_a_bad_str() -> None:
+    """The note is not added when the stage's error is the very object the consumer
+    raises (e.g. both got it from one singleflight call), and an error whose str()
+    fails is named without it: the consumer's exception still comes out (review)."""
+    shared = Boom("shared")
+    got = anyio.Event()
+
+    async def source() -> AsyncIterator[int]:
+        yield 1
+        await got.wait()
+        raise shared
+
+    with pytest.raises(Boom) as info:
+        async with pipeline(source()).stream() as items:
+            await items.__anext__()
+            got.set()
+            await anyio.wait_all_tasks_blocked()
+            raise shared
+    assert info.value is shared and not hasattr(shared, "__notes__")
+
+    class Weird(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    got = anyio.Event()
+
+    async def weird() -> AsyncIterator[int]:
+        yield 1
+        await got.wait()
+        raise Weird
+
+    with pytest.raises(KeyError) as info2:
+        async with pipeline(weird()).stream() as items:
+            await items.__anext__()
+            got.set()
+            await anyio.wait_all_tasks_blocked()
+            raise KeyError("consumer")
+    assert info2.value.__notes__ == [
+        "(asyncgo: a stage of this pipeline also failed, with "
+        "test_no_note_for_the_consumers_own_error_object_or_a_bad_str.<locals>.Weird: "
+        "<exception str() failed>; the consumer's error propagates)"
+    ]
+
+
 async def test_stage_returning_a_non_iterator_is_a_clear_type_error() -> None:
     with pytest.raises(TypeError, match="returned int, not an async iterator"):
         await (pipeline(range(3)) | (lambda items: 42)).collect()  # type: ignore[operator]
