@@ -22,6 +22,7 @@ task is named lazily, when a dump asks (``TASK_NAMERS``).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable
+from contextvars import ContextVar
 from inspect import isawaitable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar, TypeVarTuple, final
@@ -453,6 +454,7 @@ class Group:
             _wake(call)  # (a detached call's last caller waits for this)
             return
         call.running = True
+        _inside.set(id(call))  # (this task's context, inherited by the tasks fn starts)
         try:
             try:
                 r = fn(*args)
@@ -589,6 +591,11 @@ _RUN_DETACHED = Group._run_detached
 _DETACHED_NAME = "singleflight.Group.do"
 
 
+# id() of the call whose task the current task runs in or was started from (a hint
+# for `_started_inside`: an id, so that no task keeps a finished call alive).
+_inside: ContextVar[int] = ContextVar("asyncgo.singleflight.inside", default=0)
+
+
 def _started_inside(call: _Call) -> bool:
     """Whether the current task descends, through task groups, from *call*'s task.
 
@@ -597,8 +604,8 @@ def _started_inside(call: _Call) -> bool:
     tasks of anyio task groups; for others, no parent is known and this says no.)
     """
     target = call._task
-    if target is None:
-        return False
+    if target is None or _inside.get() != id(call):
+        return False  # (not even started from inside it: the common case, at once)
     tasks = all_tasks()
     t = current_task()
     for _ in range(len(tasks)):
