@@ -13,7 +13,8 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Sequence
-from random import random, sample
+from itertools import permutations
+from random import random
 from typing import Any, Generic, NamedTuple, Never, TypeVar, overload
 
 from ._backend import (
@@ -148,6 +149,23 @@ class Selected(NamedTuple, Generic[T_co]):
 
 
 _new_selected = tuple.__new__
+# Every permutation of 3 to 6 cases (6, 24, 120, 720 tuples): a select over a few
+# cases picks its poll order with one random() instead of random.sample's ~1.5 µs.
+_PERM_MAX = 6
+_PERMS: dict[int, tuple[tuple[int, ...], ...]] = {
+    k: tuple(permutations(range(k))) for k in range(3, _PERM_MAX + 1)
+}
+
+
+def _shuffled(n: int) -> list[int]:
+    """A uniformly random order of ``range(n)`` (Fisher-Yates)."""
+    order = list(range(n))
+    for j in range(n - 1, 0, -1):
+        k = int(random() * (j + 1))
+        order[j], order[k] = order[k], order[j]
+    return order
+
+
 _ABSENT: Any = object()  # select(): a case not given
 _TWO = ((0, 1), (1, 0))
 # select(..., default=True) that found no case ready (immutable: one for all).
@@ -317,8 +335,11 @@ async def select(
         pass  # the order drawn above
     elif n < 2:
         order = range(n)
+    elif n <= _PERM_MAX:
+        perms = _PERMS[n]  # every order of n cases: one draw picks one uniformly
+        order = perms[int(random() * len(perms))]
     else:
-        order = sample(range(n), n)
+        order = _shuffled(n)
     checked = False
     while True:
         for i in order:

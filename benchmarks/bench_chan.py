@@ -22,6 +22,10 @@ Benchmarks (issue #2):
   the same two producers sending into *one* channel read with plain ``recv()``:
   the baseline of the "select >= 0.5x recv" target.
 
+* ``select4_buffered`` (informational): the same with four producers on four
+  channels (capacity 1024), ``select`` over four cases; the peers run four
+  forwarders.
+
 * ``poll_empty`` (informational): one task polling an empty channel, polls/s --
   Go's non-blocking receive, ``select { case v := <-ch: ... default: }``. asyncgo
   uses ``select(recv(ch), default=True)``; the peers their ``*_nowait`` receive
@@ -51,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -241,61 +246,58 @@ async def mpmc(
 
 
 async def select2(
-    impl: str, make: Callable[[int], Endpoints], cap: int, n: int, bench: str
+    impl: str, make: Callable[[int], Endpoints], cap: int, n: int, bench: str, k: int = 2
 ) -> float:
-    """msg/s into one consumer from two producers on two channels (see the module doc)."""
-    half = n // 2
+    """msg/s into one consumer from *k* producers on *k* channels (see the module doc)."""
+    part = n // k
     out: list[tuple[int, int]] = []
 
-    async def producer(send: Send, k: int) -> None:
-        await produce(send, k * half, (k + 1) * half)
+    async def producer(send: Send, j: int) -> None:
+        await produce(send, j * part, (j + 1) * part)
         await send(None)
 
-    if impl == "asyncgo":  # select over the two channels
-        a, b = Chan[Any](cap), Chan[Any](cap)
+    tasks: list[Callable[[], Awaitable[None]]]
+    if impl == "asyncgo":  # select over the k channels
+        chans = [Chan[Any](cap) for _ in range(k)]
+        a, b = chans[0], chans[1]
 
         async def consumer() -> None:
             count = total = seen = 0
+            cases = [recv(c) for c in chans]
             while True:
-                r = await select(recv(a), recv(b))
+                r = await (select(recv(a), recv(b)) if k == 2 else select(*cases))
                 if not r.ok:  # (not check(r.ok, f"..."): that formats a string per item)
                     check(False, f"{bench}: select reported a closed channel")
                 v = r.value
                 if v is None:
                     seen += 1
-                    if seen == 2:
+                    if seen == k:
                         break
                     continue
                 count += 1
                 total += v
             out.append((count, total))
 
-        tasks = [lambda: producer(a.send, 0), lambda: producer(b.send, 1), consumer]
-        lefts = [a.__len__, b.__len__]
+        tasks = [partial(producer, c.send, j) for j, c in enumerate(chans)]
+        tasks.append(consumer)
+        lefts = [c.__len__ for c in chans]
     elif impl == "asyncgo recv":  # the same producers, one channel, plain recv
         send, recv_, left = make(cap)
-        tasks = [
-            lambda: producer(send, 0),
-            lambda: producer(send, 1),
-            lambda: consume(recv_, 2, out),
-        ]
+        tasks = [partial(producer, send, j) for j in range(k)]
+        tasks.append(lambda: consume(recv_, k, out))
         lefts = [left]
-    else:  # forwarder tasks merge both sources into one queue
-        a_send, a_recv, a_left = make(cap)
-        b_send, b_recv, b_left = make(cap)
+    else:  # forwarder tasks merge the sources into one queue
         m_send, m_recv, m_left = make(cap)
-        tasks = [
-            lambda: producer(a_send, 0),
-            lambda: producer(b_send, 1),
-            lambda: forward(a_recv, m_send),
-            lambda: forward(b_recv, m_send),
-            lambda: consume(m_recv, 2, out),
-        ]
-        lefts = [a_left, b_left, m_left]
+        tasks, lefts = [], [m_left]
+        for j in range(k):
+            s_send, s_recv, s_left = make(cap)
+            tasks += [partial(producer, s_send, j), partial(forward, s_recv, m_send)]
+            lefts.append(s_left)
+        tasks.append(lambda: consume(m_recv, k, out))
     elapsed = await timed_tasks(tasks)
-    expect(out, 2 * half, bench, impl)
+    expect(out, k * part, bench, impl)
     check(all(f() == 0 for f in lefts), f"{bench}/{impl}: items left behind")
-    return 2 * half / elapsed
+    return k * part / elapsed
 
 
 async def poll_empty(impl: str, n: int) -> float:
@@ -432,6 +434,18 @@ def main() -> None:
                 else:
                     extra["note"] = FORWARD_NOTE
                 emit(bench, name, backend, v, "msg/s", **extra)
+
+        # select over four channels (informational): a select of more than two cases
+        # picks its poll order from a table of permutations.
+        for name, make in sel_impls:
+            await select2(name, make, 1024, warm, "warmup", k=4)
+            v = await select2(name, make, 1024, n_sel, "select4_buffered", k=4)
+            extra = {"n": n_sel, "cap": 1024}
+            if name == "asyncgo recv":
+                extra["note"] = RECV_NOTE
+            elif name != "asyncgo":
+                extra["note"] = FORWARD_NOTE
+            emit("select4_buffered", name, backend, v, "msg/s", **extra)
 
         # Polling an empty channel: Go's non-blocking receive (informational).
         n_poll = 20_000 if quick else 400_000

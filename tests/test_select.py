@@ -221,6 +221,39 @@ async def test_fairness_three_ready_cases() -> None:
         assert 800 <= wins[i] <= 1200, wins
 
 
+@pytest.mark.parametrize("n", [4, 5, 6, 7, 9])
+async def test_fairness_many_ready_cases_some_not_ready(n: int) -> None:
+    """Up to six cases the poll order comes from a table of permutations, beyond
+    from a shuffle: either way every ready case wins equally often, the cases
+    that are not ready (every third one, and a nil case) never."""
+    chans = [Chan[int](1) for _ in range(n)]
+    ready = [i for i in range(n) if i % 3 != 1]
+    for i in ready:
+        chans[i].send_nowait(0)
+    cases = [recv(ch) for ch in chans]
+    wins = Counter[int]()
+    rounds = 1000 * len(ready)
+    for _ in range(rounds):
+        r = await select(*cases, recv(None))
+        wins[r.index] += 1
+        chans[r.index].send_nowait(0)
+    assert set(wins) == set(ready), wins
+    for i in ready:  # expected 1000 each; the bounds are about 7 standard deviations
+        assert 780 <= wins[i] <= 1220, wins
+
+
+def test_every_poll_order_is_drawn() -> None:
+    """The permutation tables hold every order once; the shuffle draws every order."""
+    from itertools import permutations
+
+    from asyncgo._select import _PERM_MAX, _PERMS, _shuffled
+
+    for k in range(3, _PERM_MAX + 1):
+        assert sorted(_PERMS[k]) == sorted(permutations(range(k)))
+    seen = Counter(tuple(_shuffled(4)) for _ in range(24 * 400))
+    assert len(seen) == 24 and min(seen.values()) > 250, seen
+
+
 async def test_same_channel_twice_is_fair_and_takes_one_item() -> None:
     a = Chan[int](2)
     wins = Counter[int]()
