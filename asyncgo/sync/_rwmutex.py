@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, final
 
 from asyncgo._backend import _diag, cancel_pending, checkpoint, must_checkpoint
 
-from ._mutex import WaitQueue, park
+from ._mutex import _FAST, WaitQueue, _ctg, _task_cancelled, _task_state, park
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -89,10 +89,23 @@ class RWMutex:
         Cancellation: if cancelled, no read lock was taken. Checkpoint: always
         a cancel point; yields only when it must wait. Go: ``rw.RLock()``
         """
-        if not self._writer and self._wq.head() is None:
+        if not self._writer and (not self._wq.q or self._wq.head() is None):
             if self._rq.q:
                 self._admit_readers()  # they queued first
-            if not must_checkpoint(self):
+            # Still a cancel point: must_checkpoint(), its asyncio branch inlined (as
+            # Mutex.lock and the channels' fast paths).
+            t = _ctg(self._rt)
+            if (
+                t is not None
+                and _FAST.budget > 0
+                and not t._must_cancel
+                and (st := _task_state(t)) is not None
+            ):
+                _FAST.budget -= 1
+                if st.st.cancel_scope is st.clean or not _task_cancelled(st):
+                    self._readers += 1
+                    return
+            elif not must_checkpoint(self):
                 self._readers += 1
                 return
             await checkpoint()
@@ -161,7 +174,18 @@ class RWMutex:
         wait. Go: ``rw.Lock()``
         """
         if self._free_for_writer():
-            if not must_checkpoint(self):
+            t = _ctg(self._rt)  # must_checkpoint(), its asyncio branch inlined
+            if (
+                t is not None
+                and _FAST.budget > 0
+                and not t._must_cancel
+                and (st := _task_state(t)) is not None
+            ):
+                _FAST.budget -= 1
+                if st.st.cancel_scope is st.clean or not _task_cancelled(st):
+                    self._writer = True
+                    return
+            elif not must_checkpoint(self):
                 self._writer = True
                 return
             await checkpoint()
@@ -227,7 +251,7 @@ class RWMutex:
     def _free_for_writer(self) -> bool:
         """Nobody holds the lock or waits for it (readers queued behind a writer
         that was cancelled, its task not resumed yet, are let in first)."""
-        if self._writer or self._readers or self._wq.head() is not None:
+        if self._writer or self._readers or (self._wq.q and self._wq.head() is not None):
             return False
         return not (self._rq.q and self._admit_readers())
 
@@ -292,7 +316,11 @@ class _ReadLocker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._rw.runlock()
+        rw = self._rw  # runlock(), its common case inlined
+        if rw._readers > 1 or (rw._readers == 1 and not rw._wq.q):
+            rw._readers -= 1
+        else:
+            rw.runlock()
 
 
 @final
