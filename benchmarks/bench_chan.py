@@ -77,7 +77,8 @@ FORWARD_NOTE = (
     "Queue(1) where the channels are unbuffered"
 )
 RECV_NOTE = (
-    "asyncgo recv: the same two producers send into one Chan read with plain recv() "
+    "asyncgo recv: the same producers (two; four in select4) send into one Chan read "
+    "with plain recv() "
     "(the baseline of the select >= 0.5x recv target)"
 )
 
