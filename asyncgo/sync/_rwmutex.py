@@ -356,4 +356,8 @@ class _WriteLocker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._rw.unlock()
+        rw = self._rw  # unlock(), its common case inlined: nobody waits
+        if rw._writer and not rw._rq.q and not rw._wq.q:
+            rw._writer = False
+        else:
+            rw.unlock()
