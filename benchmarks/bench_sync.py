@@ -27,6 +27,9 @@ Benchmarks (issue #4):
   Peers: the backend's plain lock (``asyncio.Lock``, ``trio.Lock``) and
   ``anyio.Lock``, used for reads and writes alike -- what a user without a
   readers-writer lock writes (asyncio, anyio and trio offer none).
+* ``rwmutex_uncontended_read`` / ``rwmutex_uncontended_write`` (informational): one
+  task, ``async with rw.read():`` / ``rw.write()`` in a loop against the plain locks'
+  ``async with lock:``, ops/s.
 * ``cond_pingpong``: two tasks taking turns through a condition variable (each
   waits, under the lock, until the shared turn is its own, then passes it and
   signals), round trips/s; checks the turns alternate. Peers:
@@ -175,6 +178,26 @@ def rw_peers(backend: str) -> list[tuple[str, Factory]]:
         if "fast_acquire" not in name:
             impls.append((name, make))
     return impls
+
+
+async def rw_uncontended(make: Factory, n: int, impl: str, write: bool) -> float:
+    """ops/s of one task taking and releasing the lock; asyncgo writes the block the way
+    a user does, ``async with rw.read():`` (or ``rw.write()``) each time."""
+    lock = make()
+    t0 = perf_counter()
+    if impl != "asyncgo":
+        for _ in range(n):
+            async with lock:
+                pass
+    elif write:
+        for _ in range(n):
+            async with lock.write():
+                pass
+    else:
+        for _ in range(n):
+            async with lock.read():
+                pass
+    return n / (perf_counter() - t0)
 
 
 async def rw_read_mostly(make: Factory, n: int, tasks: int, bench: str, impl: str) -> float:
@@ -362,6 +385,12 @@ def main() -> None:
         def rw(name: str, make: Factory, n: int) -> Awaitable[float]:
             return rw_read_mostly(make, n, tasks, "rwmutex_read_mostly", name)
 
+        def rwr(name: str, make: Factory, n: int) -> Awaitable[float]:
+            return rw_uncontended(make, n, name, False)
+
+        def rww(name: str, make: Factory, n: int) -> Awaitable[float]:
+            return rw_uncontended(make, n, name, True)
+
         def cond(name: str, make: Factory, n: int) -> Awaitable[float]:
             return cond_pingpong(make, n, "cond_pingpong", name)
 
@@ -381,6 +410,15 @@ def main() -> None:
             if name != "asyncgo":
                 extra["note"] = "a plain lock for reads and writes alike"
             emit("rwmutex_read_mostly", name, backend, v, "ops/s", **extra)
+        for bench, measure in (
+            ("rwmutex_uncontended_read", rwr),
+            ("rwmutex_uncontended_write", rww),
+        ):
+            for name, v in (await interleaved(rw_peers(backend), n_unc, measure)).items():
+                extra = {"n": n_unc, "rounds": r}
+                if name != "asyncgo":
+                    extra["note"] = "a plain lock (no readers-writer lock in asyncio, anyio, trio)"
+                emit(bench, name, backend, v, "ops/s", **extra)
         for name, v in (await interleaved(cond_peers(backend), n_con // 2, cond)).items():
             emit("cond_pingpong", name, backend, v, "round trips/s", n=n_con // 2, rounds=r)
         for name in ("asyncgo", "lock-per-key cache", "no dedup"):
