@@ -811,34 +811,52 @@ async def test_consumer_error_propagates_as_itself() -> None:
     assert probe.closed_in == probe.ran_in
 
 
-async def test_a_stage_error_not_read_is_named_on_the_consumers_own_error() -> None:
-    """The consumer's exception propagates as itself; a stage's error it never read
-    is not dropped without a trace: a note names it (black-box review)."""
+async def _stage_fails_then_consumer_raises(
+    stage_error: BaseException, consumer_error: BaseException
+) -> BaseException:
+    """A stage raises *stage_error* after its first item, which the consumer has read
+    (and then not reading on); then the consumer raises *consumer_error*: what
+    comes out of the block."""
     got, raised = anyio.Event(), anyio.Event()
 
     async def source() -> AsyncIterator[int]:
         yield 1
         await got.wait()
         raised.set()
-        raise Boom("the root cause")
+        raise stage_error
 
-    with pytest.raises(KeyError) as info:
+    try:
         async with (pipeline(source) | stages.map(lambda x: x)).stream() as items:
             assert await items.__anext__() == 1
             got.set()
             await raised.wait()
             await anyio.wait_all_tasks_blocked()  # the stage's error has reached the run
-            raise KeyError("consumer")
-    assert info.value.__notes__ == [
+            raise consumer_error
+    except BaseException as exc:
+        return exc
+    raise AssertionError("the block raised nothing")
+
+
+async def test_a_stage_error_not_read_is_named_on_the_consumers_own_error() -> None:
+    """The consumer's exception propagates as itself; a stage's error it never read
+    is not dropped without a trace: a note names it (black-box review)."""
+    mine = KeyError("consumer")
+    assert await _stage_fails_then_consumer_raises(Boom("the root cause"), mine) is mine
+    assert mine.__notes__ == [
         "(asyncgo: a stage of this pipeline also failed, with Boom: the root cause; "
         "the consumer's error propagates)"
     ]
+
+    async def source() -> AsyncIterator[int]:
+        yield 1
+        raise Boom("read")
+
     # Read, the stage's error comes out instead, and no note is added anywhere.
-    with pytest.raises(Boom) as info2:
+    with pytest.raises(Boom) as info:
         async with (pipeline(source) | stages.map(lambda x: x)).stream() as items:
             async for _ in items:
                 pass
-    assert not hasattr(info2.value, "__notes__")
+    assert not hasattr(info.value, "__notes__")
 
 
 async def test_no_note_for_the_consumers_own_error_object_or_a_bad_str() -> None:
@@ -846,39 +864,16 @@ async def test_no_note_for_the_consumers_own_error_object_or_a_bad_str() -> None
     raises (e.g. both got it from one singleflight call), and an error whose str()
     fails is named without it: the consumer's exception still comes out (review)."""
     shared = Boom("shared")
-    got = anyio.Event()
-
-    async def source() -> AsyncIterator[int]:
-        yield 1
-        await got.wait()
-        raise shared
-
-    with pytest.raises(Boom) as info:
-        async with pipeline(source()).stream() as items:
-            await items.__anext__()
-            got.set()
-            await anyio.wait_all_tasks_blocked()
-            raise shared
-    assert info.value is shared and not hasattr(shared, "__notes__")
+    assert await _stage_fails_then_consumer_raises(shared, shared) is shared
+    assert not hasattr(shared, "__notes__")
 
     class Weird(Exception):
         def __str__(self) -> str:
             raise RuntimeError("no str")
 
-    got = anyio.Event()
-
-    async def weird() -> AsyncIterator[int]:
-        yield 1
-        await got.wait()
-        raise Weird
-
-    with pytest.raises(KeyError) as info2:
-        async with pipeline(weird()).stream() as items:
-            await items.__anext__()
-            got.set()
-            await anyio.wait_all_tasks_blocked()
-            raise KeyError("consumer")
-    assert info2.value.__notes__ == [
+    mine = KeyError("consumer")
+    assert await _stage_fails_then_consumer_raises(Weird(), mine) is mine
+    assert mine.__notes__ == [
         "(asyncgo: a stage of this pipeline also failed, with "
         "test_no_note_for_the_consumers_own_error_object_or_a_bad_str.<locals>.Weird: "
         "<exception str() failed>; the consumer's error propagates)"
