@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, final
 
 from asyncgo._backend import _diag, cancel_pending, checkpoint, must_checkpoint
 
-from ._mutex import _FAST, WaitQueue, _ctg, _task_cancelled, _task_state, park
+from ._mutex import WaitQueue, park
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -94,18 +94,7 @@ class RWMutex:
                 self._admit_readers()  # they queued first
             # Still a cancel point: must_checkpoint(), its asyncio branch inlined (as
             # Mutex.lock and the channels' fast paths).
-            t = _ctg(self._rt)
-            if (
-                t is not None
-                and _FAST.budget > 0
-                and not t._must_cancel
-                and (st := _task_state(t)) is not None
-            ):
-                _FAST.budget -= 1
-                if st.st.cancel_scope is st.clean or not _task_cancelled(st):
-                    self._readers += 1
-                    return
-            elif not must_checkpoint(self):
+            if not must_checkpoint(self):
                 self._readers += 1
                 return
             await checkpoint()
@@ -174,18 +163,7 @@ class RWMutex:
         wait. Go: ``rw.Lock()``
         """
         if self._free_for_writer():
-            t = _ctg(self._rt)  # must_checkpoint(), its asyncio branch inlined
-            if (
-                t is not None
-                and _FAST.budget > 0
-                and not t._must_cancel
-                and (st := _task_state(t)) is not None
-            ):
-                _FAST.budget -= 1
-                if st.st.cancel_scope is st.clean or not _task_cancelled(st):
-                    self._writer = True
-                    return
-            elif not must_checkpoint(self):
+            if not must_checkpoint(self):
                 self._writer = True
                 return
             await checkpoint()
