@@ -34,6 +34,10 @@ Benchmarks (issue #4):
   waits, under the lock, until the shared turn is its own, then passes it and
   signals), round trips/s; checks the turns alternate. Peers:
   ``asyncio.Condition``, ``anyio.Condition``, ``trio.Condition``.
+* ``cond_broadcast``: 10 tasks wait (in a loop, under the lock) for a generation
+  number to pass theirs; another task bumps it and broadcasts (``notify_all``),
+  three scheduler steps apart; wake-ups/s (10 per broadcast); checks that every
+  waiter saw every generation. Same peers.
 * ``singleflight_1000``: rounds of 1000 concurrent identical requests for a new
   key, each backed by a 1 ms "backend call", requests/s; ``extra.calls`` counts
   backend calls (the deduplicated implementations make one per round).
@@ -268,6 +272,36 @@ async def cond_pingpong(make: Factory, n: int, bench: str, impl: str) -> float:
     return n / elapsed
 
 
+async def cond_broadcast(make: Factory, n: int, waiters: int, bench: str, impl: str) -> float:
+    """Wake-ups/s: one task broadcasts generation after generation to *waiters* tasks."""
+    cond = make()
+    broadcast = cond.broadcast if impl == "asyncgo" else cond.notify_all
+    gens = max(n // waiters, 1)
+    gen = 0
+    seen = 0
+
+    async def waiter() -> None:
+        nonlocal seen
+        for r in range(gens):
+            async with cond:
+                while gen <= r:
+                    await cond.wait()
+                seen += 1
+
+    async def broadcaster() -> None:
+        nonlocal gen
+        for _ in range(gens):
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
+            async with cond:
+                gen += 1
+                broadcast()
+
+    elapsed = await timed_tasks([waiter] * waiters + [broadcaster])
+    check(seen == gens * waiters, f"{bench}/{impl}: {seen} wake-ups, expected {gens * waiters}")
+    return gens * waiters / elapsed
+
+
 # -- singleflight ---------------------------------------------------------------------------
 
 
@@ -394,6 +428,9 @@ def main() -> None:
         def cond(name: str, make: Factory, n: int) -> Awaitable[float]:
             return cond_pingpong(make, n, "cond_pingpong", name)
 
+        def condb(name: str, make: Factory, n: int) -> Awaitable[float]:
+            return cond_broadcast(make, n, 10, "cond_broadcast", name)
+
         r = ROUNDS
         for name, v in (await interleaved(lock_peers(backend), n_unc, unc)).items():
             emit("mutex_uncontended", name, backend, v, "ops/s", n=n_unc, rounds=r)
@@ -421,6 +458,9 @@ def main() -> None:
                 emit(bench, name, backend, v, "ops/s", **extra)
         for name, v in (await interleaved(cond_peers(backend), n_con // 2, cond)).items():
             emit("cond_pingpong", name, backend, v, "round trips/s", n=n_con // 2, rounds=r)
+        for name, v in (await interleaved(cond_peers(backend), n_con, condb)).items():
+            extra = {"n": n_con, "waiters": 10, "rounds": r}
+            emit("cond_broadcast", name, backend, v, "wake-ups/s", **extra)
         for name in ("asyncgo", "lock-per-key cache", "no dedup"):
             v, calls = await sf_rounds(name, rounds, 1000)
             extra = {"rounds": rounds, "requests_per_round": 1000, "calls": calls}

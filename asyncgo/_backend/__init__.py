@@ -82,6 +82,7 @@ __all__ = [
     "current_tasks_get",
     "must_checkpoint",
     "cancel_pending",
+    "cancel_due",
     "new_parker",
     "parker_for",
     "park_runtime",
@@ -720,6 +721,23 @@ def cancel_pending(holder: Any) -> bool:
         if entry is None:  # pragma: no cover - anyio changed its internals
             return False
     return entry.st.cancel_scope is not entry.clean and task_cancelled(entry)
+
+
+def cancel_due(holder: Any) -> bool:
+    """True when the current task has a cancellation pending, on any backend.
+
+    For operations that always park right after (so the budget of `must_checkpoint`
+    would only add a second yield) but must raise a pending cancellation before
+    they change any state: `Cond.wait` does, so that it raises with ``cond.L``
+    still held.
+    """
+    if cancel_pending(holder):
+        return True
+    rt = holder._rt
+    if rt is TRIO:
+        return bool(_trio_cancel_pending())
+    task = _current_tasks_get(rt)  # (cancel_pending sees a native cancel only uncached)
+    return task is not None and bool(task._must_cancel)
 
 
 def check_slow(holder: Any, task: Any) -> bool:

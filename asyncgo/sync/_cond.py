@@ -12,6 +12,7 @@ from asyncgo._backend import (
     CancelScope,
     _diag,
     abandon,
+    cancel_due,
     checkpoint,
     get_cancelled_exc_class,
     must_checkpoint,
@@ -114,8 +115,12 @@ class Cond:
             RuntimeError: ``cond.L`` is not locked (the error of its ``unlock()``,
                 e.g. "sync: unlock of unlocked mutex").
         """
-        if must_checkpoint(self):
-            await checkpoint()  # a pending cancellation fires here, with L still held
+        # A pending cancellation fires here, with L still held. (Not must_checkpoint:
+        # a spent budget would yield with L held, and the waiters woken meanwhile
+        # would queue for L behind this task, one loop step each, a lock convoy.
+        # The park below yields anyway.)
+        if cancel_due(self):
+            await checkpoint()
         rt = park_runtime(self)
         w = new_parker(rt)
         q = self._q

@@ -181,6 +181,87 @@ async def test_signal_then_cancel_keeps_the_wakeup() -> None:
     assert not cond.L.locked()  # type: ignore[attr-defined]
 
 
+class _LogLocker:
+    """A Locker that records its calls (around a real Mutex)."""
+
+    def __init__(self) -> None:
+        self.m = Mutex()
+        self.log: list[str] = []
+
+    async def lock(self) -> None:
+        await self.m.lock()
+        self.log.append("lock")
+
+    def unlock(self) -> None:
+        self.log.append("unlock")
+        self.m.unlock()
+
+
+@pytest.mark.parametrize("how", ["scope", "native"])
+async def test_wait_with_a_pending_cancellation_never_lets_go_of_L(
+    anyio_backend: tuple[str, dict[str, object]], how: str
+) -> None:
+    """A cancellation already pending when wait() is called fires before wait()
+    unlocks L: nothing else can take L in between, and no wake-up is consumed."""
+    if how == "native" and anyio_backend[0] != "asyncio":
+        pytest.skip("asyncio.Task.cancel() is asyncio-specific")
+    lk = _LogLocker()
+    cond = Cond(lk)
+    await lk.lock()
+    if how == "scope":
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await cond.wait()
+        assert scope.cancelled_caught
+    else:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cond.wait()
+        task.uncancel()
+    assert lk.log == ["lock"]  # never unlocked, never re-locked
+    assert lk.m.locked()
+    lk.unlock()
+
+
+async def test_broadcast_forms_no_lock_convoy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """wait() does not yield with L held for the fast-path budget (it parks anyway):
+    if it did, the waiters a broadcast woke meanwhile would find L taken and queue
+    for it, one loop step each (a lock convoy), round after round."""
+    from asyncgo._backend import FAST
+
+    relocks = 0
+    relock = Cond._relock
+
+    async def counting(self: Cond) -> BaseException | None:
+        nonlocal relocks
+        relocks += 1
+        return await relock(self)
+
+    monkeypatch.setattr(Cond, "_relock", counting)
+    cond = Cond()
+    gen = 0
+    rounds, waiters = 20, 5
+
+    async def waiter() -> None:
+        for r in range(rounds):
+            async with cond:
+                while gen <= r:
+                    FAST.budget = 0  # spent: a must_checkpoint() would yield now
+                    await cond.wait()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(waiters):
+            tg.start_soon(waiter)
+        for _ in range(rounds):
+            await anyio.wait_all_tasks_blocked()
+            async with cond:
+                gen += 1
+                cond.broadcast()
+    assert relocks == 0
+
+
 async def test_native_asyncio_cancel_during_relock(
     anyio_backend: tuple[str, dict[str, object]],
 ) -> None:
