@@ -1258,6 +1258,9 @@ def chan_of(c: object, op: str = "") -> Chan[object]:
                 "send case on a receive-only channel (RecvChan): cannot send on it"
             )
         return c._ch
+    hint = ""
+    if isinstance(getattr(type(c), "c", None), property):  # a Ticker, Timer, Subscription
+        hint = f" (select on its channel: {op or 'recv'}(x.c))"
     raise TypeError(
-        f"{op}() expects a Chan, SendChan or RecvChan (or None), not {type(c).__name__}"
+        f"{op}() expects a Chan, SendChan or RecvChan (or None), not {type(c).__name__}{hint}"
     )

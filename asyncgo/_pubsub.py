@@ -30,7 +30,7 @@ from typing import Generic, Literal, TypeVar, final
 
 from ._backend import checkpoint, must_checkpoint, thread_id
 from ._backend._timers import runtime_or_none
-from ._chan import Chan
+from ._chan import Chan, RecvChan
 from ._exceptions import ChanClosed, WouldBlock
 from .sync._mutex import Mutex
 
@@ -131,6 +131,21 @@ class Subscription(Generic[T_co]):
 
     def __len__(self) -> int:
         return len(self._ch)
+
+    @property
+    def c(self) -> RecvChan[T_co]:
+        """The subscriber's channel, receive-only: what to `select` on. Go: ``sub``
+
+        ``select(recv(sub.c), recv(ctx.done()), recv(after(1)))`` waits for the
+        next value, the end of ``ctx`` or a timeout, whichever comes first (a Go
+        subscriber *is* a channel: ``case ev := <-sub:``). When the case fires
+        with ``ok`` False, the subscription has ended: ``sub.reason`` is not
+        None if the ``"disconnect"`` policy closed it (the ``Disconnected`` that
+        ``recv()`` and ``async for`` raise), else the bus closed or the
+        subscriber unsubscribed. Receiving from it is receiving from the
+        subscription (each call gives a view of the same channel).
+        """
+        return self._ch.recv_only()
 
     async def recv(self) -> T_co:
         """Receive the next published value, waiting for one.

@@ -99,7 +99,10 @@ _MAX_COUNT: Final[int] = 2**63 - 1
 
 def _check_int(n: int, what: str) -> int:
     if type(n) is not int and (not isinstance(n, int) or isinstance(n, bool)):
-        raise TypeError(f"rate: {what} takes an int, not {type(n).__name__}")
+        hint = ""
+        if what.startswith("wait") and type(n).__name__ == "Context":  # Go's lim.Wait(ctx)
+            hint = ": the context comes after the count, wait(1, ctx) or wait(ctx=ctx)"
+        raise TypeError(f"rate: {what} takes an int, not {type(n).__name__}{hint}")
     if n < 0:
         raise ValueError(f"rate: {what}={n} must not be negative")
     if n > _MAX_COUNT:

@@ -68,3 +68,22 @@ def test_doc_block_runs(
     backend, options = RUNNERS[runner]
     monkeypatch.setattr(anyio, "run", _forcing_run(backend, options))
     exec(compiled, {"__name__": "__main__"})
+
+
+def test_runnable_doc_blocks_type_check_strictly(tmp_path: Path) -> None:
+    """The whole programs in the docs pass ``mypy --strict``, as a user's code would
+    be checked (each block its own module)."""
+    pytest.importorskip("mypy")
+    from _mypy import run_mypy
+
+    files: list[Path] = []
+    for p in BLOCKS:
+        path, line, code, fragment = p.values
+        if not fragment:
+            f = tmp_path / "blocks" / f"{path.replace('/', '_').replace('.', '_')}_{line}.py"
+            f.parent.mkdir(exist_ok=True)
+            f.write_text(f"# {path}:{line}\n{code}", encoding="utf-8")
+            files.append(f)
+    assert len(files) >= 40
+    out = run_mypy(tmp_path / "cache", *files)
+    assert not out.strip(), out

@@ -522,3 +522,109 @@ async def test_a_queued_publish_serves_who_subscribed_while_it_was_queued() -> N
                 await anyio.wait_all_tasks_blocked()
                 assert len(late) == 1  # 1 was published before it subscribed...
                 assert await late.recv() == 2  # ...2 after: not missed
+
+
+# -- selecting on a subscription (sub.c) ---------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["block", "drop_newest", "drop_oldest", "disconnect"])
+async def test_select_on_a_subscription_channel(policy: Any) -> None:
+    """``sub.c`` is the subscriber's channel: a select case receives the values in
+    order, and fires with ok False once the subscription has ended."""
+    from asyncgo import background, recv, select, with_cancel
+
+    ctx, cancel = with_cancel(background())
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=3, policy=policy) as sub:
+        for i in range(3):
+            bus.publish_nowait(i)
+        got = []
+        for _ in range(3):
+            r = await select(recv(ctx.done()), recv(sub.c))
+            assert (r.index, r.ok) == (1, True)
+            got.append(r.value)
+        assert got == [0, 1, 2]
+        assert (await select(recv(sub.c), default=True)).index == -1  # nothing more
+        cancel()
+        assert (await select(recv(ctx.done()), recv(sub.c))).index == 0
+        if policy == "disconnect":
+            for i in range(4):
+                bus.publish_nowait(i)  # the fourth finds the buffer full
+            assert [(await select(recv(sub.c))).value for _ in range(3)] == [0, 1, 2]
+            r = await select(recv(sub.c))
+            assert (r.value, r.ok) == (None, False)
+            assert sub.reason == "subscriber fell behind: buffer of 3 full"
+            with pytest.raises(Disconnected):
+                await sub.recv()  # the same ending, told by recv()
+        else:
+            bus.publish_nowait(7)
+            bus.close()
+            r1, r2 = await select(recv(sub.c)), await select(recv(sub.c))
+            assert (r1.value, r1.ok, r2.ok) == (7, True, False)
+            assert sub.reason is None
+
+
+async def test_cancelled_select_on_a_subscription_takes_nothing() -> None:
+    from asyncgo import recv, select
+
+    bus = Broadcast[int]()
+    async with bus.subscribe(buffer=1) as sub:
+        bus.publish_nowait(5)
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await select(recv(sub.c))  # cancelled on entry: a value ready, not taken
+        assert scope.cancelled_caught
+        assert len(sub) == 1
+
+        async def parked(*, task_status: anyio.abc.TaskStatus[anyio.CancelScope]) -> None:
+            with anyio.CancelScope() as s:
+                task_status.started(s)
+                await select(recv(sub.c), recv(None))
+
+        assert await sub.recv() == 5
+        async with anyio.create_task_group() as tg:
+            s = await tg.start(parked)
+            await anyio.wait_all_tasks_blocked()
+            s.cancel()
+        assert s.cancelled_caught
+        bus.publish_nowait(6)  # after the cancelled select: it is the subscriber's
+        assert await sub.recv() == 6
+
+
+async def test_unsubscribe_ends_a_pending_select_and_async_for() -> None:
+    """``unsubscribe()`` from another task wakes a select on ``sub.c`` (ok False) and
+    ends an ``async for`` over the subscription, as the bus's ``close()`` does."""
+    from asyncgo import recv, select
+
+    bus = Broadcast[int]()
+    s1, s2 = bus.subscribe(), bus.subscribe()
+    seen: list[object] = []
+
+    async def selecting() -> None:
+        r = await select(recv(s1.c))
+        seen.append(("select", r.ok))
+
+    async def iterating() -> None:
+        async for v in s2:
+            seen.append(v)
+        seen.append("for ended")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(selecting)
+        tg.start_soon(iterating)
+        await anyio.wait_all_tasks_blocked()
+        s1.unsubscribe()
+        s2.unsubscribe()
+    assert sorted(map(str, seen)) == sorted(map(str, [("select", False), "for ended"]))
+    assert len(bus) == 0
+
+
+async def test_recv_of_a_subscription_names_its_channel() -> None:
+    from asyncgo import recv
+
+    bus = Broadcast[int]()
+    async with bus.subscribe() as sub:
+        with pytest.raises(
+            TypeError, match=r"not Subscription \(select on its channel: recv\(x\.c\)\)"
+        ):
+            recv(sub)  # type: ignore[arg-type]

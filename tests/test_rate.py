@@ -354,6 +354,20 @@ def test_misuse_messages() -> None:
         SlidingWindow(2, 0)
 
 
+@pytest.mark.anyio
+async def test_wait_given_the_context_first_says_where_it_goes() -> None:
+    """Go's ``lim.Wait(ctx)`` habit: the TypeError says the count comes first."""
+    from asyncgo import background
+
+    hint = r"takes an int, not Context: the context comes after the count, wait\(1, ctx\)"
+    for lim in (Limiter(10, 1), SlidingWindow(2, 1.0)):
+        with pytest.raises(TypeError, match=rf"^rate: wait\(n\) {hint}"):
+            await lim.wait(background())  # type: ignore[arg-type]
+        await lim.wait(1, background())  # the right order works
+    with pytest.raises(TypeError, match=r"^rate: allow\(n\) takes an int, not Context$"):
+        Limiter(10, 1).allow(background())  # type: ignore[arg-type]
+
+
 # -- sliding window, pure --------------------------------------------------------
 
 

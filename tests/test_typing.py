@@ -90,6 +90,9 @@ async def main() -> None:
     bus = Broadcast[int]()
     async with bus.subscribe() as sub:
         await consume(sub)
+        assert_type(sub.c, RecvChan[int])
+        r = await select(recv(sub.c), default=True)
+        assert_type(r.value, int | None)
     await drain(pipeline(range(3)))
     # Decorated functions return coroutines, as asyncio's APIs need.
     c: Coroutine[Any, Any, int] = fetch_stock("A-1")
