@@ -353,8 +353,13 @@ class JobHandle(Generic[R_co]):
         # The handle is finished by a worker on the pool's loop, which wakes the
         # parked task with that loop's calls: a task of another loop would never
         # wake (asyncio), or break the pool's loop (trio).
-        self._pool._check_loop("await of a JobHandle")
-        p = new_parker(park_runtime(self._pool))
+        pool = self._pool
+        if _get_ident() != pool._tid:  # (first: park_runtime would re-point the hint)
+            pool._wrong_loop("await of a JobHandle")
+        rt = park_runtime(pool)  # the runtime of this thread's running loop
+        if rt is not pool._home:  # (trio's is not its runtime: the exact check)
+            pool._check_loop("await of a JobHandle")
+        p = new_parker(rt)
         ws = self._waiters
         if ws is None:
             ws = self._waiters = []
@@ -1007,9 +1012,17 @@ class WorkerPool:
         while True:
             if self._nworkers > self._max:
                 return True  # resize() shrank the pool: retire between jobs
-            try:
-                job = recv_nowait()  # the next job without a scheduler round trip
-            except WouldBlock:
+            # The next job without a scheduler round trip. (Looked at before the call:
+            # an idle worker would raise and catch WouldBlock after every job.)
+            job = None
+            if jobs._buf or jobs._sendq or jobs._closed:
+                try:
+                    job = recv_nowait()
+                except WouldBlock:
+                    pass
+                except ChanClosed:
+                    return True
+            if job is None:
                 # An idle worker holds neither its last job nor that job's result: the
                 # caller may have let go of them (a large response, an exception with
                 # its traceback), and the worker may wait a long time.
@@ -1043,8 +1056,6 @@ class WorkerPool:
                         return True
                 finally:
                     self._idle -= 1
-            except ChanClosed:
-                return True
             assert job is not None
             state = job._state
             if state != _QUEUED:
