@@ -662,8 +662,11 @@ def map(  # noqa: A001
                 f"{_qualname(fn)} is not ({exc})"
             ) from exc
     if workers is None:
-        cpus = os.cpu_count() or 1
-        workers = {None: 1, "process": cpus, "thread": min(32, cpus + 4)}[executor]
+        if executor is None:
+            workers = 1
+        else:  # (os.cpu_count() is a system call: only when it is needed)
+            cpus = os.cpu_count() or 1
+            workers = cpus if executor == "process" else min(32, cpus + 4)
     _check_count(workers, "stages.map() workers")
     return _Map(fn, workers, ordered, executor)
 
