@@ -25,7 +25,9 @@ from ._context import current as current
 from ._context import with_cancel as with_cancel
 from ._context import with_cancel_cause as with_cancel_cause
 from ._context import with_deadline as with_deadline
+from ._context import with_deadline_cause as with_deadline_cause
 from ._context import with_timeout as with_timeout
+from ._context import with_timeout_cause as with_timeout_cause
 from ._context import with_value as with_value
 from ._context import without_cancel as without_cancel
 from ._exceptions import Canceled as Canceled
@@ -112,7 +114,9 @@ __all__ = [
     "with_cancel",
     "with_cancel_cause",
     "with_deadline",
+    "with_deadline_cause",
     "with_timeout",
+    "with_timeout_cause",
     "with_value",
     "without_cancel",
 ]

@@ -81,7 +81,9 @@ __all__ = [
     "with_cancel",
     "with_cancel_cause",
     "with_deadline",
+    "with_deadline_cause",
     "with_timeout",
+    "with_timeout_cause",
     "with_value",
     "without_cancel",
 ]
@@ -270,7 +272,11 @@ class Context:
         e = self.err()
         if e is None:
             return None
-        c = self._cn._cause  # type: ignore[union-attr]
+        n = self._cn
+        c = n._cause  # type: ignore[union-attr]
+        if c is None and _deadline_causes_refs and type(e) is DeadlineExceeded:
+            # Read off the loop's thread before the loop ended it (err() is lazy there).
+            return _deadline_causes.get(n._owner, e)  # type: ignore[union-attr, arg-type]
         return e if c is None else c
 
     def deadline(self) -> float | None:
@@ -372,7 +378,10 @@ class Context:
             err = _expiring.pop(self, None) if _expiring else None
             if err is None:
                 err = DeadlineExceeded()
-            self._finish(err, err)
+            cause: BaseException = err
+            if _deadline_causes_refs:
+                cause = _deadline_causes.get(self, err)
+            self._finish(err, cause)
 
     def _check_deadline(self) -> Canceled | DeadlineExceeded | None:
         """err() of a node with a deadline that is not done yet (lazy expiry)."""
@@ -426,6 +435,8 @@ class Context:
                 if now >= n._deadline:  # type: ignore[operator]
                     x = _expiring.pop(n, None) if _expiring else None
                     e = c = DeadlineExceeded() if x is None else x
+                    if _deadline_causes_refs:
+                        c = _deadline_causes.get(n, e)
             if from_threads and n is not self and type(e) is Canceled:
                 # Its own cancel() from another thread came first (still on its way to
                 # the loop): Go's would have ended it, and its subtree, then.
@@ -696,6 +707,11 @@ _expiring: WeakKeyDictionary[Context, DeadlineExceeded] = WeakKeyDictionary()
 # (_cancel_here): the first cancel() called wins, whichever reaches the loop first.
 _cancelling: WeakKeyDictionary[Context, tuple[BaseException | None]] = WeakKeyDictionary()
 _cancelling_refs: dict[Any, Any] = _cancelling.data  # type: ignore[attr-defined]  # (its dict)
+
+# The cause given to with_deadline_cause / with_timeout_cause, kept for the node that
+# owns that deadline: its cause() once the deadline has passed (Go 1.21).
+_deadline_causes: WeakKeyDictionary[Context, BaseException] = WeakKeyDictionary()
+_deadline_causes_refs: dict[Any, Any] = _deadline_causes.data  # type: ignore[attr-defined]
 
 
 def _taken_cancel(n: Context) -> tuple[Canceled, BaseException] | None:
@@ -1333,12 +1349,28 @@ def _check_number(x: object, what: str) -> float:
     return x
 
 
-def _with_deadline(parent: Context, when: float, kind: str, rt: Runtime | None) -> _CancelPair:
+def _with_deadline(
+    parent: Context,
+    when: float,
+    kind: str,
+    rt: Runtime | None,
+    cause: BaseException | None = None,
+) -> _CancelPair:
     c = _node(parent, kind, rt)
     if when != math.inf and (c._deadline is None or when < c._deadline):
         c._deadline = when
         c._owner = c
+        if cause is not None and c._err is None:
+            _deadline_causes[c] = cause
     return _tuple_new(_CancelPair, (c, c._cancel))
+
+
+def _check_cause(cause: object, where: str) -> BaseException | None:
+    if cause is None or isinstance(cause, BaseException):
+        return cause
+    raise TypeError(
+        f"{where}: the cause must be an exception instance or None, not {type(cause).__name__}"
+    )
 
 
 def with_deadline(parent: Context, when: float) -> _CancelPair:
@@ -1397,6 +1429,67 @@ def with_timeout(parent: Context, seconds: float) -> _CancelPair:
     p = parent._cn
     rt = p._rt if p is not None and p._rt is not None else current_runtime()
     return _with_deadline(parent, rt.time() + seconds, "with_timeout", rt)
+
+
+def with_deadline_cause(parent: Context, when: float, cause: BaseException | None) -> _CancelPair:
+    """`with_deadline`, and *cause* is ``cause()`` when the deadline passes.
+
+    ``err()`` is still `DeadlineExceeded` then. A ``cancel()`` first gives
+    `Canceled` as its cause, and an end through the parent the parent's cause.
+    If the parent's deadline comes first, *cause* is never used (Go drops it
+    too). None: the same as `with_deadline`. Go: ``context.WithDeadlineCause``
+
+    Raises:
+        TypeError: *when* is not a number, or *cause* not an exception or None.
+        ValueError: *when* is NaN.
+
+    Example:
+        ```python
+        class TooSlow(Exception):
+            pass
+
+        c, cancel = with_deadline_cause(background(), anyio.current_time(), TooSlow())
+        assert isinstance(c.err(), DeadlineExceeded)  # already passed
+        assert isinstance(c.cause(), TooSlow)
+        cancel()
+        ```
+    """
+    parent = _check_parent(parent, "with_deadline_cause")
+    when = _check_number(when, "with_deadline_cause: when")
+    cause = _check_cause(cause, "with_deadline_cause")
+    return _with_deadline(parent, when, "with_deadline_cause", None, cause)
+
+
+def with_timeout_cause(parent: Context, seconds: float, cause: BaseException | None) -> _CancelPair:
+    """`with_timeout`, and *cause* is ``cause()`` when the timeout passes.
+
+    ``err()`` is still `DeadlineExceeded` then; see `with_deadline_cause`.
+    Go: ``context.WithTimeoutCause``
+
+    Raises:
+        TypeError: *seconds* is not a number, or *cause* not an exception or None.
+        ValueError: *seconds* is NaN.
+        RuntimeError: No event loop is running (the deadline is on its clock).
+
+    Example:
+        ```python
+        class TooSlow(Exception):
+            pass
+
+        with with_timeout_cause(background(), 0.01, TooSlow("backend too slow")) as c:
+            try:
+                await gotime.sleep(10, ctx=c)
+            except DeadlineExceeded:
+                pass
+            assert str(c.cause()) == "backend too slow"
+        ```
+    """
+    parent = _check_parent(parent, "with_timeout_cause")
+    seconds = _check_number(seconds, "with_timeout_cause: seconds")
+    cause = _check_cause(cause, "with_timeout_cause")
+    p = parent._cn
+    rt = p._rt if p is not None and p._rt is not None else current_runtime()
+    return _with_deadline(parent, rt.time() + seconds, "with_timeout_cause", rt, cause)
 
 
 def with_value(parent: Context, key: Hashable, value: object) -> Context:

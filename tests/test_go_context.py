@@ -20,10 +20,6 @@ Not ported (Go-runtime specific, or no asyncgo counterpart):
 * TestCustomContextGoroutines: reads the runtime's goroutine counter.
 * TestCustomContextPropagation, TestCustomContextCause, the TestCustomContextAfterFunc*
   tests (afterfunc_test.go): user-defined Context types; asyncgo's `Context` is final.
-* TestWithTimeoutCause, TestWithDeadlineCause and the WithTimeoutCause rows of TestCause:
-  asyncgo has no ``with_timeout_cause`` (docs/context.md: combine `with_cancel_cause`
-  and ``asyncgo.time.after_func``); the rows are ported with `with_timeout`, whose cause
-  is its err.
 * The String() checks of TestBackground, TestTODO, TestWithCancel, TestDeadline,
   TestValues, testLayers: asyncgo's ``repr`` is its own format, not Go's.
 * TestAfterFuncCalledAsynchronously: Go runs ``f`` in a goroutine of its own; asyncgo
@@ -59,6 +55,7 @@ from asyncgo import (
     with_cancel_cause,
     with_deadline,
     with_timeout,
+    with_timeout_cause,
     with_value,
     without_cancel,
 )
@@ -545,6 +542,7 @@ async def test_deadline_exceeded_supports_timeout() -> None:
 parent_cause = RuntimeError("parentCause")
 child_cause = RuntimeError("childCause")
 finished_early = RuntimeError("finishedEarly")
+too_slow = RuntimeError("tooSlow")
 FOREVER = 1e6
 
 
@@ -615,6 +613,13 @@ def _timeout_stacked(seconds: float) -> Context:
     return ctx
 
 
+def _timeout_cause_stacked(seconds: float) -> Context:
+    ctx, cancel = with_cancel_cause(background())
+    ctx, _ = with_timeout_cause(ctx, seconds, too_slow)
+    cancel(finished_early)
+    return ctx
+
+
 def _without_cancel_canceled() -> Context:
     ctx, cancel = with_cancel_cause(background())
     ctx = without_cancel(ctx)
@@ -650,6 +655,25 @@ CAUSE_CASES: list[tuple[str, Any, Any, Any]] = [
     ),
     ("WithTimeout stacked", lambda: _timeout_stacked(0), DeadlineExceeded, "err"),
     ("WithTimeout stacked canceled", lambda: _timeout_stacked(FOREVER), Canceled, finished_early),
+    (
+        "WithTimeoutCause",
+        lambda: _cancelled(with_timeout_cause, background(), 0, too_slow),
+        DeadlineExceeded,
+        too_slow,
+    ),
+    (
+        "WithTimeoutCause canceled",
+        lambda: _cancelled(with_timeout_cause, background(), FOREVER, too_slow),
+        Canceled,
+        "err",
+    ),
+    ("WithTimeoutCause stacked", lambda: _timeout_cause_stacked(0), DeadlineExceeded, too_slow),
+    (
+        "WithTimeoutCause stacked canceled",
+        lambda: _timeout_cause_stacked(FOREVER),
+        Canceled,
+        finished_early,
+    ),
     ("WithoutCancel", lambda: without_cancel(background()), None, None),
     ("WithoutCancel canceled", _without_cancel_canceled, None, None),
     ("WithoutCancel timeout", _without_cancel_timeout, None, None),
