@@ -25,7 +25,17 @@ from collections.abc import Awaitable, Callable, Hashable
 from contextvars import ContextVar
 from inspect import isawaitable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn, Self, TypeVar, TypeVarTuple, final
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    NamedTuple,
+    NoReturn,
+    Self,
+    TypeVar,
+    TypeVarTuple,
+    final,
+)
 
 from ._backend import (
     NOT_CLAIMED,
@@ -51,12 +61,13 @@ from ._backend._taskgroup import (
 )
 from ._backend._tasks import TASK_NAMERS, _trio_mod, all_tasks, current_task, task_parent
 from ._backend._timers import Runtime, elsewhere, runtime_or_none
+from ._chan import Chan, RecvChan
 from ._exceptions import not_a_function, not_awaitable, stray_cancellation
 
 if TYPE_CHECKING:
     from types import FrameType
 
-__all__ = ["Group"]
+__all__ = ["Group", "Result"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -113,6 +124,59 @@ class _Call:
 
 
 _DO_ADVICE = "pass the async function and its arguments, g.do(key, f, *args), not g.do(key, f())"
+
+
+class Result(NamedTuple, Generic[T]):
+    """What `Group.do_chan`'s channel delivers: the call's outcome. Go: ``singleflight.Result``
+
+    *value* is the call's result (None if it raised), *err* what it raised (None if
+    it returned), *shared* whether more than one caller waited for the call.
+
+    Example:
+        ```python
+        async def add(a: int, b: int) -> int:
+            return a + b
+
+        async with singleflight.Group() as sf:
+            r = await sf.do_chan("sum", add, 1, 2).recv()
+        assert r == singleflight.Result(3, None, False)
+        value, err, shared = r  # a NamedTuple
+        ```
+    """
+
+    value: T | None
+    err: BaseException | None
+    shared: bool
+
+
+@final
+class _ChanWaiter:
+    """A `Group.do_chan` caller: woken like a parked caller, it sends the call's
+    `Result` on its channel (a buffer of one, so the send never waits)."""
+
+    __slots__ = ("_call", "_ch", "_done", "_key")
+
+    def __init__(self, call: _Call, key: Hashable, ch: Chan[Result[Any]]) -> None:
+        self._call = call
+        self._key = key
+        self._ch = ch
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, _: object) -> None:
+        self._done = True
+        call = self._call
+        r: Result[Any]
+        if call.aborted:
+            r = Result(None, _aborted_error(call, self._key), call.dups > 0)
+        elif call.exc is not None:
+            r = Result(None, call.exc, call.dups > 0)
+        else:
+            r = Result(call.value, None, call.dups > 0)
+        self._ch.send_nowait(r)
+        self._ch.close()  # (Go's channel stays open; nothing else is ever sent on it)
 
 
 @final
@@ -397,19 +461,89 @@ class Group:
                     f"singleflight: the call for key {key!r} was cancelled from outside "
                     "(its event loop is shutting down)"
                 )
-            if call.exc is not None:  # fn raised a BaseException that is not an Exception
-                raise RuntimeError(
-                    f"singleflight: the call for key {key!r} ended by "
-                    f"{type(call.exc).__name__} (a BaseException, not an Exception), "
-                    "which shuts its Group down"
-                ) from call.exc
-            raise RuntimeError(
-                f"singleflight: the call for key {key!r} was cancelled because its Group "
-                "was shut down (or a cancel scope around the Group's block was cancelled)"
-            )
+            raise _aborted_error(call, key)
         if call.exc is not None:
             _raise_shared(call.exc, call.tb)
         return call.value, call.dups > 0  # type: ignore[return-value]
+
+    def do_chan(
+        self, key: Hashable, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts
+    ) -> RecvChan[Result[T]]:
+        """`do` without waiting: a channel that delivers the call's `Result` once it ends.
+
+        Joins the call in flight for *key*, or starts one, as `do` does, and returns
+        at once (it never waits, and is not a cancel point). The channel has a buffer
+        of one: it receives ``Result(value, err, shared)`` when the call ends, and is
+        then closed. Select on it with a context or a timer, Go's reason for
+        ``DoChan``: ``select(recv(ch), recv(ctx.done()))``. A ``do_chan`` caller never
+        leaves: the call runs until it ends (or the Group's block cancels it), even
+        if every `do` caller has gone. The Group must be entered (``async with``):
+        nobody would own the call's task otherwise.
+        Go: ``ch := g.DoChan(key, fn)``
+
+        Raises:
+            RuntimeError: The Group is not entered, or is closing and no call for
+                *key* is in flight to join; or this is another event loop.
+            TypeError: ``fn`` is not callable.
+
+        Example:
+            ```python
+            async def load(key: str) -> str:
+                await anyio.sleep(0.01)
+                return key.upper()
+
+            async with singleflight.Group() as sf:
+                ch = sf.do_chan("a", load, "a")
+                ch2 = sf.do_chan("a", load, "a")       # joins the same call
+                ctx, cancel = with_timeout(background(), 5)
+                r = await select(recv(ch), recv(ctx.done()))
+                assert r.index == 0 and r.value == ("A", None, True)
+                assert (await ch2.recv()).value == "A"
+                cancel()
+            ```
+        """
+        if not callable(fn):
+            raise not_a_function(fn, "singleflight: Group.do_chan", _DO_ADVICE)
+        core = self._core
+        if core is None:
+            if self._closed:
+                raise self._refused()
+            raise RuntimeError(
+                "singleflight: Group.do_chan() on a Group that was not entered: its call "
+                "runs on while nobody waits, so the Group's `async with` block must own "
+                "it (`async with singleflight.Group() as g:`); or use do()"
+            )
+        if elsewhere(self._home):
+            raise RuntimeError(
+                f"singleflight: Group.do_chan() from another event loop: {self!r} runs "
+                f"its calls on {self._home!r}; use it from that loop, or give each loop "
+                "a Group of its own"
+            )
+        call = self._calls.get(key)
+        if self._closed and call is None:
+            raise self._refused()
+        ch: Chan[Result[T]] = Chan(1)
+        if call is None:
+            call = self._calls[key] = _Call()
+            call.waiters.append(_ChanWaiter(call, key, ch))  # (before an eager task ends)
+            call.waiting = 1
+            try:
+                started = core.spawn(
+                    call, _RUN_TRIO if self._trio else _RUN, (self, key, call, fn, args)
+                )
+            except BaseException:  # the event loop refused the task (a task factory raised)
+                if self._calls.get(key) is call:
+                    del self._calls[key]
+                raise
+            if not started:  # (the core takes no more tasks: its block has ended)
+                if self._calls.get(key) is call:
+                    del self._calls[key]
+                raise self._refused()
+        else:
+            call.dups += 1
+            call.waiters.append(_ChanWaiter(call, key, ch))
+            call.waiting += 1
+        return ch.recv_only()
 
     def _refused(self) -> RuntimeError:
         """The error of a `do` that can neither join a call in flight nor start one."""
@@ -615,6 +749,22 @@ def _started_inside(call: _Call) -> bool:
         if t is target:
             return True
     return False
+
+
+def _aborted_error(call: _Call, key: Hashable) -> RuntimeError:
+    """What the callers of *call*, ended by its entered Group's shutdown, get."""
+    if call.exc is not None:  # fn raised a BaseException that is not an Exception
+        err = RuntimeError(
+            f"singleflight: the call for key {key!r} ended by "
+            f"{type(call.exc).__name__} (a BaseException, not an Exception), "
+            "which shuts its Group down"
+        )
+        err.__cause__ = call.exc
+        return err
+    return RuntimeError(
+        f"singleflight: the call for key {key!r} was cancelled because its Group "
+        "was shut down (or a cancel scope around the Group's block was cancelled)"
+    )
 
 
 def _wake(call: _Call) -> None:

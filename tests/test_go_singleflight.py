@@ -2,9 +2,8 @@
 
 ``var g Group`` becomes ``async with singleflight.Group() as g``, ``v, err,
 shared := g.Do(key, fn)`` becomes ``v, shared = await g.do(key, fn)`` (the error
-is raised), and ``g.DoChan(key, fn)`` -- which asyncgo does not provide -- becomes
-a task running ``g.do`` that delivers its outcome on a channel, as
-docs/singleflight.md suggests. A panic is an exception; Go's ``runtime.Goexit``
+is raised), and ``g.DoChan(key, fn)`` is ``g.do_chan(key, fn)``, whose channel
+delivers a ``Result(value, err, shared)``. A panic is an exception; Go's ``runtime.Goexit``
 in ``fn`` (the call ends with neither a value nor an error) is a
 ``BaseException`` that is not an ``Exception``.
 
@@ -16,7 +15,6 @@ test_panic_do covers.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -29,30 +27,6 @@ pytestmark = pytest.mark.anyio
 
 HANG = 30  # seconds before a hang fails the test (Go: "Do hangs" after 1 s)
 
-Outcome = tuple[str, Any]  # ("ok", (value, shared)) or ("err", exception)
-
-
-async def do_chan(
-    tg: anyio.abc.TaskGroup, g: singleflight.Group, key: str, fn: Callable[[], Awaitable[Any]]
-) -> Chan[Outcome]:
-    """``g.DoChan(key, fn)``: a buffered channel that receives the call's outcome.
-
-    Returns once the task has joined (or started) the call, as DoChan does.
-    """
-    ch: Chan[Outcome] = Chan(1)
-
-    async def run(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-        task_status.started()
-        try:
-            res = await g.do(key, fn)
-        except Exception as exc:
-            ch.send_nowait(("err", exc))
-        else:
-            ch.send_nowait(("ok", res))
-
-    await tg.start(run)
-    await anyio.wait_all_tasks_blocked()  # it is parked in do() now
-    return ch
 
 
 @pytest.mark.usefixtures("no_leaks")
@@ -153,31 +127,33 @@ async def test_forget(third_joins: str) -> None:
             tg.start_soon(first)
             await first_started.wait()
             g.forget("key")
-            second = await do_chan(tg, g, "key", fn2)
+            second = g.do_chan("key", fn2)
             unblock_first.set()
             await first_finished.wait()
             if third_joins == "after":
                 await anyio.wait_all_tasks_blocked()  # the first call has ended
                 assert first_result == [(1, False)]
-            third = await do_chan(tg, g, "key", fn3)
+            third = g.do_chan("key", fn3)
             unblock_second.set()
-            assert await second.recv() == ("ok", (2, True))
+            assert await second.recv() == (2, None, True)
             r = await third.recv()
-    assert r == ("ok", (2, True)), "the third caller must get the second call's result"
+    assert r == (2, None, True), "the third caller must get the second call's result"
     assert first_result == [(1, False)]
 
 
+@pytest.mark.usefixtures("no_leaks")
 async def test_do_chan() -> None:
-    """TestDoChan, with a task and a channel standing in for DoChan."""
+    """TestDoChan."""
 
     async def fn() -> str:
         return "bar"
 
-    async with singleflight.Group() as g, anyio.create_task_group() as tg:
-        ch = await do_chan(tg, g, "key", fn)
-        kind, (v, _shared) = await ch.recv()
-    assert kind == "ok"
+    async with singleflight.Group() as g:
+        ch = g.do_chan("key", fn)
+        res = await ch.recv()
+    v, err = res.value, res.err
     assert (v, type(v)) == ("bar", str)
+    assert err is None
 
 
 @pytest.mark.usefixtures("no_leaks")

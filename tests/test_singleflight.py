@@ -1327,3 +1327,144 @@ def test_unentered_group_follows_its_callers_from_run_to_run() -> None:
     assert anyio.run(main, 1, backend="asyncio") == (1, False)
     assert anyio.run(main, 2, backend="trio") == (2, False)
     assert anyio.run(main, 3, backend="asyncio") == (3, False)
+
+
+# -- do_chan ------------------------------------------------------------------------------------
+
+
+async def test_do_chan_shares_the_call_with_do_and_delivers_a_result() -> None:
+    calls = 0
+
+    async def load(k: str) -> str:
+        nonlocal calls
+        calls += 1
+        await anyio.sleep(0.001)
+        return k.upper()
+
+    async with singleflight.Group() as sf, anyio.create_task_group() as tg:
+        ch = sf.do_chan("a", load, "a")  # starts the call, returns at once
+        got: list[Any] = []
+
+        async def caller() -> None:
+            got.append(await sf.do("a", load, "a"))
+
+        tg.start_soon(caller)
+        r = await ch.recv()
+        assert r == singleflight.Result("A", None, True)
+        assert (r.value, r.err, r.shared) == ("A", None, True)
+        assert await ch.recv_ok() == (None, False)  # one Result, then closed
+    assert got == [("A", True)]
+    assert calls == 1
+
+
+async def test_do_chan_delivers_the_error_as_the_same_object() -> None:
+    boom = ValueError("boom")
+
+    async def fail() -> str:
+        await anyio.lowlevel.checkpoint()
+        raise boom
+
+    async with singleflight.Group() as sf:
+        ch = sf.do_chan("k", fail)
+        with pytest.raises(ValueError) as info:
+            await sf.do("k", fail)
+        r = await ch.recv()
+    assert r.err is boom and info.value is boom
+    assert r.value is None and r.shared is True
+
+
+async def test_do_chan_caller_keeps_the_call_when_every_do_caller_leaves() -> None:
+    """A do_chan caller never leaves: cancelling every do() caller does not cancel it."""
+    gate = anyio.Event()
+
+    async def slow() -> int:
+        await gate.wait()
+        return 7
+
+    async with singleflight.Group() as sf:
+        with anyio.CancelScope() as scope:
+            ch = sf.do_chan("k", slow)
+
+            async def cancel_soon() -> None:
+                await anyio.wait_all_tasks_blocked()
+                scope.cancel()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(cancel_soon)
+                await sf.do("k", slow)
+        assert scope.cancelled_caught
+        gate.set()
+        assert await ch.recv() == (7, None, True)
+
+
+async def test_do_chan_select_with_a_deadline_leaves_the_call_running() -> None:
+    from asyncgo import background, recv, select, with_timeout
+
+    gate = anyio.Event()
+    finished: list[int] = []
+
+    async def slow() -> int:
+        await gate.wait()
+        finished.append(1)
+        return 1
+
+    async with singleflight.Group() as sf:
+        ch = sf.do_chan("k", slow)
+        ctx, cancel = with_timeout(background(), 0)
+        r = await select(recv(ch), recv(ctx.done()))
+        assert r.index == 1  # the deadline first: Go's reason for DoChan
+        cancel()
+        gate.set()  # the call goes on; the Group's exit waits for it
+    assert finished == [1]
+    assert (await ch.recv()).value == 1
+
+
+async def test_do_chan_call_cut_by_the_groups_shutdown_reports_it() -> None:
+    async def forever() -> None:
+        await anyio.sleep_forever()
+
+    with pytest.raises(KeyError):
+        async with singleflight.Group() as sf:
+            ch = sf.do_chan("k", forever)
+            await anyio.wait_all_tasks_blocked()
+            raise KeyError("block fails")  # leaving by an exception cancels the calls
+    r = await ch.recv()
+    assert r.value is None and r.shared is False
+    assert isinstance(r.err, RuntimeError)
+    assert "cancelled because its Group was shut down" in str(r.err)
+
+
+async def test_do_chan_misuse() -> None:
+    async def f() -> int:
+        return 1
+
+    sf = singleflight.Group()
+    with pytest.raises(RuntimeError, match=r"do_chan\(\) on a Group that was not entered"):
+        sf.do_chan("k", f)
+    with pytest.raises(TypeError, match=r"Group.do_chan"):
+        async with singleflight.Group() as g:
+            g.do_chan("k", f())  # type: ignore[arg-type]
+    async with singleflight.Group() as g:
+        pass
+    with pytest.raises(RuntimeError, match=r"is closed"):
+        g.do_chan("k", f)
+
+
+async def test_do_chan_after_forget_starts_a_new_call() -> None:
+    n = 0
+    gate = anyio.Event()
+
+    async def f() -> int:
+        nonlocal n
+        n += 1
+        mine = n
+        await gate.wait()
+        return mine
+
+    async with singleflight.Group() as sf:
+        a = sf.do_chan("k", f)
+        await anyio.wait_all_tasks_blocked()
+        sf.forget("k")
+        b = sf.do_chan("k", f)
+        gate.set()
+        assert sorted([(await a.recv()).value, (await b.recv()).value]) == [1, 2]

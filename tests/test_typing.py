@@ -29,7 +29,8 @@ from typing import Any, assert_type
 
 from asyncgo import (
     Broadcast, Chan, CircuitBreaker, Group, JobHandle, Pipeline, RecvChan, Selected,
-    SendChan, Subscription, TaskHandle, WorkerPool, pipeline, recv, retry, select, stages,
+    SendChan, Subscription, TaskHandle, WorkerPool, pipeline, recv, retry, select, singleflight,
+    stages,
 )
 from asyncgo.testing import no_leaks
 
@@ -94,6 +95,10 @@ async def main() -> None:
         r = await select(recv(sub.c), default=True)
         assert_type(r.value, int | None)
     await drain(pipeline(range(3)))
+    async with singleflight.Group() as sf:
+        dc = sf.do_chan("k", fetch, "u")
+        assert_type(dc, RecvChan[singleflight.Result[str]])
+        assert_type((await dc.recv()).value, str | None)
     # Decorated functions return coroutines, as asyncio's APIs need.
     c: Coroutine[Any, Any, int] = fetch_stock("A-1")
     c.close()
