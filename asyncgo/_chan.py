@@ -789,7 +789,7 @@ class Chan(SendChan[T], RecvChan[T]):
                 (w := _task_state(w)) is None
                 or (w.st.cancel_scope is not w.clean and _task_cancelled(w))
                 if w is not None
-                else self._rt is not TRIO
+                else self._rt is not TRIO or _FAST.trio() is None  # (None: a stale hint)
             ) and cancel_pending(self):
                 await checkpoint()
                 return await self.send(value)
@@ -892,7 +892,7 @@ class Chan(SendChan[T], RecvChan[T]):
                 (w := _task_state(w)) is None
                 or (w.st.cancel_scope is not w.clean and _task_cancelled(w))
                 if w is not None
-                else self._rt is not TRIO
+                else self._rt is not TRIO or _FAST.trio() is None  # (None: a stale hint)
             ) and cancel_pending(self):
                 await checkpoint()
                 return await self.recv()
@@ -977,7 +977,7 @@ class Chan(SendChan[T], RecvChan[T]):
                 (w := _task_state(w)) is None
                 or (w.st.cancel_scope is not w.clean and _task_cancelled(w))
                 if w is not None
-                else self._rt is not TRIO
+                else self._rt is not TRIO or _FAST.trio() is None  # (None: a stale hint)
             ) and cancel_pending(self):
                 await checkpoint()
                 return await self.recv_ok()
@@ -1074,7 +1074,7 @@ class Chan(SendChan[T], RecvChan[T]):
                 (w := _task_state(w)) is None
                 or (w.st.cancel_scope is not w.clean and _task_cancelled(w))
                 if w is not None
-                else self._rt is not TRIO
+                else self._rt is not TRIO or _FAST.trio() is None  # (None: a stale hint)
             ) and cancel_pending(self):
                 await checkpoint()
                 return await self.__anext__()
@@ -1259,8 +1259,8 @@ def chan_of(c: object, op: str = "") -> Chan[object]:
             )
         return c._ch
     hint = ""
-    if isinstance(getattr(type(c), "c", None), property):  # a Ticker, Timer, Subscription
-        hint = f" (select on its channel: {op or 'recv'}(x.c))"
+    if op != "send" and type(c).__module__.startswith("asyncgo") and hasattr(type(c), "c"):
+        hint = " (select on its channel: recv(x.c))"  # a Ticker, Timer, Subscription
     raise TypeError(
         f"{op}() expects a Chan, SendChan or RecvChan (or None), not {type(c).__name__}{hint}"
     )

@@ -166,7 +166,7 @@ class Context:
 
     __slots__ = (
         "__weakref__",
-        "_cause",  # node: the cause once done
+        "_cause",  # node: the cause once done; before, the cause of its own deadline | None
         "_cbs",  # node: {key: callback} run when done (scope cancels, after_funcs) | None
         "_cn",  # the node holding this context's cancellation state (self for nodes) | None
         "_deadline",  # node: the effective deadline (never later than the parent's) | None
@@ -273,10 +273,11 @@ class Context:
         if e is None:
             return None
         n = self._cn
+        if n._err is None:  # type: ignore[union-attr]
+            # Its (owner's) deadline passed, read off the loop's thread before the
+            # loop ended it (err() is lazy there): that deadline's cause, if any.
+            n = n._owner  # type: ignore[union-attr]
         c = n._cause  # type: ignore[union-attr]
-        if c is None and _deadline_causes_refs and type(e) is DeadlineExceeded:
-            # Read off the loop's thread before the loop ended it (err() is lazy there).
-            return _deadline_causes.get(n._owner, e)  # type: ignore[union-attr, arg-type]
         return e if c is None else c
 
     def deadline(self) -> float | None:
@@ -378,10 +379,8 @@ class Context:
             err = _expiring.pop(self, None) if _expiring else None
             if err is None:
                 err = DeadlineExceeded()
-            cause: BaseException = err
-            if _deadline_causes_refs:
-                cause = _deadline_causes.get(self, err)
-            self._finish(err, cause)
+            cause = self._cause  # (not done: its deadline's cause, if it was given one)
+            self._finish(err, err if cause is None else cause)
 
     def _check_deadline(self) -> Canceled | DeadlineExceeded | None:
         """err() of a node with a deadline that is not done yet (lazy expiry)."""
@@ -427,16 +426,20 @@ class Context:
             n, e, c = stack.pop()
             if n._err is not None:
                 continue
-            if n._owner is n and type(e) is Canceled and n is not self:
+            if (
+                n._owner is n
+                and n is not self
+                and (type(e) is Canceled or n._cause is not None)  # (an ancestor's deadline)
+            ):
                 # Its own deadline may have passed unnoticed (no timer armed): then
-                # Go's timer would have made it DeadlineExceeded already.
+                # Go's timer would have made it DeadlineExceeded already -- with that
+                # deadline's cause, when it was given one (not an ancestor's).
                 if now is None:
                     now = n._rt.time() if n._rt is not None else -math.inf
                 if now >= n._deadline:  # type: ignore[operator]
                     x = _expiring.pop(n, None) if _expiring else None
-                    e = c = DeadlineExceeded() if x is None else x
-                    if _deadline_causes_refs:
-                        c = _deadline_causes.get(n, e)
+                    e = DeadlineExceeded() if x is None else x
+                    c = e if n._cause is None else n._cause
             if from_threads and n is not self and type(e) is Canceled:
                 # Its own cancel() from another thread came first (still on its way to
                 # the loop): Go's would have ended it, and its subtree, then.
@@ -478,7 +481,9 @@ class Context:
         if self._err is not None:
             return
         if (
-            self._owner is self and type(err) is Canceled and self._rt.time() >= self._deadline  # type: ignore[union-attr, operator]
+            self._owner is self
+            and (type(err) is Canceled or self._cause is not None)
+            and self._rt.time() >= self._deadline  # type: ignore[union-attr, operator]
         ):
             self._expire()  # (as the walk does: Go's timer would have fired first)
             return
@@ -707,11 +712,6 @@ _expiring: WeakKeyDictionary[Context, DeadlineExceeded] = WeakKeyDictionary()
 # (_cancel_here): the first cancel() called wins, whichever reaches the loop first.
 _cancelling: WeakKeyDictionary[Context, tuple[BaseException | None]] = WeakKeyDictionary()
 _cancelling_refs: dict[Any, Any] = _cancelling.data  # type: ignore[attr-defined]  # (its dict)
-
-# The cause given to with_deadline_cause / with_timeout_cause, kept for the node that
-# owns that deadline: its cause() once the deadline has passed (Go 1.21).
-_deadline_causes: WeakKeyDictionary[Context, BaseException] = WeakKeyDictionary()
-_deadline_causes_refs: dict[Any, Any] = _deadline_causes.data  # type: ignore[attr-defined]
 
 
 def _taken_cancel(n: Context) -> tuple[Canceled, BaseException] | None:
@@ -1361,7 +1361,7 @@ def _with_deadline(
         c._deadline = when
         c._owner = c
         if cause is not None and c._err is None:
-            _deadline_causes[c] = cause
+            c._cause = cause  # (until it is done: then the cause of whatever ended it)
     return _tuple_new(_CancelPair, (c, c._cancel))
 
 
@@ -1437,7 +1437,9 @@ def with_deadline_cause(parent: Context, when: float, cause: BaseException | Non
     ``err()`` is still `DeadlineExceeded` then. A ``cancel()`` first gives
     `Canceled` as its cause, and an end through the parent the parent's cause.
     If the parent's deadline comes first, *cause* is never used (Go drops it
-    too). None: the same as `with_deadline`. Go: ``context.WithDeadlineCause``
+    too); an equal deadline counts as the parent's (in Go, which of the two
+    timers fires first is a race). None: the same as `with_deadline`.
+    Go: ``context.WithDeadlineCause``
 
     Raises:
         TypeError: *when* is not a number, or *cause* not an exception or None.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 import anyio
 import pytest
@@ -186,3 +187,83 @@ def test_exact_times_on_mock_clock() -> None:
         cancel_other()
 
     anyio.run(main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)})
+
+
+class ChildSlow(Exception):
+    pass
+
+
+@pytest.mark.parametrize("who_reads_first", ["parent", "child"])
+def test_a_childs_earlier_deadline_keeps_its_own_cause(who_reads_first: str) -> None:
+    """The parent's later deadline ending the child must not replace the cause of the
+    child's own deadline, which passed first (Go: the child's timer fired first)."""
+
+    async def main() -> None:
+        t0 = anyio.current_time()
+        parent, cancel_parent = with_deadline_cause(background(), t0 + 10, TooSlow())
+        child, cancel_child = with_deadline_cause(parent, t0 + 5, ChildSlow())
+        grandchild, cancel_grandchild = with_cancel_cause(child)
+        await anyio.sleep(20)  # both passed, no timer armed: ended lazily
+        first, second = (parent, child) if who_reads_first == "parent" else (child, parent)
+        first.err()
+        second.err()
+        assert isinstance(parent.cause(), TooSlow)
+        assert isinstance(child.cause(), ChildSlow)
+        assert isinstance(grandchild.cause(), ChildSlow)
+        for c in (cancel_grandchild, cancel_child, cancel_parent):
+            c()
+
+    anyio.run(main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)})
+
+
+def test_a_childs_earlier_deadline_keeps_its_cause_with_the_parents_timer_armed() -> None:
+    async def main() -> None:
+        t0 = anyio.current_time()
+        parent, cancel_parent = with_deadline_cause(background(), t0 + 10, TooSlow())
+        child, cancel_child = with_deadline_cause(parent, t0 + 5, ChildSlow())
+        await parent.wait()  # the parent's timer: its walk reaches the child
+        assert anyio.current_time() == t0 + 10
+        assert isinstance(parent.cause(), TooSlow)
+        assert isinstance(child.cause(), ChildSlow)
+        cancel_parent()
+        cancel_child()
+
+    anyio.run(main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)})
+
+
+def test_an_equal_deadline_is_the_parents() -> None:
+    """Go gives the child a timer of its own then, and which fires first is a race;
+    asyncgo's child shares the parent's deadline, and so its cause (docs/context.md)."""
+
+    async def main() -> None:
+        t0 = anyio.current_time()
+        parent, cancel_parent = with_deadline_cause(background(), t0 + 5, TooSlow())
+        child, cancel_child = with_deadline_cause(parent, t0 + 5, ChildSlow())
+        await child.wait()
+        assert isinstance(child.cause(), TooSlow)
+        cancel_parent()
+        cancel_child()
+
+    anyio.run(main, backend="trio", backend_options={"clock": MockClock(autojump_threshold=0)})
+
+
+async def test_a_cause_that_refers_back_to_its_context_is_collected() -> None:
+    import gc
+    import weakref
+
+    def make() -> weakref.ref[Any]:
+        err = TooSlow()
+        ctx, cancel = with_timeout_cause(background(), 3600, err)
+        err.ctx = ctx  # type: ignore[attr-defined]  # (a traceback frame does the same)
+        cancel()
+        return weakref.ref(ctx)
+
+    def make_unended() -> weakref.ref[Any]:
+        err = TooSlow()
+        ctx, _ = with_timeout_cause(background(), 3600, err)
+        err.ctx = ctx  # type: ignore[attr-defined]
+        return weakref.ref(ctx)  # never cancelled, its deadline never reached
+
+    refs = [make(), make_unended()]
+    gc.collect()
+    assert [r() for r in refs] == [None, None]

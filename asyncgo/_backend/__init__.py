@@ -704,7 +704,7 @@ def cancel_pending(holder: Any) -> bool:
     rt = holder._rt
     task = _current_tasks_get(rt)
     if task is None:
-        if rt is TRIO:
+        if rt is TRIO and _trio_cancel_pending() is not None:
             return False  # trio aborts a wait in a cancelled scope itself
         rt = park_runtime(holder)  # the hint was unset or stale: refresh it
         task = None if rt is TRIO else _current_tasks_get(rt)
@@ -733,7 +733,7 @@ def cancel_due(holder: Any) -> bool:
     """
     if cancel_pending(holder):
         return True
-    rt = holder._rt
+    rt = holder._rt  # (checked by cancel_pending, refreshed if it was stale)
     if rt is TRIO:
         return bool(_trio_cancel_pending())
     task = _current_tasks_get(rt)  # (cancel_pending sees a native cancel only uncached)
