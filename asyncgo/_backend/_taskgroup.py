@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 from asyncio import CancelledError
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -240,6 +241,16 @@ def _check_fast_body_scope() -> bool:
 
 
 _INF = float("inf")
+
+# Python 3.12: an eager task (``asyncio.eager_task_factory``) runs its first step
+# inside ``create_task``, in its spawner's step. If it fails there, the group's abort
+# cancels the owner's body scope while the owner is mid-step but not the current
+# task, so anyio delivers a ``Task.cancel()`` to it at once; the body may then end
+# without another await, and the scope's exit ``uncancel()``s -- which on 3.12 leaves
+# the pending cancellation set (3.13 clears it), a stray CancelledError after the
+# block. So an abort during a spawn cancels the body a loop step later, as anyio does
+# for an owner that is the running task. (Only 3.12 has eager tasks and that uncancel.)
+_DEFER_IN_SPAWN = sys.version_info[:2] == (3, 12)
 _new_scope: Any = object.__new__
 _new_body_scope: Callable[[], _BodyScope] = (
     _fast_body_scope if _check_fast_body_scope() else _BodyScope
@@ -260,6 +271,7 @@ class AsyncioCore:
         "_loop",
         "_owner",
         "_scope",
+        "_spawning",
         "_waiter",
     )
 
@@ -274,6 +286,7 @@ class AsyncioCore:
         self._dead: _AsyncioScope | None = None  # cancelled, for children cancelled alone
         self._owner = 0  # id of the owner task, once the children's scope is made
         self._enrol = False  # register each child with anyio at spawn (see enter)
+        self._spawning = 0  # create_task calls under way (3.12, see _DEFER_IN_SPAWN)
         scope = self._scope = _new_body_scope()  # the owner's body
         scope.core = self
 
@@ -301,7 +314,14 @@ class AsyncioCore:
         self._live.add(h)  # before create_task: an eager task factory may finish it inside
         coro = self._run(h, fn, args)
         try:
-            task = self._loop.create_task(coro)
+            if _DEFER_IN_SPAWN:
+                self._spawning += 1
+                try:
+                    task = self._loop.create_task(coro)
+                finally:
+                    self._spawning -= 1
+            else:
+                task = self._loop.create_task(coro)
         except BaseException:  # e.g. a task factory that raises: no child was started
             coro.close()  # (finishes it if an eager factory had started it)
             self._live.discard(h)  # or exit() would wait for it forever
@@ -396,7 +416,10 @@ class AsyncioCore:
         if cs is not None:
             cs.cancel()  # never entered: this only marks it (no host task to deliver to)
         if self._in_body:
-            self._scope.cancel()  # anyio defers it if the owner is the running task
+            if self._spawning:  # (3.12: a child failed in its eager first step)
+                self._loop.call_soon(self._cancel_body)
+            else:
+                self._scope.cancel()  # anyio defers it if the owner is the running task
         if cs is not None and live:
             if not self._enrol:  # registered only now (see enter)
                 for h in list(live):
@@ -405,6 +428,10 @@ class AsyncioCore:
                         _adopt(t, cs, None)
             if cs._cancel_handle is None:  # (a nested group's registration may have)
                 cs._deliver_cancellation(cs)
+
+    def _cancel_body(self) -> None:
+        if self._in_body:
+            self._scope.cancel()
 
     def _children_scope(self) -> _AsyncioScope:
         """The scope the children run in: a child of the owner's body scope."""
