@@ -1071,9 +1071,15 @@ class WorkerPool:
             if job._labels is not labels:  # the submitter's, in place of the worker's
                 labels = job._labels
                 _labels_set(labels)
-            if self._dynamic and self._idle == 0 and len(jobs) and self._nworkers < self._max:
-                # Still a backlog now that this worker is busy: the submitter may
-                # have counted it idle while it was woken but not yet running.
+            if (
+                self._dynamic
+                and self._idle == 0
+                and (len(jobs) or jobs._sendq)
+                and self._nworkers < self._max
+            ):
+                # Still a backlog now that this worker is busy -- jobs in the queue, or
+                # submits parked for room (queue_size=0: always there): the submitter
+                # may have counted it idle while it was woken but not yet running.
                 self._spawn()
             try:
                 if run_sync is None:

@@ -621,6 +621,28 @@ async def test_scales_up_under_backlog_and_down_when_idle() -> None:
         assert pool.stats().workers == 1
 
 
+@pytest.mark.parametrize("queue_size", [0, 1])
+async def test_scales_up_for_submits_parked_on_a_full_queue(queue_size: int) -> None:
+    """Every worker busy and below max_workers: a submit that has to wait for room
+    starts a worker (also with queue_size=0, where the queue never holds a job and
+    the submit is parked on the channel until a worker takes it)."""
+    gate = anyio.Event()
+
+    async def wait_gate(x: int) -> int:
+        await gate.wait()  # set only once every job is submitted
+        return x
+
+    async with WorkerPool(min_workers=1, max_workers=3, queue_size=queue_size) as pool:
+        hs = []
+        with anyio.fail_after(30):  # (a submit left waiting for ever would hang here)
+            for i in range(3 + queue_size):
+                hs.append(await pool.submit(wait_gate, i))
+        await anyio.wait_all_tasks_blocked()
+        assert pool.stats().workers == 3
+        gate.set()
+        assert [await h for h in hs] == list(range(3 + queue_size))
+
+
 class TestScalingMockClock:
     """Scaling where time matters, on trio's virtual clock (an hour takes no time)."""
 
