@@ -131,3 +131,21 @@ def registration_mode(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(_taskgroup.AsyncioCore, "enter_now", forced_enter_now)
     return mode
+
+
+class LogLocker:
+    """A `Locker` that records its calls, around a real `asyncgo.Mutex` (for a Cond's L)."""
+
+    def __init__(self) -> None:
+        from asyncgo import Mutex
+
+        self.m = Mutex()
+        self.log: list[str] = []
+
+    async def lock(self) -> None:
+        await self.m.lock()
+        self.log.append("lock")
+
+    def unlock(self) -> None:
+        self.log.append("unlock")
+        self.m.unlock()

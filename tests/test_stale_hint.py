@@ -11,27 +11,14 @@ from typing import Any
 
 import anyio
 import pytest
+from _guards import LogLocker
 
-from asyncgo import Chan, Cond, Mutex
+from asyncgo import Chan, Cond
 
 ASYNCIO = [
     pytest.param({}, id="asyncio"),
     pytest.param({"use_uvloop": True}, id="uvloop"),
 ]
-
-
-class LogLocker:
-    def __init__(self) -> None:
-        self.m = Mutex()
-        self.log: list[str] = []
-
-    async def lock(self) -> None:
-        await self.m.lock()
-        self.log.append("lock")
-
-    def unlock(self) -> None:
-        self.log.append("unlock")
-        self.m.unlock()
 
 
 @pytest.mark.parametrize("options", ASYNCIO)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 import anyio.lowlevel
 import pytest
+from _guards import LogLocker
 
 from asyncgo.sync import Cond, Mutex, RWMutex
 
@@ -181,22 +182,6 @@ async def test_signal_then_cancel_keeps_the_wakeup() -> None:
     assert not cond.L.locked()  # type: ignore[attr-defined]
 
 
-class _LogLocker:
-    """A Locker that records its calls (around a real Mutex)."""
-
-    def __init__(self) -> None:
-        self.m = Mutex()
-        self.log: list[str] = []
-
-    async def lock(self) -> None:
-        await self.m.lock()
-        self.log.append("lock")
-
-    def unlock(self) -> None:
-        self.log.append("unlock")
-        self.m.unlock()
-
-
 @pytest.mark.parametrize("how", ["scope", "native"])
 async def test_wait_with_a_pending_cancellation_never_lets_go_of_L(
     anyio_backend: tuple[str, dict[str, object]], how: str
@@ -205,7 +190,7 @@ async def test_wait_with_a_pending_cancellation_never_lets_go_of_L(
     unlocks L: nothing else can take L in between, and no wake-up is consumed."""
     if how == "native" and anyio_backend[0] != "asyncio":
         pytest.skip("asyncio.Task.cancel() is asyncio-specific")
-    lk = _LogLocker()
+    lk = LogLocker()
     cond = Cond(lk)
     await lk.lock()
     if how == "scope":
