@@ -371,11 +371,7 @@ class Group:
             if self._core is None and not self._closed and not self._calls:
                 self._home = None  # never entered and idle: it follows its caller's loop
             else:
-                raise RuntimeError(
-                    f"singleflight: Group.do() from another event loop: {self!r} runs its "
-                    f"calls on {self._home!r}; use it from that loop, or give each loop a "
-                    "Group of its own"
-                )
+                raise self._other_loop("do")
         if must_checkpoint(self):
             await checkpoint()
         core = self._core
@@ -391,32 +387,14 @@ class Group:
         rt = park_runtime(self)
         w = new_parker(rt)
         if call is None:
-            call = self._calls[key] = _Call()
+            call = _Call()
             call.waiters.append(w)  # before the task exists: an eager task may end at once
             call.waiting = 1
             try:
-                if core is not None:
-                    started = core.spawn(
-                        call, _RUN_TRIO if self._trio else _RUN, (self, key, call, fn, args)
-                    )
-                else:
-                    # Never entered: the call's task belongs to no task group; its
-                    # callers own it (the last to leave cancels it and waits for it).
-                    call.detached = True
-                    call._task = spawn_detached(
-                        rt, _RUN_DETACHED, (self, key, call, fn, args), _DETACHED_NAME
-                    )
-                    started = True
-            except BaseException:  # the event loop refused the task (a task factory raised)
-                if self._calls.get(key) is call:
-                    del self._calls[key]
+                self._start(call, key, fn, args, rt)
+            except BaseException:
                 abandon(w)
                 raise
-            if not started:  # (the core takes no more tasks: its block has ended)
-                if self._calls.get(key) is call:
-                    del self._calls[key]
-                abandon(w)
-                raise self._refused()
         else:
             task = call._task
             if task is not None and task is current_task():
@@ -514,36 +492,64 @@ class Group:
                 "it (`async with singleflight.Group() as g:`); or use do()"
             )
         if elsewhere(self._home):
-            raise RuntimeError(
-                f"singleflight: Group.do_chan() from another event loop: {self!r} runs "
-                f"its calls on {self._home!r}; use it from that loop, or give each loop "
-                "a Group of its own"
-            )
+            raise self._other_loop("do_chan")
         call = self._calls.get(key)
         if self._closed and call is None:
             raise self._refused()
         ch: Chan[Result[T]] = Chan(1)
         if call is None:
-            call = self._calls[key] = _Call()
+            call = _Call()
             call.waiters.append(_ChanWaiter(call, key, ch))  # (before an eager task ends)
             call.waiting = 1
-            try:
-                started = core.spawn(
-                    call, _RUN_TRIO if self._trio else _RUN, (self, key, call, fn, args)
-                )
-            except BaseException:  # the event loop refused the task (a task factory raised)
-                if self._calls.get(key) is call:
-                    del self._calls[key]
-                raise
-            if not started:  # (the core takes no more tasks: its block has ended)
-                if self._calls.get(key) is call:
-                    del self._calls[key]
-                raise self._refused()
+            self._start(call, key, fn, args, self._rt)
         else:
             call.dups += 1
             call.waiters.append(_ChanWaiter(call, key, ch))
             call.waiting += 1
         return ch.recv_only()
+
+    def _start(
+        self,
+        call: _Call,
+        key: Hashable,
+        fn: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+        rt: object,
+    ) -> None:
+        """Register *call* (its first caller in) for *key* and start its task.
+
+        If the task cannot start, the key is forgotten again and this raises.
+        """
+        self._calls[key] = call
+        core = self._core
+        try:
+            if core is not None:
+                started = core.spawn(
+                    call, _RUN_TRIO if self._trio else _RUN, (self, key, call, fn, args)
+                )
+            else:
+                # Never entered: the call's task belongs to no task group; its
+                # callers own it (the last to leave cancels it and waits for it).
+                call.detached = True
+                call._task = spawn_detached(
+                    rt, _RUN_DETACHED, (self, key, call, fn, args), _DETACHED_NAME
+                )
+                started = True
+        except BaseException:  # the event loop refused the task (a task factory raised)
+            if self._calls.get(key) is call:
+                del self._calls[key]
+            raise
+        if not started:  # (the core takes no more tasks: its block has ended)
+            if self._calls.get(key) is call:
+                del self._calls[key]
+            raise self._refused()
+
+    def _other_loop(self, what: str) -> RuntimeError:
+        return RuntimeError(
+            f"singleflight: Group.{what}() from another event loop: {self!r} runs its "
+            f"calls on {self._home!r}; use it from that loop, or give each loop a "
+            "Group of its own"
+        )
 
     def _refused(self) -> RuntimeError:
         """The error of a `do` that can neither join a call in flight nor start one."""

@@ -3,6 +3,7 @@ another thread, and a race set up inside a checkpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -20,7 +21,6 @@ def wall_guard(seconds: float) -> Iterator[anyio.CancelScope]:
     """A cancel scope cancelled after *seconds* of wall time (any backend): a bound
     that a virtual clock standing still cannot hold off, and that is no deadline
     inside a `detect_deadlocks` block, so a regression fails, not hangs."""
-    import asyncio
 
     try:
         call_soon = asyncio.get_running_loop().call_soon_threadsafe
@@ -149,3 +149,20 @@ class LogLocker:
     def unlock(self) -> None:
         self.log.append("unlock")
         self.m.unlock()
+
+
+@contextmanager
+def eager_tasks(anyio_backend: tuple[str, dict[str, object]]) -> Iterator[None]:
+    """Run the block with asyncio's eager task factory (Python 3.12+, asyncio's own
+    loop); skip the test elsewhere."""
+    if not hasattr(asyncio, "eager_task_factory"):
+        pytest.skip("eager tasks need Python 3.12+")
+    if anyio_backend[0] != "asyncio" or anyio_backend[1].get("use_uvloop"):
+        pytest.skip("asyncio's eager task factory, on asyncio's own loop")
+    loop = asyncio.get_running_loop()
+    old = loop.get_task_factory()
+    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        loop.set_task_factory(old)

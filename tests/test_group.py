@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
-from _guards import REGISTRATIONS, registration_mode
+from _guards import REGISTRATIONS, eager_tasks, registration_mode
 
 from asyncgo import (
     Canceled,
@@ -1871,19 +1871,12 @@ async def test_a_task_failing_in_its_eager_first_step_leaves_no_stray_cancellati
     """Python 3.12, eager tasks: a task that fails inside go() aborts the group while
     the owner is mid-step. The body is still cancelled at its next await, and no
     cancellation is left over for the owner's first await after the block."""
-    if not hasattr(asyncio, "eager_task_factory"):
-        pytest.skip("eager tasks need Python 3.12+")
-    if anyio_backend[0] != "asyncio" or anyio_backend[1].get("use_uvloop"):
-        pytest.skip("asyncio's eager task factory, on asyncio's own loop")
 
     async def boom() -> None:
         raise ValueError("failed in its first step")
 
     reached: list[str] = []
-    loop = asyncio.get_running_loop()
-    old = loop.get_task_factory()
-    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
-    try:
+    with eager_tasks(anyio_backend):
         with pytest.raises(ValueError, match="first step"):
             async with Group() as g:
                 assert g.try_go(boom)  # ran, and failed, inside try_go()
@@ -1892,6 +1885,4 @@ async def test_a_task_failing_in_its_eager_first_step_leaves_no_stray_cancellati
                     reached.append("slept")  # pragma: no cover
         await anyio.sleep(0)  # no stray cancellation lands here
         reached.append("next await")
-    finally:
-        loop.set_task_factory(old)
     assert reached == ["next await"]

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
-from _guards import REGISTRATIONS, registration_mode
+from _guards import REGISTRATIONS, eager_tasks, registration_mode
 
 from asyncgo import singleflight, testing
 
@@ -1475,22 +1475,13 @@ async def test_do_chan_call_failing_in_its_eager_first_step_leaves_no_stray_canc
 ) -> None:
     """Python 3.12, eager tasks: a call raising KeyboardInterrupt in its first step
     shuts the Group down from inside do_chan(); nothing cancels the owner afterwards."""
-    if not hasattr(asyncio, "eager_task_factory"):
-        pytest.skip("eager tasks need Python 3.12+")
-    if anyio_backend[0] != "asyncio" or anyio_backend[1].get("use_uvloop"):
-        pytest.skip("asyncio's eager task factory, on asyncio's own loop")
 
     async def kbd() -> None:
         raise KeyboardInterrupt
 
-    loop = asyncio.get_running_loop()
-    old = loop.get_task_factory()
-    loop.set_task_factory(asyncio.eager_task_factory)  # type: ignore[attr-defined]
-    try:
+    with eager_tasks(anyio_backend):
         with pytest.raises(KeyboardInterrupt):
             async with singleflight.Group() as sf:
                 with pytest.raises(KeyboardInterrupt):
                     sf.do_chan("k", kbd)
         await anyio.sleep(0)  # no stray cancellation lands here
-    finally:
-        loop.set_task_factory(old)
