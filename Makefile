@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest bench-smoke test312 test313 bench bench-report docs upgrade-deps clean
 
-EXTRAS := dev,bench,docs,fastapi,aiohttp,otel
+EXTRAS := dev,typing,bench,docs,fastapi,aiohttp,otel
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

@@ -480,7 +480,7 @@ class Group:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> bool | None:
         core = self._core
         if core is None:
             raise RuntimeError(

@@ -79,6 +79,7 @@ __all__ = ["DEFAULT_BUFFER", "Pipeline", "Stage", "TaskStage", "pipeline"]
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 U = TypeVar("U")
+S = TypeVar("S")
 T_contra = TypeVar("T_contra", contravariant=True)
 U_co = TypeVar("U_co", covariant=True)
 
@@ -612,6 +613,25 @@ class TaskStage(Generic[T_contra, U_co]):
         done): what ``_run`` would have done on its way out (tee: close its channels)."""
 
 
+class _Keeps(TaskStage[T_contra, Any]):
+    """A built-in stage whose items go on as they came (`filter`, `tap`, `tee`).
+
+    Its output type is its input's, however wide the function it was given:
+    ``pipeline(ints) | stages.tap(print)`` stays a ``Pipeline[int]``, although
+    `print` takes any object. *T_contra* is what the function accepts, so
+    ``stages.tap(takes_str)`` on a ``Pipeline[int]`` is still a type error.
+    """
+
+    __slots__ = ()
+
+    def __call__(self: _Keeps[S], items: AsyncIterator[S], /) -> AsyncIterator[S]:
+        return self._direct(items)
+
+    def _direct(self, items: AsyncIterator[Any], /) -> AsyncIterator[Any]:
+        """The stage run on an async iterator, outside a pipeline."""
+        return TaskStage.__call__(self, items)
+
+
 def _never_ran(obj: object) -> None:
     """Call `TaskStage._never_ran` on every stage of *obj* (a pipeline, a stage or a
     source), nested ones included."""
@@ -876,7 +896,11 @@ class Pipeline(Generic[T_co]):
         # (stage, size of the link *into* it)
         self._nodes = nodes
 
-    def __or__(self, stage: Stage[T_co, U]) -> Pipeline[U]:
+    @overload
+    def __or__(self, stage: _Keeps[T_co]) -> Pipeline[T_co]: ...
+    @overload
+    def __or__(self, stage: Stage[T_co, U]) -> Pipeline[U]: ...
+    def __or__(self, stage: Stage[T_co, Any]) -> Pipeline[Any]:
         """A new pipeline with *stage* appended: ``pipeline(src) | stage``.
 
         The pipeline itself is unchanged (pipelines are immutable descriptions).

@@ -76,6 +76,10 @@ _new_case = tuple.__new__
 _NIL_RECV: Case[Any] = _new_case(Case, (None, False, None))
 
 
+@overload
+def recv(ch: None) -> Case[Never]: ...
+@overload
+def recv(ch: RecvChan[T] | None) -> Case[T]: ...
 def recv(ch: RecvChan[T] | None) -> Case[T]:
     """A receive case for `select`. ``None`` is Go's nil channel: never ready.
 

@@ -1299,7 +1299,7 @@ class detect_deadlocks:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> bool | None:
         given = exc
         try:
             try:
@@ -1922,7 +1922,7 @@ class monitor_lag:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> bool | None:
         self._stop()
         # A monitor must not change what the body raises
         # (test_debug_lag.py::test_lag_monitor_leaves_the_body_exception_alone).

@@ -52,6 +52,7 @@ from ._pipeline import (
     TaskStage,
     _aiter_of,
     _check_size,
+    _Keeps,
     _Link,
     _Lot,
     _never_ran,
@@ -672,7 +673,7 @@ def map(  # noqa: A001
 
 
 @final
-class _Filter(TaskStage[T, T]):
+class _Filter(_Keeps[T]):
     __slots__ = ("_fn",)
 
     def __init__(self, pred: Callable[[T], Any]) -> None:
@@ -681,7 +682,7 @@ class _Filter(TaskStage[T, T]):
     def __repr__(self) -> str:
         return f"stages.filter({_qualname(self._fn.fn)})"
 
-    async def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[T]:
+    async def _direct(self, items: AsyncIterator[T], /) -> AsyncIterator[T]:
         w = self._fn
         async for item in items:
             if await w(item):
@@ -709,7 +710,7 @@ class _Filter(TaskStage[T, T]):
                         await tx.put(item)
 
 
-def filter(pred: Callable[[T], Any]) -> TaskStage[T, T]:  # noqa: A001
+def filter(pred: Callable[[T], Any]) -> _Keeps[T]:  # noqa: A001
     """Pass on the items for which *pred* (sync or async) is true.
 
     Go: ``for n := range in { if pred(n) { out <- n } }``
@@ -1256,7 +1257,7 @@ def fan_out(n: int, stage: Stage[T, U]) -> TaskStage[T, U]:
 
 
 @final
-class _Tee(TaskStage[T, T]):
+class _Tee(_Keeps[T]):
     __slots__ = ("_running", "_sinks")
 
     def __init__(self, sinks: tuple[Stage[T, Any] | SendChan[T], ...]) -> None:
@@ -1357,7 +1358,7 @@ async def _to_chans(chans: list[SendChan[Any]], batch: list[Any], tx: _Sink) -> 
         await tx.put_many(batch[start:] if start else batch)
 
 
-def tee(*sinks: Stage[T, Any] | SendChan[T]) -> TaskStage[T, T]:
+def tee(*sinks: Stage[T, Any] | SendChan[T]) -> _Keeps[T]:
     """Broadcast: give every item to each of *sinks* and pass it on downstream.
 
     A sink is a stage (run in its own task; its output is discarded) or a
@@ -1472,7 +1473,7 @@ def rate_limit(limiter: Limiter) -> _RateLimit:
 
 
 @final
-class _Tap(TaskStage[T, T]):
+class _Tap(_Keeps[T]):
     __slots__ = ("_fn",)
 
     def __init__(self, fn: Callable[[T], Any]) -> None:
@@ -1481,7 +1482,7 @@ class _Tap(TaskStage[T, T]):
     def __repr__(self) -> str:
         return f"stages.tap({_qualname(self._fn.fn)})"
 
-    async def __call__(self, items: AsyncIterator[T], /) -> AsyncIterator[T]:
+    async def _direct(self, items: AsyncIterator[T], /) -> AsyncIterator[T]:
         w = self._fn
         async for item in items:
             await w(item)
@@ -1510,7 +1511,7 @@ class _Tap(TaskStage[T, T]):
             await tx.put_many(batch)
 
 
-def tap(fn: Callable[[T], Any]) -> TaskStage[T, T]:
+def tap(fn: Callable[[T], Any]) -> _Keeps[T]:
     """Call *fn* (sync or async) on every item for its side effect; pass the item on.
 
     Go: ``for n := range in { log(n); out <- n }``

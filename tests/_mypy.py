@@ -29,3 +29,34 @@ def run_mypy(cache: Path, *files: Path) -> str:
         check=False,
     )
     return res.stdout + res.stderr
+
+
+def find_pyright() -> str | None:
+    """A pyright command: basedpyright or pyright installed next to this Python (the
+    ``typing`` extra installs basedpyright), else one on PATH; None if there is none."""
+    import shutil
+
+    here = Path(sys.executable).parent
+    for name in ("basedpyright", "pyright"):
+        exe = here / name
+        if exe.exists():
+            return str(exe)
+    for name in ("basedpyright", "pyright"):
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    return None
+
+
+def run_pyright(pyright: str, workdir: Path, *files: Path) -> subprocess.CompletedProcess[str]:
+    """pyright (strict) on *files*, importing asyncgo from this checkout."""
+    import json
+
+    config = {"typeCheckingMode": "strict", "pythonVersion": "3.11", "extraPaths": [str(ROOT)]}
+    (workdir / "pyrightconfig.json").write_text(json.dumps(config))
+    return subprocess.run(
+        [pyright, "-p", str(workdir), "--pythonpath", sys.executable, *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )

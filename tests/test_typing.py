@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from _mypy import run_mypy
+from _mypy import find_pyright, run_mypy, run_pyright
 
 DECORATED = """\
 @breaker
@@ -148,3 +148,64 @@ def test_decorated_signatures_reject_wrong_calls(tmp_path: Path) -> None:
     lines = {int(x.split(":")[1]) for x in out.splitlines() if ": error:" in x}
     wrong = {i for i, line in enumerate(text.splitlines(), 1) if line.endswith("# wrong")}
     assert len(wrong) == 4 and lines == wrong, out
+
+
+FLOW = """\
+from typing import assert_type
+
+from asyncgo import Chan, Group, TaskHandle, recv, select
+from asyncgo import debug
+
+
+async def square(x: int) -> int:
+    return x * x
+
+
+# The blocks do not swallow the body's exceptions, so a checker must not think the
+# code after them reachable without the body's return, or a name bound in them
+# possibly unbound (both did while __aexit__ was annotated `-> bool`).
+async def in_group() -> int:
+    async with Group() as g:
+        return await (await g.go(square, 7))
+
+
+async def handle_after_block() -> TaskHandle[int]:
+    async with Group() as g:
+        h = await g.go(square, 7)
+    return h
+
+
+async def in_detector() -> int:
+    async with debug.detect_deadlocks():
+        return await square(2)
+
+
+async def in_lag_monitor() -> int:
+    async with debug.monitor_lag():
+        return await square(3)
+
+
+async def nil_case() -> str | None:
+    b = Chan[str](1)
+    s = await select(recv(b), recv(None))  # None: Go's nil channel, never ready
+    assert_type(s.value, str | None)
+    return s.value
+"""
+
+
+def test_blocks_and_nil_cases_type_check(tmp_path: Path) -> None:
+    pytest.importorskip("mypy")
+    snippet = tmp_path / "flow.py"
+    snippet.write_text(FLOW)
+    out = run_mypy(tmp_path / "cache", snippet)
+    assert not out.strip(), out
+
+
+def test_blocks_and_nil_cases_type_check_pyright(tmp_path: Path) -> None:
+    pyright = find_pyright()
+    if pyright is None:
+        pytest.skip("pyright is not installed (pip install -e '.[typing]')")
+    snippet = tmp_path / "flow.py"
+    snippet.write_text(FLOW)
+    res = run_pyright(pyright, tmp_path, snippet)
+    assert res.returncode == 0, res.stdout + res.stderr

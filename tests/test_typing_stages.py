@@ -7,14 +7,10 @@ argument that binds the item type, so their ``__call__`` is generic instead.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from _mypy import ROOT, run_mypy
+from _mypy import find_pyright, run_mypy, run_pyright
 
 SNIPPET = """\
 from collections.abc import AsyncIterator
@@ -65,6 +61,13 @@ async def main() -> None:
     ch = Chan[int](10)
     assert_type(await (p | stages.tee(ch, square)).collect(), list[int])
     assert_type(await (p | stages.broadcast(stages.take(2))).collect(), list[int])
+    # A function (or sink) that takes any object keeps the item type (pyright solved
+    # T to object from print and bool, and rejected the map after it).
+    anything = Chan[object](10)
+    assert_type(p | stages.tap(print) | stages.map(double), Pipeline[int])
+    assert_type(p | stages.filter(bool) | stages.map(double), Pipeline[int])
+    assert_type(p | stages.tee(anything) | stages.map(double), Pipeline[int])
+    assert_type(p | stages.broadcast(anything), Pipeline[int])
     chain = p | stages.take(3) | stages.batch(2) | stages.buffer(1) | stages.take(1)
     assert_type(await chain.collect(), list[list[int]])
     # Still stages (and task stages) where a user's code annotates one.
@@ -85,19 +88,12 @@ def test_stages_keep_the_item_type(tmp_path: Path) -> None:
 
 
 def test_stages_keep_the_item_type_pyright(tmp_path: Path) -> None:
-    pyright = shutil.which("pyright")
+    pyright = find_pyright()
     if pyright is None:
-        pytest.skip("pyright is not installed")
+        pytest.skip("pyright is not installed (pip install -e '.[typing]')")
     snippet = tmp_path / "snippet.py"
     snippet.write_text(SNIPPET)
-    config = {"typeCheckingMode": "strict", "pythonVersion": "3.11", "extraPaths": [str(ROOT)]}
-    (tmp_path / "pyrightconfig.json").write_text(json.dumps(config))
-    res = subprocess.run(
-        [pyright, "-p", str(tmp_path), "--pythonpath", sys.executable, str(snippet)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    res = run_pyright(pyright, tmp_path, snippet)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -116,6 +112,8 @@ def main() -> None:
     stages.map(fetch, workers=4)
     pipeline(["a"]) | stages.take(1) | stages.map(fetch)  # wrong
     pipeline(range(3)) | stages.batch(2) | stages.map(fetch)  # wrong
+    pipeline(range(3)) | stages.tap(str.upper)  # wrong
+    pipeline(range(3)) | stages.filter(str.isdigit)  # wrong
 """
 
 
@@ -128,4 +126,4 @@ def test_stages_reject_wrong_items_and_async_fn_in_executor(tmp_path: Path) -> N
     out = run_mypy(tmp_path / "cache", snippet)
     lines = {int(x.split(":")[1]) for x in out.splitlines() if ": error:" in x}
     wrong = {i for i, line in enumerate(NEGATIVE.splitlines(), 1) if line.endswith("# wrong")}
-    assert len(wrong) == 4 and lines == wrong, out
+    assert len(wrong) == 6 and lines == wrong, out
