@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from asyncio import CancelledError
 import reprlib
 from collections import deque
 from collections.abc import (
@@ -1168,6 +1169,15 @@ class _Stream(Generic[T]):
                 "pipeline stream(): __aexit__ without __aenter__ "
                 "(use `async with p.stream() as items:`)"
             )
+        if isinstance(exc, CancelledError):
+            # (asyncio) The consumer is being cancelled: the task group's scope is cancelled at
+            # its exit anyway, so do it first. anyio (asyncio) moves the uncancel count
+            # of a stage's own cancelled scope to the group's scope when both are
+            # cancelled, and the group's exit then uncancels the *consumer* task for
+            # it: its cancelling() count drops, and an asyncio.timeout() around the
+            # stream turns an outside Task.cancel() into a TimeoutError. Node scopes
+            # cancelled after the group's own add no count.
+            tg.cancel_scope.cancel()
         run.stop()
         it = self._it
         if it is not None:

@@ -1705,3 +1705,86 @@ async def test_iterating_after_an_outer_scope_cut_the_stream_short_raises() -> N
     assert seen == [0, 1, 2]
     with pytest.raises(RuntimeError, match="after its stream\\(\\) block exited"):
         await items.__anext__()
+
+
+async def _count_up() -> AsyncIterator[int]:
+    i = 0
+    while True:
+        yield i
+        i += 1
+        await anyio.lowlevel.checkpoint()
+
+
+async def _slow(x: int) -> int:
+    await anyio.sleep(10)
+    return x
+
+
+async def _forever() -> AsyncIterator[int]:
+    while True:
+        await anyio.sleep(0.001)
+        yield 1
+
+
+_CONSUMERS = {
+    "stream": lambda: pipeline(_count_up()) | square,
+    "map_workers": lambda: pipeline(_count_up()) | stages.map(_slow, workers=3),
+    "merge": lambda: pipeline(_count_up()) | stages.merge(_forever()),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(_CONSUMERS))
+@pytest.mark.parametrize("how", ["task_cancel", "timeout_and_task_cancel"])
+async def test_a_native_cancel_of_the_consumer_is_not_swallowed(
+    anyio_backend: tuple[str, dict[str, object]], shape: str, how: str
+) -> None:
+    """A native ``Task.cancel()`` of a task consuming a pipeline keeps its cancelling()
+    count, so it is not swallowed: anyio moved the uncancel count of the stages' own
+    cancelled scopes to the task group's scope, whose exit uncancelled the consumer
+    (0 instead of 1), and an asyncio.timeout() that expired in the same step then
+    turned the outside cancel into a TimeoutError (native-cancel review)."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("asyncio.Task.cancel() and asyncio.timeout() are asyncio's")
+    import asyncio
+
+    make = _CONSUMERS[shape]
+    seen: dict[str, object] = {}
+    holder: dict[str, asyncio.Timeout] = {}
+
+    async def consume() -> None:
+        async with make().stream() as items:
+            async for x in items:
+                if x > 50:
+                    await asyncio.sleep(10)
+
+    async def victim() -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        try:
+            if how == "task_cancel":
+                await consume()
+            else:
+                async with asyncio.timeout(None) as cm:
+                    holder["cm"] = cm
+                    await consume()
+        except asyncio.CancelledError:
+            seen["outcome"] = "CancelledError"
+            seen["cancelling"] = me.cancelling()
+            raise
+        except TimeoutError:
+            seen["outcome"] = "TimeoutError"
+        else:
+            seen["outcome"] = "returned"
+
+    t = asyncio.ensure_future(victim())
+    for _ in range(200):
+        await asyncio.sleep(0)
+        if "cm" in holder or how == "task_cancel":
+            break
+    await asyncio.sleep(0.02)  # the consumer is parked in its sleep or on the link
+    if how == "timeout_and_task_cancel":
+        holder["cm"].reschedule(asyncio.get_running_loop().time())  # expires now
+    t.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await t
+    assert seen == {"outcome": "CancelledError", "cancelling": 1}
