@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from asyncio import CancelledError
 import reprlib
 from collections import deque
 from collections.abc import (
@@ -59,6 +58,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, final, overload
 
 from ._backend import (
+    AsyncioCancelled,
     CancelScope,
     TaskGroup,
     checkpoint,
@@ -1169,7 +1169,7 @@ class _Stream(Generic[T]):
                 "pipeline stream(): __aexit__ without __aenter__ "
                 "(use `async with p.stream() as items:`)"
             )
-        if isinstance(exc, CancelledError):
+        if isinstance(exc, AsyncioCancelled):
             # (asyncio) The consumer is being cancelled: the task group's scope is cancelled at
             # its exit anyway, so do it first. anyio (asyncio) moves the uncancel count
             # of a stage's own cancelled scope to the group's scope when both are

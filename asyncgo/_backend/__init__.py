@@ -23,6 +23,7 @@ allocations and a scheduler round trip more than a channel operation should.
 from __future__ import annotations
 
 import functools
+from asyncio import CancelledError as AsyncioCancelled
 from asyncio import _get_running_loop
 from asyncio import sleep as _asyncio_sleep
 from collections.abc import Callable, Coroutine
@@ -64,6 +65,7 @@ asyncio_yield = _asyncio_yield
 current_tasks_get = _current_tasks_get
 
 __all__ = [
+    "AsyncioCancelled",
     "BUDGET",
     "FAST",
     "FastCheck",
