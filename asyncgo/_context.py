@@ -64,7 +64,7 @@ from ._backend._timers import (
     runtime_or_none,
 )
 from ._chan import Chan, RecvChan, chan_of
-from ._exceptions import Canceled, DeadlineExceeded, is_async
+from ._exceptions import Canceled, DeadlineExceeded, is_async, to_seconds
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -1343,7 +1343,7 @@ def _check_number(x: object, what: str) -> float:
     if type(x) is not float:
         if not isinstance(x, (int, float)) or isinstance(x, bool):
             raise TypeError(f"{what} must be a number of seconds, not {type(x).__name__}")
-        x = float(x)
+        x = to_seconds(x)
     if math.isnan(x):
         raise ValueError(f"{what} must not be NaN")
     return x

@@ -18,7 +18,8 @@ how anyio cancels a task, while `Canceled` is a value a context reports.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import pickle
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -206,6 +207,80 @@ def call_sync(fn: Callable[..., Any], who: str, advice: str, *args: object) -> A
     return result
 
 
+def _fn_name(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None)
+    return name if isinstance(name, str) else repr(fn)
+
+
+def call_in_process(
+    fn: Callable[..., Any], who: str, advice: str, *args: object
+) -> tuple[bool, bytes]:
+    """`call_sync` in a worker process, its outcome pickled here, in the worker.
+
+    Returns ``(True, pickled result)`` or ``(False, pickled exception)``, and never
+    raises: a result or an exception that cannot reach the parent process becomes
+    an error that says so (anyio's worker would send the bare pickling error, or an
+    exception the parent then fails to rebuild, with a message about ``__init__``),
+    and a ``SystemExit`` from the job reaches the parent without ending the worker
+    process under anyio's feet (it kept the dying process for the next job).
+    """
+    try:
+        result = call_sync(fn, who, advice, *args)
+    except BaseException as exc:
+        try:
+            data = pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
+            pickle.loads(data)  # an exception that pickles may still fail to rebuild
+        except Exception as why:
+            err = RuntimeError(
+                f"{who}: {_fn_name(fn)} raised {type(exc).__name__}: {exc}, which cannot "
+                f"be sent back from the worker process ({type(why).__name__}: {why}); "
+                "raise an exception that pickles (give its class a __reduce__, or pass "
+                "every __init__ argument on to Exception.__init__)"
+            )
+            data = pickle.dumps(err, pickle.HIGHEST_PROTOCOL)
+        return False, data
+    try:
+        return True, pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+    except Exception as why:
+        err2 = TypeError(
+            f"{who}: {_fn_name(fn)} returned a {type(result).__name__}, which cannot be "
+            f"sent back from the worker process ({type(why).__name__}: {why}); return "
+            "a value that pickles"
+        )
+        return False, pickle.dumps(err2, pickle.HIGHEST_PROTOCOL)
+
+
+async def run_in_process(
+    run_sync: Callable[..., Awaitable[tuple[bool, bytes]]],
+    fn: Callable[..., Any],
+    who: str,
+    advice: str,
+    *args: object,
+) -> Any:
+    """``fn(*args)`` in a worker process through *run_sync* (``anyio.to_process.run_sync``
+    with its options), with `call_in_process`'s errors: its result, or what it raised."""
+    try:
+        ok, data = await run_sync(call_in_process, fn, who, advice, *args)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        # The call itself could not be pickled here or rebuilt in the worker (the job
+        # never ran: its own errors come back as data).
+        raise TypeError(
+            f"{who}: the job {_fn_name(fn)}(...) cannot be sent to a worker process "
+            f"({type(exc).__name__}: {exc}); a process job needs a module-level function "
+            "and arguments that pickle"
+        ) from exc
+    try:
+        outcome = pickle.loads(data)
+    except Exception as exc:
+        raise RuntimeError(
+            f"{who}: the {'result' if ok else 'exception'} of {_fn_name(fn)} came back "
+            f"from the worker process but cannot be rebuilt here ({type(exc).__name__}: {exc})"
+        ) from exc
+    if ok:
+        return outcome
+    raise outcome
+
+
 def stray_cancellation(what: str, exc: BaseException, instead: str) -> RuntimeError:
     """The error for *exc*, a cancellation that *what* raised but nothing of ours caused.
 
@@ -221,3 +296,12 @@ def stray_cancellation(what: str, exc: BaseException, instead: str) -> RuntimeEr
     )
     err.__cause__ = exc
     return err
+
+
+def to_seconds(x: float) -> float:
+    """*x*, a checked number of seconds (an int or a float), as a float: an int beyond
+    a float's range is as good as infinite (`asyncgo.time` takes it so too)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return float("inf") if x > 0 else float("-inf")

@@ -67,7 +67,7 @@ from ._backend import (
     get_cancelled_exc_class,
 )
 from ._backend._tasks import TASK_NAMERS
-from ._chan import Chan, RecvChan, SendChan
+from ._chan import MAX_CAP, Chan, RecvChan, SendChan
 from ._context import Context, _current, background, check_ctx, ended
 from ._exceptions import WouldBlock
 from ._group import Group
@@ -725,11 +725,15 @@ def _is_buffer(stage: object) -> int | None:
     return size if isinstance(size, int) else None
 
 
-def _check_size(size: int, what: str) -> int:
+def _check_size(size: int, what: str, most: float = MAX_CAP) -> int:
     if isinstance(size, bool) or not isinstance(size, int):
         raise TypeError(f"{what} must be an int, not {type(size).__name__}")
-    if size < 0:
-        raise ValueError(f"{what} must be >= 0, not {size}")
+    if not 0 <= size <= most:
+        raise ValueError(
+            f"{what} must be >= 0, not {size}"
+            if size < 0
+            else f"{what} must be at most sys.maxsize ({MAX_CAP}), not {size}"
+        )
     return size
 
 
@@ -1051,7 +1055,7 @@ def pipeline(source: object, *, buffer: int = DEFAULT_BUFFER) -> Pipeline[Any]:
     Raises:
         TypeError: *source* is none of the above (or is a `stages` factory not
             called), or *buffer* is not an int.
-        ValueError: *buffer* is negative.
+        ValueError: *buffer* is negative, or larger than ``sys.maxsize``.
     """
     _check_size(buffer, "pipeline buffer")
     _source_kind(source)

@@ -72,6 +72,7 @@ from ._exceptions import (
     call_sync,
     check_sync_callable,
     is_async,
+    run_in_process,
     stray_cancellation,
 )
 from .debug import _LABELS
@@ -1143,6 +1144,8 @@ class WorkerPool:
         self, run_sync: Callable[..., Awaitable[Any]], job: JobHandle[Any]
     ) -> Any:
         """Run a sync job in a worker thread or process (contrib.otel wraps this)."""
+        if self._executor == "process":
+            return await run_in_process(run_sync, job._fn, self._who, _EXECUTOR_ADVICE, *job._args)
         return await run_sync(call_sync, job._fn, self._who, _EXECUTOR_ADVICE, *job._args)
 
     def _cancel_running(self, job: JobHandle[Any], error: BaseException | None) -> None:

@@ -46,7 +46,7 @@ from typing import (
 from ._backend import current_time
 from ._backend._timers import RunClock, asyncio_loop
 from ._context import Context, check_ctx, ended
-from ._exceptions import Canceled, check_sync_callable, not_a_function, not_awaitable
+from ._exceptions import Canceled, check_sync_callable, not_a_function, not_awaitable, to_seconds
 from .time import _seconds, sleep
 
 __all__ = [
@@ -67,7 +67,7 @@ def _number(where: str, v: object) -> float:
     """*v* as a float; TypeError naming *where* (``"Backoff(initial=...)"``) if not a number."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TypeError(f"{where}: takes a number of seconds, not {type(v).__name__}")
-    return float(v)
+    return to_seconds(v)
 
 
 def _fraction(v: object) -> float:
@@ -160,6 +160,10 @@ class CircuitOpen(Exception):
         super().__init__(msg)
         self.name = name
         self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # (pickle, copy: a job in a process pool raises it in the parent)
+        return (type(self), (self.name, self.retry_after), self.__dict__)
 
 
 class State(enum.Enum):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import math
 import os
 import pickle
 from collections import deque
@@ -43,7 +44,14 @@ from ._backend import CancelScope, _ticker, anyio, create_task_group, current_ti
 from ._backend._tasks import TASK_NAMERS
 from ._chan import RecvChan, SendChan
 from ._context import Context, _current, background, current, ended
-from ._exceptions import DeadlineExceeded, WouldBlock, call_sync, is_async
+from ._exceptions import (
+    DeadlineExceeded,
+    WouldBlock,
+    call_sync,
+    is_async,
+    run_in_process,
+    to_seconds,
+)
 from ._group import Group
 from ._pipeline import (
     _FACTORIES,
@@ -259,9 +267,9 @@ class _Map(TaskStage[T, U]):
             call = partial(call_sync, fn, "stages.map(executor='thread')", _EXECUTOR_ADVICE)
             return lambda item: to_thread.run_sync(call, item, limiter=limiter)
         if self._executor == "process":
-            run_sync = anyio.to_process.run_sync
-            call = partial(call_sync, fn, "stages.map(executor='process')", _EXECUTOR_ADVICE)
-            return lambda item: run_sync(call, item, cancellable=True, limiter=limiter)
+            run_sync = partial(anyio.to_process.run_sync, cancellable=True, limiter=limiter)
+            who = "stages.map(executor='process')"
+            return lambda item: run_in_process(run_sync, fn, who, _EXECUTOR_ADVICE, item)
         if self._fn.is_async:
             return fn  # no wrapper layer per call
         return self._fn  # checks each result: awaited if awaitable
@@ -884,6 +892,7 @@ def batch(size: int, timeout: float | None = None) -> _Batch:
                 f"stages.batch() timeout must be a number of seconds or None, "
                 f"not {type(timeout).__name__}"
             )
+        timeout = to_seconds(timeout)
         if not timeout >= 0:  # NaN too
             raise ValueError(f"stages.batch() timeout must be >= 0 seconds, not {timeout}")
     return _Batch(size, timeout)
@@ -942,7 +951,7 @@ def take(n: int) -> _Take:
         TypeError: *n* is not an int.
         ValueError: *n* is negative.
     """
-    return _Take(_check_size(n, "stages.take() n"))
+    return _Take(_check_size(n, "stages.take() n", math.inf))
 
 
 @final
@@ -977,7 +986,7 @@ def buffer(n: int) -> _Buffer:
 
     Raises:
         TypeError: *n* is not an int.
-        ValueError: *n* is negative.
+        ValueError: *n* is negative, or larger than ``sys.maxsize``.
     """
     return _Buffer(_check_size(n, "stages.buffer() n"))
 

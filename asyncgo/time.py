@@ -246,6 +246,8 @@ def after(seconds: float) -> RecvChan[float]:
     its timer. Non-positive *seconds* fire at once. Go: ``time.After(d)``
 
     Raises:
+        TypeError: *seconds* is not a number (or is a bool).
+        ValueError: *seconds* is NaN.
         RuntimeError: No event loop is running.
 
     Example:
@@ -272,6 +274,8 @@ class Timer:
     ``time.NewTimer(d)``
 
     Raises:
+        TypeError: *seconds* is not a number (or is a bool).
+        ValueError: *seconds* is NaN.
         RuntimeError: No event loop is running.
 
     Example:
@@ -334,6 +338,8 @@ class Timer:
         Go: ``t.Reset(d)``
 
         Raises:
+            TypeError: *seconds* is not a number (or is a bool).
+            ValueError: *seconds* is NaN.
             RuntimeError: Called from another thread than the timer's event loop's, or
                 that loop is closed (its trio run over): nothing changed then.
         """
@@ -373,7 +379,8 @@ class Ticker:
     ``time.NewTicker(d)``
 
     Raises:
-        ValueError: *seconds* is not positive.
+        TypeError: *seconds* is not a number (or is a bool).
+        ValueError: *seconds* is not positive, or is NaN.
         RuntimeError: No event loop is running.
 
     Example:
@@ -421,7 +428,8 @@ class Ticker:
         """Tick every *seconds* from now on. Go: ``t.Reset(d)``
 
         Raises:
-            ValueError: *seconds* is not positive.
+            TypeError: *seconds* is not a number (or is a bool).
+            ValueError: *seconds* is not positive, or is NaN.
             RuntimeError: Called from another thread than the ticker's event loop's, or
                 that loop is closed (its trio run over): nothing changed then.
         """
@@ -457,7 +465,8 @@ def after_func(seconds: float, fn: Callable[[], object]) -> Timer:
     Go: ``time.AfterFunc(d, f)`` (which runs ``f`` in a goroutine of its own).
 
     Raises:
-        TypeError: *fn* is not callable, or is an async function.
+        TypeError: *fn* is not callable, or is an async function; or *seconds* is not a number.
+        ValueError: *seconds* is NaN.
         RuntimeError: No event loop is running.
 
     Example:
@@ -485,6 +494,8 @@ async def sleep(seconds: float, ctx: Context | None = None) -> None:
     Raises:
         Canceled: *ctx* was cancelled first (or already was).
         DeadlineExceeded: *ctx*'s deadline came first.
+        TypeError: *seconds* is not a number (or is a bool).
+        ValueError: *seconds* is NaN.
 
     Example:
         ```python

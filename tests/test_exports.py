@@ -122,6 +122,57 @@ def test_public_values_pickle_under_the_public_module(obj: object) -> None:
     assert repr(again) == repr(obj)
 
 
+def _every_public_exception() -> list[BaseException]:
+    from asyncgo.contrib import ClientDisconnected
+
+    made: list[BaseException] = [
+        asyncgo.ChanClosed("send on closed channel"),
+        asyncgo.WouldBlock(),
+        asyncgo.Canceled("why"),
+        asyncgo.DeadlineExceeded(),
+        asyncgo.Deadlock("who waits on what"),
+        asyncgo.WrongDirection("send case on a receive-only channel"),
+        asyncgo.PoolClosed("submit to a closed WorkerPool"),
+        asyncgo.JobCancelled("job cancelled"),
+        asyncgo.Disconnected("subscriber fell behind"),
+        asyncgo.CircuitOpen("payments", 12.5),
+        asyncgo.CircuitOpen("payments", 0),
+        ClientDisconnected(),
+        asyncgo.testing.TaskLeakError("found 1 unexpected task", []),
+    ]
+    # Every exception class asyncgo exports is in the list above.
+    exported = {
+        obj
+        for mod in _MODULES
+        for obj in vars(mod).values()
+        if isinstance(obj, type)
+        and issubclass(obj, BaseException)
+        and obj.__module__.startswith("asyncgo")
+    }
+    assert exported <= {type(e) for e in made}, exported - {type(e) for e in made}
+    return made
+
+
+@pytest.mark.parametrize("how", ["pickle", "copy", "deepcopy"])
+def test_every_exception_survives_pickle_and_copy(how: str) -> None:
+    """A job in a process pool raises its error in the parent through pickle; two
+    exceptions with required arguments beyond the message could not be rebuilt."""
+    import copy
+
+    for exc in _every_public_exception():
+        exc.add_note("a note")
+        if how == "pickle":
+            again = pickle.loads(pickle.dumps(exc))
+        else:
+            again = getattr(copy, how)(exc)
+        assert type(again) is type(exc)
+        assert str(again) == str(exc)
+        assert again.__notes__ == ["a note"]
+        for name in ("name", "retry_after"):
+            if hasattr(exc, name):
+                assert getattr(again, name) == getattr(exc, name)
+
+
 def test_reprs_name_the_public_class() -> None:
     assert repr(Selected(0, None, False)) == "Selected(index=0, value=None, ok=False)"
     assert "asyncgo.ChanClosed" in repr(ChanClosed) or repr(ChanClosed) == (

@@ -290,3 +290,51 @@ def test_dump_of_something_that_is_not_a_snapshot_names_it() -> None:
     # (was: AttributeError: 'int' object has no attribute 'state')
     with pytest.raises(TypeError, match=r"debug\.dump\(snapshot\): takes TaskInfo"):
         asyncgo.debug.dump([1])  # type: ignore[list-item]
+
+
+HUGE = 10**400  # an int beyond a float's range
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: asyncgo.with_timeout(asyncgo.background(), HUGE),
+        lambda: asyncgo.with_deadline(asyncgo.background(), HUGE),
+        lambda: asyncgo.with_timeout_cause(asyncgo.background(), HUGE, None),
+        lambda: asyncgo.with_deadline_cause(asyncgo.background(), HUGE, None),
+    ],
+    ids=["with_timeout", "with_deadline", "with_timeout_cause", "with_deadline_cause"],
+)
+async def test_a_duration_beyond_a_float_is_infinite_not_an_overflow(make: Any) -> None:
+    # As asyncgo.time and rate take it; an OverflowError came out of float() before.
+    ctx, cancel = make()
+    assert ctx.err() is None and ctx.deadline() is None
+    cancel()
+    ctx, cancel = asyncgo.with_timeout(asyncgo.background(), -HUGE)
+    assert isinstance(ctx.err(), asyncgo.DeadlineExceeded)  # Go: a past deadline, done at once
+    cancel()
+
+
+async def test_huge_int_durations_in_stages_and_resilience() -> None:
+    assert await (pipeline([1, 2, 3]) | stages.batch(2, HUGE)).collect() == [[1, 2], [3]]
+    resilience.CircuitBreaker(window=HUGE)
+    resilience.CircuitBreaker(recovery_time=HUGE)
+    with pytest.raises(ValueError, match="maximum"):  # (it must be finite: said so)
+        resilience.Backoff(initial=0.1, maximum=HUGE)
+
+
+async def test_a_link_too_large_for_a_channel_is_refused_when_built() -> None:
+    # It passed the check, and the run then failed in an ExceptionGroup with a
+    # "makechan" message that named neither the stage nor the number given.
+    with pytest.raises(ValueError, match=r"stages.buffer\(\) n must be at most sys.maxsize"):
+        stages.buffer(10**30)
+    with pytest.raises(ValueError, match="pipeline buffer must be at most sys.maxsize"):
+        pipeline([1, 2], buffer=10**30)
+    assert await (pipeline([1, 2]) | stages.take(10**30)).collect() == [1, 2]  # no limit
+
+
+def test_once_retry_on_error_takes_a_bool() -> None:
+    # A string was taken as true: Once(retry_on_error="no") retried.
+    with pytest.raises(TypeError, match=r"Once\(retry_on_error=...\) takes a bool, not str"):
+        asyncgo.Once(retry_on_error="no")  # type: ignore[arg-type]
+    asyncgo.Once(retry_on_error=True)

@@ -1843,3 +1843,69 @@ async def test_await_of_a_handle_in_an_already_cancelled_scope_raises() -> None:
             caught.append(scope.cancelled_caught)
             assert await h == 1
     assert caught == [True] * 10
+
+
+# -- what crosses the process boundary ---------------------------------------------
+
+
+class NeedsTwo(Exception):
+    """An exception that pickles but cannot be rebuilt (two __init__ arguments, one
+    passed on to Exception)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"code={code} detail={detail}")
+        self.detail = detail
+
+
+def raise_needs_two(x: int) -> int:
+    raise NeedsTwo(x, "boom")
+
+
+def raise_holding_a_lock(x: int) -> int:
+    e = ValueError(f"job {x} failed")
+    e.lock = threading.Lock()  # type: ignore[attr-defined]
+    raise e
+
+
+def return_a_lock(x: int) -> object:
+    return threading.Lock()
+
+
+def exit_4(x: int) -> int:
+    raise SystemExit(4)
+
+
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+@pytest.mark.parametrize(
+    ("fn", "arg", "error", "words"),
+    [
+        (raise_needs_two, 1, RuntimeError, "raise_needs_two raised NeedsTwo: code=1 detail=boom"),
+        (raise_holding_a_lock, 1, RuntimeError, "raised ValueError: job 1 failed, which cannot"),
+        (return_a_lock, 1, TypeError, "return_a_lock returned a lock, which cannot be sent back"),
+        (plus_one, threading.Lock(), TypeError, "the job plus_one(...) cannot be sent"),
+    ],
+    ids=["exception-not-rebuilt", "exception-not-pickled", "result", "argument"],
+)
+async def test_a_process_job_whose_data_cannot_cross_says_what(
+    fn: Any, arg: Any, error: type[Exception], words: str
+) -> None:
+    # Before, the bare pickling error came back (the same for an argument, a result
+    # or an exception), or a TypeError about NeedsTwo.__init__ that hid the job's own.
+    async with WorkerPool(workers=1, executor="process") as pool:
+        h = await pool.submit(fn, arg)
+        with pytest.raises(error, match=words.replace("(", r"\(").replace(")", r"\)")):
+            await h
+        assert await (await pool.submit(plus_one, 1)) == 2  # the pool goes on
+
+
+async def test_a_process_job_raising_system_exit_leaves_the_next_job_a_working_process() -> None:
+    # anyio's worker kept the exiting process for the next job, which then failed
+    # with BrokenWorkerProcess.
+    with pytest.raises(SystemExit):
+        async with WorkerPool(workers=1, executor="process") as pool:
+            await (await pool.submit(exit_4, 1))
+    async with WorkerPool(workers=1, executor="process") as pool:
+        assert await (await pool.submit(plus_one, 1)) == 2

@@ -1283,3 +1283,13 @@ async def test_map_refuses_a_non_bool_ordered_and_an_unpicklable_process_functio
         ):
             stages.map(fn, executor="process")
     stages.map(cpu_bound, executor="process")  # a module-level function is fine
+
+
+def _returns_a_lock(x: int) -> object:
+    return threading.Lock()
+
+
+async def test_map_in_a_process_says_which_result_cannot_come_back() -> None:
+    p = pipeline([1]) | stages.map(_returns_a_lock, executor="process")
+    with pytest.raises(TypeError, match="_returns_a_lock returned a lock, which cannot be sent"):
+        await p.collect()

@@ -77,7 +77,15 @@ class Once:
     __slots__ = ("__weakref__", "_done", "_mu", "_retry", "_rt")
 
     def __init__(self, *, retry_on_error: bool = False) -> None:
-        """Make a Once; *retry_on_error* makes a raising call not count as done."""
+        """Make a Once; *retry_on_error* makes a raising call not count as done.
+
+        Raises:
+            TypeError: *retry_on_error* is not a bool.
+        """
+        if type(retry_on_error) is not bool:
+            raise TypeError(
+                f"Once(retry_on_error=...) takes a bool, not {type(retry_on_error).__name__}"
+            )
         self._done = False
         self._retry = retry_on_error
         self._mu = Mutex()

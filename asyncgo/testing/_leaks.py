@@ -96,7 +96,8 @@ class TaskLeakError(AssertionError):
     """Tasks started inside a `no_leaks` block were still alive at its end.
 
     The message is the dump of those tasks (state, what they are parked on,
-    stack, labels); `tasks` holds their `asyncgo.debug.TaskInfo` snapshots.
+    stack, labels); `tasks` holds their `asyncgo.debug.TaskInfo` snapshots (a
+    pickled or copied error keeps the message, and its `tasks` is empty).
     Go: goleak's ``found unexpected goroutines``.
 
     Example:
@@ -117,6 +118,12 @@ class TaskLeakError(AssertionError):
     def __init__(self, message: str, tasks: list[debug.TaskInfo]) -> None:
         super().__init__(message)
         self.tasks = tasks
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle and copy keep the message (the dump), not `tasks`: snapshots of this
+        # process's live tasks, which hold the tasks themselves.
+        state = {k: v for k, v in self.__dict__.items() if k != "tasks"}
+        return (type(self), (*self.args[:1], []), state)
 
 
 @final
