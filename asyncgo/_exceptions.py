@@ -214,18 +214,20 @@ def _fn_name(fn: object) -> str:
 
 def call_in_process(
     fn: Callable[..., Any], who: str, advice: str, *args: object
-) -> tuple[bool, bytes]:
-    """`call_sync` in a worker process, its outcome pickled here, in the worker.
+) -> tuple[bool, Any]:
+    """`call_sync` in a worker process: ``(True, result)``, or ``(False, pickled
+    exception)``; it never raises.
 
-    Returns ``(True, pickled result)`` or ``(False, pickled exception)``, and never
-    raises: a result or an exception that cannot reach the parent process becomes
-    an error that says so (anyio's worker would send the bare pickling error, or an
-    exception the parent then fails to rebuild, with a message about ``__init__``),
-    and a ``SystemExit`` from the job reaches the parent without ending the worker
-    process under anyio's feet (it kept the dying process for the next job).
+    An exception is pickled here, in the worker, and rebuilt once to be sure it
+    can be: one that cannot reach the parent process becomes an error that says so
+    (anyio's worker would send the bare pickling error, or an exception the parent
+    then fails to rebuild, with a message about its ``__init__``). A ``SystemExit``
+    from the job reaches the parent without ending the worker process under anyio's
+    feet (it kept the dying process for the next job). The result is returned as
+    it is: pickling it twice would cost every job a copy.
     """
     try:
-        result = call_sync(fn, who, advice, *args)
+        return True, call_sync(fn, who, advice, *args)
     except BaseException as exc:
         try:
             data = pickle.dumps(exc, pickle.HIGHEST_PROTOCOL)
@@ -239,19 +241,10 @@ def call_in_process(
             )
             data = pickle.dumps(err, pickle.HIGHEST_PROTOCOL)
         return False, data
-    try:
-        return True, pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
-    except Exception as why:
-        err2 = TypeError(
-            f"{who}: {_fn_name(fn)} returned a {type(result).__name__}, which cannot be "
-            f"sent back from the worker process ({type(why).__name__}: {why}); return "
-            "a value that pickles"
-        )
-        return False, pickle.dumps(err2, pickle.HIGHEST_PROTOCOL)
 
 
 async def run_in_process(
-    run_sync: Callable[..., Awaitable[tuple[bool, bytes]]],
+    run_sync: Callable[..., Awaitable[tuple[bool, Any]]],
     fn: Callable[..., Any],
     who: str,
     advice: str,
@@ -260,25 +253,39 @@ async def run_in_process(
     """``fn(*args)`` in a worker process through *run_sync* (``anyio.to_process.run_sync``
     with its options), with `call_in_process`'s errors: its result, or what it raised."""
     try:
-        ok, data = await run_sync(call_in_process, fn, who, advice, *args)
+        ok, outcome = await run_sync(call_in_process, fn, who, advice, *args)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        # The call itself could not be pickled here or rebuilt in the worker (the job
-        # never ran: its own errors come back as data).
+        # Not the job's own error (that comes back as data): the call could not be
+        # pickled here, or loaded in the worker, or the result could not be pickled
+        # there. Which one, found out now that it failed.
+        try:
+            pickle.loads(pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL))
+        except Exception:
+            raise TypeError(
+                f"{who}: the job {_fn_name(fn)}(...) cannot be sent to a worker process "
+                f"({type(exc).__name__}: {exc}); a process job needs a module-level "
+                "function and arguments that pickle"
+            ) from exc
+        if isinstance(exc, AttributeError) and "Can't get attribute" in str(exc):
+            raise TypeError(
+                f"{who}: the job {_fn_name(fn)}(...) cannot be loaded in a worker process "
+                f"({type(exc).__name__}: {exc}); a process job needs a function the worker "
+                "can import"
+            ) from exc
         raise TypeError(
-            f"{who}: the job {_fn_name(fn)}(...) cannot be sent to a worker process "
-            f"({type(exc).__name__}: {exc}); a process job needs a module-level function "
-            "and arguments that pickle"
-        ) from exc
-    try:
-        outcome = pickle.loads(data)
-    except Exception as exc:
-        raise RuntimeError(
-            f"{who}: the {'result' if ok else 'exception'} of {_fn_name(fn)} came back "
-            f"from the worker process but cannot be rebuilt here ({type(exc).__name__}: {exc})"
+            f"{who}: {_fn_name(fn)} ran in a worker process, but what it returned cannot "
+            f"be sent back ({type(exc).__name__}: {exc}); return a value that pickles"
         ) from exc
     if ok:
         return outcome
-    raise outcome
+    try:
+        error = pickle.loads(outcome)
+    except Exception as exc:
+        raise RuntimeError(
+            f"{who}: the exception raised by {_fn_name(fn)} came back from the worker "
+            f"process but cannot be rebuilt here ({type(exc).__name__}: {exc})"
+        ) from exc
+    raise error
 
 
 def stray_cancellation(what: str, exc: BaseException, instead: str) -> RuntimeError:

@@ -1884,7 +1884,7 @@ def plus_one(x: int) -> int:
     [
         (raise_needs_two, 1, RuntimeError, "raise_needs_two raised NeedsTwo: code=1 detail=boom"),
         (raise_holding_a_lock, 1, RuntimeError, "raised ValueError: job 1 failed, which cannot"),
-        (return_a_lock, 1, TypeError, "return_a_lock returned a lock, which cannot be sent back"),
+        (return_a_lock, 1, TypeError, "return_a_lock ran in a worker process, but what it returned cannot"),
         (plus_one, threading.Lock(), TypeError, "the job plus_one(...) cannot be sent"),
     ],
     ids=["exception-not-rebuilt", "exception-not-pickled", "result", "argument"],

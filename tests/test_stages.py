@@ -1291,5 +1291,5 @@ def _returns_a_lock(x: int) -> object:
 
 async def test_map_in_a_process_says_which_result_cannot_come_back() -> None:
     p = pipeline([1]) | stages.map(_returns_a_lock, executor="process")
-    with pytest.raises(TypeError, match="_returns_a_lock returned a lock, which cannot be sent"):
+    with pytest.raises(TypeError, match="_returns_a_lock ran in a worker process, but what it returned cannot"):
         await p.collect()
