@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+from ._backend import AsyncioCancelled
+
 __all__ = ["Canceled", "ChanClosed", "DeadlineExceeded", "Deadlock", "WouldBlock"]
 
 
@@ -192,7 +194,17 @@ def call_sync(fn: Callable[..., Any], who: str, advice: str, *args: object) -> A
     process, whose result must pickle). *who* names the API
     (``"stages.map(executor='thread')"``), *advice* what to do instead.
     """
-    result = fn(*args)
+    try:
+        result = fn(*args)
+    except AsyncioCancelled as exc:
+        # Not a cancellation of ours -- nothing cancels a thread or a worker process --
+        # but back on the event loop it would pass for one and end the caller's block
+        # quietly (a pipeline's output would look complete).
+        raise RuntimeError(
+            f"{who}: {_fn_name(fn)} raised {type(exc).__name__} in a worker thread or "
+            "process, where nothing cancels it: reported as the job's error, not as a "
+            "cancellation"
+        ) from exc
     if inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()  # no "never awaited" warning
@@ -212,20 +224,29 @@ def _fn_name(fn: object) -> str:
     return name if isinstance(name, str) else repr(fn)
 
 
-def call_in_process(
-    fn: Callable[..., Any], who: str, advice: str, *args: object
-) -> tuple[bool, Any]:
-    """`call_sync` in a worker process: ``(True, result)``, or ``(False, pickled
-    exception)``; it never raises.
+def call_in_process(call: bytes, who: str, advice: str) -> tuple[bool, Any]:
+    """`call_sync` of the pickled ``(fn, args)`` *call* in a worker process:
+    ``(True, result)``, or ``(False, pickled exception)``; it never raises.
 
-    An exception is pickled here, in the worker, and rebuilt once to be sure it
-    can be: one that cannot reach the parent process becomes an error that says so
-    (anyio's worker would send the bare pickling error, or an exception the parent
-    then fails to rebuild, with a message about its ``__init__``). A ``SystemExit``
-    from the job reaches the parent without ending the worker process under anyio's
-    feet (it kept the dying process for the next job). The result is returned as
-    it is: pickling it twice would cost every job a copy.
+    The call comes pickled by asyncgo, as bytes: an argument that pickles in the
+    parent but cannot be rebuilt here fails here, as an error that says so, where
+    anyio's worker would have been left halfway through its input, failing every
+    later job. An exception is pickled here and rebuilt once to be sure it can be:
+    one that cannot reach the parent process becomes an error that says so (anyio's
+    worker would send the bare pickling error, or an exception the parent then
+    fails to rebuild, with a message about its ``__init__``). A ``SystemExit`` from
+    the job reaches the parent without ending the worker process under anyio's feet
+    (it kept the dying process for the next job). The result is returned as it is:
+    pickling it twice would cost every job a copy.
     """
+    try:
+        fn, args = pickle.loads(call)
+    except Exception as why:
+        err: BaseException = TypeError(
+            f"{who}: a job cannot be loaded in the worker process ({type(why).__name__}: "
+            f"{why}); a process job needs a function and arguments the worker can import"
+        )
+        return False, pickle.dumps(err, pickle.HIGHEST_PROTOCOL)
     try:
         return True, call_sync(fn, who, advice, *args)
     except BaseException as exc:
@@ -253,25 +274,18 @@ async def run_in_process(
     """``fn(*args)`` in a worker process through *run_sync* (``anyio.to_process.run_sync``
     with its options), with `call_in_process`'s errors: its result, or what it raised."""
     try:
-        ok, outcome = await run_sync(call_in_process, fn, who, advice, *args)
+        call = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise TypeError(
+            f"{who}: the job {_fn_name(fn)}(...) cannot be sent to a worker process "
+            f"({type(exc).__name__}: {exc}); a process job needs a module-level function "
+            "and arguments that pickle"
+        ) from exc
+    try:
+        ok, outcome = await run_sync(call_in_process, call, who, advice)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        # Not the job's own error (that comes back as data): the call could not be
-        # pickled here, or loaded in the worker, or the result could not be pickled
-        # there. Which one, found out now that it failed.
-        try:
-            pickle.loads(pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL))
-        except Exception:
-            raise TypeError(
-                f"{who}: the job {_fn_name(fn)}(...) cannot be sent to a worker process "
-                f"({type(exc).__name__}: {exc}); a process job needs a module-level "
-                "function and arguments that pickle"
-            ) from exc
-        if isinstance(exc, AttributeError) and "Can't get attribute" in str(exc):
-            raise TypeError(
-                f"{who}: the job {_fn_name(fn)}(...) cannot be loaded in a worker process "
-                f"({type(exc).__name__}: {exc}); a process job needs a function the worker "
-                "can import"
-            ) from exc
+        # Not the job's own error (that comes back as data): its result could not be
+        # pickled in the worker.
         raise TypeError(
             f"{who}: {_fn_name(fn)} ran in a worker process, but what it returned cannot "
             f"be sent back ({type(exc).__name__}: {exc}); return a value that pickles"

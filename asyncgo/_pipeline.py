@@ -1174,15 +1174,18 @@ class _Stream(Generic[T]):
                 "(use `async with p.stream() as items:`)"
             )
         if isinstance(exc, AsyncioCancelled):
-            # (asyncio) The consumer is being cancelled: the task group's scope is cancelled at
-            # its exit anyway, so do it first. anyio (asyncio) moves the uncancel count
-            # of a stage's own cancelled scope to the group's scope when both are
-            # cancelled, and the group's exit then uncancels the *consumer* task for
-            # it: its cancelling() count drops, and an asyncio.timeout() around the
-            # stream turns an outside Task.cancel() into a TimeoutError. Node scopes
-            # cancelled after the group's own add no count.
+            # (asyncio) The consumer is being cancelled: cancel the task group's scope,
+            # as its exit would, and leave the stages' own scopes alone -- that scope
+            # reaches every stage task. anyio moves the uncancel count of a stage's
+            # own cancelled scope to the group's scope when both are cancelled (also
+            # when the group's delivery skipped a task just woken and the stage's
+            # scope got to it first), and the group's exit then uncancels the
+            # *consumer* for it: its cancelling() count drops, and an asyncio.timeout()
+            # around the stream turns an outside Task.cancel() into a TimeoutError.
             tg.cancel_scope.cancel()
-        run.stop()
+            run.stopping = True
+        else:
+            run.stop()
         it = self._it
         if it is not None:
             ended = it.__anext__ is _finished  # run out, or closed by the consumer

@@ -1230,6 +1230,10 @@ class _SharedInput(_Link):
         more.unpark(more.parked)
 
 
+@overload
+def fan_out(n: int, stage: _Keeps[T]) -> _Keeps[T]: ...
+@overload
+def fan_out(n: int, stage: Stage[T, U]) -> TaskStage[T, U]: ...
 def fan_out(n: int, stage: Stage[T, U]) -> TaskStage[T, U]:
     """Run *n* copies of *stage*, each in its own task, sharing the input.
 

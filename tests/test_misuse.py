@@ -338,3 +338,10 @@ def test_once_retry_on_error_takes_a_bool() -> None:
     with pytest.raises(TypeError, match=r"Once\(retry_on_error=...\) takes a bool, not str"):
         asyncgo.Once(retry_on_error="no")  # type: ignore[arg-type]
     asyncgo.Once(retry_on_error=True)
+
+    async def f() -> int:
+        return 1
+
+    for api in (asyncgo.once_func, asyncgo.once_value):
+        with pytest.raises(TypeError, match=rf"{api.__name__}\(retry_on_error=...\) takes a bool"):
+            api(f, retry_on_error=1)  # type: ignore[arg-type, call-overload]

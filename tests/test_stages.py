@@ -1291,5 +1291,20 @@ def _returns_a_lock(x: int) -> object:
 
 async def test_map_in_a_process_says_which_result_cannot_come_back() -> None:
     p = pipeline([1]) | stages.map(_returns_a_lock, executor="process")
-    with pytest.raises(TypeError, match="_returns_a_lock ran in a worker process, but what it returned cannot"):
+    with pytest.raises(TypeError, match="_returns_a_lock ran in a worker process, but what it"):
+        await p.collect()
+
+
+def _raises_cancelled(x: int) -> int:
+    import asyncio
+
+    raise asyncio.CancelledError("from the job")
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+async def test_map_fn_raising_cancelled_error_in_an_executor_is_an_error(executor: Any) -> None:
+    # Back on the loop it passed for a cancellation: on asyncio the pipeline ended
+    # quietly, its output looking complete ([]).
+    p = pipeline([1, 2, 3]) | stages.map(_raises_cancelled, executor=executor)
+    with pytest.raises(RuntimeError, match="raised CancelledError in a worker thread or process"):
         await p.collect()

@@ -68,6 +68,7 @@ async def main() -> None:
     assert_type(p | stages.filter(bool) | stages.map(double), Pipeline[int])
     assert_type(p | stages.tee(anything) | stages.map(double), Pipeline[int])
     assert_type(p | stages.broadcast(anything), Pipeline[int])
+    assert_type(p | stages.fan_out(2, stages.tap(print)) | stages.map(double), Pipeline[int])
     chain = p | stages.take(3) | stages.batch(2) | stages.buffer(1) | stages.take(1)
     assert_type(await chain.collect(), list[list[int]])
     # Still stages (and task stages) where a user's code annotates one.

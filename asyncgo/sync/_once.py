@@ -211,6 +211,10 @@ def _once_value(
         raise not_a_function(
             fn, f"sync: {what}", f"pass the async function itself, {what}(f), not {what}(f())"
         )
+    if type(retry_on_error) is not bool:
+        raise TypeError(
+            f"{what}(retry_on_error=...) takes a bool, not {type(retry_on_error).__name__}"
+        )
     once = Once(retry_on_error=retry_on_error)
     res: _Result[T] = _Result(fn)
 
