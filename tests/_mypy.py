@@ -60,3 +60,22 @@ def run_pyright(pyright: str, workdir: Path, *files: Path) -> subprocess.Complet
         text=True,
         check=False,
     )
+
+
+def assert_type_checks(tmp_path: Path, text: str, checker: str) -> None:
+    """*text*, written to a file under *tmp_path*, passes *checker* ("mypy" --strict,
+    or "pyright" strict); skips when that checker is not installed."""
+    import pytest
+
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(text)
+    if checker == "mypy":
+        pytest.importorskip("mypy")
+        out = run_mypy(tmp_path / "cache", snippet)
+        assert not out.strip(), out
+        return
+    pyright = find_pyright()
+    if pyright is None:
+        pytest.skip("pyright is not installed (pip install -e '.[typing]')")
+    res = run_pyright(pyright, tmp_path, snippet)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from _mypy import find_pyright, run_mypy, run_pyright
+from _mypy import assert_type_checks, run_mypy
 
 DECORATED = """\
 @breaker
@@ -193,19 +193,6 @@ async def nil_case() -> str | None:
 """
 
 
-def test_blocks_and_nil_cases_type_check(tmp_path: Path) -> None:
-    pytest.importorskip("mypy")
-    snippet = tmp_path / "flow.py"
-    snippet.write_text(FLOW)
-    out = run_mypy(tmp_path / "cache", snippet)
-    assert not out.strip(), out
-
-
-def test_blocks_and_nil_cases_type_check_pyright(tmp_path: Path) -> None:
-    pyright = find_pyright()
-    if pyright is None:
-        pytest.skip("pyright is not installed (pip install -e '.[typing]')")
-    snippet = tmp_path / "flow.py"
-    snippet.write_text(FLOW)
-    res = run_pyright(pyright, tmp_path, snippet)
-    assert res.returncode == 0, res.stdout + res.stderr
+@pytest.mark.parametrize("checker", ["mypy", "pyright"])
+def test_blocks_and_nil_cases_type_check(tmp_path: Path, checker: str) -> None:
+    assert_type_checks(tmp_path, FLOW, checker)

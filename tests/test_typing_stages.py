@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _mypy import find_pyright, run_mypy, run_pyright
+from _mypy import assert_type_checks, run_mypy
 
 SNIPPET = """\
 from collections.abc import AsyncIterator
@@ -80,22 +80,9 @@ async def main() -> None:
 """
 
 
-def test_stages_keep_the_item_type(tmp_path: Path) -> None:
-    pytest.importorskip("mypy")
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(SNIPPET)
-    out = run_mypy(tmp_path / "cache", snippet)
-    assert not out.strip(), out
-
-
-def test_stages_keep_the_item_type_pyright(tmp_path: Path) -> None:
-    pyright = find_pyright()
-    if pyright is None:
-        pytest.skip("pyright is not installed (pip install -e '.[typing]')")
-    snippet = tmp_path / "snippet.py"
-    snippet.write_text(SNIPPET)
-    res = run_pyright(pyright, tmp_path, snippet)
-    assert res.returncode == 0, res.stdout + res.stderr
+@pytest.mark.parametrize("checker", ["mypy", "pyright"])
+def test_stages_keep_the_item_type(tmp_path: Path, checker: str) -> None:
+    assert_type_checks(tmp_path, SNIPPET, checker)
 
 
 NEGATIVE = """\
