@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-from ._backend import AsyncioCancelled
+from ._backend import AsyncioCancelled, retire_last_process_worker
 
 __all__ = ["Canceled", "ChanClosed", "DeadlineExceeded", "Deadlock", "WouldBlock"]
 
@@ -196,10 +197,11 @@ def call_sync(fn: Callable[..., Any], who: str, advice: str, *args: object) -> A
     """
     try:
         result = fn(*args)
-    except AsyncioCancelled as exc:
-        # Not a cancellation of ours -- nothing cancels a thread or a worker process --
-        # but back on the event loop it would pass for one and end the caller's block
-        # quietly (a pipeline's output would look complete).
+    except (AsyncioCancelled, GeneratorExit) as exc:
+        # Not a cancellation of ours, nor a coroutine being closed -- nothing cancels a
+        # thread or a worker process -- but back on the event loop it would pass for
+        # one and end the caller's block quietly (a pipeline's output would look
+        # complete).
         raise RuntimeError(
             f"{who}: {_fn_name(fn)} raised {type(exc).__name__} in a worker thread or "
             "process, where nothing cancels it: reported as the job's error, not as a "
@@ -224,29 +226,20 @@ def _fn_name(fn: object) -> str:
     return name if isinstance(name, str) else repr(fn)
 
 
-def call_in_process(call: bytes, who: str, advice: str) -> tuple[bool, Any]:
-    """`call_sync` of the pickled ``(fn, args)`` *call* in a worker process:
-    ``(True, result)``, or ``(False, pickled exception)``; it never raises.
+def call_in_process(
+    fn: Callable[..., Any], who: str, advice: str, *args: object
+) -> tuple[bool, Any]:
+    """`call_sync` in a worker process: ``(True, result)``, or ``(False, pickled
+    exception)``; it never raises.
 
-    The call comes pickled by asyncgo, as bytes: an argument that pickles in the
-    parent but cannot be rebuilt here fails here, as an error that says so, where
-    anyio's worker would have been left halfway through its input, failing every
-    later job. An exception is pickled here and rebuilt once to be sure it can be:
-    one that cannot reach the parent process becomes an error that says so (anyio's
-    worker would send the bare pickling error, or an exception the parent then
-    fails to rebuild, with a message about its ``__init__``). A ``SystemExit`` from
-    the job reaches the parent without ending the worker process under anyio's feet
-    (it kept the dying process for the next job). The result is returned as it is:
-    pickling it twice would cost every job a copy.
+    An exception is pickled here, in the worker, and rebuilt once to be sure it
+    can be: one that cannot reach the parent process becomes an error that says so
+    (anyio's worker would send the bare pickling error, or an exception the parent
+    then fails to rebuild, with a message about its ``__init__``). A ``SystemExit``
+    from the job reaches the parent without ending the worker process under anyio's
+    feet (it kept the dying process for the next job). The result is returned as
+    it is: pickling it twice would cost every job a copy.
     """
-    try:
-        fn, args = pickle.loads(call)
-    except Exception as why:
-        err: BaseException = TypeError(
-            f"{who}: a job cannot be loaded in the worker process ({type(why).__name__}: "
-            f"{why}); a process job needs a function and arguments the worker can import"
-        )
-        return False, pickle.dumps(err, pickle.HIGHEST_PROTOCOL)
     try:
         return True, call_sync(fn, who, advice, *args)
     except BaseException as exc:
@@ -273,22 +266,50 @@ async def run_in_process(
 ) -> Any:
     """``fn(*args)`` in a worker process through *run_sync* (``anyio.to_process.run_sync``
     with its options), with `call_in_process`'s errors: its result, or what it raised."""
+    # anyio's worker imports the main module as __mp_main__, so a class of the
+    # main script pickles there under that name; multiprocessing aliases it in the
+    # parent (at its import), which anyio does not import.
+    main = sys.modules.get("__main__")
+    if main is not None:
+        sys.modules.setdefault("__mp_main__", main)
     try:
-        call = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
+        ok, outcome = await run_sync(call_in_process, fn, who, advice, *args)
     except Exception as exc:
+        # Not the job's own error (that comes back as data; call_in_process never
+        # raises): the call could not be pickled here, or not loaded in the worker,
+        # or its result not pickled there or not loaded here. Which one, found out
+        # now that it failed.
+        if type(exc).__name__ == "BrokenWorkerProcess":
+            raise
+        try:
+            call = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            raise TypeError(
+                f"{who}: the job {_fn_name(fn)}(...) cannot be sent to a worker process "
+                f"({type(exc).__name__}: {exc}); a process job needs a module-level "
+                "function and arguments that pickle"
+            ) from exc
+        # The worker was used. One that failed to load the call may have stopped
+        # halfway through its input, and anyio would give it the next job: retire it.
+        retire_last_process_worker()
+        try:
+            pickle.loads(call)
+        except Exception:
+            raise TypeError(
+                f"{who}: the job {_fn_name(fn)}(...) pickles but cannot be rebuilt "
+                f"({type(exc).__name__}: {exc}); a process job needs a function and "
+                "arguments that the worker process can rebuild"
+            ) from exc
+        if isinstance(exc, (TypeError, pickle.PicklingError)) and "pickle" in str(exc):
+            raise TypeError(
+                f"{who}: {_fn_name(fn)} ran in a worker process, but what it returned "
+                f"cannot be sent back ({type(exc).__name__}: {exc}); return a value "
+                "that pickles"
+            ) from exc
         raise TypeError(
-            f"{who}: the job {_fn_name(fn)}(...) cannot be sent to a worker process "
-            f"({type(exc).__name__}: {exc}); a process job needs a module-level function "
-            "and arguments that pickle"
-        ) from exc
-    try:
-        ok, outcome = await run_sync(call_in_process, call, who, advice)
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        # Not the job's own error (that comes back as data): its result could not be
-        # pickled in the worker.
-        raise TypeError(
-            f"{who}: {_fn_name(fn)} ran in a worker process, but what it returned cannot "
-            f"be sent back ({type(exc).__name__}: {exc}); return a value that pickles"
+            f"{who}: the job {_fn_name(fn)}(...) could not be moved to or from the worker "
+            f"process ({type(exc).__name__}: {exc}); a process job needs a function, "
+            "arguments and a result that the worker and this process can both import"
         ) from exc
     if ok:
         return outcome

@@ -405,6 +405,7 @@ class _Run:
         "cut",
         "delivered",
         "error",
+        "group_stops",
         "killed",
         "node_scopes",
         "scopes",
@@ -416,6 +417,9 @@ class _Run:
         self.error: BaseException | None = None
         self.delivered = False  # the error was raised to the consumer already
         self.stopping = False
+        # (asyncio) The task group's own scope stops every stage: the consumer is
+        # being cancelled (see _Stream.__aexit__); the stages' scopes stay as they are.
+        self.group_stops = False
         self.ctx_stopped = False
         self.killed = False  # a node was cancelled from outside the pipeline
         self.cut = False  # cancel_upstream() cut stages off (their errors are dropped)
@@ -500,6 +504,8 @@ class _Run:
 
     def stop(self) -> None:
         self.stopping = True
+        if self.group_stops:
+            return
         for scope in tuple(self.scopes):
             scope.cancel()
 
@@ -1183,7 +1189,7 @@ class _Stream(Generic[T]):
             # *consumer* for it: its cancelling() count drops, and an asyncio.timeout()
             # around the stream turns an outside Task.cancel() into a TimeoutError.
             tg.cancel_scope.cancel()
-            run.stopping = True
+            run.stopping = run.group_stops = True
         else:
             run.stop()
         it = self._it

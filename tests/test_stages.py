@@ -1301,10 +1301,23 @@ def _raises_cancelled(x: int) -> int:
     raise asyncio.CancelledError("from the job")
 
 
+def _raises_generator_exit(x: int) -> int:
+    if x == 2:
+        raise GeneratorExit
+    return x
+
+
 @pytest.mark.parametrize("executor", ["thread", "process"])
-async def test_map_fn_raising_cancelled_error_in_an_executor_is_an_error(executor: Any) -> None:
-    # Back on the loop it passed for a cancellation: on asyncio the pipeline ended
-    # quietly, its output looking complete ([]).
-    p = pipeline([1, 2, 3]) | stages.map(_raises_cancelled, executor=executor)
-    with pytest.raises(RuntimeError, match="raised CancelledError in a worker thread or process"):
+@pytest.mark.parametrize(
+    ("fn", "name"),
+    [(_raises_cancelled, "CancelledError"), (_raises_generator_exit, "GeneratorExit")],
+    ids=["CancelledError", "GeneratorExit"],
+)
+async def test_map_fn_raising_cancelled_error_in_an_executor_is_an_error(
+    executor: Any, fn: Any, name: str
+) -> None:
+    # Back on the loop it passed for a cancellation (or a coroutine being closed): on
+    # asyncio the pipeline ended quietly, its output looking complete.
+    p = pipeline([1, 2, 3]) | stages.map(fn, executor=executor)
+    with pytest.raises(RuntimeError, match=f"raised {name} in a worker thread or process"):
         await p.collect()

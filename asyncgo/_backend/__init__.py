@@ -66,6 +66,7 @@ current_tasks_get = _current_tasks_get
 
 __all__ = [
     "AsyncioCancelled",
+    "retire_last_process_worker",
     "BUDGET",
     "FAST",
     "FastCheck",
@@ -808,3 +809,22 @@ async def checkpoint() -> None:
         await _asyncio_yield()
     else:
         await _trio_mod().checkpoint()
+
+
+def retire_last_process_worker() -> None:
+    """Kill the anyio worker process that served the ``to_process`` call that just
+    failed (the last one anyio put back among the idle ones), so that no later job is
+    given to it: one that failed to load its call may have stopped halfway through
+    its input. It stays in anyio's set of workers, which reaps it at shutdown."""
+    try:
+        from anyio import to_process
+
+        idle = to_process._process_pool_idle_workers.get()
+    except Exception:  # pragma: no cover - anyio changed its internals
+        return
+    if idle:
+        process, _ = idle.pop()
+        try:
+            process.kill()
+        except ProcessLookupError:  # pragma: no cover - it had exited
+            pass
