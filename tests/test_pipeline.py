@@ -1835,3 +1835,59 @@ async def test_a_native_cancel_at_a_random_moment_keeps_the_count(
         with pytest.raises(asyncio.CancelledError):
             await t
     assert counts == [1] * 40
+
+
+@pytest.mark.parametrize("shape", ["map", "finally_raises"])
+async def test_an_outside_cancel_while_the_block_unwinds_from_a_timeout_is_not_swallowed(
+    anyio_backend: tuple[str, dict[str, object]], shape: str
+) -> None:
+    """asyncio.timeout() expires, the block unwinds (a stage's slow cleanup), and an
+    outside Task.cancel() lands meanwhile: CancelledError, not TimeoutError. A stage
+    whose ``finally`` raises as it stops re-cancelled the stages' scopes (rev20)."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("asyncio.Task.cancel() and asyncio.timeout() are asyncio's")
+    import asyncio
+
+    async def src() -> AsyncIterator[int]:
+        i = 0
+        try:
+            while True:
+                yield i
+                i += 1
+                await asyncio.sleep(0.001)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await asyncio.sleep(0.01)  # slow cleanup: the consumer's exit waits
+
+    def ident(x: int) -> int:
+        return x
+
+    async def fin_stage(items: AsyncIterator[int]) -> AsyncIterator[int]:
+        try:
+            async for x in items:
+                yield x
+        finally:
+            raise KeyError("in finally")  # dropped: raised because it was stopped
+
+    outcomes: list[str] = []
+    for _ in range(10):
+
+        async def consumer() -> None:
+            async with asyncio.timeout(0.002):
+                stage: Any = stages.map(ident) if shape == "map" else fin_stage
+                async with (pipeline(src()) | stage).stream() as items:
+                    async for _ in items:
+                        pass
+
+        t = asyncio.ensure_future(consumer())
+        await asyncio.sleep(0.006)  # (any moment while it unwinds will do)
+        t.cancel()
+        try:
+            await t
+        except asyncio.CancelledError:
+            outcomes.append("CancelledError")
+        except BaseException as e:
+            outcomes.append(type(e).__name__)
+        else:
+            outcomes.append("returned")
+    assert "TimeoutError" not in outcomes and "KeyError" not in outcomes, outcomes
