@@ -279,8 +279,8 @@ async def run_in_process(
         # raises): the call could not be pickled here, or not loaded in the worker,
         # or its result not pickled there or not loaded here. Which one, found out
         # now that it failed.
-        if type(exc).__name__ == "BrokenWorkerProcess":
-            raise
+        if type(exc).__name__ == "BrokenWorkerProcess" or isinstance(exc, OSError | RuntimeError):
+            raise  # (the worker could not start or broke; anyio's own errors)
         try:
             call = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
         except Exception:
@@ -291,7 +291,7 @@ async def run_in_process(
             ) from exc
         # The worker was used. One that failed to load the call may have stopped
         # halfway through its input, and anyio would give it the next job: retire it.
-        retire_last_process_worker()
+        await retire_last_process_worker()
         try:
             pickle.loads(call)
         except Exception:

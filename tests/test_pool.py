@@ -1931,3 +1931,30 @@ async def test_a_process_job_raising_system_exit_leaves_the_next_job_a_working_p
             await (await pool.submit(exit_4, 1))
     async with WorkerPool(workers=1, executor="process") as pool:
         assert await (await pool.submit(plus_one, 1)) == 2
+
+
+def _child_processes() -> list[str]:
+    """The states of this process's children (Linux /proc), e.g. ['S', 'Z']."""
+    me, states = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == me:
+                states.append(fields[0])
+    return states
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+async def test_retired_workers_are_reaped_not_left_as_zombies() -> None:
+    # A worker retired after a call it could not load was killed but not waited
+    # for: on trio each one stayed a zombie, with its pipes open, until the run ended.
+    async with WorkerPool(workers=1, executor="process") as pool:
+        for _ in range(5):
+            with pytest.raises(TypeError, match="pickles but cannot be rebuilt"):
+                await (await pool.submit(plus_one, FailsToLoad()))
+        assert await (await pool.submit(plus_one, 1)) == 2
+        assert "Z" not in _child_processes()

@@ -811,20 +811,26 @@ async def checkpoint() -> None:
         await _trio_mod().checkpoint()
 
 
-def retire_last_process_worker() -> None:
-    """Kill the anyio worker process that served the ``to_process`` call that just
+async def retire_last_process_worker() -> None:
+    """Stop the anyio worker process that served the ``to_process`` call that just
     failed (the last one anyio put back among the idle ones), so that no later job is
     given to it: one that failed to load its call may have stopped halfway through
-    its input. It stays in anyio's set of workers, which reaps it at shutdown."""
+    its input. Done as anyio does for a broken worker: out of its sets, killed, and
+    waited for (trio reaps a child only when it is waited for)."""
     try:
         from anyio import to_process
 
         idle = to_process._process_pool_idle_workers.get()
+        workers = to_process._process_pool_workers.get()
     except Exception:  # pragma: no cover - anyio changed its internals
         return
-    if idle:
-        process, _ = idle.pop()
-        try:
-            process.kill()
-        except ProcessLookupError:  # pragma: no cover - it had exited
-            pass
+    if not idle:  # pragma: no cover - anyio put it back: it is there
+        return
+    process, _ = idle.pop()
+    workers.discard(process)
+    try:
+        process.kill()
+    except ProcessLookupError:  # pragma: no cover - it had exited
+        pass
+    with CancelScope(shield=True):
+        await process.aclose()
