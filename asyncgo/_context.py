@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, cast, final
 from weakref import WeakKeyDictionary, ref
 
 from ._backend import sleep as _sleep
@@ -1341,9 +1342,9 @@ def with_cancel_cause(parent: Context) -> _CauseCancelPair:
 
 def _check_number(x: object, what: str) -> float:
     if type(x) is not float:
-        if not isinstance(x, (int, float)) or isinstance(x, bool):
+        if type(x) is not int and (type(x) is bool or not isinstance(x, numbers.Real)):
             raise TypeError(f"{what} must be a number of seconds, not {type(x).__name__}")
-        x = to_seconds(x)
+        x = to_seconds(cast("float", x))  # (a Fraction too, as in asyncgo.time)
     if math.isnan(x):
         raise ValueError(f"{what} must not be NaN")
     return x

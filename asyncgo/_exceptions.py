@@ -341,8 +341,9 @@ def stray_cancellation(what: str, exc: BaseException, instead: str) -> RuntimeEr
 
 
 def to_seconds(x: float) -> float:
-    """*x*, a checked number of seconds (an int or a float), as a float: an int beyond
-    a float's range is as good as infinite (`asyncgo.time` takes it so too)."""
+    """*x*, a checked number of seconds (a real number: an int, a float, a Fraction),
+    as a float: an int beyond a float's range is as good as infinite (`asyncgo.time`
+    takes it so too)."""
     try:
         return float(x)
     except OverflowError:

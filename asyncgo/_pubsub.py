@@ -595,7 +595,7 @@ class PubSub(Generic[K, T]):
 
     def subscribers(self, topic: K) -> int:
         """How many subscribers *topic* has."""
-        b = self._topics.get(topic)
+        b = self._topic(topic, "subscribers")
         return 0 if b is None else len(b)
 
     def subscribe(self, topic: K, buffer: int = 16, policy: Policy = "block") -> Subscription[T]:
@@ -611,11 +611,20 @@ class PubSub(Generic[K, T]):
         if self._closed:
             raise ChanClosed("subscribe to closed PubSub")
         _check_subscribe(buffer, policy, "PubSub")  # before a topic is made for it
-        b = self._topics.get(topic)
+        b = self._topic(topic, "subscribe")
         if b is None:
             b = self._topics[topic] = Broadcast()
             b._on_empty = partial(self._forget, topic, b)
         return b.subscribe(buffer, policy)
+
+    def _topic(self, topic: K, what: str) -> Broadcast[T] | None:
+        try:
+            return self._topics.get(topic)
+        except TypeError as exc:
+            raise TypeError(
+                f"PubSub.{what}(topic): a topic must be hashable, like a dict key; "
+                f"not {type(topic).__name__}"
+            ) from exc
 
     def _forget(self, topic: K, b: Broadcast[T]) -> None:
         if self._topics.get(topic) is b:
@@ -630,7 +639,7 @@ class PubSub(Generic[K, T]):
         """
         if self._closed:
             raise ChanClosed("publish on closed PubSub")
-        b = self._topics.get(topic)
+        b = self._topic(topic, "publish")
         if b is not None:
             await b.publish(value)
         elif must_checkpoint(self):  # no subscriber: still a cancel point
@@ -646,7 +655,7 @@ class PubSub(Generic[K, T]):
         """
         if self._closed:
             raise ChanClosed("publish on closed PubSub")
-        b = self._topics.get(topic)
+        b = self._topic(topic, "publish_nowait")
         if b is not None:
             b.publish_nowait(value)
 

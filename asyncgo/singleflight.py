@@ -179,6 +179,10 @@ class _ChanWaiter:
         self._ch.close()  # (Go's channel stays open; nothing else is ever sent on it)
 
 
+def _unhashable(what: str, key: object) -> TypeError:
+    return TypeError(f"{what}: a key must be hashable, like a dict key; not {type(key).__name__}")
+
+
 @final
 class Group:
     """Suppress duplicate calls: concurrent ``do`` calls with one key share one call.
@@ -375,7 +379,10 @@ class Group:
         if must_checkpoint(self):
             await checkpoint()
         core = self._core
-        call = self._calls.get(key)
+        try:
+            call = self._calls.get(key)
+        except TypeError as exc:
+            raise _unhashable("singleflight: Group.do(key)", key) from exc
         if core is None:
             if self._closed:
                 raise self._refused()
@@ -493,7 +500,10 @@ class Group:
             )
         if elsewhere(self._home):
             raise self._other_loop("do_chan")
-        call = self._calls.get(key)
+        try:
+            call = self._calls.get(key)
+        except TypeError as exc:
+            raise _unhashable("singleflight: Group.do_chan(key)", key) from exc
         if self._closed and call is None:
             raise self._refused()
         ch: Chan[Result[T]] = Chan(1)
@@ -573,6 +583,10 @@ class Group:
 
         Callers already waiting still get that call's result. Go: ``g.Forget(key)``
         """
+        try:
+            hash(key)  # (dict.pop on an empty dict would not)
+        except TypeError as exc:
+            raise _unhashable("singleflight: Group.forget(key)", key) from exc
         self._calls.pop(key, None)
 
     async def _run(

@@ -345,3 +345,35 @@ def test_once_retry_on_error_takes_a_bool() -> None:
     for api in (asyncgo.once_func, asyncgo.once_value):
         with pytest.raises(TypeError, match=rf"{api.__name__}\(retry_on_error=...\) takes a bool"):
             api(f, retry_on_error=1)  # type: ignore[arg-type, call-overload]
+
+
+async def test_a_fraction_is_a_duration_for_contexts_as_for_timers() -> None:
+    # asyncgo.time took it; the context functions said it was not a number.
+    ctx, cancel = asyncgo.with_timeout(asyncgo.background(), Fraction(1, 2))
+    assert ctx.deadline() is not None
+    cancel()
+    ctx, cancel = asyncgo.with_timeout_cause(asyncgo.background(), Fraction(1, 2), None)
+    cancel()
+
+
+async def test_unhashable_keys_and_topics_name_the_misuse() -> None:
+    async with asyncgo.singleflight.Group() as g:
+
+        async def one() -> int:
+            return 1
+
+        with pytest.raises(TypeError, match=r"Group.do\(key\): a key must be hashable.* list"):
+            await g.do([1], one)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"Group.do_chan\(key\): a key must be hashable"):
+            g.do_chan({}, one)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"Group.forget\(key\): a key must be hashable"):
+            g.forget([])  # type: ignore[arg-type]
+    bus: asyncgo.PubSub[list[int], int] = asyncgo.PubSub()
+    with pytest.raises(TypeError, match=r"PubSub.subscribe\(topic\): a topic must be hashable"):
+        bus.subscribe([1])
+    with pytest.raises(TypeError, match=r"PubSub.publish\(topic\): a topic must be hashable"):
+        await bus.publish([1], 1)
+    with pytest.raises(TypeError, match=r"PubSub.publish_nowait\(topic\): a topic must be"):
+        bus.publish_nowait([1], 1)
+    with pytest.raises(TypeError, match=r"PubSub.subscribers\(topic\): a topic must be"):
+        bus.subscribers([1])
