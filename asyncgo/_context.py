@@ -124,6 +124,16 @@ class _NoKey:
 
 
 _NO_KEY = _NoKey()
+
+
+def _past(rt: Runtime | None, when: float) -> bool:
+    """Whether *rt*'s clock has reached *when* (False if it cannot be read)."""
+    try:
+        return rt is not None and rt.time() >= when
+    except Exception:  # its loop is closed, its trio run over
+        return False
+
+
 _new = object.__new__
 
 # after_func registration states
@@ -333,10 +343,16 @@ class Context:
             parts.append(f"key={self._key!r}")
         n = self._cn
         if n is not None:
-            if n._deadline is not None:
-                parts.append(f"deadline={n._deadline:.6f}")
+            d = n._deadline
+            if d is not None:
+                parts.append(f"deadline={d:.6f}" if abs(d) < 1e15 else f"deadline={d:g}")
             e = n._err
-            parts.append("active" if e is None else f"done: {type(e).__name__}")
+            if e is not None:
+                parts.append(f"done: {type(e).__name__}")
+            elif d is not None and _past(n._rt, d):
+                parts.append("deadline passed")  # (err() would end it now: repr does not)
+            else:
+                parts.append("active")
         return f"<Context {' '.join(parts)} at {id(self):#x}>"
 
     # -- node internals ------------------------------------------------------------

@@ -1312,3 +1312,17 @@ def test_timed_context_waited_on_in_a_later_loop(first: str, later: str) -> None
     backend, options = ("asyncio", {"use_uvloop": True}) if later == "uvloop" else (later, {})
     anyio.run(main, backend=backend, backend_options=options)
     assert seen == [False]
+
+
+async def test_repr_tells_a_passed_deadline_without_ending_the_context() -> None:
+    # It said "active" until something called err(); a far deadline printed 300 digits.
+    ctx, cancel = with_timeout(background(), 0.001)
+    await anyio.sleep(0.01)  # (the loop's clock has passed the deadline after this)
+    assert "deadline passed" in repr(ctx)
+    assert ctx._cn is not None and ctx._cn._err is None  # repr did not end it
+    assert isinstance(ctx.err(), DeadlineExceeded)
+    assert "done: DeadlineExceeded" in repr(ctx)
+    cancel()
+    far, cancel = with_timeout(background(), 1e300)
+    assert "deadline=1e+300 active" in repr(far) and len(repr(far)) < 100
+    cancel()
