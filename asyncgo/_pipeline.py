@@ -61,6 +61,7 @@ from ._backend import (
     AsyncioCancelled,
     CancelScope,
     TaskGroup,
+    anyio,
     checkpoint,
     create_task_group,
     current_effective_deadline,
@@ -405,9 +406,9 @@ class _Run:
         "cut",
         "delivered",
         "error",
-        "group_stops",
         "killed",
         "node_scopes",
+        "nodes_done",
         "scopes",
         "stopping",
     )
@@ -417,9 +418,9 @@ class _Run:
         self.error: BaseException | None = None
         self.delivered = False  # the error was raised to the consumer already
         self.stopping = False
-        # (asyncio) The task group's own scope stops every stage: the consumer is
-        # being cancelled (see _Stream.__aexit__); the stages' scopes stay as they are.
-        self.group_stops = False
+        # (asyncio) Set when the last stage task has ended, once _Stream.__aexit__
+        # waits for that itself (see there).
+        self.nodes_done: Any = None
         self.ctx_stopped = False
         self.killed = False  # a node was cancelled from outside the pipeline
         self.cut = False  # cancel_upstream() cut stages off (their errors are dropped)
@@ -443,6 +444,9 @@ class _Run:
         for i, s in enumerate(ns):
             if s is scope:
                 ns[i] = None
+                done = self.nodes_done
+                if done is not None and not any(ns):
+                    done.set()
                 break
 
     def fail(self, exc: BaseException) -> None:
@@ -504,8 +508,6 @@ class _Run:
 
     def stop(self) -> None:
         self.stopping = True
-        if self.group_stops:
-            return
         for scope in tuple(self.scopes):
             scope.cancel()
 
@@ -637,6 +639,18 @@ class _Keeps(TaskStage[T_contra, Any]):
     def _direct(self, items: AsyncIterator[Any], /) -> AsyncIterator[Any]:
         """The stage run on an async iterator, outside a pipeline."""
         return TaskStage.__call__(self, items)
+
+
+async def _wait_for(run: _Run) -> None:
+    """(asyncio) Wait until every stage task of *run* has ended, through cancellations."""
+    if not any(run.node_scopes):
+        return
+    done = run.nodes_done = anyio.Event()
+    while not done.is_set():
+        try:
+            await done.wait()
+        except AsyncioCancelled:
+            pass  # (counted: the consumer's own cancellation propagates after)
 
 
 def _never_ran(obj: object) -> None:
@@ -1179,19 +1193,7 @@ class _Stream(Generic[T]):
                 "pipeline stream(): __aexit__ without __aenter__ "
                 "(use `async with p.stream() as items:`)"
             )
-        if isinstance(exc, AsyncioCancelled):
-            # (asyncio) The consumer is being cancelled: cancel the task group's scope,
-            # as its exit would, and leave the stages' own scopes alone -- that scope
-            # reaches every stage task. anyio moves the uncancel count of a stage's
-            # own cancelled scope to the group's scope when both are cancelled (also
-            # when the group's delivery skipped a task just woken and the stage's
-            # scope got to it first), and the group's exit then uncancels the
-            # *consumer* for it: its cancelling() count drops, and an asyncio.timeout()
-            # around the stream turns an outside Task.cancel() into a TimeoutError.
-            tg.cancel_scope.cancel()
-            run.stopping = run.group_stops = True
-        else:
-            run.stop()
+        run.stop()
         it = self._it
         if it is not None:
             ended = it.__anext__ is _finished  # run out, or closed by the consumer
@@ -1212,6 +1214,20 @@ class _Stream(Generic[T]):
                 # checkpoint (a native Task.cancel() is dropped, as asyncio.TaskGroup
                 # drops it when its body raised an error).
                 pass
+        elif isinstance(exc, AsyncioCancelled):
+            # (asyncio) Wait for the stages here, then leave a task group with nothing
+            # left in it. Its exit with the cancellation would cancel its own scope while
+            # the stages' scopes are cancelled, and anyio then moves their uncancel
+            # counts to the group's scope, whose exit uncancels the *consumer* for them:
+            # its cancelling() count would drop, and an asyncio.timeout() around the
+            # stream would turn an outside Task.cancel() into a TimeoutError. Another
+            # cancellation meanwhile is counted and comes out with this one.
+            await _wait_for(run)
+            cancelled = exc
+            try:
+                await tg.__aexit__(None, None, None)
+            except AsyncioCancelled:
+                pass  # (one more: it comes out as the consumer's, below)
         elif exc is not None:
             # A cancellation: the task group must see it (its cancel-scope accounting),
             # but it is not ours to swallow -- our tasks never cancel the group's own

@@ -1726,10 +1726,17 @@ async def _forever() -> AsyncIterator[int]:
         yield 1
 
 
+def _ident(x: int) -> int:
+    return x
+
+
 _CONSUMERS = {
     "stream": lambda: pipeline(_count_up()) | square,
     "map_workers": lambda: pipeline(_count_up()) | stages.map(_slow, workers=3),
     "merge": lambda: pipeline(_count_up()) | stages.merge(_forever()),
+    # A stage that cancels scopes of its own as it stops (a task group, a deadline).
+    "tee_stage_sink": lambda: pipeline(_count_up()) | stages.tee(stages.map(_ident)),
+    "batch_timeout": lambda: pipeline(_count_up()) | stages.batch(4, timeout=0.001),
 }
 
 
@@ -1753,8 +1760,10 @@ async def test_a_native_cancel_of_the_consumer_is_not_swallowed(
 
     async def consume() -> None:
         async with make().stream() as items:
-            async for x in items:
-                if x > 50:
+            seen = 0
+            async for _ in items:
+                seen += 1
+                if seen > 50:
                     await asyncio.sleep(10)
 
     async def victim() -> None:
@@ -1837,7 +1846,7 @@ async def test_a_native_cancel_at_a_random_moment_keeps_the_count(
     assert counts == [1] * 40
 
 
-@pytest.mark.parametrize("shape", ["map", "finally_raises"])
+@pytest.mark.parametrize("shape", ["map", "finally_raises", "tee_stage_sink", "batch_timeout"])
 async def test_an_outside_cancel_while_the_block_unwinds_from_a_timeout_is_not_swallowed(
     anyio_backend: tuple[str, dict[str, object]], shape: str
 ) -> None:
@@ -1874,7 +1883,12 @@ async def test_an_outside_cancel_while_the_block_unwinds_from_a_timeout_is_not_s
 
         async def consumer() -> None:
             async with asyncio.timeout(0.002):
-                stage: Any = stages.map(ident) if shape == "map" else fin_stage
+                stage: Any = {
+                    "map": stages.map(ident),
+                    "finally_raises": fin_stage,
+                    "tee_stage_sink": stages.tee(stages.map(ident)),
+                    "batch_timeout": stages.batch(4, timeout=0.001),
+                }[shape]
                 async with (pipeline(src()) | stage).stream() as items:
                     async for _ in items:
                         pass
