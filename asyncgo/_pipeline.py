@@ -406,6 +406,7 @@ class _Run:
         "cut",
         "delivered",
         "error",
+        "group_stops",
         "killed",
         "node_scopes",
         "nodes_done",
@@ -421,6 +422,9 @@ class _Run:
         # (asyncio) Set when the last stage task has ended, once _Stream.__aexit__
         # waits for that itself (see there).
         self.nodes_done: Any = None
+        # (asyncio) The task group's own scope stops every stage (see _Stream.__aexit__):
+        # the stages' scopes stay as they are.
+        self.group_stops = False
         self.ctx_stopped = False
         self.killed = False  # a node was cancelled from outside the pipeline
         self.cut = False  # cancel_upstream() cut stages off (their errors are dropped)
@@ -508,6 +512,8 @@ class _Run:
 
     def stop(self) -> None:
         self.stopping = True
+        if self.group_stops:
+            return
         for scope in tuple(self.scopes):
             scope.cancel()
 
@@ -646,11 +652,14 @@ async def _wait_for(run: _Run) -> None:
     if not any(run.node_scopes):
         return
     done = run.nodes_done = anyio.Event()
-    while not done.is_set():
-        try:
-            await done.wait()
-        except AsyncioCancelled:
-            pass  # (counted: the consumer's own cancellation propagates after)
+    # Shielded: an anyio scope cancelled meanwhile would deliver its cancellation at
+    # every turn of the loop; a native one still comes through, once each.
+    with CancelScope(shield=True):
+        while not done.is_set():
+            try:
+                await done.wait()
+            except AsyncioCancelled:
+                pass  # (counted: the consumer's own cancellation propagates after)
 
 
 def _never_ran(obj: object) -> None:
@@ -1193,7 +1202,26 @@ class _Stream(Generic[T]):
                 "pipeline stream(): __aexit__ without __aenter__ "
                 "(use `async with p.stream() as items:`)"
             )
-        run.stop()
+        # (asyncio) The consumer is being cancelled. anyio moves the uncancel count of
+        # a cancel scope in a stage task to the task group's scope, and on to the
+        # consumer's scopes, when a scope above it is cancelled too; the count of the
+        # consumer task then drops, and an asyncio.timeout() or a scope around the
+        # stream takes an outside Task.cancel() for its own (a TimeoutError, or a
+        # block that ends normally). So: under a cancelled anyio scope, only the task
+        # group's scope is cancelled (it reaches every stage, and the stages' scopes,
+        # not cancelled, have no count to move); for a native cancellation, the
+        # stages' scopes are, and the block waits for the stages itself and leaves the
+        # task group with nothing in it, never cancelling its scope.
+        native = False
+        if isinstance(exc, AsyncioCancelled):
+            if current_effective_deadline() == -math.inf:
+                tg.cancel_scope.cancel()
+                run.stopping = run.group_stops = True
+            else:
+                native = True
+                run.stop()
+        else:
+            run.stop()
         it = self._it
         if it is not None:
             ended = it.__anext__ is _finished  # run out, or closed by the consumer
@@ -1214,14 +1242,9 @@ class _Stream(Generic[T]):
                 # checkpoint (a native Task.cancel() is dropped, as asyncio.TaskGroup
                 # drops it when its body raised an error).
                 pass
-        elif isinstance(exc, AsyncioCancelled):
-            # (asyncio) Wait for the stages here, then leave a task group with nothing
-            # left in it. Its exit with the cancellation would cancel its own scope while
-            # the stages' scopes are cancelled, and anyio then moves their uncancel
-            # counts to the group's scope, whose exit uncancels the *consumer* for them:
-            # its cancelling() count would drop, and an asyncio.timeout() around the
-            # stream would turn an outside Task.cancel() into a TimeoutError. Another
-            # cancellation meanwhile is counted and comes out with this one.
+        elif native:
+            # (asyncio, see above) Another cancellation meanwhile is counted and comes
+            # out with this one.
             await _wait_for(run)
             cancelled = exc
             try:

@@ -1905,3 +1905,47 @@ async def test_an_outside_cancel_while_the_block_unwinds_from_a_timeout_is_not_s
         else:
             outcomes.append("returned")
     assert "TimeoutError" not in outcomes and "KeyError" not in outcomes, outcomes
+
+
+@pytest.mark.parametrize("kind", ["move_on_after", "fail_after"])
+async def test_an_outside_cancel_while_a_cancelled_anyio_scope_stops_the_stream(
+    anyio_backend: tuple[str, dict[str, object]], kind: str
+) -> None:
+    """An anyio scope around the block is cancelled; while its stages stop (one is in
+    a shielded wait), an outside Task.cancel() arrives: CancelledError. With the
+    stages' own scopes cancelled under the cancelled scope, anyio passed their counts
+    up to it and its exit ate the outside cancel: the task went on, or raised
+    TimeoutError (rev22)."""
+    if anyio_backend[0] != "asyncio":
+        pytest.skip("asyncio.Task.cancel() is asyncio's")
+    import asyncio
+
+    class Busy(stages.TaskStage[int, int]):
+        async def run(self, inp: Any, out: Any) -> None:
+            async for x in inp:
+                with anyio.CancelScope(shield=True):
+                    await asyncio.sleep(0.02)
+                await out.send(x)
+
+    async def src() -> AsyncIterator[int]:
+        i = 0
+        while True:
+            yield i
+            i += 1
+            await asyncio.sleep(0)
+
+    async def consumer() -> str:
+        cm = anyio.move_on_after(0.005) if kind == "move_on_after" else anyio.fail_after(0.005)
+        with cm:
+            async with (pipeline(src()) | Busy()).stream() as items:
+                async for _ in items:
+                    pass
+        await asyncio.sleep(0.05)
+        return "went on"
+
+    for _ in range(3):
+        t = asyncio.ensure_future(consumer())
+        await asyncio.sleep(0.012)  # the scope fired at 5 ms; Busy is in its shielded wait
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
