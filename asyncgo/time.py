@@ -43,7 +43,7 @@ from ._backend._timers import (
 )
 from ._chan import Chan, RecvChan
 from ._context import Context, check_callback, check_ctx, run_callback, sleep_or_done
-from ._exceptions import WouldBlock
+from ._exceptions import WouldBlock, to_seconds
 
 if TYPE_CHECKING:
     from typing import Self
@@ -56,10 +56,7 @@ def _seconds(x: object, what: str) -> float:
     if type(x) is not float:
         if type(x) is not int and (type(x) is bool or not isinstance(x, numbers.Real)):
             raise TypeError(f"{what}: duration must be a number of seconds, not {type(x).__name__}")
-        try:
-            x = float(x)
-        except OverflowError:  # an int beyond float's range: as good as infinite
-            x = math.inf if cast("float", x) > 0 else -math.inf
+        x = to_seconds(cast("float", x))  # (an int beyond float's range: infinite)
     if math.isnan(x):
         raise ValueError(f"{what}: duration must not be NaN")
     return x
