@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections import deque
 from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Final, final
@@ -50,6 +51,15 @@ _NS: Final[float] = 1e-9  # Go's time.Nanosecond: the resolution of its duration
 _CRUMB: Final[float] = 1e-3
 
 
+def _real_to_float(x: Any) -> float:
+    """*x* (a float, `Fraction`, numpy number...) as a float; one past float's range
+    as an infinity of its sign."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
 def every(seconds: float) -> float:
     """Convert the minimum time between events into a limit (events per second).
 
@@ -69,8 +79,11 @@ def every(seconds: float) -> float:
             await lim.wait()
         ```
     """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"rate: every(seconds) takes a number, not {type(seconds).__name__}")
+    x: Any = seconds
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"rate: every(seconds) takes a number, not {type(x).__name__}")
+    if not isinstance(seconds, int):
+        seconds = _real_to_float(seconds)
     if seconds != seconds:
         raise ValueError("rate: every(seconds=nan): the interval must be a number of seconds")
     if seconds <= 0:
@@ -82,8 +95,11 @@ def every(seconds: float) -> float:
 
 
 def _check_limit(limit: float, what: str) -> float:
-    if isinstance(limit, bool) or not isinstance(limit, (int, float)):
-        raise TypeError(f"rate: {what} takes a number, not {type(limit).__name__}")
+    x: Any = limit
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise TypeError(f"rate: {what} takes a number, not {type(x).__name__}")
+    if not isinstance(limit, int):
+        limit = _real_to_float(limit)
     if limit != limit or limit < 0:
         raise ValueError(f"rate: {what}={limit}: the limit must be >= 0 (or rate.INF)")
     try:
@@ -110,20 +126,30 @@ def _check_int(n: int, what: str) -> int:
     return n
 
 
-def _check_t(t: object, what: str) -> None:
-    """Refuse a clock time *t* that is not a number, naming *what*.
+#: The largest clock time a pure (``*_at``) call takes: finite, with room for a wait.
+_MAX_T: Final[float] = sys.float_info.max / 4
 
-    NaN would poison the state; a string or None would fail deep in the
+
+def _check_t(t: object, what: str) -> None:
+    """Refuse a clock time *t* that is not a finite number, naming *what*.
+
+    NaN or an infinity would poison the state (``-inf - -inf`` is NaN, and a NaN
+    count of tokens admits everything); a string or None would fail deep in the
     arithmetic with an unrelated message.
     """
     if type(t) is float:
-        if t == t:
+        if -_MAX_T <= t <= _MAX_T:
             return
     elif isinstance(t, bool) or not isinstance(t, numbers.Real):
         raise TypeError(f"rate: {what}(t) takes a clock time in seconds, not {type(t).__name__}")
-    elif t == t:
-        return
-    raise ValueError(f"rate: {what}(t=nan): the clock time must be a number")
+    else:
+        try:
+            if -_MAX_T <= float(t) <= _MAX_T:
+                return
+        except OverflowError:  # an int past float's range
+            pass
+    shown = f"t={t!r}" if isinstance(t, float) else f"t: {type(t).__name__} past float's range"
+    raise ValueError(f"rate: {what}({shown}): the clock time must be a finite number")
 
 
 def _loop_time(holder: Limiter | SlidingWindow) -> float | None:
@@ -263,7 +289,7 @@ class Reservation:
         """`delay` as seen at clock time *t* (pure). Go: ``r.DelayFrom(t)``
 
         Raises:
-            ValueError: *t* is NaN.
+            ValueError: *t* is NaN or infinite.
             TypeError: *t* is not a number.
         """
         _check_t(t, "delay_from")
@@ -284,7 +310,7 @@ class Reservation:
         """`cancel` as if at clock time *t* (pure). Go: ``r.CancelAt(t)``
 
         Raises:
-            ValueError: *t* is NaN.
+            ValueError: *t* is NaN or infinite.
             TypeError: *t* is not a number.
         """
         _check_t(t, "cancel_at")
@@ -318,6 +344,13 @@ class Reservation:
             if lim._last_event >= booked_until or _same_time(lim._last_event, booked_until):
                 return
             restore -= _tokens_from_duration(self._limit, lim._last_event - self._time_to_act)
+            # Go counts that time in whole nanoseconds; here it carries the float clock's
+            # rounding (a few ulps of the time, times the rate), which a zero limit set
+            # since would never refill: 0.99999998 of a token is then refused forever.
+            whole = round(restore)
+            slack = 4.0 * math.ulp(max(abs(lim._last_event), abs(self._time_to_act)))
+            if abs(restore - whole) <= min(slack * self._limit, _CRUMB):
+                restore = float(whole)
         if restore <= 0:
             return
         t, tokens = lim._advance(t)
@@ -342,7 +375,8 @@ class Limiter:
     With ``limit=INF`` everything is allowed (the burst is ignored); with
     ``limit=0`` the bucket is not refilled: the tokens in it are granted, then
     none until `set_limit` raises the limit (`burst` keeps its value). In any
-    interval of *T* seconds it grants at most ``burst + limit * T`` tokens.
+    interval of *T* seconds it grants at most ``burst + limit * T`` tokens (up to
+    the float clock's rounding: see docs/rate.md).
 
     Refill is computed from the clock, no task runs; the limiter is shared
     between tasks of one event loop. ``wait`` waiters are served in the order
@@ -488,9 +522,12 @@ class Limiter:
                 # kept by set_limit(0): Go's exact nanoseconds make it 1).
                 wait = 0.0
                 tokens = 0.0
-        # (t + wait <= t + max_future: tokens due exactly at a deadline d, where
-        # max_future = d - t, which the float subtraction may have rounded down.)
-        if n > self._burst or not (wait <= max_future or t + wait <= t + max_future):
+        # (Tokens due at a deadline d are granted, compared as clock times: the float
+        # subtraction max_future = d - t, and the tokens counted from t - last, may
+        # each have been rounded. allow()'s max_future of 0 is exact.)
+        if n > self._burst or not (
+            wait <= max_future or (max_future > 0 and _same_time(t + wait, t + max_future))
+        ):
             return None
         when = t + wait
         self._last = t
@@ -511,7 +548,7 @@ class Limiter:
         """The number of tokens available at clock time *t* (pure). Go: ``lim.TokensAt(t)``
 
         Raises:
-            ValueError: *t* is NaN.
+            ValueError: *t* is NaN or infinite.
             TypeError: *t* is not a number.
         """
         _check_t(t, "tokens_at")
@@ -521,7 +558,7 @@ class Limiter:
         """`allow` at clock time *t* (pure). Go: ``lim.AllowN(t, n)``
 
         Raises:
-            ValueError: *n* is negative, or *t* NaN.
+            ValueError: *n* is negative, or *t* NaN or infinite.
             TypeError: *t* is not a number.
         """
         if type(n) is not int or not 0 <= n <= _MAX_COUNT:
@@ -533,7 +570,7 @@ class Limiter:
         """`reserve` at clock time *t* (pure). Go: ``lim.ReserveN(t, n)``
 
         Raises:
-            ValueError: *n* is negative, or *t* NaN.
+            ValueError: *n* is negative, or *t* NaN or infinite.
             TypeError: *t* is not a number.
         """
         _check_int(n, "reserve(n)")
@@ -544,7 +581,7 @@ class Limiter:
         """`set_limit` at clock time *t* (pure). Go: ``lim.SetLimitAt(t, newLimit)``
 
         Raises:
-            ValueError: *limit* is negative or NaN, or *t* NaN.
+            ValueError: *limit* is negative or NaN, or *t* NaN or infinite.
             TypeError: *t* is not a number.
         """
         limit = _check_limit(limit, "set_limit(limit)")
@@ -567,7 +604,7 @@ class Limiter:
         """`set_burst` at clock time *t* (pure). Go: ``lim.SetBurstAt(t, newBurst)``
 
         Raises:
-            ValueError: *burst* is negative, or *t* NaN.
+            ValueError: *burst* is negative, or *t* NaN or infinite.
             TypeError: *t* is not a number.
         """
         burst = _check_int(burst, "set_burst(burst)")
@@ -712,15 +749,18 @@ class Limiter:
         r = Reservation._create(self, True, n, when, 0.0 if limit == INF else limit)
         try:
             await sleep(delay, ctx)
-        except DeadlineExceeded:
-            if current_time() >= r._time_to_act:
+        except BaseException as exc:
+            now = current_time()
+            if isinstance(exc, DeadlineExceeded) and (
+                now >= r._time_to_act or _same_time(now, r._time_to_act)
+            ):
                 # Tokens due exactly at the deadline were booked (Go's waitDuration <=
                 # deadline - now): the wait is over, whichever of the two fired first.
                 return
-            r.cancel()
-            raise
-        except BaseException:
-            r.cancel()
+            # The caller never acts on the tokens: all of them go back, also when the
+            # cancellation lands in the tick their time came (Reservation.cancel would
+            # count those as used), as far as later reservations did not count on them.
+            r._give_back(now)
             raise
 
     async def _checkpoint_granted(self, n: int, when: float) -> None:
@@ -839,7 +879,7 @@ class SlidingWindow:
         """Events counted in the window ending at clock time *t* (pure).
 
         Raises:
-            ValueError: *t* is NaN.
+            ValueError: *t* is NaN or infinite.
             TypeError: *t* is not a number.
         """
         _check_t(t, "count_at")
@@ -850,7 +890,7 @@ class SlidingWindow:
         """`allow` at clock time *t* (pure).
 
         Raises:
-            ValueError: *n* is negative or exceeds the limit, or *t* is NaN.
+            ValueError: *n* is negative or exceeds the limit, or *t* is NaN or infinite.
             TypeError: *t* is not a number.
         """
         self._check(n, "allow")
@@ -887,7 +927,7 @@ class SlidingWindow:
         """Seconds from clock time *t* until *n* events would fit (pure; takes nothing).
 
         Raises:
-            ValueError: *n* is negative or exceeds the limit, or *t* is NaN.
+            ValueError: *n* is negative or exceeds the limit, or *t* is NaN or infinite.
             TypeError: *t* is not a number.
         """
         self._check(n, "delay")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import time as _time
 from collections.abc import Callable
+from decimal import Decimal
+from fractions import Fraction
 
 import anyio
 import pytest
@@ -979,3 +981,100 @@ def test_allow_on_the_clock_equals_reserve_on_a_twin() -> None:
 
     for backend in ("asyncio", "trio"):
         anyio.run(main, backend=backend)
+
+
+# -- found by a timers-and-rate review (2026-12-07) ---------------------------------
+
+
+def test_infinite_and_oversized_clock_times_are_refused() -> None:
+    # -inf - -inf is NaN: a limiter fed -inf counted NaN tokens and admitted everything.
+    lim = Limiter(1, 1)
+    assert lim.allow_at(0.0)
+    for t, shown in ((math.inf, "t=inf"), (-math.inf, "t=-inf"), (10**400, "t: int past")):
+        for call, what in (
+            (lambda: lim.allow_at(t), "allow_at"),  # noqa: B023
+            (lambda: lim.reserve_at(t), "reserve_at"),  # noqa: B023
+            (lambda: lim.tokens_at(t), "tokens_at"),  # noqa: B023
+            (lambda: lim.set_limit_at(t, 2), "set_limit_at"),  # noqa: B023
+            (lambda: lim.set_burst_at(t, 2), "set_burst_at"),  # noqa: B023
+            (lambda: lim.reserve_at(0.0).cancel_at(t), "cancel_at"),  # noqa: B023
+            (lambda: lim.reserve_at(0.0).delay_from(t), "delay_from"),  # noqa: B023
+            (lambda: SlidingWindow(2, 1).allow_at(t), "allow_at"),  # noqa: B023
+            (lambda: SlidingWindow(2, 1).count_at(t), "count_at"),  # noqa: B023
+            (lambda: SlidingWindow(2, 1).delay_at(t), "delay_at"),  # noqa: B023
+        ):
+            pattern = rf"^rate: {what}\({shown}.*must be a finite number"
+            with pytest.raises(ValueError, match=pattern):
+                call()
+    lim = Limiter(1, 1)
+    assert lim.allow_at(0.0)
+    with pytest.raises(ValueError):
+        lim.allow_at(-math.inf)
+    assert lim.tokens_at(0.0) == 0.0  # nothing was poisoned
+    assert [lim.allow_at(0.0) for _ in range(100)] == [False] * 100
+    window = SlidingWindow(2, 1)
+    with pytest.raises(ValueError):
+        window.allow_at(math.inf)
+    assert window.count_at(0.0) == 0
+
+
+def test_limits_and_intervals_take_any_real_number() -> None:
+    # (time.sleep, with_timeout and the *_at clock times already took them)
+    assert every(Fraction(1, 10)) == 10.0
+    assert every(Fraction(10**400)) == 0.0
+    assert every(Fraction(-(10**400))) == INF
+    lim = Limiter(Fraction(1, 2), 1)
+    assert lim.limit == 0.5 and type(lim.limit) is float
+    assert Limiter(Fraction(10**400), 1).limit == INF
+    lim.set_limit_at(0.0, Fraction(3, 2))
+    assert lim.limit == 1.5
+    with pytest.raises(TypeError, match=r"^rate: every\(seconds\) takes a number, not Decimal"):
+        every(Decimal("0.1"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"must be >= 0"):
+        Limiter(Fraction(-1, 2), 1)
+
+
+def test_a_reservation_given_back_after_set_limit_zero_restores_whole_tokens() -> None:
+    # The time between the limiter's last event and the reservation counted at
+    # 1000/s on a clock 123456 s in: 0.99999998 of a token came back, which the
+    # zero limit set since never refills -- every allow() was refused. (Go: 1.)
+    t0 = 123456.789
+    lim = Limiter(0.5, 2)
+    assert lim.allow_at(t0 + 0.5)
+    lim.set_burst_at(t0 + 0.6, 2)
+    assert lim.reserve_at(t0 + 0.61).ok
+    assert not lim.allow_at(t0 + 0.61)
+    lim.set_burst_at(t0 + 0.86, 3)
+    lim.set_limit_at(t0 + 0.865, 1000)
+    assert lim.reserve_at(t0 + 0.915, 2).ok
+    r = lim.reserve_at(t0 + 1.165, 3)
+    lim.set_limit_at(t0 + 1.166, 0)
+    assert lim.reserve_at(t0 + 1.166, 0).ok
+    assert lim.reserve_at(t0 + 1.167, 1).ok
+    r.cancel_at(t0 + 1.067)  # gives back the 2 tokens the later one did not count on
+    assert not lim.allow_at(t0 + 1.567, 3)
+    assert lim.allow_at(t0 + 1.667, 1)
+
+
+async def test_a_wait_cancelled_in_the_tick_its_tokens_came_gives_them_back() -> None:
+    # The loop was busy past the tokens' time; the cancellation came before the wait
+    # could return. Reservation.cancel counts due tokens as used, so they were lost.
+    lim = Limiter(10, 3)
+    await lim.wait(3)  # drained: 3 more are due in 0.3 s
+    done = anyio.Event()
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+
+            async def waiter() -> None:
+                try:
+                    await lim.wait(3)
+                finally:
+                    done.set()
+
+            tg.start_soon(waiter)
+            await anyio.sleep(0)  # the waiter books its tokens and sleeps
+            _time.sleep(0.31)  # the loop is busy past their time
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert done.is_set()
+    assert lim.tokens() > 2.5  # (about 0.1 if the 3 were lost: they were due at 0.3 s)

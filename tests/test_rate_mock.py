@@ -243,3 +243,21 @@ async def test_a_very_high_rate_still_waits_for_its_tokens() -> None:
     for _ in range(1000):
         await lim.wait()
     assert trio.current_time() - t0 >= 998 / 2e9
+
+
+async def test_tokens_due_at_the_deadline_despite_the_rounding_of_the_refill() -> None:
+    # Drained at 1.901 s, one token back at 2.001 s counts 0.9999999999999987 (the
+    # float t - last): the 3 missing were 1e-16 s past the 0.3 s deadline, refused.
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, trio.testing.MockClock)
+    clock.jump(1.901)
+    lim = rate.Limiter(10, 4)
+    await lim.wait(4)
+    await trio.sleep(0.1)
+    ctx, cancel = with_timeout(background(), 0.3)
+    t0 = trio.current_time()
+    try:
+        await lim.wait(4, ctx)  # Go: waitDuration (300 ms) <= deadline - now (300 ms)
+    finally:
+        cancel()
+    assert trio.current_time() - t0 == approx(0.3)
