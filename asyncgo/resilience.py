@@ -46,7 +46,14 @@ from typing import (
 from ._backend import current_time
 from ._backend._timers import RunClock, asyncio_loop
 from ._context import Context, check_ctx, ended
-from ._exceptions import Canceled, check_sync_callable, not_a_function, not_awaitable, to_seconds
+from ._exceptions import (
+    Canceled,
+    DeadlineExceeded,
+    check_sync_callable,
+    not_a_function,
+    not_awaitable,
+    to_seconds,
+)
 from .time import _seconds, sleep
 
 __all__ = [
@@ -850,6 +857,14 @@ def _backoff_seconds(backoff: object, pause: object) -> float:
     return _seconds(pause, f"retry(backoff={backoff!r}) returned a pause that")
 
 
+def _give_up(exc: Exception, note: str) -> None:
+    """Note on *exc*, the last attempt's error, why `retry` gave up -- unless it is a
+    `DeadlineExceeded`: often a context's ``err()``, one object that every task of
+    that context raises, which would carry a note for each retry that met it."""
+    if not isinstance(exc, DeadlineExceeded):
+        exc.add_note(note)
+
+
 async def _retry(
     fn: Callable[..., Awaitable[T]],
     args: tuple[Any, ...],
@@ -874,8 +889,12 @@ async def _retry(
         except Exception as exc:
             if not isinstance(exc, retry_on) or not _may_count(exc):
                 raise
+            if ctx is not None:
+                err = ended(ctx)
+                if err is not None:  # (during the attempt: its error is the __context__)
+                    raise err
             if i >= attempts:
-                exc.add_note(f"retry: gave up after {i} attempts")
+                _give_up(exc, f"retry: gave up after {i} attempt{'' if i == 1 else 's'}")
                 raise
             pause = delay(i)
             if type(pause) is not float or pause != pause:  # (not a float, or NaN)
@@ -884,9 +903,10 @@ async def _retry(
             if ctx is not None:
                 deadline = ctx.deadline()
                 if deadline is not None and current_time() + pause >= deadline:
-                    exc.add_note(
+                    _give_up(
+                        exc,
                         f"retry: gave up after {i} of {attempts} attempts: the next "
-                        f"backoff ({pause:.3g} s) would pass the context deadline"
+                        f"backoff ({pause:.3g} s) would pass the context deadline",
                     )
                     raise
             await sleep(pause, ctx)

@@ -18,6 +18,7 @@ import trio.testing
 from asyncgo import background, resilience, with_cancel, with_cancel_cause, with_timeout
 from asyncgo._exceptions import Canceled, DeadlineExceeded
 from asyncgo.resilience import Backoff, BreakerStats, CircuitBreaker, CircuitOpen, State, retry
+from asyncgo.time import sleep as asyncgo_sleep
 
 pytestmark = pytest.mark.anyio
 
@@ -1262,3 +1263,65 @@ async def test_retry_raises_the_ctx_error_without_piling_up_tracebacks() -> None
         assert info.value is ctx.err() and info.value.__cause__ is cause
         lengths.add(len(list(traceback.walk_tb(info.value.__traceback__))))
     assert len(lengths) == 1
+
+
+# -- found by a review of the time-driven behaviour (2026-12-07) ---------------------
+
+
+async def test_retry_never_notes_a_contexts_shared_error() -> None:
+    # Every ctx.err() is one object: three retries that met it left three notes on it,
+    # which every later raise or log of that context's error then showed.
+    ctx, cancel = with_timeout(background(), 0.05)
+
+    async def fetch() -> None:
+        await asyncgo_sleep(60, ctx)  # honours ctx: raises ctx.err()
+
+    async def request() -> None:
+        with pytest.raises(DeadlineExceeded) as info:
+            await retry(fetch, attempts=3, backoff=Backoff(initial=0.01, jitter=False), ctx=ctx)
+        assert info.value is ctx.err()
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(request)
+    assert not getattr(ctx.err(), "__notes__", None)
+
+    async def last_attempt() -> None:  # no ctx= given to retry: given up, not noted
+        raise ended_err
+
+    ended_err = ctx.err()
+    assert ended_err is not None
+    with pytest.raises(DeadlineExceeded):
+        await retry(last_attempt, attempts=1)
+    assert not getattr(ctx.err(), "__notes__", None)
+    cancel()
+
+
+async def test_retry_raises_ctx_err_when_the_deadline_passed_during_an_attempt() -> None:
+    # It gave up with the attempt's error, noted "the next backoff would pass the
+    # context deadline" -- which had passed already; a cancel gave Canceled.
+    for how in ("deadline", "cancel"):
+        if how == "deadline":
+            ctx, cancel = with_timeout(background(), 0.01)
+        else:
+            ctx, cancel = with_cancel(background())
+
+        async def fetch() -> None:
+            if how == "cancel":
+                cancel()  # noqa: B023
+            else:
+                await anyio.sleep(0.2)  # past the deadline, not watching ctx
+            raise ConnectionError("late")
+
+        with pytest.raises(DeadlineExceeded if how == "deadline" else Canceled) as info:
+            await retry(fetch, attempts=5, backoff=Backoff(initial=0.001, jitter=False), ctx=ctx)
+        assert info.value is ctx.err()
+        assert isinstance(info.value.__context__, ConnectionError)
+        assert not getattr(info.value, "__notes__", None)
+        cancel()
+
+
+async def test_retry_note_after_one_attempt_is_singular() -> None:
+    with pytest.raises(Boom) as info:
+        await retry(boom, attempts=1)
+    assert info.value.__notes__ == ["retry: gave up after 1 attempt"]
