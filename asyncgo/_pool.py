@@ -11,8 +11,8 @@ the jobs, never the code that called `shutdown`, and `JobHandle.cancel` cancels
 the one job its worker is running (that worker then exits and a new one takes
 its place). The workers are spawned by the native task-group core `Group` uses
 (``asyncgo._backend._taskgroup``: the loop's own ``create_task``, or a trio
-nursery), which costs a fraction of an anyio task group's spawn: starting and
-stopping 100 workers takes about a third of the time.
+nursery), which costs less than an anyio task group's spawn: starting and
+stopping 100 workers takes about two thirds of the time on asyncio and uvloop.
 
 The hot path, per job: the submitter appends the handle to the channel's buffer
 (or hands it to a parked worker); a worker that finishes a job takes the next
@@ -495,8 +495,9 @@ class WorkerPool:
 
     Cost: a job costs one channel send and one receive (workers are long-lived);
     a worker that finishes a job takes the next queued one without yielding.
-    Starting (and joining) a worker costs an anyio task: about 15 µs on asyncio,
-    18 µs on trio (``docs/worker-pools.md``).
+    Starting (and joining) a worker costs a native task (the loop's
+    ``create_task``, or a trio nursery's): about 9 µs on asyncio, 17 µs on trio
+    (``docs/worker-pools.md``).
     Go: a ``jobs`` channel ranged over by N goroutines, plus a ``sync.WaitGroup``.
 
     Example:

@@ -649,7 +649,8 @@ class PubSub(Generic[K, T]):
         """Deliver *value* to *topic*'s subscribers now or to none; see `Broadcast.publish_nowait`.
 
         Raises:
-            WouldBlock: A ``"block"`` subscriber of *topic* has no room.
+            WouldBlock: A ``"block"`` subscriber of *topic* has no room, or a
+                publish to *topic* still waits.
             ChanClosed: The PubSub is closed.
             RuntimeError: Called from another event loop than *topic*'s subscribers'.
         """
