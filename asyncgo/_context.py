@@ -994,6 +994,7 @@ def ended(ctx: Context) -> Exception | None:
         cause = ctx.cause()
         err.__traceback__ = None
         err.__cause__ = None if cause is err else cause
+        err.__context__ = None  # (one raise's, in another task: its frames kept alive)
         err.__suppress_context__ = True
     return err
 

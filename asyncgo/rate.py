@@ -149,7 +149,10 @@ def _check_t(t: object, what: str) -> None:
         except OverflowError:  # an int past float's range
             pass
     shown = f"t={t!r}" if isinstance(t, float) else f"t: {type(t).__name__} past float's range"
-    raise ValueError(f"rate: {what}({shown}): the clock time must be a finite number")
+    raise ValueError(
+        f"rate: {what}({shown}): the clock time must be a finite number of seconds "
+        f"(at most {_MAX_T:.3g} either side of zero)"
+    )
 
 
 def _loop_time(holder: Limiter | SlidingWindow) -> float | None:
@@ -201,6 +204,12 @@ def _same_time(a: float, b: float) -> bool:
         return True
     m = max(abs(a), abs(b))
     return m < INF and abs(a - b) <= max(_NS, 4.0 * math.ulp(m))
+
+
+def _rounding(t: float, limit: float) -> float:
+    """How far past clock time *t* a wait's end may be and still count as *t*: the
+    float clock's rounding there (a few ulps), at most a crumb of tokens' worth."""
+    return min(4.0 * math.ulp(t), _CRUMB / limit) if limit > 0 else 4.0 * math.ulp(t)
 
 
 def _duration_from_tokens(limit: float, tokens: float) -> float:
@@ -522,11 +531,12 @@ class Limiter:
                 # kept by set_limit(0): Go's exact nanoseconds make it 1).
                 wait = 0.0
                 tokens = 0.0
-        # (Tokens due at a deadline d are granted, compared as clock times: the float
-        # subtraction max_future = d - t, and the tokens counted from t - last, may
-        # each have been rounded. allow()'s max_future of 0 is exact.)
+        # (Tokens due at a deadline d are granted: the float subtraction max_future =
+        # d - t, and the tokens counted from t - last, may each have been rounded.
+        # allow()'s max_future of 0 is exact.)
         if n > self._burst or not (
-            wait <= max_future or (max_future > 0 and _same_time(t + wait, t + max_future))
+            wait <= max_future
+            or (max_future > 0 and wait - max_future <= _rounding(t + max_future, limit))
         ):
             return None
         when = t + wait
@@ -752,7 +762,7 @@ class Limiter:
         except BaseException as exc:
             now = current_time()
             if isinstance(exc, DeadlineExceeded) and (
-                now >= r._time_to_act or _same_time(now, r._time_to_act)
+                r._time_to_act - now <= _rounding(now, r._limit)
             ):
                 # Tokens due exactly at the deadline were booked (Go's waitDuration <=
                 # deadline - now): the wait is over, whichever of the two fired first.

@@ -889,10 +889,11 @@ async def _retry(
         except Exception as exc:
             if not isinstance(exc, retry_on) or not _may_count(exc):
                 raise
-            if ctx is not None:
-                err = ended(ctx)
-                if err is not None:  # (during the attempt: its error is the __context__)
-                    raise err
+            if ctx is not None and ctx.err() is not None:
+                # Ended during the attempt: ctx.err(), raised at the top of the loop --
+                # out of this handler, so this task's error is not hung on the one
+                # object every task of the context raises (as its __context__).
+                continue
             if i >= attempts:
                 _give_up(exc, f"retry: gave up after {i} attempt{'' if i == 1 else 's'}")
                 raise
@@ -909,9 +910,9 @@ async def _retry(
                         f"backoff ({pause:.3g} s) would pass the context deadline",
                     )
                     raise
-            await sleep(pause, ctx)
-            continue
-        raise not_awaitable(fn, aw, "resilience: retry")
+        else:
+            raise not_awaitable(fn, aw, "resilience: retry")
+        await sleep(pause, ctx)  # (out of the handler too: a ctx.err() it raises is shared)
 
 
 class RetryDecorator(Protocol):

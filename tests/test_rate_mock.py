@@ -261,3 +261,19 @@ async def test_tokens_due_at_the_deadline_despite_the_rounding_of_the_refill() -
     finally:
         cancel()
     assert trio.current_time() - t0 == approx(0.3)
+
+
+async def test_tokens_due_past_the_deadline_at_a_high_rate_are_refused() -> None:
+    # The deadline's slack for the float clock's rounding was Go's whole nanosecond:
+    # at 1e10/s that granted 100 tokens due 0.9 ns past it, 9 over burst + limit*T.
+    await trio.sleep(1000)
+    lim = rate.Limiter(1e10, 100)
+    assert lim.allow(100)
+    t0 = trio.current_time()
+    ctx, cancel = with_timeout(background(), 9.1e-9)
+    try:
+        with pytest.raises(DeadlineExceeded, match="would exceed context deadline"):
+            await lim.wait(100, ctx)
+    finally:
+        cancel()
+    assert trio.current_time() == t0  # refused at once

@@ -1316,9 +1316,30 @@ async def test_retry_raises_ctx_err_when_the_deadline_passed_during_an_attempt()
         with pytest.raises(DeadlineExceeded if how == "deadline" else Canceled) as info:
             await retry(fetch, attempts=5, backoff=Backoff(initial=0.001, jitter=False), ctx=ctx)
         assert info.value is ctx.err()
-        assert isinstance(info.value.__context__, ConnectionError)
+        assert info.value.__context__ is None  # (not this task's error on a shared object)
         assert not getattr(info.value, "__notes__", None)
         cancel()
+
+
+async def test_retry_leaves_the_shared_ctx_err_without_another_tasks_error() -> None:
+    # Two tasks retrying under one ctx: the Canceled one caught held the other's
+    # ConnectionError (and its frames) as __context__.
+    ctx, cancel = with_cancel(background())
+    seen: list[BaseException | None] = []
+
+    async def attempt(name: str) -> None:
+        cancel()
+        raise ConnectionError(name)
+
+    async def task(name: str) -> None:
+        with pytest.raises(Canceled) as info:
+            await retry(attempt, name, attempts=3, ctx=ctx)
+        seen.append(info.value.__context__)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(task, "A")
+        tg.start_soon(task, "B")
+    assert seen == [None, None]
 
 
 async def test_retry_note_after_one_attempt_is_singular() -> None:
