@@ -49,6 +49,7 @@ try:
 except ModuleNotFoundError as _exc:
     raise _missing_extra(__name__, "starlette", _exc) from _exc
 
+from .._backend import checkpoint
 from .._context import Context, _current, current
 from .._debug_http import asgi_app as _debug_asgi_app
 from .._exceptions import Canceled, DeadlineExceeded
@@ -186,6 +187,11 @@ class ContextMiddleware:
                     await send(msg)
             finally:
                 _current.reset(token)
+            if not shield and msg.get("more_body", False):
+                # A stream whose source never awaits, through a send() that returns at
+                # once once the client is gone (uvicorn's), never yielded: the watcher,
+                # the deadline and every other request of the server waited for ever.
+                await checkpoint()
 
         def on_disconnect() -> None:
             if not complete:  # after the response, a disconnect is just the end

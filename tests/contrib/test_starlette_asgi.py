@@ -7,7 +7,9 @@ test_starlette.py.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 import anyio
 import anyio.lowlevel
@@ -19,7 +21,7 @@ httpx = pytest.importorskip("httpx")
 
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
+from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 import asyncgo  # noqa: E402
@@ -286,3 +288,48 @@ async def test_a_disconnect_after_an_unread_body_ended_by_an_empty_message() -> 
             await waiting.wait()
     assert isinstance(seen[0], ClientDisconnected)
     assert seen[1] == b"0123456789"
+
+
+@pytest.mark.parametrize("kind", ["streaming", "sse"])
+async def test_a_stream_whose_source_never_awaits_stops_when_the_client_goes(kind: str) -> None:
+    # uvicorn's send() returns at once once the client is gone; a source that never
+    # awaits then never yielded: the watcher never saw the disconnect, the deadline
+    # never fired, and the server's loop was stuck (here: all 20 000 items "sent").
+    made = 0
+
+    async def items() -> AsyncIterator[str]:
+        nonlocal made
+        for _ in range(20_000):
+            made += 1
+            yield "y"
+
+    async def stream(request: Request) -> Response:
+        if kind == "sse":
+            return EventStreamResponse(items())
+        return StreamingResponse(items())
+
+    app = Starlette(routes=[Route("/s", stream)])
+    app.add_middleware(ContextMiddleware, timeout=60, watch_after=0)
+    gone = anyio.Event()
+    bodies = 0
+    first = True
+
+    async def receive() -> dict[str, object]:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(msg: dict[str, object]) -> None:
+        nonlocal bodies
+        if msg["type"] == "http.response.body":
+            bodies += 1
+            if bodies == 10:
+                gone.set()  # from now on, like uvicorn: nothing goes anywhere
+
+    with anyio.fail_after(30):
+        with contextlib.suppress(Exception):
+            await app(_http_scope("GET", "/s"), receive, send)
+    assert made < 1000
