@@ -70,7 +70,7 @@ from ._backend import (
 from ._backend._tasks import TASK_NAMERS
 from ._chan import MAX_CAP, Chan, RecvChan, SendChan
 from ._context import Context, _current, background, check_ctx, ended
-from ._exceptions import WouldBlock
+from ._exceptions import Canceled, DeadlineExceeded, WouldBlock
 from ._group import Group
 
 if TYPE_CHECKING:
@@ -1273,7 +1273,9 @@ class _Stream(Generic[T]):
                 # The consumer's exception propagates, as itself; a stage's error it
                 # never read is named on it rather than dropped without a trace.
                 run.delivered = True
-                if err is not exc:  # (one object raised by both: nothing to name)
+                # (Not when both raised one object: nothing to name. Nor on a context's
+                # err(): one object every task of that context raises.)
+                if err is not exc and not isinstance(exc, Canceled | DeadlineExceeded):
                     try:
                         text = str(err)
                     except Exception:

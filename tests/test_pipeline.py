@@ -880,6 +880,17 @@ async def test_no_note_for_the_consumers_own_error_object_or_a_bad_str() -> None
     ]
 
 
+async def test_no_note_on_a_contexts_shared_error_raised_by_the_consumer() -> None:
+    """A consumer that raises ``ctx.err()`` raises one object every task of that
+    context raises: a note there would follow it everywhere (review, 2026-12-07)."""
+    ctx, cancel = with_cancel(background())
+    cancel()
+    err = ctx.err()
+    assert err is not None
+    assert await _stage_fails_then_consumer_raises(Boom("stage"), err) is err
+    assert not getattr(err, "__notes__", None)
+
+
 async def test_stage_returning_a_non_iterator_is_a_clear_type_error() -> None:
     with pytest.raises(TypeError, match="returned int, not an async iterator"):
         await (pipeline(range(3)) | (lambda items: 42)).collect()  # type: ignore[operator]
