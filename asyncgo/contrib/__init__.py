@@ -18,6 +18,7 @@ import math
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
+from .._backend import checkpoint
 from .._chan import Chan, SendChan
 from .._context import (
     CancelCauseFunc,
@@ -137,6 +138,10 @@ async def pump(
     elif isinstance(source, AsyncIterable):
         async for x in source:
             await write(x)
+            # A source that never awaits, written to a fast client (aiohttp's write
+            # then never waits for the drain), never yielded: no deadline, no other
+            # request ran. (A pipeline's or a producer's channel yields on its own.)
+            await checkpoint()
     elif callable(source):
         produce = source
         ch = Chan[Any]()

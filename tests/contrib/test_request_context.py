@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import anyio
 import pytest
 
@@ -73,3 +75,26 @@ async def test_the_pair_cancels_on_leaving_a_with_block() -> None:
         with new_request_context(background(), timeout) as ctx:
             assert ctx.err() is None
         assert isinstance(ctx.err(), Canceled)
+
+
+async def test_pump_of_a_source_that_never_awaits_lets_the_deadline_end_it() -> None:
+    # aiohttp's write() waits only when its buffer is full: to a fast client, a source
+    # that never awaits never yielded, and the stream ran past the request's deadline.
+    from asyncgo.contrib import pump
+
+    written = 0
+
+    async def source() -> AsyncIterator[int]:
+        for i in range(200_000):
+            yield i
+
+    async def write(item: object) -> None:
+        nonlocal written
+        written += 1
+
+    ctx, cancel = new_request_context(background(), 0.01)
+    with pytest.raises(DeadlineExceeded):
+        with ctx.scope():
+            await pump(ctx, source(), write)
+    cancel()
+    assert written < 200_000
