@@ -212,6 +212,16 @@ def _rounding(t: float, limit: float) -> float:
     return min(4.0 * math.ulp(t), _CRUMB / limit) if limit > 0 else 4.0 * math.ulp(t)
 
 
+def _whole_within_rounding(tokens: float, t: float, limit: float) -> float:
+    """*tokens* counted at *limit* from times near clock time *t*, as the whole number
+    they are within the float clock's rounding there (a few ulps of *t*, times the
+    rate, at most a crumb); else as they are."""
+    whole = round(tokens)
+    if tokens != whole and abs(tokens - whole) <= min(4.0 * math.ulp(t) * limit, _CRUMB):
+        return float(whole)
+    return tokens
+
+
 def _duration_from_tokens(limit: float, tokens: float) -> float:
     if limit <= 0:
         return INF_DURATION
@@ -354,12 +364,10 @@ class Reservation:
                 return
             restore -= _tokens_from_duration(self._limit, lim._last_event - self._time_to_act)
             # Go counts that time in whole nanoseconds; here it carries the float clock's
-            # rounding (a few ulps of the time, times the rate), which a zero limit set
-            # since would never refill: 0.99999998 of a token is then refused forever.
-            whole = round(restore)
-            slack = 4.0 * math.ulp(max(abs(lim._last_event), abs(self._time_to_act)))
-            if abs(restore - whole) <= min(slack * self._limit, _CRUMB):
-                restore = float(whole)
+            # rounding, which a zero limit set since would never refill: 0.99999998 of
+            # a token is then refused forever.
+            t_far = max(abs(lim._last_event), abs(self._time_to_act))
+            restore = _whole_within_rounding(restore, t_far, self._limit)
         if restore <= 0:
             return
         t, tokens = lim._advance(t)
@@ -603,9 +611,7 @@ class Limiter:
             # t - last (a few ulps of t, times that rate), which Go's whole
             # nanoseconds do not: at the new rate it would become a wait (10 ms at
             # 100/s, a day into the clock, is 0.9999999995 tokens: then 1 ns at 0.5/s).
-            r = round(tokens)
-            if tokens != r and abs(tokens - r) <= min(4.0 * math.ulp(t) * old, _CRUMB):
-                tokens = float(r)
+            tokens = _whole_within_rounding(tokens, t, old)
         self._last = t
         self._tokens = tokens
         self._limit = limit
