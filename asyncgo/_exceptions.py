@@ -22,7 +22,8 @@ import pickle
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any
+from types import TracebackType
+from typing import Any, NoReturn
 
 from ._backend import AsyncioCancelled, retire_last_process_worker
 
@@ -348,3 +349,18 @@ def to_seconds(x: float) -> float:
         return float(x)
     except OverflowError:
         return float("inf") if x > 0 else float("-inf")
+
+
+def raise_shared(err: BaseException, tb: TracebackType | None) -> NoReturn:
+    """Raise *err*, an exception kept and raised again (a singleflight call's, a task
+    handle's, `once_value`'s), each time with its own traceback *tb*: re-raising it
+    as is would pile up every raiser's frames. Its ``__context__`` stays its own:
+    raised inside a caller's ``except``, Python would chain it to what that caller
+    was handling -- and keep that caller's frames alive.
+    """
+    context, suppress = err.__context__, err.__suppress_context__
+    try:
+        raise err.with_traceback(tb)
+    finally:
+        err.__context__, err.__suppress_context__ = context, suppress
+        del err, context

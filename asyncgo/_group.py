@@ -50,7 +50,7 @@ from ._backend._taskgroup import (
     make_core,
 )
 from ._context import Context, _current, _node, check_ctx, current
-from ._exceptions import Canceled, WouldBlock
+from ._exceptions import Canceled, WouldBlock, raise_shared
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -102,12 +102,13 @@ class TaskHandle(Generic[T_co]):
         ```
     """
 
-    __slots__ = ("_fn", "_group", "_state", "_task", "_value", "_waiters")
+    __slots__ = ("_fn", "_group", "_state", "_task", "_tb", "_value", "_waiters")
 
     _fn: object
     _group: Group
     _state: int
     _value: object
+    _tb: TracebackType | None
     _waiters: list[Any] | None
     _task: Any
 
@@ -139,6 +140,10 @@ class TaskHandle(Generic[T_co]):
                 "TaskHandle.result(): the task has not finished yet; await the handle, "
                 "or read the result after the Group's async with block"
             )
+        if st == FAILED:
+            # The same exception each time, with the task's own traceback (raised as
+            # it is, it would grow by every caller's frames) and its own __context__.
+            raise_shared(self._value, self._tb)  # type: ignore[arg-type]
         raise self._error()
 
     def exception(self) -> BaseException | None:

@@ -1280,10 +1280,13 @@ class _Stream(Generic[T]):
                         text = str(err)
                     except Exception:
                         text = "<exception str() failed>"
-                    exc.add_note(
+                    note = (
                         f"(asyncgo: a stage of this pipeline also failed, with "
                         f"{type(err).__qualname__}: {text}; the consumer's error propagates)"
                     )
+                    # (Once: the consumer's error may be shared, a once_value's say.)
+                    if note not in getattr(exc, "__notes__", ()):
+                        exc.add_note(note)
             return False
         # A stage's error not yet seen, also over the consumer's cancellation (errors
         # win over cancellation, as in `Group`: one that happened is never dropped).

@@ -72,6 +72,7 @@ from ._exceptions import (
     call_sync,
     check_sync_callable,
     is_async,
+    raise_shared,
     run_in_process,
     stray_cancellation,
 )
@@ -309,7 +310,9 @@ class JobHandle(Generic[R_co]):
         if state < _DONE:
             raise WouldBlock("job has not finished")
         assert self._exc is not None
-        raise self._exc
+        # The same exception each time, with the job's own traceback (raised as it
+        # is, it would grow by every caller's frames) and its own __context__.
+        raise_shared(self._exc, self._result)
 
     def exception(self) -> BaseException | None:
         """Return the job's exception (`JobCancelled` if cancelled), None if it succeeded.
@@ -382,7 +385,9 @@ class JobHandle(Generic[R_co]):
 
     def _finish(self, state: int, value: Any, exc: BaseException | None) -> None:
         self._state = state
-        self._result = value
+        # (A failed job's result slot keeps its exception's own traceback: result()
+        # re-raises the exception with it alone.)
+        self._result = value if exc is None else exc.__traceback__
         self._exc = exc
         self._args = None  # type: ignore[assignment]
         self._scope = None
@@ -424,11 +429,12 @@ class _Crew:
 class _Member:
     """A pool task's outcome slot for the core (`_HandleLike`); nobody waits on it."""
 
-    __slots__ = ("_state", "_task", "_value", "_waiters")
+    __slots__ = ("_state", "_task", "_tb", "_value", "_waiters")
 
     def __init__(self) -> None:
         self._state = PENDING
         self._value: object = None
+        self._tb: TracebackType | None = None
         self._waiters: list[Any] | None = None
         self._task: Any = None
 

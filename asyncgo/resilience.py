@@ -860,8 +860,9 @@ def _backoff_seconds(backoff: object, pause: object) -> float:
 def _give_up(exc: Exception, note: str) -> None:
     """Note on *exc*, the last attempt's error, why `retry` gave up -- unless it is a
     `DeadlineExceeded`: often a context's ``err()``, one object that every task of
-    that context raises, which would carry a note for each retry that met it."""
-    if not isinstance(exc, DeadlineExceeded):
+    that context raises. Other errors may be shared too (a singleflight call's, a
+    `once_value`'s): a note already there is not added again."""
+    if not isinstance(exc, DeadlineExceeded) and note not in getattr(exc, "__notes__", ()):
         exc.add_note(note)
 
 

@@ -30,7 +30,6 @@ from typing import (
     Any,
     Generic,
     NamedTuple,
-    NoReturn,
     Self,
     TypeVar,
     TypeVarTuple,
@@ -62,7 +61,7 @@ from ._backend._taskgroup import (
 from ._backend._tasks import TASK_NAMERS, _trio_mod, all_tasks, current_task, task_parent
 from ._backend._timers import Runtime, elsewhere, runtime_or_none
 from ._chan import Chan, RecvChan
-from ._exceptions import not_a_function, not_awaitable, stray_cancellation
+from ._exceptions import not_a_function, not_awaitable, raise_shared, stray_cancellation
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -85,6 +84,7 @@ class _Call:
     __slots__ = (
         "_state",
         "_task",
+        "_tb",
         "_value",
         "_waiters",
         "aborted",
@@ -104,6 +104,7 @@ class _Call:
     def __init__(self) -> None:
         self._state = PENDING
         self._value: object = None
+        self._tb: TracebackType | None = None  # (the core's; the callers use tb)
         self._waiters: list[Any] | None = None
         self._task: Any = None
         self.waiters: list[Any] = []  # parkers; cancelled ones stay until the call ends
@@ -306,7 +307,7 @@ class Group:
             # into the task group: its errors go to the callers) comes out as
             # itself, and first, as out of an errgroup Group.
             self._fatal = None
-            _raise_shared(fatal, fatal.__traceback__)
+            raise_shared(fatal, fatal.__traceback__)
         if exc is not None and not isinstance(exc, get_cancelled_exc_class()):
             # The block's own exception propagates as itself, an exception group
             # included: ``async with singleflight.Group()`` is transparent to errors.
@@ -314,7 +315,7 @@ class Group:
         if cancel_exc is not None:
             if cancel_exc is exc:
                 return False
-            _raise_shared(cancel_exc, cancel_exc.__traceback__)
+            raise_shared(cancel_exc, cancel_exc.__traceback__)
         # A cancellation of the block that was the core's own (it aborted): taken back.
         return exc is not None
 
@@ -441,14 +442,14 @@ class Group:
             await checkpoint()  # our own cancellation, if that is what ended it, goes first
             if call.detached:
                 if call.exc is not None:  # KeyboardInterrupt, SystemExit...: in every caller
-                    _raise_shared(call.exc, call.tb)
+                    raise_shared(call.exc, call.tb)
                 raise RuntimeError(
                     f"singleflight: the call for key {key!r} was cancelled from outside "
                     "(its event loop is shutting down)"
                 )
             raise _aborted_error(call, key)
         if call.exc is not None:
-            _raise_shared(call.exc, call.tb)
+            raise_shared(call.exc, call.tb)
         return call.value, call.dups > 0  # type: ignore[return-value]
 
     def do_chan(
@@ -802,22 +803,6 @@ def _retrieve(task: Any) -> None:
     """Mark the exception of an ended asyncio task as retrieved."""
     if not task.cancelled():
         task.exception()
-
-
-def _raise_shared(err: BaseException, tb: TracebackType | None) -> NoReturn:
-    """Raise the call's exception in one of its callers (or *err* out of ``__aexit__``).
-
-    The same exception in every caller, each time with the call's own traceback
-    (re-raising it as is would pile up every caller's frames), and its own
-    __context__: raised inside a caller's ``except``, Python would chain it to
-    what that caller was handling.
-    """
-    context, suppress = err.__context__, err.__suppress_context__
-    try:
-        raise err.with_traceback(tb)
-    finally:
-        err.__context__, err.__suppress_context__ = context, suppress
-        del err, context
 
 
 def _call_name(f: FrameType) -> str:

@@ -891,6 +891,18 @@ async def test_no_note_on_a_contexts_shared_error_raised_by_the_consumer() -> No
     assert not getattr(err, "__notes__", None)
 
 
+async def test_the_note_is_not_added_twice_to_a_shared_consumer_error() -> None:
+    """The consumer may raise one object again and again (a once_value's error):
+    the note names the stage's error once, not once per pipeline (review)."""
+    shared = KeyError("shared")
+    for _ in range(3):
+        assert await _stage_fails_then_consumer_raises(Boom("stage"), shared) is shared
+    assert shared.__notes__ == [
+        "(asyncgo: a stage of this pipeline also failed, with Boom: stage; "
+        "the consumer's error propagates)"
+    ]
+
+
 async def test_stage_returning_a_non_iterator_is_a_clear_type_error() -> None:
     with pytest.raises(TypeError, match="returned int, not an async iterator"):
         await (pipeline(range(3)) | (lambda items: 42)).collect()  # type: ignore[operator]

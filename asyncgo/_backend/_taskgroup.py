@@ -38,6 +38,7 @@ import contextvars
 import sys
 from asyncio import CancelledError
 from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 from weakref import ref as _ref
 
@@ -83,6 +84,7 @@ class _HandleLike(Protocol):
 
     _state: int
     _value: object
+    _tb: TracebackType | None  # the task's traceback, when it failed
     _waiters: list[Any] | None
     _task: Any
 
@@ -379,6 +381,7 @@ class AsyncioCore:
             if type(exc) is TypeError and value is not _NOTHING and not hasattr(value, "__await__"):
                 exc = _not_awaitable(fn, value)
             h._value = exc
+            h._tb = exc.__traceback__  # (re-raised with it alone: see TaskHandle.result)
             h._state = FAILED
             self._group._fail(exc)
         else:
@@ -617,6 +620,7 @@ class TrioCore:
             if type(exc) is TypeError and value is not _NOTHING and not hasattr(value, "__await__"):
                 exc = _not_awaitable(fn, value)
             h._value = exc
+            h._tb = exc.__traceback__  # (re-raised with it alone: see TaskHandle.result)
             h._state = FAILED
             self._group._fail(exc)
         else:

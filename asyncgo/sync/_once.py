@@ -19,7 +19,7 @@ from inspect import isawaitable
 from typing import TYPE_CHECKING, Generic, TypeVar, final, overload
 
 from asyncgo._backend import checkpoint, must_checkpoint
-from asyncgo._exceptions import not_a_function
+from asyncgo._exceptions import not_a_function, raise_shared
 
 from ._mutex import Mutex
 
@@ -240,8 +240,9 @@ def _once_value(
             await checkpoint()
         if res.exc is not None:
             # The same exception every time, with the traceback of the failed
-            # call (re-raising it as is would grow its traceback on every call).
-            raise res.exc.with_traceback(res.tb)
+            # call (re-raising it as is would grow its traceback on every call),
+            # and its own __context__ (not what this caller was handling).
+            raise_shared(res.exc, res.tb)
         return res.value  # type: ignore[return-value]
 
     return call

@@ -43,8 +43,16 @@ def _ctx_error(ctx: _Context) -> BaseException:
     err = ctx.err()
     if err is None:
         return Canceled()
-    # One shared object, raised again and again: clear its traceback, or it grows.
-    return err.with_traceback(None)
+    # One shared object, raised again and again: clear its traceback (or it grows) and
+    # what an earlier raise chained to it (another task's error), and chain the cause,
+    # as the context's own waits do.
+    err.__traceback__ = None
+    cause = getattr(ctx, "cause", None)
+    c = cause() if callable(cause) else None
+    err.__cause__ = None if c is err else c
+    err.__context__ = None
+    err.__suppress_context__ = True
+    return err
 
 
 @final
